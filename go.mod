@@ -1,0 +1,3 @@
+module github.com/dhtkit/dhtkit
+
+go 1.26

@@ -1,0 +1,119 @@
+package kademlia
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/dhtkit/dhtkit/id"
+	"github.com/dhtkit/dhtkit/krpc"
+)
+
+// OpID names an operation started with Engine.Start.
+type OpID uint64
+
+// Op is an operation a user asks of the engine. The concrete types are
+// Ping, FindNode, GetPeers, Announce, SampleInfohashes and Bootstrap.
+type Op interface{ isOp() }
+
+// Ping sends one ping to Addr; the Result carries the responder's id.
+type Ping struct{ Addr netip.AddrPort }
+
+// FindNode is an iterative lookup of the K nodes closest to Target.
+type FindNode struct{ Target id.ID }
+
+// GetPeers is an iterative get_peers lookup: the peers stored for InfoHash
+// and the K closest nodes (with their tokens, kept for a later announce).
+type GetPeers struct{ InfoHash id.ID }
+
+// Announce runs a get_peers lookup and then announce_peer on the K closest
+// nodes that returned a token.
+type Announce struct {
+	InfoHash    id.ID
+	Port        int
+	ImpliedPort bool // ask peers to use the UDP source port instead (BEP 5 implied_port)
+}
+
+// SampleInfohashes sends one BEP 51 sample_infohashes query to Addr.
+type SampleInfohashes struct {
+	Addr   netip.AddrPort
+	Target id.ID
+}
+
+// Bootstrap adds Addrs to the bootstrap list and joins through them: every
+// address is retried with back-off until one answers, then the engine looks
+// up its own id to fill its table. The Result comes when that lookup ends.
+type Bootstrap struct{ Addrs []netip.AddrPort }
+
+func (Ping) isOp()             {}
+func (FindNode) isOp()         {}
+func (GetPeers) isOp()         {}
+func (Announce) isOp()         {}
+func (SampleInfohashes) isOp() {}
+func (Bootstrap) isOp()        {}
+
+// Result is the outcome of an operation.
+type Result struct {
+	Op  OpID
+	Err error // nil, ErrTimeout, ErrNoContacts, ErrClosed or a *RemoteError
+
+	ID       id.ID            // Ping, SampleInfohashes: the responder's id
+	Nodes    []krpc.NodeInfo  // lookups: the closest nodes that answered, nearest first
+	Peers    []netip.AddrPort // GetPeers, Announce: peers found, without duplicates
+	Stored   int              // Announce: nodes that acknowledged the announce
+	Samples  []id.ID          // SampleInfohashes
+	Num      int              // SampleInfohashes: infohashes the responder holds
+	Interval time.Duration    // SampleInfohashes: how long before asking it again
+
+	Stats LookupStats
+}
+
+// LookupStats describes how an operation went.
+type LookupStats struct {
+	Queries   int           // queries sent
+	Responses int           // responses received
+	Timeouts  int           // queries that timed out
+	Hops      int           // longest chain of responses that led to the result
+	Duration  time.Duration // from Start to the Result
+}
+
+// Packet is a datagram to send. Data is valid until the next call on the
+// engine that produced it.
+type Packet struct {
+	To   netip.AddrPort
+	Data []byte
+}
+
+// Ready is what the engine asks its driver to do now.
+type Ready struct {
+	Packets []Packet
+	Results []Result
+}
+
+// Errors an operation can end with.
+var (
+	ErrTimeout    = errors.New("kademlia: no response")
+	ErrNoContacts = errors.New("kademlia: no nodes to query: the routing table is empty (bootstrap first)")
+	ErrClosed     = errors.New("kademlia: engine closed")
+	ErrReadOnly   = errors.New("kademlia: read-only node")
+	ErrCanceled   = errors.New("kademlia: operation canceled")
+)
+
+// RemoteError is a KRPC error returned by the node queried.
+type RemoteError struct {
+	Code int
+	Msg  string
+}
+
+func (e *RemoteError) Error() string {
+	return fmt.Sprintf("kademlia: remote error %d: %s", e.Code, e.Msg)
+}
+
+// Direction says whether a tapped message came in or went out.
+type Direction uint8
+
+const (
+	In Direction = iota
+	Out
+)

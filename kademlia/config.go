@@ -1,0 +1,146 @@
+package kademlia
+
+import (
+	"io"
+	"net/netip"
+	"time"
+
+	"github.com/dhtkit/dhtkit/id"
+	"github.com/dhtkit/dhtkit/krpc"
+	"github.com/dhtkit/dhtkit/routing"
+)
+
+// Config configures an Engine. The zero value of every field means its
+// default, listed in DefaultConfig.
+type Config struct {
+	// ID is the node id. Zero: random, drawn from Rand.
+	ID id.ID
+	// K is the bucket size and the number of closest nodes a lookup
+	// returns (BEP 5: 8).
+	K int
+	// Alpha is the number of queries a lookup keeps in flight (3).
+	Alpha int
+	// QueryTimeout bounds the wait for one response before the contact's
+	// RTT is known (2s). With RTT samples the timeout adapts to
+	// srtt+4·rttvar, clamped to [MinQueryTimeout, QueryTimeout].
+	QueryTimeout    time.Duration
+	MinQueryTimeout time.Duration // 250ms
+	// Network is the network name: "" or "mainline" is the public BitTorrent
+	// DHT; any other name is a private network whose messages carry the
+	// name and which drops every message that does not.
+	Network string
+	// Version is the client version sent as "v" (BEP 5/20): "DK" and two
+	// version bytes.
+	Version []byte
+	// ReadOnly makes the node a BEP 43 read-only node: it asks but never
+	// answers, and flags its queries with ro=1 so peers do not add it.
+	ReadOnly bool
+	// IPv6 says the engine's socket is IPv6: its table holds IPv6 contacts
+	// and it answers with nodes6 (BEP 32).
+	IPv6 bool
+	// Bootstrap lists nodes to join through; see the Bootstrap op.
+	Bootstrap []netip.AddrPort
+	// Rand supplies randomness (ids, tokens, transaction ids). nil means
+	// crypto/rand; a seeded source makes the engine deterministic.
+	Rand io.Reader
+	// NewTable builds the routing table for the node's id. nil: the BEP 5
+	// k-bucket table.
+	NewTable func(self id.ID, k int) routing.Table
+	// TokenRotation is how often the announce token secret changes (5m);
+	// a token is accepted for two periods.
+	TokenRotation time.Duration
+	// RefreshInterval is how long a bucket may stay unchanged before it is
+	// refreshed by a lookup of a random id in it (15m).
+	RefreshInterval time.Duration
+	// PeerTTL is how long an announced peer is kept (30m).
+	PeerTTL time.Duration
+	// MaxInfohashes and MaxPeersPerInfohash bound the peer store.
+	MaxInfohashes       int // 65536
+	MaxPeersPerInfohash int // 1024
+	// RateLimit is the queries per second answered for one source IP, with
+	// a burst of RateBurst (100/s, 200). Zero values take the defaults;
+	// a negative RateLimit disables the limit.
+	RateLimit float64
+	RateBurst int
+	// SampleInterval is the interval BEP 51 responders ask requesters to
+	// wait before asking again (6h is typical; default 60s).
+	SampleInterval time.Duration
+	// QueryHook, when set, sees every valid query after the engine has
+	// composed its reply, and may change the reply (LightDHT-style
+	// research). Returning false drops the query unanswered. q and reply
+	// are valid only during the call.
+	QueryHook func(from netip.AddrPort, q *krpc.Msg, reply *krpc.Msg) bool
+	// Tap, when set, sees every message sent or received (after decoding).
+	// m is valid only during the call.
+	Tap func(dir Direction, peer netip.AddrPort, m *krpc.Msg)
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		K:                   8,
+		Alpha:               3,
+		QueryTimeout:        2 * time.Second,
+		MinQueryTimeout:     250 * time.Millisecond,
+		Version:             []byte{'D', 'K', 0, 1},
+		TokenRotation:       5 * time.Minute,
+		RefreshInterval:     15 * time.Minute,
+		PeerTTL:             30 * time.Minute,
+		MaxInfohashes:       65536,
+		MaxPeersPerInfohash: 1024,
+		RateLimit:           100,
+		RateBurst:           200,
+		SampleInterval:      60 * time.Second,
+	}
+}
+
+// withDefaults fills the zero fields of c from DefaultConfig.
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.K <= 0 {
+		c.K = d.K
+	}
+	if c.Alpha <= 0 {
+		c.Alpha = d.Alpha
+	}
+	if c.QueryTimeout <= 0 {
+		c.QueryTimeout = d.QueryTimeout
+	}
+	if c.MinQueryTimeout <= 0 {
+		c.MinQueryTimeout = d.MinQueryTimeout
+	}
+	if c.MinQueryTimeout > c.QueryTimeout {
+		c.MinQueryTimeout = c.QueryTimeout
+	}
+	if c.Version == nil {
+		c.Version = d.Version
+	}
+	if c.TokenRotation <= 0 {
+		c.TokenRotation = d.TokenRotation
+	}
+	if c.RefreshInterval <= 0 {
+		c.RefreshInterval = d.RefreshInterval
+	}
+	if c.PeerTTL <= 0 {
+		c.PeerTTL = d.PeerTTL
+	}
+	if c.MaxInfohashes <= 0 {
+		c.MaxInfohashes = d.MaxInfohashes
+	}
+	if c.MaxPeersPerInfohash <= 0 {
+		c.MaxPeersPerInfohash = d.MaxPeersPerInfohash
+	}
+	if c.RateLimit == 0 {
+		c.RateLimit = d.RateLimit
+	}
+	if c.RateBurst <= 0 {
+		c.RateBurst = d.RateBurst
+	}
+	if c.SampleInterval <= 0 {
+		c.SampleInterval = d.SampleInterval
+	}
+	if c.Network == "mainline" {
+		c.Network = ""
+	}
+	return c
+}
