@@ -98,6 +98,12 @@ var (
 	ErrClosed     = errors.New("kademlia: engine closed")
 	ErrReadOnly   = errors.New("kademlia: read-only node")
 	ErrCanceled   = errors.New("kademlia: operation canceled")
+	ErrNotStored  = errors.New("kademlia: no node accepted the announce")
+
+	errBadPort   = errors.New("kademlia: announce: port must be 1-65535 (or implied)")
+	errBadAddr   = errors.New("kademlia: invalid address")
+	errBusy      = errors.New("kademlia: too many queries in flight")
+	errUnknownOp = errors.New("kademlia: unknown operation")
 )
 
 // RemoteError is a KRPC error returned by the node queried.

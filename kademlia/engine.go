@@ -1,5 +1,5 @@
 // Package kademlia is the Kademlia protocol engine of the BitTorrent DHT
-// (BEP 5, with BEP 32, 42, 43, 44 and 51), written as a deterministic state
+// (BEP 5, with BEP 32, 42, 43 and 51), written as a deterministic state
 // machine in the manner of etcd-io/raft: it does no I/O and reads no clock.
 // A driver hands it time, datagrams and user operations, and applies what
 // Ready returns: datagrams to send and operations finished. The UDP runtime
@@ -7,6 +7,11 @@
 package kademlia
 
 import (
+	"bytes"
+	"container/heap"
+	"crypto/rand"
+	"io"
+	mrand "math/rand/v2"
 	"net/netip"
 	"time"
 
@@ -25,58 +30,323 @@ type Stats struct {
 	Malformed   uint64 // packets that failed to decode or validate
 	RateLimited uint64 // queries dropped by the per-IP limit
 	ForeignNet  uint64 // messages dropped for carrying another network name
+	Unsolicited uint64 // responses that matched no query of ours
 	Timeouts    uint64 // queries of ours that got no answer
 	BytesIn     uint64
 	BytesOut    uint64
 }
 
+// maintenanceInterval is how often the engine looks at its table, its
+// peer store and its bootstrap state when nothing else wakes it.
+const maintenanceInterval = 30 * time.Second
+
 // Engine is one DHT node's protocol state. It is not safe for concurrent
 // use: its driver serializes calls.
 type Engine struct {
-	cfg Config
+	cfg   Config
+	self  id.ID
+	net   []byte // private network name, nil for mainline
+	rng   *mrand.Rand
+	table routing.Table
+	stats Stats
+
+	// Outgoing queries awaiting an answer, by transaction id.
+	pending map[uint16]*pending
+	timers  timerHeap
+	nextTID uint16
+	free    []*pending
+	rtt     rttEstimator
+
+	ops     map[OpID]*opState
+	lastOp  OpID
+	boot    bootstrapper
+	pinging map[id.ID]bool // table pings in flight (ping-before-evict)
+
+	tokens  tokens
+	peers   peerStore
+	limiter rateLimiter
+	votes   ipVotes
+
+	nextMaintenance time.Time
+
+	// Scratch space, reused so that answering a query allocates nothing.
+	in       krpc.Msg
+	out      krpc.Msg
+	contacts []routing.Contact
+	tid      [2]byte
+	tokBuf   [tokenLen]byte
+
+	// Output, handed to the driver by Ready.
+	arena   []byte
+	packets []Packet
+	results []Result
+	drained bool
+	closed  bool
 }
 
 // New returns an engine for cfg, started at now.
 func New(cfg Config, now time.Time) *Engine {
-	panic("unimplemented")
+	cfg = cfg.withDefaults()
+	src := cfg.Rand
+	if src == nil {
+		src = rand.Reader
+	}
+	var seed [32]byte
+	if _, err := io.ReadFull(src, seed[:]); err != nil {
+		panic("kademlia: reading random seed: " + err.Error())
+	}
+	rng := mrand.New(mrand.NewChaCha8(seed))
+	if cfg.ID.IsZero() {
+		cfg.ID = id.Random(randReader{rng})
+	}
+	e := &Engine{
+		cfg:     cfg,
+		self:    cfg.ID,
+		rng:     rng,
+		pending: make(map[uint16]*pending),
+		ops:     make(map[OpID]*opState),
+		nextTID: uint16(rng.Uint32()),
+		limiter: rateLimiter{rate: cfg.RateLimit, burst: float64(cfg.RateBurst)},
+		peers: peerStore{
+			ttl:        cfg.PeerTTL,
+			maxHashes:  cfg.MaxInfohashes,
+			maxPerHash: cfg.MaxPeersPerInfohash,
+		},
+		nextMaintenance: now.Add(maintenanceInterval),
+	}
+	if cfg.Network != "" {
+		e.net = []byte(cfg.Network)
+	}
+	if cfg.NewTable != nil {
+		e.table = cfg.NewTable(e.self, cfg.K)
+	} else {
+		e.table = routing.NewBEP5(e.self, cfg.K, randReader{rng})
+	}
+	e.tokens.init(now, cfg.TokenRotation, e.secret)
+	e.rtt.init(cfg.QueryTimeout)
+	if len(cfg.Bootstrap) > 0 {
+		e.startOp(now, Bootstrap{Addrs: cfg.Bootstrap}, true)
+	}
+	return e
 }
 
+// randReader adapts a math/rand generator to io.Reader for id.Random.
+type randReader struct{ r *mrand.Rand }
+
+func (r randReader) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = byte(r.r.Uint32())
+	}
+	return len(p), nil
+}
+
+func (e *Engine) secret(b []byte) { randReader{e.rng}.Read(b) }
+
 // ID is the node's id.
-func (e *Engine) ID() id.ID { return e.cfg.ID }
+func (e *Engine) ID() id.ID { return e.self }
 
-// Receive hands the engine a datagram that arrived from a peer. The engine
-// does not keep packet after it returns.
-func (e *Engine) Receive(now time.Time, from netip.AddrPort, packet []byte) {}
+// Table is the routing table (read it only from the driver's goroutine).
+func (e *Engine) Table() routing.Table { return e.table }
 
-// Start begins an operation; its Result comes out of Ready.
-func (e *Engine) Start(now time.Time, op Op) OpID { return 0 }
+// Stats returns the engine's counters.
+func (e *Engine) Stats() Stats { return e.stats }
 
-// Cancel ends an operation early; its Result carries ErrCanceled.
-func (e *Engine) Cancel(now time.Time, op OpID) {}
+// ExternalAddr is the address peers most often report for us in the "ip"
+// field (BEP 42), and how many reports it has.
+func (e *Engine) ExternalAddr() (netip.AddrPort, int) { return e.votes.best() }
 
-// Tick advances the engine's timers to now.
-func (e *Engine) Tick(now time.Time) {}
+// Infohashes returns up to n infohashes from the peer store.
+func (e *Engine) Infohashes(n int) []id.ID {
+	if n > e.peers.len() {
+		n = e.peers.len()
+	}
+	return append([]id.ID(nil), e.peers.hashes[:n]...)
+}
+
+// begin starts a call that may produce output: what an earlier Ready
+// handed out is dropped now, not before, so it stayed valid until here.
+func (e *Engine) begin() {
+	if e.drained {
+		e.arena = e.arena[:0]
+		clear(e.packets)
+		e.packets = e.packets[:0]
+		e.results = e.results[:0]
+		e.drained = false
+	}
+}
 
 // Ready returns what the driver should do now and clears it. Packet data
 // is valid until the next call on the engine.
-func (e *Engine) Ready() Ready { return Ready{} }
+func (e *Engine) Ready() Ready {
+	e.drained = true
+	return Ready{Packets: e.packets, Results: e.results}
+}
+
+// HasReady reports whether Ready has anything to hand out.
+func (e *Engine) HasReady() bool {
+	return !e.drained && (len(e.packets) > 0 || len(e.results) > 0)
+}
 
 // Deadline is the time of the engine's next timer; the driver calls Tick
 // then (or earlier). Zero means no timer is pending.
-func (e *Engine) Deadline() time.Time { return time.Time{} }
+func (e *Engine) Deadline() time.Time {
+	if e.closed {
+		return time.Time{}
+	}
+	d := e.nextMaintenance
+	if t := e.tokens.next(); t.Before(d) {
+		d = t
+	}
+	if len(e.timers) > 0 && e.timers[0].at.Before(d) {
+		d = e.timers[0].at
+	}
+	if t, ok := e.boot.next(); ok && t.Before(d) {
+		d = t
+	}
+	return d
+}
 
-// Close ends every operation with ErrClosed.
-func (e *Engine) Close(now time.Time) {}
+// Tick advances the engine's timers to now.
+func (e *Engine) Tick(now time.Time) {
+	if e.closed {
+		return
+	}
+	e.begin()
+	for len(e.timers) > 0 && !e.timers[0].at.After(now) {
+		t := heap.Pop(&e.timers).(timer)
+		p := e.pending[t.tid]
+		if p == nil || p.gen != t.gen {
+			continue // answered already
+		}
+		if !p.stalled && now.Before(p.hard) {
+			p.stalled = true
+			heap.Push(&e.timers, timer{at: p.hard, tid: t.tid, gen: p.gen})
+			e.onStalled(now, p)
+			continue
+		}
+		e.onTimeout(now, p)
+	}
+	e.tokens.maybeRotate(now, e.secret)
+	e.boot.tick(now, e)
+	if !now.Before(e.nextMaintenance) {
+		e.maintain(now)
+		e.nextMaintenance = now.Add(maintenanceInterval)
+	}
+}
 
-// Table is the routing table (read it only from the driver's goroutine).
-func (e *Engine) Table() routing.Table { return nil }
+// maintain does the periodic work: refresh idle buckets, expire peers,
+// forget idle rate-limit state, rejoin when the table has emptied.
+func (e *Engine) maintain(now time.Time) {
+	e.peers.expire(now)
+	if e.limiter.rate > 0 && now.Sub(e.limiter.swept) > 5*time.Minute {
+		e.limiter.sweep(now)
+	}
+	if e.table.Len() == 0 {
+		e.boot.rejoin(now, e)
+		return
+	}
+	for _, target := range e.table.Refresh(now, e.cfg.RefreshInterval, nil) {
+		e.startOp(now, FindNode{Target: target}, true)
+	}
+}
 
-// Stats returns the engine's counters.
-func (e *Engine) Stats() Stats { return Stats{} }
+// Receive hands the engine a datagram that arrived from a peer. The engine
+// keeps no reference to packet after it returns.
+func (e *Engine) Receive(now time.Time, from netip.AddrPort, packet []byte) {
+	if e.closed {
+		return
+	}
+	e.begin()
+	e.stats.BytesIn += uint64(len(packet))
+	m := &e.in
+	if err := m.Decode(packet); err != nil {
+		e.stats.Malformed++
+		// Answer a malformed query with 203 when we can tell it was one
+		// and whom to answer; anything else is dropped silently.
+		if m.Y == krpc.Query && len(m.T) > 0 && !e.cfg.ReadOnly && e.limiter.allow(now, from.Addr()) {
+			e.replyError(now, from, m.T, krpc.CodeProtocol, "malformed packet")
+		}
+		return
+	}
+	if !bytes.Equal(m.Net, e.net) {
+		e.stats.ForeignNet++
+		return
+	}
+	if e.cfg.Tap != nil {
+		e.cfg.Tap(In, from, m)
+	}
+	switch m.Y {
+	case krpc.Query:
+		e.handleQuery(now, from, m)
+	case krpc.Response, krpc.Error:
+		e.handleReply(now, from, m)
+	default:
+		e.stats.Malformed++
+	}
+}
 
-// ExternalAddr is the address peers most often report for us in the "ip"
-// field (BEP 42), and how many distinct peers reported it.
-func (e *Engine) ExternalAddr() (netip.AddrPort, int) { return netip.AddrPort{}, 0 }
+// send encodes e.out to addr and queues it.
+func (e *Engine) send(to netip.AddrPort) {
+	m := &e.out
+	m.Net = e.net
+	if e.cfg.Tap != nil {
+		e.cfg.Tap(Out, to, m)
+	}
+	start := len(e.arena)
+	e.arena = m.Append(e.arena)
+	e.stats.BytesOut += uint64(len(e.arena) - start)
+	// Growing the arena leaves earlier packets on the old array, whose
+	// bytes stay valid, so nothing needs repointing.
+	e.packets = append(e.packets, Packet{To: to, Data: e.arena[start:len(e.arena):len(e.arena)]})
+}
 
-// Infohashes returns the infohashes in the peer store, up to n.
-func (e *Engine) Infohashes(n int) []id.ID { return nil }
+// Close ends every operation with ErrClosed. The engine ignores every
+// later call but Ready.
+func (e *Engine) Close(now time.Time) {
+	if e.closed {
+		return
+	}
+	e.begin()
+	for _, op := range e.sortedOps() {
+		e.finish(now, op, ErrClosed)
+	}
+	e.closed = true
+}
+
+// ipVotes counts the external addresses peers report in "ip" (BEP 42), so
+// the node learns its public address without asking any outside service.
+type ipVotes struct {
+	addrs  [8]netip.AddrPort
+	counts [8]int
+}
+
+func (v *ipVotes) add(a netip.AddrPort) {
+	if !a.IsValid() {
+		return
+	}
+	low := 0
+	for i := range v.addrs {
+		if v.addrs[i] == a {
+			v.counts[i]++
+			return
+		}
+		if v.counts[i] < v.counts[low] {
+			low = i
+		}
+	}
+	// Replace the weakest candidate; halving the rest ages old votes.
+	for i := range v.counts {
+		v.counts[i] /= 2
+	}
+	v.addrs[low], v.counts[low] = a, 1
+}
+
+func (v *ipVotes) best() (netip.AddrPort, int) {
+	b := 0
+	for i := range v.counts {
+		if v.counts[i] > v.counts[b] {
+			b = i
+		}
+	}
+	return v.addrs[b], v.counts[b]
+}

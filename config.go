@@ -1,0 +1,51 @@
+package dhtkit
+
+import (
+	"log/slog"
+
+	"github.com/dhtkit/dhtkit/kademlia"
+)
+
+// Network names with a meaning of their own.
+const (
+	// DefaultNetwork is the private network nodes join unless told
+	// otherwise, so that a dhtkit node never mixes with the public DHT by
+	// accident.
+	DefaultNetwork = "dhtkit"
+	// Mainline is the public BitTorrent DHT: a node on it is a standard
+	// BEP 5 node.
+	Mainline = "mainline"
+)
+
+// Config configures a Node.
+type Config struct {
+	// Listen is the UDP address to bind, host:port (":6881"). An empty or
+	// IPv4 host makes an IPv4 node; an IPv6 host an IPv6 node (BEP 32).
+	// Tests use "127.0.0.1:0".
+	Listen string
+	// Network is the network name: DefaultNetwork, Mainline, or any other
+	// private name. Nodes only talk to nodes of the same network.
+	Network string
+	// Bootstrap lists host:port addresses of nodes to join through. Names
+	// are resolved, and addresses retried with back-off until one answers.
+	// Empty: the node waits to be contacted (or for Node.Bootstrap). A
+	// library node never contacts the public routers on its own, not even
+	// on Mainline; the CLI adds them when asked to.
+	Bootstrap []string
+	// Kademlia tunes the engine (K, Alpha, timeouts, ReadOnly, NewTable,
+	// QueryHook, Tap, ...). Its Network and IPv6 fields are set from
+	// Network and Listen.
+	Kademlia kademlia.Config
+	// Logger receives the node's logs; nil: slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the defaults: port 6881 on every IPv4 address,
+// the private network DefaultNetwork, no bootstrap nodes.
+func DefaultConfig() Config {
+	return Config{
+		Listen:   ":6881",
+		Network:  DefaultNetwork,
+		Kademlia: kademlia.DefaultConfig(),
+	}
+}

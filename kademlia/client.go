@@ -1,0 +1,258 @@
+package kademlia
+
+import (
+	"container/heap"
+	"net/netip"
+	"time"
+
+	"github.com/dhtkit/dhtkit/id"
+	"github.com/dhtkit/dhtkit/krpc"
+	"github.com/dhtkit/dhtkit/routing"
+)
+
+// pending is a query of ours awaiting its answer.
+type pending struct {
+	tid     uint16
+	gen     uint32 // distinguishes reuses of this struct, for stale timers
+	to      netip.AddrPort
+	nodeID  id.ID // who we think answers; zero when unknown (bootstrap, ping)
+	method  krpc.Method
+	sent    time.Time
+	hard    time.Time // the query fails at this time
+	stalled bool      // past its soft timeout: no longer counted as in flight
+	op      OpID      // 0 for the table's own pings
+	purpose purpose
+}
+
+type purpose uint8
+
+const (
+	forOp        purpose = iota // a query of an operation (lookup, ping, ...)
+	forTablePing                // ping-before-evict
+	forBootstrap                // a probe of a bootstrap address
+)
+
+// timer wakes the engine for a pending query: first at its soft timeout,
+// then at its hard one.
+type timer struct {
+	at  time.Time
+	tid uint16
+	gen uint32
+}
+
+type timerHeap []timer
+
+func (h timerHeap) Len() int           { return len(h) }
+func (h timerHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h timerHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *timerHeap) Push(x any)        { *h = append(*h, x.(timer)) }
+func (h *timerHeap) Pop() any {
+	old := *h
+	t := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return t
+}
+
+// rttEstimator keeps a smoothed round-trip time and its variance over all
+// responses (RFC 6298), from which per-query soft timeouts are derived:
+// a query that takes longer than most stops holding up a lookup.
+type rttEstimator struct {
+	srtt, rttvar time.Duration
+	samples      int
+}
+
+func (r *rttEstimator) init(initial time.Duration) {
+	r.srtt = initial / 4
+	r.rttvar = initial / 8
+}
+
+func (r *rttEstimator) add(sample time.Duration) {
+	if sample <= 0 {
+		sample = time.Microsecond
+	}
+	if r.samples == 0 {
+		r.srtt, r.rttvar = sample, sample/2
+	} else {
+		diff := r.srtt - sample
+		if diff < 0 {
+			diff = -diff
+		}
+		r.rttvar = (3*r.rttvar + diff) / 4
+		r.srtt = (7*r.srtt + sample) / 8
+	}
+	r.samples++
+}
+
+// softTimeout is how long a query may take before the lookup moves on
+// without it, for a contact whose own RTT is rtt (0 when unknown).
+func (e *Engine) softTimeout(rtt time.Duration) time.Duration {
+	t := e.rtt.srtt + 4*e.rtt.rttvar
+	if rtt > 0 && 2*rtt > t {
+		t = 2 * rtt
+	}
+	return min(max(t, e.cfg.MinQueryTimeout), e.cfg.QueryTimeout)
+}
+
+// query builds the query in e.out around the given method and sends it;
+// the caller fills e.out.A after newQuery and before sendQuery.
+func (e *Engine) newQuery(method krpc.Method) *krpc.Msg {
+	m := &e.out
+	m.Reset()
+	m.Y = krpc.Query
+	m.Q = method
+	m.A.Has = krpc.HasID
+	m.A.ID = e.self
+	m.V = e.cfg.Version
+	m.RO = e.cfg.ReadOnly
+	return m
+}
+
+// sendQuery sends e.out to `to` and tracks it. It returns false when every
+// transaction id is in use.
+func (e *Engine) sendQuery(now time.Time, to netip.AddrPort, nodeID id.ID, op OpID, why purpose) bool {
+	if len(e.pending) >= 1<<16-1 {
+		return false
+	}
+	for e.pending[e.nextTID] != nil {
+		e.nextTID++
+	}
+	tid := e.nextTID
+	e.nextTID++
+	var p *pending
+	if n := len(e.free); n > 0 {
+		p = e.free[n-1]
+		e.free = e.free[:n-1]
+	} else {
+		p = new(pending)
+	}
+	gen := p.gen + 1
+	var rtt time.Duration
+	if !nodeID.IsZero() {
+		if c, ok := e.table.Get(nodeID); ok {
+			rtt = c.RTT
+		}
+	}
+	*p = pending{
+		tid: tid, gen: gen, to: to, nodeID: nodeID, method: e.out.Q,
+		sent: now, hard: now.Add(e.cfg.QueryTimeout), op: op, purpose: why,
+	}
+	e.pending[tid] = p
+	soft := now.Add(e.softTimeout(rtt))
+	if !soft.Before(p.hard) {
+		p.stalled = true
+		soft = p.hard
+	}
+	heap.Push(&e.timers, timer{at: soft, tid: tid, gen: gen})
+	e.tid = [2]byte{byte(tid >> 8), byte(tid)}
+	e.out.T = e.tid[:]
+	e.stats.QueriesOut[e.out.Q]++
+	e.send(to)
+	return true
+}
+
+func (e *Engine) release(p *pending) {
+	delete(e.pending, p.tid)
+	e.free = append(e.free, p)
+}
+
+// handleReply matches a response or error to the query it answers.
+func (e *Engine) handleReply(now time.Time, from netip.AddrPort, m *krpc.Msg) {
+	if len(m.T) != 2 {
+		e.stats.Unsolicited++
+		return
+	}
+	tid := uint16(m.T[0])<<8 | uint16(m.T[1])
+	p := e.pending[tid]
+	// A reply must come from the address we asked: anyone else could be
+	// guessing transaction ids to poison our lookups.
+	if p == nil || p.to != from {
+		e.stats.Unsolicited++
+		return
+	}
+	if m.Y == krpc.Error {
+		e.stats.ErrorsIn++
+		e.release(p)
+		e.onError(now, p, m)
+		return
+	}
+	e.stats.ResponsesIn++
+	sender, ok := m.SenderID()
+	if !ok || sender == e.self {
+		e.stats.Malformed++
+		return // not an answer we can use; let it time out
+	}
+	rtt := now.Sub(p.sent)
+	e.rtt.add(rtt)
+	e.votes.add(m.IP)
+	if !p.nodeID.IsZero() && p.nodeID != sender {
+		// The address now answers with another id: the old entry is stale.
+		e.table.Remove(p.nodeID)
+	}
+	if !m.RO {
+		e.observe(now, sender, from, routing.Responded, rtt)
+	}
+	e.release(p)
+	switch p.purpose {
+	case forTablePing:
+		delete(e.pinging, p.nodeID)
+	case forBootstrap:
+		e.boot.answered(now, e, from, sender, m)
+	case forOp:
+		e.onResponse(now, p, sender, m)
+	}
+}
+
+// onStalled is called when a query passes its soft timeout.
+func (e *Engine) onStalled(now time.Time, p *pending) {
+	if p.purpose == forOp {
+		if op := e.ops[p.op]; op != nil && op.lookup != nil {
+			op.lookup.stalled(now, e, p)
+		}
+	}
+}
+
+// onTimeout is called when a query passes its hard timeout.
+func (e *Engine) onTimeout(now time.Time, p *pending) {
+	e.stats.Timeouts++
+	e.release(p)
+	if !p.nodeID.IsZero() {
+		e.table.Failed(now, p.nodeID)
+	}
+	switch p.purpose {
+	case forTablePing:
+		delete(e.pinging, p.nodeID)
+	case forBootstrap:
+		e.boot.timedOut(now, e, p.to)
+	case forOp:
+		e.onFailure(now, p, ErrTimeout)
+	}
+}
+
+// onError handles a KRPC error reply to one of our queries.
+func (e *Engine) onError(now time.Time, p *pending, m *krpc.Msg) {
+	err := &RemoteError{Code: m.E.Code, Msg: string(m.E.Msg)}
+	switch p.purpose {
+	case forTablePing:
+		delete(e.pinging, p.nodeID)
+	case forBootstrap:
+		// It answered, even if with an error: it is alive, but gave us no
+		// nodes. Keep trying the others.
+		e.boot.timedOut(now, e, p.to)
+	case forOp:
+		e.onFailure(now, p, err)
+	}
+}
+
+// observe tells the table about a node and sends the ping it asks for.
+func (e *Engine) observe(now time.Time, nodeID id.ID, addr netip.AddrPort, how routing.Source, rtt time.Duration) {
+	c, ping := e.table.Observe(now, nodeID, addr, how, rtt)
+	if !ping || e.pinging[c.ID] {
+		return
+	}
+	if e.pinging == nil {
+		e.pinging = make(map[id.ID]bool)
+	}
+	e.pinging[c.ID] = true
+	e.newQuery(krpc.MethodPing)
+	e.sendQuery(now, c.Addr, c.ID, 0, forTablePing)
+}

@@ -1,0 +1,431 @@
+package kademlia
+
+import (
+	"errors"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dhtkit/dhtkit/id"
+	"github.com/dhtkit/dhtkit/krpc"
+	"github.com/dhtkit/dhtkit/routing"
+)
+
+func TestPing(t *testing.T) {
+	n := newTestNet(t, 1)
+	a, b := n.add(Config{}), n.add(Config{})
+	r := n.do(a, Ping{Addr: b.addr})
+	if r.Err != nil || r.ID != b.e.ID() {
+		t.Fatalf("ping: got id %v err %v, want %v", r.ID, r.Err, b.e.ID())
+	}
+	// Both now know each other: a from the response, b from the query.
+	if _, ok := a.e.Table().Get(b.e.ID()); !ok {
+		t.Error("pinger did not add the responder")
+	}
+	if _, ok := b.e.Table().Get(a.e.ID()); !ok {
+		t.Error("responder did not add the pinger")
+	}
+}
+
+func TestPingTimeout(t *testing.T) {
+	n := newTestNet(t, 1)
+	a := n.add(Config{QueryTimeout: time.Second})
+	dead := netip.MustParseAddrPort("127.9.9.9:6881")
+	r := n.do(a, Ping{Addr: dead})
+	if !errors.Is(r.Err, ErrTimeout) {
+		t.Fatalf("ping of a dead address: err %v, want ErrTimeout", r.Err)
+	}
+	if r.Stats.Duration != time.Second {
+		t.Errorf("timed out after %v, want the 1s QueryTimeout", r.Stats.Duration)
+	}
+}
+
+// trueClosest returns the k ids nearest to target among all nodes but self.
+func trueClosest(n *testNet, self, target id.ID, k int) []id.ID {
+	var all []id.ID
+	for _, tn := range n.order {
+		if tn.e.ID() != self {
+			all = append(all, tn.e.ID())
+		}
+	}
+	slices.SortFunc(all, func(a, b id.ID) int { return id.CompareDistance(target, a, b) })
+	return all[:k]
+}
+
+func ids(nodes []krpc.NodeInfo) []id.ID {
+	out := make([]id.ID, len(nodes))
+	for i, n := range nodes {
+		out[i] = n.ID
+	}
+	return out
+}
+
+func TestLookupFindsTrueClosest(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		nodes int
+		loss  float64
+		want  float64 // fraction of lookups returning exactly the true K closest
+	}{
+		{"200 nodes", 200, 0, 0.99},
+		// Each query is tried twice, so with 5% loss per datagram a
+		// true-closest node is missed with probability ~1% per node.
+		{"200 nodes 5% loss", 200, 0.05, 0.90},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := newTestNet(t, 7)
+			if tc.loss > 0 {
+				n.drop = func(_, _ netip.AddrPort, _ []byte) bool { return n.rng.Float64() < tc.loss }
+			}
+			n.build(tc.nodes, Config{})
+			const lookups = 200
+			exact := 0
+			var hops, queries int
+			for i := range lookups {
+				src := n.order[n.rng.IntN(len(n.order))]
+				target := id.Random(seededReader{n.rng})
+				r := n.do(src, FindNode{Target: target})
+				if r.Err != nil {
+					t.Errorf("lookup %d: %v", i, r.Err)
+					continue
+				}
+				if slices.Equal(ids(r.Nodes), trueClosest(n, src.e.ID(), target, 8)) {
+					exact++
+				}
+				hops += r.Stats.Hops
+				queries += r.Stats.Queries
+			}
+			frac := float64(exact) / lookups
+			t.Logf("%s: %d/%d exact, %.1f hops, %.1f queries per lookup", n, exact, lookups,
+				float64(hops)/lookups, float64(queries)/lookups)
+			if frac < tc.want {
+				t.Errorf("only %.1f%% of lookups found the true 8 closest, want ≥ %.0f%%", 100*frac, 100*tc.want)
+			}
+		})
+	}
+}
+
+func TestAnnounceThenGetPeers(t *testing.T) {
+	n := newTestNet(t, 3)
+	n.build(60, Config{})
+	h := id.FromString("ubuntu.iso")
+	a, b := n.order[5], n.order[40]
+	ra := n.do(a, Announce{InfoHash: h, Port: 51413})
+	if ra.Err != nil || ra.Stored == 0 {
+		t.Fatalf("announce: stored on %d nodes, err %v", ra.Stored, ra.Err)
+	}
+	implied := n.order[17]
+	if r := n.do(implied, Announce{InfoHash: h, ImpliedPort: true}); r.Err != nil {
+		t.Fatalf("announce with implied_port: %v", r.Err)
+	}
+	rb := n.do(b, GetPeers{InfoHash: h})
+	if rb.Err != nil {
+		t.Fatalf("get_peers: %v", rb.Err)
+	}
+	want := []netip.AddrPort{
+		netip.AddrPortFrom(a.addr.Addr(), 51413),
+		implied.addr, // the UDP source port
+	}
+	for _, w := range want {
+		if !slices.Contains(rb.Peers, w) {
+			t.Errorf("get_peers found %v, want it to include %v", rb.Peers, w)
+		}
+	}
+	// BEP 51: a node that stores the swarm samples it.
+	holder := n.nodes[ra.Nodes[0].Addr]
+	rs := n.do(b, SampleInfohashes{Addr: holder.addr, Target: h})
+	if rs.Err != nil || !slices.Contains(rs.Samples, h) || rs.Num < 1 || rs.Interval <= 0 {
+		t.Errorf("sample_infohashes: samples %v num %d interval %v err %v", rs.Samples, rs.Num, rs.Interval, rs.Err)
+	}
+}
+
+func TestAnnounceValidation(t *testing.T) {
+	n := newTestNet(t, 1)
+	a := n.add(Config{})
+	if r := n.do(a, Announce{InfoHash: id.FromString("x"), Port: 0}); r.Err == nil {
+		t.Error("announce with port 0 and no implied_port succeeded")
+	}
+	if r := n.do(a, FindNode{Target: id.FromString("x")}); !errors.Is(r.Err, ErrNoContacts) {
+		t.Errorf("lookup on an empty table: err %v, want ErrNoContacts", r.Err)
+	}
+}
+
+// bencoded queries to a mainline-mode node, and what it must answer.
+func TestQueryHandling(t *testing.T) {
+	const peerID = "abcdefghij0123456789"
+	for _, tc := range []struct {
+		name string
+		pkt  string
+		want string // substring of the reply; "" means no reply
+	}{
+		{"ping", "d1:ad2:id20:" + peerID + "e1:q4:ping1:t2:aa1:y1:qe", "1:rd2:id20:"},
+		{"ping echoes tid", "d1:ad2:id20:" + peerID + "e1:q4:ping1:t2:zz1:y1:qe", "1:t2:zz"},
+		{"ping reports ip", "d1:ad2:id20:" + peerID + "e1:q4:ping1:t2:aa1:y1:qe", "2:ip6:"},
+		{"find_node", "d1:ad2:id20:" + peerID + "6:target20:mnopqrstuvwxyz123456e1:q9:find_node1:t2:aa1:y1:qe", "5:nodes"},
+		{"get_peers token", "d1:ad2:id20:" + peerID + "9:info_hash20:mnopqrstuvwxyz123456e1:q9:get_peers1:t2:aa1:y1:qe", "5:token8:"},
+		{"unknown method", "d1:ad2:id20:" + peerID + "e1:q6:frobni1:t2:aa1:y1:qe", "i204e"},
+		{"missing id", "d1:ad6:target20:mnopqrstuvwxyz123456e1:q9:find_node1:t2:aa1:y1:qe", "i203e"},
+		{"find_node without target", "d1:ad2:id20:" + peerID + "e1:q9:find_node1:t2:aa1:y1:qe", "i203e"},
+		{"get_peers without info_hash", "d1:ad2:id20:" + peerID + "e1:q9:get_peers1:t2:aa1:y1:qe", "i203e"},
+		{"announce with bad token", "d1:ad2:id20:" + peerID + "9:info_hash20:mnopqrstuvwxyz1234564:porti6881e5:token8:xxxxxxxxe1:q13:announce_peer1:t2:aa1:y1:qe", "i203e"},
+		{"announce without port", "d1:ad2:id20:" + peerID + "9:info_hash20:mnopqrstuvwxyz1234565:token8:xxxxxxxxe1:q13:announce_peer1:t2:aa1:y1:qe", "i203e"},
+		{"short id", "d1:ad2:id19:abcdefghij012345678e1:q4:ping1:t2:aa1:y1:qe", "i203e"},
+		{"garbage", "\x00\xffgarbage", ""},
+		{"truncated", "d1:ad2:id20:abcdefghij", ""},
+		{"deep nesting", strings.Repeat("l", 10000), ""},
+		{"unsolicited response", "d1:rd2:id20:" + peerID + "e1:t2:aa1:y1:re", ""},
+		{"private network tag", "d1:ad2:id20:" + peerID + "e2:nw4:test1:q4:ping1:t2:aa1:y1:qe", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := newTestNet(t, 1)
+			node := n.add(Config{Network: "mainline"})
+			from := netip.MustParseAddrPort("127.1.1.1:1234")
+			back := n.inject(node, from, []byte(tc.pkt))
+			if tc.want == "" {
+				if len(back) != 0 {
+					t.Fatalf("got reply %q, want none", back[0])
+				}
+				return
+			}
+			if len(back) != 1 {
+				t.Fatalf("got %d replies, want 1", len(back))
+			}
+			if !strings.Contains(string(back[0]), tc.want) {
+				t.Errorf("reply %q does not contain %q", back[0], tc.want)
+			}
+		})
+	}
+}
+
+func TestAnnounceTokenLifetime(t *testing.T) {
+	var tk tokens
+	now := time.Unix(0, 0)
+	r := seededReader{}
+	_ = r
+	counter := byte(0)
+	secret := func(b []byte) {
+		counter++
+		for i := range b {
+			b[i] = counter
+		}
+	}
+	tk.init(now, 5*time.Minute, secret)
+	ip := netip.MustParseAddr("127.0.0.5")
+	tok := tk.issue(ip, nil)
+	if !tk.valid(ip, tok) {
+		t.Fatal("fresh token rejected")
+	}
+	if tk.valid(netip.MustParseAddr("127.0.0.6"), tok) {
+		t.Error("token accepted from another IP")
+	}
+	tk.maybeRotate(now.Add(5*time.Minute), secret)
+	if !tk.valid(ip, tok) {
+		t.Error("token rejected after one rotation (must live 5-10 minutes)")
+	}
+	tk.maybeRotate(now.Add(10*time.Minute), secret)
+	if tk.valid(ip, tok) {
+		t.Error("token accepted after two rotations")
+	}
+}
+
+func TestRateLimitPerIP(t *testing.T) {
+	n := newTestNet(t, 1)
+	node := n.add(Config{Network: "mainline", RateLimit: 10, RateBurst: 20})
+	ping := []byte("d1:ad2:id20:abcdefghij0123456789e1:q4:ping1:t2:aa1:y1:qe")
+	flood := netip.MustParseAddrPort("127.2.2.2:1")
+	other := netip.MustParseAddrPort("127.3.3.3:1")
+	answered := 0
+	for range 100 {
+		answered += len(n.inject(node, flood, ping))
+	}
+	if answered != 20 {
+		t.Errorf("answered %d of 100 instant pings from one IP, want the burst of 20", answered)
+	}
+	if len(n.inject(node, other, ping)) != 1 {
+		t.Error("another IP was limited too")
+	}
+	n.now = n.now.Add(time.Second)
+	if got := len(n.inject(node, flood, ping)); got != 1 {
+		t.Errorf("after a second the flooder got %d answers, want 1", got)
+	}
+	if node.e.Stats().RateLimited != 80 {
+		t.Errorf("RateLimited = %d, want 80", node.e.Stats().RateLimited)
+	}
+}
+
+func TestBootstrapRetriesUntilOneAnswers(t *testing.T) {
+	n := newTestNet(t, 1)
+	seed := n.add(Config{})
+	seed.down = true // not started yet
+	dead := netip.MustParseAddrPort("127.8.8.8:6881")
+	probes := map[netip.AddrPort]int{}
+	n.drop = func(_, to netip.AddrPort, _ []byte) bool {
+		probes[to]++
+		return n.nodes[to] == nil || n.nodes[to].down
+	}
+	joiner := n.add(Config{Bootstrap: []netip.AddrPort{dead, seed.addr}, QueryTimeout: time.Second})
+	op := joiner.e.Start(n.now, Bootstrap{})
+	n.flush(joiner)
+	n.runUntil(30*time.Second, func() bool { return false })
+	if _, done := joiner.results[op]; done {
+		t.Fatal("bootstrap finished with no live bootstrap node")
+	}
+	// Back-off: 30 s with probes doubling from 1 s is about 5 probes, not 30.
+	if p := probes[dead]; p < 3 || p > 8 {
+		t.Errorf("dead bootstrap address probed %d times in 30s, want back-off (3-8)", p)
+	}
+	seed.down = false
+	if !n.runUntil(2*time.Minute, func() bool { _, ok := joiner.results[op]; return ok }) {
+		t.Fatal("bootstrap did not finish after the seed came up")
+	}
+	if r := joiner.results[op]; r.Err != nil || len(r.Nodes) == 0 {
+		t.Fatalf("bootstrap result: %d nodes, err %v", len(r.Nodes), r.Err)
+	}
+	before := probes[dead]
+	n.runUntil(5*time.Minute, func() bool { return false })
+	if probes[dead] != before {
+		t.Errorf("kept probing a dead bootstrap address after joining")
+	}
+}
+
+func TestPrivateNetworksDoNotMix(t *testing.T) {
+	n := newTestNet(t, 1)
+	a := n.add(Config{Network: "alpha", QueryTimeout: time.Second})
+	b := n.add(Config{Network: "beta"})
+	m := n.add(Config{Network: "mainline"})
+	if r := n.do(a, Ping{Addr: b.addr}); !errors.Is(r.Err, ErrTimeout) {
+		t.Errorf("ping across private networks: err %v, want timeout", r.Err)
+	}
+	if r := n.do(a, Ping{Addr: m.addr}); !errors.Is(r.Err, ErrTimeout) {
+		t.Errorf("ping from a private node to a mainline node: err %v, want timeout", r.Err)
+	}
+	if b.e.Stats().ForeignNet == 0 || m.e.Stats().ForeignNet == 0 {
+		t.Error("foreign messages were not counted")
+	}
+	if b.e.Table().Len() != 0 || m.e.Table().Len() != 0 {
+		t.Error("a node from another network entered the routing table")
+	}
+}
+
+func TestReadOnlyNode(t *testing.T) {
+	n := newTestNet(t, 2)
+	n.build(30, Config{})
+	ro := n.add(Config{ReadOnly: true, Bootstrap: []netip.AddrPort{n.order[0].addr}})
+	n.runUntil(time.Minute, func() bool { return ro.e.boot.joined })
+	target := id.Random(seededReader{n.rng})
+	r := n.do(ro, FindNode{Target: target})
+	if r.Err != nil || !slices.Equal(ids(r.Nodes), trueClosest(n, ro.e.ID(), target, 8)) {
+		t.Fatalf("read-only lookup: err %v", r.Err)
+	}
+	for _, tn := range n.order[:30] {
+		if _, ok := tn.e.Table().Get(ro.e.ID()); ok {
+			t.Fatalf("node %v added a read-only node to its table", tn.addr)
+		}
+	}
+	if r := n.do(n.order[0], Ping{Addr: ro.addr}); r.Err == nil {
+		t.Error("a read-only node answered a ping")
+	}
+}
+
+func TestDeterministic(t *testing.T) {
+	run := func() (int, []id.ID) {
+		n := newTestNet(t, 42)
+		n.drop = func(_, _ netip.AddrPort, _ []byte) bool { return n.rng.Float64() < 0.02 }
+		n.build(80, Config{})
+		var found []id.ID
+		for range 20 {
+			r := n.do(n.order[n.rng.IntN(80)], FindNode{Target: id.Random(seededReader{n.rng})})
+			found = append(found, ids(r.Nodes)...)
+		}
+		return n.sent, found
+	}
+	s1, f1 := run()
+	s2, f2 := run()
+	if s1 != s2 || !slices.Equal(f1, f2) {
+		t.Fatalf("two runs with one seed differ: %d vs %d datagrams", s1, s2)
+	}
+}
+
+func TestSlowNodeDoesNotStallLookup(t *testing.T) {
+	n := newTestNet(t, 5)
+	n.build(100, Config{})
+	// A third of the nodes go silent; lookups must still end, moving past
+	// them at the soft timeout instead of waiting out each hard timeout.
+	for i, tn := range n.order {
+		if i%3 == 1 {
+			tn.down = true
+		}
+	}
+	var slowest time.Duration
+	for range 30 {
+		src := n.order[0]
+		r := n.do(src, FindNode{Target: id.Random(seededReader{n.rng})})
+		if r.Err != nil || len(r.Nodes) != 8 {
+			t.Fatalf("lookup with silent nodes: %d nodes, err %v", len(r.Nodes), r.Err)
+		}
+		slowest = max(slowest, r.Stats.Duration)
+	}
+	if slowest > 6*time.Second {
+		t.Errorf("slowest lookup took %v with 2s timeouts: stalled queries held it up", slowest)
+	}
+}
+
+func TestExternalAddrFromPeers(t *testing.T) {
+	n := newTestNet(t, 1)
+	n.build(10, Config{})
+	tn := n.order[3]
+	got, votes := tn.e.ExternalAddr()
+	if got != tn.addr || votes == 0 {
+		t.Errorf("ExternalAddr = %v (%d votes), want %v", got, votes, tn.addr)
+	}
+}
+
+func TestCancel(t *testing.T) {
+	n := newTestNet(t, 1)
+	a := n.add(Config{})
+	op := a.e.Start(n.now, Ping{Addr: netip.MustParseAddrPort("127.9.9.9:1")})
+	a.e.Cancel(n.now, op)
+	n.flush(a)
+	if r, ok := a.results[op]; !ok || !errors.Is(r.Err, ErrCanceled) {
+		t.Fatalf("cancelled op: %+v", r)
+	}
+	a.e.Close(n.now)
+	n.flush(a)
+	op = a.e.Start(n.now, Ping{Addr: netip.MustParseAddrPort("127.9.9.9:1")})
+	n.flush(a)
+	if r := a.results[op]; !errors.Is(r.Err, ErrClosed) {
+		t.Fatalf("op on a closed engine: %v", r.Err)
+	}
+}
+
+func TestQueryHookAndTap(t *testing.T) {
+	n := newTestNet(t, 1)
+	var tapped []krpc.Method
+	hook := func(from netip.AddrPort, q *krpc.Msg, r *krpc.Msg) bool { return q.Q != krpc.MethodFindNode }
+	a := n.add(Config{})
+	b := n.add(Config{QueryHook: hook, QueryTimeout: time.Second, Tap: func(d Direction, _ netip.AddrPort, m *krpc.Msg) {
+		if d == In && m.Y == krpc.Query && (len(tapped) == 0 || tapped[len(tapped)-1] != m.Q) {
+			tapped = append(tapped, m.Q)
+		}
+	}})
+	if r := n.do(a, Ping{Addr: b.addr}); r.Err != nil {
+		t.Fatalf("ping: %v", r.Err)
+	}
+	if r := n.do(a, FindNode{Target: id.FromString("t")}); len(r.Nodes) != 0 {
+		t.Errorf("the hook dropped find_node, yet the lookup got %d nodes", len(r.Nodes))
+	}
+	if !slices.Equal(tapped, []krpc.Method{krpc.MethodPing, krpc.MethodFindNode}) {
+		t.Errorf("tap saw %v", tapped)
+	}
+}
+
+func TestKeepAllTable(t *testing.T) {
+	n := newTestNet(t, 9)
+	n.build(60, Config{NewTable: func(self id.ID, k int) routing.Table { return routing.NewKeepAll(self, k, nil) }})
+	r := n.do(n.order[0], FindNode{Target: id.FromString("x")})
+	if r.Err != nil || !slices.Equal(ids(r.Nodes), trueClosest(n, n.order[0].e.ID(), id.FromString("x"), 8)) {
+		t.Fatalf("lookup over keep-all tables: err %v", r.Err)
+	}
+}

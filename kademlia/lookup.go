@@ -1,0 +1,327 @@
+package kademlia
+
+import (
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/dhtkit/dhtkit/id"
+	"github.com/dhtkit/dhtkit/krpc"
+)
+
+// maxCandidates bounds a lookup's candidate list. Far candidates beyond it
+// could never enter the K closest while nearer ones answer.
+const maxCandidates = 128
+
+// maxTries is how many times a lookup asks one node.
+const maxTries = 2
+
+// lookup is an iterative Kademlia lookup (find_node or get_peers), and for
+// Announce the announce_peer round that follows it.
+//
+// It keeps up to Alpha queries in flight to the closest candidates not yet
+// asked, and ends when the K closest candidates that have not failed have
+// all answered. A query that passes its soft timeout stops counting
+// against Alpha, so one slow node does not stall the lookup, but its
+// answer is still used if it comes before the hard timeout.
+type lookup struct {
+	op       *opState
+	method   krpc.Method
+	target   id.ID
+	cands    []cand // sorted by XOR distance to target
+	inflight int    // queries asked and not stalled
+	peers    []netip.AddrPort
+	peerSeen map[netip.AddrPort]struct{}
+
+	announcing int // announce_peer queries outstanding
+	stored     int // announce_peer acknowledgements
+	stats      LookupStats
+}
+
+type candState uint8
+
+const (
+	fresh candState = iota
+	asked
+	answered
+	failed
+)
+
+type cand struct {
+	info    krpc.NodeInfo
+	state   candState
+	stalled bool // every query to it passed its soft timeout: presumed gone
+	tries   uint8
+	waiting uint8 // queries to it still pending
+	hop     int    // responses in the chain that led to this candidate
+	token   []byte // get_peers token, for announce
+}
+
+// startLookup begins an iterative lookup from the table's closest contacts
+// and any seeds.
+func (e *Engine) startLookup(now time.Time, s *opState, method krpc.Method, target id.ID, seeds []krpc.NodeInfo) {
+	l := &lookup{op: s, method: method, target: target}
+	s.lookup = l
+	e.contacts = e.table.Closest(target, e.cfg.K*2, e.contacts[:0])
+	for _, c := range e.contacts {
+		l.add(e, krpc.NodeInfo{ID: c.ID, Addr: c.Addr}, 0)
+	}
+	for _, n := range seeds {
+		l.add(e, n, 0)
+	}
+	if len(l.cands) == 0 {
+		e.finish(now, s, ErrNoContacts)
+		return
+	}
+	l.step(now, e)
+}
+
+// add inserts a candidate in distance order, ignoring duplicates, our own
+// id and unusable addresses.
+func (l *lookup) add(e *Engine, n krpc.NodeInfo, hop int) {
+	if n.ID == e.self || !n.Addr.IsValid() || n.Addr.Port() == 0 || n.Addr.Addr().IsUnspecified() {
+		return
+	}
+	i, found := slices.BinarySearchFunc(l.cands, n.ID, func(c cand, x id.ID) int {
+		return id.CompareDistance(l.target, c.info.ID, x)
+	})
+	if found {
+		return
+	}
+	if i >= maxCandidates {
+		return
+	}
+	l.cands = slices.Insert(l.cands, i, cand{info: n, hop: hop})
+	if len(l.cands) > maxCandidates {
+		if last := l.cands[len(l.cands)-1]; last.state != asked {
+			l.cands = l.cands[:len(l.cands)-1]
+		}
+	}
+}
+
+func (l *lookup) find(x id.ID) *cand {
+	i, found := slices.BinarySearchFunc(l.cands, x, func(c cand, x id.ID) int {
+		return id.CompareDistance(l.target, c.info.ID, x)
+	})
+	if !found {
+		return nil
+	}
+	return &l.cands[i]
+}
+
+// step sends queries while there is room and ends the lookup when the K
+// closest live candidates have answered.
+func (l *lookup) step(now time.Time, e *Engine) {
+	if l.announcing > 0 {
+		return
+	}
+	k := e.cfg.K
+	live, done := 0, true
+	for i := range l.cands {
+		c := &l.cands[i]
+		if c.state == failed || c.stalled && c.state == asked {
+			// A stalled node does not hold the lookup up: the window
+			// slides past it, and its answer still counts if it comes.
+			continue
+		}
+		if live == k {
+			break
+		}
+		live++
+		switch c.state {
+		case answered:
+		case asked:
+			done = false
+		case fresh:
+			done = false
+			if l.inflight >= e.cfg.Alpha {
+				continue
+			}
+			if !l.ask(now, e, c) {
+				c.state = failed
+				continue
+			}
+			c.state = asked
+			l.inflight++
+		}
+	}
+	if done {
+		l.done(now, e)
+	}
+}
+
+// ask sends c the lookup's query.
+func (l *lookup) ask(now time.Time, e *Engine, c *cand) bool {
+	m := e.newQuery(l.method)
+	if l.method == krpc.MethodGetPeers {
+		m.A.Has |= krpc.HasInfoHash
+		m.A.InfoHash = l.target
+	} else {
+		m.A.Has |= krpc.HasTarget
+		m.A.Target = l.target
+	}
+	if !e.sendQuery(now, c.info.Addr, c.info.ID, l.op.id, forOp) {
+		return false
+	}
+	c.tries++
+	c.waiting++
+	l.stats.Queries++
+	return true
+}
+
+// done ends the search phase: an Announce goes on to announce_peer, every
+// other lookup finishes.
+func (l *lookup) done(now time.Time, e *Engine) {
+	ann, ok := l.op.op.(Announce)
+	if !ok {
+		e.finish(now, l.op, nil)
+		return
+	}
+	n := 0
+	for i := range l.cands {
+		c := &l.cands[i]
+		if c.state != answered {
+			continue
+		}
+		if n == e.cfg.K {
+			break
+		}
+		n++
+		if c.token == nil {
+			continue
+		}
+		m := e.newQuery(krpc.MethodAnnouncePeer)
+		m.A.Has |= krpc.HasInfoHash | krpc.HasToken | krpc.HasPort
+		m.A.InfoHash = l.target
+		m.A.Token = c.token
+		m.A.Port = ann.Port
+		if ann.ImpliedPort {
+			m.A.Has |= krpc.HasImpliedPort
+			m.A.ImpliedPort = true
+		}
+		if e.sendQuery(now, c.info.Addr, c.info.ID, l.op.id, forOp) {
+			l.announcing++
+			l.stats.Queries++
+		}
+	}
+	if l.announcing == 0 {
+		e.finish(now, l.op, ErrNotStored)
+	}
+}
+
+func (l *lookup) response(now time.Time, e *Engine, p *pending, sender id.ID, m *krpc.Msg) {
+	l.stats.Responses++
+	if p.method == krpc.MethodAnnouncePeer {
+		l.stored++
+		l.announceReturned(now, e)
+		return
+	}
+	c := l.find(p.nodeID)
+	if c == nil {
+		return
+	}
+	c.waiting--
+	if c.state != asked {
+		return // a retry's twin answered first, or the node had failed
+	}
+	if !c.stalled {
+		l.inflight--
+	}
+	c.state = answered
+	if len(m.R.Token) > 0 {
+		c.token = append([]byte(nil), m.R.Token...)
+	}
+	hop := c.hop + 1
+	for _, v := range m.R.Values {
+		if _, dup := l.peerSeen[v]; dup || !v.IsValid() || v.Port() == 0 {
+			continue
+		}
+		if l.peerSeen == nil {
+			l.peerSeen = make(map[netip.AddrPort]struct{})
+		}
+		l.peerSeen[v] = struct{}{}
+		l.peers = append(l.peers, v)
+	}
+	nodes := m.R.Nodes
+	if e.cfg.IPv6 {
+		nodes = m.R.Nodes6
+	}
+	for _, n := range nodes {
+		l.add(e, n, hop)
+	}
+	l.step(now, e)
+}
+
+func (l *lookup) stalled(now time.Time, e *Engine, p *pending) {
+	if p.method == krpc.MethodAnnouncePeer {
+		return
+	}
+	c := l.find(p.nodeID)
+	if c == nil || c.state != asked || c.stalled {
+		return
+	}
+	// The first soft timeout retries once, since a lost datagram is far
+	// more common than a dead node on most networks; the second marks the
+	// node stalled so the lookup moves on.
+	if c.tries < maxTries && l.ask(now, e, c) {
+		return
+	}
+	c.stalled = true
+	l.inflight--
+	l.step(now, e)
+}
+
+func (l *lookup) failed(now time.Time, e *Engine, p *pending) {
+	if p.method == krpc.MethodAnnouncePeer {
+		l.stats.Timeouts++
+		l.announceReturned(now, e)
+		return
+	}
+	c := l.find(p.nodeID)
+	if c == nil {
+		return
+	}
+	c.waiting--
+	if c.state != asked || c.waiting > 0 {
+		return
+	}
+	l.stats.Timeouts++
+	if !c.stalled {
+		l.inflight--
+	}
+	c.state = failed
+	l.step(now, e)
+}
+
+func (l *lookup) announceReturned(now time.Time, e *Engine) {
+	l.announcing--
+	if l.announcing > 0 {
+		return
+	}
+	if l.stored == 0 {
+		e.finish(now, l.op, ErrNotStored)
+		return
+	}
+	e.finish(now, l.op, nil)
+}
+
+// fill writes the lookup's outcome into r.
+func (l *lookup) fill(r *Result, k int) {
+	r.Nodes = r.Nodes[:0]
+	for i := range l.cands {
+		c := &l.cands[i]
+		if c.state != answered {
+			continue
+		}
+		if len(r.Nodes) == 0 {
+			l.stats.Hops = c.hop + 1
+		}
+		r.Nodes = append(r.Nodes, c.info)
+		if len(r.Nodes) == k {
+			break
+		}
+	}
+	r.Peers = l.peers
+	r.Stored = l.stored
+	r.Stats = l.stats
+}

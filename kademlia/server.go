@@ -1,0 +1,151 @@
+package kademlia
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/dhtkit/dhtkit/krpc"
+	"github.com/dhtkit/dhtkit/routing"
+)
+
+// maxValues bounds the peers in one get_peers reply so that it fits a
+// datagram that no path will fragment (about 100 IPv4 peers in 600 bytes).
+const maxValues = 100
+
+// maxSamples is the BEP 51 sample size: 20 ids keep the reply small.
+const maxSamples = 20
+
+// handleQuery answers a query from a peer.
+func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
+	e.stats.QueriesIn[q.Q]++
+	if e.cfg.ReadOnly {
+		return // BEP 43: a read-only node does not answer
+	}
+	if !e.limiter.allow(now, from.Addr()) {
+		e.stats.RateLimited++
+		return
+	}
+	if q.A.Has&krpc.HasID == 0 {
+		e.stats.Malformed++
+		e.replyError(now, from, q.T, krpc.CodeProtocol, "missing id")
+		return
+	}
+	if q.A.ID == e.self {
+		return // our own query reflected back, or an id thief
+	}
+	if !q.RO && from.Port() != 0 {
+		e.observe(now, q.A.ID, from, routing.Queried, 0)
+	}
+
+	r := &e.out
+	r.Reset()
+	r.Y = krpc.Response
+	r.T = q.T
+	r.V = e.cfg.Version
+	r.IP = from
+	r.R.Has = krpc.HasID
+	r.R.ID = e.self
+
+	switch q.Q {
+	case krpc.MethodPing:
+	case krpc.MethodFindNode:
+		if q.A.Has&krpc.HasTarget == 0 {
+			e.replyError(now, from, q.T, krpc.CodeProtocol, "find_node: missing target")
+			return
+		}
+		e.appendNodes(r, q, q.A.Target)
+	case krpc.MethodGetPeers:
+		if q.A.Has&krpc.HasInfoHash == 0 {
+			e.replyError(now, from, q.T, krpc.CodeProtocol, "get_peers: missing info_hash")
+			return
+		}
+		r.R.Has |= krpc.HasToken
+		r.R.Token = e.tokens.issue(from.Addr(), e.tokBuf[:0])
+		r.R.Values = e.peers.appendPeers(now, q.A.InfoHash, maxValues, e.rng, r.R.Values[:0])
+		if len(r.R.Values) > 0 {
+			r.R.Has |= krpc.HasValues
+		}
+		// Nodes too, even with values: they let the asker keep converging.
+		e.appendNodes(r, q, q.A.InfoHash)
+	case krpc.MethodAnnouncePeer:
+		if q.A.Has&krpc.HasInfoHash == 0 || q.A.Has&krpc.HasToken == 0 ||
+			(q.A.Has&krpc.HasPort == 0 && !q.A.ImpliedPort) {
+			e.replyError(now, from, q.T, krpc.CodeProtocol, "announce_peer: missing info_hash, token or port")
+			return
+		}
+		if !e.tokens.valid(from.Addr(), q.A.Token) {
+			e.replyError(now, from, q.T, krpc.CodeProtocol, "announce_peer: bad token")
+			return
+		}
+		port := from.Port()
+		if !q.A.ImpliedPort {
+			if q.A.Port <= 0 || q.A.Port > 65535 {
+				e.replyError(now, from, q.T, krpc.CodeProtocol, "announce_peer: bad port")
+				return
+			}
+			port = uint16(q.A.Port)
+		}
+		if !e.peers.add(now, q.A.InfoHash, netip.AddrPortFrom(from.Addr(), port)) {
+			e.replyError(now, from, q.T, krpc.CodeServer, "announce_peer: peer store full")
+			return
+		}
+	case krpc.MethodSampleInfohashes:
+		if q.A.Has&krpc.HasTarget == 0 {
+			e.replyError(now, from, q.T, krpc.CodeProtocol, "sample_infohashes: missing target")
+			return
+		}
+		r.R.Has |= krpc.HasSamples | krpc.HasNum | krpc.HasInterval
+		r.R.Samples = e.peers.sample(maxSamples, e.rng, r.R.Samples[:0])
+		r.R.Num = e.peers.len()
+		r.R.Interval = int(e.cfg.SampleInterval / time.Second)
+		e.appendNodes(r, q, q.A.Target)
+	default:
+		e.replyError(now, from, q.T, krpc.CodeMethodUnknown, "method unknown")
+		return
+	}
+	if e.cfg.QueryHook != nil && !e.cfg.QueryHook(from, q, r) {
+		return
+	}
+	e.send(from)
+}
+
+// appendNodes puts the K closest contacts to target into r, as nodes or
+// nodes6 by the table's family and the query's BEP 32 want.
+func (e *Engine) appendNodes(r, q *krpc.Msg, target [20]byte) {
+	want := q.A.Want
+	if q.A.Has&krpc.HasWant == 0 {
+		if e.cfg.IPv6 {
+			want = krpc.WantN6
+		} else {
+			want = krpc.WantN4
+		}
+	}
+	if e.cfg.IPv6 && want&krpc.WantN6 == 0 || !e.cfg.IPv6 && want&krpc.WantN4 == 0 {
+		return // they want only the family we do not keep
+	}
+	e.contacts = e.table.Closest(target, e.cfg.K, e.contacts[:0])
+	dst := &r.R.Nodes
+	if e.cfg.IPv6 {
+		dst = &r.R.Nodes6
+		r.R.Has |= krpc.HasNodes6
+	} else {
+		r.R.Has |= krpc.HasNodes
+	}
+	*dst = (*dst)[:0]
+	for _, c := range e.contacts {
+		*dst = append(*dst, krpc.NodeInfo{ID: c.ID, Addr: c.Addr})
+	}
+}
+
+// replyError sends a KRPC error.
+func (e *Engine) replyError(now time.Time, to netip.AddrPort, tid []byte, code int, msg string) {
+	r := &e.out
+	r.Reset()
+	r.Y = krpc.Error
+	r.T = tid
+	r.V = e.cfg.Version
+	r.E.Code = code
+	r.E.Msg = append(r.E.Msg[:0], msg...)
+	e.stats.ErrorsOut++
+	e.send(to)
+}

@@ -1,0 +1,298 @@
+package dhtkit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/dhtkit/dhtkit/id"
+	"github.com/dhtkit/dhtkit/kademlia"
+	"github.com/dhtkit/dhtkit/krpc"
+	"github.com/dhtkit/dhtkit/routing"
+	"github.com/dhtkit/dhtkit/runtime"
+)
+
+// ErrNotStored is returned by Announce when no node accepted the announce.
+var ErrNotStored = errors.New("dhtkit: no node accepted the announce")
+
+// socketBuffer is the receive and send buffer asked of the kernel (it may
+// grant less): a server answering bursts of queries should not drop them
+// while it is busy with the previous batch.
+const socketBuffer = 4 << 20
+
+// Node is a running DHT node.
+type Node struct {
+	eng  *kademlia.Engine
+	rt   *runtime.Runtime
+	log  *slog.Logger
+	net  string
+	ipv6 bool
+
+	ctx    context.Context // ends at Close: background work stops
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// Listen binds cfg.Listen, starts the node, and, if cfg.Bootstrap is set,
+// starts joining the network in the background. ctx bounds only the
+// start-up: the node runs until Close.
+func Listen(ctx context.Context, cfg Config) (*Node, error) {
+	if cfg.Listen == "" {
+		cfg.Listen = DefaultConfig().Listen
+	}
+	if cfg.Network == "" {
+		cfg.Network = DefaultNetwork
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	network, err := udpNetwork(cfg.Listen)
+	if err != nil {
+		return nil, err
+	}
+	for _, b := range cfg.Bootstrap {
+		if _, _, err := net.SplitHostPort(b); err != nil {
+			return nil, fmt.Errorf("dhtkit: bootstrap address %q: %w (want host:port)", b, err)
+		}
+	}
+	var lc net.ListenConfig
+	pc, err := lc.ListenPacket(ctx, network, cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("dhtkit: listening on %s: %w", cfg.Listen, err)
+	}
+	conn := pc.(*net.UDPConn)
+	_ = conn.SetReadBuffer(socketBuffer) // best effort: the kernel caps it
+	_ = conn.SetWriteBuffer(socketBuffer)
+
+	kc := cfg.Kademlia
+	kc.Network = cfg.Network
+	kc.IPv6 = network == "udp6"
+	eng := kademlia.New(kc, time.Now())
+	n := &Node{
+		eng:  eng,
+		log:  cfg.Logger.With("node", eng.ID().String()[:8]),
+		net:  cfg.Network,
+		ipv6: kc.IPv6,
+	}
+	n.rt = runtime.New(conn, eng, runtime.Options{Logger: n.log})
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.log.Debug("node listening", "addr", n.rt.Addr(), "network", cfg.Network, "id", eng.ID())
+	if len(cfg.Bootstrap) > 0 {
+		n.wg.Add(1)
+		go n.join(cfg.Bootstrap)
+	}
+	return n, nil
+}
+
+// udpNetwork picks the socket family from the listen address: IPv6 only
+// for an IPv6 host, since a BEP 5 node is of one family (BEP 32 runs a
+// second node for the other).
+func udpNetwork(listen string) (string, error) {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "", fmt.Errorf("dhtkit: listen address %q: %w (want host:port, e.g. :6881)", listen, err)
+	}
+	if a, err := netip.ParseAddr(host); err == nil && a.Is6() && !a.Is4In6() {
+		return "udp6", nil
+	}
+	return "udp4", nil
+}
+
+// join resolves the bootstrap addresses, retrying names that do not
+// resolve yet, and hands every address resolved to the engine's Bootstrap
+// operation, which retries them until one answers.
+func (n *Node) join(hosts []string) {
+	defer n.wg.Done()
+	pending := hosts
+	for delay := time.Second; len(pending) > 0; delay = min(2*delay, time.Minute) {
+		var addrs []netip.AddrPort
+		var unresolved []string
+		for _, h := range pending {
+			a, err := n.resolve(n.ctx, h)
+			if err != nil {
+				if n.ctx.Err() != nil {
+					return
+				}
+				n.log.Warn("bootstrap address does not resolve yet; will retry", "addr", h, "err", err)
+				unresolved = append(unresolved, h)
+				continue
+			}
+			addrs = append(addrs, a)
+		}
+		pending = unresolved
+		if len(addrs) > 0 {
+			n.wg.Add(1)
+			go func() {
+				defer n.wg.Done()
+				if err := n.Bootstrap(n.ctx, addrs...); err != nil {
+					if n.ctx.Err() == nil {
+						n.log.Warn("bootstrap failed", "err", err)
+					}
+					return
+				}
+				n.log.Info("joined the network", "via", addrs, "contacts", n.contacts())
+			}()
+		}
+		if len(pending) == 0 {
+			return
+		}
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+	}
+}
+
+// resolve turns host:port into an address of the node's family.
+func (n *Node) resolve(ctx context.Context, hostport string) (netip.AddrPort, error) {
+	return Resolve(ctx, hostport, n.ipv6)
+}
+
+// Resolve turns host:port into a UDP address, of the IPv6 family if ipv6
+// is set and of the IPv4 family otherwise.
+func Resolve(ctx context.Context, hostport string, ipv6 bool) (netip.AddrPort, error) {
+	if ap, err := netip.ParseAddrPort(hostport); err == nil {
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
+	}
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("address %q: %w", hostport, err)
+	}
+	p, err := net.DefaultResolver.LookupPort(ctx, "udp", port)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("address %q: %w", hostport, err)
+	}
+	family := "ip4"
+	if ipv6 {
+		family = "ip6"
+	}
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, family, host)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("resolving %q: %w", host, err)
+	}
+	if len(ips) == 0 {
+		return netip.AddrPort{}, fmt.Errorf("resolving %q: no %s address", host, family)
+	}
+	return netip.AddrPortFrom(ips[0].Unmap(), uint16(p)), nil
+}
+
+// ID is the node's id.
+func (n *Node) ID() id.ID { return n.eng.ID() }
+
+// Addr is the bound UDP address.
+func (n *Node) Addr() netip.AddrPort { return n.rt.Addr() }
+
+// Network is the network the node belongs to.
+func (n *Node) Network() string { return n.net }
+
+// Close shuts the node down: every pending call returns with an error
+// wrapping kademlia.ErrClosed, and no goroutine of the node is left when
+// Close returns.
+func (n *Node) Close() error {
+	n.cancel()
+	err := n.rt.Close()
+	n.wg.Wait()
+	if err != nil && !errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("dhtkit: closing the socket: %w", err)
+	}
+	return nil
+}
+
+// Bootstrap joins the network through addrs (and the addresses given in
+// Config.Bootstrap): it returns once one of them has answered and the
+// node has looked up its own id, or when ctx ends.
+func (n *Node) Bootstrap(ctx context.Context, addrs ...netip.AddrPort) error {
+	if _, err := n.rt.Do(ctx, kademlia.Bootstrap{Addrs: addrs}); err != nil {
+		return fmt.Errorf("dhtkit: bootstrap: %w", err)
+	}
+	return nil
+}
+
+// Ping asks addr for its id.
+func (n *Node) Ping(ctx context.Context, addr netip.AddrPort) (id.ID, error) {
+	res, err := n.rt.Do(ctx, kademlia.Ping{Addr: addr})
+	if err != nil {
+		return id.ID{}, fmt.Errorf("dhtkit: ping %v: %w", addr, err)
+	}
+	return res.ID, nil
+}
+
+// Lookup finds the nodes closest to target (K of them, nearest first) by
+// an iterative find_node lookup.
+func (n *Node) Lookup(ctx context.Context, target id.ID) ([]krpc.NodeInfo, error) {
+	res, err := n.rt.Do(ctx, kademlia.FindNode{Target: target})
+	if err != nil {
+		return res.Nodes, fmt.Errorf("dhtkit: lookup %v: %w", target, err)
+	}
+	return res.Nodes, nil
+}
+
+// GetPeers returns the peers announced for infohash.
+func (n *Node) GetPeers(ctx context.Context, infohash id.ID) ([]netip.AddrPort, error) {
+	res, err := n.rt.Do(ctx, kademlia.GetPeers{InfoHash: infohash})
+	if err != nil {
+		return res.Peers, fmt.Errorf("dhtkit: get_peers %v: %w", infohash, err)
+	}
+	return res.Peers, nil
+}
+
+// Announce tells the nodes closest to infohash that this node's IP
+// address, on port, is a peer for it. It fails with ErrNotStored if no
+// node accepted the announce.
+func (n *Node) Announce(ctx context.Context, infohash id.ID, port int) error {
+	if port <= 0 || port > 65535 {
+		return fmt.Errorf("dhtkit: announce %v: port %d out of range", infohash, port)
+	}
+	res, err := n.rt.Do(ctx, kademlia.Announce{InfoHash: infohash, Port: port})
+	if err != nil {
+		return fmt.Errorf("dhtkit: announce %v: %w", infohash, err)
+	}
+	if res.Stored == 0 {
+		return fmt.Errorf("dhtkit: announce %v: %w", infohash, ErrNotStored)
+	}
+	return nil
+}
+
+// SampleInfohashes asks addr for a sample of the infohashes it stores
+// (BEP 51).
+func (n *Node) SampleInfohashes(ctx context.Context, addr netip.AddrPort, target id.ID) (kademlia.Result, error) {
+	res, err := n.rt.Do(ctx, kademlia.SampleInfohashes{Addr: addr, Target: target})
+	if err != nil {
+		return res, fmt.Errorf("dhtkit: sample_infohashes %v: %w", addr, err)
+	}
+	return res, nil
+}
+
+// Do runs any engine operation and waits for its result.
+func (n *Node) Do(ctx context.Context, op kademlia.Op) (kademlia.Result, error) {
+	return n.rt.Do(ctx, op)
+}
+
+// Routing returns a snapshot of the routing table.
+func (n *Node) Routing() []routing.Bucket {
+	var b []routing.Bucket
+	n.rt.Inspect(func() { b = n.eng.Table().Buckets() })
+	return b
+}
+
+// Stats returns the engine's counters.
+func (n *Node) Stats() kademlia.Stats {
+	var s kademlia.Stats
+	n.rt.Inspect(func() { s = n.eng.Stats() })
+	return s
+}
+
+// IOStats returns the socket counters: datagrams and system calls.
+func (n *Node) IOStats() runtime.Stats { return n.rt.Stats() }
+
+func (n *Node) contacts() int {
+	var k int
+	n.rt.Inspect(func() { k = n.eng.Table().Len() })
+	return k
+}

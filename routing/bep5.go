@@ -1,0 +1,427 @@
+package routing
+
+import (
+	"io"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/dhtkit/dhtkit/id"
+)
+
+// BEP5 is the routing table of BEP 5: k-buckets that each cover a range of
+// the id space, where only the bucket holding our own id splits. It is
+// stored as buckets indexed by the length of the prefix their nodes share
+// with our id: bucket i < last holds the nodes whose first differing bit is
+// bit i, and the last bucket holds everything closer. Splitting the last
+// bucket appends a new one; that is the same tree BEP 5 describes, without
+// its ranges.
+//
+// A full bucket makes a newcomer wait in its replacement cache while the
+// least recently seen questionable node is pinged (Observe returns it); a
+// node that fails BadFails queries in a row is bad and gives its place to
+// the freshest replacement.
+type BEP5 struct {
+	self    id.ID
+	k       int
+	n       int // contacts, replacements excluded
+	rand    io.Reader
+	clock   clock
+	buckets []bucket
+}
+
+type bucket struct {
+	contacts []entry
+	repl     []entry // replacement cache, at most k, learned nodes never
+	changed  int64   // BEP 5's "last changed"
+	pingAt   int64   // when a contact was last handed out to ping
+}
+
+var _ Table = (*BEP5)(nil)
+
+// NewBEP5 returns an empty BEP 5 table for the node self with buckets of k
+// contacts (8 when k <= 0). Refresh draws its random targets from rnd, or
+// from crypto/rand when rnd is nil; a seeded rnd makes runs repeatable.
+func NewBEP5(self id.ID, k int, rnd io.Reader) *BEP5 {
+	if k <= 0 {
+		k = 8
+	}
+	return &BEP5{
+		self:    self,
+		k:       k,
+		rand:    rnd,
+		buckets: []bucket{{changed: never, pingAt: never}},
+	}
+}
+
+// Self implements Table.
+func (t *BEP5) Self() id.ID { return t.self }
+
+// Len implements Table.
+func (t *BEP5) Len() int { return t.n }
+
+// K is the bucket size.
+func (t *BEP5) K() int { return t.k }
+
+// index returns the bucket that covers x.
+func (t *BEP5) index(x id.ID) int {
+	return min(id.CommonPrefixLen(t.self, x), len(t.buckets)-1)
+}
+
+func find(es []entry, x id.ID) int {
+	for i := range es {
+		if es[i].id == x {
+			return i
+		}
+	}
+	return -1
+}
+
+// Observe implements Table.
+//
+// Learned nodes (named in someone's reply, never heard from) fill free
+// room, which is what lets lookups start from a fresh table, but they never
+// evict, never trigger a ping and never enter a replacement cache: an
+// attacker can name any node it likes, and only answers and queries
+// compete for a place.
+func (t *BEP5) Observe(now time.Time, x id.ID, addr netip.AddrPort, how Source, rtt time.Duration) (Contact, bool) {
+	ts := t.clock.at(now)
+	if x == t.self || !addr.IsValid() {
+		return Contact{}, false
+	}
+	bi := t.index(x)
+	b := &t.buckets[bi]
+	if i := find(b.contacts, x); i >= 0 {
+		e := &b.contacts[i]
+		if !e.sameAddr(addr) {
+			// A known id speaking from another address does not take over
+			// the entry: anyone can claim any id, and letting the latest
+			// claim win would let an attacker redirect a good node's
+			// traffic to itself, or cut it out of lookups, with one packet.
+			// The old address keeps the place until it has proved dead.
+			if !e.bad() || how == Learned {
+				return Contact{}, false
+			}
+			if e.flags&flagPinging != 0 {
+				b.pingAt = never
+			}
+			*e = newEntry(x, addr)
+		}
+		wasPinging := e.flags&flagPinging != 0
+		e.seen(ts, how, rtt)
+		if how == Responded {
+			b.changed = ts
+			if wasPinging {
+				// BEP 5: when the pinged node answers, the next least
+				// recently seen questionable node is pinged, as long as
+				// newcomers are waiting.
+				b.pingAt = never
+				if len(b.repl) > 0 {
+					return t.nextPing(b, ts)
+				}
+			}
+		}
+		return Contact{}, false
+	}
+	ne := newEntry(x, addr)
+	if i := find(b.repl, x); i >= 0 {
+		r := &b.repl[i]
+		if how == Learned || !r.sameAddr(addr) && !r.bad() {
+			return Contact{}, false // nothing new, or a hijack as above
+		}
+		if r.sameAddr(addr) {
+			ne = *r
+		}
+		b.repl = slices.Delete(b.repl, i, i+1)
+	}
+	ne.seen(ts, how, rtt)
+	return t.insert(ts, ne, how == Learned)
+}
+
+// insert places a node that is not in the table.
+func (t *BEP5) insert(ts int64, ne entry, learned bool) (Contact, bool) {
+	for {
+		bi := t.index(ne.id)
+		b := &t.buckets[bi]
+		if len(b.contacts) < t.k {
+			b.contacts = append(b.contacts, ne)
+			b.changed = ts
+			t.n++
+			return Contact{}, false
+		}
+		if bi == len(t.buckets)-1 && bi < id.Bits-1 {
+			t.split(ts)
+			continue
+		}
+		if learned {
+			return Contact{}, false
+		}
+		if i := worstBad(b.contacts); i >= 0 {
+			b.contacts[i] = ne
+			b.changed = ts
+			return Contact{}, false
+		}
+		t.addReplacement(b, ne)
+		return t.nextPing(b, ts)
+	}
+}
+
+// worstBad returns the index of the bad contact with the most failures, or
+// -1.
+func worstBad(es []entry) int {
+	w := -1
+	for i := range es {
+		if es[i].bad() && (w < 0 || es[i].fails > es[w].fails) {
+			w = i
+		}
+	}
+	return w
+}
+
+// addReplacement puts e in b's replacement cache, dropping the stalest
+// replacement when the cache is full.
+func (t *BEP5) addReplacement(b *bucket, e entry) {
+	if len(b.repl) < t.k {
+		b.repl = append(b.repl, e)
+		return
+	}
+	s := 0
+	for i := range b.repl {
+		if fresher(&b.repl[s], &b.repl[i]) {
+			s = i
+		}
+	}
+	if !fresher(&b.repl[s], &e) {
+		b.repl[s] = e
+	}
+}
+
+// nextPing picks the least recently seen questionable contact of a full
+// bucket for the engine to ping, unless a ping it asked for is still
+// outstanding. A bucket of good nodes asks for nothing: the newcomer waits.
+func (t *BEP5) nextPing(b *bucket, ts int64) (Contact, bool) {
+	if b.pingAt != never && ts-b.pingAt < int64(PingWait) {
+		for i := range b.contacts {
+			if b.contacts[i].flags&flagPinging != 0 {
+				return Contact{}, false
+			}
+		}
+	}
+	q := -1
+	for i := range b.contacts {
+		e := &b.contacts[i]
+		e.flags &^= flagPinging
+		if e.state(ts) != Questionable {
+			continue
+		}
+		if q < 0 || fresher(&b.contacts[q], e) {
+			q = i
+		}
+	}
+	if q < 0 {
+		return Contact{}, false
+	}
+	b.contacts[q].flags |= flagPinging
+	b.pingAt = ts
+	return t.clock.contact(&b.contacts[q]), true
+}
+
+// split divides the last bucket: its nodes that share one more bit with
+// our id move to a new last bucket. Replacements follow their nodes, and
+// either half with room takes the freshest of its replacements.
+func (t *BEP5) split(ts int64) {
+	last := len(t.buckets) - 1
+	// Grow by exactly one bucket: a table lives long and there may be a
+	// million of them, so capacity doubling would waste a third of them.
+	bs := make([]bucket, last+2)
+	copy(bs, t.buckets)
+	t.buckets = bs
+	old, nb := &bs[last], &bs[last+1]
+	nb.pingAt = never
+	keep := old.contacts[:0]
+	for _, e := range old.contacts {
+		if id.CommonPrefixLen(t.self, e.id) > last {
+			nb.contacts = append(nb.contacts, e)
+		} else {
+			keep = append(keep, e)
+		}
+	}
+	clear(old.contacts[len(keep):])
+	old.contacts = keep
+	keepR := old.repl[:0]
+	for _, e := range old.repl {
+		if id.CommonPrefixLen(t.self, e.id) > last {
+			nb.repl = append(nb.repl, e)
+		} else {
+			keepR = append(keepR, e)
+		}
+	}
+	old.repl = keepR
+	if len(old.repl) == 0 {
+		old.repl = nil
+	}
+	old.changed, nb.changed = ts, ts
+	old.pingAt = never
+	for i := range old.contacts {
+		old.contacts[i].flags &^= flagPinging
+	}
+	for i := range nb.contacts {
+		nb.contacts[i].flags &^= flagPinging
+	}
+	t.fill(old)
+	t.fill(nb)
+}
+
+// fill moves the freshest replacements into free places.
+func (t *BEP5) fill(b *bucket) {
+	for len(b.contacts) < t.k && len(b.repl) > 0 {
+		f := 0
+		for i := range b.repl {
+			if !fresher(&b.repl[f], &b.repl[i]) {
+				f = i // the later one wins a tie: it arrived last
+			}
+		}
+		b.contacts = append(b.contacts, b.repl[f])
+		b.repl = slices.Delete(b.repl, f, f+1)
+		t.n++
+	}
+	if len(b.repl) == 0 {
+		b.repl = nil
+	}
+}
+
+// Failed implements Table. A contact that turns bad gives its place to the
+// freshest replacement at once; with no replacement it stays, left out of
+// Closest, until a newcomer takes its place.
+func (t *BEP5) Failed(now time.Time, x id.ID) {
+	ts := t.clock.at(now)
+	b := &t.buckets[t.index(x)]
+	if i := find(b.contacts, x); i >= 0 {
+		e := &b.contacts[i]
+		if e.flags&flagPinging != 0 {
+			b.pingAt = never
+		}
+		e.fail()
+		if e.bad() && len(b.repl) > 0 {
+			b.contacts = slices.Delete(b.contacts, i, i+1)
+			t.n--
+			t.fill(b)
+			b.changed = ts
+		}
+		return
+	}
+	if i := find(b.repl, x); i >= 0 {
+		if b.repl[i].fail(); b.repl[i].bad() {
+			b.repl = slices.Delete(b.repl, i, i+1)
+		}
+	}
+}
+
+// Remove implements Table. The freshest replacement takes the place.
+func (t *BEP5) Remove(x id.ID) {
+	b := &t.buckets[t.index(x)]
+	if i := find(b.contacts, x); i >= 0 {
+		if b.contacts[i].flags&flagPinging != 0 {
+			b.pingAt = never
+		}
+		b.contacts = slices.Delete(b.contacts, i, i+1)
+		t.n--
+		t.fill(b)
+		return
+	}
+	if i := find(b.repl, x); i >= 0 {
+		b.repl = slices.Delete(b.repl, i, i+1)
+	}
+}
+
+// Get implements Table. Replacements are not contacts: Get does not see
+// them.
+func (t *BEP5) Get(x id.ID) (Contact, bool) {
+	b := &t.buckets[t.index(x)]
+	if i := find(b.contacts, x); i >= 0 {
+		return t.clock.contact(&b.contacts[i]), true
+	}
+	return Contact{}, false
+}
+
+// Closest implements Table. It visits buckets in order of distance rather
+// than sorting the table: with c the bucket of target, every node in
+// bucket c is closer than every node in the buckets past c, which share
+// their first differing bit with target (bit c), and those are closer than
+// the nodes of bucket c-1, then c-2, and so on. Only each group is sorted,
+// so a call costs O(k·log k) per group visited, and usually one or two
+// groups suffice.
+func (t *BEP5) Closest(target id.ID, n int, dst []Contact) []Contact {
+	if n <= 0 {
+		return dst
+	}
+	base := len(dst)
+	last := len(t.buckets) - 1
+	c := t.index(target)
+	dst = t.group(target, c, c, base, n, dst)
+	if c < last && len(dst)-base < n {
+		dst = t.group(target, c+1, last, base, n, dst)
+	}
+	for i := c - 1; i >= 0 && len(dst)-base < n; i-- {
+		dst = t.group(target, i, i, base, n, dst)
+	}
+	return dst
+}
+
+// group appends the good and questionable contacts of buckets lo..hi,
+// sorted by distance to target, keeping dst[base:] at most n long.
+func (t *BEP5) group(target id.ID, lo, hi, base, n int, dst []Contact) []Contact {
+	start := len(dst)
+	for i := lo; i <= hi; i++ {
+		for j := range t.buckets[i].contacts {
+			if e := &t.buckets[i].contacts[j]; !e.bad() {
+				dst = append(dst, t.clock.contact(e))
+			}
+		}
+	}
+	slices.SortFunc(dst[start:], byDistance(target))
+	if len(dst)-base > n {
+		dst = dst[:base+n]
+	}
+	return dst
+}
+
+// Refresh implements Table. A target of bucket i < last differs from our
+// id first at bit i. The last bucket's target shares the bucket's prefix
+// and differs from our id at the next bit, the half of the bucket a lookup
+// of our own id does not already cover.
+func (t *BEP5) Refresh(now time.Time, interval time.Duration, dst []id.ID) []id.ID {
+	ts := t.clock.at(now)
+	for i := range t.buckets {
+		b := &t.buckets[i]
+		if b.changed != never && ts-b.changed < int64(interval) {
+			continue
+		}
+		dst = append(dst, id.RandomWithPrefix(t.rand, t.self, i))
+		b.changed = ts
+	}
+	return dst
+}
+
+// Buckets implements Table.
+func (t *BEP5) Buckets() []Bucket {
+	out := make([]Bucket, len(t.buckets))
+	last := len(t.buckets) - 1
+	for i := range t.buckets {
+		b := &t.buckets[i]
+		o := &out[i]
+		if i < last {
+			o.Prefix, o.PrefixLen = prefixID(flipBit(t.self, i), i+1), i+1
+		} else {
+			o.Prefix, o.PrefixLen = prefixID(t.self, i), i
+		}
+		o.LastChanged = t.clock.changed(b.changed)
+		for j := range b.contacts {
+			o.Contacts = append(o.Contacts, t.clock.contact(&b.contacts[j]))
+		}
+		for j := range b.repl {
+			o.Replacements = append(o.Replacements, t.clock.contact(&b.repl[j]))
+		}
+	}
+	return out
+}

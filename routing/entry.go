@@ -1,0 +1,208 @@
+package routing
+
+import (
+	"math"
+	"net/netip"
+	"time"
+
+	"github.com/dhtkit/dhtkit/id"
+)
+
+// BadFails is the number of consecutive unanswered queries that make a
+// node bad. BEP 5 says "several"; two keeps a single lost datagram from
+// costing a good node its place, and lets a dead one go after its second
+// silence.
+const BadFails = 2
+
+// GoodFor is BEP 5's freshness window: a node that has answered us at least
+// once stays good while it has been heard from (answer or query) within it.
+const GoodFor = 15 * time.Minute
+
+// PingWait is how long a bucket waits for the engine to report on a ping it
+// asked for (an answer through Observe, or a timeout through Failed) before
+// it asks again. BEP 5 pings one questionable node of a bucket at a time;
+// the wait only matters when an engine drops a requested ping on the floor.
+const PingWait = 30 * time.Second
+
+// never marks a time that has not happened yet (a bucket never changed).
+const never = math.MinInt64
+
+// Entry flags.
+const (
+	flagIs4       uint8 = 1 << iota // the address is IPv4 (stored 4-in-6)
+	flagSeen                        // lastSeen holds a time: it answered or queried us
+	flagResponded                   // it has answered at least one of our queries
+	flagPinging                     // the table asked the engine to ping it
+	flagRemoved                     // KeepAll: a tombstone, skipped everywhere
+)
+
+// entry is one contact as a table stores it. It holds no pointers and no
+// time.Time, so that a million tables of a hundred-odd entries each stay
+// cheap to hold and to scan for the garbage collector: 56 bytes.
+type entry struct {
+	id       id.ID
+	ip       [16]byte // IPv4 as 4-in-6; IPv6 zones are dropped
+	port     uint16
+	flags    uint8
+	fails    uint8 // consecutive unanswered queries, saturating
+	lastSeen int64 // clock time of its last answer or query, when flagSeen
+	rtt      int64 // smoothed round-trip time in nanoseconds; 0 when unknown
+}
+
+// newEntry returns the entry of a node first heard of now.
+func newEntry(x id.ID, addr netip.AddrPort) entry {
+	e := entry{id: x}
+	e.setAddr(addr)
+	return e
+}
+
+func (e *entry) setAddr(addr netip.AddrPort) {
+	a := addr.Addr()
+	e.flags &^= flagIs4
+	if a.Is4() || a.Is4In6() {
+		e.flags |= flagIs4
+	}
+	e.ip = a.Unmap().As16()
+	e.port = addr.Port()
+}
+
+func (e *entry) addr() netip.AddrPort {
+	a := netip.AddrFrom16(e.ip)
+	if e.flags&flagIs4 != 0 {
+		a = a.Unmap()
+	}
+	return netip.AddrPortFrom(a, e.port)
+}
+
+// sameAddr reports whether addr is the address e holds.
+func (e *entry) sameAddr(addr netip.AddrPort) bool {
+	var o entry
+	o.setAddr(addr)
+	return o.ip == e.ip && o.port == e.port && o.flags&flagIs4 == e.flags&flagIs4
+}
+
+func (e *entry) bad() bool { return e.fails >= BadFails }
+
+// state classifies e by BEP 5's rule as of now. Good needs an answer to one
+// of our queries at some time, and an answer or a query from it within
+// GoodFor: since lastSeen is the later of the two, one comparison covers
+// both of BEP 5's cases.
+func (e *entry) state(now int64) State {
+	switch {
+	case e.bad():
+		return Bad
+	case e.flags&flagResponded != 0 && e.flags&flagSeen != 0 && now-e.lastSeen < int64(GoodFor):
+		return Good
+	}
+	return Questionable
+}
+
+// seen records an answer or a query from the node at now.
+func (e *entry) seen(now int64, how Source, rtt time.Duration) {
+	if how == Learned {
+		return // a third party's word proves nothing about liveness
+	}
+	if e.flags&flagSeen == 0 || now > e.lastSeen {
+		e.lastSeen = now
+	}
+	e.flags |= flagSeen
+	if how == Responded {
+		// Only an answer to our own query shows that the node is reachable
+		// at this address, so only an answer clears its failures.
+		e.flags |= flagResponded
+		e.fails = 0
+		e.flags &^= flagPinging
+	}
+	if rtt > 0 {
+		if e.rtt == 0 {
+			e.rtt = int64(rtt)
+		} else {
+			// EWMA with gain 1/8, as TCP's SRTT (RFC 6298).
+			e.rtt += (int64(rtt) - e.rtt) / 8
+		}
+	}
+}
+
+func (e *entry) fail() {
+	if e.fails < math.MaxUint8 {
+		e.fails++
+	}
+	e.flags &^= flagPinging
+}
+
+// fresher reports whether a was heard from more recently than b; entries
+// never heard from (learned ones) are the least fresh.
+func fresher(a, b *entry) bool {
+	if a.flags&flagSeen == 0 {
+		return false
+	}
+	return b.flags&flagSeen == 0 || a.lastSeen > b.lastSeen
+}
+
+// clock turns the times a table is handed into int64 nanoseconds since the
+// first of them. Relative times survive any clock a driver uses (the
+// simulator may start at the zero time.Time, whose UnixNano overflows), and
+// the table keeps the latest time it was given as "now" for the methods
+// that take none (Closest, Get, Buckets).
+type clock struct {
+	epoch time.Time
+	now   int64
+	set   bool
+}
+
+func (c *clock) at(t time.Time) int64 {
+	if !c.set {
+		c.epoch, c.set = t, true
+	}
+	v := int64(t.Sub(c.epoch))
+	if v > c.now {
+		c.now = v
+	}
+	return v
+}
+
+func (c *clock) time(v int64) time.Time { return c.epoch.Add(time.Duration(v)) }
+
+func (c *clock) contact(e *entry) Contact {
+	ct := Contact{
+		ID:        e.id,
+		Addr:      e.addr(),
+		State:     e.state(c.now),
+		Responded: e.flags&flagResponded != 0,
+		Fails:     int(e.fails),
+		RTT:       time.Duration(e.rtt),
+	}
+	if e.flags&flagSeen != 0 {
+		ct.LastSeen = c.time(e.lastSeen)
+	}
+	return ct
+}
+
+func (c *clock) changed(v int64) time.Time {
+	if v == never {
+		return time.Time{}
+	}
+	return c.time(v)
+}
+
+// prefixID returns the first n bits of x, the rest zero.
+func prefixID(x id.ID, n int) id.ID {
+	var p id.ID
+	full := n / 8
+	copy(p[:full], x[:full])
+	if rem := n % 8; rem != 0 {
+		p[full] = x[full] & (0xff << (8 - rem))
+	}
+	return p
+}
+
+// flipBit returns x with bit i (from the most significant) inverted.
+func flipBit(x id.ID, i int) id.ID {
+	x[i/8] ^= 0x80 >> (i % 8)
+	return x
+}
+
+// byDistance orders contacts by XOR distance to target.
+func byDistance(target id.ID) func(a, b Contact) int {
+	return func(a, b Contact) int { return id.CompareDistance(target, a.ID, b.ID) }
+}

@@ -1,0 +1,308 @@
+// Package runtime drives a sans-I/O protocol engine over a real UDP socket
+// with the wall clock: the blocking, concurrent world on one side, the
+// engine's single-threaded state machine on the other.
+//
+// One mutex serializes every call on the engine. A reader goroutine reads
+// datagrams in batches (recvmmsg on Linux), hands the whole batch to the
+// engine under the lock and writes every reply in one batch (sendmmsg)
+// before it lets go, so a busy server costs two system calls per batch,
+// not two per datagram, and allocates nothing per packet. A timer goroutine
+// calls Tick at the engine's Deadline. Callers start operations under the
+// lock and wait, without it, for their Result, which is delivered from
+// whichever Ready call produced it.
+package runtime
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/dhtkit/dhtkit/kademlia"
+)
+
+// Engine is the protocol engine the runtime drives; *kademlia.Engine is
+// one. The runtime never calls it from two goroutines at once.
+type Engine interface {
+	Receive(now time.Time, from netip.AddrPort, packet []byte)
+	Start(now time.Time, op kademlia.Op) kademlia.OpID
+	Cancel(now time.Time, op kademlia.OpID)
+	Tick(now time.Time)
+	Ready() kademlia.Ready
+	Deadline() time.Time
+	Close(now time.Time)
+}
+
+// Options tunes a Runtime. Zero values take the defaults.
+type Options struct {
+	Logger *slog.Logger // nil: slog.Default()
+	// Batch is the number of datagrams one system call reads or writes (32).
+	Batch int
+	// MaxPacket is the largest datagram accepted (2048 bytes: KRPC
+	// messages, BEP 44 values included, stay well under it). Longer ones
+	// are dropped.
+	MaxPacket int
+}
+
+// Stats are the runtime's own counters.
+type Stats struct {
+	PacketsIn  uint64
+	PacketsOut uint64
+	ReadCalls  uint64 // batches read: PacketsIn/ReadCalls is the mean batch
+	WriteCalls uint64 // batches written
+}
+
+// Runtime runs one engine on one UDP socket.
+type Runtime struct {
+	conn *net.UDPConn
+	bc   batchConn
+	addr netip.AddrPort
+	log  *slog.Logger
+
+	mu      sync.Mutex // guards everything below and every call on eng
+	eng     Engine
+	closed  bool
+	waiters map[kademlia.OpID]chan kademlia.Result
+	out     []message
+	armed   time.Time // the deadline the timer is set for; zero: none
+	timer   *time.Timer
+	stats   Stats
+
+	done      chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+// New starts driving eng over conn. The runtime owns both from now on:
+// Close closes the engine and the socket.
+func New(conn *net.UDPConn, eng Engine, opts Options) *Runtime {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Batch <= 0 {
+		opts.Batch = 32
+	}
+	if opts.MaxPacket <= 0 {
+		opts.MaxPacket = 2048
+	}
+	r := &Runtime{
+		conn:    conn,
+		bc:      newBatchConn(conn, opts.Batch),
+		log:     opts.Logger,
+		eng:     eng,
+		waiters: make(map[kademlia.OpID]chan kademlia.Result),
+		out:     make([]message, 0, opts.Batch),
+		timer:   time.NewTimer(time.Hour),
+		done:    make(chan struct{}),
+	}
+	r.timer.Stop()
+	if ua, ok := conn.LocalAddr().(*net.UDPAddr); ok {
+		r.addr = unmap(ua.AddrPort())
+	}
+	r.mu.Lock()
+	r.armLocked(time.Now(), false)
+	r.mu.Unlock()
+	r.wg.Add(2)
+	go r.readLoop(opts.Batch, opts.MaxPacket)
+	go r.timerLoop()
+	return r
+}
+
+// Addr is the socket's local address.
+func (r *Runtime) Addr() netip.AddrPort { return r.addr }
+
+// Do starts op and waits for its Result. The error is the Result's Err, or
+// ctx's error if ctx ends first, in which case the operation is canceled.
+func (r *Runtime) Do(ctx context.Context, op kademlia.Op) (kademlia.Result, error) {
+	if err := ctx.Err(); err != nil {
+		return kademlia.Result{Err: err}, err
+	}
+	ch := make(chan kademlia.Result, 1)
+	now := time.Now()
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return kademlia.Result{Err: kademlia.ErrClosed}, kademlia.ErrClosed
+	}
+	opID := r.eng.Start(now, op)
+	r.waiters[opID] = ch
+	r.flushLocked(now)
+	r.mu.Unlock()
+
+	select {
+	case res := <-ch:
+		return res, res.Err
+	case <-ctx.Done():
+	}
+
+	now = time.Now()
+	r.mu.Lock()
+	if _, pending := r.waiters[opID]; pending && !r.closed {
+		r.eng.Cancel(now, opID)
+		r.flushLocked(now)
+	}
+	delete(r.waiters, opID)
+	r.mu.Unlock()
+	res := kademlia.Result{Op: opID}
+	select {
+	case res = <-ch:
+		if res.Err == nil {
+			return res, nil // it finished before the cancel took
+		}
+	default:
+	}
+	res.Err = ctx.Err()
+	return res, res.Err
+}
+
+// Inspect runs f while no other goroutine uses the engine, so that f may
+// read the engine's state (routing table, counters).
+func (r *Runtime) Inspect(f func()) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f()
+}
+
+// Stats returns the runtime's counters.
+func (r *Runtime) Stats() Stats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.stats
+}
+
+// Close ends every pending operation with kademlia.ErrClosed, closes the
+// engine and the socket, and returns once the runtime's goroutines have
+// exited.
+func (r *Runtime) Close() error {
+	var err error
+	r.closeOnce.Do(func() {
+		// Close the socket first: it wakes a reader blocked in a read, and
+		// a writer blocked on a full send buffer, which holds the lock.
+		err = r.conn.Close()
+		now := time.Now()
+		r.mu.Lock()
+		r.closed = true
+		r.eng.Close(now)
+		rd := r.eng.Ready()
+		r.dispatchLocked(rd.Results)
+		for op, ch := range r.waiters {
+			ch <- kademlia.Result{Op: op, Err: kademlia.ErrClosed}
+			delete(r.waiters, op)
+		}
+		r.timer.Stop()
+		r.mu.Unlock()
+		close(r.done)
+		r.wg.Wait()
+	})
+	return err
+}
+
+func (r *Runtime) readLoop(batch, maxPacket int) {
+	defer r.wg.Done()
+	ms := make([]message, batch)
+	buf := make([]byte, batch*maxPacket)
+	for i := range ms {
+		ms[i].buf = buf[i*maxPacket : (i+1)*maxPacket : (i+1)*maxPacket]
+	}
+	for {
+		n, err := r.bc.readBatch(ms)
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				r.log.Error("runtime: reading from the socket failed; the node stops receiving", "addr", r.addr, "err", err)
+			}
+			return
+		}
+		now := time.Now()
+		r.mu.Lock()
+		if r.closed {
+			r.mu.Unlock()
+			return
+		}
+		r.stats.ReadCalls++
+		r.stats.PacketsIn += uint64(n)
+		for i := range n {
+			r.eng.Receive(now, ms[i].addr, ms[i].buf[:ms[i].n])
+		}
+		r.flushLocked(now)
+		r.mu.Unlock()
+	}
+}
+
+func (r *Runtime) timerLoop() {
+	defer r.wg.Done()
+	for {
+		select {
+		case <-r.done:
+			return
+		case <-r.timer.C:
+		}
+		now := time.Now()
+		r.mu.Lock()
+		if r.closed {
+			r.mu.Unlock()
+			return
+		}
+		r.armed = time.Time{}
+		r.eng.Tick(now)
+		r.flushLockedTick(now, true)
+		r.mu.Unlock()
+	}
+}
+
+// flushLocked applies the engine's Ready: it sends the packets, delivers
+// the results and sets the timer for the engine's next deadline.
+func (r *Runtime) flushLocked(now time.Time) { r.flushLockedTick(now, false) }
+
+func (r *Runtime) flushLockedTick(now time.Time, ticked bool) {
+	rd := r.eng.Ready()
+	if len(rd.Packets) > 0 && !r.closed {
+		out := r.out[:0]
+		for _, p := range rd.Packets {
+			out = append(out, message{buf: p.Data, n: len(p.Data), addr: p.To})
+		}
+		if err := r.bc.writeBatch(out); err != nil && !isClosed(err) {
+			r.log.Warn("runtime: writing to the socket failed", "addr", r.addr, "err", err)
+		}
+		r.stats.WriteCalls++
+		r.stats.PacketsOut += uint64(len(out))
+		clear(out) // keep no reference to the engine's buffers
+		r.out = out[:0]
+	}
+	r.dispatchLocked(rd.Results)
+	r.armLocked(now, ticked)
+}
+
+func (r *Runtime) dispatchLocked(results []kademlia.Result) {
+	for _, res := range results {
+		if ch, ok := r.waiters[res.Op]; ok {
+			delete(r.waiters, res.Op)
+			ch <- res // buffered: never blocks
+		}
+	}
+}
+
+// armLocked sets the timer for the engine's deadline if it is earlier than
+// the one already set. A later deadline leaves the timer alone: it fires
+// early, Tick does nothing, and the timer is set again; that is cheaper
+// than resetting the timer on every batch.
+func (r *Runtime) armLocked(now time.Time, ticked bool) {
+	if r.closed {
+		return
+	}
+	d := r.eng.Deadline()
+	if d.IsZero() || (!r.armed.IsZero() && !d.Before(r.armed)) {
+		return
+	}
+	delay := d.Sub(now)
+	if ticked && delay <= 0 {
+		// The engine still wants a Tick right after one: do not spin.
+		delay = time.Millisecond
+	}
+	r.armed = d
+	r.timer.Reset(max(delay, 0))
+}
+
+func isClosed(err error) bool { return errors.Is(err, net.ErrClosed) }

@@ -1,0 +1,296 @@
+package runtime
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/dhtkit/dhtkit/id"
+	"github.com/dhtkit/dhtkit/kademlia"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// echoEngine is a minimal Engine: it answers every "q" datagram with an
+// "r" datagram carrying the same bytes, and its Ping op sends a "q" and
+// ends at the matching "r" or at its timeout.
+type echoEngine struct {
+	timeout  time.Duration
+	next     kademlia.OpID
+	pending  map[kademlia.OpID]time.Time // op -> deadline
+	ready    kademlia.Ready
+	buf      []byte // backs every packet of ready: valid until the next call
+	canceled int
+	closed   bool
+}
+
+func newEcho(timeout time.Duration) *echoEngine {
+	return &echoEngine{timeout: timeout, pending: make(map[kademlia.OpID]time.Time)}
+}
+
+func (e *echoEngine) send(to netip.AddrPort, kind byte, body []byte) {
+	start := len(e.buf)
+	e.buf = append(e.buf, kind)
+	e.buf = append(e.buf, body...)
+	e.ready.Packets = append(e.ready.Packets, kademlia.Packet{To: to, Data: e.buf[start:len(e.buf):len(e.buf)]})
+}
+
+func (e *echoEngine) Receive(now time.Time, from netip.AddrPort, p []byte) {
+	if len(p) == 0 {
+		return
+	}
+	switch p[0] {
+	case 'q':
+		e.send(from, 'r', p[1:])
+	case 'r':
+		if len(p) < 9 {
+			return
+		}
+		op := kademlia.OpID(binary.BigEndian.Uint64(p[1:]))
+		if _, ok := e.pending[op]; ok {
+			delete(e.pending, op)
+			e.ready.Results = append(e.ready.Results, kademlia.Result{Op: op, ID: id.FromString(from.String())})
+		}
+	}
+}
+
+func (e *echoEngine) Start(now time.Time, op kademlia.Op) kademlia.OpID {
+	e.next++
+	p, ok := op.(kademlia.Ping)
+	if !ok || e.closed {
+		e.ready.Results = append(e.ready.Results, kademlia.Result{Op: e.next, Err: kademlia.ErrNoContacts})
+		return e.next
+	}
+	e.pending[e.next] = now.Add(e.timeout)
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(e.next))
+	e.send(p.Addr, 'q', b[:])
+	return e.next
+}
+
+func (e *echoEngine) Cancel(now time.Time, op kademlia.OpID) {
+	if _, ok := e.pending[op]; ok {
+		delete(e.pending, op)
+		e.canceled++
+		e.ready.Results = append(e.ready.Results, kademlia.Result{Op: op, Err: kademlia.ErrCanceled})
+	}
+}
+
+func (e *echoEngine) Tick(now time.Time) {
+	for op, d := range e.pending {
+		if !now.Before(d) {
+			delete(e.pending, op)
+			e.ready.Results = append(e.ready.Results, kademlia.Result{Op: op, Err: kademlia.ErrTimeout})
+		}
+	}
+}
+
+func (e *echoEngine) Ready() kademlia.Ready {
+	rd := e.ready
+	e.ready = kademlia.Ready{Packets: e.ready.Packets[:0]}
+	e.buf = e.buf[:0]
+	return rd
+}
+
+func (e *echoEngine) Deadline() time.Time {
+	var d time.Time
+	for _, t := range e.pending {
+		if d.IsZero() || t.Before(d) {
+			d = t
+		}
+	}
+	return d
+}
+
+func (e *echoEngine) Close(now time.Time) {
+	e.closed = true
+	for op := range e.pending {
+		delete(e.pending, op)
+		e.ready.Results = append(e.ready.Results, kademlia.Result{Op: op, Err: kademlia.ErrClosed})
+	}
+}
+
+func listen(t testing.TB) *net.UDPConn {
+	t.Helper()
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func start(t testing.TB, timeout time.Duration) (*Runtime, *echoEngine) {
+	t.Helper()
+	e := newEcho(timeout)
+	r := New(listen(t), e, Options{})
+	t.Cleanup(func() { r.Close() })
+	return r, e
+}
+
+func TestPing(t *testing.T) {
+	a, _ := start(t, 5*time.Second)
+	b, _ := start(t, 5*time.Second)
+	for range 10 {
+		res, err := a.Do(context.Background(), kademlia.Ping{Addr: b.Addr()})
+		if err != nil {
+			t.Fatalf("ping: %v", err)
+		}
+		if want := id.FromString(b.Addr().String()); res.ID != want {
+			t.Fatalf("ping answered by %v, want %v", res.ID, want)
+		}
+	}
+	st := b.Stats()
+	if st.PacketsIn != 10 || st.PacketsOut != 10 {
+		t.Errorf("server stats %+v, want 10 packets each way", st)
+	}
+}
+
+func TestTimeoutFiresFromDeadline(t *testing.T) {
+	a, _ := start(t, 30*time.Millisecond)
+	dead := listen(t)
+	addr := dead.LocalAddr().(*net.UDPAddr).AddrPort()
+	dead.Close()
+	_, err := a.Do(context.Background(), kademlia.Ping{Addr: addr})
+	if !errors.Is(err, kademlia.ErrTimeout) {
+		t.Fatalf("ping of a closed port: %v, want ErrTimeout", err)
+	}
+}
+
+func TestContextCancelsOp(t *testing.T) {
+	a, e := start(t, time.Hour)
+	silent := listen(t) // receives, never answers
+	defer silent.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	_, err := a.Do(ctx, kademlia.Ping{Addr: silent.LocalAddr().(*net.UDPAddr).AddrPort()})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want context.DeadlineExceeded", err)
+	}
+	a.Inspect(func() {
+		if e.canceled != 1 || len(e.pending) != 0 {
+			t.Errorf("engine saw %d cancels and has %d pending ops, want 1 and 0", e.canceled, len(e.pending))
+		}
+	})
+}
+
+func TestCloseEndsPendingOps(t *testing.T) {
+	e := newEcho(time.Hour)
+	r := New(listen(t), e, Options{})
+	silent := listen(t)
+	defer silent.Close()
+	errs := make(chan error, 4)
+	for range cap(errs) {
+		go func() {
+			_, err := r.Do(context.Background(), kademlia.Ping{Addr: silent.LocalAddr().(*net.UDPAddr).AddrPort()})
+			errs <- err
+		}()
+	}
+	// Wait until every op is pending in the engine.
+	for n := 0; n < cap(errs); {
+		r.Inspect(func() { n = len(e.pending) })
+		time.Sleep(time.Millisecond)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for range cap(errs) {
+		if err := <-errs; !errors.Is(err, kademlia.ErrClosed) {
+			t.Errorf("pending op ended with %v, want ErrClosed", err)
+		}
+	}
+	if _, err := r.Do(context.Background(), kademlia.Ping{Addr: r.Addr()}); !errors.Is(err, kademlia.ErrClosed) {
+		t.Errorf("Do after Close: %v, want ErrClosed", err)
+	}
+	if err := r.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}
+
+// TestBatches sends a runtime bursts of datagrams, some too long to
+// accept, and checks that every acceptable one is answered, in batches.
+func TestBatches(t *testing.T) {
+	r := New(listen(t), newEcho(time.Hour), Options{Batch: 8, MaxPacket: 64})
+	defer r.Close()
+	c := listen(t)
+	defer c.Close()
+	const bursts, burst = 10, 40 // a burst fits the default socket buffers
+	long := make([]byte, 100)
+	long[0] = 'q'
+	buf := make([]byte, 256)
+	for b := range uint32(bursts) {
+		want := make(map[uint32]bool)
+		for i := b * burst; i < (b+1)*burst; i++ {
+			if i%10 == 0 {
+				c.WriteToUDPAddrPort(long, r.Addr())
+			}
+			var p [5]byte
+			p[0] = 'q'
+			binary.BigEndian.PutUint32(p[1:], i)
+			c.WriteToUDPAddrPort(p[:], r.Addr())
+			want[i] = true
+		}
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for len(want) > 0 {
+			k, _, err := c.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				t.Fatalf("burst %d: %d replies missing: %v; stats %+v", b, len(want), err, r.Stats())
+			}
+			if k != 5 || buf[0] != 'r' {
+				t.Fatalf("unexpected reply %q", buf[:k])
+			}
+			delete(want, binary.BigEndian.Uint32(buf[1:]))
+		}
+	}
+	st := r.Stats()
+	if n := uint64(bursts * burst); st.PacketsIn != n || st.PacketsOut != n {
+		t.Errorf("stats %+v: want %d packets each way (long ones dropped)", st, n)
+	}
+}
+
+// BenchmarkServe measures the runtime's cost per datagram answered: a
+// client sends batches of queries over loopback to an echo engine (whose
+// own work is negligible) and reads the replies. The figure includes the
+// client's system calls too; it is an upper bound on the server's.
+func BenchmarkServe(b *testing.B) {
+	srv := New(listen(b), newEcho(time.Hour), Options{})
+	defer srv.Close()
+	c := listen(b)
+	defer c.Close()
+	c.SetReadBuffer(1 << 20)
+	bc := newBatchConn(c, 32)
+	const window = 32
+	out := make([]message, window)
+	in := make([]message, window)
+	for i := range out {
+		out[i] = message{buf: []byte("q1234567"), n: 8, addr: srv.Addr()}
+		in[i].buf = make([]byte, 64)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for sent := 0; sent < b.N; {
+		k := min(window, b.N-sent)
+		if err := bc.writeBatch(out[:k]); err != nil {
+			b.Fatal(err)
+		}
+		sent += k
+		for got := 0; got < k; {
+			c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			m, err := bc.readBatch(in)
+			if err != nil {
+				b.Fatalf("after %d of %d: %v", got, k, err)
+			}
+			got += m
+		}
+	}
+	b.StopTimer()
+	st := srv.Stats()
+	if st.ReadCalls > 0 {
+		b.ReportMetric(float64(st.PacketsIn)/float64(st.ReadCalls), "pkts/read")
+	}
+}
