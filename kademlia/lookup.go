@@ -52,7 +52,7 @@ type cand struct {
 	state   candState
 	stalled bool // every query to it passed its soft timeout: presumed gone
 	tries   uint8
-	waiting uint8 // queries to it still pending
+	waiting uint8  // queries to it still pending
 	hop     int    // responses in the chain that led to this candidate
 	token   []byte // get_peers token, for announce
 }

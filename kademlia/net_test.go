@@ -225,4 +225,6 @@ func (n *testNet) build(size int, cfg Config) {
 	n.runUntil(30*time.Second, func() bool { return false })
 }
 
-func (n *testNet) String() string { return fmt.Sprintf("testNet(%d nodes, %d datagrams)", len(n.order), n.sent) }
+func (n *testNet) String() string {
+	return fmt.Sprintf("testNet(%d nodes, %d datagrams)", len(n.order), n.sent)
+}

@@ -122,10 +122,10 @@ func decodeCases() []decodeCase {
 
 		// BEP 42.
 		{name: "bep42 response with ip",
-			in: "d2:ip6:\x7f\x00\x00\x01\x1a\xe11:rd2:id20:" + idM + "e1:t2:aa1:y1:re",
+			in:   "d2:ip6:\x7f\x00\x00\x01\x1a\xe11:rd2:id20:" + idM + "e1:t2:aa1:y1:re",
 			want: krpc.Msg{T: []byte("aa"), Y: krpc.Response, IP: addr4, R: krpc.Return{Has: krpc.HasID, ID: idOf(idM)}}},
 		{name: "bep42 response with IPv6 ip",
-			in: "d2:ip18:\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01\x1a\xe11:rd2:id20:" + idM + "e1:t2:aa1:y1:re",
+			in:   "d2:ip18:\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01\x1a\xe11:rd2:id20:" + idM + "e1:t2:aa1:y1:re",
 			want: krpc.Msg{T: []byte("aa"), Y: krpc.Response, IP: addr6, R: krpc.Return{Has: krpc.HasID, ID: idOf(idM)}}},
 
 		// BEP 43.
@@ -145,7 +145,7 @@ func decodeCases() []decodeCase {
 				Has: krpc.HasID | krpc.HasNodes | krpc.HasToken | krpc.HasV, ID: idOf(idM), Token: []byte("tk"),
 				Nodes: []krpc.NodeInfo{{ID: idOf(id0), Addr: addr4}}, V: []byte("12:Hello World!")}}},
 		{name: "bep44 put immutable",
-			in: "d1:ad2:id20:" + idA + "5:token2:tk1:vd1:ai1e1:bli2e1:cee1:q3:put1:t2:aa1:y1:qe",
+			in: "d1:ad2:id20:" + idA + "5:token2:tk1:vd1:ai1e1:bli2e1:ceee1:q3:put1:t2:aa1:y1:qe",
 			want: krpc.Msg{T: []byte("aa"), Y: krpc.Query, Q: krpc.MethodPut, QName: []byte("put"),
 				A: krpc.Args{Has: krpc.HasID | krpc.HasToken | krpc.HasV, ID: idOf(idA), Token: []byte("tk"), V: []byte("d1:ai1e1:bli2e1:cee")}}},
 		{name: "bep44 put mutable with salt and cas",
@@ -299,7 +299,7 @@ func TestMissing(t *testing.T) {
 		{"d1:ad2:id20:" + idA + "9:info_hash20:" + idM + "4:porti1ee1:q13:announce_peer1:t2:aa1:y1:qe", krpc.HasToken},
 		{"d1:ad2:id20:" + idA + "9:info_hash20:" + idM + "5:token1:xe1:q13:announce_peer1:t2:aa1:y1:qe", krpc.HasPort},
 		{"d1:ad2:id20:" + idA + "12:implied_porti1e9:info_hash20:" + idM + "5:token1:xe1:q13:announce_peer1:t2:aa1:y1:qe", 0},
-		{"d1:ad2:id20:" + idA + "5:token1:x1:v1:xe1:q3:put1:t2:aa1:y1:qe", krpc.HasV},
+		{"d1:ad2:id20:" + idA + "5:token1:xe1:q3:put1:t2:aa1:y1:qe", krpc.HasV},
 		{"d1:ad2:id20:" + idA + "3:seqi1e5:token1:x1:v1:xe1:q3:put1:t2:aa1:y1:qe", krpc.HasK | krpc.HasSig},
 		{"d1:ad2:id20:" + idA + "e1:q3:get1:t2:aa1:y1:qe", krpc.HasTarget},
 		{"d1:ad2:id20:" + idA + "e1:q17:sample_infohashes1:t2:aa1:y1:qe", krpc.HasTarget},
