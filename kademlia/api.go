@@ -41,6 +41,23 @@ type SampleInfohashes struct {
 	Target id.ID
 }
 
+// PutItem stores a BEP 44 item on the K nodes closest to its target: a
+// get lookup collects write tokens, then put goes to each of those nodes.
+// With UseCAS, nodes refuse the put unless their stored seq equals CAS.
+type PutItem struct {
+	Item   Item
+	CAS    int64
+	UseCAS bool
+}
+
+// GetItem looks up a BEP 44 item. For a mutable item, Salt must be the
+// salt its target was made with (the response does not carry it) and the
+// result is the verified item with the highest seq found.
+type GetItem struct {
+	Target id.ID
+	Salt   []byte
+}
+
 // Bootstrap adds Addrs to the bootstrap list and joins through them: every
 // address is retried with back-off until one answers, then the engine looks
 // up its own id to fill its table. The Result comes when that lookup ends.
@@ -52,6 +69,8 @@ func (GetPeers) isOp()         {}
 func (Announce) isOp()         {}
 func (SampleInfohashes) isOp() {}
 func (Bootstrap) isOp()        {}
+func (PutItem) isOp()          {}
+func (GetItem) isOp()          {}
 
 // Result is the outcome of an operation.
 type Result struct {
@@ -61,7 +80,8 @@ type Result struct {
 	ID       id.ID            // Ping, SampleInfohashes: the responder's id
 	Nodes    []krpc.NodeInfo  // lookups: the closest nodes that answered, nearest first
 	Peers    []netip.AddrPort // GetPeers, Announce: peers found, without duplicates
-	Stored   int              // Announce: nodes that acknowledged the announce
+	Stored   int              // Announce, PutItem: nodes that acknowledged the store
+	Item     *Item            // GetItem: the item found
 	Samples  []id.ID          // SampleInfohashes
 	Num      int              // SampleInfohashes: infohashes the responder holds
 	Interval time.Duration    // SampleInfohashes: how long before asking it again
@@ -98,7 +118,8 @@ var (
 	ErrClosed     = errors.New("kademlia: engine closed")
 	ErrReadOnly   = errors.New("kademlia: read-only node")
 	ErrCanceled   = errors.New("kademlia: operation canceled")
-	ErrNotStored  = errors.New("kademlia: no node accepted the announce")
+	ErrNotStored  = errors.New("kademlia: no node accepted the store")
+	ErrNotFound   = errors.New("kademlia: not found")
 
 	errBadPort   = errors.New("kademlia: announce: port must be 1-65535 (or implied)")
 	errBadAddr   = errors.New("kademlia: invalid address")

@@ -62,6 +62,10 @@ type Config struct {
 	// a negative RateLimit disables the limit.
 	RateLimit float64
 	RateBurst int
+	// MaxItems bounds the BEP 44 items stored for others (10000), each
+	// kept for ItemTTL after its last put (2h; publishers re-put hourly).
+	MaxItems int
+	ItemTTL  time.Duration
 	// SampleInterval is the interval BEP 51 responders ask requesters to
 	// wait before asking again (6h is typical; default 60s).
 	SampleInterval time.Duration
@@ -91,6 +95,8 @@ func DefaultConfig() Config {
 		RateLimit:           100,
 		RateBurst:           200,
 		SampleInterval:      60 * time.Second,
+		MaxItems:            10000,
+		ItemTTL:             2 * time.Hour,
 	}
 }
 
@@ -138,6 +144,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.SampleInterval <= 0 {
 		c.SampleInterval = d.SampleInterval
+	}
+	if c.MaxItems <= 0 {
+		c.MaxItems = d.MaxItems
+	}
+	if c.ItemTTL <= 0 {
+		c.ItemTTL = d.ItemTTL
 	}
 	if c.Network == "mainline" {
 		c.Network = ""

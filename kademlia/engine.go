@@ -64,6 +64,7 @@ type Engine struct {
 
 	tokens  tokens
 	peers   peerStore
+	items   itemStore
 	limiter rateLimiter
 	votes   ipVotes
 
@@ -112,6 +113,7 @@ func New(cfg Config, now time.Time) *Engine {
 			maxHashes:  cfg.MaxInfohashes,
 			maxPerHash: cfg.MaxPeersPerInfohash,
 		},
+		items:           itemStore{ttl: cfg.ItemTTL, max: cfg.MaxItems},
 		nextMaintenance: now.Add(maintenanceInterval),
 	}
 	if cfg.Network != "" {
@@ -238,6 +240,7 @@ func (e *Engine) Tick(now time.Time) {
 // forget idle rate-limit state, rejoin when the table has emptied.
 func (e *Engine) maintain(now time.Time) {
 	e.peers.expire(now)
+	e.items.expire(now)
 	if e.limiter.rate > 0 && now.Sub(e.limiter.swept) > 5*time.Minute {
 		e.limiter.sweep(now)
 	}

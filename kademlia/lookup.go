@@ -1,6 +1,8 @@
 package kademlia
 
 import (
+	"bytes"
+	"fmt"
 	"net/netip"
 	"slices"
 	"time"
@@ -33,9 +35,13 @@ type lookup struct {
 	peers    []netip.AddrPort
 	peerSeen map[netip.AddrPort]struct{}
 
-	announcing int // announce_peer queries outstanding
-	stored     int // announce_peer acknowledgements
-	stats      LookupStats
+	item *Item // GetItem: the best verified item so far
+
+	storing  bool  // in the announce_peer or put round that follows the search
+	awaiting int   // store queries outstanding
+	stored   int   // store acknowledgements
+	storeErr error // the last error a node answered a store with
+	stats    LookupStats
 }
 
 type candState uint8
@@ -112,7 +118,7 @@ func (l *lookup) find(x id.ID) *cand {
 // step sends queries while there is room and ends the lookup when the K
 // closest live candidates have answered.
 func (l *lookup) step(now time.Time, e *Engine) {
-	if l.announcing > 0 {
+	if l.storing {
 		return
 	}
 	k := e.cfg.K
@@ -169,14 +175,28 @@ func (l *lookup) ask(now time.Time, e *Engine, c *cand) bool {
 	return true
 }
 
-// done ends the search phase: an Announce goes on to announce_peer, every
-// other lookup finishes.
+// done ends the search phase: Announce and PutItem go on to store on the
+// K closest nodes, every other lookup finishes.
 func (l *lookup) done(now time.Time, e *Engine) {
-	ann, ok := l.op.op.(Announce)
-	if !ok {
+	switch op := l.op.op.(type) {
+	case Announce, PutItem:
+		l.store(now, e)
+	case GetItem:
+		if l.item == nil {
+			e.finish(now, l.op, ErrNotFound)
+			return
+		}
 		e.finish(now, l.op, nil)
-		return
+	default:
+		_ = op
+		e.finish(now, l.op, nil)
 	}
+}
+
+// store sends announce_peer or put, with each node's token, to the K
+// closest nodes that answered.
+func (l *lookup) store(now time.Time, e *Engine) {
+	l.storing = true
 	n := 0
 	for i := range l.cands {
 		c := &l.cands[i]
@@ -190,30 +210,50 @@ func (l *lookup) done(now time.Time, e *Engine) {
 		if c.token == nil {
 			continue
 		}
-		m := e.newQuery(krpc.MethodAnnouncePeer)
-		m.A.Has |= krpc.HasInfoHash | krpc.HasToken | krpc.HasPort
-		m.A.InfoHash = l.target
-		m.A.Token = c.token
-		m.A.Port = ann.Port
-		if ann.ImpliedPort {
-			m.A.Has |= krpc.HasImpliedPort
-			m.A.ImpliedPort = true
+		switch op := l.op.op.(type) {
+		case Announce:
+			m := e.newQuery(krpc.MethodAnnouncePeer)
+			m.A.Has |= krpc.HasInfoHash | krpc.HasToken | krpc.HasPort
+			m.A.InfoHash = l.target
+			m.A.Token = c.token
+			m.A.Port = op.Port
+			if op.ImpliedPort {
+				m.A.Has |= krpc.HasImpliedPort
+				m.A.ImpliedPort = true
+			}
+		case PutItem:
+			m := e.newQuery(krpc.MethodPut)
+			m.A.Has |= krpc.HasToken | krpc.HasV
+			m.A.Token = c.token
+			m.A.V = op.Item.V
+			if op.Item.Mutable() {
+				m.A.Has |= krpc.HasK | krpc.HasSig | krpc.HasSeq
+				m.A.K, m.A.Sig, m.A.Seq = op.Item.K, op.Item.Sig, op.Item.Seq
+				if len(op.Item.Salt) > 0 {
+					m.A.Has |= krpc.HasSalt
+					m.A.Salt = op.Item.Salt
+				}
+				if op.UseCAS {
+					m.A.Has |= krpc.HasCAS
+					m.A.CAS = op.CAS
+				}
+			}
 		}
 		if e.sendQuery(now, c.info.Addr, c.info.ID, l.op.id, forOp) {
-			l.announcing++
+			l.awaiting++
 			l.stats.Queries++
 		}
 	}
-	if l.announcing == 0 {
+	if l.awaiting == 0 {
 		e.finish(now, l.op, ErrNotStored)
 	}
 }
 
 func (l *lookup) response(now time.Time, e *Engine, p *pending, sender id.ID, m *krpc.Msg) {
 	l.stats.Responses++
-	if p.method == krpc.MethodAnnouncePeer {
+	if l.storing {
 		l.stored++
-		l.announceReturned(now, e)
+		l.storeReturned(now, e)
 		return
 	}
 	c := l.find(p.nodeID)
@@ -230,6 +270,12 @@ func (l *lookup) response(now time.Time, e *Engine, p *pending, sender id.ID, m 
 	c.state = answered
 	if len(m.R.Token) > 0 {
 		c.token = append([]byte(nil), m.R.Token...)
+	}
+	if get, ok := l.op.op.(GetItem); ok && m.R.Has&krpc.HasV != 0 {
+		if l.takeItem(m, get.Salt) && l.item.K == nil {
+			e.finish(now, l.op, nil) // an immutable item is final: stop here
+			return
+		}
 	}
 	hop := c.hop + 1
 	for _, v := range m.R.Values {
@@ -253,7 +299,7 @@ func (l *lookup) response(now time.Time, e *Engine, p *pending, sender id.ID, m 
 }
 
 func (l *lookup) stalled(now time.Time, e *Engine, p *pending) {
-	if p.method == krpc.MethodAnnouncePeer {
+	if l.storing {
 		return
 	}
 	c := l.find(p.nodeID)
@@ -271,10 +317,14 @@ func (l *lookup) stalled(now time.Time, e *Engine, p *pending) {
 	l.step(now, e)
 }
 
-func (l *lookup) failed(now time.Time, e *Engine, p *pending) {
-	if p.method == krpc.MethodAnnouncePeer {
-		l.stats.Timeouts++
-		l.announceReturned(now, e)
+func (l *lookup) failed(now time.Time, e *Engine, p *pending, err error) {
+	if l.storing {
+		if err == ErrTimeout {
+			l.stats.Timeouts++
+		} else {
+			l.storeErr = err
+		}
+		l.storeReturned(now, e)
 		return
 	}
 	c := l.find(p.nodeID)
@@ -293,16 +343,38 @@ func (l *lookup) failed(now time.Time, e *Engine, p *pending) {
 	l.step(now, e)
 }
 
-func (l *lookup) announceReturned(now time.Time, e *Engine) {
-	l.announcing--
-	if l.announcing > 0 {
+func (l *lookup) storeReturned(now time.Time, e *Engine) {
+	l.awaiting--
+	if l.awaiting > 0 {
 		return
 	}
-	if l.stored == 0 {
+	switch {
+	case l.stored > 0:
+		e.finish(now, l.op, nil)
+	case l.storeErr != nil:
+		// Every node refused: say why (seq too old, CAS mismatch, ...).
+		e.finish(now, l.op, fmt.Errorf("%w: %w", ErrNotStored, l.storeErr))
+	default:
 		e.finish(now, l.op, ErrNotStored)
-		return
 	}
-	e.finish(now, l.op, nil)
+}
+
+// takeItem verifies the item in a get response against the target and
+// keeps it if it is the newest so far. It reports whether it kept it.
+func (l *lookup) takeItem(m *krpc.Msg, salt []byte) bool {
+	it := Item{V: m.R.V, K: m.R.K, Sig: m.R.Sig, Seq: m.R.Seq}
+	if len(it.K) > 0 {
+		it.Salt = salt
+	}
+	if it.Validate() != nil || it.Target() != l.target {
+		return false // forged or corrupt: ignore it
+	}
+	if l.item != nil && it.Seq <= l.item.Seq {
+		return false
+	}
+	it.V, it.K, it.Sig, it.Salt = bytes.Clone(it.V), bytes.Clone(it.K), bytes.Clone(it.Sig), bytes.Clone(it.Salt)
+	l.item = &it
+	return true
 }
 
 // fill writes the lookup's outcome into r.
@@ -322,6 +394,7 @@ func (l *lookup) fill(r *Result, k int) {
 		}
 	}
 	r.Peers = l.peers
+	r.Item = l.item
 	r.Stored = l.stored
 	r.Stats = l.stats
 }

@@ -54,6 +54,14 @@ func (e *Engine) startOp(now time.Time, op Op, internal bool) OpID {
 			break
 		}
 		e.startLookup(now, s, krpc.MethodGetPeers, op.InfoHash, nil)
+	case PutItem:
+		if err := op.Item.Validate(); err != nil {
+			e.finish(now, s, err)
+			break
+		}
+		e.startLookup(now, s, krpc.MethodGet, op.Item.Target(), nil)
+	case GetItem:
+		e.startLookup(now, s, krpc.MethodGet, op.Target, nil)
 	case Bootstrap:
 		e.boot.start(now, e, s, op.Addrs)
 	default:
@@ -110,7 +118,7 @@ func (e *Engine) onFailure(now time.Time, p *pending, err error) {
 		return
 	}
 	if s.lookup != nil {
-		s.lookup.failed(now, e, p)
+		s.lookup.failed(now, e, p, err)
 		return
 	}
 	s.result.Stats.Queries = 1

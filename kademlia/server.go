@@ -89,6 +89,47 @@ func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
 			e.replyError(now, from, q.T, krpc.CodeServer, "announce_peer: peer store full")
 			return
 		}
+	case krpc.MethodGet:
+		if q.A.Has&krpc.HasTarget == 0 {
+			e.replyError(now, from, q.T, krpc.CodeProtocol, "get: missing target")
+			return
+		}
+		r.R.Has |= krpc.HasToken
+		r.R.Token = e.tokens.issue(from.Addr(), e.tokBuf[:0])
+		if it := e.items.get(q.A.Target, now); it != nil {
+			switch {
+			case !it.Mutable():
+				r.R.Has |= krpc.HasV
+				r.R.V = it.V
+			case q.A.Has&krpc.HasSeq != 0 && it.Seq <= q.A.Seq:
+				// The asker has this version or a newer one already.
+				r.R.Has |= krpc.HasSeq
+				r.R.Seq = it.Seq
+			default:
+				r.R.Has |= krpc.HasV | krpc.HasK | krpc.HasSig | krpc.HasSeq
+				r.R.V, r.R.K, r.R.Sig, r.R.Seq = it.V, it.K, it.Sig, it.Seq
+			}
+		}
+		e.appendNodes(r, q, q.A.Target)
+	case krpc.MethodPut:
+		if q.A.Has&krpc.HasToken == 0 || q.A.Has&krpc.HasV == 0 {
+			e.replyError(now, from, q.T, krpc.CodeProtocol, "put: missing token or v")
+			return
+		}
+		if !e.tokens.valid(from.Addr(), q.A.Token) {
+			e.replyError(now, from, q.T, krpc.CodeProtocol, "put: bad token")
+			return
+		}
+		it := Item{V: q.A.V, K: q.A.K, Sig: q.A.Sig, Salt: q.A.Salt, Seq: q.A.Seq}
+		if err := it.Validate(); err != nil {
+			e.replyError(now, from, q.T, errCode(err), err.Error())
+			return
+		}
+		if err := e.items.put(now, it.Target(), &it, q.A.CAS, q.A.Has&krpc.HasCAS != 0); err != nil {
+			pe := err.(*putError)
+			e.replyError(now, from, q.T, pe.code, pe.msg)
+			return
+		}
 	case krpc.MethodSampleInfohashes:
 		if q.A.Has&krpc.HasTarget == 0 {
 			e.replyError(now, from, q.T, krpc.CodeProtocol, "sample_infohashes: missing target")
