@@ -8,6 +8,7 @@ import (
 
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/krpc"
+	"github.com/dhtkit/dhtkit/store"
 )
 
 // OpID names an operation started with Engine.Start.
@@ -82,6 +83,11 @@ type Result struct {
 	Peers    []netip.AddrPort // GetPeers, Announce: peers found, without duplicates
 	Stored   int              // Announce, PutItem: nodes that acknowledged the store
 	Item     *Item            // GetItem: the item found
+	Record   *store.Record    // KVGet: the newest version found
+	Version  store.Version    // KVPut: the version written; KVGet: the newest seen
+	Holders  []Holder         // KVGet: what each replica answered
+	Acks     int              // KVPut: replicas holding the write; Handover: values handed over
+	Partial  bool             // KVGet: fewer than ReadQuorum replicas answered
 	Samples  []id.ID          // SampleInfohashes
 	Num      int              // SampleInfohashes: infohashes the responder holds
 	Interval time.Duration    // SampleInfohashes: how long before asking it again

@@ -110,8 +110,14 @@ func (e *Engine) newQuery(method krpc.Method) *krpc.Msg {
 // sendQuery sends e.out to `to` and tracks it. It returns false when every
 // transaction id is in use.
 func (e *Engine) sendQuery(now time.Time, to netip.AddrPort, nodeID id.ID, op OpID, why purpose) bool {
+	_, ok := e.sendQueryTID(now, to, nodeID, op, why)
+	return ok
+}
+
+// sendQueryTID is sendQuery that also returns the transaction id.
+func (e *Engine) sendQueryTID(now time.Time, to netip.AddrPort, nodeID id.ID, op OpID, why purpose) (uint16, bool) {
 	if len(e.pending) >= 1<<16-1 {
-		return false
+		return 0, false
 	}
 	for e.pending[e.nextTID] != nil {
 		e.nextTID++
@@ -147,7 +153,7 @@ func (e *Engine) sendQuery(now time.Time, to netip.AddrPort, nodeID id.ID, op Op
 	e.out.T = e.tid[:]
 	e.stats.QueriesOut[e.out.Q]++
 	e.send(to)
-	return true
+	return tid, true
 }
 
 func (e *Engine) release(p *pending) {
@@ -171,15 +177,18 @@ func (e *Engine) handleReply(now time.Time, from netip.AddrPort, m *krpc.Msg) {
 	}
 	if m.Y == krpc.Error {
 		e.stats.ErrorsIn++
+		pc := *p
 		e.release(p)
-		e.onError(now, p, m)
+		e.onError(now, &pc, m)
 		return
 	}
+	orig, pc := p, *p // orig goes back to the free list; handlers may send and reuse it
+	p = &pc
 	e.stats.ResponsesIn++
 	sender, ok := m.SenderID()
 	if !ok || sender == e.self {
 		e.stats.Malformed++
-		return // not an answer we can use; let it time out
+		return // not an answer we can use; let it time out (orig stays pending)
 	}
 	rtt := now.Sub(p.sent)
 	e.rtt.add(rtt)
@@ -191,7 +200,7 @@ func (e *Engine) handleReply(now time.Time, from netip.AddrPort, m *krpc.Msg) {
 	if !m.RO {
 		e.observe(now, sender, from, routing.Responded, rtt)
 	}
-	e.release(p)
+	e.release(orig)
 	switch p.purpose {
 	case forTablePing:
 		delete(e.pinging, p.nodeID)
@@ -214,7 +223,9 @@ func (e *Engine) onStalled(now time.Time, p *pending) {
 // onTimeout is called when a query passes its hard timeout.
 func (e *Engine) onTimeout(now time.Time, p *pending) {
 	e.stats.Timeouts++
-	e.release(p)
+	pc := *p
+	p = &pc
+	e.release(e.pending[pc.tid])
 	if !p.nodeID.IsZero() {
 		e.table.Failed(now, p.nodeID)
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/krpc"
 	"github.com/dhtkit/dhtkit/routing"
+	"github.com/dhtkit/dhtkit/store"
 )
 
 // Config configures an Engine. The zero value of every field means its
@@ -66,6 +67,20 @@ type Config struct {
 	// kept for ItemTTL after its last put (2h; publishers re-put hourly).
 	MaxItems int
 	ItemTTL  time.Duration
+	// Store keeps the key-value records this node holds for the network.
+	// nil: an in-memory store with default limits, made on first use.
+	Store store.Store
+	// Replicas is how many nodes keep each key-value record (3, at most K).
+	Replicas int
+	// WriteQuorum is how many replicas must hold a write before a put
+	// succeeds; ReadQuorum is how many must answer a get. Both default to
+	// a majority of Replicas, so that a get sees the newest acknowledged put.
+	WriteQuorum int
+	ReadQuorum  int
+	// SyncInterval is how often replicas compare digests and repair (15s).
+	SyncInterval time.Duration
+	// DefaultTTL is the life of a value put without a TTL (24h).
+	DefaultTTL time.Duration
 	// SampleInterval is the interval BEP 51 responders ask requesters to
 	// wait before asking again (6h is typical; default 60s).
 	SampleInterval time.Duration
@@ -96,6 +111,9 @@ func DefaultConfig() Config {
 		RateBurst:           200,
 		SampleInterval:      60 * time.Second,
 		MaxItems:            10000,
+		Replicas:            3,
+		SyncInterval:        15 * time.Second,
+		DefaultTTL:          24 * time.Hour,
 		ItemTTL:             2 * time.Hour,
 	}
 }
@@ -150,6 +168,21 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ItemTTL <= 0 {
 		c.ItemTTL = d.ItemTTL
+	}
+	if c.Replicas <= 0 {
+		c.Replicas = d.Replicas
+	}
+	if c.WriteQuorum <= 0 {
+		c.WriteQuorum = majority(c.replicas())
+	}
+	if c.ReadQuorum <= 0 {
+		c.ReadQuorum = majority(c.replicas())
+	}
+	if c.SyncInterval <= 0 {
+		c.SyncInterval = d.SyncInterval
+	}
+	if c.DefaultTTL <= 0 {
+		c.DefaultTTL = d.DefaultTTL
 	}
 	if c.Network == "mainline" {
 		c.Network = ""

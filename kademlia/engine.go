@@ -18,6 +18,7 @@ import (
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/krpc"
 	"github.com/dhtkit/dhtkit/routing"
+	"github.com/dhtkit/dhtkit/store"
 )
 
 // Stats are the engine's counters since it started.
@@ -62,11 +63,15 @@ type Engine struct {
 	boot    bootstrapper
 	pinging map[id.ID]bool // table pings in flight (ping-before-evict)
 
-	tokens  tokens
-	peers   peerStore
-	items   itemStore
-	limiter rateLimiter
-	votes   ipVotes
+	tokens tokens
+	peers  peerStore
+	items  itemStore
+	clock  store.Clock // versions of key-value writes
+	xbuf   []byte      // scratch for "x" payloads
+
+	nextSync time.Time
+	limiter  rateLimiter
+	votes    ipVotes
 
 	nextMaintenance time.Time
 
@@ -124,6 +129,8 @@ func New(cfg Config, now time.Time) *Engine {
 	} else {
 		e.table = routing.NewBEP5(e.self, cfg.K, randReader{rng})
 	}
+	e.clock.Writer = store.WriterID(e.self)
+	e.nextSync = now.Add(cfg.SyncInterval)
 	e.tokens.init(now, cfg.TokenRotation, e.secret)
 	e.rtt.init(cfg.QueryTimeout)
 	if len(cfg.Bootstrap) > 0 {
@@ -205,6 +212,9 @@ func (e *Engine) Deadline() time.Time {
 	if t, ok := e.boot.next(); ok && t.Before(d) {
 		d = t
 	}
+	if e.cfg.Store != nil && e.nextSync.Before(d) {
+		d = e.nextSync
+	}
 	return d
 }
 
@@ -230,6 +240,10 @@ func (e *Engine) Tick(now time.Time) {
 	}
 	e.tokens.maybeRotate(now, e.secret)
 	e.boot.tick(now, e)
+	if e.cfg.Store != nil && !now.Before(e.nextSync) {
+		e.sync(now)
+		e.nextSync = now.Add(e.cfg.SyncInterval)
+	}
 	if !now.Before(e.nextMaintenance) {
 		e.maintain(now)
 		e.nextMaintenance = now.Add(maintenanceInterval)

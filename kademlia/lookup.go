@@ -181,6 +181,8 @@ func (l *lookup) done(now time.Time, e *Engine) {
 	switch op := l.op.op.(type) {
 	case Announce, PutItem:
 		l.store(now, e)
+	case KVPut, KVGet:
+		e.kvReplicas(now, l.op, l)
 	case GetItem:
 		if l.item == nil {
 			e.finish(now, l.op, ErrNotFound)

@@ -16,7 +16,8 @@ type opState struct {
 	op       Op
 	internal bool // started by the engine itself: its Result is not reported
 	started  time.Time
-	lookup   *lookup // for iterative operations
+	lookup   *lookup   // for iterative operations
+	kv       kvHandler // for key-value operations past their lookup
 	result   Result
 }
 
@@ -62,6 +63,12 @@ func (e *Engine) startOp(now time.Time, op Op, internal bool) OpID {
 		e.startLookup(now, s, krpc.MethodGet, op.Item.Target(), nil)
 	case GetItem:
 		e.startLookup(now, s, krpc.MethodGet, op.Target, nil)
+	case KVPut:
+		e.startKV(now, s, op.Key)
+	case KVGet:
+		e.startKV(now, s, op.Key)
+	case Handover:
+		e.startHandover(now, s)
 	case Bootstrap:
 		e.boot.start(now, e, s, op.Addrs)
 	default:
@@ -95,6 +102,10 @@ func (e *Engine) onResponse(now time.Time, p *pending, sender [20]byte, m *krpc.
 	if s == nil {
 		return // finished already; the table has learned from it anyway
 	}
+	if s.kv != nil {
+		s.kv.response(now, e, p, m)
+		return
+	}
 	if s.lookup != nil {
 		s.lookup.response(now, e, p, sender, m)
 		return
@@ -115,6 +126,10 @@ func (e *Engine) onResponse(now time.Time, p *pending, sender [20]byte, m *krpc.
 func (e *Engine) onFailure(now time.Time, p *pending, err error) {
 	s := e.ops[p.op]
 	if s == nil {
+		return
+	}
+	if s.kv != nil {
+		s.kv.failure(now, e, p, err)
 		return
 	}
 	if s.lookup != nil {

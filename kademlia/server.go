@@ -140,6 +140,18 @@ func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
 		r.R.Num = e.peers.len()
 		r.R.Interval = int(e.cfg.SampleInterval / time.Second)
 		e.appendNodes(r, q, q.A.Target)
+	case krpc.MethodStore:
+		if !e.handleStore(now, from, q, r) {
+			return
+		}
+	case krpc.MethodFetch:
+		if !e.handleFetch(now, from, q, r) {
+			return
+		}
+	case krpc.MethodSync:
+		if !e.handleSync(now, from, q, r) {
+			return
+		}
 	default:
 		e.replyError(now, from, q.T, krpc.CodeMethodUnknown, "method unknown")
 		return

@@ -2,6 +2,7 @@ package krpc
 
 import (
 	"math"
+	"math/bits"
 
 	"github.com/dhtkit/dhtkit/id"
 )
@@ -24,6 +25,12 @@ func ParseMethod(name []byte) Method {
 		return MethodPut
 	case "sample_infohashes":
 		return MethodSampleInfohashes
+	case "dk_store":
+		return MethodStore
+	case "dk_fetch":
+		return MethodFetch
+	case "dk_sync":
+		return MethodSync
 	}
 	return MethodUnknown
 }
@@ -170,6 +177,12 @@ const (
 	topNW
 )
 
+// topName returns the name of the top-level key k, for errors.
+func topName(k uint16) string {
+	names := [...]string{"t", "y", "q", "a", "r", "e", "v", "ip", "ro", "nw"}
+	return names[bits.TrailingZeros16(k)]
+}
+
 // Decode decodes one KRPC message from b into m, reusing m's capacity: once
 // m has held a message as large, decoding allocates nothing. The byte slices
 // of m refer into b, which must not change while m is in use.
@@ -200,6 +213,7 @@ func (m *Msg) Decode(b []byte) error {
 	d.pos++
 	var seen uint16
 	for {
+		d.sec = secTop
 		more, err := d.next("")
 		if err != nil {
 			return err
@@ -240,7 +254,7 @@ func (m *Msg) Decode(b []byte) error {
 			continue
 		}
 		if seen&k != 0 {
-			if err := d.wrong("", 1, ErrDuplicate); err != nil {
+			if err := d.wrong(topName(k), 1, ErrDuplicate); err != nil {
 				return err
 			}
 			continue
@@ -408,6 +422,8 @@ func (d *decoder) args(a *Args, depth int) error {
 			f = HasSeq
 		case "cas":
 			f = HasCAS
+		case "x":
+			f = HasX
 		default:
 			if err := d.skip("a", depth); err != nil {
 				return err
@@ -415,7 +431,7 @@ func (d *decoder) args(a *Args, depth int) error {
 			continue
 		}
 		if a.Has&f != 0 {
-			if err := d.wrong("a", depth, ErrDuplicate); err != nil {
+			if err := d.wrong("a."+f.String(), depth, ErrDuplicate); err != nil {
 				return err
 			}
 			continue
@@ -459,6 +475,9 @@ func (d *decoder) arg(a *Args, f Field, depth int) (ok bool, err error) {
 		a.Sig, ok, err = d.fixedVal("a.sig", depth, 64)
 	case HasSalt:
 		a.Salt, ok, err = d.strVal("a.salt", depth)
+	case HasX:
+		a.X, err = d.rawVal("a.x", depth)
+		ok = err == nil
 	case HasSeq:
 		a.Seq, ok, err = d.intVal("a.seq", depth, math.MinInt64, math.MaxInt64)
 	case HasCAS:
@@ -538,6 +557,8 @@ func (d *decoder) ret(r *Return, depth int) error {
 			f = HasInterval
 		case "num":
 			f = HasNum
+		case "x":
+			f = HasX
 		default:
 			if err := d.skip("r", depth); err != nil {
 				return err
@@ -545,7 +566,7 @@ func (d *decoder) ret(r *Return, depth int) error {
 			continue
 		}
 		if r.Has&f != 0 {
-			if err := d.wrong("r", depth, ErrDuplicate); err != nil {
+			if err := d.wrong("r."+f.String(), depth, ErrDuplicate); err != nil {
 				return err
 			}
 			continue
@@ -612,6 +633,9 @@ func (d *decoder) retField(r *Return, f Field, depth int) (ok bool, err error) {
 	case HasNum:
 		n, ok, err = d.intVal("r.num", depth, minInt, maxInt)
 		r.Num = int(n)
+	case HasX:
+		r.X, err = d.rawVal("r.x", depth)
+		ok = err == nil
 	}
 	return ok, err
 }

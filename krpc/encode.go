@@ -117,6 +117,9 @@ func (a *Args) append(dst []byte) []byte {
 		}
 		dst = append(dst, 'e')
 	}
+	if a.Has&HasX != 0 {
+		dst = append(append(dst, "1:x"...), a.X...)
+	}
 	return append(dst, 'e')
 }
 
@@ -169,6 +172,9 @@ func (r *Return) append(dst []byte) []byte {
 			}
 		}
 		dst = append(dst, 'e')
+	}
+	if r.Has&HasX != 0 {
+		dst = append(append(dst, "1:x"...), r.X...)
 	}
 	return append(dst, 'e')
 }

@@ -35,6 +35,10 @@ const (
 	MethodGet // BEP 44
 	MethodPut // BEP 44
 	MethodSampleInfohashes
+	// dhtkit's key-value methods; a standard peer answers them with 204.
+	MethodStore // dk_store: write records
+	MethodFetch // dk_fetch: read records
+	MethodSync  // dk_sync: compare digests (anti-entropy)
 	NumMethods
 )
 
@@ -47,6 +51,9 @@ var methodNames = [NumMethods]string{
 	MethodGet:              "get",
 	MethodPut:              "put",
 	MethodSampleInfohashes: "sample_infohashes",
+	MethodStore:            "dk_store",
+	MethodFetch:            "dk_fetch",
+	MethodSync:             "dk_sync",
 }
 
 func (m Method) String() string {
@@ -111,6 +118,8 @@ type Args struct {
 	Salt []byte
 	Seq  int64
 	CAS  int64
+	// X is the raw bencoded payload of dhtkit's own methods.
+	X []byte
 }
 
 // Return is the body of a response ("r").
@@ -130,6 +139,8 @@ type Return struct {
 	Samples  []id.ID
 	Interval int
 	Num      int
+	// X is the raw bencoded payload of dhtkit's own methods.
+	X []byte
 }
 
 // Field is a bit set of the optional fields present in Args or Return.
@@ -155,6 +166,7 @@ const (
 	HasSamples
 	HasInterval
 	HasNum
+	HasX
 )
 
 // KRPCError is the body of an error message ("e"): a code and a message.

@@ -371,6 +371,7 @@ func malformedCases() []malformedCase {
 		{name: "a not a dictionary", in: "d1:ali1ee1:q4:ping1:t2:aa1:y1:qe", want: krpc.ErrType, t: "aa"},
 		{name: "r not a dictionary", in: "d1:r2:id1:t2:aa1:y1:re", want: krpc.ErrType, t: "aa"},
 		{name: "duplicate t", in: "d1:t2:aa1:t2:bb1:y1:re", want: krpc.ErrDuplicate, t: "aa"},
+		{name: "duplicate stray a in a response", in: "d1:ade1:ade1:rd2:id20:" + idM + "e1:t2:aa1:y1:re", want: krpc.ErrDuplicate, t: "aa"},
 		{name: "duplicate id", in: ping("2:id20:" + idA + "2:id20:" + idM), want: krpc.ErrDuplicate, t: "aa"},
 		{name: "21-byte id", in: ping("2:id21:" + idA + "x"), want: krpc.ErrLength, t: "aa"},
 		{name: "19-byte id", in: ping("2:id19:" + idA[:19]), want: krpc.ErrLength, t: "aa"},
@@ -557,5 +558,23 @@ func TestAppendSkipsUnencodable(t *testing.T) {
 	}
 	if len(got.R.Nodes) != 1 || len(got.R.Nodes6) != 1 || len(got.R.Values) != 2 {
 		t.Fatalf("got %d nodes, %d nodes6, %d values; want 1, 1, 2", len(got.R.Nodes), len(got.R.Nodes6), len(got.R.Values))
+	}
+}
+
+func TestFieldString(t *testing.T) {
+	tests := []struct {
+		f    krpc.Field
+		want string
+	}{
+		{0, "none"},
+		{krpc.HasID, "id"},
+		{krpc.HasTarget | krpc.HasToken, "target|token"},
+		{krpc.HasNum, "num"},
+		{1 << 31, "unknown"},
+	}
+	for _, tc := range tests {
+		if got := tc.f.String(); got != tc.want {
+			t.Errorf("Field(%b).String() = %q, want %q", uint32(tc.f), got, tc.want)
+		}
 	}
 }

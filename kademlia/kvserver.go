@@ -1,0 +1,179 @@
+package kademlia
+
+import (
+	"errors"
+	"net/netip"
+	"time"
+
+	"github.com/dhtkit/dhtkit/krpc"
+	"github.com/dhtkit/dhtkit/routing"
+	"github.com/dhtkit/dhtkit/store"
+)
+
+// trusted reports whether a write may come from `from`: it carries a
+// token we issued to that IP, or comes from a node of our table that has
+// answered us at that very address (replicas pushing to each other, a
+// leaving node handing over). Either way the source address is not spoofed.
+func (e *Engine) trusted(from netip.AddrPort, q *krpc.Msg) bool {
+	if q.A.Has&krpc.HasToken != 0 && e.tokens.valid(from.Addr(), q.A.Token) {
+		return true
+	}
+	c, ok := e.table.Get(q.A.ID)
+	return ok && c.Addr == from && c.Responded && c.State != routing.Bad
+}
+
+// storeErrCode maps a store error to the KRPC code a writer sees.
+func storeErrCode(err error) int {
+	if errors.Is(err, store.ErrTooLarge) {
+		return krpc.CodeTooBig
+	}
+	return krpc.CodeServer
+}
+
+// handleStore answers dk_store: it applies each record (newest version
+// wins) and says, per record, whether we now hold it or something newer.
+func (e *Engine) handleStore(now time.Time, from netip.AddrPort, q, r *krpc.Msg) bool {
+	if !e.trusted(from, q) {
+		e.replyError(now, from, q.T, krpc.CodeProtocol, "dk_store: bad token")
+		return false
+	}
+	d, err := decodeX(q.A.X)
+	var recs []store.Record
+	if err == nil {
+		recs, err = decodeRecords(d, "recs")
+	}
+	if err != nil {
+		e.replyError(now, from, q.T, krpc.CodeProtocol, "dk_store: "+err.Error())
+		return false
+	}
+	st := e.kvStore()
+	ok := make([]any, len(recs))
+	for i, rec := range recs {
+		ok[i] = 0
+		if err := e.clock.Observe(now, rec.Version); err != nil {
+			if len(recs) == 1 {
+				e.replyError(now, from, q.T, krpc.CodeProtocol, "dk_store: "+err.Error())
+				return false
+			}
+			continue
+		}
+		if q.A.Has&krpc.HasToken != 0 {
+			rec.Source = from.Addr().String() // a client's write counts against its IP
+		}
+		if _, err := st.Put(rec); err != nil {
+			if len(recs) == 1 {
+				e.replyError(now, from, q.T, storeErrCode(err), "dk_store: "+err.Error())
+				return false
+			}
+			continue
+		}
+		ok[i] = 1
+	}
+	r.R.Has |= krpc.HasX
+	e.xbuf = encodeX(e.xbuf[:0], map[string]any{"ok": ok})
+	r.R.X = e.xbuf
+	return true
+}
+
+// handleFetch answers dk_fetch with the records asked for, by key ("k"),
+// keys ("ks") or target ("h"), as many as fit one datagram.
+func (e *Engine) handleFetch(now time.Time, from netip.AddrPort, q, r *krpc.Msg) bool {
+	d, err := decodeX(q.A.X)
+	if err != nil {
+		e.replyError(now, from, q.T, krpc.CodeProtocol, "dk_fetch: "+err.Error())
+		return false
+	}
+	st := e.kvStore()
+	var recs []store.Record
+	size := 0
+	add := func(rec store.Record) bool {
+		if expired(&rec, now) {
+			return true
+		}
+		size += len(rec.Key) + len(rec.Value) + 64
+		if size > maxPayload && len(recs) > 0 {
+			return false
+		}
+		recs = append(recs, rec)
+		return true
+	}
+	if ks, ok := d["ks"].([]any); ok {
+		for _, k := range ks {
+			kb, ok := k.([]byte)
+			if !ok {
+				continue
+			}
+			if rec, found, err := st.Get(string(kb)); err == nil && found && !add(rec) {
+				break
+			}
+		}
+	} else if target, key, ok := fetchTarget(d); ok {
+		if key != "" {
+			if rec, found, err := st.Get(key); err == nil && found {
+				add(rec)
+			}
+		} else {
+			_ = st.Range(target, target, add)
+		}
+	} else {
+		e.replyError(now, from, q.T, krpc.CodeProtocol, "dk_fetch: want k, ks or h")
+		return false
+	}
+	r.R.Has |= krpc.HasX
+	e.xbuf = encodeRecords(e.xbuf[:0], "recs", recs)
+	r.R.X = e.xbuf
+	return true
+}
+
+// handleSync answers dk_sync with our entries of every bucket whose digest
+// differs from the asker's, as many buckets as fit one datagram (the rest
+// wait for the next round).
+func (e *Engine) handleSync(now time.Time, from netip.AddrPort, q, r *krpc.Msg) bool {
+	d, err := decodeX(q.A.X)
+	depth, ok1 := d["d"].(int64)
+	list, ok2 := d["b"].([]any)
+	if err != nil || !ok1 || !ok2 || depth < 0 || depth > store.MaxDigestDepth {
+		e.replyError(now, from, q.T, krpc.CodeProtocol, "dk_sync: want d (0-20) and b")
+		return false
+	}
+	st := e.kvStore()
+	digest, err := st.Digest(int(depth))
+	if err != nil {
+		e.replyError(now, from, q.T, krpc.CodeServer, "dk_sync: "+err.Error())
+		return false
+	}
+	var mism []any
+	size := 0
+	for _, x := range list {
+		pair, ok := x.([]any)
+		if !ok || len(pair) != 2 {
+			continue
+		}
+		b, ok1 := pair[0].(int64)
+		h, ok2 := pair[1].(int64)
+		if !ok1 || !ok2 || b < 0 || b >= int64(len(digest)) || uint64(h) == digest[b] {
+			continue
+		}
+		var entries []any
+		_ = st.Bucket(int(depth), int(b), func(en store.Entry) bool {
+			del := 0
+			if en.Deleted {
+				del = 1
+			}
+			entries = append(entries, []any{en.Key, int64(en.Version.Time), int64(en.Version.Writer), del})
+			size += len(en.Key) + 40
+			return true
+		})
+		mism = append(mism, []any{b, entries})
+		if size > maxPayload {
+			break
+		}
+	}
+	if mism == nil {
+		mism = []any{}
+	}
+	r.R.Has |= krpc.HasX
+	e.xbuf = encodeX(e.xbuf[:0], map[string]any{"m": mism})
+	r.R.X = e.xbuf
+	return true
+}

@@ -1,0 +1,473 @@
+package kademlia
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/dhtkit/dhtkit/id"
+	"github.com/dhtkit/dhtkit/krpc"
+	"github.com/dhtkit/dhtkit/store"
+)
+
+// Anti-entropy. Every SyncInterval a node walks its records and, by its
+// routing table, works out who else should hold each one. To each such
+// neighbour it sends the digests (store.Digest) of the buckets of the id
+// space where they share records; the neighbour answers with the entries
+// (key, version) of the buckets whose digest differs from its own, and the
+// node pushes what the neighbour lacks and pulls what it lacks itself. So
+// replicas that agree exchange a few hashes, and repair costs what
+// differs. The same walk hands records to nodes that joined nearer to
+// them, and records this node should no longer hold are pushed to their
+// replicas and dropped once a write quorum holds them.
+//
+// A replica that died is found out by these exchanges themselves: its
+// queries time out, the routing table marks it bad, and the next walk
+// counts the next-closest node as a replica and pushes to it. With the
+// default 15 s interval a lost copy is restored within about a minute.
+
+// syncDepth splits the id space into 2^syncDepth digest buckets.
+const syncDepth = 10
+
+// maxPayload bounds the "x" payload of one message, so that a datagram
+// stays well under the 64 KiB UDP limit.
+const maxPayload = 24 << 10
+
+// push is an internal operation that writes records to one node in as
+// many dk_store batches as they need, and reports each record's fate.
+type push struct {
+	s       *opState
+	batches map[uint16][]store.Record
+	onAck   func(now time.Time, r store.Record, ok bool)
+	onDone  func(now time.Time)
+}
+
+// pushRecords stores recs on node `to`; onAck (may be nil) learns which
+// records it holds afterwards. A nil token relies on the receiver knowing
+// us: replicas push to each other without a lookup first.
+func (e *Engine) pushRecords(now time.Time, to krpc.NodeInfo, token []byte, recs []store.Record, onAck func(time.Time, store.Record, bool), onDone func(time.Time)) {
+	e.lastOp++
+	s := &opState{id: e.lastOp, op: Handover{}, internal: true, started: now}
+	p := &push{s: s, batches: make(map[uint16][]store.Record), onAck: onAck, onDone: onDone}
+	s.kv = p
+	e.ops[s.id] = s
+	for len(recs) > 0 {
+		n, size := 0, 0
+		for n < len(recs) && (n == 0 || size+len(recs[n].Value)+len(recs[n].Key)+64 < maxPayload) {
+			size += len(recs[n].Value) + len(recs[n].Key) + 64
+			n++
+		}
+		batch := recs[:n]
+		recs = recs[n:]
+		m := e.newQuery(krpc.MethodStore)
+		m.A.Has |= krpc.HasX
+		if token != nil {
+			m.A.Has |= krpc.HasToken
+			m.A.Token = token
+		}
+		e.xbuf = encodeRecords(e.xbuf[:0], "recs", batch)
+		m.A.X = e.xbuf
+		tid, ok := e.sendQueryTID(now, to.Addr, to.ID, s.id, forOp)
+		if !ok {
+			p.report(now, batch, nil)
+			continue
+		}
+		p.batches[tid] = batch
+	}
+	p.maybeDone(now, e)
+}
+
+func (p *push) report(now time.Time, batch []store.Record, ok []any) {
+	if p.onAck == nil {
+		return
+	}
+	for i, r := range batch {
+		acked := i < len(ok) && ok[i] == int64(1)
+		p.onAck(now, r, acked)
+	}
+}
+
+func (p *push) response(now time.Time, e *Engine, q *pending, m *krpc.Msg) {
+	batch, found := p.batches[q.tid]
+	if !found {
+		return
+	}
+	delete(p.batches, q.tid)
+	var ok []any
+	if d, err := decodeX(m.R.X); err == nil {
+		ok, _ = d["ok"].([]any)
+	}
+	p.report(now, batch, ok)
+	p.maybeDone(now, e)
+}
+
+func (p *push) failure(now time.Time, e *Engine, q *pending, _ error) {
+	batch, found := p.batches[q.tid]
+	if !found {
+		return
+	}
+	delete(p.batches, q.tid)
+	p.report(now, batch, nil)
+	p.maybeDone(now, e)
+}
+
+func (p *push) maybeDone(now time.Time, e *Engine) {
+	if len(p.batches) == 0 {
+		e.finish(now, p.s, nil)
+		if p.onDone != nil {
+			p.onDone(now)
+		}
+	}
+}
+
+// replicaSet returns the nodes that should hold target by our table, and
+// whether we are one of them: the Replicas closest of our contacts and us.
+func (e *Engine) replicaSet(target id.ID) (others []krpc.NodeInfo, self bool) {
+	n := e.cfg.replicas()
+	e.contacts = e.table.Closest(target, n, e.contacts[:0])
+	for _, c := range e.contacts {
+		if !self && id.CompareDistance(target, e.self, c.ID) < 0 {
+			self = true
+		}
+		if len(others)+boolInt(self) == n {
+			break
+		}
+		others = append(others, krpc.NodeInfo{ID: c.ID, Addr: c.Addr})
+	}
+	if !self && len(others) < n {
+		self = true
+	}
+	return others, self
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func bucketOf(target id.ID, depth int) int {
+	v := int(target[0])<<16 | int(target[1])<<8 | int(target[2])
+	return v >> (24 - depth)
+}
+
+// syncPeer is what one walk has for one neighbour.
+type syncPeer struct {
+	info    krpc.NodeInfo
+	buckets map[int]struct{}
+}
+
+// sync runs one anti-entropy walk.
+func (e *Engine) sync(now time.Time) {
+	st := e.cfg.Store
+	if st == nil || e.table.Len() == 0 {
+		return
+	}
+	if _, err := st.Expire(now); err != nil {
+		return
+	}
+	peers := make(map[id.ID]*syncPeer)
+	foreign := make(map[id.ID][]store.Record) // replica -> records we should not hold
+	infos := make(map[id.ID]krpc.NodeInfo)
+	var leaving []store.Record
+	_ = st.Each(func(r store.Record) bool {
+		target := r.Target()
+		others, self := e.replicaSet(target)
+		if !self {
+			leaving = append(leaving, r)
+			for _, o := range others {
+				foreign[o.ID] = append(foreign[o.ID], r)
+				infos[o.ID] = o
+			}
+			return true
+		}
+		b := bucketOf(target, syncDepth)
+		for _, o := range others {
+			sp := peers[o.ID]
+			if sp == nil {
+				sp = &syncPeer{info: o, buckets: make(map[int]struct{})}
+				peers[o.ID] = sp
+			}
+			sp.buckets[b] = struct{}{}
+		}
+		return true
+	})
+	if len(peers) > 0 {
+		digest, err := st.Digest(syncDepth)
+		if err == nil {
+			for _, sp := range sortedPeers(peers) {
+				e.sendSync(now, sp, digest)
+			}
+		}
+	}
+	// Records we should not hold: hand them to their replicas, then drop
+	// each one once a write quorum has confirmed it holds it.
+	if len(leaving) > 0 {
+		acks := make(map[string]int)
+		need := min(e.cfg.WriteQuorum, e.cfg.replicas())
+		onAck := func(now time.Time, r store.Record, ok bool) {
+			if !ok {
+				return
+			}
+			acks[r.Key]++
+			if acks[r.Key] == need {
+				_ = st.Remove(r.Key, r.Version)
+			}
+		}
+		ids := make([]id.ID, 0, len(foreign))
+		for x := range foreign {
+			ids = append(ids, x)
+		}
+		slices.SortFunc(ids, func(a, b id.ID) int { return id.Compare(a, b) })
+		for _, x := range ids {
+			e.pushRecords(now, infos[x], nil, foreign[x], onAck, nil)
+		}
+	}
+}
+
+func sortedPeers(m map[id.ID]*syncPeer) []*syncPeer {
+	out := make([]*syncPeer, 0, len(m))
+	for _, sp := range m {
+		out = append(out, sp)
+	}
+	slices.SortFunc(out, func(a, b *syncPeer) int { return id.Compare(a.info.ID, b.info.ID) })
+	return out
+}
+
+// syncRound is an internal operation: one dk_sync exchange with a
+// neighbour and the pushes and pulls it leads to.
+type syncRound struct {
+	s    *opState
+	peer krpc.NodeInfo
+	out  int
+}
+
+func (e *Engine) sendSync(now time.Time, sp *syncPeer, digest []uint64) {
+	idx := make([]int, 0, len(sp.buckets))
+	for b := range sp.buckets {
+		idx = append(idx, b)
+	}
+	slices.Sort(idx)
+	e.lastOp++
+	s := &opState{id: e.lastOp, op: Handover{}, internal: true, started: now}
+	r := &syncRound{s: s, peer: sp.info}
+	s.kv = r
+	e.ops[s.id] = s
+	const perMsg = 1000 // 1000 buckets ≈ 16 KB
+	for len(idx) > 0 {
+		n := min(perMsg, len(idx))
+		list := make([]any, n)
+		for i, b := range idx[:n] {
+			list[i] = []any{b, int64(digest[b])}
+		}
+		idx = idx[n:]
+		m := e.newQuery(krpc.MethodSync)
+		m.A.Has |= krpc.HasX
+		e.xbuf = encodeX(e.xbuf[:0], map[string]any{"d": syncDepth, "b": list})
+		m.A.X = e.xbuf
+		if e.sendQuery(now, sp.info.Addr, sp.info.ID, s.id, forOp) {
+			r.out++
+		}
+	}
+	if r.out == 0 {
+		e.finish(now, s, nil)
+	}
+}
+
+func (r *syncRound) failure(now time.Time, e *Engine, _ *pending, _ error) {
+	r.out--
+	if r.out == 0 {
+		e.finish(now, r.s, nil)
+	}
+}
+
+// response compares the neighbour's entries of each differing bucket with
+// ours: we push what it lacks and should hold, and pull what we lack and
+// should hold.
+func (r *syncRound) response(now time.Time, e *Engine, _ *pending, m *krpc.Msg) {
+	defer r.failure(now, e, nil, nil)
+	d, err := decodeX(m.R.X)
+	if err != nil {
+		return
+	}
+	st := e.kvStore()
+	mism, _ := d["m"].([]any)
+	var push []store.Record
+	var pull []any
+	for _, b := range mism {
+		pair, ok := b.([]any)
+		if !ok || len(pair) != 2 {
+			return
+		}
+		bi, ok1 := pair[0].(int64)
+		entries, ok2 := pair[1].([]any)
+		if !ok1 || !ok2 || bi < 0 || bi >= 1<<syncDepth {
+			return
+		}
+		theirs := make(map[string]store.Entry, len(entries))
+		for _, x := range entries {
+			ent, ok := x.([]any)
+			if !ok || len(ent) != 4 {
+				return
+			}
+			k, _ := ent[0].([]byte)
+			t, _ := ent[1].(int64)
+			w, _ := ent[2].(int64)
+			del, _ := ent[3].(int64)
+			theirs[string(k)] = store.Entry{Key: string(k), Version: store.Version{Time: uint64(t), Writer: uint64(w)}, Deleted: del == 1}
+		}
+		ours := make(map[string]store.Entry)
+		_ = st.Bucket(syncDepth, int(bi), func(en store.Entry) bool {
+			ours[en.Key] = en
+			return true
+		})
+		for k, en := range ours {
+			th, has := theirs[k]
+			if has && !en.Version.Newer(th.Version) {
+				continue
+			}
+			if others, _ := e.replicaSet(id.FromString(k)); !containsID(others, r.peer.ID) {
+				continue
+			}
+			if rec, ok, err := st.Get(k); err == nil && ok {
+				push = append(push, rec)
+			}
+		}
+		for k, th := range theirs {
+			if en, has := ours[k]; has && !th.Version.Newer(en.Version) {
+				continue
+			}
+			if _, self := e.replicaSet(id.FromString(k)); self {
+				pull = append(pull, k)
+			}
+		}
+	}
+	slices.SortFunc(push, func(a, b store.Record) int { return cmp.Compare(a.Key, b.Key) })
+	if len(push) > 0 {
+		e.pushRecords(now, r.peer, nil, push, nil, nil)
+	}
+	if len(pull) > 0 {
+		slices.SortFunc(pull, func(a, b any) int { return cmp.Compare(a.(string), b.(string)) })
+		e.pullRecords(now, r.peer, pull)
+	}
+}
+
+func containsID(nodes []krpc.NodeInfo, x id.ID) bool {
+	return slices.ContainsFunc(nodes, func(n krpc.NodeInfo) bool { return n.ID == x })
+}
+
+// pull is an internal operation that fetches records from one node and
+// stores the ones that are newer than ours.
+type pull struct{ s *opState }
+
+func (e *Engine) pullRecords(now time.Time, from krpc.NodeInfo, keys []any) {
+	e.lastOp++
+	s := &opState{id: e.lastOp, op: Handover{}, internal: true, started: now}
+	s.kv = &pull{s: s}
+	e.ops[s.id] = s
+	m := e.newQuery(krpc.MethodFetch)
+	m.A.Has |= krpc.HasX
+	e.xbuf = encodeX(e.xbuf[:0], map[string]any{"ks": keys})
+	m.A.X = e.xbuf
+	if !e.sendQuery(now, from.Addr, from.ID, s.id, forOp) {
+		e.finish(now, s, errBusy)
+	}
+}
+
+func (p *pull) response(now time.Time, e *Engine, _ *pending, m *krpc.Msg) {
+	defer e.finish(now, p.s, nil)
+	d, err := decodeX(m.R.X)
+	if err != nil {
+		return
+	}
+	recs, err := decodeRecords(d, "recs")
+	if err != nil {
+		return
+	}
+	for _, r := range recs {
+		if e.clock.Observe(now, r.Version) != nil {
+			continue
+		}
+		_, _ = e.kvStore().Put(r)
+	}
+}
+
+func (p *pull) failure(now time.Time, e *Engine, _ *pending, err error) {
+	e.finish(now, p.s, err)
+}
+
+// handover pushes every record to the other nodes that should hold it.
+type handover struct {
+	s       *opState
+	pending int
+	acks    map[string]int
+}
+
+func (e *Engine) startHandover(now time.Time, s *opState) {
+	st := e.cfg.Store
+	if st == nil {
+		e.finish(now, s, nil)
+		return
+	}
+	h := &handover{s: s, acks: make(map[string]int)}
+	byNode := make(map[id.ID][]store.Record)
+	infos := make(map[id.ID]krpc.NodeInfo)
+	total := 0
+	_ = st.Each(func(r store.Record) bool {
+		total++
+		n := e.cfg.replicas()
+		e.contacts = e.table.Closest(r.Target(), n, e.contacts[:0])
+		for _, c := range e.contacts {
+			byNode[c.ID] = append(byNode[c.ID], r)
+			infos[c.ID] = krpc.NodeInfo{ID: c.ID, Addr: c.Addr}
+		}
+		h.acks[r.Key] = 0
+		return true
+	})
+	if total == 0 || len(byNode) == 0 {
+		s.result.Acks = 0
+		if total > 0 {
+			e.finish(now, s, ErrNoContacts)
+			return
+		}
+		e.finish(now, s, nil)
+		return
+	}
+	ids := make([]id.ID, 0, len(byNode))
+	for x := range byNode {
+		ids = append(ids, x)
+	}
+	slices.SortFunc(ids, func(a, b id.ID) int { return id.Compare(a, b) })
+	h.pending = len(ids)
+	for _, x := range ids {
+		e.pushRecords(now, infos[x], nil, byNode[x], h.ack, func(now time.Time) { h.done(now, e) })
+	}
+}
+
+func (h *handover) ack(_ time.Time, r store.Record, ok bool) {
+	if ok {
+		h.acks[r.Key]++
+	}
+}
+
+// done is called as each node's push ends; the last one ends the handover.
+func (h *handover) done(now time.Time, e *Engine) {
+	h.pending--
+	if h.pending > 0 {
+		return
+	}
+	held := 0
+	for _, n := range h.acks {
+		if n > 0 {
+			held++
+		}
+	}
+	h.s.result.Acks = held
+	if lost := len(h.acks) - held; lost > 0 {
+		e.finish(now, h.s, fmt.Errorf("%w: %d of %d values reached no other node", ErrQuorum, lost, len(h.acks)))
+		return
+	}
+	e.finish(now, h.s, nil)
+}
