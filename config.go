@@ -4,6 +4,7 @@ import (
 	"log/slog"
 
 	"github.com/dhtkit/dhtkit/kademlia"
+	"github.com/dhtkit/dhtkit/store"
 )
 
 // Network names with a meaning of their own.
@@ -38,6 +39,15 @@ type Config struct {
 	Kademlia kademlia.Config
 	// Logger receives the node's logs; nil: slog.Default().
 	Logger *slog.Logger
+	// DataDir, when set, keeps the node id, the stored values (bbolt) and
+	// the routing table's contacts across restarts. Empty: memory only.
+	DataDir string
+	// Replicas is how many nodes keep each value (kademlia's default, 3,
+	// when 0).
+	Replicas int
+	// Limits bound what the node stores for others: value size, bytes in
+	// all, records per writer (store's defaults when zero).
+	Limits store.Config
 }
 
 // DefaultConfig returns the defaults: port 6881 on every IPv4 address,

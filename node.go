@@ -15,6 +15,7 @@ import (
 	"github.com/dhtkit/dhtkit/krpc"
 	"github.com/dhtkit/dhtkit/routing"
 	"github.com/dhtkit/dhtkit/runtime"
+	"github.com/dhtkit/dhtkit/store"
 )
 
 // ErrNotStored is returned by Announce when no node accepted the announce.
@@ -32,6 +33,9 @@ type Node struct {
 	log  *slog.Logger
 	net  string
 	ipv6 bool
+
+	dir     *dataDir // nil without Config.DataDir
+	started time.Time
 
 	ctx    context.Context // ends at Close: background work stops
 	cancel context.CancelFunc
@@ -72,19 +76,45 @@ func Listen(ctx context.Context, cfg Config) (*Node, error) {
 	kc := cfg.Kademlia
 	kc.Network = cfg.Network
 	kc.IPv6 = network == "udp6"
+	if cfg.Replicas > 0 {
+		kc.Replicas = cfg.Replicas
+	}
+	var dir *dataDir
+	if cfg.DataDir != "" {
+		if dir, err = openDataDir(cfg.DataDir, cfg.Limits); err != nil {
+			conn.Close()
+			return nil, err
+		}
+		kc.ID = dir.id
+		kc.Store = dir.store
+	} else if kc.Store == nil {
+		kc.Store = store.NewMemory(cfg.Limits)
+	}
 	eng := kademlia.New(kc, time.Now())
 	n := &Node{
-		eng:  eng,
-		log:  cfg.Logger.With("node", eng.ID().String()[:8]),
-		net:  cfg.Network,
-		ipv6: kc.IPv6,
+		eng:     eng,
+		log:     cfg.Logger.With("node", eng.ID().String()[:8]),
+		net:     cfg.Network,
+		ipv6:    kc.IPv6,
+		dir:     dir,
+		started: time.Now(),
 	}
 	n.rt = runtime.New(conn, eng, runtime.Options{Logger: n.log})
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.log.Debug("node listening", "addr", n.rt.Addr(), "network", cfg.Network, "id", eng.ID())
-	if len(cfg.Bootstrap) > 0 {
+	boot := cfg.Bootstrap
+	if dir != nil {
+		// The contacts of the last run rejoin the network even when the
+		// bootstrap nodes are gone.
+		for _, a := range dir.contacts {
+			boot = append(boot, a.String())
+		}
 		n.wg.Add(1)
-		go n.join(cfg.Bootstrap)
+		go n.saveContactsPeriodically()
+	}
+	if len(boot) > 0 {
+		n.wg.Add(1)
+		go n.join(boot)
 	}
 	return n, nil
 }
@@ -182,6 +212,34 @@ func Resolve(ctx context.Context, hostport string, ipv6 bool) (netip.AddrPort, e
 	return netip.AddrPortFrom(ips[0].Unmap(), uint16(p)), nil
 }
 
+func (n *Node) saveContactsPeriodically() {
+	defer n.wg.Done()
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+			if err := n.dir.saveContacts(n.Routing()); err != nil {
+				n.log.Warn("saving the routing table", "err", err)
+			}
+		}
+	}
+}
+
+// Started is when the node started.
+func (n *Node) Started() time.Time { return n.started }
+
+// ExternalAddr is the node's address as its peers see it (the "ip" field
+// of BEP 42 in their replies), and how many replies said so.
+func (n *Node) ExternalAddr() (netip.AddrPort, int) {
+	var a netip.AddrPort
+	var votes int
+	n.rt.Inspect(func() { a, votes = n.eng.ExternalAddr() })
+	return a, votes
+}
+
 // ID is the node's id.
 func (n *Node) ID() id.ID { return n.eng.ID() }
 
@@ -195,9 +253,19 @@ func (n *Node) Network() string { return n.net }
 // wrapping kademlia.ErrClosed, and no goroutine of the node is left when
 // Close returns.
 func (n *Node) Close() error {
+	if n.dir != nil {
+		if err := n.dir.saveContacts(n.Routing()); err != nil {
+			n.log.Warn("saving the routing table", "err", err)
+		}
+	}
 	n.cancel()
 	err := n.rt.Close()
 	n.wg.Wait()
+	if n.dir != nil {
+		if cerr := n.dir.store.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}
 	if err != nil && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("dhtkit: closing the socket: %w", err)
 	}

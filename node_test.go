@@ -9,7 +9,9 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
+	"os"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -160,9 +162,13 @@ func closest(nodes []*Node, target, self id.ID, k int) []id.ID {
 // of 200 nodes, an iterative lookup from any node returns exactly the 8
 // nodes closest to the target.
 func TestLookupFindsTrueClosest(t *testing.T) {
+	seed := uint64(1)
+	if s := os.Getenv("DHTKIT_TEST_SEED"); s != "" {
+		seed, _ = strconv.ParseUint(s, 10, 64)
+	}
 	const nNodes, nLookups, k = 200, 200, 8
-	nodes := network(t, nNodes, 1)
-	rng := rand.New(rand.NewPCG(2, 2))
+	nodes := network(t, nNodes, seed)
+	rng := rand.New(rand.NewPCG(seed, 2))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	type outcome struct {
@@ -233,4 +239,61 @@ func TestAnnounceThenGetPeers(t *testing.T) {
 	if other, err := nodes[20].GetPeers(ctx, id.FromString("never announced")); err != nil || len(other) != 0 {
 		t.Fatalf("get_peers of an unannounced infohash: %v, %v; want none", other, err)
 	}
+}
+
+func TestIPv6(t *testing.T) {
+	cfg := testConfig()
+	cfg.Listen = "[::1]:0"
+	a, err := Listen(context.Background(), cfg)
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	defer a.Close()
+	b := newNode(t, cfg)
+	c := newNode(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if got, err := a.Ping(ctx, b.Addr()); err != nil || got != b.ID() {
+		t.Fatalf("ping over IPv6: %v, %v; want %v", got, err, b.ID())
+	}
+	if err := c.Bootstrap(ctx, a.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Bootstrap(ctx, a.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	nodes, err := b.Lookup(ctx, c.ID())
+	if err != nil || len(nodes) == 0 || nodes[0].ID != c.ID() || nodes[0].Addr != c.Addr() {
+		t.Fatalf("lookup over IPv6 of %v at %v: %v, %v", c.ID(), c.Addr(), nodes, err)
+	}
+}
+
+// TestListenJoinsInBackground gives Listen a bootstrap name to resolve
+// and checks that the node joins without being asked.
+func TestListenJoinsInBackground(t *testing.T) {
+	a := newNode(t, testConfig())
+	cfg := testConfig()
+	cfg.Bootstrap = []string{fmt.Sprintf("localhost:%d", a.Addr().Port())}
+	b := newNode(t, cfg)
+	deadline := time.Now().Add(5 * time.Second)
+	for !knows(b, a.ID()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("node did not join through %v within 5s", cfg.Bootstrap)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := Listen(context.Background(), Config{Listen: "127.0.0.1:0", Bootstrap: []string{"no-port"}}); err == nil {
+		t.Error("Listen accepted a bootstrap address without a port")
+	}
+}
+
+func knows(n *Node, x id.ID) bool {
+	for _, b := range n.Routing() {
+		for _, c := range b.Contacts {
+			if c.ID == x {
+				return true
+			}
+		}
+	}
+	return false
 }

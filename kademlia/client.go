@@ -200,6 +200,7 @@ func (e *Engine) handleReply(now time.Time, from netip.AddrPort, m *krpc.Msg) {
 	if !m.RO {
 		e.observe(now, sender, from, routing.Responded, rtt)
 	}
+	e.silent.forget(sender)
 	e.release(orig)
 	switch p.purpose {
 	case forTablePing:
@@ -228,6 +229,9 @@ func (e *Engine) onTimeout(now time.Time, p *pending) {
 	e.release(e.pending[pc.tid])
 	if !p.nodeID.IsZero() {
 		e.table.Failed(now, p.nodeID)
+		if c, ok := e.table.Get(p.nodeID); !ok || !c.LastSeen.After(p.sent) {
+			e.silent.mark(now, p.nodeID) // not heard from since we asked
+		}
 	}
 	switch p.purpose {
 	case forTablePing:
@@ -242,6 +246,10 @@ func (e *Engine) onTimeout(now time.Time, p *pending) {
 // onError handles a KRPC error reply to one of our queries.
 func (e *Engine) onError(now time.Time, p *pending, m *krpc.Msg) {
 	err := &RemoteError{Code: m.E.Code, Msg: string(m.E.Msg)}
+	if !p.nodeID.IsZero() {
+		// An error reply still proves the node is alive at that address.
+		e.table.Observe(now, p.nodeID, p.to, routing.Responded, now.Sub(p.sent))
+	}
 	switch p.purpose {
 	case forTablePing:
 		delete(e.pinging, p.nodeID)

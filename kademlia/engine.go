@@ -71,7 +71,8 @@ type Engine struct {
 
 	nextSync time.Time
 	limiter  rateLimiter
-	votes    ipVotes
+	votes   ipVotes
+	silent  silentSet
 
 	nextMaintenance time.Time
 
@@ -130,6 +131,14 @@ func New(cfg Config, now time.Time) *Engine {
 		e.table = routing.NewBEP5(e.self, cfg.K, randReader{rng})
 	}
 	e.clock.Writer = store.WriterID(e.self)
+	if cfg.Store != nil {
+		// Never issue a version older than one stored before a restart,
+		// even if the wall clock stepped back meanwhile.
+		_ = cfg.Store.Each(func(r store.Record) bool {
+			e.clock.Restore(r.Version.Time)
+			return true
+		})
+	}
 	e.nextSync = now.Add(cfg.SyncInterval)
 	e.tokens.init(now, cfg.TokenRotation, e.secret)
 	e.rtt.init(cfg.QueryTimeout)

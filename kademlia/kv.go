@@ -66,7 +66,7 @@ var (
 // MaxRecordValue is the largest value one record carries: it must fit a
 // datagram with room to spare. Larger values are split into chunks by the
 // caller (package dhtkit stores files that way).
-const MaxRecordValue = 16 << 10
+const MaxRecordValue = 8 << 10
 
 func (c *Config) replicas() int { return min(c.Replicas, c.K) }
 

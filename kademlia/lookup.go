@@ -88,6 +88,9 @@ func (l *lookup) add(e *Engine, n krpc.NodeInfo, hop int) {
 	if n.ID == e.self || !n.Addr.IsValid() || n.Addr.Port() == 0 || n.Addr.Addr().IsUnspecified() {
 		return
 	}
+	if e.silent.has(l.op.started, n.ID) {
+		return // it just failed to answer every try of another lookup
+	}
 	i, found := slices.BinarySearchFunc(l.cands, n.ID, func(c cand, x id.ID) int {
 		return id.CompareDistance(l.target, c.info.ID, x)
 	})

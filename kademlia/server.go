@@ -36,6 +36,7 @@ func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
 	if !q.RO && from.Port() != 0 {
 		e.observe(now, q.A.ID, from, routing.Queried, 0)
 	}
+	e.silent.forget(q.A.ID)
 
 	r := &e.out
 	r.Reset()

@@ -30,9 +30,14 @@ import (
 // syncDepth splits the id space into 2^syncDepth digest buckets.
 const syncDepth = 10
 
-// maxPayload bounds the "x" payload of one message, so that a datagram
-// stays well under the 64 KiB UDP limit.
-const maxPayload = 24 << 10
+// MaxDatagram is the largest datagram the engine sends: key-value
+// records make messages of several KiB, which loopback and LANs carry
+// (fragmented, on Ethernet). Drivers must accept datagrams this large.
+const MaxDatagram = 16 << 10
+
+// maxPayload bounds the "x" payload of one message, leaving room for the
+// rest of the message within MaxDatagram.
+const maxPayload = 12 << 10
 
 // push is an internal operation that writes records to one node in as
 // many dk_store batches as they need, and reports each record's fate.

@@ -24,6 +24,7 @@ import (
 type BEP5 struct {
 	self    id.ID
 	k       int
+	repl    int // replacement cache size per bucket
 	n       int // contacts, replacements excluded
 	rand    io.Reader
 	clock   clock
@@ -32,7 +33,7 @@ type BEP5 struct {
 
 type bucket struct {
 	contacts []entry
-	repl     []entry // replacement cache, at most k, learned nodes never
+	repl     []entry // replacement cache, freshest kept; learned nodes never
 	changed  int64   // BEP 5's "last changed"
 	pingAt   int64   // when a contact was last handed out to ping
 }
@@ -49,6 +50,7 @@ func NewBEP5(self id.ID, k int, rnd io.Reader) *BEP5 {
 	return &BEP5{
 		self:    self,
 		k:       k,
+		repl:    k,
 		rand:    rnd,
 		buckets: []bucket{{changed: never, pingAt: never}},
 	}
@@ -62,6 +64,13 @@ func (t *BEP5) Len() int { return t.n }
 
 // K is the bucket size.
 func (t *BEP5) K() int { return t.k }
+
+// SetReplacements sets how many nodes each bucket's replacement cache
+// holds (k by default; 0 turns the caches off, so that a newcomer to a full
+// bucket can only take a bad node's place). A simulator that holds a
+// million tables may want fewer: full caches double a table's size.
+// Caches that are fuller than n shrink as their nodes are used or fail.
+func (t *BEP5) SetReplacements(n int) { t.repl = max(n, 0) }
 
 // index returns the bucket that covers x.
 func (t *BEP5) index(x id.ID) int {
@@ -181,7 +190,10 @@ func worstBad(es []entry) int {
 // addReplacement puts e in b's replacement cache, dropping the stalest
 // replacement when the cache is full.
 func (t *BEP5) addReplacement(b *bucket, e entry) {
-	if len(b.repl) < t.k {
+	if t.repl == 0 {
+		return
+	}
+	if len(b.repl) < t.repl {
 		b.repl = append(b.repl, e)
 		return
 	}
@@ -344,13 +356,14 @@ func (t *BEP5) Get(x id.ID) (Contact, bool) {
 	return Contact{}, false
 }
 
-// Closest implements Table. It visits buckets in order of distance rather
-// than sorting the table: with c the bucket of target, every node in
-// bucket c is closer than every node in the buckets past c, which share
-// their first differing bit with target (bit c), and those are closer than
-// the nodes of bucket c-1, then c-2, and so on. Only each group is sorted,
-// so a call costs O(k·log k) per group visited, and usually one or two
-// groups suffice.
+// Closest implements Table. It never sorts more than one bucket: the
+// buckets themselves come in order of distance. With c the bucket of
+// target and d = self XOR target, bucket c is nearest (its nodes agree with
+// target up to bit c). Every deeper bucket j holds nodes whose distance to
+// target starts with d's bits c..j-1 and then the complement of d's bit j,
+// so among them bucket j comes before all deeper ones when d's bit j is 1
+// and after them when it is 0; the last bucket sits between the two runs.
+// Then come buckets c-1, c-2, ... 0, each farther than the one before.
 func (t *BEP5) Closest(target id.ID, n int, dst []Contact) []Contact {
 	if n <= 0 {
 		return dst
@@ -358,33 +371,71 @@ func (t *BEP5) Closest(target id.ID, n int, dst []Contact) []Contact {
 	base := len(dst)
 	last := len(t.buckets) - 1
 	c := t.index(target)
-	dst = t.group(target, c, c, base, n, dst)
-	if c < last && len(dst)-base < n {
-		dst = t.group(target, c+1, last, base, n, dst)
+	dst = t.emit(target, c, base, n, dst)
+	if c < last {
+		d := id.Xor(t.self, target)
+		for j := c + 1; j < last && len(dst)-base < n; j++ {
+			if d.Bit(j) == 1 {
+				dst = t.emit(target, j, base, n, dst)
+			}
+		}
+		dst = t.emit(target, last, base, n, dst)
+		for j := last - 1; j > c && len(dst)-base < n; j-- {
+			if d.Bit(j) == 0 {
+				dst = t.emit(target, j, base, n, dst)
+			}
+		}
 	}
-	for i := c - 1; i >= 0 && len(dst)-base < n; i-- {
-		dst = t.group(target, i, i, base, n, dst)
+	for j := c - 1; j >= 0 && len(dst)-base < n; j-- {
+		dst = t.emit(target, j, base, n, dst)
 	}
 	return dst
 }
 
-// group appends the good and questionable contacts of buckets lo..hi,
-// sorted by distance to target, keeping dst[base:] at most n long.
-func (t *BEP5) group(target id.ID, lo, hi, base, n int, dst []Contact) []Contact {
-	start := len(dst)
-	for i := lo; i <= hi; i++ {
-		for j := range t.buckets[i].contacts {
-			if e := &t.buckets[i].contacts[j]; !e.bad() {
-				dst = append(dst, t.clock.contact(e))
+// emit appends the good and questionable contacts of bucket i, sorted by
+// distance to target, keeping dst[base:] at most n long. It sorts indices
+// on the stack and converts only the contacts it returns: Closest answers
+// every find_node and get_peers, so it should cost little and allocate
+// nothing.
+func (t *BEP5) emit(target id.ID, i, base, n int, dst []Contact) []Contact {
+	need := n - (len(dst) - base)
+	if need <= 0 {
+		return dst
+	}
+	cs := t.buckets[i].contacts
+	if len(cs) > maxSortStack {
+		start := len(dst)
+		for j := range cs {
+			if !cs[j].bad() {
+				dst = append(dst, t.clock.contact(&cs[j]))
 			}
 		}
+		slices.SortFunc(dst[start:], byDistance(target))
+		return dst[:min(len(dst), start+need)]
 	}
-	slices.SortFunc(dst[start:], byDistance(target))
-	if len(dst)-base > n {
-		dst = dst[:base+n]
+	var order [maxSortStack]uint8
+	m := 0
+	for j := range cs {
+		if cs[j].bad() {
+			continue
+		}
+		// Insertion sort: buckets are small.
+		p := m
+		for p > 0 && id.CompareDistance(target, cs[j].id, cs[order[p-1]].id) < 0 {
+			order[p] = order[p-1]
+			p--
+		}
+		order[p] = uint8(j)
+		m++
+	}
+	for _, j := range order[:min(m, need)] {
+		dst = append(dst, t.clock.contact(&cs[j]))
 	}
 	return dst
 }
+
+// maxSortStack is the largest bucket emit sorts on the stack.
+const maxSortStack = 64
 
 // Refresh implements Table. A target of bucket i < last differs from our
 // id first at bit i. The last bucket's target shares the bucket's prefix

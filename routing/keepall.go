@@ -19,9 +19,11 @@ import (
 // prefix with the target are a contiguous run of it, so the nearest nodes
 // are found by descending the implicit binary trie of the sorted ids
 // (binary search for each branch) in O(160·log N + n), whatever the size.
-// New slots wait in a short unsorted list that Closest scans and folds into
-// the index once it grows past foldAt, so that neither Observe (a crawler
-// adds nodes all the time) nor Closest pays a full re-sort.
+// New slots wait in a short unsorted list that Closest scans and merges
+// into the index once it grows past about √N: a crawler adds nodes all the
+// time, and scanning p pending slots per Closest while merging N every p
+// insertions costs least, O(√N) per call, at that length. So neither
+// Observe nor Closest ever pays a full re-sort.
 type KeepAll struct {
 	self    id.ID
 	k       int
@@ -32,14 +34,23 @@ type KeepAll struct {
 	sorted  []int32 // slots by id; may hold tombstones
 	pending []int32 // slots not yet in sorted
 	spare   []int32 // scratch for folding
+	scratch []int32 // scratch for Closest
 	removed int     // tombstones in entries
 	deepest int     // the longest prefix any node has shared with self
 	changed [id.Bits]int64
 }
 
-// foldAt is the length at which Closest sorts the pending slots into the
-// index. Scanning that many costs less than a merge of a large index.
-const foldAt = 64
+// foldAt is the length past which Closest sorts the pending slots into
+// the index: √N, and at least minFold.
+func (t *KeepAll) foldAt() int {
+	n := minFold
+	for n*n < len(t.sorted) {
+		n *= 2
+	}
+	return n
+}
+
+const minFold = 64
 
 var _ Table = (*KeepAll)(nil)
 
@@ -134,8 +145,7 @@ func (t *KeepAll) compact() {
 			live = append(live, e)
 		}
 	}
-	clear(t.entries[len(live):])
-	t.entries = slices.Clip(live)
+	t.entries = slices.Clone(live) // let the larger array go
 	t.removed = 0
 	t.sorted = t.sorted[:0]
 	t.pending = t.pending[:0]
@@ -190,7 +200,7 @@ func (t *KeepAll) Closest(target id.ID, n int, dst []Contact) []Contact {
 	if n <= 0 {
 		return dst
 	}
-	if len(t.pending) > foldAt {
+	if len(t.pending) > t.foldAt() {
 		t.fold()
 	}
 	base := len(dst)
@@ -198,11 +208,11 @@ func (t *KeepAll) Closest(target id.ID, n int, dst []Contact) []Contact {
 	if len(t.pending) == 0 {
 		return dst
 	}
-	for _, s := range t.pending {
-		if t.live(s) {
-			dst = append(dst, t.clock.contact(&t.entries[s]))
-		}
+	t.scratch = t.nearest(target, t.pending, n, t.scratch[:0])
+	for _, s := range t.scratch {
+		dst = append(dst, t.clock.contact(&t.entries[s]))
 	}
+	// Two sorted runs: a sort of the short tail into place is cheap.
 	slices.SortFunc(dst[base:], byDistance(target))
 	if len(dst)-base > n {
 		dst = dst[:base+n]
@@ -210,26 +220,46 @@ func (t *KeepAll) Closest(target id.ID, n int, dst []Contact) []Contact {
 	return dst
 }
 
-// leafSize is the run length below which descend sorts instead of
+// nearest appends to buf, nearest first, up to n of the live slots.
+func (t *KeepAll) nearest(target id.ID, slots []int32, n int, buf []int32) []int32 {
+	start := len(buf)
+	for _, s := range slots {
+		if !t.live(s) {
+			continue
+		}
+		x := &t.entries[s].id
+		p := len(buf)
+		if p-start < n {
+			buf = append(buf, s)
+		} else if id.CompareDistance(target, *x, t.entries[buf[p-1]].id) < 0 {
+			p--
+		} else {
+			continue
+		}
+		for p > start && id.CompareDistance(target, *x, t.entries[buf[p-1]].id) < 0 {
+			buf[p] = buf[p-1]
+			p--
+		}
+		buf[p] = s
+	}
+	return buf
+}
+
+// leafSize is the run length below which descend selects instead of
 // splitting further.
 const leafSize = 16
 
 // descend appends, nearest first, the live nodes of sorted[lo:hi], all of
 // which share their first depth bits, until dst[base:] holds n.
 func (t *KeepAll) descend(target id.ID, lo, hi, depth, base, n int, dst []Contact) []Contact {
-	if lo >= hi || len(dst)-base >= n {
+	need := n - (len(dst) - base)
+	if lo >= hi || need <= 0 {
 		return dst
 	}
 	if hi-lo <= leafSize || depth >= id.Bits {
-		start := len(dst)
-		for _, s := range t.sorted[lo:hi] {
-			if t.live(s) {
-				dst = append(dst, t.clock.contact(&t.entries[s]))
-			}
-		}
-		slices.SortFunc(dst[start:], byDistance(target))
-		if len(dst)-base > n {
-			dst = dst[:base+n]
+		t.scratch = t.nearest(target, t.sorted[lo:hi], need, t.scratch[:0])
+		for _, s := range t.scratch {
+			dst = append(dst, t.clock.contact(&t.entries[s]))
 		}
 		return dst
 	}
@@ -246,12 +276,14 @@ func (t *KeepAll) descend(target id.ID, lo, hi, depth, base, n int, dst []Contac
 }
 
 // levels is the number of buckets KeepAll describes itself as: one per
-// prefix length shared with self, one past the deepest node seen.
-func (t *KeepAll) levels() int { return min(t.deepest+2, id.Bits) }
+// prefix length shared with self, down to the deepest node seen (at least
+// one, so that an empty table has something to refresh).
+func (t *KeepAll) levels() int { return max(t.deepest+1, 1) }
 
-// Refresh implements Table, with a bucket per shared prefix length up to
-// one past the deepest node seen: a target of level i differs from our id
-// first at bit i.
+// Refresh implements Table, with a bucket per shared prefix length down to
+// the deepest node seen: a target of level i differs from our id first at
+// bit i. Nodes nearer than the deepest are what a lookup of our own id
+// finds.
 func (t *KeepAll) Refresh(now time.Time, interval time.Duration, dst []id.ID) []id.ID {
 	ts := t.clock.at(now)
 	for i := range t.levels() {

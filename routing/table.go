@@ -24,6 +24,18 @@ const (
 	Responded
 )
 
+func (s Source) String() string {
+	switch s {
+	case Learned:
+		return "learned"
+	case Queried:
+		return "queried"
+	case Responded:
+		return "responded"
+	}
+	return "unknown"
+}
+
 // State is the BEP 5 classification of a contact.
 type State uint8
 
@@ -67,6 +79,10 @@ type Bucket struct {
 
 // Table is a routing table. Implementations are not safe for concurrent
 // use: one engine owns one table.
+//
+// A table reads no clock. Methods that take no time (Closest, Get, Buckets)
+// report states as of the latest time the table was handed, which in an
+// engine is the latest event.
 type Table interface {
 	// Self is the id of the node that owns the table.
 	Self() id.ID
@@ -75,7 +91,10 @@ type Table interface {
 	// Observe records that a node exists (how says why we think so) and
 	// returns a node to ping when a full bucket holds a questionable node
 	// that must answer or make way (BEP 5's ping-before-evict); ping is
-	// false otherwise.
+	// false otherwise. The engine reports the outcome of the ping through
+	// Observe (Responded) or Failed. A known id heard from another address
+	// keeps its old address unless that one has gone bad. rtt is a
+	// round-trip sample for a response, 0 when there is none.
 	Observe(now time.Time, id id.ID, addr netip.AddrPort, how Source, rtt time.Duration) (toPing Contact, ping bool)
 	// Failed records that a query to the node timed out. A node that fails
 	// repeatedly turns bad and is replaced from the replacement cache.

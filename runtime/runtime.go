@@ -41,8 +41,8 @@ type Options struct {
 	Logger *slog.Logger // nil: slog.Default()
 	// Batch is the number of datagrams one system call reads or writes (32).
 	Batch int
-	// MaxPacket is the largest datagram accepted (2048 bytes: KRPC
-	// messages, BEP 44 values included, stay well under it). Longer ones
+	// MaxPacket is the largest datagram accepted (kademlia.MaxDatagram:
+	// the key-value methods carry records of several KiB). Longer ones
 	// are dropped.
 	MaxPacket int
 }
@@ -86,7 +86,7 @@ func New(conn *net.UDPConn, eng Engine, opts Options) *Runtime {
 		opts.Batch = 32
 	}
 	if opts.MaxPacket <= 0 {
-		opts.MaxPacket = 2048
+		opts.MaxPacket = kademlia.MaxDatagram
 	}
 	r := &Runtime{
 		conn:    conn,

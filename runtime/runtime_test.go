@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -292,5 +293,61 @@ func BenchmarkServe(b *testing.B) {
 	st := srv.Stats()
 	if st.ReadCalls > 0 {
 		b.ReportMetric(float64(st.PacketsIn)/float64(st.ReadCalls), "pkts/read")
+	}
+}
+
+// TestBatchConns checks both batchConn implementations, the system's
+// (recvmmsg/sendmmsg on Linux) and the portable one, against each other.
+func TestBatchConns(t *testing.T) {
+	impls := []struct {
+		name string
+		new  func(*net.UDPConn) batchConn
+	}{
+		{"system", func(c *net.UDPConn) batchConn { return newBatchConn(c, 4) }},
+		{"single", func(c *net.UDPConn) batchConn { return singleConn{c} }},
+	}
+	for _, w := range impls {
+		for _, r := range impls {
+			t.Run(w.name+"->"+r.name, func(t *testing.T) {
+				wc, rc := listen(t), listen(t)
+				defer wc.Close()
+				defer rc.Close()
+				from, to := wc.LocalAddr().(*net.UDPAddr).AddrPort(), rc.LocalAddr().(*net.UDPAddr).AddrPort()
+				unreachable := netip.MustParseAddrPort("[::1]:9") // IPv6 on an IPv4 socket: skipped
+				out := []message{
+					{buf: []byte("one"), n: 3, addr: to},
+					{buf: []byte("xx"), n: 2, addr: unreachable},
+					{buf: []byte("two!"), n: 4, addr: to},
+					{buf: []byte("three"), n: 5, addr: to},
+					{buf: []byte("four"), n: 4, addr: to},
+					{buf: []byte("five"), n: 4, addr: to},
+				}
+				if err := w.new(wc).writeBatch(out); err != nil {
+					t.Fatal(err)
+				}
+				in := make([]message, 4)
+				for i := range in {
+					in[i].buf = make([]byte, 16)
+				}
+				var got []string
+				rb := r.new(rc)
+				rc.SetReadDeadline(time.Now().Add(5 * time.Second))
+				for len(got) < 5 {
+					n, err := rb.readBatch(in)
+					if err != nil {
+						t.Fatalf("after %q: %v", got, err)
+					}
+					for _, m := range in[:n] {
+						if m.addr != from {
+							t.Errorf("datagram from %v, want %v", m.addr, from)
+						}
+						got = append(got, string(m.buf[:m.n]))
+					}
+				}
+				if want := []string{"one", "two!", "three", "four", "five"}; !slices.Equal(got, want) {
+					t.Errorf("read %q, want %q", got, want)
+				}
+			})
+		}
 	}
 }

@@ -1,0 +1,189 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/dhtkit/dhtkit/id"
+	"github.com/dhtkit/dhtkit/kademlia"
+	"github.com/dhtkit/dhtkit/krpc"
+)
+
+// crawlReport is what crawl prints.
+type crawlReport struct {
+	Network            string  `json:"network"`
+	NodesSeen          int     `json:"nodes_seen"`          // distinct node ids heard of
+	NodesResponded     int     `json:"nodes_responded"`     // of which answered a query of ours
+	Lookups            int     `json:"lookups"`             // find_node lookups run
+	SampledNodes       int     `json:"sampled_nodes"`       // nodes that answered sample_infohashes
+	SampleUnsupported  int     `json:"sample_unsupported"`  // nodes that do not know BEP 51
+	Infohashes         int     `json:"infohashes"`          // distinct infohashes sampled
+	InfohashesReported int     `json:"infohashes_reported"` // sum of the "num" the nodes reported
+	Seconds            float64 `json:"seconds"`
+}
+
+// crawler collects, from every response the client node receives, the
+// responder and the nodes it lists.
+type crawler struct {
+	mu        sync.Mutex
+	seen      map[id.ID]netip.AddrPort
+	responded map[id.ID]netip.AddrPort
+}
+
+func (c *crawler) tap(dir kademlia.Direction, peer netip.AddrPort, m *krpc.Msg) {
+	if dir != kademlia.In || m.Y != krpc.Response {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if m.R.Has&krpc.HasID != 0 {
+		c.responded[m.R.ID] = peer
+		c.seen[m.R.ID] = peer
+	}
+	for _, ni := range m.R.Nodes {
+		c.seen[ni.ID] = ni.Addr
+	}
+	for _, ni := range m.R.Nodes6 {
+		c.seen[ni.ID] = ni.Addr
+	}
+}
+
+func (c *crawler) counts() (seen, responded int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.seen), len(c.responded)
+}
+
+func newCrawlCmd(g *globals) *cobra.Command {
+	var (
+		duration time.Duration
+		parallel int
+		asJSON   bool
+	)
+	cmd := &cobra.Command{
+		Use:   "crawl",
+		Short: "Walk the network, count nodes and sample infohashes (BEP 51)",
+		Long: `crawl joins through --bootstrap and walks the network: lookups of random
+targets and of the neighbourhood of every node found, until no new node turns
+up or --duration runs out; then it asks every node that answered for a
+sample of its infohashes (BEP 51) and prints the counts.`,
+		Args: args(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if parallel <= 0 {
+				return usageError("--parallel %d: want a positive number", parallel)
+			}
+			start := time.Now()
+			ctx, cancel := context.WithTimeout(cmd.Context(), duration)
+			defer cancel()
+			c := &crawler{seen: make(map[id.ID]netip.AddrPort), responded: make(map[id.ID]netip.AddrPort)}
+			g.tap = c.tap
+			n, err := g.client(ctx, "crawl", true)
+			if err != nil {
+				return err
+			}
+			defer n.Close()
+
+			// Walk for at most three quarters of the time; sampling gets the rest.
+			walkCtx, walkCancel := context.WithTimeout(ctx, duration*3/4)
+			defer walkCancel()
+			rep := crawlReport{Network: g.network}
+			expanded := make(map[id.ID]bool)
+			for quiet := 0; walkCtx.Err() == nil; {
+				before, _ := c.counts()
+				var targets []id.ID
+				c.mu.Lock()
+				for x := range c.seen {
+					if len(targets) == parallel {
+						break
+					}
+					if !expanded[x] {
+						expanded[x] = true
+						targets = append(targets, x)
+					}
+				}
+				c.mu.Unlock()
+				left := len(targets)
+				for len(targets) < parallel {
+					targets = append(targets, id.Random(nil))
+				}
+				var wg sync.WaitGroup
+				for _, t := range targets {
+					wg.Go(func() { n.Lookup(walkCtx, t) })
+				}
+				wg.Wait()
+				rep.Lookups += len(targets)
+				after, _ := c.counts()
+				if after > before {
+					quiet = 0
+				} else {
+					quiet++
+				}
+				g.log.Debug("crawl round", "nodes", after, "lookups", rep.Lookups)
+				if quiet >= 2 && left < parallel/2 || quiet >= 5 {
+					break // nothing new turns up and every node found was expanded
+				}
+			}
+
+			c.mu.Lock()
+			addrs := make([]netip.AddrPort, 0, len(c.responded))
+			for _, a := range c.responded {
+				addrs = append(addrs, a)
+			}
+			c.mu.Unlock()
+			samples := make(map[id.ID]bool)
+			var mu sync.Mutex
+			sem := make(chan struct{}, parallel)
+			var wg sync.WaitGroup
+			for _, a := range addrs {
+				sem <- struct{}{}
+				wg.Go(func() {
+					defer func() { <-sem }()
+					res, err := n.SampleInfohashes(ctx, a, id.Random(nil))
+					mu.Lock()
+					defer mu.Unlock()
+					var re *kademlia.RemoteError
+					switch {
+					case errors.As(err, &re) && re.Code == krpc.CodeMethodUnknown:
+						rep.SampleUnsupported++
+					case err == nil:
+						rep.SampledNodes++
+						rep.InfohashesReported += res.Num
+						for _, s := range res.Samples {
+							samples[s] = true
+						}
+					}
+				})
+			}
+			wg.Wait()
+			rep.NodesSeen, rep.NodesResponded = c.counts()
+			rep.Infohashes = len(samples)
+			rep.Seconds = time.Since(start).Seconds()
+			if cmd.Context().Err() != nil {
+				return cmd.Context().Err()
+			}
+			if asJSON {
+				return json.NewEncoder(g.stdout).Encode(rep)
+			}
+			fmt.Fprintf(g.stdout, "network:             %s\n", rep.Network)
+			fmt.Fprintf(g.stdout, "nodes seen:          %d\n", rep.NodesSeen)
+			fmt.Fprintf(g.stdout, "nodes responded:     %d\n", rep.NodesResponded)
+			fmt.Fprintf(g.stdout, "lookups:             %d\n", rep.Lookups)
+			fmt.Fprintf(g.stdout, "nodes sampled:       %d (%d without BEP 51)\n", rep.SampledNodes, rep.SampleUnsupported)
+			fmt.Fprintf(g.stdout, "infohashes sampled:  %d distinct, %d reported\n", rep.Infohashes, rep.InfohashesReported)
+			fmt.Fprintf(g.stdout, "duration:            %.1fs\n", rep.Seconds)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.DurationVar(&duration, "duration", time.Minute, "the longest the crawl may take")
+	f.IntVar(&parallel, "parallel", 16, "lookups and queries in flight at once")
+	f.BoolVar(&asJSON, "json", false, "print one JSON object")
+	return cmd
+}

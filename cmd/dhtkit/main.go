@@ -1,0 +1,183 @@
+// Command dhtkit runs a DHT node, queries a DHT, and demonstrates one.
+//
+//	dhtkit node --listen :6881 --bootstrap seed.example.org:6881
+//	dhtkit ping 127.0.0.1:6881
+//	dhtkit lookup TARGET --bootstrap 127.0.0.1:6881
+//	dhtkit demo --nodes 20 --once
+//
+// Exit status: 0 success, 1 failure, 2 usage error, 3 not found.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/dhtkit/dhtkit"
+	"github.com/dhtkit/dhtkit/kademlia"
+	"github.com/dhtkit/dhtkit/krpc"
+)
+
+// Exit statuses.
+const (
+	exitOK       = 0
+	exitFailure  = 1
+	exitUsage    = 2
+	exitNotFound = 3
+)
+
+// exitError carries the exit status a failure should end the command with.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func usageError(format string, args ...any) error {
+	return &exitError{exitUsage, fmt.Errorf(format, args...)}
+}
+
+func notFound(format string, args ...any) error {
+	return &exitError{exitNotFound, fmt.Errorf(format, args...)}
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run executes the command line args and returns the exit status. A
+// canceled ctx (SIGINT, SIGTERM) is a clean shutdown: status 0.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	g := &globals{stdout: stdout, stderr: stderr}
+	root := newRoot(g)
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		return exitOK // interrupted: a clean shutdown
+	}
+	msg := err.Error()
+	if !strings.HasPrefix(msg, "dhtkit: ") {
+		msg = "dhtkit: " + msg
+	}
+	fmt.Fprintln(stderr, msg)
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	if strings.HasPrefix(err.Error(), "unknown command") {
+		return exitUsage // cobra's own usage error
+	}
+	return exitFailure
+}
+
+// globals are the flags every command shares, and the streams.
+type globals struct {
+	stdout, stderr io.Writer
+
+	logLevel  string
+	logFormat string
+	network   string
+	bootstrap []string
+	api       string
+	timeout   time.Duration
+
+	log *slog.Logger
+	tap func(kademlia.Direction, netip.AddrPort, *krpc.Msg) // crawl's observer
+}
+
+func newRoot(g *globals) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "dhtkit",
+		Short: "Run, query and study a Kademlia DHT (private network or BitTorrent Mainline)",
+		Long: `dhtkit runs a distributed hash table node and talks to DHT networks.
+By default nodes join the private network "dhtkit"; --network mainline makes
+them standard BitTorrent DHT (BEP 5) nodes.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			return g.setup()
+		},
+	}
+	api := os.Getenv("DHTKIT_API")
+	if api == "" {
+		api = "http://127.0.0.1:6880"
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	pf.StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
+	pf.StringVar(&g.network, "network", dhtkit.DefaultNetwork, `network name; "mainline" is the public BitTorrent DHT`)
+	pf.StringSliceVar(&g.bootstrap, "bootstrap", nil, "comma-separated host:port of nodes to join through")
+	pf.StringVar(&g.api, "api", api, "HTTP API of a running node (or $DHTKIT_API)")
+	pf.DurationVar(&g.timeout, "timeout", 30*time.Second, "how long a protocol command may take")
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return usageError("%v (see dhtkit %s --help)", err, cmd.Name())
+	})
+	root.AddCommand(newNodeCmd(g), newPingCmd(g), newLookupCmd(g), newGetPeersCmd(g),
+		newAnnounceCmd(g), newCrawlCmd(g), newDemoCmd(g))
+	return root
+}
+
+func (g *globals) setup() error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(g.logLevel)); err != nil {
+		return usageError("--log-level %q: want debug, info, warn or error", g.logLevel)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch g.logFormat {
+	case "text":
+		g.log = slog.New(slog.NewTextHandler(g.stderr, opts))
+	case "json":
+		g.log = slog.New(slog.NewJSONHandler(g.stderr, opts))
+	default:
+		return usageError("--log-format %q: want text or json", g.logFormat)
+	}
+	if g.network == "" {
+		return usageError("--network must not be empty")
+	}
+	for _, b := range g.bootstrap {
+		if !strings.Contains(b, ":") {
+			return usageError("--bootstrap %q: want host:port", b)
+		}
+	}
+	return nil
+}
+
+// args checks the number of positional arguments, as a usage error.
+func args(n int, names string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usageError("%s wants %s (see dhtkit %s --help)", cmd.Name(), names, cmd.Name())
+		}
+		return nil
+	}
+}
+
+// kademliaConfig is the engine configuration of the command's nodes.
+func (g *globals) kademliaConfig() kademlia.Config {
+	kc := kademlia.DefaultConfig()
+	kc.Tap = g.tap
+	return kc
+}
+
+func splitHostPort(s string) (string, string, error) { return net.SplitHostPort(s) }

@@ -1,0 +1,228 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/dhtkit/dhtkit"
+	"github.com/dhtkit/dhtkit/id"
+	"github.com/dhtkit/dhtkit/kademlia"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// dhtkitCmd runs the command line in-process.
+func dhtkitCmd(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run(context.Background(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// testNetwork starts n nodes of the default network on 127.0.0.1, joined.
+func testNetwork(t *testing.T, n int) []*dhtkit.Node {
+	t.Helper()
+	kc := kademlia.DefaultConfig()
+	kc.RateLimit = -1
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	nodes := make([]*dhtkit.Node, n)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := range nodes {
+		node, err := dhtkit.Listen(ctx, dhtkit.Config{Listen: "127.0.0.1:0", Kademlia: kc, Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { node.Close() })
+		nodes[i] = node
+		if i > 0 {
+			if err := node.Bootstrap(ctx, nodes[0].Addr()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return nodes
+}
+
+func TestDemoOnce(t *testing.T) {
+	code, out, errs := dhtkitCmd(t, "demo", "--nodes", "20", "--once")
+	if code != 0 || !strings.Contains(out, "every step succeeded") {
+		t.Fatalf("demo --once: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	for _, step := range []string{"1. started 20 nodes", "2. bootstrap: 20/20", "3. lookups:", "4. announce + get_peers"} {
+		if !strings.Contains(out, step) {
+			t.Errorf("demo output lacks %q:\n%s", step, out)
+		}
+	}
+}
+
+func TestProtocolCommands(t *testing.T) {
+	nodes := testNetwork(t, 12)
+	boot := "--bootstrap=" + nodes[3].Addr().String()
+
+	code, out, errs := dhtkitCmd(t, "ping", nodes[0].Addr().String())
+	if code != 0 || strings.TrimSpace(out) != nodes[0].ID().String() {
+		t.Fatalf("ping: exit %d, stdout %q, want %v; stderr %s", code, out, nodes[0].ID(), errs)
+	}
+
+	target := nodes[7].ID()
+	code, out, errs = dhtkitCmd(t, "lookup", target.String(), boot)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) != 8 {
+		t.Fatalf("lookup: exit %d, %d lines, want 0 and 8\nstdout:\n%s\nstderr:\n%s", code, len(lines), out, errs)
+	}
+	if want := nodes[7].Addr().String() + " " + target.String(); lines[0] != want {
+		t.Errorf("lookup of a node's id: first line %q, want %q", lines[0], want)
+	}
+
+	ih := id.FromString("cli announce").String()
+	code, out, errs = dhtkitCmd(t, "announce", ih, "--port", "5555", boot)
+	if code != 0 || !strings.HasPrefix(out, "announced "+ih+" port 5555 to ") {
+		t.Fatalf("announce: exit %d, stdout %q, stderr %s", code, out, errs)
+	}
+	code, out, errs = dhtkitCmd(t, "get-peers", ih, boot)
+	peer := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), 5555).String()
+	if code != 0 || !strings.Contains(out, peer) {
+		t.Fatalf("get-peers: exit %d, stdout %q, want %s; stderr %s", code, out, peer, errs)
+	}
+	code, _, errs = dhtkitCmd(t, "get-peers", id.FromString("nobody").String(), boot)
+	if code != exitNotFound || !strings.Contains(errs, "no peers found") {
+		t.Fatalf("get-peers of an unknown infohash: exit %d, stderr %q; want 3", code, errs)
+	}
+
+	code, out, errs = dhtkitCmd(t, "crawl", "--json", "--duration", "20s", boot)
+	var rep crawlReport
+	if code != 0 {
+		t.Fatalf("crawl: exit %d, stderr %s", code, errs)
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("crawl --json printed %q: %v", out, err)
+	}
+	// The announcing client joined too: it is seen, but gone.
+	if rep.NodesSeen < len(nodes) || rep.NodesResponded != len(nodes) || rep.SampledNodes != len(nodes) {
+		t.Errorf("crawl of %d nodes: %+v", len(nodes), rep)
+	}
+	if rep.Infohashes < 1 {
+		t.Errorf("crawl sampled no infohash, but one was announced: %+v", rep)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	dead := testNetwork(t, 1)[0]
+	deadAddr := dead.Addr().String()
+	dead.Close()
+	tests := []struct {
+		args []string
+		code int
+		msg  string // in stderr
+	}{
+		{[]string{"ping"}, exitUsage, "ping wants one HOST:PORT"},
+		{[]string{"ping", "nonsense"}, exitUsage, "nonsense"},
+		{[]string{"ping", "--timeout", "300ms", deadAddr}, exitFailure, "no answer from"},
+		{[]string{"lookup", "abc"}, exitUsage, "needs --bootstrap"},
+		{[]string{"get-peers", "xyz", "--bootstrap", "127.0.0.1:1"}, exitUsage, "want 40 hex digits"},
+		{[]string{"announce", id.FromString("a").String(), "--bootstrap", "127.0.0.1:1"}, exitUsage, "--port"},
+		{[]string{"lookup", "abc", "--timeout", "300ms", "--bootstrap", deadAddr}, exitFailure, "no node answered"},
+		{[]string{"node", "--protocol", "chord"}, exitFailure, "not available"},
+		{[]string{"node", "--protocol", "pastry"}, exitUsage, "want kademlia or chord"},
+		{[]string{"node", "--no-such-flag"}, exitUsage, "unknown flag"},
+		{[]string{"frobnicate"}, exitUsage, "unknown command"},
+		{[]string{"demo", "--nodes", "1"}, exitUsage, "at least 2"},
+		{[]string{"ping", "--log-level", "loud", "127.0.0.1:1"}, exitUsage, "--log-level"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			code, _, errs := dhtkitCmd(t, tt.args...)
+			if code != tt.code || !strings.Contains(errs, tt.msg) {
+				t.Errorf("exit %d, stderr %q; want exit %d and %q", code, errs, tt.code, tt.msg)
+			}
+			if n := strings.Count(errs, "\n"); n != 1 || strings.Contains(errs, "goroutine") {
+				t.Errorf("stderr is not one line: %q", errs)
+			}
+		})
+	}
+}
+
+// TestNodeCommand runs `dhtkit node` in-process, pings it, and stops it
+// the way SIGINT does, by canceling its context.
+func TestNodeCommand(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	done := make(chan int)
+	go func() {
+		done <- run(ctx, []string{"node", "--listen", "127.0.0.1:0", "--http", "off", "--log-level", "warn"}, pw, io.Discard)
+		pw.Close()
+	}()
+	line, err := bufio.NewReader(pr).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(line)
+	if len(f) < 5 || f[0] != "node" || f[2] != "listening" {
+		t.Fatalf("node printed %q", line)
+	}
+	nodeID, addr := f[1], f[4]
+	go io.Copy(io.Discard, pr)
+	code, out, errs := dhtkitCmd(t, "ping", addr)
+	if code != 0 || strings.TrimSpace(out) != nodeID {
+		t.Errorf("ping of the node: exit %d, %q, want %s; %s", code, out, nodeID, errs)
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("node exited %d after cancel, want 0", code)
+	}
+}
+
+// TestBinarySIGINT builds the binary and checks that SIGINT stops a node
+// with status 0.
+func TestBinarySIGINT(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "dhtkit")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "node", "--listen", "127.0.0.1:0", "--http", "off")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bufio.NewReader(stdout).ReadString('\n'); err != nil {
+		cmd.Process.Kill()
+		t.Fatalf("no start line: %v; stderr %s", err, stderr.String())
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	errc := make(chan error, 1)
+	go func() { errc <- cmd.Wait() }()
+	select {
+	case err := <-errc:
+		if err != nil {
+			t.Fatalf("node after SIGINT: %v; stderr %s", err, stderr.String())
+		}
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		<-errc
+		t.Fatal("node did not stop within 10s of SIGINT")
+	}
+	_ = os.Remove(bin)
+}

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/dhtkit/dhtkit"
+)
+
+// mainlineRouters are the public BitTorrent DHT's well-known entry points.
+// Only `dhtkit node --network mainline` without --bootstrap uses them.
+var mainlineRouters = []string{
+	"router.bittorrent.com:6881",
+	"dht.transmissionbt.com:6881",
+	"router.utorrent.com:6881",
+	"dht.libtorrent.org:25401",
+}
+
+func newNodeCmd(g *globals) *cobra.Command {
+	var (
+		listen, httpAddr, dataDir, protocol string
+		replicas                            int
+	)
+	cmd := &cobra.Command{
+		Use:   "node",
+		Short: "Run a DHT node until interrupted",
+		Long: `node runs a DHT node until SIGINT or SIGTERM. It joins through --bootstrap;
+with --network mainline and no --bootstrap it joins the public BitTorrent DHT
+through its well-known routers.`,
+		Args: args(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			switch protocol {
+			case "kademlia":
+			case "chord":
+				return fmt.Errorf("--protocol chord: the Chord engine is not available in this build yet; use --protocol kademlia")
+			default:
+				return usageError("--protocol %q: want kademlia or chord", protocol)
+			}
+			if replicas < 0 {
+				return usageError("--replicas %d: want a positive number", replicas)
+			}
+			if httpAddr != "" && httpAddr != "off" {
+				g.log.Info("the HTTP API is not available in this build yet; --http ignored", "http", httpAddr)
+			}
+			if dataDir != "" {
+				g.log.Info("persistence is not available in this build yet; the node keeps everything in memory", "data", dataDir)
+			}
+			bootstrap := g.bootstrap
+			if g.network == dhtkit.Mainline && len(bootstrap) == 0 {
+				bootstrap = mainlineRouters
+				g.log.Info("joining the public BitTorrent DHT through its routers", "routers", bootstrap)
+			}
+			ctx := cmd.Context()
+			n, err := dhtkit.Listen(ctx, dhtkit.Config{
+				Listen:    listen,
+				Network:   g.network,
+				Bootstrap: bootstrap,
+				Kademlia:  g.kademliaConfig(),
+				Logger:    g.log,
+			})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(g.stdout, "node %v listening on %v (network %q)\n", n.ID(), n.Addr(), g.network)
+			status := time.NewTicker(time.Minute)
+			defer status.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					g.log.Info("shutting down")
+					return n.Close()
+				case <-status.C:
+					st := n.Stats()
+					var contacts int
+					for _, b := range n.Routing() {
+						contacts += len(b.Contacts)
+					}
+					g.log.Info("status", "contacts", contacts, "bytes_in", st.BytesIn, "bytes_out", st.BytesOut, "timeouts", st.Timeouts)
+				}
+			}
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&listen, "listen", ":6881", "UDP address for DHT traffic")
+	f.StringVar(&httpAddr, "http", "127.0.0.1:6880", `HTTP API and web UI address; "off" disables it`)
+	f.StringVar(&dataDir, "data", "", "directory where identity, routing table and values persist (default: memory only)")
+	f.StringVar(&protocol, "protocol", "kademlia", "kademlia or chord")
+	f.IntVar(&replicas, "replicas", 3, "copies kept of each stored value")
+	return cmd
+}

@@ -1,0 +1,397 @@
+package dhtkit
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha1"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/dhtkit/dhtkit/kademlia"
+	"github.com/dhtkit/dhtkit/store"
+)
+
+// ErrNotFound is returned by Get for a key that has no live value.
+var ErrNotFound = errors.New("dhtkit: not found")
+
+// PutOptions tune a put.
+type PutOptions struct {
+	// TTL is how long the value lives; 0 means kademlia's DefaultTTL (24h).
+	TTL time.Duration
+	// Source names the writer for per-source quotas (an HTTP client's IP).
+	Source string
+	// Progress, when set, is told the bytes stored so far of a large value.
+	Progress func(done int64)
+}
+
+// Value is what Get returns.
+type Value struct {
+	Data    []byte
+	Size    int64 // the value's length (Data is nil when written to a Writer)
+	Version store.Version
+	Expires time.Time
+	// Partial is set when fewer replicas than the read quorum answered:
+	// the value may not be the newest acknowledged write.
+	Partial bool
+	Chunked bool // stored as a manifest of chunks
+}
+
+// Holder is one replica's view of a key, as Where returns it.
+type Holder = kademlia.Holder
+
+// parallelChunks is how many chunk puts or gets a large value keeps in
+// flight.
+const parallelChunks = 16
+
+// Put stores value under key on the key's replicas and returns its
+// version once a write quorum holds it. Values larger than one record are
+// stored as chunks (see PutReader).
+func (n *Node) Put(ctx context.Context, key string, value []byte, opt PutOptions) (store.Version, error) {
+	if len(value) <= chunkSize {
+		return n.putRecord(ctx, key, append([]byte{kindInline}, value...), opt)
+	}
+	return n.PutReader(ctx, key, bytes.NewReader(value), opt)
+}
+
+func (n *Node) putRecord(ctx context.Context, key string, rec []byte, opt PutOptions) (store.Version, error) {
+	res, err := n.rt.Do(ctx, kademlia.KVPut{Key: key, Value: rec, TTL: opt.TTL, Source: opt.Source})
+	if err != nil {
+		return store.Version{}, fmt.Errorf("dhtkit: put %q: %w", key, err)
+	}
+	return res.Version, nil
+}
+
+// PutReader stores what r yields under key, streaming: a value that fits
+// one record is stored as one; a larger one is cut into chunks that are
+// stored in parallel on the replicas of their own hashes, and then the
+// key's record is written with the manifest that names them. Memory use is
+// bounded by the chunks in flight plus 20 bytes per chunk.
+func (n *Node) PutReader(ctx context.Context, key string, r io.Reader, opt PutOptions) (store.Version, error) {
+	br := bufio.NewReaderSize(r, chunkSize+1)
+	head, err := br.Peek(chunkSize + 1)
+	if err != nil && err != io.EOF {
+		if err == bufio.ErrBufferFull {
+			err = nil
+		} else {
+			return store.Version{}, fmt.Errorf("dhtkit: put %q: reading the value: %w", key, err)
+		}
+	}
+	if len(head) <= chunkSize {
+		return n.Put(ctx, key, head, opt)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		hashes []byte
+		size   int64
+		errc   = make(chan error, parallelChunks)
+		sem    = make(chan struct{}, parallelChunks)
+		inner  = opt
+	)
+	inner.Progress = nil
+	firstErr := func() error {
+		select {
+		case err := <-errc:
+			return err
+		default:
+			return nil
+		}
+	}
+	put := func(data []byte, kind byte) [sha1.Size]byte {
+		h := sha1.Sum(data)
+		rec := append([]byte{kind}, data...)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem }()
+			if _, err := n.putRecord(ctx, chunkKey(h), rec, inner); err != nil {
+				select {
+				case errc <- err:
+				default:
+				}
+				cancel()
+			}
+		}()
+		return h
+	}
+	buf := make([]byte, chunkSize)
+	for {
+		k, err := io.ReadFull(br, buf)
+		if k > 0 {
+			h := put(bytes.Clone(buf[:k]), kindChunk)
+			hashes = append(hashes, h[:]...)
+			size += int64(k)
+			if opt.Progress != nil {
+				opt.Progress(size)
+			}
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
+		}
+		if err != nil {
+			cancel()
+			return store.Version{}, fmt.Errorf("dhtkit: put %q: reading the value: %w", key, err)
+		}
+		if e := firstErr(); e != nil {
+			return store.Version{}, fmt.Errorf("dhtkit: put %q: storing a chunk: %w", key, e)
+		}
+	}
+	// Index chunks until the top level fits the manifest.
+	depth := 0
+	for len(hashes)/sha1.Size > fanout {
+		var up []byte
+		for i := 0; i < len(hashes); i += fanout * sha1.Size {
+			end := min(i+fanout*sha1.Size, len(hashes))
+			h := put(bytes.Clone(hashes[i:end]), kindIndex)
+			up = append(up, h[:]...)
+		}
+		hashes = up
+		depth++
+	}
+	for range parallelChunks { // wait for every chunk
+		sem <- struct{}{}
+	}
+	if e := firstErr(); e != nil {
+		return store.Version{}, fmt.Errorf("dhtkit: put %q: storing a chunk: %w", key, e)
+	}
+	return n.putRecord(ctx, key, encodeManifest(manifest{size: size, depth: depth, hashes: hashes}), opt)
+}
+
+// getRecord reads key's record and splits off its kind byte.
+func (n *Node) getRecord(ctx context.Context, key string) (kademlia.Result, byte, []byte, error) {
+	res, err := n.rt.Do(ctx, kademlia.KVGet{Key: key})
+	if errors.Is(err, kademlia.ErrNotFound) {
+		return res, 0, nil, fmt.Errorf("dhtkit: get %q: %w", key, ErrNotFound)
+	}
+	if err != nil {
+		return res, 0, nil, fmt.Errorf("dhtkit: get %q: %w", key, err)
+	}
+	v := res.Record.Value
+	if len(v) == 0 {
+		return res, 0, nil, fmt.Errorf("dhtkit: get %q: empty record", key)
+	}
+	return res, v[0], v[1:], nil
+}
+
+// Get reads key's value from its replicas: the newest version among them.
+// A large value is assembled in memory; use GetTo to stream it instead.
+func (n *Node) Get(ctx context.Context, key string) (Value, error) {
+	var buf bytes.Buffer
+	v, err := n.GetTo(ctx, key, &buf, nil)
+	if err != nil {
+		return v, err
+	}
+	v.Data = buf.Bytes()
+	return v, nil
+}
+
+// GetTo writes key's value to w, fetching the chunks of a large value in
+// parallel and verifying each against its hash. progress, when set, is
+// told the bytes written so far.
+func (n *Node) GetTo(ctx context.Context, key string, w io.Writer, progress func(done, total int64)) (Value, error) {
+	res, kind, data, err := n.getRecord(ctx, key)
+	if err != nil {
+		return Value{}, err
+	}
+	v := Value{Version: res.Version, Expires: res.Record.Expires, Partial: res.Partial}
+	switch kind {
+	case kindInline:
+		v.Size = int64(len(data))
+		if _, err := w.Write(data); err != nil {
+			return v, fmt.Errorf("dhtkit: get %q: writing: %w", key, err)
+		}
+		return v, nil
+	case kindManifest:
+	default:
+		return v, fmt.Errorf("dhtkit: get %q: record of unknown kind %d (written by a newer dhtkit?)", key, kind)
+	}
+	m, err := decodeManifest(data)
+	if err != nil {
+		return v, fmt.Errorf("dhtkit: get %q: %w", key, err)
+	}
+	v.Size, v.Chunked = m.size, true
+	// Expand the index levels into the list of data chunks.
+	hashes := m.hashes
+	for range m.depth {
+		var down []byte
+		parts, err := n.fetchChunks(ctx, hashes, kindIndex, nil)
+		if err != nil {
+			return v, fmt.Errorf("dhtkit: get %q: %w", key, err)
+		}
+		for _, p := range parts {
+			if len(p)%sha1.Size != 0 {
+				return v, fmt.Errorf("dhtkit: get %q: corrupt index chunk", key)
+			}
+			down = append(down, p...)
+		}
+		hashes = down
+	}
+	var written int64
+	_, err = n.fetchChunks(ctx, hashes, kindChunk, func(p []byte) error {
+		if _, err := w.Write(p); err != nil {
+			return fmt.Errorf("writing: %w", err)
+		}
+		written += int64(len(p))
+		if progress != nil {
+			progress(written, m.size)
+		}
+		return nil
+	})
+	if err != nil {
+		return v, fmt.Errorf("dhtkit: get %q: %w", key, err)
+	}
+	if written != m.size {
+		return v, fmt.Errorf("dhtkit: get %q: chunks hold %d bytes, the manifest says %d", key, written, m.size)
+	}
+	return v, nil
+}
+
+// fetchChunks gets the chunks named by hashes, parallelChunks at a time,
+// verifies each, and hands them to sink in order (or returns them all
+// when sink is nil).
+func (n *Node) fetchChunks(ctx context.Context, hashes []byte, kind byte, sink func([]byte) error) ([][]byte, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	count := len(hashes) / sha1.Size
+	type result struct {
+		data []byte
+		err  error
+	}
+	slots := make([]chan result, count)
+	fetch := func(i int) {
+		var h [sha1.Size]byte
+		copy(h[:], hashes[i*sha1.Size:])
+		_, k, data, err := n.getRecord(ctx, chunkKey(h))
+		switch {
+		case err != nil:
+			err = fmt.Errorf("chunk %d of %d: %w", i+1, count, err)
+		case k != kind || sha1.Sum(data) != h:
+			err = fmt.Errorf("chunk %d of %d (%x) failed verification: a replica holds corrupt data", i+1, count, h[:4])
+		}
+		slots[i] <- result{data, err}
+	}
+	for i := range slots {
+		slots[i] = make(chan result, 1)
+	}
+	next := 0
+	for ; next < min(parallelChunks, count); next++ {
+		go fetch(next)
+	}
+	var all [][]byte
+	for i := range count {
+		r := <-slots[i]
+		if next < count {
+			go fetch(next)
+			next++
+		}
+		if r.err != nil {
+			cancel()
+			for j := i + 1; j < next; j++ { // let the started fetches end
+				<-slots[j]
+			}
+			return nil, r.err
+		}
+		if sink == nil {
+			all = append(all, r.data)
+			continue
+		}
+		if err := sink(r.data); err != nil {
+			cancel()
+			for j := i + 1; j < next; j++ {
+				<-slots[j]
+			}
+			return nil, err
+		}
+	}
+	return all, nil
+}
+
+// Delete writes a tombstone for key: it beats every older write, so the
+// key stays deleted on every replica, and expires later. The chunks of a
+// large value expire with their TTL.
+func (n *Node) Delete(ctx context.Context, key string) error {
+	if _, err := n.rt.Do(ctx, kademlia.KVPut{Key: key, Delete: true}); err != nil {
+		return fmt.Errorf("dhtkit: delete %q: %w", key, err)
+	}
+	return nil
+}
+
+// Where asks key's replicas what they hold of it.
+func (n *Node) Where(ctx context.Context, key string) ([]Holder, error) {
+	res, err := n.rt.Do(ctx, kademlia.KVGet{Key: key})
+	if err != nil && !errors.Is(err, kademlia.ErrNotFound) {
+		return res.Holders, fmt.Errorf("dhtkit: where %q: %w", key, err)
+	}
+	return res.Holders, nil
+}
+
+// Local returns what this node stores, values without their layout byte
+// (a chunked value's record shows its manifest; chunk records are listed
+// too, under keys starting "dhtkit/chunk/").
+func (n *Node) Local() []store.Record {
+	var out []store.Record
+	n.rt.Inspect(func() {
+		_ = n.eng.Store().Each(func(r store.Record) bool {
+			if len(r.Value) > 0 {
+				r.Value = bytes.Clone(r.Value[1:])
+			}
+			out = append(out, r)
+			return true
+		})
+	})
+	return out
+}
+
+// Watch reports key's value each time a new version appears, until ctx
+// ends or the node closes. It polls the replicas every WatchInterval.
+func (n *Node) Watch(ctx context.Context, key string) (<-chan Value, error) {
+	if key == "" {
+		return nil, fmt.Errorf("dhtkit: watch: %w", kademlia.ErrNoKey)
+	}
+	ch := make(chan Value)
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer close(ch)
+		var last store.Version
+		t := time.NewTicker(WatchInterval)
+		defer t.Stop()
+		for {
+			v, err := n.Get(ctx, key)
+			if err == nil && v.Version != last || errors.Is(err, ErrNotFound) && !last.IsZero() {
+				last = v.Version
+				select {
+				case ch <- v:
+				case <-ctx.Done():
+					return
+				case <-n.ctx.Done():
+					return
+				}
+			}
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				return
+			case <-n.ctx.Done():
+				return
+			}
+		}
+	}()
+	return ch, nil
+}
+
+// WatchInterval is how often Watch asks the replicas.
+var WatchInterval = time.Second
+
+// Leave hands every stored value over to the other nodes that should hold
+// it, so that the node can stop without loss; it does not close the node.
+func (n *Node) Leave(ctx context.Context) error {
+	res, err := n.rt.Do(ctx, kademlia.Handover{})
+	if err != nil {
+		return fmt.Errorf("dhtkit: handing values over: %w", err)
+	}
+	n.log.Info("handed values over", "values", res.Acks)
+	return nil
+}

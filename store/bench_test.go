@@ -1,0 +1,130 @@
+package store
+
+import (
+	"fmt"
+	"path/filepath"
+	"runtime"
+	"testing"
+)
+
+// benchImpls are the stores the benchmarks compare; bolt with fsync on,
+// as a node runs it, and off, to show the cost of the index and encoding.
+var benchImpls = []struct {
+	name string
+	open func(b *testing.B) Store
+}{
+	{"memory", func(b *testing.B) Store { return NewMemory(Config{MaxBytes: -1, MaxPerSource: -1}) }},
+	{"bolt", func(b *testing.B) Store {
+		s, err := OpenBolt(filepath.Join(b.TempDir(), "store.db"), Config{MaxBytes: -1, MaxPerSource: -1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return s
+	}},
+	{"bolt-nosync", func(b *testing.B) Store {
+		s, err := openBolt(filepath.Join(b.TempDir(), "store.db"), Config{MaxBytes: -1, MaxPerSource: -1}, true)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return s
+	}},
+}
+
+func benchKeys(n int) []string {
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("bench/key/%d", i)
+	}
+	return keys
+}
+
+func BenchmarkPut(b *testing.B) {
+	value := make([]byte, 100)
+	keys := benchKeys(1 << 16)
+	for _, impl := range benchImpls {
+		b.Run(impl.name, func(b *testing.B) {
+			s := impl.open(b)
+			defer s.Close()
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				// Half new keys, half overwrites once the key set wraps.
+				if _, err := s.Put(Record{Key: keys[i%len(keys)], Value: value, Version: ver(i, 1)}); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+		})
+	}
+}
+
+func BenchmarkGet(b *testing.B) {
+	value := make([]byte, 100)
+	keys := benchKeys(10000)
+	for _, impl := range benchImpls[:2] { // fsync does not matter to reads
+		b.Run(impl.name, func(b *testing.B) {
+			s := impl.open(b)
+			defer s.Close()
+			if bs, ok := s.(*Bolt); ok { // fill in one go
+				bs.db.NoSync = true
+				defer func() { bs.db.NoSync = false }()
+			}
+			for i, k := range keys {
+				if _, err := s.Put(Record{Key: k, Value: value, Version: ver(i, 1)}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if _, ok, err := s.Get(keys[i%len(keys)]); err != nil || !ok {
+					b.Fatal(ok, err)
+				}
+				i++
+			}
+		})
+	}
+}
+
+// BenchmarkDigest is the cost of one anti-entropy digest of a store of 100k
+// records, at a depth the index holds and one deeper than it.
+func BenchmarkDigest(b *testing.B) {
+	s := NewMemory(Config{MaxBytes: -1, MaxPerSource: -1})
+	for i, k := range benchKeys(100000) {
+		s.Put(Record{Key: k, Value: []byte("v"), Version: ver(i, 1)})
+	}
+	for _, depth := range []int{8, 16} {
+		b.Run(fmt.Sprint("depth=", depth), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				s.Digest(depth)
+			}
+		})
+	}
+}
+
+// BenchmarkMemoryFootprint reports the heap an empty memory store and a
+// store of 10 records take: the simulator keeps one per node.
+func BenchmarkMemoryFootprint(b *testing.B) {
+	for _, n := range []int{0, 10} {
+		b.Run(fmt.Sprint("records=", n), func(b *testing.B) {
+			const stores = 10000
+			keep := make([]*Memory, stores)
+			var before, after runtime.MemStats
+			for b.Loop() {
+				runtime.GC()
+				runtime.ReadMemStats(&before)
+				for i := range keep {
+					keep[i] = NewMemory(Config{})
+					for j := range n {
+						keep[i].Put(Record{Key: fmt.Sprint(i, "/", j), Value: make([]byte, 16), Version: ver(j, 1)})
+					}
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+			}
+			b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/stores, "B/store")
+			runtime.KeepAlive(keep)
+		})
+	}
+}

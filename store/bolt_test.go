@@ -1,0 +1,272 @@
+package store
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+func TestBoltReopen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "store.db")
+	cfg := Config{MaxPerSource: 1000}
+	s, err := OpenBolt(path, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := fill(t, s, rand.New(rand.NewPCG(11, 12)), 200)
+	if err := s.Remove(recs[0].Key, recs[0].Version); err != nil {
+		t.Fatal(err)
+	}
+	want := records(t, s)
+	keys, bytes := s.Stats()
+	digest, _ := s.Digest(6)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err = OpenBolt(path, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got := records(t, s); !equalRecords(got, want) {
+		t.Fatalf("after reopen: %d records, differing from the %d stored", len(got), len(want))
+	}
+	k2, b2 := s.Stats()
+	d2, _ := s.Digest(6)
+	if k2 != keys || b2 != bytes || !slices.Equal(d2, digest) {
+		t.Errorf("after reopen: stats %d/%d, want %d/%d; digest equal: %v", k2, b2, keys, bytes, slices.Equal(d2, digest))
+	}
+	// LWW and quotas go on from the reopened state.
+	r := recs[1]
+	r.Version.Time--
+	if ok, _ := s.Put(r); ok {
+		t.Error("after reopen, an older write applied")
+	}
+	src := map[string]int{}
+	for _, r := range want {
+		src[r.Source]++
+	}
+	if got := s.idx.sources; !maps(got, src) {
+		t.Errorf("per-source counts after reopen = %v, want %v", got, src)
+	}
+}
+
+func maps(a, b map[string]int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func TestBoltLocked(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "store.db")
+	s, err := OpenBolt(path, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.Path() != path {
+		t.Errorf("Path = %q", s.Path())
+	}
+	// bbolt's lock is per open file, so a second open in the same process
+	// sees it as another process would; it gives up after its timeout
+	// rather than hanging.
+	start := time.Now()
+	if _, err := OpenBolt(path, Config{}); err == nil {
+		t.Error("a second open of a store in use succeeded")
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("second open took %v", d)
+	}
+}
+
+func TestBoltCorrupt(t *testing.T) {
+	tests := []struct {
+		name string
+		key  []byte
+		meta []byte
+	}{
+		{"short key", []byte("abc"), appendMeta(nil, &item{version: ver(1, 1)})},
+		{"key under the wrong target", dbKey(t0Target, "k"), appendMeta(nil, &item{version: ver(1, 1)})},
+		{"bad header", dbKey(Record{Key: "k"}.Target(), "k"), []byte{9, 9, 9}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "store.db")
+			s, err := OpenBolt(path, Config{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.Close()
+			db, err := bolt.Open(path, 0o600, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketRecords).Put(tt.key, tt.meta) })
+			db.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s, err := OpenBolt(path, Config{}); err == nil {
+				s.Close()
+				t.Fatal("opened a corrupt store")
+			} else if !errors.Is(err, errCorrupt) {
+				t.Errorf("error %v does not say corrupt", err)
+			} else {
+				t.Logf("error: %v", err)
+			}
+		})
+	}
+}
+
+var t0Target = Record{Key: "t0"}.Target()
+
+// crashChildEnv makes the test binary a writer that the parent kills.
+const crashChildEnv = "STORE_TEST_CRASH_CHILD"
+
+// TestBoltCrash kills a writing process with SIGKILL and checks that every
+// write it had acknowledged is in the reopened store.
+func TestBoltCrash(t *testing.T) {
+	if path := os.Getenv(crashChildEnv); path != "" {
+		crashChild(path)
+		return
+	}
+	if testing.Short() {
+		t.Skip("spawns a process")
+	}
+	path := filepath.Join(t.TempDir(), "store.db")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestBoltCrash$")
+	cmd.Env = append(os.Environ(), crashChildEnv+"="+path)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	const killAfter = 40
+	acked := -1
+	lines := bufio.NewScanner(out)
+	for lines.Scan() {
+		n, ok := strings.CutPrefix(lines.Text(), "acked ")
+		if !ok {
+			continue
+		}
+		if acked, err = strconv.Atoi(n); err != nil {
+			t.Fatal(err)
+		}
+		if acked == killAfter {
+			break
+		}
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	if acked != killAfter {
+		t.Fatalf("child acknowledged %d writes before it ended", acked)
+	}
+	s, err := OpenBolt(path, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for i := 0; i <= acked; i++ {
+		key := fmt.Sprint("crash-", i)
+		r, ok := get(t, s, key)
+		if !ok || string(r.Value) != fmt.Sprint("value ", i) {
+			t.Errorf("acknowledged %q lost: %+v, %v", key, r, ok)
+		}
+	}
+}
+
+// crashChild writes until killed, printing each acknowledged write.
+func crashChild(path string) {
+	s, err := OpenBolt(path, Config{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	for i := 0; ; i++ {
+		if _, err := s.Put(Record{Key: fmt.Sprint("crash-", i), Value: fmt.Appendf(nil, "value %d", i), Version: ver(i, 1)}); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		fmt.Printf("acked %d\n", i)
+	}
+}
+
+// TestBoltFullDisk fills a small tmpfs: the write that does not fit fails
+// with ErrFull, and everything acknowledged before survives, also a reopen.
+func TestBoltFullDisk(t *testing.T) {
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=256k"); err != nil {
+		t.Skipf("cannot mount a small tmpfs (needs root): %v", err)
+	}
+	defer func() {
+		if err := syscall.Unmount(dir, 0); err != nil {
+			t.Errorf("unmount %s: %v", dir, err)
+		}
+	}()
+	path := filepath.Join(dir, "store.db")
+	s, err := OpenBolt(path, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	value := make([]byte, 4000)
+	var acked []string
+	var full error
+	for i := 0; i < 1000 && full == nil; i++ {
+		key := fmt.Sprint("k", i)
+		value[0] = byte(i)
+		if _, err := s.Put(Record{Key: key, Value: value, Version: ver(i, 1)}); err != nil {
+			full = err
+			break
+		}
+		acked = append(acked, key)
+	}
+	if !errors.Is(full, ErrFull) {
+		t.Fatalf("after %d writes: %v, want ErrFull", len(acked), full)
+	}
+	t.Logf("%d writes acknowledged, then: %v", len(acked), full)
+	check := func(s Store, stage string) {
+		t.Helper()
+		for i, key := range acked {
+			r, ok, err := s.Get(key)
+			if err != nil || !ok || len(r.Value) != len(value) || r.Value[0] != byte(i) {
+				t.Fatalf("%s: acknowledged %q: %v, %v", stage, key, ok, err)
+			}
+		}
+		if keys, _ := s.Stats(); keys != len(acked) {
+			t.Fatalf("%s: %d keys, want %d", stage, keys, len(acked))
+		}
+	}
+	check(s, "after ENOSPC")
+	// The store stays usable for reads, closes cleanly and reopens whole.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = OpenBolt(path, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	check(s, "after reopen")
+}

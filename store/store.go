@@ -1,0 +1,180 @@
+package store
+
+import (
+	"crypto/sha1"
+	"encoding/binary"
+	"errors"
+	"time"
+
+	"github.com/dhtkit/dhtkit/id"
+)
+
+// Errors a Store returns, wrapped with the details (errors.Is finds them).
+var (
+	// ErrTooLarge: the key or the value is larger than Config allows.
+	ErrTooLarge = errors.New("too large")
+	// ErrCapacity: the node already stores Config.MaxBytes.
+	ErrCapacity = errors.New("store capacity reached")
+	// ErrQuota: the record's source already has Config.MaxPerSource records.
+	ErrQuota = errors.New("per-source quota reached")
+	// ErrFull: the disk is full (ENOSPC, EDQUOT or EFBIG); the write was
+	// rolled back.
+	ErrFull = errors.New("disk full")
+	// ErrInvalid: the record cannot be stored as given (no version).
+	ErrInvalid = errors.New("invalid record")
+	// ErrClosed: the store was closed.
+	ErrClosed = errors.New("store closed")
+)
+
+// Record is one stored key.
+type Record struct {
+	Key   string
+	Value []byte // nil for a tombstone
+	// Version orders the writes of Key; Put keeps the newest.
+	Version Version
+	// Expires is when the record is dropped; the zero time means never
+	// (values only: a tombstone always expires, see the package doc).
+	Expires time.Time
+	// Deleted marks a tombstone: Key was deleted at Version.
+	Deleted bool
+	// Source names whom the record is stored for, usually the IP address of
+	// the client that wrote it, and is kept with the record. At most
+	// Config.MaxPerSource records share a non-empty Source. The empty
+	// Source is not counted: replicas handing records over to each other
+	// should pass the original Source on when they know it, and use the
+	// empty one only for peers they trust.
+	Source string
+}
+
+// Target returns the record's place in the id space: the SHA-1 of Key.
+func (r Record) Target() id.ID { return id.FromString(r.Key) }
+
+// Entry is what anti-entropy compares of a record: its identity without the
+// value.
+type Entry struct {
+	Key     string
+	Version Version
+	Deleted bool
+}
+
+// Hash returns the 64-bit hash of e that Digest combines: the first 8
+// bytes, big-endian, of SHA-1(target || Time || Writer || deleted), the
+// integers big-endian and deleted one byte, 0 or 1.
+func (e Entry) Hash() uint64 { return entryHash(id.FromString(e.Key), e.Version, e.Deleted) }
+
+func entryHash(target id.ID, v Version, deleted bool) uint64 {
+	var b [id.Len + 17]byte
+	copy(b[:], target[:])
+	binary.BigEndian.PutUint64(b[id.Len:], v.Time)
+	binary.BigEndian.PutUint64(b[id.Len+8:], v.Writer)
+	if deleted {
+		b[id.Len+16] = 1
+	}
+	s := sha1.Sum(b[:])
+	return binary.BigEndian.Uint64(s[:8])
+}
+
+// MaxDigestDepth is the largest depth Digest and Bucket accept: 2^20
+// buckets.
+const MaxDigestDepth = 20
+
+// BucketRange returns the first and last target of bucket i of the 2^depth
+// buckets Digest and Bucket split the id space into.
+func BucketRange(depth, i int) (lo, hi id.ID) {
+	for b := range id.Bits {
+		mask := byte(1) << (7 - uint(b%8))
+		if b >= depth {
+			hi[b/8] |= mask
+		} else if (i>>(depth-1-b))&1 == 1 {
+			lo[b/8] |= mask
+			hi[b/8] |= mask
+		}
+	}
+	return lo, hi
+}
+
+// Store is the value storage of one node. Implementations are safe for
+// concurrent use, but a protocol loop is expected to be their one writer.
+// Records handed to callers may share their Value with the store: callers
+// must not modify it.
+type Store interface {
+	// Put stores r if its version is newer than the stored record's (last
+	// writer wins), and reports whether it did. A refused write (older or
+	// equal version, or already expired) is not an error. Errors: ErrTooLarge,
+	// ErrCapacity, ErrQuota, ErrFull, ErrInvalid, ErrClosed, wrapped; on any
+	// error the store is unchanged. On return without error the write is
+	// as durable as the implementation promises (OpenBolt: on disk).
+	Put(r Record) (applied bool, err error)
+	// Get returns the record stored for key, tombstones included (Deleted
+	// set), and whether there is one.
+	Get(key string) (Record, bool, error)
+	// Each calls fn for every record in target order until fn returns false.
+	Each(fn func(Record) bool) error
+	// Range is Each restricted to records whose target lies in [lo, hi].
+	Range(lo, hi id.ID, fn func(Record) bool) error
+	// Remove drops key's record if its version is still v: a node purging
+	// what it no longer should hold does not drop a newer write that
+	// arrived meanwhile. Removing an absent record is not an error.
+	Remove(key string, v Version) error
+	// Expire advances the store's clock to now and drops the records that
+	// expired by then; it returns how many it dropped.
+	Expire(now time.Time) (int, error)
+	// Digest returns the 2^depth bucket hashes of the stored records, for
+	// 0 <= depth <= MaxDigestDepth; see the package documentation.
+	Digest(depth int) ([]uint64, error)
+	// Bucket calls fn, in target order, for the entries of bucket i of the
+	// 2^depth buckets of Digest, until fn returns false.
+	Bucket(depth, i int, fn func(Entry) bool) error
+	// Stats returns the number of records (tombstones included) and the
+	// bytes they occupy as counted against Config.MaxBytes.
+	Stats() (keys int, bytes int64)
+	// Close releases the store; later calls fail with ErrClosed.
+	Close() error
+}
+
+// Config limits what a store accepts. A zero field takes its default; a
+// negative one removes the limit.
+type Config struct {
+	// MaxKeySize is the largest key, in bytes. Default 1 KiB.
+	MaxKeySize int
+	// MaxValueSize is the largest value, in bytes. Default 64 KiB: a large
+	// value travels as chunks of a manifest, each stored as its own record.
+	MaxValueSize int
+	// MaxBytes bounds the bytes stored, counted as the sum of key and value
+	// lengths of all records. Default 1 GiB.
+	MaxBytes int64
+	// MaxPerSource bounds the records stored for one Record.Source.
+	// Default 100000.
+	MaxPerSource int
+	// TombstoneTTL is how long a tombstone lives after its version's time.
+	// Default 24h. It must exceed the anti-entropy period.
+	TombstoneTTL time.Duration
+}
+
+// Defaults of Config.
+const (
+	DefaultMaxKeySize   = 1 << 10
+	DefaultMaxValueSize = 64 << 10
+	DefaultMaxBytes     = 1 << 30
+	DefaultMaxPerSource = 100000
+	DefaultTombstoneTTL = 24 * time.Hour
+)
+
+func (c Config) withDefaults() Config {
+	if c.MaxKeySize == 0 {
+		c.MaxKeySize = DefaultMaxKeySize
+	}
+	if c.MaxValueSize == 0 {
+		c.MaxValueSize = DefaultMaxValueSize
+	}
+	if c.MaxBytes == 0 {
+		c.MaxBytes = DefaultMaxBytes
+	}
+	if c.MaxPerSource == 0 {
+		c.MaxPerSource = DefaultMaxPerSource
+	}
+	if c.TombstoneTTL <= 0 {
+		c.TombstoneTTL = DefaultTombstoneTTL
+	}
+	return c
+}
