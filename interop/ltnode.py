@@ -26,9 +26,9 @@ dht_restrict_search_ips off (else one node per IP), dht_enforce_node_id off
 (loopback addresses cannot have BEP 42 ids), dht_ignore_dark_internet off,
 dht_prefer_verified_node_ids off, no default bootstrap routers
 (dht_bootstrap_nodes ""), and lsd/upnp/natpmp off so that nothing leaves the
-machine. With --bench the per-IP limit (dht_block_ratelimit) and the DHT
-upload limit (dht_upload_rate_limit) are raised so that one loopback load
-generator is not throttled.
+machine. With --bench the per-IP limit (dht_block_ratelimit, 5 queries/s by
+default) and the DHT upload limit (dht_upload_rate_limit, 8000 bytes/s) are
+raised so that one loopback load generator is not throttled.
 """
 
 import argparse
@@ -52,7 +52,8 @@ def parse_addr(s):
 class Node:
     def __init__(self, port, bench, log_packets):
         self.log_packets = log_packets
-        mask = lt.alert.category_t.dht_notification | lt.alert.category_t.error_notification
+        mask = (lt.alert.category_t.dht_notification | lt.alert.category_t.dht_operation_notification
+                | lt.alert.category_t.error_notification)
         if log_packets:
             mask |= lt.alert.category_t.dht_log_notification
         if bench:
@@ -75,8 +76,11 @@ class Node:
             "alert_queue_size": 100000,
         }
         if bench:
-            settings["dht_block_ratelimit"] = 1 << 30
-            settings["dht_upload_rate_limit"] = 1 << 30
+            # Large but not huge: dht_block_ratelimit = 2**30 overflows inside
+            # libtorrent 2.0.8 and blocks a source after its first query,
+            # and dht_upload_rate_limit = 0 kills the process (SIGFPE).
+            settings["dht_block_ratelimit"] = 1000000
+            settings["dht_upload_rate_limit"] = 100000000
         self.ses = lt.session(settings)
         self.seen = {}
         self.announces = []
@@ -167,7 +171,7 @@ def handle(node, req):
                       req.get("timeout", 20))
         if a is None:
             return {"peers": []}
-        return {"peers": ["%s:%d" % (p[0], p[1]) for p in a.peers]}
+        return {"peers": ["%s:%d" % (p[0], p[1]) for p in a.peers()]}
     if cmd == "announce":
         # session.dht_announce is unusable from Python in libtorrent 2.0.8 (its
         # flags argument has no converter), so announce the way a client does:

@@ -71,8 +71,8 @@ type Engine struct {
 
 	nextSync time.Time
 	limiter  rateLimiter
-	votes   ipVotes
-	silent  silentSet
+	votes    ipVotes
+	silent   silentSet
 
 	nextMaintenance time.Time
 
