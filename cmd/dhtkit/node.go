@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -44,9 +45,6 @@ through its well-known routers.`,
 			if httpAddr != "" && httpAddr != "off" {
 				g.log.Info("the HTTP API is not available in this build yet; --http ignored", "http", httpAddr)
 			}
-			if dataDir != "" {
-				g.log.Info("persistence is not available in this build yet; the node keeps everything in memory", "data", dataDir)
-			}
 			bootstrap := g.bootstrap
 			if g.network == dhtkit.Mainline && len(bootstrap) == 0 {
 				bootstrap = mainlineRouters
@@ -59,6 +57,8 @@ through its well-known routers.`,
 				Bootstrap: bootstrap,
 				Kademlia:  g.kademliaConfig(),
 				Logger:    g.log,
+				DataDir:   dataDir,
+				Replicas:  replicas,
 			})
 			if err != nil {
 				return err
@@ -69,7 +69,15 @@ through its well-known routers.`,
 			for {
 				select {
 				case <-ctx.Done():
-					g.log.Info("shutting down")
+					// Hand every value over before leaving, so that a
+					// graceful stop loses nothing (bounded: a node whose
+					// peers are all gone still exits).
+					g.log.Info("shutting down: handing values over")
+					hctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+					if err := n.Leave(hctx); err != nil {
+						g.log.Warn("hand-over incomplete", "err", err)
+					}
+					cancel()
 					return n.Close()
 				case <-status.C:
 					st := n.Stats()

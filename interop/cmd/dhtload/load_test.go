@@ -1,0 +1,115 @@
+package main
+
+import (
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/dhtkit/dhtkit/interop"
+	"github.com/dhtkit/dhtkit/krpc"
+)
+
+// The pre-encoded queries are valid KRPC with the fields each method
+// needs, and patching the transaction id changes only it.
+func TestEncodeQuery(t *testing.T) {
+	var self, target [20]byte
+	self[0], target[19] = 1, 2
+	for _, tc := range []struct {
+		method string
+		want   krpc.Method
+	}{
+		{"ping", krpc.MethodPing},
+		{"find_node", krpc.MethodFindNode},
+		{"get_peers", krpc.MethodGetPeers},
+	} {
+		p, off := encodeQuery(tc.method, self, target)
+		p[off], p[off+1] = 0xab, 0xcd
+		var m krpc.Msg
+		if err := m.Decode(p); err != nil {
+			t.Fatalf("%s: %q: %v", tc.method, p, err)
+		}
+		if m.Y != krpc.Query || m.Q != tc.want || string(m.T) != "\xab\xcd" || !m.RO || m.A.ID != self {
+			t.Errorf("%s: decoded %+v", tc.method, m)
+		}
+		if tc.method == "find_node" && m.A.Target != target || tc.method == "get_peers" && m.A.InfoHash != target {
+			t.Errorf("%s: target not carried: %+v", tc.method, m.A)
+		}
+		if tid, ok := txid(p); !ok || string(tid) != "\xab\xcd" {
+			t.Errorf("%s: txid = %q, %v", tc.method, tid, ok)
+		}
+	}
+}
+
+func TestNodesLen(t *testing.T) {
+	for in, want := range map[string]int{"208:xx": 208, "0:": 0, "12": 0, "x:": 0} {
+		if got := nodesLen([]byte(in)); got != want {
+			t.Errorf("nodesLen(%q) = %d, want %d", in, got, want)
+		}
+	}
+}
+
+func TestProcCPU(t *testing.T) {
+	before, err := procCPU(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for end := time.Now().Add(50 * time.Millisecond); time.Now().Before(end); {
+	}
+	after, err := procCPU(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after < before || after == 0 {
+		t.Fatalf("CPU time went from %v to %v", before, after)
+	}
+	if _, err := procCPU(-1); err == nil {
+		t.Fatal("procCPU(-1) succeeded")
+	}
+}
+
+// A short run against an in-process echo server and an anacrolix server
+// primed with contacts counts answers, and find_node answers carry nodes.
+func TestRunLoad(t *testing.T) {
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	go echo(conn)
+	cfg := loadConfig{Sockets: 2, Window: 4, Warmup: 50 * time.Millisecond, Duration: 200 * time.Millisecond}
+	r, err := runLoad(conn.LocalAddr().(*net.UDPAddr).AddrPort(), os.Getpid(), "ping", true, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Answered == 0 || r.Errors != 0 {
+		t.Fatalf("echo: %+v", r)
+	}
+
+	cs, err := startContacts(20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.close()
+	s, _, err := interop.StartAnacrolix("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, a := range cs.addrs {
+		if res := s.Ping(net.UDPAddrFromAddrPort(a)); res.Err != nil {
+			t.Fatalf("anacrolix ping contact %v: %v", a, res.Err)
+		}
+	}
+	addr := interop.AnacrolixAddr(s)
+	if got := waitPrimed(addr, 5*time.Second); got != 8 {
+		t.Fatalf("anacrolix find_node answers carry %d nodes, want 8", got)
+	}
+	r, err = runLoad(addr, os.Getpid(), "find_node", false, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Answered == 0 || r.WithNodes != r.Answered || r.NodesPer != 8 {
+		t.Fatalf("anacrolix find_node: %+v", r)
+	}
+}
