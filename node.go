@@ -214,13 +214,16 @@ func Resolve(ctx context.Context, hostport string, ipv6 bool) (netip.AddrPort, e
 
 func (n *Node) saveContactsPeriodically() {
 	defer n.wg.Done()
-	t := time.NewTicker(time.Minute)
+	// Soon after start (a node killed early still rejoins through the
+	// contacts it made), then every minute.
+	t := time.NewTimer(5 * time.Second)
 	defer t.Stop()
 	for {
 		select {
 		case <-n.ctx.Done():
 			return
 		case <-t.C:
+			t.Reset(time.Minute)
 			if err := n.dir.saveContacts(n.Routing()); err != nil {
 				n.log.Warn("saving the routing table", "err", err)
 			}

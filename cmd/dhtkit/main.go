@@ -134,7 +134,9 @@ them standard BitTorrent DHT (BEP 5) nodes.`,
 		return usageError("%v (see dhtkit %s --help)", err, cmd.Name())
 	})
 	root.AddCommand(newNodeCmd(g), newPingCmd(g), newLookupCmd(g), newGetPeersCmd(g),
-		newAnnounceCmd(g), newCrawlCmd(g), newDemoCmd(g))
+		newAnnounceCmd(g), newCrawlCmd(g), newDemoCmd(g), newSimCmd(),
+		newPutCmd(g), newGetCmd(g), newDelCmd(g), newWhereisCmd(g), newStatusCmd(g), newListenCmd(g),
+		newItemCmd(g))
 	return root
 }
 

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dhtkit/dhtkit"
+	"github.com/dhtkit/dhtkit/httpapi"
 )
 
 // mainlineRouters are the public BitTorrent DHT's well-known entry points.
@@ -42,9 +43,6 @@ through its well-known routers.`,
 			if replicas < 0 {
 				return usageError("--replicas %d: want a positive number", replicas)
 			}
-			if httpAddr != "" && httpAddr != "off" {
-				g.log.Info("the HTTP API is not available in this build yet; --http ignored", "http", httpAddr)
-			}
 			bootstrap := g.bootstrap
 			if g.network == dhtkit.Mainline && len(bootstrap) == 0 {
 				bootstrap = mainlineRouters
@@ -64,6 +62,14 @@ through its well-known routers.`,
 				return err
 			}
 			fmt.Fprintf(g.stdout, "node %v listening on %v (network %q)\n", n.ID(), n.Addr(), g.network)
+			if httpAddr != "" && httpAddr != "off" {
+				url, err := serveHTTP(ctx, httpAddr, n, httpapi.Options{}, g.log)
+				if err != nil {
+					n.Close()
+					return fmt.Errorf("%w (pick another --http address, or --http off)", err)
+				}
+				fmt.Fprintf(g.stdout, "web UI and HTTP API on %s\n", url)
+			}
 			status := time.NewTicker(time.Minute)
 			defer status.Stop()
 			for {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/netip"
 	"strings"
 
@@ -34,8 +35,7 @@ func (g *globals) tempNode(ctx context.Context, ipv6, readOnly bool) (*dhtkit.No
 // --bootstrap, for lookup, get-peers, announce and crawl.
 func (g *globals) client(ctx context.Context, cmd string, readOnly bool) (*dhtkit.Node, error) {
 	if len(g.bootstrap) == 0 {
-		return nil, usageError("%s needs --bootstrap HOST:PORT, a node to join the network through "+
-			"(asking a running node through --api %s is not available yet)", cmd, g.api)
+		return nil, usageError("%s needs --bootstrap HOST:PORT, a node to join the network through", cmd)
 	}
 	addrs := make([]netip.AddrPort, 0, len(g.bootstrap))
 	for _, b := range g.bootstrap {
@@ -113,6 +113,21 @@ the string) and prints "HOST:PORT NODEID" per line, nearest first.`,
 			ctx, cancel := context.WithTimeout(cmd.Context(), g.timeout)
 			defer cancel()
 			target := id.ParseOrHash(args[0])
+			if len(g.bootstrap) == 0 {
+				var out struct {
+					Nodes []struct{ ID, Addr string } `json:"nodes"`
+				}
+				if err := g.apiClient().getJSON(ctx, http.MethodPost, "/v1/lookup/"+target.String(), &out); err != nil {
+					return err
+				}
+				if len(out.Nodes) == 0 {
+					return notFound("no node answered the lookup of %v", target)
+				}
+				for _, c := range out.Nodes {
+					fmt.Fprintf(g.stdout, "%s %s\n", c.Addr, c.ID)
+				}
+				return nil
+			}
 			n, err := g.client(ctx, "lookup", true)
 			if err != nil {
 				return err
@@ -146,6 +161,21 @@ func newGetPeersCmd(g *globals) *cobra.Command {
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), g.timeout)
 			defer cancel()
+			if len(g.bootstrap) == 0 {
+				var out struct {
+					Peers []string `json:"peers"`
+				}
+				if err := g.apiClient().getJSON(ctx, http.MethodGet, "/v1/peers/"+ih.String(), &out); err != nil {
+					return err
+				}
+				if len(out.Peers) == 0 {
+					return notFound("no peers found for %v", ih)
+				}
+				for _, p := range out.Peers {
+					fmt.Fprintln(g.stdout, p)
+				}
+				return nil
+			}
 			n, err := g.client(ctx, "get-peers", true)
 			if err != nil {
 				return err
@@ -184,6 +214,16 @@ peer for it, and prints how many nodes stored the announce.`,
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), g.timeout)
 			defer cancel()
+			if len(g.bootstrap) == 0 {
+				var out struct {
+					Stored int `json:"stored"`
+				}
+				if err := g.apiClient().getJSON(ctx, http.MethodPost, fmt.Sprintf("/v1/announce/%v?port=%d", ih, port), &out); err != nil {
+					return err
+				}
+				fmt.Fprintf(g.stdout, "announced %v port %d to %d nodes\n", ih, port, out.Stored)
+				return nil
+			}
 			n, err := g.client(ctx, "announce", false)
 			if err != nil {
 				return err

@@ -1,0 +1,319 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+func newPutCmd(g *globals) *cobra.Command {
+	var (
+		file      string
+		ttl       time.Duration
+		sign      bool
+		encryptTo string
+	)
+	cmd := &cobra.Command{
+		Use:   "put KEY [VALUE]",
+		Short: "Store a value (VALUE, else --file PATH, else standard input)",
+		Long: `put stores a value under KEY through the node at --api: VALUE, else the file
+at --file, else standard input, streamed (any size: large values are split
+into verified chunks). It prints the version once a write quorum of the
+key's replicas holds it.`,
+		Args: cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if sign || encryptTo != "" {
+				return usageError("--sign and --encrypt-to are not available in this build: store a BEP 44 signed item with `dhtkit item put --seed`")
+			}
+			var body io.Reader
+			var size int64 = -1
+			switch {
+			case len(args) == 2:
+				if file != "" {
+					return usageError("give VALUE or --file, not both")
+				}
+				body, size = strings.NewReader(args[1]), int64(len(args[1]))
+			case file != "":
+				f, err := os.Open(file)
+				if err != nil {
+					return fmt.Errorf("--file: %w", err)
+				}
+				defer f.Close()
+				if st, err := f.Stat(); err == nil {
+					size = st.Size()
+				}
+				body = f
+			default:
+				body = os.Stdin
+			}
+			if size > 0 && isTerminal(os.Stderr) {
+				p := newProgress(os.Stderr, "put "+args[0], size)
+				defer p.done()
+				body = io.TeeReader(body, p)
+			}
+			path := keyPath(args[0])
+			if ttl > 0 {
+				path += "?ttl=" + ttl.String()
+			}
+			resp, err := g.apiClient().do(cmd.Context(), http.MethodPut, path, body, "application/octet-stream")
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			var out struct {
+				Version string `json:"version"`
+			}
+			if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+				return fmt.Errorf("reading the node's answer: %w", err)
+			}
+			fmt.Fprintln(g.stdout, out.Version)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&file, "file", "", "read the value from this file")
+	f.DurationVar(&ttl, "ttl", 0, "how long the value lives (default 24h)")
+	f.BoolVar(&sign, "sign", false, "sign the value (not available yet)")
+	f.StringVar(&encryptTo, "encrypt-to", "", "encrypt the value to this public key (not available yet)")
+	return cmd
+}
+
+func newGetCmd(g *globals) *cobra.Command {
+	var out string
+	cmd := &cobra.Command{
+		Use:   "get KEY",
+		Short: "Print a value (exit status 3 if the key has none)",
+		Args:  args(1, "one KEY"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			resp, err := g.apiClient().do(cmd.Context(), http.MethodGet, keyPath(args[0]), nil, "")
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode == http.StatusNotFound {
+				return notFound("%q has no value", args[0])
+			}
+			var w io.Writer = g.stdout
+			if out != "" {
+				f, err := os.Create(out)
+				if err != nil {
+					return fmt.Errorf("--out: %w", err)
+				}
+				defer f.Close()
+				w = f
+				if resp.ContentLength > 0 && isTerminal(os.Stderr) {
+					p := newProgress(os.Stderr, "get "+args[0], resp.ContentLength)
+					defer p.done()
+					w = io.MultiWriter(f, p)
+				}
+			}
+			if _, err := io.Copy(w, resp.Body); err != nil {
+				return fmt.Errorf("get %q: the transfer broke off: %w", args[0], err)
+			}
+			if resp.Header.Get("X-Dhtkit-Partial") == "true" {
+				fmt.Fprintln(g.stderr, "dhtkit: warning: fewer replicas than the read quorum answered; this may not be the newest value")
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&out, "out", "", "write the value to this file instead of standard output")
+	return cmd
+}
+
+func newDelCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "del KEY",
+		Short: "Delete a key (a tombstone that beats every older write)",
+		Args:  args(1, "one KEY"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			resp, err := g.apiClient().do(cmd.Context(), http.MethodDelete, keyPath(args[0]), nil, "")
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			return nil
+		},
+	}
+}
+
+func newWhereisCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "whereis KEY",
+		Short: `Print the nodes that hold KEY: "HOST:PORT NODEID VERSION" per line`,
+		Args:  args(1, "one KEY"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var out struct {
+				Nodes []struct {
+					ID      string `json:"id"`
+					Addr    string `json:"addr"`
+					Version string `json:"version"`
+					Has     bool   `json:"has"`
+					Deleted bool   `json:"deleted"`
+					Self    bool   `json:"self"`
+				} `json:"nodes"`
+			}
+			if err := g.apiClient().getJSON(cmd.Context(), http.MethodGet, keyPath(args[0])+"/where", &out); err != nil {
+				return err
+			}
+			if asJSON {
+				return json.NewEncoder(g.stdout).Encode(out)
+			}
+			held := 0
+			for _, n := range out.Nodes {
+				if !n.Has {
+					continue
+				}
+				held++
+				state := n.Version
+				if n.Deleted {
+					state += " deleted"
+				}
+				fmt.Fprintf(g.stdout, "%s %s %s\n", n.Addr, n.ID, state)
+			}
+			if held == 0 {
+				return notFound("no replica holds %q", args[0])
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the replicas' answers as JSON")
+	return cmd
+}
+
+func newStatusCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Print the status of the node at --api",
+		Args:  args(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var st map[string]any
+			if err := g.apiClient().getJSON(cmd.Context(), http.MethodGet, "/v1/status", &st); err != nil {
+				return err
+			}
+			if asJSON {
+				return json.NewEncoder(g.stdout).Encode(st)
+			}
+			r, _ := st["routing"].(map[string]any)
+			s, _ := st["store"].(map[string]any)
+			fmt.Fprintf(g.stdout, "id        %v\nnetwork   %v\nlisten    %v\n", st["id"], st["network"], st["listen"])
+			if ext, ok := st["external"]; ok {
+				fmt.Fprintf(g.stdout, "external  %v\n", ext)
+			}
+			fmt.Fprintf(g.stdout, "uptime    %v\ncontacts  %v\nkeys      %v\nbytes     %v\n",
+				time.Duration(toFloat(st["uptime_s"])*float64(time.Second)).Round(time.Second), r["nodes"], s["keys"], s["bytes"])
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the status as JSON")
+	return cmd
+}
+
+func toFloat(v any) float64 {
+	f, _ := v.(float64)
+	return f
+}
+
+func newListenCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "listen KEY",
+		Short: "Print KEY's value each time it is written, until interrupted",
+		Args:  args(1, "one KEY"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			resp, err := g.apiClient().do(cmd.Context(), http.MethodGet, "/v1/watch/"+strings.TrimPrefix(keyPath(args[0]), "/v1/keys/"), nil, "")
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			sc := bufio.NewScanner(resp.Body)
+			sc.Buffer(make([]byte, 64<<10), 16<<20)
+			for sc.Scan() {
+				data, ok := strings.CutPrefix(sc.Text(), "data: ")
+				if !ok {
+					continue
+				}
+				if asJSON {
+					fmt.Fprintln(g.stdout, data)
+					continue
+				}
+				var v struct {
+					Version string  `json:"version"`
+					Text    *string `json:"text"`
+					Size    int     `json:"size"`
+					Deleted bool    `json:"deleted"`
+				}
+				if json.Unmarshal([]byte(data), &v) != nil {
+					continue
+				}
+				switch {
+				case v.Deleted:
+					fmt.Fprintf(g.stdout, "%s deleted\n", v.Version)
+				case v.Text != nil:
+					fmt.Fprintf(g.stdout, "%s %s\n", v.Version, *v.Text)
+				default:
+					fmt.Fprintf(g.stdout, "%s (%d bytes of binary data)\n", v.Version, v.Size)
+				}
+			}
+			if cmd.Context().Err() != nil {
+				return nil
+			}
+			if err := sc.Err(); err != nil {
+				return fmt.Errorf("listen %q: the stream broke off: %w", args[0], err)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print each event as a JSON line")
+	return cmd
+}
+
+// isTerminal reports whether f is a terminal, where a progress bar helps.
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// progress draws a one-line progress bar for a transfer of known size.
+type progress struct {
+	w     io.Writer
+	label string
+	total int64
+	done_ int64
+	last  time.Time
+	start time.Time
+}
+
+func newProgress(w io.Writer, label string, total int64) *progress {
+	return &progress{w: w, label: label, total: total, start: time.Now()}
+}
+
+func (p *progress) Write(b []byte) (int, error) {
+	p.done_ += int64(len(b))
+	if time.Since(p.last) > 100*time.Millisecond || p.done_ == p.total {
+		p.last = time.Now()
+		p.draw()
+	}
+	return len(b), nil
+}
+
+func (p *progress) draw() {
+	const width = 30
+	frac := float64(p.done_) / float64(max(p.total, 1))
+	n := int(frac * width)
+	rate := float64(p.done_) / max(time.Since(p.start).Seconds(), 1e-3) / (1 << 20)
+	fmt.Fprintf(p.w, "\r%s [%s%s] %3.0f%% %.1f MiB/s", p.label, strings.Repeat("=", n), strings.Repeat(" ", width-n), 100*frac, rate)
+}
+
+func (p *progress) done() {
+	p.draw()
+	fmt.Fprintln(p.w)
+}
