@@ -49,11 +49,17 @@ through its well-known routers.`,
 				g.log.Info("joining the public BitTorrent DHT through its routers", "routers", bootstrap)
 			}
 			ctx := cmd.Context()
+			kc := g.kademliaConfig()
+			var events *httpapi.Events
+			if httpAddr != "" && httpAddr != "off" {
+				events = httpapi.NewEvents() // the web page's live view
+				kc.Tap = events.Tap
+			}
 			n, err := dhtkit.Listen(ctx, dhtkit.Config{
 				Listen:    listen,
 				Network:   g.network,
 				Bootstrap: bootstrap,
-				Kademlia:  g.kademliaConfig(),
+				Kademlia:  kc,
 				Logger:    g.log,
 				DataDir:   dataDir,
 				Replicas:  replicas,
@@ -63,7 +69,7 @@ through its well-known routers.`,
 			}
 			fmt.Fprintf(g.stdout, "node %v listening on %v (network %q)\n", n.ID(), n.Addr(), g.network)
 			if httpAddr != "" && httpAddr != "off" {
-				url, err := serveHTTP(ctx, httpAddr, n, httpapi.Options{}, g.log)
+				url, err := serveHTTP(ctx, httpAddr, n, httpapi.Options{Events: events, Protocol: protocol, Started: n.Started()}, g.log)
 				if err != nil {
 					n.Close()
 					return fmt.Errorf("%w (pick another --http address, or --http off)", err)

@@ -1,0 +1,540 @@
+package httpapi
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/dhtkit/dhtkit"
+	"github.com/dhtkit/dhtkit/id"
+	"github.com/dhtkit/dhtkit/store"
+)
+
+func (s *server) kvRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v1/keys/{key}", s.getKey) // HEAD too
+	mux.HandleFunc("PUT /v1/keys/{key}", s.putKey)
+	mux.HandleFunc("DELETE /v1/keys/{key}", s.deleteKey)
+	mux.HandleFunc("GET /v1/keys/{key}/where", s.where)
+	mux.HandleFunc("GET /v1/watch/{key}", s.watch)
+	mux.HandleFunc("GET /v1/local", s.local)
+	mux.HandleFunc("POST /ui/put", s.ui.put)
+	mux.HandleFunc("GET /ui/get", s.ui.get)
+	mux.HandleFunc("POST /ui/delete", s.ui.del)
+}
+
+// pathKey returns the {key} of r: the mux has unescaped it.
+func pathKey(r *http.Request) (string, error) {
+	k := r.PathValue("key")
+	if k == "" {
+		return "", errors.New("empty key")
+	}
+	return k, nil
+}
+
+// etag quotes a version as an HTTP entity tag.
+func etag(v store.Version) string { return `"` + v.String() + `"` }
+
+func setValueHeaders(h http.Header, v dhtkit.Value) {
+	h.Set("ETag", etag(v.Version))
+	h.Set("X-Dhtkit-Version", v.Version.String())
+	if !v.Expires.IsZero() {
+		h.Set("X-Dhtkit-Expires", v.Expires.UTC().Format(time.RFC3339))
+	}
+	if v.Partial {
+		// Fewer replicas than the read quorum answered: the value is the
+		// newest they had, not necessarily the newest acknowledged.
+		h.Set("X-Dhtkit-Partial", "true")
+	}
+}
+
+// getKey is GET and HEAD /v1/keys/{key}: the value's bytes, its version
+// as ETag. ?download=1 asks the browser to save it as a file.
+//
+// A large value streams from its chunks as they arrive. Its version is
+// known only at the end, so a value larger than streamAfter goes out
+// without ETag and carries its version in the trailer X-Dhtkit-Version;
+// a failure half-way aborts the response rather than end it short.
+func (s *server) getKey(w http.ResponseWriter, r *http.Request) {
+	key, err := pathKey(r)
+	if err != nil {
+		s.fail(w, r, http.StatusBadRequest, err)
+		return
+	}
+	h := w.Header()
+	h.Set("Cache-Control", "no-cache")
+	// A value is data, never a page of this origin.
+	h.Set("Content-Security-Policy", "sandbox; default-src 'none'")
+	if r.URL.Query().Get("download") != "" {
+		h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": fileName(key)}))
+	}
+	bw := &bufferedValue{w: w, head: r.Method == http.MethodHead}
+	start := time.Now()
+	v, err := s.n.GetTo(r.Context(), key, bw, nil)
+	s.metrics.observeOp("kv_get", time.Since(start), err)
+	if err != nil {
+		if bw.streaming {
+			s.log.Warn("value transfer failed", "key", key, "err", err)
+			panic(http.ErrAbortHandler)
+		}
+		s.fail(w, r, 0, fmt.Errorf("get %q: %w", key, err))
+		return
+	}
+	if bw.streaming {
+		h.Set("X-Dhtkit-Version", v.Version.String())
+		return
+	}
+	setValueHeaders(h, v)
+	h.Set("Content-Type", "application/octet-stream")
+	if match := r.Header.Get("If-None-Match"); match != "" && match == etag(v.Version) {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	h.Set("Content-Length", strconv.Itoa(bw.buf.Len()))
+	if r.Method == http.MethodHead {
+		return
+	}
+	_, _ = w.Write(bw.buf.Bytes())
+}
+
+// streamAfter is the largest value getKey holds in memory to answer with
+// its version as ETag.
+const streamAfter = 4 << 20
+
+// bufferedValue keeps the first streamAfter bytes of a value, then sends
+// the headers and streams the rest.
+type bufferedValue struct {
+	w         http.ResponseWriter
+	head      bool // HEAD: count, send nothing
+	buf       bytes.Buffer
+	streaming bool
+}
+
+func (b *bufferedValue) Write(p []byte) (int, error) {
+	if b.streaming {
+		if b.head {
+			return len(p), nil
+		}
+		return b.w.Write(p)
+	}
+	if b.buf.Len()+len(p) <= streamAfter {
+		return b.buf.Write(p)
+	}
+	b.streaming = true
+	h := b.w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Trailer", "X-Dhtkit-Version")
+	b.w.WriteHeader(http.StatusOK)
+	if b.head {
+		return len(p), nil
+	}
+	if _, err := b.w.Write(b.buf.Bytes()); err != nil {
+		return 0, err
+	}
+	b.buf = bytes.Buffer{}
+	return b.w.Write(p)
+}
+
+// fileName turns a key into a file name a browser will accept: the last
+// path element, without control characters.
+func fileName(key string) string {
+	if i := strings.LastIndexByte(key, '/'); i >= 0 && i < len(key)-1 {
+		key = key[i+1:]
+	}
+	key = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || r == '\\' || r == '"' || r == utf8.RuneError {
+			return '_'
+		}
+		return r
+	}, key)
+	if key == "" || key == "." || key == ".." {
+		return "value"
+	}
+	return key
+}
+
+type putJSON struct {
+	Key     string        `json:"key"`
+	Version store.Version `json:"version"`
+	Expires *time.Time    `json:"expires,omitempty"`
+}
+
+// parseTTL reads ?ttl=: a Go duration ("1h", "90m"); empty means the
+// node's default.
+func parseTTL(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("ttl=%q: want a positive duration such as 90s, 30m or 24h", s)
+	}
+	return d, nil
+}
+
+func (s *server) putKey(w http.ResponseWriter, r *http.Request) {
+	key, err := pathKey(r)
+	if err != nil {
+		s.fail(w, r, http.StatusBadRequest, err)
+		return
+	}
+	ttl, err := parseTTL(r.URL.Query().Get("ttl"))
+	if err != nil {
+		s.fail(w, r, http.StatusBadRequest, err)
+		return
+	}
+	if r.ContentLength > s.opt.MaxValueSize {
+		s.fail(w, r, http.StatusRequestEntityTooLarge, fmt.Errorf("value of %d bytes is larger than the %d this node accepts", r.ContentLength, s.opt.MaxValueSize))
+		return
+	}
+	// The node streams the body into chunks: a large value is never whole
+	// in memory.
+	start := time.Now()
+	v, err := s.n.PutReader(r.Context(), key, http.MaxBytesReader(w, r.Body, s.opt.MaxValueSize),
+		dhtkit.PutOptions{TTL: ttl, Source: clientIP(r)})
+	s.metrics.observeOp("kv_put", time.Since(start), err)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			err = fmt.Errorf("value is larger than the %d bytes this node accepts", s.opt.MaxValueSize)
+			s.fail(w, r, http.StatusRequestEntityTooLarge, err)
+			return
+		}
+		s.fail(w, r, 0, err)
+		return
+	}
+	var expires time.Time
+	if ttl > 0 {
+		expires = start.Add(ttl).UTC().Truncate(time.Second)
+	}
+	w.Header().Set("ETag", etag(v))
+	out := putJSON{Key: key, Version: v}
+	if !expires.IsZero() {
+		out.Expires = &expires
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// put stores a value for the API and the form; expires is an estimate
+// for the reply (the node decides).
+func (s *server) put(r *http.Request, key string, data []byte, ttl time.Duration) (store.Version, time.Time, error) {
+	ctx, cancel := s.ctx(r)
+	defer cancel()
+	start := time.Now()
+	v, err := s.n.Put(ctx, key, data, dhtkit.PutOptions{TTL: ttl, Source: clientIP(r)})
+	s.metrics.observeOp("kv_put", time.Since(start), err)
+	if err != nil {
+		return v, time.Time{}, fmt.Errorf("put %q: %w", key, err)
+	}
+	var expires time.Time
+	if ttl > 0 {
+		expires = start.Add(ttl).UTC().Truncate(time.Second)
+	}
+	return v, expires, nil
+}
+
+func (s *server) remove(r *http.Request, key string) error {
+	ctx, cancel := s.ctx(r)
+	defer cancel()
+	start := time.Now()
+	err := s.n.Delete(ctx, key)
+	s.metrics.observeOp("kv_delete", time.Since(start), err)
+	if err != nil {
+		return fmt.Errorf("delete %q: %w", key, err)
+	}
+	return nil
+}
+
+type deleteJSON struct {
+	Key     string `json:"key"`
+	Deleted bool   `json:"deleted"`
+}
+
+func (s *server) deleteKey(w http.ResponseWriter, r *http.Request) {
+	key, err := pathKey(r)
+	if err != nil {
+		s.fail(w, r, http.StatusBadRequest, err)
+		return
+	}
+	if err := s.remove(r, key); err != nil {
+		s.fail(w, r, 0, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, deleteJSON{Key: key, Deleted: true})
+}
+
+type whereJSON struct {
+	Key    string       `json:"key"`
+	Target string       `json:"target"`
+	Nodes  []holderJSON `json:"nodes"`
+}
+
+func (s *server) holders(r *http.Request, key string) (whereJSON, error) {
+	ctx, cancel := s.ctx(r)
+	defer cancel()
+	start := time.Now()
+	hs, err := s.n.Where(ctx, key)
+	s.metrics.observeOp("kv_where", time.Since(start), err)
+	out := whereJSON{Key: key, Target: id.FromString(key).String(), Nodes: make([]holderJSON, 0, len(hs))}
+	if err != nil {
+		return out, fmt.Errorf("where %q: %w", key, err)
+	}
+	for _, h := range hs {
+		hj := holderJSON{
+			ID: h.Node.ID.String(), Addr: h.Node.Addr.String(),
+			Version: h.Version, Has: h.Has, Deleted: h.Deleted, Self: h.Self,
+			URL: s.opt.PeerURL(h.Node.Addr),
+		}
+		if h.Err != nil {
+			hj.Error = h.Err.Error()
+		}
+		out.Nodes = append(out.Nodes, hj)
+	}
+	return out, nil
+}
+
+func (s *server) where(w http.ResponseWriter, r *http.Request) {
+	key, err := pathKey(r)
+	if err != nil {
+		s.fail(w, r, http.StatusBadRequest, err)
+		return
+	}
+	out, err := s.holders(r, key)
+	if err != nil {
+		s.fail(w, r, 0, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// valueJSON is one event of GET /v1/watch/{key}. Value is base64; Text
+// repeats it when it is valid UTF-8. Deleted marks a delete (no value).
+type valueJSON struct {
+	Key     string        `json:"key"`
+	Version store.Version `json:"version"`
+	Size    int           `json:"size"`
+	Value   []byte        `json:"value"`
+	Text    *string       `json:"text,omitempty"`
+	Expires *time.Time    `json:"expires,omitempty"`
+	Deleted bool          `json:"deleted,omitempty"`
+	Partial bool          `json:"partial,omitempty"`
+}
+
+// watch streams GET /v1/watch/{key} as Server-Sent Events: one "value"
+// event per new or changed value, the event id its version, and a comment
+// every 15s so that proxies keep the stream open.
+func (s *server) watch(w http.ResponseWriter, r *http.Request) {
+	key, err := pathKey(r)
+	if err != nil {
+		s.fail(w, r, http.StatusBadRequest, err)
+		return
+	}
+	ch, err := s.n.Watch(r.Context(), key)
+	if err != nil {
+		s.fail(w, r, 0, fmt.Errorf("watch %q: %w", key, err))
+		return
+	}
+	sse := startSSE(w)
+	keepalive := time.NewTicker(15 * time.Second)
+	defer keepalive.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-keepalive.C:
+			if sse.comment("keepalive") != nil {
+				return
+			}
+		case v, ok := <-ch:
+			if !ok {
+				return
+			}
+			ev := valueJSON{Key: key, Version: v.Version, Size: len(v.Data), Value: v.Data, Partial: v.Partial}
+			// A delete arrives as a value without a version.
+			ev.Deleted = v.Version.IsZero()
+			if !ev.Deleted && utf8.Valid(v.Data) {
+				t := string(v.Data)
+				ev.Text = &t
+			}
+			if !v.Expires.IsZero() {
+				e := v.Expires.UTC()
+				ev.Expires = &e
+			}
+			if sse.event("value", v.Version.String(), ev) != nil {
+				return
+			}
+		}
+	}
+}
+
+// recordJSON is one record of GET /v1/local.
+type recordJSON struct {
+	Key     string        `json:"key"`
+	Target  string        `json:"target"`
+	Size    int           `json:"size"`
+	Version store.Version `json:"version"`
+	Expires *time.Time    `json:"expires,omitempty"`
+	Deleted bool          `json:"deleted"`
+}
+
+type localJSON struct {
+	Keys    int          `json:"keys"`
+	Bytes   int64        `json:"bytes"`
+	Records []recordJSON `json:"records"`
+}
+
+func (s *server) local(w http.ResponseWriter, r *http.Request) {
+	recs := s.localRecords()
+	out := localJSON{Records: make([]recordJSON, 0, len(recs))}
+	sz := sizeOf(recs)
+	out.Keys, out.Bytes = sz.Keys, sz.Bytes
+	for _, rec := range recs {
+		rj := recordJSON{Key: rec.Key, Target: rec.Target().String(), Size: len(rec.Value), Version: rec.Version, Deleted: rec.Deleted}
+		if !rec.Expires.IsZero() {
+			e := rec.Expires.UTC()
+			rj.Expires = &e
+		}
+		out.Records = append(out.Records, rj)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// localRecords is what the node stores, in key order.
+func (s *server) localRecords() []store.Record {
+	recs := s.n.Local()
+	slices.SortFunc(recs, func(a, b store.Record) int { return strings.Compare(a.Key, b.Key) })
+	return recs
+}
+
+// storeSize counts live values (not tombstones) and their bytes, keys
+// included, as the store counts them against its limit.
+func (s *server) storeSize() storeSize { return sizeOf(s.n.Local()) }
+
+func sizeOf(recs []store.Record) storeSize {
+	var sz storeSize
+	for _, r := range recs {
+		if r.Deleted {
+			continue
+		}
+		sz.Keys++
+		sz.Bytes += int64(len(r.Key) + len(r.Value))
+	}
+	return sz
+}
+
+// The web page's forms. They post to the node like any form, so they work
+// without script; a cross-site form is refused (see sameOrigin).
+
+func (u *ui) put(w http.ResponseWriter, r *http.Request) {
+	if !sameOrigin(r) {
+		u.s.fail(w, r, http.StatusForbidden, errors.New("cross-site form refused"))
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, u.s.opt.MaxValueSize+maxJSONBody)
+	if err := r.ParseMultipartForm(1 << 20); err != nil && !errors.Is(err, http.ErrNotMultipart) {
+		u.flash(w, r, "", fmt.Errorf("reading the form: %w", err))
+		return
+	}
+	key := r.FormValue("key")
+	if key == "" {
+		u.flash(w, r, "", errors.New("put: the key is empty"))
+		return
+	}
+	ttl, err := parseTTL(strings.TrimSpace(r.FormValue("ttl")))
+	if err != nil {
+		u.flash(w, r, "", err)
+		return
+	}
+	// Browsers send a textarea's line breaks as CRLF (HTML's form
+	// encoding); the value typed had none. Files are stored as they are.
+	data := []byte(strings.ReplaceAll(r.FormValue("value"), "\r\n", "\n"))
+	if f, _, err := r.FormFile("file"); err == nil {
+		var buf bytes.Buffer
+		_, err = io.Copy(&buf, f)
+		f.Close()
+		if err != nil {
+			u.flash(w, r, "", fmt.Errorf("reading the file: %w", err))
+			return
+		}
+		if buf.Len() > 0 {
+			data = buf.Bytes()
+		}
+	}
+	v, _, err := u.s.put(r, key, data, ttl)
+	if err != nil {
+		u.flash(w, r, "", err)
+		return
+	}
+	u.flash(w, r, fmt.Sprintf("stored %q (%d bytes), version %v", key, len(data), v), nil)
+}
+
+func (u *ui) del(w http.ResponseWriter, r *http.Request) {
+	if !sameOrigin(r) {
+		u.s.fail(w, r, http.StatusForbidden, errors.New("cross-site form refused"))
+		return
+	}
+	key := r.FormValue("key")
+	if key == "" {
+		u.flash(w, r, "", errors.New("delete: the key is empty"))
+		return
+	}
+	if err := u.s.remove(r, key); err != nil {
+		u.flash(w, r, "", err)
+		return
+	}
+	u.flash(w, r, fmt.Sprintf("deleted %q", key), nil)
+}
+
+// get renders the value of ?key= on a page of its own, with where it is
+// stored.
+func (u *ui) get(w http.ResponseWriter, r *http.Request) {
+	key := r.URL.Query().Get("key")
+	if key == "" {
+		http.Redirect(w, r, "/", http.StatusSeeOther)
+		return
+	}
+	p := getPage{Key: key, KeyURL: keyURL(key)}
+	ctx, cancel := u.s.ctx(r)
+	defer cancel()
+	v, err := u.s.n.Get(ctx, key)
+	switch {
+	case errors.Is(err, dhtkit.ErrNotFound):
+		p.NotFound = true
+	case err != nil:
+		p.Err = err.Error()
+	default:
+		p.Found = true
+		p.Size = len(v.Data)
+		p.Version = v.Version.String()
+		p.Expires = v.Expires
+		p.Partial = v.Partial
+		if utf8.Valid(v.Data) {
+			const show = 64 << 10
+			p.Text = string(v.Data[:min(len(v.Data), show)])
+			p.Truncated = len(v.Data) > show
+			p.IsText = true
+		}
+	}
+	if where, err := u.s.holders(r, key); err == nil {
+		p.Holders = where.Nodes
+	}
+	u.render(w, r, "get", u.page("get "+key, p))
+}
+
+func isNotFound(err error) bool { return errors.Is(err, dhtkit.ErrNotFound) }
+
+// clientIP names the writer for the node's per-source quota.
+func clientIP(r *http.Request) string {
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		return ap.Addr().Unmap().String()
+	}
+	return r.RemoteAddr
+}
