@@ -33,10 +33,19 @@ func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
 	if q.A.ID == e.self {
 		return // our own query reflected back, or an id thief
 	}
-	if !q.RO && from.Port() != 0 {
-		e.observe(now, q.A.ID, from, routing.Queried, 0)
+	if q.Q == krpc.MethodBye {
+		// A node leaving nicely: drop it now, rather than have every
+		// lookup wait out its timeouts until the table notices.
+		if c, ok := e.table.Get(q.A.ID); !ok || c.Addr == from {
+			e.table.Remove(q.A.ID)
+			e.silent.gone(now, q.A.ID)
+		}
+	} else {
+		if !q.RO && from.Port() != 0 {
+			e.observe(now, q.A.ID, from, routing.Queried, 0)
+		}
+		e.silent.forget(q.A.ID)
 	}
-	e.silent.forget(q.A.ID)
 
 	r := &e.out
 	r.Reset()
@@ -141,6 +150,7 @@ func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
 		r.R.Num = e.peers.len()
 		r.R.Interval = int(e.cfg.SampleInterval / time.Second)
 		e.appendNodes(r, q, q.A.Target)
+	case krpc.MethodBye:
 	case krpc.MethodStore:
 		if !e.handleStore(now, from, q, r) {
 			return

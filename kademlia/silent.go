@@ -50,6 +50,15 @@ func (s *silentSet) mark(now time.Time, x id.ID) {
 	s.at[x] = v
 }
 
+// gone records a node that said it is leaving.
+func (s *silentSet) gone(now time.Time, x id.ID) {
+	s.mark(now, x)
+	if v, ok := s.at[x]; ok {
+		v.misses = silentMisses
+		s.at[x] = v
+	}
+}
+
 func (s *silentSet) has(now time.Time, x id.ID) bool {
 	v, ok := s.at[x]
 	return ok && v.misses >= silentMisses && now.Sub(v.since) < silentFor

@@ -1,6 +1,7 @@
 package kademlia
 
 import (
+	"bytes"
 	"cmp"
 	"fmt"
 	"slices"
@@ -42,21 +43,44 @@ const maxPayload = 12 << 10
 // push is an internal operation that writes records to one node in as
 // many dk_store batches as they need, and reports each record's fate.
 type push struct {
-	s       *opState
-	batches map[uint16][]store.Record
-	onAck   func(now time.Time, r store.Record, ok bool)
-	onDone  func(now time.Time)
+	s        *opState
+	to       krpc.NodeInfo
+	recs     []store.Record // waiting for a write token
+	tokenTID uint16
+	batches  map[uint16][]store.Record
+	onAck    func(now time.Time, r store.Record, ok bool)
+	onDone   func(now time.Time)
 }
 
 // pushRecords stores recs on node `to`; onAck (may be nil) learns which
-// records it holds afterwards. A nil token relies on the receiver knowing
-// us: replicas push to each other without a lookup first.
+// records it holds afterwards. Without a token it first asks `to` for one
+// with a BEP 44 get: a write must prove its source address, whether or
+// not the receiver knows us.
 func (e *Engine) pushRecords(now time.Time, to krpc.NodeInfo, token []byte, recs []store.Record, onAck func(time.Time, store.Record, bool), onDone func(time.Time)) {
 	e.lastOp++
 	s := &opState{id: e.lastOp, op: Handover{}, internal: true, started: now}
-	p := &push{s: s, batches: make(map[uint16][]store.Record), onAck: onAck, onDone: onDone}
+	p := &push{s: s, to: to, batches: make(map[uint16][]store.Record), onAck: onAck, onDone: onDone}
 	s.kv = p
 	e.ops[s.id] = s
+	if token == nil {
+		m := e.newQuery(krpc.MethodGet)
+		m.A.Has |= krpc.HasTarget
+		m.A.Target = to.ID
+		tid, ok := e.sendQueryTID(now, to.Addr, to.ID, s.id, forOp)
+		if !ok {
+			p.report(now, recs, nil)
+			p.maybeDone(now, e)
+			return
+		}
+		p.recs, p.tokenTID = recs, tid
+		return
+	}
+	p.send(now, e, token, recs)
+}
+
+// send writes recs in as many dk_store batches as they need.
+func (p *push) send(now time.Time, e *Engine, token []byte, recs []store.Record) {
+	to, s := p.to, p.s
 	for len(recs) > 0 {
 		n, size := 0, 0
 		for n < len(recs) && (n == 0 || size+len(recs[n].Value)+len(recs[n].Key)+64 < maxPayload) {
@@ -94,6 +118,17 @@ func (p *push) report(now time.Time, batch []store.Record, ok []any) {
 }
 
 func (p *push) response(now time.Time, e *Engine, q *pending, m *krpc.Msg) {
+	if p.recs != nil && q.tid == p.tokenTID {
+		recs := p.recs
+		p.recs = nil
+		if len(m.R.Token) == 0 {
+			p.report(now, recs, nil)
+			p.maybeDone(now, e)
+			return
+		}
+		p.send(now, e, bytes.Clone(m.R.Token), recs)
+		return
+	}
 	batch, found := p.batches[q.tid]
 	if !found {
 		return
@@ -108,6 +143,13 @@ func (p *push) response(now time.Time, e *Engine, q *pending, m *krpc.Msg) {
 }
 
 func (p *push) failure(now time.Time, e *Engine, q *pending, _ error) {
+	if p.recs != nil && q.tid == p.tokenTID {
+		recs := p.recs
+		p.recs = nil
+		p.report(now, recs, nil)
+		p.maybeDone(now, e)
+		return
+	}
 	batch, found := p.batches[q.tid]
 	if !found {
 		return
@@ -118,7 +160,7 @@ func (p *push) failure(now time.Time, e *Engine, q *pending, _ error) {
 }
 
 func (p *push) maybeDone(now time.Time, e *Engine) {
-	if len(p.batches) == 0 {
+	if len(p.batches) == 0 && p.recs == nil {
 		e.finish(now, p.s, nil)
 		if p.onDone != nil {
 			p.onDone(now)
@@ -413,6 +455,7 @@ type handover struct {
 func (e *Engine) startHandover(now time.Time, s *opState) {
 	st := e.cfg.Store
 	if st == nil {
+		e.sayGoodbye(now)
 		e.finish(now, s, nil)
 		return
 	}
@@ -432,6 +475,7 @@ func (e *Engine) startHandover(now time.Time, s *opState) {
 		return true
 	})
 	if total == 0 || len(byNode) == 0 {
+		e.sayGoodbye(now)
 		s.result.Acks = 0
 		if total > 0 {
 			e.finish(now, s, ErrNoContacts)
@@ -470,9 +514,22 @@ func (h *handover) done(now time.Time, e *Engine) {
 		}
 	}
 	h.s.result.Acks = held
+	e.sayGoodbye(now)
 	if lost := len(h.acks) - held; lost > 0 {
 		e.finish(now, h.s, fmt.Errorf("%w: %d of %d values reached no other node", ErrQuorum, lost, len(h.acks)))
 		return
 	}
 	e.finish(now, h.s, nil)
+}
+
+// sayGoodbye tells every contact that this node is leaving (dk_bye), so
+// that they drop it at once; a standard peer answers 204 and forgets it in
+// its own time.
+func (e *Engine) sayGoodbye(now time.Time) {
+	for _, b := range e.table.Buckets() {
+		for _, c := range b.Contacts {
+			e.newQuery(krpc.MethodBye)
+			e.sendQuery(now, c.Addr, c.ID, 0, forTablePing)
+		}
+	}
 }

@@ -31,6 +31,8 @@ func ParseMethod(name []byte) Method {
 		return MethodFetch
 	case "dk_sync":
 		return MethodSync
+	case "dk_bye":
+		return MethodBye
 	}
 	return MethodUnknown
 }

@@ -39,6 +39,7 @@ const (
 	MethodStore // dk_store: write records
 	MethodFetch // dk_fetch: read records
 	MethodSync  // dk_sync: compare digests (anti-entropy)
+	MethodBye   // dk_bye: the sender is leaving the network
 	NumMethods
 )
 
@@ -54,6 +55,7 @@ var methodNames = [NumMethods]string{
 	MethodStore:            "dk_store",
 	MethodFetch:            "dk_fetch",
 	MethodSync:             "dk_sync",
+	MethodBye:              "dk_bye",
 }
 
 func (m Method) String() string {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,19 +9,22 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/dhtkit/dhtkit"
+	"github.com/dhtkit/dhtkit/httpapi"
 	"github.com/dhtkit/dhtkit/id"
 )
 
 func newDemoCmd(g *globals) *cobra.Command {
 	var (
-		nodes int
-		once  bool
+		nodes    int
+		once     bool
+		httpPort int
 	)
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -36,7 +40,7 @@ otherwise the nodes keep running until interrupted.`,
 				return usageError("--nodes %d: a network needs at least 2 nodes", nodes)
 			}
 			ctx := cmd.Context()
-			d := &demo{g: g, out: g.stdout}
+			d := &demo{g: g, out: g.stdout, httpPort: httpPort}
 			defer d.close()
 			err := d.run(ctx, nodes)
 			if err != nil || once {
@@ -49,16 +53,30 @@ otherwise the nodes keep running until interrupted.`,
 	}
 	cmd.Flags().IntVar(&nodes, "nodes", 20, "number of nodes")
 	cmd.Flags().BoolVar(&once, "once", false, "exit after the walk-through: status 0 if all went well")
+	cmd.Flags().IntVar(&httpPort, "http-port", 6880, "web UI of node i on 127.0.0.1:(http-port+i-1); 0: any free ports; -1: no web UI")
 	return cmd
 }
 
 type demo struct {
-	g     *globals
-	out   io.Writer
-	nodes []*dhtkit.Node
+	g        *globals
+	out      io.Writer
+	nodes    []*dhtkit.Node
+	httpPort int
+	urls     sync.Map // netip.AddrPort -> web UI URL
+	cancel   context.CancelFunc
+}
+
+func (d *demo) url(n *dhtkit.Node) string {
+	if u, ok := d.urls.Load(n.Addr()); ok {
+		return u.(string)
+	}
+	return n.Addr().String()
 }
 
 func (d *demo) close() {
+	if d.cancel != nil {
+		d.cancel() // stops the web servers
+	}
 	var wg sync.WaitGroup
 	for _, n := range d.nodes {
 		wg.Go(func() { n.Close() })
@@ -74,16 +92,43 @@ func (d *demo) step(format string, args ...any) {
 func (d *demo) run(ctx context.Context, count int) error {
 	start := time.Now()
 	kc := d.g.kademliaConfig()
-	kc.RateLimit = -1 // every node shares 127.0.0.1: a per-IP limit would throttle the whole demo
-	for range count {
-		n, err := dhtkit.Listen(ctx, dhtkit.Config{Listen: "127.0.0.1:0", Network: d.g.network, Kademlia: kc, Logger: d.g.log})
+	httpCtx, cancelHTTP := context.WithCancel(context.Background())
+	d.cancel = cancelHTTP
+	for i := range count {
+		nc := kc
+		var events *httpapi.Events
+		if d.httpPort >= 0 {
+			events = httpapi.NewEvents()
+			nc.Tap = events.Tap
+		}
+		n, err := dhtkit.Listen(ctx, dhtkit.Config{Listen: "127.0.0.1:0", Network: d.g.network, Kademlia: nc, Logger: d.g.log})
 		if err != nil {
 			return fmt.Errorf("starting node %d: %w", len(d.nodes)+1, err)
 		}
 		d.nodes = append(d.nodes, n)
+		if d.httpPort < 0 {
+			continue
+		}
+		addr := "127.0.0.1:0"
+		if d.httpPort > 0 {
+			addr = fmt.Sprintf("127.0.0.1:%d", d.httpPort+i)
+		}
+		opts := httpapi.Options{Events: events, Started: n.Started(), PeerURL: func(a netip.AddrPort) string {
+			u, _ := d.urls.Load(a)
+			s, _ := u.(string)
+			return s
+		}}
+		url, err := serveHTTP(httpCtx, addr, n, opts, d.g.log)
+		if err != nil {
+			return fmt.Errorf("starting the web UI of node %d: %w (pick a free range with --http-port, or --http-port 0)", i+1, err)
+		}
+		d.urls.Store(n.Addr(), url)
 	}
 	d.step("1. started %d nodes on 127.0.0.1 (first on port %d, last on %d), network %q (%v)",
 		count, d.nodes[0].Addr().Port(), d.nodes[count-1].Addr().Port(), d.g.network, time.Since(start).Round(time.Millisecond))
+	if d.httpPort >= 0 {
+		d.step("   web UI: %s … %s (one page per node)", d.url(d.nodes[0]), d.url(d.nodes[count-1]))
+	}
 
 	// Join: every node through up to three random nodes that joined before it.
 	start = time.Now()
@@ -173,7 +218,113 @@ func (d *demo) run(ctx context.Context, count int) error {
 	}
 	d.step("4. announce + get_peers: node %v announced %v; node %v found peer %v (%v)",
 		a.Addr(), ih, b.Addr(), want, time.Since(start).Round(time.Millisecond))
+	if err := d.keyValue(jctx, rng); err != nil {
+		return err
+	}
 	d.step("demo: every step succeeded")
+	return nil
+}
+
+// keyValue walks through the key-value store: put, get, a large value,
+// whereis, delete, and a node leaving without loss.
+func (d *demo) keyValue(ctx context.Context, rng *rand.Rand) error {
+	count := len(d.nodes)
+	pick := func(not ...*dhtkit.Node) *dhtkit.Node {
+		for {
+			n := d.nodes[rng.IntN(count)]
+			if !slices.Contains(not, n) {
+				return n
+			}
+		}
+	}
+	start := time.Now()
+	a := pick()
+	v, err := a.Put(ctx, "hello", []byte("world"), dhtkit.PutOptions{})
+	if err != nil {
+		return fmt.Errorf("step 5, put: %w", err)
+	}
+	b := pick(a)
+	got, err := b.Get(ctx, "hello")
+	if err != nil || string(got.Data) != "world" {
+		return fmt.Errorf("step 5, get through node %v: %q, %v", b.Addr(), got.Data, err)
+	}
+	d.step("5. put hello=world through %s (version %v); get through %s: %q (%v)",
+		d.url(a), v, d.url(b), got.Data, time.Since(start).Round(time.Millisecond))
+
+	start = time.Now()
+	big := make([]byte, 1<<20)
+	for i := range big {
+		big[i] = byte(rng.Uint32())
+	}
+	if _, err := a.Put(ctx, "photos/big.bin", big, dhtkit.PutOptions{}); err != nil {
+		return fmt.Errorf("step 6, put of 1 MiB: %w", err)
+	}
+	got, err = b.Get(ctx, "photos/big.bin")
+	if err != nil || !bytes.Equal(got.Data, big) {
+		return fmt.Errorf("step 6, get of 1 MiB through node %v: %d bytes, %v", b.Addr(), len(got.Data), err)
+	}
+	d.step("6. a 1 MiB value, stored as %d verified chunks spread over the network, reads back identical (%v)",
+		(len(big)+8190)/8191, time.Since(start).Round(time.Millisecond))
+
+	holders, err := b.Where(ctx, "hello")
+	if err != nil {
+		return fmt.Errorf("step 7, whereis: %w", err)
+	}
+	var where []string
+	var replica *dhtkit.Node
+	for _, h := range holders {
+		if !h.Has {
+			continue
+		}
+		for _, n := range d.nodes {
+			if n.ID() == h.Node.ID || h.Self && n == b {
+				where = append(where, d.url(n))
+				if replica == nil && n != a && n != b {
+					replica = n
+				}
+			}
+		}
+	}
+	if len(where) < 2 {
+		return fmt.Errorf("step 7, whereis: only %d replicas hold hello", len(where))
+	}
+	d.step("7. whereis hello: %d replicas: %s", len(where), strings.Join(where, " "))
+
+	start = time.Now()
+	c := pick(a, b)
+	if err := c.Delete(ctx, "hello"); err != nil {
+		return fmt.Errorf("step 8, delete: %w", err)
+	}
+	if _, err := a.Get(ctx, "hello"); !errors.Is(err, dhtkit.ErrNotFound) {
+		return fmt.Errorf("step 8, get after delete: %v, want not found", err)
+	}
+	d.step("8. delete hello through %s; get through %s: not found (a tombstone beats the older write) (%v)",
+		d.url(c), d.url(a), time.Since(start).Round(time.Millisecond))
+
+	if replica == nil {
+		d.step("9. (skipped: no replica apart from the writer and the reader)")
+		return nil
+	}
+	start = time.Now()
+	if _, err := a.Put(ctx, "survivor", []byte("still here"), dhtkit.PutOptions{}); err != nil {
+		return fmt.Errorf("step 9, put: %w", err)
+	}
+	if err := replica.Leave(ctx); err != nil {
+		return fmt.Errorf("step 9, node %v leaving: %w", replica.Addr(), err)
+	}
+	leftURL := d.url(replica)
+	replica.Close()
+	d.nodes = slices.DeleteFunc(d.nodes, func(n *dhtkit.Node) bool { return n == replica })
+	got, err = b.Get(ctx, "photos/big.bin")
+	if err != nil || !bytes.Equal(got.Data, big) {
+		return fmt.Errorf("step 9, get after a node left: %v", err)
+	}
+	got, err = b.Get(ctx, "survivor")
+	if err != nil || string(got.Data) != "still here" {
+		return fmt.Errorf("step 9, get after a node left: %q %v", got.Data, err)
+	}
+	d.step("9. node %s handed its values over and left; every value still reads back (%v)",
+		leftURL, time.Since(start).Round(time.Millisecond))
 	return nil
 }
 

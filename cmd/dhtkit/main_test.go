@@ -59,11 +59,13 @@ func testNetwork(t *testing.T, n int) []*dhtkit.Node {
 }
 
 func TestDemoOnce(t *testing.T) {
-	code, out, errs := dhtkitCmd(t, "demo", "--nodes", "20", "--once")
+	code, out, errs := dhtkitCmd(t, "demo", "--nodes", "20", "--once", "--http-port", "0")
 	if code != 0 || !strings.Contains(out, "every step succeeded") {
 		t.Fatalf("demo --once: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
-	for _, step := range []string{"1. started 20 nodes", "2. bootstrap: 20/20", "3. lookups:", "4. announce + get_peers"} {
+	for _, step := range []string{"1. started 20 nodes", "web UI: http://127.0.0.1:", "2. bootstrap: 20/20", "3. lookups:",
+		"4. announce + get_peers", "5. put hello=world", "6. a 1 MiB value", "7. whereis hello: 3 replicas", "8. delete hello",
+		"9. node http://"} {
 		if !strings.Contains(out, step) {
 			t.Errorf("demo output lacks %q:\n%s", step, out)
 		}
