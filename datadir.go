@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/routing"
@@ -65,6 +66,11 @@ func openDataDir(path string, limits store.Config) (*dataDir, error) {
 		f.Close()
 	}
 	if d.store, err = store.OpenBolt(filepath.Join(path, valuesFile), limits); err != nil {
+		return nil, fmt.Errorf("dhtkit: data directory: %w", err)
+	}
+	// Drop what expired while the node was down before serving anything.
+	if _, err := d.store.Expire(time.Now()); err != nil {
+		d.store.Close()
 		return nil, fmt.Errorf("dhtkit: data directory: %w", err)
 	}
 	return d, nil

@@ -48,17 +48,41 @@ func (e *Engine) handleStore(now time.Time, from netip.AddrPort, q, r *krpc.Msg)
 	}
 	st := e.kvStore()
 	ok := make([]any, len(recs))
-	for i, rec := range recs {
+	valid := make([]store.Record, 0, len(recs))
+	for i := range recs {
 		ok[i] = 0
-		if err := e.clock.Observe(now, rec.Version); err != nil {
+		if err := e.clock.Observe(now, recs[i].Version); err != nil {
 			if len(recs) == 1 {
 				e.replyError(now, from, q.T, krpc.CodeProtocol, "dk_store: "+err.Error())
 				return false
 			}
+			recs[i].Version = store.Version{} // refused below
 			continue
 		}
 		if q.A.Has&krpc.HasToken != 0 {
-			rec.Source = from.Addr().String() // a client's write counts against its IP
+			recs[i].Source = from.Addr().String() // a client's write counts against its IP
+		}
+		valid = append(valid, recs[i])
+	}
+	// A batch (hand-over, repair) is one commit: one fsync, not one each.
+	if len(valid) > 1 {
+		if _, err := st.PutAll(valid); err == nil {
+			for i := range recs {
+				if !recs[i].Version.IsZero() {
+					ok[i] = 1
+				}
+			}
+			r.R.Has |= krpc.HasX
+			e.xbuf = encodeX(e.xbuf[:0], map[string]any{"ok": ok})
+			r.R.X = e.xbuf
+			return true
+		}
+		// Some record broke a limit: fall back to one at a time, so the
+		// others still land and the writer learns which did not.
+	}
+	for i, rec := range recs {
+		if rec.Version.IsZero() {
+			continue
 		}
 		if _, err := st.Put(rec); err != nil {
 			if len(recs) == 1 {

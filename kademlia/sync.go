@@ -433,11 +433,16 @@ func (p *pull) response(now time.Time, e *Engine, _ *pending, m *krpc.Msg) {
 	if err != nil {
 		return
 	}
+	valid := recs[:0]
 	for _, r := range recs {
-		if e.clock.Observe(now, r.Version) != nil {
-			continue
+		if e.clock.Observe(now, r.Version) == nil {
+			valid = append(valid, r)
 		}
-		_, _ = e.kvStore().Put(r)
+	}
+	if _, err := e.kvStore().PutAll(valid); err != nil {
+		for _, r := range valid { // a limit: keep what fits
+			_, _ = e.kvStore().Put(r)
+		}
 	}
 }
 

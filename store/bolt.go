@@ -25,6 +25,8 @@ var (
 // before it returns, so an acknowledged Put survives a crash. The index of
 // headers and digests is kept in memory as well (about 150 bytes per record
 // beyond the key) and rebuilt from the file on open; values stay on disk.
+// Records that expired while the file was closed are served until the
+// first Expire, which the owner should call right after opening.
 type Bolt struct {
 	mu     sync.Mutex
 	closed bool
@@ -108,31 +110,82 @@ func dbKey(t id.ID, key string) []byte {
 
 // Put implements Store; it returns once the write is on disk.
 func (b *Bolt) Put(r Record) (bool, error) {
+	applied, err := b.PutAll([]Record{r})
+	return len(applied) == 1 && applied[0], err
+}
+
+// PutAll implements Store, in one transaction.
+func (b *Bolt) PutAll(rs []Record) ([]bool, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
-		return false, errClosed("put")
+		return nil, errClosed("put")
 	}
-	c, apply, err := b.idx.prepare(&b.cfg, &r)
-	if !apply || err != nil {
-		return false, err
+	// The index changes as the records go in, so that each sees the ones
+	// before it; undo restores it should the commit fail.
+	type undo struct {
+		target id.ID
+		key    string
+		old    item
+		hadOld bool
 	}
-	k := dbKey(c.it.target, c.it.key)
-	meta := appendMeta(nil, &c.it)
-	err = b.db.Update(func(tx *bolt.Tx) error {
-		if err := tx.Bucket(bucketRecords).Put(k, meta); err != nil {
-			return err
+	var (
+		undos   []undo
+		applied = make([]bool, 0, len(rs))
+		limit   error
+	)
+	err := b.db.Update(func(tx *bolt.Tx) error {
+		records, values := tx.Bucket(bucketRecords), tx.Bucket(bucketValues)
+		for i := range rs {
+			r := &rs[i]
+			c, apply, err := b.idx.prepare(&b.cfg, r)
+			if err != nil {
+				limit = err
+				return nil // commit the records before this one
+			}
+			if !apply {
+				applied = append(applied, false)
+				continue
+			}
+			k := dbKey(c.it.target, c.it.key)
+			if err := records.Put(k, appendMeta(nil, &c.it)); err != nil {
+				return err
+			}
+			if r.Deleted {
+				err = values.Delete(k)
+			} else {
+				err = values.Put(k, r.Value)
+			}
+			if err != nil {
+				return err
+			}
+			u := undo{target: c.it.target, key: c.it.key, hadOld: c.found}
+			if c.found {
+				u.old = b.idx.leaves[c.leaf][c.pos]
+			}
+			undos = append(undos, u)
+			b.idx.apply(&c)
+			applied = append(applied, true)
 		}
-		if r.Deleted {
-			return tx.Bucket(bucketValues).Delete(k)
-		}
-		return tx.Bucket(bucketValues).Put(k, r.Value)
+		return nil
 	})
 	if err != nil {
-		return false, failed(fmt.Sprintf("put %q", r.Key), err)
+		for i := len(undos) - 1; i >= 0; i-- {
+			u := &undos[i]
+			leaf, pos, _ := b.idx.find(u.target, u.key)
+			if u.hadOld {
+				b.idx.apply(&change{it: u.old, leaf: leaf, pos: pos, found: true})
+			} else {
+				b.idx.remove(leaf, pos)
+			}
+		}
+		op := fmt.Sprintf("put %d records", len(rs))
+		if len(rs) == 1 {
+			op = fmt.Sprintf("put %q", rs[0].Key)
+		}
+		return nil, failed(op, err)
 	}
-	b.idx.apply(&c)
-	return true, nil
+	return applied, limit
 }
 
 // Get implements Store.

@@ -259,6 +259,24 @@ func TestBoltFullDisk(t *testing.T) {
 		}
 	}
 	check(s, "after ENOSPC")
+	// A batch that does not fit leaves the store as it was, in memory too:
+	// an overwrite, a new key and a delete, all rolled back.
+	before := records(t, s)
+	digest, _ := s.Digest(4)
+	applied, err := s.PutAll([]Record{
+		{Key: acked[0], Value: []byte("new"), Version: ver(5000, 1)},
+		{Key: "another", Value: value, Version: ver(5000, 1)},
+		{Key: acked[1], Version: ver(5000, 1), Deleted: true},
+		{Key: "big", Value: make([]byte, 60000), Version: ver(5000, 1)},
+	})
+	if !errors.Is(err, ErrFull) || applied != nil {
+		t.Fatalf("PutAll on a full disk = %v, %v; want nil, ErrFull", applied, err)
+	}
+	d2, _ := s.Digest(4)
+	if !equalRecords(records(t, s), before) || !slices.Equal(d2, digest) {
+		t.Fatal("a failed batch changed the store")
+	}
+	check(s, "after a failed batch")
 	// The store stays usable for reads, closes cleanly and reopens whole.
 	if err := s.Close(); err != nil {
 		t.Fatal(err)

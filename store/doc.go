@@ -20,7 +20,9 @@
 // clock lags behind the writer's. Wall clocks are not trusted blindly: a
 // version more than MaxSkew (default one minute) ahead of the local wall
 // clock is refused with ErrClockSkew instead of dragging the clock (and with
-// it every later write) into the future.
+// it every later write) into the future. The store itself reads no clock
+// and takes versions as given: the replication layer calls Clock.Observe on
+// every version it receives before it stores it.
 //
 // # Deletes and expiry
 //
@@ -46,6 +48,8 @@
 // bytes a node stores (ErrCapacity), the records stored on behalf of one
 // source (ErrQuota, see Record.Source); a full disk surfaces as ErrFull.
 // Every refusal leaves the store as it was: nothing already stored is lost.
+// PutAll stores many records with one commit (one fsync in bbolt) for
+// hand-over and repair.
 //
 // # Anti-entropy digests
 //

@@ -33,7 +33,11 @@ func (m *Memory) Put(r Record) (bool, error) {
 	if m.closed {
 		return false, errClosed("put")
 	}
-	c, apply, err := m.idx.prepare(&m.cfg, &r)
+	return m.put(&r)
+}
+
+func (m *Memory) put(r *Record) (bool, error) {
+	c, apply, err := m.idx.prepare(&m.cfg, r)
 	if !apply || err != nil {
 		return false, err
 	}
@@ -42,6 +46,24 @@ func (m *Memory) Put(r Record) (bool, error) {
 	}
 	m.idx.apply(&c)
 	return true, nil
+}
+
+// PutAll implements Store.
+func (m *Memory) PutAll(rs []Record) ([]bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, errClosed("put")
+	}
+	applied := make([]bool, 0, len(rs))
+	for i := range rs {
+		ok, err := m.put(&rs[i])
+		if err != nil {
+			return applied, err
+		}
+		applied = append(applied, ok)
+	}
+	return applied, nil
 }
 
 // Get implements Store.

@@ -105,6 +105,13 @@ type Store interface {
 	// error the store is unchanged. On return without error the write is
 	// as durable as the implementation promises (OpenBolt: on disk).
 	Put(r Record) (applied bool, err error)
+	// PutAll is Put of each record in order, made durable together (one
+	// fsync for OpenBolt): for hand-over and repair, which move many
+	// records at once. applied[i] reports whether rs[i] was applied. It
+	// stops at the first record that breaks a limit and returns that error
+	// with the results of the records before it, which are stored. On a
+	// disk error (ErrFull) none of rs is stored and applied is nil.
+	PutAll(rs []Record) (applied []bool, err error)
 	// Get returns the record stored for key, tombstones included (Deleted
 	// set), and whether there is one.
 	Get(key string) (Record, bool, error)

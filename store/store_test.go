@@ -275,6 +275,41 @@ func TestRemove(t *testing.T) {
 	})
 }
 
+func TestPutAll(t *testing.T) {
+	suite(t, func(t *testing.T, open func(Config) Store) {
+		s := open(Config{MaxValueSize: 4})
+		applied, err := s.PutAll([]Record{
+			{Key: "a", Value: []byte("1"), Version: ver(1, 1)},
+			{Key: "a", Value: []byte("2"), Version: ver(2, 1)}, // sees the one before
+			{Key: "a", Value: []byte("0"), Version: ver(0, 1)}, // loses to it
+			{Key: "b", Version: ver(1, 1), Deleted: true},
+		})
+		if err != nil || !slices.Equal(applied, []bool{true, true, false, true}) {
+			t.Fatalf("PutAll = %v, %v", applied, err)
+		}
+		if r, _ := get(t, s, "a"); string(r.Value) != "2" {
+			t.Errorf("a = %q, want 2", r.Value)
+		}
+		// A limit stops the batch: the records before it stay.
+		applied, err = s.PutAll([]Record{
+			{Key: "c", Value: []byte("3"), Version: ver(1, 1)},
+			{Key: "d", Value: []byte("too large"), Version: ver(1, 1)},
+			{Key: "e", Value: []byte("5"), Version: ver(1, 1)},
+		})
+		if !errors.Is(err, ErrTooLarge) || !slices.Equal(applied, []bool{true}) {
+			t.Fatalf("PutAll over a limit = %v, %v; want [true], ErrTooLarge", applied, err)
+		}
+		for key, want := range map[string]bool{"c": true, "d": false, "e": false} {
+			if _, ok := get(t, s, key); ok != want {
+				t.Errorf("%s stored: %v, want %v", key, ok, want)
+			}
+		}
+		if applied, err := s.PutAll(nil); err != nil || len(applied) != 0 {
+			t.Errorf("PutAll(nil) = %v, %v", applied, err)
+		}
+	})
+}
+
 func TestValueOwnership(t *testing.T) {
 	suite(t, func(t *testing.T, open func(Config) Store) {
 		s := open(Config{})
@@ -690,6 +725,7 @@ func TestClosed(t *testing.T) {
 		}
 		calls := map[string]error{}
 		_, calls["Put"] = s.Put(Record{Key: "k", Version: ver(2, 1)})
+		_, calls["PutAll"] = s.PutAll([]Record{{Key: "k", Version: ver(2, 1)}})
 		_, _, calls["Get"] = s.Get("k")
 		calls["Each"] = s.Each(func(Record) bool { return true })
 		calls["Bucket"] = s.Bucket(0, 0, func(Entry) bool { return true })
