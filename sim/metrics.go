@@ -1,0 +1,353 @@
+package sim
+
+import (
+	"math"
+	"slices"
+	"time"
+
+	"github.com/dhtkit/dhtkit/kademlia"
+	"github.com/dhtkit/dhtkit/krpc"
+)
+
+// measure collects the figures of a run as it goes.
+type measure struct {
+	lookups, lookupOK, lookupAllK, lookupErr int
+	hops                                     []int32
+	latency                                  []int64 // ns
+	msgs, rpcs, timeouts                     int64
+	hopsSum                                  int64
+
+	announces, announceOK int
+	gets, getOK           int
+	finals, finalOK       int
+
+	joins, leaves, joinOK, joinFail int
+
+	sent, delivered, lost, partitioned, natDropped, toDead, undeliverable uint64
+	delaySum                                                              float64
+	delayN                                                                uint64
+
+	bytesAtStart uint64
+
+	heapAfterBuild, peakHeap uint64
+	buildWall                time.Duration
+}
+
+// sample records the heap in use; the peak of the samples is reported.
+func (m *measure) sample() {
+	if h := heapBytes(); h > m.peakHeap {
+		m.peakHeap = h
+	}
+}
+
+func (m *measure) startBytes(s *Sim) {
+	m.bytesAtStart = 0
+	for i := range s.nodes {
+		if e := s.nodes[i].e; e != nil {
+			m.bytesAtStart += e.Stats().BytesOut
+		}
+	}
+}
+
+func (m *measure) lookupFailed() {
+	m.lookups++
+	m.lookupErr++
+}
+
+// lookupDone judges a lookup against the truth: the K reachable nodes
+// nearest its target (the node that looked excluded). It succeeded when
+// the nearest node it returns is the true nearest.
+func (m *measure) lookupDone(r *kademlia.Result, truth []ref, k int) {
+	m.lookups++
+	if r.Err != nil {
+		m.lookupErr++
+	}
+	if len(r.Nodes) > 0 && len(truth) > 0 && r.Nodes[0].ID == truth[0].id {
+		m.lookupOK++
+		if len(r.Nodes) >= min(k, len(truth)) {
+			all := true
+			for _, t := range truth {
+				all = all && slices.ContainsFunc(r.Nodes, func(n krpc.NodeInfo) bool { return n.ID == t.id })
+			}
+			if all {
+				m.lookupAllK++
+			}
+		}
+	}
+	m.hops = append(m.hops, int32(r.Stats.Hops))
+	m.hopsSum += int64(r.Stats.Hops)
+	m.latency = append(m.latency, int64(r.Stats.Duration))
+	m.msgs += int64(r.Stats.Queries + r.Stats.Responses)
+	m.rpcs += int64(r.Stats.Queries)
+	m.timeouts += int64(r.Stats.Timeouts)
+}
+
+func (m *measure) announced(ok bool) {
+	m.announces++
+	if ok {
+		m.announceOK++
+	}
+}
+
+func (m *measure) getDone(final, ok bool) {
+	if final {
+		m.finals++
+		if ok {
+			m.finalOK++
+		}
+		return
+	}
+	m.gets++
+	if ok {
+		m.getOK++
+	}
+}
+
+func (m *measure) joined(ok bool) {
+	if ok {
+		m.joinOK++
+	} else {
+		m.joinFail++
+	}
+}
+
+// Report is the outcome of a run: the JSON of `dhtkit sim --json`. All
+// fields but WallSeconds, PeakHeapBytes, MessagesPerWallSecond,
+// BuildWallSeconds and MemBytesPerNode depend only on the Config.
+type Report struct {
+	Protocol string  `json:"protocol"`
+	Nodes    int     `json:"nodes"`
+	Lookups  int     `json:"lookups"`
+	Seed     uint64  `json:"seed"`
+	K        int     `json:"k"`
+	Alpha    int     `json:"alpha"`
+	Build    Build   `json:"build"`
+	Latency  string  `json:"latency"`
+	Loss     float64 `json:"loss"`
+	Churn    float64 `json:"churn"`
+	Session  string  `json:"session"`
+	NAT      float64 `json:"nat"`
+	Silent   float64 `json:"silent"`
+
+	// SuccessRate: lookups whose nearest result is the true nearest
+	// reachable node. AllKRate: lookups that found all K true nearest.
+	SuccessRate float64 `json:"success_rate"`
+	AllKRate    float64 `json:"all_k_rate"`
+	ErrorRate   float64 `json:"error_rate"` // lookups that ended with an error or were cut short by churn
+
+	HopsMedian float64 `json:"hops_median"`
+	HopsP99    float64 `json:"hops_p99"`
+	HopsMean   float64 `json:"hops_mean"`
+
+	LatencyMsMedian float64 `json:"latency_ms_median"`
+	LatencyMsP90    float64 `json:"latency_ms_p90"`
+	LatencyMsP99    float64 `json:"latency_ms_p99"`
+	// RTTMs is the network's mean round-trip time (twice the mean one-way
+	// delay of the datagrams delivered); LatencyRTTs* are lookup latencies
+	// in units of it.
+	RTTMs             float64 `json:"rtt_ms"`
+	LatencyRTTsMedian float64 `json:"latency_rtts_median"`
+	LatencyRTTsP99    float64 `json:"latency_rtts_p99"`
+
+	// MessagesPerLookup counts datagrams (queries sent plus responses
+	// received); RPCsPerLookup only the queries.
+	MessagesPerLookup float64 `json:"messages_per_lookup"`
+	RPCsPerLookup     float64 `json:"rpcs_per_lookup"`
+	TimeoutsPerLookup float64 `json:"timeouts_per_lookup"`
+
+	Keys                int     `json:"keys"`
+	KeysLost            int     `json:"keys_lost"`
+	GetSuccessRate      float64 `json:"get_success_rate"`
+	AnnounceSuccessRate float64 `json:"announce_success_rate"`
+
+	// LoadGini and LoadMaxMean describe the datagrams received per live
+	// node during the measured phase.
+	LoadGini    float64 `json:"load_gini"`
+	LoadMaxMean float64 `json:"load_max_mean"`
+
+	// RoutingCorrectness: over a sample of live nodes, the fraction of
+	// their K true nearest reachable nodes that their table holds.
+	// RoutingDead: the fraction of table entries that point to nodes that
+	// are gone or silent.
+	RoutingCorrectness float64 `json:"routing_correctness"`
+	RoutingDead        float64 `json:"routing_dead"`
+
+	Joins   int `json:"joins"`
+	Leaves  int `json:"leaves"`
+	JoinsOK int `json:"joins_ok"`
+
+	Messages       uint64  `json:"messages"` // datagrams sent, whole run
+	Lost           uint64  `json:"lost"`
+	Partitioned    uint64  `json:"partitioned"`
+	NATDropped     uint64  `json:"nat_dropped"`
+	ToDead         uint64  `json:"to_dead"`
+	Events         uint64  `json:"events"`
+	SentBytesNodeS float64 `json:"sent_bytes_per_node_s"` // measured phase
+
+	SimSeconds float64 `json:"sim_seconds"`
+
+	WallSeconds           float64 `json:"wall_seconds"`
+	BuildWallSeconds      float64 `json:"build_wall_seconds"`
+	MessagesPerWallSecond float64 `json:"messages_per_wall_second"`
+	PeakHeapBytes         uint64  `json:"peak_heap_bytes"`
+	MemBytesPerNode       float64 `json:"mem_bytes_per_node"` // live heap after build-up / nodes
+
+	// Per-lookup figures, for CSV and plots; not in the JSON.
+	HopsSamples    []int32  `json:"-"`
+	LatencySamples []int64  `json:"-"` // ns
+	LoadSamples    []uint32 `json:"-"`
+}
+
+// report assembles the Report.
+func (s *Sim) report(wall time.Duration) *Report {
+	m := &s.m
+	c := s.cfg
+	r := &Report{
+		Protocol: c.Protocol, Nodes: c.Nodes, Lookups: m.lookups, Seed: c.Seed,
+		K: c.K, Alpha: c.Alpha, Build: c.Build, Latency: c.Latency.String(),
+		Loss: c.Loss, Churn: c.Churn, Session: c.Session.String(), NAT: c.NAT, Silent: c.Silent,
+		Keys: c.Keys, Joins: m.joins, Leaves: m.leaves, JoinsOK: m.joinOK,
+		Messages: m.sent, Lost: m.lost, Partitioned: m.partitioned, NATDropped: m.natDropped,
+		ToDead: m.toDead, Events: s.events,
+		SimSeconds:       time.Duration(s.now).Seconds(),
+		WallSeconds:      wall.Seconds(),
+		BuildWallSeconds: m.buildWall.Seconds(),
+		PeakHeapBytes:    m.peakHeap,
+		MemBytesPerNode:  float64(m.heapAfterBuild) / float64(c.Nodes),
+	}
+	if wall > 0 {
+		r.MessagesPerWallSecond = float64(m.sent) / wall.Seconds()
+	}
+	if m.lookups > 0 {
+		n := float64(m.lookups)
+		r.SuccessRate = float64(m.lookupOK) / n
+		r.AllKRate = float64(m.lookupAllK) / n
+		r.ErrorRate = float64(m.lookupErr) / n
+	}
+	if len(m.hops) > 0 {
+		n := float64(len(m.hops))
+		h := slices.Clone(m.hops)
+		slices.Sort(h)
+		r.HopsMedian = float64(quantile(h, 0.5))
+		r.HopsP99 = float64(quantile(h, 0.99))
+		r.HopsMean = round3(float64(m.hopsSum) / n)
+		l := slices.Clone(m.latency)
+		slices.Sort(l)
+		r.LatencyMsMedian = ms(quantile(l, 0.5))
+		r.LatencyMsP90 = ms(quantile(l, 0.9))
+		r.LatencyMsP99 = ms(quantile(l, 0.99))
+		if m.delayN > 0 {
+			rtt := 2 * m.delaySum / float64(m.delayN)
+			r.RTTMs = round3(rtt / 1e6)
+			r.LatencyRTTsMedian = round3(float64(quantile(l, 0.5)) / rtt)
+			r.LatencyRTTsP99 = round3(float64(quantile(l, 0.99)) / rtt)
+		}
+		r.MessagesPerLookup = round3(float64(m.msgs) / n)
+		r.RPCsPerLookup = round3(float64(m.rpcs) / n)
+		r.TimeoutsPerLookup = round3(float64(m.timeouts) / n)
+		r.HopsSamples, r.LatencySamples = m.hops, m.latency
+	}
+	if m.finals > 0 {
+		r.KeysLost = m.finals - m.finalOK
+	}
+	if m.gets > 0 {
+		r.GetSuccessRate = round3(float64(m.getOK) / float64(m.gets))
+	}
+	if m.announces > 0 {
+		r.AnnounceSuccessRate = round3(float64(m.announceOK) / float64(m.announces))
+	}
+	var bytes uint64
+	load := make([]uint32, 0, len(s.live))
+	for _, i := range s.live {
+		n := &s.nodes[i]
+		bytes += n.e.Stats().BytesOut
+		if n.up() {
+			load = append(load, n.recv)
+		}
+	}
+	if d := float64(s.end-s.t0) / 1e9; d > 0 && len(s.live) > 0 && bytes > m.bytesAtStart {
+		// Nodes that left took their counters with them: this slightly
+		// undercounts under churn.
+		r.SentBytesNodeS = round3(float64(bytes-m.bytesAtStart) / float64(len(s.live)) / d)
+	}
+	slices.Sort(load)
+	r.LoadGini = round3(gini(load))
+	if len(load) > 0 {
+		var sum float64
+		for _, v := range load {
+			sum += float64(v)
+		}
+		if sum > 0 {
+			r.LoadMaxMean = round3(float64(load[len(load)-1]) / (sum / float64(len(load))))
+		}
+	}
+	r.LoadSamples = load
+	r.RoutingCorrectness, r.RoutingDead = s.tableQuality(1000)
+	return r
+}
+
+// tableQuality samples up to n reachable live nodes and compares their
+// tables with the truth.
+func (s *Sim) tableQuality(n int) (correct, dead float64) {
+	rng := s.rngWork
+	var found, want, entries, gone int
+	var truth []ref
+	for range n {
+		i := s.randomUp(rng, true)
+		if i < 0 {
+			break
+		}
+		self := s.nodes[i].id
+		truth = s.idx.closest(self, s.cfg.K, func(x int32) bool { return x != i && s.nodes[x].reachable() }, truth[:0])
+		t := s.nodes[i].e.Table()
+		for _, r := range truth {
+			want++
+			if _, ok := t.Get(r.id); ok {
+				found++
+			}
+		}
+		for _, b := range t.Buckets() {
+			for _, c := range b.Contacts {
+				entries++
+				if j := indexOf(c.Addr); j < 0 || !s.nodes[j].up() || s.nodes[j].id != c.ID {
+					gone++
+				}
+			}
+		}
+	}
+	if want > 0 {
+		correct = round3(float64(found) / float64(want))
+	}
+	if entries > 0 {
+		dead = round3(float64(gone) / float64(entries))
+	}
+	return correct, dead
+}
+
+// quantile is the nearest-rank quantile of sorted values.
+func quantile[T int32 | int64](sorted []T, q float64) T {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(math.Ceil(q*float64(len(sorted)))) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
+// gini is the Gini coefficient of sorted non-negative values: 0 when all
+// are equal, near 1 when one holds everything.
+func gini(sorted []uint32) float64 {
+	n := float64(len(sorted))
+	var sum, weighted float64
+	for i, v := range sorted {
+		sum += float64(v)
+		weighted += float64(i+1) * float64(v)
+	}
+	if sum == 0 {
+		return 0
+	}
+	return 2*weighted/(n*sum) - (n+1)/n
+}
+
+func ms(ns int64) float64 { return round3(float64(ns) / 1e6) }
+
+func round3(x float64) float64 { return math.Round(x*1000) / 1000 }

@@ -1,0 +1,875 @@
+// Package sim runs many DHT engines in one process over a modelled
+// network, with a virtual clock. It drives the production kademlia engine,
+// not a model of it, through the same calls the UDP runtime makes
+// (Receive, Start, Tick, Ready, Deadline), so an experiment with a million
+// nodes tests the code that serves real traffic, runs faster than real
+// time, and repeats exactly for a given seed.
+//
+// The loop keeps one priority queue of events for the whole network:
+// datagram deliveries, engine deadlines (at most one live deadline event
+// per node; superseded ones are skipped when they come up) and the
+// scenario's workload. Nothing is ever sent on a socket: node addresses
+// (10.x.y.z:6881) are labels that the simulator maps back to node indexes
+// arithmetically, so per-node state is a slice element, not a map entry.
+package sim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"runtime"
+	"runtime/metrics"
+	"time"
+
+	"github.com/dhtkit/dhtkit/id"
+	"github.com/dhtkit/dhtkit/kademlia"
+	"github.com/dhtkit/dhtkit/routing"
+)
+
+// Build says how the network is built before the measured phase.
+type Build string
+
+const (
+	// Oracle fills every routing table from the global sorted list of ids,
+	// as many simulators do (PeerSim's and OverSim's "oracle"
+	// initializers): each bucket gets K random nodes of its range, with
+	// their true RTT, as if the network had run for a long time. Then
+	// every node looks up its own id once, so the engines' RTT estimators
+	// and tables have real traffic behind them. It makes 10^5–10^6 nodes
+	// affordable; NAT'd nodes are left out of other tables (nobody could
+	// have heard an answer from them).
+	Oracle Build = "oracle"
+	// Join is the honest build-up: nodes start one by one, JoinInterval
+	// apart, each bootstrapping through up to three nodes started before
+	// it, with the engine's own Bootstrap (probe, self-lookup, refresh).
+	Join Build = "join"
+)
+
+// Config describes a simulation. The zero value of a field means its
+// default (see Defaults).
+type Config struct {
+	Protocol string `json:"protocol"` // "kademlia"
+	Nodes    int    `json:"nodes"`
+	Lookups  int    `json:"lookups"` // find_node lookups of random targets, spread over Duration
+	// Keys are infohashes announced early in the measured phase (and
+	// re-announced every ReannounceEvery) then searched with get_peers:
+	// once at a random time in the second half of the phase
+	// (get_success_rate) and once at its end (keys_lost).
+	Keys int `json:"keys"`
+	// Churn is the fraction of nodes replaced per simulated hour: each
+	// node's session length has mean 1h/Churn, drawn from Session; a node
+	// that leaves is replaced at once by a new one that joins through the
+	// engine's Bootstrap.
+	Churn   float64 `json:"churn"`
+	Session Session `json:"-"`
+	Loss    float64 `json:"loss"` // probability that a datagram is lost
+	Latency Latency `json:"-"`
+	// Duration is the simulated time of the measured phase.
+	Duration time.Duration `json:"duration"`
+	Seed     uint64        `json:"seed"`
+	K        int           `json:"k"`
+	Alpha    int           `json:"alpha"`
+	Build    Build         `json:"build"`
+	// JoinInterval is the time between two nodes' starts in the Join
+	// build-up.
+	JoinInterval time.Duration `json:"join_interval"`
+	// SelfLookup makes every node look up its own id after the Oracle
+	// build-up (on by default; false skips it).
+	SelfLookup *bool `json:"self_lookup,omitempty"`
+	// NAT is the fraction of nodes behind a NAT: they receive a datagram
+	// only from a peer they sent one to within NATTimeout.
+	NAT        float64       `json:"nat"`
+	NATTimeout time.Duration `json:"nat_timeout"`
+	// Silent is the fraction of nodes that stop answering and sending when
+	// the measured phase starts, staying in other nodes' tables: crashed
+	// nodes, or nodes firewalled after they joined.
+	Silent     float64     `json:"silent"`
+	Partitions []Partition `json:"partitions,omitempty"`
+	// Table is the routing table: "bep5" (default) or "keepall".
+	Table string `json:"table"`
+	// QueryTimeout and MinQueryTimeout are passed to every engine (zero:
+	// the engine's defaults).
+	QueryTimeout    time.Duration `json:"query_timeout"`
+	MinQueryTimeout time.Duration `json:"min_query_timeout"`
+	// ReannounceEvery is how often each key is announced again (15m).
+	ReannounceEvery time.Duration `json:"reannounce_every"`
+}
+
+// Defaults returns the configuration used for zero fields.
+func Defaults() Config {
+	on := true
+	return Config{
+		Protocol:        "kademlia",
+		Nodes:           1000,
+		Lookups:         1000,
+		Session:         Session{Shape: 1},
+		Latency:         DefaultLatency,
+		Duration:        10 * time.Minute,
+		Seed:            1,
+		K:               8,
+		Alpha:           3,
+		Build:           Oracle,
+		JoinInterval:    100 * time.Millisecond,
+		SelfLookup:      &on,
+		NATTimeout:      time.Minute,
+		Table:           "bep5",
+		ReannounceEvery: 15 * time.Minute,
+	}
+}
+
+func (c Config) withDefaults() Config {
+	d := Defaults()
+	if c.Protocol == "" {
+		c.Protocol = d.Protocol
+	}
+	if c.Nodes == 0 {
+		c.Nodes = d.Nodes
+	}
+	if c.Session.Shape == 0 {
+		c.Session = d.Session
+	}
+	if c.Latency == (Latency{}) {
+		c.Latency = d.Latency
+	}
+	if c.Duration == 0 {
+		c.Duration = d.Duration
+	}
+	if c.K == 0 {
+		c.K = d.K
+	}
+	if c.Alpha == 0 {
+		c.Alpha = d.Alpha
+	}
+	if c.Build == "" {
+		c.Build = d.Build
+	}
+	if c.JoinInterval == 0 {
+		c.JoinInterval = d.JoinInterval
+	}
+	if c.SelfLookup == nil {
+		c.SelfLookup = d.SelfLookup
+	}
+	if c.NATTimeout == 0 {
+		c.NATTimeout = d.NATTimeout
+	}
+	if c.Table == "" {
+		c.Table = d.Table
+	}
+	if c.ReannounceEvery == 0 {
+		c.ReannounceEvery = d.ReannounceEvery
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	switch {
+	case c.Protocol == "chord":
+		return errors.New("protocol chord: the chord engine does not exist yet; use --protocol kademlia")
+	case c.Protocol != "kademlia":
+		return fmt.Errorf("protocol %q: want kademlia", c.Protocol)
+	case c.Nodes < 2 || c.Nodes > maxNodes/2:
+		return fmt.Errorf("nodes %d: want 2 to %d", c.Nodes, maxNodes/2)
+	case c.Lookups < 0 || c.Keys < 0:
+		return errors.New("lookups and keys must not be negative")
+	case c.Churn < 0 || c.Loss < 0 || c.Loss >= 1 || c.NAT < 0 || c.NAT >= 1 || c.Silent < 0 || c.Silent >= 1 || c.NAT+c.Silent >= 1:
+		return errors.New("churn must be >= 0; loss, nat and silent must be fractions in [0, 1), nat+silent < 1")
+	case c.Duration < 0:
+		return errors.New("duration must not be negative")
+	case c.Build != Oracle && c.Build != Join:
+		return fmt.Errorf("build %q: want oracle or join", c.Build)
+	case c.Table != "bep5" && c.Table != "keepall":
+		return fmt.Errorf("table %q: want bep5 or keepall", c.Table)
+	case c.K < 1 || c.Alpha < 1:
+		return errors.New("k and alpha must be at least 1")
+	}
+	return nil
+}
+
+// maxNodes is how many nodes a run can create, counting the replacements
+// churn brings: node i's address is 10.i>>16.i>>8.i.
+const maxNodes = 1 << 24
+
+const simPort = 6881
+
+// Node flags.
+const (
+	fAlive  uint8 = 1 << iota
+	fNAT          // behind a NAT
+	fSilent       // chosen to go silent
+	fMuted        // silent now: gets no datagrams and no ticks
+)
+
+// node is one simulated node. It is a slice element: at a million nodes
+// every byte here counts once per node.
+type node struct {
+	e       *kademlia.Engine
+	id      id.ID
+	timerAt int64 // the pending deadline event, or -1
+	livePos int32 // position in Sim.live
+	flags   uint8
+	x, y    float32 // Internet latency: position, in ms
+	access  float32 // Internet latency: access delay, in ms
+	recv    uint32  // datagrams received in the measured phase
+	nat     map[int32]int64
+}
+
+func (n *node) up() bool { return n.flags&(fAlive|fMuted) == fAlive }
+
+// reachable: up, and able to answer anyone who asks.
+func (n *node) reachable() bool { return n.flags&(fAlive|fMuted|fNAT) == fAlive }
+
+func addrOf(i int32) netip.AddrPort {
+	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), simPort)
+}
+
+// indexOf maps an address back to a node index, or -1.
+func indexOf(a netip.AddrPort) int32 {
+	ip := a.Addr()
+	if !ip.Is4() || a.Port() != simPort {
+		return -1
+	}
+	b := ip.As4()
+	if b[0] != 10 {
+		return -1
+	}
+	return int32(b[1])<<16 | int32(b[2])<<8 | int32(b[3])
+}
+
+type opKey struct {
+	node int32
+	op   kademlia.OpID
+}
+
+type opRef struct {
+	kind   uint8 // evLookup, evAnnounce, evGet (aux 1: final), evJoin
+	aux    int32
+	final  bool
+	target id.ID
+}
+
+// Sim is one simulation run.
+type Sim struct {
+	cfg   Config
+	q     queue
+	now   int64
+	epoch time.Time
+	nodes []node
+	live  []int32 // nodes alive (muted ones included), in no order
+	idx   index   // every non-NAT node ever created
+	ops   map[opKey]opRef
+	bufs  [][]byte
+
+	rngBuild, rngNet, rngWork *rand.Rand
+
+	t0, end   int64 // the measured phase
+	measuring bool
+	keys      []id.ID
+	scratch   []ref
+	events    uint64
+
+	m measure
+}
+
+// New prepares a simulation of cfg.
+func New(cfg Config) (*Sim, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	seed := cfg.Seed
+	stream := func(n uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, mix64(seed^n))) }
+	return &Sim{
+		cfg:      cfg,
+		epoch:    time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
+		ops:      make(map[opKey]opRef),
+		rngBuild: stream(1),
+		rngNet:   stream(2),
+		rngWork:  stream(3),
+	}, nil
+}
+
+// Run builds the network, runs the measured phase and returns the report.
+// It stops early, with ctx's error, when ctx is done.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	s, err := New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return s.Run(ctx)
+}
+
+// Run runs the simulation.
+func (s *Sim) Run(ctx context.Context) (*Report, error) {
+	wall := time.Now()
+	if err := s.build(ctx); err != nil {
+		return nil, err
+	}
+	runtime.GC()
+	s.m.heapAfterBuild = heapBytes()
+	s.m.sample()
+	s.m.buildWall = time.Since(wall)
+
+	s.startMeasuring()
+	if err := s.runUntil(ctx, s.end, nil); err != nil {
+		return nil, err
+	}
+	// Let the operations still in flight finish; their results count.
+	grace := s.end + int64(5*time.Minute)
+	if err := s.runUntil(ctx, grace, func() bool { return len(s.ops) == 0 }); err != nil {
+		return nil, err
+	}
+	s.measuring = false
+	s.m.sample()
+	return s.report(time.Since(wall)), nil
+}
+
+// time is the engines' view of the virtual clock.
+func (s *Sim) time() time.Time { return s.epoch.Add(time.Duration(s.now)) }
+
+func (s *Sim) engineConfig(i int32) kademlia.Config {
+	c := kademlia.Config{
+		ID:              s.nodes[i].id,
+		K:               s.cfg.K,
+		Alpha:           s.cfg.Alpha,
+		Network:         "sim",
+		RateLimit:       -1,
+		QueryTimeout:    s.cfg.QueryTimeout,
+		MinQueryTimeout: s.cfg.MinQueryTimeout,
+		Rand:            &seedReader{s: mix64(s.cfg.Seed ^ uint64(i)<<20 ^ 0xd1b54a32d192ed03)},
+	}
+	if s.cfg.Table == "keepall" {
+		c.NewTable = func(self id.ID, k int) routing.Table {
+			return routing.NewKeepAll(self, k, &seedReader{s: mix64(uint64(i) ^ s.cfg.Seed<<7)})
+		}
+	}
+	return c
+}
+
+// seedReader is a deterministic io.Reader (SplitMix64) for Config.Rand.
+type seedReader struct{ s uint64 }
+
+func (r *seedReader) Read(p []byte) (int, error) {
+	for i := range p {
+		if i%8 == 0 {
+			r.s = mix64(r.s)
+		}
+		p[i] = byte(r.s >> (8 * (i % 8)))
+	}
+	return len(p), nil
+}
+
+// spawn creates node i (the next index) with a random id; it is alive but
+// has no engine yet.
+func (s *Sim) spawn(nat bool) int32 {
+	i := int32(len(s.nodes))
+	s.nodes = append(s.nodes, node{timerAt: -1, flags: fAlive})
+	n := &s.nodes[i]
+	n.id = id.Random(randReader{s.rngBuild})
+	if nat {
+		n.flags |= fNAT
+		n.nat = make(map[int32]int64)
+	} else {
+		s.idx.add(ref{id: n.id, n: i})
+	}
+	s.cfg.Latency.place(n, s.rngBuild)
+	n.livePos = int32(len(s.live))
+	s.live = append(s.live, i)
+	return i
+}
+
+// start gives node i its engine.
+func (s *Sim) start(i int32) {
+	s.nodes[i].e = kademlia.New(s.engineConfig(i), s.time())
+}
+
+// leave removes node i from the network: its engine is dropped, and every
+// datagram and timer for it is discarded when it comes up.
+func (s *Sim) leave(i int32) {
+	n := &s.nodes[i]
+	if n.flags&fAlive == 0 {
+		return
+	}
+	n.flags &^= fAlive
+	n.e = nil
+	n.nat = nil
+	last := s.live[len(s.live)-1]
+	s.live[n.livePos] = last
+	s.nodes[last].livePos = n.livePos
+	s.live = s.live[:len(s.live)-1]
+	for k := range s.ops {
+		if k.node == i {
+			s.opLost(k)
+		}
+	}
+}
+
+type randReader struct{ r *rand.Rand }
+
+func (r randReader) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = byte(r.r.Uint32())
+	}
+	return len(p), nil
+}
+
+// randomUp returns a random node that is up (and reachable, if asked),
+// or -1.
+func (s *Sim) randomUp(rng *rand.Rand, reachable bool) int32 {
+	for range 64 {
+		i := s.live[rng.IntN(len(s.live))]
+		n := &s.nodes[i]
+		if n.up() && (!reachable || n.reachable()) && n.e != nil {
+			return i
+		}
+	}
+	return -1
+}
+
+// bootstrapAddrs picks up to three reachable nodes other than i.
+func (s *Sim) bootstrapAddrs(i int32) []netip.AddrPort {
+	var out []netip.AddrPort
+	for range 8 {
+		if len(out) == 3 {
+			break
+		}
+		j := s.randomUp(s.rngBuild, true)
+		if j < 0 || j == i {
+			continue
+		}
+		out = append(out, addrOf(j))
+	}
+	return out
+}
+
+// build creates the network and runs it up to the measured phase.
+func (s *Sim) build(ctx context.Context) error {
+	switch s.cfg.Build {
+	case Join:
+		return s.buildJoin(ctx)
+	default:
+		return s.buildOracle(ctx)
+	}
+}
+
+func (s *Sim) buildOracle(ctx context.Context) error {
+	s.nodes = make([]node, 0, s.cfg.Nodes)
+	for range s.cfg.Nodes {
+		s.spawn(s.rngBuild.Float64() < s.cfg.NAT)
+	}
+	s.idx.fold()
+	for i := range s.nodes {
+		s.start(int32(i))
+		s.prefill(int32(i))
+		if i%65536 == 0 {
+			s.m.sample()
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+	}
+	warm := int64(0)
+	if *s.cfg.SelfLookup {
+		// Spread the self-lookups over 10 s, as if the nodes had
+		// started at different times.
+		spread := int64(10 * time.Second)
+		for i := range s.nodes {
+			at := s.rngBuild.Int64N(spread)
+			s.q.push(event{at: at, kind: evJoin, to: int32(i), aux: -1})
+		}
+		warm = spread + int64(20*time.Second)
+	}
+	for i := range s.nodes {
+		s.schedule(int32(i))
+	}
+	return s.runUntil(ctx, warm, nil)
+}
+
+// prefill fills node i's table from the sorted ids: for each bucket
+// depth d, up to K random nodes whose id first differs from i's at bit d.
+func (s *Sim) prefill(i int32) {
+	n := &s.nodes[i]
+	t := n.e.Table()
+	now := s.time()
+	k := s.cfg.K
+	var pick [64]int
+	for d := 0; d < id.Bits; d++ {
+		lo, hi := s.idx.span(flipBitID(n.id, d), d+1)
+		if size := hi - lo; size > 0 {
+			want := min(k, size, len(pick))
+			got := pick[:0]
+			if size <= want {
+				for j := lo; j < hi; j++ {
+					got = append(got, j)
+				}
+			} else {
+				for len(got) < want {
+					j := lo + s.rngBuild.IntN(size)
+					dup := false
+					for _, g := range got {
+						dup = dup || g == j
+					}
+					if !dup {
+						got = append(got, j)
+					}
+				}
+			}
+			for _, j := range got {
+				r := s.idx.sorted[j]
+				o := &s.nodes[r.n]
+				rtt := 2 * s.cfg.Latency.base(n, o, i, r.n)
+				t.Observe(now, r.id, addrOf(r.n), routing.Responded, time.Duration(rtt))
+			}
+		}
+		// Stop once no other node shares d+1 bits with us.
+		lo, hi = s.idx.span(n.id, d+1)
+		if hi-lo <= 1 {
+			break
+		}
+	}
+}
+
+func flipBitID(x id.ID, i int) id.ID {
+	x[i/8] ^= 0x80 >> (i % 8)
+	return x
+}
+
+func (s *Sim) buildJoin(ctx context.Context) error {
+	s.nodes = make([]node, 0, s.cfg.Nodes)
+	first := s.spawn(false)
+	s.start(first)
+	s.schedule(first)
+	for i := 1; i < s.cfg.Nodes; i++ {
+		s.q.push(event{at: int64(i) * int64(s.cfg.JoinInterval), kind: evJoin, to: -1})
+	}
+	last := int64(s.cfg.Nodes-1) * int64(s.cfg.JoinInterval)
+	if err := s.runUntil(ctx, last, nil); err != nil {
+		return err
+	}
+	// Wait for the last joins to finish, then let the network settle.
+	limit := last + int64(10*time.Minute)
+	if err := s.runUntil(ctx, limit, func() bool { return len(s.ops) == 0 }); err != nil {
+		return err
+	}
+	return s.runUntil(ctx, s.now+int64(30*time.Second), nil)
+}
+
+// startMeasuring schedules the workload of the measured phase.
+func (s *Sim) startMeasuring() {
+	s.t0 = s.now
+	s.end = s.t0 + int64(s.cfg.Duration)
+	s.measuring = true
+	for i := range s.nodes {
+		s.nodes[i].recv = 0
+	}
+	s.m.startBytes(s)
+	if s.cfg.Silent > 0 {
+		s.q.push(event{at: s.t0, kind: evSilence})
+	}
+	dur := max(int64(s.cfg.Duration), 1)
+	for i := range s.cfg.Lookups {
+		s.q.push(event{at: s.t0 + s.rngWork.Int64N(dur), kind: evLookup, aux: int32(i)})
+	}
+	s.keys = make([]id.ID, s.cfg.Keys)
+	for i := range s.keys {
+		s.keys[i] = id.Random(randReader{s.rngWork})
+		s.q.push(event{at: s.t0 + s.rngWork.Int64N(max(dur/10, 1)), kind: evAnnounce, aux: int32(i)})
+		s.q.push(event{at: s.t0 + dur/2 + s.rngWork.Int64N(max(dur/2, 1)), kind: evGet, aux: int32(i)})
+		s.q.push(event{at: s.end, kind: evGet, aux: int32(i), from: 1})
+	}
+	if s.cfg.Churn > 0 {
+		for _, i := range s.live {
+			s.scheduleLeave(i)
+		}
+	}
+}
+
+func (s *Sim) scheduleLeave(i int32) {
+	mean := time.Duration(float64(time.Hour) / s.cfg.Churn)
+	at := s.now + int64(s.cfg.Session.draw(mean, s.rngBuild))
+	if at < s.end {
+		s.q.push(event{at: at, kind: evLeave, to: i})
+	}
+}
+
+// runUntil processes events up to time limit, or until done reports true.
+func (s *Sim) runUntil(ctx context.Context, limit int64, done func() bool) error {
+	for {
+		if done != nil && done() {
+			return nil
+		}
+		at, ok := s.q.peek()
+		if !ok || at > limit {
+			s.now = max(s.now, limit)
+			return nil
+		}
+		ev := s.q.pop()
+		if ev.at > s.now {
+			s.now = ev.at
+		}
+		s.events++
+		if s.events&(1<<18-1) == 0 {
+			s.m.sample()
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		s.handle(&ev)
+	}
+}
+
+func (s *Sim) handle(ev *event) {
+	switch ev.kind {
+	case evDeliver:
+		s.deliver(ev)
+	case evTimer:
+		n := &s.nodes[ev.to]
+		if !n.up() || ev.at != n.timerAt {
+			return // superseded, or the node is gone
+		}
+		n.timerAt = -1
+		n.e.Tick(s.time())
+		s.flush(ev.to)
+	case evLookup:
+		i := s.randomUp(s.rngWork, false)
+		if i < 0 {
+			s.m.lookupFailed()
+			return
+		}
+		target := id.Random(randReader{s.rngWork})
+		s.begin(i, kademlia.FindNode{Target: target}, opRef{kind: evLookup, target: target})
+	case evAnnounce:
+		i := s.randomUp(s.rngWork, false)
+		if i >= 0 {
+			s.begin(i, kademlia.Announce{InfoHash: s.keys[ev.aux], Port: simPort}, opRef{kind: evAnnounce, aux: ev.aux})
+		}
+		if next := s.now + int64(s.cfg.ReannounceEvery); next < s.end {
+			s.q.push(event{at: next, kind: evAnnounce, aux: ev.aux})
+		}
+	case evGet:
+		i := s.randomUp(s.rngWork, false)
+		final := ev.from == 1
+		if i < 0 {
+			s.m.getDone(final, false)
+			return
+		}
+		s.begin(i, kademlia.GetPeers{InfoHash: s.keys[ev.aux]}, opRef{kind: evGet, aux: ev.aux, final: final})
+	case evLeave:
+		if s.nodes[ev.to].flags&fAlive == 0 {
+			return
+		}
+		s.leave(ev.to)
+		s.m.leaves++
+		s.joinNew(s.rngBuild.Float64() < s.cfg.NAT)
+	case evJoin:
+		if ev.aux == -1 { // Oracle build-up: node ev.to looks itself up
+			n := &s.nodes[ev.to]
+			if n.up() {
+				n.e.Start(s.time(), kademlia.FindNode{Target: n.id})
+				s.flush(ev.to)
+			}
+			return
+		}
+		s.joinNew(s.rngBuild.Float64() < s.cfg.NAT)
+	case evSilence:
+		s.silence()
+	}
+}
+
+// joinNew starts a new node that bootstraps through up to three others.
+func (s *Sim) joinNew(nat bool) {
+	if len(s.nodes) >= maxNodes {
+		return
+	}
+	i := s.spawn(nat)
+	boot := s.bootstrapAddrs(i)
+	s.start(i)
+	if len(boot) > 0 {
+		s.begin(i, kademlia.Bootstrap{Addrs: boot}, opRef{kind: evJoin})
+	} else {
+		s.schedule(i)
+	}
+	if s.measuring {
+		s.m.joins++
+		if s.cfg.Churn > 0 {
+			s.scheduleLeave(i)
+		}
+	}
+}
+
+// silence mutes the nodes chosen to go silent.
+func (s *Sim) silence() {
+	want := int(s.cfg.Silent * float64(len(s.live)))
+	for muted, tries := 0, 0; muted < want && tries < 100*want; tries++ {
+		i := s.live[s.rngBuild.IntN(len(s.live))]
+		n := &s.nodes[i]
+		if n.flags&(fMuted|fNAT) != 0 {
+			continue
+		}
+		n.flags |= fSilent | fMuted
+		muted++
+		for k := range s.ops {
+			if k.node == i {
+				s.opLost(k)
+			}
+		}
+	}
+}
+
+// opLost counts an operation whose node left or fell silent as failed.
+func (s *Sim) opLost(k opKey) {
+	r := s.ops[k]
+	delete(s.ops, k)
+	switch r.kind {
+	case evLookup:
+		s.m.lookupFailed()
+	case evGet:
+		s.m.getDone(r.final, false)
+	}
+}
+
+// begin starts an operation on node i and tracks its result.
+func (s *Sim) begin(i int32, op kademlia.Op, r opRef) {
+	opID := s.nodes[i].e.Start(s.time(), op)
+	s.ops[opKey{i, opID}] = r
+	s.flush(i)
+}
+
+// flush applies node i's Ready and reschedules its deadline.
+func (s *Sim) flush(i int32) {
+	n := &s.nodes[i]
+	if !n.e.HasReady() {
+		s.schedule(i)
+		return
+	}
+	rd := n.e.Ready()
+	for _, p := range rd.Packets {
+		s.send(i, p.To, p.Data)
+	}
+	for _, r := range rd.Results {
+		k := opKey{i, r.Op}
+		ref, ok := s.ops[k]
+		if !ok {
+			continue
+		}
+		delete(s.ops, k)
+		s.result(i, ref, &r)
+	}
+	s.schedule(i)
+}
+
+// schedule makes sure node i has a deadline event no later than its
+// engine's deadline. An earlier one left in the queue finds the engine
+// with nothing due, which costs a Tick and nothing else.
+func (s *Sim) schedule(i int32) {
+	n := &s.nodes[i]
+	if !n.up() {
+		return
+	}
+	d := n.e.Deadline()
+	if d.IsZero() {
+		return
+	}
+	at := max(int64(d.Sub(s.epoch)), s.now+1)
+	if n.timerAt >= 0 && n.timerAt <= at {
+		return
+	}
+	n.timerAt = at
+	s.q.push(event{at: at, kind: evTimer, to: i})
+}
+
+// send models one datagram from node i.
+func (s *Sim) send(i int32, to netip.AddrPort, data []byte) {
+	s.m.sent++
+	j := indexOf(to)
+	if j < 0 || int(j) >= len(s.nodes) {
+		s.m.undeliverable++
+		return
+	}
+	a, b := &s.nodes[i], &s.nodes[j]
+	if a.nat != nil {
+		a.nat[j] = s.now
+	}
+	if s.cfg.Loss > 0 && s.rngNet.Float64() < s.cfg.Loss {
+		s.m.lost++
+		return
+	}
+	for _, p := range s.cfg.Partitions {
+		at := s.t0 + int64(p.At)
+		if s.measuring && s.now >= at && s.now < at+int64(p.For) && p.side(i) != p.side(j) {
+			s.m.partitioned++
+			return
+		}
+	}
+	d := s.cfg.Latency.delay(a, b, i, j, s.rngNet)
+	s.m.delaySum += float64(d)
+	s.m.delayN++
+	s.q.push(event{at: s.now + d, kind: evDeliver, to: j, from: i, data: s.copyBuf(data)})
+}
+
+func (s *Sim) copyBuf(data []byte) []byte {
+	const bufSize = 1024
+	if len(data) > bufSize {
+		return append([]byte(nil), data...)
+	}
+	var b []byte
+	if n := len(s.bufs); n > 0 {
+		b = s.bufs[n-1][:0]
+		s.bufs = s.bufs[:n-1]
+	} else {
+		b = make([]byte, 0, bufSize)
+	}
+	return append(b, data...)
+}
+
+func (s *Sim) freeBuf(b []byte) {
+	if cap(b) == 1024 {
+		s.bufs = append(s.bufs, b)
+	}
+}
+
+func (s *Sim) deliver(ev *event) {
+	defer s.freeBuf(ev.data)
+	n := &s.nodes[ev.to]
+	if !n.up() {
+		s.m.toDead++
+		return
+	}
+	if n.nat != nil {
+		if t, ok := n.nat[ev.from]; !ok || s.now-t > int64(s.cfg.NATTimeout) {
+			s.m.natDropped++
+			return
+		}
+	}
+	if s.measuring {
+		n.recv++
+	}
+	s.m.delivered++
+	n.e.Receive(s.time(), addrOf(ev.from), ev.data)
+	s.flush(ev.to)
+}
+
+// result records a finished operation of node i.
+func (s *Sim) result(i int32, ref opRef, r *kademlia.Result) {
+	switch ref.kind {
+	case evLookup:
+		s.scratch = s.idx.closest(ref.target, s.cfg.K, func(n int32) bool {
+			return n != i && s.nodes[n].reachable()
+		}, s.scratch[:0])
+		s.m.lookupDone(r, s.scratch, s.cfg.K)
+	case evAnnounce:
+		s.m.announced(r.Err == nil && r.Stored > 0)
+	case evGet:
+		s.m.getDone(ref.final, r.Err == nil && len(r.Peers) > 0)
+	case evJoin:
+		s.m.joined(r.Err == nil)
+	}
+}
+
+func heapBytes() uint64 {
+	var ms [1]metrics.Sample
+	ms[0].Name = "/memory/classes/heap/objects:bytes"
+	metrics.Read(ms[:])
+	return ms[0].Value.Uint64()
+}
