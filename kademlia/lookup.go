@@ -37,6 +37,8 @@ type lookup struct {
 
 	item *Item // GetItem: the best verified item so far
 
+	converged bool // an answer brought no node closer than the closest known
+
 	storing  bool  // in the announce_peer or put round that follows the search
 	awaiting int   // store queries outstanding
 	stored   int   // store acknowledgements
@@ -143,7 +145,7 @@ func (l *lookup) step(now time.Time, e *Engine) {
 			done = false
 		case fresh:
 			done = false
-			if l.inflight >= e.cfg.Alpha {
+			if l.inflight >= l.width(e) {
 				continue
 			}
 			if !l.ask(now, e, c) {
@@ -157,6 +159,18 @@ func (l *lookup) step(now time.Time, e *Engine) {
 	if done {
 		l.done(now, e)
 	}
+}
+
+// width is how many queries the lookup keeps in flight: Alpha while
+// answers bring nodes closer to the target, then K. Once an answer brings
+// nothing closer than the closest node known, the K closest are (nearly)
+// the final ones, and asking the rest of them at once, as the Kademlia
+// paper does, saves the ⌈K/α⌉ round trips of asking them α at a time.
+func (l *lookup) width(e *Engine) int {
+	if l.converged {
+		return max(e.cfg.K, e.cfg.Alpha)
+	}
+	return e.cfg.Alpha
 }
 
 // ask sends c the lookup's query.
@@ -297,9 +311,11 @@ func (l *lookup) response(now time.Time, e *Engine, p *pending, sender id.ID, m 
 	if e.cfg.IPv6 {
 		nodes = m.R.Nodes6
 	}
+	closest := l.cands[0].info.ID
 	for _, n := range nodes {
 		l.add(e, n, hop)
 	}
+	l.converged = l.cands[0].info.ID == closest
 	l.step(now, e)
 }
 
