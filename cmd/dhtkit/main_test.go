@@ -232,3 +232,24 @@ func TestBinarySIGINT(t *testing.T) {
 	}
 	_ = os.Remove(bin)
 }
+
+// TestCrawlFindsTheNetwork crawls a 200-node loopback network from one
+// bootstrap node: it must find at least 95% of the nodes (issue 5).
+func TestCrawlFindsTheNetwork(t *testing.T) {
+	if testing.Short() {
+		t.Skip("200 nodes: skipped with -short")
+	}
+	nodes := testNetwork(t, 200)
+	code, out, errs := dhtkitCmd(t, "crawl", "--json", "--duration", "30s", "--bootstrap="+nodes[117].Addr().String())
+	if code != 0 {
+		t.Fatalf("crawl: exit %d, stderr %s", code, errs)
+	}
+	var rep crawlReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("crawl --json printed %q: %v", out, err)
+	}
+	t.Logf("crawl of 200 nodes: %d seen, %d answered, %d lookups, %.1fs", rep.NodesSeen, rep.NodesResponded, rep.Lookups, rep.Seconds)
+	if rep.NodesResponded < 190 {
+		t.Errorf("crawl found %d of 200 nodes, want at least 95%%", rep.NodesResponded)
+	}
+}
