@@ -288,6 +288,14 @@ func (s *server) holders(r *http.Request, key string) (whereJSON, error) {
 		return out, fmt.Errorf("where %q: %w", key, err)
 	}
 	for _, h := range hs {
+		if h.Self {
+			// The engine names itself by id only; give the address peers
+			// see, else the one it listens on.
+			h.Node.Addr = s.n.Addr()
+			if a, ok := s.external(); ok {
+				h.Node.Addr = a
+			}
+		}
 		hj := holderJSON{
 			ID: h.Node.ID.String(), Addr: h.Node.Addr.String(),
 			Version: h.Version, Has: h.Has, Deleted: h.Deleted, Self: h.Self,
