@@ -367,3 +367,6 @@ func (n *Node) contacts() int {
 	n.rt.Inspect(func() { k = n.eng.Table().Len() })
 	return k
 }
+
+// Logger is the node's logger.
+func (n *Node) Logger() *slog.Logger { return n.log }

@@ -2,6 +2,9 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"crypto/ed25519"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,6 +14,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/dhtkit/dhtkit"
 )
 
 func newPutCmd(g *globals) *cobra.Command {
@@ -19,6 +24,7 @@ func newPutCmd(g *globals) *cobra.Command {
 		ttl       time.Duration
 		sign      bool
 		encryptTo string
+		key       string
 	)
 	cmd := &cobra.Command{
 		Use:   "put KEY [VALUE]",
@@ -29,8 +35,13 @@ into verified chunks). It prints the version once a write quorum of the
 key's replicas holds it.`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if sign || encryptTo != "" {
-				return usageError("--sign and --encrypt-to are not available in this build: store a BEP 44 signed item with `dhtkit item put --seed`")
+			var to *[32]byte
+			if encryptTo != "" {
+				b, err := hex.DecodeString(encryptTo)
+				if err != nil || len(b) != 32 {
+					return usageError("--encrypt-to: want the 64-hex-digit \"encrypt\" key that `dhtkit key` prints")
+				}
+				to = (*[32]byte)(b)
 			}
 			var body io.Reader
 			var size int64 = -1
@@ -52,6 +63,13 @@ key's replicas holds it.`,
 				body = f
 			default:
 				body = os.Stdin
+			}
+			if sign || to != nil {
+				sealed, err := seal(args[0], body, sign, to, key)
+				if err != nil {
+					return err
+				}
+				body, size = bytes.NewReader(sealed), int64(len(sealed))
 			}
 			if size > 0 && isTerminal(os.Stderr) {
 				p := newProgress(os.Stderr, "put "+args[0], size)
@@ -80,13 +98,55 @@ key's replicas holds it.`,
 	f := cmd.Flags()
 	f.StringVar(&file, "file", "", "read the value from this file")
 	f.DurationVar(&ttl, "ttl", 0, "how long the value lives (default 24h)")
-	f.BoolVar(&sign, "sign", false, "sign the value (not available yet)")
-	f.StringVar(&encryptTo, "encrypt-to", "", "encrypt the value to this public key (not available yet)")
+	f.BoolVar(&sign, "sign", false, "sign the value with your identity (see `dhtkit key`)")
+	f.StringVar(&encryptTo, "encrypt-to", "", "encrypt the value to this public key (the \"encrypt\" key of `dhtkit key`)")
+	f.StringVar(&key, "key", "", "identity file (default $DHTKIT_KEY, else in your configuration directory)")
 	return cmd
 }
 
+// seal reads a value and signs and/or encrypts it, end to end.
+func seal(key string, r io.Reader, sign bool, to *[32]byte, keyPath string) ([]byte, error) {
+	v, err := io.ReadAll(io.LimitReader(r, maxSealed+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading the value: %w", err)
+	}
+	if len(v) > maxSealed {
+		return nil, usageError("--sign and --encrypt-to seal values in memory, up to %d MiB", maxSealed>>20)
+	}
+	var priv ed25519.PrivateKey
+	if sign {
+		id, err := loadIdentity(keyFile(keyPath), true)
+		if err != nil {
+			return nil, err
+		}
+		priv = id.Sign
+	}
+	return dhtkit.Seal(key, v, priv, to)
+}
+
+// open unwraps a signed or encrypted value read from the DHT, saying who
+// signed it on stderr.
+func (g *globals) open(key string, v []byte, keyPath string) ([]byte, error) {
+	var priv *[32]byte
+	if bytes.HasPrefix(v, []byte("DKE\x01")) {
+		id, err := loadIdentity(keyFile(keyPath), false)
+		if err != nil {
+			return nil, fmt.Errorf("%q is encrypted: %w", key, err)
+		}
+		priv = &id.Decrypt
+	}
+	o, err := dhtkit.Open(key, v, priv)
+	if err != nil {
+		return nil, err
+	}
+	if o.Signer != nil {
+		fmt.Fprintf(g.stderr, "dhtkit: signed by %x (verified)\n", []byte(o.Signer))
+	}
+	return o.Payload, nil
+}
+
 func newGetCmd(g *globals) *cobra.Command {
-	var out string
+	var out, key string
 	cmd := &cobra.Command{
 		Use:   "get KEY",
 		Short: "Print a value (exit status 3 if the key has none)",
@@ -114,7 +174,21 @@ func newGetCmd(g *globals) *cobra.Command {
 					w = io.MultiWriter(f, p)
 				}
 			}
-			if _, err := io.Copy(w, resp.Body); err != nil {
+			// A signed or encrypted value is opened before anything is written.
+			br := bufio.NewReaderSize(resp.Body, 4)
+			var body io.Reader = br
+			if head, _ := br.Peek(4); bytes.Equal(head, []byte("DKS\x01")) || bytes.Equal(head, []byte("DKE\x01")) {
+				sealed, err := io.ReadAll(io.LimitReader(br, maxSealed+1024))
+				if err != nil {
+					return fmt.Errorf("get %q: the transfer broke off: %w", args[0], err)
+				}
+				plain, err := g.open(args[0], sealed, key)
+				if err != nil {
+					return err
+				}
+				body = bytes.NewReader(plain)
+			}
+			if _, err := io.Copy(w, body); err != nil {
 				return fmt.Errorf("get %q: the transfer broke off: %w", args[0], err)
 			}
 			if resp.Header.Get("X-Dhtkit-Partial") == "true" {
@@ -124,6 +198,7 @@ func newGetCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&out, "out", "", "write the value to this file instead of standard output")
+	cmd.Flags().StringVar(&key, "key", "", "identity file, to read values encrypted to you")
 	return cmd
 }
 

@@ -137,7 +137,7 @@ func TestErrors(t *testing.T) {
 		{[]string{"ping", "--timeout", "300ms", deadAddr}, exitFailure, "no answer from"},
 		{[]string{"lookup", "abc", "--api", "http://127.0.0.1:1"}, exitFailure, "no dhtkit node answers"},
 		{[]string{"get", "k", "--api", "http://127.0.0.1:1"}, exitFailure, "start one with `dhtkit node`"},
-		{[]string{"put", "k", "v", "--sign", "--api", "http://127.0.0.1:1"}, exitUsage, "not available"},
+		{[]string{"put", "k", "v", "--encrypt-to", "xyz", "--api", "http://127.0.0.1:1"}, exitUsage, "--encrypt-to"},
 		{[]string{"item", "put", "v", "--seed", "xyz"}, exitUsage, "64 hex digits"},
 		{[]string{"item", "get"}, exitUsage, "TARGET or --pubkey"},
 		{[]string{"get-peers", "xyz", "--bootstrap", "127.0.0.1:1"}, exitUsage, "want 40 hex digits"},
