@@ -58,6 +58,11 @@ type Config struct {
 	// once at a random time in the second half of the phase
 	// (get_success_rate) and once at its end (keys_lost).
 	Keys int `json:"keys"`
+	// KV makes the keys key-value records instead: each is written once
+	// with the replicated store (KVPut) and read back with KVGet, so that
+	// keys_lost measures what replication, repair and hand-over keep alive
+	// under churn, with no re-announcing.
+	KV bool `json:"kv"`
 	// Churn is the fraction of nodes replaced per simulated hour: each
 	// node's session length has mean 1h/Churn, drawn from Session; a node
 	// that leaves is replaced at once by a new one that joins through the
@@ -641,6 +646,14 @@ func (s *Sim) handle(ev *event) {
 		s.begin(i, kademlia.FindNode{Target: target}, opRef{kind: evLookup, target: target})
 	case evAnnounce:
 		i := s.randomUp(s.rngWork, false)
+		if s.cfg.KV {
+			if i >= 0 {
+				s.begin(i, kademlia.KVPut{Key: s.keys[ev.aux].String(), Value: s.keys[ev.aux][:]}, opRef{kind: evAnnounce, aux: ev.aux})
+			} else {
+				s.m.announced(false)
+			}
+			return // written once: replication keeps it, not the writer
+		}
 		if i >= 0 {
 			s.begin(i, kademlia.Announce{InfoHash: s.keys[ev.aux], Port: simPort}, opRef{kind: evAnnounce, aux: ev.aux})
 		}
@@ -652,6 +665,10 @@ func (s *Sim) handle(ev *event) {
 		final := ev.from == 1
 		if i < 0 {
 			s.m.getDone(final, false)
+			return
+		}
+		if s.cfg.KV {
+			s.begin(i, kademlia.KVGet{Key: s.keys[ev.aux].String()}, opRef{kind: evGet, aux: ev.aux, final: final})
 			return
 		}
 		s.begin(i, kademlia.GetPeers{InfoHash: s.keys[ev.aux]}, opRef{kind: evGet, aux: ev.aux, final: final})
@@ -859,8 +876,13 @@ func (s *Sim) result(i int32, ref opRef, r *kademlia.Result) {
 		}, s.scratch[:0])
 		s.m.lookupDone(r, s.scratch, s.cfg.K)
 	case evAnnounce:
-		s.m.announced(r.Err == nil && r.Stored > 0)
+		s.m.announced(r.Err == nil && (r.Stored > 0 || s.cfg.KV))
 	case evGet:
+		if s.cfg.KV {
+			want := s.keys[ref.aux]
+			s.m.getDone(ref.final, r.Err == nil && r.Record != nil && string(r.Record.Value) == string(want[:]))
+			return
+		}
 		s.m.getDone(ref.final, r.Err == nil && len(r.Peers) > 0)
 	case evJoin:
 		s.m.joined(r.Err == nil)

@@ -236,3 +236,29 @@ func TestWriteFiles(t *testing.T) {
 		t.Errorf("lookups.csv: %d lines, want %d", lines, r.Lookups+1)
 	}
 }
+
+// TestKVDurability writes key-value records once and reads them back at
+// the end: none may be lost without churn, and replication with repair
+// must keep nearly all of them through nodes crashing and joining.
+func TestKVDurability(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		churn    float64
+		maxLost  int
+		minReads float64
+	}{
+		{"stable", 0, 0, 1},
+		{"churn", 2, 2, 0.95}, // every node replaced twice an hour, by crashing
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := run(t, Config{Nodes: 150, Lookups: 20, Keys: 60, KV: true, Churn: tc.churn, Seed: 5, Duration: 20 * time.Minute})
+			t.Logf("%s: %d joins, %d leaves, %d of %d keys lost, reads %.3f", tc.name, r.Joins, r.Leaves, r.KeysLost, r.Keys, r.GetSuccessRate)
+			if tc.churn > 0 && r.Leaves == 0 {
+				t.Fatal("no churn happened")
+			}
+			if r.KeysLost > tc.maxLost || r.GetSuccessRate < tc.minReads || r.AnnounceSuccessRate < 1 {
+				t.Errorf("lost %d keys (max %d), reads %.3f (min %.2f), writes %.3f", r.KeysLost, tc.maxLost, r.GetSuccessRate, tc.minReads, r.AnnounceSuccessRate)
+			}
+		})
+	}
+}

@@ -101,6 +101,7 @@ flags given on the command line win over it.`,
 	f.IntVar(&cfg.Nodes, "nodes", cfg.Nodes, "nodes in the network")
 	f.IntVar(&cfg.Lookups, "lookups", cfg.Lookups, "lookups of random targets, spread over --duration")
 	f.IntVar(&cfg.Keys, "keys", 100, "infohashes announced, re-announced and searched (get_peers)")
+	f.BoolVar(&cfg.KV, "kv", false, "make the keys key-value records: written once (KVPut), read back (KVGet)")
 	f.Float64Var(&cfg.Churn, "churn", 0, "fraction of nodes replaced per simulated hour")
 	f.StringVar(&session, "session", "exp", "session lengths under churn: exp or weibull:SHAPE")
 	f.Float64Var(&cfg.Loss, "loss", 0, "packet loss probability")
