@@ -223,10 +223,12 @@ func FuzzRandomWithPrefix(f *testing.F) {
 }
 
 func TestRandomDeterministic(t *testing.T) {
-	if Random(seeded(9)) != Random(seeded(9)) {
+	a, b := Random(seeded(9)), Random(seeded(9))
+	if a != b {
 		t.Error("the same seed gave different ids")
 	}
-	if Random(nil) == Random(nil) {
+	c, d := Random(nil), Random(nil)
+	if c == d {
 		t.Error("crypto/rand gave the same id twice")
 	}
 }

@@ -34,8 +34,6 @@ type queue struct {
 	seq uint64
 }
 
-func (q *queue) len() int { return len(q.ev) }
-
 func less(a, b *event) bool {
 	if a.at != b.at {
 		return a.at < b.at
