@@ -246,7 +246,7 @@ func TestMixedAnacrolix(t *testing.T) {
 	})
 	t.Run("anacrolix announces, ours finds", func(t *testing.T) {
 		ih := randomID()
-		ann, err := theirs[5].Announce(ih, 41002, false)
+		ann, err := theirs[5].AnnounceTraversal(ih, dht.AnnouncePeer(dht.AnnouncePeerOpts{Port: 41002}))
 		if err != nil {
 			t.Fatalf("anacrolix announce: %v", err)
 		}
