@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -224,11 +225,33 @@ func (n *Node) saveContactsPeriodically() {
 			return
 		case <-t.C:
 			t.Reset(time.Minute)
+			n.adoptSecureID()
 			if err := n.dir.saveContacts(n.Routing()); err != nil {
 				n.log.Warn("saving the routing table", "err", err)
 			}
 		}
 	}
+}
+
+// adoptSecureID makes a Mainline node with a data directory take a BEP 42
+// id at its next start once its peers agree on its public address: its id
+// is then one that other nodes enforcing BEP 42 accept.
+func (n *Node) adoptSecureID() {
+	if n.net != Mainline || n.dir == nil || n.dir.id != n.ID() {
+		return // not Mainline, no data directory, or adopted already
+	}
+	ext, votes := n.ExternalAddr()
+	if votes < 3 || !ext.IsValid() || id.Exempt(ext.Addr()) || id.IsSecure(n.ID(), ext.Addr()) {
+		return
+	}
+	next := id.Secure(nil, ext.Addr())
+	if err := writeFileAtomic(filepath.Join(n.dir.path, idFile), []byte(next.String()+"\n")); err != nil {
+		n.log.Warn("saving a BEP 42 node id", "err", err)
+		return
+	}
+	n.dir.id = next
+	n.log.Info("peers see this node at a public address its id does not match (BEP 42); it takes a matching id at its next start",
+		"address", ext.Addr(), "next_id", next)
 }
 
 // Started is when the node started.

@@ -264,6 +264,9 @@ func (e *Engine) onError(now time.Time, p *pending, m *krpc.Msg) {
 
 // observe tells the table about a node and sends the ping it asks for.
 func (e *Engine) observe(now time.Time, nodeID id.ID, addr netip.AddrPort, how routing.Source, rtt time.Duration) {
+	if e.cfg.SecureIDs && !id.IsSecure(nodeID, addr.Addr()) {
+		return
+	}
 	c, ping := e.table.Observe(now, nodeID, addr, how, rtt)
 	if !ping || e.pinging[c.ID] {
 		return

@@ -36,6 +36,12 @@ type Config struct {
 	// ReadOnly makes the node a BEP 43 read-only node: it asks but never
 	// answers, and flags its queries with ro=1 so peers do not add it.
 	ReadOnly bool
+	// SecureIDs enforces BEP 42: a node whose id does not derive from its
+	// IP address (loopback and private addresses exempt) is answered but
+	// never enters the routing table or a lookup, so an attacker cannot
+	// pick ids next to a target. Off by default, as in libtorrent, since
+	// many Mainline nodes still use random ids.
+	SecureIDs bool
 	// IPv6 says the engine's socket is IPv6: its table holds IPv6 contacts
 	// and it answers with nodes6 (BEP 32).
 	IPv6 bool

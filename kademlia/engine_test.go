@@ -434,3 +434,23 @@ func TestKeepAllTable(t *testing.T) {
 		t.Fatalf("lookup over keep-all tables: err %v", r.Err)
 	}
 }
+
+func TestSecureIDs(t *testing.T) {
+	n := newTestNet(t, 1)
+	node := n.add(Config{Network: "mainline", SecureIDs: true})
+	public := netip.MustParseAddr("124.31.75.21") // BEP 42's example: a label, nothing is sent
+	good := id.Secure(seededReader{n.rng}, public)
+	bad := id.Random(seededReader{n.rng})
+	for _, x := range []id.ID{good, bad} {
+		ping := "d1:ad2:id20:" + string(x[:]) + "e1:q4:ping1:t2:aa1:y1:qe"
+		if back := n.inject(node, netip.AddrPortFrom(public, 6881), []byte(ping)); len(back) != 1 {
+			t.Fatalf("a ping from %v got %d answers, want 1 (answered either way)", x, len(back))
+		}
+	}
+	if _, ok := node.e.Table().Get(good); !ok {
+		t.Error("a node with a BEP 42 id was not added")
+	}
+	if _, ok := node.e.Table().Get(bad); ok {
+		t.Error("a node whose id does not match its IP entered the table")
+	}
+}

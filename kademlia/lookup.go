@@ -93,6 +93,9 @@ func (l *lookup) add(e *Engine, n krpc.NodeInfo, hop int) {
 	if e.silent.has(l.op.started, n.ID) {
 		return // it just failed to answer every try of another lookup
 	}
+	if e.cfg.SecureIDs && !id.IsSecure(n.ID, n.Addr.Addr()) {
+		return
+	}
 	i, found := slices.BinarySearchFunc(l.cands, n.ID, func(c cand, x id.ID) int {
 		return id.CompareDistance(l.target, c.info.ID, x)
 	})

@@ -24,6 +24,7 @@ func newNodeCmd(g *globals) *cobra.Command {
 	var (
 		listen, httpAddr, dataDir, protocol string
 		replicas                            int
+		secureIDs                           bool
 	)
 	cmd := &cobra.Command{
 		Use:   "node",
@@ -50,6 +51,7 @@ through its well-known routers.`,
 			}
 			ctx := cmd.Context()
 			kc := g.kademliaConfig()
+			kc.SecureIDs = secureIDs
 			var events *httpapi.Events
 			if httpAddr != "" && httpAddr != "off" {
 				events = httpapi.NewEvents() // the web page's live view
@@ -108,5 +110,6 @@ through its well-known routers.`,
 	f.StringVar(&dataDir, "data", "", "directory where identity, routing table and values persist (default: memory only)")
 	f.StringVar(&protocol, "protocol", "kademlia", "kademlia or chord")
 	f.IntVar(&replicas, "replicas", 3, "copies kept of each stored value")
+	f.BoolVar(&secureIDs, "bep42", false, "enforce BEP 42: keep nodes whose ids do not match their IP out of the routing table")
 	return cmd
 }
