@@ -59,7 +59,7 @@ func (n *Node) Put(ctx context.Context, key string, value []byte, opt PutOptions
 func (n *Node) putRecord(ctx context.Context, key string, rec []byte, opt PutOptions) (store.Version, error) {
 	res, err := n.rt.Do(ctx, kademlia.KVPut{Key: key, Value: rec, TTL: opt.TTL, Source: opt.Source})
 	if err != nil {
-		return store.Version{}, fmt.Errorf("dhtkit: put %q: %w", key, err)
+		return store.Version{}, fmt.Errorf("dhtkit: put %q: %w", shortKey(key), err)
 	}
 	return res.Version, nil
 }
@@ -76,7 +76,7 @@ func (n *Node) PutReader(ctx context.Context, key string, r io.Reader, opt PutOp
 		if err == bufio.ErrBufferFull {
 			err = nil
 		} else {
-			return store.Version{}, fmt.Errorf("dhtkit: put %q: reading the value: %w", key, err)
+			return store.Version{}, fmt.Errorf("dhtkit: put %q: reading the value: %w", shortKey(key), err)
 		}
 	}
 	if len(head) <= chunkSize {
@@ -132,10 +132,10 @@ func (n *Node) PutReader(ctx context.Context, key string, r io.Reader, opt PutOp
 		}
 		if err != nil {
 			cancel()
-			return store.Version{}, fmt.Errorf("dhtkit: put %q: reading the value: %w", key, err)
+			return store.Version{}, fmt.Errorf("dhtkit: put %q: reading the value: %w", shortKey(key), err)
 		}
 		if e := firstErr(); e != nil {
-			return store.Version{}, fmt.Errorf("dhtkit: put %q: storing a chunk: %w", key, e)
+			return store.Version{}, fmt.Errorf("dhtkit: put %q: storing a chunk: %w", shortKey(key), e)
 		}
 	}
 	// Index chunks until the top level fits the manifest.
@@ -154,7 +154,7 @@ func (n *Node) PutReader(ctx context.Context, key string, r io.Reader, opt PutOp
 		sem <- struct{}{}
 	}
 	if e := firstErr(); e != nil {
-		return store.Version{}, fmt.Errorf("dhtkit: put %q: storing a chunk: %w", key, e)
+		return store.Version{}, fmt.Errorf("dhtkit: put %q: storing a chunk: %w", shortKey(key), e)
 	}
 	return n.putRecord(ctx, key, encodeManifest(manifest{size: size, depth: depth, hashes: hashes}), opt)
 }
@@ -163,14 +163,14 @@ func (n *Node) PutReader(ctx context.Context, key string, r io.Reader, opt PutOp
 func (n *Node) getRecord(ctx context.Context, key string) (kademlia.Result, byte, []byte, error) {
 	res, err := n.rt.Do(ctx, kademlia.KVGet{Key: key})
 	if errors.Is(err, kademlia.ErrNotFound) {
-		return res, 0, nil, fmt.Errorf("dhtkit: get %q: %w", key, ErrNotFound)
+		return res, 0, nil, fmt.Errorf("dhtkit: get %q: %w", shortKey(key), ErrNotFound)
 	}
 	if err != nil {
-		return res, 0, nil, fmt.Errorf("dhtkit: get %q: %w", key, err)
+		return res, 0, nil, fmt.Errorf("dhtkit: get %q: %w", shortKey(key), err)
 	}
 	v := res.Record.Value
 	if len(v) == 0 {
-		return res, 0, nil, fmt.Errorf("dhtkit: get %q: empty record", key)
+		return res, 0, nil, fmt.Errorf("dhtkit: get %q: empty record", shortKey(key))
 	}
 	return res, v[0], v[1:], nil
 }
@@ -200,16 +200,16 @@ func (n *Node) GetTo(ctx context.Context, key string, w io.Writer, progress func
 	case kindInline:
 		v.Size = int64(len(data))
 		if _, err := w.Write(data); err != nil {
-			return v, fmt.Errorf("dhtkit: get %q: writing: %w", key, err)
+			return v, fmt.Errorf("dhtkit: get %q: writing: %w", shortKey(key), err)
 		}
 		return v, nil
 	case kindManifest:
 	default:
-		return v, fmt.Errorf("dhtkit: get %q: record of unknown kind %d (written by a newer dhtkit?)", key, kind)
+		return v, fmt.Errorf("dhtkit: get %q: record of unknown kind %d (written by a newer dhtkit?)", shortKey(key), kind)
 	}
 	m, err := decodeManifest(data)
 	if err != nil {
-		return v, fmt.Errorf("dhtkit: get %q: %w", key, err)
+		return v, fmt.Errorf("dhtkit: get %q: %w", shortKey(key), err)
 	}
 	v.Size, v.Chunked = m.size, true
 	// Expand the index levels into the list of data chunks.
@@ -218,11 +218,11 @@ func (n *Node) GetTo(ctx context.Context, key string, w io.Writer, progress func
 		var down []byte
 		parts, err := n.fetchChunks(ctx, hashes, kindIndex, nil)
 		if err != nil {
-			return v, fmt.Errorf("dhtkit: get %q: %w", key, err)
+			return v, fmt.Errorf("dhtkit: get %q: %w", shortKey(key), err)
 		}
 		for _, p := range parts {
 			if len(p)%sha1.Size != 0 {
-				return v, fmt.Errorf("dhtkit: get %q: corrupt index chunk", key)
+				return v, fmt.Errorf("dhtkit: get %q: corrupt index chunk", shortKey(key))
 			}
 			down = append(down, p...)
 		}
@@ -240,10 +240,10 @@ func (n *Node) GetTo(ctx context.Context, key string, w io.Writer, progress func
 		return nil
 	})
 	if err != nil {
-		return v, fmt.Errorf("dhtkit: get %q: %w", key, err)
+		return v, fmt.Errorf("dhtkit: get %q: %w", shortKey(key), err)
 	}
 	if written != m.size {
-		return v, fmt.Errorf("dhtkit: get %q: chunks hold %d bytes, the manifest says %d", key, written, m.size)
+		return v, fmt.Errorf("dhtkit: get %q: chunks hold %d bytes, the manifest says %d", shortKey(key), written, m.size)
 	}
 	return v, nil
 }
@@ -313,7 +313,7 @@ func (n *Node) fetchChunks(ctx context.Context, hashes []byte, kind byte, sink f
 // large value expire with their TTL.
 func (n *Node) Delete(ctx context.Context, key string) error {
 	if _, err := n.rt.Do(ctx, kademlia.KVPut{Key: key, Delete: true}); err != nil {
-		return fmt.Errorf("dhtkit: delete %q: %w", key, err)
+		return fmt.Errorf("dhtkit: delete %q: %w", shortKey(key), err)
 	}
 	return nil
 }
@@ -322,7 +322,7 @@ func (n *Node) Delete(ctx context.Context, key string) error {
 func (n *Node) Where(ctx context.Context, key string) ([]Holder, error) {
 	res, err := n.rt.Do(ctx, kademlia.KVGet{Key: key})
 	if err != nil && !errors.Is(err, kademlia.ErrNotFound) {
-		return res.Holders, fmt.Errorf("dhtkit: where %q: %w", key, err)
+		return res.Holders, fmt.Errorf("dhtkit: where %q: %w", shortKey(key), err)
 	}
 	return res.Holders, nil
 }
@@ -394,4 +394,14 @@ func (n *Node) Leave(ctx context.Context) error {
 	}
 	n.log.Info("handed values over", "values", res.Acks)
 	return nil
+}
+
+// shortKey is key as error messages quote it: whole when short, cut
+// otherwise, so that a 2000-byte key does not flood a terminal.
+func shortKey(key string) string {
+	const limit = 64
+	if len(key) <= limit {
+		return key
+	}
+	return key[:limit] + "…"
 }

@@ -216,7 +216,7 @@ func statusOf(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, kademlia.ErrReadOnly):
 		return http.StatusForbidden
-	case errors.Is(err, kademlia.ErrNoContacts), errors.Is(err, kademlia.ErrNotStored),
+	case errors.Is(err, kademlia.ErrNoContacts), errors.Is(err, kademlia.ErrNotStored), errors.Is(err, kademlia.ErrQuorum),
 		errors.Is(err, kademlia.ErrClosed), errors.Is(err, dhtkit.ErrNotStored):
 		return http.StatusServiceUnavailable
 	case errors.Is(err, kademlia.ErrTimeout), errors.Is(err, context.DeadlineExceeded):

@@ -143,6 +143,24 @@ func (e *RemoteError) Error() string {
 	return fmt.Sprintf("kademlia: remote error %d: %s", e.Code, e.Msg)
 }
 
+// Is lets errors.Is see, through a remote error, the store error that the
+// remote node reported: a replica's full disk is store.ErrFull here too.
+func (e *RemoteError) Is(target error) bool {
+	switch e.Code {
+	case krpc.CodeTooBig:
+		return target == store.ErrTooLarge || target == ErrItemTooBig
+	case codeCapacity:
+		return target == store.ErrCapacity
+	case codeQuota:
+		return target == store.ErrQuota
+	case codeDiskFull:
+		return target == store.ErrFull
+	case krpc.CodeBadSignature:
+		return target == ErrBadSignature
+	}
+	return false
+}
+
 // Direction says whether a tapped message came in or went out.
 type Direction uint8
 

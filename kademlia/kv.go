@@ -122,6 +122,11 @@ func (e *Engine) startKV(now time.Time, s *opState, key string) {
 		e.finish(now, s, ErrNoKey)
 		return
 	}
+	if len(key) > store.DefaultMaxKeySize {
+		// Every replica would refuse it: say so before any round trip.
+		e.finish(now, s, fmt.Errorf("%w: the key is %d bytes, at most %d", store.ErrTooLarge, len(key), store.DefaultMaxKeySize))
+		return
+	}
 	if put, ok := s.op.(KVPut); ok && len(put.Value) > MaxRecordValue {
 		e.finish(now, s, fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, len(put.Value), MaxRecordValue))
 		return
@@ -339,8 +344,11 @@ func (op *kvOp) check(now time.Time, e *Engine) {
 		case op.returned == len(op.replicas):
 			op.reported = true
 			s.result.Acks = op.acks
-			e.finish(now, s, fmt.Errorf("%w: %d of %d replicas hold the write, quorum is %d%s",
-				ErrQuorum, op.acks, len(op.replicas), op.need, op.firstErr()))
+			err := fmt.Errorf("%w: %d of %d replicas hold the write, quorum is %d", ErrQuorum, op.acks, len(op.replicas), op.need)
+			if first := op.firstErr(); first != nil {
+				err = fmt.Errorf("%w (%w)", err, first) // say why, and let errors.Is see it
+			}
+			e.finish(now, s, err)
 		}
 		return
 	}
@@ -359,7 +367,11 @@ func (op *kvOp) check(now time.Time, e *Engine) {
 	s.result.Partial = op.answered < op.need
 	if op.best == nil || op.best.Deleted {
 		if op.answered == 0 {
-			e.finish(now, s, fmt.Errorf("%w: no replica answered%s", ErrTimeout, op.firstErr()))
+			err := fmt.Errorf("%w: no replica answered", ErrTimeout)
+			if first := op.firstErr(); first != nil {
+				err = fmt.Errorf("%w (%w)", err, first)
+			}
+			e.finish(now, s, err)
 			return
 		}
 		if op.best != nil {
@@ -376,13 +388,13 @@ func (op *kvOp) check(now time.Time, e *Engine) {
 	op.repair(now, e)
 }
 
-func (op *kvOp) firstErr() string {
+func (op *kvOp) firstErr() error {
 	for _, r := range op.replicas {
 		if r.err != nil {
-			return fmt.Sprintf(" (%v)", r.err)
+			return r.err
 		}
 	}
-	return ""
+	return nil
 }
 
 // repair writes the newest version to the replicas that answered with an

@@ -22,13 +22,28 @@ func (e *Engine) trusted(from netip.AddrPort, q *krpc.Msg) bool {
 	return ok && c.Addr == from && c.Responded && c.State != routing.Bad
 }
 
-// storeErrCode maps a store error to the KRPC code a writer sees.
+// storeErrCode maps a store error to the KRPC code a writer sees, so that
+// the writer can tell the refusals apart (RemoteError.Is maps them back).
 func storeErrCode(err error) int {
-	if errors.Is(err, store.ErrTooLarge) {
+	switch {
+	case errors.Is(err, store.ErrTooLarge):
 		return krpc.CodeTooBig
+	case errors.Is(err, store.ErrCapacity):
+		return codeCapacity
+	case errors.Is(err, store.ErrQuota):
+		return codeQuota
+	case errors.Is(err, store.ErrFull):
+		return codeDiskFull
 	}
 	return krpc.CodeServer
 }
+
+// Error codes of dhtkit's own methods, beyond BEP 5's and BEP 44's.
+const (
+	codeCapacity = 250 // the replica stores all it may (store.ErrCapacity)
+	codeQuota    = 251 // the writer's quota is used up (store.ErrQuota)
+	codeDiskFull = 252 // the replica's disk is full (store.ErrFull)
+)
 
 // handleStore answers dk_store: it applies each record (newest version
 // wins) and says, per record, whether we now hold it or something newer.

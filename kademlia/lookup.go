@@ -99,11 +99,15 @@ func (l *lookup) add(e *Engine, n krpc.NodeInfo, hop int) {
 	i, found := slices.BinarySearchFunc(l.cands, n.ID, func(c cand, x id.ID) int {
 		return id.CompareDistance(l.target, c.info.ID, x)
 	})
-	if found {
+	if found || i >= maxCandidates {
 		return
 	}
-	if i >= maxCandidates {
-		return
+	// One address is one node: a reply listing many ids at one address
+	// must not make us query it again and again.
+	for j := range l.cands {
+		if l.cands[j].info.Addr == n.Addr {
+			return
+		}
 	}
 	l.cands = slices.Insert(l.cands, i, cand{info: n, hop: hop})
 	if len(l.cands) > maxCandidates {

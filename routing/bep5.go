@@ -132,6 +132,9 @@ func (t *BEP5) Observe(now time.Time, x id.ID, addr netip.AddrPort, how Source, 
 		}
 		return Contact{}, false
 	}
+	if !t.claimAddr(addr) {
+		return Contact{}, false
+	}
 	ne := newEntry(x, addr)
 	if i := find(b.repl, x); i >= 0 {
 		r := &b.repl[i]
@@ -145,6 +148,38 @@ func (t *BEP5) Observe(now time.Time, x id.ID, addr netip.AddrPort, how Source, 
 	}
 	ne.seen(ts, how, rtt)
 	return t.insert(ts, ne, how == Learned)
+}
+
+// claimAddr reports whether a new id may take addr. One UDP address is
+// one node: otherwise a single socket could fill the table with made-up
+// ids, each a contact that never answers, and steer lookups into them. An
+// address held by a live entry stays with it; one held by a bad entry is
+// freed for the newcomer.
+func (t *BEP5) claimAddr(addr netip.AddrPort) bool {
+	var probe entry
+	probe.setAddr(addr)
+	for bi := range t.buckets {
+		b := &t.buckets[bi]
+		for i := range b.contacts {
+			if e := &b.contacts[i]; e.ip == probe.ip && e.port == probe.port && e.flags&flagIs4 == probe.flags&flagIs4 {
+				if !e.bad() {
+					return false
+				}
+				t.Remove(e.id)
+				return true
+			}
+		}
+		for i := range b.repl {
+			if e := &b.repl[i]; e.ip == probe.ip && e.port == probe.port && e.flags&flagIs4 == probe.flags&flagIs4 {
+				if !e.bad() {
+					return false
+				}
+				b.repl = slices.Delete(b.repl, i, i+1)
+				return true
+			}
+		}
+	}
+	return true
 }
 
 // insert places a node that is not in the table.

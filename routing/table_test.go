@@ -1,6 +1,7 @@
 package routing
 
 import (
+	"net/netip"
 	"slices"
 	"testing"
 	"time"
@@ -449,5 +450,30 @@ func TestRemove(t *testing.T) {
 func TestEntrySize(t *testing.T) {
 	if got := unsafe.Sizeof(entry{}); got > 56 {
 		t.Errorf("entry is %d bytes, want at most 56", got)
+	}
+}
+
+// One address, many made-up ids: only the first gets in, until it proves
+// dead.
+func TestBEP5OneContactPerAddress(t *testing.T) {
+	self := id.ID{}
+	tb := NewBEP5(self, 8, nil)
+	now := time.Unix(0, 0)
+	addr := netip.MustParseAddrPort("127.0.0.1:7000")
+	rng := seeded(1)
+	first := id.Random(rng)
+	tb.Observe(now, first, addr, Queried, 0)
+	for range 100 {
+		tb.Observe(now, id.Random(rng), addr, Queried, 0)
+	}
+	if tb.Len() != 1 {
+		t.Fatalf("one address holds %d contacts", tb.Len())
+	}
+	tb.Failed(now, first)
+	tb.Failed(now, first) // bad now
+	newer := id.Random(rng)
+	tb.Observe(now, newer, addr, Responded, 0)
+	if _, ok := tb.Get(newer); !ok || tb.Len() != 1 {
+		t.Fatalf("a new id did not take the address of a dead contact (len %d)", tb.Len())
 	}
 }

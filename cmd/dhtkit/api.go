@@ -20,7 +20,9 @@ type api struct {
 }
 
 func (g *globals) apiClient() *api {
-	return &api{base: strings.TrimRight(g.api, "/"), hc: &http.Client{}}
+	// One command makes a request or two: no connection is worth keeping.
+	tr := &http.Transport{Proxy: http.ProxyFromEnvironment, DisableKeepAlives: true}
+	return &api{base: strings.TrimRight(g.api, "/"), hc: &http.Client{Transport: tr}}
 }
 
 // keyPath is the API path of key, escaped so that any key round-trips.
@@ -30,9 +32,21 @@ func keyPath(key string) string { return "/v1/keys/" + url.PathEscape(key) }
 // 404, which callers turn into "not found"); otherwise an error that
 // carries the API's own message.
 func (a *api) do(ctx context.Context, method, path string, body io.Reader, contentType string) (*http.Response, error) {
+	return a.doSized(ctx, method, path, body, contentType, -1)
+}
+
+// doSized is do with the body's length known (-1: unknown), so that the
+// node can refuse a value over its limit before it is sent.
+func (a *api) doSized(ctx context.Context, method, path string, body io.Reader, contentType string, size int64) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, method, a.base+path, body)
 	if err != nil {
 		return nil, usageError("--api %q: %v", a.base, err)
+	}
+	if size >= 0 {
+		req.ContentLength = size
+		if size == 0 {
+			req.Body = http.NoBody
+		}
 	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)

@@ -80,7 +80,7 @@ key's replicas holds it.`,
 			if ttl > 0 {
 				path += "?ttl=" + ttl.String()
 			}
-			resp, err := g.apiClient().do(cmd.Context(), http.MethodPut, path, body, "application/octet-stream")
+			resp, err := g.apiClient().doSized(cmd.Context(), http.MethodPut, path, body, "application/octet-stream", size)
 			if err != nil {
 				return err
 			}
