@@ -66,7 +66,9 @@ type Engine struct {
 	tokens tokens
 	peers  peerStore
 	items  itemStore
-	clock  store.Clock // versions of key-value writes
+	clock   store.Clock // versions of key-value writes
+	writes   []pendingWrite // waiting for the next commit (writes.go)
+	writesAt time.Time
 	xbuf   []byte      // scratch for "x" payloads
 
 	nextSync time.Time
@@ -196,13 +198,14 @@ func (e *Engine) begin() {
 // Ready returns what the driver should do now and clears it. Packet data
 // is valid until the next call on the engine.
 func (e *Engine) Ready() Ready {
+	e.commitWrites() // persist first, then send
 	e.drained = true
 	return Ready{Packets: e.packets, Results: e.results}
 }
 
 // HasReady reports whether Ready has anything to hand out.
 func (e *Engine) HasReady() bool {
-	return !e.drained && (len(e.packets) > 0 || len(e.results) > 0)
+	return len(e.writes) > 0 || !e.drained && (len(e.packets) > 0 || len(e.results) > 0)
 }
 
 // Deadline is the time of the engine's next timer; the driver calls Tick
@@ -333,6 +336,7 @@ func (e *Engine) Close(now time.Time) {
 		return
 	}
 	e.begin()
+	e.commitWrites()
 	for _, op := range e.sortedOps() {
 		e.finish(now, op, ErrClosed)
 	}

@@ -222,22 +222,28 @@ func (e *Engine) kvReplicas(now time.Time, s *opState, l *lookup) {
 	op.check(now, e)
 }
 
-// kvLocal applies the operation to our own store, as one replica.
+// kvLocal applies the operation to our own store, as one replica. A
+// write counts once it is committed (at the next Ready).
 func (e *Engine) kvLocal(now time.Time, op *kvOp, r *replica, key string) {
-	r.done = true
-	op.returned++
 	st := e.kvStore()
 	if op.put {
-		if _, err := st.Put(op.rec); err != nil {
-			r.err = err
-			return
-		}
-		// Applied, or refused for an equal or newer version: either way
-		// this replica now holds op.rec or something that beats it.
-		r.acked = true
-		op.acks++
+		e.queueWrite(now, []store.Record{op.rec}, func(now time.Time, errs []error) {
+			r.done = true
+			op.returned++
+			if errs[0] != nil {
+				r.err = errs[0]
+			} else {
+				// Applied, or refused for an equal or newer version: either
+				// way this replica holds op.rec or something that beats it.
+				r.acked = true
+				op.acks++
+			}
+			op.check(now, e)
+		})
 		return
 	}
+	r.done = true
+	op.returned++
 	rec, ok, err := st.Get(key)
 	if err != nil {
 		r.err = err

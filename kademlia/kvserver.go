@@ -1,6 +1,7 @@
 package kademlia
 
 import (
+	"bytes"
 	"errors"
 	"net/netip"
 	"time"
@@ -61,57 +62,46 @@ func (e *Engine) handleStore(now time.Time, from netip.AddrPort, q, r *krpc.Msg)
 		e.replyError(now, from, q.T, krpc.CodeProtocol, "dk_store: "+err.Error())
 		return false
 	}
-	st := e.kvStore()
-	ok := make([]any, len(recs))
+	idx := make([]int, 0, len(recs)) // positions in recs of the records queued
 	valid := make([]store.Record, 0, len(recs))
 	for i := range recs {
-		ok[i] = 0
 		if err := e.clock.Observe(now, recs[i].Version); err != nil {
 			if len(recs) == 1 {
 				e.replyError(now, from, q.T, krpc.CodeProtocol, "dk_store: "+err.Error())
 				return false
 			}
-			recs[i].Version = store.Version{} // refused below
 			continue
 		}
 		if q.A.Has&krpc.HasToken != 0 {
 			recs[i].Source = from.Addr().String() // a client's write counts against its IP
 		}
+		idx = append(idx, i)
 		valid = append(valid, recs[i])
 	}
-	// A batch (hand-over, repair) is one commit: one fsync, not one each.
-	if len(valid) > 1 {
-		if _, err := st.PutAll(valid); err == nil {
-			for i := range recs {
-				if !recs[i].Version.IsZero() {
-					ok[i] = 1
-				}
+	// The answer waits for the commit Ready makes of every write queued
+	// meanwhile: it acknowledges only what is durable.
+	tid, n := bytes.Clone(q.T), len(recs)
+	e.queueWrite(now, valid, func(now time.Time, errs []error) {
+		if n == 1 && len(errs) == 1 && errs[0] != nil {
+			e.replyError(now, from, tid, storeErrCode(errs[0]), "dk_store: "+errs[0].Error())
+			return
+		}
+		ok := make([]any, n)
+		for i := range ok {
+			ok[i] = 0
+		}
+		for j, err := range errs {
+			if err == nil {
+				ok[idx[j]] = 1
 			}
-			r.R.Has |= krpc.HasX
-			e.xbuf = encodeX(e.xbuf[:0], map[string]any{"ok": ok})
-			r.R.X = e.xbuf
-			return true
 		}
-		// Some record broke a limit: fall back to one at a time, so the
-		// others still land and the writer learns which did not.
-	}
-	for i, rec := range recs {
-		if rec.Version.IsZero() {
-			continue
-		}
-		if _, err := st.Put(rec); err != nil {
-			if len(recs) == 1 {
-				e.replyError(now, from, q.T, storeErrCode(err), "dk_store: "+err.Error())
-				return false
-			}
-			continue
-		}
-		ok[i] = 1
-	}
-	r.R.Has |= krpc.HasX
-	e.xbuf = encodeX(e.xbuf[:0], map[string]any{"ok": ok})
-	r.R.X = e.xbuf
-	return true
+		m := e.newResponse(from, tid)
+		m.R.Has |= krpc.HasX
+		e.xbuf = encodeX(e.xbuf[:0], map[string]any{"ok": ok})
+		m.R.X = e.xbuf
+		e.send(from)
+	})
+	return false // answered at the commit
 }
 
 // handleFetch answers dk_fetch with the records asked for, by key ("k"),

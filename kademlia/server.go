@@ -47,14 +47,7 @@ func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
 		e.silent.forget(q.A.ID)
 	}
 
-	r := &e.out
-	r.Reset()
-	r.Y = krpc.Response
-	r.T = q.T
-	r.V = e.cfg.Version
-	r.IP = from
-	r.R.Has = krpc.HasID
-	r.R.ID = e.self
+	r := e.newResponse(from, q.T)
 
 	switch q.Q {
 	case krpc.MethodPing:
@@ -171,6 +164,19 @@ func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
 		return
 	}
 	e.send(from)
+}
+
+// newResponse starts a response to `to` in e.out.
+func (e *Engine) newResponse(to netip.AddrPort, tid []byte) *krpc.Msg {
+	r := &e.out
+	r.Reset()
+	r.Y = krpc.Response
+	r.T = tid
+	r.V = e.cfg.Version
+	r.IP = to
+	r.R.Has = krpc.HasID
+	r.R.ID = e.self
+	return r
 }
 
 // appendNodes puts the K closest contacts to target into r, as nodes or
