@@ -12,6 +12,7 @@ import (
 	akrpc "github.com/anacrolix/dht/v2/krpc"
 	peer_store "github.com/anacrolix/dht/v2/peer-store"
 
+	"github.com/dhtkit/dhtkit"
 	"github.com/dhtkit/dhtkit/id"
 )
 
@@ -189,8 +190,10 @@ func TestWeAnswerAnacrolix(t *testing.T) {
 // TestMixedAnacrolix: in a network of 10 dhtkit nodes and 10 anacrolix
 // servers, an announce made by one kind is found by get_peers from the
 // other, both ways.
-func TestMixedAnacrolix(t *testing.T) {
-	const each = 10
+// mixedAnacrolix starts `each` dhtkit nodes and `each` anacrolix servers
+// joined into one network.
+func mixedAnacrolix(t *testing.T, each int) ([]*dhtkit.Node, []*dht.Server) {
+	t.Helper()
 	ours := newNodes(t, each)
 	var theirs []*dht.Server
 	for range each {
@@ -206,13 +209,19 @@ func TestMixedAnacrolix(t *testing.T) {
 		}
 	}
 	for i, n := range ours {
-		bootstrap(t, n, AnacrolixAddr(theirs[(i+5)%each]))
+		bootstrap(t, n, AnacrolixAddr(theirs[(i+each/2)%each]))
 	}
 	for _, s := range theirs {
 		if _, err := s.Bootstrap(); err != nil {
 			t.Fatalf("anacrolix bootstrap: %v", err)
 		}
 	}
+	return ours, theirs
+}
+
+func TestMixedAnacrolix(t *testing.T) {
+	const each = 10
+	ours, theirs := mixedAnacrolix(t, each)
 	// The network is mixed: each kind has the other in its table.
 	anacrolixAddrs := map[netip.AddrPort]bool{}
 	for _, s := range theirs {
