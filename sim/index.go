@@ -126,3 +126,62 @@ func (x *index) descend(target id.ID, lo, hi, depth, base, k int, ok func(int32)
 	dst = x.descend(target, m, hi, depth+1, base, k, ok, dst)
 	return x.descend(target, lo, m, depth+1, base, k, ok, dst)
 }
+
+// successors appends to dst the k ids that follow target clockwise on the
+// ring, target itself first if it is an id, among those ok accepts: the
+// truth a Chord lookup is judged against.
+func (x *index) successors(target id.ID, k int, ok func(int32) bool, dst []ref) []ref {
+	base := len(dst)
+	s := x.sorted
+	start := sort.Search(len(s), func(i int) bool { return id.Compare(s[i].id, target) >= 0 })
+	for j := 0; j < len(s) && len(dst)-base < k; j++ {
+		if r := s[(start+j)%len(s)]; ok(r.n) {
+			dst = append(dst, r)
+		}
+	}
+	if len(x.recent) == 0 {
+		return dst
+	}
+	for _, r := range x.recent {
+		if ok(r.n) {
+			dst = append(dst, r)
+		}
+	}
+	slices.SortFunc(dst[base:], func(a, b ref) int {
+		return id.Compare(id.RingDistance(target, a.id), id.RingDistance(target, b.id))
+	})
+	if len(dst)-base > k {
+		dst = dst[:base+k]
+	}
+	return dst
+}
+
+// predecessor returns the id that precedes target on the ring among those
+// ok accepts, or a ref with n -1.
+func (x *index) predecessor(target id.ID, ok func(int32) bool) ref {
+	best := ref{n: -1}
+	var bd id.ID
+	consider := func(r ref) {
+		if r.id == target || !ok(r.n) {
+			return
+		}
+		if d := id.RingDistance(r.id, target); best.n < 0 || id.Compare(d, bd) < 0 {
+			best, bd = r, d
+		}
+	}
+	s := x.sorted
+	if n := len(s); n > 0 {
+		start := sort.Search(n, func(i int) bool { return id.Compare(s[i].id, target) >= 0 })
+		for j := 1; j <= n; j++ {
+			r := s[(start-j+n)%n]
+			if r.id != target && ok(r.n) {
+				consider(r)
+				break
+			}
+		}
+	}
+	for _, r := range x.recent {
+		consider(r)
+	}
+	return best
+}

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/dhtkit/dhtkit/chord"
+	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/kademlia"
 	"github.com/dhtkit/dhtkit/krpc"
 )
@@ -44,7 +46,7 @@ func (m *measure) startBytes(s *Sim) {
 	m.bytesAtStart = 0
 	for i := range s.nodes {
 		if e := s.nodes[i].e; e != nil {
-			m.bytesAtStart += e.Stats().BytesOut
+			m.bytesAtStart += bytesOut(e)
 		}
 	}
 }
@@ -260,7 +262,7 @@ func (s *Sim) report(wall time.Duration) *Report {
 	load := make([]uint32, 0, len(s.live))
 	for _, i := range s.live {
 		n := &s.nodes[i]
-		bytes += n.e.Stats().BytesOut
+		bytes += bytesOut(n.e)
 		if n.up() {
 			load = append(load, n.recv)
 		}
@@ -298,8 +300,26 @@ func (s *Sim) tableQuality(n int) (correct, dead float64) {
 			break
 		}
 		self := s.nodes[i].id
+		if ce, ok := s.nodes[i].e.(*chord.Engine); ok {
+			// Chord: the successor list against the true successors.
+			truth = s.idx.successors(id.AddPow2(self, 0), len(ce.Successors()), func(x int32) bool { return x != i && s.nodes[x].reachable() }, truth[:0])
+			succs := ce.Successors()
+			for k, r := range truth {
+				want++
+				if k < len(succs) && succs[k].ID == r.id {
+					found++
+				}
+			}
+			for _, c := range append(succs, ce.Fingers()...) {
+				entries++
+				if j := indexOf(c.Addr); j < 0 || !s.nodes[j].up() || s.nodes[j].id != c.ID {
+					gone++
+				}
+			}
+			continue
+		}
 		truth = s.idx.closest(self, s.cfg.K, func(x int32) bool { return x != i && s.nodes[x].reachable() }, truth[:0])
-		t := s.nodes[i].e.Table()
+		t := s.nodes[i].e.(*kademlia.Engine).Table()
 		for _, r := range truth {
 			want++
 			if _, ok := t.Get(r.id); ok {

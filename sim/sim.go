@@ -1,6 +1,6 @@
 // Package sim runs many DHT engines in one process over a modelled
-// network, with a virtual clock. It drives the production kademlia engine,
-// not a model of it, through the same calls the UDP runtime makes
+// network, with a virtual clock. It drives the production kademlia or
+// chord engine, not a model of it, through the same calls the UDP runtime makes
 // (Receive, Start, Tick, Ready, Deadline), so an experiment with a million
 // nodes tests the code that serves real traffic, runs faster than real
 // time, and repeats exactly for a given seed.
@@ -23,8 +23,10 @@ import (
 	"runtime/metrics"
 	"time"
 
+	"github.com/dhtkit/dhtkit/chord"
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/kademlia"
+	"github.com/dhtkit/dhtkit/krpc"
 	"github.com/dhtkit/dhtkit/routing"
 )
 
@@ -50,7 +52,7 @@ const (
 // Config describes a simulation. The zero value of a field means its
 // default (see Defaults).
 type Config struct {
-	Protocol string `json:"protocol"` // "kademlia"
+	Protocol string `json:"protocol"` // "kademlia" or "chord"
 	Nodes    int    `json:"nodes"`
 	Lookups  int    `json:"lookups"` // find_node lookups of random targets, spread over Duration
 	// Keys are infohashes announced early in the measured phase (and
@@ -170,10 +172,10 @@ func (c Config) withDefaults() Config {
 
 func (c Config) validate() error {
 	switch {
-	case c.Protocol == "chord":
-		return errors.New("protocol chord: the chord engine does not exist yet; use --protocol kademlia")
-	case c.Protocol != "kademlia":
-		return fmt.Errorf("protocol %q: want kademlia", c.Protocol)
+	case c.Protocol != "kademlia" && c.Protocol != "chord":
+		return fmt.Errorf("protocol %q: want kademlia or chord", c.Protocol)
+	case c.Protocol == "chord" && c.Keys > 0 && !c.KV:
+		return errors.New("protocol chord has no get_peers/announce: with keys, add --kv (key-value records)")
 	case c.Nodes < 2 || c.Nodes > maxNodes/2:
 		return fmt.Errorf("nodes %d: want 2 to %d", c.Nodes, maxNodes/2)
 	case c.Lookups < 0 || c.Keys < 0:
@@ -206,10 +208,33 @@ const (
 	fMuted        // silent now: gets no datagrams and no ticks
 )
 
+// engine is what the simulator needs of a protocol engine: the driver
+// contract of the runtime, plus HasReady to skip empty Ready calls.
+// *kademlia.Engine and *chord.Engine are engines.
+type engine interface {
+	Receive(now time.Time, from netip.AddrPort, packet []byte)
+	Start(now time.Time, op kademlia.Op) kademlia.OpID
+	Tick(now time.Time)
+	Ready() kademlia.Ready
+	HasReady() bool
+	Deadline() time.Time
+}
+
+// bytesOut is what an engine has sent.
+func bytesOut(e engine) uint64 {
+	switch e := e.(type) {
+	case *kademlia.Engine:
+		return e.Stats().BytesOut
+	case *chord.Engine:
+		return e.Stats().BytesOut
+	}
+	return 0
+}
+
 // node is one simulated node. It is a slice element: at a million nodes
 // every byte here counts once per node.
 type node struct {
-	e       *kademlia.Engine
+	e       engine
 	id      id.ID
 	timerAt int64 // the pending deadline event, or -1
 	livePos int32 // position in Sim.live
@@ -386,7 +411,54 @@ func (s *Sim) spawn(nat bool) int32 {
 
 // start gives node i its engine.
 func (s *Sim) start(i int32) {
+	if s.cfg.Protocol == "chord" {
+		s.nodes[i].e = chord.New(s.chordConfig(i), s.time())
+		return
+	}
 	s.nodes[i].e = kademlia.New(s.engineConfig(i), s.time())
+}
+
+func (s *Sim) chordConfig(i int32) chord.Config {
+	return chord.Config{
+		ID:           s.nodes[i].id,
+		K:            s.cfg.K,
+		Network:      "sim",
+		QueryTimeout: s.cfg.QueryTimeout,
+		Rand:         &seedReader{s: mix64(s.cfg.Seed ^ uint64(i)<<20 ^ 0xd1b54a32d192ed03)},
+	}
+}
+
+// primeChord sets node i's ring state from the sorted ids: predecessor,
+// successor list and the successor of every finger start, as if the ring
+// had been stable for a long time.
+func (s *Sim) primeChord(i int32) {
+	n := &s.nodes[i]
+	ok := func(j int32) bool { return j != i && s.nodes[j].reachable() }
+	info := func(r ref) krpc.NodeInfo { return krpc.NodeInfo{ID: r.id, Addr: addrOf(r.n)} }
+	var pred krpc.NodeInfo
+	if p := s.idx.predecessor(n.id, ok); p.n >= 0 {
+		pred = info(p)
+	}
+	s.scratch = s.idx.successors(id.AddPow2(n.id, 0), chord.DefaultConfig().Successors, ok, s.scratch[:0])
+	succs := make([]krpc.NodeInfo, len(s.scratch))
+	for k, r := range s.scratch {
+		succs[k] = info(r)
+	}
+	var fingers []krpc.NodeInfo
+	for b := id.Bits - 1; b >= 0; b-- {
+		s.scratch = s.idx.successors(id.AddPow2(n.id, b), 1, ok, s.scratch[:0])
+		if len(s.scratch) == 0 {
+			break
+		}
+		f := info(s.scratch[0])
+		if len(succs) > 0 && f.ID == succs[0].ID {
+			break // this finger and all lower ones are the successor
+		}
+		if len(fingers) == 0 || fingers[len(fingers)-1].ID != f.ID {
+			fingers = append(fingers, f)
+		}
+	}
+	n.e.(*chord.Engine).Prime(pred, succs, fingers)
 }
 
 // leave removes node i from the network: its engine is dropped, and every
@@ -466,7 +538,11 @@ func (s *Sim) buildOracle(ctx context.Context) error {
 	s.idx.fold()
 	for i := range s.nodes {
 		s.start(int32(i))
-		s.prefill(int32(i))
+		if s.cfg.Protocol == "chord" {
+			s.primeChord(int32(i))
+		} else {
+			s.prefill(int32(i))
+		}
 		if i%65536 == 0 {
 			s.m.sample()
 			if err := ctx.Err(); err != nil {
@@ -495,7 +571,7 @@ func (s *Sim) buildOracle(ctx context.Context) error {
 // depth d, up to K random nodes whose id first differs from i's at bit d.
 func (s *Sim) prefill(i int32) {
 	n := &s.nodes[i]
-	t := n.e.Table()
+	t := n.e.(*kademlia.Engine).Table()
 	now := s.time()
 	k := s.cfg.K
 	var pick [64]int
@@ -871,6 +947,15 @@ func (s *Sim) deliver(ev *event) {
 func (s *Sim) result(i int32, ref opRef, r *kademlia.Result) {
 	switch ref.kind {
 	case evLookup:
+		if s.cfg.Protocol == "chord" {
+			// Chord's answer is the target's successor on the ring, which
+			// may be the asker itself.
+			s.scratch = s.idx.successors(ref.target, s.cfg.K, func(n int32) bool {
+				return n == i || s.nodes[n].reachable()
+			}, s.scratch[:0])
+			s.m.lookupDone(r, s.scratch, s.cfg.K)
+			return
+		}
 		s.scratch = s.idx.closest(ref.target, s.cfg.K, func(n int32) bool {
 			return n != i && s.nodes[n].reachable()
 		}, s.scratch[:0])

@@ -32,7 +32,7 @@ func newSimCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "sim",
 		Short: "Simulate a DHT network in one process (virtual time, modelled network)",
-		Long: `sim runs many nodes of the real kademlia engine in one process, over a
+		Long: `sim runs many nodes of the real kademlia (or chord) engine in one process, over a
 modelled network (latency, loss, partitions, NAT, churn) with a virtual
 clock, then reports lookup success, hops, latency, messages and load.
 The same seed and flags give the same figures.
@@ -64,6 +64,9 @@ flags given on the command line win over it.`,
 					return usageError("%v", err)
 				}
 				cfg.Partitions = append(cfg.Partitions, part)
+			}
+			if cfg.Protocol == "chord" {
+				cfg.KV = true // Chord stores key-value records only (no get_peers)
 			}
 			cfg.Build = sim.Build(build)
 			cfg.SelfLookup = &selfLookup
@@ -101,7 +104,7 @@ flags given on the command line win over it.`,
 	f.IntVar(&cfg.Nodes, "nodes", cfg.Nodes, "nodes in the network")
 	f.IntVar(&cfg.Lookups, "lookups", cfg.Lookups, "lookups of random targets, spread over --duration")
 	f.IntVar(&cfg.Keys, "keys", 100, "infohashes announced, re-announced and searched (get_peers)")
-	f.BoolVar(&cfg.KV, "kv", false, "make the keys key-value records: written once (KVPut), read back (KVGet)")
+	f.BoolVar(&cfg.KV, "kv", false, "make the keys key-value records: written once (KVPut), read back (KVGet); implied by --protocol chord")
 	f.Float64Var(&cfg.Churn, "churn", 0, "fraction of nodes replaced per simulated hour")
 	f.StringVar(&session, "session", "exp", "session lengths under churn: exp or weibull:SHAPE")
 	f.Float64Var(&cfg.Loss, "loss", 0, "packet loss probability")

@@ -1,0 +1,330 @@
+// Package chord is the Chord protocol engine (Stoica et al., SIGCOMM 2001),
+// written, like package kademlia, as a deterministic state machine that
+// does no I/O and reads no clock. It has exactly the driver contract of
+// kademlia.Engine (Receive, Start, Cancel, Tick, Ready, Deadline, Close,
+// with kademlia's Op, Result and Ready types), so the UDP runtime, the
+// simulator and every test harness drive either protocol unchanged.
+//
+// Each node keeps a successor list of r nodes, its predecessor and a
+// finger table; it joins by looking up its own successor through a
+// bootstrap node, and keeps the ring correct with periodic stabilize,
+// notify, fix_fingers and check_predecessor. Lookups are iterative: the
+// asker walks the ring itself, each step halving the remaining distance,
+// so it can route around a node that does not answer. Following Zave
+// ("Reasoning about identifier spaces", 2012), a node adopts its
+// successor's list only after that successor answered, never lists
+// itself, and falls back to the next live successor at once when one
+// fails, instead of waiting for the next round.
+//
+// Key-value records live on the successor of SHA-1(key) and the
+// Replicas-1 nodes after it, newest version winning (store.Version), with
+// read repair, a push of the keys a new predecessor takes over, and a
+// hand-over to the successors when a node leaves.
+package chord
+
+import (
+	"bytes"
+	"container/heap"
+	"crypto/rand"
+	"io"
+	mrand "math/rand/v2"
+	"net/netip"
+	"time"
+
+	"github.com/dhtkit/dhtkit/id"
+	"github.com/dhtkit/dhtkit/kademlia"
+	"github.com/dhtkit/dhtkit/krpc"
+	"github.com/dhtkit/dhtkit/store"
+)
+
+// Stats are the engine's counters since it started.
+type Stats struct {
+	QueriesIn   [numMethods]uint64 // by method; index 0 counts unknown methods
+	QueriesOut  [numMethods]uint64
+	ResponsesIn uint64
+	ErrorsIn    uint64
+	ErrorsOut   uint64 // error replies sent
+	Malformed   uint64 // packets or payloads that failed to decode or validate
+	ForeignNet  uint64 // messages dropped for carrying another network name
+	Unsolicited uint64 // responses that matched no query of ours
+	Timeouts    uint64 // queries of ours that got no answer
+	BytesIn     uint64
+	BytesOut    uint64
+	// SuccessorChanges counts changes of the first successor: high while
+	// the ring converges, then low.
+	SuccessorChanges uint64
+}
+
+// MethodName names the methods Stats counts by index.
+func MethodName(i int) string {
+	if i < 0 || i >= int(numMethods) {
+		return "unknown"
+	}
+	return method(i).String()
+}
+
+// Engine is one Chord node's protocol state. It is not safe for concurrent
+// use: its driver serializes calls.
+type Engine struct {
+	cfg   Config
+	self  id.ID
+	net   []byte
+	rng   *mrand.Rand
+	stats Stats
+
+	ring ring
+
+	// Outgoing queries awaiting an answer, by transaction id.
+	pending map[uint16]*pending
+	timers  timerHeap
+	nextTID uint16
+	free    []*pending
+
+	ops    map[kademlia.OpID]*opState
+	lastOp kademlia.OpID
+	boot   joiner
+
+	clock store.Clock
+	xbuf  []byte
+
+	// Scratch space.
+	in  krpc.Msg
+	out krpc.Msg
+	tid [2]byte
+
+	// Output, handed to the driver by Ready.
+	arena   []byte
+	packets []kademlia.Packet
+	results []kademlia.Result
+	drained bool
+	closed  bool
+}
+
+// New returns an engine for cfg, started at now.
+func New(cfg Config, now time.Time) *Engine {
+	cfg = cfg.withDefaults()
+	src := cfg.Rand
+	if src == nil {
+		src = rand.Reader
+	}
+	var seed [32]byte
+	if _, err := io.ReadFull(src, seed[:]); err != nil {
+		panic("chord: reading random seed: " + err.Error())
+	}
+	rng := mrand.New(mrand.NewChaCha8(seed))
+	if cfg.ID.IsZero() {
+		cfg.ID = id.Random(randReader{rng})
+	}
+	e := &Engine{
+		cfg:     cfg,
+		self:    cfg.ID,
+		net:     []byte(cfg.Network),
+		rng:     rng,
+		pending: make(map[uint16]*pending),
+		ops:     make(map[kademlia.OpID]*opState),
+		nextTID: uint16(rng.Uint32()),
+	}
+	e.ring.init(e.self, cfg.Successors)
+	e.clock.Writer = store.WriterID(e.self)
+	if cfg.Store != nil {
+		_ = cfg.Store.Each(func(r store.Record) bool {
+			e.clock.Restore(r.Version.Time)
+			return true
+		})
+	}
+	e.ring.nextStabilize = now.Add(e.jitter(cfg.StabilizeInterval))
+	e.ring.nextFix = now.Add(e.jitter(cfg.FixFingersInterval))
+	e.ring.nextCheck = now.Add(e.jitter(cfg.CheckPredecessorInterval))
+	if len(cfg.Bootstrap) > 0 {
+		e.startOp(now, kademlia.Bootstrap{Addrs: cfg.Bootstrap}, true)
+	}
+	return e
+}
+
+// jitter returns d scaled by a random factor in [0.75, 1.25).
+func (e *Engine) jitter(d time.Duration) time.Duration {
+	return d*3/4 + time.Duration(e.rng.Int64N(int64(d/2)+1))
+}
+
+// randReader adapts a math/rand generator to io.Reader for id.Random.
+type randReader struct{ r *mrand.Rand }
+
+func (r randReader) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = byte(r.r.Uint32())
+	}
+	return len(p), nil
+}
+
+// ID is the node's id.
+func (e *Engine) ID() id.ID { return e.self }
+
+// Stats returns the engine's counters.
+func (e *Engine) Stats() Stats { return e.stats }
+
+// Successors returns a copy of the successor list, nearest first. It never
+// holds the node itself; it is empty while the node is alone.
+func (e *Engine) Successors() []krpc.NodeInfo { return append([]krpc.NodeInfo(nil), e.ring.succs...) }
+
+// Predecessor returns the predecessor, if the node knows one.
+func (e *Engine) Predecessor() (krpc.NodeInfo, bool) { return e.ring.pred, e.ring.hasPred }
+
+// Finger returns finger i (0 <= i < 160): the first node the engine knows
+// at or after self+2^i on the ring, from its fingers and successors, and
+// false when it knows none (the node itself would be the answer).
+func (e *Engine) Finger(i int) (krpc.NodeInfo, bool) { return e.ring.finger(i) }
+
+// Fingers returns the distinct nodes of the finger table, in ring order
+// from the node.
+func (e *Engine) Fingers() []krpc.NodeInfo { return append([]krpc.NodeInfo(nil), e.ring.fingers...) }
+
+// Joined reports whether the node has found its place on the ring: it was
+// started alone, or a join through a bootstrap node has succeeded.
+func (e *Engine) Joined() bool { return e.boot.joined || len(e.boot.addrs) == 0 }
+
+// Store is the node's record store.
+func (e *Engine) Store() store.Store { return e.kvStore() }
+
+// Prime sets the node's ring state at once: what a simulator's oracle
+// build-up does instead of joining, and what a test does to start from a
+// known ring. succs are the node's successors in ring order (the node
+// itself and duplicates are skipped), fingers any further nodes it should
+// know.
+func (e *Engine) Prime(pred krpc.NodeInfo, succs, fingers []krpc.NodeInfo) {
+	if !pred.ID.IsZero() && pred.ID != e.self {
+		e.ring.pred, e.ring.hasPred = pred, true
+	}
+	e.ring.setSuccs(succs, nil)
+	for _, f := range fingers {
+		e.ring.addFinger(f)
+	}
+	e.boot.joined = true
+}
+
+// begin starts a call that may produce output: what an earlier Ready
+// handed out is dropped now, not before, so it stayed valid until here.
+func (e *Engine) begin() {
+	if e.drained {
+		e.arena = e.arena[:0]
+		clear(e.packets)
+		e.packets = e.packets[:0]
+		clear(e.results)
+		e.results = e.results[:0]
+		e.drained = false
+	}
+}
+
+// Ready returns what the driver should do now and clears it. Packet data
+// is valid until the next call on the engine.
+func (e *Engine) Ready() kademlia.Ready {
+	e.drained = true
+	return kademlia.Ready{Packets: e.packets, Results: e.results}
+}
+
+// HasReady reports whether Ready has anything to hand out.
+func (e *Engine) HasReady() bool {
+	return !e.drained && (len(e.packets) > 0 || len(e.results) > 0)
+}
+
+// Deadline is the time of the engine's next timer; the driver calls Tick
+// then (or earlier). Zero means no timer is pending.
+func (e *Engine) Deadline() time.Time {
+	if e.closed {
+		return time.Time{}
+	}
+	d := e.ring.nextStabilize
+	for _, t := range []time.Time{e.ring.nextFix, e.ring.nextCheck} {
+		if t.Before(d) {
+			d = t
+		}
+	}
+	if len(e.timers) > 0 && e.timers[0].at.Before(d) {
+		d = e.timers[0].at
+	}
+	if t, ok := e.boot.next(); ok && t.Before(d) {
+		d = t
+	}
+	return d
+}
+
+// Tick advances the engine's timers to now.
+func (e *Engine) Tick(now time.Time) {
+	if e.closed {
+		return
+	}
+	e.begin()
+	for len(e.timers) > 0 && !e.timers[0].at.After(now) {
+		t := heap.Pop(&e.timers).(timer)
+		p := e.pending[t.tid]
+		if p == nil || p.gen != t.gen {
+			continue // answered already
+		}
+		e.onTimeout(now, p)
+	}
+	e.boot.tick(now, e)
+	if !now.Before(e.ring.nextStabilize) {
+		e.ring.nextStabilize = now.Add(e.jitter(e.cfg.StabilizeInterval))
+		e.stabilize(now)
+	}
+	if !now.Before(e.ring.nextCheck) {
+		e.ring.nextCheck = now.Add(e.jitter(e.cfg.CheckPredecessorInterval))
+		e.checkPredecessor(now)
+	}
+	if !now.Before(e.ring.nextFix) {
+		e.ring.nextFix = now.Add(e.jitter(e.cfg.FixFingersInterval))
+		e.fixFingers(now)
+	}
+}
+
+// Receive hands the engine a datagram that arrived from a peer. The engine
+// keeps no reference to packet after it returns.
+func (e *Engine) Receive(now time.Time, from netip.AddrPort, packet []byte) {
+	if e.closed {
+		return
+	}
+	e.begin()
+	e.stats.BytesIn += uint64(len(packet))
+	m := &e.in
+	if err := m.Decode(packet); err != nil {
+		e.stats.Malformed++
+		if m.Y == krpc.Query && len(m.T) > 0 && bytes.Equal(m.Net, e.net) {
+			e.replyError(from, m.T, krpc.CodeProtocol, "malformed packet")
+		}
+		return
+	}
+	if !bytes.Equal(m.Net, e.net) {
+		e.stats.ForeignNet++
+		return
+	}
+	switch m.Y {
+	case krpc.Query:
+		e.handleQuery(now, from, m)
+	case krpc.Response, krpc.Error:
+		e.handleReply(now, from, m)
+	default:
+		e.stats.Malformed++
+	}
+}
+
+// send encodes e.out to addr and queues it.
+func (e *Engine) send(to netip.AddrPort) {
+	m := &e.out
+	m.Net = e.net
+	start := len(e.arena)
+	e.arena = m.Append(e.arena)
+	e.stats.BytesOut += uint64(len(e.arena) - start)
+	e.packets = append(e.packets, kademlia.Packet{To: to, Data: e.arena[start:len(e.arena):len(e.arena)]})
+}
+
+// Close ends every operation with kademlia.ErrClosed. The engine ignores
+// every later call but Ready.
+func (e *Engine) Close(now time.Time) {
+	if e.closed {
+		return
+	}
+	e.begin()
+	for _, s := range e.sortedOps() {
+		e.finish(now, s, kademlia.ErrClosed)
+	}
+	e.closed = true
+}

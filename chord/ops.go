@@ -1,0 +1,353 @@
+package chord
+
+import (
+	"cmp"
+	"errors"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/dhtkit/dhtkit/id"
+	"github.com/dhtkit/dhtkit/kademlia"
+	"github.com/dhtkit/dhtkit/krpc"
+)
+
+// ErrUnsupported is the Result of an operation Chord does not have
+// (get_peers, announce, BEP 44 items, sample_infohashes).
+var ErrUnsupported = errors.New("chord: operation not supported by the Chord engine (use --protocol kademlia)")
+
+var errBadAddr = errors.New("chord: invalid address")
+
+// opState is an operation in progress.
+type opState struct {
+	id       kademlia.OpID
+	op       kademlia.Op // nil for the engine's own lookups
+	internal bool        // started by the engine itself: its Result is not reported
+	started  time.Time
+	lk       *lookup
+	kv       *kvOp
+	ho       *handover
+	fix      *fingerLookup
+	join     bool // the lookup of our own successor through the bootstrap nodes
+	result   kademlia.Result
+}
+
+// fingerLookup is the engine's own lookup of finger slot's start.
+type fingerLookup struct {
+	slot   int
+	target id.ID
+}
+
+// Start begins an operation; its Result comes out of Ready. Chord does
+// Ping, FindNode, Bootstrap, KVPut, KVGet and Handover; any other
+// operation ends at once with ErrUnsupported.
+func (e *Engine) Start(now time.Time, op kademlia.Op) kademlia.OpID {
+	e.begin()
+	if e.closed {
+		e.lastOp++
+		e.results = append(e.results, kademlia.Result{Op: e.lastOp, Err: kademlia.ErrClosed})
+		return e.lastOp
+	}
+	return e.startOp(now, op, false)
+}
+
+func (e *Engine) newOp(now time.Time, op kademlia.Op, internal bool) *opState {
+	e.lastOp++
+	s := &opState{id: e.lastOp, op: op, internal: internal, started: now}
+	e.ops[s.id] = s
+	return s
+}
+
+func (e *Engine) startOp(now time.Time, op kademlia.Op, internal bool) kademlia.OpID {
+	s := e.newOp(now, op, internal)
+	switch op := op.(type) {
+	case kademlia.Ping:
+		if !op.Addr.IsValid() || op.Addr.Port() == 0 {
+			e.finish(now, s, errBadAddr)
+			break
+		}
+		e.newQuery(mPing)
+		if !e.sendQuery(now, mPing, op.Addr, id.ID{}, s.id, forOp) {
+			e.finish(now, s, errBadAddr)
+		}
+	case kademlia.FindNode:
+		e.startLookup(now, s, op.Target, nil)
+	case kademlia.Bootstrap:
+		e.boot.start(now, e, s, op.Addrs)
+	case kademlia.KVPut:
+		e.startKV(now, s, op.Key)
+	case kademlia.KVGet:
+		e.startKV(now, s, op.Key)
+	case kademlia.Handover:
+		e.startHandover(now, s)
+	default:
+		e.finish(now, s, ErrUnsupported)
+	}
+	return s.id
+}
+
+// startFinger starts the engine's own lookup of a finger. (It is no
+// kademlia.Op: that interface is closed to other packages.)
+func (e *Engine) startFinger(now time.Time, fl fingerLookup) kademlia.OpID {
+	s := e.newOp(now, nil, true)
+	s.fix = &fl
+	e.startLookup(now, s, fl.target, nil)
+	return s.id
+}
+
+// Cancel ends an operation early; its Result carries kademlia.ErrCanceled.
+func (e *Engine) Cancel(now time.Time, op kademlia.OpID) {
+	e.begin()
+	if s := e.ops[op]; s != nil {
+		e.finish(now, s, kademlia.ErrCanceled)
+	}
+}
+
+// onResponse routes a response to the operation that asked.
+func (e *Engine) onResponse(now time.Time, p *pending, sender id.ID, m *krpc.Msg) {
+	s := e.ops[p.op]
+	if s == nil {
+		return
+	}
+	switch {
+	case s.kv != nil:
+		s.kv.response(now, e, p, sender, m)
+	case s.ho != nil:
+		s.ho.done(now, e, s, p, m)
+	case s.lk != nil:
+		s.lk.response(now, e, s, p, sender, m)
+	default: // ping
+		s.result.ID = sender
+		s.result.Stats.Queries, s.result.Stats.Responses, s.result.Stats.Hops = 1, 1, 1
+		e.finish(now, s, nil)
+	}
+}
+
+// failure routes a timeout or an error reply to the operation.
+func (s *opState) failure(now time.Time, e *Engine, p *pending, err error) {
+	switch {
+	case s.kv != nil:
+		s.kv.failure(now, e, p, err)
+	case s.ho != nil:
+		s.ho.done(now, e, s, p, nil)
+	case s.lk != nil:
+		s.lk.failed(now, e, s, p, err)
+	default:
+		s.result.Stats.Queries = 1
+		if err == kademlia.ErrTimeout {
+			s.result.Stats.Timeouts = 1
+		}
+		e.finish(now, s, err)
+	}
+}
+
+// finish ends an operation and reports its Result.
+func (e *Engine) finish(now time.Time, s *opState, err error) {
+	if _, ok := e.ops[s.id]; !ok {
+		return
+	}
+	delete(e.ops, s.id)
+	s.result.Op = s.id
+	s.result.Err = err
+	s.result.Stats.Duration = now.Sub(s.started)
+	if s.lk != nil {
+		s.lk.stats(&s.result)
+	}
+	switch {
+	case s.fix != nil:
+		e.fingerFixed(now, *s.fix, &s.result)
+	case s.join:
+		e.boot.joinDone(now, e, &s.result)
+	}
+	if !s.internal {
+		e.results = append(e.results, s.result)
+	}
+}
+
+func (e *Engine) sortedOps() []*opState {
+	ops := make([]*opState, 0, len(e.ops))
+	for _, s := range e.ops {
+		ops = append(ops, s)
+	}
+	slices.SortFunc(ops, func(a, b *opState) int { return cmp.Compare(a.id, b.id) })
+	return ops
+}
+
+// lookup is an iterative find_successor: the asker itself walks towards
+// the target, one node at a time, each answering either with the target's
+// successor or with the nodes it knows that most closely precede the
+// target. A node that does not answer is skipped for the next best one.
+type lookup struct {
+	target id.ID
+	cands  []cand // sorted: unknown ids (bootstrap addresses) first, then closest predecessors of target first
+	asked  int    // queries sent
+	resps  int
+	touts  int
+	hops   int
+	// partial is the latest partial answer, the fall-back when no
+	// candidate is left to ask.
+	partial     []krpc.NodeInfo
+	partialHops int
+}
+
+type cand struct {
+	info   krpc.NodeInfo
+	state  uint8 // 0 fresh, 1 asked, 2 answered or failed
+	noID   bool  // a bootstrap address: id unknown
+	viaHop int   // hops of the chain that led to it
+}
+
+// step is the number of candidates a node returns when it does not know
+// the answer: the best and two fall-backs, should it be dead.
+const step = 3
+
+// startLookup looks up the successor of target. boot, if given, are the
+// addresses to start from (a join); otherwise the node starts from what it
+// knows and may answer at once.
+func (e *Engine) startLookup(now time.Time, s *opState, target id.ID, boot []netip.AddrPort) {
+	l := &lookup{target: target}
+	s.lk = l
+	if boot == nil {
+		nodes, done, partial := e.answer(target, e.cfg.K, nil)
+		if done {
+			e.lookupDone(now, s, nodes)
+			return
+		}
+		if partial {
+			l.partial = nodes
+		}
+		for _, n := range e.ring.preceding(target, 2*step, nil) {
+			l.cands = append(l.cands, cand{info: n})
+		}
+	} else {
+		for _, a := range boot {
+			l.cands = append(l.cands, cand{info: krpc.NodeInfo{Addr: a}, noID: true})
+		}
+	}
+	l.next(now, e, s)
+}
+
+// lookupDone ends a lookup with its answer.
+func (e *Engine) lookupDone(now time.Time, s *opState, nodes []krpc.NodeInfo) {
+	if len(nodes) > e.cfg.K {
+		nodes = nodes[:e.cfg.K]
+	}
+	switch s.op.(type) {
+	case kademlia.KVPut, kademlia.KVGet:
+		e.kvReplicas(now, s, nodes)
+		return
+	}
+	s.result.Nodes = nodes
+	e.finish(now, s, nil)
+}
+
+// next sends the query to the best candidate not asked yet, or ends the
+// lookup when none is left.
+func (l *lookup) next(now time.Time, e *Engine, s *opState) {
+	for i := range l.cands {
+		c := &l.cands[i]
+		if c.state != 0 {
+			continue
+		}
+		c.state = 1
+		q := e.newQuery(mFindSuccessor)
+		q.A.Has |= krpc.HasX
+		e.xbuf = encodeX(e.xbuf[:0], map[string]any{"t": l.target[:]})
+		q.A.X = e.xbuf
+		if !e.sendQuery(now, mFindSuccessor, c.info.Addr, c.info.ID, s.id, forOp) {
+			c.state = 2
+			continue
+		}
+		l.asked++
+		return
+	}
+	if l.partial != nil {
+		l.hops = l.partialHops
+		e.lookupDone(now, s, l.partial)
+		return
+	}
+	err := kademlia.ErrTimeout
+	if len(l.cands) == 0 {
+		err = kademlia.ErrNoContacts
+	}
+	e.finish(now, s, err)
+}
+
+func (l *lookup) find(p *pending) *cand {
+	for i := range l.cands {
+		c := &l.cands[i]
+		if c.state == 1 && c.info.Addr == p.to && (c.noID || c.info.ID == p.nodeID) {
+			return c
+		}
+	}
+	return nil
+}
+
+func (l *lookup) response(now time.Time, e *Engine, s *opState, p *pending, sender id.ID, m *krpc.Msg) {
+	c := l.find(p)
+	if c == nil {
+		return
+	}
+	c.state = 2
+	l.resps++
+	r, err := decodeStep(m.R.X, sender, p.to)
+	if err != nil {
+		e.stats.Malformed++
+		l.next(now, e, s)
+		return
+	}
+	hops := c.viaHop + 1
+	if r.done {
+		l.hops = hops
+		e.lookupDone(now, s, r.nodes)
+		return
+	}
+	if len(r.partial) > 0 {
+		l.partial, l.partialHops = r.partial, hops
+	}
+	// Keep only nodes that bring us closer than the responder: anything
+	// else is no progress (or a liar's detour).
+	added := false
+	for _, n := range r.nodes {
+		if n.ID == e.self || n.ID == l.target || !id.Between(n.ID, sender, l.target) {
+			continue
+		}
+		if slices.ContainsFunc(l.cands, func(x cand) bool { return x.info.ID == n.ID }) {
+			continue
+		}
+		l.cands = append(l.cands, cand{info: n, viaHop: hops})
+		added = true
+	}
+	if added {
+		t := l.target
+		slices.SortStableFunc(l.cands, func(a, b cand) int {
+			if a.noID != b.noID {
+				if a.noID {
+					return -1
+				}
+				return 1
+			}
+			return id.Compare(id.RingDistance(a.info.ID, t), id.RingDistance(b.info.ID, t))
+		})
+	}
+	l.next(now, e, s)
+}
+
+func (l *lookup) failed(now time.Time, e *Engine, s *opState, p *pending, err error) {
+	c := l.find(p)
+	if c == nil {
+		return
+	}
+	c.state = 2
+	if err == kademlia.ErrTimeout {
+		l.touts++
+	}
+	l.next(now, e, s)
+}
+
+func (l *lookup) stats(r *kademlia.Result) {
+	r.Stats.Queries = l.asked
+	r.Stats.Responses = l.resps
+	r.Stats.Timeouts = l.touts
+	r.Stats.Hops = l.hops
+}

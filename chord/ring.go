@@ -1,0 +1,393 @@
+package chord
+
+import (
+	"slices"
+	"time"
+
+	"github.com/dhtkit/dhtkit/id"
+	"github.com/dhtkit/dhtkit/kademlia"
+	"github.com/dhtkit/dhtkit/krpc"
+	"github.com/dhtkit/dhtkit/store"
+)
+
+// ring is the node's view of its neighbourhood: successor list,
+// predecessor and fingers, with the timers that maintain them.
+type ring struct {
+	self    id.ID
+	r       int
+	succs   []krpc.NodeInfo // nearest first; never self, no duplicates
+	pred    krpc.NodeInfo
+	hasPred bool
+	// fingers holds the distinct nodes of the finger table, sorted by
+	// clockwise distance from self. Finger i is the first of them at or
+	// after self+2^i; keeping nodes rather than 160 slots costs log N
+	// entries instead of 160 and makes a stale entry easy to drop.
+	fingers []krpc.NodeInfo
+
+	nextStabilize, nextFix, nextCheck time.Time
+	stabilizing, checking             bool
+	fixSlot                           int           // the next finger to refresh, counting down from 159
+	fixing                            kademlia.OpID // the finger lookup in flight
+	filling                           bool          // first pass after a join: refresh fingers back to back
+}
+
+func (r *ring) init(self id.ID, n int) {
+	r.self, r.r = self, n
+	r.fixSlot = id.Bits - 1
+}
+
+// successor is the first successor, or false when the node is alone.
+func (r *ring) successor() (krpc.NodeInfo, bool) {
+	if len(r.succs) == 0 {
+		return krpc.NodeInfo{}, false
+	}
+	return r.succs[0], true
+}
+
+// dist is the clockwise distance from the node to x.
+func (r *ring) dist(x id.ID) id.ID { return id.RingDistance(r.self, x) }
+
+// setSuccs makes first, then rest, the successor list: the node itself
+// ends it (beyond it the list would repeat), duplicates and nodes out of
+// ring order are skipped, and it is cut at r entries.
+func (r *ring) setSuccs(first []krpc.NodeInfo, rest []krpc.NodeInfo) bool {
+	old, had := r.successor()
+	out := make([]krpc.NodeInfo, 0, r.r)
+	var last id.ID // the previous entry's distance: entries must go clockwise
+	for _, list := range [][]krpc.NodeInfo{first, rest} {
+		for _, n := range list {
+			if len(out) == r.r {
+				break
+			}
+			if n.ID == r.self || n.ID.IsZero() || !n.Addr.IsValid() {
+				if n.ID == r.self {
+					goto done
+				}
+				continue
+			}
+			d := r.dist(n.ID)
+			if len(out) > 0 && id.Compare(d, last) <= 0 {
+				continue
+			}
+			out = append(out, n)
+			last = d
+		}
+	}
+done:
+	r.succs = out
+	now, has := r.successor()
+	return had != has || now.ID != old.ID
+}
+
+// addFinger records n in the finger set.
+func (r *ring) addFinger(n krpc.NodeInfo) {
+	if n.ID == r.self || n.ID.IsZero() || !n.Addr.IsValid() {
+		return
+	}
+	d := r.dist(n.ID)
+	i, found := slices.BinarySearchFunc(r.fingers, d, func(f krpc.NodeInfo, d id.ID) int {
+		return id.Compare(r.dist(f.ID), d)
+	})
+	if found {
+		r.fingers[i] = n // same id: the newest address wins
+		return
+	}
+	r.fingers = slices.Insert(r.fingers, i, n)
+}
+
+// setFinger records that s is the successor of start: no live node lies
+// in [start, s), so fingers there are stale.
+func (r *ring) setFinger(start id.ID, s krpc.NodeInfo) {
+	r.fingers = slices.DeleteFunc(r.fingers, func(f krpc.NodeInfo) bool {
+		return f.ID == start || id.Between(f.ID, start, s.ID) && f.ID != s.ID
+	})
+	r.addFinger(s)
+}
+
+// finger returns finger i: the first known node at or after self+2^i.
+func (r *ring) finger(i int) (krpc.NodeInfo, bool) {
+	if i < 0 || i >= id.Bits {
+		return krpc.NodeInfo{}, false
+	}
+	start := id.AddPow2(r.self, i)
+	best, ok := krpc.NodeInfo{}, false
+	var bd id.ID
+	consider := func(n krpc.NodeInfo) {
+		if n.ID != start && !id.Between(n.ID, start, r.self) {
+			return // before start
+		}
+		d := id.RingDistance(start, n.ID)
+		if !ok || id.Compare(d, bd) < 0 {
+			best, bd, ok = n, d, true
+		}
+	}
+	for _, n := range r.succs {
+		consider(n)
+	}
+	for _, n := range r.fingers {
+		consider(n)
+	}
+	return best, ok
+}
+
+// failed forgets a node that did not answer.
+func (r *ring) failed(x id.ID, e *Engine) {
+	first, had := r.successor()
+	r.succs = slices.DeleteFunc(r.succs, func(n krpc.NodeInfo) bool { return n.ID == x })
+	r.fingers = slices.DeleteFunc(r.fingers, func(n krpc.NodeInfo) bool { return n.ID == x })
+	if r.hasPred && r.pred.ID == x {
+		r.hasPred = false
+	}
+	if now, has := r.successor(); had && (!has || now.ID != first.ID) {
+		e.stats.SuccessorChanges++
+	}
+}
+
+// owns reports whether the node is the successor of t as far as it knows:
+// t lies in (pred, self].
+func (r *ring) owns(t id.ID) bool {
+	if t == r.self {
+		return true
+	}
+	return r.hasPred && id.Between(t, r.pred.ID, r.self)
+}
+
+// preceding appends to dst up to n known nodes that lie strictly between
+// the node and t, the closest predecessors of t first: the next hops of a
+// lookup of t.
+func (r *ring) preceding(t id.ID, n int, dst []krpc.NodeInfo) []krpc.NodeInfo {
+	base := len(dst)
+	add := func(c krpc.NodeInfo) {
+		if c.ID == t || !id.Between(c.ID, r.self, t) {
+			return
+		}
+		for _, d := range dst[base:] {
+			if d.ID == c.ID {
+				return
+			}
+		}
+		dst = append(dst, c)
+	}
+	for _, c := range r.succs {
+		add(c)
+	}
+	for _, c := range r.fingers {
+		add(c)
+	}
+	if r.hasPred {
+		add(r.pred)
+	}
+	cands := dst[base:]
+	slices.SortFunc(cands, func(a, b krpc.NodeInfo) int {
+		return id.Compare(id.RingDistance(a.ID, t), id.RingDistance(b.ID, t))
+	})
+	return dst[:base+min(n, len(cands))]
+}
+
+// answer appends to dst what the node knows of the successor of t and the
+// nodes after it, up to k, and reports whether that is the full answer:
+// t lies in (pred, self] (the node itself comes first) or at the head of
+// the successor list. When t falls among the last entries of the list,
+// too few nodes follow it: the entries are a partial answer (partial
+// true, done false), and succs[i-1], whose own list starts at t's
+// successor, is the better node to ask.
+func (e *Engine) answer(t id.ID, k int, dst []krpc.NodeInfo) (nodes []krpc.NodeInfo, done, partial bool) {
+	r := &e.ring
+	if r.owns(t) || len(r.succs) == 0 {
+		dst = append(dst, krpc.NodeInfo{ID: e.self})
+		for _, s := range r.succs {
+			if len(dst) == k {
+				break
+			}
+			dst = append(dst, s)
+		}
+		return dst, true, false
+	}
+	prev := e.self
+	for i, s := range r.succs {
+		if id.Between(t, prev, s.ID) {
+			for _, x := range r.succs[i:] {
+				if len(dst) == k {
+					break
+				}
+				dst = append(dst, x)
+			}
+			if len(r.succs)-i < k && len(r.succs) == r.r {
+				return dst, false, true
+			}
+			return dst, true, false
+		}
+		prev = s.ID
+	}
+	return dst, false, false
+}
+
+// stabilize asks the successor for its predecessor and successor list.
+func (e *Engine) stabilize(now time.Time) {
+	r := &e.ring
+	if r.stabilizing {
+		return
+	}
+	succ, ok := r.successor()
+	if !ok {
+		// Alone, or every successor failed: fall back on whatever else we
+		// know, nearest first; a node that was notified by someone while
+		// alone takes that node as its successor (the two-node ring).
+		var cands []krpc.NodeInfo
+		cands = append(cands, r.fingers...)
+		if r.hasPred {
+			cands = append(cands, r.pred)
+		}
+		if len(cands) == 0 {
+			// Nobody left to ask: join again through the bootstrap
+			// nodes, if there are any.
+			e.boot.rejoin(now, e)
+			return
+		}
+		slices.SortFunc(cands, func(a, b krpc.NodeInfo) int { return id.Compare(r.dist(a.ID), r.dist(b.ID)) })
+		r.setSuccs(cands[:1], nil)
+		e.stats.SuccessorChanges++
+		succ = r.succs[0]
+	}
+	e.newQuery(mGetPredecessor)
+	if e.sendQuery(now, mGetPredecessor, succ.Addr, succ.ID, 0, forStabilize) {
+		r.stabilizing = true
+	}
+}
+
+// onStabilize applies the successor's answer: adopt its predecessor if
+// that one lies between us, else take its successor list and notify it.
+func (e *Engine) onStabilize(now time.Time, p *pending, sender id.ID, m *krpc.Msg) {
+	r := &e.ring
+	r.stabilizing = false
+	succ, ok := r.successor()
+	if !ok || succ.ID != sender {
+		return // the list changed meanwhile
+	}
+	nb, err := decodeNeighbors(m.R.X, sender, p.to)
+	if err != nil {
+		e.stats.Malformed++
+		return
+	}
+	if !nb.pred.ID.IsZero() && nb.pred.ID != e.self && nb.pred.ID != succ.ID && id.Between(nb.pred.ID, e.self, succ.ID) {
+		// A node joined between us: it is our successor now, provided it
+		// answers. Ask it at once rather than a period later.
+		r.setSuccs([]krpc.NodeInfo{nb.pred}, r.succs)
+		e.stats.SuccessorChanges++
+		e.stabilize(now)
+		return
+	}
+	r.setSuccs([]krpc.NodeInfo{succ}, nb.succs)
+	e.newQuery(mNotify)
+	e.sendQuery(now, mNotify, succ.Addr, succ.ID, 0, forNotify)
+}
+
+// onNotifyReply handles the successor's answer to our notify: its
+// predecessor after it considered us. If that lies between us, we are not
+// its predecessor and the node in between is our successor: move to it at
+// once. Without this, nodes that join the same gap together line up one
+// per stabilize period; with it, within a few round trips.
+func (e *Engine) onNotifyReply(now time.Time, p *pending, sender id.ID, m *krpc.Msg) {
+	r := &e.ring
+	succ, ok := r.successor()
+	if !ok || succ.ID != sender || m.R.Has&krpc.HasX == 0 {
+		return
+	}
+	nb, err := decodeNeighbors(m.R.X, sender, p.to)
+	if err != nil {
+		e.stats.Malformed++
+		return
+	}
+	if nb.pred.ID.IsZero() || nb.pred.ID == e.self || nb.pred.ID == succ.ID || !id.Between(nb.pred.ID, e.self, succ.ID) {
+		return
+	}
+	r.setSuccs([]krpc.NodeInfo{nb.pred}, r.succs)
+	e.stats.SuccessorChanges++
+	e.stabilize(now)
+}
+
+// notified handles n's claim to be our predecessor.
+func (e *Engine) notified(now time.Time, n krpc.NodeInfo) {
+	r := &e.ring
+	if r.hasPred && r.pred.ID == n.ID {
+		r.pred = n
+		return
+	}
+	if r.hasPred && !id.Between(n.ID, r.pred.ID, e.self) {
+		return
+	}
+	old, had := r.pred, r.hasPred
+	r.pred, r.hasPred = n, true
+	if len(r.succs) == 0 {
+		r.setSuccs([]krpc.NodeInfo{n}, nil)
+		e.stats.SuccessorChanges++
+	}
+	if had {
+		// n took over (old, n] from us: hand it those records.
+		e.pushRange(now, old.ID, n)
+	}
+}
+
+// checkPredecessor pings the predecessor; one that does not answer is
+// forgotten (see onFailure).
+func (e *Engine) checkPredecessor(now time.Time) {
+	r := &e.ring
+	if !r.hasPred || r.checking {
+		return
+	}
+	e.newQuery(mPing)
+	if e.sendQuery(now, mPing, r.pred.Addr, r.pred.ID, 0, forCheck) {
+		r.checking = true
+	}
+}
+
+// fixFingers refreshes the next finger that the successor list does not
+// already answer, by a lookup of its start.
+func (e *Engine) fixFingers(now time.Time) {
+	r := &e.ring
+	if r.fixing != 0 || len(r.succs) == 0 {
+		return
+	}
+	last := r.succs[len(r.succs)-1]
+	start := id.AddPow2(e.self, r.fixSlot)
+	if r.fixSlot < 0 || id.Between(start, e.self, last.ID) {
+		// This finger and all lower ones fall within the successor list:
+		// the pass is over; start the next from the top.
+		r.fixSlot = id.Bits - 1
+		r.filling = false
+		start = id.AddPow2(e.self, r.fixSlot)
+		if id.Between(start, e.self, last.ID) {
+			return // a ring of at most r+1 nodes: the list is the table
+		}
+	}
+	slot := r.fixSlot
+	r.fixSlot--
+	r.fixing = e.startFinger(now, fingerLookup{slot: slot, target: start})
+}
+
+// fingerFixed records the outcome of a finger lookup.
+func (e *Engine) fingerFixed(now time.Time, fl fingerLookup, res *kademlia.Result) {
+	r := &e.ring
+	r.fixing = 0
+	if res.Err == nil && len(res.Nodes) > 0 && res.Nodes[0].ID != e.self {
+		r.setFinger(fl.target, res.Nodes[0])
+	}
+	if r.filling {
+		r.nextFix = now
+	}
+}
+
+// pushRange hands the records whose target lies in (lo, to.ID] to `to`.
+func (e *Engine) pushRange(now time.Time, lo id.ID, to krpc.NodeInfo) {
+	if e.cfg.Store == nil {
+		return
+	}
+	var recs []store.Record
+	_ = e.cfg.Store.Each(func(rec store.Record) bool {
+		if t := rec.Target(); id.Between(t, lo, to.ID) && !expired(&rec, now) {
+			recs = append(recs, rec)
+		}
+		return true
+	})
+	e.pushRecords(now, to, recs, 0)
+}

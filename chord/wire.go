@@ -1,0 +1,341 @@
+package chord
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/dhtkit/dhtkit/id"
+	"github.com/dhtkit/dhtkit/krpc"
+	"github.com/dhtkit/dhtkit/store"
+)
+
+// Chord's methods travel as KRPC queries with their own names (krpc
+// decodes them as MethodUnknown with QName set) and their arguments and
+// results bencoded under "x", as dhtkit's key-value methods do, so that the
+// standard codec carries them unchanged:
+//
+//	ch_find_successor  a.x: {"t": target}        r.x: {"d": 0|1, "n": [node, ...], "a": [node, ...]}
+//	ch_get_predecessor (no x)                    r.x: {"p": node, "s": [node, ...]}
+//	ch_notify          (no x)                    r.x: {"p": node}
+//	ch_leave           a.x: {"p": node, "s": [node, ...]}   (no x)
+//
+// A node is a byte string: its 20-byte id followed by its compact address
+// (6 bytes IPv4, 18 bytes IPv6), or the id alone for the sender itself,
+// whose address the receiver knows better than the sender does (NAT).
+// In a ch_find_successor reply, "d" says whether "n" is the answer (the
+// target's successor and the nodes after it) or the next nodes to ask
+// (those of the responder's nodes that most closely precede the target);
+// "a", with d 0, is a partial answer: the target's successor and fewer
+// than K nodes after it, which the asker falls back on should the next
+// nodes not answer.
+//
+// The key-value methods are dhtkit's dk_store and dk_fetch with the
+// payloads of package kademlia: {"recs": [rec, ...]} / {"ok": [0|1, ...]}
+// and {"k": key} / {"recs": [rec, ...]}, rec being {"k", "v", "t", "w",
+// "e", "d"}. Plain KRPC ping checks a node's liveness.
+const (
+	methodFindSuccessor  = "ch_find_successor"
+	methodGetPredecessor = "ch_get_predecessor"
+	methodNotify         = "ch_notify"
+	methodLeave          = "ch_leave"
+)
+
+// method is the engine's own enumeration of the methods it speaks.
+type method uint8
+
+const (
+	mUnknown method = iota
+	mPing
+	mFindSuccessor
+	mGetPredecessor
+	mNotify
+	mLeave
+	mStore
+	mFetch
+	numMethods
+)
+
+var methodNames = [numMethods]string{
+	mUnknown:        "unknown",
+	mPing:           "ping",
+	mFindSuccessor:  methodFindSuccessor,
+	mGetPredecessor: methodGetPredecessor,
+	mNotify:         methodNotify,
+	mLeave:          methodLeave,
+	mStore:          "dk_store",
+	mFetch:          "dk_fetch",
+}
+
+func (m method) String() string { return methodNames[m] }
+
+// methodOf classifies a decoded query.
+func methodOf(q *krpc.Msg) method {
+	switch q.Q {
+	case krpc.MethodPing:
+		return mPing
+	case krpc.MethodStore:
+		return mStore
+	case krpc.MethodFetch:
+		return mFetch
+	case krpc.MethodUnknown:
+		switch string(q.QName) {
+		case methodFindSuccessor:
+			return mFindSuccessor
+		case methodGetPredecessor:
+			return mGetPredecessor
+		case methodNotify:
+			return mNotify
+		case methodLeave:
+			return mLeave
+		}
+	}
+	return mUnknown
+}
+
+// setMethod names m in an outgoing query.
+func setMethod(q *krpc.Msg, m method) {
+	switch m {
+	case mPing:
+		q.Q = krpc.MethodPing
+	case mStore:
+		q.Q = krpc.MethodStore
+	case mFetch:
+		q.Q = krpc.MethodFetch
+	default:
+		q.Q = krpc.MethodUnknown
+		q.QName = []byte(methodNames[m])
+	}
+}
+
+var errBadPayload = errors.New("chord: malformed payload")
+
+// maxNodesIn bounds the nodes accepted from one list: a peer cannot make
+// us hold more than a datagram's worth.
+const maxNodesIn = 64
+
+// encodeNode is the wire form of n; self (the sender) travels as its id.
+func encodeNode(n krpc.NodeInfo, self id.ID) []byte {
+	b := make([]byte, 0, id.Len+krpc.CompactAddr6Len)
+	b = append(b, n.ID[:]...)
+	if n.ID != self {
+		b = krpc.AppendCompactAddr(b, n.Addr)
+	}
+	return b
+}
+
+func encodeNodes(ns []krpc.NodeInfo, self id.ID) []any {
+	out := make([]any, len(ns))
+	for i, n := range ns {
+		out[i] = encodeNode(n, self)
+	}
+	return out
+}
+
+// decodeNode reads a node sent by sender (id, address): an id alone is
+// the sender itself.
+func decodeNode(v any, sender id.ID, from netip.AddrPort) (krpc.NodeInfo, error) {
+	b, ok := v.([]byte)
+	if !ok || len(b) < id.Len {
+		return krpc.NodeInfo{}, fmt.Errorf("%w: node is not a string of at least 20 bytes", errBadPayload)
+	}
+	n := krpc.NodeInfo{ID: id.ID(b[:id.Len])}
+	if len(b) == id.Len {
+		if n.ID != sender {
+			return n, fmt.Errorf("%w: node %v without an address", errBadPayload, n.ID)
+		}
+		n.Addr = from
+		return n, nil
+	}
+	a, err := krpc.ParseCompactAddr(b[id.Len:])
+	if err != nil {
+		return n, fmt.Errorf("%w: %w", errBadPayload, err)
+	}
+	if !a.Addr().IsValid() || a.Port() == 0 || a.Addr().IsUnspecified() {
+		return n, fmt.Errorf("%w: node %v at unusable address %v", errBadPayload, n.ID, a)
+	}
+	if n.ID == sender {
+		a = from // the sender's own view of its address is worth less than ours
+	}
+	n.Addr = a
+	return n, nil
+}
+
+// decodeNodes reads a list of nodes; absent means empty.
+func decodeNodes(v any, sender id.ID, from netip.AddrPort) ([]krpc.NodeInfo, error) {
+	if v == nil {
+		return nil, nil
+	}
+	list, ok := v.([]any)
+	if !ok {
+		return nil, fmt.Errorf("%w: node list is not a list", errBadPayload)
+	}
+	if len(list) > maxNodesIn {
+		list = list[:maxNodesIn]
+	}
+	out := make([]krpc.NodeInfo, 0, len(list))
+	for _, x := range list {
+		n, err := decodeNode(x, sender, from)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// decodeX decodes the "x" payload of a message into a dictionary.
+func decodeX(x []byte) (map[string]any, error) {
+	if len(x) == 0 {
+		return nil, fmt.Errorf("%w: no x", errBadPayload)
+	}
+	v, err := krpc.Unmarshal(x)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errBadPayload, err)
+	}
+	d, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("%w: x is not a dictionary", errBadPayload)
+	}
+	return d, nil
+}
+
+func encodeX(dst []byte, v map[string]any) []byte {
+	out, err := krpc.AppendValue(dst, v)
+	if err != nil {
+		panic(err) // only our own, well-typed values are encoded here
+	}
+	return out
+}
+
+// stepReply is a decoded ch_find_successor reply.
+type stepReply struct {
+	done    bool
+	nodes   []krpc.NodeInfo
+	partial []krpc.NodeInfo
+}
+
+func decodeStep(x []byte, sender id.ID, from netip.AddrPort) (stepReply, error) {
+	d, err := decodeX(x)
+	if err != nil {
+		return stepReply{}, err
+	}
+	var r stepReply
+	switch v := d["d"].(type) {
+	case nil:
+	case int64:
+		r.done = v == 1
+	default:
+		return r, fmt.Errorf("%w: d is not an integer", errBadPayload)
+	}
+	if r.nodes, err = decodeNodes(d["n"], sender, from); err != nil {
+		return r, err
+	}
+	if r.partial, err = decodeNodes(d["a"], sender, from); err != nil {
+		return r, err
+	}
+	if r.done && len(r.nodes) == 0 {
+		return r, fmt.Errorf("%w: an answer without nodes", errBadPayload)
+	}
+	return r, nil
+}
+
+// neighbors is a decoded ch_get_predecessor reply or ch_leave argument.
+type neighbors struct {
+	pred  krpc.NodeInfo // zero ID: none
+	succs []krpc.NodeInfo
+}
+
+func decodeNeighbors(x []byte, sender id.ID, from netip.AddrPort) (neighbors, error) {
+	var nb neighbors
+	d, err := decodeX(x)
+	if err != nil {
+		return nb, err
+	}
+	if p, ok := d["p"]; ok {
+		if nb.pred, err = decodeNode(p, sender, from); err != nil {
+			return nb, err
+		}
+	}
+	nb.succs, err = decodeNodes(d["s"], sender, from)
+	return nb, err
+}
+
+func encodeNeighbors(dst []byte, pred krpc.NodeInfo, hasPred bool, succs []krpc.NodeInfo, self id.ID) []byte {
+	m := map[string]any{"s": encodeNodes(succs, self)}
+	if hasPred {
+		m["p"] = encodeNode(pred, self)
+	}
+	return encodeX(dst, m)
+}
+
+// Records: the payload format of package kademlia's dk_store and dk_fetch.
+
+func encodeRecords(dst []byte, recs []store.Record) []byte {
+	list := make([]any, len(recs))
+	for i := range recs {
+		r := &recs[i]
+		m := map[string]any{"k": r.Key, "t": int64(r.Version.Time), "w": int64(r.Version.Writer)}
+		if r.Deleted {
+			m["d"] = 1
+		} else {
+			m["v"] = r.Value
+		}
+		if !r.Expires.IsZero() {
+			m["e"] = r.Expires.UnixMilli()
+		}
+		list[i] = m
+	}
+	return encodeX(dst, map[string]any{"recs": list})
+}
+
+func decodeRecord(v any) (store.Record, error) {
+	d, ok := v.(map[string]any)
+	if !ok {
+		return store.Record{}, fmt.Errorf("%w: record is not a dictionary", errBadPayload)
+	}
+	var r store.Record
+	k, ok1 := d["k"].([]byte)
+	t, ok2 := d["t"].(int64)
+	w, ok3 := d["w"].(int64)
+	if !ok1 || !ok2 || !ok3 || len(k) == 0 {
+		return r, fmt.Errorf("%w: record needs k, t and w", errBadPayload)
+	}
+	r.Key = string(k)
+	r.Version = store.Version{Time: uint64(t), Writer: uint64(w)}
+	if r.Version.IsZero() {
+		return r, fmt.Errorf("%w: record without a version", errBadPayload)
+	}
+	if del, _ := d["d"].(int64); del == 1 {
+		r.Deleted = true
+	} else if val, ok := d["v"].([]byte); ok {
+		r.Value = append([]byte{}, val...)
+	} else {
+		return r, fmt.Errorf("%w: record without v", errBadPayload)
+	}
+	if e, ok := d["e"].(int64); ok && e > 0 {
+		r.Expires = time.UnixMilli(e)
+	}
+	return r, nil
+}
+
+func decodeRecords(x []byte) ([]store.Record, error) {
+	d, err := decodeX(x)
+	if err != nil {
+		return nil, err
+	}
+	raw, ok := d["recs"].([]any)
+	if !ok {
+		return nil, fmt.Errorf("%w: no recs list", errBadPayload)
+	}
+	recs := make([]store.Record, 0, len(raw))
+	for _, v := range raw {
+		r, err := decodeRecord(v)
+		if err != nil {
+			return nil, err
+		}
+		recs = append(recs, r)
+	}
+	return recs, nil
+}
