@@ -130,6 +130,7 @@ type Report struct {
 	Session  string  `json:"session"`
 	NAT      float64 `json:"nat"`
 	Silent   float64 `json:"silent"`
+	Liars    float64 `json:"liars"`
 
 	// SuccessRate: lookups whose nearest result is the true nearest
 	// reachable node. AllKRate: lookups that found all K true nearest.
@@ -207,7 +208,7 @@ func (s *Sim) report(wall time.Duration) *Report {
 	r := &Report{
 		Protocol: c.Protocol, Nodes: c.Nodes, Lookups: m.lookups, Seed: c.Seed,
 		K: c.K, Alpha: c.Alpha, Build: c.Build, Latency: c.Latency.String(),
-		Loss: c.Loss, Churn: c.Churn, Session: c.Session.String(), NAT: c.NAT, Silent: c.Silent,
+		Loss: c.Loss, Churn: c.Churn, Session: c.Session.String(), NAT: c.NAT, Silent: c.Silent, Liars: c.Liars,
 		Keys: c.Keys, Joins: m.joins, Leaves: m.leaves, JoinsOK: m.joinOK,
 		Messages: m.sent, Lost: m.lost, Partitioned: m.partitioned, NATDropped: m.natDropped,
 		ToDead: m.toDead, Events: s.events,

@@ -92,7 +92,13 @@ type Config struct {
 	// Silent is the fraction of nodes that stop answering and sending when
 	// the measured phase starts, staying in other nodes' tables: crashed
 	// nodes, or nodes firewalled after they joined.
-	Silent     float64     `json:"silent"`
+	Silent float64 `json:"silent"`
+	// Liars is the fraction of nodes that, from the start of the measured
+	// phase, lie in every answer: find_node, get_peers and get replies
+	// list made-up nodes whose ids sit right next to the target and whose
+	// addresses hold no node (an eclipse attempt). Kademlia only: the
+	// lie goes in through the engine's own QueryHook.
+	Liars      float64     `json:"liars"`
 	Partitions []Partition `json:"partitions,omitempty"`
 	// Table is the routing table: "bep5" (default) or "keepall".
 	Table string `json:"table"`
@@ -180,7 +186,7 @@ func (c Config) validate() error {
 		return fmt.Errorf("nodes %d: want 2 to %d", c.Nodes, maxNodes/2)
 	case c.Lookups < 0 || c.Keys < 0:
 		return errors.New("lookups and keys must not be negative")
-	case c.Churn < 0 || c.Loss < 0 || c.Loss >= 1 || c.NAT < 0 || c.NAT >= 1 || c.Silent < 0 || c.Silent >= 1 || c.NAT+c.Silent >= 1:
+	case c.Churn < 0 || c.Loss < 0 || c.Loss >= 1 || c.NAT < 0 || c.NAT >= 1 || c.Silent < 0 || c.Silent >= 1 || c.Liars < 0 || c.NAT+c.Silent+c.Liars >= 1:
 		return errors.New("churn must be >= 0; loss, nat and silent must be fractions in [0, 1), nat+silent < 1")
 	case c.Duration < 0:
 		return errors.New("duration must not be negative")
@@ -206,6 +212,7 @@ const (
 	fNAT          // behind a NAT
 	fSilent       // chosen to go silent
 	fMuted        // silent now: gets no datagrams and no ticks
+	fLiar         // lies in its answers (Config.Liars)
 )
 
 // engine is what the simulator needs of a protocol engine: the driver
@@ -368,6 +375,14 @@ func (s *Sim) engineConfig(i int32) kademlia.Config {
 		QueryTimeout:    s.cfg.QueryTimeout,
 		MinQueryTimeout: s.cfg.MinQueryTimeout,
 		Rand:            &seedReader{s: mix64(s.cfg.Seed ^ uint64(i)<<20 ^ 0xd1b54a32d192ed03)},
+	}
+	if s.cfg.Liars > 0 {
+		c.QueryHook = func(_ netip.AddrPort, q, reply *krpc.Msg) bool {
+			if s.nodes[i].flags&fLiar != 0 {
+				s.lie(q, reply)
+			}
+			return true
+		}
 	}
 	if s.cfg.Table == "keepall" {
 		c.NewTable = func(self id.ID, k int) routing.Table {
@@ -648,6 +663,7 @@ func (s *Sim) startMeasuring() {
 	if s.cfg.Silent > 0 {
 		s.q.push(event{at: s.t0, kind: evSilence})
 	}
+	s.chooseLiars()
 	dur := max(int64(s.cfg.Duration), 1)
 	for i := range s.cfg.Lookups {
 		s.q.push(event{at: s.t0 + s.rngWork.Int64N(dur), kind: evLookup, aux: int32(i)})
@@ -808,6 +824,42 @@ func (s *Sim) silence() {
 			}
 		}
 	}
+}
+
+// chooseLiars picks the Config.Liars fraction of live, reachable nodes.
+func (s *Sim) chooseLiars() {
+	want := int(s.cfg.Liars * float64(len(s.live)))
+	for chosen, tries := 0, 0; chosen < want && tries < 100*want; tries++ {
+		n := &s.nodes[s.live[s.rngBuild.IntN(len(s.live))]]
+		if n.flags&(fLiar|fMuted|fNAT) != 0 {
+			continue
+		}
+		n.flags |= fLiar
+		chosen++
+	}
+}
+
+// lie replaces the nodes of an answer with K made-up ones right next to
+// the target, at addresses where no node lives.
+func (s *Sim) lie(q, reply *krpc.Msg) {
+	target := q.A.Target
+	if q.A.Has&krpc.HasInfoHash != 0 {
+		target = q.A.InfoHash
+	}
+	if reply.R.Has&krpc.HasNodes == 0 {
+		return
+	}
+	reply.R.Nodes = reply.R.Nodes[:0]
+	for range s.cfg.K {
+		fake := target
+		for b := 16; b < id.Len; b++ {
+			fake[b] = byte(s.rngWork.Uint32())
+		}
+		// Indexes past every node the run can have: undeliverable.
+		reply.R.Nodes = append(reply.R.Nodes, krpc.NodeInfo{ID: fake, Addr: addrOf(maxNodes - 1 - s.rngWork.Int32N(1<<20))})
+	}
+	reply.R.Values = reply.R.Values[:0]
+	reply.R.Has &^= krpc.HasValues
 }
 
 // opLost counts an operation whose node left or fell silent as failed.

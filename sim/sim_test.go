@@ -103,6 +103,12 @@ func TestConditionsHurt(t *testing.T) {
 				return r.TimeoutsPerLookup > b.TimeoutsPerLookup && r.LatencyMsMedian > b.LatencyMsMedian
 			},
 			"timeouts and latency up"},
+		{"liars", func(c *Config) { c.Liars = 0.2 },
+			func(b, r *Report) bool {
+				// Made-up nodes cost timeouts; lookups still find the truth.
+				return r.TimeoutsPerLookup > b.TimeoutsPerLookup && r.SuccessRate >= 0.99
+			},
+			"timeouts up, success kept"},
 		{"nat", func(c *Config) { c.NAT = 0.3 },
 			func(b, r *Report) bool { return r.NATDropped > 0 && r.TimeoutsPerLookup > b.TimeoutsPerLookup },
 			"datagrams dropped at NATs, and timeouts"},

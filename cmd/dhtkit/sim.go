@@ -120,6 +120,7 @@ flags given on the command line win over it.`,
 	f.DurationVar(&cfg.JoinInterval, "join-interval", cfg.JoinInterval, "join build-up: time between two nodes' starts")
 	f.Float64Var(&cfg.NAT, "nat", 0, "fraction of nodes behind a NAT (unreachable unless they spoke first)")
 	f.Float64Var(&cfg.Silent, "silent", 0, "fraction of nodes that fall silent when the measured phase starts")
+	f.Float64Var(&cfg.Liars, "liars", 0, "fraction of nodes that answer with made-up nodes next to the target (kademlia)")
 	f.StringArrayVar(&partitions, "partition", nil, "a partition AT+FOR:FRACTION, e.g. 2m+3m:0.5 (repeatable)")
 	f.StringVar(&cfg.Table, "table", cfg.Table, "routing table: bep5 or keepall")
 	f.DurationVar(&cfg.QueryTimeout, "query-timeout", 0, "engine QueryTimeout (0: the engine's default)")
