@@ -196,6 +196,12 @@ func (n *Node) GetTo(ctx context.Context, key string, w io.Writer, progress func
 		return Value{}, err
 	}
 	v := Value{Version: res.Version, Expires: res.Record.Expires, Partial: res.Partial}
+	return n.readValue(ctx, key, v, kind, data, w, progress)
+}
+
+// readValue writes to w the value whose record holds kind and data: the
+// data itself, or the chunks its manifest names.
+func (n *Node) readValue(ctx context.Context, key string, v Value, kind byte, data []byte, w io.Writer, progress func(done, total int64)) (Value, error) {
 	switch kind {
 	case kindInline:
 		v.Size = int64(len(data))
@@ -345,36 +351,75 @@ func (n *Node) Local() []store.Record {
 }
 
 // Watch reports key's value each time a new version appears, until ctx
-// ends or the node closes. It polls the replicas every WatchInterval.
+// ends or the node closes. It does not poll: the key's replicas push each
+// version they take to the node (kademlia.KVListen), so a change arrives
+// one datagram after a replica stores it. The first Value is the current
+// one, if the key has one. A delete, or the expiry of the value last
+// reported, yields a zero Value, once.
 func (n *Node) Watch(ctx context.Context, key string) (<-chan Value, error) {
 	if key == "" {
 		return nil, fmt.Errorf("dhtkit: watch: %w", kademlia.ErrNoKey)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	events, err := n.rt.Watch(ctx, kademlia.KVListen{Key: key})
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("dhtkit: watch %q: %w", shortKey(key), err)
 	}
 	ch := make(chan Value)
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
 		defer close(ch)
-		var last store.Version
-		t := time.NewTicker(WatchInterval)
-		defer t.Stop()
+		// Canceling ends the KVListen.
+		defer cancel()
+		var last store.Version // of the value last reported; zero: none, or deleted
+		expiry := time.NewTimer(time.Hour)
+		expiry.Stop()
+		defer expiry.Stop()
+		send := func(v Value) bool {
+			select {
+			case ch <- v:
+				return true
+			case <-ctx.Done():
+			case <-n.ctx.Done():
+			}
+			return false
+		}
 		for {
-			v, err := n.Get(ctx, key)
-			if err == nil && v.Version != last || errors.Is(err, ErrNotFound) && !last.IsZero() {
-				last = v.Version
-				select {
-				case ch <- v:
-				case <-ctx.Done():
-					return
-				case <-n.ctx.Done():
+			var v Value
+			select {
+			case ev, ok := <-events:
+				if !ok {
 					return
 				}
-			}
-			select {
-			case <-t.C:
+				if ev.Record.Deleted {
+					if last.IsZero() {
+						continue
+					}
+					break // out of the select: report the delete
+				}
+				var err error
+				v, err = n.watchValue(ctx, key, ev.Record)
+				if err != nil {
+					n.log.Debug("watch: reading a new version", "key", shortKey(key), "version", ev.Record.Version, "err", err)
+					continue
+				}
+			case <-expiry.C:
+				if last.IsZero() {
+					continue
+				}
 			case <-ctx.Done():
 				return
 			case <-n.ctx.Done():
+				return
+			}
+			last = v.Version
+			expiry.Stop()
+			if !v.Expires.IsZero() {
+				expiry.Reset(time.Until(v.Expires))
+			}
+			if !send(v) {
 				return
 			}
 		}
@@ -382,8 +427,20 @@ func (n *Node) Watch(ctx context.Context, key string) (<-chan Value, error) {
 	return ch, nil
 }
 
-// WatchInterval is how often Watch asks the replicas.
-var WatchInterval = time.Second
+// watchValue turns a version a replica sent into the Value it stands for,
+// fetching the chunks of a large one.
+func (n *Node) watchValue(ctx context.Context, key string, rec store.Record) (Value, error) {
+	if len(rec.Value) == 0 {
+		return Value{}, fmt.Errorf("dhtkit: watch %q: empty record", shortKey(key))
+	}
+	var buf bytes.Buffer
+	v, err := n.readValue(ctx, key, Value{Version: rec.Version, Expires: rec.Expires}, rec.Value[0], rec.Value[1:], &buf, nil)
+	if err != nil {
+		return v, err
+	}
+	v.Data = buf.Bytes()
+	return v, nil
+}
 
 // Leave hands every stored value over to the other nodes that should hold
 // it, so that the node can stop without loss; it does not close the node.

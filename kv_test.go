@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"testing"
 	"time"
+
+	"github.com/dhtkit/dhtkit/kademlia"
 )
 
 func TestPutGetOverUDP(t *testing.T) {
@@ -117,5 +119,61 @@ func TestLeaveHandsValuesOver(t *testing.T) {
 		if err != nil || string(got.Data) != k {
 			t.Fatalf("get %s after two nodes left: %q, %v", k, got.Data, err)
 		}
+	}
+}
+
+func TestWatchOverUDP(t *testing.T) {
+	nodes := network(t, 8, 7)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	wctx, stop := context.WithCancel(ctx)
+	ch, err := nodes[2].Watch(wctx, "news")
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := func(what string) Value {
+		t.Helper()
+		select {
+		case v, ok := <-ch:
+			if !ok {
+				t.Fatalf("%s: the watch ended", what)
+			}
+			return v
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: no value within 5s", what)
+		}
+		return Value{}
+	}
+	big := bytes.Repeat([]byte("chunked "), 40_000)
+	for _, tc := range []struct {
+		name  string
+		value []byte
+	}{
+		{"put", []byte("one")},
+		{"overwrite", []byte("two")},
+		{"chunked", big},
+	} {
+		ver, err := nodes[5].Put(ctx, "news", tc.value, PutOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		v := next(tc.name)
+		t.Logf("%s: heard %v after the put returned", tc.name, time.Since(start))
+		if v.Version != ver || !bytes.Equal(v.Data, tc.value) || v.Size != int64(len(tc.value)) {
+			t.Fatalf("%s: got %d bytes version %v, want %d bytes version %v", tc.name, len(v.Data), v.Version, len(tc.value), ver)
+		}
+	}
+	if err := nodes[6].Delete(ctx, "news"); err != nil {
+		t.Fatal(err)
+	}
+	if v := next("delete"); !v.Version.IsZero() || v.Data != nil {
+		t.Fatalf("delete: got %+v, want a zero Value", v)
+	}
+	stop()
+	for range ch { // closes once the watch has ended
+	}
+	if _, err := nodes[2].Watch(ctx, ""); !errors.Is(err, kademlia.ErrNoKey) {
+		t.Errorf("watch of an empty key: %v", err)
 	}
 }

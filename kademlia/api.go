@@ -15,7 +15,9 @@ import (
 type OpID uint64
 
 // Op is an operation a user asks of the engine. The concrete types are
-// Ping, FindNode, GetPeers, Announce, SampleInfohashes and Bootstrap.
+// Ping, FindNode, GetPeers, Announce, SampleInfohashes and Bootstrap, the
+// BEP 44 PutItem and GetItem, and the key-value KVPut, KVGet, KVListen and
+// Handover.
 type Op interface{ isOp() }
 
 // Ping sends one ping to Addr; the Result carries the responder's id.
@@ -115,6 +117,19 @@ type Packet struct {
 type Ready struct {
 	Packets []Packet
 	Results []Result
+	// Events are what running operations observed (KVListen: each new
+	// version of its key), for observers; a driver with none ignores them.
+	Events []Event
+}
+
+// Event is something an operation that keeps running reports before its
+// one final Result.
+type Event struct {
+	Op OpID
+	// Record is a new version of a KVListen's key: newer than every one
+	// reported before for that op. A delete is a tombstone (Deleted set).
+	// Record.Value is the event's own copy.
+	Record store.Record
 }
 
 // Errors an operation can end with.

@@ -30,6 +30,7 @@ const (
 	forOp        purpose = iota // a query of an operation (lookup, ping, ...)
 	forTablePing                // ping-before-evict
 	forBootstrap                // a probe of a bootstrap address
+	forNotify                   // dk_notify to a listener
 )
 
 // timer wakes the engine for a pending query: first at its soft timeout,
@@ -207,6 +208,8 @@ func (e *Engine) handleReply(now time.Time, from netip.AddrPort, m *krpc.Msg) {
 		delete(e.pinging, p.nodeID)
 	case forBootstrap:
 		e.boot.answered(now, e, from, sender, m)
+	case forNotify:
+		delete(e.listeners.notifying, p.tid)
 	case forOp:
 		e.onResponse(now, p, sender, m)
 	}
@@ -215,7 +218,7 @@ func (e *Engine) handleReply(now time.Time, from netip.AddrPort, m *krpc.Msg) {
 // onStalled is called when a query passes its soft timeout.
 func (e *Engine) onStalled(now time.Time, p *pending) {
 	if p.purpose == forOp {
-		if op := e.ops[p.op]; op != nil && op.lookup != nil {
+		if op := e.ops[p.op]; op != nil && op.lookup != nil && p.method == op.lookup.method {
 			op.lookup.stalled(now, e, p)
 		}
 	}
@@ -238,6 +241,10 @@ func (e *Engine) onTimeout(now time.Time, p *pending) {
 		delete(e.pinging, p.nodeID)
 	case forBootstrap:
 		e.boot.timedOut(now, e, p.to)
+	case forNotify:
+		// Keep the registration: a lost datagram is no reason to stop,
+		// and a dead listener's registration expires on its own.
+		delete(e.listeners.notifying, p.tid)
 	case forOp:
 		e.onFailure(now, p, ErrTimeout)
 	}
@@ -257,6 +264,8 @@ func (e *Engine) onError(now time.Time, p *pending, m *krpc.Msg) {
 		// It answered, even if with an error: it is alive, but gave us no
 		// nodes. Keep trying the others.
 		e.boot.timedOut(now, e, p.to)
+	case forNotify:
+		e.listeners.refused(p.tid, err.Code)
 	case forOp:
 		e.onFailure(now, p, err)
 	}

@@ -87,6 +87,14 @@ type Config struct {
 	SyncInterval time.Duration
 	// DefaultTTL is the life of a value put without a TTL (24h).
 	DefaultTTL time.Duration
+	// ListenRefresh is how often a KVListen looks its key's replicas up
+	// again and renews its registrations (1m, at most half of ListenTTL):
+	// it bounds how long a listener misses the writes of a replica that
+	// took over from a dead one.
+	ListenRefresh time.Duration
+	// MaxListeners bounds the dk_listen registrations this node keeps for
+	// others (10000; see also listenersPerKey and listenersPerIP).
+	MaxListeners int
 	// SampleInterval is the interval BEP 51 responders ask requesters to
 	// wait before asking again (6h is typical; default 60s).
 	SampleInterval time.Duration
@@ -120,6 +128,8 @@ func DefaultConfig() Config {
 		Replicas:            3,
 		SyncInterval:        15 * time.Second,
 		DefaultTTL:          24 * time.Hour,
+		ListenRefresh:       time.Minute,
+		MaxListeners:        10000,
 		ItemTTL:             2 * time.Hour,
 	}
 }
@@ -189,6 +199,13 @@ func (c Config) withDefaults() Config {
 	}
 	if c.DefaultTTL <= 0 {
 		c.DefaultTTL = d.DefaultTTL
+	}
+	if c.ListenRefresh <= 0 {
+		c.ListenRefresh = d.ListenRefresh
+	}
+	c.ListenRefresh = min(c.ListenRefresh, ListenTTL/2)
+	if c.MaxListeners <= 0 {
+		c.MaxListeners = d.MaxListeners
 	}
 	if c.Network == "mainline" {
 		c.Network = ""

@@ -2,8 +2,9 @@
 // (BEP 5, with BEP 32, 42, 43 and 51), written as a deterministic state
 // machine in the manner of etcd-io/raft: it does no I/O and reads no clock.
 // A driver hands it time, datagrams and user operations, and applies what
-// Ready returns: datagrams to send and operations finished. The UDP runtime
-// and the simulator are two such drivers around the same code.
+// Ready returns: datagrams to send, operations finished, and events of the
+// operations that keep running (KVListen). The UDP runtime and the
+// simulator are two such drivers around the same code.
 package kademlia
 
 import (
@@ -63,13 +64,16 @@ type Engine struct {
 	boot    bootstrapper
 	pinging map[id.ID]bool // table pings in flight (ping-before-evict)
 
-	tokens tokens
-	peers  peerStore
-	items  itemStore
-	clock   store.Clock // versions of key-value writes
+	tokens   tokens
+	peers    peerStore
+	items    itemStore
+	clock    store.Clock    // versions of key-value writes
 	writes   []pendingWrite // waiting for the next commit (writes.go)
 	writesAt time.Time
-	xbuf   []byte      // scratch for "x" payloads
+	xbuf     []byte // scratch for "x" payloads
+
+	listenOps []*listenOp   // our KVListen operations, oldest first
+	listeners listenerTable // others' dk_listen registrations on us
 
 	nextSync time.Time
 	limiter  rateLimiter
@@ -89,6 +93,7 @@ type Engine struct {
 	arena   []byte
 	packets []Packet
 	results []Result
+	events  []Event
 	drained bool
 	closed  bool
 }
@@ -191,6 +196,8 @@ func (e *Engine) begin() {
 		clear(e.packets)
 		e.packets = e.packets[:0]
 		e.results = e.results[:0]
+		clear(e.events)
+		e.events = e.events[:0]
 		e.drained = false
 	}
 }
@@ -200,12 +207,12 @@ func (e *Engine) begin() {
 func (e *Engine) Ready() Ready {
 	e.commitWrites() // persist first, then send
 	e.drained = true
-	return Ready{Packets: e.packets, Results: e.results}
+	return Ready{Packets: e.packets, Results: e.results, Events: e.events}
 }
 
 // HasReady reports whether Ready has anything to hand out.
 func (e *Engine) HasReady() bool {
-	return len(e.writes) > 0 || !e.drained && (len(e.packets) > 0 || len(e.results) > 0)
+	return len(e.writes) > 0 || !e.drained && (len(e.packets) > 0 || len(e.results) > 0 || len(e.events) > 0)
 }
 
 // Deadline is the time of the engine's next timer; the driver calls Tick
@@ -226,6 +233,11 @@ func (e *Engine) Deadline() time.Time {
 	}
 	if e.cfg.Store != nil && e.nextSync.Before(d) {
 		d = e.nextSync
+	}
+	for _, lo := range e.listenOps {
+		if lo.next.Before(d) {
+			d = lo.next
+		}
 	}
 	return d
 }
@@ -252,6 +264,7 @@ func (e *Engine) Tick(now time.Time) {
 	}
 	e.tokens.maybeRotate(now, e.secret)
 	e.boot.tick(now, e)
+	e.refreshListens(now)
 	if e.cfg.Store != nil && !now.Before(e.nextSync) {
 		e.sync(now)
 		e.nextSync = now.Add(e.cfg.SyncInterval)
@@ -267,6 +280,7 @@ func (e *Engine) Tick(now time.Time) {
 func (e *Engine) maintain(now time.Time) {
 	e.peers.expire(now)
 	e.items.expire(now)
+	e.listeners.expire(now)
 	if e.limiter.rate > 0 && now.Sub(e.limiter.swept) > 5*time.Minute {
 		e.limiter.sweep(now)
 	}

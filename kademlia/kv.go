@@ -161,31 +161,7 @@ func (e *Engine) kvReplicas(now time.Time, s *opState, l *lookup) {
 	case KVGet:
 		key = o.Key
 	}
-	target := id.FromString(key)
-	n := e.cfg.replicas()
-	selfPlaced := false
-	if l != nil {
-		for i := range l.cands {
-			c := &l.cands[i]
-			if c.state != answered {
-				continue
-			}
-			if !selfPlaced && id.CompareDistance(target, e.self, c.info.ID) < 0 {
-				op.replicas = append(op.replicas, replica{info: krpc.NodeInfo{ID: e.self}, self: true})
-				selfPlaced = true
-			}
-			if len(op.replicas) == n {
-				break
-			}
-			op.replicas = append(op.replicas, replica{info: c.info, token: c.token})
-			if len(op.replicas) == n {
-				break
-			}
-		}
-	}
-	if !selfPlaced && len(op.replicas) < n {
-		op.replicas = append(op.replicas, replica{info: krpc.NodeInfo{ID: e.self}, self: true})
-	}
+	op.replicas = e.replicasFound(id.FromString(key), l)
 	s.kv = op
 	if op.put {
 		op.need = e.cfg.WriteQuorum
@@ -220,6 +196,37 @@ func (e *Engine) kvReplicas(now time.Time, s *opState, l *lookup) {
 		}
 	}
 	op.check(now, e)
+}
+
+// replicasFound picks a key's replica set from the answered candidates of
+// a finished lookup (nil: none) and ourselves, nearest first.
+func (e *Engine) replicasFound(target id.ID, l *lookup) []replica {
+	var reps []replica
+	n := e.cfg.replicas()
+	selfPlaced := false
+	if l != nil {
+		for i := range l.cands {
+			c := &l.cands[i]
+			if c.state != answered {
+				continue
+			}
+			if !selfPlaced && id.CompareDistance(target, e.self, c.info.ID) < 0 {
+				reps = append(reps, replica{info: krpc.NodeInfo{ID: e.self}, self: true})
+				selfPlaced = true
+			}
+			if len(reps) == n {
+				break
+			}
+			reps = append(reps, replica{info: c.info, token: c.token})
+			if len(reps) == n {
+				break
+			}
+		}
+	}
+	if !selfPlaced && len(reps) < n {
+		reps = append(reps, replica{info: krpc.NodeInfo{ID: e.self}, self: true})
+	}
+	return reps
 }
 
 // kvLocal applies the operation to our own store, as one replica. A
@@ -415,7 +422,9 @@ func (op *kvOp) repair(now time.Time, e *Engine) {
 			continue
 		}
 		if r.self {
-			_, _ = e.kvStore().Put(*op.best)
+			if applied, err := e.kvStore().Put(*op.best); err == nil && applied {
+				e.changed(now, *op.best)
+			}
 			continue
 		}
 		e.pushRecords(now, r.info, r.token, []store.Record{*op.best}, nil, nil)

@@ -19,6 +19,9 @@ import (
 //	dk_fetch  a.x: {"k": key} or {"h": target} r.x: {"recs": [rec, ...]}
 //	dk_sync   a.x: {"d": depth, "b": [[i, digest], ...]}
 //	          r.x: {"m": [[i, [[key, time, writer, deleted], ...]], ...]}
+//	dk_listen a.x: {"k": key}                   r.x: {"recs": [rec] or []}
+//	dk_notify a.x: {"recs": [rec]}              (empty response; error 253
+//	                                             if the receiver stopped listening)
 //
 // rec is {"k": key, "v": value, "t": version time, "w": writer,
 // "e": expiry in unix ms (absent: never), "d": 1 for a tombstone}.

@@ -28,6 +28,7 @@ const maxTries = 2
 // answer is still used if it comes before the hard timeout.
 type lookup struct {
 	op       *opState
+	started  time.Time
 	method   krpc.Method
 	target   id.ID
 	cands    []cand // sorted by XOR distance to target
@@ -68,7 +69,7 @@ type cand struct {
 // startLookup begins an iterative lookup from the table's closest contacts
 // and any seeds.
 func (e *Engine) startLookup(now time.Time, s *opState, method krpc.Method, target id.ID, seeds []krpc.NodeInfo) {
-	l := &lookup{op: s, method: method, target: target}
+	l := &lookup{op: s, started: now, method: method, target: target}
 	s.lookup = l
 	e.contacts = e.table.Closest(target, e.cfg.K*2, e.contacts[:0])
 	for _, c := range e.contacts {
@@ -78,6 +79,10 @@ func (e *Engine) startLookup(now time.Time, s *opState, method krpc.Method, targ
 		l.add(e, n, 0)
 	}
 	if len(l.cands) == 0 {
+		if _, ok := s.op.(KVListen); ok {
+			l.done(now, e) // a listener keeps going, for now alone
+			return
+		}
 		e.finish(now, s, ErrNoContacts)
 		return
 	}
@@ -90,7 +95,7 @@ func (l *lookup) add(e *Engine, n krpc.NodeInfo, hop int) {
 	if n.ID == e.self || !n.Addr.IsValid() || n.Addr.Port() == 0 || n.Addr.Addr().IsUnspecified() {
 		return
 	}
-	if e.silent.has(l.op.started, n.ID) {
+	if e.silent.has(l.started, n.ID) {
 		return // it just failed to answer every try of another lookup
 	}
 	if e.cfg.SecureIDs && !id.IsSecure(n.ID, n.Addr.Addr()) {
@@ -207,6 +212,8 @@ func (l *lookup) done(now time.Time, e *Engine) {
 		l.store(now, e)
 	case KVPut, KVGet:
 		e.kvReplicas(now, l.op, l)
+	case KVListen:
+		l.op.kv.(*listenOp).register(now, e, l)
 	case GetItem:
 		if l.item == nil {
 			e.finish(now, l.op, ErrNotFound)

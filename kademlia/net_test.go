@@ -31,7 +31,14 @@ type testNode struct {
 	addr    netip.AddrPort
 	e       *Engine
 	results map[OpID]Result
+	events  []timedEvent
 	down    bool
+}
+
+// timedEvent is an Event and the virtual time it came out of Ready.
+type timedEvent struct {
+	at time.Time
+	Event
 }
 
 type delivery struct {
@@ -115,6 +122,9 @@ func (n *testNet) flush(tn *testNode) {
 	for _, r := range rd.Results {
 		tn.results[r.Op] = r
 	}
+	for _, ev := range rd.Events {
+		tn.events = append(tn.events, timedEvent{n.now, ev})
+	}
 }
 
 // inject delivers a raw datagram to a node now, as if from `from`, and
@@ -133,6 +143,9 @@ func (n *testNet) inject(to *testNode, from netip.AddrPort, data []byte) [][]byt
 	}
 	for _, r := range rd.Results {
 		to.results[r.Op] = r
+	}
+	for _, ev := range rd.Events {
+		to.events = append(to.events, timedEvent{n.now, ev})
 	}
 	return back
 }

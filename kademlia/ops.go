@@ -67,6 +67,8 @@ func (e *Engine) startOp(now time.Time, op Op, internal bool) OpID {
 		e.startKV(now, s, op.Key)
 	case KVGet:
 		e.startKV(now, s, op.Key)
+	case KVListen:
+		e.startListen(now, s, op.Key)
 	case Handover:
 		e.startHandover(now, s)
 	case Bootstrap:
@@ -102,6 +104,13 @@ func (e *Engine) onResponse(now time.Time, p *pending, sender [20]byte, m *krpc.
 	if s == nil {
 		return // finished already; the table has learned from it anyway
 	}
+	if lo, ok := s.kv.(*listenOp); ok && p.method != krpc.MethodListen {
+		// A listener's lookup, or a late answer to an earlier one.
+		if lo.lookupReply(p) {
+			s.lookup.response(now, e, p, sender, m)
+		}
+		return
+	}
 	if s.kv != nil {
 		s.kv.response(now, e, p, m)
 		return
@@ -128,6 +137,12 @@ func (e *Engine) onFailure(now time.Time, p *pending, err error) {
 	if s == nil {
 		return
 	}
+	if lo, ok := s.kv.(*listenOp); ok && p.method != krpc.MethodListen {
+		if lo.lookupReply(p) {
+			s.lookup.failed(now, e, p, err)
+		}
+		return
+	}
 	if s.kv != nil {
 		s.kv.failure(now, e, p, err)
 		return
@@ -149,6 +164,9 @@ func (e *Engine) finish(now time.Time, s *opState, err error) {
 		return
 	}
 	delete(e.ops, s.id)
+	if lo, ok := s.kv.(*listenOp); ok {
+		e.listenOps = slices.DeleteFunc(e.listenOps, func(x *listenOp) bool { return x == lo })
+	}
 	if s.lookup != nil {
 		s.lookup.fill(&s.result, e.cfg.K)
 	}

@@ -18,8 +18,10 @@ const maxSamples = 20
 // handleQuery answers a query from a peer.
 func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
 	e.stats.QueriesIn[q.Q]++
-	if e.cfg.ReadOnly {
-		return // BEP 43: a read-only node does not answer
+	if e.cfg.ReadOnly && q.Q != krpc.MethodNotify {
+		// BEP 43: a read-only node does not answer, but for the
+		// notifications it asked for with dk_listen.
+		return
 	}
 	if !e.limiter.allow(now, from.Addr()) {
 		e.stats.RateLimited++
@@ -154,6 +156,14 @@ func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
 		}
 	case krpc.MethodSync:
 		if !e.handleSync(now, from, q, r) {
+			return
+		}
+	case krpc.MethodListen:
+		if !e.handleListen(now, from, q, r) {
+			return
+		}
+	case krpc.MethodNotify:
+		if !e.handleNotify(now, from, q, r) {
 			return
 		}
 	default:

@@ -439,9 +439,18 @@ func (p *pull) response(now time.Time, e *Engine, _ *pending, m *krpc.Msg) {
 			valid = append(valid, r)
 		}
 	}
-	if _, err := e.kvStore().PutAll(valid); err != nil {
-		for _, r := range valid { // a limit: keep what fits
-			_, _ = e.kvStore().Put(r)
+	applied, err := e.kvStore().PutAll(valid)
+	if err != nil {
+		// A limit: keep what fits. PutAll stored the records before the
+		// one that broke it.
+		for _, r := range valid[len(applied):] {
+			ok, _ := e.kvStore().Put(r)
+			applied = append(applied, ok)
+		}
+	}
+	for i, ok := range applied {
+		if ok {
+			e.changed(now, valid[i])
 		}
 	}
 }

@@ -39,14 +39,23 @@ func (e *Engine) commitWrites() {
 		all = append(all, w.recs...)
 	}
 	st := e.kvStore()
-	_, batchErr := st.PutAll(all)
+	applied, batchErr := st.PutAll(all)
+	for i, ok := range applied { // on an error, the records stored before it
+		if ok {
+			e.changed(e.writesAt, all[i])
+		}
+	}
 	for _, w := range writes {
 		errs := make([]error, len(w.recs))
 		if batchErr != nil {
 			// A limit or the disk refused the batch: one at a time, so
 			// that every write learns its own fate and the others land.
 			for i, r := range w.recs {
-				_, errs[i] = st.Put(r)
+				var ok bool
+				ok, errs[i] = st.Put(r)
+				if ok {
+					e.changed(e.writesAt, r)
+				}
 			}
 		}
 		w.done(e.writesAt, errs)

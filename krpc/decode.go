@@ -33,6 +33,10 @@ func ParseMethod(name []byte) Method {
 		return MethodSync
 	case "dk_bye":
 		return MethodBye
+	case "dk_listen":
+		return MethodListen
+	case "dk_notify":
+		return MethodNotify
 	}
 	return MethodUnknown
 }

@@ -36,10 +36,12 @@ const (
 	MethodPut // BEP 44
 	MethodSampleInfohashes
 	// dhtkit's key-value methods; a standard peer answers them with 204.
-	MethodStore // dk_store: write records
-	MethodFetch // dk_fetch: read records
-	MethodSync  // dk_sync: compare digests (anti-entropy)
-	MethodBye   // dk_bye: the sender is leaving the network
+	MethodStore  // dk_store: write records
+	MethodFetch  // dk_fetch: read records
+	MethodSync   // dk_sync: compare digests (anti-entropy)
+	MethodBye    // dk_bye: the sender is leaving the network
+	MethodListen // dk_listen: tell the sender of each new version of a key
+	MethodNotify // dk_notify: a key the receiver listens to has a new version
 	NumMethods
 )
 
@@ -56,6 +58,8 @@ var methodNames = [NumMethods]string{
 	MethodFetch:            "dk_fetch",
 	MethodSync:             "dk_sync",
 	MethodBye:              "dk_bye",
+	MethodListen:           "dk_listen",
+	MethodNotify:           "dk_notify",
 }
 
 func (m Method) String() string {

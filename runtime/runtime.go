@@ -9,7 +9,8 @@
 // not two per datagram, and allocates nothing per packet. A timer goroutine
 // calls Tick at the engine's Deadline. Callers start operations under the
 // lock and wait, without it, for their Result, which is delivered from
-// whichever Ready call produced it.
+// whichever Ready call produced it. Events (Ready.Events) go to the
+// channel of their operation's Watch, which never blocks the loop.
 package runtime
 
 import (
@@ -53,6 +54,9 @@ type Stats struct {
 	PacketsOut uint64
 	ReadCalls  uint64 // batches read: PacketsIn/ReadCalls is the mean batch
 	WriteCalls uint64 // batches written
+	// EventsDropped counts events a slow Watch consumer lost: the oldest
+	// of its queue, to make room for the newest.
+	EventsDropped uint64
 }
 
 // Runtime runs one engine on one UDP socket.
@@ -66,6 +70,7 @@ type Runtime struct {
 	eng     Engine
 	closed  bool
 	waiters map[kademlia.OpID]chan kademlia.Result
+	watches map[kademlia.OpID]*watch
 	out     []message
 	armed   time.Time // the deadline the timer is set for; zero: none
 	timer   *time.Timer
@@ -94,6 +99,7 @@ func New(conn *net.UDPConn, eng Engine, opts Options) *Runtime {
 		log:     opts.Logger,
 		eng:     eng,
 		waiters: make(map[kademlia.OpID]chan kademlia.Result),
+		watches: make(map[kademlia.OpID]*watch),
 		out:     make([]message, 0, opts.Batch),
 		timer:   time.NewTimer(time.Hour),
 		done:    make(chan struct{}),
@@ -187,10 +193,14 @@ func (r *Runtime) Close() error {
 		r.closed = true
 		r.eng.Close(now)
 		rd := r.eng.Ready()
+		r.eventsLocked(rd.Events)
 		r.dispatchLocked(rd.Results)
 		for op, ch := range r.waiters {
 			ch <- kademlia.Result{Op: op, Err: kademlia.ErrClosed}
 			delete(r.waiters, op)
+		}
+		for op := range r.watches {
+			r.endWatchLocked(op, kademlia.ErrClosed)
 		}
 		r.timer.Stop()
 		r.mu.Unlock()
@@ -271,6 +281,7 @@ func (r *Runtime) flushLockedTick(now time.Time, ticked bool) {
 		clear(out) // keep no reference to the engine's buffers
 		r.out = out[:0]
 	}
+	r.eventsLocked(rd.Events)
 	r.dispatchLocked(rd.Results)
 	r.armLocked(now, ticked)
 }
@@ -280,6 +291,9 @@ func (r *Runtime) dispatchLocked(results []kademlia.Result) {
 		if ch, ok := r.waiters[res.Op]; ok {
 			delete(r.waiters, res.Op)
 			ch <- res // buffered: never blocks
+		}
+		if _, ok := r.watches[res.Op]; ok {
+			r.endWatchLocked(res.Op, res.Err)
 		}
 	}
 }

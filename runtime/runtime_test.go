@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -14,25 +15,28 @@ import (
 
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/kademlia"
+	"github.com/dhtkit/dhtkit/store"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // echoEngine is a minimal Engine: it answers every "q" datagram with an
 // "r" datagram carrying the same bytes, and its Ping op sends a "q" and
-// ends at the matching "r" or at its timeout.
+// ends at the matching "r" or at its timeout. Its KVListen op runs until
+// canceled and reports every "e" datagram as an event.
 type echoEngine struct {
-	timeout  time.Duration
-	next     kademlia.OpID
-	pending  map[kademlia.OpID]time.Time // op -> deadline
-	ready    kademlia.Ready
-	buf      []byte // backs every packet of ready: valid until the next call
-	canceled int
-	closed   bool
+	timeout   time.Duration
+	next      kademlia.OpID
+	pending   map[kademlia.OpID]time.Time // op -> deadline
+	listening map[kademlia.OpID]string    // KVListen op -> key
+	ready     kademlia.Ready
+	buf       []byte // backs every packet of ready: valid until the next call
+	canceled  int
+	closed    bool
 }
 
 func newEcho(timeout time.Duration) *echoEngine {
-	return &echoEngine{timeout: timeout, pending: make(map[kademlia.OpID]time.Time)}
+	return &echoEngine{timeout: timeout, pending: make(map[kademlia.OpID]time.Time), listening: make(map[kademlia.OpID]string)}
 }
 
 func (e *echoEngine) send(to netip.AddrPort, kind byte, body []byte) {
@@ -49,6 +53,11 @@ func (e *echoEngine) Receive(now time.Time, from netip.AddrPort, p []byte) {
 	switch p[0] {
 	case 'q':
 		e.send(from, 'r', p[1:])
+	case 'e':
+		for _, op := range slices.Sorted(maps.Keys(e.listening)) {
+			rec := store.Record{Key: e.listening[op], Value: slices.Clone(p[1:])}
+			e.ready.Events = append(e.ready.Events, kademlia.Event{Op: op, Record: rec})
+		}
 	case 'r':
 		if len(p) < 9 {
 			return
@@ -63,6 +72,10 @@ func (e *echoEngine) Receive(now time.Time, from netip.AddrPort, p []byte) {
 
 func (e *echoEngine) Start(now time.Time, op kademlia.Op) kademlia.OpID {
 	e.next++
+	if l, ok := op.(kademlia.KVListen); ok && l.Key != "" && !e.closed {
+		e.listening[e.next] = l.Key
+		return e.next
+	}
 	p, ok := op.(kademlia.Ping)
 	if !ok || e.closed {
 		e.ready.Results = append(e.ready.Results, kademlia.Result{Op: e.next, Err: kademlia.ErrNoContacts})
@@ -81,6 +94,11 @@ func (e *echoEngine) Cancel(now time.Time, op kademlia.OpID) {
 		e.canceled++
 		e.ready.Results = append(e.ready.Results, kademlia.Result{Op: op, Err: kademlia.ErrCanceled})
 	}
+	if _, ok := e.listening[op]; ok {
+		delete(e.listening, op)
+		e.canceled++
+		e.ready.Results = append(e.ready.Results, kademlia.Result{Op: op, Err: kademlia.ErrCanceled})
+	}
 }
 
 func (e *echoEngine) Tick(now time.Time) {
@@ -94,7 +112,7 @@ func (e *echoEngine) Tick(now time.Time) {
 
 func (e *echoEngine) Ready() kademlia.Ready {
 	rd := e.ready
-	e.ready = kademlia.Ready{Packets: e.ready.Packets[:0]}
+	e.ready = kademlia.Ready{Packets: e.ready.Packets[:0], Events: e.ready.Events[:0]}
 	e.buf = e.buf[:0]
 	return rd
 }
@@ -113,6 +131,10 @@ func (e *echoEngine) Close(now time.Time) {
 	e.closed = true
 	for op := range e.pending {
 		delete(e.pending, op)
+		e.ready.Results = append(e.ready.Results, kademlia.Result{Op: op, Err: kademlia.ErrClosed})
+	}
+	for op := range e.listening {
+		delete(e.listening, op)
 		e.ready.Results = append(e.ready.Results, kademlia.Result{Op: op, Err: kademlia.ErrClosed})
 	}
 }
