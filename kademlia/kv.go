@@ -100,6 +100,7 @@ type replica struct {
 	err   error
 	rec   *store.Record // KVGet: what it holds (nil: nothing)
 	acked bool
+	tid   uint16 // the query asked of it: only its answer counts
 }
 
 // kvOp is a KVPut or KVGet past its lookup.
@@ -190,10 +191,12 @@ func (e *Engine) kvReplicas(now time.Time, s *opState, l *lookup) {
 			e.xbuf = encodeX(e.xbuf[:0], map[string]any{"k": key})
 			m.A.X = e.xbuf
 		}
-		if !e.sendQuery(now, r.info.Addr, r.info.ID, s.id, forOp) {
+		tid, ok := e.sendQueryTID(now, r.info.Addr, r.info.ID, s.id, forOp)
+		if !ok {
 			r.done, r.err = true, errBusy
 			op.returned++
 		}
+		r.tid = tid
 	}
 	op.check(now, e)
 }
@@ -276,7 +279,9 @@ func (op *kvOp) consider(r *store.Record) {
 func (op *kvOp) find(p *pending) *replica {
 	for i := range op.replicas {
 		r := &op.replicas[i]
-		if !r.self && r.info.ID == p.nodeID && !r.done {
+		// Match the transaction, not just the node: the lookup's own late
+		// answers from the same node carry the same operation.
+		if !r.self && r.info.ID == p.nodeID && r.tid == p.tid && !r.done {
 			return r
 		}
 	}
