@@ -31,6 +31,10 @@ import (
 // syncDepth splits the id space into 2^syncDepth digest buckets.
 const syncDepth = 10
 
+// maxHandoffPerSync bounds the records one sync round hands over because
+// this node should no longer hold them; the rest go in later rounds.
+const maxHandoffPerSync = 4096
+
 // MaxDatagram is the largest datagram the engine sends: key-value
 // records make messages of several KiB, which loopback and LANs carry
 // (fragmented, on Ethernet). Drivers must accept datagrams this large.
@@ -40,26 +44,57 @@ const MaxDatagram = 16 << 10
 // rest of the message within MaxDatagram.
 const maxPayload = 12 << 10
 
-// push is an internal operation that writes records to one node in as
-// many dk_store batches as they need, and reports each record's fate.
+// push is an internal operation that writes records to one node in
+// dk_store batches, at most pushWindow batches in flight, and reports each
+// record's fate. Records may be given without their values (lazy): they
+// are read from the store as their batch is sent, so that handing over a
+// large store does not hold it all in memory.
 type push struct {
 	s        *opState
 	to       krpc.NodeInfo
-	recs     []store.Record // waiting for a write token
+	token    []byte
 	tokenTID uint16
+	asking   bool       // waiting for a write token
+	todo     []pushItem // not sent yet
 	batches  map[uint16][]store.Record
 	onAck    func(now time.Time, r store.Record, ok bool)
 	onDone   func(now time.Time)
 }
+
+type pushItem struct {
+	rec  store.Record
+	lazy bool // read rec's value from the store when it is sent
+}
+
+// pushWindow is how many dk_store batches one push keeps in flight.
+const pushWindow = 8
 
 // pushRecords stores recs on node `to`; onAck (may be nil) learns which
 // records it holds afterwards. Without a token it first asks `to` for one
 // with a BEP 44 get: a write must prove its source address, whether or
 // not the receiver knows us.
 func (e *Engine) pushRecords(now time.Time, to krpc.NodeInfo, token []byte, recs []store.Record, onAck func(time.Time, store.Record, bool), onDone func(time.Time)) {
+	items := make([]pushItem, len(recs))
+	for i, r := range recs {
+		items[i] = pushItem{rec: r}
+	}
+	e.push(now, to, token, items, onAck, onDone)
+}
+
+// pushKeys is pushRecords for records named by key and version, read
+// from the store as they are sent.
+func (e *Engine) pushKeys(now time.Time, to krpc.NodeInfo, entries []store.Entry, onAck func(time.Time, store.Record, bool), onDone func(time.Time)) {
+	items := make([]pushItem, len(entries))
+	for i, en := range entries {
+		items[i] = pushItem{rec: store.Record{Key: en.Key, Version: en.Version, Deleted: en.Deleted}, lazy: true}
+	}
+	e.push(now, to, nil, items, onAck, onDone)
+}
+
+func (e *Engine) push(now time.Time, to krpc.NodeInfo, token []byte, items []pushItem, onAck func(time.Time, store.Record, bool), onDone func(time.Time)) {
 	e.lastOp++
 	s := &opState{id: e.lastOp, op: Handover{}, internal: true, started: now}
-	p := &push{s: s, to: to, batches: make(map[uint16][]store.Record), onAck: onAck, onDone: onDone}
+	p := &push{s: s, to: to, token: token, todo: items, batches: make(map[uint16][]store.Record), onAck: onAck, onDone: onDone}
 	s.kv = p
 	e.ops[s.id] = s
 	if token == nil {
@@ -68,36 +103,59 @@ func (e *Engine) pushRecords(now time.Time, to krpc.NodeInfo, token []byte, recs
 		m.A.Target = to.ID
 		tid, ok := e.sendQueryTID(now, to.Addr, to.ID, s.id, forOp)
 		if !ok {
-			p.report(now, recs, nil)
+			p.abandon(now)
 			p.maybeDone(now, e)
 			return
 		}
-		p.recs, p.tokenTID = recs, tid
+		p.asking, p.tokenTID = true, tid
 		return
 	}
-	p.send(now, e, token, recs)
+	p.fill(now, e)
 }
 
-// send writes recs in as many dk_store batches as they need.
-func (p *push) send(now time.Time, e *Engine, token []byte, recs []store.Record) {
-	to, s := p.to, p.s
-	for len(recs) > 0 {
-		n, size := 0, 0
-		for n < len(recs) && (n == 0 || size+len(recs[n].Value)+len(recs[n].Key)+64 < maxPayload) {
-			size += len(recs[n].Value) + len(recs[n].Key) + 64
-			n++
+// fill sends batches while the window has room.
+func (p *push) fill(now time.Time, e *Engine) {
+	for len(p.batches) < pushWindow && len(p.todo) > 0 {
+		var batch []store.Record
+		size := 0
+		for len(p.todo) > 0 {
+			it := p.todo[0]
+			r := it.rec
+			if it.lazy {
+				cur, ok, err := e.kvStore().Get(r.Key)
+				if err != nil || !ok || cur.Version != r.Version {
+					// Gone or rewritten since: a newer version travels by
+					// its own way (sync, or the write itself).
+					p.todo = p.todo[1:]
+					p.reportOne(now, r, err == nil && ok && cur.Version.Newer(r.Version))
+					continue
+				}
+				r = cur
+			}
+			n := len(r.Value) + len(r.Key) + 64
+			if len(batch) > 0 && size+n >= maxPayload {
+				break
+			}
+			batch = append(batch, r)
+			size += n
+			p.todo = p.todo[1:]
 		}
-		batch := recs[:n]
-		recs = recs[n:]
+		if len(batch) == 0 {
+			break
+		}
 		m := e.newQuery(krpc.MethodStore)
 		m.A.Has |= krpc.HasX
-		if token != nil {
+		if p.token != nil {
 			m.A.Has |= krpc.HasToken
-			m.A.Token = token
+			m.A.Token = p.token
 		}
 		e.xbuf = encodeRecords(e.xbuf[:0], "recs", batch)
 		m.A.X = e.xbuf
-		tid, ok := e.sendQueryTID(now, to.Addr, to.ID, s.id, forOp)
+		// What is kept for the acknowledgements: keys and versions only.
+		for i := range batch {
+			batch[i].Value = nil
+		}
+		tid, ok := e.sendQueryTID(now, p.to.Addr, p.to.ID, p.s.id, forOp)
 		if !ok {
 			p.report(now, batch, nil)
 			continue
@@ -107,26 +165,36 @@ func (p *push) send(now time.Time, e *Engine, token []byte, recs []store.Record)
 	p.maybeDone(now, e)
 }
 
-func (p *push) report(now time.Time, batch []store.Record, ok []any) {
-	if p.onAck == nil {
-		return
-	}
-	for i, r := range batch {
-		acked := i < len(ok) && ok[i] == int64(1)
-		p.onAck(now, r, acked)
+func (p *push) reportOne(now time.Time, r store.Record, ok bool) {
+	if p.onAck != nil {
+		p.onAck(now, r, ok)
 	}
 }
 
+func (p *push) report(now time.Time, batch []store.Record, ok []any) {
+	for i, r := range batch {
+		p.reportOne(now, r, i < len(ok) && ok[i] == int64(1))
+	}
+}
+
+// abandon reports every record not sent yet as not stored.
+func (p *push) abandon(now time.Time) {
+	for _, it := range p.todo {
+		p.reportOne(now, it.rec, false)
+	}
+	p.todo = nil
+}
+
 func (p *push) response(now time.Time, e *Engine, q *pending, m *krpc.Msg) {
-	if p.recs != nil && q.tid == p.tokenTID {
-		recs := p.recs
-		p.recs = nil
+	if p.asking && q.tid == p.tokenTID {
+		p.asking = false
 		if len(m.R.Token) == 0 {
-			p.report(now, recs, nil)
+			p.abandon(now)
 			p.maybeDone(now, e)
 			return
 		}
-		p.send(now, e, bytes.Clone(m.R.Token), recs)
+		p.token = bytes.Clone(m.R.Token)
+		p.fill(now, e)
 		return
 	}
 	batch, found := p.batches[q.tid]
@@ -139,14 +207,13 @@ func (p *push) response(now time.Time, e *Engine, q *pending, m *krpc.Msg) {
 		ok, _ = d["ok"].([]any)
 	}
 	p.report(now, batch, ok)
-	p.maybeDone(now, e)
+	p.fill(now, e)
 }
 
 func (p *push) failure(now time.Time, e *Engine, q *pending, _ error) {
-	if p.recs != nil && q.tid == p.tokenTID {
-		recs := p.recs
-		p.recs = nil
-		p.report(now, recs, nil)
+	if p.asking && q.tid == p.tokenTID {
+		p.asking = false
+		p.abandon(now)
 		p.maybeDone(now, e)
 		return
 	}
@@ -156,11 +223,14 @@ func (p *push) failure(now time.Time, e *Engine, q *pending, _ error) {
 	}
 	delete(p.batches, q.tid)
 	p.report(now, batch, nil)
-	p.maybeDone(now, e)
+	p.fill(now, e)
 }
 
 func (p *push) maybeDone(now time.Time, e *Engine) {
-	if len(p.batches) == 0 && p.recs == nil {
+	if len(p.batches) == 0 && len(p.todo) == 0 && !p.asking {
+		if _, live := e.ops[p.s.id]; !live {
+			return
+		}
 		e.finish(now, p.s, nil)
 		if p.onDone != nil {
 			p.onDone(now)
@@ -216,31 +286,36 @@ func (e *Engine) sync(now time.Time) {
 		return
 	}
 	peers := make(map[id.ID]*syncPeer)
-	foreign := make(map[id.ID][]store.Record) // replica -> records we should not hold
+	foreign := make(map[id.ID][]store.Entry) // replica -> records we should not hold
 	infos := make(map[id.ID]krpc.NodeInfo)
-	var leaving []store.Record
-	_ = st.Each(func(r store.Record) bool {
-		target := r.Target()
-		others, self := e.replicaSet(target)
-		if !self {
-			leaving = append(leaving, r)
+	leaving := 0
+	// The walk reads the store's index (keys and versions), never values:
+	// a node holding gigabytes must not read them all every round.
+	for b := range 1 << syncDepth {
+		_ = st.Bucket(syncDepth, b, func(en store.Entry) bool {
+			others, self := e.replicaSet(id.FromString(en.Key))
+			if !self {
+				// Hand a bounded share over each round; the rest next time.
+				if leaving < maxHandoffPerSync {
+					leaving++
+					for _, o := range others {
+						foreign[o.ID] = append(foreign[o.ID], en)
+						infos[o.ID] = o
+					}
+				}
+				return true
+			}
 			for _, o := range others {
-				foreign[o.ID] = append(foreign[o.ID], r)
-				infos[o.ID] = o
+				sp := peers[o.ID]
+				if sp == nil {
+					sp = &syncPeer{info: o, buckets: make(map[int]struct{})}
+					peers[o.ID] = sp
+				}
+				sp.buckets[b] = struct{}{}
 			}
 			return true
-		}
-		b := bucketOf(target, syncDepth)
-		for _, o := range others {
-			sp := peers[o.ID]
-			if sp == nil {
-				sp = &syncPeer{info: o, buckets: make(map[int]struct{})}
-				peers[o.ID] = sp
-			}
-			sp.buckets[b] = struct{}{}
-		}
-		return true
-	})
+		})
+	}
 	if len(peers) > 0 {
 		digest, err := st.Digest(syncDepth)
 		if err == nil {
@@ -251,7 +326,7 @@ func (e *Engine) sync(now time.Time) {
 	}
 	// Records we should not hold: hand them to their replicas, then drop
 	// each one once a write quorum has confirmed it holds it.
-	if len(leaving) > 0 {
+	if leaving > 0 {
 		acks := make(map[string]int)
 		need := min(e.cfg.WriteQuorum, e.cfg.replicas())
 		onAck := func(now time.Time, r store.Record, ok bool) {
@@ -269,7 +344,7 @@ func (e *Engine) sync(now time.Time) {
 		}
 		slices.SortFunc(ids, func(a, b id.ID) int { return id.Compare(a, b) })
 		for _, x := range ids {
-			e.pushRecords(now, infos[x], nil, foreign[x], onAck, nil)
+			e.pushKeys(now, infos[x], foreign[x], onAck, nil)
 		}
 	}
 }
@@ -474,20 +549,23 @@ func (e *Engine) startHandover(now time.Time, s *opState) {
 		return
 	}
 	h := &handover{s: s, acks: make(map[string]int)}
-	byNode := make(map[id.ID][]store.Record)
+	byNode := make(map[id.ID][]store.Entry)
 	infos := make(map[id.ID]krpc.NodeInfo)
 	total := 0
-	_ = st.Each(func(r store.Record) bool {
-		total++
-		n := e.cfg.replicas()
-		e.contacts = e.table.Closest(r.Target(), n, e.contacts[:0])
-		for _, c := range e.contacts {
-			byNode[c.ID] = append(byNode[c.ID], r)
-			infos[c.ID] = krpc.NodeInfo{ID: c.ID, Addr: c.Addr}
-		}
-		h.acks[r.Key] = 0
-		return true
-	})
+	// Keys and versions only: values are read as their batches go out.
+	for b := range 1 << syncDepth {
+		_ = st.Bucket(syncDepth, b, func(en store.Entry) bool {
+			total++
+			n := e.cfg.replicas()
+			e.contacts = e.table.Closest(id.FromString(en.Key), n, e.contacts[:0])
+			for _, c := range e.contacts {
+				byNode[c.ID] = append(byNode[c.ID], en)
+				infos[c.ID] = krpc.NodeInfo{ID: c.ID, Addr: c.Addr}
+			}
+			h.acks[en.Key] = 0
+			return true
+		})
+	}
 	if total == 0 || len(byNode) == 0 {
 		e.sayGoodbye(now)
 		s.result.Acks = 0
@@ -505,7 +583,7 @@ func (e *Engine) startHandover(now time.Time, s *opState) {
 	slices.SortFunc(ids, func(a, b id.ID) int { return id.Compare(a, b) })
 	h.pending = len(ids)
 	for _, x := range ids {
-		e.pushRecords(now, infos[x], nil, byNode[x], h.ack, func(now time.Time) { h.done(now, e) })
+		e.pushKeys(now, infos[x], byNode[x], h.ack, func(now time.Time) { h.done(now, e) })
 	}
 }
 

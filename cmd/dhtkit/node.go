@@ -25,6 +25,7 @@ func newNodeCmd(g *globals) *cobra.Command {
 		listen, httpAddr, dataDir, protocol string
 		replicas                            int
 		secureIDs                           bool
+		pprofAddr                           string
 	)
 	cmd := &cobra.Command{
 		Use:   "node",
@@ -50,6 +51,11 @@ through its well-known routers.`,
 				g.log.Info("joining the public BitTorrent DHT through its routers", "routers", bootstrap)
 			}
 			ctx := cmd.Context()
+			if pprofAddr != "" {
+				if err := servePprof(ctx, pprofAddr); err != nil {
+					return err
+				}
+			}
 			kc := g.kademliaConfig()
 			kc.SecureIDs = secureIDs
 			var events *httpapi.Events
@@ -110,6 +116,7 @@ through its well-known routers.`,
 	f.StringVar(&dataDir, "data", "", "directory where identity, routing table and values persist (default: memory only)")
 	f.StringVar(&protocol, "protocol", "kademlia", "kademlia or chord")
 	f.IntVar(&replicas, "replicas", 3, "copies kept of each stored value")
+	f.StringVar(&pprofAddr, "pprof", "", "serve Go's net/http/pprof profiles on this address (debugging; keep it on loopback)")
 	f.BoolVar(&secureIDs, "bep42", false, "enforce BEP 42: keep nodes whose ids do not match their IP out of the routing table")
 	return cmd
 }
