@@ -289,9 +289,17 @@ func (e *Engine) sync(now time.Time) {
 	foreign := make(map[id.ID][]store.Entry) // replica -> records we should not hold
 	infos := make(map[id.ID]krpc.NodeInfo)
 	leaving := 0
+	digest, err := st.Digest(syncDepth)
+	if err != nil {
+		return
+	}
 	// The walk reads the store's index (keys and versions), never values:
-	// a node holding gigabytes must not read them all every round.
+	// a node holding gigabytes must not read them all every round. Empty
+	// buckets (digest 0) are skipped.
 	for b := range 1 << syncDepth {
+		if digest[b] == 0 {
+			continue
+		}
 		_ = st.Bucket(syncDepth, b, func(en store.Entry) bool {
 			others, self := e.replicaSet(id.FromString(en.Key))
 			if !self {
@@ -316,13 +324,8 @@ func (e *Engine) sync(now time.Time) {
 			return true
 		})
 	}
-	if len(peers) > 0 {
-		digest, err := st.Digest(syncDepth)
-		if err == nil {
-			for _, sp := range sortedPeers(peers) {
-				e.sendSync(now, sp, digest)
-			}
-		}
+	for _, sp := range sortedPeers(peers) {
+		e.sendSync(now, sp, digest)
 	}
 	// Records we should not hold: hand them to their replicas, then drop
 	// each one once a write quorum has confirmed it holds it.
