@@ -154,7 +154,7 @@ func (e *Engine) kvReplicas(now time.Time, s *opState, l *lookup) {
 		if ttl <= 0 {
 			ttl = e.cfg.DefaultTTL
 		}
-		op.rec = store.Record{Key: o.Key, Version: e.clock.Now(now), Deleted: o.Delete, Source: o.Source}
+		op.rec = store.Record{Key: o.Key, Version: e.clock.Now(now), Deleted: o.Delete, Source: quotaSource(o.Source)}
 		if !o.Delete {
 			op.rec.Value = o.Value
 			op.rec.Expires = now.Add(ttl)

@@ -73,7 +73,7 @@ func (e *Engine) handleStore(now time.Time, from netip.AddrPort, q, r *krpc.Msg)
 			continue
 		}
 		if q.A.Has&krpc.HasToken != 0 {
-			recs[i].Source = from.Addr().String() // a client's write counts against its IP
+			recs[i].Source = quotaSource(from.Addr().String()) // a client's write counts against its IP
 		}
 		idx = append(idx, i)
 		valid = append(valid, recs[i])
@@ -205,4 +205,14 @@ func (e *Engine) handleSync(now time.Time, from netip.AddrPort, q, r *krpc.Msg) 
 	e.xbuf = encodeX(e.xbuf[:0], map[string]any{"m": mism})
 	r.R.X = e.xbuf
 	return true
+}
+
+// quotaSource is the per-source quota key of a writer's address: none for
+// loopback, where every node and client of a local cluster shares one
+// address and a per-IP quota would cap the whole cluster.
+func quotaSource(addr string) string {
+	if a, err := netip.ParseAddr(addr); err == nil && a.IsLoopback() {
+		return ""
+	}
+	return addr
 }

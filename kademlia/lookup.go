@@ -79,6 +79,15 @@ func (e *Engine) startLookup(now time.Time, s *opState, method krpc.Method, targ
 		l.add(e, n, 0)
 	}
 	if len(l.cands) == 0 {
+		// Every contact failed lately (an overloaded network looks like
+		// that): trying them beats failing at once.
+		for _, b := range e.table.Buckets() {
+			for _, c := range b.Contacts {
+				l.add(e, krpc.NodeInfo{ID: c.ID, Addr: c.Addr}, 0)
+			}
+		}
+	}
+	if len(l.cands) == 0 {
 		if _, ok := s.op.(KVListen); ok {
 			l.done(now, e) // a listener keeps going, for now alone
 			return

@@ -9,6 +9,7 @@ import (
 
 	"github.com/dhtkit/dhtkit"
 	"github.com/dhtkit/dhtkit/httpapi"
+	"github.com/dhtkit/dhtkit/store"
 )
 
 // mainlineRouters are the public BitTorrent DHT's well-known entry points.
@@ -26,6 +27,8 @@ func newNodeCmd(g *globals) *cobra.Command {
 		replicas                            int
 		secureIDs                           bool
 		pprofAddr                           string
+		maxBytes                            int64
+		maxPerSource                        int
 	)
 	cmd := &cobra.Command{
 		Use:   "node",
@@ -71,6 +74,7 @@ through its well-known routers.`,
 				Logger:    g.log,
 				DataDir:   dataDir,
 				Replicas:  replicas,
+				Limits:    store.Config{MaxBytes: maxBytes, MaxPerSource: maxPerSource},
 			})
 			if err != nil {
 				return err
@@ -116,6 +120,8 @@ through its well-known routers.`,
 	f.StringVar(&dataDir, "data", "", "directory where identity, routing table and values persist (default: memory only)")
 	f.StringVar(&protocol, "protocol", "kademlia", "kademlia or chord")
 	f.IntVar(&replicas, "replicas", 3, "copies kept of each stored value")
+	f.Int64Var(&maxBytes, "max-bytes", 0, "bytes of values this node stores for others (default 1 GiB)")
+	f.IntVar(&maxPerSource, "max-per-source", 0, "records this node stores for one writer IP (default 100000; loopback writers are not counted)")
 	f.StringVar(&pprofAddr, "pprof", "", "serve Go's net/http/pprof profiles on this address (debugging; keep it on loopback)")
 	f.BoolVar(&secureIDs, "bep42", false, "enforce BEP 42: keep nodes whose ids do not match their IP out of the routing table")
 	return cmd
