@@ -277,13 +277,28 @@ func (e *Engine) observe(now time.Time, nodeID id.ID, addr netip.AddrPort, how r
 		return
 	}
 	c, ping := e.table.Observe(now, nodeID, addr, how, rtt)
-	if !ping || e.pinging[c.ID] {
+	if ping {
+		e.tablePing(now, c.ID, c.Addr)
+	}
+	// A contact we gave up on is talking to us again: only an answer to a
+	// query of ours makes it good again, so ask. Without this, a node
+	// whose contacts all timed out in a load spike stays cut off.
+	if how == routing.Queried {
+		if c, ok := e.table.Get(nodeID); ok && c.State == routing.Bad && c.Addr == addr {
+			e.tablePing(now, c.ID, c.Addr)
+		}
+	}
+}
+
+// tablePing pings a contact for the table's sake, once at a time.
+func (e *Engine) tablePing(now time.Time, x id.ID, addr netip.AddrPort) {
+	if e.pinging[x] {
 		return
 	}
 	if e.pinging == nil {
 		e.pinging = make(map[id.ID]bool)
 	}
-	e.pinging[c.ID] = true
+	e.pinging[x] = true
 	e.newQuery(krpc.MethodPing)
-	e.sendQuery(now, c.Addr, c.ID, 0, forTablePing)
+	e.sendQuery(now, addr, x, 0, forTablePing)
 }

@@ -289,6 +289,20 @@ func (e *Engine) maintain(now time.Time) {
 		e.boot.rejoin(now, e)
 		return
 	}
+	// Every contact went bad (a load spike looks like that): ask a few of
+	// them whether they are alive after all, and rejoin meanwhile.
+	if e.contacts = e.table.Closest(e.self, 1, e.contacts[:0]); len(e.contacts) == 0 {
+		revived := 0
+		for _, b := range e.table.Buckets() {
+			for _, c := range b.Contacts {
+				if revived < 8 {
+					revived++
+					e.tablePing(now, c.ID, c.Addr)
+				}
+			}
+		}
+		e.boot.rejoin(now, e)
+	}
 	for _, target := range e.table.Refresh(now, e.cfg.RefreshInterval, nil) {
 		e.startOp(now, FindNode{Target: target}, true)
 	}
