@@ -454,3 +454,29 @@ func TestSecureIDs(t *testing.T) {
 		t.Error("a node whose id does not match its IP entered the table")
 	}
 }
+
+// A node whose every contact timed out twice (a load spike) must not stay
+// cut off: it pings them again and rejoins.
+func TestRecoversWhenEveryContactWentBad(t *testing.T) {
+	n := newTestNet(t, 4)
+	n.build(12, Config{})
+	victim := n.order[5]
+	for _, b := range victim.e.Table().Buckets() {
+		for _, c := range b.Contacts {
+			victim.e.Table().Failed(n.now, c.ID)
+			victim.e.Table().Failed(n.now, c.ID)
+		}
+	}
+	if got := victim.e.Table().Closest(id.ID{}, 8, nil); len(got) != 0 {
+		t.Fatalf("setup: %d contacts still usable", len(got))
+	}
+	n.runUntil(time.Minute, func() bool { return false })
+	target := id.Random(seededReader{n.rng})
+	r := n.do(victim, FindNode{Target: target})
+	if r.Err != nil || !slices.Equal(ids(r.Nodes), trueClosest(n, victim.e.ID(), target, 8)) {
+		t.Fatalf("after a minute the node still cannot look up: %v", r.Err)
+	}
+	if got := victim.e.Table().Closest(id.ID{}, 8, nil); len(got) < 8 {
+		t.Errorf("only %d good contacts after recovery", len(got))
+	}
+}
