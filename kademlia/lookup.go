@@ -40,12 +40,30 @@ type lookup struct {
 
 	converged bool // an answer brought no node closer than the closest known
 
+	// sources are the nodes whose answers listed candidates. One whose
+	// candidates keep failing to answer while none of them does is a liar
+	// (or hopelessly stale): its other candidates are dropped and its
+	// later answers ignored, so made-up nodes next to the target cannot
+	// stall the lookup one timeout after another.
+	sources []source
+
 	storing  bool  // in the announce_peer or put round that follows the search
 	awaiting int   // store queries outstanding
 	stored   int   // store acknowledgements
 	storeErr error // the last error a node answered a store with
 	stats    LookupStats
 }
+
+type source struct {
+	id         id.ID
+	blame      int // its candidates that stalled or failed
+	credit     int // its candidates that answered
+	distrusted bool
+}
+
+// maxBlame is how many of a source's candidates may fail, while none
+// answers, before it is distrusted.
+const maxBlame = 2
 
 type candState uint8
 
@@ -63,6 +81,8 @@ type cand struct {
 	tries   uint8
 	waiting uint8  // queries to it still pending
 	hop     int    // responses in the chain that led to this candidate
+	via     int32  // index in lookup.sources of who listed it; -1 for seeds
+	blamed  bool   // its failure was charged to via
 	token   []byte // get_peers token, for announce
 }
 
@@ -73,17 +93,17 @@ func (e *Engine) startLookup(now time.Time, s *opState, method krpc.Method, targ
 	s.lookup = l
 	e.contacts = e.table.Closest(target, e.cfg.K*2, e.contacts[:0])
 	for _, c := range e.contacts {
-		l.add(e, krpc.NodeInfo{ID: c.ID, Addr: c.Addr}, 0)
+		l.add(e, krpc.NodeInfo{ID: c.ID, Addr: c.Addr}, 0, -1)
 	}
 	for _, n := range seeds {
-		l.add(e, n, 0)
+		l.add(e, n, 0, -1)
 	}
 	if len(l.cands) == 0 {
 		// Every contact failed lately (an overloaded network looks like
 		// that): trying them beats failing at once.
 		for _, b := range e.table.Buckets() {
 			for _, c := range b.Contacts {
-				l.add(e, krpc.NodeInfo{ID: c.ID, Addr: c.Addr}, 0)
+				l.add(e, krpc.NodeInfo{ID: c.ID, Addr: c.Addr}, 0, -1)
 			}
 		}
 	}
@@ -100,7 +120,7 @@ func (e *Engine) startLookup(now time.Time, s *opState, method krpc.Method, targ
 
 // add inserts a candidate in distance order, ignoring duplicates, our own
 // id and unusable addresses.
-func (l *lookup) add(e *Engine, n krpc.NodeInfo, hop int) {
+func (l *lookup) add(e *Engine, n krpc.NodeInfo, hop int, via int32) {
 	if n.ID == e.self || !n.Addr.IsValid() || n.Addr.Port() == 0 || n.Addr.Addr().IsUnspecified() {
 		return
 	}
@@ -123,7 +143,7 @@ func (l *lookup) add(e *Engine, n krpc.NodeInfo, hop int) {
 			return
 		}
 	}
-	l.cands = slices.Insert(l.cands, i, cand{info: n, hop: hop})
+	l.cands = slices.Insert(l.cands, i, cand{info: n, hop: hop, via: via})
 	if len(l.cands) > maxCandidates {
 		if last := l.cands[len(l.cands)-1]; last.state != asked {
 			l.cands = l.cands[:len(l.cands)-1]
@@ -310,6 +330,9 @@ func (l *lookup) response(now time.Time, e *Engine, p *pending, sender id.ID, m 
 		l.inflight--
 	}
 	c.state = answered
+	if c.via >= 0 {
+		l.sources[c.via].credit++
+	}
 	if len(m.R.Token) > 0 {
 		c.token = append([]byte(nil), m.R.Token...)
 	}
@@ -335,8 +358,10 @@ func (l *lookup) response(now time.Time, e *Engine, p *pending, sender id.ID, m 
 		nodes = m.R.Nodes6
 	}
 	closest := l.cands[0].info.ID
-	for _, n := range nodes {
-		l.add(e, n, hop)
+	if via := l.source(sender); !l.sources[via].distrusted {
+		for _, n := range nodes {
+			l.add(e, n, hop, via)
+		}
 	}
 	l.converged = l.cands[0].info.ID == closest
 	l.step(now, e)
@@ -352,13 +377,44 @@ func (l *lookup) stalled(now time.Time, e *Engine, p *pending) {
 	}
 	// The first soft timeout retries once, since a lost datagram is far
 	// more common than a dead node on most networks; the second marks the
-	// node stalled so the lookup moves on.
+	// node stalled so the lookup moves on. Either counts against the node
+	// that listed it: a liar's made-up nodes all go quiet at once.
+	l.blame(c)
 	if c.tries < maxTries && l.ask(now, e, c) {
+		l.step(now, e) // the blame may have dropped candidates
 		return
 	}
 	c.stalled = true
 	l.inflight--
 	l.step(now, e)
+}
+
+// source returns the index of node x in l.sources, adding it if new.
+func (l *lookup) source(x id.ID) int32 {
+	for i := range l.sources {
+		if l.sources[i].id == x {
+			return int32(i)
+		}
+	}
+	l.sources = append(l.sources, source{id: x})
+	return int32(len(l.sources) - 1)
+}
+
+// blame charges a candidate's silence to the node that listed it, and
+// distrusts that node when its candidates fail and none answers.
+func (l *lookup) blame(c *cand) {
+	if c.via < 0 || c.blamed {
+		return
+	}
+	c.blamed = true
+	src := &l.sources[c.via]
+	src.blame++
+	if src.distrusted || src.blame < maxBlame || src.credit > 0 {
+		return
+	}
+	src.distrusted = true
+	via := c.via
+	l.cands = slices.DeleteFunc(l.cands, func(x cand) bool { return x.via == via && x.state == fresh })
 }
 
 func (l *lookup) failed(now time.Time, e *Engine, p *pending, err error) {
@@ -384,6 +440,9 @@ func (l *lookup) failed(now time.Time, e *Engine, p *pending, err error) {
 		l.inflight--
 	}
 	c.state = failed
+	if err == ErrTimeout {
+		l.blame(c)
+	}
 	l.step(now, e)
 }
 
