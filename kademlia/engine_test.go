@@ -480,3 +480,52 @@ func TestRecoversWhenEveryContactWentBad(t *testing.T) {
 		t.Errorf("only %d good contacts after recovery", len(got))
 	}
 }
+
+// A node that answers with made-up nodes next to the target costs a
+// lookup a couple of timeouts, not one per made-up node.
+func TestLookupDistrustsLiars(t *testing.T) {
+	n := newTestNet(t, 12)
+	n.build(40, Config{})
+	fake := 0
+	lie := func(_ netip.AddrPort, q, reply *krpc.Msg) bool {
+		if reply.R.Has&krpc.HasNodes == 0 {
+			return true
+		}
+		reply.R.Nodes = reply.R.Nodes[:0]
+		for range 8 {
+			x := q.A.Target
+			x[19] ^= byte(fake) + 1
+			fake++
+			reply.R.Nodes = append(reply.R.Nodes, krpc.NodeInfo{ID: x, Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 99, byte(fake >> 8), byte(fake)}), 6881)})
+		}
+		return true
+	}
+	liar := n.add(Config{QueryHook: lie, Bootstrap: []netip.AddrPort{n.order[0].addr}})
+	n.runUntil(time.Minute, func() bool { return liar.e.boot.joined })
+	toFake := 0
+	src := n.order[3]
+	n.drop = func(from, to netip.AddrPort, _ []byte) bool {
+		if from == src.addr && to.Addr().As4()[1] == 99 {
+			toFake++
+		}
+		return false
+	}
+	for range 20 {
+		target := id.Random(seededReader{n.rng})
+		// Make sure the lookup meets the liar: ask it first.
+		src.e.Table().Observe(n.now, liar.e.ID(), liar.addr, routing.Responded, time.Millisecond)
+		before := toFake
+		r := n.do(src, FindNode{Target: target})
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+		// About one query to each of the K made-up nodes (a lookup that
+		// has converged asks its K closest at once), not two each.
+		if sent := toFake - before; sent > 10 {
+			t.Fatalf("a lookup sent %d queries to made-up nodes", sent)
+		}
+	}
+	if toFake == 0 {
+		t.Fatal("no lookup met the liar: the test tested nothing")
+	}
+}

@@ -379,9 +379,12 @@ func (l *lookup) stalled(now time.Time, e *Engine, p *pending) {
 	// more common than a dead node on most networks; the second marks the
 	// node stalled so the lookup moves on. Either counts against the node
 	// that listed it: a liar's made-up nodes all go quiet at once.
-	l.blame(c)
-	if c.tries < maxTries && l.ask(now, e, c) {
-		l.step(now, e) // the blame may have dropped candidates
+	if l.blame(c) {
+		c = l.find(p.nodeID) // candidates were dropped: c moved
+	}
+	distrusted := c.via >= 0 && l.sources[c.via].distrusted
+	if c.tries < maxTries && !distrusted && l.ask(now, e, c) {
+		l.step(now, e)
 		return
 	}
 	c.stalled = true
@@ -402,19 +405,21 @@ func (l *lookup) source(x id.ID) int32 {
 
 // blame charges a candidate's silence to the node that listed it, and
 // distrusts that node when its candidates fail and none answers.
-func (l *lookup) blame(c *cand) {
+// It reports whether it dropped candidates (moving those after them).
+func (l *lookup) blame(c *cand) bool {
 	if c.via < 0 || c.blamed {
-		return
+		return false
 	}
 	c.blamed = true
 	src := &l.sources[c.via]
 	src.blame++
 	if src.distrusted || src.blame < maxBlame || src.credit > 0 {
-		return
+		return false
 	}
 	src.distrusted = true
 	via := c.via
 	l.cands = slices.DeleteFunc(l.cands, func(x cand) bool { return x.via == via && x.state == fresh })
+	return true
 }
 
 func (l *lookup) failed(now time.Time, e *Engine, p *pending, err error) {
@@ -441,7 +446,7 @@ func (l *lookup) failed(now time.Time, e *Engine, p *pending, err error) {
 	}
 	c.state = failed
 	if err == ErrTimeout {
-		l.blame(c)
+		l.blame(c) // c is not used after this
 	}
 	l.step(now, e)
 }
