@@ -256,14 +256,6 @@ type record struct {
 	Deleted bool   `json:"deleted"`
 }
 
-type holder struct {
-	ID      string `json:"id"`
-	Addr    string `json:"addr"`
-	Version string `json:"version"`
-	Has     bool   `json:"has"`
-	Self    bool   `json:"self"`
-}
-
 func (c *cluster) getJSON(n *node, path string, v any) error {
 	resp, err := c.hc.Get(n.api() + path)
 	if err != nil {

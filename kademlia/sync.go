@@ -265,11 +265,6 @@ func boolInt(b bool) int {
 	return 0
 }
 
-func bucketOf(target id.ID, depth int) int {
-	v := int(target[0])<<16 | int(target[1])<<8 | int(target[2])
-	return v >> (24 - depth)
-}
-
 // syncPeer is what one walk has for one neighbour.
 type syncPeer struct {
 	info    krpc.NodeInfo
