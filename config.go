@@ -3,6 +3,7 @@ package dhtkit
 import (
 	"log/slog"
 
+	"github.com/dhtkit/dhtkit/chord"
 	"github.com/dhtkit/dhtkit/kademlia"
 	"github.com/dhtkit/dhtkit/store"
 )
@@ -18,8 +19,22 @@ const (
 	Mainline = "mainline"
 )
 
+// Protocol names: the routing protocols a Node runs.
+const (
+	// Kademlia is the default: BEP 5's Kademlia, with dhtkit's key-value
+	// methods.
+	Kademlia = "kademlia"
+	// Chord runs package chord's engine: a ring of successors and fingers.
+	// It stores keys and values, but has none of BitTorrent's methods
+	// (get_peers, announce_peer, BEP 44 items, BEP 51), and cannot join
+	// Mainline.
+	Chord = "chord"
+)
+
 // Config configures a Node.
 type Config struct {
+	// Protocol is Kademlia (the default, when empty) or Chord.
+	Protocol string
 	// Listen is the UDP address to bind, host:port (":6881"). An empty or
 	// IPv4 host makes an IPv4 node; an IPv6 host an IPv6 node (BEP 32).
 	// Tests use "127.0.0.1:0".
@@ -37,6 +52,12 @@ type Config struct {
 	// QueryHook, Tap, ...). Its Network and IPv6 fields are set from
 	// Network and Listen.
 	Kademlia kademlia.Config
+	// Chord tunes the engine when Protocol is Chord (successor list,
+	// stabilization periods, quorums, ...). Its ID, Store and Replicas
+	// are set from DataDir, Limits and Replicas; its Network from Network
+	// (DefaultNetwork stands for chord.DefaultNetwork, so that Chord and
+	// Kademlia nodes of one default setup do not mix).
+	Chord chord.Config
 	// Logger receives the node's logs; nil: slog.Default().
 	Logger *slog.Logger
 	// DataDir, when set, keeps the node id, the stored values (bbolt) and
@@ -56,6 +77,8 @@ func DefaultConfig() Config {
 	return Config{
 		Listen:   ":6881",
 		Network:  DefaultNetwork,
+		Protocol: Kademlia,
 		Kademlia: kademlia.DefaultConfig(),
+		Chord:    chord.DefaultConfig(),
 	}
 }

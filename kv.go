@@ -356,9 +356,15 @@ func (n *Node) Local() []store.Record {
 // one datagram after a replica stores it. The first Value is the current
 // one, if the key has one. A delete, or the expiry of the value last
 // reported, yields a zero Value, once.
+//
+// A Chord node has no such push: it asks the replicas every
+// watchPollInterval instead.
 func (n *Node) Watch(ctx context.Context, key string) (<-chan Value, error) {
 	if key == "" {
 		return nil, fmt.Errorf("dhtkit: watch: %w", kademlia.ErrNoKey)
+	}
+	if n.chord != nil {
+		return n.pollWatch(ctx, key), nil
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	events, err := n.rt.Watch(ctx, kademlia.KVListen{Key: key})
@@ -425,6 +431,48 @@ func (n *Node) Watch(ctx context.Context, key string) (<-chan Value, error) {
 		}
 	}()
 	return ch, nil
+}
+
+// watchPollInterval is how often a Chord node's Watch asks the replicas.
+const watchPollInterval = time.Second
+
+// pollWatch is Watch by polling: Get every watchPollInterval, reporting
+// each new version, and a delete or expiry (ErrNotFound after a value)
+// once.
+func (n *Node) pollWatch(ctx context.Context, key string) <-chan Value {
+	ch := make(chan Value)
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer close(ch)
+		var last store.Version // of the value last reported; zero: none, or gone
+		t := time.NewTicker(watchPollInterval)
+		defer t.Stop()
+		for {
+			v, err := n.Get(ctx, key)
+			switch {
+			case err == nil && v.Version != last, errors.Is(err, ErrNotFound) && !last.IsZero():
+				last = v.Version
+				select {
+				case ch <- v:
+				case <-ctx.Done():
+					return
+				case <-n.ctx.Done():
+					return
+				}
+			case err != nil && !errors.Is(err, ErrNotFound):
+				n.log.Debug("watch: reading the value", "key", shortKey(key), "err", err)
+			}
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				return
+			case <-n.ctx.Done():
+				return
+			}
+		}
+	}()
+	return ch
 }
 
 // watchValue turns a version a replica sent into the Value it stands for,

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dhtkit/dhtkit/chord"
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/kademlia"
 	"github.com/dhtkit/dhtkit/krpc"
@@ -27,13 +28,24 @@ var ErrNotStored = errors.New("dhtkit: no node accepted the announce")
 // while it is busy with the previous batch.
 const socketBuffer = 4 << 20
 
+// engine is what a Node needs of its protocol engine, whichever protocol
+// it runs: the driver contract, its id and the store of the values it
+// keeps for the network.
+type engine interface {
+	runtime.Engine
+	ID() id.ID
+	Store() store.Store
+}
+
 // Node is a running DHT node.
 type Node struct {
-	eng  *kademlia.Engine
-	rt   *runtime.Runtime
-	log  *slog.Logger
-	net  string
-	ipv6 bool
+	eng   engine
+	kad   *kademlia.Engine // the engine when the protocol is Kademlia; nil otherwise
+	chord *chord.Engine    // the engine when the protocol is Chord; nil otherwise
+	rt    *runtime.Runtime
+	log   *slog.Logger
+	net   string
+	ipv6  bool
 
 	dir     *dataDir // nil without Config.DataDir
 	started time.Time
@@ -56,6 +68,15 @@ func Listen(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	switch cfg.Protocol {
+	case "", Kademlia:
+	case Chord:
+		if cfg.Network == Mainline {
+			return nil, fmt.Errorf("dhtkit: protocol %s cannot join %s: its nodes speak BEP 5 only", Chord, Mainline)
+		}
+	default:
+		return nil, fmt.Errorf("dhtkit: protocol %q: want %s or %s", cfg.Protocol, Kademlia, Chord)
+	}
 	network, err := udpNetwork(cfg.Listen)
 	if err != nil {
 		return nil, err
@@ -74,35 +95,43 @@ func Listen(ctx context.Context, cfg Config) (*Node, error) {
 	_ = conn.SetReadBuffer(socketBuffer) // best effort: the kernel caps it
 	_ = conn.SetWriteBuffer(socketBuffer)
 
-	kc := cfg.Kademlia
-	kc.Network = cfg.Network
-	kc.IPv6 = network == "udp6"
-	if cfg.Replicas > 0 {
-		kc.Replicas = cfg.Replicas
-	}
 	var dir *dataDir
 	if cfg.DataDir != "" {
 		if dir, err = openDataDir(cfg.DataDir, cfg.Limits); err != nil {
 			conn.Close()
 			return nil, err
 		}
-		kc.ID = dir.id
-		kc.Store = dir.store
-	} else if kc.Store == nil {
-		kc.Store = store.NewMemory(cfg.Limits)
 	}
-	eng := kademlia.New(kc, time.Now())
 	n := &Node{
-		eng:     eng,
-		log:     cfg.Logger.With("node", eng.ID().String()[:8]),
 		net:     cfg.Network,
-		ipv6:    kc.IPv6,
+		ipv6:    network == "udp6",
 		dir:     dir,
 		started: time.Now(),
 	}
-	n.rt = runtime.New(conn, eng, runtime.Options{Logger: n.log})
+	if cfg.Protocol == Chord {
+		n.chord = newChord(cfg, dir)
+		n.eng = n.chord
+		n.net = chordNetwork(cfg.Network)
+	} else {
+		kc := cfg.Kademlia
+		kc.Network = cfg.Network
+		kc.IPv6 = n.ipv6
+		if cfg.Replicas > 0 {
+			kc.Replicas = cfg.Replicas
+		}
+		if dir != nil {
+			kc.ID = dir.id
+			kc.Store = dir.store
+		} else if kc.Store == nil {
+			kc.Store = store.NewMemory(cfg.Limits)
+		}
+		n.kad = kademlia.New(kc, time.Now())
+		n.eng = n.kad
+	}
+	n.log = cfg.Logger.With("node", n.eng.ID().String()[:8])
+	n.rt = runtime.New(conn, n.eng, runtime.Options{Logger: n.log})
 	n.ctx, n.cancel = context.WithCancel(context.Background())
-	n.log.Debug("node listening", "addr", n.rt.Addr(), "network", cfg.Network, "id", eng.ID())
+	n.log.Debug("node listening", "addr", n.rt.Addr(), "network", n.net, "protocol", n.Protocol(), "id", n.ID())
 	boot := cfg.Bootstrap
 	if dir != nil {
 		// The contacts of the last run rejoin the network even when the
@@ -262,7 +291,10 @@ func (n *Node) Started() time.Time { return n.started }
 func (n *Node) ExternalAddr() (netip.AddrPort, int) {
 	var a netip.AddrPort
 	var votes int
-	n.rt.Inspect(func() { a, votes = n.eng.ExternalAddr() })
+	if n.kad == nil {
+		return a, votes // Chord carries no "ip" field
+	}
+	n.rt.Inspect(func() { a, votes = n.kad.ExternalAddr() })
 	return a, votes
 }
 
@@ -368,17 +400,32 @@ func (n *Node) Do(ctx context.Context, op kademlia.Op) (kademlia.Result, error) 
 	return n.rt.Do(ctx, op)
 }
 
-// Routing returns a snapshot of the routing table.
+// Routing returns a snapshot of the routing table. A Chord node has no
+// buckets: it returns one, holding its predecessor, successor list and
+// fingers.
 func (n *Node) Routing() []routing.Bucket {
 	var b []routing.Bucket
-	n.rt.Inspect(func() { b = n.eng.Table().Buckets() })
+	n.rt.Inspect(func() {
+		if n.kad != nil {
+			b = n.kad.Table().Buckets()
+		} else {
+			b = chordRouting(n.chord)
+		}
+	})
 	return b
 }
 
-// Stats returns the engine's counters.
+// Stats returns the engine's counters. A Chord node's are converted (see
+// chordStats); ChordStats has them as the engine counts them.
 func (n *Node) Stats() kademlia.Stats {
 	var s kademlia.Stats
-	n.rt.Inspect(func() { s = n.eng.Stats() })
+	n.rt.Inspect(func() {
+		if n.kad != nil {
+			s = n.kad.Stats()
+		} else {
+			s = chordStats(n.chord.Stats())
+		}
+	})
 	return s
 }
 
@@ -387,7 +434,9 @@ func (n *Node) IOStats() runtime.Stats { return n.rt.Stats() }
 
 func (n *Node) contacts() int {
 	var k int
-	n.rt.Inspect(func() { k = n.eng.Table().Len() })
+	for _, b := range n.Routing() {
+		k += len(b.Contacts)
+	}
 	return k
 }
 

@@ -212,6 +212,19 @@ func (e *Engine) answer(t id.ID, k int, dst []krpc.NodeInfo) (nodes []krpc.NodeI
 				}
 				dst = append(dst, x)
 			}
+			if len(r.succs) < r.r {
+				// The list holds the whole ring: go on around it, through
+				// this node, so that a small ring still gives k nodes.
+				if len(dst) < k {
+					dst = append(dst, krpc.NodeInfo{ID: e.self})
+				}
+				for _, x := range r.succs[:i] {
+					if len(dst) == k {
+						break
+					}
+					dst = append(dst, x)
+				}
+			}
 			if len(r.succs)-i < k && len(r.succs) == r.r {
 				return dst, false, true
 			}

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/dhtkit/dhtkit"
+	"github.com/dhtkit/dhtkit/chord"
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/kademlia"
 	"github.com/dhtkit/dhtkit/krpc"
@@ -216,6 +217,8 @@ func statusOf(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, kademlia.ErrReadOnly):
 		return http.StatusForbidden
+	case errors.Is(err, chord.ErrUnsupported):
+		return http.StatusNotImplemented // a BitTorrent method asked of a Chord node
 	case errors.Is(err, kademlia.ErrNoContacts), errors.Is(err, kademlia.ErrNotStored), errors.Is(err, kademlia.ErrQuorum),
 		errors.Is(err, kademlia.ErrClosed), errors.Is(err, dhtkit.ErrNotStored):
 		return http.StatusServiceUnavailable

@@ -131,9 +131,12 @@ sample of its infohashes (BEP 51) and prints the counts.`,
 				}
 			}
 
+			// Sample every node heard of, not only those that answered a
+			// lookup: a node a slow lookup passed over is still asked, and
+			// counts as found when it answers.
 			c.mu.Lock()
-			addrs := make([]netip.AddrPort, 0, len(c.responded))
-			for _, a := range c.responded {
+			addrs := make([]netip.AddrPort, 0, len(c.seen))
+			for _, a := range c.seen {
 				addrs = append(addrs, a)
 			}
 			c.mu.Unlock()

@@ -19,6 +19,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/dhtkit/dhtkit"
+	"github.com/dhtkit/dhtkit/chord"
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/kademlia"
 )
@@ -143,7 +144,7 @@ func TestErrors(t *testing.T) {
 		{[]string{"get-peers", "xyz", "--bootstrap", "127.0.0.1:1"}, exitUsage, "want 40 hex digits"},
 		{[]string{"announce", id.FromString("a").String(), "--bootstrap", "127.0.0.1:1"}, exitUsage, "--port"},
 		{[]string{"lookup", "abc", "--timeout", "300ms", "--bootstrap", deadAddr}, exitFailure, "no node answered"},
-		{[]string{"node", "--protocol", "chord"}, exitFailure, "not available"},
+		{[]string{"node", "--protocol", "chord", "--network", "mainline"}, exitUsage, "cannot join --network mainline"},
 		{[]string{"node", "--protocol", "pastry"}, exitUsage, "want kademlia or chord"},
 		{[]string{"node", "--no-such-flag"}, exitUsage, "unknown flag"},
 		{[]string{"frobnicate"}, exitUsage, "unknown command"},
@@ -166,30 +167,40 @@ func TestErrors(t *testing.T) {
 // TestNodeCommand runs `dhtkit node` in-process, pings it, and stops it
 // the way SIGINT does, by canceling its context.
 func TestNodeCommand(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	pr, pw := io.Pipe()
-	done := make(chan int)
-	go func() {
-		done <- run(ctx, []string{"node", "--listen", "127.0.0.1:0", "--http", "off", "--log-level", "warn"}, pw, io.Discard)
-		pw.Close()
-	}()
-	line, err := bufio.NewReader(pr).ReadString('\n')
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := strings.Fields(line)
-	if len(f) < 5 || f[0] != "node" || f[2] != "listening" {
-		t.Fatalf("node printed %q", line)
-	}
-	nodeID, addr := f[1], f[4]
-	go io.Copy(io.Discard, pr)
-	code, out, errs := dhtkitCmd(t, "ping", addr)
-	if code != 0 || strings.TrimSpace(out) != nodeID {
-		t.Errorf("ping of the node: exit %d, %q, want %s; %s", code, out, nodeID, errs)
-	}
-	cancel()
-	if code := <-done; code != 0 {
-		t.Fatalf("node exited %d after cancel, want 0", code)
+	for _, tt := range []struct {
+		protocol string
+		ping     []string // the ping command's flags: a Chord node has a network of its own
+	}{
+		{"kademlia", nil},
+		{"chord", []string{"--network", chord.DefaultNetwork}},
+	} {
+		t.Run(tt.protocol, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			pr, pw := io.Pipe()
+			done := make(chan int)
+			go func() {
+				done <- run(ctx, []string{"node", "--protocol", tt.protocol, "--listen", "127.0.0.1:0", "--http", "off", "--log-level", "warn"}, pw, io.Discard)
+				pw.Close()
+			}()
+			line, err := bufio.NewReader(pr).ReadString('\n')
+			if err != nil {
+				t.Fatal(err)
+			}
+			f := strings.Fields(line)
+			if len(f) < 5 || f[0] != "node" || f[2] != "listening" || !strings.Contains(line, "protocol "+tt.protocol) {
+				t.Fatalf("node printed %q", line)
+			}
+			nodeID, addr := f[1], f[4]
+			go io.Copy(io.Discard, pr)
+			code, out, errs := dhtkitCmd(t, append([]string{"ping", addr}, tt.ping...)...)
+			if code != 0 || strings.TrimSpace(out) != nodeID {
+				t.Errorf("ping of the node: exit %d, %q, want %s; %s", code, out, nodeID, errs)
+			}
+			cancel()
+			if code := <-done; code != 0 {
+				t.Fatalf("node exited %d after cancel, want 0", code)
+			}
+		})
 	}
 }
 

@@ -39,9 +39,11 @@ through its well-known routers.`,
 		Args: args(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			switch protocol {
-			case "kademlia":
-			case "chord":
-				return fmt.Errorf("--protocol chord: the Chord engine is not available in this build yet; use --protocol kademlia")
+			case dhtkit.Kademlia:
+			case dhtkit.Chord:
+				if g.network == dhtkit.Mainline {
+					return usageError("--protocol chord cannot join --network mainline: its nodes speak BEP 5 only")
+				}
 			default:
 				return usageError("--protocol %q: want kademlia or chord", protocol)
 			}
@@ -67,6 +69,7 @@ through its well-known routers.`,
 				kc.Tap = events.Tap
 			}
 			n, err := dhtkit.Listen(ctx, dhtkit.Config{
+				Protocol:  protocol,
 				Listen:    listen,
 				Network:   g.network,
 				Bootstrap: bootstrap,
@@ -79,7 +82,7 @@ through its well-known routers.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(g.stdout, "node %v listening on %v (network %q)\n", n.ID(), n.Addr(), g.network)
+			fmt.Fprintf(g.stdout, "node %v listening on %v (network %q, protocol %s)\n", n.ID(), n.Addr(), n.Network(), n.Protocol())
 			if httpAddr != "" && httpAddr != "off" {
 				url, err := serveHTTP(ctx, httpAddr, n, httpapi.Options{Events: events, Protocol: protocol, Started: n.Started()}, g.log)
 				if err != nil {

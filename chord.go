@@ -1,0 +1,118 @@
+package dhtkit
+
+import (
+	"time"
+
+	"github.com/dhtkit/dhtkit/chord"
+	"github.com/dhtkit/dhtkit/id"
+	"github.com/dhtkit/dhtkit/kademlia"
+	"github.com/dhtkit/dhtkit/krpc"
+	"github.com/dhtkit/dhtkit/routing"
+	"github.com/dhtkit/dhtkit/store"
+)
+
+// newChord makes the Chord engine of a node configured by cfg, with the
+// id and the store of dir when the node has a data directory.
+func newChord(cfg Config, dir *dataDir) *chord.Engine {
+	cc := cfg.Chord
+	cc.Network = chordNetwork(cfg.Network)
+	if cfg.Replicas > 0 {
+		cc.Replicas = cfg.Replicas
+	}
+	if dir != nil {
+		cc.ID = dir.id
+		cc.Store = dir.store
+	} else if cc.Store == nil {
+		cc.Store = store.NewMemory(cfg.Limits)
+	}
+	return chord.New(cc, time.Now())
+}
+
+// chordNetwork is the network name a Chord node uses for network: the
+// default one is Chord's own, so that a Chord node and a Kademlia node
+// started with the defaults drop each other's messages rather than
+// answer them with errors.
+func chordNetwork(network string) string {
+	if network == "" || network == DefaultNetwork {
+		return chord.DefaultNetwork
+	}
+	return network
+}
+
+// Protocol is the routing protocol the node runs: Kademlia or Chord.
+func (n *Node) Protocol() string {
+	if n.chord != nil {
+		return Chord
+	}
+	return Kademlia
+}
+
+// ChordStats returns the Chord engine's counters, by Chord method; false
+// when the node runs another protocol.
+func (n *Node) ChordStats() (chord.Stats, bool) {
+	if n.chord == nil {
+		return chord.Stats{}, false
+	}
+	var s chord.Stats
+	n.rt.Inspect(func() { s = n.chord.Stats() })
+	return s, true
+}
+
+// chordRouting is a Chord engine's neighbours as one routing bucket, so
+// that what shows a Kademlia table (the web page, the status, the saved
+// contacts) shows them too: the predecessor, the successor list, then the
+// fingers, each node once. The engine keeps no per-contact history, so
+// every one is Good, as the engine believes until it fails.
+func chordRouting(e *chord.Engine) []routing.Bucket {
+	seen := make(map[id.ID]bool)
+	var contacts []routing.Contact
+	add := func(ns ...krpc.NodeInfo) {
+		for _, c := range ns {
+			if seen[c.ID] || c.ID == e.ID() {
+				continue
+			}
+			seen[c.ID] = true
+			contacts = append(contacts, routing.Contact{ID: c.ID, Addr: c.Addr, State: routing.Good})
+		}
+	}
+	if p, ok := e.Predecessor(); ok {
+		add(p)
+	}
+	add(e.Successors()...)
+	add(e.Fingers()...)
+	return []routing.Bucket{{Prefix: e.ID(), Contacts: contacts}}
+}
+
+// chordMethods maps the Chord methods counted by chord.Stats onto the
+// Kademlia methods that do the same work: a lookup step is a find_node, a
+// leave a dk_bye. The stabilization methods (ch_get_predecessor,
+// ch_notify) have no counterpart and count as unknown.
+var chordMethods = map[string]krpc.Method{
+	"ping":              krpc.MethodPing,
+	"ch_find_successor": krpc.MethodFindNode,
+	"ch_leave":          krpc.MethodBye,
+	"dk_store":          krpc.MethodStore,
+	"dk_fetch":          krpc.MethodFetch,
+}
+
+// chordStats converts a Chord engine's counters into kademlia.Stats, which
+// the web page and the metrics read.
+func chordStats(c chord.Stats) kademlia.Stats {
+	s := kademlia.Stats{
+		ResponsesIn: c.ResponsesIn,
+		ErrorsIn:    c.ErrorsIn,
+		ErrorsOut:   c.ErrorsOut,
+		Malformed:   c.Malformed,
+		ForeignNet:  c.ForeignNet,
+		Unsolicited: c.Unsolicited,
+		Timeouts:    c.Timeouts,
+		BytesIn:     c.BytesIn,
+		BytesOut:    c.BytesOut,
+	}
+	for i := range c.QueriesIn {
+		m := chordMethods[chord.MethodName(i)] // MethodUnknown when absent
+		s.QueriesIn[m] += c.QueriesIn[i]
+		s.QueriesOut[m] += c.QueriesOut[i]
+	}
+	return s
+}
