@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/dhtkit/dhtkit/id"
+	"github.com/dhtkit/dhtkit/kademlia"
 	"github.com/dhtkit/dhtkit/krpc"
 )
 
@@ -113,7 +114,7 @@ func FuzzPayload(f *testing.F) {
 			}
 		}
 		_, _ = decodeNeighbors(x, self, from)
-		if recs, err := decodeRecords(x); err == nil {
+		if recs, err := kademlia.ParseRecords(x); err == nil {
 			for _, r := range recs {
 				if r.Version.IsZero() || r.Key == "" {
 					t.Fatalf("decoded an invalid record: %+v", r)

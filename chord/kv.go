@@ -109,7 +109,7 @@ func (e *Engine) kvReplicas(now time.Time, s *opState, nodes []krpc.NodeInfo) {
 		if op.put {
 			q := e.newQuery(mStore)
 			q.A.Has |= krpc.HasX
-			e.xbuf = encodeRecords(e.xbuf[:0], []store.Record{op.rec})
+			e.xbuf = kademlia.AppendRecords(e.xbuf[:0], []store.Record{op.rec})
 			q.A.X = e.xbuf
 		} else {
 			q := e.newQuery(mFetch)
@@ -189,7 +189,7 @@ func (op *kvOp) response(now time.Time, e *Engine, p *pending, sender id.ID, m *
 		op.check(now, e)
 		return
 	}
-	recs, err := decodeRecords(m.R.X)
+	recs, err := kademlia.ParseRecords(m.R.X)
 	if err != nil {
 		e.stats.Malformed++
 		r.err = err
@@ -320,7 +320,7 @@ func (e *Engine) pushRecords(now time.Time, to krpc.NodeInfo, recs []store.Recor
 		}
 		q := e.newQuery(mStore)
 		q.A.Has |= krpc.HasX
-		e.xbuf = encodeRecords(e.xbuf[:0], recs[:n])
+		e.xbuf = kademlia.AppendRecords(e.xbuf[:0], recs[:n])
 		q.A.X = e.xbuf
 		if e.sendQuery(now, mStore, to.Addr, to.ID, op, why) {
 			sent++
@@ -334,7 +334,7 @@ func (e *Engine) pushRecords(now time.Time, to krpc.NodeInfo, recs []store.Recor
 // wins) and says, per record, whether we now hold it or something newer.
 // It leaves the reply in e.out and reports whether there is one.
 func (e *Engine) handleStore(now time.Time, from netip.AddrPort, q *krpc.Msg) bool {
-	recs, err := decodeRecords(q.A.X)
+	recs, err := kademlia.ParseRecords(q.A.X)
 	if err != nil {
 		e.stats.Malformed++
 		e.replyError(from, q.T, krpc.CodeProtocol, "dk_store: "+err.Error())
@@ -374,7 +374,7 @@ func (e *Engine) handleFetch(now time.Time, from netip.AddrPort, q *krpc.Msg) bo
 	if rec, found, err := e.kvStore().Get(string(k)); err == nil && found && !expired(&rec, now) {
 		recs = append(recs, rec)
 	}
-	e.xbuf = encodeRecords(e.xbuf[:0], recs)
+	e.xbuf = kademlia.AppendRecords(e.xbuf[:0], recs)
 	r := e.newResponse(q.T)
 	r.R.Has |= krpc.HasX
 	r.R.X = e.xbuf

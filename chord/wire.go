@@ -4,11 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"time"
 
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/krpc"
-	"github.com/dhtkit/dhtkit/store"
 )
 
 // Chord's methods travel as KRPC queries with their own names (krpc
@@ -270,72 +268,3 @@ func encodeNeighbors(dst []byte, pred krpc.NodeInfo, hasPred bool, succs []krpc.
 	return encodeX(dst, m)
 }
 
-// Records: the payload format of package kademlia's dk_store and dk_fetch.
-
-func encodeRecords(dst []byte, recs []store.Record) []byte {
-	list := make([]any, len(recs))
-	for i := range recs {
-		r := &recs[i]
-		m := map[string]any{"k": r.Key, "t": int64(r.Version.Time), "w": int64(r.Version.Writer)}
-		if r.Deleted {
-			m["d"] = 1
-		} else {
-			m["v"] = r.Value
-		}
-		if !r.Expires.IsZero() {
-			m["e"] = r.Expires.UnixMilli()
-		}
-		list[i] = m
-	}
-	return encodeX(dst, map[string]any{"recs": list})
-}
-
-func decodeRecord(v any) (store.Record, error) {
-	d, ok := v.(map[string]any)
-	if !ok {
-		return store.Record{}, fmt.Errorf("%w: record is not a dictionary", errBadPayload)
-	}
-	var r store.Record
-	k, ok1 := d["k"].([]byte)
-	t, ok2 := d["t"].(int64)
-	w, ok3 := d["w"].(int64)
-	if !ok1 || !ok2 || !ok3 || len(k) == 0 {
-		return r, fmt.Errorf("%w: record needs k, t and w", errBadPayload)
-	}
-	r.Key = string(k)
-	r.Version = store.Version{Time: uint64(t), Writer: uint64(w)}
-	if r.Version.IsZero() {
-		return r, fmt.Errorf("%w: record without a version", errBadPayload)
-	}
-	if del, _ := d["d"].(int64); del == 1 {
-		r.Deleted = true
-	} else if val, ok := d["v"].([]byte); ok {
-		r.Value = append([]byte{}, val...)
-	} else {
-		return r, fmt.Errorf("%w: record without v", errBadPayload)
-	}
-	if e, ok := d["e"].(int64); ok && e > 0 {
-		r.Expires = time.UnixMilli(e)
-	}
-	return r, nil
-}
-
-func decodeRecords(x []byte) ([]store.Record, error) {
-	d, err := decodeX(x)
-	if err != nil {
-		return nil, err
-	}
-	raw, ok := d["recs"].([]any)
-	if !ok {
-		return nil, fmt.Errorf("%w: no recs list", errBadPayload)
-	}
-	recs := make([]store.Record, 0, len(raw))
-	for _, v := range raw {
-		r, err := decodeRecord(v)
-		if err != nil {
-			return nil, err
-		}
-		recs = append(recs, r)
-	}
-	return recs, nil
-}

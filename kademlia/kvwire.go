@@ -69,8 +69,14 @@ func decodeRecord(v any) (store.Record, error) {
 	if !ok1 || !ok2 || !ok3 {
 		return r, fmt.Errorf("%w: record needs k, t and w", errBadPayload)
 	}
+	if len(k) == 0 {
+		return r, fmt.Errorf("%w: record with an empty key", errBadPayload)
+	}
 	r.Key = string(k)
 	r.Version = store.Version{Time: uint64(t), Writer: uint64(w)}
+	if r.Version.IsZero() {
+		return r, fmt.Errorf("%w: record without a version", errBadPayload)
+	}
 	if del, _ := d["d"].(int64); del == 1 {
 		r.Deleted = true
 	} else if val, ok := d["v"].([]byte); ok {
@@ -111,6 +117,20 @@ func decodeRecords(d map[string]any, key string) ([]store.Record, error) {
 		recs = append(recs, r)
 	}
 	return recs, nil
+}
+
+// AppendRecords appends the payload of a dk_store query or a dk_fetch
+// answer, {"recs": [rec, ...]}: the record format other engines (chord)
+// share.
+func AppendRecords(dst []byte, recs []store.Record) []byte { return encodeRecords(dst, "recs", recs) }
+
+// ParseRecords decodes what AppendRecords encodes.
+func ParseRecords(x []byte) ([]store.Record, error) {
+	d, err := decodeX(x)
+	if err != nil {
+		return nil, err
+	}
+	return decodeRecords(d, "recs")
 }
 
 func encodeX(dst []byte, v map[string]any) []byte {
