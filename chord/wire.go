@@ -267,4 +267,3 @@ func encodeNeighbors(dst []byte, pred krpc.NodeInfo, hasPred bool, succs []krpc.
 	}
 	return encodeX(dst, m)
 }
-
