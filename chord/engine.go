@@ -25,8 +25,6 @@ package chord
 import (
 	"bytes"
 	"container/heap"
-	"crypto/rand"
-	"io"
 	mrand "math/rand/v2"
 	"net/netip"
 	"time"
@@ -103,17 +101,9 @@ type Engine struct {
 // New returns an engine for cfg, started at now.
 func New(cfg Config, now time.Time) *Engine {
 	cfg = cfg.withDefaults()
-	src := cfg.Rand
-	if src == nil {
-		src = rand.Reader
-	}
-	var seed [32]byte
-	if _, err := io.ReadFull(src, seed[:]); err != nil {
-		panic("chord: reading random seed: " + err.Error())
-	}
-	rng := mrand.New(mrand.NewChaCha8(seed))
+	rng := kademlia.NewRand(cfg.Rand)
 	if cfg.ID.IsZero() {
-		cfg.ID = id.Random(randReader{rng})
+		cfg.ID = id.Random(kademlia.RandReader{R: rng})
 	}
 	e := &Engine{
 		cfg:     cfg,
@@ -144,16 +134,6 @@ func New(cfg Config, now time.Time) *Engine {
 // jitter returns d scaled by a random factor in [0.75, 1.25).
 func (e *Engine) jitter(d time.Duration) time.Duration {
 	return d*3/4 + time.Duration(e.rng.Int64N(int64(d/2)+1))
-}
-
-// randReader adapts a math/rand generator to io.Reader for id.Random.
-type randReader struct{ r *mrand.Rand }
-
-func (r randReader) Read(p []byte) (int, error) {
-	for i := range p {
-		p[i] = byte(r.r.Uint32())
-	}
-	return len(p), nil
 }
 
 // ID is the node's id.

@@ -101,17 +101,9 @@ type Engine struct {
 // New returns an engine for cfg, started at now.
 func New(cfg Config, now time.Time) *Engine {
 	cfg = cfg.withDefaults()
-	src := cfg.Rand
-	if src == nil {
-		src = rand.Reader
-	}
-	var seed [32]byte
-	if _, err := io.ReadFull(src, seed[:]); err != nil {
-		panic("kademlia: reading random seed: " + err.Error())
-	}
-	rng := mrand.New(mrand.NewChaCha8(seed))
+	rng := NewRand(cfg.Rand)
 	if cfg.ID.IsZero() {
-		cfg.ID = id.Random(randReader{rng})
+		cfg.ID = id.Random(RandReader{rng})
 	}
 	e := &Engine{
 		cfg:     cfg,
@@ -135,7 +127,7 @@ func New(cfg Config, now time.Time) *Engine {
 	if cfg.NewTable != nil {
 		e.table = cfg.NewTable(e.self, cfg.K)
 	} else {
-		e.table = routing.NewBEP5(e.self, cfg.K, randReader{rng})
+		e.table = routing.NewBEP5(e.self, cfg.K, RandReader{rng})
 	}
 	e.clock.Writer = store.WriterID(e.self)
 	if cfg.Store != nil {
@@ -155,17 +147,30 @@ func New(cfg Config, now time.Time) *Engine {
 	return e
 }
 
-// randReader adapts a math/rand generator to io.Reader for id.Random.
-type randReader struct{ r *mrand.Rand }
+// NewRand returns an engine's generator, seeded from src (crypto/rand when
+// nil): a seeded src makes an engine, Kademlia or Chord, deterministic.
+func NewRand(src io.Reader) *mrand.Rand {
+	if src == nil {
+		src = rand.Reader
+	}
+	var seed [32]byte
+	if _, err := io.ReadFull(src, seed[:]); err != nil {
+		panic("dhtkit: reading a random seed: " + err.Error())
+	}
+	return mrand.New(mrand.NewChaCha8(seed))
+}
 
-func (r randReader) Read(p []byte) (int, error) {
+// RandReader adapts a math/rand generator to io.Reader, for id.Random.
+type RandReader struct{ R *mrand.Rand }
+
+func (r RandReader) Read(p []byte) (int, error) {
 	for i := range p {
-		p[i] = byte(r.r.Uint32())
+		p[i] = byte(r.R.Uint32())
 	}
 	return len(p), nil
 }
 
-func (e *Engine) secret(b []byte) { randReader{e.rng}.Read(b) }
+func (e *Engine) secret(b []byte) { RandReader{e.rng}.Read(b) }
 
 // ID is the node's id.
 func (e *Engine) ID() id.ID { return e.self }
