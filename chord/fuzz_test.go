@@ -100,8 +100,10 @@ func FuzzPayload(f *testing.F) {
 	f.Add([]byte("d4:recsld1:k1:a1:ti5e1:v1:b1:wi1eeee"))
 	f.Add([]byte("d1:t20:01234567890123456789e"))
 	f.Add([]byte("d1:k3:keye"))
-	e := New(Config{Network: "test", Rand: seededReader{rand.New(rand.NewPCG(1, 1))}}, testEpoch)
 	f.Fuzz(func(t *testing.T, x []byte) {
+		// A fresh engine each time: state kept across inputs (stored
+		// records, contacts) would slow every later input down.
+		e := New(Config{Network: "test", Rand: seededReader{rand.New(rand.NewPCG(1, 1))}}, testEpoch)
 		if r, err := decodeStep(x, self, from); err == nil {
 			again, err := decodeStep(encodeX(nil, map[string]any{"d": boolInt(r.done), "n": encodeNodes(r.nodes, self), "a": encodeNodes(r.partial, self)}), self, from)
 			if err != nil || len(again.nodes) != len(r.nodes) || again.done != r.done {
