@@ -42,14 +42,33 @@ func anacrolixKnows(t testing.TB, s *dht.Server, addrs ...netip.AddrPort) {
 // TestAnacrolixAnswersUs: our ping, find_node, get_peers and announce_peer
 // to anacrolix/dht are answered, and our parser reads its answers.
 func TestAnacrolixAnswersUs(t *testing.T) {
-	a, aps := newAnacrolix(t)
-	var others []netip.AddrPort
-	for range 3 {
-		o, _ := newAnacrolix(t)
-		others = append(others, AnacrolixAddr(o))
-	}
-	anacrolixKnows(t, a, others...)
+	// anacrolix fills find_node answers from a few buckets only, so with
+	// some random ids it answers with none of the nodes it knows: build
+	// its little network again until it answers with some.
+	var a *dht.Server
+	var aps *PeerStore
+	var carried []netip.AddrPort
+	probe, _ := newAnacrolix(t)
 	n := newNode(t)
+	for try := 0; len(carried) == 0; try++ {
+		if try == 5 {
+			t.Fatal("anacrolix answers find_node with no nodes: the test network is not set up")
+		}
+		a, aps = newAnacrolix(t)
+		var others []netip.AddrPort
+		for range 6 {
+			o, _ := newAnacrolix(t)
+			others = append(others, AnacrolixAddr(o))
+		}
+		anacrolixKnows(t, a, others...)
+		r := probe.FindNode(dht.NewAddr(udp(AnacrolixAddr(a))), int160.FromByteArray(n.ID()), dht.QueryRateLimiting{})
+		if r.Err != nil || r.Reply.R == nil {
+			t.Fatalf("probe find_node to anacrolix: %v", r.Err)
+		}
+		for _, ni := range r.Reply.R.Nodes {
+			carried = append(carried, ni.Addr.ToNodeAddrPort().AddrPort)
+		}
+	}
 	ctx := timeout(t, 30*time.Second)
 
 	// ping
@@ -64,18 +83,6 @@ func TestAnacrolixAnswersUs(t *testing.T) {
 	// find_node: joining through a finds the nodes that a's find_node
 	// answers carry (anacrolix picks them by the query's info_hash, zero
 	// for find_node, and skips closer buckets: not always all it knows).
-	probe, _ := newAnacrolix(t)
-	r := probe.FindNode(dht.NewAddr(udp(AnacrolixAddr(a))), int160.FromByteArray(n.ID()), dht.QueryRateLimiting{})
-	if r.Err != nil || r.Reply.R == nil {
-		t.Fatalf("probe find_node to anacrolix: %v", r.Err)
-	}
-	var carried []netip.AddrPort
-	for _, ni := range r.Reply.R.Nodes {
-		carried = append(carried, ni.Addr.ToNodeAddrPort().AddrPort)
-	}
-	if len(carried) == 0 {
-		t.Fatal("anacrolix answers find_node with no nodes: the test network is not set up")
-	}
 	bootstrap(t, n, AnacrolixAddr(a))
 	found, err := n.Lookup(ctx, n.ID())
 	if err != nil {
