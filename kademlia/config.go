@@ -21,6 +21,22 @@ type Config struct {
 	K int
 	// Alpha is the number of queries a lookup keeps in flight (3).
 	Alpha int
+	// Beta is how many of the closest nodes found must answer before a
+	// lookup that only reads (FindNode, GetPeers, GetItem, the engine's
+	// own refreshes) ends (3). Its Result then lists the Beta closest
+	// nodes exactly and, after them, the next nodes that answered, which
+	// may pass over a closer one that had not answered yet. A lookup that
+	// stores waits for all K (announce_peer and put need each node's
+	// token), a key-value operation for its Replicas. Beta >= K is the
+	// original Kademlia rule: wait for all K, and list the K closest.
+	Beta int
+
+	// StrictBEP5 keeps BEP 5's rule that a bucket full of good nodes
+	// turns a newcomer away. By default a full bucket trades its slowest
+	// node for a newcomer that answered in under 3/4 of that node's
+	// round-trip time, as libtorrent does: the first hops of a lookup,
+	// which come from our own table, are then short ones.
+	StrictBEP5 bool
 	// QueryTimeout bounds the wait for one response before the contact's
 	// RTT is known (2s). With RTT samples the timeout adapts to
 	// srtt+4·rttvar, clamped to [MinQueryTimeout, QueryTimeout].
@@ -113,6 +129,7 @@ func DefaultConfig() Config {
 	return Config{
 		K:                   8,
 		Alpha:               3,
+		Beta:                3,
 		QueryTimeout:        2 * time.Second,
 		MinQueryTimeout:     250 * time.Millisecond,
 		Version:             []byte{'D', 'K', 0, 1},
@@ -143,6 +160,10 @@ func (c Config) withDefaults() Config {
 	if c.Alpha <= 0 {
 		c.Alpha = d.Alpha
 	}
+	if c.Beta <= 0 {
+		c.Beta = d.Beta
+	}
+
 	if c.QueryTimeout <= 0 {
 		c.QueryTimeout = d.QueryTimeout
 	}

@@ -127,7 +127,10 @@ func New(cfg Config, now time.Time) *Engine {
 	if cfg.NewTable != nil {
 		e.table = cfg.NewTable(e.self, cfg.K)
 	} else {
-		e.table = routing.NewBEP5(e.self, cfg.K, RandReader{rng})
+		t := routing.NewBEP5(e.self, cfg.K, RandReader{rng})
+		t.SetPreferFast(!cfg.StrictBEP5)
+		e.table = t
+
 	}
 	e.clock.Writer = store.WriterID(e.self)
 	if cfg.Store != nil {

@@ -67,19 +67,22 @@ func TestLookupFindsTrueClosest(t *testing.T) {
 		name  string
 		nodes int
 		loss  float64
-		want  float64 // fraction of lookups returning exactly the true K closest
+		beta  int     // the lookup's Beta: it must return the Beta closest exactly
+		want  float64 // fraction of lookups that do
 	}{
-		{"200 nodes", 200, 0, 0.99},
+		{"200 nodes", 200, 0, 8, 0.99},
 		// Each query is tried twice, so with 5% loss per datagram a
 		// true-closest node is missed with probability ~1% per node.
-		{"200 nodes 5% loss", 200, 0.05, 0.90},
+		{"200 nodes 5% loss", 200, 0.05, 8, 0.90},
+		{"200 nodes, Beta 3", 200, 0, 3, 0.99},
+		{"200 nodes 5% loss, Beta 3", 200, 0.05, 3, 0.95},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			n := newTestNet(t, 7)
 			if tc.loss > 0 {
 				n.drop = func(_, _ netip.AddrPort, _ []byte) bool { return n.rng.Float64() < tc.loss }
 			}
-			n.build(tc.nodes, Config{})
+			n.build(tc.nodes, Config{Beta: tc.beta})
 			const lookups = 200
 			exact := 0
 			var hops, queries int
@@ -91,7 +94,7 @@ func TestLookupFindsTrueClosest(t *testing.T) {
 					t.Errorf("lookup %d: %v", i, r.Err)
 					continue
 				}
-				if slices.Equal(ids(r.Nodes), trueClosest(n, src.e.ID(), target, 8)) {
+				if len(r.Nodes) >= tc.beta && slices.Equal(ids(r.Nodes[:tc.beta]), trueClosest(n, src.e.ID(), target, tc.beta)) {
 					exact++
 				}
 				hops += r.Stats.Hops
@@ -101,13 +104,67 @@ func TestLookupFindsTrueClosest(t *testing.T) {
 			t.Logf("%s: %d/%d exact, %.1f hops, %.1f queries per lookup", n, exact, lookups,
 				float64(hops)/lookups, float64(queries)/lookups)
 			if frac < tc.want {
-				t.Errorf("only %.1f%% of lookups found the true 8 closest, want ≥ %.0f%%", 100*frac, 100*tc.want)
+				t.Errorf("only %.1f%% of lookups found the true %d closest, want ≥ %.0f%%", 100*frac, tc.beta, 100*tc.want)
+			}
+		})
+	}
+}
+
+func TestBetaSparesTheSlowest(t *testing.T) {
+	// One of the 8 nodes closest to the target, but not of the 3 closest,
+	// answers 200 ms late (still within its soft timeout). A lookup that
+	// reads ends once the 3 closest have answered, listing the nodes that
+	// answered; one that waits for all K (Beta = K, or an announce) waits
+	// for it and lists the true 8 closest.
+	for _, tc := range []struct {
+		name     string
+		beta     int
+		announce bool
+		wait     bool
+	}{
+		{"find_node, Beta 3", 3, false, false},
+		{"find_node, Beta K", 8, false, true},
+		{"announce waits for every token", 3, true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := newTestNet(t, 11)
+			n.build(300, Config{Beta: tc.beta})
+
+			src := n.order[0]
+			target := id.Random(seededReader{n.rng})
+			want := trueClosest(n, src.e.ID(), target, 8)
+			n.slow = map[netip.AddrPort]time.Duration{}
+			for _, tn := range n.order {
+				if tn.e.ID() == want[5] {
+					n.slow[tn.addr] = 200 * time.Millisecond
+				}
+			}
+			var r Result
+			if tc.announce {
+				r = n.do(src, Announce{InfoHash: target, Port: 6881})
+			} else {
+				r = n.do(src, FindNode{Target: target})
+			}
+			if r.Err != nil {
+				t.Fatal(r.Err)
+			}
+			got := ids(r.Nodes)
+			if tc.wait && !slices.Equal(got, want) {
+				t.Errorf("nodes %v, want the true 8 closest %v", got, want)
+			}
+			if !tc.wait && (len(got) < 3 || !slices.Equal(got[:3], want[:3]) || slices.Contains(got, want[5])) {
+				t.Errorf("nodes %v, want the 3 closest %v first and not the slow %v", got, want[:3], want[5])
+			}
+
+			if waited := r.Stats.Duration >= 200*time.Millisecond; waited != tc.wait {
+				t.Errorf("lookup took %v: waited for the slow node %v, want %v", r.Stats.Duration, waited, tc.wait)
 			}
 		})
 	}
 }
 
 func TestAnnounceThenGetPeers(t *testing.T) {
+
 	n := newTestNet(t, 3)
 	n.build(60, Config{})
 	h := id.FromString("ubuntu.iso")
@@ -321,8 +378,8 @@ func TestReadOnlyNode(t *testing.T) {
 	n.runUntil(time.Minute, func() bool { return ro.e.boot.joined })
 	target := id.Random(seededReader{n.rng})
 	r := n.do(ro, FindNode{Target: target})
-	if r.Err != nil || !slices.Equal(ids(r.Nodes), trueClosest(n, ro.e.ID(), target, 8)) {
-		t.Fatalf("read-only lookup: err %v", r.Err)
+	if r.Err != nil || len(r.Nodes) != 8 || !slices.Equal(ids(r.Nodes[:3]), trueClosest(n, ro.e.ID(), target, 3)) {
+		t.Fatalf("read-only lookup: err %v, %d nodes", r.Err, len(r.Nodes))
 	}
 	for _, tn := range n.order[:30] {
 		if _, ok := tn.e.Table().Get(ro.e.ID()); ok {

@@ -22,10 +22,12 @@ const maxTries = 2
 // Announce the announce_peer round that follows it.
 //
 // It keeps up to Alpha queries in flight to the closest candidates not yet
-// asked, and ends when the K closest candidates that have not failed have
-// all answered. A query that passes its soft timeout stops counting
-// against Alpha, so one slow node does not stall the lookup, but its
-// answer is still used if it comes before the hard timeout.
+// asked, and ends when the need closest candidates that have not failed
+// have all answered: all K of them for a lookup that stores, since each
+// must hand over a token, fewer for one that reads (see lookupNeed). A
+// query that passes its soft timeout stops counting against Alpha, so one
+// slow node does not stall the lookup, but its answer is still used if it
+// comes before the hard timeout.
 type lookup struct {
 	op       *opState
 	started  time.Time
@@ -33,6 +35,8 @@ type lookup struct {
 	target   id.ID
 	cands    []cand // sorted by XOR distance to target
 	inflight int    // queries asked and not stalled
+	need     int    // closest live candidates that must answer
+	answered int    // candidates that answered
 	peers    []netip.AddrPort
 	peerSeen map[netip.AddrPort]struct{}
 
@@ -89,7 +93,7 @@ type cand struct {
 // startLookup begins an iterative lookup from the table's closest contacts
 // and any seeds.
 func (e *Engine) startLookup(now time.Time, s *opState, method krpc.Method, target id.ID, seeds []krpc.NodeInfo) {
-	l := &lookup{op: s, started: now, method: method, target: target}
+	l := &lookup{op: s, started: now, method: method, target: target, need: e.lookupNeed(s.op)}
 	s.lookup = l
 	e.contacts = e.table.Closest(target, e.cfg.K*2, e.contacts[:0])
 	for _, c := range e.contacts {
@@ -161,14 +165,35 @@ func (l *lookup) find(x id.ID) *cand {
 	return &l.cands[i]
 }
 
-// step sends queries while there is room and ends the lookup when the K
-// closest live candidates have answered.
+// lookupNeed is how many of the closest candidates must answer before a
+// lookup of op ends. Kademlia's rule is all K, and a lookup that stores
+// keeps it: announce_peer and put go to the K closest, each with the token
+// it handed out. A key-value operation writes to or reads from its
+// Replicas closest, so it waits for those. Any other lookup reads, and
+// ends once its Beta closest have answered (libp2p's Kademlia does the
+// same): it no longer waits for the slowest of K round trips, nor for the
+// soft timeouts of unreachable nodes among the K closest, which on the
+// real network (NATs, firewalls) cost more than the round trips.
+
+func (e *Engine) lookupNeed(op Op) int {
+	switch op.(type) {
+	case Announce, PutItem:
+		return e.cfg.K
+	case KVPut, KVGet, KVListen:
+		return min(e.cfg.replicas(), e.cfg.K)
+	}
+	return min(e.cfg.Beta, e.cfg.K)
+}
+
+// step sends queries while there is room and ends the lookup when the
+// need closest live candidates have answered.
 func (l *lookup) step(now time.Time, e *Engine) {
 	if l.storing {
 		return
 	}
 	k := e.cfg.K
-	live, done := 0, true
+	// needMet: the need closest have answered; allMet: the K closest.
+	live, needMet, allMet := 0, true, true
 	for i := range l.cands {
 		c := &l.cands[i]
 		if c.state == failed || c.stalled && c.state == asked {
@@ -183,9 +208,11 @@ func (l *lookup) step(now time.Time, e *Engine) {
 		switch c.state {
 		case answered:
 		case asked:
-			done = false
+			allMet = false
+			needMet = needMet && live > l.need
 		case fresh:
-			done = false
+			allMet = false
+			needMet = needMet && live > l.need
 			if l.inflight >= l.width(e) {
 				continue
 			}
@@ -197,7 +224,9 @@ func (l *lookup) step(now time.Time, e *Engine) {
 			l.inflight++
 		}
 	}
-	if done {
+	// The result lists K nodes that answered: once the need closest have,
+	// nodes asked on the way there usually make up the rest.
+	if allMet || needMet && l.answered >= k {
 		l.done(now, e)
 	}
 }
@@ -330,7 +359,9 @@ func (l *lookup) response(now time.Time, e *Engine, p *pending, sender id.ID, m 
 		l.inflight--
 	}
 	c.state = answered
+	l.answered++
 	if c.via >= 0 {
+
 		l.sources[c.via].credit++
 	}
 	if len(m.R.Token) > 0 {
@@ -493,6 +524,7 @@ func (l *lookup) fill(r *Result, k int) {
 		if c.state != answered {
 			continue
 		}
+
 		if len(r.Nodes) == 0 {
 			l.stats.Hops = c.hop + 1
 		}

@@ -24,6 +24,8 @@ type testNet struct {
 	seq     uint64
 	// drop, when set, loses the datagrams it returns true for.
 	drop func(from, to netip.AddrPort, data []byte) bool
+	// slow adds to latency for the datagrams a node sends.
+	slow map[netip.AddrPort]time.Duration
 	sent int
 }
 
@@ -115,7 +117,8 @@ func (n *testNet) flush(tn *testNode) {
 		}
 		n.seq++
 		heap.Push(&n.queue, delivery{
-			at: n.now.Add(n.latency), seq: n.seq, from: tn.addr, to: p.To,
+			at: n.now.Add(n.latency + n.slow[tn.addr]), seq: n.seq, from: tn.addr, to: p.To,
+
 			data: bytes.Clone(p.Data),
 		})
 	}

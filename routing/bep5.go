@@ -24,8 +24,9 @@ import (
 type BEP5 struct {
 	self    id.ID
 	k       int
-	repl    int // replacement cache size per bucket
-	n       int // contacts, replacements excluded
+	fast    bool // a full bucket trades its slowest node for a faster newcomer
+	repl    int  // replacement cache size per bucket
+	n       int  // contacts, replacements excluded
 	rand    io.Reader
 	clock   clock
 	buckets []bucket
@@ -205,6 +206,14 @@ func (t *BEP5) insert(ts int64, ne entry, learned bool) (Contact, bool) {
 			b.changed = ts
 			return Contact{}, false
 		}
+		if i := t.slower(b.contacts, &ne); i >= 0 {
+			old := b.contacts[i]
+			b.contacts[i] = ne
+			b.changed = ts
+			old.flags &^= flagPinging
+			t.addReplacement(b, old)
+			return Contact{}, false
+		}
 		t.addReplacement(b, ne)
 		return t.nextPing(b, ts)
 	}
@@ -322,6 +331,7 @@ func (t *BEP5) split(ts int64) {
 // fill moves the freshest replacements into free places.
 func (t *BEP5) fill(b *bucket) {
 	for len(b.contacts) < t.k && len(b.repl) > 0 {
+
 		f := 0
 		for i := range b.repl {
 			if !fresher(&b.repl[f], &b.repl[i]) {
@@ -510,4 +520,39 @@ func (t *BEP5) Buckets() []Bucket {
 		}
 	}
 	return out
+}
+
+// SetPreferFast makes a full bucket of good nodes trade its slowest
+// contact for a newcomer that answered one of our queries in under 3/4 of
+// that contact's smoothed round-trip time; the contact it displaces waits
+// in the replacement cache. BEP 5 turns such a newcomer away; libtorrent
+// trades too. Lookups gain: a bucket that covers much of the network
+// (half of it for bucket 0) has many nodes to choose from, and keeping
+// the fast ones makes a lookup's first hops short. Off in a new table.
+func (t *BEP5) SetPreferFast(on bool) { t.fast = on }
+
+
+// PreferFast reports whether the table prefers fast nodes.
+func (t *BEP5) PreferFast() bool { return t.fast }
+
+// slower returns the index of the contact ne should replace because ne
+// answered clearly faster, or -1.
+func (t *BEP5) slower(es []entry, ne *entry) int {
+	if !t.fast || ne.rtt <= 0 || ne.flags&flagResponded == 0 {
+		return -1
+	}
+	w := -1
+	for i := range es {
+		e := &es[i]
+		if e.flags&flagResponded == 0 || e.rtt <= 0 {
+			continue
+		}
+		if w < 0 || e.rtt > es[w].rtt {
+			w = i
+		}
+	}
+	if w < 0 || ne.rtt*4 > es[w].rtt*3 {
+		return -1
+	}
+	return w
 }

@@ -477,3 +477,61 @@ func TestBEP5OneContactPerAddress(t *testing.T) {
 		t.Fatalf("a new id did not take the address of a dead contact (len %d)", tb.Len())
 	}
 }
+
+func TestPreferFast(t *testing.T) {
+	const ms = time.Millisecond
+	// A far bucket (k = 3) holds A, B and C with these round-trip times
+	// (0: none measured); then N arrives.
+	tests := []struct {
+		name     string
+		strict   bool
+		rtts     [3]time.Duration
+		how      Source
+		rtt      time.Duration
+		contacts []string
+		repl     []string
+	}{
+		{"faster newcomer takes the slowest place", false, [3]time.Duration{100 * ms, 300 * ms, 200 * ms}, Responded, 50 * ms, []string{"A", "C", "N"}, []string{"B"}},
+		{"not faster by a quarter: it waits", false, [3]time.Duration{100 * ms, 300 * ms, 200 * ms}, Responded, 230 * ms, []string{"A", "B", "C"}, []string{"N"}},
+		{"a query carries no round trip", false, [3]time.Duration{100 * ms, 300 * ms, 200 * ms}, Queried, 0, []string{"A", "B", "C"}, []string{"N"}},
+		{"unmeasured contacts are not judged", false, [3]time.Duration{0, 0, 0}, Responded, 10 * ms, []string{"A", "B", "C"}, []string{"N"}},
+		{"strict BEP 5 turns it away", true, [3]time.Duration{100 * ms, 300 * ms, 200 * ms}, Responded, 10 * ms, []string{"A", "B", "C"}, []string{"N"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := seeded(9)
+			self := id.Random(r)
+			tb := NewBEP5(self, 3, r)
+			tb.SetPreferFast(!tt.strict)
+			names := map[id.ID]string{}
+			// Fill our own side first so that bucket 0 is split off.
+			for i := range 4 {
+				tb.Observe(t0, id.RandomWithPrefix(r, self, 5+i), addrN(100+i), Responded, 0)
+			}
+			for i, name := range []string{"A", "B", "C"} {
+				x := id.RandomWithPrefix(r, self, 0)
+				names[x] = name
+				tb.Observe(t0, x, addrN(i), Responded, tt.rtts[i])
+			}
+			n := id.RandomWithPrefix(r, self, 0)
+			names[n] = "N"
+			tb.Observe(at(time.Second), n, addrN(9), tt.how, tt.rtt)
+			checkBEP5(t, tb)
+			b := tb.Buckets()[0]
+			list := func(cs []Contact) []string {
+				out := []string{}
+				for _, c := range cs {
+					out = append(out, names[c.ID])
+				}
+				slices.Sort(out)
+				return out
+			}
+			if got := list(b.Contacts); !slices.Equal(got, tt.contacts) {
+				t.Errorf("contacts %v, want %v", got, tt.contacts)
+			}
+			if got := list(b.Replacements); !slices.Equal(got, tt.repl) {
+				t.Errorf("replacements %v, want %v", got, tt.repl)
+			}
+		})
+	}
+}

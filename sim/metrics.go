@@ -13,11 +13,11 @@ import (
 
 // measure collects the figures of a run as it goes.
 type measure struct {
-	lookups, lookupOK, lookupAllK, lookupErr int
-	hops                                     []int32
-	latency                                  []int64 // ns
-	msgs, rpcs, timeouts                     int64
-	hopsSum                                  int64
+	lookups, lookupOK, lookupAllK, lookupBeta, lookupErr int
+	hops                                                 []int32
+	latency                                              []int64 // ns
+	msgs, rpcs, timeouts                                 int64
+	hopsSum                                              int64
 
 	announces, announceOK int
 	gets, getOK           int
@@ -58,11 +58,21 @@ func (m *measure) lookupFailed() {
 
 // lookupDone judges a lookup against the truth: the K reachable nodes
 // nearest its target (the node that looked excluded). It succeeded when
-// the nearest node it returns is the true nearest.
-func (m *measure) lookupDone(r *kademlia.Result, truth []ref, k int) {
+// the nearest node it returns is the true nearest; it kept its promise
+// when its first beta nodes are the true beta nearest.
+func (m *measure) lookupDone(r *kademlia.Result, truth []ref, k, beta int) {
 	m.lookups++
 	if r.Err != nil {
 		m.lookupErr++
+	}
+	if b := min(beta, len(truth)); b > 0 && len(r.Nodes) >= b {
+		exact := true
+		for i := range b {
+			exact = exact && r.Nodes[i].ID == truth[i].id
+		}
+		if exact {
+			m.lookupBeta++
+		}
 	}
 	if len(r.Nodes) > 0 && len(truth) > 0 && r.Nodes[0].ID == truth[0].id {
 		m.lookupOK++
@@ -123,6 +133,9 @@ type Report struct {
 	Seed     uint64  `json:"seed"`
 	K        int     `json:"k"`
 	Alpha    int     `json:"alpha"`
+	Beta     int     `json:"beta"`
+	Strict   bool    `json:"strict_bep5,omitempty"`
+	Seen     int     `json:"seen"`
 	Build    Build   `json:"build"`
 	Latency  string  `json:"latency"`
 	Loss     float64 `json:"loss"`
@@ -136,7 +149,10 @@ type Report struct {
 	// reachable node. AllKRate: lookups that found all K true nearest.
 	SuccessRate float64 `json:"success_rate"`
 	AllKRate    float64 `json:"all_k_rate"`
-	ErrorRate   float64 `json:"error_rate"` // lookups that ended with an error or were cut short by churn
+	// BetaRate: lookups whose first Beta nodes are the true Beta nearest,
+	// which is what a lookup that ends on Beta answers promises.
+	BetaRate  float64 `json:"beta_rate"`
+	ErrorRate float64 `json:"error_rate"` // lookups that ended with an error or were cut short by churn
 
 	HopsMedian float64 `json:"hops_median"`
 	HopsP99    float64 `json:"hops_p99"`
@@ -145,10 +161,14 @@ type Report struct {
 	LatencyMsMedian float64 `json:"latency_ms_median"`
 	LatencyMsP90    float64 `json:"latency_ms_p90"`
 	LatencyMsP99    float64 `json:"latency_ms_p99"`
-	// RTTMs is the network's mean round-trip time (twice the mean one-way
-	// delay of the datagrams delivered); LatencyRTTs* are lookup latencies
-	// in units of it.
+	// RTTMs is the network's mean round-trip time: the mean, over random
+	// pairs of nodes, of the expected time for a query and its answer.
+	// LatencyRTTs* are lookup latencies in units of it. It is a property
+	// of the network, not of the traffic: a node that prefers nearby
+	// contacts makes its datagrams faster (TrafficRTTMs, twice the mean
+	// one-way delay of the datagrams delivered) but not the network.
 	RTTMs             float64 `json:"rtt_ms"`
+	TrafficRTTMs      float64 `json:"traffic_rtt_ms"`
 	LatencyRTTsMedian float64 `json:"latency_rtts_median"`
 	LatencyRTTsP99    float64 `json:"latency_rtts_p99"`
 
@@ -207,7 +227,8 @@ func (s *Sim) report(wall time.Duration) *Report {
 	c := s.cfg
 	r := &Report{
 		Protocol: c.Protocol, Nodes: c.Nodes, Lookups: m.lookups, Seed: c.Seed,
-		K: c.K, Alpha: c.Alpha, Build: c.Build, Latency: c.Latency.String(),
+		K: c.K, Alpha: c.Alpha, Beta: s.beta(), Strict: c.StrictBEP5, Seen: c.Seen, Build: c.Build, Latency: c.Latency.String(),
+
 		Loss: c.Loss, Churn: c.Churn, Session: c.Session.String(), NAT: c.NAT, Silent: c.Silent, Liars: c.Liars,
 		Keys: c.Keys, Joins: m.joins, Leaves: m.leaves, JoinsOK: m.joinOK,
 		Messages: m.sent, Lost: m.lost, Partitioned: m.partitioned, NATDropped: m.natDropped,
@@ -225,6 +246,8 @@ func (s *Sim) report(wall time.Duration) *Report {
 		n := float64(m.lookups)
 		r.SuccessRate = float64(m.lookupOK) / n
 		r.AllKRate = float64(m.lookupAllK) / n
+		r.BetaRate = float64(m.lookupBeta) / n
+
 		r.ErrorRate = float64(m.lookupErr) / n
 	}
 	if len(m.hops) > 0 {
@@ -240,8 +263,11 @@ func (s *Sim) report(wall time.Duration) *Report {
 		r.LatencyMsP90 = ms(quantile(l, 0.9))
 		r.LatencyMsP99 = ms(quantile(l, 0.99))
 		if m.delayN > 0 {
-			rtt := 2 * m.delaySum / float64(m.delayN)
+			r.TrafficRTTMs = round3(2 * m.delaySum / float64(m.delayN) / 1e6)
+		}
+		if rtt := s.meanRTT(); rtt > 0 {
 			r.RTTMs = round3(rtt / 1e6)
+
 			r.LatencyRTTsMedian = round3(float64(quantile(l, 0.5)) / rtt)
 			r.LatencyRTTsP99 = round3(float64(quantile(l, 0.99)) / rtt)
 		}

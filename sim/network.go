@@ -211,3 +211,33 @@ func (s Session) draw(mean time.Duration, rng *rand.Rand) time.Duration {
 	u := 1 - rng.Float64() // (0, 1]
 	return time.Duration(scale * math.Pow(-math.Log(u), 1/k))
 }
+
+// meanRTT is the network's mean round-trip time in nanoseconds: twice the
+// expected one-way delay (jitter included), averaged over pairs of nodes.
+// Large networks are sampled, with a generator of its own so the runs'
+// other random streams do not move.
+func (s *Sim) meanRTT() float64 {
+	n := len(s.nodes)
+	if n < 2 {
+		return 0
+	}
+	const samples = 1 << 16
+	rng := rand.New(rand.NewPCG(s.cfg.Seed, 0x7274745f6d65616e))
+	sum, cnt := 0.0, 0
+	for range samples {
+		i, j := int32(rng.IntN(n)), int32(rng.IntN(n))
+		if i == j {
+			continue
+		}
+		sum += float64(s.cfg.Latency.base(&s.nodes[i], &s.nodes[j], i, j))
+		cnt++
+	}
+	if cnt == 0 {
+		return 0
+	}
+	jitter := 1.0
+	if s.cfg.Latency.Kind == Internet {
+		jitter += s.cfg.Latency.Jitter
+	}
+	return 2 * sum / float64(cnt) * jitter
+}

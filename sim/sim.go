@@ -21,6 +21,7 @@ import (
 	"net/netip"
 	"runtime"
 	"runtime/metrics"
+	"slices"
 	"time"
 
 	"github.com/dhtkit/dhtkit/chord"
@@ -78,13 +79,24 @@ type Config struct {
 	Seed     uint64        `json:"seed"`
 	K        int           `json:"k"`
 	Alpha    int           `json:"alpha"`
-	Build    Build         `json:"build"`
+	// Beta is the engines' Beta: how many of the closest nodes must
+	// answer before a lookup ends (0: the engine's default, 3).
+	Beta int `json:"beta"`
+	// StrictBEP5 turns off the engines' preference for fast contacts
+	// (kademlia.Config.StrictBEP5).
+	StrictBEP5 bool  `json:"strict_bep5"`
+	Build      Build `json:"build"`
 	// JoinInterval is the time between two nodes' starts in the Join
 	// build-up.
 	JoinInterval time.Duration `json:"join_interval"`
 	// SelfLookup makes every node look up its own id after the Oracle
 	// build-up (on by default; false skips it).
 	SelfLookup *bool `json:"self_lookup,omitempty"`
+	// Seen is how many responders each node has heard from before the
+	// measured phase, in the Oracle build-up: a table that prefers fast
+	// nodes keeps the fastest of those in each bucket's range. About 20
+	// per lookup, so 1024 is a node that has run some 50 lookups.
+	Seen int `json:"seen"`
 	// NAT is the fraction of nodes behind a NAT: they receive a datagram
 	// only from a peer they sent one to within NATTimeout.
 	NAT        float64       `json:"nat"`
@@ -126,6 +138,7 @@ func Defaults() Config {
 		Build:           Oracle,
 		JoinInterval:    100 * time.Millisecond,
 		SelfLookup:      &on,
+		Seen:            1024,
 		NATTimeout:      time.Minute,
 		Table:           "bep5",
 		ReannounceEvery: 15 * time.Minute,
@@ -161,8 +174,12 @@ func (c Config) withDefaults() Config {
 	if c.JoinInterval == 0 {
 		c.JoinInterval = d.JoinInterval
 	}
+	if c.Seen == 0 {
+		c.Seen = d.Seen
+	}
 	if c.SelfLookup == nil {
 		c.SelfLookup = d.SelfLookup
+
 	}
 	if c.NATTimeout == 0 {
 		c.NATTimeout = d.NATTimeout
@@ -304,6 +321,7 @@ type Sim struct {
 	measuring bool
 	keys      []id.ID
 	scratch   []ref
+	seen      map[int]struct{} // prefill's scratch
 	events    uint64
 
 	m measure
@@ -352,6 +370,7 @@ func (s *Sim) Run(ctx context.Context) (*Report, error) {
 	if err := s.runUntil(ctx, s.end, nil); err != nil {
 		return nil, err
 	}
+
 	// Let the operations still in flight finish; their results count.
 	grace := s.end + int64(5*time.Minute)
 	if err := s.runUntil(ctx, grace, func() bool { return len(s.ops) == 0 }); err != nil {
@@ -367,9 +386,12 @@ func (s *Sim) time() time.Time { return s.epoch.Add(time.Duration(s.now)) }
 
 func (s *Sim) engineConfig(i int32) kademlia.Config {
 	c := kademlia.Config{
-		ID:              s.nodes[i].id,
-		K:               s.cfg.K,
-		Alpha:           s.cfg.Alpha,
+		ID:         s.nodes[i].id,
+		K:          s.cfg.K,
+		Alpha:      s.cfg.Alpha,
+		Beta:       s.cfg.Beta,
+		StrictBEP5: s.cfg.StrictBEP5,
+
 		Network:         "sim",
 		RateLimit:       -1,
 		QueryTimeout:    s.cfg.QueryTimeout,
@@ -389,6 +411,7 @@ func (s *Sim) engineConfig(i int32) kademlia.Config {
 			return routing.NewKeepAll(self, k, &seedReader{s: mix64(uint64(i) ^ s.cfg.Seed<<7)})
 		}
 	}
+
 	return c
 }
 
@@ -582,40 +605,50 @@ func (s *Sim) buildOracle(ctx context.Context) error {
 	return s.runUntil(ctx, warm, nil)
 }
 
-// prefill fills node i's table from the sorted ids: for each bucket
-// depth d, up to K random nodes whose id first differs from i's at bit d.
+// prefill fills node i's table as if the node had run for a while. Its
+// lookups have brought it answers from Seen nodes spread over the id
+// space, so bucket d (nodes whose id first differs from i's at bit d, a
+// 2^-(d+1) share of the network) has heard from Seen/2^(d+1) random nodes
+// of its range, or from as many as it holds when that is more. A table
+// that prefers fast nodes keeps the fastest of those it heard from; the
+// others keep the first ones.
 func (s *Sim) prefill(i int32) {
 	n := &s.nodes[i]
 	t := n.e.(*kademlia.Engine).Table()
+	bep5, _ := t.(*routing.BEP5)
 	now := s.time()
-	k := s.cfg.K
-	var pick [64]int
+	var pick [2048]int
+	var rtts [2048]int64
 	for d := 0; d < id.Bits; d++ {
 		lo, hi := s.idx.span(flipBitID(n.id, d), d+1)
 		if size := hi - lo; size > 0 {
-			want := min(k, size, len(pick))
-			got := pick[:0]
-			if size <= want {
-				for j := lo; j < hi; j++ {
-					got = append(got, j)
-				}
-			} else {
-				for len(got) < want {
-					j := lo + s.rngBuild.IntN(size)
-					dup := false
-					for _, g := range got {
-						dup = dup || g == j
-					}
-					if !dup {
-						got = append(got, j)
-					}
-				}
+			keep, heard := s.cfg.K, s.cfg.K
+			if bep5 != nil && bep5.PreferFast() {
+				heard = max(keep, s.cfg.Seen>>(d+1))
 			}
-			for _, j := range got {
+			got := s.sample(lo, hi, min(heard, size, len(pick)), pick[:0])
+			for x, j := range got {
 				r := s.idx.sorted[j]
-				o := &s.nodes[r.n]
-				rtt := 2 * s.cfg.Latency.base(n, o, i, r.n)
-				t.Observe(now, r.id, addrOf(r.n), routing.Responded, time.Duration(rtt))
+				rtts[x] = 2 * s.cfg.Latency.base(n, &s.nodes[r.n], i, r.n)
+			}
+			if len(got) > keep {
+				// Selection by RTT, stable for ties: the order of got is
+				// the random order the nodes were heard in.
+				for x := range keep {
+					m := x
+					for y := x + 1; y < len(got); y++ {
+						if rtts[y] < rtts[m] {
+							m = y
+						}
+					}
+					got[x], got[m] = got[m], got[x]
+					rtts[x], rtts[m] = rtts[m], rtts[x]
+				}
+				got = got[:keep]
+			}
+			for x, j := range got {
+				r := s.idx.sorted[j]
+				t.Observe(now, r.id, addrOf(r.n), routing.Responded, time.Duration(rtts[x]))
 			}
 		}
 		// Stop once no other node shares d+1 bits with us.
@@ -1005,13 +1038,13 @@ func (s *Sim) result(i int32, ref opRef, r *kademlia.Result) {
 			s.scratch = s.idx.successors(ref.target, s.cfg.K, func(n int32) bool {
 				return n == i || s.nodes[n].reachable()
 			}, s.scratch[:0])
-			s.m.lookupDone(r, s.scratch, s.cfg.K)
+			s.m.lookupDone(r, s.scratch, s.cfg.K, s.cfg.K)
 			return
 		}
 		s.scratch = s.idx.closest(ref.target, s.cfg.K, func(n int32) bool {
 			return n != i && s.nodes[n].reachable()
 		}, s.scratch[:0])
-		s.m.lookupDone(r, s.scratch, s.cfg.K)
+		s.m.lookupDone(r, s.scratch, s.cfg.K, s.beta())
 	case evAnnounce:
 		s.m.announced(r.Err == nil && (r.Stored > 0 || s.cfg.KV))
 	case evGet:
@@ -1031,4 +1064,44 @@ func heapBytes() uint64 {
 	ms[0].Name = "/memory/classes/heap/objects:bytes"
 	metrics.Read(ms[:])
 	return ms[0].Value.Uint64()
+}
+
+// sample appends to dst want distinct indices drawn uniformly from
+// [lo, hi), or all of them when there are no more than want.
+func (s *Sim) sample(lo, hi, want int, dst []int) []int {
+	size := hi - lo
+	switch {
+	case size <= want:
+		for j := lo; j < hi; j++ {
+			dst = append(dst, j)
+		}
+	case want <= 16:
+		for len(dst) < want {
+			j := lo + s.rngBuild.IntN(size)
+			if !slices.Contains(dst, j) {
+				dst = append(dst, j)
+			}
+		}
+	default:
+		if s.seen == nil {
+			s.seen = make(map[int]struct{})
+		}
+		clear(s.seen)
+		for len(dst) < want {
+			j := lo + s.rngBuild.IntN(size)
+			if _, dup := s.seen[j]; !dup {
+				s.seen[j] = struct{}{}
+				dst = append(dst, j)
+			}
+		}
+	}
+	return dst
+}
+
+// beta is the engines' Beta.
+func (s *Sim) beta() int {
+	if s.cfg.Beta > 0 {
+		return min(s.cfg.Beta, s.cfg.K)
+	}
+	return min(kademlia.DefaultConfig().Beta, s.cfg.K)
 }

@@ -115,6 +115,10 @@ flags given on the command line win over it.`,
 	f.BoolVar(&jsonOut, "json", false, "print one JSON object")
 	f.IntVar(&cfg.K, "k", cfg.K, "bucket size and lookup width (K)")
 	f.IntVar(&cfg.Alpha, "alpha", cfg.Alpha, "lookup parallelism (α)")
+	f.IntVar(&cfg.Beta, "beta", 0, "closest nodes that must answer before a lookup that reads ends (0: the engine's default, 3; K: wait for all K)")
+	f.BoolVar(&cfg.StrictBEP5, "strict-bep5", false, "routing tables keep BEP 5's rule: a full bucket of good nodes turns newcomers away, however fast")
+	f.IntVar(&cfg.Seen, "seen", cfg.Seen, "oracle build-up: responders each node has heard from, of which its buckets keep the fastest")
+
 	f.StringVar(&build, "build", string(sim.Oracle), "build-up: oracle (tables filled from the global id list) or join (nodes bootstrap one by one)")
 	f.BoolVar(&selfLookup, "self-lookup", true, "oracle build-up: every node looks itself up before the measured phase")
 	f.DurationVar(&cfg.JoinInterval, "join-interval", cfg.JoinInterval, "join build-up: time between two nodes' starts")
@@ -174,7 +178,8 @@ func printReport(w io.Writer, r *sim.Report, out string) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
 	p("%s: %d nodes (%s build-up), k=%d α=%d, latency %s, loss %g, churn %g/h (%s), seed %d",
 		r.Protocol, r.Nodes, r.Build, r.K, r.Alpha, r.Latency, r.Loss, r.Churn, r.Session, r.Seed)
-	p("lookups          %d: %.2f%% found the nearest node, %.2f%% all %d nearest", r.Lookups, 100*r.SuccessRate, 100*r.AllKRate, r.K)
+	p("lookups          %d: %.2f%% found the nearest node, %.2f%% the %d nearest in order, %.2f%% all %d nearest", r.Lookups, 100*r.SuccessRate, 100*r.BetaRate, r.Beta, 100*r.AllKRate, r.K)
+
 	p("hops             median %g, mean %.2f, p99 %g", r.HopsMedian, r.HopsMean, r.HopsP99)
 	p("latency          median %.0f ms (%.2f RTT), p90 %.0f ms, p99 %.0f ms (%.2f RTT); mean RTT %.0f ms",
 		r.LatencyMsMedian, r.LatencyRTTsMedian, r.LatencyMsP90, r.LatencyMsP99, r.LatencyRTTsP99, r.RTTMs)
