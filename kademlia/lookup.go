@@ -21,13 +21,15 @@ const maxTries = 2
 // lookup is an iterative Kademlia lookup (find_node or get_peers), and for
 // Announce the announce_peer round that follows it.
 //
-// It keeps up to Alpha queries in flight to the closest candidates not yet
-// asked, and ends when the need closest candidates that have not failed
-// have all answered: all K of them for a lookup that stores, since each
-// must hand over a token, fewer for one that reads (see lookupNeed). A
-// query that passes its soft timeout stops counting against Alpha, so one
-// slow node does not stall the lookup, but its answer is still used if it
-// comes before the hard timeout.
+// It keeps up to Alpha queries in flight to the closest candidates not
+// yet asked, and always has the Alpha closest that have not answered
+// asked, however many queries to farther ones are in flight. It ends when
+// the need closest candidates that have not failed have all answered: all
+// K of them for a lookup that stores, since each must hand over a token,
+// fewer for one that reads (see lookupNeed). A query that passes its soft
+// timeout stops counting against Alpha, so one slow node does not stall
+// the lookup, but its answer is still used if it comes before the hard
+// timeout.
 type lookup struct {
 	op       *opState
 	started  time.Time
@@ -194,6 +196,7 @@ func (l *lookup) step(now time.Time, e *Engine) {
 	k := e.cfg.K
 	// needMet: the need closest have answered; allMet: the K closest.
 	live, needMet, allMet := 0, true, true
+	open := 0 // live candidates up to here that have not answered
 	for i := range l.cands {
 		c := &l.cands[i]
 		if c.state == failed || c.stalled && c.state == asked {
@@ -208,12 +211,18 @@ func (l *lookup) step(now time.Time, e *Engine) {
 		switch c.state {
 		case answered:
 		case asked:
+			open++
 			allMet = false
 			needMet = needMet && live > l.need
 		case fresh:
+			open++
 			allMet = false
 			needMet = needMet && live > l.need
-			if l.inflight >= l.width(e) {
+			// The Alpha closest candidates that have not answered are
+			// always asked, even when Alpha queries to farther ones are
+			// in flight: a node closer than all of those should not wait
+			// for them to answer.
+			if l.inflight >= l.width(e) && open > e.cfg.Alpha {
 				continue
 			}
 			if !l.ask(now, e, c) {
