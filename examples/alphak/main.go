@@ -30,7 +30,7 @@ func main() {
 		log.Fatal(err)
 	}
 	defer csv.Close()
-	fmt.Fprintln(csv, "k,alpha,latency_ms_median,latency_ms_p90,latency_rtts_median,hops_mean,messages_per_lookup,success_rate,all_k_rate")
+	fmt.Fprintln(csv, "k,alpha,latency_ms_median,latency_ms_p90,latency_rtts_median,hops_mean,messages_per_lookup,success_rate,beta_rate,all_k_rate")
 	var series []sim.Series
 	for _, k := range []int{4, 8, 16} {
 		s := sim.Series{Name: fmt.Sprintf("k=%d", k)}
@@ -39,8 +39,9 @@ func main() {
 			if err != nil {
 				log.Fatal(err)
 			}
-			fmt.Fprintf(csv, "%d,%d,%.1f,%.1f,%.3f,%.3f,%.1f,%.4f,%.4f\n", k, alpha, r.LatencyMsMedian, r.LatencyMsP90,
-				r.LatencyRTTsMedian, r.HopsMean, r.MessagesPerLookup, r.SuccessRate, r.AllKRate)
+			fmt.Fprintf(csv, "%d,%d,%.1f,%.1f,%.3f,%.3f,%.1f,%.4f,%.4f,%.4f\n", k, alpha, r.LatencyMsMedian, r.LatencyMsP90,
+				r.LatencyRTTsMedian, r.HopsMean, r.MessagesPerLookup, r.SuccessRate, r.BetaRate, r.AllKRate)
+
 			log.Printf("k=%d α=%d: latency %.0f ms (%.2f RTT), %.1f messages, success %.4f", k, alpha, r.LatencyMsMedian, r.LatencyRTTsMedian, r.MessagesPerLookup, r.SuccessRate)
 			s.Points = append(s.Points, sim.Point{float64(alpha), r.LatencyMsMedian})
 		}
