@@ -217,11 +217,20 @@ func (e *Engine) handleReply(now time.Time, from netip.AddrPort, m *krpc.Msg) {
 
 // onStalled is called when a query passes its soft timeout.
 func (e *Engine) onStalled(now time.Time, p *pending) {
-	if p.purpose == forOp {
-		if op := e.ops[p.op]; op != nil && op.lookup != nil && p.method == op.lookup.method {
-			op.lookup.stalled(now, e, p)
+	if p.purpose != forOp {
+		return
+	}
+	op := e.ops[p.op]
+	switch {
+	case op == nil:
+	case op.lookup != nil && p.method == op.lookup.method:
+		op.lookup.stalled(now, e, p)
+	default:
+		if kv, ok := op.kv.(*kvOp); ok {
+			kv.stalled(now, e, p)
 		}
 	}
+
 }
 
 // onTimeout is called when a query passes its hard timeout.

@@ -100,7 +100,13 @@ type replica struct {
 	err   error
 	rec   *store.Record // KVGet: what it holds (nil: nothing)
 	acked bool
-	tid   uint16 // the query asked of it: only its answer counts
+	tid   uint16 // the query asked of it: only its answer (or its retry's) counts
+	// retry is the transaction of the query asked again at the first
+	// one's soft timeout, when retried; waiting counts the queries still
+	// pending, so that the first one's timeout does not end a retry.
+	retry   uint16
+	retried bool
+	waiting uint8
 }
 
 // kvOp is a KVPut or KVGet past its lookup.
@@ -176,22 +182,7 @@ func (e *Engine) kvReplicas(now time.Time, s *opState, l *lookup) {
 			e.kvLocal(now, op, r, key)
 			continue
 		}
-		if op.put {
-			m := e.newQuery(krpc.MethodStore)
-			m.A.Has |= krpc.HasX
-			if r.token != nil {
-				m.A.Has |= krpc.HasToken
-				m.A.Token = r.token
-			}
-			e.xbuf = encodeRecords(e.xbuf[:0], "recs", []store.Record{op.rec})
-			m.A.X = e.xbuf
-		} else {
-			m := e.newQuery(krpc.MethodFetch)
-			m.A.Has |= krpc.HasX
-			e.xbuf = encodeX(e.xbuf[:0], map[string]any{"k": key})
-			m.A.X = e.xbuf
-		}
-		tid, ok := e.sendQueryTID(now, r.info.Addr, r.info.ID, s.id, forOp)
+		tid, ok := op.ask(now, e, r)
 		if !ok {
 			r.done, r.err = true, errBusy
 			op.returned++
@@ -199,6 +190,44 @@ func (e *Engine) kvReplicas(now time.Time, s *opState, l *lookup) {
 		r.tid = tid
 	}
 	op.check(now, e)
+}
+
+// ask sends replica r the operation's dk_store or dk_fetch.
+func (op *kvOp) ask(now time.Time, e *Engine, r *replica) (uint16, bool) {
+	if op.put {
+		m := e.newQuery(krpc.MethodStore)
+		m.A.Has |= krpc.HasX
+		if r.token != nil {
+			m.A.Has |= krpc.HasToken
+			m.A.Token = r.token
+		}
+		e.xbuf = encodeRecords(e.xbuf[:0], "recs", []store.Record{op.rec})
+		m.A.X = e.xbuf
+	} else {
+		m := e.newQuery(krpc.MethodFetch)
+		m.A.Has |= krpc.HasX
+		e.xbuf = encodeX(e.xbuf[:0], map[string]any{"k": op.key()})
+		m.A.X = e.xbuf
+	}
+	tid, ok := e.sendQueryTID(now, r.info.Addr, r.info.ID, op.s.id, forOp)
+	if ok {
+		r.waiting++
+	}
+	return tid, ok
+}
+
+// stalled asks a replica once more when its query passes the soft
+// timeout: a lost datagram is far more common than a dead replica, and
+// waiting out the hard timeout would hold the whole operation up. The
+// first answer to either query counts.
+func (op *kvOp) stalled(now time.Time, e *Engine, p *pending) {
+	r := op.find(p)
+	if r == nil || r.retried {
+		return
+	}
+	if tid, ok := op.ask(now, e, r); ok {
+		r.retry, r.retried = tid, true
+	}
 }
 
 // replicasFound picks a key's replica set from the answered candidates of
@@ -281,7 +310,7 @@ func (op *kvOp) find(p *pending) *replica {
 		r := &op.replicas[i]
 		// Match the transaction, not just the node: the lookup's own late
 		// answers from the same node carry the same operation.
-		if !r.self && r.info.ID == p.nodeID && r.tid == p.tid && !r.done {
+		if !r.self && r.info.ID == p.nodeID && (r.tid == p.tid || r.retried && r.retry == p.tid) && !r.done {
 			return r
 		}
 	}
@@ -328,7 +357,11 @@ func (op *kvOp) failure(now time.Time, e *Engine, p *pending, err error) {
 	if r == nil {
 		return
 	}
+	if r.waiting--; r.waiting > 0 && err == ErrTimeout {
+		return // its retry may still be answered
+	}
 	r.done, r.err = true, err
+
 	op.returned++
 	op.check(now, e)
 }

@@ -1,6 +1,7 @@
 package kademlia
 
 import (
+	"bytes"
 	"errors"
 	"net/netip"
 	"slices"
@@ -227,5 +228,43 @@ func TestKVQuorum(t *testing.T) {
 	r := small.do(small.order[0], KVPut{Key: "k", Value: []byte("too long")})
 	if !errors.Is(r.Err, ErrQuorum) {
 		t.Fatalf("put refused by every replica: err %v, want ErrQuorum", r.Err)
+	}
+}
+
+func TestKVRetriesALostReplicaQuery(t *testing.T) {
+	// With every replica needed (quorum 3 of 3), one lost dk_store or
+	// dk_fetch would hold the operation up until its hard timeout and
+	// then fail it. It is asked again at its soft timeout instead.
+	for _, method := range []string{"dk_store", "dk_fetch"} {
+		t.Run(method, func(t *testing.T) {
+			n := newTestNet(t, 23)
+			n.build(20, Config{WriteQuorum: 3, ReadQuorum: 3})
+			a, b := n.order[3], n.order[11]
+			lost := 0
+			n.drop = func(_, _ netip.AddrPort, data []byte) bool {
+				if lost == 0 && bytes.Contains(data, []byte(method)) {
+					lost++
+					return true
+				}
+				return false
+			}
+			r := n.do(a, KVPut{Key: "k", Value: []byte("v")})
+			g := n.do(b, KVGet{Key: "k"})
+			if lost != 1 {
+				t.Fatalf("%d %s queries lost, want 1", lost, method)
+			}
+			op, want := r, 3
+			if method == "dk_fetch" {
+				op, want = g, 3
+				if g.Record == nil || string(g.Record.Value) != "v" || g.Partial || len(g.Holders) != want {
+					t.Fatalf("get: %+v, partial %v, %d holders, err %v", g.Record, g.Partial, len(g.Holders), g.Err)
+				}
+			} else if r.Acks != want {
+				t.Fatalf("put: %d acks, want %d (err %v)", r.Acks, want, r.Err)
+			}
+			if op.Err != nil || op.Stats.Duration >= time.Second {
+				t.Errorf("%s: took %v, err %v; want well under the 2s hard timeout", method, op.Stats.Duration, op.Err)
+			}
+		})
 	}
 }
