@@ -199,7 +199,31 @@ func (n *Node) GetTo(ctx context.Context, key string, w io.Writer, progress func
 	return n.readValue(ctx, key, v, kind, data, w, progress)
 }
 
+// Stat reads what Get would return about key's value, without its data:
+// size, version, expiry. A large value's chunks are not fetched.
+func (n *Node) Stat(ctx context.Context, key string) (Value, error) {
+	res, kind, data, err := n.getRecord(ctx, key)
+	if err != nil {
+		return Value{}, err
+	}
+	v := Value{Version: res.Version, Expires: res.Record.Expires, Partial: res.Partial}
+	switch kind {
+	case kindInline:
+		v.Size = int64(len(data))
+	case kindManifest:
+		m, err := decodeManifest(data)
+		if err != nil {
+			return v, fmt.Errorf("dhtkit: stat %q: %w", shortKey(key), err)
+		}
+		v.Size, v.Chunked = m.size, true
+	default:
+		return v, fmt.Errorf("dhtkit: stat %q: record of unknown kind %d (written by a newer dhtkit?)", shortKey(key), kind)
+	}
+	return v, nil
+}
+
 // readValue writes to w the value whose record holds kind and data: the
+
 // data itself, or the chunks its manifest names.
 func (n *Node) readValue(ctx context.Context, key string, v Value, kind byte, data []byte, w io.Writer, progress func(done, total int64)) (Value, error) {
 	switch kind {

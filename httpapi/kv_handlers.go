@@ -76,8 +76,28 @@ func (s *server) getKey(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Query().Get("download") != "" {
 		h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": fileName(key)}))
 	}
-	bw := &bufferedValue{w: w, head: r.Method == http.MethodHead}
+	if r.Method == http.MethodHead {
+		// The version and size only (MyDHT's haskey): a large value's
+		// chunks stay where they are.
+		start := time.Now()
+		v, err := s.n.Stat(r.Context(), key)
+		s.metrics.observeOp("kv_stat", time.Since(start), err)
+		if err != nil {
+			s.fail(w, r, 0, fmt.Errorf("head %q: %w", key, err))
+			return
+		}
+		setValueHeaders(h, v)
+		h.Set("Content-Type", "application/octet-stream")
+		if match := r.Header.Get("If-None-Match"); match != "" && match == etag(v.Version) {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		h.Set("Content-Length", strconv.FormatInt(v.Size, 10))
+		return
+	}
+	bw := &bufferedValue{w: w}
 	start := time.Now()
+
 	v, err := s.n.GetTo(r.Context(), key, bw, nil)
 	s.metrics.observeOp("kv_get", time.Since(start), err)
 	if err != nil {
@@ -113,16 +133,12 @@ const streamAfter = 4 << 20
 // the headers and streams the rest.
 type bufferedValue struct {
 	w         http.ResponseWriter
-	head      bool // HEAD: count, send nothing
 	buf       bytes.Buffer
 	streaming bool
 }
 
 func (b *bufferedValue) Write(p []byte) (int, error) {
 	if b.streaming {
-		if b.head {
-			return len(p), nil
-		}
 		return b.w.Write(p)
 	}
 	if b.buf.Len()+len(p) <= streamAfter {
@@ -133,9 +149,6 @@ func (b *bufferedValue) Write(p []byte) (int, error) {
 	h.Set("Content-Type", "application/octet-stream")
 	h.Set("Trailer", "X-Dhtkit-Version")
 	b.w.WriteHeader(http.StatusOK)
-	if b.head {
-		return len(p), nil
-	}
 	if _, err := b.w.Write(b.buf.Bytes()); err != nil {
 		return 0, err
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dhtkit/dhtkit/id"
+	"github.com/dhtkit/dhtkit/krpc"
 )
 
 // hostileKeys are keys a client may legitimately use: every one must
@@ -269,5 +270,15 @@ func TestLargeValueStreams(t *testing.T) {
 	}
 	if cd := resp.Header.Get("Content-Disposition"); !strings.Contains(cd, "big file.bin") {
 		t.Errorf("Content-Disposition %q", cd)
+	}
+	// HEAD reads the manifest, not the chunks: size and version at once.
+	before := tn.nodes[1].Stats().QueriesOut[krpc.MethodFetch]
+	resp, body = call(t, "HEAD", tn.servers[1].URL+u, nil)
+	if resp.StatusCode != 200 || len(body) != 0 || resp.ContentLength != int64(len(value)) ||
+		resp.Header.Get("ETag") != `"`+put.Version.String()+`"` {
+		t.Errorf("HEAD: %d, Content-Length %d (want %d), ETag %q", resp.StatusCode, resp.ContentLength, len(value), resp.Header.Get("ETag"))
+	}
+	if fetches := tn.nodes[1].Stats().QueriesOut[krpc.MethodFetch] - before; fetches > 3 {
+		t.Errorf("HEAD sent %d dk_fetch queries: it fetched chunks", fetches)
 	}
 }
