@@ -17,9 +17,10 @@ import (
 
 // tempNode starts a short-lived node on an ephemeral port of the family of
 // addr (IPv4 unless addr is IPv6), for a command that queries the network.
-func (g *globals) tempNode(ctx context.Context, ipv6, readOnly bool) (*dhtkit.Node, error) {
+func (g *globals) tempNode(ctx context.Context, ipv6, readOnly bool, beta int) (*dhtkit.Node, error) {
 	kc := g.kademliaConfig()
 	kc.ReadOnly = readOnly
+	kc.Beta = beta
 	listen := "0.0.0.0:0"
 	if ipv6 {
 		listen = "[::]:0"
@@ -45,7 +46,13 @@ func (g *globals) client(ctx context.Context, cmd string, readOnly bool) (*dhtki
 		}
 		addrs = append(addrs, a)
 	}
-	n, err := g.tempNode(ctx, false, readOnly)
+	// A one-shot lookup prints the K closest nodes: it waits for all of
+	// them to answer rather than end on the engine's default Beta.
+	beta := 0
+	if cmd == "lookup" {
+		beta = g.kademliaConfig().K
+	}
+	n, err := g.tempNode(ctx, false, readOnly, beta)
 	if err != nil {
 		return nil, err
 	}
@@ -84,7 +91,8 @@ func newPingCmd(g *globals) *cobra.Command {
 				}
 				return err
 			}
-			n, err := g.tempNode(ctx, addr.Addr().Is6(), true)
+			n, err := g.tempNode(ctx, addr.Addr().Is6(), true, 0)
+
 			if err != nil {
 				return err
 			}
