@@ -226,10 +226,14 @@ func (e *Engine) onStalled(now time.Time, p *pending) {
 	case op.lookup != nil && p.method == op.lookup.method:
 		op.lookup.stalled(now, e, p)
 	default:
-		if kv, ok := op.kv.(*kvOp); ok {
+		// Replica reads and writes, and pushes, ask once more.
+		if kv, ok := op.kv.(interface {
+			stalled(now time.Time, e *Engine, p *pending)
+		}); ok {
 			kv.stalled(now, e, p)
 		}
 	}
+
 
 }
 

@@ -268,3 +268,47 @@ func TestKVRetriesALostReplicaQuery(t *testing.T) {
 		})
 	}
 }
+
+func TestKVHandoverRetriesALostQuery(t *testing.T) {
+	// A node about to leave hands its values over. One lost datagram, the
+	// token query or a dk_store batch, is asked again at its soft timeout
+	// instead of costing the hand-over its values or a 2s hard timeout.
+	for _, lose := range []string{"1:q3:get", "1:q8:dk_store"} {
+		t.Run(lose, func(t *testing.T) {
+			n := newTestNet(t, 24)
+			n.build(10, Config{})
+			leaver := n.order[4]
+			var mine []string
+			for i := range 30 {
+				k := "key" + string(rune('a'+i))
+				if r := n.do(n.order[0], KVPut{Key: k, Value: []byte(k)}); r.Err != nil {
+					t.Fatal(r.Err)
+				}
+				if slices.Contains(closestLive(n, k, 3), leaver) {
+					mine = append(mine, k)
+				}
+			}
+			if len(mine) == 0 {
+				t.Skip("the leaver holds no key with this seed")
+			}
+			lost := 0
+			n.drop = func(from, _ netip.AddrPort, data []byte) bool {
+				if from == leaver.addr && lost == 0 && bytes.Contains(data, []byte(lose)) {
+					lost++
+					return true
+				}
+				return false
+			}
+			h := n.do(leaver, Handover{})
+			if lost != 1 {
+				t.Fatalf("%d datagrams lost, want 1", lost)
+			}
+			if h.Err != nil || h.Acks != len(mine) {
+				t.Fatalf("handover: %d of %d values handed over, err %v", h.Acks, len(mine), h.Err)
+			}
+			if h.Stats.Duration >= time.Second {
+				t.Errorf("handover took %v: it waited out a hard timeout", h.Stats.Duration)
+			}
+		})
+	}
+}

@@ -54,9 +54,12 @@ type push struct {
 	to       krpc.NodeInfo
 	token    []byte
 	tokenTID uint16
-	asking   bool       // waiting for a write token
-	todo     []pushItem // not sent yet
-	batches  map[uint16][]store.Record
+	tokenRe  uint16                // the token query asked again, when tokenTry
+	tokenTry bool                  // the token query was asked twice
+	asking   bool                  // waiting for a write token
+	todo     []pushItem            // not sent yet
+	batches  map[uint16]*pushBatch // by transaction: a retried batch is there twice
+	inflight int                   // batches sent and not settled
 	onAck    func(now time.Time, r store.Record, ok bool)
 	onDone   func(now time.Time)
 }
@@ -64,6 +67,25 @@ type push struct {
 type pushItem struct {
 	rec  store.Record
 	lazy bool // read rec's value from the store when it is sent
+}
+
+// pushBatch is one dk_store in flight. It keeps what it needs to be sent
+// again: the records given with their values, the others by key and
+// version.
+type pushBatch struct {
+	items   []pushItem
+	tids    [2]uint16 // the query, and its retry when retried
+	retried bool
+}
+
+// records is what the acknowledgement reports on: keys and versions.
+func (b *pushBatch) records() []store.Record {
+	out := make([]store.Record, len(b.items))
+	for i, it := range b.items {
+		out[i] = it.rec
+		out[i].Value = nil
+	}
+	return out
 }
 
 // pushWindow is how many dk_store batches one push keeps in flight.
@@ -94,7 +116,7 @@ func (e *Engine) pushKeys(now time.Time, to krpc.NodeInfo, entries []store.Entry
 func (e *Engine) push(now time.Time, to krpc.NodeInfo, token []byte, items []pushItem, onAck func(time.Time, store.Record, bool), onDone func(time.Time)) {
 	e.lastOp++
 	s := &opState{id: e.lastOp, op: Handover{}, internal: true, started: now}
-	p := &push{s: s, to: to, token: token, todo: items, batches: make(map[uint16][]store.Record), onAck: onAck, onDone: onDone}
+	p := &push{s: s, to: to, token: token, todo: items, batches: make(map[uint16]*pushBatch), onAck: onAck, onDone: onDone}
 	s.kv = p
 	e.ops[s.id] = s
 	if token == nil {
@@ -115,54 +137,116 @@ func (e *Engine) push(now time.Time, to krpc.NodeInfo, token []byte, items []pus
 
 // fill sends batches while the window has room.
 func (p *push) fill(now time.Time, e *Engine) {
-	for len(p.batches) < pushWindow && len(p.todo) > 0 {
+	for p.inflight < pushWindow && len(p.todo) > 0 {
+		b := &pushBatch{}
 		var batch []store.Record
 		size := 0
 		for len(p.todo) > 0 {
 			it := p.todo[0]
-			r := it.rec
-			if it.lazy {
-				cur, ok, err := e.kvStore().Get(r.Key)
-				if err != nil || !ok || cur.Version != r.Version {
-					// Gone or rewritten since: a newer version travels by
-					// its own way (sync, or the write itself).
-					p.todo = p.todo[1:]
-					p.reportOne(now, r, err == nil && ok && cur.Version.Newer(r.Version))
-					continue
-				}
-				r = cur
+			r, ok := p.current(now, e, it)
+			if !ok {
+				p.todo = p.todo[1:]
+				continue
 			}
 			n := len(r.Value) + len(r.Key) + 64
 			if len(batch) > 0 && size+n >= maxPayload {
 				break
 			}
 			batch = append(batch, r)
+			b.items = append(b.items, it)
 			size += n
 			p.todo = p.todo[1:]
 		}
 		if len(batch) == 0 {
 			break
 		}
-		m := e.newQuery(krpc.MethodStore)
-		m.A.Has |= krpc.HasX
-		if p.token != nil {
-			m.A.Has |= krpc.HasToken
-			m.A.Token = p.token
-		}
-		e.xbuf = encodeRecords(e.xbuf[:0], "recs", batch)
-		m.A.X = e.xbuf
-		// What is kept for the acknowledgements: keys and versions only.
-		for i := range batch {
-			batch[i].Value = nil
-		}
-		tid, ok := e.sendQueryTID(now, p.to.Addr, p.to.ID, p.s.id, forOp)
+		tid, ok := p.send(now, e, batch)
 		if !ok {
-			p.report(now, batch, nil)
+			p.report(now, b.records(), nil)
 			continue
 		}
-		p.batches[tid] = batch
+		b.tids[0] = tid
+		p.batches[tid] = b
+		p.inflight++
 	}
 	p.maybeDone(now, e)
+}
+
+// current returns the record an item stands for, its value read from the
+// store when the item is lazy. A lazy record gone or rewritten since is
+// reported and skipped: a newer version travels by its own way (sync, or
+// the write itself).
+func (p *push) current(now time.Time, e *Engine, it pushItem) (store.Record, bool) {
+	if !it.lazy {
+		return it.rec, true
+	}
+	cur, ok, err := e.kvStore().Get(it.rec.Key)
+	if err != nil || !ok || cur.Version != it.rec.Version {
+		p.reportOne(now, it.rec, err == nil && ok && cur.Version.Newer(it.rec.Version))
+		return store.Record{}, false
+	}
+	return cur, true
+}
+
+// send sends one dk_store batch.
+func (p *push) send(now time.Time, e *Engine, batch []store.Record) (uint16, bool) {
+	m := e.newQuery(krpc.MethodStore)
+	m.A.Has |= krpc.HasX
+	if p.token != nil {
+		m.A.Has |= krpc.HasToken
+		m.A.Token = p.token
+	}
+	e.xbuf = encodeRecords(e.xbuf[:0], "recs", batch)
+	m.A.X = e.xbuf
+	return e.sendQueryTID(now, p.to.Addr, p.to.ID, p.s.id, forOp)
+}
+
+// stalled sends a batch, or the token query, once more when it passes its
+// soft timeout: one lost datagram should not hold a hand-over up for the
+// hard timeout. The first answer to either query counts.
+func (p *push) stalled(now time.Time, e *Engine, q *pending) {
+	if p.asking && q.tid == p.tokenTID && !p.tokenTry {
+		m := e.newQuery(krpc.MethodGet)
+		m.A.Has |= krpc.HasTarget
+		m.A.Target = p.to.ID
+		if tid, ok := e.sendQueryTID(now, p.to.Addr, p.to.ID, p.s.id, forOp); ok {
+			p.tokenRe, p.tokenTry = tid, true
+		}
+		return
+	}
+	b := p.batches[q.tid]
+	if b == nil || b.retried {
+		return
+	}
+	var batch []store.Record
+	for _, it := range b.items {
+		if !it.lazy {
+			batch = append(batch, it.rec)
+		} else if cur, ok, err := e.kvStore().Get(it.rec.Key); err == nil && ok && cur.Version == it.rec.Version {
+			batch = append(batch, cur)
+		}
+	}
+	if len(batch) == 0 {
+		return
+	}
+	if tid, ok := p.send(now, e, batch); ok {
+		b.tids[1], b.retried = tid, true
+		p.batches[tid] = b
+	}
+}
+
+// settle removes a batch that was answered or failed for good.
+func (p *push) settle(b *pushBatch) {
+	delete(p.batches, b.tids[0])
+	if b.retried {
+		delete(p.batches, b.tids[1])
+	}
+	p.inflight--
+}
+
+// isToken reports whether q is the token query or its retry.
+func (p *push) isToken(q *pending) bool {
+	return p.asking && (q.tid == p.tokenTID || p.tokenTry && q.tid == p.tokenRe)
 }
 
 func (p *push) reportOne(now time.Time, r store.Record, ok bool) {
@@ -186,7 +270,7 @@ func (p *push) abandon(now time.Time) {
 }
 
 func (p *push) response(now time.Time, e *Engine, q *pending, m *krpc.Msg) {
-	if p.asking && q.tid == p.tokenTID {
+	if p.isToken(q) {
 		p.asking = false
 		if len(m.R.Token) == 0 {
 			p.abandon(now)
@@ -197,37 +281,44 @@ func (p *push) response(now time.Time, e *Engine, q *pending, m *krpc.Msg) {
 		p.fill(now, e)
 		return
 	}
-	batch, found := p.batches[q.tid]
-	if !found {
+	b := p.batches[q.tid]
+	if b == nil {
 		return
 	}
-	delete(p.batches, q.tid)
+	p.settle(b)
 	var ok []any
 	if d, err := decodeX(m.R.X); err == nil {
 		ok, _ = d["ok"].([]any)
 	}
-	p.report(now, batch, ok)
+	p.report(now, b.records(), ok)
 	p.fill(now, e)
 }
 
-func (p *push) failure(now time.Time, e *Engine, q *pending, _ error) {
-	if p.asking && q.tid == p.tokenTID {
+func (p *push) failure(now time.Time, e *Engine, q *pending, err error) {
+	if p.isToken(q) {
+		if p.tokenTry && q.tid == p.tokenTID && err == ErrTimeout {
+			return // its retry may still be answered
+		}
 		p.asking = false
 		p.abandon(now)
 		p.maybeDone(now, e)
 		return
 	}
-	batch, found := p.batches[q.tid]
-	if !found {
+	b := p.batches[q.tid]
+	if b == nil {
 		return
 	}
-	delete(p.batches, q.tid)
-	p.report(now, batch, nil)
+	if b.retried && q.tid == b.tids[0] && err == ErrTimeout {
+		delete(p.batches, q.tid) // its retry may still be answered
+		return
+	}
+	p.settle(b)
+	p.report(now, b.records(), nil)
 	p.fill(now, e)
 }
 
 func (p *push) maybeDone(now time.Time, e *Engine) {
-	if len(p.batches) == 0 && len(p.todo) == 0 && !p.asking {
+	if p.inflight == 0 && len(p.todo) == 0 && !p.asking {
 		if _, live := e.ops[p.s.id]; !live {
 			return
 		}
