@@ -24,9 +24,10 @@ const maxTries = 2
 // It keeps up to Alpha queries in flight to the closest candidates not
 // yet asked, and always has the Alpha closest that have not answered
 // asked, however many queries to farther ones are in flight. It ends when
-// the need closest candidates that have not failed have all answered: all
-// K of them for a lookup that stores, since each must hand over a token,
-// fewer for one that reads (see lookupNeed). A query that passes its soft
+// the need closest candidates that have not failed have all answered, and
+// K candidates in all have: need is K for a lookup that stores, since each
+// of the K closest must hand over a token, fewer for one that reads (see
+// lookupNeed). A query that passes its soft
 // timeout stops counting against Alpha, so one slow node does not stall
 // the lookup, but its answer is still used if it comes before the hard
 // timeout.
@@ -176,7 +177,6 @@ func (l *lookup) find(x id.ID) *cand {
 // same): it no longer waits for the slowest of K round trips, nor for the
 // soft timeouts of unreachable nodes among the K closest, which on the
 // real network (NATs, firewalls) cost more than the round trips.
-
 func (e *Engine) lookupNeed(op Op) int {
 	switch op.(type) {
 	case Announce, PutItem:
@@ -370,7 +370,6 @@ func (l *lookup) response(now time.Time, e *Engine, p *pending, sender id.ID, m 
 	c.state = answered
 	l.answered++
 	if c.via >= 0 {
-
 		l.sources[c.via].credit++
 	}
 	if len(m.R.Token) > 0 {
@@ -533,7 +532,6 @@ func (l *lookup) fill(r *Result, k int) {
 		if c.state != answered {
 			continue
 		}
-
 		if len(r.Nodes) == 0 {
 			l.stats.Hops = c.hop + 1
 		}
