@@ -234,7 +234,6 @@ func (e *Engine) onStalled(now time.Time, p *pending) {
 		}
 	}
 
-
 }
 
 // onTimeout is called when a query passes its hard timeout.
