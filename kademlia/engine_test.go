@@ -129,7 +129,6 @@ func TestBetaSparesTheSlowest(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			n := newTestNet(t, 11)
 			n.build(300, Config{Beta: tc.beta})
-
 			src := n.order[0]
 			target := id.Random(seededReader{n.rng})
 			want := trueClosest(n, src.e.ID(), target, 8)
@@ -155,7 +154,6 @@ func TestBetaSparesTheSlowest(t *testing.T) {
 			if !tc.wait && (len(got) < 3 || !slices.Equal(got[:3], want[:3]) || slices.Contains(got, want[5])) {
 				t.Errorf("nodes %v, want the 3 closest %v first and not the slow %v", got, want[:3], want[5])
 			}
-
 			if waited := r.Stats.Duration >= 200*time.Millisecond; waited != tc.wait {
 				t.Errorf("lookup took %v: waited for the slow node %v, want %v", r.Stats.Duration, waited, tc.wait)
 			}

@@ -531,7 +531,6 @@ func (t *BEP5) Buckets() []Bucket {
 // the fast ones makes a lookup's first hops short. Off in a new table.
 func (t *BEP5) SetPreferFast(on bool) { t.fast = on }
 
-
 // PreferFast reports whether the table prefers fast nodes.
 func (t *BEP5) PreferFast() bool { return t.fast }
 

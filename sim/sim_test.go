@@ -113,7 +113,6 @@ func TestConditionsHurt(t *testing.T) {
 		{"nat", func(c *Config) { c.NAT = 0.3 },
 			func(b, r *Report) bool { return r.NATDropped > 0 && r.LatencyMsMedian > b.LatencyMsMedian },
 			"datagrams dropped at NATs, and latency up"},
-
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := base
