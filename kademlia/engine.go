@@ -216,7 +216,11 @@ func (e *Engine) Ready() Ready {
 	e.begin()        // a second Ready in a row hands out nothing twice
 	e.commitWrites() // persist first, then send
 	e.drained = true
-	return Ready{Packets: e.packets, Results: e.results, Events: e.events}
+	rd := Ready{Packets: e.packets, Results: e.results, Events: e.events}
+	// Results are few, and hold slices (nodes, peers, values): hand the
+	// array over rather than keep them reachable until the next call.
+	e.results = nil
+	return rd
 }
 
 // HasReady reports whether Ready has anything to hand out.

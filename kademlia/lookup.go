@@ -98,8 +98,9 @@ type cand struct {
 func (e *Engine) startLookup(now time.Time, s *opState, method krpc.Method, target id.ID, seeds []krpc.NodeInfo) {
 	l := &lookup{op: s, started: now, method: method, target: target, need: e.lookupNeed(s.op)}
 	s.lookup = l
-	e.contacts = e.table.Closest(target, e.cfg.K*2, e.contacts[:0])
-	for _, c := range e.contacts {
+	// Not into e.contacts: that scratch serves answers, which need only K,
+	// and an idle engine (most of a simulator's) would keep twice that.
+	for _, c := range e.table.Closest(target, e.cfg.K*2, nil) {
 		l.add(e, krpc.NodeInfo{ID: c.ID, Addr: c.Addr}, 0, -1)
 	}
 	for _, n := range seeds {
