@@ -213,6 +213,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("table %q: want bep5 or keepall", c.Table)
 	case c.K < 1 || c.Alpha < 1:
 		return errors.New("k and alpha must be at least 1")
+	case c.Beta < 0 || c.Seen < 0:
+		return errors.New("beta and seen must not be negative")
 	}
 	return nil
 }
@@ -321,7 +323,7 @@ type Sim struct {
 	measuring bool
 	keys      []id.ID
 	scratch   []ref
-	seen      map[int]struct{} // prefill's scratch
+	picked    map[int]struct{} // sample's scratch
 	events    uint64
 
 	m measure
@@ -632,8 +634,8 @@ func (s *Sim) prefill(i int32) {
 				rtts[x] = 2 * s.cfg.Latency.base(n, &s.nodes[r.n], i, r.n)
 			}
 			if len(got) > keep {
-				// Selection by RTT, stable for ties: the order of got is
-				// the random order the nodes were heard in.
+				// Keep the fastest (of equal RTTs, the one heard first:
+				// got is in the random order the nodes were heard in).
 				for x := range keep {
 					m := x
 					for y := x + 1; y < len(got); y++ {
@@ -1083,14 +1085,14 @@ func (s *Sim) sample(lo, hi, want int, dst []int) []int {
 			}
 		}
 	default:
-		if s.seen == nil {
-			s.seen = make(map[int]struct{})
+		if s.picked == nil {
+			s.picked = make(map[int]struct{})
 		}
-		clear(s.seen)
+		clear(s.picked)
 		for len(dst) < want {
 			j := lo + s.rngBuild.IntN(size)
-			if _, dup := s.seen[j]; !dup {
-				s.seen[j] = struct{}{}
+			if _, dup := s.picked[j]; !dup {
+				s.picked[j] = struct{}{}
 				dst = append(dst, j)
 			}
 		}
