@@ -226,7 +226,9 @@ func (p *push) stalled(now time.Time, e *Engine, q *pending) {
 			batch = append(batch, cur)
 		}
 	}
-	if len(batch) == 0 {
+	if len(batch) != len(b.items) {
+		// A record changed since: the answer's flags would not line up
+		// with the batch. The first query's fate decides.
 		return
 	}
 	if tid, ok := p.send(now, e, batch); ok {
@@ -373,6 +375,7 @@ func (e *Engine) sync(now time.Time) {
 	}
 	peers := make(map[id.ID]*syncPeer)
 	foreign := make(map[id.ID][]store.Entry) // replica -> records we should not hold
+	handTo := make(map[string]int)           // key -> replicas it is handed to
 	infos := make(map[id.ID]krpc.NodeInfo)
 	leaving := 0
 	digest, err := st.Digest(syncDepth)
@@ -392,6 +395,7 @@ func (e *Engine) sync(now time.Time) {
 				// Hand a bounded share over each round; the rest next time.
 				if leaving < maxHandoffPerSync {
 					leaving++
+					handTo[en.Key] = len(others)
 					for _, o := range others {
 						foreign[o.ID] = append(foreign[o.ID], en)
 						infos[o.ID] = o
@@ -414,16 +418,18 @@ func (e *Engine) sync(now time.Time) {
 		e.sendSync(now, sp, digest)
 	}
 	// Records we should not hold: hand them to their replicas, then drop
-	// each one once a write quorum has confirmed it holds it.
+	// each one once every replica has confirmed it holds it. (A write
+	// quorum would do for a put, but dropping our copy then would leave
+	// the key on fewer than Replicas nodes until a later round repairs
+	// it; a replica that does not confirm leaves our copy for next time.)
 	if leaving > 0 {
 		acks := make(map[string]int)
-		need := min(e.cfg.WriteQuorum, e.cfg.replicas())
 		onAck := func(now time.Time, r store.Record, ok bool) {
 			if !ok {
 				return
 			}
 			acks[r.Key]++
-			if acks[r.Key] == need {
+			if acks[r.Key] == handTo[r.Key] {
 				_ = st.Remove(r.Key, r.Version)
 			}
 		}
