@@ -211,3 +211,24 @@ func TestSyncDecodeRejects(t *testing.T) {
 		}
 	}
 }
+
+// TestSyncRefillsPrimary checks the way back: a primary that lacks a
+// record of its range (its hand-over was lost) gets it from its successor.
+func TestSyncRefillsPrimary(t *testing.T) {
+	net := newTestNet(t, 34)
+	net.build(30, Config{})
+	net.run(time.Minute)
+	key := "refilled"
+	res := net.do(net.order[0], kademlia.KVPut{Key: key, Value: []byte("x")})
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	net.run(time.Second)
+	primary := net.replicaSet(key, 3)[0]
+	if err := primary.e.Store().Remove(key, res.Version); err != nil {
+		t.Fatal(err)
+	}
+	if !net.runUntil(4*15*time.Second, func() bool { return len(net.missing(key, res, false)) == 0 }) {
+		t.Fatal("the primary did not get its record back within four sync intervals")
+	}
+}
