@@ -1,6 +1,7 @@
 package chord
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"time"
@@ -158,30 +159,39 @@ func decodeWant(x []byte, n int) ([]int, error) {
 	return out, nil
 }
 
-// eachIn calls fn for each unexpired record whose target lies in the ring
+// syncDepth is the depth of the store's index buckets (store.Bucket) that
+// maintenance walks: 1024 buckets, so a node of a ring of a thousand
+// walks one or two.
+const syncDepth = 10
+
+// bucketOf is the index of the bucket of depth syncDepth that holds x.
+func bucketOf(x id.ID) int { return int(binary.BigEndian.Uint32(x[:4]) >> (32 - syncDepth)) }
+
+// eachEntry calls fn for each entry whose target lies in the ring
 // interval (lo, hi], in ring order from lo; lo == hi is the whole ring.
-func (e *Engine) eachIn(now time.Time, lo, hi id.ID, fn func(store.Record)) {
+// It walks the store's index only: values stay where they are (on disk,
+// with OpenBolt).
+func (e *Engine) eachEntry(lo, hi id.ID, fn func(store.Entry)) {
 	st := e.cfg.Store
 	if st == nil {
 		return
 	}
-	visit := func(r store.Record) bool {
-		if !expired(&r, now) {
-			fn(r)
-		}
-		return true
+	const buckets = 1 << syncDepth
+	first, last := bucketOf(lo), bucketOf(hi)
+	n := (last - first + buckets) % buckets // buckets after the first
+	if n == 0 && id.Compare(lo, hi) >= 0 {
+		n = buckets // around the ring, back into lo's bucket
 	}
-	afterLo := func(r store.Record) bool { return r.Target() == lo || visit(r) }
-	if id.Compare(lo, hi) < 0 {
-		_ = st.Range(lo, hi, afterLo)
-		return
+	for k := 0; k <= n; k++ {
+		_ = st.Bucket(syncDepth, (first+k)%buckets, func(en store.Entry) bool {
+			t := id.FromString(en.Key)
+			if k == 0 && id.Compare(t, lo) <= 0 || k == n && id.Compare(t, hi) > 0 {
+				return true
+			}
+			fn(en)
+			return true
+		})
 	}
-	var top id.ID
-	for i := range top {
-		top[i] = 0xff
-	}
-	_ = st.Range(lo, top, afterLo)
-	_ = st.Range(id.ID{}, hi, visit)
 }
 
 // sync offers the records this node is the primary for to the rest of
@@ -192,10 +202,18 @@ func (e *Engine) sync(now time.Time) {
 	if !r.hasPred || n <= 0 {
 		return // the range is unknown, or there is nobody to offer it to
 	}
+	// Chord keeps no other clock on its records: drop what expired
+	// (tombstones included) here, so that expired records are not offered.
+	if _, err := e.kvStore().Expire(now); err != nil {
+		return
+	}
 	var entries []store.Entry
-	e.eachIn(now, r.pred.ID, e.self, func(rec store.Record) {
-		entries = append(entries, store.Entry{Key: rec.Key, Version: rec.Version, Deleted: rec.Deleted})
-	})
+	e.eachEntry(r.pred.ID, e.self, func(en store.Entry) { entries = append(entries, en) })
+	if len(entries) == 0 {
+		// Nothing to offer; only the successor, which has us as its
+		// predecessor, may push back what we lack (handleSync).
+		n = 1
+	}
 	batches := syncBatches(r.pred.ID, e.self, entries)
 	for _, to := range r.succs[:n] {
 		for _, b := range batches {
@@ -256,8 +274,11 @@ func (e *Engine) handleSync(now time.Time, from netip.AddrPort, sender id.ID, q 
 	}
 	if r := &e.ring; r.hasPred && r.pred.ID == sender && r.pred.Addr == from {
 		var back []store.Record
-		e.eachIn(now, b.lo, b.hi, func(rec store.Record) {
-			if v, ok := offered[rec.Key]; !ok || rec.Version.Newer(v) {
+		e.eachEntry(b.lo, b.hi, func(en store.Entry) {
+			if v, ok := offered[en.Key]; ok && !en.Version.Newer(v) {
+				return
+			}
+			if rec, ok, err := st.Get(en.Key); err == nil && ok && !expired(&rec, now) {
 				back = append(back, rec)
 			}
 		})

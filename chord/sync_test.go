@@ -2,8 +2,10 @@ package chord
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"strings"
@@ -230,5 +232,56 @@ func TestSyncRefillsPrimary(t *testing.T) {
 	}
 	if !net.runUntil(4*15*time.Second, func() bool { return len(net.missing(key, res, false)) == 0 }) {
 		t.Fatal("the primary did not get its record back within four sync intervals")
+	}
+}
+
+// TestEachEntry compares the bucket walk with a filter of every record,
+// for ranges inside one bucket, across buckets, wrapping past zero, and
+// around the whole ring.
+func TestEachEntry(t *testing.T) {
+	e := New(Config{Network: "test", Rand: seededReader{rand.New(rand.NewPCG(2, 2))}}, testEpoch)
+	st := e.Store()
+	var keys []string
+	for i := range 3000 {
+		k := fmt.Sprint("k", i)
+		keys = append(keys, k)
+		if _, err := st.Put(store.Record{Key: k, Value: []byte{1}, Version: store.Version{Time: 1, Writer: 1}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	at := func(k string) id.ID { return id.FromString(k) }
+	near := id.AddPow2(at("k7"), 100) // in k7's bucket, almost surely
+	cases := []struct {
+		name   string
+		lo, hi id.ID
+	}{
+		{"one bucket", at("k7"), near},
+		{"wrapping within one bucket", near, at("k7")},
+		{"across buckets", at("k1"), at("k2")},
+		{"the other way", at("k2"), at("k1")},
+		{"whole ring", at("k3"), at("k3")},
+		{"from zero", id.ID{}, at("k4")},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var want []string
+			for _, k := range keys {
+				if id.Between(at(k), c.lo, c.hi) {
+					want = append(want, k)
+				}
+			}
+			// Ring order from lo, lo itself last: the interval is (lo, hi].
+			slices.SortFunc(want, func(a, b string) int {
+				if (at(a) == c.lo) != (at(b) == c.lo) {
+					return cmp.Compare(boolInt(at(a) == c.lo), boolInt(at(b) == c.lo))
+				}
+				return id.Compare(id.RingDistance(c.lo, at(a)), id.RingDistance(c.lo, at(b)))
+			})
+			var got []string
+			e.eachEntry(c.lo, c.hi, func(en store.Entry) { got = append(got, en.Key) })
+			if !slices.Equal(got, want) {
+				t.Fatalf("%d entries, want %d (or out of order)", len(got), len(want))
+			}
+		})
 	}
 }
