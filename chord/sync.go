@@ -204,8 +204,10 @@ func (e *Engine) sync(now time.Time) {
 	}
 	// Chord keeps no other clock on its records: drop what expired
 	// (tombstones included) here, so that expired records are not offered.
-	if _, err := e.kvStore().Expire(now); err != nil {
-		return
+	if st := e.cfg.Store; st != nil {
+		if _, err := st.Expire(now); err != nil {
+			return
+		}
 	}
 	var entries []store.Entry
 	e.eachEntry(r.pred.ID, e.self, func(en store.Entry) { entries = append(entries, en) })
