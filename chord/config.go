@@ -37,6 +37,12 @@ type Config struct {
 	// (10s); one that does not answer is forgotten, so that a live node
 	// may notify its way in.
 	CheckPredecessorInterval time.Duration
+	// SyncInterval is how often the node offers the records it is the
+	// primary for to the rest of their replica set, which answers with
+	// what it lacks (15s, as in package kademlia; see sync.go). Each
+	// period is jittered by ±25%. A lost copy is made again within about
+	// a period after stabilize noticed the loss.
+	SyncInterval time.Duration
 	// QueryTimeout bounds the wait for one response (1s). A lookup then
 	// moves on to its next best candidate.
 	QueryTimeout time.Duration
@@ -78,6 +84,7 @@ func DefaultConfig() Config {
 		StabilizeInterval:        5 * time.Second,
 		FixFingersInterval:       10 * time.Second,
 		CheckPredecessorInterval: 10 * time.Second,
+		SyncInterval:             15 * time.Second,
 		QueryTimeout:             time.Second,
 		Network:                  DefaultNetwork,
 		Version:                  []byte{'D', 'C', 0, 1},
@@ -103,6 +110,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.CheckPredecessorInterval <= 0 {
 		c.CheckPredecessorInterval = d.CheckPredecessorInterval
+	}
+	if c.SyncInterval <= 0 {
+		c.SyncInterval = d.SyncInterval
 	}
 	if c.QueryTimeout <= 0 {
 		c.QueryTimeout = d.QueryTimeout

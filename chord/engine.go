@@ -18,8 +18,9 @@
 //
 // Key-value records live on the successor of SHA-1(key) and the
 // Replicas-1 nodes after it, newest version winning (store.Version), with
-// read repair, a push of the keys a new predecessor takes over, and a
-// hand-over to the successors when a node leaves.
+// read repair, a push of the keys a new predecessor takes over, periodic
+// replica maintenance (sync.go), and a hand-over to the successors when a
+// node leaves.
 package chord
 
 import (
@@ -82,8 +83,9 @@ type Engine struct {
 	lastOp kademlia.OpID
 	boot   joiner
 
-	clock store.Clock
-	xbuf  []byte
+	clock    store.Clock
+	xbuf     []byte
+	nextSync time.Time // the next round of replica maintenance
 
 	// Scratch space.
 	in  krpc.Msg
@@ -125,6 +127,7 @@ func New(cfg Config, now time.Time) *Engine {
 	e.ring.nextStabilize = now.Add(e.jitter(cfg.StabilizeInterval))
 	e.ring.nextFix = now.Add(e.jitter(cfg.FixFingersInterval))
 	e.ring.nextCheck = now.Add(e.jitter(cfg.CheckPredecessorInterval))
+	e.nextSync = now.Add(e.jitter(cfg.SyncInterval))
 	if len(cfg.Bootstrap) > 0 {
 		e.startOp(now, kademlia.Bootstrap{Addrs: cfg.Bootstrap}, true)
 	}
@@ -213,7 +216,7 @@ func (e *Engine) Deadline() time.Time {
 		return time.Time{}
 	}
 	d := e.ring.nextStabilize
-	for _, t := range []time.Time{e.ring.nextFix, e.ring.nextCheck} {
+	for _, t := range []time.Time{e.ring.nextFix, e.ring.nextCheck, e.nextSync} {
 		if t.Before(d) {
 			d = t
 		}
@@ -253,6 +256,10 @@ func (e *Engine) Tick(now time.Time) {
 	if !now.Before(e.ring.nextFix) {
 		e.ring.nextFix = now.Add(e.jitter(e.cfg.FixFingersInterval))
 		e.fixFingers(now)
+	}
+	if !now.Before(e.nextSync) {
+		e.nextSync = now.Add(e.jitter(e.cfg.SyncInterval))
+		e.sync(now)
 	}
 }
 

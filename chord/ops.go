@@ -27,6 +27,7 @@ type opState struct {
 	lk       *lookup
 	kv       *kvOp
 	ho       *handover
+	sync     *syncBatch // a ch_sync batch awaiting its answer
 	fix      *fingerLookup
 	join     bool // the lookup of our own successor through the bootstrap nodes
 	result   kademlia.Result
@@ -114,6 +115,8 @@ func (e *Engine) onResponse(now time.Time, p *pending, sender id.ID, m *krpc.Msg
 		s.kv.response(now, e, p, sender, m)
 	case s.ho != nil:
 		s.ho.done(now, e, s, p, m)
+	case s.sync != nil:
+		e.synced(now, s, p, m)
 	case s.lk != nil:
 		s.lk.response(now, e, s, p, sender, m)
 	default: // ping
@@ -130,6 +133,8 @@ func (s *opState) failure(now time.Time, e *Engine, p *pending, err error) {
 		s.kv.failure(now, e, p, err)
 	case s.ho != nil:
 		s.ho.done(now, e, s, p, nil)
+	case s.sync != nil:
+		e.finish(now, s, err)
 	case s.lk != nil:
 		s.lk.failed(now, e, s, p, err)
 	default:

@@ -82,6 +82,11 @@ func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
 			return
 		}
 		r = &e.out
+	case mSync:
+		if !e.handleSync(now, from, sender.ID, q) {
+			return
+		}
+		r = &e.out
 	default:
 		e.replyError(from, q.T, krpc.CodeMethodUnknown, "method unknown")
 		return

@@ -18,6 +18,7 @@ import (
 //	ch_get_predecessor (no x)                    r.x: {"p": node, "s": [node, ...]}
 //	ch_notify          (no x)                    r.x: {"p": node}
 //	ch_leave           a.x: {"p": node, "s": [node, ...]}   (no x)
+//	ch_sync            a.x: {"a": id, "b": id, "e": [[key, t, w], ...]}   r.x: {"w": [i, ...]}
 //
 // A node is a byte string: its 20-byte id followed by its compact address
 // (6 bytes IPv4, 18 bytes IPv6), or the id alone for the sender itself,
@@ -28,6 +29,11 @@ import (
 // "a", with d 0, is a partial answer: the target's successor and fewer
 // than K nodes after it, which the asker falls back on should the next
 // nodes not answer.
+//
+// ch_sync is replica maintenance (see sync.go): "e" lists every record
+// the sender holds whose target lies in (a, b], by key and version (time
+// and writer, as in a record); "w" the indexes of those the receiver
+// lacks or holds older.
 //
 // The key-value methods are dhtkit's dk_store and dk_fetch with the
 // payloads of package kademlia: {"recs": [rec, ...]} / {"ok": [0|1, ...]}
@@ -52,6 +58,7 @@ const (
 	mLeave
 	mStore
 	mFetch
+	mSync
 	numMethods
 )
 
@@ -64,6 +71,7 @@ var methodNames = [numMethods]string{
 	mLeave:          methodLeave,
 	mStore:          "dk_store",
 	mFetch:          "dk_fetch",
+	mSync:           methodSync,
 }
 
 func (m method) String() string { return methodNames[m] }
@@ -87,6 +95,8 @@ func methodOf(q *krpc.Msg) method {
 			return mNotify
 		case methodLeave:
 			return mLeave
+		case methodSync:
+			return mSync
 		}
 	}
 	return mUnknown
