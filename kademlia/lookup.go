@@ -39,6 +39,7 @@ type lookup struct {
 	cands    []cand // sorted by XOR distance to target
 	inflight int    // queries asked and not stalled
 	need     int    // closest live candidates that must answer
+	few      bool   // the need closest are all it uses: no K answers wanted
 	answered int    // candidates that answered
 	peers    []netip.AddrPort
 	peerSeen map[netip.AddrPort]struct{}
@@ -97,6 +98,10 @@ type cand struct {
 // and any seeds.
 func (e *Engine) startLookup(now time.Time, s *opState, method krpc.Method, target id.ID, seeds []krpc.NodeInfo) {
 	l := &lookup{op: s, started: now, method: method, target: target, need: e.lookupNeed(s.op)}
+	switch s.op.(type) {
+	case KVPut, KVGet, KVListen:
+		l.few = true // it writes to, reads from or listens to its Replicas
+	}
 	s.lookup = l
 	// Not into e.contacts: that scratch serves answers, which need only K,
 	// and an idle engine (most of a simulator's) would keep twice that.
@@ -236,7 +241,7 @@ func (l *lookup) step(now time.Time, e *Engine) {
 	}
 	// The result lists K nodes that answered: once the need closest have,
 	// nodes asked on the way there usually make up the rest.
-	if allMet || needMet && l.answered >= k {
+	if allMet || needMet && (l.few || l.answered >= k) {
 		l.done(now, e)
 	}
 }
