@@ -165,11 +165,13 @@ func TestKVJoinReceivesItsShare(t *testing.T) {
 	}
 }
 
-func TestKVHandoverBeforeLeaving(t *testing.T) {
-	n := newTestNet(t, 24)
+// leaverNet builds 10 nodes holding 30 keys and picks one to leave; mine
+// are the keys it is a replica of.
+func leaverNet(t *testing.T) (n *testNet, leaver *testNode, mine []string) {
+	t.Helper()
+	n = newTestNet(t, 24)
 	n.build(10, Config{})
-	leaver := n.order[4]
-	var mine []string
+	leaver = n.order[4]
 	for i := range 30 {
 		k := "key" + string(rune('a'+i))
 		if r := n.do(n.order[0], KVPut{Key: k, Value: []byte(k)}); r.Err != nil {
@@ -182,6 +184,11 @@ func TestKVHandoverBeforeLeaving(t *testing.T) {
 	if len(mine) == 0 {
 		t.Skip("the leaver holds no key with this seed")
 	}
+	return n, leaver, mine
+}
+
+func TestKVHandoverBeforeLeaving(t *testing.T) {
+	n, leaver, mine := leaverNet(t)
 	h := n.do(leaver, Handover{})
 	if h.Err != nil || h.Acks != len(mine) {
 		t.Fatalf("handover: %d of %d values handed over, err %v", h.Acks, len(mine), h.Err)
@@ -275,22 +282,7 @@ func TestKVHandoverRetriesALostQuery(t *testing.T) {
 	// instead of costing the hand-over its values or a 2s hard timeout.
 	for _, lose := range []string{"1:q3:get", "1:q8:dk_store"} {
 		t.Run(lose, func(t *testing.T) {
-			n := newTestNet(t, 24)
-			n.build(10, Config{})
-			leaver := n.order[4]
-			var mine []string
-			for i := range 30 {
-				k := "key" + string(rune('a'+i))
-				if r := n.do(n.order[0], KVPut{Key: k, Value: []byte(k)}); r.Err != nil {
-					t.Fatal(r.Err)
-				}
-				if slices.Contains(closestLive(n, k, 3), leaver) {
-					mine = append(mine, k)
-				}
-			}
-			if len(mine) == 0 {
-				t.Skip("the leaver holds no key with this seed")
-			}
+			n, leaver, mine := leaverNet(t)
 			lost := 0
 			n.drop = func(from, _ netip.AddrPort, data []byte) bool {
 				if from == leaver.addr && lost == 0 && bytes.Contains(data, []byte(lose)) {
