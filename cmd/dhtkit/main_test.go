@@ -22,6 +22,7 @@ import (
 	"github.com/dhtkit/dhtkit/chord"
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/kademlia"
+	"github.com/dhtkit/dhtkit/routing"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -251,7 +252,8 @@ func TestCrawlFindsTheNetwork(t *testing.T) {
 		t.Skip("200 nodes: skipped with -short")
 	}
 	nodes := testNetwork(t, 200)
-	code, out, errs := dhtkitCmd(t, "crawl", "--json", "--duration", "30s", "--bootstrap="+nodes[117].Addr().String())
+	waitConnected(t, nodes, 117, 2*time.Minute)
+	code, out, errs := dhtkitCmd(t, "crawl", "--json", "--duration", "2m", "--bootstrap="+nodes[117].Addr().String())
 	if code != 0 {
 		t.Fatalf("crawl: exit %d, stderr %s", code, errs)
 	}
@@ -262,5 +264,57 @@ func TestCrawlFindsTheNetwork(t *testing.T) {
 	t.Logf("crawl of 200 nodes: %d seen, %d answered, %d lookups, %.1fs", rep.NodesSeen, rep.NodesResponded, rep.Lookups, rep.Seconds)
 	if rep.NodesResponded < 190 {
 		t.Errorf("crawl found %d of 200 nodes, want at least 95%%", rep.NodesResponded)
+	}
+}
+
+// waitConnected waits until every node can be reached from nodes[from]
+// by following routing-table contacts: the network a crawl starting
+// there can find. On a busy machine a joining node's queries can time out
+// and leave it outside every table it can be reached through; such a node
+// joins again (through a reachable node), as a real node's refresh would
+// make it do, until the condition holds or timeout passes.
+func waitConnected(t *testing.T, nodes []*dhtkit.Node, from int, timeout time.Duration) {
+	t.Helper()
+	byID := make(map[id.ID]*dhtkit.Node, len(nodes))
+	for _, n := range nodes {
+		byID[n.ID()] = n
+	}
+	deadline := time.Now().Add(timeout)
+	for rounds := 0; ; rounds++ {
+		reached := map[id.ID]bool{nodes[from].ID(): true}
+		queue := []*dhtkit.Node{nodes[from]}
+		for len(queue) > 0 {
+			n := queue[0]
+			queue = queue[1:]
+			for _, b := range n.Routing() {
+				for _, c := range b.Contacts {
+					if m, ok := byID[c.ID]; ok && !reached[c.ID] && c.State != routing.Bad {
+						reached[c.ID] = true
+						queue = append(queue, m)
+					}
+				}
+			}
+		}
+		var lost []*dhtkit.Node
+		for _, n := range nodes {
+			if !reached[n.ID()] {
+				lost = append(lost, n)
+			}
+		}
+		if len(lost) == 0 {
+			if rounds > 0 {
+				t.Logf("every node reachable after %d rejoin rounds", rounds)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d nodes still unreachable from node %d after %v", len(lost), len(nodes), from, timeout)
+		}
+		t.Logf("%d nodes unreachable from node %d: they join again", len(lost), from)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		for _, n := range lost {
+			_ = n.Bootstrap(ctx, nodes[from].Addr()) // a failure is retried next round
+		}
+		cancel()
 	}
 }
