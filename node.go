@@ -21,7 +21,7 @@ import (
 )
 
 // ErrNotStored is returned by Announce when no node accepted the announce.
-var ErrNotStored = errors.New("dhtkit: no node accepted the announce")
+var ErrNotStored = errors.New("no node accepted the announce")
 
 // socketBuffer is the receive and send buffer asked of the kernel (it may
 // grant less): a server answering bursts of queries should not drop them

@@ -83,7 +83,7 @@ func (s *server) getKey(w http.ResponseWriter, r *http.Request) {
 		v, err := s.n.Stat(r.Context(), key)
 		s.metrics.observeOp("kv_stat", time.Since(start), err)
 		if err != nil {
-			s.fail(w, r, 0, fmt.Errorf("head %q: %w", key, err))
+			s.fail(w, r, 0, err) // the node's error names the operation and the key
 			return
 		}
 		setValueHeaders(h, v)
@@ -105,7 +105,7 @@ func (s *server) getKey(w http.ResponseWriter, r *http.Request) {
 			s.log.Warn("value transfer failed", "key", key, "err", err)
 			panic(http.ErrAbortHandler)
 		}
-		s.fail(w, r, 0, fmt.Errorf("get %q: %w", key, err))
+		s.fail(w, r, 0, err) // the node's error names the operation and the key
 		return
 	}
 	if bw.streaming {
@@ -245,7 +245,7 @@ func (s *server) put(r *http.Request, key string, data []byte, ttl time.Duration
 	v, err := s.n.Put(ctx, key, data, dhtkit.PutOptions{TTL: ttl, Source: clientIP(r)})
 	s.metrics.observeOp("kv_put", time.Since(start), err)
 	if err != nil {
-		return v, time.Time{}, fmt.Errorf("put %q: %w", key, err)
+		return v, time.Time{}, err
 	}
 	var expires time.Time
 	if ttl > 0 {
@@ -261,7 +261,7 @@ func (s *server) remove(r *http.Request, key string) error {
 	err := s.n.Delete(ctx, key)
 	s.metrics.observeOp("kv_delete", time.Since(start), err)
 	if err != nil {
-		return fmt.Errorf("delete %q: %w", key, err)
+		return err
 	}
 	return nil
 }
@@ -298,7 +298,7 @@ func (s *server) holders(r *http.Request, key string) (whereJSON, error) {
 	s.metrics.observeOp("kv_where", time.Since(start), err)
 	out := whereJSON{Key: key, Target: id.FromString(key).String(), Nodes: make([]holderJSON, 0, len(hs))}
 	if err != nil {
-		return out, fmt.Errorf("where %q: %w", key, err)
+		return out, err
 	}
 	for _, h := range hs {
 		if h.Self {

@@ -10,8 +10,10 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -25,6 +27,7 @@ func newPutCmd(g *globals) *cobra.Command {
 		sign      bool
 		encryptTo string
 		key       string
+		asJSON    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "put KEY [VALUE]",
@@ -33,7 +36,7 @@ func newPutCmd(g *globals) *cobra.Command {
 at --file, else standard input, streamed (any size: large values are split
 into verified chunks). It prints the version once a write quorum of the
 key's replicas holds it.`,
-		Args: cobra.RangeArgs(1, 2),
+		Args: keyArgs(1, 2, "KEY and an optional VALUE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var to *[32]byte
 			if encryptTo != "" {
@@ -62,6 +65,9 @@ key's replicas holds it.`,
 				}
 				body = f
 			default:
+				if g.isTerminal(os.Stdin) {
+					fmt.Fprintln(g.stderr, "dhtkit: reading the value from standard input; end it with Ctrl-D (or give VALUE or --file)")
+				}
 				body = os.Stdin
 			}
 			if sign || to != nil {
@@ -71,8 +77,8 @@ key's replicas holds it.`,
 				}
 				body, size = bytes.NewReader(sealed), int64(len(sealed))
 			}
-			if size > 0 && isTerminal(os.Stderr) {
-				p := newProgress(os.Stderr, "put "+args[0], size)
+			if size > progressAfter && g.isTerminal(g.stderr) {
+				p := newProgress(g.stderr, "put "+args[0], size)
 				defer p.done()
 				body = io.TeeReader(body, p)
 			}
@@ -85,11 +91,19 @@ key's replicas holds it.`,
 				return err
 			}
 			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return apiError(resp)
+			}
 			var out struct {
-				Version string `json:"version"`
+				Key     string     `json:"key"`
+				Version string     `json:"version"`
+				Expires *time.Time `json:"expires,omitempty"`
 			}
 			if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
 				return fmt.Errorf("reading the node's answer: %w", err)
+			}
+			if asJSON {
+				return json.NewEncoder(g.stdout).Encode(out)
 			}
 			fmt.Fprintln(g.stdout, out.Version)
 			return nil
@@ -101,7 +115,22 @@ key's replicas holds it.`,
 	f.BoolVar(&sign, "sign", false, "sign the value with your identity (see `dhtkit key`)")
 	f.StringVar(&encryptTo, "encrypt-to", "", "encrypt the value to this public key (the \"encrypt\" key of `dhtkit key`)")
 	f.StringVar(&key, "key", "", "identity file (default $DHTKIT_KEY, else in your configuration directory)")
+	f.BoolVar(&asJSON, "json", false, `print {"key","version","expires"} as JSON`)
 	return cmd
+}
+
+// keyArgs checks a data command's arguments: between min and max of them,
+// the first a KEY that is not empty.
+func keyArgs(min, max int, names string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) < min || len(args) > max {
+			return usageError("%s wants %s (%s)", cmd.Name(), names, helpHint(cmd))
+		}
+		if len(args) > 0 && args[0] == "" {
+			return usageError("KEY must not be empty (%s)", helpHint(cmd))
+		}
+		return nil
+	}
 }
 
 // seal reads a value and signs and/or encrypts it, end to end.
@@ -146,12 +175,18 @@ func (g *globals) open(key string, v []byte, keyPath string) ([]byte, error) {
 }
 
 func newGetCmd(g *globals) *cobra.Command {
-	var out, key string
+	var (
+		out, key string
+		asJSON   bool
+	)
 	cmd := &cobra.Command{
 		Use:   "get KEY",
 		Short: "Print a value (exit status 3 if the key has none)",
-		Args:  args(1, "one KEY"),
+		Args:  keyArgs(1, 1, "one KEY"),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if asJSON && out != "" {
+				return usageError("give --json or --out, not both (%s)", helpHint(cmd))
+			}
 			resp, err := g.apiClient().do(cmd.Context(), http.MethodGet, keyPath(args[0]), nil, "")
 			if err != nil {
 				return err
@@ -160,19 +195,28 @@ func newGetCmd(g *globals) *cobra.Command {
 			if resp.StatusCode == http.StatusNotFound {
 				return notFound("%q has no value", args[0])
 			}
-			var w io.Writer = g.stdout
-			if out != "" {
-				f, err := os.Create(out)
-				if err != nil {
-					return fmt.Errorf("--out: %w", err)
+			partial := resp.Header.Get("X-Dhtkit-Partial") == "true"
+			tail := &tailWriter{w: g.stdout}
+			var w io.Writer = tail
+			var buf bytes.Buffer
+			var part *partFile
+			switch {
+			case asJSON:
+				w = &buf
+			case out != "":
+				// The value goes to a file beside --out, renamed into place
+				// once whole: an interrupted or failed get leaves no
+				// partial --out behind.
+				if part, err = createPart(out); err != nil {
+					return err
 				}
-				defer f.Close()
-				w = f
-				if resp.ContentLength > 0 && isTerminal(os.Stderr) {
-					p := newProgress(os.Stderr, "get "+args[0], resp.ContentLength)
-					defer p.done()
-					w = io.MultiWriter(f, p)
-				}
+				defer part.abort()
+				w = part
+			}
+			if out != "" && g.isTerminal(g.stderr) && (resp.ContentLength < 0 || resp.ContentLength > progressAfter) {
+				p := newProgress(g.stderr, "get "+args[0], resp.ContentLength)
+				defer p.done()
+				w = io.MultiWriter(w, p)
 			}
 			// A signed or encrypted value is opened before anything is written.
 			br := bufio.NewReaderSize(resp.Body, 4)
@@ -188,34 +232,137 @@ func newGetCmd(g *globals) *cobra.Command {
 				}
 				body = bytes.NewReader(plain)
 			}
-			if _, err := io.Copy(w, body); err != nil {
+			if asJSON {
+				body = io.LimitReader(body, maxJSONValue+1)
+			}
+			n, err := io.Copy(w, body)
+			if err != nil {
 				return fmt.Errorf("get %q: the transfer broke off: %w", args[0], err)
 			}
-			if resp.Header.Get("X-Dhtkit-Partial") == "true" {
+			if err := cmd.Context().Err(); err != nil {
+				return err
+			}
+			if partial {
 				fmt.Fprintln(g.stderr, "dhtkit: warning: fewer replicas than the read quorum answered; this may not be the newest value")
+			}
+			switch {
+			case part != nil:
+				return part.commit()
+			case asJSON:
+				if n > maxJSONValue {
+					return fmt.Errorf("get %q: the value is larger than the %d MiB --json prints; use --out", args[0], maxJSONValue>>20)
+				}
+				v := getJSON{Key: args[0], Version: resp.Header.Get("X-Dhtkit-Version"), Size: n, Value: buf.Bytes(), Partial: partial}
+				if v.Version == "" {
+					v.Version = resp.Trailer.Get("X-Dhtkit-Version")
+				}
+				if utf8.Valid(v.Value) {
+					t := string(v.Value)
+					v.Text = &t
+				}
+				return json.NewEncoder(g.stdout).Encode(v)
+			case n > 0 && tail.last != '\n' && g.isTerminal(g.stdout):
+				fmt.Fprintln(g.stdout) // on a terminal, the prompt gets a line of its own
 			}
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&out, "out", "", "write the value to this file instead of standard output")
 	cmd.Flags().StringVar(&key, "key", "", "identity file, to read values encrypted to you")
+	cmd.Flags().BoolVar(&asJSON, "json", false, `print {"key","version","size","value" (base64),"text" (when UTF-8),"partial"} as JSON`)
 	return cmd
 }
 
+// maxJSONValue is the largest value get --json prints (it is held in memory).
+const maxJSONValue = 16 << 20
+
+// getJSON is what get --json prints.
+type getJSON struct {
+	Key     string  `json:"key"`
+	Version string  `json:"version"`
+	Size    int64   `json:"size"`
+	Value   []byte  `json:"value"`
+	Text    *string `json:"text,omitempty"`
+	Partial bool    `json:"partial,omitempty"`
+}
+
+// tailWriter remembers the last byte written through it.
+type tailWriter struct {
+	w    io.Writer
+	last byte
+}
+
+func (t *tailWriter) Write(p []byte) (int, error) {
+	if len(p) > 0 {
+		t.last = p[len(p)-1]
+	}
+	return t.w.Write(p)
+}
+
+// partFile is a file written beside its destination and renamed into
+// place by commit; abort, after commit a no-op, removes it.
+type partFile struct {
+	*os.File
+	dst  string
+	done bool
+}
+
+func createPart(dst string) (*partFile, error) {
+	f, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".*.part")
+	if err != nil {
+		return nil, fmt.Errorf("--out: %w", err)
+	}
+	return &partFile{File: f, dst: dst}, nil
+}
+
+func (p *partFile) commit() error {
+	if err := p.Close(); err != nil {
+		return fmt.Errorf("--out: %w", err)
+	}
+	if err := os.Rename(p.Name(), p.dst); err != nil {
+		return fmt.Errorf("--out: %w", err)
+	}
+	p.done = true
+	return nil
+}
+
+func (p *partFile) abort() {
+	if !p.done {
+		p.Close()
+		os.Remove(p.Name())
+	}
+}
+
 func newDelCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var asJSON bool
+	cmd := &cobra.Command{
 		Use:   "del KEY",
 		Short: "Delete a key (a tombstone that beats every older write)",
-		Args:  args(1, "one KEY"),
+		Args:  keyArgs(1, 1, "one KEY"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			resp, err := g.apiClient().do(cmd.Context(), http.MethodDelete, keyPath(args[0]), nil, "")
 			if err != nil {
 				return err
 			}
-			resp.Body.Close()
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return apiError(resp)
+			}
+			if asJSON {
+				var out struct {
+					Key     string `json:"key"`
+					Deleted bool   `json:"deleted"`
+				}
+				if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+					return fmt.Errorf("reading the node's answer: %w", err)
+				}
+				return json.NewEncoder(g.stdout).Encode(out)
+			}
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, `print {"key","deleted"} as JSON`)
+	return cmd
 }
 
 func newWhereisCmd(g *globals) *cobra.Command {
@@ -223,7 +370,7 @@ func newWhereisCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "whereis KEY",
 		Short: `Print the nodes that hold KEY: "HOST:PORT NODEID VERSION" per line`,
-		Args:  args(1, "one KEY"),
+		Args:  keyArgs(1, 1, "one KEY"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var out struct {
 				Nodes []struct {
@@ -302,7 +449,7 @@ func newListenCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "listen KEY",
 		Short: "Print KEY's value each time it is written, until interrupted",
-		Args:  args(1, "one KEY"),
+		Args:  keyArgs(1, 1, "one KEY"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			resp, err := g.apiClient().do(cmd.Context(), http.MethodGet, "/v1/watch/"+strings.TrimPrefix(keyPath(args[0]), "/v1/keys/"), nil, "")
 			if err != nil {
@@ -338,31 +485,42 @@ func newListenCmd(g *globals) *cobra.Command {
 					fmt.Fprintf(g.stdout, "%s (%d bytes of binary data)\n", v.Version, v.Size)
 				}
 			}
-			if cmd.Context().Err() != nil {
-				return nil
+			if err := cmd.Context().Err(); err != nil {
+				return err // interrupted: exit 130 or 143
 			}
 			if err := sc.Err(); err != nil {
 				return fmt.Errorf("listen %q: the stream broke off: %w", args[0], err)
 			}
-			return nil
+			// The node ended the stream: it is shutting down.
+			return fmt.Errorf("listen %q: the node at %s stopped (it ended the stream); run listen again against a running node", args[0], resp.Request.URL.Host)
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print each event as a JSON line")
 	return cmd
 }
 
-// isTerminal reports whether f is a terminal, where a progress bar helps.
-func isTerminal(f *os.File) bool {
+// isTerminal reports whether w is a terminal, where a progress bar and
+// hints help.
+func isTerminal(w any) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
-// progress draws a one-line progress bar for a transfer of known size.
+// progressAfter is the smallest transfer that shows progress on a terminal.
+const progressAfter = 1 << 20
+
+// progress draws a one-line progress bar for a transfer; total < 0 when
+// the size is not known (a large value streamed from its chunks): then it
+// shows the bytes so far and the rate.
 type progress struct {
 	w     io.Writer
 	label string
 	total int64
-	done_ int64
+	n     int64
 	last  time.Time
 	start time.Time
 }
@@ -372,8 +530,8 @@ func newProgress(w io.Writer, label string, total int64) *progress {
 }
 
 func (p *progress) Write(b []byte) (int, error) {
-	p.done_ += int64(len(b))
-	if time.Since(p.last) > 100*time.Millisecond || p.done_ == p.total {
+	p.n += int64(len(b))
+	if time.Since(p.last) > 100*time.Millisecond || p.n == p.total {
 		p.last = time.Now()
 		p.draw()
 	}
@@ -381,14 +539,21 @@ func (p *progress) Write(b []byte) (int, error) {
 }
 
 func (p *progress) draw() {
+	rate := float64(p.n) / max(time.Since(p.start).Seconds(), 1e-3) / (1 << 20)
+	if p.total < 0 {
+		fmt.Fprintf(p.w, "\r%s %.1f MiB %.1f MiB/s", p.label, float64(p.n)/(1<<20), rate)
+		return
+	}
 	const width = 30
-	frac := float64(p.done_) / float64(max(p.total, 1))
-	n := int(frac * width)
-	rate := float64(p.done_) / max(time.Since(p.start).Seconds(), 1e-3) / (1 << 20)
-	fmt.Fprintf(p.w, "\r%s [%s%s] %3.0f%% %.1f MiB/s", p.label, strings.Repeat("=", n), strings.Repeat(" ", width-n), 100*frac, rate)
+	frac := float64(p.n) / float64(max(p.total, 1))
+	k := min(int(frac*width), width)
+	fmt.Fprintf(p.w, "\r%s [%s%s] %3.0f%% %.1f MiB/s", p.label, strings.Repeat("=", k), strings.Repeat(" ", width-k), 100*frac, rate)
 }
 
 func (p *progress) done() {
 	p.draw()
 	fmt.Fprintln(p.w)
 }
+
+// termCheck is the isTerminal every command starts with; tests replace it.
+var termCheck = isTerminal
