@@ -151,6 +151,39 @@ func TestErrors(t *testing.T) {
 		{[]string{"frobnicate"}, exitUsage, "unknown command"},
 		{[]string{"demo", "--nodes", "1"}, exitUsage, "at least 2"},
 		{[]string{"ping", "--log-level", "loud", "127.0.0.1:1"}, exitUsage, "--log-level"},
+		// Issue 14: usage errors agree (exit 2, one line, a hint that
+		// names the command), empty keys and out-of-range numbers included.
+		{[]string{"frobnicate"}, exitUsage, "(see dhtkit --help)"},
+		{[]string{"node", "--no-such-flag"}, exitUsage, "(see dhtkit node --help)"},
+		{[]string{"--version", "--no-such-flag"}, exitUsage, "(see dhtkit --help)"},
+		{[]string{"put"}, exitUsage, "put wants KEY and an optional VALUE (see dhtkit put --help)"},
+		{[]string{"put", "k", "v", "w"}, exitUsage, "see dhtkit put --help"},
+		{[]string{"get"}, exitUsage, "get wants one KEY (see dhtkit get --help)"},
+		{[]string{"item", "put"}, exitUsage, "see dhtkit item put --help"},
+		{[]string{"put", "", "v", "--api", "http://127.0.0.1:1"}, exitUsage, "KEY must not be empty"},
+		{[]string{"get", "", "--api", "http://127.0.0.1:1"}, exitUsage, "KEY must not be empty"},
+		{[]string{"del", "", "--api", "http://127.0.0.1:1"}, exitUsage, "KEY must not be empty"},
+		{[]string{"whereis", "", "--api", "http://127.0.0.1:1"}, exitUsage, "KEY must not be empty"},
+		{[]string{"listen", "", "--api", "http://127.0.0.1:1"}, exitUsage, "KEY must not be empty"},
+		{[]string{"put", "k", "v", "--ttl", "-5s"}, exitUsage, "--ttl -5s: want a positive duration"},
+		{[]string{"put", "k", "v", "--ttl", "0"}, exitUsage, "--ttl 0s: want a positive duration"},
+		{[]string{"node", "--replicas", "0"}, exitUsage, "--replicas 0"},
+		{[]string{"node", "--replicas", "-3"}, exitUsage, "--replicas -3"},
+		{[]string{"node", "--max-bytes", "-1"}, exitUsage, "--max-bytes -1"},
+		{[]string{"node", "--max-per-source", "0"}, exitUsage, "--max-per-source 0"},
+		{[]string{"crawl", "--duration", "0s"}, exitUsage, "--duration 0s"},
+		{[]string{"crawl", "--parallel", "0"}, exitUsage, "--parallel 0"},
+		{[]string{"ping", "--timeout", "-1s", "127.0.0.1:1"}, exitUsage, "--timeout -1s"},
+		{[]string{"announce", id.FromString("a").String(), "--port", "70000"}, exitUsage, "--port 70000"},
+		{[]string{"demo", "--http-port", "-2"}, exitUsage, "--http-port -2"},
+		{[]string{"sim", "--loss", "1.5"}, exitUsage, "--loss 1.5"},
+		{[]string{"sim", "--nodes", "0"}, exitUsage, "--nodes 0"},
+		{[]string{"item", "put", "v", "--seq", "-1"}, exitUsage, "--seq -1"},
+		{[]string{"get", "k", "--api", "ftp://x"}, exitUsage, "--api"},
+		{[]string{"get", "k", "--api", ""}, exitUsage, "--api is empty"},
+		{[]string{"get", "k", "--json", "--out", "f"}, exitUsage, "--json or --out"},
+		// Several endpoints, none answering: all are named.
+		{[]string{"get", "k", "--api", "127.0.0.1:1,http://127.0.0.1:2"}, exitFailure, "no dhtkit node answers at http://127.0.0.1:1, http://127.0.0.1:2"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -160,6 +193,9 @@ func TestErrors(t *testing.T) {
 			}
 			if n := strings.Count(errs, "\n"); n != 1 || strings.Contains(errs, "goroutine") {
 				t.Errorf("stderr is not one line: %q", errs)
+			}
+			if n := strings.Count(errs, "dhtkit:"); n != 1 || strings.Contains(errs, "dhtkit dhtkit") {
+				t.Errorf("stderr does not say dhtkit: exactly once: %q", errs)
 			}
 		})
 	}

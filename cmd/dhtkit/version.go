@@ -25,6 +25,10 @@ func buildVersion() version {
 	if !ok {
 		return version{Version: "unknown", Go: "unknown"}
 	}
+	return versionOf(bi)
+}
+
+func versionOf(bi *debug.BuildInfo) version {
 	v := version{Version: bi.Main.Version, Go: bi.GoVersion}
 	if v.Version == "" {
 		v.Version = "(devel)"

@@ -1,0 +1,250 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	osexec "os/exec"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dhtkit/dhtkit/httpapi"
+)
+
+// apiNode serves nodes[i]'s HTTP API on a free port and returns its
+// HOST:PORT.
+func apiNode(t *testing.T, i int) string {
+	t.Helper()
+	nodes := testNetwork(t, 4)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	url, err := serveHTTP(ctx, "127.0.0.1:0", nodes[i], httpapi.Options{}, nodes[i].Logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSuffix(strings.TrimPrefix(url, "http://"), "/")
+}
+
+// TestVersion: `dhtkit version`, `--json` and `--version` (issue 14).
+func TestVersion(t *testing.T) {
+	code, out, errs := dhtkitCmd(t, "version")
+	if code != 0 || !strings.HasPrefix(out, "dhtkit ") || !strings.Contains(out, " commit ") || !strings.Contains(out, " go1.") {
+		t.Fatalf("version: exit %d, %q, %q", code, out, errs)
+	}
+	code, flagOut, _ := dhtkitCmd(t, "--version")
+	if code != 0 || flagOut != out {
+		t.Errorf("--version: exit %d, %q; want %q", code, flagOut, out)
+	}
+	code, out, _ = dhtkitCmd(t, "version", "--json")
+	var v version
+	if err := json.Unmarshal([]byte(out), &v); code != 0 || err != nil || v.Version == "" || !strings.HasPrefix(v.Go, "go1.") {
+		t.Fatalf("version --json: exit %d, %q: %v", code, out, err)
+	}
+	// The commit comes from the vcs settings the go command records.
+	bi := &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "(devel)"}, Settings: []debug.BuildSetting{
+		{Key: "vcs", Value: "git"}, {Key: "vcs.revision", Value: "435a751c0ffee"},
+		{Key: "vcs.time", Value: "2026-12-05T10:00:00Z"}, {Key: "vcs.modified", Value: "true"}}}
+	if got, want := versionOf(bi).String(), "(devel) commit 435a751c0ffee (modified) 2026-12-05T10:00:00Z go1.26.8"; got != want {
+		t.Errorf("version of a modified clone: %q, want %q", got, want)
+	}
+	// A binary built from a clone names its commit, when the go command
+	// stamps it (GOFLAGS=-buildvcs=false or a linked git worktree do not).
+	if testing.Short() {
+		return
+	}
+	bin := filepath.Join(t.TempDir(), "dhtkit")
+	if _, err := runOut("go", "build", "-buildvcs=true", "-o", bin, "."); err != nil {
+		t.Skipf("go build -buildvcs=true: %v (needs git and a clone)", err)
+	}
+	if m, err := runOut("go", "version", "-m", bin); err != nil || !bytes.Contains(m, []byte("vcs.revision=")) {
+		t.Skipf("this build records no commit (%v): a linked worktree or GOFLAGS=-buildvcs=false", err)
+	}
+	b, err := runOut(bin, "version", "--json")
+	if err != nil {
+		t.Fatalf("dhtkit version: %v %s", err, b)
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatal(err)
+	}
+	if head, err := runOut("git", "rev-parse", "HEAD"); err == nil && v.Commit != strings.TrimSpace(string(head)) {
+		t.Errorf("version of a build from a clone: commit %q, want %s", v.Commit, head)
+	}
+}
+
+// TestDataJSONAndAPIForms: --json on the data commands; --api as
+// HOST:PORT, and a list whose first endpoint is dead (failover); errors
+// that name the operation once, on the CLI and in the HTTP API's body.
+func TestDataJSONAndAPIForms(t *testing.T) {
+	hostport := apiNode(t, 1)
+	run := func(api string, args ...string) (int, string, string) {
+		t.Helper()
+		return dhtkitCmd(t, append(args, "--api", api)...)
+	}
+	code, out, errs := run(hostport, "put", "j", "v1", "--json", "--ttl", "1h")
+	var p struct{ Key, Version, Expires string }
+	if err := json.Unmarshal([]byte(out), &p); code != 0 || err != nil || p.Key != "j" || len(p.Version) != 32 || p.Expires == "" {
+		t.Fatalf("put --json through HOST:PORT: exit %d, %q, %q", code, out, errs)
+	}
+	dead := "127.0.0.1:1"
+	code, out, errs = run(dead+","+hostport, "get", "j", "--json")
+	var g getJSON
+	if err := json.Unmarshal([]byte(out), &g); code != 0 || err != nil || g.Version != p.Version || g.Text == nil || *g.Text != "v1" || string(g.Value) != "v1" || g.Size != 2 {
+		t.Fatalf("get --json through a list with a dead first endpoint: exit %d, %q, %q", code, out, errs)
+	}
+	code, out, _ = run("http://"+hostport+"/", "del", "j", "--json")
+	if code != 0 || strings.TrimSpace(out) != `{"key":"j","deleted":true}` {
+		t.Fatalf("del --json: exit %d, %q", code, out)
+	}
+	for _, args := range [][]string{{"get", "missing-go"}, {"whereis", "missing-go"}, {"get", "missing-go", "--json"}} {
+		code, _, errs = run(hostport, args...)
+		if code != exitNotFound || strings.Count(errs, "dhtkit") != 1 || strings.Count(errs, "missing-go") != 1 {
+			t.Errorf("%v: exit %d, %q; want 3 and one line naming the key once", args, code, errs)
+		}
+	}
+	resp, err := http.Get("http://" + hostport + "/v1/keys/nope")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var e struct{ Error string }
+	if json.Unmarshal(b, &e); resp.StatusCode != 404 || strings.Count(e.Error, "get") != 1 || strings.Count(e.Error, "dhtkit") > 1 {
+		t.Errorf("GET of a missing key: %d %s; want 404 naming get once", resp.StatusCode, b)
+	}
+}
+
+// TestInterrupted: a get --out, a put --file and a listen that a signal
+// stops exit 128+signal with one line that says so, and get leaves no
+// partial --out file (issue 14). The node is a stand-in that sends half
+// a value and then waits, so that the signal surely comes mid-transfer.
+func TestInterrupted(t *testing.T) {
+	started := make(chan struct{}, 4)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v1/keys/"):
+			w.Header().Set("Content-Length", "10000000")
+			w.Write(bytes.Repeat([]byte("x"), 1<<20))
+		case r.Method == http.MethodPut:
+			// The whole body, then no answer: the put waits for its
+			// acknowledgment when the signal comes.
+			io.Copy(io.Discard, r.Body)
+		case strings.HasPrefix(r.URL.Path, "/v1/watch/"):
+			w.Header().Set("Content-Type", "text/event-stream")
+			fmt.Fprintf(w, "event: value\ndata: {\"version\":\"01\",\"text\":\"v\"}\n\n")
+		}
+		w.(http.Flusher).Flush()
+		started <- struct{}{}
+		<-r.Context().Done()
+	}))
+	t.Cleanup(srv.Close)
+	dir := t.TempDir()
+	big := filepath.Join(dir, "big")
+	if err := os.WriteFile(big, make([]byte, 8<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		sig  syscall.Signal
+		code int
+		args []string
+	}{
+		{syscall.SIGINT, 130, []string{"get", "k", "--out", filepath.Join(dir, "out")}},
+		{syscall.SIGTERM, 143, []string{"get", "k", "--out", filepath.Join(dir, "out")}},
+		{syscall.SIGINT, 130, []string{"put", "k", "--file", big}},
+		{syscall.SIGTERM, 143, []string{"listen", "k"}},
+	} {
+		t.Run(strings.Join(tt.args[:2], " ")+" "+signalName(tt.sig), func(t *testing.T) {
+			ctx, cancel := context.WithCancelCause(context.Background())
+			defer cancel(nil)
+			var stdout, stderr bytes.Buffer
+			done := make(chan int)
+			go func() { done <- run(ctx, append(tt.args, "--api", srv.URL), &stdout, &stderr) }()
+			select {
+			case <-started:
+			case code := <-done:
+				t.Fatalf("exit %d before the transfer started: %s", code, stderr.String())
+			}
+			cancel(interrupted{tt.sig})
+			code := <-done
+			want := fmt.Sprintf("dhtkit: %s interrupted by %s\n", tt.args[0], signalName(tt.sig))
+			if code != tt.code || stderr.String() != want {
+				t.Errorf("exit %d, stderr %q; want %d and %q", code, stderr.String(), tt.code, want)
+			}
+			left, _ := filepath.Glob(filepath.Join(dir, "*out*"))
+			if len(left) > 0 {
+				t.Errorf("an interrupted get left %v", left)
+			}
+		})
+	}
+}
+
+// TestListenNodeStops: listen says so and exits 1 when its node ends the
+// stream, instead of exiting 0 in silence (issue 14).
+func TestListenNodeStops(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprintf(w, "event: value\ndata: {\"version\":\"01\",\"text\":\"v\"}\n\n")
+	}))
+	t.Cleanup(srv.Close)
+	code, out, errs := dhtkitCmd(t, "listen", "k", "--api", srv.URL)
+	if code != exitFailure || out != "01 v\n" || !strings.Contains(errs, "stopped") || strings.Count(errs, "\n") != 1 {
+		t.Fatalf("listen whose node stops: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+}
+
+// TestTerminal: on a terminal, a large put --file and get --out draw
+// progress on stderr, get ends the value's line, and put without a value
+// says it reads standard input; off a terminal, none of it (issue 14).
+func TestTerminal(t *testing.T) {
+	hostport := apiNode(t, 2)
+	dir := t.TempDir()
+	big := filepath.Join(dir, "big")
+	if err := os.WriteFile(big, bytes.Repeat([]byte("0123456789"), 600<<10), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, term := range []bool{false, true} {
+		termCheck = func(any) bool { return term }
+		code, _, errs := dhtkitCmd(t, "put", "big", "--file", big, "--api", hostport)
+		if code != 0 || strings.Contains(errs, "100%") != term {
+			t.Errorf("terminal %v: put --file of 6 MB: exit %d, stderr %q", term, code, errs)
+		}
+		out := filepath.Join(dir, "copy")
+		code, _, errs = dhtkitCmd(t, "get", "big", "--out", out, "--api", hostport)
+		if code != 0 || strings.Contains(errs, "MiB") != term {
+			t.Errorf("terminal %v: get --out of 6 MB: exit %d, stderr %q", term, code, errs)
+		}
+		if a, b := fileBytes(t, big), fileBytes(t, out); !bytes.Equal(a, b) {
+			t.Errorf("get --out wrote %d bytes, want the %d put", len(b), len(a))
+		}
+		dhtkitCmd(t, "put", "short", "no newline", "--api", hostport)
+		code, got, _ := dhtkitCmd(t, "get", "short", "--api", hostport)
+		if want := map[bool]string{false: "no newline", true: "no newline\n"}[term]; code != 0 || got != want {
+			t.Errorf("terminal %v: get: %q, want %q", term, got, want)
+		}
+	}
+	termCheck = isTerminal
+}
+
+func fileBytes(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// exec runs a program and returns its standard output.
+func runOut(name string, args ...string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	return osexec.CommandContext(ctx, name, args...).Output()
+}
