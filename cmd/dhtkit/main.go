@@ -158,7 +158,7 @@ type globals struct {
 	// isTerminal reports whether a stream is a terminal (progress bars,
 	// hints); tests replace it.
 	isTerminal func(any) bool
-	tap func(kademlia.Direction, netip.AddrPort, *krpc.Msg) // crawl's observer
+	tap        func(kademlia.Direction, netip.AddrPort, *krpc.Msg) // crawl's observer
 }
 
 func newRoot(g *globals) *cobra.Command {
