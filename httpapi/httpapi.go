@@ -107,6 +107,8 @@ func New(n *dhtkit.Node, opt Options) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", s.status)
 	mux.HandleFunc("GET /v1/routing", s.routing)
+	mux.HandleFunc("GET /v1/members", s.members)
+	mux.HandleFunc("GET /v1/keys", s.keys)
 	mux.HandleFunc("GET /v1/events", s.events)
 	mux.HandleFunc("POST /v1/lookup/{target}", s.lookup)
 	mux.HandleFunc("GET /v1/lookup/{target}", s.lookup)

@@ -12,11 +12,13 @@ import (
 	osexec "os/exec"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/dhtkit/dhtkit"
 	"github.com/dhtkit/dhtkit/httpapi"
 )
 
@@ -247,4 +249,134 @@ func runOut(name string, args ...string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	return osexec.CommandContext(ctx, name, args...).Output()
+}
+
+// TestKeysAndMembers: `dhtkit keys` lists the keys of the whole network,
+// not only the node's own store, by prefix and in pages; `dhtkit members`
+// lists the nodes the node knows with their state.
+func TestKeysAndMembers(t *testing.T) {
+	nodes := testNetwork(t, 8)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	url, err := serveHTTP(ctx, "127.0.0.1:0", nodes[0], httpapi.Options{}, nodes[0].Logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := "--api=" + strings.TrimSuffix(url, "/")
+	// Written through other nodes: with 3 replicas of 8, node 0 holds
+	// only some of them.
+	var want []string
+	for i := range 60 {
+		k := fmt.Sprintf("fruit/%02d", i)
+		if i%3 == 0 {
+			k = fmt.Sprintf("veg/%02d", i)
+		}
+		if _, err := nodes[1+i%7].Put(ctx, k, []byte("v"), dhtkit.PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(k, "fruit/") {
+			want = append(want, k)
+		}
+	}
+	if err := nodes[2].Delete(ctx, "fruit/01"); err != nil {
+		t.Fatal(err)
+	}
+	want = slices.DeleteFunc(want, func(k string) bool { return k == "fruit/01" })
+	local := 0
+	for _, r := range nodes[0].Local() {
+		if strings.HasPrefix(r.Key, "fruit/") && !r.Deleted {
+			local++
+		}
+	}
+	if local == len(want) {
+		t.Fatalf("node 0 holds all %d keys itself: the test shows nothing", local)
+	}
+	code, out, errs := dhtkitCmd(t, "keys", "fruit/", api)
+	if got := strings.Fields(out); code != 0 || strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("keys fruit/: exit %d, %d keys (node 0 holds %d), want %d\n%s\nstderr %s", code, len(got), local, len(want), out, errs)
+	}
+	// Pages of 10, each naming the next.
+	var paged []string
+	after := ""
+	for page := 0; page < 10; page++ {
+		code, out, errs = dhtkitCmd(t, "keys", "fruit/", "--limit", "10", "--after", after, "--json", api)
+		var p struct {
+			Keys     []string
+			More     bool
+			Next     string
+			Asked    int
+			Answered int
+			Partial  bool
+		}
+		if err := json.Unmarshal([]byte(out), &p); code != 0 || err != nil || len(p.Keys) > 10 || p.Asked != 8 || p.Partial {
+			t.Fatalf("keys --limit 10 --json: exit %d, %q, %v, %s", code, out, err, errs)
+		}
+		paged = append(paged, p.Keys...)
+		if !p.More {
+			break
+		}
+		after = p.Next
+	}
+	if strings.Join(paged, " ") != strings.Join(want, " ") {
+		t.Errorf("keys in pages of 10: %v, want %v", paged, want)
+	}
+	code, out, errs = dhtkitCmd(t, "members", api)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) < 2 || !strings.Contains(lines[0], nodes[0].ID().String()+" self") || !strings.Contains(out, " good ") {
+		t.Fatalf("members: exit %d\n%s\nstderr %s", code, out, errs)
+	}
+	for _, n := range nodes[1:2] {
+		if !strings.Contains(out, n.Addr().String()+" "+n.ID().String()+" ") {
+			t.Errorf("members lacks %v (node 1, its bootstrap contact):\n%s", n.Addr(), out)
+		}
+	}
+}
+
+// TestKeysScale lists the keys of a 5-node network page by page: 1,000
+// keys by default, 100,000 with DHTKIT_KEYS_SCALE=1 (slow: the puts).
+func TestKeysScale(t *testing.T) {
+	total := 1000
+	if os.Getenv("DHTKIT_KEYS_SCALE") != "" {
+		total = 100000
+	}
+	nodes := testNetwork(t, 5)
+	ctx := context.Background()
+	errs := make(chan error, total)
+	sem := make(chan struct{}, 32)
+	for i := range total {
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem }()
+			_, err := nodes[i%5].Put(ctx, fmt.Sprintf("k/%06d", i), []byte("v"), dhtkit.PutOptions{})
+			errs <- err
+		}()
+	}
+	for range total {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	seen, after, pages := 0, "", 0
+	for {
+		list, err := nodes[0].Keys(ctx, dhtkit.KeysOptions{Prefix: "k/", After: after, Limit: dhtkit.MaxKeysLimit})
+		if err != nil || list.Partial || list.Answered != 5 {
+			t.Fatalf("page %d: %+v, %v", pages, list.Answered, err)
+		}
+		for _, k := range list.Keys {
+			if want := fmt.Sprintf("k/%06d", seen); k != want {
+				t.Fatalf("key %d is %q, want %q", seen, k, want)
+			}
+			seen++
+		}
+		pages++
+		if !list.More {
+			break
+		}
+		after = list.Keys[len(list.Keys)-1]
+	}
+	if seen != total {
+		t.Fatalf("listed %d keys, want %d", seen, total)
+	}
+	t.Logf("%d keys on 5 nodes listed in %d pages in %v", total, pages, time.Since(start).Round(time.Millisecond))
 }
