@@ -2,6 +2,7 @@ package dhtkit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -28,6 +29,9 @@ const (
 	// maxKeysScan bounds the distinct keys one listing holds in memory
 	// while it merges the nodes' answers; past it the listing is Partial.
 	maxKeysScan = 1 << 20
+	// keysTries is how often a page is asked for before its node counts
+	// as not answering.
+	keysTries = 3
 )
 
 // KeyList is a page of the network's keys.
@@ -106,8 +110,13 @@ func (n *Node) Keys(ctx context.Context, opt KeysOptions) (KeyList, error) {
 			wg.Go(func() {
 				defer func() { <-sem }()
 				ok := true
-				for first := 0; first < kademlia.KeyBuckets && ok; {
+				for first, tries := 0, 0; first < kademlia.KeyBuckets && ok; {
 					res, err := n.rt.Do(ctx, kademlia.KVKeys{Addr: p.Addr, First: first, Count: kademlia.KeyBuckets - first})
+					if errors.Is(err, kademlia.ErrTimeout) && tries < keysTries-1 && ctx.Err() == nil {
+						tries++ // a datagram lost: ask again
+						continue
+					}
+					tries = 0
 					if err != nil || res.Next <= first {
 						ok = false
 						break

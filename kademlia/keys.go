@@ -79,9 +79,10 @@ func (k *keysOp) failure(now time.Time, e *Engine, _ *pending, err error) {
 
 // decodeKeys reads a dk_sync answer to a KVKeys for buckets [first, last):
 // the entries, and the first bucket not covered. A node answers buckets in
-// the order asked and stops once its answer passes maxPayload, so an answer
-// that big covers the buckets up to its last one; any other covers all it
-// was asked. Buckets outside [first, last), or out of order, are a lie:
+// the order asked and stops before a bucket that would not fit, saying so
+// ("t": 1; a node of an earlier version instead stopped once its answer
+// passed maxPayload): such an answer covers the buckets up to its last
+// one; any other covers all it was asked. Buckets outside [first, last), or out of order, are a lie:
 // the whole answer is refused.
 func decodeKeys(x []byte, first, last int) ([]KeyEntry, int, error) {
 	d, err := decodeX(x)
@@ -121,7 +122,7 @@ func decodeKeys(x []byte, first, last int) ([]KeyEntry, int, error) {
 			size += len(k) + 40
 		}
 	}
-	if size > maxPayload && prev+1 < last {
+	if t, _ := d["t"].(int64); (t == 1 || size > maxPayload) && prev+1 < last {
 		return out, prev + 1, nil
 	}
 	return out, last, nil

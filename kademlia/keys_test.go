@@ -34,7 +34,7 @@ func TestDecodeKeys(t *testing.T) {
 	}{
 		{"empty", []any{}, 0, 100, false},
 		{"two buckets", []any{[]any{int64(3), []any{entry("a"), entry("b")}}, []any{int64(9), []any{entry("c")}}}, 3, 100, false},
-		{"truncated", big[:12], 12, 22, false},
+		{"truncated by size (earlier versions)", big[:12], 12, 22, false},
 		{"bucket before first", []any{[]any{int64(-1), []any{}}}, 0, 0, true},
 		{"bucket past last", []any{[]any{int64(100), []any{}}}, 0, 0, true},
 		{"out of order", []any{[]any{int64(5), []any{}}, []any{int64(4), []any{}}}, 0, 0, true},
@@ -42,6 +42,11 @@ func TestDecodeKeys(t *testing.T) {
 		{"empty key", []any{[]any{int64(5), []any{entry("")}}}, 0, 0, true},
 		{"short entry", []any{[]any{int64(5), []any{[]any{"k", int64(1)}}}}, 0, 0, true},
 		{"not a list", []any{int64(5)}, 0, 0, true},
+	}
+	// A node that says it stopped short ("t": 1).
+	b, _ := krpc.AppendValue(nil, map[string]any{"m": []any{[]any{int64(7), []any{entry("a")}}}, "t": int64(1)})
+	if es, next, err := decodeKeys(b, 0, 100); err != nil || len(es) != 1 || next != 8 {
+		t.Errorf("answer marked truncated after bucket 7: %d entries, next %d, %v; want 1, 8", len(es), next, err)
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

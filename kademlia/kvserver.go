@@ -172,7 +172,7 @@ func (e *Engine) handleSync(now time.Time, from netip.AddrPort, q, r *krpc.Msg) 
 		return false
 	}
 	var mism []any
-	size := 0
+	size, truncated := 0, 0
 	for _, x := range list {
 		pair, ok := x.([]any)
 		if !ok || len(pair) != 2 {
@@ -184,25 +184,31 @@ func (e *Engine) handleSync(now time.Time, from netip.AddrPort, q, r *krpc.Msg) 
 			continue
 		}
 		var entries []any
+		bsize := 0
 		_ = st.Bucket(int(depth), int(b), func(en store.Entry) bool {
 			del := 0
 			if en.Deleted {
 				del = 1
 			}
 			entries = append(entries, []any{en.Key, int64(en.Version.Time), int64(en.Version.Writer), del})
-			size += len(en.Key) + 40
+			bsize += len(en.Key) + 40
 			return true
 		})
-		mism = append(mism, []any{b, entries})
-		if size > maxPayload {
+		// Stop before a bucket that would take the answer past
+		// maxPayload (a datagram has room for maxPayload, not more), and
+		// say so ("t"), so that the asker knows where to go on.
+		if size+bsize > maxPayload && len(mism) > 0 {
+			truncated = 1
 			break
 		}
+		size += bsize
+		mism = append(mism, []any{b, entries})
 	}
 	if mism == nil {
 		mism = []any{}
 	}
 	r.R.Has |= krpc.HasX
-	e.xbuf = encodeX(e.xbuf[:0], map[string]any{"m": mism})
+	e.xbuf = encodeX(e.xbuf[:0], map[string]any{"m": mism, "t": truncated})
 	r.R.X = e.xbuf
 	return true
 }

@@ -18,7 +18,8 @@ import (
 //	dk_store  a.x: {"recs": [rec, ...]}        r.x: {"ok": [0|1, ...]}
 //	dk_fetch  a.x: {"k": key} or {"h": target} r.x: {"recs": [rec, ...]}
 //	dk_sync   a.x: {"d": depth, "b": [[i, digest], ...]}
-//	          r.x: {"m": [[i, [[key, time, writer, deleted], ...]], ...]}
+//	          r.x: {"m": [[i, [[key, time, writer, deleted], ...]], ...],
+//	                "t": 1 when buckets asked for did not fit}
 //	dk_listen a.x: {"k": key}                   r.x: {"recs": [rec] or []}
 //	dk_notify a.x: {"recs": [rec]}              (empty response; error 253
 //	                                             if the receiver stopped listening)
