@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/dhtkit/dhtkit"
 	"github.com/dhtkit/dhtkit/httpapi"
 )
@@ -384,4 +386,30 @@ func TestKeysScale(t *testing.T) {
 		t.Fatalf("listed %d keys, want %d", seen, total)
 	}
 	t.Logf("%d keys on 5 nodes listed in %d pages in %v", total, pages, time.Since(start).Round(time.Millisecond))
+}
+
+// TestContractNamesEveryCommand: every command of the binary is in
+// docs/contract.md or README.md, so that the contract stays current.
+func TestContractNamesEveryCommand(t *testing.T) {
+	var docs []byte
+	for _, f := range []string{"../../docs/contract.md", "../../README.md"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs = append(docs, b...)
+	}
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		for _, sub := range c.Commands() {
+			if sub.Hidden || sub.Name() == "help" || sub.Name() == "completion" {
+				continue
+			}
+			if name := sub.CommandPath(); !bytes.Contains(docs, []byte(name)) {
+				t.Errorf("%q is in neither docs/contract.md nor README.md", name)
+			}
+			walk(sub)
+		}
+	}
+	walk(newRoot(&globals{}))
 }
