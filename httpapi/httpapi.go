@@ -250,8 +250,9 @@ type routingSize struct {
 }
 
 type storeSize struct {
-	Keys  int   `json:"keys"`
-	Bytes int64 `json:"bytes"`
+	Keys   int   `json:"keys"`   // records, the chunks of large values included
+	Values int   `json:"values"` // keys a user wrote: records that are not chunks
+	Bytes  int64 `json:"bytes"`
 }
 
 func (s *server) status(w http.ResponseWriter, r *http.Request) {

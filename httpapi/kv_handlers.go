@@ -446,6 +446,9 @@ func sizeOf(recs []store.Record) storeSize {
 			continue
 		}
 		sz.Keys++
+		if !strings.HasPrefix(r.Key, chunkPrefix) {
+			sz.Values++
+		}
 		sz.Bytes += int64(len(r.Key) + len(r.Value))
 	}
 	return sz

@@ -112,8 +112,8 @@ key's replicas holds it.`,
 	f := cmd.Flags()
 	f.StringVar(&file, "file", "", "read the value from this file")
 	f.DurationVar(&ttl, "ttl", 0, "how long the value lives (default 24h)")
-	f.BoolVar(&sign, "sign", false, "sign the value with your identity (see `dhtkit key`)")
-	f.StringVar(&encryptTo, "encrypt-to", "", "encrypt the value to this public key (the \"encrypt\" key of `dhtkit key`)")
+	f.BoolVar(&sign, "sign", false, "sign the value with your identity (see: dhtkit key)")
+	f.StringVar(&encryptTo, "encrypt-to", "", "encrypt the value to this public key (the \"encrypt\" key that dhtkit key prints)")
 	f.StringVar(&key, "key", "", "identity file (default $DHTKIT_KEY, else in your configuration directory)")
 	f.BoolVar(&asJSON, "json", false, `print {"key","version","expires"} as JSON`)
 	return cmd
@@ -430,13 +430,32 @@ func newStatusCmd(g *globals) *cobra.Command {
 			if ext, ok := st["external"]; ok {
 				fmt.Fprintf(g.stdout, "external  %v\n", ext)
 			}
-			fmt.Fprintf(g.stdout, "uptime    %v\ncontacts  %v\nkeys      %v\nbytes     %v\n",
-				time.Duration(toFloat(st["uptime_s"])*float64(time.Second)).Round(time.Second), r["nodes"], s["keys"], s["bytes"])
+			keys := fmt.Sprint(s["keys"])
+			if v, ok := s["values"]; ok && v != s["keys"] {
+				keys = fmt.Sprintf("%v (%v values and the chunks of large ones)", v, s["keys"])
+			}
+			fmt.Fprintf(g.stdout, "uptime    %v\ncontacts  %v\nkeys      %s\nbytes     %s\n",
+				time.Duration(toFloat(st["uptime_s"])*float64(time.Second)).Round(time.Second), r["nodes"], keys, byteCount(int64(toFloat(s["bytes"]))))
 			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the status as JSON")
 	return cmd
+}
+
+// byteCount is n in bytes, and in KiB, MiB or GiB when that is shorter
+// to read: "27224117 (26.0 MiB)".
+func byteCount(n int64) string {
+	const unit = 1 << 10
+	if n < unit {
+		return fmt.Sprintf("%d", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 2; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%d (%.1f %ciB)", n, float64(n)/float64(div), "KMG"[exp])
 }
 
 func toFloat(v any) float64 {

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/dhtkit/dhtkit"
 	"github.com/dhtkit/dhtkit/httpapi"
@@ -412,4 +413,64 @@ func TestContractNamesEveryCommand(t *testing.T) {
 		}
 	}
 	walk(newRoot(&globals{}))
+}
+
+// TestHelpNamesNoArgumentForBooleans: a backquoted word in a flag's usage
+// becomes its argument's name in --help, so `--sign dhtkit key` looked
+// as if the boolean took one (issue 14). No usage has backquotes.
+func TestHelpNamesNoArgumentForBooleans(t *testing.T) {
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		check := func(f *pflag.Flag) {
+			if name, _ := pflag.UnquoteUsage(f); strings.Contains(f.Usage, "`") || (f.Value.Type() == "bool" && name != "") {
+				t.Errorf("%s --%s: --help shows it as taking %q: %q", c.CommandPath(), f.Name, name, f.Usage)
+			}
+		}
+		c.LocalFlags().VisitAll(check)
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(newRoot(&globals{}))
+	_, out, _ := dhtkitCmd(t, "put", "--help")
+	if strings.Contains(out, "--sign dhtkit") {
+		t.Errorf("put --help:\n%s", out)
+	}
+}
+
+// TestStatusIsReadable: bytes as an integer with a unit, and keys that
+// tell a user's values from the chunks of large ones (issue 14).
+func TestStatusIsReadable(t *testing.T) {
+	for n, want := range map[int64]string{0: "0", 1023: "1023", 27224117: "27224117 (26.0 MiB)", 5 << 30: "5368709120 (5.0 GiB)", 2048: "2048 (2.0 KiB)"} {
+		if got := byteCount(n); got != want {
+			t.Errorf("byteCount(%d) = %q, want %q", n, got, want)
+		}
+	}
+	hostport := apiNode(t, 3)
+	big := bytes.Repeat([]byte("z"), 100<<10) // chunks
+	path := filepath.Join(t.TempDir(), "big")
+	os.WriteFile(path, big, 0o644)
+	dhtkitCmd(t, "put", "big", "--file", path, "--api", hostport)
+	code, out, errs := dhtkitCmd(t, "status", "--api", hostport)
+	if code != 0 || strings.Contains(out, "e+") || !strings.Contains(out, "KiB)") {
+		t.Fatalf("status: exit %d\n%s%s", code, out, errs)
+	}
+	var keys string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "keys ") {
+			keys = l
+		}
+	}
+	_, js, _ := dhtkitCmd(t, "status", "--json", "--api", hostport)
+	var st struct{ Store struct{ Keys, Values int } }
+	if err := json.Unmarshal([]byte(js), &st); err != nil || st.Store.Values > st.Store.Keys {
+		t.Fatalf("status --json: %s %v", js, err)
+	}
+	want := fmt.Sprintf("keys      %d", st.Store.Keys)
+	if st.Store.Values != st.Store.Keys {
+		want = fmt.Sprintf("keys      %d (%d values and the chunks of large ones)", st.Store.Values, st.Store.Keys)
+	}
+	if keys != want {
+		t.Errorf("status after a chunked put: %q, want %q", keys, want)
+	}
 }
