@@ -576,3 +576,20 @@ func (p *progress) done() {
 
 // termCheck is the isTerminal every command starts with; tests replace it.
 var termCheck = isTerminal
+
+// dataCommand hides, in cmd's --help, the global flags a data command
+// does not use (they are shared with the protocol commands), so that its
+// help lists only what changes what it does.
+func dataCommand(cmd *cobra.Command) *cobra.Command {
+	help := cmd.HelpFunc()
+	cmd.SetHelpFunc(func(c *cobra.Command, args []string) {
+		for _, name := range []string{"bootstrap", "network", "timeout"} {
+			if f := c.InheritedFlags().Lookup(name); f != nil && !f.Hidden {
+				f.Hidden = true
+				defer func() { f.Hidden = false }()
+			}
+		}
+		help(c, args)
+	})
+	return cmd
+}

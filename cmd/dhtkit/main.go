@@ -195,8 +195,9 @@ them standard BitTorrent DHT (BEP 5) nodes.`,
 	})
 	root.AddCommand(newNodeCmd(g), newPingCmd(g), newLookupCmd(g), newGetPeersCmd(g),
 		newAnnounceCmd(g), newCrawlCmd(g), newDemoCmd(g), newSimCmd(),
-		newPutCmd(g), newGetCmd(g), newDelCmd(g), newWhereisCmd(g), newStatusCmd(g), newListenCmd(g),
-		newItemCmd(g), newKeyCmd(g), newVersionCmd(g), newKeysCmd(g), newMembersCmd(g))
+		dataCommand(newPutCmd(g)), dataCommand(newGetCmd(g)), dataCommand(newDelCmd(g)), dataCommand(newWhereisCmd(g)),
+		dataCommand(newStatusCmd(g)), dataCommand(newListenCmd(g)),
+		newItemCmd(g), newKeyCmd(g), newVersionCmd(g), dataCommand(newKeysCmd(g)), dataCommand(newMembersCmd(g)))
 	return root
 }
 

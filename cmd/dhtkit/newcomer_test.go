@@ -417,7 +417,9 @@ func TestContractNamesEveryCommand(t *testing.T) {
 
 // TestHelpNamesNoArgumentForBooleans: a backquoted word in a flag's usage
 // becomes its argument's name in --help, so `--sign dhtkit key` looked
-// as if the boolean took one (issue 14). No usage has backquotes.
+// as if the boolean took one (issue 14). No usage has backquotes; data
+// commands do not list the protocol flags they ignore; lookup and ping
+// say what --api and --bootstrap do for them.
 func TestHelpNamesNoArgumentForBooleans(t *testing.T) {
 	var walk func(c *cobra.Command)
 	walk = func(c *cobra.Command) {
@@ -433,8 +435,15 @@ func TestHelpNamesNoArgumentForBooleans(t *testing.T) {
 	}
 	walk(newRoot(&globals{}))
 	_, out, _ := dhtkitCmd(t, "put", "--help")
-	if strings.Contains(out, "--sign dhtkit") {
-		t.Errorf("put --help:\n%s", out)
+	if strings.Contains(out, "--sign dhtkit") || strings.Contains(out, "--bootstrap") || strings.Contains(out, "--timeout") || !strings.Contains(out, "--api") {
+		t.Errorf("put --help lists flags it does not use, or a boolean with an argument:\n%s", out)
+	}
+	// Hiding them in one command's help hides them nowhere else.
+	if _, out, _ := dhtkitCmd(t, "lookup", "--help"); !strings.Contains(out, "--bootstrap") || !strings.Contains(out, "without it, it asks the\nrunning node at --api") {
+		t.Errorf("lookup --help does not explain --bootstrap and --api:\n%s", out)
+	}
+	if _, out, _ := dhtkitCmd(t, "ping", "--help"); !strings.Contains(out, "neither --api nor --bootstrap") {
+		t.Errorf("ping --help does not say what it uses:\n%s", out)
 	}
 }
 
