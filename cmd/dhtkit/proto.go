@@ -82,7 +82,7 @@ func newPingCmd(g *globals) *cobra.Command {
 		Long: `ping sends one ping query from a temporary socket and prints the responder's
 node id (hex). It needs no running node: neither --api nor --bootstrap is
 used. A BitTorrent node answers only with --network mainline.`,
-		Args:  args(1, "one HOST:PORT"),
+		Args: args(1, "one HOST:PORT"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), g.timeout)
 			defer cancel()
