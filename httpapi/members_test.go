@@ -1,6 +1,9 @@
 package httpapi
 
 import (
+	"html"
+	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -44,5 +47,46 @@ func TestMembersAndKeys(t *testing.T) {
 	wantError(t, resp, body, 404, "not found")
 	if strings.Count(string(body), "get") != 1 || strings.Count(string(body), "dhtkit") != 1 {
 		t.Errorf("GET of a missing key: %s; want one get, one dhtkit", body)
+	}
+}
+
+// TestPageLinksKeysOnce: the page links a key holding "/", "%" or a
+// space to its own value, escaped once (issue 14: a/b/c linked to
+// key=a%252Fb%252Fc, "No value is stored under this key"), and counts
+// the values it lists, not the chunks of large ones.
+func TestPageLinksKeysOnce(t *testing.T) {
+	tn := newTestNet(t, 1)
+	base := tn.servers[0].URL
+	keys := []string{"a/b/c", "100%", "two words", "q?x=1&y"}
+	for _, k := range keys {
+		if resp, body := call(t, "PUT", base+"/v1/keys/"+url.PathEscape(k), strings.NewReader("value of "+k)); resp.StatusCode != 200 {
+			t.Fatalf("PUT %q: %d %s", k, resp.StatusCode, body)
+		}
+	}
+	big := strings.Repeat("z", 100<<10) // a large value: a manifest and chunks
+	if resp, body := call(t, "PUT", base+"/v1/keys/big", strings.NewReader(big)); resp.StatusCode != 200 {
+		t.Fatalf("PUT big: %d %s", resp.StatusCode, body)
+	}
+	_, page := call(t, "GET", base+"/", nil)
+	if !strings.Contains(string(page), "(5 values,") {
+		t.Errorf("the page does not count 5 values:\n%s", page)
+	}
+	href := regexp.MustCompile(`href="(/ui/get\?key=[^"]*)"`)
+	found := 0
+	for _, m := range href.FindAllStringSubmatch(string(page), -1) {
+		link := html.UnescapeString(m[1])
+		resp, body := call(t, "GET", base+link, nil)
+		if resp.StatusCode != 200 || strings.Contains(string(body), "No value is stored") {
+			t.Errorf("link %s: %d, no value", link, resp.StatusCode)
+			continue
+		}
+		for _, k := range keys {
+			if strings.Contains(string(body), html.EscapeString("value of "+k)) {
+				found++
+			}
+		}
+	}
+	if found != len(keys) {
+		t.Errorf("the page's links lead to %d of the %d values", found, len(keys))
 	}
 }

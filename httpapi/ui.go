@@ -41,7 +41,6 @@ func newUI(s *server) *ui {
 		"ago":      func(t time.Time) string { return ago(time.Now(), t) },
 		"duration": humanDuration,
 		"keyurl":   keyURL,
-		"query":    url.QueryEscape,
 	}
 	tmpl := template.Must(template.New("").Funcs(funcs).ParseFS(uiFiles, "ui/*.html"))
 	static, err := fs.Sub(uiFiles, "ui")
@@ -188,7 +187,7 @@ func (u *ui) index(w http.ResponseWriter, r *http.Request) {
 		body.Buckets = append(body.Buckets, bv)
 	}
 	recs := s.localRecords()
-	body.Store = sizeOfRecords(recs)
+	body.Store = sizeOf(recs)
 	for _, rec := range recs {
 		if strings.HasPrefix(rec.Key, chunkPrefix) {
 			body.Chunks++
@@ -225,17 +224,6 @@ func mapKeys[V any](m map[string]V) func(func(string) bool) {
 			}
 		}
 	}
-}
-
-func sizeOfRecords(recs []store.Record) storeSize {
-	var sz storeSize
-	for _, r := range recs {
-		if !r.Deleted {
-			sz.Keys++
-			sz.Bytes += int64(len(r.Key) + len(r.Value))
-		}
-	}
-	return sz
 }
 
 // getPage is the body of /ui/get.
