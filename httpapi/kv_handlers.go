@@ -525,7 +525,7 @@ func (u *ui) get(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/", http.StatusSeeOther)
 		return
 	}
-	p := getPage{Key: key, KeyURL: keyURL(key)}
+	p := getPage{Key: key, KeyURL: keyURL(key), Target: id.FromString(key).String()}
 	ctx, cancel := u.s.ctx(r)
 	defer cancel()
 	v, err := u.s.n.Get(ctx, key)

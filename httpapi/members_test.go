@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/dhtkit/dhtkit/id"
 )
 
 // TestMembersAndKeys: GET /v1/members lists the routing table's nodes
@@ -88,5 +90,11 @@ func TestPageLinksKeysOnce(t *testing.T) {
 	}
 	if found != len(keys) {
 		t.Errorf("the page's links lead to %d of the %d values", found, len(keys))
+	}
+	// A key's page shows its hash, and does not call a node that lacks
+	// the key one that holds it.
+	_, body := call(t, "GET", base+"/ui/get?key="+url.QueryEscape("a/b/c"), nil)
+	if !strings.Contains(string(body), id.FromString("a/b/c").String()) || strings.Contains(string(body), "Held by") {
+		t.Errorf("the key's page lacks its hash, or says Held by:\n%s", body)
 	}
 }

@@ -229,6 +229,7 @@ func mapKeys[V any](m map[string]V) func(func(string) bool) {
 // getPage is the body of /ui/get.
 type getPage struct {
 	Key       string
+	Target    string // SHA-1 of the key: where in the id space its replicas are
 	KeyURL    string
 	Found     bool
 	NotFound  bool
