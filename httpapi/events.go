@@ -145,7 +145,8 @@ func (t tapped) json() messageJSON {
 type countersJSON struct {
 	UptimeS    float64           `json:"uptime_s"`
 	Contacts   int               `json:"contacts"`
-	Keys       int               `json:"keys"`
+	Keys       int               `json:"keys"`   // records, chunks included
+	Values     int               `json:"values"` // records that are not chunks: what the page counts
 	Bytes      int64             `json:"bytes"`
 	QueriesIn  map[string]uint64 `json:"queries_in"`
 	QueriesOut map[string]uint64 `json:"queries_out"`
@@ -166,7 +167,7 @@ func (s *server) counters() countersJSON {
 		Errors:     st.ErrorsIn + st.ErrorsOut + st.Malformed,
 	}
 	sz := s.storeSize()
-	c.Keys, c.Bytes = sz.Keys, sz.Bytes
+	c.Keys, c.Values, c.Bytes = sz.Keys, sz.Values, sz.Bytes
 	for _, m := range krpc.Methods() {
 		c.QueriesIn[m.String()] = st.QueriesIn[m]
 		c.QueriesOut[m.String()] = st.QueriesOut[m]

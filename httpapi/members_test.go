@@ -70,7 +70,7 @@ func TestPageLinksKeysOnce(t *testing.T) {
 		t.Fatalf("PUT big: %d %s", resp.StatusCode, body)
 	}
 	_, page := call(t, "GET", base+"/", nil)
-	if !strings.Contains(string(page), "(5 values,") {
+	if !strings.Contains(string(page), "(5 values,") || !strings.Contains(string(page), `data-live="values">5</div>`) {
 		t.Errorf("the page does not count 5 values:\n%s", page)
 	}
 	href := regexp.MustCompile(`href="(/ui/get\?key=[^"]*)"`)

@@ -432,7 +432,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 			}
 			keys := fmt.Sprint(s["keys"])
 			if v, ok := s["values"]; ok && v != s["keys"] {
-				keys = fmt.Sprintf("%v (%v values and the chunks of large ones)", v, s["keys"])
+				keys = fmt.Sprintf("%v (%v records with the chunks of large values)", v, s["keys"])
 			}
 			fmt.Fprintf(g.stdout, "uptime    %v\ncontacts  %v\nkeys      %s\nbytes     %s\n",
 				time.Duration(toFloat(st["uptime_s"])*float64(time.Second)).Round(time.Second), r["nodes"], keys, byteCount(int64(toFloat(s["bytes"]))))

@@ -477,7 +477,7 @@ func TestStatusIsReadable(t *testing.T) {
 	}
 	want := fmt.Sprintf("keys      %d", st.Store.Keys)
 	if st.Store.Values != st.Store.Keys {
-		want = fmt.Sprintf("keys      %d (%d values and the chunks of large ones)", st.Store.Values, st.Store.Keys)
+		want = fmt.Sprintf("keys      %d (%d records with the chunks of large values)", st.Store.Values, st.Store.Keys)
 	}
 	if keys != want {
 		t.Errorf("status after a chunked put: %q, want %q", keys, want)
