@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	osexec "os/exec"
 	"path/filepath"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/dhtkit/dhtkit"
 	"github.com/dhtkit/dhtkit/httpapi"
+	"github.com/dhtkit/dhtkit/id"
 )
 
 // apiNode serves nodes[i]'s HTTP API on a free port and returns its
@@ -481,5 +483,24 @@ func TestStatusIsReadable(t *testing.T) {
 	}
 	if keys != want {
 		t.Errorf("status after a chunked put: %q, want %q", keys, want)
+	}
+}
+
+// TestPeersInANetworkOfTwo: a peer announced in a network of two nodes is
+// found from the other node (issue 14: demo --nodes 2 failed at step 4;
+// each node's lookup reaches only the other, which stored the peer at
+// the node that then looks it up).
+func TestPeersInANetworkOfTwo(t *testing.T) {
+	nodes := testNetwork(t, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ih := id.FromString("two nodes")
+	if err := nodes[0].Announce(ctx, ih, 4242); err != nil {
+		t.Fatal(err)
+	}
+	peers, err := nodes[1].GetPeers(ctx, ih)
+	want := netip.AddrPortFrom(nodes[0].Addr().Addr(), 4242)
+	if err != nil || !slices.Contains(peers, want) {
+		t.Fatalf("get_peers from the other node: %v, %v; want %v", peers, err, want)
 	}
 }
