@@ -34,11 +34,11 @@ type Report struct {
 	Reads        int // reads that answered
 	Writes       int // writes and deletes attempted
 	Acknowledged int // writes and deletes acknowledged
-	// Lost counts acknowledged writes that a final read did not see:
-	// it returned an older version, or nothing while no delete could
-	// have removed the write.
+	// Lost counts acknowledged writes that no final read saw: each
+	// returned an older version, or nothing while no delete could have
+	// removed the write.
 	Lost int
-	// Stale counts reads (before the final ones) that returned a version
+	// Stale counts reads (the final ones too) that returned a version
 	// older than a write acknowledged before the read began, or nothing
 	// although such a write was not deleted.
 	Stale int
@@ -174,7 +174,7 @@ func checkKey(r *Report, key string, ops []Op) {
 					break
 				}
 			}
-			if resurrected || rd.Final {
+			if resurrected {
 				continue
 			}
 			for _, w2 := range writes {
@@ -186,9 +186,6 @@ func checkKey(r *Report, key string, ops []Op) {
 			}
 			continue
 		}
-		if rd.Final {
-			continue
-		}
 		for _, w := range writes {
 			if w.OK && w.End.Before(rd.Start) && !deletedAfter(w, rd) {
 				add("stale", rd, "read nothing, though version %s was acknowledged at %s and not deleted",
@@ -197,26 +194,35 @@ func checkKey(r *Report, key string, ops []Op) {
 			}
 		}
 	}
-	// Lost: an acknowledged write that a final read begun after it did
-	// not see.
+	// Lost: an acknowledged write that no final read begun after it saw
+	// (each returned an older version, or nothing with no delete to
+	// explain it). A final read that misses a write another final read
+	// sees is only stale: the write survives, one node does not show it.
 	for _, w := range writes {
 		if !w.OK {
 			continue
 		}
+		var missed []Op
+		seen := false
 		for _, rd := range reads {
 			if !rd.Final || !w.End.Before(rd.Start) {
 				continue
 			}
-			if rd.Found && rd.Version < w.Version {
-				add("lost", w, "acknowledged as version %s; the final read through %s returned version %s",
-					w.Version, rd.Node, rd.Version)
+			if (rd.Found && rd.Version >= w.Version) || (!rd.Found && deletedAfter(w, rd)) {
+				seen = true
 				break
 			}
-			if !rd.Found && !deletedAfter(w, rd) {
-				add("lost", w, "acknowledged as version %s; the final read through %s found nothing and no delete followed",
-					w.Version, rd.Node)
-				break
-			}
+			missed = append(missed, rd)
 		}
+		if seen || len(missed) == 0 {
+			continue
+		}
+		rd := missed[0]
+		got := "nothing, and no delete followed"
+		if rd.Found {
+			got = "version " + rd.Version
+		}
+		add("lost", w, "acknowledged as version %s; none of the %d final reads saw it (through %s: %s)",
+			w.Version, len(missed), rd.Node, got)
 	}
 }

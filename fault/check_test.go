@@ -108,12 +108,22 @@ func TestCheck(t *testing.T) {
 		{
 			name: "an acknowledged write that a final read returns older than is lost",
 			ops:  []Op{w(0, 10, "a", "01"), w(20, 30, "b", "02"), final(rd(100, 110, "a", "01"))},
-			lost: 1, acknowledged: 2, reads: 1,
+			lost: 1, stale: 1, acknowledged: 2, reads: 1,
 		},
 		{
 			name: "an acknowledged write that a final read finds absent, with no delete, is lost",
 			ops:  []Op{w(0, 10, "a", "01"), final(rdNone(100, 110))},
-			lost: 1, acknowledged: 1, reads: 1,
+			lost: 1, stale: 1, acknowledged: 1, reads: 1,
+		},
+		{
+			name:  "a write one final read misses and another sees is not lost, the miss is stale",
+			ops:   []Op{w(0, 10, "a", "01"), final(rdNone(100, 110)), final(rd(100, 120, "a", "01"))},
+			stale: 1, acknowledged: 1, reads: 2,
+		},
+		{
+			name:         "a final read begun before the write ended proves nothing about it",
+			ops:          []Op{w(0, 100, "a", "01"), final(rdNone(50, 60))},
+			acknowledged: 1, reads: 1,
 		},
 		{
 			name:         "a failed write that nobody sees is not lost",
@@ -155,7 +165,7 @@ func TestCheck(t *testing.T) {
 				onKey("s1", w(0, 10, "1", "01")), onKey("s2", w(5, 15, "2", "02")),
 				onKey("s1", final(rd(100, 110, "1", "01"))), onKey("s2", final(rdNone(100, 110))),
 			},
-			lost: 1, acknowledged: 2, reads: 2,
+			lost: 1, stale: 1, acknowledged: 2, reads: 2,
 		},
 		{
 			name: "one anomaly of each kind, on different keys",
@@ -164,7 +174,7 @@ func TestCheck(t *testing.T) {
 				onKey("stale", w(0, 10, "s1", "01")), onKey("stale", w(20, 30, "s2", "02")), onKey("stale", rd(40, 50, "s1", "01")),
 				onKey("res", w(0, 10, "r", "01")), onKey("res", del(20, 30)), onKey("res", rd(40, 50, "r", "01")),
 			},
-			lost: 1, stale: 1, resurrected: 1, acknowledged: 5, reads: 3,
+			lost: 1, stale: 2, resurrected: 1, acknowledged: 5, reads: 3,
 		},
 	}
 	for _, tt := range tests {

@@ -17,7 +17,8 @@ import (
 // Target is a node's HTTP API as the client reaches it.
 type Target struct {
 	Name string
-	API  string // http://host:port
+	API  string       // http://host:port
+	HTTP *http.Client // nil: the Client's own
 }
 
 // Client makes key-value operations through nodes' HTTP APIs (the
@@ -69,7 +70,11 @@ func (c *Client) do(ctx context.Context, t Target, op *Op) error {
 	if err != nil {
 		return err
 	}
-	resp, err := c.HTTP.Do(req)
+	hc := t.HTTP
+	if hc == nil {
+		hc = c.HTTP
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		return err
 	}
@@ -144,9 +149,10 @@ func (w Set) Next(p, seq int, _ *rand.Rand) (Kind, string, string) {
 
 // Run runs processes clients until ctx ends, process p making its
 // operations through target(p) (so that every side of a partition
-// gets clients). A process whose operation failed pauses a little, so
-// that a dead node does not turn into a busy loop.
-func (c *Client) Run(ctx context.Context, w Workload, processes int, seed uint64, target func(p int) Target) {
+// gets clients), each waiting pace between two operations. A process
+// whose operation failed pauses at least 100 ms, so that a dead node
+// does not turn into a busy loop.
+func (c *Client) Run(ctx context.Context, w Workload, processes int, seed uint64, pace time.Duration, target func(p int) Target) {
 	var wg sync.WaitGroup
 	for p := range processes {
 		wg.Go(func() {
@@ -157,10 +163,14 @@ func (c *Client) Run(ctx context.Context, w Workload, processes int, seed uint64
 				// ctx ends: an operation cut short by the end of the run
 				// would only be indeterminate.
 				op := c.Do(context.WithoutCancel(ctx), p, target(p), kind, key, value, false)
+				wait := pace
 				if !op.OK {
+					wait = max(wait, 100*time.Millisecond)
+				}
+				if wait > 0 {
 					select {
 					case <-ctx.Done():
-					case <-time.After(100 * time.Millisecond):
+					case <-time.After(wait):
 					}
 				}
 			}

@@ -20,7 +20,17 @@ type Holding struct {
 // replicas closest to SHA-1(key) by XOR distance for Kademlia, the
 // successor of SHA-1(key) and the nodes after it on the ring for Chord.
 func Replicas(protocol string, replicas int, key string, nodes []Holding) []Holding {
-	target := sha1.Sum([]byte(key))
+	return replicasOf(protocol, replicas, sha1.Sum([]byte(key)), nodes)
+}
+
+// ReplicasOf is Replicas for a target given as 40 hexadecimal digits.
+func ReplicasOf(protocol string, replicas int, target string, nodes []Holding) []Holding {
+	var t [sha1.Size]byte
+	hex.Decode(t[:], []byte(target))
+	return replicasOf(protocol, replicas, t, nodes)
+}
+
+func replicasOf(protocol string, replicas int, target [sha1.Size]byte, nodes []Holding) []Holding {
 	ids := make(map[string][]byte, len(nodes))
 	for _, n := range nodes {
 		ids[n.ID], _ = hex.DecodeString(n.ID)

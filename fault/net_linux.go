@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -159,7 +160,7 @@ func (n *Net) Add() (*Endpoint, error) {
 		}
 	}
 	ns := e.NS
-	e.HTTP = &http.Client{Transport: &http.Transport{
+	e.HTTP = &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (c net.Conn, err error) {
 			err = inNS(ns, func() error {
 				var d net.Dialer
@@ -176,6 +177,13 @@ func (n *Net) Add() (*Endpoint, error) {
 	n.mu.Unlock()
 	n.wg.Go(func() { n.forward(e) })
 	return e, nil
+}
+
+// Endpoints returns the namespaces in the order Add made them.
+func (n *Net) Endpoints() []*Endpoint {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return slices.Clone(n.endpoints)
 }
 
 // inNS runs f on an OS thread that has entered namespace ns: sockets
