@@ -58,13 +58,11 @@ type faultRun struct {
 	sides           [][]*node
 	splitAt, healAt time.Time
 	endpointsAll    []*fault.Endpoint
-	events          []string
 }
 
 func (f *faultRun) logf(format string, args ...any) {
-	line := fmt.Sprintf("%5.1fs  %s", time.Since(f.start).Seconds(), fmt.Sprintf(format, args...))
-	f.events = append(f.events, line)
-	f.t.Log(line)
+	f.t.Helper()
+	f.t.Logf("%5.1fs  %s", time.Since(f.start).Seconds(), fmt.Sprintf(format, args...))
 }
 
 // killRestart SIGKILLs a random node every cycle, keeps it down for

@@ -178,16 +178,3 @@ func (c *Client) Run(ctx context.Context, w Workload, processes int, seed uint64
 	}
 	wg.Wait()
 }
-
-// Keys returns the keys the history touched.
-func (h *History) Keys() []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, op := range h.Ops() {
-		if !seen[op.Key] {
-			seen[op.Key] = true
-			out = append(out, op.Key)
-		}
-	}
-	return out
-}

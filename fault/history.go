@@ -77,3 +77,16 @@ func (h *History) Ops() []Op {
 	slices.SortStableFunc(out, func(a, b Op) int { return a.Start.Compare(b.Start) })
 	return out
 }
+
+// Keys returns the keys the history touched.
+func (h *History) Keys() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, op := range h.Ops() {
+		if !seen[op.Key] {
+			seen[op.Key] = true
+			out = append(out, op.Key)
+		}
+	}
+	return out
+}
