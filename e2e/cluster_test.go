@@ -185,6 +185,8 @@ func (c *cluster) start(n *node) {
 	argv = append(argv, n.args...)
 	n.cmd = exec.Command(argv[0], argv[1:]...)
 	n.cmd.Stdout, n.cmd.Stderr = logf, logf
+	// A test binary killed or interrupted takes its nodes with it.
+	n.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := n.cmd.Start(); err != nil {
 		c.t.Fatal(err)
 	}
