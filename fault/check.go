@@ -42,6 +42,10 @@ type Report struct {
 	// older than a write acknowledged before the read began, or nothing
 	// although such a write was not deleted.
 	Stale int
+	// StalePartial counts the stale reads the node marked partial (fewer
+	// replicas than a read quorum answered): counted in Stale too, since
+	// a read is stale whatever it says, but the node was honest about it.
+	StalePartial int
 	// Resurrected counts reads that returned a value written before a
 	// delete of its key that was acknowledged before the read began.
 	Resurrected int
@@ -56,8 +60,8 @@ func (r Report) Clean() bool { return r.Lost+r.Stale+r.Resurrected+r.Unknown == 
 
 // Summary is one line of figures.
 func (r Report) Summary() string {
-	return fmt.Sprintf("ops %d, reads %d, writes %d, acknowledged %d, lost %d, stale %d, resurrected %d, unknown %d",
-		r.Ops, r.Reads, r.Writes, r.Acknowledged, r.Lost, r.Stale, r.Resurrected, r.Unknown)
+	return fmt.Sprintf("ops %d, reads %d, writes %d, acknowledged %d, lost %d, stale %d (%d marked partial), resurrected %d, unknown %d",
+		r.Ops, r.Reads, r.Writes, r.Acknowledged, r.Lost, r.Stale, r.StalePartial, r.Resurrected, r.Unknown)
 }
 
 // Examples returns up to n anomalies, one line each.
@@ -134,6 +138,9 @@ func checkKey(r *Report, key string, ops []Op) {
 			r.Lost++
 		case "stale":
 			r.Stale++
+			if op.Partial {
+				r.StalePartial++
+			}
 		case "resurrected":
 			r.Resurrected++
 		case "unknown":

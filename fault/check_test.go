@@ -39,6 +39,7 @@ func TestCheck(t *testing.T) {
 		name                              string
 		ops                               []Op
 		lost, stale, resurrected, unknown int
+		stalePartial                      int
 		acknowledged, reads               int
 	}{
 		{
@@ -54,6 +55,12 @@ func TestCheck(t *testing.T) {
 			name:  "a read older than a write acknowledged before it began is stale",
 			ops:   []Op{w(0, 10, "a", "01"), w(20, 30, "b", "02"), rd(40, 50, "a", "01")},
 			stale: 1, acknowledged: 2, reads: 1,
+		},
+		{
+			name: "a stale read the node marked partial is stale all the same",
+			ops: []Op{w(0, 10, "a", "01"), w(20, 30, "b", "02"),
+				func() Op { o := rd(40, 50, "a", "01"); o.Partial = true; return o }()},
+			stale: 1, stalePartial: 1, acknowledged: 2, reads: 1,
 		},
 		{
 			name:         "a read concurrent with a write may return the older version",
@@ -183,6 +190,9 @@ func TestCheck(t *testing.T) {
 			if r.Lost != tt.lost || r.Stale != tt.stale || r.Resurrected != tt.resurrected || r.Unknown != tt.unknown {
 				t.Errorf("lost %d stale %d resurrected %d unknown %d, want %d %d %d %d:%s",
 					r.Lost, r.Stale, r.Resurrected, r.Unknown, tt.lost, tt.stale, tt.resurrected, tt.unknown, r.Examples(10))
+			}
+			if r.StalePartial != tt.stalePartial {
+				t.Errorf("%d stale reads marked partial, want %d", r.StalePartial, tt.stalePartial)
 			}
 			if r.Acknowledged != tt.acknowledged || r.Reads != tt.reads || r.Ops != len(tt.ops) {
 				t.Errorf("ops %d acknowledged %d reads %d, want %d %d %d", r.Ops, r.Acknowledged, r.Reads, len(tt.ops), tt.acknowledged, tt.reads)
