@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/sha1"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dhtkit/dhtkit/kademlia"
+	"github.com/dhtkit/dhtkit/owner"
 	"github.com/dhtkit/dhtkit/store"
 )
 
@@ -37,6 +39,10 @@ type Value struct {
 	// the value may not be the newest acknowledged write.
 	Partial bool
 	Chunked bool // stored as a manifest of chunks
+	// Signer is the owner of a signed value (package owner), verified by
+	// this node; nil for an unsigned one. Data is then the whole envelope:
+	// Open verifies it again and returns the payload.
+	Signer ed25519.PublicKey
 }
 
 // Holder is one replica's view of a key, as Where returns it.
@@ -49,12 +55,48 @@ const parallelChunks = 16
 // Put stores value under key on the key's replicas and returns its
 // version once a write quorum holds it. Values larger than one record are
 // stored as chunks (see PutReader).
+//
+// A value sealed with a signature (Seal, SealWith) is stored as one
+// record, under the version and expiry its owner signed (opt.TTL does not
+// apply), and makes the key the signer's: replicas then refuse every
+// write or delete not signed by the same owner with a newer version.
 func (n *Node) Put(ctx context.Context, key string, value []byte, opt PutOptions) (store.Version, error) {
+	if owner.Is(value) {
+		return n.putSigned(ctx, key, value, false, opt)
+	}
 	if len(value) <= chunkSize {
 		return n.putRecord(ctx, key, append([]byte{kindInline}, value...), opt)
 	}
 	return n.PutReader(ctx, key, bytes.NewReader(value), opt)
 }
+
+// putSigned stores an owner's envelope as the record of key: a value, or
+// with del a signed delete.
+func (n *Node) putSigned(ctx context.Context, key string, env []byte, del bool, opt PutOptions) (store.Version, error) {
+	op := "put"
+	if del {
+		op = "delete"
+	}
+	if len(env) > kademlia.MaxRecordValue {
+		return store.Version{}, fmt.Errorf("dhtkit: %s %q: %w", op, shortKey(key), ErrSignedTooLarge)
+	}
+	e, err := owner.Open(key, env)
+	if err != nil {
+		return store.Version{}, fmt.Errorf("dhtkit: %s %q: %w", op, shortKey(key), ErrBadSignature)
+	}
+	if e.Deleted != del {
+		return store.Version{}, fmt.Errorf("dhtkit: %s %q: a signed delete goes to DeleteSigned, a signed value to Put", op, shortKey(key))
+	}
+	res, err := n.rt.Do(ctx, kademlia.KVPut{Key: key, Value: env, Version: e.Version, Expires: e.Expires, Source: opt.Source})
+	if err != nil {
+		return store.Version{}, fmt.Errorf("dhtkit: %s %q: %w", op, shortKey(key), err)
+	}
+	return res.Version, nil
+}
+
+// ErrSignedTooLarge: a signed value is stored as one record, which it
+// does not fit.
+var ErrSignedTooLarge = fmt.Errorf("a signed value is one record of at most %d bytes with its signature; sign a small value that names the large one (its SHA-256, say) instead", kademlia.MaxRecordValue)
 
 func (n *Node) putRecord(ctx context.Context, key string, rec []byte, opt PutOptions) (store.Version, error) {
 	res, err := n.rt.Do(ctx, kademlia.KVPut{Key: key, Value: rec, TTL: opt.TTL, Source: opt.Source})
@@ -81,6 +123,9 @@ func (n *Node) PutReader(ctx context.Context, key string, r io.Reader, opt PutOp
 	}
 	if len(head) <= chunkSize {
 		return n.Put(ctx, key, head, opt)
+	}
+	if owner.Is(head) {
+		return store.Version{}, fmt.Errorf("dhtkit: put %q: %w", shortKey(key), ErrSignedTooLarge)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -172,6 +217,12 @@ func (n *Node) getRecord(ctx context.Context, key string) (kademlia.Result, byte
 	if len(v) == 0 {
 		return res, 0, nil, fmt.Errorf("dhtkit: get %q: empty record", shortKey(key))
 	}
+	if owner.Is(v) {
+		if e, err := owner.Parse(v); err == nil && e.Deleted {
+			return res, 0, nil, fmt.Errorf("dhtkit: get %q: %w", shortKey(key), ErrNotFound)
+		}
+		return res, kindSigned, v, nil
+	}
 	return res, v[0], v[1:], nil
 }
 
@@ -210,6 +261,12 @@ func (n *Node) Stat(ctx context.Context, key string) (Value, error) {
 	switch kind {
 	case kindInline:
 		v.Size = int64(len(data))
+	case kindSigned:
+		e, err := owner.Open(key, data)
+		if err != nil {
+			return v, fmt.Errorf("dhtkit: stat %q: %w", shortKey(key), ErrBadSignature)
+		}
+		v.Size, v.Signer = int64(len(data)), e.Signer
 	case kindManifest:
 		m, err := decodeManifest(data)
 		if err != nil {
@@ -227,6 +284,13 @@ func (n *Node) Stat(ctx context.Context, key string) (Value, error) {
 // data itself, or the chunks its manifest names.
 func (n *Node) readValue(ctx context.Context, key string, v Value, kind byte, data []byte, w io.Writer, progress func(done, total int64)) (Value, error) {
 	switch kind {
+	case kindSigned:
+		e, err := owner.Open(key, data)
+		if err != nil {
+			return v, fmt.Errorf("dhtkit: get %q: %w", shortKey(key), ErrBadSignature)
+		}
+		v.Signer = e.Signer
+		fallthrough
 	case kindInline:
 		v.Size = int64(len(data))
 		if _, err := w.Write(data); err != nil {
@@ -348,6 +412,38 @@ func (n *Node) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
+// DeleteSigned writes the signed delete of key (SignDelete): the only
+// delete replicas accept for a key its owner signed.
+func (n *Node) DeleteSigned(ctx context.Context, key string, tombstone []byte) error {
+	_, err := n.putSigned(ctx, key, tombstone, true, PutOptions{})
+	return err
+}
+
+// GetSignedBy is Get that fails, with an error wrapping ErrSigner, unless
+// signer signed the value.
+func (n *Node) GetSignedBy(ctx context.Context, key string, signer ed25519.PublicKey) (Value, error) {
+	v, err := n.Get(ctx, key)
+	if err != nil {
+		return v, err
+	}
+	if err := CheckSigner(key, v.Signer, signer); err != nil {
+		return Value{}, err
+	}
+	return v, nil
+}
+
+// CheckSigner says why a value of key signed by got (nil: unsigned) is
+// not one signed by want.
+func CheckSigner(key string, got, want ed25519.PublicKey) error {
+	switch {
+	case got == nil:
+		return fmt.Errorf("%w: %q is not signed (want %x)", ErrSigner, shortKey(key), []byte(want))
+	case !got.Equal(want):
+		return fmt.Errorf("%w: %q is signed by %x, not by %x", ErrSigner, shortKey(key), []byte(got), []byte(want))
+	}
+	return nil
+}
+
 // Where asks key's replicas what they hold of it.
 func (n *Node) Where(ctx context.Context, key string) ([]Holder, error) {
 	res, err := n.rt.Do(ctx, kademlia.KVGet{Key: key})
@@ -364,7 +460,7 @@ func (n *Node) Local() []store.Record {
 	var out []store.Record
 	n.rt.Inspect(func() {
 		_ = n.eng.Store().Each(func(r store.Record) bool {
-			if len(r.Value) > 0 {
+			if len(r.Value) > 0 && !owner.Is(r.Value) {
 				r.Value = bytes.Clone(r.Value[1:])
 			}
 			out = append(out, r)
@@ -423,7 +519,7 @@ func (n *Node) Watch(ctx context.Context, key string) (<-chan Value, error) {
 				if !ok {
 					return
 				}
-				if ev.Record.Deleted {
+				if ev.Record.Deleted || signedDelete(ev.Record.Value) {
 					if last.IsZero() {
 						continue
 					}
@@ -499,6 +595,16 @@ func (n *Node) pollWatch(ctx context.Context, key string) <-chan Value {
 	return ch
 }
 
+// signedDelete reports whether a record's value is an owner's signed
+// delete.
+func signedDelete(v []byte) bool {
+	if !owner.Is(v) {
+		return false
+	}
+	e, err := owner.Parse(v)
+	return err == nil && e.Deleted
+}
+
 // watchValue turns a version a replica sent into the Value it stands for,
 // fetching the chunks of a large one.
 func (n *Node) watchValue(ctx context.Context, key string, rec store.Record) (Value, error) {
@@ -506,7 +612,11 @@ func (n *Node) watchValue(ctx context.Context, key string, rec store.Record) (Va
 		return Value{}, fmt.Errorf("dhtkit: watch %q: empty record", shortKey(key))
 	}
 	var buf bytes.Buffer
-	v, err := n.readValue(ctx, key, Value{Version: rec.Version, Expires: rec.Expires}, rec.Value[0], rec.Value[1:], &buf, nil)
+	kind, data := rec.Value[0], rec.Value[1:]
+	if owner.Is(rec.Value) {
+		kind, data = kindSigned, rec.Value
+	}
+	v, err := n.readValue(ctx, key, Value{Version: rec.Version, Expires: rec.Expires}, kind, data, &buf, nil)
 	if err != nil {
 		return v, err
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/kademlia"
 	"github.com/dhtkit/dhtkit/krpc"
+	"github.com/dhtkit/dhtkit/owner"
 	"github.com/dhtkit/dhtkit/routing"
 	"github.com/dhtkit/dhtkit/runtime"
 	"github.com/dhtkit/dhtkit/store"
@@ -95,6 +96,10 @@ func Listen(ctx context.Context, cfg Config) (*Node, error) {
 	_ = conn.SetReadBuffer(socketBuffer) // best effort: the kernel caps it
 	_ = conn.SetWriteBuffer(socketBuffer)
 
+	if cfg.Limits.Admit == nil {
+		// Every replica enforces owner keys, whatever path a record takes.
+		cfg.Limits.Admit = owner.Admit
+	}
 	var dir *dataDir
 	if cfg.DataDir != "" {
 		if dir, err = openDataDir(cfg.DataDir, cfg.Limits); err != nil {

@@ -41,6 +41,16 @@ func (m *Memory) put(r *Record) (bool, error) {
 	if !apply || err != nil {
 		return false, err
 	}
+	if m.cfg.Admit != nil {
+		var old *Record
+		if c.found {
+			o := m.idx.leaves[c.leaf][c.pos].record()
+			old = &o
+		}
+		if err := admit(&m.cfg, old, r); err != nil {
+			return false, err
+		}
+	}
 	if !r.Deleted {
 		c.it.value = bytes.Clone(r.Value)
 	}
@@ -170,6 +180,14 @@ func (m *Memory) Close() error {
 	defer m.mu.Unlock()
 	m.closed = true
 	m.idx = index{}
+	return nil
+}
+
+// admit asks cfg.Admit about r, wrapping a refusal with ErrRefused.
+func admit(cfg *Config, old *Record, r *Record) error {
+	if err := cfg.Admit(old, *r); err != nil {
+		return fmt.Errorf("store: put %q: %w: %w", r.Key, ErrRefused, err)
+	}
 	return nil
 }
 
