@@ -215,8 +215,14 @@ func statusOf(err error) int {
 	case errors.Is(err, kademlia.ErrBadSignature), errors.Is(err, kademlia.ErrSaltTooBig),
 		errors.Is(err, kademlia.ErrNotBencoded), errors.Is(err, store.ErrInvalid):
 		return http.StatusBadRequest
-	case errors.Is(err, kademlia.ErrReadOnly):
-		return http.StatusForbidden
+	case errors.Is(err, kademlia.ErrReadOnly), errors.Is(err, store.ErrRefused):
+		return http.StatusForbidden // a read-only node; a key owned by another signer
+	case errors.Is(err, dhtkit.ErrSigner):
+		return http.StatusConflict // ?signer= names another key than the value's signer
+	case errors.Is(err, dhtkit.ErrBadSignature):
+		return http.StatusBadRequest
+	case errors.Is(err, dhtkit.ErrSignedTooLarge):
+		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, chord.ErrUnsupported):
 		return http.StatusNotImplemented // a BitTorrent method asked of a Chord node
 	case errors.Is(err, kademlia.ErrNoContacts), errors.Is(err, kademlia.ErrNotStored), errors.Is(err, kademlia.ErrQuorum),

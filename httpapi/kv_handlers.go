@@ -2,6 +2,8 @@ package httpapi
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/dhtkit/dhtkit"
 	"github.com/dhtkit/dhtkit/id"
+	"github.com/dhtkit/dhtkit/kademlia"
 	"github.com/dhtkit/dhtkit/store"
 )
 
@@ -49,6 +52,9 @@ func setValueHeaders(h http.Header, v dhtkit.Value) {
 	if !v.Expires.IsZero() {
 		h.Set("X-Dhtkit-Expires", v.Expires.UTC().Format(time.RFC3339))
 	}
+	if v.Signer != nil {
+		h.Set("X-Dhtkit-Signer", hex.EncodeToString(v.Signer))
+	}
 	if v.Partial {
 		// Fewer replicas than the read quorum answered: the value is the
 		// newest they had, not necessarily the newest acknowledged.
@@ -63,11 +69,34 @@ func setValueHeaders(h http.Header, v dhtkit.Value) {
 // known only at the end, so a value larger than streamAfter goes out
 // without ETag and carries its version in the trailer X-Dhtkit-Version;
 // a failure half-way aborts the response rather than end it short.
+//
+// ?signer=PUBKEY (64 hex digits) answers 409 unless that key signed the
+// value (package owner): an unsigned value, or one signed by another key,
+// is not served as if it were the owner's.
 func (s *server) getKey(w http.ResponseWriter, r *http.Request) {
 	key, err := pathKey(r)
 	if err != nil {
 		s.fail(w, r, http.StatusBadRequest, err)
 		return
+	}
+	var signer ed25519.PublicKey
+	if sh := r.URL.Query().Get("signer"); sh != "" {
+		b, err := hex.DecodeString(sh)
+		if err != nil || len(b) != ed25519.PublicKeySize {
+			s.fail(w, r, http.StatusBadRequest, fmt.Errorf("signer=%q: want a 64-hex-digit ed25519 public key", sh))
+			return
+		}
+		signer = b
+		// Checked before any byte is sent: a signed value is one record,
+		// and a large unsigned one fails here without being fetched.
+		v, err := s.n.Stat(r.Context(), key)
+		if err == nil {
+			err = dhtkit.CheckSigner(key, v.Signer, signer)
+		}
+		if err != nil {
+			s.fail(w, r, 0, fmt.Errorf("get %q: %w", key, err))
+			return
+		}
 	}
 	h := w.Header()
 	h.Set("Cache-Control", "no-cache")
@@ -99,6 +128,10 @@ func (s *server) getKey(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 
 	v, err := s.n.GetTo(r.Context(), key, bw, nil)
+	if err == nil && signer != nil {
+		// A new version may have arrived since the Stat.
+		err = dhtkit.CheckSigner(key, v.Signer, signer)
+	}
 	s.metrics.observeOp("kv_get", time.Since(start), err)
 	if err != nil {
 		if bw.streaming {
@@ -254,11 +287,18 @@ func (s *server) put(r *http.Request, key string, data []byte, ttl time.Duration
 	return v, expires, nil
 }
 
-func (s *server) remove(r *http.Request, key string) error {
+// remove deletes key; a non-empty tombstone is the owner's signed delete
+// (dhtkit.SignDelete).
+func (s *server) remove(r *http.Request, key string, tombstone []byte) error {
 	ctx, cancel := s.ctx(r)
 	defer cancel()
 	start := time.Now()
-	err := s.n.Delete(ctx, key)
+	var err error
+	if len(tombstone) > 0 {
+		err = s.n.DeleteSigned(ctx, key, tombstone)
+	} else {
+		err = s.n.Delete(ctx, key)
+	}
 	s.metrics.observeOp("kv_delete", time.Since(start), err)
 	if err != nil {
 		return fmt.Errorf("delete %q: %w", key, err)
@@ -277,7 +317,13 @@ func (s *server) deleteKey(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, http.StatusBadRequest, err)
 		return
 	}
-	if err := s.remove(r, key); err != nil {
+	// The body, if any, is the owner's signed delete: one record.
+	tomb, err := io.ReadAll(http.MaxBytesReader(w, r.Body, kademlia.MaxRecordValue))
+	if err != nil {
+		s.fail(w, r, 0, fmt.Errorf("reading the signed delete: %w", err))
+		return
+	}
+	if err := s.remove(r, key, tomb); err != nil {
 		s.fail(w, r, 0, err)
 		return
 	}
@@ -507,7 +553,7 @@ func (u *ui) del(w http.ResponseWriter, r *http.Request) {
 		u.flash(w, r, "", errors.New("delete: the key is empty"))
 		return
 	}
-	if err := u.s.remove(r, key); err != nil {
+	if err := u.s.remove(r, key, nil); err != nil {
 		u.flash(w, r, "", err)
 		return
 	}
