@@ -455,19 +455,51 @@ func (n *Node) Where(ctx context.Context, key string) ([]Holder, error) {
 
 // Local returns what this node stores, values without their layout byte
 // (a chunked value's record shows its manifest; chunk records are listed
-// too, under keys starting "dhtkit/chunk/").
-func (n *Node) Local() []store.Record {
+// too, under keys starting "dhtkit/chunk/"; a signed record is its whole
+// envelope). It copies every value: status pages use LocalStats and
+// LocalFirst instead.
+func (n *Node) Local() []store.Record { return n.LocalFirst(-1) }
+
+// LocalFirst is Local limited to the first limit records in target order
+// (limit < 0: all). It reads the store, which is safe for concurrent use,
+// in batches under the store's own lock, never the engine's: the node
+// goes on answering meanwhile.
+func (n *Node) LocalFirst(limit int) []store.Record {
 	var out []store.Record
-	n.rt.Inspect(func() {
-		_ = n.eng.Store().Each(func(r store.Record) bool {
-			if len(r.Value) > 0 && !owner.Is(r.Value) {
-				r.Value = bytes.Clone(r.Value[1:])
-			}
-			out = append(out, r)
-			return true
-		})
+	if limit == 0 {
+		return nil
+	}
+	_ = n.eng.Store().Each(func(r store.Record) bool {
+		if len(r.Value) > 0 && !owner.Is(r.Value) {
+			r.Value = bytes.Clone(r.Value[1:])
+		}
+		out = append(out, r)
+		return limit < 0 || len(out) < limit
 	})
 	return out
+}
+
+// LocalStats counts what this node stores.
+type LocalStats struct {
+	Keys  int   // live values (tombstones left out)
+	Bytes int64 // their keys and values, as counted against the limit
+	// Records counts tombstones too; RecordBytes is what counts against
+	// Limits.MaxBytes.
+	Records     int
+	RecordBytes int64
+}
+
+// LocalStats reads the counters the store keeps: no scan, no engine lock,
+// the same cost with 10 values or 10 million.
+func (n *Node) LocalStats() LocalStats {
+	st := n.eng.Store()
+	var s LocalStats
+	s.Records, s.RecordBytes = st.Stats()
+	s.Keys, s.Bytes = s.Records, s.RecordBytes
+	if l, ok := st.(interface{ Live() (int, int64) }); ok {
+		s.Keys, s.Bytes = l.Live()
+	}
+	return s
 }
 
 // Watch reports key's value each time a new version appears, until ctx

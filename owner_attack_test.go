@@ -117,12 +117,7 @@ func TestOwnerSurvivesForgedStores(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var replicas []netip.AddrPort
-	for _, h := range hs {
-		if h.Has {
-			replicas = append(replicas, h.Node.Addr)
-		}
-	}
+	replicas := holding(nodes[2], hs)
 	if len(replicas) < 3 {
 		t.Fatalf("%d replicas hold %q", len(replicas), key)
 	}
@@ -209,14 +204,30 @@ func TestOwnerSurvivesForgedStores(t *testing.T) {
 	// issue 10: this one must be newer still to win.)
 	later := store.Version{Time: uint64(time.Now().Add(50*time.Second).UnixMilli()) << 16, Writer: 1}
 	hs, _ = nodes[0].Where(ctx, "open")
-	for _, h := range hs {
-		if h.Has && !atk.store(h.Node.Addr, store.Record{Key: "open", Value: []byte("\x00evil"), Version: later, Expires: exp}) {
-			t.Fatalf("control: the forged store of an unowned key was refused by %v", h.Node.Addr)
+	for _, r := range holding(nodes[0], hs) {
+		if !atk.store(r, store.Record{Key: "open", Value: []byte("\x00evil"), Version: later, Expires: exp}) {
+			t.Fatalf("control: the forged store of an unowned key was refused by %v", r)
 		}
 	}
 	if v, err := nodes[4].Get(ctx, "open"); err != nil || string(v.Data) != "evil" {
 		t.Fatalf("control: read %q, %v; the attack should have worked on an unowned key", v.Data, err)
 	}
+}
+
+// holding returns the addresses of the replicas that hold a key, as n
+// found them.
+func holding(n *dhtkit.Node, hs []dhtkit.Holder) []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, h := range hs {
+		switch {
+		case !h.Has:
+		case h.Self:
+			out = append(out, n.Addr())
+		default:
+			out = append(out, h.Node.Addr)
+		}
+	}
+	return out
 }
 
 func signedRecord(t *testing.T, key string, priv ed25519.PrivateKey, v store.Version, payload string, del bool) store.Record {

@@ -389,6 +389,15 @@ func (b *Bolt) Stats() (keys int, bytes int64) {
 	return b.idx.n, b.idx.bytes
 }
 
+// Live returns the live values (records that are not tombstones) and
+// their bytes, from counters kept on every change: status pages read it
+// without a scan.
+func (b *Bolt) Live() (keys int, bytes int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.idx.n - b.idx.tombs, b.idx.bytes - b.idx.tbytes
+}
+
 // Close implements Store: it closes the file.
 func (b *Bolt) Close() error {
 	b.mu.Lock()

@@ -174,6 +174,15 @@ func (m *Memory) Stats() (keys int, bytes int64) {
 	return m.idx.n, m.idx.bytes
 }
 
+// Live returns the live values (records that are not tombstones) and
+// their bytes, from counters kept on every change: status pages read it
+// without a scan.
+func (m *Memory) Live() (keys int, bytes int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.idx.n - m.idx.tombs, m.idx.bytes - m.idx.tbytes
+}
+
 // Close implements Store: it drops every record.
 func (m *Memory) Close() error {
 	m.mu.Lock()
