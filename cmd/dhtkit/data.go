@@ -240,7 +240,7 @@ func newGetCmd(g *globals) *cobra.Command {
 			if resp.StatusCode == http.StatusNotFound {
 				return notFound("%q has no value", args[0])
 			}
-			var w io.Writer = g.stdout
+			w, flush := terminalSafe(g.stdout) // a value must not drive the terminal
 			if out != "" {
 				f, err := os.Create(out)
 				if err != nil {
@@ -272,6 +272,9 @@ func newGetCmd(g *globals) *cobra.Command {
 			}
 			if _, err := io.Copy(w, body); err != nil {
 				return fmt.Errorf("get %q: the transfer broke off: %w", args[0], err)
+			}
+			if err := flush(); err != nil {
+				return err
 			}
 			if resp.Header.Get("X-Dhtkit-Partial") == "true" {
 				fmt.Fprintln(g.stderr, "dhtkit: warning: fewer replicas than the read quorum answered; this may not be the newest value")
@@ -399,7 +402,8 @@ func newStatusCmd(g *globals) *cobra.Command {
 			}
 			r, _ := st["routing"].(map[string]any)
 			s, _ := st["store"].(map[string]any)
-			fmt.Fprintf(g.stdout, "id        %v\nnetwork   %v\nlisten    %v\n", st["id"], st["network"], st["listen"])
+			out, _ := terminalSafe(g.stdout) // the network name comes from the node
+			fmt.Fprintf(out, "id        %v\nnetwork   %v\nlisten    %v\n", st["id"], st["network"], st["listen"])
 			if ext, ok := st["external"]; ok {
 				fmt.Fprintf(g.stdout, "external  %v\n", ext)
 			}
@@ -431,13 +435,16 @@ func newListenCmd(g *globals) *cobra.Command {
 			defer resp.Body.Close()
 			sc := bufio.NewScanner(resp.Body)
 			sc.Buffer(make([]byte, 64<<10), 16<<20)
+			// Each line is escaped whole on a terminal; flush has nothing
+			// left to write after a line's newline.
+			out, _ := terminalSafe(g.stdout)
 			for sc.Scan() {
 				data, ok := strings.CutPrefix(sc.Text(), "data: ")
 				if !ok {
 					continue
 				}
 				if asJSON {
-					fmt.Fprintln(g.stdout, data)
+					fmt.Fprintln(out, data)
 					continue
 				}
 				var v struct {
@@ -451,11 +458,11 @@ func newListenCmd(g *globals) *cobra.Command {
 				}
 				switch {
 				case v.Deleted:
-					fmt.Fprintf(g.stdout, "%s deleted\n", v.Version)
+					fmt.Fprintf(out, "%s deleted\n", v.Version)
 				case v.Text != nil:
-					fmt.Fprintf(g.stdout, "%s %s\n", v.Version, *v.Text)
+					fmt.Fprintf(out, "%s %s\n", v.Version, *v.Text)
 				default:
-					fmt.Fprintf(g.stdout, "%s (%d bytes of binary data)\n", v.Version, v.Size)
+					fmt.Fprintf(out, "%s (%d bytes of binary data)\n", v.Version, v.Size)
 				}
 			}
 			if cmd.Context().Err() != nil {
