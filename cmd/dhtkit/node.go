@@ -54,6 +54,9 @@ through its well-known routers.`,
 				return usageError("--replicas %d: want a positive number", replicas)
 			}
 			httpOpts := httpapi.Options{AllowedHosts: allowHosts}
+			if host, _, err := splitHostPort(httpAddr); err == nil && host != "" {
+				httpOpts.AllowedHosts = append(httpOpts.AllowedHosts, host) // the name it listens on
+			}
 			if httpAddr != "" && httpAddr != "off" {
 				var err error
 				if httpOpts.Token, err = httpGuard(g, httpAddr, httpToken, httpInsecure); err != nil {
