@@ -2,6 +2,7 @@ package dhtkit
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha512"
@@ -165,6 +166,74 @@ func SignDelete(key string, sign ed25519.PrivateKey, o SignOptions) ([]byte, err
 	return b, nil
 }
 
+// SignValue signs payload, the value of key as it is to be stored
+// (encrypted already, if it is to be), for its owner. A value that fits
+// one record with its signature comes back whole as inline, to store with
+// Node.Put. A larger one is stored as chunks: env is then the signature
+// of their manifest, to store with Node.PutSigned(key, payload, env); the
+// chunks are named by their hashes, so the signature covers every byte.
+func SignValue(key string, payload []byte, sign ed25519.PrivateKey, o SignOptions) (inline, env []byte, err error) {
+	e := o.envelope(sign.Public().(ed25519.PublicKey), time.Now())
+	e.Payload = payload
+	if inline, err = owner.Sign(key, sign, e); err != nil {
+		return nil, nil, fmt.Errorf("dhtkit: %w", err)
+	}
+	if len(inline) <= kademlia.MaxRecordValue {
+		return inline, nil, nil
+	}
+	m, err := buildTree(context.Background(), bytes.NewReader(payload), nil, nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("dhtkit: %w", err)
+	}
+	e.Payload, e.Chunked = encodeManifest(m)[1:], true
+	if env, err = owner.Sign(key, sign, e); err != nil {
+		return nil, nil, fmt.Errorf("dhtkit: %w", err)
+	}
+	return nil, env, nil
+}
+
+// OpenChunked is Open for a large signed value: value is what the chunks
+// held (Value.Data), env the envelope that signs their manifest
+// (Value.Envelope). It checks the signature and that value is the value
+// signed, then decrypts it with priv if it is encrypted.
+func OpenChunked(key string, value, env []byte, priv *[32]byte) (Opened, error) {
+	var o Opened
+	e, err := owner.Open(key, env)
+	if err != nil || !e.Chunked {
+		return o, ErrBadSignature
+	}
+	m, err := buildTree(context.Background(), bytes.NewReader(value), nil, nil)
+	if err != nil || !bytes.Equal(encodeManifest(m)[1:], e.Payload) {
+		return o, ErrBadSignature
+	}
+	o.Signer, o.Version, o.Expires, o.Heir = e.Signer, e.Version, e.Expires, e.Heir
+	o.Payload, o.Encrypted, err = decrypt(value, priv)
+	return o, err
+}
+
+// decrypt opens v with priv if it is encrypted, and returns it as it is
+// otherwise.
+func decrypt(v []byte, priv *[32]byte) (plain []byte, encrypted bool, err error) {
+	if !bytes.HasPrefix(v, magicEncrypted) {
+		return v, false, nil
+	}
+	if len(v) < 4+32+24+box.Overhead {
+		return nil, true, fmt.Errorf("dhtkit: the encrypted value is truncated")
+	}
+	if priv == nil {
+		return nil, true, ErrNoKey
+	}
+	var eph [32]byte
+	var nonce [24]byte
+	copy(eph[:], v[4:36])
+	copy(nonce[:], v[36:60])
+	plain, ok := box.Open(nil, v[60:], &nonce, &eph, priv)
+	if !ok {
+		return nil, true, ErrNotForUs
+	}
+	return plain, true, nil
+}
+
 // Opened is what Open found inside an envelope.
 type Opened struct {
 	Payload   []byte
@@ -192,23 +261,9 @@ func Open(key string, v []byte, priv *[32]byte) (Opened, error) {
 		o.Signer, o.Version, o.Expires, o.Deleted, o.Heir = e.Signer, e.Version, e.Expires, e.Deleted, e.Heir
 		v = e.Payload
 	}
-	if bytes.HasPrefix(v, magicEncrypted) {
-		o.Encrypted = true
-		if len(v) < 4+32+24+box.Overhead {
-			return o, fmt.Errorf("dhtkit: the encrypted value is truncated")
-		}
-		if priv == nil {
-			return o, ErrNoKey
-		}
-		var eph [32]byte
-		var nonce [24]byte
-		copy(eph[:], v[4:36])
-		copy(nonce[:], v[36:60])
-		plain, ok := box.Open(nil, v[60:], &nonce, &eph, priv)
-		if !ok {
-			return o, ErrNotForUs
-		}
-		v = plain
+	var err error
+	if v, o.Encrypted, err = decrypt(v, priv); err != nil {
+		return o, err
 	}
 	if o.Signer == nil && bytes.HasPrefix(v, magicSigned) {
 		if len(v) < 4+ed25519.PublicKeySize+ed25519.SignatureSize {

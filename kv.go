@@ -41,8 +41,18 @@ type Value struct {
 	Chunked bool // stored as a manifest of chunks
 	// Signer is the owner of a signed value (package owner), verified by
 	// this node; nil for an unsigned one. Data is then the whole envelope:
-	// Open verifies it again and returns the payload.
-	Signer ed25519.PublicKey
+	// Open verifies it again and returns the payload; for a large value
+	// Data is the value and Envelope signs its manifest (OpenChunked).
+	Signer   ed25519.PublicKey
+	Envelope []byte
+}
+
+// An EnvelopeWriter is told, before the first byte of a large signed
+// value that GetTo writes to it, the envelope that signs it: an HTTP
+// handler sends it as a header ahead of the streamed value.
+type EnvelopeWriter interface {
+	io.Writer
+	WriteEnvelope(env []byte)
 }
 
 // Holder is one replica's view of a key, as Where returns it.
@@ -56,10 +66,11 @@ const parallelChunks = 16
 // version once a write quorum holds it. Values larger than one record are
 // stored as chunks (see PutReader).
 //
-// A value sealed with a signature (Seal, SealWith) is stored as one
-// record, under the version and expiry its owner signed (opt.TTL does not
-// apply), and makes the key the signer's: replicas then refuse every
-// write or delete not signed by the same owner with a newer version.
+// A value sealed with a signature (Seal, SealWith, SignValue) is stored as
+// one record, under the version and expiry its owner signed (opt.TTL does
+// not apply), and makes the key the signer's: replicas then refuse every
+// write or delete not signed by the same owner with a newer version. A
+// larger signed value goes through PutSigned.
 func (n *Node) Put(ctx context.Context, key string, value []byte, opt PutOptions) (store.Version, error) {
 	if owner.Is(value) {
 		return n.putSigned(ctx, key, value, false, opt)
@@ -94,9 +105,9 @@ func (n *Node) putSigned(ctx context.Context, key string, env []byte, del bool, 
 	return res.Version, nil
 }
 
-// ErrSignedTooLarge: a signed value is stored as one record, which it
-// does not fit.
-var ErrSignedTooLarge = fmt.Errorf("a signed value is one record of at most %d bytes with its signature; sign a small value that names the large one (its SHA-256, say) instead", kademlia.MaxRecordValue)
+// ErrSignedTooLarge: a value signed whole (Seal) is stored as one
+// record, which it does not fit.
+var ErrSignedTooLarge = fmt.Errorf("a value signed whole is one record of at most %d bytes with its signature: sign a larger one with SignValue and store it with PutSigned", kademlia.MaxRecordValue)
 
 func (n *Node) putRecord(ctx context.Context, key string, rec []byte, opt PutOptions) (store.Version, error) {
 	res, err := n.rt.Do(ctx, kademlia.KVPut{Key: key, Value: rec, TTL: opt.TTL, Source: opt.Source})
@@ -112,6 +123,30 @@ func (n *Node) putRecord(ctx context.Context, key string, rec []byte, opt PutOpt
 // key's record is written with the manifest that names them. Memory use is
 // bounded by the chunks in flight plus 20 bytes per chunk.
 func (n *Node) PutReader(ctx context.Context, key string, r io.Reader, opt PutOptions) (store.Version, error) {
+	return n.putReader(ctx, key, r, nil, opt)
+}
+
+// PutSigned stores the value r yields under key as PutReader does, signed
+// by env: its owner's signature of the value's manifest (SignValue). The
+// node checks that the value is the one signed before it writes the key.
+// A value that fits one record is signed whole instead and stored with
+// Put.
+func (n *Node) PutSigned(ctx context.Context, key string, r io.Reader, env []byte, opt PutOptions) (store.Version, error) {
+	if env == nil {
+		return store.Version{}, fmt.Errorf("dhtkit: put %q: no signature", shortKey(key))
+	}
+	return n.putReader(ctx, key, r, env, opt)
+}
+
+// putReader is PutReader, and with env PutSigned.
+func (n *Node) putReader(ctx context.Context, key string, r io.Reader, env []byte, opt PutOptions) (store.Version, error) {
+	var signed owner.Envelope
+	if env != nil {
+		var err error
+		if signed, err = owner.Open(key, env); err != nil || !signed.Chunked {
+			return store.Version{}, fmt.Errorf("dhtkit: put %q: %w (want the signature of a chunked value, from SignValue)", shortKey(key), ErrBadSignature)
+		}
+	}
 	br := bufio.NewReaderSize(r, chunkSize+1)
 	head, err := br.Peek(chunkSize + 1)
 	if err != nil && err != io.EOF {
@@ -121,12 +156,40 @@ func (n *Node) PutReader(ctx context.Context, key string, r io.Reader, opt PutOp
 			return store.Version{}, fmt.Errorf("dhtkit: put %q: reading the value: %w", shortKey(key), err)
 		}
 	}
-	if len(head) <= chunkSize {
+	switch {
+	case len(head) <= chunkSize && env != nil:
+		return store.Version{}, fmt.Errorf("dhtkit: put %q: the value fits one record: sign it whole (SignValue) and Put it", shortKey(key))
+	case len(head) <= chunkSize:
 		return n.Put(ctx, key, head, opt)
-	}
-	if owner.Is(head) {
+	case owner.Is(head):
 		return store.Version{}, fmt.Errorf("dhtkit: put %q: %w", shortKey(key), ErrSignedTooLarge)
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	inner := opt
+	inner.Progress = nil
+	m, err := buildTree(ctx, br, func(ctx context.Context, h [sha1.Size]byte, rec []byte) error {
+		_, err := n.putRecord(ctx, chunkKey(h), rec, inner)
+		return err
+	}, opt.Progress)
+	if err != nil {
+		return store.Version{}, fmt.Errorf("dhtkit: put %q: %w", shortKey(key), err)
+	}
+	rec := encodeManifest(m)
+	if env == nil {
+		return n.putRecord(ctx, key, rec, opt)
+	}
+	if !bytes.Equal(rec[1:], signed.Payload) {
+		return store.Version{}, fmt.Errorf("dhtkit: put %q: %w: the value is not the one signed", shortKey(key), ErrBadSignature)
+	}
+	return n.putSigned(ctx, key, env, false, opt)
+}
+
+// buildTree cuts what r yields into chunks, hands each (and each index
+// chunk) to put, parallelChunks at a time, and returns the manifest of
+// the tree; put nil only computes it. Memory use is bounded by the chunks
+// in flight plus 20 bytes per chunk.
+func buildTree(ctx context.Context, r io.Reader, put func(ctx context.Context, h [sha1.Size]byte, rec []byte) error, progress func(int64)) (manifest, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
@@ -134,9 +197,7 @@ func (n *Node) PutReader(ctx context.Context, key string, r io.Reader, opt PutOp
 		size   int64
 		errc   = make(chan error, parallelChunks)
 		sem    = make(chan struct{}, parallelChunks)
-		inner  = opt
 	)
-	inner.Progress = nil
 	firstErr := func() error {
 		select {
 		case err := <-errc:
@@ -145,13 +206,16 @@ func (n *Node) PutReader(ctx context.Context, key string, r io.Reader, opt PutOp
 			return nil
 		}
 	}
-	put := func(data []byte, kind byte) [sha1.Size]byte {
+	add := func(data []byte, kind byte) [sha1.Size]byte {
 		h := sha1.Sum(data)
+		if put == nil {
+			return h
+		}
 		rec := append([]byte{kind}, data...)
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem }()
-			if _, err := n.putRecord(ctx, chunkKey(h), rec, inner); err != nil {
+			if err := put(ctx, h, rec); err != nil {
 				select {
 				case errc <- err:
 				default:
@@ -161,15 +225,24 @@ func (n *Node) PutReader(ctx context.Context, key string, r io.Reader, opt PutOp
 		}()
 		return h
 	}
+	wait := func() error {
+		for range parallelChunks { // wait for every chunk
+			sem <- struct{}{}
+		}
+		if e := firstErr(); e != nil {
+			return fmt.Errorf("storing a chunk: %w", e)
+		}
+		return nil
+	}
 	buf := make([]byte, chunkSize)
 	for {
-		k, err := io.ReadFull(br, buf)
+		k, err := io.ReadFull(r, buf)
 		if k > 0 {
-			h := put(bytes.Clone(buf[:k]), kindChunk)
+			h := add(bytes.Clone(buf[:k]), kindChunk)
 			hashes = append(hashes, h[:]...)
 			size += int64(k)
-			if opt.Progress != nil {
-				opt.Progress(size)
+			if progress != nil {
+				progress(size)
 			}
 		}
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
@@ -177,10 +250,12 @@ func (n *Node) PutReader(ctx context.Context, key string, r io.Reader, opt PutOp
 		}
 		if err != nil {
 			cancel()
-			return store.Version{}, fmt.Errorf("dhtkit: put %q: reading the value: %w", shortKey(key), err)
+			_ = wait()
+			return manifest{}, fmt.Errorf("reading the value: %w", err)
 		}
 		if e := firstErr(); e != nil {
-			return store.Version{}, fmt.Errorf("dhtkit: put %q: storing a chunk: %w", shortKey(key), e)
+			_ = wait()
+			return manifest{}, fmt.Errorf("storing a chunk: %w", e)
 		}
 	}
 	// Index chunks until the top level fits the manifest.
@@ -189,19 +264,16 @@ func (n *Node) PutReader(ctx context.Context, key string, r io.Reader, opt PutOp
 		var up []byte
 		for i := 0; i < len(hashes); i += fanout * sha1.Size {
 			end := min(i+fanout*sha1.Size, len(hashes))
-			h := put(bytes.Clone(hashes[i:end]), kindIndex)
+			h := add(bytes.Clone(hashes[i:end]), kindIndex)
 			up = append(up, h[:]...)
 		}
 		hashes = up
 		depth++
 	}
-	for range parallelChunks { // wait for every chunk
-		sem <- struct{}{}
+	if err := wait(); err != nil {
+		return manifest{}, err
 	}
-	if e := firstErr(); e != nil {
-		return store.Version{}, fmt.Errorf("dhtkit: put %q: storing a chunk: %w", shortKey(key), e)
-	}
-	return n.putRecord(ctx, key, encodeManifest(manifest{size: size, depth: depth, hashes: hashes}), opt)
+	return manifest{size: size, depth: depth, hashes: hashes}, nil
 }
 
 // getRecord reads key's record and splits off its kind byte.
@@ -258,15 +330,22 @@ func (n *Node) Stat(ctx context.Context, key string) (Value, error) {
 		return Value{}, err
 	}
 	v := Value{Version: res.Version, Expires: res.Record.Expires, Partial: res.Partial}
-	switch kind {
-	case kindInline:
-		v.Size = int64(len(data))
-	case kindSigned:
+	if kind == kindSigned {
 		e, err := owner.Open(key, data)
 		if err != nil {
 			return v, fmt.Errorf("dhtkit: stat %q: %w", shortKey(key), ErrBadSignature)
 		}
-		v.Size, v.Signer = int64(len(data)), e.Signer
+		v.Signer = e.Signer
+		if e.Chunked {
+			v.Envelope = data
+			kind, data = kindManifest, e.Payload
+		} else {
+			kind = kindInline
+		}
+	}
+	switch kind {
+	case kindInline:
+		v.Size = int64(len(data))
 	case kindManifest:
 		m, err := decodeManifest(data)
 		if err != nil {
@@ -283,14 +362,25 @@ func (n *Node) Stat(ctx context.Context, key string) (Value, error) {
 
 // data itself, or the chunks its manifest names.
 func (n *Node) readValue(ctx context.Context, key string, v Value, kind byte, data []byte, w io.Writer, progress func(done, total int64)) (Value, error) {
-	switch kind {
-	case kindSigned:
+	if kind == kindSigned {
 		e, err := owner.Open(key, data)
 		if err != nil {
 			return v, fmt.Errorf("dhtkit: get %q: %w", shortKey(key), ErrBadSignature)
 		}
 		v.Signer = e.Signer
-		fallthrough
+		if e.Chunked {
+			// The value is the chunks; the envelope that signs their
+			// manifest goes to the reader before them.
+			v.Envelope = data
+			if ew, ok := w.(EnvelopeWriter); ok {
+				ew.WriteEnvelope(data)
+			}
+			kind, data = kindManifest, e.Payload
+		} else {
+			kind = kindInline // the envelope is the value
+		}
+	}
+	switch kind {
 	case kindInline:
 		v.Size = int64(len(data))
 		if _, err := w.Write(data); err != nil {

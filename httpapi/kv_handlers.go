@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bytes"
 	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -54,6 +55,9 @@ func setValueHeaders(h http.Header, v dhtkit.Value) {
 	}
 	if v.Signer != nil {
 		h.Set("X-Dhtkit-Signer", hex.EncodeToString(v.Signer))
+	}
+	if v.Envelope != nil {
+		h.Set(envelopeHeader, base64.StdEncoding.EncodeToString(v.Envelope))
 	}
 	if v.Partial {
 		// Fewer replicas than the read quorum answered: the value is the
@@ -158,6 +162,12 @@ func (s *server) getKey(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(bw.buf.Bytes())
 }
 
+// envelopeHeader carries the owner's signature of a large signed value's
+// manifest (dhtkit.SignValue), base64: in a PUT's request, a GET's and a
+// HEAD's response. The reader checks the value against it
+// (dhtkit.OpenChunked).
+const envelopeHeader = "X-Dhtkit-Envelope"
+
 // streamAfter is the largest value getKey holds in memory to answer with
 // its version as ETag.
 const streamAfter = 4 << 20
@@ -168,6 +178,14 @@ type bufferedValue struct {
 	w         http.ResponseWriter
 	buf       bytes.Buffer
 	streaming bool
+}
+
+// WriteEnvelope implements dhtkit.EnvelopeWriter: the signature of a
+// large signed value goes out with the headers, before the value.
+func (b *bufferedValue) WriteEnvelope(env []byte) {
+	if !b.streaming {
+		b.w.Header().Set(envelopeHeader, base64.StdEncoding.EncodeToString(env))
+	}
 }
 
 func (b *bufferedValue) Write(p []byte) (int, error) {
@@ -241,11 +259,23 @@ func (s *server) putKey(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, http.StatusRequestEntityTooLarge, fmt.Errorf("value of %d bytes is larger than the %d this node accepts", r.ContentLength, s.opt.MaxValueSize))
 		return
 	}
+	var env []byte
+	if h := r.Header.Get(envelopeHeader); h != "" {
+		if env, err = base64.StdEncoding.DecodeString(h); err != nil {
+			s.fail(w, r, http.StatusBadRequest, fmt.Errorf("%s: not base64: %w", envelopeHeader, err))
+			return
+		}
+	}
 	// The node streams the body into chunks: a large value is never whole
 	// in memory.
 	start := time.Now()
-	v, err := s.n.PutReader(r.Context(), key, http.MaxBytesReader(w, r.Body, s.opt.MaxValueSize),
-		dhtkit.PutOptions{TTL: ttl, Source: clientIP(r)})
+	body, opt := http.MaxBytesReader(w, r.Body, s.opt.MaxValueSize), dhtkit.PutOptions{TTL: ttl, Source: clientIP(r)}
+	var v store.Version
+	if env != nil {
+		v, err = s.n.PutSigned(r.Context(), key, body, env, opt)
+	} else {
+		v, err = s.n.PutReader(r.Context(), key, body, opt)
+	}
 	s.metrics.observeOp("kv_put", time.Since(start), err)
 	if err != nil {
 		var mbe *http.MaxBytesError

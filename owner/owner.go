@@ -13,7 +13,9 @@
 // expires its expiry in Unix milliseconds (never zero: an owned value
 // always expires, and its owner renews it). Flag 0x01 marks a signed
 // delete (the payload is empty), flag 0x02 says an heir's public key
-// follows. The ed25519 signature covers
+// follows, flag 0x04 says the payload is the manifest of a value stored
+// as chunks (package dhtkit's layout), which names every chunk by its
+// hash: the signature then covers a value of any size. The ed25519 signature covers
 //
 //	"DKS\x02" uvarint(len(key)) key time writer expires flags [heir] payload
 //
@@ -52,8 +54,9 @@ var Magic = []byte("DKS\x02")
 
 // Flags of an envelope.
 const (
-	flagDelete = 1 << 0
-	flagHeir   = 1 << 1
+	flagDelete  = 1 << 0
+	flagHeir    = 1 << 1
+	flagChunked = 1 << 2
 )
 
 // headerLen is the length of an envelope without heir and payload.
@@ -81,7 +84,9 @@ type Envelope struct {
 	Deleted bool
 	// Heir, when set, may sign the key's next versions too: how an owner
 	// hands the key to a new signing key.
-	Heir    ed25519.PublicKey
+	Heir ed25519.PublicKey
+	// Chunked: Payload is the manifest of a value stored as chunks.
+	Chunked bool
 	Payload []byte
 }
 
@@ -104,7 +109,7 @@ func Sign(key string, priv ed25519.PrivateKey, e Envelope) ([]byte, error) {
 	if e.Expires.UnixMilli() <= 0 {
 		return nil, fmt.Errorf("owner: signing %q: no expiry", key)
 	}
-	if e.Deleted && len(e.Payload) > 0 {
+	if e.Deleted && (len(e.Payload) > 0 || e.Chunked) {
 		return nil, fmt.Errorf("owner: signing %q: a delete carries no payload", key)
 	}
 	if e.Heir != nil && len(e.Heir) != ed25519.PublicKeySize {
@@ -132,6 +137,9 @@ func appendSigned(b []byte, e *Envelope) []byte {
 	}
 	if e.Heir != nil {
 		flags |= flagHeir
+	}
+	if e.Chunked {
+		flags |= flagChunked
 	}
 	b = append(b, flags)
 	b = append(b, e.Heir...)
@@ -164,18 +172,19 @@ func Parse(b []byte) (Envelope, error) {
 	p = p[8:]
 	flags := p[0]
 	p = p[1:]
-	if ms <= 0 || flags&^(flagDelete|flagHeir) != 0 || e.Version.IsZero() {
+	if ms <= 0 || flags&^(flagDelete|flagHeir|flagChunked) != 0 || e.Version.IsZero() {
 		return e, fmt.Errorf("%w: bad expiry, flags or version", ErrForged)
 	}
 	e.Expires = time.UnixMilli(ms)
 	e.Deleted = flags&flagDelete != 0
+	e.Chunked = flags&flagChunked != 0
 	if flags&flagHeir != 0 {
 		if len(p) < ed25519.PublicKeySize {
 			return e, fmt.Errorf("%w: truncated heir", ErrForged)
 		}
 		e.Heir, p = ed25519.PublicKey(p[:32]), p[32:]
 	}
-	if e.Deleted && len(p) > 0 {
+	if e.Deleted && (len(p) > 0 || e.Chunked) {
 		return e, fmt.Errorf("%w: a delete with a payload", ErrForged)
 	}
 	e.Payload = p

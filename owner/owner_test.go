@@ -121,6 +121,7 @@ func TestSignRefuses(t *testing.T) {
 		"no expiry":            {Version: v},
 		"delete with payload":  {Version: v, Expires: t0, Deleted: true, Payload: []byte("x")},
 		"heir of a wrong size": {Version: v, Expires: t0, Heir: make([]byte, 5)},
+		"chunked delete":       {Version: v, Expires: t0, Deleted: true, Chunked: true},
 	} {
 		if _, err := Sign("k", alice, e); err == nil {
 			t.Errorf("%s: Sign succeeded", name)
@@ -189,7 +190,7 @@ func FuzzParse(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if len(e.Signer) != 32 || len(e.Sig) != 64 || e.Version.IsZero() || (e.Deleted && len(e.Payload) > 0) {
+		if len(e.Signer) != 32 || len(e.Sig) != 64 || e.Version.IsZero() || (e.Deleted && (len(e.Payload) > 0 || e.Chunked)) {
 			t.Fatalf("Parse accepted an inconsistent envelope: %+v", e)
 		}
 		_, _ = Open("k", b)

@@ -15,10 +15,11 @@ import (
 
 // api talks to a running node's HTTP API (--api, $DHTKIT_API).
 type api struct {
-	base  string
-	hc    *http.Client
-	token string
-	err   error // reading the token failed: every request reports it
+	base   string
+	hc     *http.Client
+	token  string
+	err    error       // reading the token failed: every request reports it
+	header http.Header // sent with every request
 }
 
 func (g *globals) apiClient() *api {
@@ -48,6 +49,9 @@ func (a *api) doSized(ctx context.Context, method, path string, body io.Reader, 
 	req, err := http.NewRequestWithContext(ctx, method, a.base+path, body)
 	if err != nil {
 		return nil, usageError("--api %q: %v", a.base, err)
+	}
+	for k, vs := range a.header {
+		req.Header[k] = vs
 	}
 	if a.token != "" {
 		req.Header.Set("Authorization", "Bearer "+a.token)

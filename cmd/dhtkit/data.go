@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -17,7 +18,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dhtkit/dhtkit"
-	"github.com/dhtkit/dhtkit/kademlia"
 	"github.com/dhtkit/dhtkit/owner"
 	"github.com/dhtkit/dhtkit/store"
 )
@@ -79,12 +79,13 @@ key's replicas holds it.`,
 					return err
 				}
 			}
+			var env []byte // the signature of a large signed value
 			if sign || to != nil {
-				sealed, err := seal(args[0], body, sign, to, key, opt)
+				sealed, e, err := seal(args[0], body, sign, to, key, opt)
 				if err != nil {
 					return err
 				}
-				body, size = bytes.NewReader(sealed), int64(len(sealed))
+				body, size, env = bytes.NewReader(sealed), int64(len(sealed)), e
 			}
 			if size > 0 && isTerminal(os.Stderr) {
 				p := newProgress(os.Stderr, "put "+args[0], size)
@@ -95,7 +96,11 @@ key's replicas holds it.`,
 			if ttl > 0 && !sign { // a signed value carries its expiry
 				path += "?ttl=" + ttl.String()
 			}
-			resp, err := g.apiClient().doSized(cmd.Context(), http.MethodPut, path, body, "application/octet-stream", size)
+			a := g.apiClient()
+			if env != nil {
+				a.header = http.Header{"X-Dhtkit-Envelope": {base64.StdEncoding.EncodeToString(env)}}
+			}
+			resp, err := a.doSized(cmd.Context(), http.MethodPut, path, body, "application/octet-stream", size)
 			if err != nil {
 				return err
 			}
@@ -156,33 +161,39 @@ func (a *api) currentVersion(ctx context.Context, key string) (store.Version, er
 	return v, nil
 }
 
-// seal reads a value and signs and/or encrypts it, end to end. opt.Version
-// is the key's current version; the signed one is the signer's next.
-func seal(key string, r io.Reader, sign bool, to *[32]byte, keyPath string, opt dhtkit.SignOptions) ([]byte, error) {
+// seal reads a value and encrypts and/or signs it, end to end. opt.Version
+// is the key's current version; the signed one is the signer's next. A
+// signed value that does not fit one record comes back as the value to
+// store and env, the signature of its chunks (dhtkit.SignValue).
+func seal(key string, r io.Reader, sign bool, to *[32]byte, keyPath string, opt dhtkit.SignOptions) (sealed, env []byte, err error) {
 	v, err := io.ReadAll(io.LimitReader(r, maxSealed+1))
 	if err != nil {
-		return nil, fmt.Errorf("reading the value: %w", err)
+		return nil, nil, fmt.Errorf("reading the value: %w", err)
 	}
 	if len(v) > maxSealed {
-		return nil, usageError("--sign and --encrypt-to seal values in memory, up to %d MiB", maxSealed>>20)
+		return nil, nil, usageError("--sign and --encrypt-to seal values in memory, up to %d MiB", maxSealed>>20)
 	}
-	var priv ed25519.PrivateKey
-	if sign {
-		id, err := loadIdentity(keyFile(keyPath), true)
-		if err != nil {
-			return nil, err
+	if to != nil {
+		if v, err = dhtkit.SealWith(key, v, nil, to, opt); err != nil {
+			return nil, nil, err
 		}
-		priv = id.Sign
-		opt.Version = owner.NextVersion(id.SignPublic(), time.Now(), opt.Version)
 	}
-	sealed, err := dhtkit.SealWith(key, v, priv, to, opt)
+	if !sign {
+		return v, nil, nil
+	}
+	id, err := loadIdentity(keyFile(keyPath), true)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if sign && len(sealed) > kademlia.MaxRecordValue {
-		return nil, usageError("%v", dhtkit.ErrSignedTooLarge)
+	opt.Version = owner.NextVersion(id.SignPublic(), time.Now(), opt.Version)
+	inline, env, err := dhtkit.SignValue(key, v, id.Sign, opt)
+	if err != nil {
+		return nil, nil, err
 	}
-	return sealed, nil
+	if env != nil {
+		return v, env, nil
+	}
+	return inline, nil, nil
 }
 
 // open unwraps a signed or encrypted value read from the DHT, saying who
@@ -259,7 +270,23 @@ func newGetCmd(g *globals) *cobra.Command {
 			// trusted to have done it.
 			br := bufio.NewReaderSize(resp.Body, 4)
 			var body io.Reader = br
-			if head, _ := br.Peek(4); signer != nil || isEnvelope(head) {
+			if h := resp.Header.Get("X-Dhtkit-Envelope"); h != "" {
+				// A large signed value: checked whole against the
+				// signature of its chunks before anything is written.
+				env, err := base64.StdEncoding.DecodeString(h)
+				if err != nil {
+					return fmt.Errorf("get %q: the node sent a malformed signature", args[0])
+				}
+				value, err := io.ReadAll(io.LimitReader(br, maxSealed+1024))
+				if err != nil {
+					return fmt.Errorf("get %q: the transfer broke off: %w", args[0], err)
+				}
+				plain, err := g.openChunked(args[0], value, env, key, signer)
+				if err != nil {
+					return err
+				}
+				body = bytes.NewReader(plain)
+			} else if head, _ := br.Peek(4); signer != nil || isEnvelope(head) {
 				sealed, err := io.ReadAll(io.LimitReader(br, maxSealed+1024))
 				if err != nil {
 					return fmt.Errorf("get %q: the transfer broke off: %w", args[0], err)
@@ -286,6 +313,29 @@ func newGetCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&key, "key", "", "identity file, to read values encrypted to you")
 	cmd.Flags().StringVar(&signerHex, "signer", "", "fail unless this \"sign\" key (see `dhtkit key`) signed the value")
 	return cmd
+}
+
+// openChunked is open for a large signed value and its signature.
+func (g *globals) openChunked(key string, value, env []byte, keyPath string, signer ed25519.PublicKey) ([]byte, error) {
+	var priv *[32]byte
+	if bytes.HasPrefix(value, []byte("DKE\x01")) {
+		id, err := loadIdentity(keyFile(keyPath), false)
+		if err != nil {
+			return nil, fmt.Errorf("%q is encrypted: %w", key, err)
+		}
+		priv = &id.Decrypt
+	}
+	o, err := dhtkit.OpenChunked(key, value, env, priv)
+	if err != nil {
+		return nil, err
+	}
+	if signer != nil {
+		if err := dhtkit.CheckSigner(key, o.Signer, signer); err != nil {
+			return nil, err
+		}
+	}
+	fmt.Fprintf(g.stderr, "dhtkit: signed by %x (verified)\n", []byte(o.Signer))
+	return o.Payload, nil
 }
 
 // isEnvelope reports whether a value starting with head is signed or

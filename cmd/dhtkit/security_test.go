@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"io"
 	"os"
 	"path/filepath"
@@ -179,6 +180,34 @@ func TestOwnerCommands(t *testing.T) {
 	if code, out, _ := run("get", "owned"); code != 0 || out != "v1" {
 		t.Fatalf("after the refused writes: exit %d, %q", code, out)
 	}
+	// A large value (chunks) signed, and signed and encrypted to its owner:
+	// the signature covers every chunk.
+	big := make([]byte, 300<<10)
+	rand.Read(big)
+	bigPath := filepath.Join(dir, "big")
+	os.WriteFile(bigPath, big, 0o600)
+	_, keys, _ := dhtkitCmd(t, "key", "--key", alice)
+	encPub := strings.Fields(keys)[3]
+	for _, extra := range [][]string{nil, {"--encrypt-to", encPub}} {
+		args := append([]string{"put", "big", "--file", bigPath, "--sign", "--key", alice}, extra...)
+		if code, _, errs := run(args...); code != 0 {
+			t.Fatalf("put --sign --file %v: %s", extra, errs)
+		}
+		out := filepath.Join(dir, "big.out")
+		if code, _, errs := run("get", "big", "--signer", alicePub, "--key", alice, "--out", out); code != 0 || !strings.Contains(errs, "signed by "+alicePub) {
+			t.Fatalf("get --signer of a large value %v: exit %d, %s", extra, code, errs)
+		}
+		if got, _ := os.ReadFile(out); !bytes.Equal(got, big) {
+			t.Fatalf("a large signed value %v came back different (%d bytes)", extra, len(got))
+		}
+		if code, _, _ := run("get", "big", "--signer", bobPub, "--key", alice); code != 1 {
+			t.Fatalf("get --signer bob of alice's large value: exit %d", code)
+		}
+	}
+	if code, _, _ := run("put", "big", "--file", bigPath); code == 0 {
+		t.Fatal("an unsigned large put overwrote alice's large value")
+	}
+
 	// An unsigned value with --signer fails too.
 	run("put", "plain", "anyone's")
 	if code, out, errs := run("get", "plain", "--signer", alicePub); code != 1 || out != "" || !strings.Contains(errs, "not signed") {
