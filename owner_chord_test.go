@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -56,4 +58,32 @@ func TestChordOwnerKeys(t *testing.T) {
 	if _, err := nodes[0].Get(ctx, "k"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("get after the signed delete: %v", err)
 	}
+}
+
+// BenchmarkPutSigned is BenchmarkPut with each value signed by its owner
+// (a fresh key each time, so every put claims one): the cost of the check
+// every replica makes, side by side with BenchmarkPut.
+func BenchmarkPutSigned(b *testing.B) {
+	nodes := network(b, 5, 1)
+	ctx := context.Background()
+	alice, _ := NewIdentity(bytes.Repeat([]byte{1}, 32))
+	value := make([]byte, 100)
+	var seq atomic.Int64
+	b.ReportAllocs()
+	b.SetParallelism(8)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := seq.Add(1)
+			key := "bench-" + strconv.FormatInt(i, 10)
+			env, err := SealWith(key, value, alice.Sign, nil, SignOptions{})
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			if _, err := nodes[i%5].Put(ctx, key, env, PutOptions{}); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }
