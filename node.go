@@ -15,7 +15,6 @@ import (
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/kademlia"
 	"github.com/dhtkit/dhtkit/krpc"
-	"github.com/dhtkit/dhtkit/owner"
 	"github.com/dhtkit/dhtkit/routing"
 	"github.com/dhtkit/dhtkit/runtime"
 	"github.com/dhtkit/dhtkit/store"
@@ -97,8 +96,9 @@ func Listen(ctx context.Context, cfg Config) (*Node, error) {
 	_ = conn.SetWriteBuffer(socketBuffer)
 
 	if cfg.Limits.Admit == nil {
-		// Every replica enforces owner keys, whatever path a record takes.
-		cfg.Limits.Admit = owner.Admit
+		// Every replica checks chunks and owner keys, whatever path a
+		// record takes.
+		cfg.Limits.Admit = admit
 	}
 	var dir *dataDir
 	if cfg.DataDir != "" {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -211,6 +212,36 @@ func TestOwnerSurvivesForgedStores(t *testing.T) {
 	}
 	if v, err := nodes[4].Get(ctx, "open"); err != nil || string(v.Data) != "evil" {
 		t.Fatalf("control: read %q, %v; the attack should have worked on an unowned key", v.Data, err)
+	}
+
+	// The chunks of a large value hold the data their keys name: a forged
+	// chunk, or a signed claim on a chunk's key, is refused.
+	large := bytes.Repeat([]byte("large value "), 3000)
+	if _, err := nodes[0].Put(ctx, "large", large, dhtkit.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	forgedChunks := 0
+	for _, n := range nodes {
+		for _, rec := range n.Local() {
+			if !strings.HasPrefix(rec.Key, "dhtkit/chunk/") {
+				continue
+			}
+			for _, bad := range []store.Record{
+				{Key: rec.Key, Value: []byte("\x02garbage"), Version: later, Expires: exp},
+				signedRecord(t, rec.Key, mallory.Sign, later, "mine", false),
+			} {
+				forgedChunks++
+				if atk.store(n.Addr(), bad) {
+					t.Fatalf("%v took a forged record for chunk %s", n.Addr(), rec.Key)
+				}
+			}
+		}
+	}
+	if forgedChunks == 0 {
+		t.Fatal("no chunk found to attack")
+	}
+	if v, err := nodes[3].Get(ctx, "large"); err != nil || !bytes.Equal(v.Data, large) {
+		t.Fatalf("the large value after the chunk attack: %d bytes, %v", len(v.Data), err)
 	}
 }
 
