@@ -129,8 +129,8 @@ func (n *Node) PutReader(ctx context.Context, key string, r io.Reader, opt PutOp
 // PutSigned stores the value r yields under key as PutReader does, signed
 // by env: its owner's signature of the value's manifest (SignValue). The
 // node checks that the value is the one signed before it writes the key.
-// A value that fits one record is signed whole instead and stored with
-// Put.
+// (A value that fits one record with its signature is signed whole by
+// SignValue instead, and stored with Put.)
 func (n *Node) PutSigned(ctx context.Context, key string, r io.Reader, env []byte, opt PutOptions) (store.Version, error) {
 	if env == nil {
 		return store.Version{}, fmt.Errorf("dhtkit: put %q: no signature", shortKey(key))
@@ -157,8 +157,8 @@ func (n *Node) putReader(ctx context.Context, key string, r io.Reader, env []byt
 		}
 	}
 	switch {
-	case len(head) <= chunkSize && env != nil:
-		return store.Version{}, fmt.Errorf("dhtkit: put %q: the value fits one record: sign it whole (SignValue) and Put it", shortKey(key))
+	case env != nil:
+		// Chunked whatever its size, as SignValue laid it out.
 	case len(head) <= chunkSize:
 		return n.Put(ctx, key, head, opt)
 	case owner.Is(head):

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/dhtkit/dhtkit/owner"
 )
 
 // TestSignedLargeValue: a value too large for one record is signed by its
@@ -57,12 +59,44 @@ func TestSignedLargeValue(t *testing.T) {
 	if _, err := n.PutReader(ctx, "big", bytes.NewReader(other), PutOptions{}); err == nil {
 		t.Fatal("an unsigned large put replaced alice's value")
 	}
-	// A small value is signed whole, and PutSigned says so.
+	// A small value is signed whole, and PutSigned refuses that signature.
 	inline, env, _ = SignValue("small", []byte("hi"), alice.Sign, SignOptions{})
 	if inline == nil || env != nil {
 		t.Fatal("SignValue of a small value did not sign it whole")
 	}
 	if _, err := n.PutSigned(ctx, "small", bytes.NewReader([]byte("hi")), inline, PutOptions{}); err == nil {
 		t.Fatal("PutSigned took a whole-value signature")
+	}
+	// Around the edge of one record: whole or chunked, every size stores
+	// and reads back.
+	for _, size := range []int{8000, 8059, 8060, 8100, 8191, 8192, 8193} {
+		key := "edge"
+		payload := bytes.Repeat([]byte{byte(size)}, size)
+		cur, _ := n.Stat(ctx, key)
+		inline, env, err := SignValue(key, payload, alice.Sign, SignOptions{Version: owner.NextVersion(alice.SignPublic(), time.Now(), cur.Version)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if env != nil {
+			_, err = n.PutSigned(ctx, key, bytes.NewReader(payload), env, PutOptions{})
+		} else {
+			_, err = n.Put(ctx, key, inline, PutOptions{})
+		}
+		if err != nil {
+			t.Fatalf("%d bytes (chunked %v): %v", size, env != nil, err)
+		}
+		v, err := n.GetSignedBy(ctx, key, alice.SignPublic())
+		if err != nil {
+			t.Fatalf("%d bytes: %v", size, err)
+		}
+		var o Opened
+		if v.Envelope != nil {
+			o, err = OpenChunked(key, v.Data, v.Envelope, nil)
+		} else {
+			o, err = Open(key, v.Data, nil)
+		}
+		if err != nil || !bytes.Equal(o.Payload, payload) {
+			t.Fatalf("%d bytes read back: %d bytes, %v", size, len(o.Payload), err)
+		}
 	}
 }
