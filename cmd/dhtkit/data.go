@@ -251,23 +251,9 @@ func newGetCmd(g *globals) *cobra.Command {
 			if resp.StatusCode == http.StatusNotFound {
 				return notFound("%q has no value", args[0])
 			}
-			w, flush := terminalSafe(g.stdout) // a value must not drive the terminal
-			if out != "" {
-				f, err := os.Create(out)
-				if err != nil {
-					return fmt.Errorf("--out: %w", err)
-				}
-				defer f.Close()
-				w = f
-				if resp.ContentLength > 0 && isTerminal(os.Stderr) {
-					p := newProgress(os.Stderr, "get "+args[0], resp.ContentLength)
-					defer p.done()
-					w = io.MultiWriter(f, p)
-				}
-			}
-			// A signed or encrypted value is opened before anything is written.
-			// With --signer the value is checked here too: the node is not
-			// trusted to have done it.
+			// A signed or encrypted value is opened before anything is
+			// written, --out created included. With --signer the value is
+			// checked here too: the node is not trusted to have done it.
 			br := bufio.NewReaderSize(resp.Body, 4)
 			var body io.Reader = br
 			if h := resp.Header.Get("X-Dhtkit-Envelope"); h != "" {
@@ -296,6 +282,20 @@ func newGetCmd(g *globals) *cobra.Command {
 					return err
 				}
 				body = bytes.NewReader(plain)
+			}
+			w, flush := terminalSafe(g.stdout) // a value must not drive the terminal
+			if out != "" {
+				f, err := os.Create(out)
+				if err != nil {
+					return fmt.Errorf("--out: %w", err)
+				}
+				defer f.Close()
+				w = f
+				if resp.ContentLength > 0 && isTerminal(os.Stderr) {
+					p := newProgress(os.Stderr, "get "+args[0], resp.ContentLength)
+					defer p.done()
+					w = io.MultiWriter(f, p)
+				}
 			}
 			if _, err := io.Copy(w, body); err != nil {
 				return fmt.Errorf("get %q: the transfer broke off: %w", args[0], err)

@@ -200,8 +200,12 @@ func TestOwnerCommands(t *testing.T) {
 		if got, _ := os.ReadFile(out); !bytes.Equal(got, big) {
 			t.Fatalf("a large signed value %v came back different (%d bytes)", extra, len(got))
 		}
-		if code, _, _ := run("get", "big", "--signer", bobPub, "--key", alice); code != 1 {
+		os.Remove(out)
+		if code, _, _ := run("get", "big", "--signer", bobPub, "--key", alice, "--out", out); code != 1 {
 			t.Fatalf("get --signer bob of alice's large value: exit %d", code)
+		}
+		if _, err := os.Stat(out); err == nil {
+			t.Fatal("a refused get --signer left its --out file")
 		}
 	}
 	if code, _, _ := run("put", "big", "--file", bigPath); code == 0 {
