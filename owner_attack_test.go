@@ -190,9 +190,12 @@ func TestOwnerSurvivesForgedStores(t *testing.T) {
 	if _, err := nodes[4].Get(ctx, key); !errors.Is(err, dhtkit.ErrNotFound) {
 		t.Fatalf("get after the signed delete: %v", err)
 	}
-	// The deleted key stays the owner's: mallory cannot take it.
+	// The deleted key stays the owner's: mallory cannot take it, even with
+	// a newer version.
+	te, _ := owner.Parse(tomb)
+	past := store.Version{Time: te.Version.Time + 1, Writer: 1}
 	for _, r := range replicas {
-		if atk.store(r, signedRecord(t, key, mallory.Sign, ahead, "mine now", false)) {
+		if atk.store(r, signedRecord(t, key, mallory.Sign, past, "mine now", false)) {
 			t.Errorf("replica %v let mallory claim the deleted key", r)
 		}
 	}
@@ -226,9 +229,11 @@ func TestOwnerSurvivesForgedStores(t *testing.T) {
 			if !strings.HasPrefix(rec.Key, "dhtkit/chunk/") {
 				continue
 			}
+			// Newer than the chunk: only the rule stands in the way.
+			newer := store.Version{Time: rec.Version.Time + 1, Writer: rec.Version.Writer}
 			for _, bad := range []store.Record{
-				{Key: rec.Key, Value: []byte("\x02garbage"), Version: later, Expires: exp},
-				signedRecord(t, rec.Key, mallory.Sign, later, "mine", false),
+				{Key: rec.Key, Value: []byte("\x02garbage"), Version: newer, Expires: exp},
+				signedRecord(t, rec.Key, mallory.Sign, newer, "mine", false),
 			} {
 				forgedChunks++
 				if atk.store(n.Addr(), bad) {
