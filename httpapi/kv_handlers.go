@@ -423,6 +423,30 @@ type valueJSON struct {
 	Expires *time.Time    `json:"expires,omitempty"`
 	Deleted bool          `json:"deleted,omitempty"`
 	Partial bool          `json:"partial,omitempty"`
+	// Signer is the owner's key of a signed value (hex); Text is then
+	// its payload, checked by this node (Value is the whole envelope,
+	// for a reader to check itself).
+	Signer string `json:"signer,omitempty"`
+}
+
+// readable is what a person is shown of v: the payload of a signed value
+// this node can open (not one encrypted to someone), and its signer in
+// hex; the data as it is otherwise.
+func readable(key string, v dhtkit.Value) ([]byte, string) {
+	if v.Signer == nil {
+		return v.Data, ""
+	}
+	var o dhtkit.Opened
+	var err error
+	if v.Envelope != nil {
+		o, err = dhtkit.OpenChunked(key, v.Data, v.Envelope, nil)
+	} else {
+		o, err = dhtkit.Open(key, v.Data, nil)
+	}
+	if err != nil || o.Encrypted {
+		return v.Data, hex.EncodeToString(v.Signer)
+	}
+	return o.Payload, hex.EncodeToString(v.Signer)
 }
 
 // watch streams GET /v1/watch/{key} as Server-Sent Events: one "value"
@@ -457,10 +481,12 @@ func (s *server) watch(w http.ResponseWriter, r *http.Request) {
 			ev := valueJSON{Key: key, Version: v.Version, Size: len(v.Data), Value: v.Data, Partial: v.Partial}
 			// A delete arrives as a value without a version.
 			ev.Deleted = v.Version.IsZero()
-			if !ev.Deleted && utf8.Valid(v.Data) {
-				t := string(v.Data)
+			shown, signer := readable(key, v)
+			if !ev.Deleted && utf8.Valid(shown) {
+				t := string(shown)
 				ev.Text = &t
 			}
+			ev.Signer = signer
 			if !v.Expires.IsZero() {
 				e := v.Expires.UTC()
 				ev.Expires = &e
@@ -598,10 +624,12 @@ func (u *ui) get(w http.ResponseWriter, r *http.Request) {
 		p.Version = v.Version.String()
 		p.Expires = v.Expires
 		p.Partial = v.Partial
-		if utf8.Valid(v.Data) {
+		shown, signer := readable(key, v)
+		p.Signer = signer
+		if utf8.Valid(shown) {
 			const show = 64 << 10
-			p.Text = string(v.Data[:min(len(v.Data), show)])
-			p.Truncated = len(v.Data) > show
+			p.Text = string(shown[:min(len(shown), show)])
+			p.Truncated = len(shown) > show
 			p.IsText = true
 		}
 	}

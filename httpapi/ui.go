@@ -234,6 +234,7 @@ type getPage struct {
 	Version   string
 	Expires   time.Time
 	Partial   bool
+	Signer    string // hex: the owner who signed the value
 	IsText    bool
 	Text      string
 	Truncated bool
