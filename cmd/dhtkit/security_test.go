@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/dhtkit/dhtkit/httpapi"
 )
@@ -283,4 +284,35 @@ func TestHTTPToken(t *testing.T) {
 	if code, _, _ := dhtkitCmd(t, "get", "k", api); code != 1 {
 		t.Fatalf("get with a wrong token: exit %d", code)
 	}
+}
+
+// FuzzEscape: whatever a value holds, what reaches the terminal is valid
+// UTF-8 without a control character but newline and tab, and the
+// escaper fed in pieces writes the same.
+func FuzzEscape(f *testing.F) {
+	f.Add([]byte("\x1b]0;title\x07\u009b2J\xff\xe2\x9c"), 3)
+	f.Fuzz(func(t *testing.T, b []byte, cut int) {
+		out := appendEscaped(nil, b)
+		if !utf8.Valid(out) {
+			t.Fatalf("invalid UTF-8 out of %q", b)
+		}
+		for _, r := range string(out) {
+			if (r < 0x20 && r != '\n' && r != '\t') || r == 0x7f || (r >= 0x80 && r <= 0x9f) || (r >= 0x202a && r <= 0x202e) || (r >= 0x2066 && r <= 0x2069) {
+				t.Fatalf("%U reaches the terminal from %q", r, b)
+			}
+		}
+		var buf bytes.Buffer
+		e := &escaper{w: &buf}
+		if len(b) > 0 {
+			cut = ((cut % len(b)) + len(b)) % len(b)
+		} else {
+			cut = 0
+		}
+		e.Write(b[:cut])
+		e.Write(b[cut:])
+		e.flush()
+		if buf.String() != string(out) {
+			t.Fatalf("in two pieces %q, at once %q", buf.String(), out)
+		}
+	})
 }
