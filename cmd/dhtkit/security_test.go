@@ -247,6 +247,22 @@ func TestHTTPToken(t *testing.T) {
 	if code != exitUsage || !strings.Contains(errs, "without a token") {
 		t.Fatalf("node --http 0.0.0.0:0: exit %d, %s", code, errs)
 	}
+	// --http-insecure starts, and says what it means.
+	var stdout, stderr syncBuffer
+	nctx, ncancel := context.WithTimeout(context.Background(), 30*time.Second)
+	done := make(chan int)
+	go func() {
+		done <- run(nctx, []string{"node", "--listen", "127.0.0.1:0", "--http", "0.0.0.0:0", "--http-insecure"}, &stdout, &stderr)
+	}()
+	for !strings.Contains(stdout.String(), "web UI and HTTP API on") && nctx.Err() == nil {
+		time.Sleep(20 * time.Millisecond)
+	}
+	ncancel()
+	<-done
+	if !strings.Contains(stderr.String(), "anyone who can reach") {
+		t.Fatalf("node --http-insecure did not say so: %q", stderr.String())
+	}
+
 	dir := t.TempDir()
 	loose := filepath.Join(dir, "loose")
 	os.WriteFile(loose, []byte("secret\n"), 0o644)
