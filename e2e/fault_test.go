@@ -335,6 +335,14 @@ func runFault(t *testing.T, sc faultScenario, i int) {
 		}
 	}
 	keysFig, contactsFig := fmt.Sprintf("%.1f s", keysAt.Seconds()), fmt.Sprintf("%.1f s", contactsAt.Seconds())
+	// The last look may come a little after the deadline: too late is
+	// too late.
+	if keysAt > sc.converge {
+		failures = append(failures, failure{"converge", fmt.Sprintf("keys converged %v after the heal, later than %v", keysAt.Round(100*time.Millisecond), sc.converge)})
+	}
+	if contactsAt > sc.converge {
+		failures = append(failures, failure{"contacts", fmt.Sprintf("contacts good %v after the heal, later than %v", contactsAt.Round(100*time.Millisecond), sc.converge)})
+	}
 	if keysAt < 0 {
 		keysFig = fmt.Sprintf("no: %d of %d keys diverged after %v", diverged, len(allKeys), sc.converge)
 		failures = append(failures, failure{"converge", fmt.Sprintf("keys not converged %v after the heal: %v", sc.converge, keysErr)})
