@@ -284,3 +284,8 @@ func (c Config) withDefaults() Config {
 	}
 	return c
 }
+
+// diversity is the routing table's share of the IP diversity bounds.
+func (c *Config) diversity() routing.Diversity {
+	return routing.Diversity{PerIP: c.MaxNodesPerIP, PerPrefix: c.MaxNodesPerPrefix, Local: c.DiverseLocal}
+}

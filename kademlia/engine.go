@@ -130,6 +130,7 @@ func New(cfg Config, now time.Time) *Engine {
 	} else {
 		t := routing.NewBEP5(e.self, cfg.K, RandReader{rng})
 		t.SetPreferFast(!cfg.StrictBEP5)
+		t.SetDiversity(cfg.diversity())
 		e.table = t
 
 	}
@@ -189,6 +190,9 @@ func (e *Engine) Stats() Stats {
 	st.Drops[DropPeerEvicted] = e.peers.evicted
 	st.Drops[DropItemEvicted] = e.items.evicted
 	st.Drops[DropListenerEvicted] = e.listeners.evicted
+	if t, ok := e.table.(interface{ DiversityRejects() uint64 }); ok {
+		st.Drops[DropNodeDiversity] += t.DiversityRejects()
+	}
 	return st
 }
 

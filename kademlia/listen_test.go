@@ -267,7 +267,7 @@ func TestListenFloodIsBounded(t *testing.T) {
 		name    string
 		flood   func(i int) (netip.AddrPort, string)
 		limit   int
-		survive bool // the honest registration outlives a second flood
+		survive bool // the honest registration outlives a second flood (else it may not: many addresses look like many honest listeners)
 	}{
 		{"one address, many keys", func(i int) (netip.AddrPort, string) { return attacker, fmt.Sprint("key-", i) }, listenersPerIP, true},
 		{"one address, many ports", func(i int) (netip.AddrPort, string) {
@@ -320,8 +320,8 @@ func TestListenFloodIsBounded(t *testing.T) {
 				t.Fatalf("an honest dk_listen after the flood got %q", back)
 			}
 			flood(5000, 10000)
-			if got := registered(n, node, hk, honest); got != tc.survive {
-				t.Errorf("honest registration kept through a second flood: %v, want %v", got, tc.survive)
+			if tc.survive && !registered(n, node, hk, honest) {
+				t.Error("a flood from one address evicted the honest registration")
 			}
 		})
 	}
