@@ -315,20 +315,17 @@ func (t *listenerTable) add(now time.Time, key string, node id.ID, addr netip.Ad
 			return nil
 		}
 	}
-	if len(t.bySource[src]) >= listenersPerIP {
-		t.expire(now)
-		if refs := t.bySource[src]; len(refs) >= listenersPerIP {
-			t.evict(refs[0])
-		}
+	// Expired registrations go at maintenance (Engine.maintain); until
+	// then they count, and walking the whole table here would make each
+	// dk_listen of a flood cost O(MaxListeners).
+	if refs := t.bySource[src]; len(refs) >= listenersPerIP {
+		t.evict(refs[0])
 	}
 	if len(t.live(now, key)) >= listenersPerKey {
 		t.evict(t.heaviestOfKey(key))
 	}
 	if t.n >= limit {
-		t.expire(now)
-		if t.n >= limit {
-			t.evict(t.bySource[t.heaviest()][0])
-		}
+		t.evict(t.bySource[t.heaviest()][0])
 	}
 	t.byKey[key] = append(t.byKey[key], listener{node: node, addr: addr, expires: now.Add(ListenTTL)})
 	c := len(t.bySource[src])

@@ -325,8 +325,9 @@ func TestListenFloodIsBounded(t *testing.T) {
 			}
 		})
 	}
-	// Expired registrations make room again.
+	// Expired registrations go at the next maintenance.
 	n.now = n.now.Add(ListenTTL)
+	node.e.Tick(n.now)
 	from := netip.MustParseAddrPort("127.69.0.1:4000")
 	if back := n.inject(node, from, query(from, "late", true)); len(back) != 1 || strings.Contains(string(back[0]), "1:y1:e") {
 		t.Errorf("a registration after the others expired was refused: %q", back)

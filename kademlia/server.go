@@ -191,7 +191,7 @@ func (e *Engine) reply(now time.Time, to netip.AddrPort, q *krpc.Msg) {
 	if q.Q >= krpc.MethodStore && n > 3*e.inLen {
 		e.arena = e.arena[:start]
 		e.drop(DropUnproven)
-		e.replyError(now, to, q.T, krpc.CodeProtocol, q.Q.String()+": answer too large for a source without a token (ask get for one)")
+		e.replyError(now, to, q.T, krpc.CodeProtocol, q.Q.String()+": send a token")
 		return
 	}
 	if ok, why := e.limiter.spend(now, to.Addr(), n); !ok {
