@@ -499,3 +499,22 @@ func TestEclipseNeedsManyAddresses(t *testing.T) {
 		})
 	}
 }
+
+func TestSourceKey(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		same bool
+	}{
+		{"198.51.100.1", "198.51.100.1", true},
+		{"198.51.100.1", "198.51.100.2", false},
+		{"::ffff:198.51.100.1", "198.51.100.1", true},
+		{"2001:db8:1:2::1", "2001:db8:1:2:ffff::9", true},
+		{"2001:db8:1:2::1", "2001:db8:1:3::1", false},
+		{"fe80::1%eth0", "fe80::2", true},
+	} {
+		a, b := netip.MustParseAddr(tc.a), netip.MustParseAddr(tc.b)
+		if got := sourceKey(a) == sourceKey(b); got != tc.same {
+			t.Errorf("%s and %s one source: %v, want %v", tc.a, tc.b, got, tc.same)
+		}
+	}
+}
