@@ -146,7 +146,10 @@ func run(t *testing.T, a attack) {
 	cfg := kademlia.DefaultConfig()
 	cfg.Network = "mainline"
 	cfg.DiverseLocal = true // the flooders' 127.1.0.x stand for public addresses
-	st := store.NewMemory(store.Config{})
+	// A small store, so that a 3 s flood reaches its bound (1 GiB by
+	// default: the bound is the same code at any size).
+	const maxBytes = 8 << 20
+	st := store.NewMemory(store.Config{MaxBytes: maxBytes})
 	cfg.Store = st
 	eng := kademlia.New(cfg, time.Now())
 	conn := bind(t, netip.MustParseAddr("127.0.0.1"))
@@ -244,7 +247,8 @@ func run(t *testing.T, a attack) {
 		"honest ping p50 %v p99 %v, %d of %d lost; drops %v",
 		n, *duration, in, out, float64(out)/float64(max(in, 1)), (float64(heap1)-float64(heap0))/(1<<20), float64(heap1)/(1<<20),
 		held, keys, sbytes, pct(0.5).Round(10*time.Microsecond), pct(0.99).Round(10*time.Microsecond), lost, sent.Load(), drops)
-	if held.Swarms > cfg.MaxInfohashes || held.Items > cfg.MaxItems || held.Listeners > cfg.MaxListeners || held.Sources > 1<<16 {
+	if held.Swarms > cfg.MaxInfohashes || held.Items > cfg.MaxItems || held.Listeners > cfg.MaxListeners ||
+		held.Sources > 1<<16 || sbytes > maxBytes {
 		t.Errorf("a bound broke: %+v", held)
 	}
 }
