@@ -36,7 +36,7 @@ func public(i int) netip.AddrPort {
 // loaded returns a Mainline node that holds what an amplifier wants: a
 // full routing table, 300 peers for infohash, a 1000-byte BEP 44 item,
 // an 8000-byte record "big" and 300 small ones.
-func loaded(t *testing.T, cfg Config) (n *testNet, node *testNode, infohash, item id.ID) {
+func loaded(t testing.TB, cfg Config) (n *testNet, node *testNode, infohash, item id.ID) {
 	n = newTestNet(t, 11)
 	cfg.Network = "mainline"
 	node = n.addAt(netip.MustParseAddrPort("203.0.113.1:6881"), cfg)

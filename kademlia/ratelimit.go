@@ -30,8 +30,8 @@ type limiter struct {
 	trustLoopback         bool
 	max                   int // sources tracked
 
-	sources    map[netip.Addr]*source4
-	head, tail *source4 // most and least recently heard from
+	sources    map[netip.Addr]*sourceState
+	head, tail *sourceState // most and least recently heard from
 	evicted    uint64
 }
 
@@ -60,12 +60,12 @@ func (b *bucket) take(now time.Time, n, rate, burst float64) bool {
 	return true
 }
 
-// source4 is one source's buckets, in the limiter's recency list.
-type source4 struct {
+// sourceState is one source's buckets, in the limiter's recency list.
+type sourceState struct {
 	key        netip.Addr
 	queries    bucket
 	bytes      bucket
-	prev, next *source4
+	prev, next *sourceState
 }
 
 // defaultMaxSources bounds the limiter's memory (about 150 bytes each).
@@ -136,10 +136,10 @@ func (l *limiter) spend(now time.Time, ip netip.Addr, n int) (bool, DropReason) 
 
 // source returns ip's entry, made most recent; a new one evicts the least
 // recent when the table is full.
-func (l *limiter) source(now time.Time, ip netip.Addr) *source4 {
+func (l *limiter) source(now time.Time, ip netip.Addr) *sourceState {
 	k := sourceKey(ip)
 	if l.sources == nil {
-		l.sources = make(map[netip.Addr]*source4)
+		l.sources = make(map[netip.Addr]*sourceState)
 	}
 	s := l.sources[k]
 	if s == nil {
@@ -149,9 +149,9 @@ func (l *limiter) source(now time.Time, ip netip.Addr) *source4 {
 			delete(l.sources, old.key)
 			l.evicted++
 			s = old // reuse: a flood of new sources allocates nothing
-			*s = source4{}
+			*s = sourceState{}
 		} else {
-			s = new(source4)
+			s = new(sourceState)
 		}
 		s.key = k
 		l.sources[k] = s
@@ -169,7 +169,7 @@ func (l *limiter) source(now time.Time, ip netip.Addr) *source4 {
 	return s
 }
 
-func (l *limiter) unlink(s *source4) {
+func (l *limiter) unlink(s *sourceState) {
 	if s.prev != nil {
 		s.prev.next = s.next
 	} else {
