@@ -339,14 +339,13 @@ func (t *listenerTable) add(now time.Time, key string, node id.ID, addr netip.Ad
 // that holds the most registrations on key.
 func (t *listenerTable) heaviestOfKey(key string) listenerRef {
 	ls := t.byKey[key]
+	count := make(map[netip.Addr]int, len(ls)) // at most listenersPerKey
+	for i := range ls {
+		count[sourceKey(ls[i].addr.Addr())]++
+	}
 	best, bestN := 0, 0
 	for i := range ls {
-		si, n := sourceKey(ls[i].addr.Addr()), 0
-		for j := range ls {
-			if sourceKey(ls[j].addr.Addr()) == si {
-				n++
-			}
-		}
+		n := count[sourceKey(ls[i].addr.Addr())]
 		if n > bestN || n == bestN && ls[i].expires.Before(ls[best].expires) {
 			best, bestN = i, n
 		}

@@ -279,6 +279,9 @@ func TestListenFloodIsBounded(t *testing.T) {
 		{"one key, many addresses", func(i int) (netip.AddrPort, string) {
 			return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 67, byte(i >> 8), byte(i)}), 4000), "hot"
 		}, listenersPerKey, false},
+		{"40 addresses, many keys", func(i int) (netip.AddrPort, string) {
+			return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 71, 0, byte(i % 40)}), 4000), fmt.Sprint("forty-", i)
+		}, 1000, true},
 		{"many addresses, many keys", func(i int) (netip.AddrPort, string) {
 			return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 68, byte(i >> 8), byte(i)}), 4000), fmt.Sprint("many-", i)
 		}, 1000, false},
