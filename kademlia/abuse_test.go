@@ -518,3 +518,34 @@ func TestSourceKey(t *testing.T) {
 		}
 	}
 }
+
+// TestContactsOutliveGlobalOverload: past the node's own query rate, a
+// flood from many addresses leaves strangers unanswered, but not the
+// routing contacts that answered us at their address.
+func TestContactsOutliveGlobalOverload(t *testing.T) {
+	n := newTestNet(t, 19)
+	node := n.addAt(netip.MustParseAddrPort("203.0.113.1:6881"), Config{GlobalRate: 10})
+	peer := n.addAt(netip.MustParseAddrPort("198.51.100.20:6881"), Config{})
+	n.do(node, Ping{Addr: peer.addr})
+	ping := func(from netip.AddrPort, x id.ID) int {
+		m := krpc.Msg{Y: krpc.Query, Q: krpc.MethodPing, T: []byte("pp"), Net: []byte("test")}
+		m.A.Has, m.A.ID = krpc.HasID, x
+		return len(n.inject(node, from, m.Append(nil)))
+	}
+	answered := 0
+	for i := range 1000 {
+		answered += ping(public(i), id.FromString(fmt.Sprint("flood", i)))
+	}
+	if answered != 20 {
+		t.Errorf("%d of 1000 strangers answered, want the global burst of 20", answered)
+	}
+	if ping(peer.addr, peer.e.self) != 1 {
+		t.Error("a routing contact went unanswered in the overload")
+	}
+	if ping(peer.addr, id.FromString("impostor")) != 0 {
+		t.Error("an impostor at the contact's address was answered in the overload")
+	}
+	if node.e.Stats().Drops[DropGlobalRate] == 0 {
+		t.Error("no global_rate drop counted")
+	}
+}

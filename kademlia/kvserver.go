@@ -20,6 +20,13 @@ func (e *Engine) trusted(from netip.AddrPort, q *krpc.Msg) bool {
 	if q.A.Has&krpc.HasToken != 0 && e.tokens.valid(from.Addr(), q.A.Token) {
 		return true
 	}
+	return e.contact(from, q)
+}
+
+// contact reports whether q comes from a routing contact that answered a
+// query of ours at that very address: with random transaction ids, proof
+// that the address is its own.
+func (e *Engine) contact(from netip.AddrPort, q *krpc.Msg) bool {
 	c, ok := e.table.Get(q.A.ID)
 	return ok && c.Addr == from && c.Responded && c.State != routing.Bad
 }
@@ -219,10 +226,8 @@ func (e *Engine) writer(from netip.AddrPort, q *krpc.Msg, rec *store.Record) str
 	if e.limiter.exempt(from.Addr()) {
 		return ""
 	}
-	if rec.Version.Writer != store.WriterID(q.A.ID) {
-		if c, ok := e.table.Get(q.A.ID); ok && c.Addr == from && c.Responded && c.State != routing.Bad {
-			return fmt.Sprintf("writer:%016x", rec.Version.Writer)
-		}
+	if rec.Version.Writer != store.WriterID(q.A.ID) && e.contact(from, q) {
+		return fmt.Sprintf("writer:%016x", rec.Version.Writer)
 	}
 	return sourceKey(from.Addr()).String()
 }

@@ -23,7 +23,10 @@ func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
 		// notifications it asked for with dk_listen.
 		return
 	}
-	if ok, why := e.limiter.allowQuery(now, from.Addr()); !ok {
+	if ok, why := e.limiter.allowQuery(now, from.Addr()); !ok && !(why == DropGlobalRate && e.contact(from, q)) {
+		// Past the node's own rate, its routing contacts are still
+		// answered: a flood from many addresses does not cut the node
+		// off from the peers it relies on.
 		e.drop(why)
 		return
 	}
