@@ -141,7 +141,9 @@ func TestAmplification(t *testing.T) {
 
 // TestReflectionIsBudgeted floods each standard query from one forged
 // victim address, then from many: what reaches the victim stays within
-// the source's byte budget, and everything within the node's.
+// the source's byte budget, and everything within the node's. (The
+// BENCHMARKS.md figures for 20,000 sources used the default 1 MiB/s
+// budget; this uses 64 KiB/s and 4000 to stay quick under -race.)
 func TestReflectionIsBudgeted(t *testing.T) {
 	for _, tc := range amplificationQueries(id.FromString("popular"), id.ID{}) {
 		if tc.own {
@@ -174,15 +176,17 @@ func TestReflectionIsBudgeted(t *testing.T) {
 			if st.Drops[DropByteBudget]+st.Drops[DropRateLimit] == 0 {
 				t.Error("no drop counted")
 			}
-			// Many forged sources: the node's budget holds.
-			start := st.BytesOut
-			for i := range 20000 {
+			// Many forged sources: the node's budget holds (a small one, so
+			// that a few thousand sources exceed it).
+			n, node, _, _ = loaded(t, Config{GlobalBytes: 64 << 10})
+			start := node.e.Stats().BytesOut
+			for i := range 4000 {
 				n.inject(node, public(30000+i), q)
 			}
 			out := node.e.Stats().BytesOut - start
-			t.Logf("%s: %d bytes to 20000 forged sources at once", tc.name, out)
-			if out > uint64(2*cfg.GlobalBytes+MaxDatagram) {
-				t.Errorf("%d bytes to 20000 forged sources at once, over the node's burst of %d", out, 2*cfg.GlobalBytes)
+			t.Logf("%s: %d bytes to 4000 forged sources at once (burst %d)", tc.name, out, 2*(64<<10))
+			if out > uint64(2*(64<<10)+MaxDatagram) {
+				t.Errorf("%d bytes to 4000 forged sources at once, over the node's burst of %d", out, 2*(64<<10))
 			}
 		})
 	}

@@ -246,7 +246,7 @@ func TestKVListenRegistrationsExpire(t *testing.T) {
 
 func TestListenFloodIsBounded(t *testing.T) {
 	n := newTestNet(t, 36)
-	node := n.add(Config{TrustLoopback: true, MaxListeners: 1000}) // floods from 127.x, beyond any rate
+	node := n.add(Config{TrustLoopback: true, MaxListeners: 500}) // floods from 127.x, beyond any rate
 	query := func(from netip.AddrPort, key string, token bool) []byte {
 		m := krpc.Msg{Y: krpc.Query, Q: krpc.MethodListen, T: []byte("aa"), Net: []byte("test")}
 		m.A.Has = krpc.HasID | krpc.HasX
@@ -281,10 +281,10 @@ func TestListenFloodIsBounded(t *testing.T) {
 		}, listenersPerKey, false},
 		{"40 addresses, many keys", func(i int) (netip.AddrPort, string) {
 			return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 71, 0, byte(i % 40)}), 4000), fmt.Sprint("forty-", i)
-		}, 1000, true},
+		}, 500, true},
 		{"many addresses, many keys", func(i int) (netip.AddrPort, string) {
 			return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 68, byte(i >> 8), byte(i)}), 4000), fmt.Sprint("many-", i)
-		}, 1000, false},
+		}, 500, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			node.e.listeners = listenerTable{}
@@ -299,19 +299,19 @@ func TestListenFloodIsBounded(t *testing.T) {
 				}
 				return refused
 			}
-			refused := flood(0, 5000)
+			refused := flood(0, 2000)
 			lt := &node.e.listeners
 			keys := 0
 			for _, ls := range lt.byKey {
 				keys += len(ls)
 			}
 			evicted := node.e.Stats().Drops[DropListenerEvicted] - before
-			if lt.n != tc.limit || keys != lt.n || refused != 0 || evicted != uint64(5000-tc.limit) {
+			if lt.n != tc.limit || keys != lt.n || refused != 0 || evicted != uint64(2000-tc.limit) {
 				t.Errorf("%d registrations (%d listed), %d refused, %d evicted; want %d kept, none refused, the rest evicted",
 					lt.n, keys, refused, evicted, tc.limit)
 			}
 			// Renewing a registration does not count twice.
-			from, key := tc.flood(4999)
+			from, key := tc.flood(1999)
 			n.inject(node, from, query(from, key, true))
 			if lt.n != tc.limit {
 				t.Errorf("a renewal changed the count to %d", lt.n)
@@ -322,7 +322,7 @@ func TestListenFloodIsBounded(t *testing.T) {
 			if back := n.inject(node, honest, query(honest, hk, true)); len(back) != 1 || strings.Contains(string(back[0]), "1:y1:e") {
 				t.Fatalf("an honest dk_listen after the flood got %q", back)
 			}
-			flood(5000, 10000)
+			flood(2000, 4000)
 			if tc.survive && !registered(n, node, hk, honest) {
 				t.Error("a flood from one address evicted the honest registration")
 			}
