@@ -179,16 +179,17 @@ func (s *peerStore) expire(now time.Time) {
 // no more with a full store than with an empty one.
 func (s *peerStore) sample(now time.Time, interval time.Duration, rng *rand.Rand, dst []id.ID) ([]id.ID, int) {
 	if s.samples == nil || !now.Before(s.sampleAt.Add(interval)) {
-		s.samples, s.sampleAt = s.draw(maxSamples, rng, s.samples[:0]), now
+		s.samples, s.sampleAt = s.draw(rng, s.samples[:0]), now
 	}
 	left := s.sampleAt.Add(interval).Sub(now)
 	return append(dst, s.samples...), max(1, int((left+time.Second-1)/time.Second))
 }
 
-// draw appends up to n distinct infohashes chosen uniformly: all of them
-// when there are no more than 2n, else by rejection, which takes about n
-// draws.
-func (s *peerStore) draw(n int, rng *rand.Rand, dst []id.ID) []id.ID {
+// draw appends up to maxSamples distinct infohashes chosen uniformly: all
+// of them when there are no more than that, a partial shuffle of indices
+// up to twice that, else by rejection, which takes about maxSamples draws.
+func (s *peerStore) draw(rng *rand.Rand, dst []id.ID) []id.ID {
+	const n = maxSamples
 	if dst == nil {
 		dst = make([]id.ID, 0, n)
 	}
