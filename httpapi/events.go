@@ -145,8 +145,7 @@ func (t tapped) json() messageJSON {
 type countersJSON struct {
 	UptimeS    float64           `json:"uptime_s"`
 	Contacts   int               `json:"contacts"`
-	Keys       int               `json:"keys"`   // records, chunks included
-	Values     int               `json:"values"` // records that are not chunks: what the page counts
+	Keys       int               `json:"keys"`
 	Bytes      int64             `json:"bytes"`
 	QueriesIn  map[string]uint64 `json:"queries_in"`
 	QueriesOut map[string]uint64 `json:"queries_out"`
@@ -154,6 +153,7 @@ type countersJSON struct {
 	MsgsOut    uint64            `json:"messages_out"`
 	Timeouts   uint64            `json:"timeouts"`
 	Errors     uint64            `json:"errors"`
+	Dropped    map[string]uint64 `json:"dropped"` // by kademlia.DropReason, all of them
 }
 
 func (s *server) counters() countersJSON {
@@ -165,9 +165,13 @@ func (s *server) counters() countersJSON {
 		QueriesOut: map[string]uint64{},
 		Timeouts:   st.Timeouts,
 		Errors:     st.ErrorsIn + st.ErrorsOut + st.Malformed,
+		Dropped:    map[string]uint64{},
+	}
+	for _, r := range kademlia.DropReasons() {
+		c.Dropped[r.String()] = st.Drops[r]
 	}
 	sz := s.storeSize()
-	c.Keys, c.Values, c.Bytes = sz.Keys, sz.Values, sz.Bytes
+	c.Keys, c.Bytes = sz.Keys, sz.Bytes
 	for _, m := range krpc.Methods() {
 		c.QueriesIn[m.String()] = st.QueriesIn[m]
 		c.QueriesOut[m.String()] = st.QueriesOut[m]

@@ -17,15 +17,20 @@ import (
 // api talks to a running node's HTTP API (--api, $DHTKIT_API): one
 // endpoint, or several separated by commas, tried in order (failover).
 type api struct {
-	bases []string // "http://HOST:PORT", without a trailing slash
-	hc    *http.Client
-	chose string // the endpoint that answered, once one has
+	bases  []string // "http://HOST:PORT", without a trailing slash
+	chose  string   // the endpoint that answered, once one has
+	hc     *http.Client
+	token  string
+	err    error       // reading the token failed: every request reports it
+	header http.Header // sent with every request
 }
 
 func (g *globals) apiClient() *api {
 	// One command makes a request or two: no connection is worth keeping.
 	tr := &http.Transport{Proxy: http.ProxyFromEnvironment, DisableKeepAlives: true}
-	return &api{bases: parseAPI(g.api), hc: &http.Client{Transport: tr}}
+	a := &api{bases: parseAPI(g.api), hc: &http.Client{Transport: tr}}
+	a.token, a.err = g.apiToken()
+	return a
 }
 
 // parseAPI splits --api into endpoints, each a URL or a HOST:PORT (which
@@ -77,6 +82,9 @@ func (a *api) do(ctx context.Context, method, path string, body io.Reader, conte
 // the command: an endpoint that refuses one is skipped before any byte of
 // the body is read, so that even standard input can fail over.
 func (a *api) doSized(ctx context.Context, method, path string, body io.Reader, contentType string, size int64) (*http.Response, error) {
+	if a.err != nil {
+		return nil, a.err
+	}
 	base, err := a.pick(ctx)
 	if err != nil {
 		return nil, err
@@ -84,6 +92,12 @@ func (a *api) doSized(ctx context.Context, method, path string, body io.Reader, 
 	req, err := http.NewRequestWithContext(ctx, method, base+path, body)
 	if err != nil {
 		return nil, usageError("--api %q: %v", base, err)
+	}
+	for k, vs := range a.header {
+		req.Header[k] = vs
+	}
+	if a.token != "" {
+		req.Header.Set("Authorization", "Bearer "+a.token)
 	}
 	if size >= 0 {
 		req.ContentLength = size

@@ -34,7 +34,7 @@
   function onStats(s) {
     set("uptime", human(s.uptime_s));
     set("contacts", s.contacts);
-    set("values", s.values);
+    set("keys", s.keys);
     set("bytes", bytes(s.bytes));
     set("in", s.messages_in);
     set("out", s.messages_out);
