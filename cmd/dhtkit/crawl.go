@@ -16,6 +16,11 @@ import (
 	"github.com/dhtkit/dhtkit/krpc"
 )
 
+// tableBits is how many of a node's buckets the crawl reads, nearest
+// last: a network of N nodes fills about log2(N/8)+1 of them, so 20 covers
+// millions of nodes.
+const tableBits = 20
+
 // crawlReport is what crawl prints.
 type crawlReport struct {
 	Network            string  `json:"network"`
@@ -165,6 +170,17 @@ sample of its infohashes (BEP 51) and prints the counts.`,
 						// The target is the node's own id: its answer lists
 						// its neighbours, who know the nodes few others do.
 						res, err := n.SampleInfohashes(ctx, a, ids[i])
+						if err == nil {
+							// Then one target in each of its nearer buckets
+							// (its id with bit b flipped): an answer lists that
+							// bucket's contacts, so the walk reads the node's
+							// whole table, not only its neighbourhood.
+							for b := range tableBits {
+								t := ids[i]
+								t[b/8] ^= 0x80 >> (b % 8)
+								n.SampleInfohashes(ctx, a, t) // the tap records what it lists
+							}
+						}
 						mu.Lock()
 						defer mu.Unlock()
 						var re *kademlia.RemoteError
