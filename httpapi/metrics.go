@@ -121,6 +121,7 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	io := n.IOStats()
 	counter(descPackets, io.PacketsIn, "in")
 	counter(descPackets, io.PacketsOut, "out")
+	counter(descErrors, io.Oversize, "oversize")
 
 	buckets := n.Routing()
 	states := map[string]int{"good": 0, "questionable": 0, "bad": 0}
