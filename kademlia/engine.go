@@ -18,6 +18,7 @@ import (
 
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/krpc"
+	"github.com/dhtkit/dhtkit/replica"
 	"github.com/dhtkit/dhtkit/routing"
 	"github.com/dhtkit/dhtkit/store"
 )
@@ -70,7 +71,8 @@ type Engine struct {
 	clock    store.Clock    // versions of key-value writes
 	writes   []pendingWrite // waiting for the next commit (writes.go)
 	writesAt time.Time
-	xbuf     []byte // scratch for "x" payloads
+	xbuf     []byte        // scratch for "x" payloads
+	tree     *replica.Tree // the store's hash tree for anti-entropy, made on first use
 
 	listenOps []*listenOp   // our KVListen operations, oldest first
 	listeners listenerTable // others' dk_listen registrations on us

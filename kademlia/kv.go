@@ -92,7 +92,7 @@ type kvHandler interface {
 }
 
 // replica is one node of a key's replica set, as a KVPut or KVGet sees it.
-type replica struct {
+type member struct {
 	info  krpc.NodeInfo
 	self  bool
 	token []byte
@@ -114,7 +114,7 @@ type kvOp struct {
 	s        *opState
 	put      bool
 	rec      store.Record // KVPut: the record written
-	replicas []replica
+	replicas []member
 	need     int
 	acks     int // KVPut: replicas holding rec (or newer)
 	answered int // KVGet: replicas that answered
@@ -193,7 +193,7 @@ func (e *Engine) kvReplicas(now time.Time, s *opState, l *lookup) {
 }
 
 // ask sends replica r the operation's dk_store or dk_fetch.
-func (op *kvOp) ask(now time.Time, e *Engine, r *replica) (uint16, bool) {
+func (op *kvOp) ask(now time.Time, e *Engine, r *member) (uint16, bool) {
 	if op.put {
 		m := e.newQuery(krpc.MethodStore)
 		m.A.Has |= krpc.HasX
@@ -232,8 +232,8 @@ func (op *kvOp) stalled(now time.Time, e *Engine, p *pending) {
 
 // replicasFound picks a key's replica set from the answered candidates of
 // a finished lookup (nil: none) and ourselves, nearest first.
-func (e *Engine) replicasFound(target id.ID, l *lookup) []replica {
-	var reps []replica
+func (e *Engine) replicasFound(target id.ID, l *lookup) []member {
+	var reps []member
 	n := e.cfg.replicas()
 	selfPlaced := false
 	if l != nil {
@@ -243,27 +243,27 @@ func (e *Engine) replicasFound(target id.ID, l *lookup) []replica {
 				continue
 			}
 			if !selfPlaced && id.CompareDistance(target, e.self, c.info.ID) < 0 {
-				reps = append(reps, replica{info: krpc.NodeInfo{ID: e.self}, self: true})
+				reps = append(reps, member{info: krpc.NodeInfo{ID: e.self}, self: true})
 				selfPlaced = true
 			}
 			if len(reps) == n {
 				break
 			}
-			reps = append(reps, replica{info: c.info, token: c.token})
+			reps = append(reps, member{info: c.info, token: c.token})
 			if len(reps) == n {
 				break
 			}
 		}
 	}
 	if !selfPlaced && len(reps) < n {
-		reps = append(reps, replica{info: krpc.NodeInfo{ID: e.self}, self: true})
+		reps = append(reps, member{info: krpc.NodeInfo{ID: e.self}, self: true})
 	}
 	return reps
 }
 
 // kvLocal applies the operation to our own store, as one replica. A
 // write counts once it is committed (at the next Ready).
-func (e *Engine) kvLocal(now time.Time, op *kvOp, r *replica, key string) {
+func (e *Engine) kvLocal(now time.Time, op *kvOp, r *member, key string) {
 	st := e.kvStore()
 	if op.put {
 		e.queueWrite(now, []store.Record{op.rec}, func(now time.Time, errs []error) {
@@ -305,7 +305,7 @@ func (op *kvOp) consider(r *store.Record) {
 	}
 }
 
-func (op *kvOp) find(p *pending) *replica {
+func (op *kvOp) find(p *pending) *member {
 	for i := range op.replicas {
 		r := &op.replicas[i]
 		// Match the transaction, not just the node: the lookup's own late

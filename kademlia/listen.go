@@ -170,6 +170,9 @@ func (lo *listenOp) failure(time.Time, *Engine, *pending, error) {}
 // changed is called whenever our store takes a newer version of a record:
 // our own listeners learn it, and the key's registered listeners are sent it.
 func (e *Engine) changed(now time.Time, rec store.Record) {
+	if e.tree != nil {
+		e.tree.Invalidate()
+	}
 	for _, lo := range e.listenOps {
 		if lo.key == rec.Key {
 			lo.learn(now, e, rec)
