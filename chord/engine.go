@@ -33,6 +33,7 @@ import (
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/kademlia"
 	"github.com/dhtkit/dhtkit/krpc"
+	"github.com/dhtkit/dhtkit/replica"
 	"github.com/dhtkit/dhtkit/store"
 )
 
@@ -85,7 +86,8 @@ type Engine struct {
 
 	clock    store.Clock
 	xbuf     []byte
-	nextSync time.Time // the next round of replica maintenance
+	tree     *replica.Tree // the store's hash tree for anti-entropy, made on first use
+	nextSync time.Time     // the next round of replica maintenance
 
 	// Scratch space.
 	in  krpc.Msg

@@ -46,7 +46,7 @@ func (e *Engine) startKV(now time.Time, s *opState, key string) {
 }
 
 // replica is one node of a key's replica set.
-type replica struct {
+type member struct {
 	info  krpc.NodeInfo
 	self  bool
 	done  bool
@@ -61,7 +61,7 @@ type kvOp struct {
 	put      bool
 	key      string
 	rec      store.Record // KVPut: the record written
-	replicas []replica
+	replicas []member
 	need     int
 	acks     int
 	answered int
@@ -96,7 +96,7 @@ func (e *Engine) kvReplicas(now time.Time, s *opState, nodes []krpc.NodeInfo) {
 		if len(op.replicas) == e.cfg.Replicas {
 			break
 		}
-		op.replicas = append(op.replicas, replica{info: n, self: n.ID == e.self})
+		op.replicas = append(op.replicas, member{info: n, self: n.ID == e.self})
 	}
 	op.need = min(op.need, len(op.replicas))
 	s.kv = op
@@ -130,14 +130,18 @@ func (e *Engine) kvReplicas(now time.Time, s *opState, nodes []krpc.NodeInfo) {
 }
 
 // kvLocal applies the operation to our own store, as one replica.
-func (e *Engine) kvLocal(now time.Time, op *kvOp, r *replica) {
+func (e *Engine) kvLocal(now time.Time, op *kvOp, r *member) {
 	st := e.kvStore()
 	r.done = true
 	op.returned++
 	if op.put {
-		if _, err := st.Put(op.rec); err != nil {
+		applied, err := st.Put(op.rec)
+		if err != nil {
 			r.err = err
 			return
+		}
+		if applied {
+			e.stored()
 		}
 		r.acked = true
 		op.acks++
@@ -161,7 +165,7 @@ func (op *kvOp) consider(r *store.Record) {
 	}
 }
 
-func (op *kvOp) find(p *pending) *replica {
+func (op *kvOp) find(p *pending) *member {
 	for i := range op.replicas {
 		r := &op.replicas[i]
 		if !r.self && !r.done && r.info.ID == p.nodeID {
@@ -296,7 +300,9 @@ func (op *kvOp) repair(now time.Time, e *Engine) {
 			continue
 		}
 		if r.self {
-			_, _ = e.kvStore().Put(*op.best)
+			if applied, _ := e.kvStore().Put(*op.best); applied {
+				e.stored()
+			}
 			continue
 		}
 		e.pushRecords(now, r.info, []store.Record{*op.best}, 0)
@@ -347,8 +353,12 @@ func (e *Engine) handleStore(now time.Time, from netip.AddrPort, q *krpc.Msg) bo
 		if e.clock.Observe(now, recs[i].Version) != nil || expired(&recs[i], now) {
 			continue
 		}
-		if _, err := st.Put(recs[i]); err == nil {
+		applied, err := st.Put(recs[i])
+		if err == nil {
 			ok[i] = 1 // applied, or refused for an equal or newer version
+		}
+		if applied {
+			e.stored()
 		}
 	}
 	e.xbuf = encodeX(e.xbuf[:0], map[string]any{"ok": ok})
@@ -358,20 +368,38 @@ func (e *Engine) handleStore(now time.Time, from netip.AddrPort, q *krpc.Msg) bo
 	return true
 }
 
-// handleFetch answers dk_fetch {"k": key} with the record held for key.
+// handleFetch answers dk_fetch {"k": key} with the record held for key,
+// or {"ks": [key, ...]} with those of the keys it holds, as many as fit
+// one datagram.
 func (e *Engine) handleFetch(now time.Time, from netip.AddrPort, q *krpc.Msg) bool {
 	d, err := decodeX(q.A.X)
-	var k []byte
+	var keys []any
 	if err == nil {
-		k, _ = d["k"].([]byte)
+		if k, ok := d["k"].([]byte); ok && len(k) > 0 {
+			keys = []any{k}
+		} else {
+			keys, _ = d["ks"].([]any)
+		}
 	}
-	if len(k) == 0 {
+	if len(keys) == 0 {
 		e.stats.Malformed++
-		e.replyError(from, q.T, krpc.CodeProtocol, "dk_fetch: want x.k")
+		e.replyError(from, q.T, krpc.CodeProtocol, "dk_fetch: want x.k or x.ks")
 		return false
 	}
 	var recs []store.Record
-	if rec, found, err := e.kvStore().Get(string(k)); err == nil && found && !expired(&rec, now) {
+	size := 0
+	for _, k := range keys {
+		kb, ok := k.([]byte)
+		if !ok || len(kb) == 0 {
+			continue
+		}
+		rec, found, err := e.kvStore().Get(string(kb))
+		if err != nil || !found || expired(&rec, now) {
+			continue
+		}
+		if size += len(rec.Key) + len(rec.Value) + 64; size > maxPayload && len(recs) > 0 {
+			break
+		}
 		recs = append(recs, rec)
 	}
 	e.xbuf = kademlia.AppendRecords(e.xbuf[:0], recs)

@@ -23,8 +23,11 @@ const (
 	// window is how many dk_sync queries a round keeps in flight.
 	window = 4
 	// maxRequests bounds the queries of one round; what is left waits
-	// for the next round.
+	// for the next round. The walk is depth first, so that a round that
+	// runs out still repairs what it reached, and the next one skips it.
 	maxRequests = 2048
+	// maxRepairs bounds the records one round pushes or pulls.
+	maxRepairs = 16384
 )
 
 // Round is one anti-entropy exchange with one peer, sans I/O: the engine
@@ -32,17 +35,18 @@ const (
 // answers to Answer (or Fail) under the handle it chose; it takes the
 // repairs (Repairs) after each and ends the round once Done.
 type Round struct {
-	Peer   krpc.NodeInfo
-	tree   *Tree
-	place  Placement
-	shared *Set
-	leaf   int
-	queue  []Request
-	flying map[uint64]Request
-	sent   int
-	pages  map[Prefix][]store.Entry // the peer's entries of a MaxDepth prefix, paged
-	push   []store.Entry
-	pull   []string
+	Peer    krpc.NodeInfo
+	tree    *Tree
+	place   Placement
+	shared  *Set
+	leaf    int
+	queue   []Request
+	flying  map[uint64]Request
+	sent    int
+	pages   map[Prefix][]store.Entry // the peer's entries of a MaxDepth prefix, paged
+	push    []store.Entry
+	pull    []string
+	repairs int // records pushed or pulled so far
 	// BytesOut and BytesIn count the dk_sync payloads sent and received.
 	BytesOut, BytesIn int
 }
@@ -68,8 +72,8 @@ func (r *Round) fanout(p Prefix) int {
 // query could not be sent (it then counts as failed).
 func (r *Round) Next(send func(x []byte) (handle uint64, ok bool)) {
 	for len(r.flying) < window && len(r.queue) > 0 && r.sent < maxRequests {
-		q := r.queue[0]
-		r.queue = r.queue[1:]
+		q := r.queue[len(r.queue)-1]
+		r.queue = r.queue[:len(r.queue)-1]
 		r.sent++
 		x := AppendRequest(nil, q)
 		h, ok := send(x)
@@ -115,12 +119,16 @@ func (r *Round) Answer(now time.Time, h uint64, x []byte) error {
 	if err != nil {
 		return nil // our own store could not say: next round
 	}
-	for i := range theirs {
+	// Pushed last, popped first: the walk goes left to right.
+	for i := len(theirs) - 1; i >= 0; i-- {
 		ch := q.Prefix.Child(q.Fanout, i)
 		if theirs[i] == ours[i] || !r.shared.Meets(ch) {
 			continue
 		}
-		if ch.Len >= r.leaf || ch.Len == MaxDepth {
+		// Where either side holds nothing, one listing settles the whole
+		// subtree: the empty side's answer is a single empty page, and
+		// the other's entries are read from the local store.
+		if ch.Len >= r.leaf || ch.Len == MaxDepth || theirs[i] == 0 || ours[i] == 0 {
 			r.queue = append(r.queue, Request{Prefix: ch, Entries: true})
 		} else {
 			r.queue = append(r.queue, Request{Prefix: ch, Fanout: r.fanout(ch)})
@@ -135,7 +143,7 @@ func (r *Round) entries(q Request, es []store.Entry, more bool) {
 	if more && p.Len < MaxDepth {
 		// Too many to list in one page: list the two halves instead,
 		// those the shared set meets.
-		for i := range 2 {
+		for i := 1; i >= 0; i-- {
 			if ch := p.Child(1, i); r.shared.Meets(ch) {
 				r.queue = append(r.queue, Request{Prefix: ch, Entries: true})
 			}
@@ -160,8 +168,11 @@ func (r *Round) entries(q Request, es []store.Entry, more bool) {
 }
 
 // compare sets what to push and pull for prefix p, given all the peer's
-// entries under it.
+// entries under it, up to maxRepairs a round.
 func (r *Round) compare(p Prefix, theirs []store.Entry) {
+	if r.repairs >= maxRepairs {
+		return
+	}
 	ours := make(map[string]store.Entry)
 	after := ""
 	for {
@@ -188,6 +199,7 @@ func (r *Round) compare(p Prefix, theirs []store.Entry) {
 		}
 		if _, self := r.place.Replicas(id.FromString(th.Key)); self {
 			r.pull = append(r.pull, th.Key)
+			r.repairs++
 		}
 	}
 	keys := make([]string, 0, len(ours))
@@ -207,6 +219,7 @@ func (r *Round) offer(e store.Entry) {
 	others, _ := r.place.Replicas(id.FromString(e.Key))
 	if slices.ContainsFunc(others, func(n krpc.NodeInfo) bool { return n.ID == r.Peer.ID }) {
 		r.push = append(r.push, e)
+		r.repairs++
 	}
 }
 

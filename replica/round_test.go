@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"flag"
 	"fmt"
 	"net/netip"
 	"testing"
@@ -159,8 +160,8 @@ func TestRoundRepairs(t *testing.T) {
 			fill(t, b, 0, 2000, ver)
 			fill(t, b, 100, 200, func(i int) store.Version { return ver(i + 1_000_000) })
 		}, 1},
-		{"b lacks a few", 100000, func(a, b store.Store) {
-			fill(t, b, 0, 99990, ver)
+		{"b lacks a few", 20000, func(a, b store.Store) {
+			fill(t, b, 0, 19990, ver)
 		}, 1},
 	}
 	for _, c := range cases {
@@ -216,17 +217,21 @@ func TestRoundShared(t *testing.T) {
 	}
 }
 
-// TestInSyncCost100k measures what a round costs when nothing differs,
-// against the data held: 100,000 records of 100-byte values.
-func TestInSyncCost100k(t *testing.T) {
-	if testing.Short() {
-		t.Skip("100k records")
+var scale = flag.Bool("scale", false, "run the tests at 100,000 keys")
+
+// TestInSyncCost measures what a round costs when nothing differs,
+// against the data held: 20,000 records of 100-byte values (100,000 with
+// -scale).
+func TestInSyncCost(t *testing.T) {
+	keys := 20000
+	if *scale {
+		keys = 100000
 	}
 	a, b := store.NewMemory(store.Config{}), store.NewMemory(store.Config{})
 	val := make([]byte, 100)
 	for _, st := range []store.Store{a, b} {
 		var batch []store.Record
-		for i := range 100000 {
+		for i := range keys {
 			batch = append(batch, store.Record{Key: fmt.Sprintf("key-%07d", i), Value: val, Version: ver(i)})
 		}
 		if _, err := st.PutAll(batch); err != nil {
