@@ -9,6 +9,7 @@ import (
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/kademlia"
 	"github.com/dhtkit/dhtkit/krpc"
+	"github.com/dhtkit/dhtkit/replica"
 	"github.com/dhtkit/dhtkit/store"
 )
 
@@ -22,6 +23,11 @@ func (e *Engine) kvStore() store.Store {
 		e.cfg.Store = store.NewMemory(store.Config{})
 	}
 	return e.cfg.Store
+}
+
+// quorum is the replication layer's quorum rule with this node's settings.
+func (e *Engine) quorum() replica.Quorum {
+	return replica.Quorum{Replicas: e.cfg.Replicas, Write: e.cfg.WriteQuorum, Read: e.cfg.ReadQuorum, Alone: e.cfg.Alone}
 }
 
 func expired(r *store.Record, now time.Time) bool {
@@ -87,10 +93,8 @@ func (e *Engine) kvReplicas(now time.Time, s *opState, nodes []krpc.NodeInfo) {
 			op.rec.Value = o.Value
 			op.rec.Expires = now.Add(ttl)
 		}
-		op.need = e.cfg.WriteQuorum
 	case kademlia.KVGet:
 		op.key = o.Key
-		op.need = e.cfg.ReadQuorum
 	}
 	for _, n := range nodes {
 		if len(op.replicas) == e.cfg.Replicas {
@@ -98,8 +102,18 @@ func (e *Engine) kvReplicas(now time.Time, s *opState, nodes []krpc.NodeInfo) {
 		}
 		op.replicas = append(op.replicas, member{info: n, self: n.ID == e.self})
 	}
-	op.need = min(op.need, len(op.replicas))
 	s.kv = op
+	q := e.quorum()
+	op.need = q.Need(op.put, len(op.replicas), len(op.replicas) == 1 && op.replicas[0].self)
+	if op.put {
+		// Too few replicas to reach the quorum: refuse before writing
+		// anything, rather than leave a write the majority never sees.
+		if err := q.Refuse(len(op.replicas), op.need); err != nil {
+			op.reported = true
+			e.finish(now, s, err)
+			return
+		}
+	}
 	for i := range op.replicas {
 		r := &op.replicas[i]
 		if r.self {
@@ -236,7 +250,7 @@ func (op *kvOp) check(now time.Time, e *Engine) {
 		case op.returned == len(op.replicas):
 			op.reported = true
 			s.result.Acks = op.acks
-			err := fmt.Errorf("%w: %d of %d replicas hold the write, quorum is %d", kademlia.ErrQuorum, op.acks, len(op.replicas), op.need)
+			err := e.quorum().Short(op.acks, op.need)
 			if first := op.firstErr(); first != nil {
 				err = fmt.Errorf("%w (%w)", err, first)
 			}

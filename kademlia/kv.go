@@ -7,6 +7,7 @@ import (
 
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/krpc"
+	"github.com/dhtkit/dhtkit/replica"
 	"github.com/dhtkit/dhtkit/store"
 )
 
@@ -58,7 +59,7 @@ type Holder struct {
 
 // Errors of the key-value operations.
 var (
-	ErrQuorum   = errors.New("kademlia: too few replicas acknowledged")
+	ErrQuorum   = replica.ErrQuorum
 	ErrNoKey    = errors.New("kademlia: empty key")
 	ErrTooLarge = errors.New("kademlia: value too large for one record")
 )
@@ -70,7 +71,12 @@ const MaxRecordValue = 8 << 10
 
 func (c *Config) replicas() int { return min(c.Replicas, c.K) }
 
-func majority(n int) int { return n/2 + 1 }
+func majority(n int) int { return replica.Majority(n) }
+
+// quorum is the replication layer's quorum rule with this node's settings.
+func (c *Config) quorum() replica.Quorum {
+	return replica.Quorum{Replicas: c.replicas(), Write: c.WriteQuorum, Read: c.ReadQuorum, Alone: c.Alone}
+}
 
 // kvStore returns the node's store, making an in-memory one on first use
 // so that engines that never store anything (a simulated million) pay
@@ -170,12 +176,17 @@ func (e *Engine) kvReplicas(now time.Time, s *opState, l *lookup) {
 	}
 	op.replicas = e.replicasFound(id.FromString(key), l)
 	s.kv = op
+	q := e.cfg.quorum()
+	op.need = q.Need(op.put, len(op.replicas), len(op.replicas) == 1 && op.replicas[0].self)
 	if op.put {
-		op.need = e.cfg.WriteQuorum
-	} else {
-		op.need = e.cfg.ReadQuorum
+		// Too few replicas to reach the quorum: refuse before writing
+		// anything, rather than leave a write the majority never sees.
+		if err := q.Refuse(len(op.replicas), op.need); err != nil {
+			op.reported = true
+			e.finish(now, s, err)
+			return
+		}
 	}
-	op.need = min(op.need, len(op.replicas))
 	for i := range op.replicas {
 		r := &op.replicas[i]
 		if r.self {
@@ -395,7 +406,7 @@ func (op *kvOp) check(now time.Time, e *Engine) {
 		case op.returned == len(op.replicas):
 			op.reported = true
 			s.result.Acks = op.acks
-			err := fmt.Errorf("%w: %d of %d replicas hold the write, quorum is %d", ErrQuorum, op.acks, len(op.replicas), op.need)
+			err := e.cfg.quorum().Short(op.acks, op.need)
 			if first := op.firstErr(); first != nil {
 				err = fmt.Errorf("%w (%w)", err, first) // say why, and let errors.Is see it
 			}
