@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/dhtkit/dhtkit/id"
-	"github.com/dhtkit/dhtkit/kademlia"
 	"github.com/dhtkit/dhtkit/krpc"
 	"github.com/dhtkit/dhtkit/replica"
 )
@@ -121,7 +120,7 @@ func FuzzPayload(f *testing.F) {
 			}
 		}
 		_, _ = decodeNeighbors(x, self, from)
-		if recs, err := kademlia.ParseRecords(x); err == nil {
+		if recs, err := replica.ParseRecords(x); err == nil {
 			for _, r := range recs {
 				if r.Version.IsZero() || r.Key == "" {
 					t.Fatalf("decoded an invalid record: %+v", r)

@@ -107,7 +107,7 @@ func (e *Engine) kvReplicas(now time.Time, s *opState, nodes []krpc.NodeInfo) {
 			m = mStore
 			q := e.newQuery(mStore)
 			q.A.Has |= krpc.HasX
-			e.xbuf = kademlia.AppendRecords(e.xbuf[:0], []store.Record{op.rec})
+			e.xbuf = replica.AppendRecords(e.xbuf[:0], []store.Record{op.rec})
 			q.A.X = e.xbuf
 		} else {
 			q := e.newQuery(mFetch)
@@ -174,7 +174,7 @@ func (op *kvOp) response(now time.Time, e *Engine, p *pending, sender id.ID, m *
 		op.check(now, e)
 		return
 	}
-	recs, err := kademlia.ParseRecords(m.R.X)
+	recs, err := replica.ParseRecords(m.R.X)
 	if err != nil {
 		e.stats.Malformed++
 		op.q.Fail(i, err)
@@ -264,7 +264,7 @@ func (e *Engine) pushRecords(now time.Time, to krpc.NodeInfo, recs []store.Recor
 		}
 		q := e.newQuery(mStore)
 		q.A.Has |= krpc.HasX
-		e.xbuf = kademlia.AppendRecords(e.xbuf[:0], recs[:n])
+		e.xbuf = replica.AppendRecords(e.xbuf[:0], recs[:n])
 		q.A.X = e.xbuf
 		if e.sendQuery(now, mStore, to.Addr, to.ID, op, why) {
 			sent++
@@ -278,7 +278,7 @@ func (e *Engine) pushRecords(now time.Time, to krpc.NodeInfo, recs []store.Recor
 // wins) and says, per record, whether we now hold it or something newer.
 // It leaves the reply in e.out and reports whether there is one.
 func (e *Engine) handleStore(now time.Time, from netip.AddrPort, q *krpc.Msg) bool {
-	recs, err := kademlia.ParseRecords(q.A.X)
+	recs, err := replica.ParseRecords(q.A.X)
 	if err != nil {
 		e.stats.Malformed++
 		e.replyError(from, q.T, krpc.CodeProtocol, "dk_store: "+err.Error())
@@ -340,7 +340,7 @@ func (e *Engine) handleFetch(now time.Time, from netip.AddrPort, q *krpc.Msg) bo
 		}
 		recs = append(recs, rec)
 	}
-	e.xbuf = kademlia.AppendRecords(e.xbuf[:0], recs)
+	e.xbuf = replica.AppendRecords(e.xbuf[:0], recs)
 	r := e.newResponse(q.T)
 	r.R.Has |= krpc.HasX
 	r.R.X = e.xbuf

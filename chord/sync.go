@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/dhtkit/dhtkit/id"
-	"github.com/dhtkit/dhtkit/kademlia"
 	"github.com/dhtkit/dhtkit/krpc"
 	"github.com/dhtkit/dhtkit/replica"
 	"github.com/dhtkit/dhtkit/store"
@@ -172,7 +171,7 @@ func (e *Engine) pullRecords(now time.Time, from krpc.NodeInfo, keys []string) {
 // pulled stores the records a pull brought back.
 func (e *Engine) pulled(now time.Time, s *opState, m *krpc.Msg) {
 	defer e.finish(now, s, nil)
-	recs, err := kademlia.ParseRecords(m.R.X)
+	recs, err := replica.ParseRecords(m.R.X)
 	if err != nil {
 		e.stats.Malformed++
 		return
