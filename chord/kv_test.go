@@ -119,23 +119,3 @@ func TestHandover(t *testing.T) {
 		}
 	}
 }
-
-// TestKVHonestQuorum: the write quorum counts from the configured
-// replicas, as in Kademlia (replica.Quorum): a node alone refuses a put
-// unless it was asked to be a network of one.
-func TestKVHonestQuorum(t *testing.T) {
-	net := newTestNet(t, 12)
-	solo := net.add(Config{})
-	r := net.do(solo, kademlia.KVPut{Key: "k", Value: []byte("v")})
-	if !errors.Is(r.Err, kademlia.ErrQuorum) {
-		t.Fatalf("put alone, not asked to be: %v, want ErrQuorum", r.Err)
-	}
-	if keys, _ := solo.e.Store().Stats(); keys != 0 {
-		t.Fatalf("a refused put left %d records", keys)
-	}
-	one := newTestNet(t, 13)
-	alone := one.add(Config{Alone: true})
-	if r := one.do(alone, kademlia.KVPut{Key: "k", Value: []byte("v")}); r.Err != nil || r.Acks != 1 {
-		t.Fatalf("put on a network of one, as asked: acks %d, %v", r.Acks, r.Err)
-	}
-}
