@@ -1,6 +1,7 @@
 package chord
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -126,15 +127,15 @@ func (e *Engine) kvReplicas(now time.Time, s *opState, nodes []krpc.NodeInfo) {
 func (e *Engine) kvLocal(now time.Time, op *kvOp, i int) {
 	st := e.kvStore()
 	if op.q.Put {
-		applied, err := st.Put(op.rec)
-		if err != nil {
-			op.q.Fail(i, err)
-			return
-		}
-		if applied {
-			e.stored()
-		}
-		op.q.Ack(i)
+		// Counted once committed, at the next Ready.
+		e.commits.Queue(now, []store.Record{op.rec}, func(now time.Time, errs []error) {
+			if errs[0] != nil {
+				op.q.Fail(i, errs[0])
+			} else {
+				op.q.Ack(i)
+			}
+			op.check(now, e)
+		})
 		return
 	}
 	rec, ok, err := st.Get(op.q.Key)
@@ -284,26 +285,35 @@ func (e *Engine) handleStore(now time.Time, from netip.AddrPort, q *krpc.Msg) bo
 		e.replyError(from, q.T, krpc.CodeProtocol, "dk_store: "+err.Error())
 		return false
 	}
-	ok := make([]any, len(recs))
-	st := e.kvStore()
+	idx := make([]int, 0, len(recs)) // positions in recs of the records queued
+	valid := make([]store.Record, 0, len(recs))
 	for i := range recs {
-		ok[i] = 0
 		if e.clock.Observe(now, recs[i].Version) != nil || expired(&recs[i], now) {
 			continue
 		}
-		applied, err := st.Put(recs[i])
-		if err == nil {
-			ok[i] = 1 // applied, or refused for an equal or newer version
-		}
-		if applied {
-			e.stored()
-		}
+		idx = append(idx, i)
+		valid = append(valid, recs[i])
 	}
-	e.xbuf = encodeX(e.xbuf[:0], map[string]any{"ok": ok})
-	r := e.newResponse(q.T)
-	r.R.Has |= krpc.HasX
-	r.R.X = e.xbuf
-	return true
+	// The answer waits for the commit Ready makes of every write queued
+	// meanwhile: it acknowledges only what is durable.
+	tid, n := bytes.Clone(q.T), len(recs)
+	e.commits.Queue(now, valid, func(now time.Time, errs []error) {
+		ok := make([]any, n)
+		for i := range ok {
+			ok[i] = 0
+		}
+		for j, err := range errs {
+			if err == nil {
+				ok[idx[j]] = 1 // applied, or refused for an equal or newer version
+			}
+		}
+		e.xbuf = encodeX(e.xbuf[:0], map[string]any{"ok": ok})
+		r := e.newResponse(tid)
+		r.R.Has |= krpc.HasX
+		r.R.X = e.xbuf
+		e.send(from)
+	})
+	return false // answered at the commit
 }
 
 // handleFetch answers dk_fetch {"k": key} with the record held for key,

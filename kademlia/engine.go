@@ -65,14 +65,13 @@ type Engine struct {
 	boot    bootstrapper
 	pinging map[id.ID]bool // table pings in flight (ping-before-evict)
 
-	tokens   tokens
-	peers    peerStore
-	items    itemStore
-	clock    store.Clock    // versions of key-value writes
-	writes   []pendingWrite // waiting for the next commit (writes.go)
-	writesAt time.Time
-	xbuf     []byte        // scratch for "x" payloads
-	tree     *replica.Tree // the store's hash tree for anti-entropy, made on first use
+	tokens  tokens
+	peers   peerStore
+	items   itemStore
+	clock   store.Clock     // versions of key-value writes
+	commits replica.Commits // writes waiting for the next commit (group commit)
+	xbuf    []byte          // scratch for "x" payloads
+	tree    *replica.Tree   // the store's hash tree for anti-entropy, made on first use
 
 	listenOps []*listenOp   // our KVListen operations, oldest first
 	listeners listenerTable // others' dk_listen registrations on us
@@ -227,7 +226,7 @@ func (e *Engine) Ready() Ready {
 
 // HasReady reports whether Ready has anything to hand out.
 func (e *Engine) HasReady() bool {
-	return len(e.writes) > 0 || !e.drained && (len(e.packets) > 0 || len(e.results) > 0 || len(e.events) > 0)
+	return e.commits.Len() > 0 || !e.drained && (len(e.packets) > 0 || len(e.results) > 0 || len(e.events) > 0)
 }
 
 // Deadline is the time of the engine's next timer; the driver calls Tick

@@ -71,6 +71,19 @@ func (c *Config) quorum() replica.Quorum {
 	return replica.Quorum{Replicas: c.replicas(), Write: c.WriteQuorum, Read: c.ReadQuorum, Alone: c.Alone}
 }
 
+// queueWrite queues a write for the next commit (replica.Commits), which
+// Ready makes before it hands out the acknowledgements.
+func (e *Engine) queueWrite(now time.Time, recs []store.Record, done func(time.Time, []error)) {
+	e.commits.Queue(now, recs, done)
+}
+
+// commitWrites commits the queued writes and runs their callbacks.
+func (e *Engine) commitWrites() {
+	if e.commits.Len() > 0 {
+		e.commits.Commit(e.kvStore(), e.changed)
+	}
+}
+
 // kvStore returns the node's store, making an in-memory one on first use
 // so that engines that never store anything (a simulated million) pay
 // nothing for it.
