@@ -2,6 +2,7 @@ package chord
 
 import (
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/dhtkit/dhtkit/id"
@@ -189,9 +190,16 @@ func (e *Engine) pulled(now time.Time, s *opState, m *krpc.Msg) {
 
 // handleSync answers dk_sync, the replication layer's tree exchange:
 // hashes of a prefix's children, or a page of its entries, one datagram
-// at most. It leaves the reply in e.out and reports whether there is one.
+// at most. A node of our ring at the address it asks from gets full
+// pages; any other (a predecessor further back, or a forged source) pages
+// of replica.SmallPage, so that a forged query draws little more than
+// itself. It leaves the reply in e.out and reports whether there is one.
 func (e *Engine) handleSync(now time.Time, from netip.AddrPort, q *krpc.Msg) bool {
-	out, err := e.syncTree().Serve(now, e.xbuf[:0], q.A.X)
+	limit := replica.SmallPage
+	if e.known(q.A.ID, from) {
+		limit = replica.MaxPayload
+	}
+	out, err := e.syncTree().ServeUpTo(now, e.xbuf[:0], q.A.X, limit)
 	if err != nil {
 		e.stats.Malformed++
 		e.replyError(from, q.T, krpc.CodeProtocol, replica.Method+": "+err.Error())
@@ -202,4 +210,15 @@ func (e *Engine) handleSync(now time.Time, from netip.AddrPort, q *krpc.Msg) boo
 	r.R.Has |= krpc.HasX
 	r.R.X = out
 	return true
+}
+
+// known reports whether node x at addr is our predecessor, a successor or
+// a finger: a node whose address we have seen answer.
+func (e *Engine) known(x id.ID, addr netip.AddrPort) bool {
+	r := &e.ring
+	if r.hasPred && r.pred.ID == x && r.pred.Addr == addr {
+		return true
+	}
+	is := func(n krpc.NodeInfo) bool { return n.ID == x && n.Addr == addr }
+	return slices.ContainsFunc(r.succs, is) || slices.ContainsFunc(r.fingers, is)
 }

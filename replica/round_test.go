@@ -48,7 +48,7 @@ func fill(t testing.TB, st store.Store, from, to int, v func(int) store.Version)
 
 // exchange runs one round from a to b and applies its repairs, returning
 // the payload bytes both ways and the queries sent.
-func exchange(t testing.TB, a, b store.Store, place Placement, peer krpc.NodeInfo, ring bool) (bytes, queries int) {
+func exchange(t testing.TB, a, b store.Store, place Placement, peer krpc.NodeInfo, ring bool, page int) (bytes, queries int) {
 	t.Helper()
 	ta, tb := NewTree(a), NewTree(b)
 	if err := ta.Refresh(t0); err != nil {
@@ -76,7 +76,7 @@ func exchange(t testing.TB, a, b store.Store, place Placement, peer krpc.NodeInf
 		}
 		queries++
 		next++
-		out, err := tb.Serve(t0, nil, x)
+		out, err := tb.ServeUpTo(t0, nil, x, page)
 		if err != nil {
 			t.Fatalf("serve %q: %v", x, err)
 		}
@@ -174,7 +174,7 @@ func TestRoundRepairs(t *testing.T) {
 				c.setup(a, b)
 			}
 			for range c.maxRounds {
-				exchange(t, a, b, everyone{peerB}, peerB, c.setup == nil)
+				exchange(t, a, b, everyone{peerB}, peerB, c.setup == nil, MaxPayload)
 			}
 			if !sameStores(t, a, b) {
 				ka, _ := a.Stats()
@@ -182,7 +182,7 @@ func TestRoundRepairs(t *testing.T) {
 				t.Fatalf("stores differ after %d rounds: %d and %d records", c.maxRounds, ka, kb)
 			}
 			// In sync: a round costs one query.
-			bytes, q := exchange(t, a, b, everyone{peerB}, peerB, c.setup == nil)
+			bytes, q := exchange(t, a, b, everyone{peerB}, peerB, c.setup == nil, MaxPayload)
 			if q != 1 || bytes > 1024 {
 				t.Fatalf("in sync, a round sent %d queries, %d bytes", q, bytes)
 			}
@@ -196,7 +196,7 @@ func TestRoundRepairs(t *testing.T) {
 func TestRoundShared(t *testing.T) {
 	a, b := store.NewMemory(store.Config{}), store.NewMemory(store.Config{})
 	fill(t, a, 0, 20000, ver)
-	exchange(t, a, b, half{peerB}, peerB, false)
+	exchange(t, a, b, half{peerB}, peerB, false, MaxPayload)
 	n := 0
 	_ = a.Bucket(0, 0, func(e store.Entry) bool {
 		_, ok, _ := b.Get(e.Key)
@@ -211,7 +211,7 @@ func TestRoundShared(t *testing.T) {
 	if n < 9000 {
 		t.Fatalf("b holds %d records, want about 10000", n)
 	}
-	bytes, q := exchange(t, a, b, half{peerB}, peerB, false)
+	bytes, q := exchange(t, a, b, half{peerB}, peerB, false, MaxPayload)
 	if q > 1 || bytes > 1024 {
 		t.Fatalf("in sync on the shared half, a round sent %d queries, %d bytes", q, bytes)
 	}
@@ -238,10 +238,30 @@ func TestInSyncCost(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	bytes, q := exchange(t, a, b, everyone{peerB}, peerB, false)
+	bytes, q := exchange(t, a, b, everyone{peerB}, peerB, false, MaxPayload)
 	_, held := a.Stats()
 	t.Logf("in sync: %d queries, %d payload bytes for %d bytes held (%.2e)", q, bytes, held, float64(bytes)/float64(held))
 	if q != 1 || bytes > 1024 {
 		t.Fatalf("in sync, a round sent %d queries, %d bytes", q, bytes)
 	}
+}
+
+// TestRoundSmallPages: a node that answers an unproven asker with small
+// pages (ServeUpTo, SmallPage) still lets its round complete, and no
+// answer is much larger than a query.
+func TestRoundSmallPages(t *testing.T) {
+	a, b := store.NewMemory(store.Config{}), store.NewMemory(store.Config{})
+	fill(t, a, 0, 3000, ver)
+	fill(t, b, 0, 2000, ver)
+	_, q := exchange(t, a, b, everyone{peerB}, peerB, false, SmallPage)
+	if !sameStores(t, a, b) {
+		t.Fatal("stores differ after a round of small pages")
+	}
+	tb := NewTree(b)
+	x := AppendRequest(nil, Request{Prefix: Root, Entries: true})
+	out, err := tb.ServeUpTo(t0, nil, x, SmallPage)
+	if err != nil || len(out) > SmallPage+maxKey+entryOverhead+16 {
+		t.Fatalf("a small page of %d bytes (%v)", len(out), err)
+	}
+	t.Logf("%d queries with pages of %d bytes", q, SmallPage)
 }

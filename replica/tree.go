@@ -142,6 +142,10 @@ func (t *Tree) Digests(now time.Time, p Prefix, c int) ([]uint64, error) {
 // of them from the start when after is empty), at most MaxPayload bytes
 // of them, and whether more follow. It reads at most maxScan entries.
 func (t *Tree) Entries(p Prefix, after string) (es []store.Entry, more bool, err error) {
+	return t.entries(p, after, MaxPayload)
+}
+
+func (t *Tree) entries(p Prefix, after string, limit int) (es []store.Entry, more bool, err error) {
 	var at id.ID
 	if after != "" {
 		at = id.FromString(after)
@@ -156,7 +160,7 @@ func (t *Tree) Entries(p Prefix, after string) (es []store.Entry, more bool, err
 			}
 			return true
 		}
-		if n := entrySize(e); size+n > MaxPayload || scanned > maxScan {
+		if n := entrySize(e); size+n > limit && len(es) > 0 || scanned > maxScan {
 			more = true
 			return false
 		}
@@ -173,12 +177,25 @@ func (t *Tree) Entries(p Prefix, after string) (es []store.Entry, more bool, err
 // Serve answers a dk_sync query's "x" payload, appending the answer's
 // "x" payload to dst.
 func (t *Tree) Serve(now time.Time, dst []byte, x []byte) ([]byte, error) {
+	return t.ServeUpTo(now, dst, x, MaxPayload)
+}
+
+// SmallPage is the page of entries a node whose address is not proven
+// gets (ServeUpTo): about one record's worth, so that a forged query
+// draws an answer not much larger than itself.
+const SmallPage = 512
+
+// ServeUpTo is Serve with pages of entries of at most limit bytes (at
+// least one entry): an engine that cannot prove the asker's address
+// answers with small pages, so that a query with a forged source is no
+// amplifier. The asker's round still completes, in more queries.
+func (t *Tree) ServeUpTo(now time.Time, dst []byte, x []byte, limit int) ([]byte, error) {
 	q, err := ParseRequest(x)
 	if err != nil {
 		return dst, err
 	}
 	if q.Entries {
-		es, more, err := t.Entries(q.Prefix, q.After)
+		es, more, err := t.entries(q.Prefix, q.After, min(limit, MaxPayload))
 		if err != nil {
 			return dst, err
 		}
