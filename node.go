@@ -47,7 +47,8 @@ type Node struct {
 	net   string
 	ipv6  bool
 
-	dir     *dataDir // nil without Config.DataDir
+	dir     *dataDir    // nil without Config.DataDir
+	key     *networkKey // nil without Config.NetworkKey
 	started time.Time
 
 	ctx    context.Context // ends at Close: background work stops
@@ -76,6 +77,16 @@ func Listen(ctx context.Context, cfg Config) (*Node, error) {
 		}
 	default:
 		return nil, fmt.Errorf("dhtkit: protocol %q: want %s or %s", cfg.Protocol, Kademlia, Chord)
+	}
+	var key *networkKey
+	if cfg.NetworkKey != "" {
+		if cfg.Network == Mainline {
+			return nil, fmt.Errorf("dhtkit: a network key is for private networks; %s is the public BitTorrent DHT", Mainline)
+		}
+		var err error
+		if key, err = loadNetworkKey(cfg.NetworkKey); err != nil {
+			return nil, err
+		}
 	}
 	network, err := udpNetwork(cfg.Listen)
 	if err != nil {
@@ -106,6 +117,7 @@ func Listen(ctx context.Context, cfg Config) (*Node, error) {
 		net:     cfg.Network,
 		ipv6:    network == "udp6",
 		dir:     dir,
+		key:     key,
 		started: time.Now(),
 	}
 	if cfg.Protocol == Chord {
@@ -129,8 +141,20 @@ func Listen(ctx context.Context, cfg Config) (*Node, error) {
 		n.eng = n.kad
 	}
 	n.log = cfg.Logger.With("node", n.eng.ID().String()[:8])
-	n.rt = runtime.New(conn, n.eng, runtime.Options{Logger: n.log})
+	ropts := runtime.Options{Logger: n.log}
+	if key != nil {
+		ropts.Sealer = key.sealer(n.eng.ID())
+	}
+	n.rt = runtime.New(conn, n.eng, ropts)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
+	if key != nil {
+		n.wg.Add(1)
+		go n.watchNetworkKey()
+	} else if n.net != Mainline && !n.rt.Addr().Addr().IsLoopback() && !(n.kad != nil && cfg.Kademlia.ReadOnly) {
+		// A read-only node (BEP 43: the CLI's short-lived clients)
+		// answers no query, so it has nothing to read or change.
+		n.log.Warn(openNetworkWarning(n.rt.Addr()))
+	}
 	n.log.Debug("node listening", "addr", n.rt.Addr(), "network", n.net, "protocol", n.Protocol(), "id", n.ID())
 	boot := cfg.Bootstrap
 	if dir != nil {
