@@ -1,5 +1,5 @@
 // Package seal admits only the members of a private network: it seals
-// every datagram a node sends with a network key (XChaCha20-Poly1305) and
+// every datagram a node sends with a network key (AES-256-GCM) and
 // opens every datagram it receives, dropping, without an answer, whatever
 // was not sealed with a key of its keyring or was seen before.
 //
@@ -16,6 +16,8 @@ package seal
 import (
 	"bufio"
 	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
@@ -26,13 +28,11 @@ import (
 	"io/fs"
 	"os"
 	"strings"
-
-	"golang.org/x/crypto/chacha20poly1305"
 )
 
 // KeySize is the length of a network key in bytes; a key file holds it as
 // 64 hex digits per line.
-const KeySize = chacha20poly1305.KeySize
+const KeySize = 32
 
 // MaxKeys bounds a keyring: opening tries at most this many keys.
 const MaxKeys = 8
@@ -50,13 +50,7 @@ var (
 // key is one network key, ready to seal and open.
 type key struct {
 	id   uint32 // the first 4 bytes of SHA-256 of the key: which key sealed a datagram
-	aead cipherAEAD
-}
-
-// cipherAEAD is the part of cipher.AEAD a key uses.
-type cipherAEAD interface {
-	Seal(dst, nonce, plaintext, additionalData []byte) []byte
-	Open(dst, nonce, ciphertext, additionalData []byte) ([]byte, error)
+	aead cipher.AEAD
 }
 
 // Keyring is an immutable list of network keys: the first seals, every
@@ -94,9 +88,16 @@ func NewKeyring(raw ...[]byte) (*Keyring, error) {
 	}
 	ring := &Keyring{keys: make([]key, 0, len(raw))}
 	for _, r := range raw {
-		aead, err := chacha20poly1305.NewX(r)
-		if err != nil {
+		if len(r) != KeySize {
 			return nil, fmt.Errorf("a network key is %d bytes, not %d", KeySize, len(r))
+		}
+		block, err := aes.NewCipher(r)
+		if err != nil {
+			return nil, err
+		}
+		aead, err := cipher.NewGCM(block)
+		if err != nil {
+			return nil, err
 		}
 		k := key{id: keyID(r), aead: aead}
 		for _, o := range ring.keys {
