@@ -1,10 +1,10 @@
 package dhtkit
 
 import (
-	"context"
 	"bytes"
-	"log/slog"
+	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"

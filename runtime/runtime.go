@@ -82,7 +82,7 @@ type Runtime struct {
 	stats   Stats
 
 	sealer  *seal.Sealer
-	arena   []byte                // the sealed datagrams of one flush
+	arena   []byte              // the sealed datagrams of one flush
 	dropLog map[error]time.Time // when each kind of drop was last logged
 
 	done      chan struct{}
