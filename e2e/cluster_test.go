@@ -80,6 +80,7 @@ type cluster struct {
 	replicas int
 	nodes    []*node
 	hc       *http.Client
+	args     []string // added to every node's command line (--network-key FILE)
 }
 
 func newCluster(t testing.TB, replicas int) *cluster {
@@ -140,6 +141,7 @@ func (c *cluster) add(dataDir string, bootstrap ...*node) *node {
 	n.logPath = filepath.Join(c.dir, n.name+".log")
 	n.args = []string{"node", "--listen", n.udp, "--http", n.http, "--data", n.data,
 		"--replicas", strconv.Itoa(c.replicas)}
+	n.args = append(n.args, c.args...)
 	var boot []string
 	for _, b := range bootstrap {
 		boot = append(boot, b.udp)
