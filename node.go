@@ -131,6 +131,9 @@ func Listen(ctx context.Context, cfg Config) (*Node, error) {
 		if cfg.Replicas > 0 {
 			kc.Replicas = cfg.Replicas
 		}
+		if key != nil {
+			kc.Sender = func() (id.ID, bool) { return n.rt.Sender() }
+		}
 		if dir != nil {
 			kc.ID = dir.id
 			kc.Store = dir.store

@@ -201,7 +201,7 @@ func (op *kvOp) ask(now time.Time, e *Engine, r *replica) (uint16, bool) {
 			m.A.Has |= krpc.HasToken
 			m.A.Token = r.token
 		}
-		e.xbuf = encodeRecords(e.xbuf[:0], "recs", []store.Record{op.rec})
+		e.xbuf = encodeOwnWrite(e.xbuf[:0], op.rec)
 		m.A.X = e.xbuf
 	} else {
 		m := e.newQuery(krpc.MethodFetch)

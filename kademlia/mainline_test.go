@@ -70,3 +70,49 @@ func TestMainlineRefusesDhtkitMethods(t *testing.T) {
 		t.Fatalf("the private node did not apply the write (keys %d, reply %q)", keys, back)
 	}
 }
+
+// Under a network key (Config.Sender reports the authenticated sender), a
+// direct write ("o") is applied only when its KRPC id and its version's
+// writer are the sender's; a repair ("o" absent) may carry any writer's
+// record.
+func TestDirectWriteWriterChecked(t *testing.T) {
+	var peer, other id.ID
+	copy(peer[:], "abcdefghij0123456789")
+	copy(other[:], "zzzzzzzzzz0123456789")
+	from := netip.MustParseAddrPort("127.1.1.1:1234")
+	rec := func(key string, writer id.ID) store.Record {
+		return store.Record{Key: key, Value: []byte("v"), Version: store.Version{Time: 1 << 16, Writer: store.WriterID(writer)},
+			Expires: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	}
+	tests := []struct {
+		name    string
+		claimed id.ID // the KRPC id
+		x       []byte
+		applied bool
+	}{
+		{"own write", peer, encodeOwnWrite(nil, rec("a", peer)), true},
+		{"own write naming another writer", peer, encodeOwnWrite(nil, rec("b", other)), false},
+		{"own write claiming another id", other, encodeOwnWrite(nil, rec("c", other)), false},
+		{"repair of another writer's record", peer, encodeRecords(nil, "recs", []store.Record{rec("d", other)}), true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			n := newTestNet(t, 1)
+			node := n.add(Config{Sender: func() (id.ID, bool) { return peer, true }})
+			node.e.table.Observe(n.now, tc.claimed, from, routing.Responded, time.Millisecond)
+			var q krpc.Msg
+			q.Y, q.Q, q.T, q.Net = krpc.Query, krpc.MethodStore, []byte("aa"), []byte("test")
+			q.A.Has = krpc.HasID | krpc.HasX
+			q.A.ID, q.A.X = tc.claimed, tc.x
+			back := n.inject(node, from, q.Append(nil))
+			n.runUntil(time.Second, func() bool { keys, _ := node.e.Store().Stats(); return keys > 0 })
+			keys, _ := node.e.Store().Stats()
+			if got := keys == 1; got != tc.applied {
+				t.Fatalf("applied %v, want %v (replies %q)", got, tc.applied, back)
+			}
+			if !tc.applied && (len(back) != 1 || !strings.Contains(string(back[0]), "not the node that sent")) {
+				t.Fatalf("replies %q, want an error naming the writer", back)
+			}
+		})
+	}
+}

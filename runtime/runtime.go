@@ -82,6 +82,8 @@ type Runtime struct {
 	stats   Stats
 
 	sealer  *seal.Sealer
+	sender  [20]byte // the authenticated sender of the datagram being received
+	hasSend bool
 	arena   []byte              // the sealed datagrams of one flush
 	dropLog map[error]time.Time // when each kind of drop was last logged
 
@@ -186,6 +188,12 @@ func (r *Runtime) Inspect(f func()) {
 	f()
 }
 
+// Sender returns the node id the network key's envelope authenticated for
+// the datagram the engine is receiving, and false outside of Receive or
+// without a network key. Only the engine, during Receive, may call it: it
+// reads state the runtime's lock guards.
+func (r *Runtime) Sender() ([20]byte, bool) { return r.sender, r.hasSend }
+
 // Stats returns the runtime's counters.
 func (r *Runtime) Stats() Stats {
 	r.mu.Lock()
@@ -251,12 +259,14 @@ func (r *Runtime) readLoop(batch, maxPacket int) {
 			p := ms[i].buf[:ms[i].n]
 			if r.sealer != nil {
 				var err error
-				if p, _, err = r.sealer.Open(p, now); err != nil {
+				if p, r.sender, err = r.sealer.Open(p, now); err != nil {
 					r.dropped(now, ms[i].addr, err)
 					continue
 				}
+				r.hasSend = true
 			}
 			r.eng.Receive(now, ms[i].addr, p)
+			r.hasSend = false
 		}
 		r.flushLocked(now)
 		r.mu.Unlock()

@@ -42,6 +42,21 @@ type Version struct {
 // WriterID derives a Version.Writer from a node id: its first 64 bits.
 func WriterID(node id.ID) uint64 { return binary.BigEndian.Uint64(node[:8]) }
 
+// ErrWriter reports a direct write whose version names another writer
+// than the node that sent it.
+var ErrWriter = errors.New("the version's writer is not the node that sent the write")
+
+// CheckWriter checks a direct write, one a node makes with its own clock,
+// against the node that authenticated the datagram (under a network key):
+// the KRPC id it claims and v's writer must both be that node's, so that
+// no member poses as another or picks a writer id to win ties.
+func CheckWriter(v Version, claimed, authenticated id.ID) error {
+	if claimed != authenticated || v.Writer != WriterID(authenticated) {
+		return fmt.Errorf("store: version %v from node %v: %w", v, claimed, ErrWriter)
+	}
+	return nil
+}
+
 // Compare returns -1, 0 or +1 as v is older than, the same as, or newer
 // than w.
 func (v Version) Compare(w Version) int {
