@@ -314,3 +314,45 @@ func TestKeylessWarning(t *testing.T) {
 		}
 	}
 }
+
+// Chord nodes seal through the same runtime: a keyed ring forms and
+// stores, and its members count the datagrams of a keyless Chord node
+// that tries to join.
+func TestNetworkKeyChord(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "net.key")
+	writeKeys(t, path, newKeyText(t))
+	cfg := chordTestConfig()
+	cfg.NetworkKey = path
+	first := newNode(t, cfg)
+	cfg.Bootstrap = []string{first.Addr().String()}
+	second := newNode(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	// Written on one node, read on the other once the ring has formed.
+	for {
+		_, err := second.Put(ctx, "k", []byte("v"), PutOptions{})
+		var v Value
+		if err == nil {
+			v, err = first.Get(ctx, "k")
+		}
+		if err == nil && string(v.Data) == "v" {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("put and get on a keyed Chord ring: %q, %v", v.Data, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if first.SealStats().Opened == 0 {
+		t.Fatal("the Chord ring did not go through the sealer")
+	}
+	out := chordTestConfig()
+	out.Bootstrap = []string{first.Addr().String()}
+	newNode(t, out)
+	for first.SealStats().Unsealed == 0 {
+		if ctx.Err() != nil {
+			t.Fatal("the keyed Chord node saw no datagram of the keyless one")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
