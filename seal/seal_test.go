@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -279,43 +280,55 @@ func TestKeyFiles(t *testing.T) {
 	}
 }
 
+// sizes are typical payloads: a ping query, a find_node answer with 8
+// nodes, a dk_store of a 1 KiB value.
+var sizes = []int{80, 300, 1200}
+
 func BenchmarkSeal(b *testing.B) {
-	s := New(ring(b, 1), node(1), Config{})
-	msg := bytes.Repeat([]byte("x"), 200)
-	buf := make([]byte, 0, 512)
-	b.SetBytes(int64(len(msg)))
-	b.ReportAllocs()
-	for b.Loop() {
-		buf = s.Seal(buf[:0], msg, t0)
+	for _, size := range sizes {
+		b.Run(strconv.Itoa(size), func(b *testing.B) {
+			s := New(ring(b, 1), node(1), Config{})
+			msg := bytes.Repeat([]byte("x"), size)
+			buf := make([]byte, 0, size+Overhead)
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			for b.Loop() {
+				buf = s.Seal(buf[:0], msg, t0)
+			}
+		})
 	}
 }
 
 func BenchmarkOpen(b *testing.B) {
-	s := New(ring(b, 1), node(1), Config{})
-	r := New(ring(b, 1), node(2), Config{})
-	msg := bytes.Repeat([]byte("x"), 200)
-	// Pre-sealed datagrams, opened in order: the replay window slides.
-	const n = 1 << 12
-	ps := make([][]byte, n)
-	for i := range ps {
-		ps[i] = s.Seal(nil, msg, t0)
-	}
-	buf := make([]byte, len(ps[0]))
-	b.SetBytes(int64(len(msg)))
-	b.ReportAllocs()
-	i := 0
-	for b.Loop() {
-		if i == n {
-			// Start over with a fresh receiver: every sequence is new again.
-			b.StopTimer()
-			r = New(ring(b, 1), node(2), Config{})
-			i = 0
-			b.StartTimer()
-		}
-		copy(buf, ps[i])
-		if _, _, err := r.Open(buf, t0); err != nil {
-			b.Fatal(err)
-		}
-		i++
+	for _, size := range sizes {
+		b.Run(strconv.Itoa(size), func(b *testing.B) {
+			s := New(ring(b, 1), node(1), Config{})
+			msg := bytes.Repeat([]byte("x"), size)
+			// Pre-sealed datagrams, opened in order: the replay window slides.
+			const n = 1 << 12
+			ps := make([][]byte, n)
+			for i := range ps {
+				ps[i] = s.Seal(nil, msg, t0)
+			}
+			r := New(ring(b, 1), node(2), Config{})
+			buf := make([]byte, len(ps[0]))
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if i == n {
+					// A fresh receiver: every sequence is new again.
+					b.StopTimer()
+					r = New(ring(b, 1), node(2), Config{})
+					i = 0
+					b.StartTimer()
+				}
+				copy(buf, ps[i])
+				if _, _, err := r.Open(buf, t0); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+		})
 	}
 }
