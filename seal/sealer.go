@@ -1,9 +1,11 @@
 package seal
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
+	"slices"
 	"sync/atomic"
 	"time"
 )
@@ -229,21 +231,26 @@ func (s *Sealer) Open(packet []byte, now time.Time) (payload []byte, sender [20]
 	return plain[senderSize:], sender, nil
 }
 
-// admit makes a window for a new sending instance, forgetting the least
-// recently heard one when the table is full.
+// admit makes a window for a new sending instance. When the table is full
+// it forgets the least recently heard eighth of it at once, so that a
+// stream of new senders costs one scan per MaxSources/8 of them.
 func (s *Sealer) admit(inst uint64, now int64) *window {
 	if len(s.win) >= s.cfg.MaxSources {
-		var oldest uint64
-		var ow *window
-		for i, w := range s.win {
-			if ow == nil || w.heard < ow.heard {
-				oldest, ow = i, w
-			}
+		type aged struct {
+			heard int64
+			inst  uint64
 		}
-		// Every datagram of the forgotten instance carries a timestamp
-		// at most ow.ts: none may come back as a new sender.
-		s.floor = max(s.floor, ow.ts)
-		delete(s.win, oldest)
+		all := make([]aged, 0, len(s.win))
+		for i, w := range s.win {
+			all = append(all, aged{w.heard, i})
+		}
+		slices.SortFunc(all, func(a, b aged) int { return cmp.Compare(a.heard, b.heard) })
+		for _, a := range all[:max(1, len(all)/8)] {
+			// Every datagram of a forgotten instance carries a timestamp
+			// at most its w.ts: none may come back as a new sender.
+			s.floor = max(s.floor, s.win[a.inst].ts)
+			delete(s.win, a.inst)
+		}
 	}
 	w := &window{}
 	s.win[inst] = w
