@@ -218,6 +218,10 @@ func (n *Node) join(hosts []string) {
 				defer n.wg.Done()
 				if err := n.Bootstrap(n.ctx, addrs...); err != nil {
 					if n.ctx.Err() == nil {
+						if n.key != nil {
+							// Sealed nodes answer nothing they cannot open.
+							err = fmt.Errorf("%w (do the bootstrap nodes hold this node's network key? their /v1/status lists the key ids; this node's are %v)", err, n.NetworkKeyIDs())
+						}
 						n.log.Warn("bootstrap failed", "err", err)
 					}
 					return
