@@ -2,6 +2,7 @@ package kademlia
 
 import (
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -55,6 +56,15 @@ func TestMainlineRefusesDhtkitMethods(t *testing.T) {
 				t.Fatalf("the Mainline node stores %d keys", keys)
 			}
 		})
+	}
+	// Chord's methods are unknown to a Kademlia node: 204 as well.
+	for _, m := range []string{"ch_find_successor", "ch_get_predecessor", "ch_notify", "ch_leave"} {
+		n := newTestNet(t, 1)
+		node := n.add(Config{Network: "mainline"})
+		pkt := "d1:ad2:id20:" + string(peer[:]) + "e1:q" + strconv.Itoa(len(m)) + ":" + m + "1:t2:aa1:y1:qe"
+		if back := n.inject(node, from, []byte(pkt)); len(back) != 1 || !strings.Contains(string(back[0]), "i204e") {
+			t.Errorf("%s: replies %q, want one error 204", m, back)
+		}
 	}
 	// The control: a private node trusts a contact that has answered it
 	// at that address, and applies the same write.
