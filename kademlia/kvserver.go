@@ -35,6 +35,8 @@ func storeErrCode(err error) int {
 		return codeQuota
 	case errors.Is(err, store.ErrFull):
 		return codeDiskFull
+	case errors.Is(err, store.ErrRefused):
+		return codeRefused
 	}
 	return krpc.CodeServer
 }
@@ -44,6 +46,7 @@ const (
 	codeCapacity = 250 // the replica stores all it may (store.ErrCapacity)
 	codeQuota    = 251 // the writer's quota is used up (store.ErrQuota)
 	codeDiskFull = 252 // the replica's disk is full (store.ErrFull)
+	codeRefused  = 254 // the store's admission rule refused it (store.ErrRefused: owner keys)
 )
 
 // handleStore answers dk_store: it applies each record (newest version
