@@ -62,6 +62,23 @@ func TestNetworkKeyAdmitsMembersOnly(t *testing.T) {
 		t.Fatalf("get among members: %q, %v", v.Data, err)
 	}
 
+	// A signed put carries its owner's version, not this node's: it is no
+	// direct write of the node's own, and the replicas take it.
+	owner, err := NewIdentity(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := Seal("owned", []byte("mine"), owner.Sign, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nodes[1].Put(ctx, "owned", env, PutOptions{}); err != nil {
+		t.Fatalf("signed put under a network key: %v", err)
+	}
+	if v, err := nodes[2].GetSignedBy(ctx, "owned", owner.SignPublic()); err != nil || !bytes.Contains(v.Data, []byte("mine")) {
+		t.Fatalf("signed get under a network key: %q, %v", v.Data, err)
+	}
+
 	outsiders := map[string]Config{"no key": testConfig(), "another key": testConfig()}
 	c := outsiders["another key"]
 	c.NetworkKey = other

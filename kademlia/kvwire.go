@@ -61,8 +61,8 @@ func encodeRecords(dst []byte, key string, recs []store.Record) []byte {
 // encodeOwnWrite is a dk_store payload of one record the sender wrote with
 // its own clock (a put's write to the replicas), marked "o" so that a
 // replica can check the version's writer against the authenticated sender
-// (store.CheckWriter); repair and hand-over carry other writers' records
-// unmarked.
+// (store.CheckWriter); repair, hand-over and an owner's signed version
+// (whose signature vouches for it) travel unmarked.
 func encodeOwnWrite(dst []byte, r store.Record) []byte {
 	out, err := krpc.AppendValue(dst, map[string]any{"recs": []any{appendRecord(make(map[string]any, 6), &r)}, "o": int64(1)})
 	if err != nil {
