@@ -28,7 +28,7 @@ func BenchmarkServeKademliaSealed(b *testing.B) { serveKademlia(b, true) }
 
 func serveKademlia(b *testing.B, sealed bool) {
 	kc := kademlia.DefaultConfig()
-	kc.RateLimit = -1 // every query comes from 127.0.0.1
+	kc.TrustLoopback = true // every query comes from 127.0.0.1
 	kc.Network = "mainline"
 	var opts Options
 	var client *seal.Sealer
