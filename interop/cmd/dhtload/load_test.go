@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"log/slog"
 	"net"
 	"os"
 	"testing"
@@ -135,13 +134,7 @@ func TestRunLoadSealed(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cs.close()
-	cfg := dhtkit.DefaultConfig()
-	cfg.Listen = "127.0.0.1:0"
-	cfg.Network = loadNetwork
-	cfg.NetworkKey = os.Getenv(keyEnv)
-	cfg.Kademlia.RateLimit = -1
-	cfg.Logger = slog.New(slog.DiscardHandler)
-	n, err := dhtkit.Listen(context.Background(), cfg)
+	n, err := dhtkit.Listen(context.Background(), dhtkitConfig("dhtkit-sealed"))
 	if err != nil {
 		t.Fatal(err)
 	}

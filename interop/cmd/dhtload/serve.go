@@ -58,22 +58,7 @@ func serve(kind string, seeds []netip.AddrPort) error {
 		wg.Wait()
 		addr, table, stop = interop.AnacrolixAddr(s), s.NumNodes(), s.Close
 	case "dhtkit", "dhtkit-private", "dhtkit-sealed":
-		cfg := dhtkit.DefaultConfig()
-		cfg.Listen = "127.0.0.1:0"
-		cfg.Network = dhtkit.Mainline
-		if kind != "dhtkit" {
-			cfg.Network = loadNetwork
-		}
-		if kind == "dhtkit-sealed" {
-			cfg.NetworkKey = os.Getenv(keyEnv)
-		}
-		// One generator on one IP: lift the limits, as for libtorrent and
-		// anacrolix, but only by raising them, so that every answer still
-		// pays for the limiter's and the byte budgets' bookkeeping.
-		cfg.Kademlia.RateLimit, cfg.Kademlia.RateBurst = 1e9, 1e9
-		cfg.Kademlia.GlobalRate, cfg.Kademlia.RateBytes, cfg.Kademlia.GlobalBytes = 1e9, 1<<40, 1<<40
-		cfg.Logger = slog.New(slog.DiscardHandler)
-		n, err := dhtkit.Listen(context.Background(), cfg)
+		n, err := dhtkit.Listen(context.Background(), dhtkitConfig(kind))
 		if err != nil {
 			return err
 		}
@@ -98,6 +83,28 @@ func serve(kind string, seeds []netip.AddrPort) error {
 	}
 	io.Copy(io.Discard, os.Stdin)
 	return nil
+}
+
+// dhtkitConfig is the configuration of the dhtkit server kind: Mainline,
+// or the private network loadNetwork without ("dhtkit-private") or with
+// ("dhtkit-sealed") the network key in keyEnv.
+func dhtkitConfig(kind string) dhtkit.Config {
+	cfg := dhtkit.DefaultConfig()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.Network = dhtkit.Mainline
+	if kind != "dhtkit" {
+		cfg.Network = loadNetwork
+	}
+	if kind == "dhtkit-sealed" {
+		cfg.NetworkKey = os.Getenv(keyEnv)
+	}
+	// One generator on one IP: lift the limits, as for libtorrent and
+	// anacrolix, but only by raising them, so that every answer still
+	// pays for the limiter's and the byte budgets' bookkeeping.
+	cfg.Kademlia.RateLimit, cfg.Kademlia.RateBurst = 1e9, 1e9
+	cfg.Kademlia.GlobalRate, cfg.Kademlia.RateBytes, cfg.Kademlia.GlobalBytes = 1e9, 1<<40, 1<<40
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	return cfg
 }
 
 // echo is the floor: a bare Go UDP server that sends every datagram back.
