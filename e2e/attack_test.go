@@ -237,7 +237,7 @@ func TestAttacksWithNetworkKey(t *testing.T) {
 	c := newCluster(t, 3)
 	key := filepath.Join(c.dir, "network.key")
 	makeKey(t, key)
-	c.args = []string{"--network-key", key}
+	c.flags = []string{"--network-key", key}
 	seed := c.add("")
 	c.add("", seed)
 	c.add("", seed)

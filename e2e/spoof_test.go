@@ -67,7 +67,7 @@ func TestSpoofedSource(t *testing.T) {
 			if keyed {
 				key := filepath.Join(c.dir, "network.key")
 				makeKey(t, key)
-				c.args = []string{"--network-key", key}
+				c.flags = []string{"--network-key", key}
 			}
 			seed := c.add("")
 			c.add("", seed)
@@ -145,7 +145,7 @@ func TestNetworkKeySIGHUP(t *testing.T) {
 	c := newCluster(t, 1)
 	key := filepath.Join(c.dir, "network.key")
 	makeKey(t, key)
-	c.args = []string{"--network-key", key}
+	c.flags = []string{"--network-key", key}
 	n := c.add("")
 	before := c.keyStatus(n).NetworkKey.IDs
 	st, err := os.Stat(key)
