@@ -37,7 +37,7 @@ func repairAfterKill(t *testing.T, protocol string, nkeys int) {
 		t.Logf("%6.1fs  %s", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
 	}
 	c := newCluster(t, 3)
-	c.extra = []string{"--protocol", protocol}
+	c.flags = append(c.flags, "--protocol", protocol)
 	seed := c.add("")
 	for range 4 {
 		c.add("", seed)

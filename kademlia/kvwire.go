@@ -16,6 +16,7 @@ import (
 // disturbed by them.
 //
 //	dk_store  a.x: {"recs": [rec, ...]}        r.x: {"ok": [0|1, ...]}
+//	          ("o": 1 when the sender wrote the one record itself)
 //	dk_fetch  a.x: {"k": key} or {"h": target} r.x: {"recs": [rec, ...]}
 //	dk_sync   the replication layer's tree exchange (package replica)
 //	dk_listen a.x: {"k": key}                   r.x: {"recs": [rec] or []}
@@ -32,6 +33,15 @@ var errBadPayload = errors.New("malformed dhtkit payload")
 // replication layer's (replica.AppendRecords).
 func encodeRecords(dst []byte, key string, recs []store.Record) []byte {
 	return replica.AppendRecordsAs(dst, key, recs)
+}
+
+// encodeOwnWrite is a dk_store payload of one record the sender wrote with
+// its own clock (a put's write to the replicas), marked "o" so that a
+// replica can check the version's writer against the authenticated sender
+// (store.CheckWriter); repair, hand-over and an owner's signed version
+// (whose signature vouches for it) travel unmarked.
+func encodeOwnWrite(dst []byte, r store.Record) []byte {
+	return replica.AppendRecordsWith(dst, "recs", []store.Record{r}, map[string]any{"o": int64(1)})
 }
 
 // decodeX decodes the "x" payload of a message into a dictionary.

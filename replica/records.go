@@ -37,11 +37,22 @@ func appendRecord(m map[string]any, r *store.Record) map[string]any {
 
 // AppendRecordsAs appends {key: [rec, ...]}.
 func AppendRecordsAs(dst []byte, key string, recs []store.Record) []byte {
+	return AppendRecordsWith(dst, key, recs, nil)
+}
+
+// AppendRecordsWith appends {key: [rec, ...]} and the entries of extra
+// (flags of the message beside its records).
+func AppendRecordsWith(dst []byte, key string, recs []store.Record, extra map[string]any) []byte {
 	list := make([]any, len(recs))
 	for i := range recs {
 		list[i] = appendRecord(make(map[string]any, 6), &recs[i])
 	}
-	return encode(dst, map[string]any{key: list})
+	m := make(map[string]any, len(extra)+1)
+	for k, v := range extra {
+		m[k] = v
+	}
+	m[key] = list
+	return encode(dst, m)
 }
 
 // AppendRecords appends {"recs": [rec, ...]}.
