@@ -87,7 +87,8 @@ type cluster struct {
 	replicas int
 	nodes    []*node
 	hc       *http.Client
-	// flags are added to every node's command line (--protocol chord).
+	// flags are added to every node's command line (--protocol chord,
+	// --network-key FILE).
 	flags []string
 	// net, when set, puts each node in a network namespace of its own on
 	// the fault switch (the fault suite's partitions, loss and delay).

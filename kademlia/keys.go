@@ -10,9 +10,9 @@ import (
 
 // KVKeys asks the node at Addr for the entries (key, version, deleted) it
 // stores in the digest buckets First to First+Count-1 of the id space
-// (2^KeyBuckets buckets by the keys' hashes). It is one dk_sync query with
-// a digest no bucket has, so a node answers it as it answers anti-entropy:
-// as many buckets as fit one datagram. The Result's Entries are what came
+// (KeyBuckets buckets by the keys' hashes). It is one dk_keys query with
+// a digest no bucket has: the node answers as many buckets as fit one
+// datagram. The Result's Entries are what came
 // back, and Next the first bucket to ask for next (KeyBuckets' count when
 // the walk is over): a listing of a node's keys is a walk of pages, each
 // bounded by the datagram.
@@ -23,8 +23,8 @@ type KVKeys struct {
 
 func (KVKeys) isOp() {}
 
-// KeyBuckets is the number of buckets KVKeys walks: 2^syncDepth.
-const KeyBuckets = 1 << syncDepth
+// KeyBuckets is the number of buckets KVKeys walks: 2^keysDepth.
+const KeyBuckets = 1 << keysDepth
 
 // keysPerQuery bounds the buckets one KVKeys asks for, so that the query
 // fits a datagram (about 16 bytes a bucket).
@@ -50,9 +50,9 @@ func (e *Engine) startKeys(now time.Time, s *opState, op KVKeys) {
 		list = append(list, []any{int64(b), int64(noDigest)})
 	}
 	s.kv = &keysOp{s: s, first: first, last: last}
-	m := e.newQuery(krpc.MethodSync)
+	m := e.newQuery(krpc.MethodKeys)
 	m.A.Has |= krpc.HasX
-	e.xbuf = encodeX(e.xbuf[:0], map[string]any{"d": int64(syncDepth), "b": list})
+	e.xbuf = encodeX(e.xbuf[:0], map[string]any{"d": int64(keysDepth), "b": list})
 	m.A.X = e.xbuf
 	e.querySingle(now, s, op.Addr)
 }
@@ -130,3 +130,64 @@ func decodeKeys(x []byte, first, last int) ([]KeyEntry, int, error) {
 
 // maxKeyLen bounds a key in a KVKeys answer, whatever a node's own limit.
 const maxKeyLen = 4 << 10
+
+// handleKeys answers dk_keys (KVKeys) with our entries of every bucket
+// asked whose digest differs from the asker's, in the order asked, as many
+// buckets as fit one datagram: it stops before a bucket that would not fit
+// and says so ("t": 1). It only reads, and answers anyone: a key's name is
+// no secret on a network whose nodes serve any key to anyone.
+func (e *Engine) handleKeys(now time.Time, from netip.AddrPort, q, r *krpc.Msg) bool {
+	d, err := decodeX(q.A.X)
+	depth, ok1 := d["d"].(int64)
+	list, ok2 := d["b"].([]any)
+	if err != nil || !ok1 || !ok2 || depth != keysDepth || len(list) > keysPerQuery {
+		e.replyError(now, from, q.T, krpc.CodeProtocol, "dk_keys: want d and b")
+		return false
+	}
+	st := e.kvStore()
+	digest, err := st.Digest(int(depth))
+	if err != nil {
+		e.replyError(now, from, q.T, krpc.CodeServer, "dk_keys: "+err.Error())
+		return false
+	}
+	var mism []any
+	size, truncated := 0, 0
+	for _, x := range list {
+		pair, ok := x.([]any)
+		if !ok || len(pair) != 2 {
+			continue
+		}
+		b, ok1 := pair[0].(int64)
+		h, ok2 := pair[1].(int64)
+		if !ok1 || !ok2 || b < 0 || b >= int64(len(digest)) || uint64(h) == digest[b] {
+			continue
+		}
+		var entries []any
+		bsize := 0
+		_ = st.Bucket(int(depth), int(b), func(en store.Entry) bool {
+			del := 0
+			if en.Deleted {
+				del = 1
+			}
+			entries = append(entries, []any{en.Key, int64(en.Version.Time), int64(en.Version.Writer), del})
+			bsize += len(en.Key) + 40
+			return true
+		})
+		if size+bsize > maxPayload && len(mism) > 0 {
+			truncated = 1
+			break
+		}
+		size += bsize
+		mism = append(mism, []any{b, entries})
+	}
+	if mism == nil {
+		mism = []any{}
+	}
+	r.R.Has |= krpc.HasX
+	e.xbuf = encodeX(e.xbuf[:0], map[string]any{"m": mism, "t": truncated})
+	r.R.X = e.xbuf
+	return true
+}
+
+// keysDepth splits the id space into 2^keysDepth buckets for KVKeys.
+const keysDepth = 10

@@ -607,6 +607,10 @@ func newStatusCmd(g *globals) *cobra.Command {
 			keys := fmt.Sprintf("%v (values and the chunks of large ones)", s["keys"])
 			fmt.Fprintf(g.stdout, "uptime    %v\ncontacts  %v\nkeys      %s\nbytes     %s\n",
 				time.Duration(toFloat(st["uptime_s"])*float64(time.Second)).Round(time.Second), r["nodes"], keys, byteCount(int64(toFloat(s["bytes"]))))
+			if nk, ok := st["network_key"].(map[string]any); ok {
+				// The ids of the keys (the sealing one first), never the keys.
+				fmt.Fprintf(g.stdout, "net keys  %v (%v datagrams no key opened)\n", nk["ids"], nk["undecryptable"])
+			}
 			return nil
 		},
 	}

@@ -154,9 +154,12 @@ type globals struct {
 	logFormat string
 	network   string
 	bootstrap []string
-	api       string
-	tokenFile string
-	timeout   time.Duration
+	// networkKey is the key file of a private network with a key: the
+	// node and every short-lived client node seal with it.
+	networkKey string
+	api        string
+	tokenFile  string
+	timeout    time.Duration
 
 	log *slog.Logger
 	// isTerminal reports whether a stream is a terminal (progress bars,
@@ -190,6 +193,7 @@ them standard BitTorrent DHT (BEP 5) nodes.`,
 	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	pf.StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
 	pf.StringVar(&g.network, "network", dhtkit.DefaultNetwork, `network name; "mainline" is the public BitTorrent DHT`)
+	pf.StringVar(&g.networkKey, "network-key", "", "key file of a private network with a network key (dhtkit network-key FILE makes one)")
 	pf.StringSliceVar(&g.bootstrap, "bootstrap", nil, "comma-separated host:port of nodes to join through")
 	pf.StringVar(&g.api, "api", api, "HTTP API of a running node: a URL or HOST:PORT, or several separated by commas, tried in order (or $DHTKIT_API)")
 	pf.StringVar(&g.tokenFile, "token", "", "file holding the HTTP API's token (or the token in $DHTKIT_TOKEN)")
@@ -202,7 +206,7 @@ them standard BitTorrent DHT (BEP 5) nodes.`,
 		newAnnounceCmd(g), newCrawlCmd(g), newDemoCmd(g), newSimCmd(),
 		dataCommand(newPutCmd(g)), dataCommand(newGetCmd(g)), dataCommand(newDelCmd(g)), dataCommand(newWhereisCmd(g)),
 		dataCommand(newStatusCmd(g)), dataCommand(newListenCmd(g)),
-		newItemCmd(g), newKeyCmd(g), newVersionCmd(g), dataCommand(newKeysCmd(g)), dataCommand(newMembersCmd(g)))
+		newItemCmd(g), newKeyCmd(g), newNetworkKeyCmd(g), newVersionCmd(g), dataCommand(newKeysCmd(g)), dataCommand(newMembersCmd(g)))
 	return root
 }
 
