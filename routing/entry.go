@@ -174,9 +174,15 @@ func (e *entry) fail(now int64, r io.Reader) {
 	}
 }
 
-// probeDelay is the wait before the next probe of a contact that has
-// failed fails times in a row.
-// rnd is a number in [0, 1<<16) that sets the jitter.
+// ProbeDelay is the wait before the next probe of a contact that has
+// failed fails queries in a row (BadFails or more): ProbeMin doubled per
+// failure beyond BadFails, at most ProbeMax, plus rnd/2^16 of a quarter of
+// it (rnd in [0, 1<<16), drawn from the engine's generator). Chord's
+// successor list uses it too, so that both protocols back off alike.
+func ProbeDelay(fails int, rnd uint32) time.Duration {
+	return time.Duration(probeDelay(fails, rnd))
+}
+
 func probeDelay(fails int, rnd uint32) int64 {
 	d := int64(ProbeMin) << min(max(fails-BadFails, 0), 16)
 	d = min(d, int64(ProbeMax))
