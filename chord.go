@@ -110,6 +110,7 @@ func chordStats(c chord.Stats) kademlia.Stats {
 		ForeignNet:  c.ForeignNet,
 		Unsolicited: c.Unsolicited,
 		Timeouts:    c.Timeouts,
+		Probes:      c.Probes,
 		BytesIn:     c.BytesIn,
 		BytesOut:    c.BytesOut,
 	}

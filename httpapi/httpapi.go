@@ -242,9 +242,36 @@ type statusJSON struct {
 	Store    storeSize   `json:"store"`
 }
 
+// routingSize counts the routing table. Nodes is the contacts the node
+// routes through: good and questionable ones. Bad contacts (failed
+// BadFails queries in a row, probed until they answer) are not among
+// them; Bad counts them apart, so that a partitioned node does not look
+// well connected.
 type routingSize struct {
-	Nodes   int `json:"nodes"`
-	Buckets int `json:"buckets"`
+	Nodes        int `json:"nodes"`
+	Good         int `json:"good"`
+	Questionable int `json:"questionable"`
+	Bad          int `json:"bad"`
+	Buckets      int `json:"buckets"`
+}
+
+// routingSizeOf counts the contacts of bs by state.
+func routingSizeOf(bs []routingBucket) routingSize {
+	r := routingSize{Buckets: len(bs)}
+	for _, b := range bs {
+		for _, c := range b.Contacts {
+			switch c.State {
+			case routing.Good:
+				r.Good++
+			case routing.Questionable:
+				r.Questionable++
+			default:
+				r.Bad++
+			}
+		}
+	}
+	r.Nodes = r.Good + r.Questionable
+	return r
 }
 
 type storeSize struct {
@@ -264,7 +291,7 @@ func (s *server) statusNow() statusJSON {
 		Protocol: s.opt.Protocol,
 		Listen:   s.n.Addr().String(),
 		UptimeS:  s.uptime().Round(time.Millisecond).Seconds(),
-		Routing:  routingSize{Nodes: countContacts(buckets), Buckets: len(buckets)},
+		Routing:  routingSizeOf(buckets),
 		Store:    s.storeSize(),
 	}
 	if a, ok := s.external(); ok {
