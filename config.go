@@ -69,6 +69,13 @@ type Config struct {
 	// Limits bound what the node stores for others: value size, bytes in
 	// all, records per writer (store's defaults when zero).
 	Limits store.Config
+	// Alone makes the node a network of its own on purpose (`dhtkit node
+	// --bootstrap none`): it contacts nobody, and serves reads and writes
+	// with the nodes it knows, itself alone if need be. Without it, a node
+	// serves no read or write before it has joined through its bootstrap
+	// addresses and knows the nodes a write quorum needs (see JoinWait).
+	// It excludes Bootstrap.
+	Alone bool
 }
 
 // DefaultConfig returns the defaults: port 6881 on every IPv4 address,

@@ -57,6 +57,9 @@ func (n *Node) Put(ctx context.Context, key string, value []byte, opt PutOptions
 }
 
 func (n *Node) putRecord(ctx context.Context, key string, rec []byte, opt PutOptions) (store.Version, error) {
+	if err := n.waitReady(ctx); err != nil {
+		return store.Version{}, fmt.Errorf("dhtkit: put %q: %w", shortKey(key), err)
+	}
 	res, err := n.rt.Do(ctx, kademlia.KVPut{Key: key, Value: rec, TTL: opt.TTL, Source: opt.Source})
 	if err != nil {
 		return store.Version{}, fmt.Errorf("dhtkit: put %q: %w", shortKey(key), err)
@@ -161,6 +164,9 @@ func (n *Node) PutReader(ctx context.Context, key string, r io.Reader, opt PutOp
 
 // getRecord reads key's record and splits off its kind byte.
 func (n *Node) getRecord(ctx context.Context, key string) (kademlia.Result, byte, []byte, error) {
+	if err := n.waitReady(ctx); err != nil {
+		return kademlia.Result{}, 0, nil, fmt.Errorf("dhtkit: get %q: %w", shortKey(key), err)
+	}
 	res, err := n.rt.Do(ctx, kademlia.KVGet{Key: key})
 	if errors.Is(err, kademlia.ErrNotFound) {
 		return res, 0, nil, fmt.Errorf("dhtkit: get %q: %w", shortKey(key), ErrNotFound)
@@ -342,6 +348,9 @@ func (n *Node) fetchChunks(ctx context.Context, hashes []byte, kind byte, sink f
 // key stays deleted on every replica, and expires later. The chunks of a
 // large value expire with their TTL.
 func (n *Node) Delete(ctx context.Context, key string) error {
+	if err := n.waitReady(ctx); err != nil {
+		return fmt.Errorf("dhtkit: delete %q: %w", shortKey(key), err)
+	}
 	if _, err := n.rt.Do(ctx, kademlia.KVPut{Key: key, Delete: true}); err != nil {
 		return fmt.Errorf("dhtkit: delete %q: %w", shortKey(key), err)
 	}
@@ -350,6 +359,9 @@ func (n *Node) Delete(ctx context.Context, key string) error {
 
 // Where asks key's replicas what they hold of it.
 func (n *Node) Where(ctx context.Context, key string) ([]Holder, error) {
+	if err := n.waitReady(ctx); err != nil {
+		return nil, fmt.Errorf("dhtkit: where %q: %w", shortKey(key), err)
+	}
 	res, err := n.rt.Do(ctx, kademlia.KVGet{Key: key})
 	if err != nil && !errors.Is(err, kademlia.ErrNotFound) {
 		return res.Holders, fmt.Errorf("dhtkit: where %q: %w", shortKey(key), err)

@@ -8,7 +8,9 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dhtkit/dhtkit/chord"
@@ -50,6 +52,15 @@ type Node struct {
 	dir     *dataDir // nil without Config.DataDir
 	started time.Time
 
+	// Readiness (join.go).
+	alone    bool        // Config.Alone: a one-node network on purpose
+	hasBoot  bool        // it has bootstrap addresses to join through
+	bootList []string    // them, for messages
+	booted   atomic.Bool // a Bootstrap through them succeeded
+	ready    atomic.Bool // it has been ready once
+	replicas int         // configured replicas
+	need     int         // other nodes a write quorum needs
+
 	ctx    context.Context // ends at Close: background work stops
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -80,6 +91,9 @@ func Listen(ctx context.Context, cfg Config) (*Node, error) {
 	network, err := udpNetwork(cfg.Listen)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.Alone && len(cfg.Bootstrap) > 0 {
+		return nil, fmt.Errorf("dhtkit: a node alone on purpose (Alone) takes no bootstrap addresses; drop one of the two")
 	}
 	for _, b := range cfg.Bootstrap {
 		if _, _, err := net.SplitHostPort(b); err != nil {
@@ -128,6 +142,17 @@ func Listen(ctx context.Context, cfg Config) (*Node, error) {
 		n.kad = kademlia.New(kc, time.Now())
 		n.eng = n.kad
 	}
+	n.alone = cfg.Alone
+	n.replicas = cfg.Replicas
+	if n.replicas <= 0 {
+		n.replicas = kademlia.DefaultConfig().Replicas
+		if cfg.Protocol == Chord && cfg.Chord.Replicas > 0 {
+			n.replicas = cfg.Chord.Replicas
+		} else if cfg.Protocol != Chord && cfg.Kademlia.Replicas > 0 {
+			n.replicas = cfg.Kademlia.Replicas
+		}
+	}
+	n.need = othersNeeded(n.replicas)
 	n.log = cfg.Logger.With("node", n.eng.ID().String()[:8])
 	n.rt = runtime.New(conn, n.eng, runtime.Options{Logger: n.log})
 	n.ctx, n.cancel = context.WithCancel(context.Background())
@@ -143,6 +168,7 @@ func Listen(ctx context.Context, cfg Config) (*Node, error) {
 		go n.saveContactsPeriodically()
 	}
 	if len(boot) > 0 {
+		n.hasBoot, n.bootList = true, boot
 		n.wg.Add(1)
 		go n.join(boot)
 	}
@@ -189,12 +215,17 @@ func (n *Node) join(hosts []string) {
 			n.wg.Add(1)
 			go func() {
 				defer n.wg.Done()
+				done := make(chan struct{})
+				defer close(done)
+				n.wg.Add(1)
+				go n.warnSilence(addrs, done)
 				if err := n.Bootstrap(n.ctx, addrs...); err != nil {
 					if n.ctx.Err() == nil {
 						n.log.Warn("bootstrap failed", "err", err)
 					}
 					return
 				}
+				n.booted.Store(true)
 				n.log.Info("joined the network", "via", addrs, "contacts", n.contacts())
 			}()
 		}
@@ -206,6 +237,28 @@ func (n *Node) join(hosts []string) {
 			return
 		case <-time.After(delay):
 		}
+	}
+}
+
+// warnSilence logs, once, that no bootstrap node has answered within
+// bootSilence: the node keeps trying, but an operator should know at once
+// that a bootstrap address is dead, wrong, or a node of another network
+// or protocol (a Kademlia node and a Chord node ignore each other's
+// messages: they carry different network names).
+func (n *Node) warnSilence(addrs []netip.AddrPort, done <-chan struct{}) {
+	defer n.wg.Done()
+	t := time.NewTimer(bootSilence)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-n.ctx.Done():
+	case <-t.C:
+		list := make([]string, len(addrs))
+		for i, a := range addrs {
+			list[i] = a.String()
+		}
+		n.log.Warn(fmt.Sprintf("no node answered at %s within %v", strings.Join(list, ","), bootSilence),
+			"hint", fmt.Sprintf("check that they run, and with this node's --network (%q) and --protocol (%s): a %s node cannot join through a node of the other protocol; the node keeps trying with back-off", n.net, n.Protocol(), n.Protocol()))
 	}
 }
 

@@ -220,7 +220,7 @@ func statusOf(err error) int {
 	case errors.Is(err, chord.ErrUnsupported):
 		return http.StatusNotImplemented // a BitTorrent method asked of a Chord node
 	case errors.Is(err, kademlia.ErrNoContacts), errors.Is(err, kademlia.ErrNotStored), errors.Is(err, kademlia.ErrQuorum),
-		errors.Is(err, kademlia.ErrClosed), errors.Is(err, dhtkit.ErrNotStored):
+		errors.Is(err, kademlia.ErrClosed), errors.Is(err, dhtkit.ErrNotStored), errors.Is(err, dhtkit.ErrNotJoined):
 		return http.StatusServiceUnavailable
 	case errors.Is(err, kademlia.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout

@@ -18,6 +18,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -99,6 +100,7 @@ type globals struct {
 	logFormat string
 	network   string
 	bootstrap []string
+	alone     bool // --bootstrap none
 	api       string
 	timeout   time.Duration
 
@@ -127,7 +129,7 @@ them standard BitTorrent DHT (BEP 5) nodes.`,
 	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	pf.StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
 	pf.StringVar(&g.network, "network", dhtkit.DefaultNetwork, `network name; "mainline" is the public BitTorrent DHT`)
-	pf.StringSliceVar(&g.bootstrap, "bootstrap", nil, "comma-separated host:port of nodes to join through")
+	pf.StringSliceVar(&g.bootstrap, "bootstrap", nil, `comma-separated host:port of nodes to join through; "none": a one-node network on purpose`)
 	pf.StringVar(&g.api, "api", api, "HTTP API of a running node (or $DHTKIT_API)")
 	pf.DurationVar(&g.timeout, "timeout", 30*time.Second, "how long a protocol command may take")
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
@@ -156,6 +158,13 @@ func (g *globals) setup() error {
 	}
 	if g.network == "" {
 		return usageError("--network must not be empty")
+	}
+	if slices.Contains(g.bootstrap, "none") {
+		// --bootstrap none: a node alone on purpose, contacting nobody.
+		if len(g.bootstrap) != 1 {
+			return usageError("--bootstrap none stands alone: it means a one-node network; drop it or the addresses")
+		}
+		g.alone, g.bootstrap = true, nil
 	}
 	for _, b := range g.bootstrap {
 		if !strings.Contains(b, ":") {
