@@ -3,7 +3,10 @@ package e2e
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,7 +18,9 @@ import (
 // through it at once. A restarted node must not answer from its own disk
 // alone before it has rejoined: no read may return a value older than an
 // acknowledged update, and no deleted key may come back. A read may wait
-// for the rejoin, or be refused with 503; it may never be stale.
+// for the rejoin, or be refused with 503; it may never be stale. The
+// hardest case is the seed, restarted without bootstrap addresses or saved
+// contacts: it must wait until the others' probes reach it.
 func TestRestartReadsAreFresh(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, 3)
@@ -38,7 +43,15 @@ func TestRestartReadsAreFresh(t *testing.T) {
 	}
 	var stale, resurrected, refused, reads atomic.Int64
 	for trial := range trials {
-		victim := c.nodes[1+trial%(len(c.nodes)-1)] // never the seed
+		// Odd trials restart the seed, which has no --bootstrap, without
+		// the contacts its data directory saved (as when it was killed
+		// before its first save): it comes back with an empty table, and
+		// only the other nodes' probes of it bring it back in.
+		victim := c.nodes[1+trial%(len(c.nodes)-1)]
+		lonely := trial%2 == 1
+		if lonely {
+			victim = seed
+		}
 		others := []*node{}
 		for _, n := range c.nodes {
 			if n != victim {
@@ -74,17 +87,31 @@ func TestRestartReadsAreFresh(t *testing.T) {
 				gen[i] = trial + 1
 			}
 		}
+		if lonely {
+			if err := os.Remove(filepath.Join(victim.data, "contacts")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				t.Fatal(err)
+			}
+		}
 		c.start(victim) // returns as soon as its HTTP API answers
 		if errs := parallel(nkeys, 8, func(i int) error {
-			got, err := c.get(victim, key(i))
+			// A read may be refused while the node rejoins (503); the
+			// first answer that is not a refusal must be fresh.
+			var got []byte
+			var err error
 			var ae *apiError
+			for start := time.Now(); ; {
+				got, err = c.get(victim, key(i))
+				if !errors.As(err, &ae) || ae.code != http.StatusServiceUnavailable || time.Since(start) > 2*time.Minute {
+					break
+				}
+				refused.Add(1)
+				time.Sleep(time.Second)
+			}
 			switch {
 			case errors.As(err, &ae) && ae.code == http.StatusNotFound:
 				if !deleted[i] {
 					return fmt.Errorf("%s: 404 for a live key", key(i))
 				}
-			case errors.As(err, &ae) && ae.code == http.StatusServiceUnavailable:
-				refused.Add(1)
 			case err != nil:
 				return err
 			case deleted[i]:
@@ -100,9 +127,7 @@ func TestRestartReadsAreFresh(t *testing.T) {
 			t.Fatalf("trial %d: reads through %s: %v", trial, victim.name, errs)
 		}
 	}
-	t.Logf("%d trials, %d reads right after a restart: %d stale, %d resurrected deletes, %d refused (503)",
+	t.Logf("%d trials, %d reads right after a restart: %d stale, %d resurrected deletes, %d refusals (503) while rejoining",
 		trials, reads.Load(), stale.Load(), resurrected.Load(), refused.Load())
-	if refused.Load() == reads.Load() {
-		t.Error("every read was refused: the restarted nodes never rejoined")
-	}
+
 }
