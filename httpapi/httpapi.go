@@ -232,12 +232,16 @@ func statusOf(err error) int {
 
 // statusJSON is GET /v1/status (CONTRACT.md), plus the address peers see.
 type statusJSON struct {
-	ID       string      `json:"id"`
-	Network  string      `json:"network"`
-	Protocol string      `json:"protocol"`
-	Listen   string      `json:"listen"`
-	External string      `json:"external,omitempty"`
-	UptimeS  float64     `json:"uptime_s"`
+	ID       string  `json:"id"`
+	Network  string  `json:"network"`
+	Protocol string  `json:"protocol"`
+	Listen   string  `json:"listen"`
+	External string  `json:"external,omitempty"`
+	UptimeS  float64 `json:"uptime_s"`
+	// Ready: the node serves reads and writes (it has joined and knows a
+	// write quorum of nodes); NotReady says why not.
+	Ready    bool        `json:"ready"`
+	NotReady string      `json:"not_ready,omitempty"`
 	Routing  routingSize `json:"routing"`
 	Store    storeSize   `json:"store"`
 }
@@ -297,6 +301,7 @@ func (s *server) statusNow() statusJSON {
 	if a, ok := s.external(); ok {
 		st.External = a.String()
 	}
+	st.Ready, st.NotReady = s.n.Ready()
 	return st
 }
 

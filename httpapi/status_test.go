@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/dhtkit/dhtkit/routing"
@@ -44,5 +45,16 @@ func TestRoutingSize(t *testing.T) {
 		if _, ok := m[f]; !ok {
 			t.Errorf("routing lacks %q: %s", f, raw)
 		}
+	}
+}
+
+// TestStatusNotReady: a lone node that was not told to be alone says in
+// /v1/status that it serves no reads or writes, and what to do.
+func TestStatusNotReady(t *testing.T) {
+	tn := newTestNet(t, 1)
+	_, body := call(t, "GET", tn.servers[0].URL+"/v1/status", nil)
+	st := decode[statusJSON](t, body)
+	if st.Ready || !strings.Contains(st.NotReady, "--bootstrap none") {
+		t.Errorf("a lone node: ready %v, not_ready %q; want false and a hint at --bootstrap none", st.Ready, st.NotReady)
 	}
 }
