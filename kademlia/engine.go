@@ -302,6 +302,7 @@ func (e *Engine) maintain(now time.Time) {
 	e.peers.expire(now)
 	e.items.expire(now)
 	e.listeners.expire(now)
+	e.expireLate(now)
 	if e.limiter.rate > 0 && now.Sub(e.limiter.swept) > 5*time.Minute {
 		e.limiter.sweep(now)
 	}

@@ -66,18 +66,29 @@ type late struct {
 }
 
 // lateFor is how long a timed-out query may still be answered, and
-// maxLate how many such queries are remembered.
+// maxLate how many such queries are remembered: a few kilobytes at most
+// per engine, and nothing once they expire (maintain drops them), since a
+// simulator holds a million engines. An answer that comes later still, or
+// one crowded out, is not lost for good: the contact's probe asks again.
 const (
-	lateFor = 30 * time.Second
-	maxLate = 64
+	lateFor = 15 * time.Second
+	maxLate = 32
 )
+
+// expireLate forgets the timed-out queries too old to be answered.
+func (e *Engine) expireLate(now time.Time) {
+	e.late = slices.DeleteFunc(e.late, func(l late) bool { return now.Sub(l.at) >= lateFor })
+	if len(e.late) == 0 {
+		e.late = nil
+	}
+}
 
 // timedOut remembers p, which just timed out, for a late answer.
 func (e *Engine) timedOut(now time.Time, p *pending) {
 	if p.nodeID.IsZero() {
 		return
 	}
-	e.late = slices.DeleteFunc(e.late, func(l late) bool { return now.Sub(l.at) >= lateFor })
+	e.expireLate(now)
 	if len(e.late) >= maxLate {
 		e.late = slices.Delete(e.late, 0, 1)
 	}
