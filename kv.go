@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/sha1"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dhtkit/dhtkit/kademlia"
+	"github.com/dhtkit/dhtkit/owner"
 	"github.com/dhtkit/dhtkit/store"
 )
 
@@ -37,6 +39,20 @@ type Value struct {
 	// the value may not be the newest acknowledged write.
 	Partial bool
 	Chunked bool // stored as a manifest of chunks
+	// Signer is the owner of a signed value (package owner), verified by
+	// this node; nil for an unsigned one. Data is then the whole envelope:
+	// Open verifies it again and returns the payload; for a large value
+	// Data is the value and Envelope signs its manifest (OpenChunked).
+	Signer   ed25519.PublicKey
+	Envelope []byte
+}
+
+// An EnvelopeWriter is told, before the first byte of a large signed
+// value that GetTo writes to it, the envelope that signs it: an HTTP
+// handler sends it as a header ahead of the streamed value.
+type EnvelopeWriter interface {
+	io.Writer
+	WriteEnvelope(env []byte)
 }
 
 // Holder is one replica's view of a key, as Where returns it.
@@ -49,12 +65,52 @@ const parallelChunks = 16
 // Put stores value under key on the key's replicas and returns its
 // version once a write quorum holds it. Values larger than one record are
 // stored as chunks (see PutReader).
+//
+// A value sealed with a signature (Seal, SealWith, SignValue) is stored as
+// one record, under the version and expiry its owner signed (opt.TTL does
+// not apply), and makes the key the signer's: replicas then refuse every
+// write or delete not signed by the same owner with a newer version. A
+// larger signed value goes through PutSigned.
 func (n *Node) Put(ctx context.Context, key string, value []byte, opt PutOptions) (store.Version, error) {
+	if owner.Is(value) {
+		return n.putSigned(ctx, key, value, false, opt)
+	}
 	if len(value) <= chunkSize {
 		return n.putRecord(ctx, key, append([]byte{kindInline}, value...), opt)
 	}
 	return n.PutReader(ctx, key, bytes.NewReader(value), opt)
 }
+
+// putSigned stores an owner's envelope as the record of key: a value, or
+// with del a signed delete.
+func (n *Node) putSigned(ctx context.Context, key string, env []byte, del bool, opt PutOptions) (store.Version, error) {
+	op := "put"
+	if del {
+		op = "delete"
+	}
+	if len(env) > kademlia.MaxRecordValue {
+		return store.Version{}, fmt.Errorf("dhtkit: %s %q: %w", op, shortKey(key), ErrSignedTooLarge)
+	}
+	e, err := owner.Open(key, env)
+	if err != nil {
+		return store.Version{}, fmt.Errorf("dhtkit: %s %q: %w", op, shortKey(key), ErrBadSignature)
+	}
+	if e.Deleted != del {
+		return store.Version{}, fmt.Errorf("dhtkit: %s %q: a signed delete goes to DeleteSigned, a signed value to Put", op, shortKey(key))
+	}
+	if err := n.waitReady(ctx); err != nil {
+		return store.Version{}, fmt.Errorf("dhtkit: %s %q: %w", op, shortKey(key), err)
+	}
+	res, err := n.rt.Do(ctx, kademlia.KVPut{Key: key, Value: env, Version: e.Version, Expires: e.Expires, Source: opt.Source})
+	if err != nil {
+		return store.Version{}, fmt.Errorf("dhtkit: %s %q: %w", op, shortKey(key), err)
+	}
+	return res.Version, nil
+}
+
+// ErrSignedTooLarge: a value signed whole (Seal) is stored as one
+// record, which it does not fit.
+var ErrSignedTooLarge = fmt.Errorf("a value signed whole is one record of at most %d bytes with its signature: sign a larger one with SignValue and store it with PutSigned", kademlia.MaxRecordValue)
 
 func (n *Node) putRecord(ctx context.Context, key string, rec []byte, opt PutOptions) (store.Version, error) {
 	if err := n.waitReady(ctx); err != nil {
@@ -73,6 +129,30 @@ func (n *Node) putRecord(ctx context.Context, key string, rec []byte, opt PutOpt
 // key's record is written with the manifest that names them. Memory use is
 // bounded by the chunks in flight plus 20 bytes per chunk.
 func (n *Node) PutReader(ctx context.Context, key string, r io.Reader, opt PutOptions) (store.Version, error) {
+	return n.putReader(ctx, key, r, nil, opt)
+}
+
+// PutSigned stores the value r yields under key as PutReader does, signed
+// by env: its owner's signature of the value's manifest (SignValue). The
+// node checks that the value is the one signed before it writes the key.
+// (A value that fits one record with its signature is signed whole by
+// SignValue instead, and stored with Put.)
+func (n *Node) PutSigned(ctx context.Context, key string, r io.Reader, env []byte, opt PutOptions) (store.Version, error) {
+	if env == nil {
+		return store.Version{}, fmt.Errorf("dhtkit: put %q: no signature", shortKey(key))
+	}
+	return n.putReader(ctx, key, r, env, opt)
+}
+
+// putReader is PutReader, and with env PutSigned.
+func (n *Node) putReader(ctx context.Context, key string, r io.Reader, env []byte, opt PutOptions) (store.Version, error) {
+	var signed owner.Envelope
+	if env != nil {
+		var err error
+		if signed, err = owner.Open(key, env); err != nil || !signed.Chunked {
+			return store.Version{}, fmt.Errorf("dhtkit: put %q: %w (want the signature of a chunked value, from SignValue)", shortKey(key), ErrBadSignature)
+		}
+	}
 	br := bufio.NewReaderSize(r, chunkSize+1)
 	head, err := br.Peek(chunkSize + 1)
 	if err != nil && err != io.EOF {
@@ -82,9 +162,40 @@ func (n *Node) PutReader(ctx context.Context, key string, r io.Reader, opt PutOp
 			return store.Version{}, fmt.Errorf("dhtkit: put %q: reading the value: %w", shortKey(key), err)
 		}
 	}
-	if len(head) <= chunkSize {
+	switch {
+	case env != nil:
+		// Chunked whatever its size, as SignValue laid it out.
+	case len(head) <= chunkSize:
 		return n.Put(ctx, key, head, opt)
+	case owner.Is(head):
+		return store.Version{}, fmt.Errorf("dhtkit: put %q: %w", shortKey(key), ErrSignedTooLarge)
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	inner := opt
+	inner.Progress = nil
+	m, err := buildTree(ctx, br, func(ctx context.Context, h [sha1.Size]byte, rec []byte) error {
+		_, err := n.putRecord(ctx, chunkKey(h), rec, inner)
+		return err
+	}, opt.Progress)
+	if err != nil {
+		return store.Version{}, fmt.Errorf("dhtkit: put %q: %w", shortKey(key), err)
+	}
+	rec := encodeManifest(m)
+	if env == nil {
+		return n.putRecord(ctx, key, rec, opt)
+	}
+	if !bytes.Equal(rec[1:], signed.Payload) {
+		return store.Version{}, fmt.Errorf("dhtkit: put %q: %w: the value is not the one signed", shortKey(key), ErrBadSignature)
+	}
+	return n.putSigned(ctx, key, env, false, opt)
+}
+
+// buildTree cuts what r yields into chunks, hands each (and each index
+// chunk) to put, parallelChunks at a time, and returns the manifest of
+// the tree; put nil only computes it. Memory use is bounded by the chunks
+// in flight plus 20 bytes per chunk.
+func buildTree(ctx context.Context, r io.Reader, put func(ctx context.Context, h [sha1.Size]byte, rec []byte) error, progress func(int64)) (manifest, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
@@ -92,9 +203,7 @@ func (n *Node) PutReader(ctx context.Context, key string, r io.Reader, opt PutOp
 		size   int64
 		errc   = make(chan error, parallelChunks)
 		sem    = make(chan struct{}, parallelChunks)
-		inner  = opt
 	)
-	inner.Progress = nil
 	firstErr := func() error {
 		select {
 		case err := <-errc:
@@ -103,13 +212,16 @@ func (n *Node) PutReader(ctx context.Context, key string, r io.Reader, opt PutOp
 			return nil
 		}
 	}
-	put := func(data []byte, kind byte) [sha1.Size]byte {
+	add := func(data []byte, kind byte) [sha1.Size]byte {
 		h := sha1.Sum(data)
+		if put == nil {
+			return h
+		}
 		rec := append([]byte{kind}, data...)
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem }()
-			if _, err := n.putRecord(ctx, chunkKey(h), rec, inner); err != nil {
+			if err := put(ctx, h, rec); err != nil {
 				select {
 				case errc <- err:
 				default:
@@ -119,15 +231,24 @@ func (n *Node) PutReader(ctx context.Context, key string, r io.Reader, opt PutOp
 		}()
 		return h
 	}
+	wait := func() error {
+		for range parallelChunks { // wait for every chunk
+			sem <- struct{}{}
+		}
+		if e := firstErr(); e != nil {
+			return fmt.Errorf("storing a chunk: %w", e)
+		}
+		return nil
+	}
 	buf := make([]byte, chunkSize)
 	for {
-		k, err := io.ReadFull(br, buf)
+		k, err := io.ReadFull(r, buf)
 		if k > 0 {
-			h := put(bytes.Clone(buf[:k]), kindChunk)
+			h := add(bytes.Clone(buf[:k]), kindChunk)
 			hashes = append(hashes, h[:]...)
 			size += int64(k)
-			if opt.Progress != nil {
-				opt.Progress(size)
+			if progress != nil {
+				progress(size)
 			}
 		}
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
@@ -135,10 +256,12 @@ func (n *Node) PutReader(ctx context.Context, key string, r io.Reader, opt PutOp
 		}
 		if err != nil {
 			cancel()
-			return store.Version{}, fmt.Errorf("dhtkit: put %q: reading the value: %w", shortKey(key), err)
+			_ = wait()
+			return manifest{}, fmt.Errorf("reading the value: %w", err)
 		}
 		if e := firstErr(); e != nil {
-			return store.Version{}, fmt.Errorf("dhtkit: put %q: storing a chunk: %w", shortKey(key), e)
+			_ = wait()
+			return manifest{}, fmt.Errorf("storing a chunk: %w", e)
 		}
 	}
 	// Index chunks until the top level fits the manifest.
@@ -147,19 +270,16 @@ func (n *Node) PutReader(ctx context.Context, key string, r io.Reader, opt PutOp
 		var up []byte
 		for i := 0; i < len(hashes); i += fanout * sha1.Size {
 			end := min(i+fanout*sha1.Size, len(hashes))
-			h := put(bytes.Clone(hashes[i:end]), kindIndex)
+			h := add(bytes.Clone(hashes[i:end]), kindIndex)
 			up = append(up, h[:]...)
 		}
 		hashes = up
 		depth++
 	}
-	for range parallelChunks { // wait for every chunk
-		sem <- struct{}{}
+	if err := wait(); err != nil {
+		return manifest{}, err
 	}
-	if e := firstErr(); e != nil {
-		return store.Version{}, fmt.Errorf("dhtkit: put %q: storing a chunk: %w", shortKey(key), e)
-	}
-	return n.putRecord(ctx, key, encodeManifest(manifest{size: size, depth: depth, hashes: hashes}), opt)
+	return manifest{size: size, depth: depth, hashes: hashes}, nil
 }
 
 // getRecord reads key's record and splits off its kind byte.
@@ -177,6 +297,12 @@ func (n *Node) getRecord(ctx context.Context, key string) (kademlia.Result, byte
 	v := res.Record.Value
 	if len(v) == 0 {
 		return res, 0, nil, fmt.Errorf("dhtkit: get %q: empty record", shortKey(key))
+	}
+	if owner.Is(v) {
+		if e, err := owner.Parse(v); err == nil && e.Deleted {
+			return res, 0, nil, fmt.Errorf("dhtkit: get %q: %w", shortKey(key), ErrNotFound)
+		}
+		return res, kindSigned, v, nil
 	}
 	return res, v[0], v[1:], nil
 }
@@ -213,6 +339,19 @@ func (n *Node) Stat(ctx context.Context, key string) (Value, error) {
 		return Value{}, err
 	}
 	v := Value{Version: res.Version, Expires: res.Record.Expires, Partial: res.Partial}
+	if kind == kindSigned {
+		e, err := owner.Open(key, data)
+		if err != nil {
+			return v, fmt.Errorf("dhtkit: stat %q: %w", shortKey(key), ErrBadSignature)
+		}
+		v.Signer = e.Signer
+		if e.Chunked {
+			v.Envelope = data
+			kind, data = kindManifest, e.Payload
+		} else {
+			kind = kindInline
+		}
+	}
 	switch kind {
 	case kindInline:
 		v.Size = int64(len(data))
@@ -232,6 +371,24 @@ func (n *Node) Stat(ctx context.Context, key string) (Value, error) {
 
 // data itself, or the chunks its manifest names.
 func (n *Node) readValue(ctx context.Context, key string, v Value, kind byte, data []byte, w io.Writer, progress func(done, total int64)) (Value, error) {
+	if kind == kindSigned {
+		e, err := owner.Open(key, data)
+		if err != nil {
+			return v, fmt.Errorf("dhtkit: get %q: %w", shortKey(key), ErrBadSignature)
+		}
+		v.Signer = e.Signer
+		if e.Chunked {
+			// The value is the chunks; the envelope that signs their
+			// manifest goes to the reader before them.
+			v.Envelope = data
+			if ew, ok := w.(EnvelopeWriter); ok {
+				ew.WriteEnvelope(data)
+			}
+			kind, data = kindManifest, e.Payload
+		} else {
+			kind = kindInline // the envelope is the value
+		}
+	}
 	switch kind {
 	case kindInline:
 		v.Size = int64(len(data))
@@ -357,6 +514,38 @@ func (n *Node) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
+// DeleteSigned writes the signed delete of key (SignDelete): the only
+// delete replicas accept for a key its owner signed.
+func (n *Node) DeleteSigned(ctx context.Context, key string, tombstone []byte) error {
+	_, err := n.putSigned(ctx, key, tombstone, true, PutOptions{})
+	return err
+}
+
+// GetSignedBy is Get that fails, with an error wrapping ErrSigner, unless
+// signer signed the value.
+func (n *Node) GetSignedBy(ctx context.Context, key string, signer ed25519.PublicKey) (Value, error) {
+	v, err := n.Get(ctx, key)
+	if err != nil {
+		return v, err
+	}
+	if err := CheckSigner(key, v.Signer, signer); err != nil {
+		return Value{}, err
+	}
+	return v, nil
+}
+
+// CheckSigner says why a value of key signed by got (nil: unsigned) is
+// not one signed by want.
+func CheckSigner(key string, got, want ed25519.PublicKey) error {
+	switch {
+	case got == nil:
+		return fmt.Errorf("%w: %q is not signed (want %x)", ErrSigner, shortKey(key), []byte(want))
+	case !got.Equal(want):
+		return fmt.Errorf("%w: %q is signed by %x, not by %x", ErrSigner, shortKey(key), []byte(got), []byte(want))
+	}
+	return nil
+}
+
 // Where asks key's replicas what they hold of it.
 func (n *Node) Where(ctx context.Context, key string) ([]Holder, error) {
 	if err := n.waitReady(ctx); err != nil {
@@ -371,19 +560,51 @@ func (n *Node) Where(ctx context.Context, key string) ([]Holder, error) {
 
 // Local returns what this node stores, values without their layout byte
 // (a chunked value's record shows its manifest; chunk records are listed
-// too, under keys starting "dhtkit/chunk/").
-func (n *Node) Local() []store.Record {
+// too, under keys starting "dhtkit/chunk/"; a signed record is its whole
+// envelope). It copies every value: status pages use LocalStats and
+// LocalFirst instead.
+func (n *Node) Local() []store.Record { return n.LocalFirst(-1) }
+
+// LocalFirst is Local limited to the first limit records in target order
+// (limit < 0: all). It reads the store, which is safe for concurrent use,
+// in batches under the store's own lock, never the engine's: the node
+// goes on answering meanwhile.
+func (n *Node) LocalFirst(limit int) []store.Record {
 	var out []store.Record
-	n.rt.Inspect(func() {
-		_ = n.eng.Store().Each(func(r store.Record) bool {
-			if len(r.Value) > 0 {
-				r.Value = bytes.Clone(r.Value[1:])
-			}
-			out = append(out, r)
-			return true
-		})
+	if limit == 0 {
+		return nil
+	}
+	_ = n.eng.Store().Each(func(r store.Record) bool {
+		if len(r.Value) > 0 && !owner.Is(r.Value) {
+			r.Value = bytes.Clone(r.Value[1:])
+		}
+		out = append(out, r)
+		return limit < 0 || len(out) < limit
 	})
 	return out
+}
+
+// LocalStats counts what this node stores.
+type LocalStats struct {
+	Keys  int   // live values (tombstones left out)
+	Bytes int64 // their keys and values, as counted against the limit
+	// Records counts tombstones too; RecordBytes is what counts against
+	// Limits.MaxBytes.
+	Records     int
+	RecordBytes int64
+}
+
+// LocalStats reads the counters the store keeps: no scan, no engine lock,
+// the same cost with 10 values or 10 million.
+func (n *Node) LocalStats() LocalStats {
+	st := n.eng.Store()
+	var s LocalStats
+	s.Records, s.RecordBytes = st.Stats()
+	s.Keys, s.Bytes = s.Records, s.RecordBytes
+	if l, ok := st.(interface{ Live() (int, int64) }); ok {
+		s.Keys, s.Bytes = l.Live()
+	}
+	return s
 }
 
 // Watch reports key's value each time a new version appears, until ctx
@@ -435,7 +656,7 @@ func (n *Node) Watch(ctx context.Context, key string) (<-chan Value, error) {
 				if !ok {
 					return
 				}
-				if ev.Record.Deleted {
+				if ev.Record.Deleted || signedDelete(ev.Record.Value) {
 					if last.IsZero() {
 						continue
 					}
@@ -511,6 +732,16 @@ func (n *Node) pollWatch(ctx context.Context, key string) <-chan Value {
 	return ch
 }
 
+// signedDelete reports whether a record's value is an owner's signed
+// delete.
+func signedDelete(v []byte) bool {
+	if !owner.Is(v) {
+		return false
+	}
+	e, err := owner.Parse(v)
+	return err == nil && e.Deleted
+}
+
 // watchValue turns a version a replica sent into the Value it stands for,
 // fetching the chunks of a large one.
 func (n *Node) watchValue(ctx context.Context, key string, rec store.Record) (Value, error) {
@@ -518,7 +749,11 @@ func (n *Node) watchValue(ctx context.Context, key string, rec store.Record) (Va
 		return Value{}, fmt.Errorf("dhtkit: watch %q: empty record", shortKey(key))
 	}
 	var buf bytes.Buffer
-	v, err := n.readValue(ctx, key, Value{Version: rec.Version, Expires: rec.Expires}, rec.Value[0], rec.Value[1:], &buf, nil)
+	kind, data := rec.Value[0], rec.Value[1:]
+	if owner.Is(rec.Value) {
+		kind, data = kindSigned, rec.Value
+	}
+	v, err := n.readValue(ctx, key, Value{Version: rec.Version, Expires: rec.Expires}, kind, data, &buf, nil)
 	if err != nil {
 		return v, err
 	}

@@ -18,6 +18,10 @@ import (
 //	0x02 data       a chunk of a large value, stored under chunkKey(SHA-1(data))
 //	0x03 hashes     an index chunk: the SHA-1s of the chunks one level down
 //
+//	'D'  signed     the whole record is an owner's envelope ("DKS\x02...",
+//	                package owner): a value that fits one record, or a
+//	                signed delete, which readers see as no value
+//
 // Chunks are content-addressed, so each lands on the replicas closest to
 // its own hash, spread over the whole network, and every chunk read is
 // verified against the hash that named it. A value of any size becomes a
@@ -27,6 +31,7 @@ const (
 	kindManifest byte = 0x01
 	kindChunk    byte = 0x02
 	kindIndex    byte = 0x03
+	kindSigned   byte = 'D'
 )
 
 // chunkSize is the data carried by one chunk record.

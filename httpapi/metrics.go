@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/dhtkit/dhtkit/kademlia"
 	"github.com/dhtkit/dhtkit/krpc"
 )
 
@@ -87,11 +88,12 @@ var (
 	descUptime     = prometheus.NewDesc("dhtkit_uptime_seconds", "Seconds since the node started.", nil, nil)
 	descProbes     = prometheus.NewDesc("dhtkit_probes_total", "Pings of bad contacts (Chord: lost neighbours), to see whether they are back.", nil, nil)
 	descLate       = prometheus.NewDesc("dhtkit_late_responses_total", "Responses that came after their query timed out; each still proves its node alive.", nil, nil)
+	descDropped    = prometheus.NewDesc("dhtkit_dropped_total", "Queries, replies and stored entries the node dropped, by reason (kademlia.DropReason).", []string{"reason"}, nil)
 )
 
 func (c nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descQueriesIn, descQueriesOut, descResponses, descErrors, descBytes,
-		descPackets, descContacts, descBuckets, descKeys, descStoreBytes, descUptime, descProbes, descLate} {
+		descPackets, descContacts, descBuckets, descKeys, descStoreBytes, descUptime, descProbes, descLate, descDropped} {
 		ch <- d
 	}
 }
@@ -120,6 +122,9 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(descProbes, st.Probes)
 	counter(descLate, st.LateReplies)
+	for _, r := range kademlia.DropReasons() {
+		counter(descDropped, st.Drops[r], r.String())
+	}
 	counter(descBytes, st.BytesIn, "in")
 	counter(descBytes, st.BytesOut, "out")
 	io := n.IOStats()

@@ -1,10 +1,13 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
+	"github.com/dhtkit/dhtkit"
 	"github.com/dhtkit/dhtkit/routing"
 )
 
@@ -51,8 +54,16 @@ func TestRoutingSize(t *testing.T) {
 // TestStatusNotReady: a lone node that was not told to be alone says in
 // /v1/status that it serves no reads or writes, and what to do.
 func TestStatusNotReady(t *testing.T) {
-	tn := newTestNet(t, 1)
-	_, body := call(t, "GET", tn.servers[0].URL+"/v1/status", nil)
+	n, err := dhtkit.Listen(context.Background(), dhtkit.Config{Listen: "127.0.0.1:0", Network: "dhtkit-test", Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(New(n, Options{Logger: quiet}))
+	t.Cleanup(func() {
+		srv.Close()
+		n.Close()
+	})
+	_, body := call(t, "GET", srv.URL+"/v1/status", nil)
 	st := decode[statusJSON](t, body)
 	if st.Ready || !strings.Contains(st.NotReady, "--bootstrap none") {
 		t.Errorf("a lone node: ready %v, not_ready %q; want false and a hint at --bootstrap none", st.Ready, st.NotReady)

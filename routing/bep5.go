@@ -31,6 +31,9 @@ type BEP5 struct {
 	clock   clock
 	probes  probes
 	buckets []bucket
+
+	div        Diversity // see diversity.go
+	divRejects uint64
 }
 
 type bucket struct {
@@ -134,7 +137,7 @@ func (t *BEP5) Observe(now time.Time, x id.ID, addr netip.AddrPort, how Source, 
 		}
 		return Contact{}, false
 	}
-	if !t.claimAddr(addr) {
+	if !t.claimAddr(addr) || !t.admits(b, x, addr) {
 		return Contact{}, false
 	}
 	ne := newEntry(x, addr)

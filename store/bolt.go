@@ -147,6 +147,23 @@ func (b *Bolt) PutAll(rs []Record) ([]bool, error) {
 				applied = append(applied, false)
 				continue
 			}
+			if b.cfg.Admit != nil {
+				var old *Record
+				if c.found {
+					it := &b.idx.leaves[c.leaf][c.pos]
+					o := it.record()
+					if !o.Deleted {
+						if o.Value, err = readValue(tx, it); err != nil {
+							return err
+						}
+					}
+					old = &o
+				}
+				if err := admit(&b.cfg, old, r); err != nil {
+					limit = err
+					return nil // commit the records before this one
+				}
+			}
 			k := dbKey(c.it.target, c.it.key)
 			if err := records.Put(k, appendMeta(nil, &c.it)); err != nil {
 				return err
@@ -370,6 +387,15 @@ func (b *Bolt) Stats() (keys int, bytes int64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.idx.n, b.idx.bytes
+}
+
+// Live returns the live values (records that are not tombstones) and
+// their bytes, from counters kept on every change: status pages read it
+// without a scan.
+func (b *Bolt) Live() (keys int, bytes int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.idx.n - b.idx.tombs, b.idx.bytes - b.idx.tbytes
 }
 
 // Close implements Store: it closes the file.

@@ -24,6 +24,9 @@ var (
 	ErrInvalid = errors.New("invalid record")
 	// ErrClosed: the store was closed.
 	ErrClosed = errors.New("store closed")
+	// ErrRefused: Config.Admit refused the record (its own error is
+	// wrapped too).
+	ErrRefused = errors.New("record refused")
 )
 
 // Record is one stored key.
@@ -156,6 +159,16 @@ type Config struct {
 	// TombstoneTTL is how long a tombstone lives after its version's time.
 	// Default 24h. It must exceed the anti-entropy period.
 	TombstoneTTL time.Duration
+	// Admit, when set, is asked about every record Put or PutAll would
+	// apply (one newer than the stored one, within the limits), with the
+	// record stored for its key (nil when there is none, tombstones
+	// included): a non-nil error refuses the write like a limit does,
+	// wrapped with ErrRefused. It is the one place where a replica decides
+	// which writes a key accepts, whichever path the record came by (a
+	// client's put, a replica's push, anti-entropy, a hand-over): package
+	// owner's rule lets only a key's owner change a signed record. It runs
+	// with the store's lock held and must not call the store.
+	Admit func(old *Record, r Record) error
 }
 
 // Defaults of Config.
