@@ -76,6 +76,14 @@ type Config struct {
 	// addresses and knows the nodes a write quorum needs (see JoinWait).
 	// It excludes Bootstrap.
 	Alone bool
+	// NetworkKey is the path of a key file (`dhtkit network-key`): every
+	// datagram is then sealed with its first key and opened with any of
+	// them, and the node answers nothing else. The node reads the file
+	// again when it changes, and on Node.ReloadNetworkKey, so that keys
+	// rotate on a running network (docs/architecture.md). Empty: no key,
+	// and on a non-loopback address anyone who reaches the port can read
+	// and change the data. Not for Mainline.
+	NetworkKey string
 }
 
 // DefaultConfig returns the defaults: port 6881 on every IPv4 address,

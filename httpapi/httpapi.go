@@ -257,6 +257,17 @@ type statusJSON struct {
 	NotReady string      `json:"not_ready,omitempty"`
 	Routing  routingSize `json:"routing"`
 	Store    storeSize   `json:"store"`
+	// NetworkKey is set when the node seals its datagrams with a
+	// network key: the ids of its keys (never the keys) and what it dropped.
+	NetworkKey *networkKeyJSON `json:"network_key,omitempty"`
+}
+
+type networkKeyJSON struct {
+	IDs           []string `json:"ids"` // the sealing key first
+	Opened        uint64   `json:"opened"`
+	Undecryptable uint64   `json:"undecryptable"` // no key of the keyring opens them
+	Replayed      uint64   `json:"replayed"`
+	Stale         uint64   `json:"stale"` // timestamp too far from the node's clock
 }
 
 // routingSize counts the routing table. Nodes is the contacts the node
@@ -315,6 +326,11 @@ func (s *server) statusNow() statusJSON {
 		st.External = a.String()
 	}
 	st.Ready, st.NotReady = s.n.Ready()
+	if ids := s.n.NetworkKeyIDs(); ids != nil {
+		ss := s.n.SealStats()
+		st.NetworkKey = &networkKeyJSON{IDs: ids, Opened: ss.Opened, Undecryptable: ss.Undecryptable(),
+			Replayed: ss.Replayed, Stale: ss.Stale}
+	}
 	return st
 }
 

@@ -85,6 +85,7 @@ var (
 	descBuckets    = prometheus.NewDesc("dhtkit_routing_buckets", "Buckets of the routing table.", nil, nil)
 	descKeys       = prometheus.NewDesc("dhtkit_store_keys", "Values this node stores (tombstones excluded).", nil, nil)
 	descStoreBytes = prometheus.NewDesc("dhtkit_store_bytes", "Bytes of the values this node stores, keys included.", nil, nil)
+	descSealDrops  = prometheus.NewDesc("dhtkit_seal_dropped_total", "Datagrams dropped unanswered by a node with a network key, by reason: unsealed (sender has no key), unknown_key (another key), forged, replayed, stale, short.", []string{"reason"}, nil)
 	descUptime     = prometheus.NewDesc("dhtkit_uptime_seconds", "Seconds since the node started.", nil, nil)
 	descProbes     = prometheus.NewDesc("dhtkit_probes_total", "Pings of bad contacts (Chord: lost neighbours), to see whether they are back.", nil, nil)
 	descLate       = prometheus.NewDesc("dhtkit_late_responses_total", "Responses that came after their query timed out; each still proves its node alive.", nil, nil)
@@ -93,7 +94,7 @@ var (
 
 func (c nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descQueriesIn, descQueriesOut, descResponses, descErrors, descBytes,
-		descPackets, descContacts, descBuckets, descKeys, descStoreBytes, descUptime, descProbes, descLate, descDropped} {
+		descPackets, descContacts, descBuckets, descKeys, descStoreBytes, descUptime, descProbes, descLate, descDropped, descSealDrops} {
 		ch <- d
 	}
 }
@@ -130,6 +131,15 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	io := n.IOStats()
 	counter(descPackets, io.PacketsIn, "in")
 	counter(descPackets, io.PacketsOut, "out")
+	if n.NetworkKeyIDs() != nil {
+		ss := n.SealStats()
+		for reason, v := range map[string]uint64{
+			"unsealed": ss.Unsealed, "unknown_key": ss.UnknownKey, "forged": ss.Forged,
+			"replayed": ss.Replayed, "stale": ss.Stale, "short": ss.Short,
+		} {
+			counter(descSealDrops, v, reason)
+		}
+	}
 
 	buckets := n.Routing()
 	states := map[string]int{"good": 0, "questionable": 0, "bad": 0}

@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -83,16 +86,17 @@ through its well-known routers.`,
 				kc.Tap = events.Tap
 			}
 			n, err := dhtkit.Listen(ctx, dhtkit.Config{
-				Protocol:  protocol,
-				Listen:    listen,
-				Network:   g.network,
-				Bootstrap: bootstrap,
-				Kademlia:  kc,
-				Logger:    g.log,
-				DataDir:   dataDir,
-				Replicas:  replicas,
-				Limits:    store.Config{MaxBytes: maxBytes, MaxPerSource: maxPerSource},
-				Alone:     g.alone,
+				Protocol:   protocol,
+				Listen:     listen,
+				Network:    g.network,
+				Bootstrap:  bootstrap,
+				Kademlia:   kc,
+				Logger:     g.log,
+				DataDir:    dataDir,
+				Replicas:   replicas,
+				Limits:     store.Config{MaxBytes: maxBytes, MaxPerSource: maxPerSource},
+				NetworkKey: g.networkKey,
+				Alone:      g.alone,
 			})
 			if err != nil {
 				return err
@@ -116,8 +120,16 @@ through its well-known routers.`,
 			}
 			status := time.NewTicker(time.Minute)
 			defer status.Stop()
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
 			for {
 				select {
+				case <-hup:
+					// Rotate network keys: read the key file again.
+					if err := n.ReloadNetworkKey(); err != nil {
+						g.log.Error(err.Error())
+					}
 				case <-ctx.Done():
 					// Hand every value over before leaving, so that a
 					// graceful stop loses nothing (bounded: a node whose
