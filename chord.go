@@ -15,6 +15,7 @@ import (
 // id and the store of dir when the node has a data directory.
 func newChord(cfg Config, dir *dataDir) *chord.Engine {
 	cc := cfg.Chord
+	cc.Alone = cc.Alone || cfg.Alone
 	cc.Network = chordNetwork(cfg.Network)
 	if cfg.Replicas > 0 {
 		cc.Replicas = cfg.Replicas

@@ -74,7 +74,9 @@ type Config struct {
 	// with the nodes it knows, itself alone if need be. Without it, a node
 	// serves no read or write before it has joined through its bootstrap
 	// addresses and knows the nodes a write quorum needs (see JoinWait).
-	// It excludes Bootstrap.
+	// It excludes Bootstrap, and sets the engine's Alone (Kademlia.Alone,
+	// Chord.Alone: its write quorum may be the node itself); setting the
+	// engine's Alone makes the node alone on purpose too.
 	Alone bool
 	// NetworkKey is the path of a key file (`dhtkit network-key`): every
 	// datagram is then sealed with its first key and opened with any of

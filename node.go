@@ -145,6 +145,7 @@ func Listen(ctx context.Context, cfg Config) (*Node, error) {
 		n.net = chordNetwork(cfg.Network)
 	} else {
 		kc := cfg.Kademlia
+		kc.Alone = kc.Alone || cfg.Alone
 		kc.Network = cfg.Network
 		kc.IPv6 = n.ipv6
 		if cfg.Replicas > 0 {
@@ -162,7 +163,9 @@ func Listen(ctx context.Context, cfg Config) (*Node, error) {
 		n.kad = kademlia.New(kc, time.Now())
 		n.eng = n.kad
 	}
-	n.alone = cfg.Alone
+	// Alone on purpose: said to the node, or to its engine (whose write
+	// quorum then counts the node alone); either way both know it.
+	n.alone = cfg.Alone || cfg.Protocol == Chord && cfg.Chord.Alone || cfg.Protocol != Chord && cfg.Kademlia.Alone
 	n.replicas = cfg.Replicas
 	if n.replicas <= 0 {
 		n.replicas = kademlia.DefaultConfig().Replicas

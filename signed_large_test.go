@@ -17,7 +17,7 @@ import (
 // other, so an altered byte anywhere is caught.
 func TestSignedLargeValue(t *testing.T) {
 	cfg := testConfig()
-	cfg.Alone = true // a one-node network on purpose
+	cfg.Kademlia.Alone = true // a network of one, as asked: its own quorum
 	n := newNode(t, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -47,8 +47,8 @@ func newTestNet(t testing.TB, count int) *testNet {
 		kc := kademlia.DefaultConfig()
 		kc.TrustLoopback = true // every node shares 127.0.0.1
 		kc.Tap = ev.Tap
-		// One node is a one-node network on purpose: it is every key's replica.
-		n, err := dhtkit.Listen(ctx, dhtkit.Config{Listen: "127.0.0.1:0", Network: "dhtkit-test", Kademlia: kc, Logger: quiet, Alone: count == 1})
+		kc.Alone = count == 1 // a network of one, as asked: its own quorum
+		n, err := dhtkit.Listen(ctx, dhtkit.Config{Listen: "127.0.0.1:0", Network: "dhtkit-test", Kademlia: kc, Logger: quiet})
 		if err != nil {
 			t.Fatal(err)
 		}
