@@ -27,7 +27,7 @@ type item struct {
 	hash    uint64
 }
 
-func (it *item) bytes() int64 { return int64(len(it.key) + it.size) }
+func (it *item) bytes() int64 { return int64(len(it.key)+it.size) + RecordOverhead }
 
 func (it *item) record() Record {
 	return Record{
@@ -188,6 +188,14 @@ func (x *index) prepare(cfg *Config, r *Record) (c change, apply bool, err error
 		it.expires = max(it.expires, toNanos(r.Version.Physical().Add(cfg.TombstoneTTL)))
 	} else {
 		it.size = len(r.Value)
+		// A value lives at most MaxTTL past its version, so that every
+		// tombstone newer than it outlives it.
+		if cfg.MaxTTL > 0 {
+			limit := toNanos(r.Version.Physical().Add(cfg.MaxTTL))
+			if it.expires == 0 || it.expires > limit {
+				it.expires = limit
+			}
+		}
 	}
 	if it.expires != 0 && it.expires <= x.now {
 		return c, false, nil
