@@ -18,6 +18,8 @@ import (
 type item struct {
 	target  id.ID
 	deleted bool
+	summed  bool   // sum holds the value's CRC32C (every write since format 2)
+	sum     uint32 // bolt: checked on every read of the value
 	key     string
 	value   []byte
 	source  string
@@ -188,6 +190,7 @@ func (x *index) prepare(cfg *Config, r *Record) (c change, apply bool, err error
 		it.expires = max(it.expires, toNanos(r.Version.Physical().Add(cfg.TombstoneTTL)))
 	} else {
 		it.size = len(r.Value)
+		it.summed, it.sum = true, checksum(r.Value)
 		// A value lives at most MaxTTL past its version, so that every
 		// tombstone newer than it outlives it.
 		if cfg.MaxTTL > 0 {

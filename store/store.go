@@ -4,6 +4,7 @@ import (
 	"crypto/sha1"
 	"encoding/binary"
 	"errors"
+	"log/slog"
 	"time"
 
 	"github.com/dhtkit/dhtkit/id"
@@ -24,6 +25,11 @@ var (
 	ErrInvalid = errors.New("invalid record")
 	// ErrClosed: the store was closed.
 	ErrClosed = errors.New("store closed")
+	// ErrDamaged: the store's file is damaged beyond what the store can
+	// repair by itself (empty, truncated, pages bbolt cannot read). The
+	// error names the file; MoveDamaged sets it aside so that a node can
+	// start empty and refill from the other replicas.
+	ErrDamaged = errors.New("damaged store file")
 )
 
 // Record is one stored key.
@@ -168,6 +174,10 @@ type Config struct {
 	// value has an older version, so it expires no later than the tombstone
 	// (see "Deletes and expiry" in the package documentation).
 	TombstoneTTL time.Duration
+	// Logger receives what an operator must hear of: damaged records
+	// dropped, writes the disk refused (at most one line per
+	// writeWarnEvery). nil: slog.Default().
+	Logger *slog.Logger
 }
 
 // Defaults of Config.
@@ -200,6 +210,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxPerSource == 0 {
 		c.MaxPerSource = DefaultMaxPerSource
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
 	}
 	if c.MaxTTL == 0 {
 		c.MaxTTL = DefaultMaxTTL
