@@ -50,6 +50,9 @@ const parallelChunks = 16
 // version once a write quorum holds it. Values larger than one record are
 // stored as chunks (see PutReader).
 func (n *Node) Put(ctx context.Context, key string, value []byte, opt PutOptions) (store.Version, error) {
+	if err := n.checkPut(key, opt); err != nil {
+		return store.Version{}, err
+	}
 	if len(value) <= chunkSize {
 		return n.putRecord(ctx, key, append([]byte{kindInline}, value...), opt)
 	}
@@ -65,11 +68,20 @@ func (n *Node) putRecord(ctx context.Context, key string, rec []byte, opt PutOpt
 }
 
 // PutReader stores what r yields under key, streaming: a value that fits
-// one record is stored as one; a larger one is cut into chunks that are
-// stored in parallel on the replicas of their own hashes, and then the
-// key's record is written with the manifest that names them. Memory use is
-// bounded by the chunks in flight plus 20 bytes per chunk.
+// one record is stored as one; a larger one is cut into chunks of one
+// upload that are stored in parallel on the replicas of their own hashes,
+// and then the key's record is written with the manifest that names them.
+// Memory use is bounded by the chunks in flight plus 20 bytes per chunk.
+//
+// The whole put must end within Config.ChunkGrace less chunkMargin of its
+// start: past that, the nodes holding its chunks take the upload for
+// abandoned and release them (chunkgc.go), so PutReader gives up first.
+// A put that fails or is interrupted leaves chunks behind for at most
+// ChunkGrace plus one collector interval.
 func (n *Node) PutReader(ctx context.Context, key string, r io.Reader, opt PutOptions) (store.Version, error) {
+	if err := n.checkPut(key, opt); err != nil {
+		return store.Version{}, err
+	}
 	br := bufio.NewReaderSize(r, chunkSize+1)
 	head, err := br.Peek(chunkSize + 1)
 	if err != nil && err != io.EOF {
@@ -82,16 +94,24 @@ func (n *Node) PutReader(ctx context.Context, key string, r io.Reader, opt PutOp
 	if len(head) <= chunkSize {
 		return n.Put(ctx, key, head, opt)
 	}
-	ctx, cancel := context.WithCancel(ctx)
+	start := time.Now()
+	upload := newUploadID(start)
+	limit := n.chunks.uploadLimit()
+	ctx, cancel := context.WithDeadline(ctx, start.Add(limit))
 	defer cancel()
+	fail := func(what string, err error) (store.Version, error) {
+		if errors.Is(err, context.DeadlineExceeded) && time.Since(start) >= limit {
+			err = fmt.Errorf("the upload took longer than %v, the most a chunked put may take (Config.ChunkGrace less %v): %w", limit, chunkMargin(n.chunks.grace), err)
+		}
+		return store.Version{}, fmt.Errorf("dhtkit: put %q: %s: %w", shortKey(key), what, err)
+	}
 	var (
-		hashes []byte
-		size   int64
-		errc   = make(chan error, parallelChunks)
-		sem    = make(chan struct{}, parallelChunks)
-		inner  = opt
+		hashes  []byte
+		size    int64
+		errc    = make(chan error, parallelChunks)
+		sem     = make(chan struct{}, parallelChunks)
+		payload = chunkPayload(key)
 	)
-	inner.Progress = nil
 	firstErr := func() error {
 		select {
 		case err := <-errc:
@@ -102,11 +122,12 @@ func (n *Node) PutReader(ctx context.Context, key string, r io.Reader, opt PutOp
 	}
 	put := func(data []byte, kind byte) [sha1.Size]byte {
 		h := sha1.Sum(data)
-		rec := append([]byte{kind}, data...)
+		rec := append(ownedHeader(key, kind), data...)
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem }()
-			if _, err := n.putRecord(ctx, chunkKey(h), rec, inner); err != nil {
+			// Not putRecord: the error is about key, not the chunk's name.
+			if _, err := n.rt.Do(ctx, kademlia.KVPut{Key: ownedChunkKey(key, upload, h), Value: rec, TTL: opt.TTL, Source: opt.Source}); err != nil {
 				select {
 				case errc <- err:
 				default:
@@ -116,7 +137,16 @@ func (n *Node) PutReader(ctx context.Context, key string, r io.Reader, opt PutOp
 		}()
 		return h
 	}
-	buf := make([]byte, chunkSize)
+	wait := func() error {
+		for range parallelChunks { // wait for every chunk
+			sem <- struct{}{}
+		}
+		for range parallelChunks {
+			<-sem
+		}
+		return firstErr()
+	}
+	buf := make([]byte, payload)
 	for {
 		k, err := io.ReadFull(br, buf)
 		if k > 0 {
@@ -132,31 +162,45 @@ func (n *Node) PutReader(ctx context.Context, key string, r io.Reader, opt PutOp
 		}
 		if err != nil {
 			cancel()
-			return store.Version{}, fmt.Errorf("dhtkit: put %q: reading the value: %w", shortKey(key), err)
+			wait()
+			return fail("reading the value", err)
 		}
 		if e := firstErr(); e != nil {
-			return store.Version{}, fmt.Errorf("dhtkit: put %q: storing a chunk: %w", shortKey(key), e)
+			wait()
+			return fail("storing a chunk", e)
 		}
 	}
 	// Index chunks until the top level fits the manifest.
 	depth := 0
+	perIndex := payload / sha1.Size * sha1.Size
 	for len(hashes)/sha1.Size > fanout {
 		var up []byte
-		for i := 0; i < len(hashes); i += fanout * sha1.Size {
-			end := min(i+fanout*sha1.Size, len(hashes))
+		for i := 0; i < len(hashes); i += perIndex {
+			end := min(i+perIndex, len(hashes))
 			h := put(bytes.Clone(hashes[i:end]), kindIndex)
 			up = append(up, h[:]...)
 		}
 		hashes = up
 		depth++
 	}
-	for range parallelChunks { // wait for every chunk
-		sem <- struct{}{}
+	if e := wait(); e != nil {
+		return fail("storing a chunk", e)
 	}
-	if e := firstErr(); e != nil {
-		return store.Version{}, fmt.Errorf("dhtkit: put %q: storing a chunk: %w", shortKey(key), e)
+	v, err := n.putRecord(ctx, key, encodeManifest(manifest{size: size, depth: depth, hashes: hashes, upload: &upload}), opt)
+	if err != nil {
+		return fail("storing the manifest", err)
 	}
-	return n.putRecord(ctx, key, encodeManifest(manifest{size: size, depth: depth, hashes: hashes}), opt)
+	return v, nil
+}
+
+// checkPut refuses, before anything is sent, a put every replica would
+// refuse or cut short: a TTL longer than the node's MaxTTL.
+func (n *Node) checkPut(key string, opt PutOptions) error {
+	if n.maxTTL > 0 && opt.TTL > n.maxTTL {
+		return fmt.Errorf("dhtkit: put %q: a TTL of %v is longer than this node's limit of %v (Config.Limits.MaxTTL, node --max-ttl): %w",
+			shortKey(key), opt.TTL, n.maxTTL, store.ErrInvalid)
+	}
+	return nil
 }
 
 // getRecord reads key's record and splits off its kind byte.
@@ -246,7 +290,7 @@ func (n *Node) readValue(ctx context.Context, key string, v Value, kind byte, da
 	hashes := m.hashes
 	for range m.depth {
 		var down []byte
-		parts, err := n.fetchChunks(ctx, hashes, kindIndex, nil)
+		parts, err := n.fetchChunks(ctx, key, &m, hashes, kindIndex, nil)
 		if err != nil {
 			return v, fmt.Errorf("dhtkit: get %q: %w", shortKey(key), err)
 		}
@@ -259,7 +303,7 @@ func (n *Node) readValue(ctx context.Context, key string, v Value, kind byte, da
 		hashes = down
 	}
 	var written int64
-	_, err = n.fetchChunks(ctx, hashes, kindChunk, func(p []byte) error {
+	_, err = n.fetchChunks(ctx, key, &m, hashes, kindChunk, func(p []byte) error {
 		if _, err := w.Write(p); err != nil {
 			return fmt.Errorf("writing: %w", err)
 		}
@@ -278,10 +322,10 @@ func (n *Node) readValue(ctx context.Context, key string, v Value, kind byte, da
 	return v, nil
 }
 
-// fetchChunks gets the chunks named by hashes, parallelChunks at a time,
-// verifies each, and hands them to sink in order (or returns them all
-// when sink is nil).
-func (n *Node) fetchChunks(ctx context.Context, hashes []byte, kind byte, sink func([]byte) error) ([][]byte, error) {
+// fetchChunks gets the chunks named by hashes of the value under key whose
+// manifest is m, parallelChunks at a time, verifies each, and hands them to
+// sink in order (or returns them all when sink is nil).
+func (n *Node) fetchChunks(ctx context.Context, key string, m *manifest, hashes []byte, kind byte, sink func([]byte) error) ([][]byte, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	count := len(hashes) / sha1.Size
@@ -293,7 +337,15 @@ func (n *Node) fetchChunks(ctx context.Context, hashes []byte, kind byte, sink f
 	fetch := func(i int) {
 		var h [sha1.Size]byte
 		copy(h[:], hashes[i*sha1.Size:])
-		_, k, data, err := n.getRecord(ctx, chunkKey(h))
+		_, k, data, err := n.getRecord(ctx, m.chunkKey(key, h))
+		if err == nil && m.upload != nil {
+			var owner string
+			if k != kindOwned {
+				k = 0xff
+			} else if owner, k, data, err = splitOwned(data); err == nil && owner != key {
+				k = 0xff
+			}
+		}
 		switch {
 		case err != nil:
 			err = fmt.Errorf("chunk %d of %d: %w", i+1, count, err)
@@ -339,8 +391,8 @@ func (n *Node) fetchChunks(ctx context.Context, hashes []byte, kind byte, sink f
 }
 
 // Delete writes a tombstone for key: it beats every older write, so the
-// key stays deleted on every replica, and expires later. The chunks of a
-// large value expire with their TTL.
+// key stays deleted on every replica, and expires later. The nodes holding
+// the chunks of a large value release them (chunkgc.go).
 func (n *Node) Delete(ctx context.Context, key string) error {
 	if _, err := n.rt.Do(ctx, kademlia.KVPut{Key: key, Delete: true}); err != nil {
 		return fmt.Errorf("dhtkit: delete %q: %w", shortKey(key), err)

@@ -49,6 +49,8 @@ type Node struct {
 
 	dir     *dataDir // nil without Config.DataDir
 	started time.Time
+	maxTTL  time.Duration  // the longest TTL a put may ask for; 0: no limit
+	chunks  chunkCollector // chunkgc.go
 
 	ctx    context.Context // ends at Close: background work stops
 	cancel context.CancelFunc
@@ -97,7 +99,10 @@ func Listen(ctx context.Context, cfg Config) (*Node, error) {
 
 	var dir *dataDir
 	if cfg.DataDir != "" {
-		if dir, err = openDataDir(cfg.DataDir, cfg.Limits); err != nil {
+		if cfg.Limits.Logger == nil {
+			cfg.Limits.Logger = cfg.Logger
+		}
+		if dir, err = openDataDir(cfg.DataDir, cfg.Limits, cfg.MoveDamaged); err != nil {
 			conn.Close()
 			return nil, err
 		}
@@ -107,6 +112,10 @@ func Listen(ctx context.Context, cfg Config) (*Node, error) {
 		ipv6:    network == "udp6",
 		dir:     dir,
 		started: time.Now(),
+		maxTTL:  cfg.Limits.MaxTTL,
+	}
+	if n.maxTTL == 0 {
+		n.maxTTL = store.DefaultMaxTTL
 	}
 	if cfg.Protocol == Chord {
 		n.chord = newChord(cfg, dir)
@@ -146,6 +155,10 @@ func Listen(ctx context.Context, cfg Config) (*Node, error) {
 		n.wg.Add(1)
 		go n.join(boot)
 	}
+	n.chunks = newChunkCollector(cfg)
+	n.chunks.peers = len(boot) > 0
+	n.wg.Add(1)
+	go n.collectChunksPeriodically()
 	return n, nil
 }
 

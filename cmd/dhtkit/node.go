@@ -25,7 +25,8 @@ func newNodeCmd(g *globals) *cobra.Command {
 	var (
 		listen, httpAddr, dataDir, protocol string
 		replicas                            int
-		secureIDs                           bool
+		secureIDs, moveDamaged              bool
+		maxTTL                              time.Duration
 		pprofAddr                           string
 		maxBytes                            int64
 		maxPerSource                        int
@@ -69,15 +70,16 @@ through its well-known routers.`,
 				kc.Tap = events.Tap
 			}
 			n, err := dhtkit.Listen(ctx, dhtkit.Config{
-				Protocol:  protocol,
-				Listen:    listen,
-				Network:   g.network,
-				Bootstrap: bootstrap,
-				Kademlia:  kc,
-				Logger:    g.log,
-				DataDir:   dataDir,
-				Replicas:  replicas,
-				Limits:    store.Config{MaxBytes: maxBytes, MaxPerSource: maxPerSource},
+				Protocol:    protocol,
+				Listen:      listen,
+				Network:     g.network,
+				Bootstrap:   bootstrap,
+				Kademlia:    kc,
+				Logger:      g.log,
+				DataDir:     dataDir,
+				Replicas:    replicas,
+				Limits:      store.Config{MaxBytes: maxBytes, MaxPerSource: maxPerSource, MaxTTL: maxTTL},
+				MoveDamaged: moveDamaged,
 			})
 			if err != nil {
 				return err
@@ -126,6 +128,8 @@ through its well-known routers.`,
 	f.Int64Var(&maxBytes, "max-bytes", 0, "bytes of values this node stores for others (default 1 GiB)")
 	f.IntVar(&maxPerSource, "max-per-source", 0, "records this node stores for one writer IP (default 100000; loopback writers are not counted)")
 	f.StringVar(&pprofAddr, "pprof", "", "serve Go's net/http/pprof profiles on this address (debugging; keep it on loopback)")
+	f.BoolVar(&moveDamaged, "move-damaged", false, "if --data's values.db is damaged, move it aside as values.db.damaged-TIME and start empty, refilled from the other replicas")
+	f.DurationVar(&maxTTL, "max-ttl", 0, "longest life of a stored value, also for values put without a TTL (default 720h); a delete lasts this plus 24h")
 	f.BoolVar(&secureIDs, "bep42", false, "enforce BEP 42: keep nodes whose ids do not match their IP out of the routing table")
 	return cmd
 }
