@@ -121,7 +121,7 @@ func chunkPayload(owner string) int {
 // key, the inner kind and the payload.
 func splitOwned(b []byte) (owner string, kind byte, payload []byte, err error) {
 	l, n := binary.Uvarint(b)
-	if n <= 0 || l > uint64(len(b)-n) || uint64(len(b)-n)-l < 1 {
+	if n <= 0 || (n > 1 && b[n-1] == 0) || l > uint64(len(b)-n) || uint64(len(b)-n)-l < 1 {
 		return "", 0, nil, fmt.Errorf("dhtkit: corrupt chunk record")
 	}
 	b = b[n:]

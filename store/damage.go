@@ -34,9 +34,15 @@ const (
 
 type boltMeta struct {
 	pageSize uint32
+	freelist uint64 // the freelist's page; boltNoFreelist: none on disk
 	pgid     uint64 // the high-water mark: pages [0, pgid) are in use
 	txid     uint64
 }
+
+const (
+	boltNoFreelist   = 0xffffffffffffffff
+	boltFreelistFlag = 0x10
+)
 
 // readMeta reads the meta page at off; ok is false if it does not hold a
 // valid one.
@@ -54,7 +60,7 @@ func readMeta(f io.ReaderAt, off int64) (m boltMeta, ok bool) {
 	if h.Sum64() != e.Uint64(b[56:]) {
 		return m, false
 	}
-	m = boltMeta{pageSize: e.Uint32(b[8:]), pgid: e.Uint64(b[40:]), txid: e.Uint64(b[48:])}
+	m = boltMeta{pageSize: e.Uint32(b[8:]), freelist: e.Uint64(b[32:]), pgid: e.Uint64(b[40:]), txid: e.Uint64(b[48:])}
 	return m, m.pageSize >= 512 && m.pageSize&(m.pageSize-1) == 0
 }
 
@@ -110,6 +116,21 @@ func checkFile(path string) (warning string, err error) {
 	}
 	if want := int64(newest.pgid) * pageSize; size < want {
 		return "", damaged(path, fmt.Sprintf("it is truncated: %d bytes, its pages reach %d", size, want))
+	}
+	// bbolt reads the freelist while opening, and panics if its page is
+	// not one: check first, since a panic inside bbolt's open leaves the
+	// file locked until the process exits.
+	if fl := newest.freelist; fl != boltNoFreelist {
+		var h [16]byte
+		if fl >= newest.pgid {
+			return "", damaged(path, fmt.Sprintf("its freelist page %d lies past its last page %d", fl, newest.pgid))
+		}
+		if _, err := f.ReadAt(h[:], int64(fl)*pageSize); err != nil {
+			return "", damaged(path, fmt.Sprintf("reading its freelist page: %v", err))
+		}
+		if id, flags := binary.NativeEndian.Uint64(h[:]), binary.NativeEndian.Uint16(h[8:]); id != fl || flags&boltFreelistFlag == 0 {
+			return "", damaged(path, fmt.Sprintf("its freelist page %d holds page %d of type %#x", fl, id, flags))
+		}
 	}
 	if warning != "" {
 		warning += "; opening the transaction before it, so the last write this node acknowledged may be missing until repair brings it back from the other replicas"
