@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dhtkit/dhtkit/routing"
@@ -47,11 +48,12 @@ func chunkMargin(grace time.Duration) time.Duration { return min(5*time.Minute, 
 // chunkCollector is the collector's configuration.
 type chunkCollector struct {
 	grace, interval time.Duration
-	peers           bool // the node was given peers: its table alone is not the network
+	peers           bool         // the node was given peers: its table alone is not the network
+	released        atomic.Int64 // chunk records removed
 }
 
-func newChunkCollector(cfg Config) chunkCollector {
-	c := chunkCollector{grace: cfg.ChunkGrace, interval: cfg.ChunkCollectInterval}
+func newChunkCollector(cfg Config) *chunkCollector {
+	c := &chunkCollector{grace: cfg.ChunkGrace, interval: cfg.ChunkCollectInterval}
 	if c.grace <= 0 {
 		c.grace = DefaultChunkGrace
 	}
@@ -62,7 +64,7 @@ func newChunkCollector(cfg Config) chunkCollector {
 }
 
 // uploadLimit is the longest a chunked put may take.
-func (c chunkCollector) uploadLimit() time.Duration { return c.grace - chunkMargin(c.grace) }
+func (c *chunkCollector) uploadLimit() time.Duration { return c.grace - chunkMargin(c.grace) }
 
 func (n *Node) collectChunksPeriodically() {
 	defer n.wg.Done()
@@ -156,6 +158,7 @@ func (n *Node) collectChunks(ctx context.Context, now time.Time) int {
 			})
 		}
 	}
+	n.chunks.released.Add(int64(removed))
 	if removed > 0 {
 		n.log.Info("released the chunks of deleted, overwritten or abandoned uploads", "records", removed, "uploads", len(dead))
 	}
@@ -207,4 +210,27 @@ func (n *Node) goodContacts() int {
 		}
 	}
 	return k
+}
+
+// StorageFaults is what a node met of failing storage and what its chunk
+// collector did, for /metrics.
+type StorageFaults struct {
+	// DamagedRecords counts the records dropped because they failed their
+	// checksum or could not be decoded: not served, and refilled by the
+	// other replicas.
+	DamagedRecords int64
+	// WriteErrors counts the writes the disk refused (full, I/O error).
+	WriteErrors int64
+	// ChunksReleased counts the chunk records the collector removed.
+	ChunksReleased int64
+}
+
+// StorageFaults returns the node's StorageFaults; a node without a data
+// directory has no disk to fail.
+func (n *Node) StorageFaults() StorageFaults {
+	f := StorageFaults{ChunksReleased: n.chunks.released.Load()}
+	if n.dir != nil {
+		f.DamagedRecords, f.WriteErrors = n.dir.store.Faults()
+	}
+	return f
 }

@@ -247,7 +247,10 @@ func TestChunksReleasedLarge(t *testing.T) {
 		t.Skip("set -chunkgc-bytes N to run")
 	}
 	grace := 30 * time.Minute // the put itself must end within 3/4 of it
-	nodes := network(t, 5, 24, chunkGC(grace), func(c *Config) { c.Limits.MaxBytes = 4 << 30 })
+	nodes := network(t, 5, 24, chunkGC(grace), func(c *Config) {
+		c.Limits.MaxBytes = 4 << 30
+		c.DataDir = t.TempDir() // on disk, as a node runs
+	})
 	ctx := context.Background()
 	before := make([]int64, len(nodes))
 	for i, n := range nodes {

@@ -49,8 +49,8 @@ type Node struct {
 
 	dir     *dataDir // nil without Config.DataDir
 	started time.Time
-	maxTTL  time.Duration  // the longest TTL a put may ask for; 0: no limit
-	chunks  chunkCollector // chunkgc.go
+	maxTTL  time.Duration   // the longest TTL a put may ask for; 0: no limit
+	chunks  *chunkCollector // chunkgc.go
 
 	ctx    context.Context // ends at Close: background work stops
 	cancel context.CancelFunc

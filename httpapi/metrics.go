@@ -85,11 +85,13 @@ var (
 	descKeys       = prometheus.NewDesc("dhtkit_store_keys", "Values this node stores (tombstones excluded).", nil, nil)
 	descStoreBytes = prometheus.NewDesc("dhtkit_store_bytes", "Bytes of the values this node stores, keys included.", nil, nil)
 	descUptime     = prometheus.NewDesc("dhtkit_uptime_seconds", "Seconds since the node started.", nil, nil)
+	descStorage    = prometheus.NewDesc("dhtkit_storage_events_total",
+		"Storage events: damaged records dropped (damaged_record), writes the disk refused (write_error), chunk records released (chunk_released).", []string{"event"}, nil)
 )
 
 func (c nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descQueriesIn, descQueriesOut, descResponses, descErrors, descBytes,
-		descPackets, descContacts, descBuckets, descKeys, descStoreBytes, descUptime} {
+		descPackets, descContacts, descBuckets, descKeys, descStoreBytes, descUptime, descStorage} {
 		ch <- d
 	}
 }
@@ -137,4 +139,8 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descKeys, float64(sz.Keys))
 	gauge(descStoreBytes, float64(sz.Bytes))
 	gauge(descUptime, c.s.uptime().Seconds())
+	sf := n.StorageFaults()
+	counter(descStorage, uint64(sf.DamagedRecords), "damaged_record")
+	counter(descStorage, uint64(sf.WriteErrors), "write_error")
+	counter(descStorage, uint64(sf.ChunksReleased), "chunk_released")
 }

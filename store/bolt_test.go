@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -242,7 +243,8 @@ func TestBoltFullDisk(t *testing.T) {
 		}
 	}()
 	path := filepath.Join(dir, "store.db")
-	s, err := OpenBolt(path, Config{})
+	var log syncBuffer
+	s, err := OpenBolt(path, Config{Logger: slog.New(slog.NewTextHandler(&log, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -293,6 +295,14 @@ func TestBoltFullDisk(t *testing.T) {
 		t.Fatal("a failed batch changed the store")
 	}
 	check(s, "after a failed batch")
+	// The replica says so in its log, once per writeWarnEvery however
+	// many writes fail, and counts every one.
+	if got := strings.Count(log.String(), "cannot write"); got != 1 || !strings.Contains(log.String(), "no space left") {
+		t.Errorf("log has %d lines about failed writes, want 1 naming the cause: %s", got, log.String())
+	}
+	if _, werr := s.Faults(); werr != 2 {
+		t.Errorf("Faults counts %d write errors, want 2", werr)
+	}
 	// The store stays usable for reads, closes cleanly and reopens whole.
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
