@@ -117,7 +117,7 @@ func (r *failingReader) Read(p []byte) (int, error) {
 // released on every node, leaving the nodes' stored bytes where they were
 // but for the tombstones.
 func TestChunksReleased(t *testing.T) {
-	const grace = 10 * time.Second
+	const grace = 20 * time.Second
 	nodes := network(t, 5, 21, chunkGC(grace))
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -179,7 +179,7 @@ func TestChunksReleased(t *testing.T) {
 // TestChunksOfRefusedPut fills the nodes' capacity: the put fails and its
 // chunks, stored until the nodes ran out of room, are released.
 func TestChunksOfRefusedPut(t *testing.T) {
-	const grace = 8 * time.Second
+	const grace = 15 * time.Second
 	nodes := network(t, 4, 22, chunkGC(grace), func(c *Config) { c.Limits.MaxBytes = 1 << 20 })
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

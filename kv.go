@@ -126,8 +126,7 @@ func (n *Node) PutReader(ctx context.Context, key string, r io.Reader, opt PutOp
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem }()
-			// Not putRecord: the error is about key, not the chunk's name.
-			if _, err := n.rt.Do(ctx, kademlia.KVPut{Key: ownedChunkKey(key, upload, h), Value: rec, TTL: opt.TTL, Source: opt.Source}); err != nil {
+			if err := n.putChunk(ctx, kademlia.KVPut{Key: ownedChunkKey(key, upload, h), Value: rec, TTL: opt.TTL, Source: opt.Source}); err != nil {
 				select {
 				case errc <- err:
 				default:
@@ -191,6 +190,41 @@ func (n *Node) PutReader(ctx context.Context, key string, r io.Reader, opt PutOp
 		return fail("storing the manifest", err)
 	}
 	return v, nil
+}
+
+// chunkAttempts is how many times a chunk's put is tried: one lost chunk
+// of a large value fails the whole put, and a busy replica that does not
+// answer in time usually does the next time.
+const chunkAttempts = 3
+
+// putChunk stores one chunk record, trying again after a failure that
+// another try may not meet (no answer, too few replicas), never after a
+// refusal (a limit) or once ctx ends. Its error is about the chunk, not
+// its name: the caller says whose chunk it was.
+func (n *Node) putChunk(ctx context.Context, put kademlia.KVPut) error {
+	var err error
+	for attempt := 1; attempt <= chunkAttempts; attempt++ {
+		if _, err = n.rt.Do(ctx, put); err == nil || refused(err) || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-time.After(time.Duration(attempt) * 100 * time.Millisecond):
+		case <-ctx.Done():
+			return err
+		}
+	}
+	return err
+}
+
+// refused reports whether err is a replica's refusal, which trying again
+// would meet again.
+func refused(err error) bool {
+	for _, e := range []error{store.ErrCapacity, store.ErrQuota, store.ErrTooLarge, store.ErrInvalid, store.ErrFull, kademlia.ErrTooLarge} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // checkPut refuses, before anything is sent, a put every replica would
