@@ -75,3 +75,77 @@ func TestDamagedValuesFile(t *testing.T) {
 		})
 	}
 }
+
+// TestDamagedValueRefilled flips bytes of a value in one replica's file:
+// reads never return the damaged bytes, and the replica is refilled from
+// the others.
+func TestDamagedValueRefilled(t *testing.T) {
+	dirs := []string{t.TempDir(), t.TempDir(), t.TempDir()}
+	start := func(i int, boot []string) *Node {
+		cfg := testConfig()
+		cfg.DataDir = dirs[i]
+		cfg.Bootstrap = boot
+		return newNode(t, cfg)
+	}
+	a := start(0, nil)
+	b := start(1, []string{a.Addr().String()})
+	c := start(2, []string{a.Addr().String()})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	waitFor(t, "a network of 3", func() bool { return a.goodContacts() == 2 && b.goodContacts() == 2 && c.goodContacts() == 2 })
+	const value = "a small value whose bytes the disk flips"
+	if _, err := a.Put(ctx, "fragile", []byte(value), PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "3 copies", func() bool { return holds(a, "fragile", value) && holds(b, "fragile", value) && holds(c, "fragile", value) })
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dirs[2], valuesFile)
+	file, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := strings.Index(string(file), value)
+	if i < 0 {
+		t.Fatal("value not found in values.db")
+	}
+	for j := range 8 {
+		file[i+10+j] ^= 0xff
+	}
+	if err := os.WriteFile(path, file, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c = start(2, []string{a.Addr().String(), b.Addr().String()})
+	waitFor(t, "c rejoined", func() bool { return c.goodContacts() == 2 })
+	for range 5 {
+		got, err := c.Get(ctx, "fragile")
+		if err != nil || string(got.Data) != value {
+			t.Fatalf("get through the damaged replica: %q, %v", got.Data, err)
+		}
+	}
+	if f := c.StorageFaults(); f.DamagedRecords != 1 {
+		t.Errorf("damaged records counted: %d, want 1", f.DamagedRecords)
+	}
+	waitFor(t, "the damaged copy refilled", func() bool { return holds(c, "fragile", value) })
+}
+
+func holds(n *Node, key, value string) bool {
+	for _, r := range n.Local() {
+		if r.Key == key && string(r.Value) == value {
+			return true
+		}
+	}
+	return false
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 60s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
