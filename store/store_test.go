@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -851,4 +853,29 @@ func (r rng2) Read(p []byte) (int, error) {
 		p[i] = byte(r.r.Uint32())
 	}
 	return len(p), nil
+}
+
+// TestRecordOverheadCoversHeap puts many tiny records in a memory store:
+// the bytes it counts against MaxBytes stay within a factor of 1.5 of the
+// heap they take, where counting key and value alone was off 23-fold.
+func TestRecordOverheadCoversHeap(t *testing.T) {
+	const n = 100_000
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	m := NewMemory(Config{MaxPerSource: -1})
+	for i := range n {
+		if _, err := m.Put(Record{Key: strconv.Itoa(i), Value: []byte{1}, Version: ver(i, 1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	_, counted := m.Stats()
+	heap := int64(after.HeapAlloc - before.HeapAlloc)
+	t.Logf("%d tiny records: %d bytes of heap, %d counted (%.0f and %.0f per record)", n, heap, counted, float64(heap)/n, float64(counted)/n)
+	if ratio := float64(heap) / float64(counted); ratio > 1.5 {
+		t.Errorf("heap is %.1f times the bytes counted", ratio)
+	}
+	runtime.KeepAlive(m)
 }
