@@ -97,7 +97,9 @@ func TestDamagedValueRefilled(t *testing.T) {
 	if _, err := a.Put(ctx, "fragile", []byte(value), PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "3 copies", func() bool { return holds(a, "fragile", value) && holds(b, "fragile", value) && holds(c, "fragile", value) })
+	waitFor(t, "3 copies", func() bool {
+		return holds(a, "fragile", value) && holds(b, "fragile", value) && holds(c, "fragile", value)
+	})
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
