@@ -48,6 +48,9 @@ through its well-known routers.`,
 			default:
 				return usageError("--protocol %q: want kademlia or chord", protocol)
 			}
+			if maxTTL < 0 {
+				return usageError("--max-ttl %v: want a positive duration such as 720h", maxTTL)
+			}
 			if replicas < 0 {
 				return usageError("--replicas %d: want a positive number", replicas)
 			}
