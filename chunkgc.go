@@ -90,8 +90,9 @@ type chunkGroup struct {
 // collectParallel bounds the manifest lookups of one pass in flight.
 const collectParallel = 8
 
-// removeBatch is how many chunk records one hold of the engine removes.
-const removeBatch = 256
+// removeBatch is how many chunk records one hold of the engine removes,
+// in one commit.
+const removeBatch = 1024
 
 // collectChunks makes one pass of the collector at now and returns how
 // many chunk records it removed.
@@ -146,14 +147,15 @@ func (n *Node) collectChunks(ctx context.Context, now time.Time) int {
 	wg.Wait()
 	for _, g := range dead {
 		for i := 0; i < len(g.keys); i += removeBatch {
-			end := min(i+removeBatch, len(g.keys))
+			batch := make([]store.Entry, 0, removeBatch)
+			for j := i; j < min(i+removeBatch, len(g.keys)); j++ {
+				batch = append(batch, store.Entry{Key: g.keys[j], Version: g.versions[j]})
+			}
 			n.rt.Inspect(func() {
-				for j := i; j < end; j++ {
-					if err := st.Remove(g.keys[j], g.versions[j]); err != nil {
-						n.log.Warn("releasing a chunk", "key", g.keys[j], "err", err)
-						continue
-					}
-					removed++
+				k, err := removeAll(st, batch)
+				removed += k
+				if err != nil {
+					n.log.Warn("releasing chunks", "records", len(batch), "err", err)
 				}
 			})
 		}
@@ -163,6 +165,24 @@ func (n *Node) collectChunks(ctx context.Context, now time.Time) int {
 		n.log.Info("released the chunks of deleted, overwritten or abandoned uploads", "records", removed, "uploads", len(dead))
 	}
 	return removed
+}
+
+// removeAll removes es from st in one commit when st can (store.Bolt and
+// store.Memory: one fsync per batch, not per chunk), else one by one.
+func removeAll(st store.Store, es []store.Entry) (int, error) {
+	if b, ok := st.(interface {
+		RemoveAll([]store.Entry) (int, error)
+	}); ok {
+		return b.RemoveAll(es)
+	}
+	removed := 0
+	for _, e := range es {
+		if err := st.Remove(e.Key, e.Version); err != nil {
+			return removed, err
+		}
+		removed++
+	}
+	return removed, nil
 }
 
 // ownerLookupTimeout bounds one manifest lookup of the collector.

@@ -248,6 +248,7 @@ func TestChunksReleasedLarge(t *testing.T) {
 	}
 	grace := 30 * time.Minute // the put itself must end within 3/4 of it
 	nodes := network(t, 5, 24, chunkGC(grace), func(c *Config) {
+		c.ChunkCollectInterval = time.Second // each pass scans ~100k chunk records
 		c.Limits.MaxBytes = 4 << 30
 		c.DataDir = t.TempDir() // on disk, as a node runs
 	})

@@ -879,3 +879,34 @@ func TestRecordOverheadCoversHeap(t *testing.T) {
 	}
 	runtime.KeepAlive(m)
 }
+
+func TestRemoveAll(t *testing.T) {
+	suite(t, func(t *testing.T, open func(Config) Store) {
+		s := open(Config{})
+		for i := range 10 {
+			put(t, s, Record{Key: fmt.Sprint("k", i), Value: []byte("v"), Version: ver(i, 1)})
+		}
+		digest, _ := s.Digest(2)
+		es := []Entry{
+			{Key: "k1", Version: ver(1, 1)},
+			{Key: "k2", Version: ver(1, 1)}, // another version: a newer write arrived
+			{Key: "absent", Version: ver(1, 1)},
+			{Key: "k3", Version: ver(3, 1)},
+		}
+		n, err := s.(interface{ RemoveAll([]Entry) (int, error) }).RemoveAll(es)
+		if err != nil || n != 2 {
+			t.Fatalf("RemoveAll = %d, %v; want 2", n, err)
+		}
+		for key, want := range map[string]bool{"k1": false, "k2": true, "k3": false, "k4": true} {
+			if _, ok := get(t, s, key); ok != want {
+				t.Errorf("%s present %v, want %v", key, ok, want)
+			}
+		}
+		if keys, _ := s.Stats(); keys != 8 {
+			t.Errorf("%d keys left, want 8", keys)
+		}
+		if d, _ := s.Digest(2); slices.Equal(d, digest) {
+			t.Error("digest unchanged by the removals")
+		}
+	})
+}
