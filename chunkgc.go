@@ -3,6 +3,7 @@ package dhtkit
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -50,6 +51,11 @@ type chunkCollector struct {
 	grace, interval time.Duration
 	peers           bool         // the node was given peers: its table alone is not the network
 	released        atomic.Int64 // chunk records removed
+
+	mu sync.Mutex
+	// checked is when each upload group was last looked up and found
+	// live: a pass looks up the groups checked longest ago first.
+	checked map[string]time.Time
 }
 
 func newChunkCollector(cfg Config) *chunkCollector {
@@ -125,6 +131,7 @@ func (n *Node) collectChunks(ctx context.Context, now time.Time) int {
 	if len(groups) == 0 {
 		return 0
 	}
+	names := n.chunks.due(groups)
 	var (
 		mu      sync.Mutex
 		dead    []*chunkGroup
@@ -132,15 +139,19 @@ func (n *Node) collectChunks(ctx context.Context, now time.Time) int {
 		sem     = make(chan struct{}, collectParallel)
 		removed int
 	)
-	for name, g := range groups {
+	for _, name := range names {
+		g := groups[name]
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if n.uploadDead(ctx, st, name, g) {
-				mu.Lock()
+			isDead, sure := n.uploadDead(ctx, st, name, g)
+			mu.Lock()
+			defer mu.Unlock()
+			if isDead {
 				dead = append(dead, g)
-				mu.Unlock()
+			} else if sure {
+				n.chunks.live(name, now)
 			}
 		}()
 	}
@@ -189,34 +200,74 @@ func removeAll(st store.Store, es []store.Entry) (int, error) {
 const ownerLookupTimeout = 30 * time.Second
 
 // uploadDead reports whether the upload of group g (named name) is over
-// and not the one the owner key's newest record names. Any doubt (a chunk
-// it cannot read, a lookup that fails or is partial) keeps the chunks for
-// the next pass.
-func (n *Node) uploadDead(ctx context.Context, st store.Store, name string, g *chunkGroup) bool {
+// and not the one the owner key's newest record names; sure is false when
+// it could not tell. Any doubt (a chunk it cannot read, a lookup that
+// fails or is partial) keeps the chunks for the next pass.
+func (n *Node) uploadDead(ctx context.Context, st store.Store, name string, g *chunkGroup) (dead, sure bool) {
 	rec, ok, err := st.Get(g.keys[0])
 	if err != nil || !ok || rec.Deleted || len(rec.Value) == 0 || rec.Value[0] != kindOwned {
-		return false
+		return false, false
 	}
 	owner, _, _, err := splitOwned(rec.Value[1:])
 	if err != nil || !strings.HasPrefix(ownedChunkKey(owner, g.upload, [20]byte{}), name+"/") {
-		return false
+		return false, false
 	}
 	ctx, cancel := context.WithTimeout(ctx, ownerLookupTimeout)
 	defer cancel()
 	res, kind, data, err := n.getRecord(ctx, owner)
 	switch {
 	case errors.Is(err, ErrNotFound):
-		return !res.Partial // deleted, expired or never written
+		return !res.Partial, !res.Partial // deleted, expired or never written
 	case err != nil || res.Partial:
-		return false
+		return false, false
 	case kind != kindManifest:
-		return true // overwritten by a small value
+		return true, true // overwritten by a small value
 	}
 	m, err := decodeManifest(data)
 	if err != nil {
-		return false
+		return false, false
 	}
-	return m.upload == nil || *m.upload != g.upload
+	return m.upload == nil || *m.upload != g.upload, true
+}
+
+// maxLookupsPerPass bounds the manifest lookups of one collector pass, so
+// that chunk records written to make a node look up many keys cost a
+// bounded rate of queries.
+const maxLookupsPerPass = 256
+
+// due returns the names of the groups a pass looks up: at most
+// maxLookupsPerPass, those never found live first, then those found live
+// longest ago, so that every group is looked up in turn. It forgets the
+// groups no longer held.
+func (c *chunkCollector) due(groups map[string]*chunkGroup) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for name := range c.checked {
+		if groups[name] == nil {
+			delete(c.checked, name)
+		}
+	}
+	names := make([]string, 0, len(groups))
+	for name := range groups {
+		names = append(names, name)
+	}
+	slices.SortFunc(names, func(a, b string) int {
+		if d := c.checked[a].Compare(c.checked[b]); d != 0 {
+			return d
+		}
+		return strings.Compare(a, b)
+	})
+	return names[:min(len(names), maxLookupsPerPass)]
+}
+
+// live notes that the group name was found live at now.
+func (c *chunkCollector) live(name string, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.checked == nil {
+		c.checked = map[string]time.Time{}
+	}
+	c.checked[name] = now
 }
 
 // goodContacts counts the routing table's contacts not known to be bad.

@@ -315,3 +315,33 @@ func (p *pattern) Read(b []byte) (int, error) {
 	}
 	return len(b), nil
 }
+
+// TestCollectorTakesTurns: a pass looks up at most maxLookupsPerPass
+// groups, those never found live first, so every group gets its turn.
+func TestCollectorTakesTurns(t *testing.T) {
+	var c chunkCollector
+	groups := map[string]*chunkGroup{}
+	for i := range maxLookupsPerPass + 10 {
+		groups[fmt.Sprintf("g%04d", i)] = &chunkGroup{}
+	}
+	t0 := time.Unix(1700000000, 0)
+	first := c.due(groups)
+	if len(first) != maxLookupsPerPass {
+		t.Fatalf("a pass looks up %d groups, want %d", len(first), maxLookupsPerPass)
+	}
+	for _, name := range first {
+		c.live(name, t0)
+	}
+	second := c.due(groups)
+	for _, name := range second[:10] {
+		if !c.checked[name].IsZero() {
+			t.Errorf("second pass starts with %s, found live already, before the 10 never looked up", name)
+		}
+	}
+	// Groups no longer held are forgotten.
+	delete(groups, first[0])
+	c.due(groups)
+	if _, ok := c.checked[first[0]]; ok {
+		t.Error("a group no longer held is remembered")
+	}
+}
