@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/sha1"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dhtkit/dhtkit/kademlia"
+	"github.com/dhtkit/dhtkit/owner"
 	"github.com/dhtkit/dhtkit/store"
 )
 
@@ -37,6 +39,20 @@ type Value struct {
 	// the value may not be the newest acknowledged write.
 	Partial bool
 	Chunked bool // stored as a manifest of chunks
+	// Signer is the owner of a signed value (package owner), verified by
+	// this node; nil for an unsigned one. Data is then the whole envelope:
+	// Open verifies it again and returns the payload; for a large value
+	// Data is the value and Envelope signs its manifest (OpenChunked).
+	Signer   ed25519.PublicKey
+	Envelope []byte
+}
+
+// An EnvelopeWriter is told, before the first byte of a large signed
+// value that GetTo writes to it, the envelope that signs it: an HTTP
+// handler sends it as a header ahead of the streamed value.
+type EnvelopeWriter interface {
+	io.Writer
+	WriteEnvelope(env []byte)
 }
 
 // Holder is one replica's view of a key, as Where returns it.
@@ -49,15 +65,52 @@ const parallelChunks = 16
 // Put stores value under key on the key's replicas and returns its
 // version once a write quorum holds it. Values larger than one record are
 // stored as chunks (see PutReader).
+//
+// A value sealed with a signature (Seal, SealWith, SignValue) is stored as
+// one record, under the version and expiry its owner signed (opt.TTL does
+// not apply), and makes the key the signer's: replicas then refuse every
+// write or delete not signed by the same owner with a newer version. A
+// larger signed value goes through PutSigned.
 func (n *Node) Put(ctx context.Context, key string, value []byte, opt PutOptions) (store.Version, error) {
 	if err := n.checkPut(key, opt); err != nil {
 		return store.Version{}, err
+	}
+	if owner.Is(value) {
+		return n.putSigned(ctx, key, value, false, opt)
 	}
 	if len(value) <= chunkSize {
 		return n.putRecord(ctx, key, append([]byte{kindInline}, value...), opt)
 	}
 	return n.PutReader(ctx, key, bytes.NewReader(value), opt)
 }
+
+// putSigned stores an owner's envelope as the record of key: a value, or
+// with del a signed delete.
+func (n *Node) putSigned(ctx context.Context, key string, env []byte, del bool, opt PutOptions) (store.Version, error) {
+	op := "put"
+	if del {
+		op = "delete"
+	}
+	if len(env) > kademlia.MaxRecordValue {
+		return store.Version{}, fmt.Errorf("dhtkit: %s %q: %w", op, shortKey(key), ErrSignedTooLarge)
+	}
+	e, err := owner.Open(key, env)
+	if err != nil {
+		return store.Version{}, fmt.Errorf("dhtkit: %s %q: %w", op, shortKey(key), ErrBadSignature)
+	}
+	if e.Deleted != del {
+		return store.Version{}, fmt.Errorf("dhtkit: %s %q: a signed delete goes to DeleteSigned, a signed value to Put", op, shortKey(key))
+	}
+	res, err := n.rt.Do(ctx, kademlia.KVPut{Key: key, Value: env, Version: e.Version, Expires: e.Expires, Source: opt.Source})
+	if err != nil {
+		return store.Version{}, fmt.Errorf("dhtkit: %s %q: %w", op, shortKey(key), err)
+	}
+	return res.Version, nil
+}
+
+// ErrSignedTooLarge: a value signed whole (Seal) is stored as one
+// record, which it does not fit.
+var ErrSignedTooLarge = fmt.Errorf("a value signed whole is one record of at most %d bytes with its signature: sign a larger one with SignValue and store it with PutSigned", kademlia.MaxRecordValue)
 
 func (n *Node) putRecord(ctx context.Context, key string, rec []byte, opt PutOptions) (store.Version, error) {
 	res, err := n.rt.Do(ctx, kademlia.KVPut{Key: key, Value: rec, TTL: opt.TTL, Source: opt.Source})
@@ -79,8 +132,32 @@ func (n *Node) putRecord(ctx context.Context, key string, rec []byte, opt PutOpt
 // A put that fails or is interrupted leaves chunks behind for at most
 // ChunkGrace plus one collector interval.
 func (n *Node) PutReader(ctx context.Context, key string, r io.Reader, opt PutOptions) (store.Version, error) {
+	return n.putReader(ctx, key, r, nil, opt)
+}
+
+// PutSigned stores the value r yields under key as PutReader does, signed
+// by env: its owner's signature of the value's manifest (SignValue). The
+// node checks that the value is the one signed before it writes the key.
+// (A value that fits one record with its signature is signed whole by
+// SignValue instead, and stored with Put.)
+func (n *Node) PutSigned(ctx context.Context, key string, r io.Reader, env []byte, opt PutOptions) (store.Version, error) {
+	if env == nil {
+		return store.Version{}, fmt.Errorf("dhtkit: put %q: no signature", shortKey(key))
+	}
+	return n.putReader(ctx, key, r, env, opt)
+}
+
+// putReader is PutReader, and with env PutSigned.
+func (n *Node) putReader(ctx context.Context, key string, r io.Reader, env []byte, opt PutOptions) (store.Version, error) {
 	if err := n.checkPut(key, opt); err != nil {
 		return store.Version{}, err
+	}
+	var signed owner.Envelope
+	if env != nil {
+		var err error
+		if signed, err = owner.Open(key, env); err != nil || !signed.Chunked {
+			return store.Version{}, fmt.Errorf("dhtkit: put %q: %w (want the signature of a chunked value, from SignValue)", shortKey(key), ErrBadSignature)
+		}
 	}
 	br := bufio.NewReaderSize(r, chunkSize+1)
 	head, err := br.Peek(chunkSize + 1)
@@ -91,103 +168,57 @@ func (n *Node) PutReader(ctx context.Context, key string, r io.Reader, opt PutOp
 			return store.Version{}, fmt.Errorf("dhtkit: put %q: reading the value: %w", shortKey(key), err)
 		}
 	}
-	if len(head) <= chunkSize {
+	switch {
+	case env != nil:
+		// Chunked whatever its size, as SignValue laid it out.
+	case len(head) <= chunkSize:
 		return n.Put(ctx, key, head, opt)
+	case owner.Is(head):
+		return store.Version{}, fmt.Errorf("dhtkit: put %q: %w", shortKey(key), ErrSignedTooLarge)
+	}
+	if env != nil {
+		// A signed value keeps the content-addressed layout its owner
+		// signed (SignValue): its chunks are left to their TTL.
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		inner := opt
+		inner.Progress = nil
+		m, err := buildTree(ctx, br, func(ctx context.Context, h [sha1.Size]byte, rec []byte) error {
+			_, err := n.putRecord(ctx, chunkKey(h), rec, inner)
+			return err
+		}, opt.Progress)
+		if err != nil {
+			return store.Version{}, fmt.Errorf("dhtkit: put %q: %w", shortKey(key), err)
+		}
+		rec := encodeManifest(m)
+		if !bytes.Equal(rec[1:], signed.Payload) {
+			return store.Version{}, fmt.Errorf("dhtkit: put %q: %w: the value is not the one signed", shortKey(key), ErrBadSignature)
+		}
+		return n.putSigned(ctx, key, env, false, opt)
 	}
 	start := time.Now()
 	upload := newUploadID(start)
 	limit := n.chunks.uploadLimit()
 	ctx, cancel := context.WithDeadline(ctx, start.Add(limit))
 	defer cancel()
-	fail := func(what string, err error) (store.Version, error) {
+	fail := func(err error) (store.Version, error) {
 		if errors.Is(err, context.DeadlineExceeded) && time.Since(start) >= limit {
 			err = fmt.Errorf("the upload took longer than %v, the most a chunked put may take (Config.ChunkGrace less %v): %w", limit, chunkMargin(n.chunks.grace), err)
 		}
-		return store.Version{}, fmt.Errorf("dhtkit: put %q: %s: %w", shortKey(key), what, err)
+		return store.Version{}, fmt.Errorf("dhtkit: put %q: %w", shortKey(key), err)
 	}
-	var (
-		hashes  []byte
-		size    int64
-		errc    = make(chan error, parallelChunks)
-		sem     = make(chan struct{}, parallelChunks)
-		payload = chunkPayload(key)
-	)
-	firstErr := func() error {
-		select {
-		case err := <-errc:
-			return err
-		default:
-			return nil
-		}
-	}
-	put := func(data []byte, kind byte) [sha1.Size]byte {
-		h := sha1.Sum(data)
+	payload := chunkPayload(key)
+	m, err := buildChunks(ctx, br, payload, payload/sha1.Size*sha1.Size, func(ctx context.Context, h [sha1.Size]byte, kind byte, data []byte) error {
 		rec := append(ownedHeader(key, kind), data...)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem }()
-			if err := n.putChunk(ctx, kademlia.KVPut{Key: ownedChunkKey(key, upload, h), Value: rec, TTL: opt.TTL, Source: opt.Source}); err != nil {
-				select {
-				case errc <- err:
-				default:
-				}
-				cancel()
-			}
-		}()
-		return h
-	}
-	wait := func() error {
-		for range parallelChunks { // wait for every chunk
-			sem <- struct{}{}
-		}
-		for range parallelChunks {
-			<-sem
-		}
-		return firstErr()
-	}
-	buf := make([]byte, payload)
-	for {
-		k, err := io.ReadFull(br, buf)
-		if k > 0 {
-			h := put(bytes.Clone(buf[:k]), kindChunk)
-			hashes = append(hashes, h[:]...)
-			size += int64(k)
-			if opt.Progress != nil {
-				opt.Progress(size)
-			}
-		}
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			break
-		}
-		if err != nil {
-			cancel()
-			wait()
-			return fail("reading the value", err)
-		}
-		if e := firstErr(); e != nil {
-			wait()
-			return fail("storing a chunk", e)
-		}
-	}
-	// Index chunks until the top level fits the manifest.
-	depth := 0
-	perIndex := payload / sha1.Size * sha1.Size
-	for len(hashes)/sha1.Size > fanout {
-		var up []byte
-		for i := 0; i < len(hashes); i += perIndex {
-			end := min(i+perIndex, len(hashes))
-			h := put(bytes.Clone(hashes[i:end]), kindIndex)
-			up = append(up, h[:]...)
-		}
-		hashes = up
-		depth++
-	}
-	if e := wait(); e != nil {
-		return fail("storing a chunk", e)
-	}
-	v, err := n.putRecord(ctx, key, encodeManifest(manifest{size: size, depth: depth, hashes: hashes, upload: &upload}), opt)
+		return n.putChunk(ctx, kademlia.KVPut{Key: ownedChunkKey(key, upload, h), Value: rec, TTL: opt.TTL, Source: opt.Source})
+	}, opt.Progress)
 	if err != nil {
-		return fail("storing the manifest", err)
+		return fail(err)
+	}
+	m.upload = &upload
+	v, err := n.putRecord(ctx, key, encodeManifest(m), opt)
+	if err != nil {
+		return fail(fmt.Errorf("storing the manifest: %w", err))
 	}
 	return v, nil
 }
@@ -219,7 +250,7 @@ func (n *Node) putChunk(ctx context.Context, put kademlia.KVPut) error {
 // refused reports whether err is a replica's refusal, which trying again
 // would meet again.
 func refused(err error) bool {
-	for _, e := range []error{store.ErrCapacity, store.ErrQuota, store.ErrTooLarge, store.ErrInvalid, store.ErrFull, kademlia.ErrTooLarge} {
+	for _, e := range []error{store.ErrCapacity, store.ErrQuota, store.ErrTooLarge, store.ErrInvalid, store.ErrFull, store.ErrRefused, kademlia.ErrTooLarge} {
 		if errors.Is(err, e) {
 			return true
 		}
@@ -237,6 +268,110 @@ func (n *Node) checkPut(key string, opt PutOptions) error {
 	return nil
 }
 
+// buildTree is buildChunks in the content-addressed layout that signed
+// values use: each record is the kind byte and the payload, chunkSize
+// bytes of data and fanout hashes per index chunk.
+func buildTree(ctx context.Context, r io.Reader, put func(ctx context.Context, h [sha1.Size]byte, rec []byte) error, progress func(int64)) (manifest, error) {
+	var p func(context.Context, [sha1.Size]byte, byte, []byte) error
+	if put != nil {
+		p = func(ctx context.Context, h [sha1.Size]byte, kind byte, data []byte) error {
+			return put(ctx, h, append([]byte{kind}, data...))
+		}
+	}
+	return buildChunks(ctx, r, chunkSize, fanout*sha1.Size, p, progress)
+}
+
+// buildChunks cuts what r yields into chunks of payload bytes, hands each
+// (and each index chunk of perIndex bytes of hashes) to put,
+// parallelChunks at a time, and returns the manifest of the tree; put nil
+// only computes it. Memory use is bounded by the chunks in flight plus 20
+// bytes per chunk.
+func buildChunks(ctx context.Context, r io.Reader, payload, perIndex int, put func(ctx context.Context, h [sha1.Size]byte, kind byte, data []byte) error, progress func(int64)) (manifest, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		hashes []byte
+		size   int64
+		errc   = make(chan error, parallelChunks)
+		sem    = make(chan struct{}, parallelChunks)
+	)
+	firstErr := func() error {
+		select {
+		case err := <-errc:
+			return err
+		default:
+			return nil
+		}
+	}
+	add := func(data []byte, kind byte) [sha1.Size]byte {
+		h := sha1.Sum(data)
+		if put == nil {
+			return h
+		}
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem }()
+			if err := put(ctx, h, kind, data); err != nil {
+				select {
+				case errc <- err:
+				default:
+				}
+				cancel()
+			}
+		}()
+		return h
+	}
+	wait := func() error {
+		for range parallelChunks { // wait for every chunk
+			sem <- struct{}{}
+		}
+		if e := firstErr(); e != nil {
+			return fmt.Errorf("storing a chunk: %w", e)
+		}
+		return nil
+	}
+	buf := make([]byte, payload)
+	for {
+		k, err := io.ReadFull(r, buf)
+		if k > 0 {
+			h := add(bytes.Clone(buf[:k]), kindChunk)
+			hashes = append(hashes, h[:]...)
+			size += int64(k)
+			if progress != nil {
+				progress(size)
+			}
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
+		}
+		if err != nil {
+			cancel()
+			_ = wait()
+			return manifest{}, fmt.Errorf("reading the value: %w", err)
+		}
+		if e := firstErr(); e != nil {
+			_ = wait()
+			return manifest{}, fmt.Errorf("storing a chunk: %w", e)
+		}
+	}
+	// Index chunks until the top level fits the manifest.
+	depth := 0
+	for len(hashes)/sha1.Size > fanout {
+		var up []byte
+		for i := 0; i < len(hashes); i += perIndex {
+			end := min(i+perIndex, len(hashes))
+			h := add(bytes.Clone(hashes[i:end]), kindIndex)
+			up = append(up, h[:]...)
+		}
+		hashes = up
+		depth++
+	}
+	if err := wait(); err != nil {
+		return manifest{}, err
+	}
+	return manifest{size: size, depth: depth, hashes: hashes}, nil
+}
+
 // getRecord reads key's record and splits off its kind byte.
 func (n *Node) getRecord(ctx context.Context, key string) (kademlia.Result, byte, []byte, error) {
 	res, err := n.rt.Do(ctx, kademlia.KVGet{Key: key})
@@ -249,6 +384,12 @@ func (n *Node) getRecord(ctx context.Context, key string) (kademlia.Result, byte
 	v := res.Record.Value
 	if len(v) == 0 {
 		return res, 0, nil, fmt.Errorf("dhtkit: get %q: empty record", shortKey(key))
+	}
+	if owner.Is(v) {
+		if e, err := owner.Parse(v); err == nil && e.Deleted {
+			return res, 0, nil, fmt.Errorf("dhtkit: get %q: %w", shortKey(key), ErrNotFound)
+		}
+		return res, kindSigned, v, nil
 	}
 	return res, v[0], v[1:], nil
 }
@@ -285,6 +426,19 @@ func (n *Node) Stat(ctx context.Context, key string) (Value, error) {
 		return Value{}, err
 	}
 	v := Value{Version: res.Version, Expires: res.Record.Expires, Partial: res.Partial}
+	if kind == kindSigned {
+		e, err := owner.Open(key, data)
+		if err != nil {
+			return v, fmt.Errorf("dhtkit: stat %q: %w", shortKey(key), ErrBadSignature)
+		}
+		v.Signer = e.Signer
+		if e.Chunked {
+			v.Envelope = data
+			kind, data = kindManifest, e.Payload
+		} else {
+			kind = kindInline
+		}
+	}
 	switch kind {
 	case kindInline:
 		v.Size = int64(len(data))
@@ -304,6 +458,24 @@ func (n *Node) Stat(ctx context.Context, key string) (Value, error) {
 
 // data itself, or the chunks its manifest names.
 func (n *Node) readValue(ctx context.Context, key string, v Value, kind byte, data []byte, w io.Writer, progress func(done, total int64)) (Value, error) {
+	if kind == kindSigned {
+		e, err := owner.Open(key, data)
+		if err != nil {
+			return v, fmt.Errorf("dhtkit: get %q: %w", shortKey(key), ErrBadSignature)
+		}
+		v.Signer = e.Signer
+		if e.Chunked {
+			// The value is the chunks; the envelope that signs their
+			// manifest goes to the reader before them.
+			v.Envelope = data
+			if ew, ok := w.(EnvelopeWriter); ok {
+				ew.WriteEnvelope(data)
+			}
+			kind, data = kindManifest, e.Payload
+		} else {
+			kind = kindInline // the envelope is the value
+		}
+	}
 	switch kind {
 	case kindInline:
 		v.Size = int64(len(data))
@@ -373,10 +545,10 @@ func (n *Node) fetchChunks(ctx context.Context, key string, m *manifest, hashes 
 		copy(h[:], hashes[i*sha1.Size:])
 		_, k, data, err := n.getRecord(ctx, m.chunkKey(key, h))
 		if err == nil && m.upload != nil {
-			var owner string
+			var of string
 			if k != kindOwned {
 				k = 0xff
-			} else if owner, k, data, err = splitOwned(data); err == nil && owner != key {
+			} else if of, k, data, err = splitOwned(data); err == nil && of != key {
 				k = 0xff
 			}
 		}
@@ -434,6 +606,38 @@ func (n *Node) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
+// DeleteSigned writes the signed delete of key (SignDelete): the only
+// delete replicas accept for a key its owner signed.
+func (n *Node) DeleteSigned(ctx context.Context, key string, tombstone []byte) error {
+	_, err := n.putSigned(ctx, key, tombstone, true, PutOptions{})
+	return err
+}
+
+// GetSignedBy is Get that fails, with an error wrapping ErrSigner, unless
+// signer signed the value.
+func (n *Node) GetSignedBy(ctx context.Context, key string, signer ed25519.PublicKey) (Value, error) {
+	v, err := n.Get(ctx, key)
+	if err != nil {
+		return v, err
+	}
+	if err := CheckSigner(key, v.Signer, signer); err != nil {
+		return Value{}, err
+	}
+	return v, nil
+}
+
+// CheckSigner says why a value of key signed by got (nil: unsigned) is
+// not one signed by want.
+func CheckSigner(key string, got, want ed25519.PublicKey) error {
+	switch {
+	case got == nil:
+		return fmt.Errorf("%w: %q is not signed (want %x)", ErrSigner, shortKey(key), []byte(want))
+	case !got.Equal(want):
+		return fmt.Errorf("%w: %q is signed by %x, not by %x", ErrSigner, shortKey(key), []byte(got), []byte(want))
+	}
+	return nil
+}
+
 // Where asks key's replicas what they hold of it.
 func (n *Node) Where(ctx context.Context, key string) ([]Holder, error) {
 	res, err := n.rt.Do(ctx, kademlia.KVGet{Key: key})
@@ -445,19 +649,51 @@ func (n *Node) Where(ctx context.Context, key string) ([]Holder, error) {
 
 // Local returns what this node stores, values without their layout byte
 // (a chunked value's record shows its manifest; chunk records are listed
-// too, under keys starting "dhtkit/chunk/").
-func (n *Node) Local() []store.Record {
+// too, under keys starting "dhtkit/chunk/"; a signed record is its whole
+// envelope). It copies every value: status pages use LocalStats and
+// LocalFirst instead.
+func (n *Node) Local() []store.Record { return n.LocalFirst(-1) }
+
+// LocalFirst is Local limited to the first limit records in target order
+// (limit < 0: all). It reads the store, which is safe for concurrent use,
+// in batches under the store's own lock, never the engine's: the node
+// goes on answering meanwhile.
+func (n *Node) LocalFirst(limit int) []store.Record {
 	var out []store.Record
-	n.rt.Inspect(func() {
-		_ = n.eng.Store().Each(func(r store.Record) bool {
-			if len(r.Value) > 0 {
-				r.Value = bytes.Clone(r.Value[1:])
-			}
-			out = append(out, r)
-			return true
-		})
+	if limit == 0 {
+		return nil
+	}
+	_ = n.eng.Store().Each(func(r store.Record) bool {
+		if len(r.Value) > 0 && !owner.Is(r.Value) {
+			r.Value = bytes.Clone(r.Value[1:])
+		}
+		out = append(out, r)
+		return limit < 0 || len(out) < limit
 	})
 	return out
+}
+
+// LocalStats counts what this node stores.
+type LocalStats struct {
+	Keys  int   // live values (tombstones left out)
+	Bytes int64 // their keys and values, as counted against the limit
+	// Records counts tombstones too; RecordBytes is what counts against
+	// Limits.MaxBytes.
+	Records     int
+	RecordBytes int64
+}
+
+// LocalStats reads the counters the store keeps: no scan, no engine lock,
+// the same cost with 10 values or 10 million.
+func (n *Node) LocalStats() LocalStats {
+	st := n.eng.Store()
+	var s LocalStats
+	s.Records, s.RecordBytes = st.Stats()
+	s.Keys, s.Bytes = s.Records, s.RecordBytes
+	if l, ok := st.(interface{ Live() (int, int64) }); ok {
+		s.Keys, s.Bytes = l.Live()
+	}
+	return s
 }
 
 // Watch reports key's value each time a new version appears, until ctx
@@ -509,7 +745,7 @@ func (n *Node) Watch(ctx context.Context, key string) (<-chan Value, error) {
 				if !ok {
 					return
 				}
-				if ev.Record.Deleted {
+				if ev.Record.Deleted || signedDelete(ev.Record.Value) {
 					if last.IsZero() {
 						continue
 					}
@@ -585,6 +821,16 @@ func (n *Node) pollWatch(ctx context.Context, key string) <-chan Value {
 	return ch
 }
 
+// signedDelete reports whether a record's value is an owner's signed
+// delete.
+func signedDelete(v []byte) bool {
+	if !owner.Is(v) {
+		return false
+	}
+	e, err := owner.Parse(v)
+	return err == nil && e.Deleted
+}
+
 // watchValue turns a version a replica sent into the Value it stands for,
 // fetching the chunks of a large one.
 func (n *Node) watchValue(ctx context.Context, key string, rec store.Record) (Value, error) {
@@ -592,7 +838,11 @@ func (n *Node) watchValue(ctx context.Context, key string, rec store.Record) (Va
 		return Value{}, fmt.Errorf("dhtkit: watch %q: empty record", shortKey(key))
 	}
 	var buf bytes.Buffer
-	v, err := n.readValue(ctx, key, Value{Version: rec.Version, Expires: rec.Expires}, rec.Value[0], rec.Value[1:], &buf, nil)
+	kind, data := rec.Value[0], rec.Value[1:]
+	if owner.Is(rec.Value) {
+		kind, data = kindSigned, rec.Value
+	}
+	v, err := n.readValue(ctx, key, Value{Version: rec.Version, Expires: rec.Expires}, kind, data, &buf, nil)
 	if err != nil {
 		return v, err
 	}

@@ -97,6 +97,11 @@ func Listen(ctx context.Context, cfg Config) (*Node, error) {
 	_ = conn.SetReadBuffer(socketBuffer) // best effort: the kernel caps it
 	_ = conn.SetWriteBuffer(socketBuffer)
 
+	if cfg.Limits.Admit == nil {
+		// Every replica checks chunks and owner keys, whatever path a
+		// record takes.
+		cfg.Limits.Admit = admit
+	}
 	var dir *dataDir
 	if cfg.DataDir != "" {
 		if cfg.Limits.Logger == nil {

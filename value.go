@@ -23,6 +23,9 @@ import (
 //	0x03 hashes     an index chunk: the SHA-1s of the chunks one level down
 //	0x04 owned      uvarint len(owner) | owner | 0x02 or 0x03 and its payload:
 //	                a chunk of one upload of the value under key owner
+//	'D'  signed     the whole record is an owner's envelope ("DKS\x02...",
+//	                package owner): a value that fits one record, or a
+//	                signed delete, which readers see as no value
 //
 // A value of any size becomes a tree of chunks whose root fits in the
 // manifest record. Each chunk is named by the SHA-1 of its payload, so it
@@ -43,6 +46,7 @@ const (
 	kindChunk    byte = 0x02
 	kindIndex    byte = 0x03
 	kindOwned    byte = 0x04
+	kindSigned   byte = 'D'
 )
 
 // chunkSize is the data carried by one chunk record.

@@ -82,10 +82,19 @@ func (e *Engine) kvReplicas(now time.Time, s *opState, nodes []krpc.NodeInfo) {
 		if ttl <= 0 {
 			ttl = e.cfg.DefaultTTL
 		}
-		op.rec = store.Record{Key: o.Key, Version: e.clock.Now(now), Deleted: o.Delete, Source: o.Source}
+		op.rec = store.Record{Key: o.Key, Version: o.Version, Deleted: o.Delete, Source: o.Source}
+		if op.rec.Version.IsZero() {
+			op.rec.Version = e.clock.Now(now)
+		} else if err := e.clock.Observe(now, o.Version); err != nil {
+			e.finish(now, s, err)
+			return
+		}
 		if !o.Delete {
 			op.rec.Value = o.Value
 			op.rec.Expires = now.Add(ttl)
+			if !o.Expires.IsZero() {
+				op.rec.Expires = o.Expires
+			}
 		}
 		op.need = e.cfg.WriteQuorum
 	case kademlia.KVGet:

@@ -139,7 +139,7 @@ func (c *cluster) add(dataDir string, bootstrap ...*node) *node {
 	}
 	n.logPath = filepath.Join(c.dir, n.name+".log")
 	n.args = []string{"node", "--listen", n.udp, "--http", n.http, "--data", n.data,
-		"--replicas", strconv.Itoa(c.replicas)}
+		"--replicas", strconv.Itoa(c.replicas), "--trust-loopback"} // every node shares 127.0.0.1
 	var boot []string
 	for _, b := range bootstrap {
 		boot = append(boot, b.udp)

@@ -17,7 +17,7 @@ import (
 
 // browserContext starts headless Chromium, or skips the test when there is
 // none.
-func browserContext(t *testing.T, width, height int) context.Context {
+func browserContext(t *testing.T, width, height int, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	var path string
 	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
@@ -35,6 +35,7 @@ func browserContext(t *testing.T, width, height int) context.Context {
 		chromedp.WindowSize(width, height),
 		chromedp.Flag("disable-dev-shm-usage", true),
 	)
+	opts = append(opts, extra...)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelCtx := chromedp.NewContext(actx)
 	ctx, cancelTimeout := context.WithTimeout(ctx, 60*time.Second)

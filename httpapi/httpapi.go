@@ -69,6 +69,13 @@ type Options struct {
 	// Timeout bounds each network operation an API request starts; 0 means
 	// 30s.
 	Timeout time.Duration
+	// Token, when not empty, is the bearer token every request must carry
+	// (see guard.go). A node serving off loopback needs one.
+	Token string
+	// AllowedHosts are the host names the API answers to besides IP
+	// literals and localhost names (DNS rebinding protection): the names
+	// by which an operator reaches the node.
+	AllowedHosts []string
 }
 
 // server is the state shared by the handlers of one node.
@@ -118,7 +125,7 @@ func New(n *dhtkit.Node, opt Options) http.Handler {
 	s.kvRoutes(mux)
 	mux.Handle("GET /metrics", s.metrics.handler())
 	s.ui.routes(mux)
-	return s.metrics.instrument(securityHeaders(s.jsonErrors(mux)))
+	return s.metrics.instrument(securityHeaders(s.guard(s.jsonErrors(mux))))
 }
 
 // jsonErrors answers requests to /v1/ that match no endpoint, or match
@@ -215,8 +222,14 @@ func statusOf(err error) int {
 	case errors.Is(err, kademlia.ErrBadSignature), errors.Is(err, kademlia.ErrSaltTooBig),
 		errors.Is(err, kademlia.ErrNotBencoded), errors.Is(err, store.ErrInvalid):
 		return http.StatusBadRequest
-	case errors.Is(err, kademlia.ErrReadOnly):
-		return http.StatusForbidden
+	case errors.Is(err, kademlia.ErrReadOnly), errors.Is(err, store.ErrRefused):
+		return http.StatusForbidden // a read-only node; a key owned by another signer
+	case errors.Is(err, dhtkit.ErrSigner):
+		return http.StatusConflict // ?signer= names another key than the value's signer
+	case errors.Is(err, dhtkit.ErrBadSignature):
+		return http.StatusBadRequest
+	case errors.Is(err, dhtkit.ErrSignedTooLarge):
+		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, chord.ErrUnsupported):
 		return http.StatusNotImplemented // a BitTorrent method asked of a Chord node
 	case errors.Is(err, kademlia.ErrNoContacts), errors.Is(err, kademlia.ErrNotStored), errors.Is(err, kademlia.ErrQuorum),

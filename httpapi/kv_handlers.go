@@ -2,6 +2,9 @@ package httpapi
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +19,7 @@ import (
 
 	"github.com/dhtkit/dhtkit"
 	"github.com/dhtkit/dhtkit/id"
+	"github.com/dhtkit/dhtkit/kademlia"
 	"github.com/dhtkit/dhtkit/store"
 )
 
@@ -49,6 +53,12 @@ func setValueHeaders(h http.Header, v dhtkit.Value) {
 	if !v.Expires.IsZero() {
 		h.Set("X-Dhtkit-Expires", v.Expires.UTC().Format(time.RFC3339))
 	}
+	if v.Signer != nil {
+		h.Set("X-Dhtkit-Signer", hex.EncodeToString(v.Signer))
+	}
+	if v.Envelope != nil {
+		h.Set(envelopeHeader, base64.StdEncoding.EncodeToString(v.Envelope))
+	}
 	if v.Partial {
 		// Fewer replicas than the read quorum answered: the value is the
 		// newest they had, not necessarily the newest acknowledged.
@@ -63,11 +73,34 @@ func setValueHeaders(h http.Header, v dhtkit.Value) {
 // known only at the end, so a value larger than streamAfter goes out
 // without ETag and carries its version in the trailer X-Dhtkit-Version;
 // a failure half-way aborts the response rather than end it short.
+//
+// ?signer=PUBKEY (64 hex digits) answers 409 unless that key signed the
+// value (package owner): an unsigned value, or one signed by another key,
+// is not served as if it were the owner's.
 func (s *server) getKey(w http.ResponseWriter, r *http.Request) {
 	key, err := pathKey(r)
 	if err != nil {
 		s.fail(w, r, http.StatusBadRequest, err)
 		return
+	}
+	var signer ed25519.PublicKey
+	if sh := r.URL.Query().Get("signer"); sh != "" {
+		b, err := hex.DecodeString(sh)
+		if err != nil || len(b) != ed25519.PublicKeySize {
+			s.fail(w, r, http.StatusBadRequest, fmt.Errorf("signer=%q: want a 64-hex-digit ed25519 public key", sh))
+			return
+		}
+		signer = b
+		// Checked before any byte is sent: a signed value is one record,
+		// and a large unsigned one fails here without being fetched.
+		v, err := s.n.Stat(r.Context(), key)
+		if err == nil {
+			err = dhtkit.CheckSigner(key, v.Signer, signer)
+		}
+		if err != nil {
+			s.fail(w, r, 0, fmt.Errorf("get %q: %w", key, err))
+			return
+		}
 	}
 	h := w.Header()
 	h.Set("Cache-Control", "no-cache")
@@ -99,6 +132,10 @@ func (s *server) getKey(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 
 	v, err := s.n.GetTo(r.Context(), key, bw, nil)
+	if err == nil && signer != nil {
+		// A new version may have arrived since the Stat.
+		err = dhtkit.CheckSigner(key, v.Signer, signer)
+	}
 	s.metrics.observeOp("kv_get", time.Since(start), err)
 	if err != nil {
 		if bw.streaming {
@@ -125,6 +162,12 @@ func (s *server) getKey(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(bw.buf.Bytes())
 }
 
+// envelopeHeader carries the owner's signature of a large signed value's
+// manifest (dhtkit.SignValue), base64: in a PUT's request, a GET's and a
+// HEAD's response. The reader checks the value against it
+// (dhtkit.OpenChunked).
+const envelopeHeader = "X-Dhtkit-Envelope"
+
 // streamAfter is the largest value getKey holds in memory to answer with
 // its version as ETag.
 const streamAfter = 4 << 20
@@ -135,6 +178,14 @@ type bufferedValue struct {
 	w         http.ResponseWriter
 	buf       bytes.Buffer
 	streaming bool
+}
+
+// WriteEnvelope implements dhtkit.EnvelopeWriter: the signature of a
+// large signed value goes out with the headers, before the value.
+func (b *bufferedValue) WriteEnvelope(env []byte) {
+	if !b.streaming {
+		b.w.Header().Set(envelopeHeader, base64.StdEncoding.EncodeToString(env))
+	}
 }
 
 func (b *bufferedValue) Write(p []byte) (int, error) {
@@ -208,11 +259,23 @@ func (s *server) putKey(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, http.StatusRequestEntityTooLarge, fmt.Errorf("value of %d bytes is larger than the %d this node accepts", r.ContentLength, s.opt.MaxValueSize))
 		return
 	}
+	var env []byte
+	if h := r.Header.Get(envelopeHeader); h != "" {
+		if env, err = base64.StdEncoding.DecodeString(h); err != nil {
+			s.fail(w, r, http.StatusBadRequest, fmt.Errorf("%s: not base64: %w", envelopeHeader, err))
+			return
+		}
+	}
 	// The node streams the body into chunks: a large value is never whole
 	// in memory.
 	start := time.Now()
-	v, err := s.n.PutReader(r.Context(), key, http.MaxBytesReader(w, r.Body, s.opt.MaxValueSize),
-		dhtkit.PutOptions{TTL: ttl, Source: clientIP(r)})
+	body, opt := http.MaxBytesReader(w, r.Body, s.opt.MaxValueSize), dhtkit.PutOptions{TTL: ttl, Source: clientIP(r)}
+	var v store.Version
+	if env != nil {
+		v, err = s.n.PutSigned(r.Context(), key, body, env, opt)
+	} else {
+		v, err = s.n.PutReader(r.Context(), key, body, opt)
+	}
 	s.metrics.observeOp("kv_put", time.Since(start), err)
 	if err != nil {
 		var mbe *http.MaxBytesError
@@ -254,11 +317,18 @@ func (s *server) put(r *http.Request, key string, data []byte, ttl time.Duration
 	return v, expires, nil
 }
 
-func (s *server) remove(r *http.Request, key string) error {
+// remove deletes key; a non-empty tombstone is the owner's signed delete
+// (dhtkit.SignDelete).
+func (s *server) remove(r *http.Request, key string, tombstone []byte) error {
 	ctx, cancel := s.ctx(r)
 	defer cancel()
 	start := time.Now()
-	err := s.n.Delete(ctx, key)
+	var err error
+	if len(tombstone) > 0 {
+		err = s.n.DeleteSigned(ctx, key, tombstone)
+	} else {
+		err = s.n.Delete(ctx, key)
+	}
 	s.metrics.observeOp("kv_delete", time.Since(start), err)
 	if err != nil {
 		return fmt.Errorf("delete %q: %w", key, err)
@@ -277,7 +347,13 @@ func (s *server) deleteKey(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, http.StatusBadRequest, err)
 		return
 	}
-	if err := s.remove(r, key); err != nil {
+	// The body, if any, is the owner's signed delete: one record.
+	tomb, err := io.ReadAll(http.MaxBytesReader(w, r.Body, kademlia.MaxRecordValue))
+	if err != nil {
+		s.fail(w, r, 0, fmt.Errorf("reading the signed delete: %w", err))
+		return
+	}
+	if err := s.remove(r, key, tomb); err != nil {
 		s.fail(w, r, 0, err)
 		return
 	}
@@ -347,6 +423,30 @@ type valueJSON struct {
 	Expires *time.Time    `json:"expires,omitempty"`
 	Deleted bool          `json:"deleted,omitempty"`
 	Partial bool          `json:"partial,omitempty"`
+	// Signer is the owner's key of a signed value (hex); Text is then
+	// its payload, checked by this node (Value is the whole envelope,
+	// for a reader to check itself).
+	Signer string `json:"signer,omitempty"`
+}
+
+// readable is what a person is shown of v: the payload of a signed value
+// this node can open (not one encrypted to someone), and its signer in
+// hex; the data as it is otherwise.
+func readable(key string, v dhtkit.Value) ([]byte, string) {
+	if v.Signer == nil {
+		return v.Data, ""
+	}
+	var o dhtkit.Opened
+	var err error
+	if v.Envelope != nil {
+		o, err = dhtkit.OpenChunked(key, v.Data, v.Envelope, nil)
+	} else {
+		o, err = dhtkit.Open(key, v.Data, nil)
+	}
+	if err != nil || o.Encrypted {
+		return v.Data, hex.EncodeToString(v.Signer)
+	}
+	return o.Payload, hex.EncodeToString(v.Signer)
 }
 
 // watch streams GET /v1/watch/{key} as Server-Sent Events: one "value"
@@ -381,10 +481,12 @@ func (s *server) watch(w http.ResponseWriter, r *http.Request) {
 			ev := valueJSON{Key: key, Version: v.Version, Size: len(v.Data), Value: v.Data, Partial: v.Partial}
 			// A delete arrives as a value without a version.
 			ev.Deleted = v.Version.IsZero()
-			if !ev.Deleted && utf8.Valid(v.Data) {
-				t := string(v.Data)
+			shown, signer := readable(key, v)
+			if !ev.Deleted && utf8.Valid(shown) {
+				t := string(shown)
 				ev.Text = &t
 			}
+			ev.Signer = signer
 			if !v.Expires.IsZero() {
 				e := v.Expires.UTC()
 				ev.Expires = &e
@@ -415,7 +517,7 @@ type localJSON struct {
 func (s *server) local(w http.ResponseWriter, r *http.Request) {
 	recs := s.localRecords()
 	out := localJSON{Records: make([]recordJSON, 0, len(recs))}
-	sz := sizeOf(recs)
+	sz := s.storeSize()
 	out.Keys, out.Bytes = sz.Keys, sz.Bytes
 	for _, rec := range recs {
 		rj := recordJSON{Key: rec.Key, Target: rec.Target().String(), Size: len(rec.Value), Version: rec.Version, Deleted: rec.Deleted}
@@ -436,29 +538,18 @@ func (s *server) localRecords() []store.Record {
 }
 
 // storeSize counts live values (not tombstones) and their bytes, keys
-// included, as the store counts them against its limit.
-func (s *server) storeSize() storeSize { return sizeOf(s.n.Local()) }
-
-func sizeOf(recs []store.Record) storeSize {
-	var sz storeSize
-	for _, r := range recs {
-		if r.Deleted {
-			continue
-		}
-		sz.Keys++
-		sz.Bytes += int64(len(r.Key) + len(r.Value))
-	}
-	return sz
+// included, as the store counts them against its limit: counters the
+// store keeps, so that status, metrics and the page cost the same on a
+// store of 1 GiB as on an empty one.
+func (s *server) storeSize() storeSize {
+	st := s.n.LocalStats()
+	return storeSize{Keys: st.Keys, Bytes: st.Bytes}
 }
 
 // The web page's forms. They post to the node like any form, so they work
-// without script; a cross-site form is refused (see sameOrigin).
+// without script; a cross-site form is refused (see guard).
 
 func (u *ui) put(w http.ResponseWriter, r *http.Request) {
-	if !sameOrigin(r) {
-		u.s.fail(w, r, http.StatusForbidden, errors.New("cross-site form refused"))
-		return
-	}
 	r.Body = http.MaxBytesReader(w, r.Body, u.s.opt.MaxValueSize+maxJSONBody)
 	if err := r.ParseMultipartForm(1 << 20); err != nil && !errors.Is(err, http.ErrNotMultipart) {
 		u.flash(w, r, "", fmt.Errorf("reading the form: %w", err))
@@ -498,16 +589,12 @@ func (u *ui) put(w http.ResponseWriter, r *http.Request) {
 }
 
 func (u *ui) del(w http.ResponseWriter, r *http.Request) {
-	if !sameOrigin(r) {
-		u.s.fail(w, r, http.StatusForbidden, errors.New("cross-site form refused"))
-		return
-	}
 	key := r.FormValue("key")
 	if key == "" {
 		u.flash(w, r, "", errors.New("delete: the key is empty"))
 		return
 	}
-	if err := u.s.remove(r, key); err != nil {
+	if err := u.s.remove(r, key, nil); err != nil {
 		u.flash(w, r, "", err)
 		return
 	}
@@ -537,10 +624,12 @@ func (u *ui) get(w http.ResponseWriter, r *http.Request) {
 		p.Version = v.Version.String()
 		p.Expires = v.Expires
 		p.Partial = v.Partial
-		if utf8.Valid(v.Data) {
+		shown, signer := readable(key, v)
+		p.Signer = signer
+		if utf8.Valid(shown) {
 			const show = 64 << 10
-			p.Text = string(v.Data[:min(len(v.Data), show)])
-			p.Truncated = len(v.Data) > show
+			p.Text = string(shown[:min(len(shown), show)])
+			p.Truncated = len(shown) > show
 			p.IsText = true
 		}
 	}

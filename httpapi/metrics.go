@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/dhtkit/dhtkit/kademlia"
 	"github.com/dhtkit/dhtkit/krpc"
 )
 
@@ -85,13 +86,13 @@ var (
 	descKeys       = prometheus.NewDesc("dhtkit_store_keys", "Values this node stores (tombstones excluded).", nil, nil)
 	descStoreBytes = prometheus.NewDesc("dhtkit_store_bytes", "Bytes of the values this node stores, keys included.", nil, nil)
 	descUptime     = prometheus.NewDesc("dhtkit_uptime_seconds", "Seconds since the node started.", nil, nil)
-	descStorage    = prometheus.NewDesc("dhtkit_storage_events_total",
-		"Storage events: damaged records dropped (damaged_record), writes the disk refused (write_error), chunk records released (chunk_released).", []string{"event"}, nil)
+	descDropped    = prometheus.NewDesc("dhtkit_dropped_total", "Queries, replies and stored entries the node dropped, by reason (kademlia.DropReason).", []string{"reason"}, nil)
+	descStorage    = prometheus.NewDesc("dhtkit_storage_events_total", "Storage events: damaged records dropped (damaged_record), writes the disk refused (write_error), chunk records released (chunk_released).", []string{"event"}, nil)
 )
 
 func (c nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descQueriesIn, descQueriesOut, descResponses, descErrors, descBytes,
-		descPackets, descContacts, descBuckets, descKeys, descStoreBytes, descUptime, descStorage} {
+		descPackets, descContacts, descBuckets, descKeys, descStoreBytes, descUptime, descDropped, descStorage} {
 		ch <- d
 	}
 }
@@ -117,6 +118,9 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		"unsolicited": st.Unsolicited, "timeout": st.Timeouts,
 	} {
 		counter(descErrors, v, kind)
+	}
+	for _, r := range kademlia.DropReasons() {
+		counter(descDropped, st.Drops[r], r.String())
 	}
 	counter(descBytes, st.BytesIn, "in")
 	counter(descBytes, st.BytesOut, "out")

@@ -112,22 +112,6 @@ func (u *ui) flash(w http.ResponseWriter, r *http.Request, msg string, err error
 	http.Redirect(w, r, "/?"+q.Encode()+"#data", http.StatusSeeOther)
 }
 
-// sameOrigin refuses forms posted from another site to this node (a
-// page elsewhere cannot make the visitor's browser write to it). Clients
-// that send no Origin, such as text browsers and curl, are let through.
-func sameOrigin(r *http.Request) bool {
-	// Browsers since 2020 say where a request comes from.
-	if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
-		return site == "same-origin" || site == "none"
-	}
-	o := r.Header.Get("Origin")
-	if o == "" {
-		return true
-	}
-	ou, err := url.Parse(o)
-	return err == nil && ou.Host == r.Host
-}
-
 // indexPage is the body of the node's page.
 type indexPage struct {
 	Contacts int
@@ -143,6 +127,8 @@ type indexPage struct {
 	// to a person.
 	Chunks     int
 	ChunkBytes int64
+	// More: the node stores more records than the page lists.
+	More bool
 }
 
 // chunkPrefix starts the keys of the chunks of large values (package
@@ -187,8 +173,14 @@ func (u *ui) index(w http.ResponseWriter, r *http.Request) {
 		}
 		body.Buckets = append(body.Buckets, bv)
 	}
-	recs := s.localRecords()
-	body.Store = sizeOfRecords(recs)
+	// The page lists the first records only, and counts from the store's
+	// counters: it costs the same on a store of 1 GiB as on an empty one.
+	recs := s.n.LocalFirst(maxPageRecords + 1)
+	if len(recs) > maxPageRecords {
+		recs, body.More = recs[:maxPageRecords], true
+	}
+	slices.SortFunc(recs, func(a, b store.Record) int { return strings.Compare(a.Key, b.Key) })
+	body.Store = s.storeSize()
 	for _, rec := range recs {
 		if strings.HasPrefix(rec.Key, chunkPrefix) {
 			body.Chunks++
@@ -227,16 +219,9 @@ func mapKeys[V any](m map[string]V) func(func(string) bool) {
 	}
 }
 
-func sizeOfRecords(recs []store.Record) storeSize {
-	var sz storeSize
-	for _, r := range recs {
-		if !r.Deleted {
-			sz.Keys++
-			sz.Bytes += int64(len(r.Key) + len(r.Value))
-		}
-	}
-	return sz
-}
+// maxPageRecords is how many stored records the node's page lists; the
+// rest are in /v1/local.
+const maxPageRecords = 200
 
 // getPage is the body of /ui/get.
 type getPage struct {
@@ -249,6 +234,7 @@ type getPage struct {
 	Version   string
 	Expires   time.Time
 	Partial   bool
+	Signer    string // hex: the owner who signed the value
 	IsText    bool
 	Text      string
 	Truncated bool

@@ -170,6 +170,8 @@ func (e *RemoteError) Is(target error) bool {
 		return target == store.ErrQuota
 	case codeDiskFull:
 		return target == store.ErrFull
+	case codeRefused:
+		return target == store.ErrRefused
 	case krpc.CodeBadSignature:
 		return target == ErrBadSignature
 	}

@@ -25,13 +25,17 @@ import (
 
 // KVPut writes Key on its replicas. With Delete it writes a tombstone.
 // TTL 0 means Config.DefaultTTL. Source names the writer for per-source
-// quotas (the HTTP client's IP, say).
+// quotas (the HTTP client's IP, say). Version and Expires, when set,
+// replace the node's clock and TTL: a value signed by its owner carries
+// the version and expiry its owner signed (package owner).
 type KVPut struct {
-	Key    string
-	Value  []byte
-	TTL    time.Duration
-	Delete bool
-	Source string
+	Key     string
+	Value   []byte
+	TTL     time.Duration
+	Delete  bool
+	Source  string
+	Version store.Version
+	Expires time.Time
 }
 
 // KVGet reads Key from its replicas: Result.Record is the newest version,
@@ -138,6 +142,12 @@ func (e *Engine) startKV(now time.Time, s *opState, key string) {
 		e.finish(now, s, fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, len(put.Value), MaxRecordValue))
 		return
 	}
+	if put, ok := s.op.(KVPut); ok && !put.Version.IsZero() {
+		if err := e.clock.Observe(now, put.Version); err != nil {
+			e.finish(now, s, err)
+			return
+		}
+	}
 	target := id.FromString(key)
 	if e.table.Len() == 0 {
 		// Alone: this node is the whole replica set.
@@ -160,10 +170,16 @@ func (e *Engine) kvReplicas(now time.Time, s *opState, l *lookup) {
 		if ttl <= 0 {
 			ttl = e.cfg.DefaultTTL
 		}
-		op.rec = store.Record{Key: o.Key, Version: e.clock.Now(now), Deleted: o.Delete, Source: quotaSource(o.Source)}
+		op.rec = store.Record{Key: o.Key, Version: o.Version, Deleted: o.Delete, Source: quotaSource(o.Source)}
+		if op.rec.Version.IsZero() {
+			op.rec.Version = e.clock.Now(now)
+		}
 		if !o.Delete {
 			op.rec.Value = o.Value
 			op.rec.Expires = now.Add(ttl)
+			if !o.Expires.IsZero() {
+				op.rec.Expires = o.Expires
+			}
 		}
 	case KVGet:
 		key = o.Key
@@ -206,6 +222,12 @@ func (op *kvOp) ask(now time.Time, e *Engine, r *replica) (uint16, bool) {
 	} else {
 		m := e.newQuery(krpc.MethodFetch)
 		m.A.Has |= krpc.HasX
+		if r.token != nil {
+			// Proves our address, so that a large value is not held to 3×
+			// the query's bytes (Engine.reply).
+			m.A.Has |= krpc.HasToken
+			m.A.Token = r.token
+		}
 		e.xbuf = encodeX(e.xbuf[:0], map[string]any{"k": op.key()})
 		m.A.X = e.xbuf
 	}

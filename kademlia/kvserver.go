@@ -3,6 +3,7 @@ package kademlia
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net/netip"
 	"time"
 
@@ -19,6 +20,13 @@ func (e *Engine) trusted(from netip.AddrPort, q *krpc.Msg) bool {
 	if q.A.Has&krpc.HasToken != 0 && e.tokens.valid(from.Addr(), q.A.Token) {
 		return true
 	}
+	return e.contact(from, q)
+}
+
+// contact reports whether q comes from a routing contact that answered a
+// query of ours at that very address: with random transaction ids, proof
+// that the address is its own.
+func (e *Engine) contact(from netip.AddrPort, q *krpc.Msg) bool {
 	c, ok := e.table.Get(q.A.ID)
 	return ok && c.Addr == from && c.Responded && c.State != routing.Bad
 }
@@ -35,6 +43,8 @@ func storeErrCode(err error) int {
 		return codeQuota
 	case errors.Is(err, store.ErrFull):
 		return codeDiskFull
+	case errors.Is(err, store.ErrRefused):
+		return codeRefused
 	}
 	return krpc.CodeServer
 }
@@ -44,6 +54,7 @@ const (
 	codeCapacity = 250 // the replica stores all it may (store.ErrCapacity)
 	codeQuota    = 251 // the writer's quota is used up (store.ErrQuota)
 	codeDiskFull = 252 // the replica's disk is full (store.ErrFull)
+	codeRefused  = 254 // the store's admission rule refused it (store.ErrRefused: owner keys)
 )
 
 // handleStore answers dk_store: it applies each record (newest version
@@ -72,9 +83,7 @@ func (e *Engine) handleStore(now time.Time, from netip.AddrPort, q, r *krpc.Msg)
 			}
 			continue
 		}
-		if q.A.Has&krpc.HasToken != 0 {
-			recs[i].Source = quotaSource(from.Addr().String()) // a client's write counts against its IP
-		}
+		recs[i].Source = e.writer(from, q, &recs[i])
 		idx = append(idx, i)
 		valid = append(valid, recs[i])
 	}
@@ -205,6 +214,25 @@ func (e *Engine) handleSync(now time.Time, from netip.AddrPort, q, r *krpc.Msg) 
 	e.xbuf = encodeX(e.xbuf[:0], map[string]any{"m": mism})
 	r.R.X = e.xbuf
 	return true
+}
+
+// writer is the per-source quota key a stored record is charged to: the
+// writer the node can verify. A record the sender wrote itself (its
+// version's writer is the sender's id), or any record from a sender that
+// is not a table contact which answered us at this address, is charged to
+// the source address (IPv4, or IPv6 /64), token or not. A record a replica
+// relays (sync, hand-over, read repair: another node wrote it) is charged
+// to the writer its version names, never to the relay, which otherwise
+// runs out of quota for everyone else's writes. Loopback is not charged
+// when Config.TrustLoopback is set.
+func (e *Engine) writer(from netip.AddrPort, q *krpc.Msg, rec *store.Record) string {
+	if e.limiter.exempt(from.Addr()) {
+		return ""
+	}
+	if rec.Version.Writer != store.WriterID(q.A.ID) && e.contact(from, q) {
+		return fmt.Sprintf("writer:%016x", rec.Version.Writer)
+	}
+	return sourceKey(from.Addr()).String()
 }
 
 // quotaSource is the per-source quota key of a writer's address: none for

@@ -264,6 +264,24 @@ func (b *Bolt) PutAll(rs []Record) ([]bool, error) {
 					applied = append(applied, false)
 					continue
 				}
+				if b.cfg.Admit != nil {
+					var old *Record
+					if c.found {
+						it := &b.idx.leaves[c.leaf][c.pos]
+						o := it.record()
+						var bad error
+						if !o.Deleted {
+							o.Value, bad = readValue(tx, it)
+						}
+						if bad == nil { // a damaged record counts as none
+							old = &o
+						}
+					}
+					if err := admit(&b.cfg, old, r); err != nil {
+						limit = err
+						return nil // commit the records before this one
+					}
+				}
 				k := dbKey(c.it.target, c.it.key)
 				if err := records.Put(k, appendMeta(nil, &c.it)); err != nil {
 					return err
@@ -538,6 +556,15 @@ func (b *Bolt) Stats() (keys int, bytes int64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.idx.n, b.idx.bytes
+}
+
+// Live returns the live values (records that are not tombstones) and
+// their bytes, from counters kept on every change: status pages read it
+// without a scan.
+func (b *Bolt) Live() (keys int, bytes int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.idx.n - b.idx.tombs, b.idx.bytes - b.idx.tbytes
 }
 
 // Close implements Store: it closes the file.

@@ -95,6 +95,8 @@ type index struct {
 	sources map[string]int // records per non-empty source
 	n       int
 	bytes   int64
+	tombs   int   // tombstones among n
+	tbytes  int64 // their bytes, among bytes
 	now     int64 // the latest time passed to expire
 	nextExp int64 // no item expires before this; 0: none expires
 	depth   uint8
@@ -134,6 +136,10 @@ func (x *index) toggle(leaf int, h uint64) {
 func (x *index) count(it *item, sign int) {
 	x.n += sign
 	x.bytes += int64(sign) * it.bytes()
+	if it.deleted {
+		x.tombs += sign
+		x.tbytes += int64(sign) * it.bytes()
+	}
 	if it.source == "" {
 		return
 	}

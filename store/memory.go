@@ -41,6 +41,16 @@ func (m *Memory) put(r *Record) (bool, error) {
 	if !apply || err != nil {
 		return false, err
 	}
+	if m.cfg.Admit != nil {
+		var old *Record
+		if c.found {
+			o := m.idx.leaves[c.leaf][c.pos].record()
+			old = &o
+		}
+		if err := admit(&m.cfg, old, r); err != nil {
+			return false, err
+		}
+	}
 	if !r.Deleted {
 		c.it.value = bytes.Clone(r.Value)
 	}
@@ -175,12 +185,29 @@ func (m *Memory) Stats() (keys int, bytes int64) {
 	return m.idx.n, m.idx.bytes
 }
 
+// Live returns the live values (records that are not tombstones) and
+// their bytes, from counters kept on every change: status pages read it
+// without a scan.
+func (m *Memory) Live() (keys int, bytes int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.idx.n - m.idx.tombs, m.idx.bytes - m.idx.tbytes
+}
+
 // Close implements Store: it drops every record.
 func (m *Memory) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.closed = true
 	m.idx = index{}
+	return nil
+}
+
+// admit asks cfg.Admit about r, wrapping a refusal with ErrRefused.
+func admit(cfg *Config, old *Record, r *Record) error {
+	if err := cfg.Admit(old, *r); err != nil {
+		return fmt.Errorf("store: put %q: %w: %w", r.Key, ErrRefused, err)
+	}
 	return nil
 }
 

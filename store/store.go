@@ -30,6 +30,9 @@ var (
 	// error names the file; MoveDamaged sets it aside so that a node can
 	// start empty and refill from the other replicas.
 	ErrDamaged = errors.New("damaged store file")
+	// ErrRefused: Config.Admit refused the record (its own error is
+	// wrapped too).
+	ErrRefused = errors.New("record refused")
 )
 
 // Record is one stored key.
@@ -178,6 +181,16 @@ type Config struct {
 	// dropped, writes the disk refused (at most one line per
 	// writeWarnEvery). nil: slog.Default().
 	Logger *slog.Logger
+	// Admit, when set, is asked about every record Put or PutAll would
+	// apply (one newer than the stored one, within the limits), with the
+	// record stored for its key (nil when there is none, tombstones
+	// included): a non-nil error refuses the write like a limit does,
+	// wrapped with ErrRefused. It is the one place where a replica decides
+	// which writes a key accepts, whichever path the record came by (a
+	// client's put, a replica's push, anti-entropy, a hand-over): package
+	// owner's rule lets only a key's owner change a signed record. It runs
+	// with the store's lock held and must not call the store.
+	Admit func(old *Record, r Record) error
 }
 
 // Defaults of Config.

@@ -15,14 +15,19 @@ import (
 
 // api talks to a running node's HTTP API (--api, $DHTKIT_API).
 type api struct {
-	base string
-	hc   *http.Client
+	base   string
+	hc     *http.Client
+	token  string
+	err    error       // reading the token failed: every request reports it
+	header http.Header // sent with every request
 }
 
 func (g *globals) apiClient() *api {
 	// One command makes a request or two: no connection is worth keeping.
 	tr := &http.Transport{Proxy: http.ProxyFromEnvironment, DisableKeepAlives: true}
-	return &api{base: strings.TrimRight(g.api, "/"), hc: &http.Client{Transport: tr}}
+	a := &api{base: strings.TrimRight(g.api, "/"), hc: &http.Client{Transport: tr}}
+	a.token, a.err = g.apiToken()
+	return a
 }
 
 // keyPath is the API path of key, escaped so that any key round-trips.
@@ -38,9 +43,18 @@ func (a *api) do(ctx context.Context, method, path string, body io.Reader, conte
 // doSized is do with the body's length known (-1: unknown), so that the
 // node can refuse a value over its limit before it is sent.
 func (a *api) doSized(ctx context.Context, method, path string, body io.Reader, contentType string, size int64) (*http.Response, error) {
+	if a.err != nil {
+		return nil, a.err
+	}
 	req, err := http.NewRequestWithContext(ctx, method, a.base+path, body)
 	if err != nil {
 		return nil, usageError("--api %q: %v", a.base, err)
+	}
+	for k, vs := range a.header {
+		req.Header[k] = vs
+	}
+	if a.token != "" {
+		req.Header.Set("Authorization", "Bearer "+a.token)
 	}
 	if size >= 0 {
 		req.ContentLength = size

@@ -3,7 +3,9 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -16,6 +18,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dhtkit/dhtkit"
+	"github.com/dhtkit/dhtkit/owner"
+	"github.com/dhtkit/dhtkit/store"
 )
 
 func newPutCmd(g *globals) *cobra.Command {
@@ -25,6 +29,7 @@ func newPutCmd(g *globals) *cobra.Command {
 		sign      bool
 		encryptTo string
 		key       string
+		heir      string
 	)
 	cmd := &cobra.Command{
 		Use:   "put KEY [VALUE]",
@@ -64,12 +69,23 @@ key's replicas holds it.`,
 			default:
 				body = os.Stdin
 			}
+			if heir != "" && !sign {
+				return usageError("--heir names who may sign the key's next versions: it goes with --sign")
+			}
+			var opt dhtkit.SignOptions
+			if sign {
+				var err error
+				if opt, err = g.signOptions(cmd.Context(), args[0], ttl, heir); err != nil {
+					return err
+				}
+			}
+			var env []byte // the signature of a large signed value
 			if sign || to != nil {
-				sealed, err := seal(args[0], body, sign, to, key)
+				sealed, e, err := seal(args[0], body, sign, to, key, opt)
 				if err != nil {
 					return err
 				}
-				body, size = bytes.NewReader(sealed), int64(len(sealed))
+				body, size, env = bytes.NewReader(sealed), int64(len(sealed)), e
 			}
 			if size > 0 && isTerminal(os.Stderr) {
 				p := newProgress(os.Stderr, "put "+args[0], size)
@@ -77,10 +93,14 @@ key's replicas holds it.`,
 				body = io.TeeReader(body, p)
 			}
 			path := keyPath(args[0])
-			if ttl > 0 {
+			if ttl > 0 && !sign { // a signed value carries its expiry
 				path += "?ttl=" + ttl.String()
 			}
-			resp, err := g.apiClient().doSized(cmd.Context(), http.MethodPut, path, body, "application/octet-stream", size)
+			a := g.apiClient()
+			if env != nil {
+				a.header = http.Header{"X-Dhtkit-Envelope": {base64.StdEncoding.EncodeToString(env)}}
+			}
+			resp, err := a.doSized(cmd.Context(), http.MethodPut, path, body, "application/octet-stream", size)
 			if err != nil {
 				return err
 			}
@@ -101,34 +121,90 @@ key's replicas holds it.`,
 	f.BoolVar(&sign, "sign", false, "sign the value with your identity (see `dhtkit key`)")
 	f.StringVar(&encryptTo, "encrypt-to", "", "encrypt the value to this public key (the \"encrypt\" key of `dhtkit key`)")
 	f.StringVar(&key, "key", "", "identity file (default $DHTKIT_KEY, else in your configuration directory)")
+	f.StringVar(&heir, "heir", "", "with --sign: the \"sign\" key that may sign the key's next versions (rotating your signing key)")
 	return cmd
 }
 
-// seal reads a value and signs and/or encrypts it, end to end.
-func seal(key string, r io.Reader, sign bool, to *[32]byte, keyPath string) ([]byte, error) {
+// signOptions picks the version an owner signs a write of key with: newer
+// than the key's current one, which the node at --api reports.
+func (g *globals) signOptions(ctx context.Context, key string, ttl time.Duration, heir string) (dhtkit.SignOptions, error) {
+	opt := dhtkit.SignOptions{TTL: ttl}
+	if heir != "" {
+		b, err := hex.DecodeString(heir)
+		if err != nil || len(b) != ed25519.PublicKeySize {
+			return opt, usageError("--heir: want the 64-hex-digit \"sign\" key that `dhtkit key` prints")
+		}
+		opt.Heir = b
+	}
+	cur, err := g.apiClient().currentVersion(ctx, key)
+	if err != nil {
+		return opt, err
+	}
+	opt.Version = cur // seal makes it the signer's next version
+	return opt, nil
+}
+
+// currentVersion is the version of key's value, zero when it has none.
+func (a *api) currentVersion(ctx context.Context, key string) (store.Version, error) {
+	resp, err := a.do(ctx, http.MethodHead, keyPath(key), nil, "")
+	if err != nil {
+		return store.Version{}, err
+	}
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		return store.Version{}, nil
+	}
+	v, err := store.ParseVersion(resp.Header.Get("X-Dhtkit-Version"))
+	if err != nil {
+		return store.Version{}, fmt.Errorf("reading the node's answer: %w", err)
+	}
+	return v, nil
+}
+
+// seal reads a value and encrypts and/or signs it, end to end. opt.Version
+// is the key's current version; the signed one is the signer's next. A
+// signed value that does not fit one record comes back as the value to
+// store and env, the signature of its chunks (dhtkit.SignValue).
+func seal(key string, r io.Reader, sign bool, to *[32]byte, keyPath string, opt dhtkit.SignOptions) (sealed, env []byte, err error) {
 	v, err := io.ReadAll(io.LimitReader(r, maxSealed+1))
 	if err != nil {
-		return nil, fmt.Errorf("reading the value: %w", err)
+		return nil, nil, fmt.Errorf("reading the value: %w", err)
 	}
 	if len(v) > maxSealed {
-		return nil, usageError("--sign and --encrypt-to seal values in memory, up to %d MiB", maxSealed>>20)
+		return nil, nil, usageError("--sign and --encrypt-to seal values in memory, up to %d MiB", maxSealed>>20)
 	}
-	var priv ed25519.PrivateKey
-	if sign {
-		id, err := loadIdentity(keyFile(keyPath), true)
-		if err != nil {
-			return nil, err
+	if to != nil {
+		if v, err = dhtkit.SealWith(key, v, nil, to, opt); err != nil {
+			return nil, nil, err
 		}
-		priv = id.Sign
 	}
-	return dhtkit.Seal(key, v, priv, to)
+	if !sign {
+		return v, nil, nil
+	}
+	id, err := loadIdentity(keyFile(keyPath), true)
+	if err != nil {
+		return nil, nil, err
+	}
+	opt.Version = owner.NextVersion(id.SignPublic(), time.Now(), opt.Version)
+	inline, env, err := dhtkit.SignValue(key, v, id.Sign, opt)
+	if err != nil {
+		return nil, nil, err
+	}
+	if env != nil {
+		return v, env, nil
+	}
+	return inline, nil, nil
 }
 
 // open unwraps a signed or encrypted value read from the DHT, saying who
-// signed it on stderr.
-func (g *globals) open(key string, v []byte, keyPath string) ([]byte, error) {
+// signed it on stderr; with signer set, it fails unless signer signed it.
+func (g *globals) open(key string, v []byte, keyPath string, signer ed25519.PublicKey) ([]byte, error) {
 	var priv *[32]byte
-	if bytes.HasPrefix(v, []byte("DKE\x01")) {
+	inner := v
+	if e, err := owner.Parse(v); err == nil {
+		inner = e.Payload
+	}
+	if bytes.HasPrefix(inner, []byte("DKE\x01")) {
 		id, err := loadIdentity(keyFile(keyPath), false)
 		if err != nil {
 			return nil, fmt.Errorf("%q is encrypted: %w", key, err)
@@ -139,6 +215,11 @@ func (g *globals) open(key string, v []byte, keyPath string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if signer != nil {
+		if err := dhtkit.CheckSigner(key, o.Signer, signer); err != nil {
+			return nil, err
+		}
+	}
 	if o.Signer != nil {
 		fmt.Fprintf(g.stderr, "dhtkit: signed by %x (verified)\n", []byte(o.Signer))
 	}
@@ -146,13 +227,23 @@ func (g *globals) open(key string, v []byte, keyPath string) ([]byte, error) {
 }
 
 func newGetCmd(g *globals) *cobra.Command {
-	var out, key string
+	var out, key, signerHex string
 	cmd := &cobra.Command{
 		Use:   "get KEY",
 		Short: "Print a value (exit status 3 if the key has none)",
 		Args:  args(1, "one KEY"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			resp, err := g.apiClient().do(cmd.Context(), http.MethodGet, keyPath(args[0]), nil, "")
+			var signer ed25519.PublicKey
+			path := keyPath(args[0])
+			if signerHex != "" {
+				b, err := hex.DecodeString(signerHex)
+				if err != nil || len(b) != ed25519.PublicKeySize {
+					return usageError("--signer: want the 64-hex-digit \"sign\" key that `dhtkit key` prints")
+				}
+				signer = b
+				path += "?signer=" + signerHex
+			}
+			resp, err := g.apiClient().do(cmd.Context(), http.MethodGet, path, nil, "")
 			if err != nil {
 				return err
 			}
@@ -160,7 +251,39 @@ func newGetCmd(g *globals) *cobra.Command {
 			if resp.StatusCode == http.StatusNotFound {
 				return notFound("%q has no value", args[0])
 			}
-			var w io.Writer = g.stdout
+			// A signed or encrypted value is opened before anything is
+			// written, --out created included. With --signer the value is
+			// checked here too: the node is not trusted to have done it.
+			br := bufio.NewReaderSize(resp.Body, 4)
+			var body io.Reader = br
+			if h := resp.Header.Get("X-Dhtkit-Envelope"); h != "" {
+				// A large signed value: checked whole against the
+				// signature of its chunks before anything is written.
+				env, err := base64.StdEncoding.DecodeString(h)
+				if err != nil {
+					return fmt.Errorf("get %q: the node sent a malformed signature", args[0])
+				}
+				value, err := io.ReadAll(io.LimitReader(br, maxSealed+1024))
+				if err != nil {
+					return fmt.Errorf("get %q: the transfer broke off: %w", args[0], err)
+				}
+				plain, err := g.openChunked(args[0], value, env, key, signer)
+				if err != nil {
+					return err
+				}
+				body = bytes.NewReader(plain)
+			} else if head, _ := br.Peek(4); signer != nil || isEnvelope(head) {
+				sealed, err := io.ReadAll(io.LimitReader(br, maxSealed+1024))
+				if err != nil {
+					return fmt.Errorf("get %q: the transfer broke off: %w", args[0], err)
+				}
+				plain, err := g.open(args[0], sealed, key, signer)
+				if err != nil {
+					return err
+				}
+				body = bytes.NewReader(plain)
+			}
+			w, flush := terminalSafe(g.stdout) // a value must not drive the terminal
 			if out != "" {
 				f, err := os.Create(out)
 				if err != nil {
@@ -174,22 +297,11 @@ func newGetCmd(g *globals) *cobra.Command {
 					w = io.MultiWriter(f, p)
 				}
 			}
-			// A signed or encrypted value is opened before anything is written.
-			br := bufio.NewReaderSize(resp.Body, 4)
-			var body io.Reader = br
-			if head, _ := br.Peek(4); bytes.Equal(head, []byte("DKS\x01")) || bytes.Equal(head, []byte("DKE\x01")) {
-				sealed, err := io.ReadAll(io.LimitReader(br, maxSealed+1024))
-				if err != nil {
-					return fmt.Errorf("get %q: the transfer broke off: %w", args[0], err)
-				}
-				plain, err := g.open(args[0], sealed, key)
-				if err != nil {
-					return err
-				}
-				body = bytes.NewReader(plain)
-			}
 			if _, err := io.Copy(w, body); err != nil {
 				return fmt.Errorf("get %q: the transfer broke off: %w", args[0], err)
+			}
+			if err := flush(); err != nil {
+				return err
 			}
 			if resp.Header.Get("X-Dhtkit-Partial") == "true" {
 				fmt.Fprintln(g.stderr, "dhtkit: warning: fewer replicas than the read quorum answered; this may not be the newest value")
@@ -199,16 +311,74 @@ func newGetCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&out, "out", "", "write the value to this file instead of standard output")
 	cmd.Flags().StringVar(&key, "key", "", "identity file, to read values encrypted to you")
+	cmd.Flags().StringVar(&signerHex, "signer", "", "fail unless this \"sign\" key (see `dhtkit key`) signed the value")
 	return cmd
 }
 
+// openChunked is open for a large signed value and its signature.
+func (g *globals) openChunked(key string, value, env []byte, keyPath string, signer ed25519.PublicKey) ([]byte, error) {
+	var priv *[32]byte
+	if bytes.HasPrefix(value, []byte("DKE\x01")) {
+		id, err := loadIdentity(keyFile(keyPath), false)
+		if err != nil {
+			return nil, fmt.Errorf("%q is encrypted: %w", key, err)
+		}
+		priv = &id.Decrypt
+	}
+	o, err := dhtkit.OpenChunked(key, value, env, priv)
+	if err != nil {
+		return nil, err
+	}
+	if signer != nil {
+		if err := dhtkit.CheckSigner(key, o.Signer, signer); err != nil {
+			return nil, err
+		}
+	}
+	fmt.Fprintf(g.stderr, "dhtkit: signed by %x (verified)\n", []byte(o.Signer))
+	return o.Payload, nil
+}
+
+// isEnvelope reports whether a value starting with head is signed or
+// encrypted.
+func isEnvelope(head []byte) bool {
+	return owner.Is(head) || bytes.Equal(head, []byte("DKS\x01")) || bytes.Equal(head, []byte("DKE\x01"))
+}
+
 func newDelCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var (
+		sign bool
+		key  string
+	)
+	cmd := &cobra.Command{
 		Use:   "del KEY",
 		Short: "Delete a key (a tombstone that beats every older write)",
-		Args:  args(1, "one KEY"),
+		Long: `del deletes KEY: a tombstone that beats every older write. A key put with
+--sign belongs to its signer: only del --sign with the owner's identity
+deletes it.`,
+		Args: args(1, "one KEY"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			resp, err := g.apiClient().do(cmd.Context(), http.MethodDelete, keyPath(args[0]), nil, "")
+			var body io.Reader
+			size := int64(-1)
+			if sign {
+				id, err := loadIdentity(keyFile(key), false)
+				if err != nil {
+					return err
+				}
+				cur, err := g.apiClient().currentVersion(cmd.Context(), args[0])
+				if err != nil {
+					return err
+				}
+				tomb, err := dhtkit.SignDelete(args[0], id.Sign, dhtkit.SignOptions{Version: owner.NextVersion(id.SignPublic(), time.Now(), cur)})
+				if err != nil {
+					return err
+				}
+				body, size = bytes.NewReader(tomb), int64(len(tomb))
+			}
+			ct := ""
+			if body != nil {
+				ct = "application/octet-stream"
+			}
+			resp, err := g.apiClient().doSized(cmd.Context(), http.MethodDelete, keyPath(args[0]), body, ct, size)
 			if err != nil {
 				return err
 			}
@@ -216,6 +386,9 @@ func newDelCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&sign, "sign", false, "sign the delete with your identity: the only delete of a key you put with --sign")
+	cmd.Flags().StringVar(&key, "key", "", "identity file (default $DHTKIT_KEY, else in your configuration directory)")
+	return cmd
 }
 
 func newWhereisCmd(g *globals) *cobra.Command {
@@ -279,7 +452,8 @@ func newStatusCmd(g *globals) *cobra.Command {
 			}
 			r, _ := st["routing"].(map[string]any)
 			s, _ := st["store"].(map[string]any)
-			fmt.Fprintf(g.stdout, "id        %v\nnetwork   %v\nlisten    %v\n", st["id"], st["network"], st["listen"])
+			out, _ := terminalSafe(g.stdout) // the network name comes from the node
+			fmt.Fprintf(out, "id        %v\nnetwork   %v\nlisten    %v\n", st["id"], st["network"], st["listen"])
 			if ext, ok := st["external"]; ok {
 				fmt.Fprintf(g.stdout, "external  %v\n", ext)
 			}
@@ -311,13 +485,16 @@ func newListenCmd(g *globals) *cobra.Command {
 			defer resp.Body.Close()
 			sc := bufio.NewScanner(resp.Body)
 			sc.Buffer(make([]byte, 64<<10), 16<<20)
+			// Each line is escaped whole on a terminal; flush has nothing
+			// left to write after a line's newline.
+			out, _ := terminalSafe(g.stdout)
 			for sc.Scan() {
 				data, ok := strings.CutPrefix(sc.Text(), "data: ")
 				if !ok {
 					continue
 				}
 				if asJSON {
-					fmt.Fprintln(g.stdout, data)
+					fmt.Fprintln(out, data)
 					continue
 				}
 				var v struct {
@@ -331,11 +508,11 @@ func newListenCmd(g *globals) *cobra.Command {
 				}
 				switch {
 				case v.Deleted:
-					fmt.Fprintf(g.stdout, "%s deleted\n", v.Version)
+					fmt.Fprintf(out, "%s deleted\n", v.Version)
 				case v.Text != nil:
-					fmt.Fprintf(g.stdout, "%s %s\n", v.Version, *v.Text)
+					fmt.Fprintf(out, "%s %s\n", v.Version, *v.Text)
 				default:
-					fmt.Fprintf(g.stdout, "%s (%d bytes of binary data)\n", v.Version, v.Size)
+					fmt.Fprintf(out, "%s (%d bytes of binary data)\n", v.Version, v.Size)
 				}
 			}
 			if cmd.Context().Err() != nil {

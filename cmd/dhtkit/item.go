@@ -168,7 +168,11 @@ func newItemGetCmd(g *globals) *cobra.Command {
 					return fmt.Errorf("item get: the node returned an item that does not verify")
 				}
 			}
-			fmt.Fprintln(g.stdout, printable(it.V))
+			w, flush := terminalSafe(g.stdout)
+			fmt.Fprintln(w, printable(it.V))
+			if err := flush(); err != nil {
+				return err
+			}
 			if it.Mutable() {
 				fmt.Fprintln(g.stdout, "seq "+strconv.FormatInt(it.Seq, 10))
 			}

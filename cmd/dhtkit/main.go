@@ -80,6 +80,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if !strings.HasPrefix(msg, "dhtkit: ") {
 		msg = "dhtkit: " + msg
 	}
+	if isTerminalWriter(stderr) { // errors quote keys and node answers
+		msg = escapeString(msg)
+	}
 	fmt.Fprintln(stderr, msg)
 	var ee *exitError
 	if errors.As(err, &ee) {
@@ -100,6 +103,7 @@ type globals struct {
 	network   string
 	bootstrap []string
 	api       string
+	tokenFile string
 	timeout   time.Duration
 
 	log *slog.Logger
@@ -129,6 +133,7 @@ them standard BitTorrent DHT (BEP 5) nodes.`,
 	pf.StringVar(&g.network, "network", dhtkit.DefaultNetwork, `network name; "mainline" is the public BitTorrent DHT`)
 	pf.StringSliceVar(&g.bootstrap, "bootstrap", nil, "comma-separated host:port of nodes to join through")
 	pf.StringVar(&g.api, "api", api, "HTTP API of a running node (or $DHTKIT_API)")
+	pf.StringVar(&g.tokenFile, "token", "", "file holding the HTTP API's token (or the token in $DHTKIT_TOKEN)")
 	pf.DurationVar(&g.timeout, "timeout", 30*time.Second, "how long a protocol command may take")
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return usageError("%v (see dhtkit %s --help)", err, cmd.Name())

@@ -25,11 +25,15 @@ func newNodeCmd(g *globals) *cobra.Command {
 	var (
 		listen, httpAddr, dataDir, protocol string
 		replicas                            int
-		secureIDs, moveDamaged              bool
+		secureIDs, trustLoopback            bool
+		moveDamaged                         bool
 		maxTTL                              time.Duration
 		pprofAddr                           string
 		maxBytes                            int64
 		maxPerSource                        int
+		httpToken                           string
+		httpInsecure                        bool
+		allowHosts                          []string
 	)
 	cmd := &cobra.Command{
 		Use:   "node",
@@ -54,6 +58,16 @@ through its well-known routers.`,
 			if replicas < 0 {
 				return usageError("--replicas %d: want a positive number", replicas)
 			}
+			httpOpts := httpapi.Options{AllowedHosts: allowHosts}
+			if host, _, err := splitHostPort(httpAddr); err == nil && host != "" {
+				httpOpts.AllowedHosts = append(httpOpts.AllowedHosts, host) // the name it listens on
+			}
+			if httpAddr != "" && httpAddr != "off" {
+				var err error
+				if httpOpts.Token, err = httpGuard(g, httpAddr, httpToken, httpInsecure); err != nil {
+					return err
+				}
+			}
 			bootstrap := g.bootstrap
 			if g.network == dhtkit.Mainline && len(bootstrap) == 0 {
 				bootstrap = mainlineRouters
@@ -67,6 +81,7 @@ through its well-known routers.`,
 			}
 			kc := g.kademliaConfig()
 			kc.SecureIDs = secureIDs
+			kc.TrustLoopback = trustLoopback
 			var events *httpapi.Events
 			if httpAddr != "" && httpAddr != "off" {
 				events = httpapi.NewEvents() // the web page's live view
@@ -89,7 +104,8 @@ through its well-known routers.`,
 			}
 			fmt.Fprintf(g.stdout, "node %v listening on %v (network %q, protocol %s)\n", n.ID(), n.Addr(), n.Network(), n.Protocol())
 			if httpAddr != "" && httpAddr != "off" {
-				url, err := serveHTTP(ctx, httpAddr, n, httpapi.Options{Events: events, Protocol: protocol, Started: n.Started()}, g.log)
+				httpOpts.Events, httpOpts.Protocol, httpOpts.Started = events, protocol, n.Started()
+				url, err := serveHTTP(ctx, httpAddr, n, httpOpts, g.log)
 				if err != nil {
 					n.Close()
 					return fmt.Errorf("%w (pick another --http address, or --http off)", err)
@@ -129,10 +145,14 @@ through its well-known routers.`,
 	f.StringVar(&protocol, "protocol", "kademlia", "kademlia or chord")
 	f.IntVar(&replicas, "replicas", 3, "copies kept of each stored value")
 	f.Int64Var(&maxBytes, "max-bytes", 0, "bytes of values this node stores for others (default 1 GiB)")
-	f.IntVar(&maxPerSource, "max-per-source", 0, "records this node stores for one writer IP (default 100000; loopback writers are not counted)")
+	f.IntVar(&maxPerSource, "max-per-source", 0, "records this node stores for one writer IP (default 100000)")
+	f.StringVar(&httpToken, "http-token", "", "file holding the HTTP API's bearer token (made, mode 0600, when absent); required when --http is not loopback")
+	f.BoolVar(&httpInsecure, "http-insecure", false, "serve the HTTP API off loopback without a token: anyone who reaches it can read and change the data")
+	f.StringSliceVar(&allowHosts, "http-allow-host", nil, "host names the HTTP API answers to besides IP addresses and localhost (DNS rebinding protection)")
 	f.StringVar(&pprofAddr, "pprof", "", "serve Go's net/http/pprof profiles on this address (debugging; keep it on loopback)")
 	f.BoolVar(&moveDamaged, "move-damaged", false, "if --data's values.db is damaged, move it aside as values.db.damaged-TIME and start empty, refilled from the other replicas")
 	f.DurationVar(&maxTTL, "max-ttl", 0, "longest life of a stored value, also for values put without a TTL (default 720h); a delete lasts this plus 24h")
+	f.BoolVar(&trustLoopback, "trust-loopback", false, "exempt 127.0.0.0/8 and ::1 from rate limits, byte budgets and quotas: for a local cluster whose nodes share one address")
 	f.BoolVar(&secureIDs, "bep42", false, "enforce BEP 42: keep nodes whose ids do not match their IP out of the routing table")
 	return cmd
 }

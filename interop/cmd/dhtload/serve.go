@@ -60,9 +60,11 @@ func serve(kind string, seeds []netip.AddrPort) error {
 		cfg := dhtkit.DefaultConfig()
 		cfg.Listen = "127.0.0.1:0"
 		cfg.Network = dhtkit.Mainline
-		// One generator on one IP: lift the per-source-IP limit, as for
-		// libtorrent and anacrolix.
-		cfg.Kademlia.RateLimit = -1
+		// One generator on one IP: lift the limits, as for libtorrent and
+		// anacrolix, but only by raising them, so that every answer still
+		// pays for the limiter's and the byte budgets' bookkeeping.
+		cfg.Kademlia.RateLimit, cfg.Kademlia.RateBurst = 1e9, 1e9
+		cfg.Kademlia.GlobalRate, cfg.Kademlia.RateBytes, cfg.Kademlia.GlobalBytes = 1e9, 1<<40, 1<<40
 		cfg.Logger = slog.New(slog.DiscardHandler)
 		n, err := dhtkit.Listen(context.Background(), cfg)
 		if err != nil {
