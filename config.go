@@ -70,6 +70,14 @@ type Config struct {
 	// Limits bound what the node stores for others: value size, bytes in
 	// all, records per writer, the longest TTL (store's defaults when zero).
 	Limits store.Config
+	// NetworkKey is the path of a key file (`dhtkit network-key`): every
+	// datagram is then sealed with its first key and opened with any of
+	// them, and the node answers nothing else. The node reads the file
+	// again when it changes, and on Node.ReloadNetworkKey, so that keys
+	// rotate on a running network (docs/architecture.md). Empty: no key,
+	// and on a non-loopback address anyone who reaches the port can read
+	// and change the data. Not for Mainline.
+	NetworkKey string
 	// MoveDamaged, when DataDir's values.db is damaged (empty, truncated,
 	// unreadable pages), moves it aside as values.db.damaged-TIME and
 	// starts with an empty store that the other replicas refill. Without

@@ -85,6 +85,7 @@ var (
 	descBuckets    = prometheus.NewDesc("dhtkit_routing_buckets", "Buckets of the routing table.", nil, nil)
 	descKeys       = prometheus.NewDesc("dhtkit_store_keys", "Values this node stores (tombstones excluded).", nil, nil)
 	descStoreBytes = prometheus.NewDesc("dhtkit_store_bytes", "Bytes of the values this node stores, keys included.", nil, nil)
+	descSealDrops  = prometheus.NewDesc("dhtkit_seal_dropped_total", "Datagrams dropped unanswered by a node with a network key, by reason: unsealed (sender has no key), unknown_key (another key), forged, replayed, stale, short.", []string{"reason"}, nil)
 	descUptime     = prometheus.NewDesc("dhtkit_uptime_seconds", "Seconds since the node started.", nil, nil)
 	descDropped    = prometheus.NewDesc("dhtkit_dropped_total", "Queries, replies and stored entries the node dropped, by reason (kademlia.DropReason).", []string{"reason"}, nil)
 	descStorage    = prometheus.NewDesc("dhtkit_storage_events_total", "Storage events: damaged records dropped (damaged_record), writes the disk refused (write_error), chunk records released (chunk_released).", []string{"event"}, nil)
@@ -92,7 +93,7 @@ var (
 
 func (c nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descQueriesIn, descQueriesOut, descResponses, descErrors, descBytes,
-		descPackets, descContacts, descBuckets, descKeys, descStoreBytes, descUptime, descDropped, descStorage} {
+		descPackets, descContacts, descBuckets, descKeys, descStoreBytes, descUptime, descDropped, descSealDrops, descStorage} {
 		ch <- d
 	}
 }
@@ -127,6 +128,15 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	io := n.IOStats()
 	counter(descPackets, io.PacketsIn, "in")
 	counter(descPackets, io.PacketsOut, "out")
+	if n.NetworkKeyIDs() != nil {
+		ss := n.SealStats()
+		for reason, v := range map[string]uint64{
+			"unsealed": ss.Unsealed, "unknown_key": ss.UnknownKey, "forged": ss.Forged,
+			"replayed": ss.Replayed, "stale": ss.Stale, "short": ss.Short,
+		} {
+			counter(descSealDrops, v, reason)
+		}
+	}
 
 	buckets := n.Routing()
 	states := map[string]int{"good": 0, "questionable": 0, "bad": 0}

@@ -18,8 +18,18 @@ import (
 // memory, mostly RFC 5737 documentation ranges; nothing is sent anywhere.
 
 // forge encodes a query of method q from the attacker's id.
-func forge(q krpc.Method, fill func(a *krpc.Args)) []byte {
+func forge(q krpc.Method, fill func(a *krpc.Args)) []byte { return forgeIn("", q, fill) }
+
+// ampNet is the private network whose node answers dhtkit's own methods in
+// the amplification tests: a Mainline node answers them with 204 only.
+const ampNet = "amp"
+
+// forgeIn is forge for the network net ("": Mainline).
+func forgeIn(net string, q krpc.Method, fill func(a *krpc.Args)) []byte {
 	m := krpc.Msg{Y: krpc.Query, Q: q, T: []byte("ab")}
+	if net != "" {
+		m.Net = []byte(net)
+	}
 	m.A.Has = krpc.HasID
 	m.A.ID = id.FromString("attacker")
 	if fill != nil {
@@ -33,12 +43,15 @@ func public(i int) netip.AddrPort {
 	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{45, byte(i >> 8), byte(i), 1}), 6881)
 }
 
-// loaded returns a Mainline node that holds what an amplifier wants: a
-// full routing table, 300 peers for infohash, a 1000-byte BEP 44 item,
-// an 8000-byte record "big" and 300 small ones.
+// loaded returns a node (Mainline unless cfg.Network says otherwise) that
+// holds what an amplifier wants: a full routing table, 300 peers for
+// infohash, a 1000-byte BEP 44 item, an 8000-byte record "big" and 300
+// small ones.
 func loaded(t testing.TB, cfg Config) (n *testNet, node *testNode, infohash, item id.ID) {
 	n = newTestNet(t, 11)
-	cfg.Network = "mainline"
+	if cfg.Network == "" {
+		cfg.Network = "mainline"
+	}
 	node = n.addAt(netip.MustParseAddrPort("203.0.113.1:6881"), cfg)
 	ping := forge(krpc.MethodPing, nil)
 	for i := range 64 {
@@ -82,6 +95,8 @@ func amplificationQueries(infohash, item id.ID) []struct {
 	x := func(m map[string]any) func(a *krpc.Args) {
 		return func(a *krpc.Args) { a.Has |= krpc.HasX; a.X = encodeX(nil, m) }
 	}
+	// dhtkit's own methods go to a private node (ampNet).
+	own := func(q krpc.Method, fill func(a *krpc.Args)) []byte { return forgeIn(ampNet, q, fill) }
 	return []struct {
 		name string
 		q    []byte
@@ -92,13 +107,13 @@ func amplificationQueries(infohash, item id.ID) []struct {
 		{"get_peers", forge(krpc.MethodGetPeers, func(a *krpc.Args) { a.Has |= krpc.HasInfoHash; a.InfoHash = infohash }), false},
 		{"sample_infohashes", forge(krpc.MethodSampleInfohashes, func(a *krpc.Args) { a.Has |= krpc.HasTarget; a.Target = target }), false},
 		{"get", forge(krpc.MethodGet, func(a *krpc.Args) { a.Has |= krpc.HasTarget; a.Target = item }), false},
-		{"dk_fetch k", forge(krpc.MethodFetch, x(map[string]any{"k": "big"})), true},
-		{"dk_fetch ks", forge(krpc.MethodFetch, x(map[string]any{"ks": []any{"big", "k1", "k2"}})), true},
-		{"dk_fetch h", forge(krpc.MethodFetch, x(map[string]any{"h": bigTarget[:]})), true},
-		{"dk_sync d=0", forge(krpc.MethodSync, x(map[string]any{"d": 0, "b": []any{[]any{0, 1}}})), true},
-		{"dk_sync d=20", forge(krpc.MethodSync, x(map[string]any{"d": 20, "b": []any{[]any{5, 1}}})), true},
-		{"dk_store", forge(krpc.MethodStore, x(map[string]any{"recs": []any{}})), true},
-		{"dk_listen", forge(krpc.MethodListen, x(map[string]any{"k": "big"})), true},
+		{"dk_fetch k", own(krpc.MethodFetch, x(map[string]any{"k": "big"})), true},
+		{"dk_fetch ks", own(krpc.MethodFetch, x(map[string]any{"ks": []any{"big", "k1", "k2"}})), true},
+		{"dk_fetch h", own(krpc.MethodFetch, x(map[string]any{"h": bigTarget[:]})), true},
+		{"dk_sync d=0", own(krpc.MethodSync, x(map[string]any{"d": 0, "b": []any{[]any{0, 1}}})), true},
+		{"dk_sync d=20", own(krpc.MethodSync, x(map[string]any{"d": 20, "b": []any{[]any{5, 1}}})), true},
+		{"dk_store", own(krpc.MethodStore, x(map[string]any{"recs": []any{}})), true},
+		{"dk_listen", own(krpc.MethodListen, x(map[string]any{"k": "big"})), true},
 	}
 }
 
@@ -108,9 +123,15 @@ func amplificationQueries(infohash, item id.ID) []struct {
 // exceeds MaxDatagram. The factors are logged (go test -v) for BENCHMARKS.md.
 func TestAmplification(t *testing.T) {
 	n, node, infohash, item := loaded(t, Config{})
+	pn, pnode, _, _ := loaded(t, Config{Network: ampNet}) // serves dhtkit's own methods
 	for i, tc := range amplificationQueries(infohash, item) {
 		from := public(10000 + i) // a fresh budget each
-		back := n.inject(node, from, tc.q)
+		var back [][]byte
+		if tc.own {
+			back = pn.inject(pnode, from, tc.q)
+		} else {
+			back = n.inject(node, from, tc.q)
+		}
 		size := 0
 		for _, b := range back {
 			size += len(b)
@@ -129,15 +150,15 @@ func TestAmplification(t *testing.T) {
 	}
 	// A source with a token gets the whole record.
 	from := public(20000)
-	q := forge(krpc.MethodFetch, func(a *krpc.Args) {
+	q := forgeIn(ampNet, krpc.MethodFetch, func(a *krpc.Args) {
 		a.Has |= krpc.HasX | krpc.HasToken
 		a.X = encodeX(nil, map[string]any{"k": "big"})
-		a.Token = node.e.tokens.issue(from.Addr(), nil)
+		a.Token = pnode.e.tokens.issue(from.Addr(), nil)
 	})
-	if back := n.inject(node, from, q); len(back) != 1 || len(back[0]) < 8000 {
+	if back := pn.inject(pnode, from, q); len(back) != 1 || len(back[0]) < 8000 {
 		t.Errorf("dk_fetch with a token: %d answers, want the 8000-byte record", len(back))
 	}
-	if got := node.e.Stats().Drops[DropUnproven]; got == 0 {
+	if got := pnode.e.Stats().Drops[DropUnproven]; got == 0 {
 		t.Error("no refusal counted as unproven")
 	}
 }

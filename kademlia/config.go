@@ -153,6 +153,11 @@ type Config struct {
 	// Tap, when set, sees every message sent or received (after decoding).
 	// m is valid only during the call.
 	Tap func(dir Direction, peer netip.AddrPort, m *krpc.Msg)
+	// Sender, when set, returns the node id that authenticated the
+	// datagram being received (a network key's sealed envelope carries
+	// it), or false when there is none. A replica then refuses a direct
+	// write whose sender or version writer is another node (store.CheckWriter).
+	Sender func() (id.ID, bool)
 }
 
 // DefaultConfig returns the defaults.

@@ -69,6 +69,17 @@ func (e *Engine) handleStore(now time.Time, from netip.AddrPort, q, r *krpc.Msg)
 	if err == nil {
 		recs, err = decodeRecords(d, "recs")
 	}
+	if err == nil && e.cfg.Sender != nil && d["o"] == int64(1) {
+		// A direct write ("o": the sender's own): under a network key,
+		// its writer is the authenticated sender.
+		if s, ok := e.cfg.Sender(); ok {
+			for i := range recs {
+				if err = store.CheckWriter(recs[i].Version, q.A.ID, s); err != nil {
+					break
+				}
+			}
+		}
+	}
 	if err != nil {
 		e.replyError(now, from, q.T, krpc.CodeProtocol, "dk_store: "+err.Error())
 		return false

@@ -38,6 +38,13 @@ func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
 	if q.A.ID == e.self {
 		return // our own query reflected back, or an id thief
 	}
+	if e.net == nil && q.Q >= krpc.MethodStore {
+		// A Mainline node is a standard BEP 5 node: it neither answers
+		// nor stores dhtkit's own methods, which anyone on the public DHT
+		// could use to fill its store or probe its keys.
+		e.replyError(now, from, q.T, krpc.CodeMethodUnknown, "method unknown")
+		return
+	}
 	if q.Q == krpc.MethodBye {
 		// A node leaving nicely: drop it now, rather than have every
 		// lookup wait out its timeouts until the table notices.

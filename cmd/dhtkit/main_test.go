@@ -264,3 +264,30 @@ func TestCrawlFindsTheNetwork(t *testing.T) {
 		t.Errorf("crawl found %d of 200 nodes, want at least 95%%", rep.NodesResponded)
 	}
 }
+
+// network-key writes a 0600 key that a node accepts, refuses to overwrite
+// it, and a node refuses a key file others can read, each in one line.
+func TestNetworkKeyCommand(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "net.key")
+	code, out, errs := dhtkitCmd(t, "network-key", path)
+	if code != 0 || !strings.Contains(out, path) {
+		t.Fatalf("network-key: exit %d, %q %q", code, out, errs)
+	}
+	st, err := os.Stat(path)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("key file: %v, mode %v", err, st.Mode().Perm())
+	}
+	before, _ := os.ReadFile(path)
+	code, _, errs = dhtkitCmd(t, "network-key", path)
+	if code != exitFailure || strings.Count(errs, "\n") != 1 || !strings.Contains(errs, "never overwritten") {
+		t.Fatalf("second network-key: exit %d, stderr %q", code, errs)
+	}
+	if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+		t.Fatal("the refused overwrite changed the key")
+	}
+	os.Chmod(path, 0o644)
+	code, _, errs = dhtkitCmd(t, "node", "--listen", "127.0.0.1:0", "--http", "off", "--network-key", path)
+	if code != exitFailure || strings.Count(errs, "\n") != 1 || !strings.Contains(errs, "chmod 600") {
+		t.Fatalf("node with a world-readable key: exit %d, stderr %q", code, errs)
+	}
+}

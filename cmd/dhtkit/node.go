@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -97,6 +100,7 @@ through its well-known routers.`,
 				DataDir:     dataDir,
 				Replicas:    replicas,
 				Limits:      store.Config{MaxBytes: maxBytes, MaxPerSource: maxPerSource, MaxTTL: maxTTL},
+				NetworkKey:  g.networkKey,
 				MoveDamaged: moveDamaged,
 			})
 			if err != nil {
@@ -114,8 +118,16 @@ through its well-known routers.`,
 			}
 			status := time.NewTicker(time.Minute)
 			defer status.Stop()
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
 			for {
 				select {
+				case <-hup:
+					// Rotate network keys: read the key file again.
+					if err := n.ReloadNetworkKey(); err != nil {
+						g.log.Error(err.Error())
+					}
 				case <-ctx.Done():
 					// Hand every value over before leaving, so that a
 					// graceful stop loses nothing (bounded: a node whose
