@@ -229,6 +229,7 @@ func (s slowReader) Read(p []byte) (int, error) {
 func TestPutTTLOverMax(t *testing.T) {
 	cfg := testConfig()
 	cfg.Limits.MaxTTL = time.Hour
+	cfg.Kademlia.Alone = true // a network of one, as asked: its own quorum
 	n := newNode(t, cfg)
 	_, err := n.Put(context.Background(), "k", []byte("v"), PutOptions{TTL: 2 * time.Hour})
 	if !errors.Is(err, store.ErrInvalid) || !strings.Contains(err.Error(), "max-ttl") {

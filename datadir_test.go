@@ -33,6 +33,7 @@ func TestDamagedValuesFile(t *testing.T) {
 			dir := t.TempDir()
 			cfg := testConfig()
 			cfg.DataDir = dir
+			cfg.Kademlia.Alone = true // a network of one, as asked: its own quorum
 			n, err := Listen(context.Background(), cfg)
 			if err != nil {
 				t.Fatal(err)
