@@ -22,6 +22,18 @@ var ErrBadChunk = errors.New("a chunk record must hold the data its key names")
 // the chunk to the value that needs it). Every other key follows the
 // owner rule (owner.Admit).
 func admit(old *store.Record, r store.Record) error {
+	if _, u, ok := parseOwnedChunkKey(r.Key); ok && !r.Deleted {
+		// An upload's chunk: it names the owner key whose hash its key
+		// holds, and holds the data its key names.
+		if len(r.Value) == 0 || r.Value[0] != kindOwned {
+			return fmt.Errorf("%q: %w", shortKey(r.Key), ErrBadChunk)
+		}
+		of, kind, data, err := splitOwned(r.Value[1:])
+		if err != nil || (kind != kindChunk && kind != kindIndex) || ownedChunkKey(of, u, sha1.Sum(data)) != r.Key {
+			return fmt.Errorf("%q: %w", shortKey(r.Key), ErrBadChunk)
+		}
+		return nil
+	}
 	if h, ok := strings.CutPrefix(r.Key, chunkKeyPrefix); ok && !r.Deleted {
 		v := r.Value
 		if len(v) == 0 || (v[0] != kindChunk && v[0] != kindIndex) {

@@ -38,6 +38,28 @@ func TestAdmitChunks(t *testing.T) {
 			}
 		})
 	}
+	// An upload's chunks: the owner named, the data hashed.
+	u := newUploadID(time.UnixMilli(1700000000000))
+	upKey := ownedChunkKey("file.bin", u, sha1.Sum(data))
+	for _, tc := range []struct {
+		name string
+		r    store.Record
+		want error
+	}{
+		{"an upload's chunk", store.Record{Key: upKey, Value: append(ownedHeader("file.bin", kindChunk), data...), Version: v}, nil},
+		{"an upload's index chunk", store.Record{Key: upKey, Value: append(ownedHeader("file.bin", kindIndex), data...), Version: v}, nil},
+		{"another owner", store.Record{Key: upKey, Value: append(ownedHeader("other.bin", kindChunk), data...), Version: v}, ErrBadChunk},
+		{"other data", store.Record{Key: upKey, Value: append(ownedHeader("file.bin", kindChunk), "forged"...), Version: v}, ErrBadChunk},
+		{"not owned", store.Record{Key: upKey, Value: append([]byte{kindChunk}, data...), Version: v}, ErrBadChunk},
+		{"an inline value inside", store.Record{Key: upKey, Value: append(ownedHeader("file.bin", kindInline), data...), Version: v}, ErrBadChunk},
+		{"a tombstone", store.Record{Key: upKey, Version: v, Deleted: true}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := admit(nil, tc.r); !errors.Is(err, tc.want) || (tc.want == nil) != (err == nil) {
+				t.Fatalf("admit = %v, want %v", err, tc.want)
+			}
+		})
+	}
 	// Other keys follow the owner rule.
 	owned, _ := owner.Sign("k", alice.Sign, owner.Envelope{Version: v, Expires: exp, Payload: []byte("x")})
 	old := store.Record{Key: "k", Value: owned, Version: v, Expires: exp}

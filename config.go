@@ -2,6 +2,7 @@ package dhtkit
 
 import (
 	"log/slog"
+	"time"
 
 	"github.com/dhtkit/dhtkit/chord"
 	"github.com/dhtkit/dhtkit/kademlia"
@@ -67,7 +68,7 @@ type Config struct {
 	// when 0).
 	Replicas int
 	// Limits bound what the node stores for others: value size, bytes in
-	// all, records per writer (store's defaults when zero).
+	// all, records per writer, the longest TTL (store's defaults when zero).
 	Limits store.Config
 	// Alone makes the node a network of its own on purpose (`dhtkit node
 	// --bootstrap none`): it contacts nobody, and serves reads and writes
@@ -86,6 +87,20 @@ type Config struct {
 	// and on a non-loopback address anyone who reaches the port can read
 	// and change the data. Not for Mainline.
 	NetworkKey string
+	// MoveDamaged, when DataDir's values.db is damaged (empty, truncated,
+	// unreadable pages), moves it aside as values.db.damaged-TIME and
+	// starts with an empty store that the other replicas refill. Without
+	// it, Listen fails with an error that names the file.
+	MoveDamaged bool
+	// ChunkGrace bounds the life of chunks no manifest names: a chunked
+	// put must end within it (less a margin of at most 5 minutes), and
+	// once it has passed since a put began, every node releases that
+	// put's chunks unless the key's newest record is its manifest
+	// (chunkgc.go). Default DefaultChunkGrace, an hour.
+	ChunkGrace time.Duration
+	// ChunkCollectInterval is how often a node looks for chunks to
+	// release. Default DefaultChunkCollectInterval, 5 minutes.
+	ChunkCollectInterval time.Duration
 }
 
 // DefaultConfig returns the defaults: port 6881 on every IPv4 address,

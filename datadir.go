@@ -42,7 +42,11 @@ type dataDir struct {
 	contacts []netip.AddrPort
 }
 
-func openDataDir(path string, limits store.Config) (*dataDir, error) {
+// openDataDir opens the data directory at path. A damaged values.db stops
+// the open with one line that names it and says what to do, unless
+// moveDamaged is set: then the file is set aside (store.MoveDamaged) and
+// the node starts with an empty store, which the other replicas refill.
+func openDataDir(path string, limits store.Config, moveDamaged bool) (*dataDir, error) {
 	if err := os.MkdirAll(path, 0o700); err != nil {
 		return nil, fmt.Errorf("dhtkit: data directory: %w", err)
 	}
@@ -71,11 +75,25 @@ func openDataDir(path string, limits store.Config) (*dataDir, error) {
 		}
 		f.Close()
 	}
-	if d.store, err = store.OpenBolt(filepath.Join(path, valuesFile), limits); err != nil {
-		if errors.Is(err, bolterrors.ErrTimeout) {
-			// bbolt's lock is held: say who holds it, not "timeout".
-			return nil, fmt.Errorf("dhtkit: data directory %s is %w by another process (another dhtkit node with the same --data?): give each node its own --data", path, ErrDataDirInUse)
+	values := filepath.Join(path, valuesFile)
+	d.store, err = store.OpenBolt(values, limits)
+	if errors.Is(err, store.ErrDamaged) && moveDamaged {
+		to, merr := store.MoveDamaged(values, time.Now())
+		if merr != nil {
+			return nil, fmt.Errorf("dhtkit: data directory: %w (after: %w)", merr, err)
 		}
+		limits.Logger.Warn("moved the damaged store aside; starting with an empty one, which the other replicas refill",
+			"damaged", to, "err", err)
+		d.store, err = store.OpenBolt(values, limits)
+	}
+	if errors.Is(err, store.ErrDamaged) {
+		return nil, fmt.Errorf("dhtkit: data directory: %w; start the node with --move-damaged (Config.MoveDamaged) to set the file aside and refill it from the other replicas", err)
+	}
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		// bbolt's lock is held: say who holds it, not "timeout".
+		return nil, fmt.Errorf("dhtkit: data directory %s is %w by another process (another dhtkit node with the same --data?): give each node its own --data", path, ErrDataDirInUse)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("dhtkit: data directory: %w", err)
 	}
 	// Drop what expired while the node was down before serving anything.

@@ -72,6 +72,9 @@ const parallelChunks = 16
 // write or delete not signed by the same owner with a newer version. A
 // larger signed value goes through PutSigned.
 func (n *Node) Put(ctx context.Context, key string, value []byte, opt PutOptions) (store.Version, error) {
+	if err := n.checkPut(key, opt); err != nil {
+		return store.Version{}, err
+	}
 	if owner.Is(value) {
 		return n.putSigned(ctx, key, value, false, opt)
 	}
@@ -124,10 +127,16 @@ func (n *Node) putRecord(ctx context.Context, key string, rec []byte, opt PutOpt
 }
 
 // PutReader stores what r yields under key, streaming: a value that fits
-// one record is stored as one; a larger one is cut into chunks that are
-// stored in parallel on the replicas of their own hashes, and then the
-// key's record is written with the manifest that names them. Memory use is
-// bounded by the chunks in flight plus 20 bytes per chunk.
+// one record is stored as one; a larger one is cut into chunks of one
+// upload that are stored in parallel on the replicas of their own hashes,
+// and then the key's record is written with the manifest that names them.
+// Memory use is bounded by the chunks in flight plus 20 bytes per chunk.
+//
+// The whole put must end within Config.ChunkGrace less chunkMargin of its
+// start: past that, the nodes holding its chunks take the upload for
+// abandoned and release them (chunkgc.go), so PutReader gives up first.
+// A put that fails or is interrupted leaves chunks behind for at most
+// ChunkGrace plus one collector interval.
 func (n *Node) PutReader(ctx context.Context, key string, r io.Reader, opt PutOptions) (store.Version, error) {
 	return n.putReader(ctx, key, r, nil, opt)
 }
@@ -146,6 +155,9 @@ func (n *Node) PutSigned(ctx context.Context, key string, r io.Reader, env []byt
 
 // putReader is PutReader, and with env PutSigned.
 func (n *Node) putReader(ctx context.Context, key string, r io.Reader, env []byte, opt PutOptions) (store.Version, error) {
+	if err := n.checkPut(key, opt); err != nil {
+		return store.Version{}, err
+	}
 	var signed owner.Envelope
 	if env != nil {
 		var err error
@@ -170,32 +182,117 @@ func (n *Node) putReader(ctx context.Context, key string, r io.Reader, env []byt
 	case owner.Is(head):
 		return store.Version{}, fmt.Errorf("dhtkit: put %q: %w", shortKey(key), ErrSignedTooLarge)
 	}
-	ctx, cancel := context.WithCancel(ctx)
+	if env != nil {
+		// A signed value keeps the content-addressed layout its owner
+		// signed (SignValue): its chunks are left to their TTL.
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		inner := opt
+		inner.Progress = nil
+		m, err := buildTree(ctx, br, func(ctx context.Context, h [sha1.Size]byte, rec []byte) error {
+			_, err := n.putRecord(ctx, chunkKey(h), rec, inner)
+			return err
+		}, opt.Progress)
+		if err != nil {
+			return store.Version{}, fmt.Errorf("dhtkit: put %q: %w", shortKey(key), err)
+		}
+		rec := encodeManifest(m)
+		if !bytes.Equal(rec[1:], signed.Payload) {
+			return store.Version{}, fmt.Errorf("dhtkit: put %q: %w: the value is not the one signed", shortKey(key), ErrBadSignature)
+		}
+		return n.putSigned(ctx, key, env, false, opt)
+	}
+	start := time.Now()
+	upload := newUploadID(start)
+	limit := n.chunks.uploadLimit()
+	ctx, cancel := context.WithDeadline(ctx, start.Add(limit))
 	defer cancel()
-	inner := opt
-	inner.Progress = nil
-	m, err := buildTree(ctx, br, func(ctx context.Context, h [sha1.Size]byte, rec []byte) error {
-		_, err := n.putRecord(ctx, chunkKey(h), rec, inner)
-		return err
-	}, opt.Progress)
-	if err != nil {
+	fail := func(err error) (store.Version, error) {
+		if errors.Is(err, context.DeadlineExceeded) && time.Since(start) >= limit {
+			err = fmt.Errorf("the upload took longer than %v, the most a chunked put may take (Config.ChunkGrace less %v): %w", limit, chunkMargin(n.chunks.grace), err)
+		}
 		return store.Version{}, fmt.Errorf("dhtkit: put %q: %w", shortKey(key), err)
 	}
-	rec := encodeManifest(m)
-	if env == nil {
-		return n.putRecord(ctx, key, rec, opt)
+	payload := chunkPayload(key)
+	m, err := buildChunks(ctx, br, payload, payload/sha1.Size*sha1.Size, func(ctx context.Context, h [sha1.Size]byte, kind byte, data []byte) error {
+		rec := append(ownedHeader(key, kind), data...)
+		return n.putChunk(ctx, kademlia.KVPut{Key: ownedChunkKey(key, upload, h), Value: rec, TTL: opt.TTL, Source: opt.Source})
+	}, opt.Progress)
+	if err != nil {
+		return fail(err)
 	}
-	if !bytes.Equal(rec[1:], signed.Payload) {
-		return store.Version{}, fmt.Errorf("dhtkit: put %q: %w: the value is not the one signed", shortKey(key), ErrBadSignature)
+	m.upload = &upload
+	v, err := n.putRecord(ctx, key, encodeManifest(m), opt)
+	if err != nil {
+		return fail(fmt.Errorf("storing the manifest: %w", err))
 	}
-	return n.putSigned(ctx, key, env, false, opt)
+	return v, nil
 }
 
-// buildTree cuts what r yields into chunks, hands each (and each index
-// chunk) to put, parallelChunks at a time, and returns the manifest of
-// the tree; put nil only computes it. Memory use is bounded by the chunks
-// in flight plus 20 bytes per chunk.
+// chunkAttempts is how many times a chunk's put is tried: one lost chunk
+// of a large value fails the whole put, and a busy replica that does not
+// answer in time usually does the next time.
+const chunkAttempts = 3
+
+// putChunk stores one chunk record, trying again after a failure that
+// another try may not meet (no answer, too few replicas), never after a
+// refusal (a limit) or once ctx ends. Its error is about the chunk, not
+// its name: the caller says whose chunk it was.
+func (n *Node) putChunk(ctx context.Context, put kademlia.KVPut) error {
+	var err error
+	for attempt := 1; attempt <= chunkAttempts; attempt++ {
+		if _, err = n.rt.Do(ctx, put); err == nil || refused(err) || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-time.After(time.Duration(attempt) * 100 * time.Millisecond):
+		case <-ctx.Done():
+			return err
+		}
+	}
+	return err
+}
+
+// refused reports whether err is a replica's refusal, which trying again
+// would meet again.
+func refused(err error) bool {
+	for _, e := range []error{store.ErrCapacity, store.ErrQuota, store.ErrTooLarge, store.ErrInvalid, store.ErrFull, store.ErrRefused, kademlia.ErrTooLarge} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// checkPut refuses, before anything is sent, a put every replica would
+// refuse or cut short: a TTL longer than the node's MaxTTL.
+func (n *Node) checkPut(key string, opt PutOptions) error {
+	if n.maxTTL > 0 && opt.TTL > n.maxTTL {
+		return fmt.Errorf("dhtkit: put %q: a TTL of %v is longer than this node's limit of %v (Config.Limits.MaxTTL, node --max-ttl): %w",
+			shortKey(key), opt.TTL, n.maxTTL, store.ErrInvalid)
+	}
+	return nil
+}
+
+// buildTree is buildChunks in the content-addressed layout that signed
+// values use: each record is the kind byte and the payload, chunkSize
+// bytes of data and fanout hashes per index chunk.
 func buildTree(ctx context.Context, r io.Reader, put func(ctx context.Context, h [sha1.Size]byte, rec []byte) error, progress func(int64)) (manifest, error) {
+	var p func(context.Context, [sha1.Size]byte, byte, []byte) error
+	if put != nil {
+		p = func(ctx context.Context, h [sha1.Size]byte, kind byte, data []byte) error {
+			return put(ctx, h, append([]byte{kind}, data...))
+		}
+	}
+	return buildChunks(ctx, r, chunkSize, fanout*sha1.Size, p, progress)
+}
+
+// buildChunks cuts what r yields into chunks of payload bytes, hands each
+// (and each index chunk of perIndex bytes of hashes) to put,
+// parallelChunks at a time, and returns the manifest of the tree; put nil
+// only computes it. Memory use is bounded by the chunks in flight plus 20
+// bytes per chunk.
+func buildChunks(ctx context.Context, r io.Reader, payload, perIndex int, put func(ctx context.Context, h [sha1.Size]byte, kind byte, data []byte) error, progress func(int64)) (manifest, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
@@ -217,11 +314,10 @@ func buildTree(ctx context.Context, r io.Reader, put func(ctx context.Context, h
 		if put == nil {
 			return h
 		}
-		rec := append([]byte{kind}, data...)
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem }()
-			if err := put(ctx, h, rec); err != nil {
+			if err := put(ctx, h, kind, data); err != nil {
 				select {
 				case errc <- err:
 				default:
@@ -240,7 +336,7 @@ func buildTree(ctx context.Context, r io.Reader, put func(ctx context.Context, h
 		}
 		return nil
 	}
-	buf := make([]byte, chunkSize)
+	buf := make([]byte, payload)
 	for {
 		k, err := io.ReadFull(r, buf)
 		if k > 0 {
@@ -268,8 +364,8 @@ func buildTree(ctx context.Context, r io.Reader, put func(ctx context.Context, h
 	depth := 0
 	for len(hashes)/sha1.Size > fanout {
 		var up []byte
-		for i := 0; i < len(hashes); i += fanout * sha1.Size {
-			end := min(i+fanout*sha1.Size, len(hashes))
+		for i := 0; i < len(hashes); i += perIndex {
+			end := min(i+perIndex, len(hashes))
 			h := add(bytes.Clone(hashes[i:end]), kindIndex)
 			up = append(up, h[:]...)
 		}
@@ -409,7 +505,7 @@ func (n *Node) readValue(ctx context.Context, key string, v Value, kind byte, da
 	hashes := m.hashes
 	for range m.depth {
 		var down []byte
-		parts, err := n.fetchChunks(ctx, hashes, kindIndex, nil)
+		parts, err := n.fetchChunks(ctx, key, &m, hashes, kindIndex, nil)
 		if err != nil {
 			return v, fmt.Errorf("dhtkit: get %q: %w", shortKey(key), err)
 		}
@@ -422,7 +518,7 @@ func (n *Node) readValue(ctx context.Context, key string, v Value, kind byte, da
 		hashes = down
 	}
 	var written int64
-	_, err = n.fetchChunks(ctx, hashes, kindChunk, func(p []byte) error {
+	_, err = n.fetchChunks(ctx, key, &m, hashes, kindChunk, func(p []byte) error {
 		if _, err := w.Write(p); err != nil {
 			return fmt.Errorf("writing: %w", err)
 		}
@@ -441,10 +537,10 @@ func (n *Node) readValue(ctx context.Context, key string, v Value, kind byte, da
 	return v, nil
 }
 
-// fetchChunks gets the chunks named by hashes, parallelChunks at a time,
-// verifies each, and hands them to sink in order (or returns them all
-// when sink is nil).
-func (n *Node) fetchChunks(ctx context.Context, hashes []byte, kind byte, sink func([]byte) error) ([][]byte, error) {
+// fetchChunks gets the chunks named by hashes of the value under key whose
+// manifest is m, parallelChunks at a time, verifies each, and hands them to
+// sink in order (or returns them all when sink is nil).
+func (n *Node) fetchChunks(ctx context.Context, key string, m *manifest, hashes []byte, kind byte, sink func([]byte) error) ([][]byte, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	count := len(hashes) / sha1.Size
@@ -456,7 +552,15 @@ func (n *Node) fetchChunks(ctx context.Context, hashes []byte, kind byte, sink f
 	fetch := func(i int) {
 		var h [sha1.Size]byte
 		copy(h[:], hashes[i*sha1.Size:])
-		_, k, data, err := n.getRecord(ctx, chunkKey(h))
+		_, k, data, err := n.getRecord(ctx, m.chunkKey(key, h))
+		if err == nil && m.upload != nil {
+			var of string
+			if k != kindOwned {
+				k = 0xff
+			} else if of, k, data, err = splitOwned(data); err == nil && of != key {
+				k = 0xff
+			}
+		}
 		switch {
 		case err != nil:
 			err = fmt.Errorf("chunk %d of %d: %w", i+1, count, err)
@@ -502,8 +606,8 @@ func (n *Node) fetchChunks(ctx context.Context, hashes []byte, kind byte, sink f
 }
 
 // Delete writes a tombstone for key: it beats every older write, so the
-// key stays deleted on every replica, and expires later. The chunks of a
-// large value expire with their TTL.
+// key stays deleted on every replica, and expires later. The nodes holding
+// the chunks of a large value release them (chunkgc.go).
 func (n *Node) Delete(ctx context.Context, key string) error {
 	if err := n.waitReady(ctx); err != nil {
 		return fmt.Errorf("dhtkit: delete %q: %w", shortKey(key), err)

@@ -53,6 +53,8 @@ type Node struct {
 	dir     *dataDir    // nil without Config.DataDir
 	key     *networkKey // nil without Config.NetworkKey
 	started time.Time
+	maxTTL  time.Duration   // the longest TTL a put may ask for; 0: no limit
+	chunks  *chunkCollector // chunkgc.go
 
 	// Readiness (join.go).
 	alone    bool        // Config.Alone: a one-node network on purpose
@@ -128,7 +130,10 @@ func Listen(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	var dir *dataDir
 	if cfg.DataDir != "" {
-		if dir, err = openDataDir(cfg.DataDir, cfg.Limits); err != nil {
+		if cfg.Limits.Logger == nil {
+			cfg.Limits.Logger = cfg.Logger
+		}
+		if dir, err = openDataDir(cfg.DataDir, cfg.Limits, cfg.MoveDamaged); err != nil {
 			conn.Close()
 			return nil, err
 		}
@@ -139,6 +144,10 @@ func Listen(ctx context.Context, cfg Config) (*Node, error) {
 		dir:     dir,
 		key:     key,
 		started: time.Now(),
+		maxTTL:  cfg.Limits.MaxTTL,
+	}
+	if n.maxTTL == 0 {
+		n.maxTTL = store.DefaultMaxTTL
 	}
 	if cfg.Protocol == Chord {
 		n.chord = newChord(cfg, dir)
@@ -208,6 +217,10 @@ func Listen(ctx context.Context, cfg Config) (*Node, error) {
 		n.wg.Add(1)
 		go n.join(boot)
 	}
+	n.chunks = newChunkCollector(cfg)
+	n.chunks.peers = len(boot) > 0
+	n.wg.Add(1)
+	go n.collectChunksPeriodically()
 	return n, nil
 }
 

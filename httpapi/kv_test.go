@@ -12,6 +12,7 @@ import (
 
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/krpc"
+	"github.com/dhtkit/dhtkit/store"
 )
 
 // hostileKeys are keys a client may legitimately use: every one must
@@ -133,14 +134,15 @@ func TestLocal(t *testing.T) {
 	if b, ok := recs["b"]; ok && !b.Deleted {
 		t.Errorf("local record b = %+v, want a tombstone", b)
 	}
-	// Bytes as the store counts them against its limit: the key, and the
-	// record's value, its layout byte included.
-	if l.Keys != 1 || l.Bytes != 7 {
-		t.Errorf("local keys %d bytes %d, want 1 and 7", l.Keys, l.Bytes)
+	// Bytes as the store counts them against its limit: the key, the
+	// record's value, its layout byte included, and the record's overhead.
+	const want = 7 + store.RecordOverhead
+	if l.Keys != 1 || l.Bytes != want {
+		t.Errorf("local keys %d bytes %d, want 1 and %d", l.Keys, l.Bytes, want)
 	}
 	_, body = call(t, "GET", base+"/v1/status", nil)
-	if st := decode[statusJSON](t, body); st.Store.Keys != 1 || st.Store.Bytes != 7 {
-		t.Errorf("status store %+v, want 1 key, 7 bytes", st.Store)
+	if st := decode[statusJSON](t, body); st.Store.Keys != 1 || st.Store.Bytes != want {
+		t.Errorf("status store %+v, want 1 key, %d bytes", st.Store, want)
 	}
 }
 

@@ -90,11 +90,12 @@ var (
 	descProbes     = prometheus.NewDesc("dhtkit_probes_total", "Pings of bad contacts (Chord: lost neighbours), to see whether they are back.", nil, nil)
 	descLate       = prometheus.NewDesc("dhtkit_late_responses_total", "Responses that came after their query timed out; each still proves its node alive.", nil, nil)
 	descDropped    = prometheus.NewDesc("dhtkit_dropped_total", "Queries, replies and stored entries the node dropped, by reason (kademlia.DropReason).", []string{"reason"}, nil)
+	descStorage    = prometheus.NewDesc("dhtkit_storage_events_total", "Storage events: damaged records dropped (damaged_record), writes the disk refused (write_error), chunk records released (chunk_released).", []string{"event"}, nil)
 )
 
 func (c nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descQueriesIn, descQueriesOut, descResponses, descErrors, descBytes,
-		descPackets, descContacts, descBuckets, descKeys, descStoreBytes, descUptime, descProbes, descLate, descDropped, descSealDrops} {
+		descPackets, descContacts, descBuckets, descKeys, descStoreBytes, descUptime, descProbes, descLate, descDropped, descSealDrops, descStorage} {
 		ch <- d
 	}
 }
@@ -157,4 +158,8 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descKeys, float64(sz.Keys))
 	gauge(descStoreBytes, float64(sz.Bytes))
 	gauge(descUptime, c.s.uptime().Seconds())
+	sf := n.StorageFaults()
+	counter(descStorage, uint64(sf.DamagedRecords), "damaged_record")
+	counter(descStorage, uint64(sf.WriteErrors), "write_error")
+	counter(descStorage, uint64(sf.ChunksReleased), "chunk_released")
 }

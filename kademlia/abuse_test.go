@@ -70,9 +70,12 @@ func loaded(t testing.TB, cfg Config) (n *testNet, node *testNode, infohash, ite
 		t.Fatal(err)
 	}
 	st := node.e.kvStore()
-	recs := []store.Record{{Key: "big", Value: bytes.Repeat([]byte("v"), 8000), Version: store.Version{Time: 1, Writer: 1}}}
+	// Written now: a version of 1970 has outlived the store's MaxTTL.
+	var clock store.Clock
+	ver := clock.Now(n.now)
+	recs := []store.Record{{Key: "big", Value: bytes.Repeat([]byte("v"), 8000), Version: ver}}
 	for i := range 300 {
-		recs = append(recs, store.Record{Key: fmt.Sprint("k", i), Value: []byte("small"), Version: store.Version{Time: 1, Writer: 1}})
+		recs = append(recs, store.Record{Key: fmt.Sprint("k", i), Value: []byte("small"), Version: ver})
 	}
 	if _, err := st.PutAll(recs); err != nil {
 		t.Fatal(err)

@@ -1,6 +1,8 @@
 package store
 
 import (
+	"bytes"
+	"flag"
 	"fmt"
 	"path/filepath"
 	"runtime"
@@ -157,3 +159,42 @@ func BenchmarkMemoryFootprint(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkOpenBolt opens a store of -open-bytes (default 64 MiB) of 4 KiB
+// values: the cost of the file checks and bbolt's consistency check that
+// every open runs, per byte stored.
+func BenchmarkOpenBolt(b *testing.B) {
+	total := *openBytes
+	path := filepath.Join(b.TempDir(), "store.db")
+	s, err := openBolt(path, Config{MaxBytes: -1, MaxPerSource: -1}, true)
+	if err != nil {
+		b.Fatal(err)
+	}
+	value := make([]byte, 4096)
+	var batch []Record
+	for i := range total / int64(len(value)) {
+		value[0], value[1] = byte(i), byte(i>>8)
+		batch = append(batch, Record{Key: fmt.Sprint("open/", i), Value: bytes.Clone(value), Version: Version{Time: uint64(i + 1), Writer: 1}})
+		if len(batch) == 1024 {
+			if _, err := s.PutAll(batch); err != nil {
+				b.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+	if _, err := s.PutAll(batch); err != nil {
+		b.Fatal(err)
+	}
+	s.Close()
+	b.SetBytes(total)
+	b.ResetTimer()
+	for b.Loop() {
+		s, err := OpenBolt(path, Config{MaxBytes: -1, MaxPerSource: -1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		s.Close()
+	}
+}
+
+var openBytes = flag.Int64("open-bytes", 64<<20, "BenchmarkOpenBolt: bytes of values in the store opened")

@@ -33,66 +33,182 @@ type Bolt struct {
 	cfg    Config
 	idx    index
 	db     *bolt.DB
+	path   string
+	// broken is set once bbolt panicked on the file: see safely.
+	broken error
+
+	// What the store met of a failing disk (Faults); lastWarn and
+	// unlogged rate-limit the log lines of failed writes.
+	damagedRecords, writeErrs int64
+	lastWarn                  time.Time
+	unlogged                  int
 }
 
 var _ Store = (*Bolt)(nil)
 
 // OpenBolt opens or creates the store in the file at path. It waits at
 // most a second for another process holding the file to let go.
+//
+// A damaged file is reported, never a panic and never a silent loss: an
+// empty or truncated file, unreadable meta pages and pages that fail
+// bbolt's consistency check make OpenBolt fail with an error wrapping
+// ErrDamaged that names the file (MoveDamaged sets it aside); a damaged
+// record is dropped, counted (Faults) and logged, and left for the other
+// replicas to restore.
 func OpenBolt(path string, cfg Config) (*Bolt, error) { return openBolt(path, cfg, false) }
 
 // openBolt is OpenBolt, with fsync turned off when noSync is set: for tests
 // whose subject is not durability, which would otherwise wait on the disk.
 func openBolt(path string, cfg Config, noSync bool) (*Bolt, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoSync: noSync})
+	cfg = cfg.withDefaults()
+	warning, err := checkFile(path)
 	if err != nil {
+		return nil, err
+	}
+	var db *bolt.DB
+	err = safely(path, func() error {
+		var err error
+		db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoSync: noSync})
+		return err
+	})
+	if err != nil {
+		if errors.Is(err, ErrDamaged) {
+			return nil, err
+		}
+		if errors.Is(err, bolt.ErrInvalid) || errors.Is(err, bolt.ErrChecksum) || errors.Is(err, bolt.ErrVersionMismatch) {
+			return nil, damaged(path, err.Error())
+		}
 		return nil, failed("open "+path, err)
 	}
-	b := &Bolt{cfg: cfg.withDefaults(), db: db}
+	if warning != "" {
+		cfg.Logger.Warn("store: "+warning, "file", path)
+	}
+	b := &Bolt{cfg: cfg, db: db, path: path}
+	if err := b.check(); err != nil {
+		db.Close()
+		return nil, err
+	}
 	if err := b.load(); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("%w (file %s)", err, path)
+		return nil, err
 	}
 	return b, nil
 }
 
-// load creates the buckets if needed and rebuilds the index from the file.
-func (b *Bolt) load() error {
-	err := b.db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketRecords, bucketValues} {
-			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-				return err
+// maxCheckErrors bounds the errors of bbolt's check that an open reports.
+const maxCheckErrors = 5
+
+// check runs bbolt's consistency check over the whole file: every page
+// reachable once, every other one free. It reads every page, about a
+// second per GiB from the page cache, once per open.
+func (b *Bolt) check() error {
+	var errs []error
+	err := b.safely(func() error {
+		return b.db.View(func(tx *bolt.Tx) error {
+			for err := range tx.Check() {
+				if len(errs) < maxCheckErrors {
+					errs = append(errs, err)
+				}
 			}
-		}
-		return nil
-	})
-	if err != nil {
-		return failed("open", err)
-	}
-	var items []item
-	err = b.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketRecords).ForEach(func(k, v []byte) error {
-			if len(k) < id.Len {
-				return fmt.Errorf("store: %w: key %x too short", errCorrupt, k)
-			}
-			it := item{key: string(k[id.Len:])}
-			copy(it.target[:], k)
-			if it.target != id.FromString(it.key) {
-				return fmt.Errorf("store: %w: key %q filed under target %v", errCorrupt, it.key, it.target)
-			}
-			if err := decodeMeta(v, &it); err != nil {
-				return fmt.Errorf("store: key %q: %w", it.key, err)
-			}
-			it.hash = entryHash(it.target, it.version, it.deleted)
-			items = append(items, it)
 			return nil
 		})
 	})
 	if err != nil {
 		return err
 	}
+	if len(errs) > 0 {
+		return damaged(b.path, fmt.Sprintf("its consistency check failed: %v", errors.Join(errs...)))
+	}
+	return nil
+}
+
+// load creates the buckets if needed and rebuilds the index from the file.
+// A record whose header fails its checks is dropped from the file, logged
+// and counted: the other replicas hold it.
+func (b *Bolt) load() error {
+	err := b.safely(func() error {
+		return b.db.Update(func(tx *bolt.Tx) error {
+			for _, name := range [][]byte{bucketRecords, bucketValues} {
+				if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return failed("open "+b.path, err)
+	}
+	var (
+		items []item
+		bad   [][]byte
+		why   []error
+	)
+	err = b.safely(func() error {
+		return b.db.View(func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketRecords).ForEach(func(k, v []byte) error {
+				it, err := decodeRecord(k, v)
+				if err != nil {
+					bad = append(bad, bytes.Clone(k))
+					why = append(why, err)
+					return nil
+				}
+				items = append(items, it)
+				return nil
+			})
+		})
+	})
+	if err != nil {
+		return err
+	}
+	for i, k := range bad {
+		b.damagedRecords++
+		if i < maxCheckErrors {
+			b.cfg.Logger.Warn("store: dropped a damaged record; the other replicas will restore it",
+				"file", b.path, "db_key", fmt.Sprintf("%.64x", k), "err", why[i])
+		}
+	}
+	if len(bad) > maxCheckErrors {
+		b.cfg.Logger.Warn("store: dropped more damaged records", "file", b.path, "count", len(bad)-maxCheckErrors)
+	}
+	if len(bad) > 0 {
+		err := b.safely(func() error {
+			return b.db.Update(func(tx *bolt.Tx) error {
+				for _, k := range bad {
+					if err := tx.Bucket(bucketRecords).Delete(k); err != nil {
+						return err
+					}
+					if err := tx.Bucket(bucketValues).Delete(k); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		})
+		if err != nil {
+			return failed("open "+b.path+": dropping damaged records", err)
+		}
+	}
 	b.idx.load(items)
 	return nil
+}
+
+// decodeRecord decodes one entry of the records bucket: its bbolt key
+// (target || key) and header.
+func decodeRecord(k, v []byte) (item, error) {
+	if len(k) < id.Len {
+		return item{}, fmt.Errorf("%w: key %x too short", errCorrupt, k)
+	}
+	it := item{key: string(k[id.Len:])}
+	copy(it.target[:], k)
+	if it.target != id.FromString(it.key) {
+		return item{}, fmt.Errorf("%w: key %q filed under target %v", errCorrupt, it.key, it.target)
+	}
+	if err := decodeMeta(v, &it); err != nil {
+		return item{}, fmt.Errorf("key %q: %w", it.key, err)
+	}
+	it.hash = entryHash(it.target, it.version, it.deleted)
+	return it, nil
 }
 
 // failed wraps err from bbolt, marking a full disk with ErrFull.
@@ -134,59 +250,63 @@ func (b *Bolt) PutAll(rs []Record) ([]bool, error) {
 		applied = make([]bool, 0, len(rs))
 		limit   error
 	)
-	err := b.db.Update(func(tx *bolt.Tx) error {
-		records, values := tx.Bucket(bucketRecords), tx.Bucket(bucketValues)
-		for i := range rs {
-			r := &rs[i]
-			c, apply, err := b.idx.prepare(&b.cfg, r)
-			if err != nil {
-				limit = err
-				return nil // commit the records before this one
-			}
-			if !apply {
-				applied = append(applied, false)
-				continue
-			}
-			if b.cfg.Admit != nil {
-				var old *Record
-				if c.found {
-					it := &b.idx.leaves[c.leaf][c.pos]
-					o := it.record()
-					if !o.Deleted {
-						if o.Value, err = readValue(tx, it); err != nil {
-							return err
-						}
-					}
-					old = &o
-				}
-				if err := admit(&b.cfg, old, r); err != nil {
+	err := b.safely(func() error {
+		return b.db.Update(func(tx *bolt.Tx) error {
+			records, values := tx.Bucket(bucketRecords), tx.Bucket(bucketValues)
+			for i := range rs {
+				r := &rs[i]
+				c, apply, err := b.idx.prepare(&b.cfg, r)
+				if err != nil {
 					limit = err
 					return nil // commit the records before this one
 				}
+				if !apply {
+					applied = append(applied, false)
+					continue
+				}
+				if b.cfg.Admit != nil {
+					var old *Record
+					if c.found {
+						it := &b.idx.leaves[c.leaf][c.pos]
+						o := it.record()
+						var bad error
+						if !o.Deleted {
+							o.Value, bad = readValue(tx, it)
+						}
+						if bad == nil { // a damaged record counts as none
+							old = &o
+						}
+					}
+					if err := admit(&b.cfg, old, r); err != nil {
+						limit = err
+						return nil // commit the records before this one
+					}
+				}
+				k := dbKey(c.it.target, c.it.key)
+				if err := records.Put(k, appendMeta(nil, &c.it)); err != nil {
+					return err
+				}
+				if r.Deleted {
+					err = values.Delete(k)
+				} else {
+					err = values.Put(k, r.Value)
+				}
+				if err != nil {
+					return err
+				}
+				u := undo{target: c.it.target, key: c.it.key, hadOld: c.found}
+				if c.found {
+					u.old = b.idx.leaves[c.leaf][c.pos]
+				}
+				undos = append(undos, u)
+				b.idx.apply(&c)
+				applied = append(applied, true)
 			}
-			k := dbKey(c.it.target, c.it.key)
-			if err := records.Put(k, appendMeta(nil, &c.it)); err != nil {
-				return err
-			}
-			if r.Deleted {
-				err = values.Delete(k)
-			} else {
-				err = values.Put(k, r.Value)
-			}
-			if err != nil {
-				return err
-			}
-			u := undo{target: c.it.target, key: c.it.key, hadOld: c.found}
-			if c.found {
-				u.old = b.idx.leaves[c.leaf][c.pos]
-			}
-			undos = append(undos, u)
-			b.idx.apply(&c)
-			applied = append(applied, true)
-		}
-		return nil
+			return nil
+		})
 	})
 	if err != nil {
+		b.writeFailed(err)
 		for i := len(undos) - 1; i >= 0; i-- {
 			u := &undos[i]
 			leaf, pos, _ := b.idx.find(u.target, u.key)
@@ -220,24 +340,30 @@ func (b *Bolt) Get(key string) (Record, bool, error) {
 	if r.Deleted {
 		return r, true, nil
 	}
-	err := b.db.View(func(tx *bolt.Tx) error {
-		var err error
-		r.Value, err = readValue(tx, it)
-		return err
+	var bad error
+	err := b.safely(func() error {
+		return b.db.View(func(tx *bolt.Tx) error {
+			r.Value, bad = readValue(tx, it)
+			return nil
+		})
 	})
 	if err != nil {
 		return Record{}, false, err
 	}
+	if bad != nil {
+		// Not served: this replica lacks the record until repair.
+		b.dropDamaged([]item{*it}, []error{bad})
+		return Record{}, false, nil
+	}
 	return r, true, nil
 }
 
-// readValue returns a copy of it's value; bbolt's bytes live only as long
-// as the transaction.
+// readValue returns a copy of it's value, checked against its header;
+// bbolt's bytes live only as long as the transaction.
 func readValue(tx *bolt.Tx, it *item) ([]byte, error) {
 	v := tx.Bucket(bucketValues).Get(dbKey(it.target, it.key))
-	if v == nil || len(v) != it.size {
-		return nil, fmt.Errorf("store: value of %q: %w: %d bytes on disk, header says %d",
-			it.key, errCorrupt, len(v), it.size)
+	if err := verifyValue(v, it); err != nil {
+		return nil, fmt.Errorf("store: value of %q: %w", it.key, err)
 	}
 	return bytes.Clone(v), nil
 }
@@ -259,24 +385,34 @@ func (b *Bolt) Range(lo, hi id.ID, fn func(Record) bool) error {
 			return errClosed("range")
 		}
 		batch := s.next(&b.idx)
-		err := b.db.View(func(tx *bolt.Tx) error {
-			for i := range batch {
-				r := batch[i].record()
-				if !r.Deleted {
-					var err error
-					if r.Value, err = readValue(tx, &batch[i]); err != nil {
-						return err
+		var (
+			bad  []item
+			errs []error
+		)
+		err := b.safely(func() error {
+			return b.db.View(func(tx *bolt.Tx) error {
+				for i := range batch {
+					r := batch[i].record()
+					if !r.Deleted {
+						var err error
+						if r.Value, err = readValue(tx, &batch[i]); err != nil {
+							bad, errs = append(bad, batch[i]), append(errs, err)
+							continue
+						}
 					}
+					recs = append(recs, r)
 				}
-				recs = append(recs, r)
-			}
-			return nil
+				return nil
+			})
 		})
+		if len(bad) > 0 {
+			b.dropDamaged(bad, errs)
+		}
 		b.mu.Unlock()
 		if err != nil {
 			return err
 		}
-		if len(recs) == 0 {
+		if len(batch) == 0 {
 			return nil
 		}
 		for _, r := range recs {
@@ -315,28 +451,58 @@ func (b *Bolt) Bucket(depth, i int, fn func(Entry) bool) error {
 
 // Remove implements Store.
 func (b *Bolt) Remove(key string, v Version) error {
+	_, err := b.RemoveAll([]Entry{{Key: key, Version: v}})
+	return err
+}
+
+// RemoveAll is Remove of each entry's key at its version, in one
+// transaction (one fsync), for callers that release many records at once
+// (the chunk collector). It returns how many records it removed; on an
+// error none is removed.
+func (b *Bolt) RemoveAll(es []Entry) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
-		return errClosed("remove")
+		return 0, errClosed("remove")
 	}
-	t := id.FromString(key)
-	leaf, pos, ok := b.idx.find(t, key)
-	if !ok || b.idx.leaves[leaf][pos].version != v {
-		return nil
-	}
-	k := dbKey(t, key)
-	err := b.db.Update(func(tx *bolt.Tx) error {
-		if err := tx.Bucket(bucketRecords).Delete(k); err != nil {
-			return err
+	var hit []Entry
+	for _, e := range es {
+		leaf, pos, ok := b.idx.find(id.FromString(e.Key), e.Key)
+		if ok && b.idx.leaves[leaf][pos].version == e.Version {
+			hit = append(hit, e)
 		}
-		return tx.Bucket(bucketValues).Delete(k)
+	}
+	if len(hit) == 0 {
+		return 0, nil
+	}
+	err := b.safely(func() error {
+		return b.db.Update(func(tx *bolt.Tx) error {
+			for _, e := range hit {
+				k := dbKey(id.FromString(e.Key), e.Key)
+				if err := tx.Bucket(bucketRecords).Delete(k); err != nil {
+					return err
+				}
+				if err := tx.Bucket(bucketValues).Delete(k); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
 	})
 	if err != nil {
-		return failed(fmt.Sprintf("remove %q", key), err)
+		b.writeFailed(err)
+		op := fmt.Sprintf("remove %d records", len(hit))
+		if len(hit) == 1 {
+			op = fmt.Sprintf("remove %q", hit[0].Key)
+		}
+		return 0, failed(op, err)
 	}
-	b.idx.remove(leaf, pos)
-	return nil
+	for _, e := range hit {
+		if leaf, pos, ok := b.idx.find(id.FromString(e.Key), e.Key); ok {
+			b.idx.remove(leaf, pos)
+		}
+	}
+	return len(hit), nil
 }
 
 // Expire implements Store. The records go in one transaction: all or none.
@@ -350,21 +516,24 @@ func (b *Bolt) Expire(now time.Time) (int, error) {
 	if !b.idx.due(toNanos(now)) {
 		return 0, nil
 	}
-	err := b.db.Update(func(tx *bolt.Tx) error {
-		var err error
-		b.idx.each(func(it *item) bool {
-			if it.expires == 0 || it.expires > b.idx.now {
-				return true
-			}
-			k := dbKey(it.target, it.key)
-			if err = tx.Bucket(bucketRecords).Delete(k); err == nil {
-				err = tx.Bucket(bucketValues).Delete(k)
-			}
-			return err == nil
+	err := b.safely(func() error {
+		return b.db.Update(func(tx *bolt.Tx) error {
+			var err error
+			b.idx.each(func(it *item) bool {
+				if it.expires == 0 || it.expires > b.idx.now {
+					return true
+				}
+				k := dbKey(it.target, it.key)
+				if err = tx.Bucket(bucketRecords).Delete(k); err == nil {
+					err = tx.Bucket(bucketValues).Delete(k)
+				}
+				return err == nil
+			})
+			return err
 		})
-		return err
 	})
 	if err != nil {
+		b.writeFailed(err)
 		// Keep the clock where the records still are.
 		b.idx.now = prev
 		return 0, failed("expire", err)
@@ -407,6 +576,11 @@ func (b *Bolt) Close() error {
 	}
 	b.closed = true
 	b.idx = index{}
+	if b.broken != nil {
+		// bbolt may hold its own locks after its panic: closing could
+		// hang. The process lets go of the file when it exits.
+		return nil
+	}
 	if err := b.db.Close(); err != nil {
 		return failed("close", err)
 	}
@@ -414,4 +588,4 @@ func (b *Bolt) Close() error {
 }
 
 // Path returns the file the store lives in.
-func (b *Bolt) Path() string { return b.db.Path() }
+func (b *Bolt) Path() string { return b.path }

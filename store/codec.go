@@ -4,12 +4,19 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"math"
 )
 
-// metaFormat is the first byte of an encoded record header; a later
+// Record header formats: the first byte of an encoded header. A later
 // format gets a new number so that old files still open.
-const metaFormat = 1
+const (
+	// metaFormat1 has no checksums; files written before format 2 hold it.
+	metaFormat1 = 1
+	// metaFormat is what every write uses: format 1 followed by the CRC32C
+	// of the value and the CRC32C of the header itself.
+	metaFormat = 2
+)
 
 const flagDeleted = 1 << 0
 
@@ -17,14 +24,24 @@ const flagDeleted = 1 << 0
 // flags, Time, Writer, expires.
 const metaFixed = 2 + 8 + 8 + 8
 
+// sumLen is the length of the two checksums that end a format-2 header.
+const sumLen = 4 + 4
+
 var errCorrupt = errors.New("corrupt record")
+
+// castagnoli is CRC32C, which modern CPUs compute in hardware.
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+func checksum(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
 
 // appendMeta appends the header of it, everything but key and value:
 //
-//	format(1) flags(1) time(8) writer(8) expires(8, signed) | uvarint size | uvarint len(source) source
+//	format(1) flags(1) time(8) writer(8) expires(8, signed) | uvarint size |
+//	uvarint len(source) source | crc32c(value)(4) | crc32c(all before)(4)
 //
-// Integers are big-endian.
+// Integers are big-endian. it.sum must hold the value's checksum.
 func appendMeta(b []byte, it *item) []byte {
+	start := len(b)
 	var flags byte
 	if it.deleted {
 		flags |= flagDeleted
@@ -35,16 +52,32 @@ func appendMeta(b []byte, it *item) []byte {
 	b = binary.BigEndian.AppendUint64(b, uint64(it.expires))
 	b = binary.AppendUvarint(b, uint64(it.size))
 	b = binary.AppendUvarint(b, uint64(len(it.source)))
-	return append(b, it.source...)
+	b = append(b, it.source...)
+	b = binary.BigEndian.AppendUint32(b, it.sum)
+	return binary.BigEndian.AppendUint32(b, checksum(b[start:]))
 }
 
 // decodeMeta fills the header fields of it from b, which comes from disk
-// and is checked rather than trusted.
+// and is checked rather than trusted. A format-2 header sets it.summed and
+// it.sum, the checksum the value must match.
 func decodeMeta(b []byte, it *item) error {
 	if len(b) < metaFixed {
 		return fmt.Errorf("%w: %d bytes, want at least %d", errCorrupt, len(b), metaFixed)
 	}
-	if b[0] != metaFormat {
+	switch b[0] {
+	case metaFormat1:
+		it.summed = false
+	case metaFormat:
+		if len(b) < metaFixed+sumLen {
+			return fmt.Errorf("%w: %d bytes, want at least %d", errCorrupt, len(b), metaFixed+sumLen)
+		}
+		body := b[:len(b)-4]
+		if got, want := checksum(body), binary.BigEndian.Uint32(b[len(body):]); got != want {
+			return fmt.Errorf("%w: header checksum %08x, computed %08x", errCorrupt, want, got)
+		}
+		it.summed, it.sum = true, binary.BigEndian.Uint32(body[len(body)-4:])
+		b = body[:len(body)-4]
+	default:
 		return fmt.Errorf("%w: unknown format %d", errCorrupt, b[0])
 	}
 	if b[1]&^flagDeleted != 0 {
@@ -72,6 +105,20 @@ func decodeMeta(b []byte, it *item) error {
 		return fmt.Errorf("%w: bad source length", errCorrupt)
 	}
 	it.source = string(b[n:])
+	return nil
+}
+
+// verifyValue checks v, read from disk, against it's header: its length,
+// and its checksum when the header has one.
+func verifyValue(v []byte, it *item) error {
+	if len(v) != it.size {
+		return fmt.Errorf("%w: value of %d bytes on disk, header says %d", errCorrupt, len(v), it.size)
+	}
+	if it.summed {
+		if got := checksum(v); got != it.sum {
+			return fmt.Errorf("%w: value checksum %08x, header says %08x", errCorrupt, got, it.sum)
+		}
+	}
 	return nil
 }
 

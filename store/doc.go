@@ -31,10 +31,17 @@
 // later is refused, so a deleted key does not come back when a stale
 // replica hands it over. Tombstones expire too, so deleted keys do not
 // accumulate forever: at the tombstone's version time plus
-// Config.TombstoneTTL (default 24h), or its Expires if later. The lifetime
-// counts from the version, so every replica drops a tombstone at the same
-// moment. It must exceed the anti-entropy period, or a replica that missed
-// the delete can resurrect the value after the tombstone is gone.
+// Config.TombstoneTTL, or its Expires if later.
+//
+// The rule that keeps a delete from being undone once its tombstone is
+// gone: a value lives at most Config.MaxTTL (default 30 days) past its
+// version's time, a value without an expiry exactly that long, and a
+// tombstone at least MaxTTL past its own (default MaxTTL plus
+// DefaultRepairWindow, 24h). A value a tombstone shadows has an older
+// version, so it expires no later than the tombstone, on every replica
+// alike since both lifetimes count from versions: a replica that missed the
+// delete and comes back after the tombstone is gone holds an expired value,
+// which it drops and no replica accepts.
 //
 // A store reads no clock (the protocol core it serves is driven by the
 // caller's clock, virtual in the simulator): its notion of "now" is the
@@ -48,6 +55,17 @@
 // bytes a node stores (ErrCapacity), the records stored on behalf of one
 // source (ErrQuota, see Record.Source); a full disk surfaces as ErrFull.
 // Every refusal leaves the store as it was: nothing already stored is lost.
+// The bytes counted against MaxBytes include RecordOverhead per record, so
+// that many tiny records cannot cost far more memory than the limit says.
+//
+// # Damage
+//
+// OpenBolt's file carries CRC32C checksums in every record header, of the
+// value and of the header. A record that fails them is not served: it is
+// dropped, logged and counted (Bolt.Faults), so the replication layer sees
+// a replica lacking it and repairs it. A damaged file (empty, truncated,
+// unreadable pages) fails OpenBolt with ErrDamaged naming the file, never a
+// panic; MoveDamaged sets it aside. See damage.go.
 // PutAll stores many records with one commit (one fsync in bbolt) for
 // hand-over and repair.
 //

@@ -18,6 +18,8 @@ import (
 type item struct {
 	target  id.ID
 	deleted bool
+	summed  bool   // sum holds the value's CRC32C (every write since format 2)
+	sum     uint32 // bolt: checked on every read of the value
 	key     string
 	value   []byte
 	source  string
@@ -27,7 +29,7 @@ type item struct {
 	hash    uint64
 }
 
-func (it *item) bytes() int64 { return int64(len(it.key) + it.size) }
+func (it *item) bytes() int64 { return int64(len(it.key)+it.size) + RecordOverhead }
 
 func (it *item) record() Record {
 	return Record{
@@ -194,6 +196,15 @@ func (x *index) prepare(cfg *Config, r *Record) (c change, apply bool, err error
 		it.expires = max(it.expires, toNanos(r.Version.Physical().Add(cfg.TombstoneTTL)))
 	} else {
 		it.size = len(r.Value)
+		it.summed, it.sum = true, checksum(r.Value)
+		// A value lives at most MaxTTL past its version, so that every
+		// tombstone newer than it outlives it.
+		if cfg.MaxTTL > 0 {
+			limit := toNanos(r.Version.Physical().Add(cfg.MaxTTL))
+			if it.expires == 0 || it.expires > limit {
+				it.expires = limit
+			}
+		}
 	}
 	if it.expires != 0 && it.expires <= x.now {
 		return c, false, nil

@@ -33,11 +33,11 @@ func TestLive(t *testing.T) {
 			check("empty", 0, 0)
 			mustPut(t, st, Record{Key: "a", Value: []byte("12345"), Version: v(1)})
 			mustPut(t, st, Record{Key: "bb", Value: []byte("1"), Version: v(1), Expires: now.Add(time.Minute)})
-			check("two values", 2, 6+3)
+			check("two values", 2, 6+3+2*RecordOverhead)
 			mustPut(t, st, Record{Key: "a", Value: []byte("1"), Version: v(2)})
-			check("overwrite", 2, 2+3)
+			check("overwrite", 2, 2+3+2*RecordOverhead)
 			mustPut(t, st, Record{Key: "a", Version: v(3), Deleted: true})
-			check("delete", 1, 3)
+			check("delete", 1, 3+RecordOverhead)
 			if k, _ := st.Stats(); k != 2 {
 				t.Fatalf("Stats counts %d records, want 2 (the tombstone too)", k)
 			}

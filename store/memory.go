@@ -132,16 +132,27 @@ func (m *Memory) scan(lo, hi id.ID, fn func(*item) bool) error {
 
 // Remove implements Store.
 func (m *Memory) Remove(key string, v Version) error {
+	_, err := m.RemoveAll([]Entry{{Key: key, Version: v}})
+	return err
+}
+
+// RemoveAll is Remove of each entry's key at its version; it returns how
+// many records it removed.
+func (m *Memory) RemoveAll(es []Entry) (int, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		return errClosed("remove")
+		return 0, errClosed("remove")
 	}
-	leaf, pos, ok := m.idx.find(id.FromString(key), key)
-	if ok && m.idx.leaves[leaf][pos].version == v {
-		m.idx.remove(leaf, pos)
+	removed := 0
+	for _, e := range es {
+		leaf, pos, ok := m.idx.find(id.FromString(e.Key), e.Key)
+		if ok && m.idx.leaves[leaf][pos].version == e.Version {
+			m.idx.remove(leaf, pos)
+			removed++
+		}
 	}
-	return nil
+	return removed, nil
 }
 
 // Expire implements Store.

@@ -4,6 +4,7 @@ import (
 	"crypto/sha1"
 	"encoding/binary"
 	"errors"
+	"log/slog"
 	"time"
 
 	"github.com/dhtkit/dhtkit/id"
@@ -24,6 +25,11 @@ var (
 	ErrInvalid = errors.New("invalid record")
 	// ErrClosed: the store was closed.
 	ErrClosed = errors.New("store closed")
+	// ErrDamaged: the store's file is damaged beyond what the store can
+	// repair by itself (empty, truncated, pages bbolt cannot read). The
+	// error names the file; MoveDamaged sets it aside so that a node can
+	// start empty and refill from the other replicas.
+	ErrDamaged = errors.New("damaged store file")
 	// ErrRefused: Config.Admit refused the record (its own error is
 	// wrapped too).
 	ErrRefused = errors.New("record refused")
@@ -150,15 +156,31 @@ type Config struct {
 	// MaxValueSize is the largest value, in bytes. Default 64 KiB: a large
 	// value travels as chunks of a manifest, each stored as its own record.
 	MaxValueSize int
-	// MaxBytes bounds the bytes stored, counted as the sum of key and value
-	// lengths of all records. Default 1 GiB.
+	// MaxBytes bounds the bytes stored, counted as the sum over all records
+	// of key length, value length and RecordOverhead (what the index holds
+	// per record whatever its size, so a flood of tiny records is bounded
+	// like a few large ones). Default 1 GiB.
 	MaxBytes int64
 	// MaxPerSource bounds the records stored for one Record.Source.
 	// Default 100000.
 	MaxPerSource int
+	// MaxTTL caps how long a value lives: it expires at the latest MaxTTL
+	// after its version's time, and a value that comes without an expiry
+	// gets exactly that. Every replica caps alike, since the version is the
+	// same everywhere. Default 30 days; negative: no cap (a value without
+	// expiry then lives forever; for tests only, as deletes are then only
+	// as lasting as TombstoneTTL).
+	MaxTTL time.Duration
 	// TombstoneTTL is how long a tombstone lives after its version's time.
-	// Default 24h. It must exceed the anti-entropy period.
+	// Default MaxTTL + DefaultRepairWindow; a smaller one is raised to
+	// MaxTTL, so that a tombstone outlives every value it shadows: such a
+	// value has an older version, so it expires no later than the tombstone
+	// (see "Deletes and expiry" in the package documentation).
 	TombstoneTTL time.Duration
+	// Logger receives what an operator must hear of: damaged records
+	// dropped, writes the disk refused (at most one line per
+	// writeWarnEvery). nil: slog.Default().
+	Logger *slog.Logger
 	// Admit, when set, is asked about every record Put or PutAll would
 	// apply (one newer than the stored one, within the limits), with the
 	// record stored for its key (nil when there is none, tombstones
@@ -177,8 +199,17 @@ const (
 	DefaultMaxValueSize = 64 << 10
 	DefaultMaxBytes     = 1 << 30
 	DefaultMaxPerSource = 100000
-	DefaultTombstoneTTL = 24 * time.Hour
+	DefaultMaxTTL       = 30 * 24 * time.Hour
+	// DefaultRepairWindow is what a default tombstone lives past MaxTTL:
+	// room for clock skew and for the expiry of the value it shadows to
+	// reach every replica.
+	DefaultRepairWindow = 24 * time.Hour
 )
+
+// RecordOverhead is what a record costs the store beyond its key and value
+// (the index entry, its digest hash, the map and slice headers), counted
+// toward Config.MaxBytes.
+const RecordOverhead = 160
 
 func (c Config) withDefaults() Config {
 	if c.MaxKeySize == 0 {
@@ -193,8 +224,19 @@ func (c Config) withDefaults() Config {
 	if c.MaxPerSource == 0 {
 		c.MaxPerSource = DefaultMaxPerSource
 	}
-	if c.TombstoneTTL <= 0 {
-		c.TombstoneTTL = DefaultTombstoneTTL
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.MaxTTL == 0 {
+		c.MaxTTL = DefaultMaxTTL
+	}
+	switch {
+	case c.TombstoneTTL <= 0 && c.MaxTTL > 0:
+		c.TombstoneTTL = c.MaxTTL + DefaultRepairWindow
+	case c.TombstoneTTL <= 0:
+		c.TombstoneTTL = DefaultRepairWindow
+	case c.TombstoneTTL < c.MaxTTL:
+		c.TombstoneTTL = c.MaxTTL
 	}
 	return c
 }

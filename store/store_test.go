@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -141,7 +143,7 @@ func TestConverges(t *testing.T) {
 func TestTombstone(t *testing.T) {
 	const ttl = time.Hour
 	suite(t, func(t *testing.T, open func(Config) Store) {
-		s := open(Config{TombstoneTTL: ttl})
+		s := open(Config{TombstoneTTL: ttl, MaxTTL: -1})
 		put(t, s, Record{Key: "k", Value: []byte("v"), Version: ver(1, 1)})
 		if !put(t, s, Record{Key: "k", Value: []byte("ignored"), Version: ver(5, 1), Deleted: true}) {
 			t.Fatal("tombstone refused")
@@ -190,7 +192,7 @@ func TestTombstone(t *testing.T) {
 
 func TestTombstoneExpiresLater(t *testing.T) {
 	suite(t, func(t *testing.T, open func(Config) Store) {
-		s := open(Config{TombstoneTTL: time.Hour})
+		s := open(Config{TombstoneTTL: time.Hour, MaxTTL: -1})
 		// A tombstone's own Expires counts only if later than version + TTL.
 		put(t, s, Record{Key: "short", Version: ver(0, 1), Deleted: true, Expires: t0.Add(time.Second)})
 		put(t, s, Record{Key: "long", Version: ver(0, 1), Deleted: true, Expires: t0.Add(2 * time.Hour)})
@@ -202,9 +204,62 @@ func TestTombstoneExpiresLater(t *testing.T) {
 	})
 }
 
+// TestMaxTTL checks the rule that keeps deletes deleted: a value lives at
+// most MaxTTL past its version, a tombstone at least that long, so a value
+// older than a delete is gone by the time the tombstone is.
+func TestMaxTTL(t *testing.T) {
+	const maxTTL = 10 * time.Hour
+	tests := []struct {
+		name    string
+		rec     Record
+		expires time.Time
+	}{
+		{"no expiry gets MaxTTL", Record{Key: "k", Value: []byte("v"), Version: ver(0, 1)}, t0.Add(maxTTL)},
+		{"a longer TTL is capped", Record{Key: "k", Value: []byte("v"), Version: ver(0, 1), Expires: t0.Add(1000 * time.Hour)}, t0.Add(maxTTL)},
+		{"the year 2262 is capped", Record{Key: "k", Value: []byte("v"), Version: ver(0, 1), Expires: time.Unix(0, 1<<63-1)}, t0.Add(maxTTL)},
+		{"a shorter TTL is kept", Record{Key: "k", Value: []byte("v"), Version: ver(0, 1), Expires: t0.Add(time.Hour)}, t0.Add(time.Hour)},
+		{"the cap counts from the version", Record{Key: "k", Value: []byte("v"), Version: ver(3600_000, 1)}, t0.Add(time.Hour + maxTTL)},
+		{"a tombstone outlives MaxTTL", Record{Key: "k", Version: ver(0, 1), Deleted: true}, t0.Add(maxTTL + DefaultRepairWindow)},
+	}
+	suite(t, func(t *testing.T, open func(Config) Store) {
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				s := open(Config{MaxTTL: maxTTL})
+				put(t, s, tt.rec)
+				if r, _ := get(t, s, "k"); !r.Expires.Equal(tt.expires) {
+					t.Errorf("expires %v, want %v", r.Expires, tt.expires)
+				}
+			})
+		}
+		t.Run("a small TombstoneTTL is raised to MaxTTL", func(t *testing.T) {
+			s := open(Config{MaxTTL: maxTTL, TombstoneTTL: time.Minute})
+			put(t, s, Record{Key: "k", Version: ver(0, 1), Deleted: true})
+			if r, _ := get(t, s, "k"); r.Expires.Before(t0.Add(maxTTL)) {
+				t.Errorf("tombstone expires %v, before MaxTTL", r.Expires)
+			}
+		})
+		t.Run("a deleted value never comes back", func(t *testing.T) {
+			// A replica that missed the delete hands the old value over
+			// at every moment after it: it is refused while the tombstone
+			// lives and expired once it is gone.
+			s := open(Config{MaxTTL: maxTTL})
+			old := Record{Key: "k", Value: []byte("old"), Version: ver(0, 1)}
+			put(t, s, Record{Key: "k", Version: ver(60_000, 2), Deleted: true})
+			for now := time.Duration(0); now < 3*maxTTL; now += time.Hour {
+				if _, err := s.Expire(t0.Add(now)); err != nil {
+					t.Fatal(err)
+				}
+				if put(t, s, old) {
+					t.Fatalf("at +%v the deleted value was stored again", now)
+				}
+			}
+		})
+	})
+}
+
 func TestExpire(t *testing.T) {
 	suite(t, func(t *testing.T, open func(Config) Store) {
-		s := open(Config{})
+		s := open(Config{MaxTTL: -1})
 		for i, ttl := range []time.Duration{time.Minute, 2 * time.Minute, 3 * time.Minute, 0} {
 			var exp time.Time
 			if ttl != 0 {
@@ -328,7 +383,8 @@ func TestValueOwnership(t *testing.T) {
 }
 
 func TestLimits(t *testing.T) {
-	cfg := Config{MaxKeySize: 8, MaxValueSize: 16, MaxBytes: 64, MaxPerSource: 2}
+	// Room for three 16-byte values with one-byte keys, not four.
+	cfg := Config{MaxKeySize: 8, MaxValueSize: 16, MaxBytes: 3*(1+16+RecordOverhead) + 10, MaxPerSource: 2}
 	big := bytes.Repeat([]byte("x"), 16)
 	tests := []struct {
 		name    string
@@ -706,12 +762,12 @@ func TestStats(t *testing.T) {
 		s := open(Config{})
 		put(t, s, Record{Key: "ab", Value: []byte("12345"), Version: ver(1, 1)})
 		put(t, s, Record{Key: "c", Version: ver(1, 1), Deleted: true})
-		if keys, bytes := s.Stats(); keys != 2 || bytes != 8 {
-			t.Errorf("Stats = %d, %d; want 2, 8 (keys and values)", keys, bytes)
+		if keys, bytes := s.Stats(); keys != 2 || bytes != 8+2*RecordOverhead {
+			t.Errorf("Stats = %d, %d; want 2, %d (keys, values and overheads)", keys, bytes, 8+2*RecordOverhead)
 		}
 		put(t, s, Record{Key: "ab", Version: ver(2, 1), Deleted: true})
-		if keys, bytes := s.Stats(); keys != 2 || bytes != 3 {
-			t.Errorf("after delete Stats = %d, %d; want 2, 3", keys, bytes)
+		if keys, bytes := s.Stats(); keys != 2 || bytes != 3+2*RecordOverhead {
+			t.Errorf("after delete Stats = %d, %d; want 2, %d", keys, bytes, 3+2*RecordOverhead)
 		}
 	})
 }
@@ -797,4 +853,60 @@ func (r rng2) Read(p []byte) (int, error) {
 		p[i] = byte(r.r.Uint32())
 	}
 	return len(p), nil
+}
+
+// TestRecordOverheadCoversHeap puts many tiny records in a memory store:
+// the bytes it counts against MaxBytes stay within a factor of 1.5 of the
+// heap they take, where counting key and value alone was off 23-fold.
+func TestRecordOverheadCoversHeap(t *testing.T) {
+	const n = 100_000
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	m := NewMemory(Config{MaxPerSource: -1})
+	for i := range n {
+		if _, err := m.Put(Record{Key: strconv.Itoa(i), Value: []byte{1}, Version: ver(i, 1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	_, counted := m.Stats()
+	heap := int64(after.HeapAlloc - before.HeapAlloc)
+	t.Logf("%d tiny records: %d bytes of heap, %d counted (%.0f and %.0f per record)", n, heap, counted, float64(heap)/n, float64(counted)/n)
+	if ratio := float64(heap) / float64(counted); ratio > 1.5 {
+		t.Errorf("heap is %.1f times the bytes counted", ratio)
+	}
+	runtime.KeepAlive(m)
+}
+
+func TestRemoveAll(t *testing.T) {
+	suite(t, func(t *testing.T, open func(Config) Store) {
+		s := open(Config{})
+		for i := range 10 {
+			put(t, s, Record{Key: fmt.Sprint("k", i), Value: []byte("v"), Version: ver(i, 1)})
+		}
+		digest, _ := s.Digest(2)
+		es := []Entry{
+			{Key: "k1", Version: ver(1, 1)},
+			{Key: "k2", Version: ver(1, 1)}, // another version: a newer write arrived
+			{Key: "absent", Version: ver(1, 1)},
+			{Key: "k3", Version: ver(3, 1)},
+		}
+		n, err := s.(interface{ RemoveAll([]Entry) (int, error) }).RemoveAll(es)
+		if err != nil || n != 2 {
+			t.Fatalf("RemoveAll = %d, %v; want 2", n, err)
+		}
+		for key, want := range map[string]bool{"k1": false, "k2": true, "k3": false, "k4": true} {
+			if _, ok := get(t, s, key); ok != want {
+				t.Errorf("%s present %v, want %v", key, ok, want)
+			}
+		}
+		if keys, _ := s.Stats(); keys != 8 {
+			t.Errorf("%d keys left, want 8", keys)
+		}
+		if d, _ := s.Digest(2); slices.Equal(d, digest) {
+			t.Error("digest unchanged by the removals")
+		}
+	})
 }

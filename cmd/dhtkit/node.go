@@ -29,6 +29,8 @@ func newNodeCmd(g *globals) *cobra.Command {
 		listen, httpAddr, dataDir, protocol string
 		replicas                            int
 		secureIDs, trustLoopback            bool
+		moveDamaged                         bool
+		maxTTL                              time.Duration
 		pprofAddr                           string
 		maxBytes                            int64
 		maxPerSource                        int
@@ -52,6 +54,9 @@ through its well-known routers.`,
 				}
 			default:
 				return usageError("--protocol %q: want kademlia or chord", protocol)
+			}
+			if maxTTL < 0 {
+				return usageError("--max-ttl %v: want a positive duration such as 720h", maxTTL)
 			}
 			if replicas < 0 {
 				return usageError("--replicas %d: want a positive number", replicas)
@@ -86,17 +91,18 @@ through its well-known routers.`,
 				kc.Tap = events.Tap
 			}
 			n, err := dhtkit.Listen(ctx, dhtkit.Config{
-				Protocol:   protocol,
-				Listen:     listen,
-				Network:    g.network,
-				Bootstrap:  bootstrap,
-				Kademlia:   kc,
-				Logger:     g.log,
-				DataDir:    dataDir,
-				Replicas:   replicas,
-				Limits:     store.Config{MaxBytes: maxBytes, MaxPerSource: maxPerSource},
-				NetworkKey: g.networkKey,
-				Alone:      g.alone,
+				Protocol:    protocol,
+				Listen:      listen,
+				Network:     g.network,
+				Bootstrap:   bootstrap,
+				Kademlia:    kc,
+				Logger:      g.log,
+				DataDir:     dataDir,
+				Replicas:    replicas,
+				Limits:      store.Config{MaxBytes: maxBytes, MaxPerSource: maxPerSource, MaxTTL: maxTTL},
+				NetworkKey:  g.networkKey,
+				MoveDamaged: moveDamaged,
+				Alone:       g.alone,
 			})
 			if err != nil {
 				return err
@@ -164,6 +170,8 @@ through its well-known routers.`,
 	f.BoolVar(&httpInsecure, "http-insecure", false, "serve the HTTP API off loopback without a token: anyone who reaches it can read and change the data")
 	f.StringSliceVar(&allowHosts, "http-allow-host", nil, "host names the HTTP API answers to besides IP addresses and localhost (DNS rebinding protection)")
 	f.StringVar(&pprofAddr, "pprof", "", "serve Go's net/http/pprof profiles on this address (debugging; keep it on loopback)")
+	f.BoolVar(&moveDamaged, "move-damaged", false, "if --data's values.db is damaged, move it aside as values.db.damaged-TIME and start empty, refilled from the other replicas")
+	f.DurationVar(&maxTTL, "max-ttl", 0, "longest life of a stored value, also for values put without a TTL (default 720h); a delete lasts this plus 24h")
 	f.BoolVar(&trustLoopback, "trust-loopback", false, "exempt 127.0.0.0/8 and ::1 from rate limits, byte budgets and quotas: for a local cluster whose nodes share one address")
 	f.BoolVar(&secureIDs, "bep42", false, "enforce BEP 42: keep nodes whose ids do not match their IP out of the routing table")
 	return cmd
