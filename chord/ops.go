@@ -193,6 +193,7 @@ type lookup struct {
 	// candidate is left to ask.
 	partial     []krpc.NodeInfo
 	partialHops int
+	trace       bool // a FindNode with Trace: every answer goes into the Result
 }
 
 type cand struct {
@@ -211,6 +212,9 @@ const step = 3
 // knows and may answer at once.
 func (e *Engine) startLookup(now time.Time, s *opState, target id.ID, boot []netip.AddrPort) {
 	l := &lookup{target: target}
+	if fn, ok := s.op.(kademlia.FindNode); ok {
+		l.trace = fn.Trace
+	}
 	s.lk = l
 	if boot == nil {
 		nodes, done, partial := e.answer(target, e.cfg.K, nil)
@@ -302,6 +306,14 @@ func (l *lookup) response(now time.Time, e *Engine, s *opState, p *pending, send
 		return
 	}
 	hops := c.viaHop + 1
+	if l.trace {
+		h := kademlia.Hop{Node: krpc.NodeInfo{ID: sender, Addr: p.to}, Depth: c.viaHop, RTT: now.Sub(p.sent), Done: r.done}
+		ns := r.nodes // the successor list when done, else the next hops it suggests
+		if len(ns) == 0 {
+			ns = r.partial
+		}
+		s.result.Trace = kademlia.TraceHop(s.result.Trace, h, ns, e.cfg.K)
+	}
 	if r.done {
 		l.hops = hops
 		e.lookupDone(now, s, r.nodes)
@@ -346,6 +358,9 @@ func (l *lookup) failed(now time.Time, e *Engine, s *opState, p *pending, err er
 	c.state = 2
 	if err == kademlia.ErrTimeout {
 		l.touts++
+	}
+	if l.trace {
+		s.result.Trace = kademlia.TraceHop(s.result.Trace, kademlia.Hop{Node: c.info, Depth: c.viaHop, Err: err.Error()}, nil, 0)
 	}
 	l.next(now, e, s)
 }

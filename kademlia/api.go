@@ -23,8 +23,12 @@ type Op interface{ isOp() }
 // Ping sends one ping to Addr; the Result carries the responder's id.
 type Ping struct{ Addr netip.AddrPort }
 
-// FindNode is an iterative lookup of the K nodes closest to Target.
-type FindNode struct{ Target id.ID }
+// FindNode is an iterative lookup of the K nodes closest to Target. With
+// Trace, the Result lists every query of the lookup (Result.Trace).
+type FindNode struct {
+	Target id.ID
+	Trace  bool
+}
 
 // GetPeers is an iterative get_peers lookup: the peers stored for InfoHash
 // and the K closest nodes (with their tokens, kept for a later announce).
@@ -95,7 +99,29 @@ type Result struct {
 	Interval time.Duration    // SampleInfohashes: how long before asking it again
 
 	Stats LookupStats
+	// Trace is a traced FindNode's queries, in the order their answers
+	// (or failures) came: what a student reads as the lookup's path.
+	Trace []Hop
 }
+
+// Hop is one query of a traced lookup.
+type Hop struct {
+	Node  krpc.NodeInfo   // the node asked (its ID is zero when only its address was known)
+	Depth int             // answers in the chain that led to it: 0 for a node the asker knew
+	RTT   time.Duration   // from the query to its answer; zero when none came
+	Nodes []krpc.NodeInfo // the nodes it answered with (at most K)
+	Done  bool            // Chord: its answer was the target's successor list
+	Err   string          // why no answer counts: "timeout" or the error it sent; "" when it answered
+}
+
+// traceHop appends to trace the answer of a traced lookup's query.
+func traceHop(trace []Hop, h Hop, nodes []krpc.NodeInfo, k int) []Hop {
+	h.Nodes = append([]krpc.NodeInfo(nil), nodes[:min(len(nodes), k)]...)
+	return append(trace, h)
+}
+
+// TraceHop is traceHop for the other engines (package chord).
+func TraceHop(trace []Hop, h Hop, nodes []krpc.NodeInfo, k int) []Hop { return traceHop(trace, h, nodes, k) }
 
 // LookupStats describes how an operation went.
 type LookupStats struct {

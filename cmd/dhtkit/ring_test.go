@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dhtkit/dhtkit"
+	"github.com/dhtkit/dhtkit/chord"
+	"github.com/dhtkit/dhtkit/httpapi"
+)
+
+// chordNetwork starts n Chord nodes on 127.0.0.1 joined through the first
+// and waits until every one has its full successor list.
+func chordNetwork(t *testing.T, n int) []*dhtkit.Node {
+	t.Helper()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	cc := chord.Config{Successors: 3, K: 3, StabilizeInterval: 20 * time.Millisecond,
+		FixFingersInterval: 20 * time.Millisecond, CheckPredecessorInterval: 50 * time.Millisecond}
+	var nodes []*dhtkit.Node
+	for i := range n {
+		cfg := dhtkit.Config{Protocol: dhtkit.Chord, Listen: "127.0.0.1:0", Chord: cc, Logger: quiet}
+		if i > 0 {
+			cfg.Bootstrap = []string{nodes[0].Addr().String()}
+		}
+		node, err := dhtkit.Listen(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { node.Close() })
+		nodes = append(nodes, node)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		ok := true
+		for _, node := range nodes {
+			if r, _ := node.Ring(); !r.HasPredecessor || len(r.Successors) < min(3, n-1) {
+				ok = false
+			}
+		}
+		if ok {
+			return nodes
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the Chord ring of %d nodes did not converge", n)
+		}
+	}
+}
+
+func TestRingAndTrace(t *testing.T) {
+	nodes := chordNetwork(t, 6)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	url, err := serveHTTP(ctx, "127.0.0.1:0", nodes[1], httpapi.Options{Protocol: dhtkit.Chord}, nodes[1].Logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := "--api=" + strings.TrimSuffix(url, "/")
+	// far is a node beyond nodes[1]'s successor list: a lookup of it
+	// takes queries, one of it at least.
+	r, _ := nodes[1].Ring()
+	far := r.Predecessor.ID.String()
+	for _, tc := range []struct {
+		args []string
+		code int
+		want []string // substrings of stdout
+		not  []string // what must not appear
+	}{
+		{[]string{"ring"}, 0, []string{"node         " + nodes[1].ID().String(), "predecessor  ", "successor 1  ", "successor 3  ", "finger "}, []string{"bucket"}},
+		{[]string{"lookup", nodes[1].ID().String()}, 0, []string{nodes[1].ID().String()}, []string{"invalid", "hop "}},
+		{[]string{"lookup", "some key", "--trace"}, 0, []string{" hops, ", " queries, "}, []string{"invalid AddrPort"}},
+		{[]string{"lookup", far, "--trace"}, 0, []string{"hop 1 ", "depth 0", "ms", "the target's successor " + far}, []string{"invalid AddrPort"}},
+	} {
+		code, out, errs := dhtkitCmd(t, append(tc.args, api)...)
+		if code != tc.code {
+			t.Errorf("%v: exit %d, want %d; %s", tc.args, code, tc.code, errs)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("%v: stdout lacks %q:\n%s", tc.args, w, out)
+			}
+		}
+		for _, w := range tc.not {
+			if strings.Contains(out, w) {
+				t.Errorf("%v: stdout has %q:\n%s", tc.args, w, out)
+			}
+		}
+	}
+
+	// A Kademlia lookup through a client node of its own, traced.
+	knodes := testNetwork(t, 8)
+	code, out, errs := dhtkitCmd(t, "lookup", "x", "--trace", "--bootstrap="+knodes[2].Addr().String())
+	if code != 0 || !strings.Contains(out, "hop 1 ") || !strings.Contains(out, "nodes, nearest ") || !strings.Contains(out, " hops, ") {
+		t.Errorf("kademlia lookup --trace: exit %d\n%s%s", code, out, errs)
+	}
+
+	// A Kademlia node has no ring: one line, status 1.
+	kurl, err := serveHTTP(ctx, "127.0.0.1:0", knodes[0], httpapi.Options{}, knodes[0].Logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs = dhtkitCmd(t, "ring", "--api="+strings.TrimSuffix(kurl, "/"))
+	if code != exitFailure || !strings.Contains(errs, "Kademlia") || strings.Count(errs, "\n") != 1 {
+		t.Errorf("ring of a Kademlia node: exit %d, %q", code, errs)
+	}
+}
