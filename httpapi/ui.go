@@ -283,7 +283,7 @@ type ringView struct {
 	Nodes  []ringPoint
 	Keys   []ringPoint
 	Ticks  []ringTick
-	Others int // contacts not drawn
+	Others int  // contacts not drawn
 	Chord  bool // the lines are successors and fingers
 }
 

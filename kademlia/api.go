@@ -121,7 +121,9 @@ func traceHop(trace []Hop, h Hop, nodes []krpc.NodeInfo, k int) []Hop {
 }
 
 // TraceHop is traceHop for the other engines (package chord).
-func TraceHop(trace []Hop, h Hop, nodes []krpc.NodeInfo, k int) []Hop { return traceHop(trace, h, nodes, k) }
+func TraceHop(trace []Hop, h Hop, nodes []krpc.NodeInfo, k int) []Hop {
+	return traceHop(trace, h, nodes, k)
+}
 
 // LookupStats describes how an operation went.
 type LookupStats struct {

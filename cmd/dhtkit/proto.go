@@ -128,7 +128,7 @@ the hop count.`,
 			if len(g.bootstrap) == 0 {
 				var out struct {
 					Nodes []struct{ ID, Addr string } `json:"nodes"`
-					Trace []hopOut                     `json:"trace"`
+					Trace []hopOut                    `json:"trace"`
 					Stats struct {
 						Queries, Timeouts, Hops int
 						DurationMs              float64 `json:"duration_ms"`
