@@ -114,15 +114,11 @@ type Hop struct {
 	Err   string          // why no answer counts: "timeout" or the error it sent; "" when it answered
 }
 
-// traceHop appends to trace the answer of a traced lookup's query.
-func traceHop(trace []Hop, h Hop, nodes []krpc.NodeInfo, k int) []Hop {
+// TraceHop appends h to a traced lookup's trace, with a copy of the first
+// k nodes it answered with (the message they came in is reused).
+func TraceHop(trace []Hop, h Hop, nodes []krpc.NodeInfo, k int) []Hop {
 	h.Nodes = append([]krpc.NodeInfo(nil), nodes[:min(len(nodes), k)]...)
 	return append(trace, h)
-}
-
-// TraceHop is traceHop for the other engines (package chord).
-func TraceHop(trace []Hop, h Hop, nodes []krpc.NodeInfo, k int) []Hop {
-	return traceHop(trace, h, nodes, k)
 }
 
 // LookupStats describes how an operation went.

@@ -403,7 +403,7 @@ func (l *lookup) response(now time.Time, e *Engine, p *pending, sender id.ID, m 
 			ns = m.R.Nodes6
 		}
 		s := &l.op.result
-		s.Trace = traceHop(s.Trace, Hop{Node: c.info, Depth: c.hop, RTT: now.Sub(p.sent)}, ns, e.cfg.K)
+		s.Trace = TraceHop(s.Trace, Hop{Node: c.info, Depth: c.hop, RTT: now.Sub(p.sent)}, ns, e.cfg.K)
 	}
 	for _, v := range m.R.Values {
 		if _, dup := l.peerSeen[v]; dup || !v.IsValid() || v.Port() == 0 {
@@ -452,7 +452,7 @@ func (l *lookup) stalled(now time.Time, e *Engine, p *pending) {
 	c.stalled = true
 	l.inflight--
 	if l.trace {
-		l.op.result.Trace = traceHop(l.op.result.Trace, Hop{Node: c.info, Depth: c.hop, Err: errStalled}, nil, 0)
+		l.op.result.Trace = TraceHop(l.op.result.Trace, Hop{Node: c.info, Depth: c.hop, Err: errStalled}, nil, 0)
 	}
 	l.step(now, e)
 }
@@ -511,7 +511,7 @@ func (l *lookup) failed(now time.Time, e *Engine, p *pending, err error) {
 	}
 	c.state = failed
 	if l.trace {
-		l.op.result.Trace = traceHop(l.op.result.Trace, Hop{Node: c.info, Depth: c.hop, Err: err.Error()}, nil, 0)
+		l.op.result.Trace = TraceHop(l.op.result.Trace, Hop{Node: c.info, Depth: c.hop, Err: err.Error()}, nil, 0)
 	}
 	if err == ErrTimeout {
 		l.blame(c) // c is not used after this
