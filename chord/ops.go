@@ -217,7 +217,7 @@ func (e *Engine) startLookup(now time.Time, s *opState, target id.ID, boot []net
 	}
 	s.lk = l
 	if boot == nil {
-		nodes, done, partial := e.answer(target, e.cfg.K, nil)
+		nodes, done, partial := e.route(target, e.cfg.K, nil)
 		if done {
 			e.lookupDone(now, s, nodes)
 			return
@@ -225,7 +225,7 @@ func (e *Engine) startLookup(now time.Time, s *opState, target id.ID, boot []net
 		if partial {
 			l.partial = nodes
 		}
-		for _, n := range e.ring.preceding(target, 2*step, nil) {
+		for _, n := range e.nextHops(target, 2*step, nil) {
 			l.cands = append(l.cands, cand{info: n})
 		}
 	} else {

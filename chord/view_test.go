@@ -1,6 +1,7 @@
 package chord
 
 import (
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -62,4 +63,24 @@ func TestRingViewAlone(t *testing.T) {
 	if v.HasPredecessor || len(v.Successors) != 0 || len(v.Fingers) != 0 {
 		t.Fatalf("a lone node's ring: %+v", v)
 	}
+}
+
+// TestLinearRouting: walking successors reaches the same successor as
+// fingers do, in many more steps (the Chord lab's comparison).
+func TestLinearRouting(t *testing.T) {
+	mean := map[string]float64{}
+	for _, routing := range []string{RoutingFingers, RoutingLinear} {
+		net := newTestNet(t, 21)
+		net.build(60, Config{Routing: routing})
+		if !net.runUntil(5*time.Minute, func() bool { return net.ringErrors() == 0 }) {
+			t.Fatalf("%s: the ring did not converge", routing)
+		}
+		net.run(2 * time.Minute)
+		mean[routing] = checkLookups(t, net, 100, rand.New(rand.NewPCG(21, 21)))
+	}
+	// 60 nodes: fingers about ½·log2(60)+1 ≈ 4; linear about 60/2.
+	if mean[RoutingFingers] > 6 || mean[RoutingLinear] < 15 {
+		t.Fatalf("mean hops: fingers %.1f, linear %.1f", mean[RoutingFingers], mean[RoutingLinear])
+	}
+	t.Logf("60 nodes, mean hops: fingers %.2f, linear %.2f", mean[RoutingFingers], mean[RoutingLinear])
 }
