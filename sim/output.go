@@ -63,10 +63,22 @@ func writeFile(path string, write func(io.Writer) error) error {
 	return nil
 }
 
+// writeLookupsCSV writes one row per lookup in the order they ended:
+// start_s is when it started (seconds into the measured phase), success
+// 1 when its nearest node was the true nearest; hops and latency_ms are
+// empty for a lookup that ended without a result.
 func (r *Report) writeLookupsCSV(w io.Writer) error {
-	fmt.Fprintln(w, "lookup,hops,latency_ms")
-	for i := range r.HopsSamples {
-		if _, err := fmt.Fprintf(w, "%d,%d,%.3f\n", i, r.HopsSamples[i], float64(r.LatencySamples[i])/1e6); err != nil {
+	fmt.Fprintln(w, "lookup,hops,latency_ms,start_s,success")
+	for i, row := range r.Rows {
+		ok := 0
+		if row.OK {
+			ok = 1
+		}
+		hops, lat := "", ""
+		if row.Hops >= 0 {
+			hops, lat = fmt.Sprint(row.Hops), fmt.Sprintf("%.3f", float64(row.Latency)/1e6)
+		}
+		if _, err := fmt.Fprintf(w, "%d,%s,%s,%.3f,%d\n", i, hops, lat, row.Start.Seconds(), ok); err != nil {
 			return err
 		}
 	}
@@ -84,8 +96,17 @@ func (r *Report) writeLoadCSV(w io.Writer) error {
 }
 
 func (r *Report) title() string {
-	return fmt.Sprintf("%s, %d nodes, k=%d α=%d, %s, loss %g, churn %g/h, seed %d",
-		r.Protocol, r.Nodes, r.K, r.Alpha, r.Latency, r.Loss, r.Churn, r.Seed)
+	return fmt.Sprintf("%s, %d nodes, %s, %s, loss %g, churn %g/h, seed %d",
+		r.Protocol, r.Nodes, r.Params(), r.Latency, r.Loss, r.Churn, r.Seed)
+}
+
+// Params names the protocol's parameters in its own words: Kademlia's K
+// and α, Chord's routing and answer size.
+func (r *Report) Params() string {
+	if r.Protocol == "chord" {
+		return fmt.Sprintf("%s routing, %d successors per answer", r.Routing, r.K)
+	}
+	return fmt.Sprintf("k=%d α=%d", r.K, r.Alpha)
 }
 
 func (r *Report) writeLatencyCDF(w io.Writer) error {

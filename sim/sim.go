@@ -120,6 +120,9 @@ type Config struct {
 	MinQueryTimeout time.Duration `json:"min_query_timeout"`
 	// ReannounceEvery is how often each key is announced again (15m).
 	ReannounceEvery time.Duration `json:"reannounce_every"`
+	// Routing is Chord's lookup routing: "fingers" (default) or "linear",
+	// one successor at a time (chord.Config.Routing).
+	Routing string `json:"routing,omitempty"`
 }
 
 // Defaults returns the configuration used for zero fields.
@@ -215,6 +218,10 @@ func (c Config) validate() error {
 		return errors.New("k and alpha must be at least 1")
 	case c.Beta < 0 || c.Seen < 0:
 		return errors.New("beta and seen must not be negative")
+	case c.Routing != "" && c.Routing != chord.RoutingFingers && c.Routing != chord.RoutingLinear:
+		return fmt.Errorf("routing %q: want fingers or linear", c.Routing)
+	case c.Routing == chord.RoutingLinear && c.Protocol != "chord":
+		return errors.New("routing linear is Chord's: add --protocol chord")
 	}
 	return nil
 }
@@ -462,6 +469,7 @@ func (s *Sim) chordConfig(i int32) chord.Config {
 	return chord.Config{
 		ID:           s.nodes[i].id,
 		K:            s.cfg.K,
+		Routing:      s.cfg.Routing,
 		Network:      "sim",
 		QueryTimeout: s.cfg.QueryTimeout,
 		Rand:         &seedReader{s: mix64(s.cfg.Seed ^ uint64(i)<<20 ^ 0xd1b54a32d192ed03)},
@@ -766,7 +774,7 @@ func (s *Sim) handle(ev *event) {
 	case evLookup:
 		i := s.randomUp(s.rngWork, false)
 		if i < 0 {
-			s.m.lookupFailed()
+			s.m.lookupFailed(s.now - s.t0)
 			return
 		}
 		target := id.Random(randReader{s.rngWork})
@@ -903,7 +911,7 @@ func (s *Sim) opLost(k opKey) {
 	delete(s.ops, k)
 	switch r.kind {
 	case evLookup:
-		s.m.lookupFailed()
+		s.m.lookupFailed(s.now - s.t0)
 	case evGet:
 		s.m.getDone(r.final, false)
 	}
@@ -1040,13 +1048,13 @@ func (s *Sim) result(i int32, ref opRef, r *kademlia.Result) {
 			s.scratch = s.idx.successors(ref.target, s.cfg.K, func(n int32) bool {
 				return n == i || s.nodes[n].reachable()
 			}, s.scratch[:0])
-			s.m.lookupDone(r, s.scratch, s.cfg.K, s.cfg.K)
+			s.m.lookupDone(r, s.scratch, s.cfg.K, s.cfg.K, s.now-s.t0)
 			return
 		}
 		s.scratch = s.idx.closest(ref.target, s.cfg.K, func(n int32) bool {
 			return n != i && s.nodes[n].reachable()
 		}, s.scratch[:0])
-		s.m.lookupDone(r, s.scratch, s.cfg.K, s.beta())
+		s.m.lookupDone(r, s.scratch, s.cfg.K, s.beta(), s.now-s.t0)
 	case evAnnounce:
 		s.m.announced(r.Err == nil && (r.Stored > 0 || s.cfg.KV))
 	case evGet:

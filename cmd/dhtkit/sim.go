@@ -127,6 +127,7 @@ flags given on the command line win over it.`,
 	f.Float64Var(&cfg.Liars, "liars", 0, "fraction of nodes that answer with made-up nodes next to the target (kademlia)")
 	f.StringArrayVar(&partitions, "partition", nil, "a partition AT+FOR:FRACTION, e.g. 2m+3m:0.5 (repeatable)")
 	f.StringVar(&cfg.Table, "table", cfg.Table, "routing table: bep5 or keepall")
+	f.StringVar(&cfg.Routing, "routing", "", "chord: lookup routing, fingers (default) or linear (one successor at a time)")
 	f.DurationVar(&cfg.QueryTimeout, "query-timeout", 0, "engine QueryTimeout (0: the engine's default)")
 	f.DurationVar(&cfg.MinQueryTimeout, "min-query-timeout", 0, "engine MinQueryTimeout (0: the engine's default)")
 	f.StringVar(&scenario, "scenario", "", "JSON file of flag values")
@@ -176,8 +177,16 @@ func applyScenario(cmd *cobra.Command, path string) error {
 
 func printReport(w io.Writer, r *sim.Report, out string) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
-	p("%s: %d nodes (%s build-up), k=%d α=%d, latency %s, loss %g, churn %g/h (%s), seed %d",
-		r.Protocol, r.Nodes, r.Build, r.K, r.Alpha, r.Latency, r.Loss, r.Churn, r.Session, r.Seed)
+	p("%s: %d nodes (%s build-up), %s, latency %s, loss %g, churn %g/h (%s), seed %d",
+		r.Protocol, r.Nodes, r.Build, r.Params(), r.Latency, r.Loss, r.Churn, r.Session, r.Seed)
+	for _, e := range r.Scenario {
+		switch e.Kind {
+		case "partition":
+			p("scenario         partition of %.0f%% of the nodes from %gs for %gs", 100*e.Fraction, e.AtS, e.ForS)
+		case "churn":
+			p("scenario         churn %g of the nodes per hour for %gs", e.Fraction, e.ForS)
+		}
+	}
 	p("lookups          %d: %.2f%% found the nearest node, %.2f%% the %d nearest in order, %.2f%% all %d nearest", r.Lookups, 100*r.SuccessRate, 100*r.BetaRate, r.Beta, 100*r.AllKRate, r.K)
 
 	p("hops             median %g, mean %.2f, p99 %g", r.HopsMedian, r.HopsMean, r.HopsP99)
@@ -185,10 +194,21 @@ func printReport(w io.Writer, r *sim.Report, out string) {
 		r.LatencyMsMedian, r.LatencyRTTsMedian, r.LatencyMsP90, r.LatencyMsP99, r.LatencyRTTsP99, r.RTTMs)
 	p("messages/lookup  %.1f datagrams (%.1f queries, %.2f timeouts)", r.MessagesPerLookup, r.RPCsPerLookup, r.TimeoutsPerLookup)
 	if r.Keys > 0 {
-		p("keys             %d: get_peers found %.1f%%, %d lost at the end", r.Keys, 100*r.GetSuccessRate, r.KeysLost)
+		how := "get_peers"
+		if r.KeyLoad != nil {
+			how = "get" // key-value records (--kv, and always on Chord)
+		}
+		p("keys             %d: %s found %.1f%%, %d lost at the end", r.Keys, how, 100*r.GetSuccessRate, r.KeysLost)
 	}
-	p("load             Gini %.3f, max/mean %.2f", r.LoadGini, r.LoadMaxMean)
-	p("routing tables   %.1f%% of the true %d nearest held, %.1f%% of entries dead", 100*r.RoutingCorrectness, r.K, 100*r.RoutingDead)
+	p("message load     Gini %.3f, max/mean %.2f (datagrams received per node)", r.LoadGini, r.LoadMaxMean)
+	if k := r.KeyLoad; k != nil {
+		p("key load         Gini %.3f, records per node min %d, mean %.1f, max %d (max/mean %.2f)", k.Gini, k.Min, k.Mean, k.Max, k.MaxMean)
+	}
+	if r.Protocol == "chord" {
+		p("ring             %.1f%% of successor-list entries are the true successors, %.1f%% of successors and fingers dead", 100*r.RoutingCorrectness, 100*r.RoutingDead)
+	} else {
+		p("routing tables   %.1f%% of the true %d nearest held, %.1f%% of entries dead", 100*r.RoutingCorrectness, r.K, 100*r.RoutingDead)
+	}
 	if r.Joins+r.Leaves > 0 {
 		p("churn            %d left, %d joined", r.Leaves, r.Joins)
 	}
