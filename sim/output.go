@@ -35,6 +35,12 @@ func WriteFiles(dir string, r *Report) error {
 		{"hops.svg", r.writeHops},
 		{"load.svg", r.writeLoad},
 	}
+	if r.KeyLoad != nil {
+		files = append(files, struct {
+			name  string
+			write func(io.Writer) error
+		}{"key_load.csv", r.writeKeyLoadCSV})
+	}
 	for _, f := range files {
 		if err := writeFile(filepath.Join(dir, f.name), f.write); err != nil {
 			return err
@@ -79,6 +85,17 @@ func (r *Report) writeLookupsCSV(w io.Writer) error {
 			hops, lat = fmt.Sprint(row.Hops), fmt.Sprintf("%.3f", float64(row.Latency)/1e6)
 		}
 		if _, err := fmt.Fprintf(w, "%d,%s,%s,%.3f,%d\n", i, hops, lat, row.Start.Seconds(), ok); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeKeyLoadCSV writes the records each live node holds, fewest first.
+func (r *Report) writeKeyLoadCSV(w io.Writer) error {
+	fmt.Fprintln(w, "rank,records")
+	for i, v := range r.KeyLoadSamples {
+		if _, err := fmt.Fprintf(w, "%d,%d\n", i, v); err != nil {
 			return err
 		}
 	}

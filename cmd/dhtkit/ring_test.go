@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -104,5 +106,40 @@ func TestRingAndTrace(t *testing.T) {
 	code, _, errs = dhtkitCmd(t, "ring", "--api="+strings.TrimSuffix(kurl, "/"))
 	if code != exitFailure || !strings.Contains(errs, "Kademlia") || strings.Count(errs, "\n") != 1 {
 		t.Errorf("ring of a Kademlia node: exit %d, %q", code, errs)
+	}
+}
+
+func TestSimCompare(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		rows []string
+		not  []string
+	}{
+		{[]string{"--protocol", "chord", "--routing", "fingers,linear"}, []string{"chord/fingers", "chord/linear"}, []string{"kademlia", "α"}},
+		{[]string{"--protocol", "kademlia,chord", "--out", dir}, []string{"kademlia", "chord/fingers"}, []string{"linear"}},
+	} {
+		code, out, errs := dhtkitCmd(t, append([]string{"sim", "--nodes", "60", "--lookups", "100", "--keys", "50", "--duration", "1m"}, tc.args...)...)
+		if code != 0 || !strings.Contains(out, "hops_median") || !strings.Contains(out, "key_gini") {
+			t.Fatalf("sim %v: exit %d\n%s%s", tc.args, code, out, errs)
+		}
+		for _, w := range tc.rows {
+			if !strings.Contains(out, " "+w+" ") {
+				t.Errorf("sim %v: no row %q:\n%s", tc.args, w, out)
+			}
+		}
+		for _, w := range tc.not {
+			if strings.Contains(out, w) {
+				t.Errorf("sim %v: says %q:\n%s", tc.args, w, out)
+			}
+		}
+	}
+	for _, f := range []string{"compare.csv", "kademlia/report.json", "chord-fingers/lookups.csv", "chord-fingers/key_load.csv"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("--out: %v", err)
+		}
+	}
+	if code, _, errs := dhtkitCmd(t, "sim", "--routing", "linear", "--nodes", "10"); code != exitUsage || !strings.Contains(errs, "--protocol chord") {
+		t.Errorf("linear kademlia: exit %d %q", code, errs)
 	}
 }

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -65,13 +67,16 @@ flags given on the command line win over it.`,
 				}
 				cfg.Partitions = append(cfg.Partitions, part)
 			}
-			if cfg.Protocol == "chord" {
+			if strings.Contains(cfg.Protocol, "chord") {
 				cfg.KV = true // Chord stores key-value records only (no get_peers)
 			}
 			cfg.Build = sim.Build(build)
 			cfg.SelfLookup = &selfLookup
 			if memLimit > 0 {
 				debug.SetMemoryLimit(int64(memLimit * (1 << 30)))
+			}
+			if runs := simRuns(cfg); len(runs) > 1 {
+				return compareRuns(cmd, runs, jsonOut, out)
 			}
 			s, err := sim.New(cfg)
 			if err != nil {
@@ -100,7 +105,7 @@ flags given on the command line win over it.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&cfg.Protocol, "protocol", cfg.Protocol, "kademlia or chord")
+	f.StringVar(&cfg.Protocol, "protocol", cfg.Protocol, "kademlia or chord; a comma-separated list runs each on the same workload and prints one table")
 	f.IntVar(&cfg.Nodes, "nodes", cfg.Nodes, "nodes in the network")
 	f.IntVar(&cfg.Lookups, "lookups", cfg.Lookups, "lookups of random targets, spread over --duration")
 	f.IntVar(&cfg.Keys, "keys", 100, "infohashes announced, re-announced and searched (get_peers)")
@@ -127,7 +132,7 @@ flags given on the command line win over it.`,
 	f.Float64Var(&cfg.Liars, "liars", 0, "fraction of nodes that answer with made-up nodes next to the target (kademlia)")
 	f.StringArrayVar(&partitions, "partition", nil, "a partition AT+FOR:FRACTION, e.g. 2m+3m:0.5 (repeatable)")
 	f.StringVar(&cfg.Table, "table", cfg.Table, "routing table: bep5 or keepall")
-	f.StringVar(&cfg.Routing, "routing", "", "chord: lookup routing, fingers (default) or linear (one successor at a time)")
+	f.StringVar(&cfg.Routing, "routing", "", "chord: lookup routing, fingers (default) or linear (one successor at a time); \"fingers,linear\" compares them in one table")
 	f.DurationVar(&cfg.QueryTimeout, "query-timeout", 0, "engine QueryTimeout (0: the engine's default)")
 	f.DurationVar(&cfg.MinQueryTimeout, "min-query-timeout", 0, "engine MinQueryTimeout (0: the engine's default)")
 	f.StringVar(&scenario, "scenario", "", "JSON file of flag values")
@@ -218,4 +223,71 @@ func printReport(w io.Writer, r *sim.Report, out string) {
 	if out != "" {
 		p("files            %s: report.json, lookups.csv, load.csv, latency_cdf.svg, hops.svg, load.svg", out)
 	}
+}
+
+// simRuns expands comma-separated --protocol and --routing into one
+// configuration per run, all on the same seed and workload.
+func simRuns(cfg sim.Config) []sim.Config {
+	var runs []sim.Config
+	for _, p := range strings.Split(cfg.Protocol, ",") {
+		c := cfg
+		c.Protocol = strings.TrimSpace(p)
+		if c.Protocol != "chord" {
+			c.Routing = ""
+			runs = append(runs, c)
+			continue
+		}
+		for _, r := range strings.Split(cfg.Routing, ",") {
+			c.Routing = strings.TrimSpace(r)
+			runs = append(runs, c)
+		}
+	}
+	return runs
+}
+
+// compareRuns runs each configuration and prints one table (or, with
+// --json, one JSON object per run, a line each); --out gets a directory
+// per run and compare.csv.
+func compareRuns(cmd *cobra.Command, runs []sim.Config, jsonOut bool, out string) error {
+	w := cmd.OutOrStdout()
+	var reps []*sim.Report
+	for _, c := range runs {
+		s, err := sim.New(c)
+		if err != nil {
+			return usageError("%v", err)
+		}
+		rep, err := s.Run(cmd.Context())
+		if err != nil {
+			return err
+		}
+		if out != "" {
+			if err := sim.WriteFiles(filepath.Join(out, strings.ReplaceAll(rep.Name(), "/", "-")), rep); err != nil {
+				return err
+			}
+		}
+		if jsonOut {
+			b, err := json.Marshal(rep)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(w, "%s\n", b)
+		}
+		reps = append(reps, rep)
+	}
+	if out != "" {
+		var buf strings.Builder
+		if err := sim.WriteTableCSV(&buf, reps); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(out, "compare.csv"), []byte(buf.String()), 0o644); err != nil {
+			return fmt.Errorf("sim: %w", err)
+		}
+	}
+	if jsonOut {
+		return nil
+	}
+	r := reps[0]
+	fmt.Fprintf(w, "%d nodes (%s build-up), %d lookups, %d keys, latency %s, loss %g, churn %g/h, seed %d\n",
+		r.Nodes, r.Build, r.Lookups, r.Keys, r.Latency, r.Loss, r.Churn, r.Seed)
+	return sim.WriteTable(w, reps)
 }
