@@ -30,6 +30,7 @@ type opState struct {
 	sync     *syncBatch // a ch_sync batch awaiting its answer
 	fix      *fingerLookup
 	join     bool // the lookup of our own successor through the bootstrap nodes
+	load     bool // a kademlia.Load: the answer is a dk_load payload
 	result   kademlia.Result
 }
 
@@ -69,6 +70,12 @@ func (e *Engine) startOp(now time.Time, op kademlia.Op, internal bool) kademlia.
 		}
 		e.newQuery(mPing)
 		if !e.sendQuery(now, mPing, op.Addr, id.ID{}, s.id, forOp) {
+			e.finish(now, s, errBadAddr)
+		}
+	case kademlia.Load:
+		s.load = true
+		e.newQuery(mLoad)
+		if !e.sendQuery(now, mLoad, op.Addr, id.ID{}, s.id, forOp) {
 			e.finish(now, s, errBadAddr)
 		}
 	case kademlia.FindNode:
@@ -119,6 +126,17 @@ func (e *Engine) onResponse(now time.Time, p *pending, sender id.ID, m *krpc.Msg
 		e.synced(now, s, p, m)
 	case s.lk != nil:
 		s.lk.response(now, e, s, p, sender, m)
+	case s.load:
+		s.result.ID = sender
+		s.result.Stats.Queries, s.result.Stats.Responses, s.result.Stats.Hops = 1, 1, 1
+		l, err := krpc.ParseLoad(m.R.X)
+		if err != nil {
+			e.stats.Malformed++
+			e.finish(now, s, err)
+			return
+		}
+		s.result.Load = l
+		e.finish(now, s, nil)
 	default: // ping
 		s.result.ID = sender
 		s.result.Stats.Queries, s.result.Stats.Responses, s.result.Stats.Hops = 1, 1, 1

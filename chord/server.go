@@ -87,6 +87,11 @@ func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
 			return
 		}
 		r = &e.out
+	case mLoad:
+		keys, bytes := e.kvStore().Stats()
+		e.xbuf = krpc.AppendLoad(e.xbuf[:0], krpc.Load{Keys: int64(keys), Bytes: bytes})
+		r.R.Has |= krpc.HasX
+		r.R.X = e.xbuf
 	default:
 		e.replyError(from, q.T, krpc.CodeMethodUnknown, "method unknown")
 		return

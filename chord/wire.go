@@ -59,6 +59,7 @@ const (
 	mStore
 	mFetch
 	mSync
+	mLoad
 	numMethods
 )
 
@@ -72,6 +73,7 @@ var methodNames = [numMethods]string{
 	mStore:          "dk_store",
 	mFetch:          "dk_fetch",
 	mSync:           methodSync,
+	mLoad:           "dk_load",
 }
 
 func (m method) String() string { return methodNames[m] }
@@ -85,6 +87,8 @@ func methodOf(q *krpc.Msg) method {
 		return mStore
 	case krpc.MethodFetch:
 		return mFetch
+	case krpc.MethodLoad:
+		return mLoad
 	case krpc.MethodUnknown:
 		switch string(q.QName) {
 		case methodFindSuccessor:

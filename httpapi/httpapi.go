@@ -115,6 +115,7 @@ func New(n *dhtkit.Node, opt Options) http.Handler {
 	mux.HandleFunc("GET /v1/status", s.status)
 	mux.HandleFunc("GET /v1/routing", s.routing)
 	mux.HandleFunc("GET /v1/ring", s.getRing)
+	mux.HandleFunc("GET /v1/load", s.load)
 	mux.HandleFunc("GET /v1/events", s.events)
 	mux.HandleFunc("POST /v1/lookup/{target}", s.lookup)
 	mux.HandleFunc("GET /v1/lookup/{target}", s.lookup)

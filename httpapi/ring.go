@@ -71,3 +71,42 @@ func (s *server) trace(hops []kademlia.Hop) []hopJSON {
 	}
 	return out
 }
+
+// loadNodeJSON is one node of GET /v1/load.
+type loadNodeJSON struct {
+	ID    string `json:"id"`
+	Addr  string `json:"addr"`
+	Keys  int64  `json:"keys"`
+	Bytes int64  `json:"bytes"`
+	Error string `json:"error,omitempty"` // it did not answer; keys and bytes are 0 and left out of the figures
+}
+
+// loadJSON is GET /v1/load: the records each node holds, network-wide.
+type loadJSON struct {
+	Nodes []loadNodeJSON `json:"nodes"`
+	Min   int64          `json:"min"`
+	Max   int64          `json:"max"`
+	Mean  float64        `json:"mean"`
+	Gini  float64        `json:"gini"`
+	Keys  int64          `json:"keys"`
+	Bytes int64          `json:"bytes"`
+}
+
+func (s *server) load(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := s.ctx(r)
+	defer cancel()
+	l, err := s.n.Load(ctx)
+	if err != nil {
+		s.fail(w, r, 0, err)
+		return
+	}
+	out := loadJSON{Nodes: make([]loadNodeJSON, 0, len(l.Nodes)), Min: l.Min, Max: l.Max, Mean: l.Mean, Gini: l.Gini, Keys: l.Keys, Bytes: l.Bytes}
+	for _, x := range l.Nodes {
+		nj := loadNodeJSON{ID: x.Node.ID.String(), Addr: x.Node.Addr.String(), Keys: x.Keys, Bytes: x.Bytes}
+		if x.Err != nil {
+			nj.Error = x.Err.Error()
+		}
+		out.Nodes = append(out.Nodes, nj)
+	}
+	writeJSON(w, http.StatusOK, out)
+}

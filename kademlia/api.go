@@ -75,6 +75,12 @@ func (FindNode) isOp()         {}
 func (GetPeers) isOp()         {}
 func (Announce) isOp()         {}
 func (SampleInfohashes) isOp() {}
+
+// Load asks the node at Addr how many records and bytes it holds for
+// the network (dk_load); the Result carries them in Load.
+type Load struct{ Addr netip.AddrPort }
+
+func (Load) isOp() {}
 func (Bootstrap) isOp()        {}
 func (PutItem) isOp()          {}
 func (GetItem) isOp()          {}
@@ -97,6 +103,7 @@ type Result struct {
 	Samples  []id.ID          // SampleInfohashes
 	Num      int              // SampleInfohashes: infohashes the responder holds
 	Interval time.Duration    // SampleInfohashes: how long before asking it again
+	Load     krpc.Load        // Load: what the responder holds
 
 	Stats LookupStats
 	// Trace is a traced FindNode's queries, in the order their answers

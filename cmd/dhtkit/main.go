@@ -141,7 +141,7 @@ them standard BitTorrent DHT (BEP 5) nodes.`,
 	root.AddCommand(newNodeCmd(g), newPingCmd(g), newLookupCmd(g), newGetPeersCmd(g),
 		newAnnounceCmd(g), newCrawlCmd(g), newDemoCmd(g), newSimCmd(),
 		newPutCmd(g), newGetCmd(g), newDelCmd(g), newWhereisCmd(g), newStatusCmd(g), newListenCmd(g),
-		newItemCmd(g), newKeyCmd(g), newRingCmd(g))
+		newItemCmd(g), newKeyCmd(g), newRingCmd(g), newLoadCmd(g))
 	return root
 }
 

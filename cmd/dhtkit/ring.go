@@ -133,3 +133,54 @@ func traceOut(hops []kademlia.Hop) []hopOut {
 	}
 	return out
 }
+
+func newLoadCmd(g *globals) *cobra.Command {
+	var jsonOut bool
+	cmd := &cobra.Command{
+		Use:   "load",
+		Short: "Print the records and bytes each node of the network holds, with min, max, mean and Gini",
+		Long: `load asks the node at --api to find the nodes of the network and ask each how
+many records (every copy) and bytes it holds. It prints "NODEID HOST:PORT KEYS BYTES"
+per node, in id order, then "nodes N keys K bytes B min MIN max MAX mean MEAN gini G".
+A Gini of 0 means every node holds as many records; near 1, one holds them all.`,
+		Args: args(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), g.timeout)
+			defer cancel()
+			var l struct {
+				Nodes []struct {
+					ID, Addr, Error string
+					Keys, Bytes     int64
+				} `json:"nodes"`
+				Min, Max, Keys, Bytes int64
+				Mean, Gini            float64
+			}
+			if jsonOut {
+				resp, err := g.apiClient().do(ctx, http.MethodGet, "/v1/load", nil, "")
+				if err != nil {
+					return err
+				}
+				defer resp.Body.Close()
+				_, err = io.Copy(g.stdout, resp.Body)
+				return err
+			}
+			if err := g.apiClient().getJSON(ctx, http.MethodGet, "/v1/load", &l); err != nil {
+				return err
+			}
+			answered := 0
+			for _, n := range l.Nodes {
+				if n.Error != "" {
+					fmt.Fprintf(g.stdout, "%s %s - - %s\n", n.ID, n.Addr, n.Error)
+					continue
+				}
+				answered++
+				fmt.Fprintf(g.stdout, "%s %s %d %d\n", n.ID, n.Addr, n.Keys, n.Bytes)
+			}
+			fmt.Fprintf(g.stdout, "nodes %d keys %d bytes %d min %d max %d mean %.1f gini %.3f\n",
+				answered, l.Keys, l.Bytes, l.Min, l.Max, l.Mean, l.Gini)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&jsonOut, "json", false, "print GET /v1/load's JSON")
+	return cmd
+}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"strconv"
 	"io"
 	"log/slog"
 	"os"
@@ -141,5 +143,53 @@ func TestSimCompare(t *testing.T) {
 	}
 	if code, _, errs := dhtkitCmd(t, "sim", "--routing", "linear", "--nodes", "10"); code != exitUsage || !strings.Contains(errs, "--protocol chord") {
 		t.Errorf("linear kademlia: exit %d %q", code, errs)
+	}
+}
+
+// TestLoadCommand: dhtkit load finds every node of a Chord ring and of a
+// Kademlia network, and its figures are the nodes' own counts.
+func TestLoadCommand(t *testing.T) {
+	for _, proto := range []string{"chord", "kademlia"} {
+		t.Run(proto, func(t *testing.T) {
+			var nodes []*dhtkit.Node
+			if proto == "chord" {
+				nodes = chordNetwork(t, 7)
+			} else {
+				nodes = testNetwork(t, 7)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			t.Cleanup(cancel)
+			for i := range 40 {
+				if _, err := nodes[i%7].Put(ctx, "key-"+strconv.Itoa(i), []byte("value"), dhtkit.PutOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			url, err := serveHTTP(ctx, "127.0.0.1:0", nodes[2], httpapi.Options{Protocol: proto}, nodes[2].Logger())
+			if err != nil {
+				t.Fatal(err)
+			}
+			code, out, errs := dhtkitCmd(t, "load", "--api="+strings.TrimSuffix(url, "/"))
+			if code != 0 {
+				t.Fatalf("load: exit %d %s", code, errs)
+			}
+			var want, wantMax int64
+			for _, n := range nodes {
+				st := n.LocalStats()
+				want += int64(st.Records)
+				wantMax = max(wantMax, int64(st.Records))
+				if !strings.Contains(out, n.ID().String()+" ") {
+					t.Errorf("load does not list node %v:\n%s", n.ID(), out)
+				}
+			}
+			lines := strings.Split(strings.TrimSpace(out), "\n")
+			var n, keys, bytes, lo, hi int64
+			var mean, gini float64
+			if _, err := fmt.Sscanf(lines[len(lines)-1], "nodes %d keys %d bytes %d min %d max %d mean %g gini %g", &n, &keys, &bytes, &lo, &hi, &mean, &gini); err != nil {
+				t.Fatalf("last line %q: %v", lines[len(lines)-1], err)
+			}
+			if n != 7 || len(lines) != 8 || keys != want || keys < 40 || hi != wantMax || lo > hi || gini < 0 || gini >= 1 {
+				t.Errorf("load: %d nodes, %d keys (want %d), max %d (want %d), gini %g:\n%s", n, keys, want, hi, wantMax, gini, out)
+			}
+		})
 	}
 }
