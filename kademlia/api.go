@@ -80,10 +80,10 @@ func (SampleInfohashes) isOp() {}
 // the network (dk_load); the Result carries them in Load.
 type Load struct{ Addr netip.AddrPort }
 
-func (Load) isOp() {}
-func (Bootstrap) isOp()        {}
-func (PutItem) isOp()          {}
-func (GetItem) isOp()          {}
+func (Load) isOp()      {}
+func (Bootstrap) isOp() {}
+func (PutItem) isOp()   {}
+func (GetItem) isOp()   {}
 
 // Result is the outcome of an operation.
 type Result struct {
