@@ -19,8 +19,11 @@ type KeyLoad struct {
 
 // keyLoad counts the records each live, up node holds, sorted; nil when
 // none holds any.
+// With virtual nodes, a node's count is the sum over its engines
+// (engine i belongs to node i / VNodes).
 func (s *Sim) keyLoad() (*KeyLoad, []int) {
-	var counts []int
+	per := max(s.cfg.VNodes, 1)
+	byNode := make(map[int32]int)
 	var total, bytes int64
 	for _, i := range s.live {
 		n := &s.nodes[i]
@@ -29,9 +32,13 @@ func (s *Sim) keyLoad() (*KeyLoad, []int) {
 			continue
 		}
 		k, b := st.Store().Stats()
-		counts = append(counts, k)
+		byNode[i/int32(per)] += k
 		total += int64(k)
 		bytes += b
+	}
+	counts := make([]int, 0, len(byNode))
+	for _, k := range byNode {
+		counts = append(counts, k)
 	}
 	if total == 0 {
 		return nil, nil

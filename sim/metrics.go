@@ -233,6 +233,8 @@ type Report struct {
 	PeakHeapBytes         uint64  `json:"peak_heap_bytes"`
 	MemBytesPerNode       float64 `json:"mem_bytes_per_node"` // live heap after build-up / nodes
 
+	// VNodes is Chord's virtual nodes per node (omitted: one).
+	VNodes int `json:"vnodes,omitempty"`
 	// Routing is Chord's lookup routing ("fingers" or "linear").
 	Routing string `json:"routing,omitempty"`
 	// Scenario lists the events the run put the network through:
@@ -344,6 +346,9 @@ func (s *Sim) report(wall time.Duration) *Report {
 	r.LoadSamples = load
 	r.Rows = m.rows
 	r.Routing = c.Routing
+	if c.VNodes > 1 {
+		r.Nodes, r.VNodes = c.Nodes/c.VNodes, c.VNodes
+	}
 	if c.Protocol == "chord" && r.Routing == "" {
 		r.Routing = chord.RoutingFingers
 	}

@@ -77,3 +77,25 @@ func TestChordWordsAndKeyLoad(t *testing.T) {
 		t.Error("linear routing on kademlia accepted")
 	}
 }
+
+// TestVirtualNodesEvenTheKeyLoad: more virtual nodes per node, a lower
+// Gini of the records per node (Stoica et al., §6.3), with every key
+// still found.
+func TestVirtualNodesEvenTheKeyLoad(t *testing.T) {
+	var last float64 = 1
+	for _, v := range []int{1, 4, 16} {
+		r := run(t, Config{Protocol: "chord", Nodes: 60, VNodes: v, Lookups: 50, Keys: 600, KV: true, Duration: 30 * time.Second})
+		if r.Nodes != 60 || r.KeyLoad == nil || r.KeyLoad.Nodes != 60 || r.KeysLost > 0 || r.SuccessRate < 1 {
+			t.Fatalf("vnodes %d: nodes %d, key load %+v, %d lost, success %.3f", v, r.Nodes, r.KeyLoad, r.KeysLost, r.SuccessRate)
+		}
+		if r.KeyLoad.Gini >= last {
+			t.Errorf("vnodes %d: key Gini %.3f, not below %.3f", v, r.KeyLoad.Gini, last)
+		}
+		last = r.KeyLoad.Gini
+	}
+	for _, c := range []Config{{VNodes: 4}, {Protocol: "chord", VNodes: 4, Churn: 1}, {Protocol: "chord", VNodes: 65}} {
+		if _, err := New(c); err == nil {
+			t.Errorf("%+v accepted", c)
+		}
+	}
+}

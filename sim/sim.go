@@ -123,6 +123,13 @@ type Config struct {
 	// Routing is Chord's lookup routing: "fingers" (default) or "linear",
 	// one successor at a time (chord.Config.Routing).
 	Routing string `json:"routing,omitempty"`
+	// VNodes is Chord's virtual nodes (Stoica et al., §6.3): each of the
+	// Nodes hosts VNodes engines at independent ids, so that it owns
+	// VNodes arcs of the ring instead of one, and the key load evens
+	// out. 0 or 1: one engine per node. The key load is reported per
+	// node (the sum over its virtual nodes); lookups and hops are the
+	// engines'. Without churn only.
+	VNodes int `json:"vnodes,omitempty"`
 }
 
 // Defaults returns the configuration used for zero fields.
@@ -222,6 +229,10 @@ func (c Config) validate() error {
 		return fmt.Errorf("routing %q: want fingers or linear", c.Routing)
 	case c.Routing == chord.RoutingLinear && c.Protocol != "chord":
 		return errors.New("routing linear is Chord's: add --protocol chord")
+	case c.VNodes < 0 || c.VNodes > 64:
+		return errors.New("vnodes: want 0 to 64")
+	case c.VNodes > 1 && (c.Protocol != "chord" || c.Churn > 0):
+		return errors.New("vnodes are Chord's, without churn: add --protocol chord, drop --churn")
 	}
 	return nil
 }
@@ -341,6 +352,12 @@ func New(cfg Config) (*Sim, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
+	}
+	if cfg.VNodes > 1 {
+		cfg.Nodes *= cfg.VNodes // the engines; the report counts nodes
+		if cfg.Nodes > maxNodes/2 {
+			return nil, fmt.Errorf("nodes × vnodes = %d: want at most %d", cfg.Nodes, maxNodes/2)
+		}
 	}
 	seed := cfg.Seed
 	stream := func(n uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, mix64(seed^n))) }

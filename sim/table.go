@@ -10,6 +10,9 @@ import (
 // Name labels a run in a comparison: the protocol, and Chord's routing.
 func (r *Report) Name() string {
 	if r.Protocol == "chord" {
+		if r.VNodes > 1 {
+			return fmt.Sprintf("chord/%s/v%d", r.Routing, r.VNodes)
+		}
 		return "chord/" + r.Routing
 	}
 	return r.Protocol

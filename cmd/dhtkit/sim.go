@@ -29,6 +29,7 @@ func newSimCmd() *cobra.Command {
 		partitions []string
 		selfLookup bool
 		memLimit   float64
+		vnodes     string
 		cfg        = sim.Defaults()
 	)
 	cmd := &cobra.Command{
@@ -75,7 +76,12 @@ flags given on the command line win over it.`,
 			if memLimit > 0 {
 				debug.SetMemoryLimit(int64(memLimit * (1 << 30)))
 			}
-			if runs := simRuns(cfg); len(runs) > 1 {
+			vn, err := parseInts(vnodes)
+			if err != nil {
+				return usageError("--vnodes %q: want a number of virtual nodes, or a comma-separated list", vnodes)
+			}
+			cfg.VNodes = vn[0]
+			if runs := simRuns(cfg, vn); len(runs) > 1 {
 				return compareRuns(cmd, runs, jsonOut, out)
 			}
 			s, err := sim.New(cfg)
@@ -132,6 +138,7 @@ flags given on the command line win over it.`,
 	f.Float64Var(&cfg.Liars, "liars", 0, "fraction of nodes that answer with made-up nodes next to the target (kademlia)")
 	f.StringArrayVar(&partitions, "partition", nil, "a partition AT+FOR:FRACTION, e.g. 2m+3m:0.5 (repeatable)")
 	f.StringVar(&cfg.Table, "table", cfg.Table, "routing table: bep5 or keepall")
+	f.StringVar(&vnodes, "vnodes", "1", "chord: virtual nodes per node, each at its own id (evens out the key load; no churn); \"1,4,16\" compares them in one table")
 	f.StringVar(&cfg.Routing, "routing", "", "chord: lookup routing, fingers (default) or linear (one successor at a time); \"fingers,linear\" compares them in one table")
 	f.DurationVar(&cfg.QueryTimeout, "query-timeout", 0, "engine QueryTimeout (0: the engine's default)")
 	f.DurationVar(&cfg.MinQueryTimeout, "min-query-timeout", 0, "engine MinQueryTimeout (0: the engine's default)")
@@ -182,8 +189,12 @@ func applyScenario(cmd *cobra.Command, path string) error {
 
 func printReport(w io.Writer, r *sim.Report, out string) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
-	p("%s: %d nodes (%s build-up), %s, latency %s, loss %g, churn %g/h (%s), seed %d",
-		r.Protocol, r.Nodes, r.Build, r.Params(), r.Latency, r.Loss, r.Churn, r.Session, r.Seed)
+	vn := ""
+	if r.VNodes > 1 {
+		vn = fmt.Sprintf(" × %d virtual", r.VNodes)
+	}
+	p("%s: %d nodes%s (%s build-up), %s, latency %s, loss %g, churn %g/h (%s), seed %d",
+		r.Protocol, r.Nodes, vn, r.Build, r.Params(), r.Latency, r.Loss, r.Churn, r.Session, r.Seed)
 	for _, e := range r.Scenario {
 		switch e.Kind {
 		case "partition":
@@ -227,7 +238,7 @@ func printReport(w io.Writer, r *sim.Report, out string) {
 
 // simRuns expands comma-separated --protocol and --routing into one
 // configuration per run, all on the same seed and workload.
-func simRuns(cfg sim.Config) []sim.Config {
+func simRuns(cfg sim.Config, vnodes []int) []sim.Config {
 	var runs []sim.Config
 	for _, p := range strings.Split(cfg.Protocol, ",") {
 		c := cfg
@@ -239,7 +250,10 @@ func simRuns(cfg sim.Config) []sim.Config {
 		}
 		for _, r := range strings.Split(cfg.Routing, ",") {
 			c.Routing = strings.TrimSpace(r)
-			runs = append(runs, c)
+			for _, v := range vnodes {
+				c.VNodes = v
+				runs = append(runs, c)
+			}
 		}
 	}
 	return runs
@@ -290,4 +304,17 @@ func compareRuns(cmd *cobra.Command, runs []sim.Config, jsonOut bool, out string
 	fmt.Fprintf(w, "%d nodes (%s build-up), %d lookups, %d keys, latency %s, loss %g, churn %g/h, seed %d\n",
 		r.Nodes, r.Build, r.Lookups, r.Keys, r.Latency, r.Loss, r.Churn, r.Seed)
 	return sim.WriteTable(w, reps)
+}
+
+// parseInts reads a comma-separated list of non-negative integers.
+func parseInts(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("%q: not a count", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
