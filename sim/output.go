@@ -39,7 +39,10 @@ func WriteFiles(dir string, r *Report) error {
 		files = append(files, struct {
 			name  string
 			write func(io.Writer) error
-		}{"key_load.csv", r.writeKeyLoadCSV})
+		}{"key_load.csv", r.writeKeyLoadCSV}, struct {
+			name  string
+			write func(io.Writer) error
+		}{"key_load.svg", r.writeKeyLoad})
 	}
 	for _, f := range files {
 		if err := writeFile(filepath.Join(dir, f.name), f.write); err != nil {
@@ -89,6 +92,32 @@ func (r *Report) writeLookupsCSV(w io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// writeKeyLoad plots the records per node as a histogram in 20 bins.
+func (r *Report) writeKeyLoad(w io.Writer) error {
+	top := 0
+	for _, v := range r.KeyLoadSamples {
+		top = max(top, v)
+	}
+	const nbins = 20
+	width := max(int(math.Ceil(float64(top+1)/nbins)), 1)
+	bars := make([]float64, nbins)
+	labels := make([]string, nbins)
+	for _, v := range r.KeyLoadSamples {
+		bars[min(v/width, nbins-1)]++
+	}
+	for i := range bars {
+		bars[i] /= float64(max(len(r.KeyLoadSamples), 1))
+		labels[i] = fmt.Sprint(i * width)
+	}
+	k := r.KeyLoad
+	p := plot{
+		Title:  "Records per node — " + r.title(),
+		XLabel: fmt.Sprintf("records held at the end, every copy (bins of %d)", width), YLabel: "fraction of nodes",
+		Note: fmt.Sprintf("Gini %.3f, min %d, mean %.1f, max %d", k.Gini, k.Min, k.Mean, k.Max),
+	}
+	return p.bars(w, labels, bars)
 }
 
 // writeKeyLoadCSV writes the records each live node holds, fewest first.
