@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dhtkit/dhtkit"
+	"github.com/dhtkit/dhtkit/chord"
 	"github.com/dhtkit/dhtkit/httpapi"
 	"github.com/dhtkit/dhtkit/store"
 )
@@ -32,6 +33,7 @@ func newNodeCmd(g *globals) *cobra.Command {
 		httpToken                           string
 		httpInsecure                        bool
 		allowHosts                          []string
+		table, clientVersion, nodeID        string
 	)
 	cmd := &cobra.Command{
 		Use:   "node",
@@ -76,6 +78,13 @@ through its well-known routers.`,
 			}
 			kc := g.kademliaConfig()
 			kc.SecureIDs = secureIDs
+			if err := lightDHT(&kc, table, clientVersion, nodeID, dataDir, protocol); err != nil {
+				return err
+			}
+			cc := chord.Config{ID: kc.ID} // --node-id and --client-version apply to Chord too
+			if clientVersion != "" {
+				cc.Version = kc.Version
+			}
 			var events *httpapi.Events
 			if httpAddr != "" && httpAddr != "off" {
 				events = httpapi.NewEvents() // the web page's live view
@@ -87,6 +96,7 @@ through its well-known routers.`,
 				Network:   g.network,
 				Bootstrap: bootstrap,
 				Kademlia:  kc,
+				Chord:     cc,
 				Logger:    g.log,
 				DataDir:   dataDir,
 				Replicas:  replicas,
@@ -144,5 +154,8 @@ through its well-known routers.`,
 	f.StringSliceVar(&allowHosts, "http-allow-host", nil, "host names the HTTP API answers to besides IP addresses and localhost (DNS rebinding protection)")
 	f.StringVar(&pprofAddr, "pprof", "", "serve Go's net/http/pprof profiles on this address (debugging; keep it on loopback)")
 	f.BoolVar(&secureIDs, "bep42", false, "enforce BEP 42: keep nodes whose ids do not match their IP out of the routing table")
+	f.StringVar(&table, "table", "bep5", "routing table: bep5 (k-buckets) or keepall (every node seen, for research; kademlia)")
+	f.StringVar(&clientVersion, "client-version", "", `client version sent as "v" in every message (at most 16 bytes; default dhtkit's)`)
+	f.StringVar(&nodeID, "node-id", "", "the node id, 40 hex digits (default random; with --data, the id kept in DIR/node-id)")
 	return cmd
 }

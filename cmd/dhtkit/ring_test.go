@@ -193,3 +193,46 @@ func TestLoadCommand(t *testing.T) {
 		})
 	}
 }
+
+// TestLightDHTFlags: a research node's id, client version and keep-all
+// table come from the command line; bad values are one-line usage errors.
+func TestLightDHTFlags(t *testing.T) {
+	const nodeID = "0123456789abcdef0123456789abcdef01234567"
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--table", "keepall", "--client-version", "LD01", "--node-id", nodeID}, 0, "node " + nodeID + " listening"},
+		{[]string{"--protocol", "chord", "--client-version", "CH01", "--node-id", nodeID}, 0, "node " + nodeID + " listening"},
+		{[]string{"--table", "fancy"}, exitUsage, "want bep5 or keepall"},
+		{[]string{"--table", "keepall", "--protocol", "chord"}, exitUsage, "Kademlia's routing table"},
+		{[]string{"--node-id", "xyz"}, exitUsage, "want 40 hex digits"},
+		{[]string{"--node-id", nodeID, "--data", t.TempDir()}, exitUsage, "node-id"},
+		{[]string{"--client-version", strings.Repeat("v", 17)}, exitUsage, "at most 16 bytes"},
+	} {
+		ctx, cancel := context.WithCancel(context.Background())
+		var out, errb syncBuffer
+		done := make(chan int)
+		go func() {
+			done <- run(ctx, append([]string{"node", "--listen", "127.0.0.1:0", "--http", "off", "--log-level", "warn"}, tc.args...), &out, &errb)
+		}()
+		if tc.code != 0 {
+			if code := <-done; code != tc.code || !strings.Contains(errb.String(), tc.want) || strings.Count(errb.String(), "\n") != 1 {
+				t.Errorf("%v: exit %d, stderr %q", tc.args, code, errb.String())
+			}
+			cancel()
+			continue
+		}
+		for deadline := time.Now().Add(10 * time.Second); !strings.Contains(out.String(), "listening") && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if !strings.Contains(out.String(), tc.want) {
+			t.Errorf("%v: stdout %q", tc.args, out.String())
+		}
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("%v: exit %d after cancel; %s", tc.args, code, errb.String())
+		}
+	}
+}
