@@ -35,6 +35,7 @@ type crawler struct {
 	mu        sync.Mutex
 	seen      map[id.ID]netip.AddrPort
 	responded map[id.ID]netip.AddrPort
+	versions  map[id.ID]string // the "v" each responder sent (--out)
 }
 
 func (c *crawler) tap(dir kademlia.Direction, peer netip.AddrPort, m *krpc.Msg) {
@@ -46,6 +47,9 @@ func (c *crawler) tap(dir kademlia.Direction, peer netip.AddrPort, m *krpc.Msg) 
 	if m.R.Has&krpc.HasID != 0 {
 		c.responded[m.R.ID] = peer
 		c.seen[m.R.ID] = peer
+		if len(m.V) > 0 && c.versions != nil { // one per responder: bounded as seen is
+			c.versions[m.R.ID] = string(m.V[:min(len(m.V), 16)])
+		}
 	}
 	for _, ni := range m.R.Nodes {
 		c.seen[ni.ID] = ni.Addr
@@ -66,6 +70,7 @@ func newCrawlCmd(g *globals) *cobra.Command {
 		duration time.Duration
 		parallel int
 		asJSON   bool
+		outDir   string
 	)
 	cmd := &cobra.Command{
 		Use:   "crawl",
@@ -82,7 +87,8 @@ sample of its infohashes (BEP 51) and prints the counts.`,
 			start := time.Now()
 			ctx, cancel := context.WithTimeout(cmd.Context(), duration)
 			defer cancel()
-			c := &crawler{seen: make(map[id.ID]netip.AddrPort), responded: make(map[id.ID]netip.AddrPort)}
+			c := &crawler{seen: make(map[id.ID]netip.AddrPort), responded: make(map[id.ID]netip.AddrPort), versions: make(map[id.ID]string)}
+			ex := newExport()
 			g.tap = c.tap
 			n, err := g.client(ctx, "crawl", true)
 			if err != nil {
@@ -135,9 +141,9 @@ sample of its infohashes (BEP 51) and prints the counts.`,
 			// lookup: a node a slow lookup passed over is still asked, and
 			// counts as found when it answers.
 			c.mu.Lock()
-			addrs := make([]netip.AddrPort, 0, len(c.seen))
-			for _, a := range c.seen {
-				addrs = append(addrs, a)
+			addrs := make([]krpc.NodeInfo, 0, len(c.seen))
+			for x, a := range c.seen {
+				addrs = append(addrs, krpc.NodeInfo{ID: x, Addr: a})
 			}
 			c.mu.Unlock()
 			samples := make(map[id.ID]bool)
@@ -148,9 +154,12 @@ sample of its infohashes (BEP 51) and prints the counts.`,
 				sem <- struct{}{}
 				wg.Go(func() {
 					defer func() { <-sem }()
-					res, err := n.SampleInfohashes(ctx, a, id.Random(nil))
+					t0 := time.Now()
+					res, err := n.SampleInfohashes(ctx, a.Addr, id.Random(nil))
+					rtt := time.Since(t0)
 					mu.Lock()
 					defer mu.Unlock()
+					ex.sampled(a, res, err, rtt)
 					var re *kademlia.RemoteError
 					switch {
 					case errors.As(err, &re) && re.Code == krpc.CodeMethodUnknown:
@@ -171,6 +180,14 @@ sample of its infohashes (BEP 51) and prints the counts.`,
 			if cmd.Context().Err() != nil {
 				return cmd.Context().Err()
 			}
+			if outDir != "" {
+				c.mu.Lock()
+				err := ex.write(outDir, c.seen, c.responded, c.versions)
+				c.mu.Unlock()
+				if err != nil {
+					return err
+				}
+			}
 			if asJSON {
 				return json.NewEncoder(g.stdout).Encode(rep)
 			}
@@ -188,5 +205,6 @@ sample of its infohashes (BEP 51) and prints the counts.`,
 	f.DurationVar(&duration, "duration", time.Minute, "the longest the crawl may take")
 	f.IntVar(&parallel, "parallel", 16, "lookups and queries in flight at once")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object")
+	f.StringVar(&outDir, "out", "", "write DIR/nodes.jsonl and DIR/infohashes.jsonl: every node and infohash found, one JSON object a line")
 	return cmd
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	"github.com/dhtkit/dhtkit"
 	"github.com/dhtkit/dhtkit/chord"
 	"github.com/dhtkit/dhtkit/httpapi"
+	"github.com/dhtkit/dhtkit/id"
 )
 
 // chordNetwork starts n Chord nodes on 127.0.0.1 joined through the first
@@ -233,6 +235,62 @@ func TestLightDHTFlags(t *testing.T) {
 		cancel()
 		if code := <-done; code != 0 {
 			t.Errorf("%v: exit %d after cancel; %s", tc.args, code, errb.String())
+		}
+	}
+}
+
+// TestCrawlOut: crawl --out writes every node of the network and every
+// infohash announced, one JSON object a line.
+func TestCrawlOut(t *testing.T) {
+	nodes := testNetwork(t, 40)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	want := map[string]bool{}
+	for i := range 10 {
+		ih := id.FromString(fmt.Sprint("torrent ", i))
+		if err := nodes[i].Announce(ctx, ih, 6881+i); err != nil {
+			t.Fatal(err)
+		}
+		want[ih.String()] = true
+	}
+	dir := t.TempDir()
+	code, _, errs := dhtkitCmd(t, "crawl", "--duration", "20s", "--out", dir, "--bootstrap="+nodes[5].Addr().String())
+	if code != 0 {
+		t.Fatalf("crawl --out: exit %d %s", code, errs)
+	}
+	read := func(name string) []map[string]any {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []map[string]any
+		for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			var m map[string]any
+			if err := json.Unmarshal([]byte(l), &m); err != nil {
+				t.Fatalf("%s: %q: %v", name, l, err)
+			}
+			out = append(out, m)
+		}
+		return out
+	}
+	found := map[string]bool{}
+	for _, m := range read("nodes.jsonl") {
+		if m["bep51"] == true && m["responded"] == true && m["rtt_ms"].(float64) > 0 && m["version_hex"] != "" {
+			found[m["id"].(string)] = true
+		}
+	}
+	for _, n := range nodes {
+		if !found[n.ID().String()] {
+			t.Errorf("nodes.jsonl lacks node %v (or its bep51, rtt, version)", n.ID())
+		}
+	}
+	got := map[string]bool{}
+	for _, m := range read("infohashes.jsonl") {
+		got[m["infohash"].(string)] = len(m["nodes"].([]any)) > 0
+	}
+	for ih := range want {
+		if !got[ih] {
+			t.Errorf("infohashes.jsonl lacks announced %s", ih)
 		}
 	}
 }
