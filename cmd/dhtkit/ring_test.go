@@ -17,6 +17,7 @@ import (
 	"github.com/dhtkit/dhtkit/chord"
 	"github.com/dhtkit/dhtkit/httpapi"
 	"github.com/dhtkit/dhtkit/id"
+	"github.com/dhtkit/dhtkit/kademlia"
 )
 
 // chordNetwork starts n Chord nodes on 127.0.0.1 joined through the first
@@ -292,5 +293,75 @@ func TestCrawlOut(t *testing.T) {
 		if !got[ih] {
 			t.Errorf("infohashes.jsonl lacks announced %s", ih)
 		}
+	}
+}
+
+// TestCrawl500Mainline crawls a 500-node local Mainline network with 200
+// announced infohashes and checks that --out holds every node and every
+// infohash. Slow: DHTKIT_CRAWL500=1 runs it.
+func TestCrawl500Mainline(t *testing.T) {
+	if os.Getenv("DHTKIT_CRAWL500") == "" {
+		t.Skip("500 nodes: set DHTKIT_CRAWL500=1")
+	}
+	const size, torrents = 500, 200
+	kc := kademlia.DefaultConfig()
+	kc.RateLimit = -1 // every node shares 127.0.0.1
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var nodes []*dhtkit.Node
+	for i := range size {
+		n, err := dhtkit.Listen(ctx, dhtkit.Config{Listen: "127.0.0.1:0", Network: dhtkit.Mainline, Kademlia: kc, Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Close() })
+		nodes = append(nodes, n)
+		if i > 0 {
+			if err := n.Bootstrap(ctx, nodes[max(0, i-1-i%7)].Addr()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	want := map[string]bool{}
+	for i := range torrents {
+		ih := id.FromString(fmt.Sprint("torrent ", i))
+		if err := nodes[(i*37)%size].Announce(ctx, ih, 6881); err != nil {
+			t.Fatal(err)
+		}
+		want[ih.String()] = true
+	}
+	dir := t.TempDir()
+	start := time.Now()
+	code, out, errs := dhtkitCmd(t, "crawl", "--network", "mainline", "--json", "--duration", "2m", "--out", dir, "--bootstrap="+nodes[250].Addr().String())
+	if code != 0 {
+		t.Fatalf("crawl: exit %d %s", code, errs)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "nodes.jsonl"))
+	found := map[string]bool{}
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(l), &m) == nil && m["bep51"] == true {
+			found[m["id"].(string)] = true
+		}
+	}
+	missing := 0
+	for _, n := range nodes {
+		if !found[n.ID().String()] {
+			missing++
+		}
+	}
+	b, _ = os.ReadFile(filepath.Join(dir, "infohashes.jsonl"))
+	got := 0
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(l), &m) == nil && want[fmt.Sprint(m["infohash"])] {
+			got++
+		}
+	}
+	t.Logf("crawl of %d Mainline nodes, %d torrents: %d nodes exported with BEP 51, %d of %d infohashes, %.1fs; %s",
+		size, torrents, len(found), got, torrents, time.Since(start).Seconds(), strings.TrimSpace(out))
+	if missing > 0 || got != torrents {
+		t.Errorf("%d nodes missing, %d of %d infohashes", missing, got, torrents)
 	}
 }
