@@ -110,6 +110,7 @@ func chordStats(c chord.Stats) kademlia.Stats {
 		BytesIn:     c.BytesIn,
 		BytesOut:    c.BytesOut,
 	}
+	s.Drops[kademlia.DropOversize] = c.Oversize
 	for i := range c.QueriesIn {
 		m := chordMethods[chord.MethodName(i)] // MethodUnknown when absent
 		s.QueriesIn[m] += c.QueriesIn[i]

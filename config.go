@@ -69,6 +69,14 @@ type Config struct {
 	// Limits bound what the node stores for others: value size, bytes in
 	// all, records per writer (store's defaults when zero).
 	Limits store.Config
+	// NetworkKey is the path of a key file (`dhtkit network-key`): every
+	// datagram is then sealed with its first key and opened with any of
+	// them, and the node answers nothing else. The node reads the file
+	// again when it changes, and on Node.ReloadNetworkKey, so that keys
+	// rotate on a running network (docs/architecture.md). Empty: no key,
+	// and on a non-loopback address anyone who reaches the port can read
+	// and change the data. Not for Mainline.
+	NetworkKey string
 }
 
 // DefaultConfig returns the defaults: port 6881 on every IPv4 address,

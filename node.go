@@ -47,7 +47,8 @@ type Node struct {
 	net   string
 	ipv6  bool
 
-	dir     *dataDir // nil without Config.DataDir
+	dir     *dataDir    // nil without Config.DataDir
+	key     *networkKey // nil without Config.NetworkKey
 	started time.Time
 
 	ctx    context.Context // ends at Close: background work stops
@@ -76,6 +77,16 @@ func Listen(ctx context.Context, cfg Config) (*Node, error) {
 		}
 	default:
 		return nil, fmt.Errorf("dhtkit: protocol %q: want %s or %s", cfg.Protocol, Kademlia, Chord)
+	}
+	var key *networkKey
+	if cfg.NetworkKey != "" {
+		if cfg.Network == Mainline {
+			return nil, fmt.Errorf("dhtkit: a network key is for private networks; %s is the public BitTorrent DHT", Mainline)
+		}
+		var err error
+		if key, err = loadNetworkKey(cfg.NetworkKey); err != nil {
+			return nil, err
+		}
 	}
 	network, err := udpNetwork(cfg.Listen)
 	if err != nil {
@@ -111,6 +122,7 @@ func Listen(ctx context.Context, cfg Config) (*Node, error) {
 		net:     cfg.Network,
 		ipv6:    network == "udp6",
 		dir:     dir,
+		key:     key,
 		started: time.Now(),
 	}
 	if cfg.Protocol == Chord {
@@ -124,6 +136,9 @@ func Listen(ctx context.Context, cfg Config) (*Node, error) {
 		if cfg.Replicas > 0 {
 			kc.Replicas = cfg.Replicas
 		}
+		if key != nil {
+			kc.Sender = func() (id.ID, bool) { return n.rt.Sender() }
+		}
 		if dir != nil {
 			kc.ID = dir.id
 			kc.Store = dir.store
@@ -134,8 +149,20 @@ func Listen(ctx context.Context, cfg Config) (*Node, error) {
 		n.eng = n.kad
 	}
 	n.log = cfg.Logger.With("node", n.eng.ID().String()[:8])
-	n.rt = runtime.New(conn, n.eng, runtime.Options{Logger: n.log})
+	ropts := runtime.Options{Logger: n.log}
+	if key != nil {
+		ropts.Sealer = key.sealer(n.eng.ID())
+	}
+	n.rt = runtime.New(conn, n.eng, ropts)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
+	if key != nil {
+		n.wg.Add(1)
+		go n.watchNetworkKey()
+	} else if n.net != Mainline && !n.rt.Addr().Addr().IsLoopback() && !(n.kad != nil && cfg.Kademlia.ReadOnly) {
+		// A read-only node (BEP 43: the CLI's short-lived clients)
+		// answers no query, so it has nothing to read or change.
+		n.log.Warn(openNetworkWarning(n.rt.Addr()))
+	}
 	n.log.Debug("node listening", "addr", n.rt.Addr(), "network", n.net, "protocol", n.Protocol(), "id", n.ID())
 	boot := cfg.Bootstrap
 	if dir != nil {
@@ -196,6 +223,10 @@ func (n *Node) join(hosts []string) {
 				defer n.wg.Done()
 				if err := n.Bootstrap(n.ctx, addrs...); err != nil {
 					if n.ctx.Err() == nil {
+						if n.key != nil {
+							// Sealed nodes answer nothing they cannot open.
+							err = fmt.Errorf("%w (do the bootstrap nodes hold this node's network key? their /v1/status lists the key ids; this node's are %v)", err, n.NetworkKeyIDs())
+						}
 						n.log.Warn("bootstrap failed", "err", err)
 					}
 					return

@@ -49,6 +49,7 @@ type Stats struct {
 	Timeouts    uint64 // queries of ours that got no answer
 	BytesIn     uint64
 	BytesOut    uint64
+	Oversize    uint64 // messages not sent for exceeding kademlia.MaxDatagram
 	// SuccessorChanges counts changes of the first successor: high while
 	// the ring converges, then low.
 	SuccessorChanges uint64
@@ -299,6 +300,11 @@ func (e *Engine) send(to netip.AddrPort) {
 	m.Net = e.net
 	start := len(e.arena)
 	e.arena = m.Append(e.arena)
+	if len(e.arena)-start > kademlia.MaxDatagram {
+		e.arena = e.arena[:start] // no path carries it whole
+		e.stats.Oversize++
+		return
+	}
 	e.stats.BytesOut += uint64(len(e.arena) - start)
 	e.packets = append(e.packets, kademlia.Packet{To: to, Data: e.arena[start:len(e.arena):len(e.arena)]})
 }

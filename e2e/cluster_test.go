@@ -24,6 +24,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dhtkit/dhtkit/fault"
 )
 
 var long = flag.Bool("long", os.Getenv("DHTKIT_E2E_LONG") != "", "store 50 MB files in the kill test")
@@ -65,6 +67,11 @@ type node struct {
 	args      []string
 	logPath   string
 
+	// exec runs the command inside something (`ip netns exec NS`); hc
+	// reaches its HTTP API there. Both are empty for a node on 127.0.0.1.
+	exec []string
+	hc   *http.Client
+
 	cmd    *exec.Cmd
 	exited chan struct{}
 	err    error // the exit status, once exited is closed
@@ -80,6 +87,12 @@ type cluster struct {
 	replicas int
 	nodes    []*node
 	hc       *http.Client
+	// flags are added to every node's command line (--protocol chord,
+	// --network-key FILE).
+	flags []string
+	// net, when set, puts each node in a network namespace of its own on
+	// the fault switch (the fault suite's partitions, loss and delay).
+	net *fault.Net
 }
 
 func newCluster(t testing.TB, replicas int) *cluster {
@@ -128,18 +141,27 @@ func freePort(t testing.TB, network string) int {
 // the first). dataDir "" puts its data in a directory of its own.
 func (c *cluster) add(dataDir string, bootstrap ...*node) *node {
 	c.t.Helper()
-	n := &node{
-		name: fmt.Sprintf("n%d", len(c.nodes)),
-		udp:  "127.0.0.1:" + strconv.Itoa(freePort(c.t, "udp")),
-		http: "127.0.0.1:" + strconv.Itoa(freePort(c.t, "tcp")),
-		data: dataDir,
+	n := &node{name: fmt.Sprintf("n%d", len(c.nodes)), data: dataDir}
+	if c.net != nil {
+		// A namespace of its own: the same ports on every node, from the
+		// fault suite's range.
+		e, err := c.net.Add()
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		n.udp, n.http = e.Addr.String()+":24001", "127.0.0.1:24080"
+		n.exec, n.hc = e.Exec(), e.HTTP
+	} else {
+		n.udp = "127.0.0.1:" + strconv.Itoa(freePort(c.t, "udp"))
+		n.http = "127.0.0.1:" + strconv.Itoa(freePort(c.t, "tcp"))
 	}
 	if n.data == "" {
 		n.data = filepath.Join(c.dir, n.name)
 	}
 	n.logPath = filepath.Join(c.dir, n.name+".log")
 	n.args = []string{"node", "--listen", n.udp, "--http", n.http, "--data", n.data,
-		"--replicas", strconv.Itoa(c.replicas)}
+		"--replicas", strconv.Itoa(c.replicas), "--trust-loopback"} // every node shares 127.0.0.1
+	n.args = append(n.args, c.flags...)
 	var boot []string
 	for _, b := range bootstrap {
 		boot = append(boot, b.udp)
@@ -160,8 +182,12 @@ func (c *cluster) start(n *node) {
 		c.t.Fatal(err)
 	}
 	fmt.Fprintf(logf, "=== %s %s\n", bin, strings.Join(n.args, " "))
-	n.cmd = exec.Command(bin, n.args...)
+	argv := append(slices.Clone(n.exec), bin)
+	argv = append(argv, n.args...)
+	n.cmd = exec.Command(argv[0], argv[1:]...)
 	n.cmd.Stdout, n.cmd.Stderr = logf, logf
+	// A test binary killed or interrupted takes its nodes with it.
+	n.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := n.cmd.Start(); err != nil {
 		c.t.Fatal(err)
 	}
@@ -189,6 +215,14 @@ func (c *cluster) start(n *node) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// client returns the HTTP client that reaches n's API.
+func (c *cluster) client(n *node) *http.Client {
+	if n.hc != nil {
+		return n.hc
+	}
+	return c.hc
 }
 
 func (n *node) running() bool {
@@ -257,7 +291,7 @@ type record struct {
 }
 
 func (c *cluster) getJSON(n *node, path string, v any) error {
-	resp, err := c.hc.Get(n.api() + path)
+	resp, err := c.client(n).Get(n.api() + path)
 	if err != nil {
 		return err
 	}
@@ -303,7 +337,7 @@ func (c *cluster) put(n *node, key string, value []byte) error {
 	if err != nil {
 		return err
 	}
-	resp, err := c.hc.Do(req)
+	resp, err := c.client(n).Do(req)
 	if err != nil {
 		return err
 	}
@@ -324,7 +358,7 @@ func (e *apiError) Error() string { return fmt.Sprintf("HTTP %d: %s", e.code, e.
 
 // get reads key through n's HTTP API.
 func (c *cluster) get(n *node, key string) ([]byte, error) {
-	resp, err := c.hc.Get(keyURL(n, key))
+	resp, err := c.client(n).Get(keyURL(n, key))
 	if err != nil {
 		return nil, err
 	}

@@ -8,4 +8,7 @@
 // The default run takes a few minutes at most. `go test ./e2e -args -long`
 // (or DHTKIT_E2E_LONG=1) stores 50 MB files in the kill test, as the
 // issue asks; -short skips the package.
+//
+// TestFault is the fault suite (package fault has its checker and network
+// nemesis): short scenarios by default, the full ones with -args -full.
 package e2e

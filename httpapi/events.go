@@ -153,6 +153,7 @@ type countersJSON struct {
 	MsgsOut    uint64            `json:"messages_out"`
 	Timeouts   uint64            `json:"timeouts"`
 	Errors     uint64            `json:"errors"`
+	Dropped    map[string]uint64 `json:"dropped"` // by kademlia.DropReason, all of them
 }
 
 func (s *server) counters() countersJSON {
@@ -164,6 +165,10 @@ func (s *server) counters() countersJSON {
 		QueriesOut: map[string]uint64{},
 		Timeouts:   st.Timeouts,
 		Errors:     st.ErrorsIn + st.ErrorsOut + st.Malformed,
+		Dropped:    map[string]uint64{},
+	}
+	for _, r := range kademlia.DropReasons() {
+		c.Dropped[r.String()] = st.Drops[r]
 	}
 	sz := s.storeSize()
 	c.Keys, c.Bytes = sz.Keys, sz.Bytes

@@ -45,7 +45,7 @@ func newTestNet(t testing.TB, count int) *testNet {
 	for range count {
 		ev := NewEvents()
 		kc := kademlia.DefaultConfig()
-		kc.RateLimit = -1 // every node shares 127.0.0.1
+		kc.TrustLoopback = true // every node shares 127.0.0.1
 		kc.Tap = ev.Tap
 		n, err := dhtkit.Listen(ctx, dhtkit.Config{Listen: "127.0.0.1:0", Network: "dhtkit-test", Kademlia: kc, Logger: quiet})
 		if err != nil {

@@ -255,6 +255,17 @@ type statusJSON struct {
 	UptimeS  float64     `json:"uptime_s"`
 	Routing  routingSize `json:"routing"`
 	Store    storeSize   `json:"store"`
+	// NetworkKey is set when the node seals its datagrams with a
+	// network key: the ids of its keys (never the keys) and what it dropped.
+	NetworkKey *networkKeyJSON `json:"network_key,omitempty"`
+}
+
+type networkKeyJSON struct {
+	IDs           []string `json:"ids"` // the sealing key first
+	Opened        uint64   `json:"opened"`
+	Undecryptable uint64   `json:"undecryptable"` // no key of the keyring opens them
+	Replayed      uint64   `json:"replayed"`
+	Stale         uint64   `json:"stale"` // timestamp too far from the node's clock
 }
 
 type routingSize struct {
@@ -284,6 +295,11 @@ func (s *server) statusNow() statusJSON {
 	}
 	if a, ok := s.external(); ok {
 		st.External = a.String()
+	}
+	if ids := s.n.NetworkKeyIDs(); ids != nil {
+		ss := s.n.SealStats()
+		st.NetworkKey = &networkKeyJSON{IDs: ids, Opened: ss.Opened, Undecryptable: ss.Undecryptable(),
+			Replayed: ss.Replayed, Stale: ss.Stale}
 	}
 	return st
 }

@@ -217,6 +217,8 @@ func TestMetrics(t *testing.T) {
 		`dhtkit_queries_out_total{method="find_node"}`,
 		`dhtkit_responses_in_total `,
 		`dhtkit_errors_total{kind="timeout"}`,
+		`dhtkit_dropped_total{reason="byte_budget"} 0`,
+		`dhtkit_dropped_total{reason="node_diversity"}`,
 		`dhtkit_routing_contacts{state="good"} 2`,
 		`dhtkit_store_keys `,
 		`dhtkit_store_bytes `,

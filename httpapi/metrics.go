@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/dhtkit/dhtkit/kademlia"
 	"github.com/dhtkit/dhtkit/krpc"
 )
 
@@ -84,12 +85,14 @@ var (
 	descBuckets    = prometheus.NewDesc("dhtkit_routing_buckets", "Buckets of the routing table.", nil, nil)
 	descKeys       = prometheus.NewDesc("dhtkit_store_keys", "Values this node stores (tombstones excluded).", nil, nil)
 	descStoreBytes = prometheus.NewDesc("dhtkit_store_bytes", "Bytes of the values this node stores, keys included.", nil, nil)
+	descSealDrops  = prometheus.NewDesc("dhtkit_seal_dropped_total", "Datagrams dropped unanswered by a node with a network key, by reason: unsealed (sender has no key), unknown_key (another key), forged, replayed, stale, short.", []string{"reason"}, nil)
 	descUptime     = prometheus.NewDesc("dhtkit_uptime_seconds", "Seconds since the node started.", nil, nil)
+	descDropped    = prometheus.NewDesc("dhtkit_dropped_total", "Queries, replies and stored entries the node dropped, by reason (kademlia.DropReason).", []string{"reason"}, nil)
 )
 
 func (c nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descQueriesIn, descQueriesOut, descResponses, descErrors, descBytes,
-		descPackets, descContacts, descBuckets, descKeys, descStoreBytes, descUptime} {
+		descPackets, descContacts, descBuckets, descKeys, descStoreBytes, descUptime, descDropped, descSealDrops} {
 		ch <- d
 	}
 }
@@ -116,11 +119,23 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	} {
 		counter(descErrors, v, kind)
 	}
+	for _, r := range kademlia.DropReasons() {
+		counter(descDropped, st.Drops[r], r.String())
+	}
 	counter(descBytes, st.BytesIn, "in")
 	counter(descBytes, st.BytesOut, "out")
 	io := n.IOStats()
 	counter(descPackets, io.PacketsIn, "in")
 	counter(descPackets, io.PacketsOut, "out")
+	if n.NetworkKeyIDs() != nil {
+		ss := n.SealStats()
+		for reason, v := range map[string]uint64{
+			"unsealed": ss.Unsealed, "unknown_key": ss.UnknownKey, "forged": ss.Forged,
+			"replayed": ss.Replayed, "stale": ss.Stale, "short": ss.Short,
+		} {
+			counter(descSealDrops, v, reason)
+		}
+	}
 
 	buckets := n.Routing()
 	states := map[string]int{"good": 0, "questionable": 0, "bad": 0}

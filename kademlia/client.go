@@ -120,11 +120,12 @@ func (e *Engine) sendQueryTID(now time.Time, to netip.AddrPort, nodeID id.ID, op
 	if len(e.pending) >= 1<<16-1 {
 		return 0, false
 	}
-	for e.pending[e.nextTID] != nil {
-		e.nextTID++
+	// Random, not sequential: an off-path attacker who forges replies
+	// must guess one id in 65,536 besides our query's address.
+	tid := uint16(e.rng.Uint32())
+	for e.pending[tid] != nil {
+		tid = uint16(e.rng.Uint32())
 	}
-	tid := e.nextTID
-	e.nextTID++
 	var p *pending
 	if n := len(e.free); n > 0 {
 		p = e.free[n-1]
@@ -152,8 +153,11 @@ func (e *Engine) sendQueryTID(now time.Time, to netip.AddrPort, nodeID id.ID, op
 	heap.Push(&e.timers, timer{at: soft, tid: tid, gen: gen})
 	e.tid = [2]byte{byte(tid >> 8), byte(tid)}
 	e.out.T = e.tid[:]
+	if !e.send(to) {
+		e.release(p) // over MaxDatagram: its timers find it gone
+		return 0, false
+	}
 	e.stats.QueriesOut[e.out.Q]++
-	e.send(to)
 	return tid, true
 }
 
@@ -195,8 +199,12 @@ func (e *Engine) handleReply(now time.Time, from netip.AddrPort, m *krpc.Msg) {
 	e.rtt.add(rtt)
 	e.votes.add(m.IP)
 	if !p.nodeID.IsZero() && p.nodeID != sender {
-		// The address now answers with another id: the old entry is stale.
-		e.table.Remove(p.nodeID)
+		// The address answers with another id: the node restarted with a
+		// new one, or the reply is forged. Count a failure of the old
+		// entry rather than removing it: a node that restarted fails again
+		// at every query and goes bad, while one forged reply is undone by
+		// the real node's next answer.
+		e.table.Failed(now, p.nodeID)
 	}
 	if !m.RO {
 		e.observe(now, sender, from, routing.Responded, rtt)

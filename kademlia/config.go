@@ -77,16 +77,47 @@ type Config struct {
 	RefreshInterval time.Duration
 	// PeerTTL is how long an announced peer is kept (30m).
 	PeerTTL time.Duration
-	// MaxInfohashes and MaxPeersPerInfohash bound the peer store.
-	MaxInfohashes       int // 65536
-	MaxPeersPerInfohash int // 1024
-	// RateLimit is the queries per second answered for one source IP, with
-	// a burst of RateBurst (100/s, 200). Zero values take the defaults;
-	// a negative RateLimit disables the limit.
+	// MaxInfohashes and MaxPeersPerInfohash bound the peer store
+	// (libtorrent's max_torrents and max_peers: 2000 and 500). A new
+	// infohash past MaxInfohashes evicts the least recently announced one;
+	// a new peer past MaxPeersPerInfohash the swarm's least recent peer.
+	MaxInfohashes       int
+	MaxPeersPerInfohash int
+	// RateLimit is the queries per second answered for one source (an IPv4
+	// address or an IPv6 /64), with a burst of RateBurst (100/s, 200). Zero
+	// values take the defaults; a negative RateLimit disables the limit.
 	RateLimit float64
 	RateBurst int
-	// MaxItems bounds the BEP 44 items stored for others (10000), each
-	// kept for ItemTTL after its last put (2h; publishers re-put hourly).
+	// RateBytes is the reply bytes per second (burst twice that) sent to
+	// one source that has not proven it receives at its address (16 KiB):
+	// what one forged source can make this node send its victim. Negative
+	// disables it.
+	RateBytes int
+	// GlobalRate is the queries per second answered over all sources, and
+	// GlobalBytes the reply bytes per second to unproven sources over all
+	// (8192/s and 1 MiB/s, bursts twice that; negative disables): a flood
+	// from, or spoofing, many addresses buys no more than that.
+	GlobalRate  float64
+	GlobalBytes int
+	// TrustLoopback exempts loopback sources from the limits above, from
+	// write quotas and from routing IP diversity: a local cluster, or a
+	// test, whose nodes all share 127.0.0.1. Off by default.
+	TrustLoopback bool
+	// MaxNodesPerIP and MaxNodesPerPrefix keep the routing table and every
+	// lookup diverse (libtorrent's restrict_routing_ips and
+	// restrict_search_ips): a bucket holds at most MaxNodesPerIP nodes of
+	// one IP and MaxNodesPerPrefix of one /24 (IPv4) or /64 (IPv6), and a
+	// lookup asks one node per IP, so that one host with many ports and
+	// made-up ids cannot become every replica of a key (1 and 2; negative
+	// disables). Loopback and private addresses are exempt, as BEP 42
+	// exempts them, unless DiverseLocal is set.
+	MaxNodesPerIP     int
+	MaxNodesPerPrefix int
+	DiverseLocal      bool
+	// MaxItems bounds the BEP 44 items stored for others (libtorrent's
+	// max_dht_items: 700); a new item past it evicts the least recently
+	// put. Each is kept for ItemTTL after its last put (2h; publishers
+	// re-put hourly).
 	MaxItems int
 	ItemTTL  time.Duration
 	// Store keeps the key-value records this node holds for the network.
@@ -122,6 +153,11 @@ type Config struct {
 	// Tap, when set, sees every message sent or received (after decoding).
 	// m is valid only during the call.
 	Tap func(dir Direction, peer netip.AddrPort, m *krpc.Msg)
+	// Sender, when set, returns the node id that authenticated the
+	// datagram being received (a network key's sealed envelope carries
+	// it), or false when there is none. A replica then refuses a direct
+	// write whose sender or version writer is another node (store.CheckWriter).
+	Sender func() (id.ID, bool)
 }
 
 // DefaultConfig returns the defaults.
@@ -136,12 +172,17 @@ func DefaultConfig() Config {
 		TokenRotation:       5 * time.Minute,
 		RefreshInterval:     15 * time.Minute,
 		PeerTTL:             30 * time.Minute,
-		MaxInfohashes:       65536,
-		MaxPeersPerInfohash: 1024,
+		MaxInfohashes:       2000,
+		MaxPeersPerInfohash: 500,
 		RateLimit:           100,
 		RateBurst:           200,
+		RateBytes:           16 << 10,
+		GlobalRate:          8192,
+		GlobalBytes:         1 << 20,
+		MaxNodesPerIP:       1,
+		MaxNodesPerPrefix:   2,
 		SampleInterval:      60 * time.Second,
-		MaxItems:            10000,
+		MaxItems:            700,
 		Replicas:            3,
 		SyncInterval:        15 * time.Second,
 		DefaultTTL:          24 * time.Hour,
@@ -197,6 +238,21 @@ func (c Config) withDefaults() Config {
 	if c.RateBurst <= 0 {
 		c.RateBurst = d.RateBurst
 	}
+	if c.RateBytes == 0 {
+		c.RateBytes = d.RateBytes
+	}
+	if c.GlobalRate == 0 {
+		c.GlobalRate = d.GlobalRate
+	}
+	if c.GlobalBytes == 0 {
+		c.GlobalBytes = d.GlobalBytes
+	}
+	if c.MaxNodesPerIP == 0 {
+		c.MaxNodesPerIP = d.MaxNodesPerIP
+	}
+	if c.MaxNodesPerPrefix == 0 {
+		c.MaxNodesPerPrefix = d.MaxNodesPerPrefix
+	}
 	if c.SampleInterval <= 0 {
 		c.SampleInterval = d.SampleInterval
 	}
@@ -232,4 +288,9 @@ func (c Config) withDefaults() Config {
 		c.Network = ""
 	}
 	return c
+}
+
+// diversity is the routing table's share of the IP diversity bounds.
+func (c *Config) diversity() routing.Diversity {
+	return routing.Diversity{PerIP: c.MaxNodesPerIP, PerPrefix: c.MaxNodesPerPrefix, Local: c.DiverseLocal}
 }

@@ -30,12 +30,14 @@ type Stats struct {
 	ErrorsIn    uint64
 	ErrorsOut   uint64 // error replies sent
 	Malformed   uint64 // packets that failed to decode or validate
-	RateLimited uint64 // queries dropped by the per-IP limit
+	RateLimited uint64 // queries dropped by the per-source limit (also Drops[DropRateLimit])
 	ForeignNet  uint64 // messages dropped for carrying another network name
 	Unsolicited uint64 // responses that matched no query of ours
 	Timeouts    uint64 // queries of ours that got no answer
 	BytesIn     uint64
 	BytesOut    uint64
+	// Drops counts what the engine dropped, by reason.
+	Drops [NumDropReasons]uint64
 }
 
 // maintenanceInterval is how often the engine looks at its table, its
@@ -55,7 +57,6 @@ type Engine struct {
 	// Outgoing queries awaiting an answer, by transaction id.
 	pending map[uint16]*pending
 	timers  timerHeap
-	nextTID uint16
 	free    []*pending
 	rtt     rttEstimator
 
@@ -76,7 +77,8 @@ type Engine struct {
 	listeners listenerTable // others' dk_listen registrations on us
 
 	nextSync time.Time
-	limiter  rateLimiter
+	limiter  limiter
+	inLen    int // bytes of the datagram being handled
 	votes    ipVotes
 	silent   silentSet
 
@@ -111,8 +113,7 @@ func New(cfg Config, now time.Time) *Engine {
 		rng:     rng,
 		pending: make(map[uint16]*pending),
 		ops:     make(map[OpID]*opState),
-		nextTID: uint16(rng.Uint32()),
-		limiter: rateLimiter{rate: cfg.RateLimit, burst: float64(cfg.RateBurst)},
+		limiter: newLimiter(&cfg),
 		peers: peerStore{
 			ttl:        cfg.PeerTTL,
 			maxHashes:  cfg.MaxInfohashes,
@@ -129,6 +130,7 @@ func New(cfg Config, now time.Time) *Engine {
 	} else {
 		t := routing.NewBEP5(e.self, cfg.K, RandReader{rng})
 		t.SetPreferFast(!cfg.StrictBEP5)
+		t.SetDiversity(cfg.diversity())
 		e.table = t
 
 	}
@@ -182,7 +184,25 @@ func (e *Engine) ID() id.ID { return e.self }
 func (e *Engine) Table() routing.Table { return e.table }
 
 // Stats returns the engine's counters.
-func (e *Engine) Stats() Stats { return e.stats }
+func (e *Engine) Stats() Stats {
+	st := e.stats
+	st.Drops[DropSourceEvicted] = e.limiter.evicted
+	st.Drops[DropPeerEvicted] = e.peers.evicted
+	st.Drops[DropItemEvicted] = e.items.evicted
+	st.Drops[DropListenerEvicted] = e.listeners.evicted
+	if t, ok := e.table.(interface{ DiversityRejects() uint64 }); ok {
+		st.Drops[DropNodeDiversity] += t.DiversityRejects()
+	}
+	return st
+}
+
+// drop counts a drop.
+func (e *Engine) drop(r DropReason) {
+	e.stats.Drops[r]++
+	if r == DropRateLimit {
+		e.stats.RateLimited++
+	}
+}
 
 // ExternalAddr is the address peers most often report for us in the "ip"
 // field (BEP 42), and how many reports it has.
@@ -294,9 +314,7 @@ func (e *Engine) maintain(now time.Time) {
 	e.peers.expire(now)
 	e.items.expire(now)
 	e.listeners.expire(now)
-	if e.limiter.rate > 0 && now.Sub(e.limiter.swept) > 5*time.Minute {
-		e.limiter.sweep(now)
-	}
+	e.limiter.sweep(now)
 	if e.table.Len() == 0 {
 		e.boot.rejoin(now, e)
 		return
@@ -328,12 +346,17 @@ func (e *Engine) Receive(now time.Time, from netip.AddrPort, packet []byte) {
 	}
 	e.begin()
 	e.stats.BytesIn += uint64(len(packet))
+	e.inLen = len(packet)
 	m := &e.in
 	if err := m.Decode(packet); err != nil {
 		e.stats.Malformed++
 		// Answer a malformed query with 203 when we can tell it was one
 		// and whom to answer; anything else is dropped silently.
-		if m.Y == krpc.Query && len(m.T) > 0 && !e.cfg.ReadOnly && e.limiter.allow(now, from.Addr()) {
+		if m.Y == krpc.Query && len(m.T) > 0 && !e.cfg.ReadOnly {
+			if ok, why := e.limiter.allowQuery(now, from.Addr()); !ok {
+				e.drop(why)
+				return
+			}
 			e.replyError(now, from, m.T, krpc.CodeProtocol, "malformed packet")
 		}
 		return
@@ -355,15 +378,37 @@ func (e *Engine) Receive(now time.Time, from netip.AddrPort, packet []byte) {
 	}
 }
 
-// send encodes e.out to addr and queues it.
-func (e *Engine) send(to netip.AddrPort) {
+// send encodes e.out to addr and queues it. A message that would exceed
+// MaxDatagram is dropped (DropOversize) and send reports false.
+func (e *Engine) send(to netip.AddrPort) bool {
+	start, ok := e.encode()
+	if !ok {
+		return false
+	}
+	e.queue(to, start)
+	return true
+}
+
+// encode appends e.out to the arena and returns where it starts; false
+// (and nothing appended) when it would exceed MaxDatagram.
+func (e *Engine) encode() (int, bool) {
 	m := &e.out
 	m.Net = e.net
-	if e.cfg.Tap != nil {
-		e.cfg.Tap(Out, to, m)
-	}
 	start := len(e.arena)
 	e.arena = m.Append(e.arena)
+	if len(e.arena)-start > MaxDatagram {
+		e.arena = e.arena[:start]
+		e.drop(DropOversize)
+		return 0, false
+	}
+	return start, true
+}
+
+// queue hands the message encoded at arena[start:] to the driver.
+func (e *Engine) queue(to netip.AddrPort, start int) {
+	if e.cfg.Tap != nil {
+		e.cfg.Tap(Out, to, &e.out)
+	}
 	e.stats.BytesOut += uint64(len(e.arena) - start)
 	// Growing the arena leaves earlier packets on the old array, whose
 	// bytes stay valid, so nothing needs repointing.

@@ -289,7 +289,6 @@ func TestRateLimitPerIP(t *testing.T) {
 	n := newTestNet(t, 1)
 	node := n.add(Config{Network: "mainline", RateLimit: 10, RateBurst: 20})
 	ping := []byte("d1:ad2:id20:abcdefghij0123456789e1:q4:ping1:t2:aa1:y1:qe")
-	// Loopback is exempt (local clusters share 127.0.0.1), so these are
 	// RFC 5737 documentation addresses: labels only, nothing leaves memory.
 	flood := netip.MustParseAddrPort("192.0.2.2:1")
 	other := netip.MustParseAddrPort("192.0.2.3:1")

@@ -8,16 +8,19 @@ import (
 )
 
 // itemStore holds the BEP 44 items this node stores for others, each for
-// ItemTTL after its last put (publishers re-put hourly).
+// ItemTTL after its last put (publishers re-put hourly), at most max of
+// them (libtorrent's max_dht_items): a new item in a full store evicts the
+// least recently put one, as libtorrent does.
 type itemStore struct {
-	ttl   time.Duration
-	max   int
-	items map[id.ID]*storedItem
+	ttl     time.Duration
+	max     int
+	items   map[id.ID]*storedItem
+	evicted uint64
 }
 
 type storedItem struct {
 	Item
-	expires time.Time
+	expires time.Time // its last put + ttl: the earliest is the least recent
 }
 
 // Errors of a put against what is stored, with their BEP 44 codes.
@@ -31,7 +34,6 @@ func (e *putError) Error() string { return e.msg }
 var (
 	errCASMismatch = &putError{301, "CAS mismatch: the stored seq differs from cas"}
 	errSeqTooOld   = &putError{302, "sequence number less than current"}
-	errStoreFull   = &putError{202, "item store full"}
 )
 
 func (s *itemStore) get(target id.ID, now time.Time) *storedItem {
@@ -58,10 +60,7 @@ func (s *itemStore) put(now time.Time, target id.ID, it *Item, cas int64, useCAS
 		}
 	}
 	if old == nil && len(s.items) >= s.max {
-		s.expire(now)
-		if len(s.items) >= s.max {
-			return errStoreFull
-		}
+		s.evictOldest()
 	}
 	// Copy: it refers to the packet buffer.
 	s.items[target] = &storedItem{
@@ -72,6 +71,21 @@ func (s *itemStore) put(now time.Time, target id.ID, it *Item, cas int64, useCAS
 		expires: now.Add(s.ttl),
 	}
 	return nil
+}
+
+// evictOldest drops the least recently put item. It walks the store,
+// which max bounds (700 by default), and runs only for a new item in a
+// full store.
+func (s *itemStore) evictOldest() {
+	var oldest id.ID
+	var at time.Time
+	for k, it := range s.items {
+		if at.IsZero() || it.expires.Before(at) {
+			oldest, at = k, it.expires
+		}
+	}
+	delete(s.items, oldest)
+	s.evicted++
 }
 
 func (s *itemStore) expire(now time.Time) {

@@ -3,6 +3,7 @@ package kademlia
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net/netip"
 	"time"
 
@@ -19,6 +20,13 @@ func (e *Engine) trusted(from netip.AddrPort, q *krpc.Msg) bool {
 	if q.A.Has&krpc.HasToken != 0 && e.tokens.valid(from.Addr(), q.A.Token) {
 		return true
 	}
+	return e.contact(from, q)
+}
+
+// contact reports whether q comes from a routing contact that answered a
+// query of ours at that very address: with random transaction ids, proof
+// that the address is its own.
+func (e *Engine) contact(from netip.AddrPort, q *krpc.Msg) bool {
 	c, ok := e.table.Get(q.A.ID)
 	return ok && c.Addr == from && c.Responded && c.State != routing.Bad
 }
@@ -61,6 +69,17 @@ func (e *Engine) handleStore(now time.Time, from netip.AddrPort, q, r *krpc.Msg)
 	if err == nil {
 		recs, err = decodeRecords(d, "recs")
 	}
+	if err == nil && e.cfg.Sender != nil && d["o"] == int64(1) {
+		// A direct write ("o": the sender's own): under a network key,
+		// its writer is the authenticated sender.
+		if s, ok := e.cfg.Sender(); ok {
+			for i := range recs {
+				if err = store.CheckWriter(recs[i].Version, q.A.ID, s); err != nil {
+					break
+				}
+			}
+		}
+	}
 	if err != nil {
 		e.replyError(now, from, q.T, krpc.CodeProtocol, "dk_store: "+err.Error())
 		return false
@@ -75,9 +94,7 @@ func (e *Engine) handleStore(now time.Time, from netip.AddrPort, q, r *krpc.Msg)
 			}
 			continue
 		}
-		if q.A.Has&krpc.HasToken != 0 {
-			recs[i].Source = quotaSource(from.Addr().String()) // a client's write counts against its IP
-		}
+		recs[i].Source = e.writer(from, q, &recs[i])
 		idx = append(idx, i)
 		valid = append(valid, recs[i])
 	}
@@ -208,6 +225,25 @@ func (e *Engine) handleSync(now time.Time, from netip.AddrPort, q, r *krpc.Msg) 
 	e.xbuf = encodeX(e.xbuf[:0], map[string]any{"m": mism})
 	r.R.X = e.xbuf
 	return true
+}
+
+// writer is the per-source quota key a stored record is charged to: the
+// writer the node can verify. A record the sender wrote itself (its
+// version's writer is the sender's id), or any record from a sender that
+// is not a table contact which answered us at this address, is charged to
+// the source address (IPv4, or IPv6 /64), token or not. A record a replica
+// relays (sync, hand-over, read repair: another node wrote it) is charged
+// to the writer its version names, never to the relay, which otherwise
+// runs out of quota for everyone else's writes. Loopback is not charged
+// when Config.TrustLoopback is set.
+func (e *Engine) writer(from netip.AddrPort, q *krpc.Msg, rec *store.Record) string {
+	if e.limiter.exempt(from.Addr()) {
+		return ""
+	}
+	if rec.Version.Writer != store.WriterID(q.A.ID) && e.contact(from, q) {
+		return fmt.Sprintf("writer:%016x", rec.Version.Writer)
+	}
+	return sourceKey(from.Addr()).String()
 }
 
 // quotaSource is the per-source quota key of a writer's address: none for

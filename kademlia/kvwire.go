@@ -16,6 +16,7 @@ import (
 // disturbed by them.
 //
 //	dk_store  a.x: {"recs": [rec, ...]}        r.x: {"ok": [0|1, ...]}
+//	          ("o": 1 when the sender wrote the one record itself)
 //	dk_fetch  a.x: {"k": key} or {"h": target} r.x: {"recs": [rec, ...]}
 //	dk_sync   a.x: {"d": depth, "b": [[i, digest], ...]}
 //	          r.x: {"m": [[i, [[key, time, writer, deleted], ...]], ...]}
@@ -51,6 +52,19 @@ func encodeRecords(dst []byte, key string, recs []store.Record) []byte {
 		list[i] = appendRecord(make(map[string]any, 6), &recs[i])
 	}
 	out, err := krpc.AppendValue(dst, map[string]any{key: list})
+	if err != nil {
+		panic(err) // only our own, well-typed values are encoded here
+	}
+	return out
+}
+
+// encodeOwnWrite is a dk_store payload of one record the sender wrote with
+// its own clock (a put's write to the replicas), marked "o" so that a
+// replica can check the version's writer against the authenticated sender
+// (store.CheckWriter); repair, hand-over and an owner's signed version
+// (whose signature vouches for it) travel unmarked.
+func encodeOwnWrite(dst []byte, r store.Record) []byte {
+	out, err := krpc.AppendValue(dst, map[string]any{"recs": []any{appendRecord(make(map[string]any, 6), &r)}, "o": int64(1)})
 	if err != nil {
 		panic(err) // only our own, well-typed values are encoded here
 	}

@@ -32,8 +32,9 @@ func (KVListen) isOp() {}
 const ListenTTL = 10 * time.Minute
 
 // Bounds of the registrations kept for others, besides Config.MaxListeners:
-// one address (a flood, or a node behind one NAT) cannot take them all, and
-// a key's write does not fan out to more than listenersPerKey datagrams.
+// one source (an IPv4 address or IPv6 /64: a flood, or a node behind one
+// NAT) cannot take them all, and a key's write does not fan out to more
+// than listenersPerKey datagrams. See listenerTable for who is evicted.
 const (
 	listenersPerKey = 64
 	listenersPerIP  = 256
@@ -45,9 +46,7 @@ const codeNotListening = 253
 
 // Why a dk_listen is refused.
 var (
-	errListenersKey  = errors.New("too many listeners for this key")
-	errListenersIP   = errors.New("too many listeners from this address")
-	errListenersFull = errors.New("too many listeners")
+	errListenersFull = errors.New("this node keeps no listeners")
 )
 
 // listenOp is a KVListen in progress.
@@ -261,11 +260,23 @@ func (e *Engine) handleNotify(now time.Time, from netip.AddrPort, q, r *krpc.Msg
 	return true
 }
 
-// listenerTable holds the dk_listen registrations of other nodes.
+// listenerTable holds the dk_listen registrations of other nodes. It is
+// fair rather than first come, first served: a registration past a bound
+// evicts an older one instead of being refused, and the one evicted
+// belongs to whoever holds the most. Past listenersPerKey, the key's
+// source (IPv4 address or IPv6 /64) with the most registrations on it
+// loses its oldest; past listenersPerIP, the newcomer's source loses its
+// own oldest; past MaxListeners, the source with the most registrations
+// of all loses its oldest. A flood from a few addresses thus only
+// displaces itself, and an honest listener always gets in.
 type listenerTable struct {
 	byKey map[string][]listener
-	perIP map[netip.Addr]int
-	n     int
+	// bySource lists each source's registrations, oldest (least recently
+	// registered or renewed) first; levels[c] holds the sources with c.
+	bySource map[netip.Addr][]listenerRef
+	levels   [listenersPerIP + 1]map[netip.Addr]struct{}
+	n        int
+	evicted  uint64
 	// notifying maps the transaction ids of dk_notify queries in flight to
 	// their registration, to drop it if the listener refuses.
 	notifying map[uint16]listenerRef
@@ -282,38 +293,93 @@ type listenerRef struct {
 	addr netip.AddrPort
 }
 
-// add registers (or renews) addr as a listener of key.
+// add registers (or renews) addr as a listener of key, evicting as the
+// table's doc says; the error is for a limit of 0 only.
 func (t *listenerTable) add(now time.Time, key string, node id.ID, addr netip.AddrPort, limit int) error {
+	if limit <= 0 {
+		return errListenersFull
+	}
+	if t.byKey == nil {
+		t.byKey = make(map[string][]listener)
+		t.bySource = make(map[netip.Addr][]listenerRef)
+	}
+	src := sourceKey(addr.Addr())
 	ls := t.byKey[key]
 	for i := range ls {
 		if ls[i].addr == addr {
 			ls[i].node, ls[i].expires = node, now.Add(ListenTTL)
+			refs := t.bySource[src]
+			j := slices.Index(refs, listenerRef{key, addr})
+			refs = append(slices.Delete(refs, j, j+1), listenerRef{key, addr})
+			t.bySource[src] = refs
 			return nil
 		}
 	}
-	if t.perIP[addr.Addr()] >= listenersPerIP {
-		t.expire(now)
-		if t.perIP[addr.Addr()] >= listenersPerIP {
-			return errListenersIP
-		}
+	// Expired registrations go at maintenance (Engine.maintain); until
+	// then they count, and walking the whole table here would make each
+	// dk_listen of a flood cost O(MaxListeners).
+	if refs := t.bySource[src]; len(refs) >= listenersPerIP {
+		t.evict(refs[0])
 	}
 	if len(t.live(now, key)) >= listenersPerKey {
-		return errListenersKey
+		t.evict(t.heaviestOfKey(key))
 	}
 	if t.n >= limit {
-		t.expire(now)
-		if t.n >= limit {
-			return errListenersFull
-		}
-	}
-	if t.byKey == nil {
-		t.byKey = make(map[string][]listener)
-		t.perIP = make(map[netip.Addr]int)
+		t.evict(t.bySource[t.heaviest()][0])
 	}
 	t.byKey[key] = append(t.byKey[key], listener{node: node, addr: addr, expires: now.Add(ListenTTL)})
-	t.perIP[addr.Addr()]++
+	c := len(t.bySource[src])
+	t.bySource[src] = append(t.bySource[src], listenerRef{key, addr})
+	t.level(src, c, c+1)
 	t.n++
 	return nil
+}
+
+// heaviestOfKey is key's oldest registration among those of the source
+// that holds the most registrations on key.
+func (t *listenerTable) heaviestOfKey(key string) listenerRef {
+	ls := t.byKey[key]
+	count := make(map[netip.Addr]int, len(ls)) // at most listenersPerKey
+	for i := range ls {
+		count[sourceKey(ls[i].addr.Addr())]++
+	}
+	best, bestN := 0, 0
+	for i := range ls {
+		n := count[sourceKey(ls[i].addr.Addr())]
+		if n > bestN || n == bestN && ls[i].expires.Before(ls[best].expires) {
+			best, bestN = i, n
+		}
+	}
+	return listenerRef{key, ls[best].addr}
+}
+
+// heaviest is the source with the most registrations.
+func (t *listenerTable) heaviest() netip.Addr {
+	for c := listenersPerIP; c > 0; c-- {
+		for src := range t.levels[c] {
+			return src
+		}
+	}
+	return netip.Addr{}
+}
+
+// level moves src from the set of sources with from registrations to the
+// set of those with to.
+func (t *listenerTable) level(src netip.Addr, from, to int) {
+	if from > 0 {
+		delete(t.levels[from], src)
+	}
+	if to > 0 {
+		if t.levels[to] == nil {
+			t.levels[to] = make(map[netip.Addr]struct{})
+		}
+		t.levels[to][src] = struct{}{}
+	}
+}
+
+func (t *listenerTable) evict(ref listenerRef) {
+	t.remove(ref.key, ref.addr)
+	t.evicted++
 }
 
 // live drops key's expired registrations and returns the others.
@@ -326,7 +392,7 @@ func (t *listenerTable) live(now time.Time, key string) []listener {
 		if l.expires.After(now) {
 			return false
 		}
-		t.forget(l.addr)
+		t.forget(key, l.addr)
 		return true
 	})
 	if len(ls) == 0 {
@@ -350,7 +416,7 @@ func (t *listenerTable) remove(key string, addr netip.AddrPort) {
 		if l.addr != addr {
 			return false
 		}
-		t.forget(l.addr)
+		t.forget(key, l.addr)
 		return true
 	})
 	if len(ls) == 0 {
@@ -360,11 +426,21 @@ func (t *listenerTable) remove(key string, addr netip.AddrPort) {
 	t.byKey[key] = ls
 }
 
-func (t *listenerTable) forget(addr netip.AddrPort) {
+// forget takes a registration that left byKey off its source's list.
+func (t *listenerTable) forget(key string, addr netip.AddrPort) {
 	t.n--
-	if t.perIP[addr.Addr()]--; t.perIP[addr.Addr()] <= 0 {
-		delete(t.perIP, addr.Addr())
+	src := sourceKey(addr.Addr())
+	refs := t.bySource[src]
+	c := len(refs)
+	if j := slices.Index(refs, listenerRef{key, addr}); j >= 0 {
+		refs = slices.Delete(refs, j, j+1)
 	}
+	t.level(src, c, len(refs))
+	if len(refs) == 0 {
+		delete(t.bySource, src)
+		return
+	}
+	t.bySource[src] = refs
 }
 
 func (t *listenerTable) sent(tid uint16, key string, addr netip.AddrPort) {

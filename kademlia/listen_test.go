@@ -246,7 +246,7 @@ func TestKVListenRegistrationsExpire(t *testing.T) {
 
 func TestListenFloodIsBounded(t *testing.T) {
 	n := newTestNet(t, 36)
-	node := n.add(Config{RateLimit: -1, MaxListeners: 1000})
+	node := n.add(Config{TrustLoopback: true, MaxListeners: 500}) // floods from 127.x, beyond any rate
 	query := func(from netip.AddrPort, key string, token bool) []byte {
 		m := krpc.Msg{Y: krpc.Query, Q: krpc.MethodListen, T: []byte("aa"), Net: []byte("test")}
 		m.A.Has = krpc.HasID | krpc.HasX
@@ -262,50 +262,75 @@ func TestListenFloodIsBounded(t *testing.T) {
 	if back := n.inject(node, attacker, query(attacker, "k", false)); len(back) != 1 || !strings.Contains(string(back[0]), "i203e") {
 		t.Fatalf("dk_listen without a token answered %q, want error 203", back)
 	}
+	honest := netip.MustParseAddrPort("127.70.0.1:4000")
 	for _, tc := range []struct {
-		name  string
-		flood func(i int) (netip.AddrPort, string)
-		limit int
+		name    string
+		flood   func(i int) (netip.AddrPort, string)
+		limit   int
+		survive bool // the honest registration outlives a second flood (else it may not: many addresses look like many honest listeners)
 	}{
-		{"one address, many keys", func(i int) (netip.AddrPort, string) { return attacker, fmt.Sprint("key-", i) }, listenersPerIP},
+		{"one address, many keys", func(i int) (netip.AddrPort, string) { return attacker, fmt.Sprint("key-", i) }, listenersPerIP, true},
 		{"one address, many ports", func(i int) (netip.AddrPort, string) {
 			return netip.AddrPortFrom(attacker.Addr(), uint16(1000+i)), fmt.Sprint("key-", i)
-		}, listenersPerIP},
+		}, listenersPerIP, true},
+		{"one key, many ports", func(i int) (netip.AddrPort, string) {
+			return netip.AddrPortFrom(attacker.Addr(), uint16(1000+i)), "hot"
+		}, listenersPerKey, true},
 		{"one key, many addresses", func(i int) (netip.AddrPort, string) {
 			return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 67, byte(i >> 8), byte(i)}), 4000), "hot"
-		}, listenersPerKey},
+		}, listenersPerKey, false},
+		{"40 addresses, many keys", func(i int) (netip.AddrPort, string) {
+			return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 71, 0, byte(i % 40)}), 4000), fmt.Sprint("forty-", i)
+		}, 500, true},
 		{"many addresses, many keys", func(i int) (netip.AddrPort, string) {
 			return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 68, byte(i >> 8), byte(i)}), 4000), fmt.Sprint("many-", i)
-		}, 1000},
+		}, 500, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			node.e.listeners = listenerTable{}
-			refused := 0
-			for i := range 5000 {
-				from, key := tc.flood(i)
-				back := n.inject(node, from, query(from, key, true))
-				if len(back) == 1 && strings.Contains(string(back[0]), "1:y1:e") {
-					refused++
+			before := node.e.Stats().Drops[DropListenerEvicted]
+			flood := func(from, to int) (refused int) {
+				for i := from; i < to; i++ {
+					src, key := tc.flood(i)
+					back := n.inject(node, src, query(src, key, true))
+					if len(back) != 1 || strings.Contains(string(back[0]), "1:y1:e") {
+						refused++
+					}
 				}
+				return refused
 			}
+			refused := flood(0, 2000)
 			lt := &node.e.listeners
 			keys := 0
 			for _, ls := range lt.byKey {
 				keys += len(ls)
 			}
-			if lt.n != tc.limit || keys != lt.n || refused != 5000-tc.limit {
-				t.Errorf("%d registrations (%d listed), %d refused; want %d kept, the rest refused", lt.n, keys, refused, tc.limit)
+			evicted := node.e.Stats().Drops[DropListenerEvicted] - before
+			if lt.n != tc.limit || keys != lt.n || refused != 0 || evicted != uint64(2000-tc.limit) {
+				t.Errorf("%d registrations (%d listed), %d refused, %d evicted; want %d kept, none refused, the rest evicted",
+					lt.n, keys, refused, evicted, tc.limit)
 			}
 			// Renewing a registration does not count twice.
-			from, key := tc.flood(0)
+			from, key := tc.flood(1999)
 			n.inject(node, from, query(from, key, true))
 			if lt.n != tc.limit {
 				t.Errorf("a renewal changed the count to %d", lt.n)
 			}
+			// An honest listener gets in at once, and a flood from few
+			// addresses only displaces the flood.
+			_, hk := tc.flood(0)
+			if back := n.inject(node, honest, query(honest, hk, true)); len(back) != 1 || strings.Contains(string(back[0]), "1:y1:e") {
+				t.Fatalf("an honest dk_listen after the flood got %q", back)
+			}
+			flood(2000, 4000)
+			if tc.survive && !registered(n, node, hk, honest) {
+				t.Error("a flood from one address evicted the honest registration")
+			}
 		})
 	}
-	// Expired registrations make room again.
+	// Expired registrations go at the next maintenance.
 	n.now = n.now.Add(ListenTTL)
+	node.e.Tick(n.now)
 	from := netip.MustParseAddrPort("127.69.0.1:4000")
 	if back := n.inject(node, from, query(from, "late", true)); len(back) != 1 || strings.Contains(string(back[0]), "1:y1:e") {
 		t.Errorf("a registration after the others expired was refused: %q", back)

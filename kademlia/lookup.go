@@ -159,10 +159,25 @@ func (l *lookup) add(e *Engine, n krpc.NodeInfo, hop int, via int32) {
 		return
 	}
 	// One address is one node: a reply listing many ids at one address
-	// must not make us query it again and again.
+	// must not make us query it again and again. And past
+	// MaxNodesPerIP, one IP is one node (libtorrent's
+	// restrict_search_ips): a host with many ports and ids next to the
+	// target gets one place among the candidates, so it can be at most
+	// one of a key's replicas.
+	perIP := e.cfg.MaxNodesPerIP
+	if perIP > 0 && e.cfg.diversity().Exempt(n.Addr.Addr()) {
+		perIP = 0
+	}
+	sameIP := 0
 	for j := range l.cands {
 		if l.cands[j].info.Addr == n.Addr {
 			return
+		}
+		if perIP > 0 && l.cands[j].info.Addr.Addr().Unmap() == n.Addr.Addr().Unmap() {
+			if sameIP++; sameIP >= perIP {
+				e.drop(DropNodeDiversity)
+				return
+			}
 		}
 	}
 	l.cands = slices.Insert(l.cands, i, cand{info: n, hop: hop, via: via})

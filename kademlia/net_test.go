@@ -92,7 +92,11 @@ func (s seededReader) Read(p []byte) (int, error) {
 // add starts an engine at the next loopback address.
 func (n *testNet) add(cfg Config) *testNode {
 	i := len(n.order) + 1
-	addr := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, byte(i >> 8), byte(i)}), 6881)
+	return n.addAt(netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, byte(i >> 8), byte(i)}), 6881), cfg)
+}
+
+// addAt starts an engine at addr: attack tests forge public addresses.
+func (n *testNet) addAt(addr netip.AddrPort, cfg Config) *testNode {
 	if cfg.Rand == nil {
 		cfg.Rand = seededReader{rand.New(rand.NewPCG(n.rng.Uint64(), n.rng.Uint64()))}
 	}

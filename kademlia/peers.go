@@ -9,19 +9,30 @@ import (
 )
 
 // peerStore keeps the peers announced for each infohash (BEP 5), each for
-// a limited time. Infohashes also sit in a slice so that BEP 51 can sample
-// them uniformly without walking the map.
+// a limited time, within bounds modelled on libtorrent's: at most
+// maxHashes swarms, the least recently announced evicted for a new one,
+// and maxPerHash peers a swarm, its least recently announced replaced.
+// Infohashes also sit in a slice so that BEP 51 can sample them without
+// walking the map; the sample is drawn once per SampleInterval, so a
+// sample_infohashes costs the same whatever the store holds.
 type peerStore struct {
 	ttl        time.Duration
 	maxHashes  int
 	maxPerHash int
 	swarms     map[id.ID]*swarm
 	hashes     []id.ID
+	head, tail *swarm // most and least recently announced
+	evicted    uint64
+
+	samples  []id.ID
+	sampleAt time.Time // when samples was drawn
 }
 
 type swarm struct {
-	idx   int // position in peerStore.hashes
-	peers []storedPeer
+	hash       id.ID
+	idx        int // position in peerStore.hashes
+	peers      []storedPeer
+	prev, next *swarm
 }
 
 type storedPeer struct {
@@ -29,25 +40,30 @@ type storedPeer struct {
 	expires time.Time
 }
 
-// add stores or refreshes a peer. It reports false when the store is full.
-func (s *peerStore) add(now time.Time, h id.ID, addr netip.AddrPort) bool {
+// add stores or refreshes a peer. A new infohash in a full store evicts
+// the least recently announced one.
+func (s *peerStore) add(now time.Time, h id.ID, addr netip.AddrPort) {
 	if s.swarms == nil {
 		s.swarms = make(map[id.ID]*swarm)
 	}
 	sw := s.swarms[h]
 	if sw == nil {
-		if len(s.swarms) >= s.maxHashes {
-			return false
+		if len(s.swarms) >= s.maxHashes && s.tail != nil {
+			s.remove(s.tail)
+			s.evicted++
 		}
-		sw = &swarm{idx: len(s.hashes)}
+		sw = &swarm{hash: h, idx: len(s.hashes)}
 		s.swarms[h] = sw
 		s.hashes = append(s.hashes, h)
+	} else {
+		s.unlink(sw)
 	}
+	s.pushFront(sw)
 	exp := now.Add(s.ttl)
 	for i := range sw.peers {
 		if sw.peers[i].addr == addr {
 			sw.peers[i].expires = exp
-			return true
+			return
 		}
 	}
 	if len(sw.peers) >= s.maxPerHash {
@@ -59,10 +75,44 @@ func (s *peerStore) add(now time.Time, h id.ID, addr netip.AddrPort) bool {
 			}
 		}
 		sw.peers[old] = storedPeer{addr, exp}
-		return true
+		return
 	}
 	sw.peers = append(sw.peers, storedPeer{addr, exp})
-	return true
+}
+
+func (s *peerStore) pushFront(sw *swarm) {
+	sw.prev, sw.next = nil, s.head
+	if s.head != nil {
+		s.head.prev = sw
+	}
+	s.head = sw
+	if s.tail == nil {
+		s.tail = sw
+	}
+}
+
+func (s *peerStore) unlink(sw *swarm) {
+	if sw.prev != nil {
+		sw.prev.next = sw.next
+	} else {
+		s.head = sw.next
+	}
+	if sw.next != nil {
+		sw.next.prev = sw.prev
+	} else {
+		s.tail = sw.prev
+	}
+	sw.prev, sw.next = nil, nil
+}
+
+// remove drops a swarm.
+func (s *peerStore) remove(sw *swarm) {
+	s.unlink(sw)
+	last := len(s.hashes) - 1
+	s.hashes[sw.idx] = s.hashes[last]
+	s.swarms[s.hashes[sw.idx]].idx = sw.idx
+	s.hashes = s.hashes[:last]
+	delete(s.swarms, sw.hash)
 }
 
 // appendPeers appends up to n live peers of h to dst, picked at random
@@ -106,8 +156,7 @@ func (s *peerStore) appendPeers(now time.Time, h id.ID, n int, rng *rand.Rand, d
 // expire drops expired peers and empty swarms.
 func (s *peerStore) expire(now time.Time) {
 	for i := 0; i < len(s.hashes); {
-		h := s.hashes[i]
-		sw := s.swarms[h]
+		sw := s.swarms[s.hashes[i]]
 		live := sw.peers[:0]
 		for _, p := range sw.peers {
 			if p.expires.After(now) {
@@ -119,21 +168,61 @@ func (s *peerStore) expire(now time.Time) {
 			i++
 			continue
 		}
-		last := len(s.hashes) - 1
-		s.hashes[i] = s.hashes[last]
-		s.swarms[s.hashes[i]].idx = i
-		s.hashes = s.hashes[:last]
-		delete(s.swarms, h)
+		s.remove(sw) // moves the last hash to i
 	}
 }
 
-// sample appends up to n distinct infohashes chosen uniformly (BEP 51).
-func (s *peerStore) sample(n int, rng *rand.Rand, dst []id.ID) []id.ID {
+// sample appends the current BEP 51 sample to dst and returns the seconds
+// until it is drawn again (the reply's honest "interval"). The sample,
+// up to maxSamples distinct infohashes chosen uniformly, is drawn at most
+// once per interval, in O(maxSamples): a flood of sample_infohashes costs
+// no more with a full store than with an empty one.
+func (s *peerStore) sample(now time.Time, interval time.Duration, rng *rand.Rand, dst []id.ID) ([]id.ID, int) {
+	if s.samples == nil || !now.Before(s.sampleAt.Add(interval)) {
+		s.samples, s.sampleAt = s.draw(rng, s.samples[:0]), now
+	}
+	left := s.sampleAt.Add(interval).Sub(now)
+	return append(dst, s.samples...), max(1, int((left+time.Second-1)/time.Second))
+}
+
+// draw appends up to maxSamples distinct infohashes chosen uniformly: all
+// of them when there are no more than that, a partial shuffle of indices
+// up to twice that, else by rejection, which takes about maxSamples draws.
+func (s *peerStore) draw(rng *rand.Rand, dst []id.ID) []id.ID {
+	const n = maxSamples
+	if dst == nil {
+		dst = make([]id.ID, 0, n)
+	}
 	if len(s.hashes) <= n {
 		return append(dst, s.hashes...)
 	}
-	for _, i := range rng.Perm(len(s.hashes))[:n] {
-		dst = append(dst, s.hashes[i])
+	if len(s.hashes) <= 2*n {
+		// Partial Fisher-Yates over indices: bounded by 2n.
+		var idx [2 * maxSamples]int
+		m := len(s.hashes)
+		for i := range m {
+			idx[i] = i
+		}
+		for i := range n {
+			j := i + rng.IntN(m-i)
+			idx[i], idx[j] = idx[j], idx[i]
+			dst = append(dst, s.hashes[idx[i]])
+		}
+		return dst
+	}
+	var picked [maxSamples]int
+	k := 0
+next:
+	for k < n {
+		j := rng.IntN(len(s.hashes))
+		for _, p := range picked[:k] {
+			if p == j {
+				continue next
+			}
+		}
+		picked[k] = j
+		k++
+		dst = append(dst, s.hashes[j])
 	}
 	return dst
 }

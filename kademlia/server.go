@@ -23,8 +23,11 @@ func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
 		// notifications it asked for with dk_listen.
 		return
 	}
-	if !e.limiter.allow(now, from.Addr()) {
-		e.stats.RateLimited++
+	if ok, why := e.limiter.allowQuery(now, from.Addr()); !ok && !(why == DropGlobalRate && e.contact(from, q)) {
+		// Past the node's own rate, its routing contacts are still
+		// answered: a flood from many addresses does not cut the node
+		// off from the peers it relies on.
+		e.drop(why)
 		return
 	}
 	if q.A.Has&krpc.HasID == 0 {
@@ -34,6 +37,13 @@ func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
 	}
 	if q.A.ID == e.self {
 		return // our own query reflected back, or an id thief
+	}
+	if e.net == nil && q.Q >= krpc.MethodStore {
+		// A Mainline node is a standard BEP 5 node: it neither answers
+		// nor stores dhtkit's own methods, which anyone on the public DHT
+		// could use to fill its store or probe its keys.
+		e.replyError(now, from, q.T, krpc.CodeMethodUnknown, "method unknown")
+		return
 	}
 	if q.Q == krpc.MethodBye {
 		// A node leaving nicely: drop it now, rather than have every
@@ -90,10 +100,7 @@ func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
 			}
 			port = uint16(q.A.Port)
 		}
-		if !e.peers.add(now, q.A.InfoHash, netip.AddrPortFrom(from.Addr(), port)) {
-			e.replyError(now, from, q.T, krpc.CodeServer, "announce_peer: peer store full")
-			return
-		}
+		e.peers.add(now, q.A.InfoHash, netip.AddrPortFrom(from.Addr(), port))
 	case krpc.MethodGet:
 		if q.A.Has&krpc.HasTarget == 0 {
 			e.replyError(now, from, q.T, krpc.CodeProtocol, "get: missing target")
@@ -141,9 +148,8 @@ func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
 			return
 		}
 		r.R.Has |= krpc.HasSamples | krpc.HasNum | krpc.HasInterval
-		r.R.Samples = e.peers.sample(maxSamples, e.rng, r.R.Samples[:0])
+		r.R.Samples, r.R.Interval = e.peers.sample(now, e.cfg.SampleInterval, e.rng, r.R.Samples[:0])
 		r.R.Num = e.peers.len()
-		r.R.Interval = int(e.cfg.SampleInterval / time.Second)
 		e.appendNodes(r, q, q.A.Target)
 	case krpc.MethodBye:
 	case krpc.MethodStore:
@@ -179,7 +185,37 @@ func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
 	if e.cfg.QueryHook != nil && !e.cfg.QueryHook(from, q, r) {
 		return
 	}
-	e.send(from)
+	e.reply(now, from, q)
+}
+
+// reply sends the response in e.out to `to` within the budgets of a source
+// that has not proven it receives at its address (proven: a valid token,
+// or a table contact that answered us there): at most 3× the query's bytes
+// for dhtkit's own methods (QUIC's anti-amplification limit; a short
+// error asks for the token instead), and the source's and the node's byte
+// budgets for every method. Over budget, the reply is dropped and counted.
+func (e *Engine) reply(now time.Time, to netip.AddrPort, q *krpc.Msg) {
+	start, ok := e.encode()
+	if !ok {
+		return
+	}
+	n := len(e.arena) - start
+	if e.limiter.exempt(to.Addr()) || e.trusted(to, q) {
+		e.queue(to, start)
+		return
+	}
+	if q.Q >= krpc.MethodStore && n > 3*e.inLen {
+		e.arena = e.arena[:start]
+		e.drop(DropUnproven)
+		e.replyError(now, to, q.T, krpc.CodeProtocol, q.Q.String()+": send a token")
+		return
+	}
+	if ok, why := e.limiter.spend(now, to.Addr(), n); !ok {
+		e.arena = e.arena[:start]
+		e.drop(why)
+		return
+	}
+	e.queue(to, start)
 }
 
 // newResponse starts a response to `to` in e.out.
@@ -232,6 +268,17 @@ func (e *Engine) replyError(now time.Time, to netip.AddrPort, tid []byte, code i
 	r.V = e.cfg.Version
 	r.E.Code = code
 	r.E.Msg = append(r.E.Msg[:0], msg...)
+	start, ok := e.encode()
+	if !ok {
+		return
+	}
+	// An error proves nothing either: it spends the byte budget of a
+	// source that may be forged.
+	if ok, why := e.limiter.spend(now, to.Addr(), len(e.arena)-start); !ok {
+		e.arena = e.arena[:start]
+		e.drop(why)
+		return
+	}
 	e.stats.ErrorsOut++
-	e.send(to)
+	e.queue(to, start)
 }

@@ -30,6 +30,9 @@ type BEP5 struct {
 	rand    io.Reader
 	clock   clock
 	buckets []bucket
+
+	div        Diversity // see diversity.go
+	divRejects uint64
 }
 
 type bucket struct {
@@ -133,7 +136,7 @@ func (t *BEP5) Observe(now time.Time, x id.ID, addr netip.AddrPort, how Source, 
 		}
 		return Contact{}, false
 	}
-	if !t.claimAddr(addr) {
+	if !t.claimAddr(addr) || !t.admits(b, x, addr) {
 		return Contact{}, false
 	}
 	ne := newEntry(x, addr)

@@ -10,6 +10,7 @@ import (
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/kademlia"
 	"github.com/dhtkit/dhtkit/krpc"
+	"github.com/dhtkit/dhtkit/seal"
 )
 
 // BenchmarkServeKademlia measures a Kademlia node serving pings: a client
@@ -17,11 +18,30 @@ import (
 // reads the answers with recvmmsg. ns/op is the wall time per answered
 // ping; cpu-ns/ping is the CPU time of the whole process (client and
 // server) per answered ping, an upper bound on the server's share.
-func BenchmarkServeKademlia(b *testing.B) {
+func BenchmarkServeKademlia(b *testing.B) { serveKademlia(b, false) }
+
+// BenchmarkServeKademliaSealed is BenchmarkServeKademlia on a private
+// network with a network key: the client seals each query as it sends it
+// and opens each answer, the server opens and seals in its batches. Both
+// ends' sealing is in cpu-ns/ping.
+func BenchmarkServeKademliaSealed(b *testing.B) { serveKademlia(b, true) }
+
+func serveKademlia(b *testing.B, sealed bool) {
 	kc := kademlia.DefaultConfig()
-	kc.RateLimit = -1 // every query comes from 127.0.0.1
+	kc.TrustLoopback = true // every query comes from 127.0.0.1
 	kc.Network = "mainline"
-	srv := New(listen(b), kademlia.New(kc, time.Now()), Options{})
+	var opts Options
+	var client *seal.Sealer
+	if sealed {
+		kc.Network = "bench"
+		ring, err := seal.NewKeyring(make([]byte, seal.KeySize))
+		if err != nil {
+			b.Fatal(err)
+		}
+		opts.Sealer = seal.New(ring, id.FromString("server"), seal.Config{})
+		client = seal.New(ring, id.FromString("client"), seal.Config{})
+	}
+	srv := New(listen(b), kademlia.New(kc, time.Now()), opts)
 	defer srv.Close()
 	c := listen(b)
 	defer c.Close()
@@ -34,15 +54,31 @@ func BenchmarkServeKademlia(b *testing.B) {
 		q := krpc.Msg{T: []byte{'p', byte(i)}, Y: krpc.Query, Q: krpc.MethodPing}
 		q.A.Has = krpc.HasID
 		q.A.ID = id.FromString("client")
+		if sealed {
+			q.Net = []byte("bench")
+		}
 		buf := q.Append(nil)
 		out[i] = message{buf: buf, n: len(buf), addr: srv.Addr()}
 		in[i].buf = make([]byte, 256)
+	}
+	plain := make([][]byte, window)
+	for i := range out {
+		plain[i] = out[i].buf
+		out[i].buf = make([]byte, 0, len(plain[i])+seal.Overhead)
 	}
 	cpu0 := cpuTime()
 	b.ReportAllocs()
 	b.ResetTimer()
 	for sent := 0; sent < b.N; {
 		k := min(window, b.N-sent)
+		for i := range out[:k] {
+			if sealed {
+				out[i].buf = client.Seal(out[i].buf[:0], plain[i], time.Now())
+			} else {
+				out[i].buf = plain[i]
+			}
+			out[i].n = len(out[i].buf)
+		}
 		if err := bc.writeBatch(out[:k]); err != nil {
 			b.Fatal(err)
 		}
@@ -55,8 +91,15 @@ func BenchmarkServeKademlia(b *testing.B) {
 			}
 			for j := range m {
 				var r krpc.Msg
-				if err := r.Decode(in[j].buf[:in[j].n]); err != nil || r.Y != krpc.Response {
-					b.Fatalf("bad answer %q: %v", in[j].buf[:in[j].n], err)
+				p := in[j].buf[:in[j].n]
+				if sealed {
+					var err error
+					if p, _, err = client.Open(p, time.Now()); err != nil {
+						b.Fatalf("answer does not open: %v", err)
+					}
+				}
+				if err := r.Decode(p); err != nil || r.Y != krpc.Response {
+					b.Fatalf("bad answer %q: %v", p, err)
 				}
 			}
 			got += m

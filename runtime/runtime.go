@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/dhtkit/dhtkit/kademlia"
+	"github.com/dhtkit/dhtkit/seal"
 )
 
 // Engine is the protocol engine the runtime drives; *kademlia.Engine is
@@ -44,8 +45,12 @@ type Options struct {
 	Batch int
 	// MaxPacket is the largest datagram accepted (kademlia.MaxDatagram:
 	// the key-value methods carry records of several KiB). Longer ones
-	// are dropped.
+	// are dropped. With a Sealer, seal.Overhead is added to the default.
 	MaxPacket int
+	// Sealer, when set, seals every datagram sent and opens every datagram
+	// received, dropping, unanswered, what it cannot open (a private
+	// network with a network key). The engine sees only opened payloads.
+	Sealer *seal.Sealer
 }
 
 // Stats are the runtime's own counters.
@@ -76,6 +81,12 @@ type Runtime struct {
 	timer   *time.Timer
 	stats   Stats
 
+	sealer  *seal.Sealer
+	sender  [20]byte // the authenticated sender of the datagram being received
+	hasSend bool
+	arena   []byte              // the sealed datagrams of one flush
+	dropLog map[error]time.Time // when each kind of drop was last logged
+
 	done      chan struct{}
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -92,6 +103,9 @@ func New(conn *net.UDPConn, eng Engine, opts Options) *Runtime {
 	}
 	if opts.MaxPacket <= 0 {
 		opts.MaxPacket = kademlia.MaxDatagram
+		if opts.Sealer != nil {
+			opts.MaxPacket += seal.Overhead
+		}
 	}
 	r := &Runtime{
 		conn:    conn,
@@ -103,6 +117,8 @@ func New(conn *net.UDPConn, eng Engine, opts Options) *Runtime {
 		out:     make([]message, 0, opts.Batch),
 		timer:   time.NewTimer(time.Hour),
 		done:    make(chan struct{}),
+		sealer:  opts.Sealer,
+		dropLog: make(map[error]time.Time),
 	}
 	r.timer.Stop()
 	if ua, ok := conn.LocalAddr().(*net.UDPAddr); ok {
@@ -172,6 +188,12 @@ func (r *Runtime) Inspect(f func()) {
 	f()
 }
 
+// Sender returns the node id the network key's envelope authenticated for
+// the datagram the engine is receiving, and false outside of Receive or
+// without a network key. Only the engine, during Receive, may call it: it
+// reads state the runtime's lock guards.
+func (r *Runtime) Sender() ([20]byte, bool) { return r.sender, r.hasSend }
+
 // Stats returns the runtime's counters.
 func (r *Runtime) Stats() Stats {
 	r.mu.Lock()
@@ -234,7 +256,17 @@ func (r *Runtime) readLoop(batch, maxPacket int) {
 		r.stats.ReadCalls++
 		r.stats.PacketsIn += uint64(n)
 		for i := range n {
-			r.eng.Receive(now, ms[i].addr, ms[i].buf[:ms[i].n])
+			p := ms[i].buf[:ms[i].n]
+			if r.sealer != nil {
+				var err error
+				if p, r.sender, err = r.sealer.Open(p, now); err != nil {
+					r.dropped(now, ms[i].addr, err)
+					continue
+				}
+				r.hasSend = true
+			}
+			r.eng.Receive(now, ms[i].addr, p)
+			r.hasSend = false
 		}
 		r.flushLocked(now)
 		r.mu.Unlock()
@@ -270,8 +302,12 @@ func (r *Runtime) flushLockedTick(now time.Time, ticked bool) {
 	rd := r.eng.Ready()
 	if len(rd.Packets) > 0 && !r.closed {
 		out := r.out[:0]
-		for _, p := range rd.Packets {
-			out = append(out, message{buf: p.Data, n: len(p.Data), addr: p.To})
+		if r.sealer == nil {
+			for _, p := range rd.Packets {
+				out = append(out, message{buf: p.Data, n: len(p.Data), addr: p.To})
+			}
+		} else {
+			out = r.sealLocked(now, out, rd.Packets)
 		}
 		if err := r.bc.writeBatch(out); err != nil && !isClosed(err) {
 			r.log.Warn("runtime: writing to the socket failed", "addr", r.addr, "err", err)
@@ -317,6 +353,36 @@ func (r *Runtime) armLocked(now time.Time, ticked bool) {
 	}
 	r.armed = d
 	r.timer.Reset(max(delay, 0))
+}
+
+// sealLocked seals packets into r.arena, one buffer for the whole flush
+// that is reused by the next, and appends them to out.
+func (r *Runtime) sealLocked(now time.Time, out []message, packets []kademlia.Packet) []message {
+	size := 0
+	for _, p := range packets {
+		size += len(p.Data) + seal.Overhead
+	}
+	if cap(r.arena) < size {
+		r.arena = make([]byte, 0, size)
+	}
+	a := r.arena[:0]
+	for _, p := range packets {
+		off := len(a)
+		a = r.sealer.Seal(a, p.Data, now)
+		out = append(out, message{buf: a[off:len(a):len(a)], n: len(a) - off, addr: p.To})
+	}
+	return out
+}
+
+// dropped logs a datagram the sealer refused, at most once a minute for
+// each cause: a peer with another key or none keeps sending, and an
+// attacker can send much more.
+func (r *Runtime) dropped(now time.Time, from netip.AddrPort, err error) {
+	if last, ok := r.dropLog[err]; ok && now.Sub(last) < time.Minute {
+		return
+	}
+	r.dropLog[err] = now
+	r.log.Warn("runtime: dropped a datagram (counted in the seal stats; logged once a minute per cause)", "from", from, "err", err)
 }
 
 func isClosed(err error) bool { return errors.Is(err, net.ErrClosed) }

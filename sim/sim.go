@@ -419,7 +419,10 @@ func (s *Sim) engineConfig(i int32) kademlia.Config {
 		StrictBEP5: s.cfg.StrictBEP5,
 
 		Network:         "sim",
-		RateLimit:       -1,
+		RateLimit:       -1, // the simulator models the protocol, not abuse
+		GlobalRate:      -1,
+		RateBytes:       -1,
+		GlobalBytes:     -1,
 		QueryTimeout:    s.cfg.QueryTimeout,
 		MinQueryTimeout: s.cfg.MinQueryTimeout,
 		Rand:            &seedReader{s: mix64(s.cfg.Seed ^ uint64(i)<<20 ^ 0xd1b54a32d192ed03)},

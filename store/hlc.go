@@ -17,6 +17,14 @@ const logicalBits = 16
 // may be before Clock.Observe refuses it.
 const DefaultMaxSkew = time.Minute
 
+// Observe moves a clock at most MaxDrift ahead of the local wall clock,
+// half of MaxSkew unless set. Every version the node issues is then at
+// most MaxDrift ahead of its own clock, so peers whose clocks are up to
+// MaxSkew-MaxDrift behind still accept its writes, whatever version was
+// forged or sent by a writer with a clock in the future. (A remote version
+// that could drag the clock all the way to MaxSkew would leave every peer
+// even a second behind refusing the node's writes.)
+
 // ErrClockSkew reports a version too far ahead of the local wall clock.
 var ErrClockSkew = errors.New("version too far in the future")
 
@@ -33,6 +41,21 @@ type Version struct {
 
 // WriterID derives a Version.Writer from a node id: its first 64 bits.
 func WriterID(node id.ID) uint64 { return binary.BigEndian.Uint64(node[:8]) }
+
+// ErrWriter reports a direct write whose version names another writer
+// than the node that sent it.
+var ErrWriter = errors.New("the version's writer is not the node that sent the write")
+
+// CheckWriter checks a direct write, one a node makes with its own clock,
+// against the node that authenticated the datagram (under a network key):
+// the KRPC id it claims and v's writer must both be that node's, so that
+// no member poses as another or picks a writer id to win ties.
+func CheckWriter(v Version, claimed, authenticated id.ID) error {
+	if claimed != authenticated || v.Writer != WriterID(authenticated) {
+		return fmt.Errorf("store: version %v from node %v: %w", v, claimed, ErrWriter)
+	}
+	return nil
+}
 
 // Compare returns -1, 0 or +1 as v is older than, the same as, or newer
 // than w.
@@ -107,7 +130,10 @@ func (v *Version) UnmarshalText(b []byte) error {
 type Clock struct {
 	Writer  uint64
 	MaxSkew time.Duration
-	last    uint64 // the largest Time issued or observed
+	// MaxDrift bounds how far ahead of the wall clock an observed version
+	// moves the clock; zero means MaxSkew/2.
+	MaxDrift time.Duration
+	last     uint64 // the largest Time issued or observed, capped by MaxDrift
 }
 
 // hlcTime returns the HLC reading of wall with a zero logical counter.
@@ -135,10 +161,12 @@ func (c *Clock) Now(wall time.Time) Version {
 }
 
 // Observe moves c past v, a version the node has received, so that its
-// next version is newer. It refuses, with an error wrapping ErrClockSkew and
-// without moving c, a version whose physical time is more than MaxSkew
-// ahead of wall: a writer with a clock far in the future must not drag
-// every later write of this node along.
+// next version is newer, but never more than MaxDrift ahead of wall: a
+// version between MaxDrift and MaxSkew ahead is accepted, and the clock
+// stops at wall+MaxDrift. It refuses, with an error wrapping ErrClockSkew
+// and without moving c, a version whose physical time is more than
+// MaxSkew ahead of wall: a writer with a clock far in the future must not
+// drag every later write of this node along.
 func (c *Clock) Observe(wall time.Time, v Version) error {
 	skew := c.MaxSkew
 	if skew <= 0 {
@@ -146,11 +174,16 @@ func (c *Clock) Observe(wall time.Time, v Version) error {
 	}
 	if limit := hlcTime(wall.Add(skew)) | (1<<logicalBits - 1); v.Time > limit {
 		ahead := v.Physical().Sub(wall).Truncate(time.Millisecond)
-		return fmt.Errorf("store: version %v is %v ahead of the local clock (max skew %v): %w",
+		return fmt.Errorf("store: version %v is %v ahead of the local clock (max skew %v; the writer's clock needs NTP): %w",
 			v, ahead, skew, ErrClockSkew)
 	}
-	if v.Time > c.last {
-		c.last = v.Time
+	drift := c.MaxDrift
+	if drift <= 0 {
+		drift = skew / 2
+	}
+	t := min(v.Time, hlcTime(wall.Add(drift)))
+	if t > c.last {
+		c.last = t
 	}
 	return nil
 }

@@ -105,7 +105,8 @@ func TestClockObserve(t *testing.T) {
 		wantErr bool
 	}{
 		{"behind", -time.Second, 0, false},
-		{"slightly ahead", 30 * time.Second, 0, false},
+		{"slightly ahead", 10 * time.Second, 0, false},
+		{"ahead by more than the drift", 45 * time.Second, 0, false},
 		{"at the default limit", time.Minute, 0, false},
 		{"beyond the default limit", time.Minute + time.Millisecond, 0, true},
 		{"far future", 24 * time.Hour, 0, true},
@@ -132,8 +133,56 @@ func TestClockObserve(t *testing.T) {
 				t.Fatalf("Observe: %v", err)
 			}
 			next := c.Now(t0)
-			if !next.Newer(remote) || !next.Newer(before) {
+			skew := tt.skew
+			if skew == 0 {
+				skew = DefaultMaxSkew
+			}
+			// Within the drift (MaxSkew/2) the clock follows the remote
+			// version; beyond it, TestClockObserveBoundedDrift.
+			if !next.Newer(before) || tt.remote < skew/2 && !next.Newer(remote) {
 				t.Errorf("Now after Observe(%v) = %v, not newer than both it and %v", remote, next, before)
+			}
+		})
+	}
+}
+
+// A version accepted from far ahead moves the clock only MaxDrift ahead of
+// the wall clock: the node's next versions stay acceptable to peers whose
+// clocks are behind (the forged-version attack of issue 10).
+func TestClockObserveBoundedDrift(t *testing.T) {
+	tests := []struct {
+		name       string
+		remote     time.Duration
+		drift      time.Duration
+		wantFollow bool          // the next version is newer than the remote one
+		peerBehind time.Duration // a peer this far behind must accept our next version
+	}{
+		{"forged 59 s ahead", 59 * time.Second, 0, false, time.Second},
+		{"forged at the limit", time.Minute, 0, false, 29 * time.Second},
+		{"a fast writer within the drift", 20 * time.Second, 0, true, 29 * time.Second},
+		{"a custom drift", 10 * time.Second, 2 * time.Second, false, 57 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Clock{Writer: 1, MaxDrift: tt.drift}
+			remote := Version{Time: hlcTime(t0.Add(tt.remote)) | 5, Writer: 9}
+			if err := c.Observe(t0, remote); err != nil {
+				t.Fatalf("Observe: %v", err)
+			}
+			next := c.Now(t0)
+			if got := next.Newer(remote); got != tt.wantFollow {
+				t.Errorf("next %v newer than remote %v: %v, want %v", next, remote, got, tt.wantFollow)
+			}
+			drift := tt.drift
+			if drift == 0 {
+				drift = DefaultMaxSkew / 2
+			}
+			if ahead := next.Physical().Sub(t0); ahead > drift {
+				t.Errorf("the clock runs %v ahead, beyond the drift %v", ahead, drift)
+			}
+			peer := Clock{Writer: 2}
+			if err := peer.Observe(t0.Add(-tt.peerBehind), next); err != nil {
+				t.Errorf("a peer %v behind refuses our next version: %v", tt.peerBehind, err)
 			}
 		})
 	}

@@ -378,7 +378,8 @@ func (c *dhtkitCluster) start(nodes int) error {
 		if c.data {
 			name += "-data"
 		}
-		args := []string{"node", "--listen", fmt.Sprintf("127.0.0.1:%d", up), "--http", fmt.Sprintf("127.0.0.1:%d", hp), "--replicas", "3", "--log-level", "warn"}
+		args := []string{"node", "--listen", fmt.Sprintf("127.0.0.1:%d", up), "--http", fmt.Sprintf("127.0.0.1:%d", hp), "--replicas", "3", "--log-level", "warn",
+			"--trust-loopback"} // a loopback cluster: every node shares 127.0.0.1
 		if c.data {
 			args = append(args, "--data", filepath.Join(c.dir, name))
 		}

@@ -459,6 +459,10 @@ func newStatusCmd(g *globals) *cobra.Command {
 			}
 			fmt.Fprintf(g.stdout, "uptime    %v\ncontacts  %v\nkeys      %v\nbytes     %v\n",
 				time.Duration(toFloat(st["uptime_s"])*float64(time.Second)).Round(time.Second), r["nodes"], s["keys"], s["bytes"])
+			if nk, ok := st["network_key"].(map[string]any); ok {
+				// The ids of the keys (the sealing one first), never the keys.
+				fmt.Fprintf(g.stdout, "net keys  %v (%v datagrams no key opened)\n", nk["ids"], nk["undecryptable"])
+			}
 			return nil
 		},
 	}

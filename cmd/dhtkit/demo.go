@@ -93,6 +93,7 @@ func (d *demo) step(format string, args ...any) {
 func (d *demo) run(ctx context.Context, count int) error {
 	start := time.Now()
 	kc := d.g.kademliaConfig()
+	kc.TrustLoopback = true // the demo's nodes share 127.0.0.1
 	httpCtx, cancelHTTP := context.WithCancel(context.Background())
 	d.cancel = cancelHTTP
 	for i := range count {

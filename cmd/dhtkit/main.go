@@ -102,9 +102,12 @@ type globals struct {
 	logFormat string
 	network   string
 	bootstrap []string
-	api       string
-	tokenFile string
-	timeout   time.Duration
+	// networkKey is the key file of a private network with a key: the
+	// node and every short-lived client node seal with it.
+	networkKey string
+	api        string
+	tokenFile  string
+	timeout    time.Duration
 
 	log *slog.Logger
 	tap func(kademlia.Direction, netip.AddrPort, *krpc.Msg) // crawl's observer
@@ -131,6 +134,7 @@ them standard BitTorrent DHT (BEP 5) nodes.`,
 	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	pf.StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
 	pf.StringVar(&g.network, "network", dhtkit.DefaultNetwork, `network name; "mainline" is the public BitTorrent DHT`)
+	pf.StringVar(&g.networkKey, "network-key", "", "key file of a private network with a network key (dhtkit network-key FILE makes one)")
 	pf.StringSliceVar(&g.bootstrap, "bootstrap", nil, "comma-separated host:port of nodes to join through")
 	pf.StringVar(&g.api, "api", api, "HTTP API of a running node (or $DHTKIT_API)")
 	pf.StringVar(&g.tokenFile, "token", "", "file holding the HTTP API's token (or the token in $DHTKIT_TOKEN)")
@@ -141,7 +145,7 @@ them standard BitTorrent DHT (BEP 5) nodes.`,
 	root.AddCommand(newNodeCmd(g), newPingCmd(g), newLookupCmd(g), newGetPeersCmd(g),
 		newAnnounceCmd(g), newCrawlCmd(g), newDemoCmd(g), newSimCmd(),
 		newPutCmd(g), newGetCmd(g), newDelCmd(g), newWhereisCmd(g), newStatusCmd(g), newListenCmd(g),
-		newItemCmd(g), newKeyCmd(g), newRingCmd(g), newLoadCmd(g))
+		newItemCmd(g), newKeyCmd(g), newNetworkKeyCmd(g), newRingCmd(g), newLoadCmd(g))
 	return root
 }
 

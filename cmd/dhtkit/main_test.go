@@ -38,7 +38,7 @@ func dhtkitCmd(t *testing.T, args ...string) (code int, stdout, stderr string) {
 func testNetwork(t *testing.T, n int) []*dhtkit.Node {
 	t.Helper()
 	kc := kademlia.DefaultConfig()
-	kc.RateLimit = -1
+	kc.TrustLoopback = true // every node shares 127.0.0.1
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	nodes := make([]*dhtkit.Node, n)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -262,5 +262,32 @@ func TestCrawlFindsTheNetwork(t *testing.T) {
 	t.Logf("crawl of 200 nodes: %d seen, %d answered, %d lookups, %.1fs", rep.NodesSeen, rep.NodesResponded, rep.Lookups, rep.Seconds)
 	if rep.NodesResponded < 190 {
 		t.Errorf("crawl found %d of 200 nodes, want at least 95%%", rep.NodesResponded)
+	}
+}
+
+// network-key writes a 0600 key that a node accepts, refuses to overwrite
+// it, and a node refuses a key file others can read, each in one line.
+func TestNetworkKeyCommand(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "net.key")
+	code, out, errs := dhtkitCmd(t, "network-key", path)
+	if code != 0 || !strings.Contains(out, path) {
+		t.Fatalf("network-key: exit %d, %q %q", code, out, errs)
+	}
+	st, err := os.Stat(path)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("key file: %v, mode %v", err, st.Mode().Perm())
+	}
+	before, _ := os.ReadFile(path)
+	code, _, errs = dhtkitCmd(t, "network-key", path)
+	if code != exitFailure || strings.Count(errs, "\n") != 1 || !strings.Contains(errs, "never overwritten") {
+		t.Fatalf("second network-key: exit %d, stderr %q", code, errs)
+	}
+	if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+		t.Fatal("the refused overwrite changed the key")
+	}
+	os.Chmod(path, 0o644)
+	code, _, errs = dhtkitCmd(t, "node", "--listen", "127.0.0.1:0", "--http", "off", "--network-key", path)
+	if code != exitFailure || strings.Count(errs, "\n") != 1 || !strings.Contains(errs, "chmod 600") {
+		t.Fatalf("node with a world-readable key: exit %d, stderr %q", code, errs)
 	}
 }

@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -26,7 +29,7 @@ func newNodeCmd(g *globals) *cobra.Command {
 	var (
 		listen, httpAddr, dataDir, protocol string
 		replicas                            int
-		secureIDs                           bool
+		secureIDs, trustLoopback            bool
 		pprofAddr                           string
 		maxBytes                            int64
 		maxPerSource                        int
@@ -85,22 +88,24 @@ through its well-known routers.`,
 			if clientVersion != "" {
 				cc.Version = kc.Version
 			}
+			kc.TrustLoopback = trustLoopback
 			var events *httpapi.Events
 			if httpAddr != "" && httpAddr != "off" {
 				events = httpapi.NewEvents() // the web page's live view
 				kc.Tap = events.Tap
 			}
 			n, err := dhtkit.Listen(ctx, dhtkit.Config{
-				Protocol:  protocol,
-				Listen:    listen,
-				Network:   g.network,
-				Bootstrap: bootstrap,
-				Kademlia:  kc,
-				Chord:     cc,
-				Logger:    g.log,
-				DataDir:   dataDir,
-				Replicas:  replicas,
-				Limits:    store.Config{MaxBytes: maxBytes, MaxPerSource: maxPerSource},
+				Protocol:   protocol,
+				Listen:     listen,
+				Network:    g.network,
+				Bootstrap:  bootstrap,
+				Kademlia:   kc,
+				Chord:      cc,
+				Logger:     g.log,
+				DataDir:    dataDir,
+				Replicas:   replicas,
+				Limits:     store.Config{MaxBytes: maxBytes, MaxPerSource: maxPerSource},
+				NetworkKey: g.networkKey,
 			})
 			if err != nil {
 				return err
@@ -117,8 +122,16 @@ through its well-known routers.`,
 			}
 			status := time.NewTicker(time.Minute)
 			defer status.Stop()
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
 			for {
 				select {
+				case <-hup:
+					// Rotate network keys: read the key file again.
+					if err := n.ReloadNetworkKey(); err != nil {
+						g.log.Error(err.Error())
+					}
 				case <-ctx.Done():
 					// Hand every value over before leaving, so that a
 					// graceful stop loses nothing (bounded: a node whose
@@ -148,11 +161,12 @@ through its well-known routers.`,
 	f.StringVar(&protocol, "protocol", "kademlia", "kademlia or chord")
 	f.IntVar(&replicas, "replicas", 3, "copies kept of each stored value")
 	f.Int64Var(&maxBytes, "max-bytes", 0, "bytes of values this node stores for others (default 1 GiB)")
-	f.IntVar(&maxPerSource, "max-per-source", 0, "records this node stores for one writer IP (default 100000; loopback writers are not counted)")
+	f.IntVar(&maxPerSource, "max-per-source", 0, "records this node stores for one writer IP (default 100000)")
 	f.StringVar(&httpToken, "http-token", "", "file holding the HTTP API's bearer token (made, mode 0600, when absent); required when --http is not loopback")
 	f.BoolVar(&httpInsecure, "http-insecure", false, "serve the HTTP API off loopback without a token: anyone who reaches it can read and change the data")
 	f.StringSliceVar(&allowHosts, "http-allow-host", nil, "host names the HTTP API answers to besides IP addresses and localhost (DNS rebinding protection)")
 	f.StringVar(&pprofAddr, "pprof", "", "serve Go's net/http/pprof profiles on this address (debugging; keep it on loopback)")
+	f.BoolVar(&trustLoopback, "trust-loopback", false, "exempt 127.0.0.0/8 and ::1 from rate limits, byte budgets and quotas: for a local cluster whose nodes share one address")
 	f.BoolVar(&secureIDs, "bep42", false, "enforce BEP 42: keep nodes whose ids do not match their IP out of the routing table")
 	f.StringVar(&table, "table", "bep5", "routing table: bep5 (k-buckets) or keepall (every node seen, for research; kademlia)")
 	f.StringVar(&clientVersion, "client-version", "", `client version sent as "v" in every message (at most 16 bytes; default dhtkit's)`)

@@ -25,7 +25,7 @@ func (g *globals) tempNode(ctx context.Context, ipv6, readOnly bool, beta int) (
 	if ipv6 {
 		listen = "[::]:0"
 	}
-	n, err := dhtkit.Listen(ctx, dhtkit.Config{Listen: listen, Network: g.network, Kademlia: kc, Logger: g.log})
+	n, err := dhtkit.Listen(ctx, dhtkit.Config{Listen: listen, Network: g.network, Kademlia: kc, Logger: g.log, NetworkKey: g.networkKey})
 	if err != nil {
 		return nil, fmt.Errorf("starting a client node: %w", err)
 	}
@@ -100,7 +100,7 @@ func newPingCmd(g *globals) *cobra.Command {
 			peer, err := n.Ping(ctx, addr)
 			if err != nil {
 				if errors.Is(err, kademlia.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
-					return fmt.Errorf("no answer from %s (is a node of network %q listening there? BitTorrent nodes need --network mainline)", addr, g.network)
+					return fmt.Errorf("no answer from %s (is a node of network %q listening there? BitTorrent nodes need --network mainline; a network with a key needs --network-key)", addr, g.network)
 				}
 				return err
 			}

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/dhtkit/dhtkit/seal"
 )
 
 // Methods measured, in table order.
@@ -28,6 +30,12 @@ const lostAfter = 250 * time.Millisecond
 // Queries carry ro=1 (BEP 43) so that servers answer without adding the
 // generator's sockets to their routing tables.
 func encodeQuery(method string, self, target [20]byte) ([]byte, int) {
+	return encodeNetQuery(method, "", self, target)
+}
+
+// encodeNetQuery is encodeQuery for the private network named netName
+// ("": Mainline, no "nw" key).
+func encodeNetQuery(method, netName string, self, target [20]byte) ([]byte, int) {
 	var b bytes.Buffer
 	b.WriteString("d1:ad2:id20:")
 	b.Write(self[:])
@@ -39,7 +47,11 @@ func encodeQuery(method string, self, target [20]byte) ([]byte, int) {
 		b.WriteString("9:info_hash20:")
 		b.Write(target[:])
 	}
-	fmt.Fprintf(&b, "e1:q%d:%s2:roi1e1:t2:", len(method), method)
+	b.WriteString("e")
+	if netName != "" {
+		fmt.Fprintf(&b, "2:nw%d:%s", len(netName), netName)
+	}
+	fmt.Fprintf(&b, "1:q%d:%s2:roi1e1:t2:", len(method), method)
 	off := b.Len()
 	b.WriteString("\x00\x001:y1:qe")
 	return b.Bytes(), off
@@ -70,9 +82,12 @@ type worker struct {
 	sentAt [1 << 16]time.Time // zero: not in flight
 	flight int
 	v      int // next variant
+
+	sealer *seal.Sealer // with a network key: seals queries, opens answers
+	sbuf   []byte
 }
 
-func newWorker(to netip.AddrPort, method string, window int, echo bool) (*worker, error) {
+func newWorker(to netip.AddrPort, method string, window int, echo bool, nk netKey) (*worker, error) {
 	conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(to))
 	if err != nil {
 		return nil, fmt.Errorf("dial %v: %w", to, err)
@@ -82,10 +97,13 @@ func newWorker(to netip.AddrPort, method string, window int, echo bool) (*worker
 	w := &worker{conn: conn, window: window, echo: echo}
 	var self [20]byte
 	rand.Read(self[:])
+	if nk.ring != nil {
+		w.sealer = seal.New(nk.ring, self, seal.Config{})
+	}
 	for range variants {
 		var target [20]byte
 		rand.Read(target[:])
-		p, off := encodeQuery(method, self, target)
+		p, off := encodeNetQuery(method, nk.name, self, target)
 		w.pkts = append(w.pkts, p)
 		w.off = off
 	}
@@ -100,6 +118,11 @@ func (w *worker) send(now time.Time) {
 	p[w.off], p[w.off+1] = byte(t>>8), byte(t)
 	if !w.sentAt[t].IsZero() {
 		w.flight-- // an old query still marked in flight: given up
+	}
+	if w.sealer != nil {
+		// Sealed per send: the server drops a datagram it has seen.
+		w.sbuf = w.sealer.Seal(w.sbuf[:0], p, now)
+		p = w.sbuf
 	}
 	if _, err := w.conn.Write(p); err != nil {
 		// ECONNREFUSED from an earlier ICMP or a full buffer: the query is lost.
@@ -172,6 +195,12 @@ var (
 )
 
 func (w *worker) receive(p []byte, now time.Time) {
+	if w.sealer != nil {
+		var err error
+		if p, _, err = w.sealer.Open(p, now); err != nil {
+			return
+		}
+	}
 	i := bytes.LastIndex(p, keyT)
 	if i < 0 || i+len(keyT)+2 > len(p) {
 		return
@@ -239,6 +268,7 @@ type loadConfig struct {
 	Window   int
 	Warmup   time.Duration
 	Duration time.Duration
+	Net      netKey // the server's private network and key, if any
 }
 
 // runLoad measures one method against the server at to, whose process is
@@ -246,7 +276,7 @@ type loadConfig struct {
 func runLoad(to netip.AddrPort, pid int, method string, echo bool, cfg loadConfig) (loadResult, error) {
 	ws := make([]*worker, cfg.Sockets)
 	for i := range ws {
-		w, err := newWorker(to, method, cfg.Window, echo)
+		w, err := newWorker(to, method, cfg.Window, echo, cfg.Net)
 		if err != nil {
 			return loadResult{}, err
 		}

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"net"
 	"os"
 	"testing"
 	"time"
 
+	"github.com/dhtkit/dhtkit"
 	"github.com/dhtkit/dhtkit/interop"
 	"github.com/dhtkit/dhtkit/krpc"
 )
@@ -86,7 +88,7 @@ func TestRunLoad(t *testing.T) {
 		t.Fatalf("echo: %+v", r)
 	}
 
-	cs, err := startContacts(100)
+	cs, err := startContacts(100, netKey{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +106,7 @@ func TestRunLoad(t *testing.T) {
 	addr := interop.AnacrolixAddr(s)
 	// anacrolix fills find_node answers from a few buckets only, so how
 	// many nodes it returns depends on the random ids: some, not always 8.
-	got := waitPrimed(addr, 5*time.Second)
+	got := waitPrimed(addr, 5*time.Second, netKey{})
 	if got == 0 {
 		t.Fatal("anacrolix find_node answers carry no nodes")
 	}
@@ -114,5 +116,50 @@ func TestRunLoad(t *testing.T) {
 	}
 	if r.Answered == 0 || r.WithNodes != r.Answered || r.NodesPer < 1 {
 		t.Fatalf("anacrolix find_node: %+v", r)
+	}
+}
+
+// The sealed rows: a dhtkit node with a network key, primed with contacts
+// that answer sealed queries, answers the generator's sealed queries, and
+// its find_node answers carry nodes; a generator without the key gets
+// nothing.
+func TestRunLoadSealed(t *testing.T) {
+	nk, cleanup, err := newNetKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cleanup()
+	cs, err := startContacts(20, nk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.close()
+	n, err := dhtkit.Listen(context.Background(), dhtkitConfig("dhtkit-sealed"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, a := range cs.addrs {
+		if _, err := n.Ping(ctx, a); err != nil {
+			t.Fatalf("sealed ping of contact %v: %v", a, err)
+		}
+	}
+	if got := waitPrimed(n.Addr(), 5*time.Second, nk); got == 0 {
+		t.Fatal("sealed find_node answers carry no nodes")
+	}
+	lc := loadConfig{Sockets: 2, Window: 4, Warmup: 50 * time.Millisecond, Duration: 200 * time.Millisecond, Net: nk}
+	r, err := runLoad(n.Addr(), os.Getpid(), "find_node", false, lc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The two counters are read a moment apart: compare them loosely.
+	if r.Answered == 0 || r.WithNodes < r.Answered*9/10 || r.NodesPer < 1 {
+		t.Fatalf("sealed find_node: %+v", r)
+	}
+	lc.Net = netKey{name: loadNetwork} // the network's name, not its key
+	if r, err = runLoad(n.Addr(), os.Getpid(), "ping", false, lc); err != nil || r.Answered != 0 {
+		t.Fatalf("without the key: %+v, %v; want no answer", r, err)
 	}
 }

@@ -85,7 +85,12 @@ func compareCmd(args []string) error {
 	update := fs.String("update", "", "BENCHMARKS.md to update between its dhtload markers")
 	fs.Parse(args)
 
-	cs, err := startContacts(*nContacts)
+	nk, cleanup, err := newNetKey()
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	cs, err := startContacts(*nContacts, nk)
 	if err != nil {
 		return err
 	}
@@ -106,11 +111,13 @@ func compareCmd(args []string) error {
 			continue
 		}
 		sr := serverResult{name: name, table: s.table}
+		scfg := cfg
+		scfg.Net = nk.forServer(name)
 		if name != "echo" {
-			sr.primed = waitPrimed(s.addr, 20*time.Second)
+			sr.primed = waitPrimed(s.addr, 20*time.Second, scfg.Net)
 		}
 		for _, m := range strings.Split(*meths, ",") {
-			r, err := runLoad(s.addr, s.pid, m, name == "echo", cfg)
+			r, err := runLoad(s.addr, s.pid, m, name == "echo", scfg)
 			if err != nil {
 				s.close()
 				return fmt.Errorf("%s %s: %w", name, m, err)
@@ -146,11 +153,11 @@ func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond)
 
 // waitPrimed asks find_node until the answer carries 8 contacts or timeout
 // passes, and returns the number it last carried.
-func waitPrimed(to netip.AddrPort, timeout time.Duration) int {
+func waitPrimed(to netip.AddrPort, timeout time.Duration, nk netKey) int {
 	deadline := time.Now().Add(timeout)
 	best := 0
 	for time.Now().Before(deadline) {
-		r, err := runLoad(to, 0, "find_node", false, loadConfig{Sockets: 1, Window: 1, Duration: 100 * time.Millisecond})
+		r, err := runLoad(to, 0, "find_node", false, loadConfig{Sockets: 1, Window: 1, Duration: 100 * time.Millisecond, Net: nk})
 		if err == nil && r.WithNodes > 0 {
 			best = int(r.NodesPer + 0.5)
 			if best >= 8 {

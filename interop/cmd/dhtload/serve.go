@@ -18,6 +18,7 @@ import (
 
 	"github.com/dhtkit/dhtkit"
 	"github.com/dhtkit/dhtkit/interop"
+	"github.com/dhtkit/dhtkit/seal"
 )
 
 // serveReady is what a server child prints on its first line of output.
@@ -56,15 +57,8 @@ func serve(kind string, seeds []netip.AddrPort) error {
 		}
 		wg.Wait()
 		addr, table, stop = interop.AnacrolixAddr(s), s.NumNodes(), s.Close
-	case "dhtkit":
-		cfg := dhtkit.DefaultConfig()
-		cfg.Listen = "127.0.0.1:0"
-		cfg.Network = dhtkit.Mainline
-		// One generator on one IP: lift the per-source-IP limit, as for
-		// libtorrent and anacrolix.
-		cfg.Kademlia.RateLimit = -1
-		cfg.Logger = slog.New(slog.DiscardHandler)
-		n, err := dhtkit.Listen(context.Background(), cfg)
+	case "dhtkit", "dhtkit-private", "dhtkit-sealed":
+		n, err := dhtkit.Listen(context.Background(), dhtkitConfig(kind))
 		if err != nil {
 			return err
 		}
@@ -81,7 +75,7 @@ func serve(kind string, seeds []netip.AddrPort) error {
 		}
 		addr, stop = n.Addr(), func() { n.Close() }
 	default:
-		return fmt.Errorf("unknown server kind %q (echo, dhtkit, anacrolix)", kind)
+		return fmt.Errorf("unknown server kind %q (echo, dhtkit, dhtkit-private, dhtkit-sealed, anacrolix)", kind)
 	}
 	defer stop()
 	if err := json.NewEncoder(os.Stdout).Encode(serveReady{Addr: addr.String(), Table: table}); err != nil {
@@ -89,6 +83,28 @@ func serve(kind string, seeds []netip.AddrPort) error {
 	}
 	io.Copy(io.Discard, os.Stdin)
 	return nil
+}
+
+// dhtkitConfig is the configuration of the dhtkit server kind: Mainline,
+// or the private network loadNetwork without ("dhtkit-private") or with
+// ("dhtkit-sealed") the network key in keyEnv.
+func dhtkitConfig(kind string) dhtkit.Config {
+	cfg := dhtkit.DefaultConfig()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.Network = dhtkit.Mainline
+	if kind != "dhtkit" {
+		cfg.Network = loadNetwork
+	}
+	if kind == "dhtkit-sealed" {
+		cfg.NetworkKey = os.Getenv(keyEnv)
+	}
+	// One generator on one IP: lift the limits, as for libtorrent and
+	// anacrolix, but only by raising them, so that every answer still
+	// pays for the limiter's and the byte budgets' bookkeeping.
+	cfg.Kademlia.RateLimit, cfg.Kademlia.RateBurst = 1e9, 1e9
+	cfg.Kademlia.GlobalRate, cfg.Kademlia.RateBytes, cfg.Kademlia.GlobalBytes = 1e9, 1<<40, 1<<40
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	return cfg
 }
 
 // echo is the floor: a bare Go UDP server that sends every datagram back.
@@ -173,7 +189,7 @@ type contacts struct {
 	addrs []netip.AddrPort
 }
 
-func startContacts(n int) (*contacts, error) {
+func startContacts(n int, nk netKey) (*contacts, error) {
 	c := new(contacts)
 	for range n {
 		conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
@@ -185,7 +201,7 @@ func startContacts(n int) (*contacts, error) {
 		rand.Read(self[:])
 		c.conns = append(c.conns, conn)
 		c.addrs = append(c.addrs, conn.LocalAddr().(*net.UDPAddr).AddrPort())
-		go answer(conn, self)
+		go answer(conn, self, nk)
 	}
 	return c, nil
 }
@@ -198,8 +214,12 @@ func (c *contacts) close() {
 
 // answer replies to every query on conn with a bare response carrying self
 // (and a token, for get_peers).
-func answer(conn *net.UDPConn, self [20]byte) {
+func answer(conn *net.UDPConn, self [20]byte, nk netKey) {
 	buf := make([]byte, 64<<10)
+	var sealer *seal.Sealer
+	if nk.ring != nil {
+		sealer = seal.New(nk.ring, self, seal.Config{})
+	}
 	for {
 		n, from, err := conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
@@ -209,11 +229,26 @@ func answer(conn *net.UDPConn, self [20]byte) {
 			continue
 		}
 		p := buf[:n]
+		sealed := false
+		if sealer != nil && len(p) > 0 && p[0] != 'd' {
+			if p, _, err = sealer.Open(p, time.Now()); err != nil {
+				continue
+			}
+			sealed = true
+		}
 		t, ok := txid(p)
 		if !ok || !strings.Contains(string(p), "1:y1:q") {
 			continue
 		}
-		reply := fmt.Appendf(nil, "d1:rd2:id20:%s5:token4:abcde1:t%d:%s1:y1:re", self[:], len(t), t)
+		nw := ""
+		if strings.Contains(string(p), "2:nw") {
+			// A private network's node: answer in its network.
+			nw = fmt.Sprintf("2:nw%d:%s", len(loadNetwork), loadNetwork)
+		}
+		reply := fmt.Appendf(nil, "d%s1:rd2:id20:%s5:token4:abcde1:t%d:%s1:y1:re", nw, self[:], len(t), t)
+		if sealed {
+			reply = sealer.Seal(nil, reply, time.Now())
+		}
 		conn.WriteToUDPAddrPort(reply, from)
 	}
 }
