@@ -78,7 +78,9 @@ func newCrawlCmd(g *globals) *cobra.Command {
 		Long: `crawl joins through --bootstrap and walks the network: lookups of random
 targets and of the neighbourhood of every node found, until no new node turns
 up or --duration runs out; then it asks every node that answered for a
-sample of its infohashes (BEP 51) and prints the counts.`,
+sample of its infohashes (BEP 51) and prints the counts. A node that holds more
+infohashes than it returned is asked again, with a new random target, once the
+"interval" it asked for has passed (at most 8 times, within --duration).`,
 		Args: args(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if parallel <= 0 {
@@ -150,7 +152,7 @@ sample of its infohashes (BEP 51) and prints the counts.`,
 			var mu sync.Mutex
 			sem := make(chan struct{}, parallel)
 			var wg sync.WaitGroup
-			for _, a := range addrs {
+			sample := func(a krpc.NodeInfo, again bool) {
 				sem <- struct{}{}
 				wg.Go(func() {
 					defer func() { <-sem }()
@@ -159,21 +161,51 @@ sample of its infohashes (BEP 51) and prints the counts.`,
 					rtt := time.Since(t0)
 					mu.Lock()
 					defer mu.Unlock()
-					ex.sampled(a, res, err, rtt)
+					ex.sampled(a, res, err, rtt, t0)
 					var re *kademlia.RemoteError
 					switch {
+					case again:
 					case errors.As(err, &re) && re.Code == krpc.CodeMethodUnknown:
 						rep.SampleUnsupported++
 					case err == nil:
 						rep.SampledNodes++
 						rep.InfohashesReported += res.Num
+					}
+					if err == nil {
 						for _, s := range res.Samples {
 							samples[s] = true
 						}
 					}
 				})
 			}
+			for _, a := range addrs {
+				sample(a, false)
+			}
 			wg.Wait()
+			// BEP 51 bookkeeping, as crawlers of the public DHT do: a node
+			// that holds more infohashes than it returned is asked again,
+			// with a new random target, once its interval has passed, while
+			// the crawl's time lasts.
+			deadline, _ := ctx.Deadline()
+			for ctx.Err() == nil {
+				mu.Lock()
+				due, next, more := ex.due(time.Now(), deadline)
+				mu.Unlock()
+				if !more {
+					break
+				}
+				if len(due) == 0 {
+					select {
+					case <-ctx.Done():
+					case <-time.After(time.Until(next)):
+					}
+					continue
+				}
+				for _, a := range due {
+					sample(a, true)
+				}
+				wg.Wait()
+			}
 			rep.NodesSeen, rep.NodesResponded = c.counts()
 			rep.Infohashes = len(samples)
 			rep.Seconds = time.Since(start).Seconds()

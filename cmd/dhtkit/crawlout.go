@@ -27,7 +27,39 @@ type crawlNode struct {
 	BEP51     *bool   `json:"bep51"`            // null: not known (no answer)
 	Num       int     `json:"num,omitempty"`    // BEP 51: infohashes it says it holds
 	IntervalS int     `json:"interval_s,omitempty"`
-	Samples   int     `json:"samples,omitempty"` // infohashes it returned
+	Samples   int     `json:"samples,omitempty"`        // distinct infohashes it returned, over all its samples
+	Queries   int     `json:"sample_queries,omitempty"` // sample_infohashes it answered
+
+	next time.Time      // BEP 51: when it may be asked again
+	got  map[id.ID]bool // the infohashes it returned
+}
+
+// maxResamples bounds the sample_infohashes queries a crawl sends one node.
+const maxResamples = 8
+
+// due lists the nodes to sample again now: they answered BEP 51, hold
+// more infohashes than they returned, and their interval has passed.
+// next is the earliest time another one becomes due; more is false when
+// none will before deadline.
+func (x *export) due(now, deadline time.Time) (due []krpc.NodeInfo, next time.Time, more bool) {
+	for k, cn := range x.nodes {
+		if cn.BEP51 == nil || !*cn.BEP51 || len(cn.got) >= cn.Num || cn.Queries >= maxResamples || cn.next.After(deadline) {
+			continue
+		}
+		more = true
+		if !cn.next.After(now) {
+			a, err := netip.ParseAddrPort(cn.Addr)
+			if err == nil {
+				due = append(due, krpc.NodeInfo{ID: k, Addr: a})
+				cn.next = deadline.Add(time.Hour) // in flight: not due again until it answers
+			}
+			continue
+		}
+		if next.IsZero() || cn.next.Before(next) {
+			next = cn.next
+		}
+	}
+	return due, next, more
 }
 
 // crawlInfohash is a line of infohashes.jsonl.
@@ -50,9 +82,16 @@ func newExport() *export {
 	return &export{nodes: make(map[id.ID]*crawlNode), infohashes: make(map[id.ID][]string)}
 }
 
-func (x *export) sampled(n krpc.NodeInfo, res kademlia.Result, err error, rtt time.Duration) {
-	cn := &crawlNode{ID: n.ID.String(), Addr: n.Addr.String()}
-	x.nodes[n.ID] = cn
+func (x *export) sampled(n krpc.NodeInfo, res kademlia.Result, err error, rtt time.Duration, at time.Time) {
+	cn := x.nodes[n.ID]
+	if cn == nil {
+		cn = &crawlNode{ID: n.ID.String(), Addr: n.Addr.String(), got: make(map[id.ID]bool)}
+		x.nodes[n.ID] = cn
+	}
+	if err != nil && cn.BEP51 != nil && *cn.BEP51 {
+		cn.Queries = maxResamples // it answered before and not now: leave it be
+		return
+	}
 	var re *kademlia.RemoteError
 	switch {
 	case errors.As(err, &re) && re.Code == krpc.CodeMethodUnknown:
@@ -61,12 +100,19 @@ func (x *export) sampled(n krpc.NodeInfo, res kademlia.Result, err error, rtt ti
 	case err == nil:
 		yes := true
 		cn.BEP51, cn.RTTMs = &yes, ms(rtt)
-		cn.Num, cn.IntervalS, cn.Samples = res.Num, int(res.Interval/time.Second), len(res.Samples)
+		cn.Num, cn.IntervalS = res.Num, int(res.Interval/time.Second)
+		cn.Queries++
+		cn.next = at.Add(max(res.Interval, time.Second)) // an interval of 0 still waits a second
 		for _, s := range res.Samples {
+			if cn.got[s] || len(cn.got) > cn.Num+maxResamples*64 {
+				continue // seen from this node, or a node lying about its num
+			}
+			cn.got[s] = true
 			if h := x.infohashes[s]; len(h) < maxHoldersListed {
 				x.infohashes[s] = append(h, cn.ID)
 			}
 		}
+		cn.Samples = len(cn.got)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -363,5 +364,51 @@ func TestCrawl500Mainline(t *testing.T) {
 		size, torrents, len(found), got, torrents, time.Since(start).Seconds(), strings.TrimSpace(out))
 	if missing > 0 || got != torrents {
 		t.Errorf("%d nodes missing, %d of %d infohashes", missing, got, torrents)
+	}
+}
+
+// TestCrawlResamples: nodes that hold more infohashes than one
+// sample_infohashes returns (20) are asked again once their interval has
+// passed, so the crawl exports all 120 announced, not 20.
+func TestCrawlResamples(t *testing.T) {
+	kc := kademlia.DefaultConfig()
+	kc.RateLimit = -1
+	kc.SampleInterval = time.Second
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var nodes []*dhtkit.Node
+	for i := range 6 {
+		n, err := dhtkit.Listen(ctx, dhtkit.Config{Listen: "127.0.0.1:0", Kademlia: kc, Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Close() })
+		nodes = append(nodes, n)
+		if i > 0 {
+			if err := n.Bootstrap(ctx, nodes[0].Addr()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for i := range 120 {
+		if err := nodes[i%6].Announce(ctx, id.FromString(fmt.Sprint("t", i)), 6881); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	if code, _, errs := dhtkitCmd(t, "crawl", "--duration", "20s", "--out", dir, "--bootstrap="+nodes[1].Addr().String()); code != 0 {
+		t.Fatalf("crawl: exit %d %s", code, errs)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "infohashes.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Count(string(b), "\n"); got != 120 {
+		t.Errorf("%d infohashes exported, want all 120", got)
+	}
+	b, _ = os.ReadFile(filepath.Join(dir, "nodes.jsonl"))
+	if !regexp.MustCompile(`"sample_queries":[2-8]\b`).Match(b) {
+		t.Errorf("no node sampled more than once:\n%s", b)
 	}
 }
