@@ -51,6 +51,14 @@ func TestChordRingAPI(t *testing.T) {
 		}
 	}
 
+	// The lookup page shows the hops of a lookup that takes some: of the
+	// node's predecessor, beyond its successor list.
+	far := want.Predecessor.ID.String()
+	resp, body = call(t, "GET", servers[0].URL+"/ui/lookup?target="+far, nil)
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "hop by hop") || !strings.Contains(string(body), "the successor <code title=\""+far) {
+		t.Errorf("lookup page: %d\n%s", resp.StatusCode, body)
+	}
+
 	// A lookup of the node's own id ends at the node itself.
 	resp, body = call(t, "GET", servers[0].URL+"/v1/lookup/"+nodes[0].ID().String(), nil)
 	lk := decode[lookupJSON](t, body)

@@ -37,6 +37,7 @@ type ui struct {
 func newUI(s *server) *ui {
 	funcs := template.FuncMap{
 		"short":    func(x string) string { return x[:min(len(x), 8)] },
+		"inc":      func(i int) int { return i + 1 },
 		"bytes":    humanBytes,
 		"ago":      func(t time.Time) string { return ago(time.Now(), t) },
 		"duration": humanDuration,
@@ -254,6 +255,7 @@ type lookupPage struct {
 	Target string
 	Nodes  []nodeJSON
 	Stats  lookupStatsJSON
+	Trace  []hopJSON // every query, in the order the answers came
 	Err    string
 }
 
@@ -265,11 +267,11 @@ func (u *ui) lookup(w http.ResponseWriter, r *http.Request) {
 	}
 	target := parseTarget(q)
 	p := lookupPage{Query: q, Target: target.String()}
-	res, err := u.s.do(r, "find_node", kademlia.FindNode{Target: target})
+	res, err := u.s.do(r, "find_node", kademlia.FindNode{Target: target, Trace: true})
 	if err != nil {
 		p.Err = err.Error()
 	}
-	p.Nodes, p.Stats = u.s.nodes(res.Nodes), statsJSON(res.Stats)
+	p.Nodes, p.Stats, p.Trace = u.s.nodes(res.Nodes), statsJSON(res.Stats), u.s.trace(res.Trace)
 	u.render(w, r, "lookup", u.page("lookup "+target.String()[:8], p))
 }
 
