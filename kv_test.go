@@ -70,6 +70,7 @@ func TestDataDirSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
 	cfg := testConfig()
 	cfg.DataDir = dir
+	cfg.Kademlia.Alone = true // a network of one, as asked: no quorum of others
 	a := newNode(t, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

@@ -16,7 +16,9 @@ import (
 // readers get the envelope with the value and check one against the
 // other, so an altered byte anywhere is caught.
 func TestSignedLargeValue(t *testing.T) {
-	n := newNode(t, testConfig())
+	cfg := testConfig()
+	cfg.Kademlia.Alone = true // a network of one, as asked: its own quorum
+	n := newNode(t, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	alice, _ := NewIdentity(bytes.Repeat([]byte{1}, 32))

@@ -69,6 +69,12 @@ type Config struct {
 	// that a get sees the newest acknowledged put.
 	WriteQuorum int
 	ReadQuorum  int
+	// Alone lets the node be a network of one: while it finds no other
+	// node, it is the whole replica set and a put needs its own
+	// acknowledgement only. Otherwise the quorums count from Replicas,
+	// never from the nodes found, and a put that finds fewer replicas
+	// than WriteQuorum fails with kademlia.ErrQuorum, writing nothing.
+	Alone bool
 	// DefaultTTL is the life of a value put without a TTL (24h).
 	DefaultTTL time.Duration
 	// Routing is how lookups are forwarded: RoutingFingers (""), or

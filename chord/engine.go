@@ -33,6 +33,7 @@ import (
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/kademlia"
 	"github.com/dhtkit/dhtkit/krpc"
+	"github.com/dhtkit/dhtkit/replica"
 	"github.com/dhtkit/dhtkit/store"
 )
 
@@ -86,7 +87,9 @@ type Engine struct {
 
 	clock    store.Clock
 	xbuf     []byte
-	nextSync time.Time // the next round of replica maintenance
+	tree     *replica.Tree   // the store's hash tree for anti-entropy, made on first use
+	commits  replica.Commits // writes waiting for the next commit (group commit)
+	nextSync time.Time       // the next round of replica maintenance
 
 	// Scratch space.
 	in  krpc.Msg
@@ -201,13 +204,17 @@ func (e *Engine) begin() {
 // Ready returns what the driver should do now and clears it. Packet data
 // is valid until the next call on the engine.
 func (e *Engine) Ready() kademlia.Ready {
+	if e.commits.Len() > 0 {
+		e.begin()  // a second Ready in a row hands out nothing twice
+		e.commit() // persist first, then send
+	}
 	e.drained = true
 	return kademlia.Ready{Packets: e.packets, Results: e.results}
 }
 
 // HasReady reports whether Ready has anything to hand out.
 func (e *Engine) HasReady() bool {
-	return !e.drained && (len(e.packets) > 0 || len(e.results) > 0)
+	return e.commits.Len() > 0 || !e.drained && (len(e.packets) > 0 || len(e.results) > 0)
 }
 
 // Deadline is the time of the engine's next timer; the driver calls Tick
@@ -309,6 +316,13 @@ func (e *Engine) send(to netip.AddrPort) {
 	e.packets = append(e.packets, kademlia.Packet{To: to, Data: e.arena[start:len(e.arena):len(e.arena)]})
 }
 
+// commit commits the queued writes and hands out their answers.
+func (e *Engine) commit() {
+	if e.commits.Len() > 0 {
+		e.commits.Commit(e.kvStore(), func(time.Time, store.Record) { e.stored() })
+	}
+}
+
 // Close ends every operation with kademlia.ErrClosed. The engine ignores
 // every later call but Ready.
 func (e *Engine) Close(now time.Time) {
@@ -316,6 +330,7 @@ func (e *Engine) Close(now time.Time) {
 		return
 	}
 	e.begin()
+	e.commit()
 	for _, s := range e.sortedOps() {
 		e.finish(now, s, kademlia.ErrClosed)
 	}

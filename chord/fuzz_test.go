@@ -3,14 +3,12 @@ package chord
 import (
 	"math/rand/v2"
 	"net/netip"
-	"slices"
 	"testing"
 	"time"
 
 	"github.com/dhtkit/dhtkit/id"
-	"github.com/dhtkit/dhtkit/kademlia"
 	"github.com/dhtkit/dhtkit/krpc"
-	"github.com/dhtkit/dhtkit/store"
+	"github.com/dhtkit/dhtkit/replica"
 )
 
 // query encodes a query of method name with payload x (nil: none) in
@@ -51,8 +49,8 @@ func TestMalformedInputDropped(t *testing.T) {
 		{"store, bad record", query("dk_store", []byte("d4:recsl1:xee")), true},
 		{"store, no version", query("dk_store", []byte("d4:recsld1:k1:a1:ti0e1:v1:b1:wi0eeee")), true},
 		{"fetch, no key", query("dk_fetch", []byte("de")), true},
-		{"sync without x", query(methodSync, nil), true},
-		{"sync, short range", query(methodSync, []byte("d1:a3:abc1:b3:abce")), true},
+		{"sync without x", query("dk_sync", nil), true},
+		{"sync, prefix longer than its depth", query("dk_sync", []byte("d1:ci1e1:li3e1:p2:abe")), true},
 		{"unsolicited response", []byte("d2:nw4:test1:rd2:id20:aaaaaaaaaaaaaaaaaaaae1:t2:zz1:y1:re"), false},
 		{"truncated", query(methodFindSuccessor, []byte("d1:t20:01234567890123456789e"))[:30], false},
 	}
@@ -104,8 +102,8 @@ func FuzzPayload(f *testing.F) {
 	f.Add([]byte("d4:recsld1:k1:a1:ti5e1:v1:b1:wi1eeee"))
 	f.Add([]byte("d1:t20:01234567890123456789e"))
 	f.Add([]byte("d1:k3:keye"))
-	f.Add(encodeSync(nil, syncBatch{lo: self, hi: self, entries: []store.Entry{{Key: "key", Version: store.Version{Time: 5, Writer: 1}}}}))
-	f.Add([]byte("d1:wli0eee"))
+	f.Add(replica.AppendRequest(nil, replica.Request{Prefix: replica.Root, Fanout: 6}))
+	f.Add(replica.AppendRequest(nil, replica.Request{Prefix: replica.Root.Child(3, 5), Entries: true, After: "key"}))
 	f.Fuzz(func(t *testing.T, x []byte) {
 		// A fresh engine each time: state kept across inputs (stored
 		// records, contacts) would slow every later input down.
@@ -122,32 +120,14 @@ func FuzzPayload(f *testing.F) {
 			}
 		}
 		_, _ = decodeNeighbors(x, self, from)
-		if b, err := decodeSync(x); err == nil {
-			again, err := decodeSync(encodeSync(nil, b))
-			if err != nil || again.lo != b.lo || again.hi != b.hi || !slices.Equal(again.entries, b.entries) {
-				t.Fatalf("sync batch does not round-trip: %v %+v %+v", err, b, again)
-			}
-			for _, en := range b.entries {
-				if en.Version.IsZero() || !id.Between(id.FromString(en.Key), b.lo, b.hi) {
-					t.Fatalf("decoded an invalid entry: %+v", en)
-				}
-			}
-		}
-		if want, err := decodeWant(x, 4); err == nil {
-			for _, i := range want {
-				if i < 0 || i >= 4 {
-					t.Fatalf("decoded a want index out of range: %d", i)
-				}
-			}
-		}
-		if recs, err := kademlia.ParseRecords(x); err == nil {
+		if recs, err := replica.ParseRecords(x); err == nil {
 			for _, r := range recs {
 				if r.Version.IsZero() || r.Key == "" {
 					t.Fatalf("decoded an invalid record: %+v", r)
 				}
 			}
 		}
-		for _, name := range []string{methodFindSuccessor, methodGetPredecessor, methodNotify, methodLeave, "dk_store", "dk_fetch", methodSync} {
+		for _, name := range []string{methodFindSuccessor, methodGetPredecessor, methodNotify, methodLeave, "dk_store", "dk_fetch", "dk_sync"} {
 			e.Receive(testEpoch, from, query(name, x))
 			e.Ready()
 		}

@@ -1,6 +1,7 @@
 package chord
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -9,6 +10,7 @@ import (
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/kademlia"
 	"github.com/dhtkit/dhtkit/krpc"
+	"github.com/dhtkit/dhtkit/replica"
 	"github.com/dhtkit/dhtkit/store"
 )
 
@@ -22,6 +24,11 @@ func (e *Engine) kvStore() store.Store {
 		e.cfg.Store = store.NewMemory(store.Config{})
 	}
 	return e.cfg.Store
+}
+
+// quorum is the replication layer's quorum rule with this node's settings.
+func (e *Engine) quorum() replica.Quorum {
+	return replica.Quorum{Replicas: e.cfg.Replicas, Write: e.cfg.WriteQuorum, Read: e.cfg.ReadQuorum, Alone: e.cfg.Alone}
 }
 
 func expired(r *store.Record, now time.Time) bool {
@@ -45,29 +52,12 @@ func (e *Engine) startKV(now time.Time, s *opState, key string) {
 	e.startLookup(now, s, id.FromString(key), nil)
 }
 
-// replica is one node of a key's replica set.
-type replica struct {
-	info  krpc.NodeInfo
-	self  bool
-	done  bool
-	err   error
-	rec   *store.Record // KVGet: what it holds
-	acked bool
-}
-
-// kvOp is a KVPut or KVGet past its lookup.
+// kvOp is a KVPut or KVGet past its lookup: the replication layer's
+// quorum count (replica.Op) and what Chord sends.
 type kvOp struct {
-	s        *opState
-	put      bool
-	key      string
-	rec      store.Record // KVPut: the record written
-	replicas []replica
-	need     int
-	acks     int
-	answered int
-	returned int
-	best     *store.Record
-	reported bool
+	s   *opState
+	rec store.Record // KVPut: the record written
+	q   replica.Op
 }
 
 // kvReplicas takes the first Replicas nodes of the lookup's answer (the
@@ -77,7 +67,7 @@ func (e *Engine) kvReplicas(now time.Time, s *opState, nodes []krpc.NodeInfo) {
 	op := &kvOp{s: s}
 	switch o := s.op.(type) {
 	case kademlia.KVPut:
-		op.key, op.put = o.Key, true
+		op.q.Key, op.q.Put = o.Key, true
 		ttl := o.TTL
 		if ttl <= 0 {
 			ttl = e.cfg.DefaultTTL
@@ -96,199 +86,157 @@ func (e *Engine) kvReplicas(now time.Time, s *opState, nodes []krpc.NodeInfo) {
 				op.rec.Expires = o.Expires
 			}
 		}
-		op.need = e.cfg.WriteQuorum
 	case kademlia.KVGet:
-		op.key = o.Key
-		op.need = e.cfg.ReadQuorum
+		op.q.Key = o.Key
 	}
 	for _, n := range nodes {
-		if len(op.replicas) == e.cfg.Replicas {
+		if len(op.q.Members) == e.cfg.Replicas {
 			break
 		}
-		op.replicas = append(op.replicas, replica{info: n, self: n.ID == e.self})
+		op.q.Members = append(op.q.Members, replica.Member{Node: n, Self: n.ID == e.self})
 	}
-	op.need = min(op.need, len(op.replicas))
 	s.kv = op
-	for i := range op.replicas {
-		r := &op.replicas[i]
-		if r.self {
-			e.kvLocal(now, op, r)
+	q := e.quorum()
+	ms := op.q.Members
+	op.q.Need = q.Need(op.q.Put, len(ms), len(ms) == 1 && ms[0].Self)
+	if op.q.Put {
+		// Too few replicas to reach the quorum: refuse before writing
+		// anything, rather than leave a write the majority never sees.
+		if err := q.Refuse(len(ms), op.q.Need); err != nil {
+			e.finish(now, s, err)
+			return
+		}
+	}
+	for i, r := range ms {
+		if r.Self {
+			e.kvLocal(now, op, i)
 			continue
 		}
-		if op.put {
+		m := mFetch
+		if op.q.Put {
+			m = mStore
 			q := e.newQuery(mStore)
 			q.A.Has |= krpc.HasX
-			e.xbuf = kademlia.AppendRecords(e.xbuf[:0], []store.Record{op.rec})
+			e.xbuf = replica.AppendRecords(e.xbuf[:0], []store.Record{op.rec})
 			q.A.X = e.xbuf
 		} else {
 			q := e.newQuery(mFetch)
 			q.A.Has |= krpc.HasX
-			e.xbuf = encodeX(e.xbuf[:0], map[string]any{"k": op.key})
+			e.xbuf = encodeX(e.xbuf[:0], map[string]any{"k": op.q.Key})
 			q.A.X = e.xbuf
 		}
-		m := mFetch
-		if op.put {
-			m = mStore
-		}
-		if !e.sendQuery(now, m, r.info.Addr, r.info.ID, s.id, forOp) {
-			r.done, r.err = true, errBadAddr
-			op.returned++
+		if !e.sendQuery(now, m, r.Node.Addr, r.Node.ID, s.id, forOp) {
+			op.q.Fail(i, errBadAddr)
 		}
 	}
 	op.check(now, e)
 }
 
-// kvLocal applies the operation to our own store, as one replica.
-func (e *Engine) kvLocal(now time.Time, op *kvOp, r *replica) {
+// kvLocal applies the operation to our own store, as member i.
+func (e *Engine) kvLocal(now time.Time, op *kvOp, i int) {
 	st := e.kvStore()
-	r.done = true
-	op.returned++
-	if op.put {
-		if _, err := st.Put(op.rec); err != nil {
-			r.err = err
-			return
-		}
-		r.acked = true
-		op.acks++
+	if op.q.Put {
+		// Counted once committed, at the next Ready.
+		e.commits.Queue(now, []store.Record{op.rec}, func(now time.Time, errs []error) {
+			if errs[0] != nil {
+				op.q.Fail(i, errs[0])
+			} else {
+				op.q.Ack(i)
+			}
+			op.check(now, e)
+		})
 		return
 	}
-	rec, ok, err := st.Get(op.key)
+	rec, ok, err := st.Get(op.q.Key)
 	if err != nil {
-		r.err = err
+		op.q.Fail(i, err)
 		return
 	}
-	op.answered++
 	if ok && !expired(&rec, now) {
-		r.rec = &rec
-		op.consider(&rec)
+		op.q.Answer(i, &rec)
+		return
 	}
+	op.q.Answer(i, nil)
 }
 
-func (op *kvOp) consider(r *store.Record) {
-	if op.best == nil || r.Version.Newer(op.best.Version) {
-		op.best = r
-	}
-}
-
-func (op *kvOp) find(p *pending) *replica {
-	for i := range op.replicas {
-		r := &op.replicas[i]
-		if !r.self && !r.done && r.info.ID == p.nodeID {
-			return r
+// find returns the member a query went to, or -1.
+func (op *kvOp) find(p *pending) int {
+	for i, r := range op.q.Members {
+		if !r.Self && !r.Done && r.Node.ID == p.nodeID {
+			return i
 		}
 	}
-	return nil
+	return -1
 }
 
 func (op *kvOp) response(now time.Time, e *Engine, p *pending, sender id.ID, m *krpc.Msg) {
-	r := op.find(p)
-	if r == nil {
+	i := op.find(p)
+	if i < 0 {
 		return
 	}
-	r.done = true
-	op.returned++
-	if op.put {
+	if op.q.Put {
 		d, err := decodeX(m.R.X)
 		if ok, _ := d["ok"].([]any); err == nil && len(ok) == 1 && ok[0] == int64(1) {
-			r.acked = true
-			op.acks++
+			op.q.Ack(i)
 		} else {
-			r.err = errors.New("chord: replica refused the write")
+			op.q.Fail(i, errors.New("chord: replica refused the write"))
 		}
 		op.check(now, e)
 		return
 	}
-	recs, err := kademlia.ParseRecords(m.R.X)
+	recs, err := replica.ParseRecords(m.R.X)
 	if err != nil {
 		e.stats.Malformed++
-		r.err = err
+		op.q.Fail(i, err)
 		op.check(now, e)
 		return
 	}
-	op.answered++
-	if len(recs) > 0 && recs[0].Key == op.key && !expired(&recs[0], now) && e.clock.Observe(now, recs[0].Version) == nil {
-		r.rec = &recs[0]
-		op.consider(r.rec)
+	if len(recs) > 0 && recs[0].Key == op.q.Key && !expired(&recs[0], now) && e.clock.Observe(now, recs[0].Version) == nil {
+		op.q.Answer(i, &recs[0])
+	} else {
+		op.q.Answer(i, nil)
 	}
 	op.check(now, e)
 }
 
 func (op *kvOp) failure(now time.Time, e *Engine, p *pending, err error) {
-	r := op.find(p)
-	if r == nil {
+	i := op.find(p)
+	if i < 0 {
 		return
 	}
-	r.done, r.err = true, err
-	op.returned++
+	op.q.Fail(i, err)
 	op.check(now, e)
 }
 
-// check reports the result once it is known: a put when the write quorum
-// acknowledged (or no longer can), a get when every replica answered or
-// failed; a get then repairs the replicas that had older data.
+// check reports the result once the layer decides it, and repairs the
+// replicas a get found behind.
 func (op *kvOp) check(now time.Time, e *Engine) {
-	if op.reported {
+	out, ok := op.q.Decide(op.rec.Version)
+	if !ok {
 		return
 	}
-	s := op.s
-	if op.put {
-		switch {
-		case op.acks >= op.need && op.need > 0:
-			op.reported = true
-			s.result.Acks = op.acks
-			s.result.Version = op.rec.Version
-			e.finish(now, s, nil)
-		case op.returned == len(op.replicas):
-			op.reported = true
-			s.result.Acks = op.acks
-			err := fmt.Errorf("%w: %d of %d replicas hold the write, quorum is %d", kademlia.ErrQuorum, op.acks, len(op.replicas), op.need)
-			if first := op.firstErr(); first != nil {
-				err = fmt.Errorf("%w (%w)", err, first)
-			}
-			e.finish(now, s, err)
-		}
-		return
+	e.finish(now, op.s, outcome(&op.s.result, out, e.quorum(), op.q.Need))
+	if !op.q.Put {
+		op.repair(now, e)
 	}
-	if op.returned < len(op.replicas) {
-		return
-	}
-	op.reported = true
-	for i := range op.replicas {
-		r := &op.replicas[i]
-		h := kademlia.Holder{Node: r.info, Self: r.self, Err: r.err}
-		if r.rec != nil {
-			h.Has, h.Version, h.Deleted = true, r.rec.Version, r.rec.Deleted
-		}
-		s.result.Holders = append(s.result.Holders, h)
-	}
-	s.result.Partial = op.answered < op.need
-	switch {
-	case op.best != nil && !op.best.Deleted:
-		rec := *op.best
-		s.result.Record = &rec
-		s.result.Version = rec.Version
-		e.finish(now, s, nil)
-	case op.answered == 0:
-		err := fmt.Errorf("%w: no replica answered", kademlia.ErrTimeout)
-		if first := op.firstErr(); first != nil {
-			err = fmt.Errorf("%w (%w)", err, first)
-		}
-		e.finish(now, s, err)
-		return
-	default:
-		if op.best != nil {
-			s.result.Version = op.best.Version
-		}
-		e.finish(now, s, kademlia.ErrNotFound)
-	}
-	op.repair(now, e)
 }
 
-func (op *kvOp) firstErr() error {
-	for _, r := range op.replicas {
-		if r.err != nil {
-			return r.err
+// outcome fills a Result from a decided operation and returns its error.
+func outcome(res *kademlia.Result, out replica.Outcome, q replica.Quorum, need int) error {
+	res.Acks, res.Version, res.Record, res.Holders, res.Partial = out.Acks, out.Version, out.Record, out.Holders, out.Partial
+	why := func(err error) error {
+		if out.FirstErr != nil {
+			return fmt.Errorf("%w (%w)", err, out.FirstErr) // say why, and let errors.Is see it
 		}
+		return err
+	}
+	switch out.Kind {
+	case replica.Short:
+		return why(q.Short(out.Acks, need))
+	case replica.NoAnswer:
+		return why(fmt.Errorf("%w: no replica answered", kademlia.ErrTimeout))
+	case replica.NotFound:
+		return kademlia.ErrNotFound
 	}
 	return nil
 }
@@ -296,19 +244,16 @@ func (op *kvOp) firstErr() error {
 // repair writes the newest version to the replicas that answered with an
 // older one or none (read repair).
 func (op *kvOp) repair(now time.Time, e *Engine) {
-	if op.best == nil {
-		return
-	}
-	for i := range op.replicas {
-		r := &op.replicas[i]
-		if r.err != nil || r.rec != nil && !op.best.Version.Newer(r.rec.Version) {
+	best := op.q.Best()
+	for _, i := range op.q.Stale() {
+		r := op.q.Members[i]
+		if r.Self {
+			if applied, _ := e.kvStore().Put(*best); applied {
+				e.stored()
+			}
 			continue
 		}
-		if r.self {
-			_, _ = e.kvStore().Put(*op.best)
-			continue
-		}
-		e.pushRecords(now, r.info, []store.Record{*op.best}, 0)
+		e.pushRecords(now, r.Node, []store.Record{*best}, 0)
 	}
 }
 
@@ -329,7 +274,7 @@ func (e *Engine) pushRecords(now time.Time, to krpc.NodeInfo, recs []store.Recor
 		}
 		q := e.newQuery(mStore)
 		q.A.Has |= krpc.HasX
-		e.xbuf = kademlia.AppendRecords(e.xbuf[:0], recs[:n])
+		e.xbuf = replica.AppendRecords(e.xbuf[:0], recs[:n])
 		q.A.X = e.xbuf
 		if e.sendQuery(now, mStore, to.Addr, to.ID, op, why) {
 			sent++
@@ -343,47 +288,78 @@ func (e *Engine) pushRecords(now time.Time, to krpc.NodeInfo, recs []store.Recor
 // wins) and says, per record, whether we now hold it or something newer.
 // It leaves the reply in e.out and reports whether there is one.
 func (e *Engine) handleStore(now time.Time, from netip.AddrPort, q *krpc.Msg) bool {
-	recs, err := kademlia.ParseRecords(q.A.X)
+	recs, err := replica.ParseRecords(q.A.X)
 	if err != nil {
 		e.stats.Malformed++
 		e.replyError(from, q.T, krpc.CodeProtocol, "dk_store: "+err.Error())
 		return false
 	}
-	ok := make([]any, len(recs))
-	st := e.kvStore()
+	idx := make([]int, 0, len(recs)) // positions in recs of the records queued
+	valid := make([]store.Record, 0, len(recs))
 	for i := range recs {
-		ok[i] = 0
 		if e.clock.Observe(now, recs[i].Version) != nil || expired(&recs[i], now) {
 			continue
 		}
-		if _, err := st.Put(recs[i]); err == nil {
-			ok[i] = 1 // applied, or refused for an equal or newer version
-		}
+		idx = append(idx, i)
+		valid = append(valid, recs[i])
 	}
-	e.xbuf = encodeX(e.xbuf[:0], map[string]any{"ok": ok})
-	r := e.newResponse(q.T)
-	r.R.Has |= krpc.HasX
-	r.R.X = e.xbuf
-	return true
+	// The answer waits for the commit Ready makes of every write queued
+	// meanwhile: it acknowledges only what is durable.
+	tid, n := bytes.Clone(q.T), len(recs)
+	e.commits.Queue(now, valid, func(now time.Time, errs []error) {
+		ok := make([]any, n)
+		for i := range ok {
+			ok[i] = 0
+		}
+		for j, err := range errs {
+			if err == nil {
+				ok[idx[j]] = 1 // applied, or refused for an equal or newer version
+			}
+		}
+		e.xbuf = encodeX(e.xbuf[:0], map[string]any{"ok": ok})
+		r := e.newResponse(tid)
+		r.R.Has |= krpc.HasX
+		r.R.X = e.xbuf
+		e.send(from)
+	})
+	return false // answered at the commit
 }
 
-// handleFetch answers dk_fetch {"k": key} with the record held for key.
+// handleFetch answers dk_fetch {"k": key} with the record held for key,
+// or {"ks": [key, ...]} with those of the keys it holds, as many as fit
+// one datagram.
 func (e *Engine) handleFetch(now time.Time, from netip.AddrPort, q *krpc.Msg) bool {
 	d, err := decodeX(q.A.X)
-	var k []byte
+	var keys []any
 	if err == nil {
-		k, _ = d["k"].([]byte)
+		if k, ok := d["k"].([]byte); ok && len(k) > 0 {
+			keys = []any{k}
+		} else {
+			keys, _ = d["ks"].([]any)
+		}
 	}
-	if len(k) == 0 {
+	if len(keys) == 0 {
 		e.stats.Malformed++
-		e.replyError(from, q.T, krpc.CodeProtocol, "dk_fetch: want x.k")
+		e.replyError(from, q.T, krpc.CodeProtocol, "dk_fetch: want x.k or x.ks")
 		return false
 	}
 	var recs []store.Record
-	if rec, found, err := e.kvStore().Get(string(k)); err == nil && found && !expired(&rec, now) {
+	size := 0
+	for _, k := range keys {
+		kb, ok := k.([]byte)
+		if !ok || len(kb) == 0 {
+			continue
+		}
+		rec, found, err := e.kvStore().Get(string(kb))
+		if err != nil || !found || expired(&rec, now) {
+			continue
+		}
+		if size += len(rec.Key) + len(rec.Value) + 64; size > maxPayload && len(recs) > 0 {
+			break
+		}
 		recs = append(recs, rec)
 	}
-	e.xbuf = kademlia.AppendRecords(e.xbuf[:0], recs)
+	e.xbuf = replica.AppendRecords(e.xbuf[:0], recs)
 	r := e.newResponse(q.T)
 	r.R.Has |= krpc.HasX
 	r.R.X = e.xbuf

@@ -106,6 +106,10 @@ func (n *testNet) flush(tn *testNode) {
 	rd := tn.e.Ready()
 	for _, p := range rd.Packets {
 		n.sent++
+		if len(p.Data) > kademlia.MaxDatagram {
+			n.t.Fatalf("%v sent a datagram of %d bytes to %v, over MaxDatagram (%d): %.80q",
+				tn.addr, len(p.Data), p.To, kademlia.MaxDatagram, p.Data)
+		}
 		if n.drop != nil && n.drop(tn.addr, p.To, p.Data) {
 			continue
 		}

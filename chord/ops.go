@@ -27,7 +27,8 @@ type opState struct {
 	lk       *lookup
 	kv       *kvOp
 	ho       *handover
-	sync     *syncBatch // a ch_sync batch awaiting its answer
+	round    *syncRound // a round of anti-entropy (sync.go)
+	pull     bool       // a dk_fetch of records a round found newer elsewhere
 	fix      *fingerLookup
 	join     bool // the lookup of our own successor through the bootstrap nodes
 	load     bool // a kademlia.Load: the answer is a dk_load payload
@@ -122,8 +123,10 @@ func (e *Engine) onResponse(now time.Time, p *pending, sender id.ID, m *krpc.Msg
 		s.kv.response(now, e, p, sender, m)
 	case s.ho != nil:
 		s.ho.done(now, e, s, p, m)
-	case s.sync != nil:
-		e.synced(now, s, p, m)
+	case s.round != nil:
+		s.round.response(now, e, s, p, m)
+	case s.pull:
+		e.pulled(now, s, m)
 	case s.lk != nil:
 		s.lk.response(now, e, s, p, sender, m)
 	case s.load:
@@ -151,7 +154,9 @@ func (s *opState) failure(now time.Time, e *Engine, p *pending, err error) {
 		s.kv.failure(now, e, p, err)
 	case s.ho != nil:
 		s.ho.done(now, e, s, p, nil)
-	case s.sync != nil:
+	case s.round != nil:
+		s.round.failure(now, e, s, p)
+	case s.pull:
 		e.finish(now, s, err)
 	case s.lk != nil:
 		s.lk.failed(now, e, s, p, err)

@@ -68,8 +68,14 @@ func (e *Engine) newQuery(m method) *krpc.Msg {
 // sendQuery sends e.out, a query of method m, and tracks it. It returns
 // false when every transaction id is in use or the address is unusable.
 func (e *Engine) sendQuery(now time.Time, m method, to netip.AddrPort, nodeID id.ID, op kademlia.OpID, why purpose) bool {
+	_, ok := e.sendQueryTID(now, m, to, nodeID, op, why)
+	return ok
+}
+
+// sendQueryTID is sendQuery that also returns the transaction id.
+func (e *Engine) sendQueryTID(now time.Time, m method, to netip.AddrPort, nodeID id.ID, op kademlia.OpID, why purpose) (uint16, bool) {
 	if !to.IsValid() || to.Port() == 0 || len(e.pending) >= 1<<16-1 {
-		return false
+		return 0, false
 	}
 	for e.pending[e.nextTID] != nil {
 		e.nextTID++
@@ -91,7 +97,7 @@ func (e *Engine) sendQuery(now time.Time, m method, to netip.AddrPort, nodeID id
 	e.out.T = e.tid[:]
 	e.stats.QueriesOut[m]++
 	e.send(to)
-	return true
+	return tid, true
 }
 
 func (e *Engine) release(p *pending) {

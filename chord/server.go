@@ -83,7 +83,7 @@ func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
 		}
 		r = &e.out
 	case mSync:
-		if !e.handleSync(now, from, sender.ID, q) {
+		if !e.handleSync(now, from, q) {
 			return
 		}
 		r = &e.out

@@ -2,19 +2,13 @@ package chord
 
 import (
 	"bytes"
-	"cmp"
 	"errors"
-	"fmt"
-	"math/rand/v2"
 	"net/netip"
-	"slices"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/kademlia"
-	"github.com/dhtkit/dhtkit/store"
 )
 
 // replicaSet returns the key's true replica set: the live successor of
@@ -130,90 +124,6 @@ func TestSyncKeepsDeletes(t *testing.T) {
 	}
 }
 
-// TestSyncBatches checks that a range's entries split into batches that
-// each fit a datagram, cover the range in order and decode as sent.
-func TestSyncBatches(t *testing.T) {
-	lo := id.FromString("lo")
-	hi := id.AddPow2(lo, 159) // half the ring
-	var entries []store.Entry
-	for i := range 5000 {
-		k := fmt.Sprintf("key-%d-%s", i, strings.Repeat("x", i%200))
-		if id.Between(id.FromString(k), lo, hi) {
-			entries = append(entries, store.Entry{Key: k, Version: store.Version{Time: uint64(i + 1), Writer: 7}})
-		}
-	}
-	slices.SortFunc(entries, func(a, b store.Entry) int {
-		return id.Compare(id.RingDistance(lo, id.FromString(a.Key)), id.RingDistance(lo, id.FromString(b.Key)))
-	})
-	batches := syncBatches(lo, hi, entries)
-	if len(batches) < 2 {
-		t.Fatalf("%d entries in %d batch", len(entries), len(batches))
-	}
-	var got []store.Entry
-	prev := lo
-	for i, b := range batches {
-		x := encodeSync(nil, b)
-		if len(x) > maxPayload {
-			t.Fatalf("batch %d is %d bytes, more than %d", i, len(x), maxPayload)
-		}
-		d, err := decodeSync(x)
-		if err != nil {
-			t.Fatalf("batch %d: %v", i, err)
-		}
-		if d.lo != prev {
-			t.Fatalf("batch %d starts at %v, want %v", i, d.lo, prev)
-		}
-		prev = d.hi
-		got = append(got, d.entries...)
-	}
-	if prev != hi {
-		t.Fatalf("the batches end at %v, want %v", prev, hi)
-	}
-	if !slices.Equal(got, entries) {
-		t.Fatalf("%d entries back of %d sent, or changed", len(got), len(entries))
-	}
-	if b := syncBatches(lo, hi, nil); len(b) != 1 || len(b[0].entries) != 0 {
-		t.Fatalf("an empty range makes %d batches, want one empty", len(b))
-	}
-}
-
-func TestSyncDecodeRejects(t *testing.T) {
-	a, b := id.FromString("a"), id.FromString("b")
-	outside := "k0"
-	for id.Between(id.FromString(outside), a, b) {
-		outside += "0"
-	}
-	cases := map[string][]byte{
-		"not a dict":     []byte("i1e"),
-		"no range":       encodeX(nil, map[string]any{"e": []any{}}),
-		"short id":       encodeX(nil, map[string]any{"a": a[:19], "b": b[:]}),
-		"e not a list":   encodeX(nil, map[string]any{"a": a[:], "b": b[:], "e": 1}),
-		"short entry":    encodeX(nil, map[string]any{"a": a[:], "b": b[:], "e": []any{[]any{"k", 1}}}),
-		"empty key":      encodeX(nil, map[string]any{"a": a[:], "b": b[:], "e": []any{[]any{"", 1, 1}}}),
-		"no version":     encodeX(nil, map[string]any{"a": a[:], "b": b[:], "e": []any{[]any{"k", 0, 0}}}),
-		"outside range":  encodeX(nil, map[string]any{"a": a[:], "b": b[:], "e": []any{[]any{outside, 1, 1}}}),
-		"time not int":   encodeX(nil, map[string]any{"a": a[:], "b": b[:], "e": []any{[]any{"k", "1", 1}}}),
-		"entry not list": encodeX(nil, map[string]any{"a": a[:], "b": b[:], "e": []any{"k"}}),
-	}
-	for name, x := range cases {
-		if _, err := decodeSync(x); !errors.Is(err, errBadPayload) {
-			t.Errorf("%s: %v, want errBadPayload", name, err)
-		}
-	}
-	for name, x := range map[string][]byte{
-		"not a dict":   []byte("le"),
-		"w not a list": []byte("d1:wi1ee"),
-		"negative":     []byte("d1:wli-1eee"),
-		"too large":    []byte("d1:wli2eee"),
-		"not an int":   []byte("d1:wl1:0ee"),
-		"too many":     []byte("d1:wli0ei0ei0eee"),
-	} {
-		if _, err := decodeWant(x, 2); !errors.Is(err, errBadPayload) {
-			t.Errorf("want, %s: %v, want errBadPayload", name, err)
-		}
-	}
-}
-
 // TestSyncRefillsPrimary checks the way back: a primary that lacks a
 // record of its range (its hand-over was lost) gets it from its successor.
 func TestSyncRefillsPrimary(t *testing.T) {
@@ -232,56 +142,5 @@ func TestSyncRefillsPrimary(t *testing.T) {
 	}
 	if !net.runUntil(4*15*time.Second, func() bool { return len(net.missing(key, res, false)) == 0 }) {
 		t.Fatal("the primary did not get its record back within four sync intervals")
-	}
-}
-
-// TestEachEntry compares the bucket walk with a filter of every record,
-// for ranges inside one bucket, across buckets, wrapping past zero, and
-// around the whole ring.
-func TestEachEntry(t *testing.T) {
-	e := New(Config{Network: "test", Rand: seededReader{rand.New(rand.NewPCG(2, 2))}}, testEpoch)
-	st := e.Store()
-	var keys []string
-	for i := range 3000 {
-		k := fmt.Sprint("k", i)
-		keys = append(keys, k)
-		if _, err := st.Put(store.Record{Key: k, Value: []byte{1}, Version: store.Version{Time: 1, Writer: 1}}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	at := func(k string) id.ID { return id.FromString(k) }
-	near := id.AddPow2(at("k7"), 100) // in k7's bucket, almost surely
-	cases := []struct {
-		name   string
-		lo, hi id.ID
-	}{
-		{"one bucket", at("k7"), near},
-		{"wrapping within one bucket", near, at("k7")},
-		{"across buckets", at("k1"), at("k2")},
-		{"the other way", at("k2"), at("k1")},
-		{"whole ring", at("k3"), at("k3")},
-		{"from zero", id.ID{}, at("k4")},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			var want []string
-			for _, k := range keys {
-				if id.Between(at(k), c.lo, c.hi) {
-					want = append(want, k)
-				}
-			}
-			// Ring order from lo, lo itself last: the interval is (lo, hi].
-			slices.SortFunc(want, func(a, b string) int {
-				if (at(a) == c.lo) != (at(b) == c.lo) {
-					return cmp.Compare(boolInt(at(a) == c.lo), boolInt(at(b) == c.lo))
-				}
-				return id.Compare(id.RingDistance(c.lo, at(a)), id.RingDistance(c.lo, at(b)))
-			})
-			var got []string
-			e.eachEntry(c.lo, c.hi, func(en store.Entry) { got = append(got, en.Key) })
-			if !slices.Equal(got, want) {
-				t.Fatalf("%d entries, want %d (or out of order)", len(got), len(want))
-			}
-		})
 	}
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/krpc"
+	"github.com/dhtkit/dhtkit/replica"
 )
 
 // Chord's methods travel as KRPC queries with their own names (krpc
@@ -18,7 +19,7 @@ import (
 //	ch_get_predecessor (no x)                    r.x: {"p": node, "s": [node, ...]}
 //	ch_notify          (no x)                    r.x: {"p": node}
 //	ch_leave           a.x: {"p": node, "s": [node, ...]}   (no x)
-//	ch_sync            a.x: {"a": id, "b": id, "e": [[key, t, w], ...]}   r.x: {"w": [i, ...]}
+//	dk_sync            the replication layer's tree exchange (package replica)
 //
 // A node is a byte string: its 20-byte id followed by its compact address
 // (6 bytes IPv4, 18 bytes IPv6), or the id alone for the sender itself,
@@ -30,10 +31,8 @@ import (
 // than K nodes after it, which the asker falls back on should the next
 // nodes not answer.
 //
-// ch_sync is replica maintenance (see sync.go): "e" lists every record
-// the sender holds whose target lies in (a, b], by key and version (time
-// and writer, as in a record); "w" the indexes of those the receiver
-// lacks or holds older.
+// dk_sync is replica maintenance (see sync.go), the same exchange as
+// Kademlia's: its payloads are package replica's.
 //
 // The key-value methods are dhtkit's dk_store and dk_fetch with the
 // payloads of package kademlia: {"recs": [rec, ...]} / {"ok": [0|1, ...]}
@@ -72,7 +71,7 @@ var methodNames = [numMethods]string{
 	mLeave:          methodLeave,
 	mStore:          "dk_store",
 	mFetch:          "dk_fetch",
-	mSync:           methodSync,
+	mSync:           replica.Method,
 	mLoad:           "dk_load",
 }
 
@@ -89,6 +88,8 @@ func methodOf(q *krpc.Msg) method {
 		return mFetch
 	case krpc.MethodLoad:
 		return mLoad
+	case krpc.MethodSync:
+		return mSync
 	case krpc.MethodUnknown:
 		switch string(q.QName) {
 		case methodFindSuccessor:
@@ -99,8 +100,6 @@ func methodOf(q *krpc.Msg) method {
 			return mNotify
 		case methodLeave:
 			return mLeave
-		case methodSync:
-			return mSync
 		}
 	}
 	return mUnknown
@@ -115,6 +114,8 @@ func setMethod(q *krpc.Msg, m method) {
 		q.Q = krpc.MethodStore
 	case mFetch:
 		q.Q = krpc.MethodFetch
+	case mSync:
+		q.Q = krpc.MethodSync
 	default:
 		q.Q = krpc.MethodUnknown
 		q.QName = []byte(methodNames[m])

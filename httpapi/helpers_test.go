@@ -47,6 +47,7 @@ func newTestNet(t testing.TB, count int) *testNet {
 		kc := kademlia.DefaultConfig()
 		kc.TrustLoopback = true // every node shares 127.0.0.1
 		kc.Tap = ev.Tap
+		kc.Alone = count == 1 // a network of one, as asked: its own quorum
 		n, err := dhtkit.Listen(ctx, dhtkit.Config{Listen: "127.0.0.1:0", Network: "dhtkit-test", Kademlia: kc, Logger: quiet})
 		if err != nil {
 			t.Fatal(err)

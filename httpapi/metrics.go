@@ -127,6 +127,7 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	io := n.IOStats()
 	counter(descPackets, io.PacketsIn, "in")
 	counter(descPackets, io.PacketsOut, "out")
+	counter(descErrors, io.Oversize, "oversize")
 	if n.NetworkKeyIDs() != nil {
 		ss := n.SealStats()
 		for reason, v := range map[string]uint64{

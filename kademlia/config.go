@@ -130,6 +130,12 @@ type Config struct {
 	// a majority of Replicas, so that a get sees the newest acknowledged put.
 	WriteQuorum int
 	ReadQuorum  int
+	// Alone lets the node be a network of one: while it finds no other
+	// node, it is the whole replica set and a put needs its own
+	// acknowledgement only. Otherwise the quorums count from Replicas,
+	// never from the nodes found, and a put that finds fewer replicas
+	// than WriteQuorum fails with ErrQuorum, writing nothing.
+	Alone bool
 	// SyncInterval is how often replicas compare digests and repair (15s).
 	SyncInterval time.Duration
 	// DefaultTTL is the life of a value put without a TTL (24h).
@@ -265,10 +271,10 @@ func (c Config) withDefaults() Config {
 	if c.Replicas <= 0 {
 		c.Replicas = d.Replicas
 	}
-	if c.WriteQuorum <= 0 {
+	if c.WriteQuorum <= 0 || c.WriteQuorum > c.replicas() {
 		c.WriteQuorum = majority(c.replicas())
 	}
-	if c.ReadQuorum <= 0 {
+	if c.ReadQuorum <= 0 || c.ReadQuorum > c.replicas() {
 		c.ReadQuorum = majority(c.replicas())
 	}
 	if c.SyncInterval <= 0 {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/krpc"
+	"github.com/dhtkit/dhtkit/replica"
 	"github.com/dhtkit/dhtkit/routing"
 	"github.com/dhtkit/dhtkit/store"
 )
@@ -65,13 +66,13 @@ type Engine struct {
 	boot    bootstrapper
 	pinging map[id.ID]bool // table pings in flight (ping-before-evict)
 
-	tokens   tokens
-	peers    peerStore
-	items    itemStore
-	clock    store.Clock    // versions of key-value writes
-	writes   []pendingWrite // waiting for the next commit (writes.go)
-	writesAt time.Time
-	xbuf     []byte // scratch for "x" payloads
+	tokens  tokens
+	peers   peerStore
+	items   itemStore
+	clock   store.Clock     // versions of key-value writes
+	commits replica.Commits // writes waiting for the next commit (group commit)
+	xbuf    []byte          // scratch for "x" payloads
+	tree    *replica.Tree   // the store's hash tree for anti-entropy, made on first use
 
 	listenOps []*listenOp   // our KVListen operations, oldest first
 	listeners listenerTable // others' dk_listen registrations on us
@@ -245,7 +246,7 @@ func (e *Engine) Ready() Ready {
 
 // HasReady reports whether Ready has anything to hand out.
 func (e *Engine) HasReady() bool {
-	return len(e.writes) > 0 || !e.drained && (len(e.packets) > 0 || len(e.results) > 0 || len(e.events) > 0)
+	return e.commits.Len() > 0 || !e.drained && (len(e.packets) > 0 || len(e.results) > 0 || len(e.events) > 0)
 }
 
 // Deadline is the time of the engine's next timer; the driver calls Tick

@@ -7,6 +7,7 @@ import (
 
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/krpc"
+	"github.com/dhtkit/dhtkit/replica"
 	"github.com/dhtkit/dhtkit/store"
 )
 
@@ -51,18 +52,11 @@ func (KVGet) isOp()    {}
 func (Handover) isOp() {}
 
 // Holder is one replica's answer to a KVGet.
-type Holder struct {
-	Node    krpc.NodeInfo
-	Self    bool // this node
-	Has     bool
-	Version store.Version
-	Deleted bool
-	Err     error // it did not answer
-}
+type Holder = replica.Holder
 
 // Errors of the key-value operations.
 var (
-	ErrQuorum   = errors.New("kademlia: too few replicas acknowledged")
+	ErrQuorum   = replica.ErrQuorum
 	ErrNoKey    = errors.New("kademlia: empty key")
 	ErrTooLarge = errors.New("kademlia: value too large for one record")
 )
@@ -74,7 +68,25 @@ const MaxRecordValue = 8 << 10
 
 func (c *Config) replicas() int { return min(c.Replicas, c.K) }
 
-func majority(n int) int { return n/2 + 1 }
+func majority(n int) int { return replica.Majority(n) }
+
+// quorum is the replication layer's quorum rule with this node's settings.
+func (c *Config) quorum() replica.Quorum {
+	return replica.Quorum{Replicas: c.replicas(), Write: c.WriteQuorum, Read: c.ReadQuorum, Alone: c.Alone}
+}
+
+// queueWrite queues a write for the next commit (replica.Commits), which
+// Ready makes before it hands out the acknowledgements.
+func (e *Engine) queueWrite(now time.Time, recs []store.Record, done func(time.Time, []error)) {
+	e.commits.Queue(now, recs, done)
+}
+
+// commitWrites commits the queued writes and runs their callbacks.
+func (e *Engine) commitWrites() {
+	if e.commits.Len() > 0 {
+		e.commits.Commit(e.kvStore(), e.changed)
+	}
+}
 
 // kvStore returns the node's store, making an in-memory one on first use
 // so that engines that never store anything (a simulated million) pay
@@ -95,15 +107,10 @@ type kvHandler interface {
 	failure(now time.Time, e *Engine, p *pending, err error)
 }
 
-// replica is one node of a key's replica set, as a KVPut or KVGet sees it.
-type replica struct {
-	info  krpc.NodeInfo
-	self  bool
+// sent is what Kademlia keeps of the query it asked one member of a
+// key's replica set.
+type sent struct {
 	token []byte
-	done  bool
-	err   error
-	rec   *store.Record // KVGet: what it holds (nil: nothing)
-	acked bool
 	tid   uint16 // the query asked of it: only its answer (or its retry's) counts
 	// retry is the transaction of the query asked again at the first
 	// one's soft timeout, when retried; waiting counts the queries still
@@ -113,18 +120,13 @@ type replica struct {
 	waiting uint8
 }
 
-// kvOp is a KVPut or KVGet past its lookup.
+// kvOp is a KVPut or KVGet past its lookup: the replication layer's
+// quorum count (replica.Op) and the queries Kademlia sent.
 type kvOp struct {
-	s        *opState
-	put      bool
-	rec      store.Record // KVPut: the record written
-	replicas []replica
-	need     int
-	acks     int // KVPut: replicas holding rec (or newer)
-	answered int // KVGet: replicas that answered
-	returned int
-	best     *store.Record
-	reported bool
+	s    *opState
+	rec  store.Record // KVPut: the record written
+	q    replica.Op
+	sent []sent // by member
 }
 
 // startKV validates a KVPut or KVGet and starts the lookup of its replicas.
@@ -160,12 +162,10 @@ func (e *Engine) startKV(now time.Time, s *opState, key string) {
 // kvReplicas picks the replica set from a finished lookup's answered
 // candidates and ourselves, and sends the writes or reads.
 func (e *Engine) kvReplicas(now time.Time, s *opState, l *lookup) {
-	var key string
 	op := &kvOp{s: s}
 	switch o := s.op.(type) {
 	case KVPut:
-		key = o.Key
-		op.put = true
+		op.q.Key, op.q.Put = o.Key, true
 		ttl := o.TTL
 		if ttl <= 0 {
 			ttl = e.cfg.DefaultTTL
@@ -182,40 +182,44 @@ func (e *Engine) kvReplicas(now time.Time, s *opState, l *lookup) {
 			}
 		}
 	case KVGet:
-		key = o.Key
+		op.q.Key = o.Key
 	}
-	op.replicas = e.replicasFound(id.FromString(key), l)
+	op.q.Members, op.sent = e.replicasFound(id.FromString(op.q.Key), l)
 	s.kv = op
-	if op.put {
-		op.need = e.cfg.WriteQuorum
-	} else {
-		op.need = e.cfg.ReadQuorum
+	q := e.cfg.quorum()
+	ms := op.q.Members
+	op.q.Need = q.Need(op.q.Put, len(ms), len(ms) == 1 && ms[0].Self)
+	if op.q.Put {
+		// Too few replicas to reach the quorum: refuse before writing
+		// anything, rather than leave a write the majority never sees.
+		if err := q.Refuse(len(ms), op.q.Need); err != nil {
+			e.finish(now, s, err)
+			return
+		}
 	}
-	op.need = min(op.need, len(op.replicas))
-	for i := range op.replicas {
-		r := &op.replicas[i]
-		if r.self {
-			e.kvLocal(now, op, r, key)
+	for i, r := range ms {
+		if r.Self {
+			e.kvLocal(now, op, i)
 			continue
 		}
-		tid, ok := op.ask(now, e, r)
+		tid, ok := op.ask(now, e, i)
 		if !ok {
-			r.done, r.err = true, errBusy
-			op.returned++
+			op.q.Fail(i, errBusy)
 		}
-		r.tid = tid
+		op.sent[i].tid = tid
 	}
 	op.check(now, e)
 }
 
-// ask sends replica r the operation's dk_store or dk_fetch.
-func (op *kvOp) ask(now time.Time, e *Engine, r *replica) (uint16, bool) {
-	if op.put {
+// ask sends member i the operation's dk_store or dk_fetch.
+func (op *kvOp) ask(now time.Time, e *Engine, i int) (uint16, bool) {
+	r, sn := &op.q.Members[i], &op.sent[i]
+	if op.q.Put {
 		m := e.newQuery(krpc.MethodStore)
 		m.A.Has |= krpc.HasX
-		if r.token != nil {
+		if sn.token != nil {
 			m.A.Has |= krpc.HasToken
-			m.A.Token = r.token
+			m.A.Token = sn.token
 		}
 		if op.rec.Version.Writer == e.clock.Writer {
 			e.xbuf = encodeOwnWrite(e.xbuf[:0], op.rec)
@@ -227,18 +231,18 @@ func (op *kvOp) ask(now time.Time, e *Engine, r *replica) (uint16, bool) {
 	} else {
 		m := e.newQuery(krpc.MethodFetch)
 		m.A.Has |= krpc.HasX
-		if r.token != nil {
+		if sn.token != nil {
 			// Proves our address, so that a large value is not held to 3×
 			// the query's bytes (Engine.reply).
 			m.A.Has |= krpc.HasToken
-			m.A.Token = r.token
+			m.A.Token = sn.token
 		}
-		e.xbuf = encodeX(e.xbuf[:0], map[string]any{"k": op.key()})
+		e.xbuf = encodeX(e.xbuf[:0], map[string]any{"k": op.q.Key})
 		m.A.X = e.xbuf
 	}
-	tid, ok := e.sendQueryTID(now, r.info.Addr, r.info.ID, op.s.id, forOp)
+	tid, ok := e.sendQueryTID(now, r.Node.Addr, r.Node.ID, op.s.id, forOp)
 	if ok {
-		r.waiting++
+		sn.waiting++
 	}
 	return tid, ok
 }
@@ -248,20 +252,25 @@ func (op *kvOp) ask(now time.Time, e *Engine, r *replica) (uint16, bool) {
 // waiting out the hard timeout would hold the whole operation up. The
 // first answer to either query counts.
 func (op *kvOp) stalled(now time.Time, e *Engine, p *pending) {
-	r := op.find(p)
-	if r == nil || r.retried {
+	i := op.find(p)
+	if i < 0 || op.sent[i].retried {
 		return
 	}
-	if tid, ok := op.ask(now, e, r); ok {
-		r.retry, r.retried = tid, true
+	if tid, ok := op.ask(now, e, i); ok {
+		op.sent[i].retry, op.sent[i].retried = tid, true
 	}
 }
 
 // replicasFound picks a key's replica set from the answered candidates of
 // a finished lookup (nil: none) and ourselves, nearest first.
-func (e *Engine) replicasFound(target id.ID, l *lookup) []replica {
-	var reps []replica
+func (e *Engine) replicasFound(target id.ID, l *lookup) ([]replica.Member, []sent) {
+	var reps []replica.Member
+	var sn []sent
 	n := e.cfg.replicas()
+	self := func() {
+		reps = append(reps, replica.Member{Node: krpc.NodeInfo{ID: e.self}, Self: true})
+		sn = append(sn, sent{})
+	}
 	selfPlaced := false
 	if l != nil {
 		for i := range l.cands {
@@ -270,55 +279,50 @@ func (e *Engine) replicasFound(target id.ID, l *lookup) []replica {
 				continue
 			}
 			if !selfPlaced && id.CompareDistance(target, e.self, c.info.ID) < 0 {
-				reps = append(reps, replica{info: krpc.NodeInfo{ID: e.self}, self: true})
+				self()
 				selfPlaced = true
 			}
 			if len(reps) == n {
 				break
 			}
-			reps = append(reps, replica{info: c.info, token: c.token})
+			reps = append(reps, replica.Member{Node: c.info})
+			sn = append(sn, sent{token: c.token})
 			if len(reps) == n {
 				break
 			}
 		}
 	}
 	if !selfPlaced && len(reps) < n {
-		reps = append(reps, replica{info: krpc.NodeInfo{ID: e.self}, self: true})
+		self()
 	}
-	return reps
+	return reps, sn
 }
 
-// kvLocal applies the operation to our own store, as one replica. A
-// write counts once it is committed (at the next Ready).
-func (e *Engine) kvLocal(now time.Time, op *kvOp, r *replica, key string) {
+// kvLocal applies the operation to our own store, as member i. A write
+// counts once it is committed (at the next Ready).
+func (e *Engine) kvLocal(now time.Time, op *kvOp, i int) {
 	st := e.kvStore()
-	if op.put {
+	if op.q.Put {
 		e.queueWrite(now, []store.Record{op.rec}, func(now time.Time, errs []error) {
-			r.done = true
-			op.returned++
 			if errs[0] != nil {
-				r.err = errs[0]
+				op.q.Fail(i, errs[0])
 			} else {
 				// Applied, or refused for an equal or newer version: either
 				// way this replica holds op.rec or something that beats it.
-				r.acked = true
-				op.acks++
+				op.q.Ack(i)
 			}
 			op.check(now, e)
 		})
 		return
 	}
-	r.done = true
-	op.returned++
-	rec, ok, err := st.Get(key)
-	if err != nil {
-		r.err = err
-		return
-	}
-	op.answered++
-	if ok && !expired(&rec, now) {
-		r.rec = &rec
-		op.consider(&rec)
+	rec, ok, err := st.Get(op.q.Key)
+	switch {
+	case err != nil:
+		op.q.Fail(i, err)
+	case ok && !expired(&rec, now):
+		op.q.Answer(i, &rec)
+	default:
+		op.q.Answer(i, nil)
 	}
 }
 
@@ -326,151 +330,89 @@ func expired(r *store.Record, now time.Time) bool {
 	return !r.Deleted && !r.Expires.IsZero() && !r.Expires.After(now)
 }
 
-func (op *kvOp) consider(r *store.Record) {
-	if op.best == nil || r.Version.Newer(op.best.Version) {
-		op.best = r
-	}
-}
-
-func (op *kvOp) find(p *pending) *replica {
-	for i := range op.replicas {
-		r := &op.replicas[i]
+// find returns the member a query went to, or -1.
+func (op *kvOp) find(p *pending) int {
+	for i, r := range op.q.Members {
+		sn := &op.sent[i]
 		// Match the transaction, not just the node: the lookup's own late
 		// answers from the same node carry the same operation.
-		if !r.self && r.info.ID == p.nodeID && (r.tid == p.tid || r.retried && r.retry == p.tid) && !r.done {
-			return r
+		if !r.Self && r.Node.ID == p.nodeID && (sn.tid == p.tid || sn.retried && sn.retry == p.tid) && !r.Done {
+			return i
 		}
 	}
-	return nil
+	return -1
 }
 
 func (op *kvOp) response(now time.Time, e *Engine, p *pending, m *krpc.Msg) {
-	r := op.find(p)
-	if r == nil {
+	i := op.find(p)
+	if i < 0 {
 		return
 	}
-	r.done = true
-	op.returned++
 	d, err := decodeX(m.R.X)
-	if err != nil {
-		r.err = err
-		op.check(now, e)
-		return
-	}
-	if op.put {
+	switch {
+	case err != nil:
+		op.q.Fail(i, err)
+	case op.q.Put:
 		if ok, _ := d["ok"].([]any); len(ok) == 1 && ok[0] == int64(1) {
-			r.acked = true
-			op.acks++
+			op.q.Ack(i)
 		} else {
-			r.err = errors.New("replica refused the write")
+			op.q.Fail(i, errors.New("replica refused the write"))
 		}
-	} else {
-		op.answered++
+	default:
 		recs, err := decodeRecords(d, "recs")
-		if err != nil {
-			r.err = err
-		} else if len(recs) > 0 && recs[0].Key == op.key() && !expired(&recs[0], now) {
-			if e.clock.Observe(now, recs[0].Version) == nil {
-				r.rec = &recs[0]
-				op.consider(r.rec)
-			}
+		switch {
+		case err != nil:
+			op.q.Fail(i, err)
+		case len(recs) > 0 && recs[0].Key == op.q.Key && !expired(&recs[0], now) && e.clock.Observe(now, recs[0].Version) == nil:
+			op.q.Answer(i, &recs[0])
+		default:
+			op.q.Answer(i, nil)
 		}
 	}
 	op.check(now, e)
 }
 
 func (op *kvOp) failure(now time.Time, e *Engine, p *pending, err error) {
-	r := op.find(p)
-	if r == nil {
+	i := op.find(p)
+	if i < 0 {
 		return
 	}
-	if r.waiting--; r.waiting > 0 && err == ErrTimeout {
+	if op.sent[i].waiting--; op.sent[i].waiting > 0 && err == ErrTimeout {
 		return // its retry may still be answered
 	}
-	r.done, r.err = true, err
-
-	op.returned++
+	op.q.Fail(i, err)
 	op.check(now, e)
 }
 
-func (op *kvOp) key() string {
-	switch o := op.s.op.(type) {
-	case KVPut:
-		return o.Key
-	case KVGet:
-		return o.Key
-	}
-	return ""
-}
-
-// check reports the result once it is known: a put when the write quorum
-// acknowledged (or can no longer), a get when every replica answered or
-// failed. A get then repairs the replicas that answered with older data.
+// check reports the result once the layer decides it, and repairs the
+// replicas a get found behind.
 func (op *kvOp) check(now time.Time, e *Engine) {
-	if op.reported {
+	out, ok := op.q.Decide(op.rec.Version)
+	if !ok {
 		return
 	}
-	s := op.s
-	if op.put {
-		switch {
-		case op.acks >= op.need:
-			op.reported = true
-			s.result.Acks = op.acks
-			v := op.rec.Version
-			s.result.Version = v
-			e.finish(now, s, nil)
-		case op.returned == len(op.replicas):
-			op.reported = true
-			s.result.Acks = op.acks
-			err := fmt.Errorf("%w: %d of %d replicas hold the write, quorum is %d", ErrQuorum, op.acks, len(op.replicas), op.need)
-			if first := op.firstErr(); first != nil {
-				err = fmt.Errorf("%w (%w)", err, first) // say why, and let errors.Is see it
-			}
-			e.finish(now, s, err)
-		}
-		return
-	}
-	if op.returned < len(op.replicas) {
-		return
-	}
-	op.reported = true
-	for i := range op.replicas {
-		r := &op.replicas[i]
-		h := Holder{Node: r.info, Self: r.self, Err: r.err}
-		if r.rec != nil {
-			h.Has, h.Version, h.Deleted = true, r.rec.Version, r.rec.Deleted
-		}
-		s.result.Holders = append(s.result.Holders, h)
-	}
-	s.result.Partial = op.answered < op.need
-	if op.best == nil || op.best.Deleted {
-		if op.answered == 0 {
-			err := fmt.Errorf("%w: no replica answered", ErrTimeout)
-			if first := op.firstErr(); first != nil {
-				err = fmt.Errorf("%w (%w)", err, first)
-			}
-			e.finish(now, s, err)
-			return
-		}
-		if op.best != nil {
-			s.result.Version = op.best.Version
-		}
-		e.finish(now, s, ErrNotFound)
+	e.finish(now, op.s, outcome(&op.s.result, out, e.cfg.quorum(), op.q.Need))
+	if !op.q.Put && out.Kind != replica.NoAnswer {
 		op.repair(now, e)
-		return
 	}
-	rec := *op.best
-	s.result.Record = &rec
-	s.result.Version = rec.Version
-	e.finish(now, s, nil)
-	op.repair(now, e)
 }
 
-func (op *kvOp) firstErr() error {
-	for _, r := range op.replicas {
-		if r.err != nil {
-			return r.err
+// outcome fills a Result from a decided operation and returns its error.
+func outcome(res *Result, out replica.Outcome, q replica.Quorum, need int) error {
+	res.Acks, res.Version, res.Record, res.Holders, res.Partial = out.Acks, out.Version, out.Record, out.Holders, out.Partial
+	why := func(err error) error {
+		if out.FirstErr != nil {
+			return fmt.Errorf("%w (%w)", err, out.FirstErr) // say why, and let errors.Is see it
 		}
+		return err
+	}
+	switch out.Kind {
+	case replica.Short:
+		return why(q.Short(out.Acks, need))
+	case replica.NoAnswer:
+		return why(fmt.Errorf("%w: no replica answered", ErrTimeout))
+	case replica.NotFound:
+		return ErrNotFound
 	}
 	return nil
 }
@@ -478,20 +420,15 @@ func (op *kvOp) firstErr() error {
 // repair writes the newest version to the replicas that answered with an
 // older one or none (read repair).
 func (op *kvOp) repair(now time.Time, e *Engine) {
-	if op.best == nil {
-		return
-	}
-	for i := range op.replicas {
-		r := &op.replicas[i]
-		if r.err != nil || r.rec != nil && !op.best.Version.Newer(r.rec.Version) {
-			continue
-		}
-		if r.self {
-			if applied, err := e.kvStore().Put(*op.best); err == nil && applied {
-				e.changed(now, *op.best)
+	best := op.q.Best()
+	for _, i := range op.q.Stale() {
+		r := op.q.Members[i]
+		if r.Self {
+			if applied, err := e.kvStore().Put(*best); err == nil && applied {
+				e.changed(now, *best)
 			}
 			continue
 		}
-		e.pushRecords(now, r.info, r.token, []store.Record{*op.best}, nil, nil)
+		e.pushRecords(now, r.Node, op.sent[i].token, []store.Record{*best}, nil, nil)
 	}
 }

@@ -174,56 +174,24 @@ func (e *Engine) handleFetch(now time.Time, from netip.AddrPort, q, r *krpc.Msg)
 	return true
 }
 
-// handleSync answers dk_sync with our entries of every bucket whose digest
-// differs from the asker's, as many buckets as fit one datagram (the rest
-// wait for the next round).
+// handleSync answers dk_sync, the replication layer's tree exchange
+// (package replica): hashes of a prefix's children, or a page of its
+// entries, one datagram at most. Only a node whose address is proven (a
+// contact that answered us there, or a token) is answered: an answer is
+// larger than its query.
 func (e *Engine) handleSync(now time.Time, from netip.AddrPort, q, r *krpc.Msg) bool {
-	d, err := decodeX(q.A.X)
-	depth, ok1 := d["d"].(int64)
-	list, ok2 := d["b"].([]any)
-	if err != nil || !ok1 || !ok2 || depth < 0 || depth > store.MaxDigestDepth {
-		e.replyError(now, from, q.T, krpc.CodeProtocol, "dk_sync: want d (0-20) and b")
+	if !e.trusted(from, q) {
+		e.replyError(now, from, q.T, krpc.CodeProtocol, "dk_sync: unknown node")
 		return false
 	}
-	st := e.kvStore()
-	digest, err := st.Digest(int(depth))
+	out, err := e.syncTree().Serve(now, e.xbuf[:0], q.A.X)
 	if err != nil {
-		e.replyError(now, from, q.T, krpc.CodeServer, "dk_sync: "+err.Error())
+		e.replyError(now, from, q.T, krpc.CodeProtocol, "dk_sync: "+err.Error())
 		return false
 	}
-	var mism []any
-	size := 0
-	for _, x := range list {
-		pair, ok := x.([]any)
-		if !ok || len(pair) != 2 {
-			continue
-		}
-		b, ok1 := pair[0].(int64)
-		h, ok2 := pair[1].(int64)
-		if !ok1 || !ok2 || b < 0 || b >= int64(len(digest)) || uint64(h) == digest[b] {
-			continue
-		}
-		var entries []any
-		_ = st.Bucket(int(depth), int(b), func(en store.Entry) bool {
-			del := 0
-			if en.Deleted {
-				del = 1
-			}
-			entries = append(entries, []any{en.Key, int64(en.Version.Time), int64(en.Version.Writer), del})
-			size += len(en.Key) + 40
-			return true
-		})
-		mism = append(mism, []any{b, entries})
-		if size > maxPayload {
-			break
-		}
-	}
-	if mism == nil {
-		mism = []any{}
-	}
+	e.xbuf = out
 	r.R.Has |= krpc.HasX
-	e.xbuf = encodeX(e.xbuf[:0], map[string]any{"m": mism})
-	r.R.X = e.xbuf
+	r.R.X = out
 	return true
 }
 

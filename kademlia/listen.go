@@ -108,8 +108,9 @@ func (lo *listenOp) refresh(now time.Time, e *Engine) {
 // own copy if we are one of them.
 func (lo *listenOp) register(now time.Time, e *Engine, l *lookup) {
 	lo.searching = false
-	for _, r := range e.replicasFound(id.FromString(lo.key), l) {
-		if r.self {
+	members, sent := e.replicasFound(id.FromString(lo.key), l)
+	for i, r := range members {
+		if r.Self {
 			if rec, ok, err := e.kvStore().Get(lo.key); err == nil && ok {
 				lo.learn(now, e, rec)
 			}
@@ -117,14 +118,14 @@ func (lo *listenOp) register(now time.Time, e *Engine, l *lookup) {
 		}
 		m := e.newQuery(krpc.MethodListen)
 		m.A.Has |= krpc.HasX
-		if r.token != nil {
+		if token := sent[i].token; token != nil {
 			m.A.Has |= krpc.HasToken
-			m.A.Token = r.token
+			m.A.Token = token
 		}
 		e.xbuf = encodeX(e.xbuf[:0], map[string]any{"k": lo.key})
 		m.A.X = e.xbuf
-		if e.sendQuery(now, r.info.Addr, r.info.ID, lo.s.id, forOp) {
-			lo.trust[r.info.Addr] = now.Add(ListenTTL)
+		if e.sendQuery(now, r.Node.Addr, r.Node.ID, lo.s.id, forOp) {
+			lo.trust[r.Node.Addr] = now.Add(ListenTTL)
 		}
 	}
 }
@@ -169,6 +170,9 @@ func (lo *listenOp) failure(time.Time, *Engine, *pending, error) {}
 // changed is called whenever our store takes a newer version of a record:
 // our own listeners learn it, and the key's registered listeners are sent it.
 func (e *Engine) changed(now time.Time, rec store.Record) {
+	if e.tree != nil {
+		e.tree.Invalidate()
+	}
 	for _, lo := range e.listenOps {
 		if lo.key == rec.Key {
 			lo.learn(now, e, rec)

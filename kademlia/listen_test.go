@@ -156,9 +156,10 @@ func TestKVListenReportsCurrentValueAndBadKeys(t *testing.T) {
 			t.Errorf("listen to a %d-byte key: %v, want %v", len(tc.key), r.Err, tc.want)
 		}
 	}
-	// Alone, a node is its own replica set: it hears its own writes.
+	// Alone, as asked, a node is its own replica set: it hears its own
+	// writes.
 	solo := newTestNet(t, 33)
-	s := solo.add(Config{})
+	s := solo.add(Config{Alone: true})
 	op = listen(solo, s, "mine")
 	if r := solo.do(s, KVPut{Key: "mine", Value: []byte("v")}); r.Err != nil {
 		t.Fatal(r.Err)

@@ -2,34 +2,32 @@ package kademlia
 
 import (
 	"bytes"
-	"cmp"
 	"fmt"
 	"slices"
 	"time"
 
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/krpc"
+	"github.com/dhtkit/dhtkit/replica"
 	"github.com/dhtkit/dhtkit/store"
 )
 
-// Anti-entropy. Every SyncInterval a node walks its records and, by its
-// routing table, works out who else should hold each one. To each such
-// neighbour it sends the digests (store.Digest) of the buckets of the id
-// space where they share records; the neighbour answers with the entries
-// (key, version) of the buckets whose digest differs from its own, and the
-// node pushes what the neighbour lacks and pulls what it lacks itself. So
-// replicas that agree exchange a few hashes, and repair costs what
-// differs. The same walk hands records to nodes that joined nearer to
+// Anti-entropy. Every SyncInterval a node walks its store's index and, by
+// its routing table, works out who else should hold each record
+// (replica.MakePlan). With each such neighbour it runs a round of the
+// replication layer's tree exchange (package replica, dk_sync): hashes of
+// the parts of the id space both hold, descending only where they differ,
+// then the keys and versions of the differing leaves; the node pushes what
+// the neighbour lacks and pulls what it lacks itself. Replicas that agree
+// exchange a few hundred bytes whatever they store, and every message fits
+// a datagram. The same walk hands records to nodes that joined nearer to
 // them, and records this node should no longer hold are pushed to their
-// replicas and dropped once a write quorum holds them.
+// replicas and dropped once every replica holds them.
 //
 // A replica that died is found out by these exchanges themselves: its
 // queries time out, the routing table marks it bad, and the next walk
 // counts the next-closest node as a replica and pushes to it. With the
 // default 15 s interval a lost copy is restored within about a minute.
-
-// syncDepth splits the id space into 2^syncDepth digest buckets.
-const syncDepth = 10
 
 // maxHandoffPerSync bounds the records one sync round hands over because
 // this node should no longer hold them; the rest go in later rounds.
@@ -358,10 +356,18 @@ func boolInt(b bool) int {
 	return 0
 }
 
-// syncPeer is what one walk has for one neighbour.
-type syncPeer struct {
-	info    krpc.NodeInfo
-	buckets map[int]struct{}
+// placement answers the replication layer's question by the routing
+// table.
+type placement struct{ e *Engine }
+
+func (p placement) Replicas(t id.ID) ([]krpc.NodeInfo, bool) { return p.e.replicaSet(t) }
+
+// syncTree returns the node's hash tree, made on first use.
+func (e *Engine) syncTree() *replica.Tree {
+	if e.tree == nil {
+		e.tree = replica.NewTree(e.kvStore())
+	}
+	return e.tree
 }
 
 // sync runs one anti-entropy walk.
@@ -373,206 +379,111 @@ func (e *Engine) sync(now time.Time) {
 	if _, err := st.Expire(now); err != nil {
 		return
 	}
-	peers := make(map[id.ID]*syncPeer)
-	foreign := make(map[id.ID][]store.Entry) // replica -> records we should not hold
-	handTo := make(map[string]int)           // key -> replicas it is handed to
-	infos := make(map[id.ID]krpc.NodeInfo)
-	leaving := 0
-	digest, err := st.Digest(syncDepth)
-	if err != nil {
+	tree := e.syncTree()
+	if err := tree.Refresh(now); err != nil {
 		return
 	}
 	// The walk reads the store's index (keys and versions), never values:
-	// a node holding gigabytes must not read them all every round. Empty
-	// buckets (digest 0) are skipped.
-	for b := range 1 << syncDepth {
-		if digest[b] == 0 {
-			continue
-		}
-		_ = st.Bucket(syncDepth, b, func(en store.Entry) bool {
-			others, self := e.replicaSet(id.FromString(en.Key))
-			if !self {
-				// Hand a bounded share over each round; the rest next time.
-				if leaving < maxHandoffPerSync {
-					leaving++
-					handTo[en.Key] = len(others)
-					for _, o := range others {
-						foreign[o.ID] = append(foreign[o.ID], en)
-						infos[o.ID] = o
-					}
-				}
-				return true
-			}
-			for _, o := range others {
-				sp := peers[o.ID]
-				if sp == nil {
-					sp = &syncPeer{info: o, buckets: make(map[int]struct{})}
-					peers[o.ID] = sp
-				}
-				sp.buckets[b] = struct{}{}
-			}
-			return true
-		})
+	// a node holding gigabytes must not read them all every round.
+	plan, err := replica.MakePlan(st, placement{e}, maxHandoffPerSync)
+	if err != nil {
+		return
 	}
-	for _, sp := range sortedPeers(peers) {
-		e.sendSync(now, sp, digest)
+	for _, pp := range plan.Peers {
+		e.startRound(now, pp)
+	}
+	if len(plan.Foreign) == 0 {
+		return
 	}
 	// Records we should not hold: hand them to their replicas, then drop
 	// each one once every replica has confirmed it holds it. (A write
 	// quorum would do for a put, but dropping our copy then would leave
 	// the key on fewer than Replicas nodes until a later round repairs
 	// it; a replica that does not confirm leaves our copy for next time.)
-	if leaving > 0 {
-		acks := make(map[string]int)
-		onAck := func(now time.Time, r store.Record, ok bool) {
-			if !ok {
-				return
-			}
-			acks[r.Key]++
-			if acks[r.Key] == handTo[r.Key] {
-				_ = st.Remove(r.Key, r.Version)
-			}
+	foreign := make(map[id.ID][]store.Entry) // replica -> records we should not hold
+	handTo := make(map[string]int)           // key -> replicas it is handed to
+	infos := make(map[id.ID]krpc.NodeInfo)
+	for _, f := range plan.Foreign {
+		handTo[f.Entry.Key] = len(f.To)
+		for _, o := range f.To {
+			foreign[o.ID] = append(foreign[o.ID], f.Entry)
+			infos[o.ID] = o
 		}
-		ids := make([]id.ID, 0, len(foreign))
-		for x := range foreign {
-			ids = append(ids, x)
+	}
+	acks := make(map[string]int)
+	onAck := func(now time.Time, r store.Record, ok bool) {
+		if !ok {
+			return
 		}
-		slices.SortFunc(ids, func(a, b id.ID) int { return id.Compare(a, b) })
-		for _, x := range ids {
-			e.pushKeys(now, infos[x], foreign[x], onAck, nil)
+		acks[r.Key]++
+		if acks[r.Key] == handTo[r.Key] {
+			_ = st.Remove(r.Key, r.Version)
+			e.syncTree().Invalidate()
 		}
+	}
+	ids := make([]id.ID, 0, len(foreign))
+	for x := range foreign {
+		ids = append(ids, x)
+	}
+	slices.SortFunc(ids, func(a, b id.ID) int { return id.Compare(a, b) })
+	for _, x := range ids {
+		e.pushKeys(now, infos[x], foreign[x], onAck, nil)
 	}
 }
 
-func sortedPeers(m map[id.ID]*syncPeer) []*syncPeer {
-	out := make([]*syncPeer, 0, len(m))
-	for _, sp := range m {
-		out = append(out, sp)
-	}
-	slices.SortFunc(out, func(a, b *syncPeer) int { return id.Compare(a.info.ID, b.info.ID) })
-	return out
-}
-
-// syncRound is an internal operation: one dk_sync exchange with a
-// neighbour and the pushes and pulls it leads to.
+// syncRound is an internal operation: one round of the tree exchange with
+// a neighbour, and the pushes and pulls it leads to.
 type syncRound struct {
-	s    *opState
-	peer krpc.NodeInfo
-	out  int
+	s *opState
+	r *replica.Round
 }
 
-func (e *Engine) sendSync(now time.Time, sp *syncPeer, digest []uint64) {
-	idx := make([]int, 0, len(sp.buckets))
-	for b := range sp.buckets {
-		idx = append(idx, b)
-	}
-	slices.Sort(idx)
+func (e *Engine) startRound(now time.Time, pp replica.PeerPlan) {
 	e.lastOp++
 	s := &opState{id: e.lastOp, op: Handover{}, internal: true, started: now}
-	r := &syncRound{s: s, peer: sp.info}
-	s.kv = r
+	sr := &syncRound{s: s, r: replica.NewRound(pp.Peer, e.syncTree(), placement{e}, pp.Shared)}
+	s.kv = sr
 	e.ops[s.id] = s
-	const perMsg = 1000 // 1000 buckets ≈ 16 KB
-	for len(idx) > 0 {
-		n := min(perMsg, len(idx))
-		list := make([]any, n)
-		for i, b := range idx[:n] {
-			list[i] = []any{b, int64(digest[b])}
-		}
-		idx = idx[n:]
+	sr.next(now, e)
+}
+
+// next sends what the round asks for, starts the repairs its answers call
+// for, and ends the round once it is done.
+func (sr *syncRound) next(now time.Time, e *Engine) {
+	peer := sr.r.Peer
+	sr.r.Next(func(x []byte) (uint64, bool) {
 		m := e.newQuery(krpc.MethodSync)
 		m.A.Has |= krpc.HasX
-		e.xbuf = encodeX(e.xbuf[:0], map[string]any{"d": syncDepth, "b": list})
-		m.A.X = e.xbuf
-		if e.sendQuery(now, sp.info.Addr, sp.info.ID, s.id, forOp) {
-			r.out++
-		}
-	}
-	if r.out == 0 {
-		e.finish(now, s, nil)
-	}
-}
-
-func (r *syncRound) failure(now time.Time, e *Engine, _ *pending, _ error) {
-	r.out--
-	if r.out == 0 {
-		e.finish(now, r.s, nil)
-	}
-}
-
-// response compares the neighbour's entries of each differing bucket with
-// ours: we push what it lacks and should hold, and pull what we lack and
-// should hold.
-func (r *syncRound) response(now time.Time, e *Engine, _ *pending, m *krpc.Msg) {
-	defer r.failure(now, e, nil, nil)
-	d, err := decodeX(m.R.X)
-	if err != nil {
-		return
-	}
-	st := e.kvStore()
-	mism, _ := d["m"].([]any)
-	var push []store.Record
-	var pull []any
-	for _, b := range mism {
-		pair, ok := b.([]any)
-		if !ok || len(pair) != 2 {
-			return
-		}
-		bi, ok1 := pair[0].(int64)
-		entries, ok2 := pair[1].([]any)
-		if !ok1 || !ok2 || bi < 0 || bi >= 1<<syncDepth {
-			return
-		}
-		theirs := make(map[string]store.Entry, len(entries))
-		for _, x := range entries {
-			ent, ok := x.([]any)
-			if !ok || len(ent) != 4 {
-				return
-			}
-			k, _ := ent[0].([]byte)
-			t, _ := ent[1].(int64)
-			w, _ := ent[2].(int64)
-			del, _ := ent[3].(int64)
-			theirs[string(k)] = store.Entry{Key: string(k), Version: store.Version{Time: uint64(t), Writer: uint64(w)}, Deleted: del == 1}
-		}
-		ours := make(map[string]store.Entry)
-		_ = st.Bucket(syncDepth, int(bi), func(en store.Entry) bool {
-			ours[en.Key] = en
-			return true
-		})
-		for k, en := range ours {
-			th, has := theirs[k]
-			if has && !en.Version.Newer(th.Version) {
-				continue
-			}
-			if others, _ := e.replicaSet(id.FromString(k)); !containsID(others, r.peer.ID) {
-				continue
-			}
-			if rec, ok, err := st.Get(k); err == nil && ok {
-				push = append(push, rec)
-			}
-		}
-		for k, th := range theirs {
-			if en, has := ours[k]; has && !th.Version.Newer(en.Version) {
-				continue
-			}
-			if _, self := e.replicaSet(id.FromString(k)); self {
-				pull = append(pull, k)
-			}
-		}
-	}
-	slices.SortFunc(push, func(a, b store.Record) int { return cmp.Compare(a.Key, b.Key) })
+		m.A.X = x
+		tid, ok := e.sendQueryTID(now, peer.Addr, peer.ID, sr.s.id, forOp)
+		return uint64(tid), ok
+	})
+	push, pulls := sr.r.Repairs()
 	if len(push) > 0 {
-		e.pushRecords(now, r.peer, nil, push, nil, nil)
+		e.pushKeys(now, peer, push, nil, nil)
 	}
-	if len(pull) > 0 {
-		slices.SortFunc(pull, func(a, b any) int { return cmp.Compare(a.(string), b.(string)) })
-		e.pullRecords(now, r.peer, pull)
+	for _, ks := range pulls {
+		keys := make([]any, len(ks))
+		for i, k := range ks {
+			keys[i] = k
+		}
+		e.pullRecords(now, peer, keys)
+	}
+	if sr.r.Done() {
+		e.finish(now, sr.s, nil)
 	}
 }
 
-func containsID(nodes []krpc.NodeInfo, x id.ID) bool {
-	return slices.ContainsFunc(nodes, func(n krpc.NodeInfo) bool { return n.ID == x })
+func (sr *syncRound) failure(now time.Time, e *Engine, p *pending, _ error) {
+	sr.r.Fail(uint64(p.tid))
+	sr.next(now, e)
+}
+
+func (sr *syncRound) response(now time.Time, e *Engine, p *pending, m *krpc.Msg) {
+	if err := sr.r.Answer(now, uint64(p.tid), m.R.X); err != nil {
+		e.stats.Malformed++
+	}
+	sr.next(now, e)
 }
 
 // pull is an internal operation that fetches records from one node and
@@ -648,19 +559,17 @@ func (e *Engine) startHandover(now time.Time, s *opState) {
 	infos := make(map[id.ID]krpc.NodeInfo)
 	total := 0
 	// Keys and versions only: values are read as their batches go out.
-	for b := range 1 << syncDepth {
-		_ = st.Bucket(syncDepth, b, func(en store.Entry) bool {
-			total++
-			n := e.cfg.replicas()
-			e.contacts = e.table.Closest(id.FromString(en.Key), n, e.contacts[:0])
-			for _, c := range e.contacts {
-				byNode[c.ID] = append(byNode[c.ID], en)
-				infos[c.ID] = krpc.NodeInfo{ID: c.ID, Addr: c.Addr}
-			}
-			h.acks[en.Key] = 0
-			return true
-		})
-	}
+	_ = st.Bucket(0, 0, func(en store.Entry) bool {
+		total++
+		n := e.cfg.replicas()
+		e.contacts = e.table.Closest(id.FromString(en.Key), n, e.contacts[:0])
+		for _, c := range e.contacts {
+			byNode[c.ID] = append(byNode[c.ID], en)
+			infos[c.ID] = krpc.NodeInfo{ID: c.ID, Addr: c.Addr}
+		}
+		h.acks[en.Key] = 0
+		return true
+	})
 	if total == 0 || len(byNode) == 0 {
 		e.sayGoodbye(now)
 		s.result.Acks = 0

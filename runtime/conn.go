@@ -18,7 +18,9 @@ type message struct {
 // is a loop over single reads and writes. Neither method allocates.
 type batchConn interface {
 	// readBatch blocks until at least one datagram arrives and returns how
-	// many of ms it filled. Truncated datagrams are dropped.
+	// many of ms it filled. A datagram longer than its buffer comes back
+	// with n = len(buf): the caller sizes buffers one byte past the
+	// largest datagram it accepts and counts such datagrams.
 	readBatch(ms []message) (int, error)
 	// writeBatch sends every message of ms. A datagram the kernel refuses
 	// (no route, ...) is skipped; the error is only for a dead socket.

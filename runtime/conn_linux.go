@@ -105,17 +105,23 @@ func (m *mmsgConn) readBatch(ms []message) (int, error) {
 			}
 			return 0, m.rerr
 		}
-		// Compact: drop truncated datagrams and unknown address families.
+		// Compact: drop unknown address families. A truncated datagram
+		// is kept with n = len(buf), one past what the caller accepts,
+		// so that the caller counts it.
 		k := 0
 		for i := 0; i < m.rn; i++ {
 			addr, ok := decodeSockaddr(&m.rname[i])
-			if !ok || m.rh[i].Hdr.Flags&unix.MSG_TRUNC != 0 {
+			if !ok {
 				continue
 			}
 			if k != i {
 				ms[k].buf, ms[i].buf = ms[i].buf, ms[k].buf
 			}
-			ms[k].n, ms[k].addr = int(m.rh[i].Len), addr
+			n := int(m.rh[i].Len)
+			if m.rh[i].Hdr.Flags&unix.MSG_TRUNC != 0 {
+				n = len(ms[k].buf)
+			}
+			ms[k].n, ms[k].addr = n, addr
 			k++
 		}
 		if k > 0 {

@@ -62,6 +62,10 @@ type Stats struct {
 	// EventsDropped counts events a slow Watch consumer lost: the oldest
 	// of its queue, to make room for the newest.
 	EventsDropped uint64
+	// Oversize counts datagrams dropped because they were longer than
+	// Options.MaxPacket: a peer that sends them is misconfigured or
+	// hostile, and a count says so where a silent drop would not.
+	Oversize uint64
 }
 
 // Runtime runs one engine on one UDP socket.
@@ -234,10 +238,14 @@ func (r *Runtime) Close() error {
 
 func (r *Runtime) readLoop(batch, maxPacket int) {
 	defer r.wg.Done()
+	// Each buffer has one byte to spare: a datagram that fills it was
+	// longer than maxPacket (the kernel truncated it) and is counted as
+	// oversize, not handed to the engine.
+	size := maxPacket + 1
 	ms := make([]message, batch)
-	buf := make([]byte, batch*maxPacket)
+	buf := make([]byte, batch*size)
 	for i := range ms {
-		ms[i].buf = buf[i*maxPacket : (i+1)*maxPacket : (i+1)*maxPacket]
+		ms[i].buf = buf[i*size : (i+1)*size : (i+1)*size]
 	}
 	for {
 		n, err := r.bc.readBatch(ms)
@@ -256,6 +264,10 @@ func (r *Runtime) readLoop(batch, maxPacket int) {
 		r.stats.ReadCalls++
 		r.stats.PacketsIn += uint64(n)
 		for i := range n {
+			if ms[i].n > maxPacket {
+				r.stats.Oversize++
+				continue
+			}
 			p := ms[i].buf[:ms[i].n]
 			if r.sealer != nil {
 				var err error

@@ -243,14 +243,14 @@ func TestBatches(t *testing.T) {
 	c := listen(t)
 	defer c.Close()
 	const bursts, burst = 10, 40 // a burst fits the default socket buffers
-	long := make([]byte, 100)
-	long[0] = 'q'
+	longp := make([]byte, 100)
+	longp[0] = 'q'
 	buf := make([]byte, 256)
 	for b := range uint32(bursts) {
 		want := make(map[uint32]bool)
 		for i := b * burst; i < (b+1)*burst; i++ {
 			if i%10 == 0 {
-				c.WriteToUDPAddrPort(long, r.Addr())
+				c.WriteToUDPAddrPort(longp, r.Addr())
 			}
 			var p [5]byte
 			p[0] = 'q'
@@ -271,8 +271,9 @@ func TestBatches(t *testing.T) {
 		}
 	}
 	st := r.Stats()
-	if n := uint64(bursts * burst); st.PacketsIn != n || st.PacketsOut != n {
-		t.Errorf("stats %+v: want %d packets each way (long ones dropped)", st, n)
+	n, long := uint64(bursts*burst), uint64(bursts*burst/10)
+	if st.PacketsIn != n+long || st.PacketsOut != n || st.Oversize != long {
+		t.Errorf("stats %+v: want %d packets in, %d of them oversize and dropped, %d out", st, n+long, long, n)
 	}
 }
 
@@ -371,5 +372,34 @@ func TestBatchConns(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestOversizeCounted sends a datagram one byte longer than the runtime
+// accepts, then a small one: the first is counted in Stats.Oversize and
+// never reaches the engine, the second is echoed.
+func TestOversizeCounted(t *testing.T) {
+	r, _ := start(t, 5*time.Second)
+	c := listen(t)
+	defer c.Close()
+	big := make([]byte, kademlia.MaxDatagram+1)
+	big[0] = 'q'
+	if _, err := c.WriteToUDPAddrPort(big, r.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.WriteToUDPAddrPort([]byte("qsmall"), r.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 2*kademlia.MaxDatagram)
+	n, _, err := c.ReadFromUDPAddrPort(buf)
+	if err != nil {
+		t.Fatalf("no echo of the small datagram: %v", err)
+	}
+	if got := string(buf[:n]); got != "rsmall" {
+		t.Fatalf("echo %q, want %q: the oversize datagram reached the engine", got, "rsmall")
+	}
+	if st := r.Stats(); st.Oversize != 1 || st.PacketsIn != 2 {
+		t.Fatalf("stats %+v, want Oversize 1 of PacketsIn 2", st)
 	}
 }

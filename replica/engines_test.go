@@ -1,0 +1,509 @@
+package replica_test
+
+// The replication layer's tests against both engines: one in-memory
+// network with virtual time drives Kademlia or Chord through the driver
+// contract they share (Receive, Start, Tick, Ready, Deadline), and the
+// same tests run on each. No sockets, no sleeps.
+
+import (
+	"bytes"
+	"container/heap"
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dhtkit/dhtkit/chord"
+	"github.com/dhtkit/dhtkit/id"
+	"github.com/dhtkit/dhtkit/kademlia"
+	"github.com/dhtkit/dhtkit/krpc"
+	"github.com/dhtkit/dhtkit/store"
+)
+
+// scaled reports whether the tests run at scale (-scale, the flag of the
+// package's internal tests, which share the test binary).
+func scaled() bool {
+	f := flag.Lookup("scale")
+	return f != nil && f.Value.String() == "true"
+}
+
+// engine is the driver contract both protocol engines implement.
+type engine interface {
+	Receive(now time.Time, from netip.AddrPort, p []byte)
+	Start(now time.Time, op kademlia.Op) kademlia.OpID
+	Tick(now time.Time)
+	Ready() kademlia.Ready
+	Deadline() time.Time
+	ID() id.ID
+	Store() store.Store
+}
+
+// nodeConfig is what a test sets of a node, whatever its protocol.
+type nodeConfig struct {
+	replicas  int
+	alone     bool
+	bootstrap []netip.AddrPort
+	store     store.Store // nil: the engine's own, in memory
+}
+
+// protocol makes engines of one protocol and knows where its records
+// belong.
+type protocol struct {
+	name string
+	make func(cfg nodeConfig, rnd *rand.Rand, now time.Time) engine
+	// replicas returns the n live nodes that should hold target.
+	replicas func(live []*node, target id.ID, n int) []*node
+}
+
+var protocols = []protocol{
+	{
+		name: "kademlia",
+		make: func(c nodeConfig, rnd *rand.Rand, now time.Time) engine {
+			return kademlia.New(kademlia.Config{Network: "test", Rand: reader{rnd}, Replicas: c.replicas, Alone: c.alone, Bootstrap: c.bootstrap, Store: c.store}, now)
+		},
+		replicas: func(live []*node, t id.ID, n int) []*node {
+			live = slices.Clone(live)
+			slices.SortFunc(live, func(a, b *node) int { return id.CompareDistance(t, a.e.ID(), b.e.ID()) })
+			return live[:min(n, len(live))]
+		},
+	},
+	{
+		name: "chord",
+		make: func(c nodeConfig, rnd *rand.Rand, now time.Time) engine {
+			return chord.New(chord.Config{Network: "test", Rand: reader{rnd}, Replicas: c.replicas, Alone: c.alone, Bootstrap: c.bootstrap, Store: c.store}, now)
+		},
+		replicas: func(live []*node, t id.ID, n int) []*node {
+			live = slices.Clone(live)
+			// Ring order from t: the successor of t first.
+			slices.SortFunc(live, func(a, b *node) int {
+				return id.Compare(id.RingDistance(t, a.e.ID()), id.RingDistance(t, b.e.ID()))
+			})
+			return live[:min(n, len(live))]
+		},
+	},
+}
+
+// forEach runs a test against each protocol.
+func forEach(t *testing.T, test func(t *testing.T, p protocol)) {
+	for _, p := range protocols {
+		t.Run(p.name, func(t *testing.T) { test(t, p) })
+	}
+}
+
+type reader struct{ r *rand.Rand }
+
+func (s reader) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = byte(s.r.Uint32())
+	}
+	return len(p), nil
+}
+
+type node struct {
+	addr    netip.AddrPort
+	e       engine
+	results map[kademlia.OpID]kademlia.Result
+	down    bool
+}
+
+type delivery struct {
+	at       time.Time
+	seq      uint64
+	from, to netip.AddrPort
+	data     []byte
+}
+
+type queue []delivery
+
+func (q queue) Len() int { return len(q) }
+func (q queue) Less(i, j int) bool {
+	if q[i].at.Equal(q[j].at) {
+		return q[i].seq < q[j].seq
+	}
+	return q[i].at.Before(q[j].at)
+}
+func (q queue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
+func (q *queue) Push(x any)   { *q = append(*q, x.(delivery)) }
+func (q *queue) Pop() any {
+	old := *q
+	x := old[len(old)-1]
+	*q = old[:len(old)-1]
+	return x
+}
+
+// network connects engines with 10 ms of latency; it fails the test on
+// any datagram larger than kademlia.MaxDatagram.
+type network struct {
+	t     testing.TB
+	p     protocol
+	now   time.Time
+	rng   *rand.Rand
+	nodes map[netip.AddrPort]*node
+	order []*node
+	q     queue
+	seq   uint64
+	// tap, when set, sees every datagram sent.
+	tap func(from, to netip.AddrPort, data []byte)
+}
+
+func newNetwork(t testing.TB, p protocol, seed uint64) *network {
+	return &network{t: t, p: p, now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
+		rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), nodes: make(map[netip.AddrPort]*node)}
+}
+
+func (n *network) add(cfg nodeConfig) *node {
+	i := len(n.order) + 1
+	nd := &node{addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, byte(i >> 8), byte(i)}), 6881), results: make(map[kademlia.OpID]kademlia.Result)}
+	nd.e = n.p.make(cfg, rand.New(rand.NewPCG(n.rng.Uint64(), n.rng.Uint64())), n.now)
+	n.nodes[nd.addr] = nd
+	n.order = append(n.order, nd)
+	n.flush(nd)
+	return nd
+}
+
+// build starts size nodes, each joining through the first, and lets the
+// network settle.
+func (n *network) build(size int, cfg nodeConfig) {
+	first := n.add(cfg)
+	for range size - 1 {
+		c := cfg
+		c.bootstrap = []netip.AddrPort{first.addr}
+		n.add(c)
+	}
+	n.run(2 * time.Minute)
+}
+
+func (n *network) flush(nd *node) {
+	rd := nd.e.Ready()
+	for _, p := range rd.Packets {
+		if len(p.Data) > kademlia.MaxDatagram {
+			n.t.Fatalf("%v sent a datagram of %d bytes, over MaxDatagram (%d): %.60q", nd.addr, len(p.Data), kademlia.MaxDatagram, p.Data)
+		}
+		if n.tap != nil {
+			n.tap(nd.addr, p.To, p.Data)
+		}
+		n.seq++
+		heap.Push(&n.q, delivery{at: n.now.Add(10 * time.Millisecond), seq: n.seq, from: nd.addr, to: p.To, data: bytes.Clone(p.Data)})
+	}
+	for _, r := range rd.Results {
+		nd.results[r.Op] = r
+	}
+}
+
+// runUntil advances virtual time until cond holds or limit passes.
+func (n *network) runUntil(limit time.Duration, cond func() bool) bool {
+	end := n.now.Add(limit)
+	for !cond() {
+		next, ok := time.Time{}, false
+		if len(n.q) > 0 {
+			next, ok = n.q[0].at, true
+		}
+		for _, nd := range n.order {
+			if d := nd.e.Deadline(); !nd.down && !d.IsZero() && (!ok || d.Before(next)) {
+				next, ok = d, true
+			}
+		}
+		if !ok || next.After(end) {
+			n.now = end
+			return cond()
+		}
+		if next.After(n.now) {
+			n.now = next
+		}
+		// Every datagram due now, then one Ready per node that got any:
+		// as the UDP runtime reads a batch before it calls Ready.
+		var got []*node
+		for len(n.q) > 0 && !n.q[0].at.After(n.now) {
+			d := heap.Pop(&n.q).(delivery)
+			if nd := n.nodes[d.to]; nd != nil && !nd.down {
+				nd.e.Receive(n.now, d.from, d.data)
+				if !slices.Contains(got, nd) {
+					got = append(got, nd)
+				}
+			}
+		}
+		for _, nd := range got {
+			n.flush(nd)
+		}
+		for _, nd := range n.order {
+			if d := nd.e.Deadline(); !nd.down && !d.IsZero() && !d.After(n.now) {
+				nd.e.Tick(n.now)
+				n.flush(nd)
+			}
+		}
+	}
+	return true
+}
+
+func (n *network) run(d time.Duration) { n.runUntil(d, func() bool { return false }) }
+
+func (n *network) do(nd *node, op kademlia.Op) kademlia.Result {
+	n.t.Helper()
+	o := nd.e.Start(n.now, op)
+	n.flush(nd)
+	if !n.runUntil(10*time.Minute, func() bool { _, ok := nd.results[o]; return ok }) {
+		n.t.Fatalf("%T did not finish within 10 virtual minutes", op)
+	}
+	return nd.results[o]
+}
+
+func (n *network) live() []*node {
+	var out []*node
+	for _, nd := range n.order {
+		if !nd.down {
+			out = append(out, nd)
+		}
+	}
+	return out
+}
+
+// holders returns the live nodes whose store holds key.
+func (n *network) holders(key string) []*node {
+	var out []*node
+	for _, nd := range n.live() {
+		if _, ok, _ := nd.e.Store().Get(key); ok {
+			out = append(out, nd)
+		}
+	}
+	return out
+}
+
+func TestEnginesPutGetDelete(t *testing.T) {
+	forEach(t, func(t *testing.T, p protocol) {
+		n := newNetwork(t, p, 1)
+		n.build(12, nodeConfig{replicas: 3})
+		a, b := n.order[2], n.order[9]
+		r := n.do(a, kademlia.KVPut{Key: "greeting", Value: []byte("hello")})
+		if r.Err != nil || r.Acks < 2 {
+			t.Fatalf("put: acks %d, %v", r.Acks, r.Err)
+		}
+		n.run(time.Second)
+		want := p.replicas(n.live(), id.FromString("greeting"), 3)
+		if got := n.holders("greeting"); len(got) != 3 || !sameNodes(got, want) {
+			t.Errorf("the value is on %d nodes, want exactly its 3 replicas", len(got))
+		}
+		g := n.do(b, kademlia.KVGet{Key: "greeting"})
+		if g.Err != nil || g.Record == nil || string(g.Record.Value) != "hello" || g.Partial || g.Version != r.Version {
+			t.Fatalf("get: %+v, partial %v, %v", g.Record, g.Partial, g.Err)
+		}
+		if d := n.do(b, kademlia.KVPut{Key: "greeting", Delete: true}); d.Err != nil {
+			t.Fatalf("delete: %v", d.Err)
+		}
+		if g := n.do(a, kademlia.KVGet{Key: "greeting"}); !errors.Is(g.Err, kademlia.ErrNotFound) {
+			t.Fatalf("get after delete: %v, want ErrNotFound", g.Err)
+		}
+		// A replica that lost its copy is repaired by the next read.
+		r2 := n.do(a, kademlia.KVPut{Key: "read-repaired", Value: []byte("v")})
+		n.run(time.Second)
+		lost := p.replicas(n.live(), id.FromString("read-repaired"), 3)[1]
+		if err := lost.e.Store().Remove("read-repaired", r2.Version); err != nil {
+			t.Fatal(err)
+		}
+		n.do(b, kademlia.KVGet{Key: "read-repaired"})
+		n.run(time.Second)
+		if _, ok, _ := lost.e.Store().Get("read-repaired"); !ok {
+			t.Error("a get did not repair the replica that had lost the value")
+		}
+	})
+}
+
+func sameNodes(a, b []*node) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			return false
+		}
+	}
+	return true
+}
+
+// TestEnginesHonestQuorum: the write quorum counts from the configured
+// replicas. A node alone refuses a put with ErrQuorum, writing nothing,
+// unless it was asked to be a network of one; a get that hears fewer
+// replicas than the read quorum is partial.
+func TestEnginesHonestQuorum(t *testing.T) {
+	forEach(t, func(t *testing.T, p protocol) {
+		n := newNetwork(t, p, 2)
+		solo := n.add(nodeConfig{replicas: 3})
+		r := n.do(solo, kademlia.KVPut{Key: "k", Value: []byte("v")})
+		if !errors.Is(r.Err, kademlia.ErrQuorum) || !strings.Contains(r.Err.Error(), "found 1 of the 3 replicas") {
+			t.Fatalf("put alone, not asked to be: %v, want ErrQuorum naming 1 of 3", r.Err)
+		}
+		if keys, _ := solo.e.Store().Stats(); keys != 0 {
+			t.Fatalf("a refused put left %d records", keys)
+		}
+		one := newNetwork(t, p, 3)
+		alone := one.add(nodeConfig{replicas: 3, alone: true})
+		if r := one.do(alone, kademlia.KVPut{Key: "k", Value: []byte("v")}); r.Err != nil || r.Acks != 1 {
+			t.Fatalf("put on a network of one, as asked: acks %d, %v", r.Acks, r.Err)
+		}
+		// Of 5 nodes, 4 die: the one left finds no quorum and refuses, it
+		// was not asked to be alone; its reads are partial.
+		m := newNetwork(t, p, 4)
+		m.build(5, nodeConfig{replicas: 3})
+		if r := m.do(m.order[0], kademlia.KVPut{Key: "k", Value: []byte("v")}); r.Err != nil {
+			t.Fatalf("put with every node up: %v", r.Err)
+		}
+		m.run(time.Second)
+		for _, nd := range m.order[1:] {
+			nd.down = true
+		}
+		m.run(2 * time.Minute)
+		if g := m.do(m.order[0], kademlia.KVGet{Key: "k"}); g.Err == nil && !g.Partial {
+			t.Errorf("get with 1 of 5 nodes up answered as complete")
+		}
+		if r := m.do(m.order[0], kademlia.KVPut{Key: "k2", Value: []byte("v")}); !errors.Is(r.Err, kademlia.ErrQuorum) {
+			t.Errorf("put with 1 of 5 nodes up: %v, want ErrQuorum", r.Err)
+		}
+	})
+}
+
+// TestEnginesRepairAtScale: 5 nodes, 3 replicas, 5000 keys (100,000 with
+// -scale); one node dies; every key is back on its 3 live
+// replicas within 2 minutes, every datagram within MaxDatagram. Then,
+// with nothing to repair, the dk_sync traffic of a sync interval does not
+// grow with the data held.
+func TestEnginesRepairAtScale(t *testing.T) {
+	keys := 5000
+	if scaled() {
+		keys = 100000
+	}
+	forEach(t, func(t *testing.T, p protocol) {
+		n := newNetwork(t, p, 5)
+		n.build(5, nodeConfig{replicas: 3})
+		val := make([]byte, 100)
+		batches := make(map[*node][]store.Record)
+		name := func(i int) string { return fmt.Sprintf("key-%07d", i) }
+		for i := range keys {
+			r := store.Record{Key: name(i), Value: val, Version: store.Version{Time: uint64(n.now.UnixMilli()) << 16, Writer: uint64(i + 1)}}
+			for _, nd := range p.replicas(n.order, id.FromString(r.Key), 3) {
+				batches[nd] = append(batches[nd], r)
+			}
+		}
+		for nd, recs := range batches {
+			if _, err := nd.e.Store().PutAll(recs); err != nil {
+				t.Fatal(err)
+			}
+		}
+		short := func() int {
+			c := 0
+			for i := range keys {
+				for _, nd := range p.replicas(n.live(), id.FromString(name(i)), 3) {
+					if _, ok, _ := nd.e.Store().Get(name(i)); !ok {
+						c++
+						break
+					}
+				}
+			}
+			return c
+		}
+		n.order[2].down = true
+		start := n.now
+		for {
+			n.run(5 * time.Second)
+			if short() == 0 {
+				break
+			}
+			if n.now.Sub(start) > 2*time.Minute {
+				t.Fatalf("2 minutes after the kill, %d of %d keys lack a copy on their 3 live replicas", short(), keys)
+			}
+		}
+		t.Logf("%d keys back on their 3 live replicas %v after the kill", keys, n.now.Sub(start))
+
+		n.run(time.Minute)
+		syncBytes := 0
+		asked := make(map[string]bool)
+		n.tap = func(from, to netip.AddrPort, data []byte) {
+			var m krpc.Msg
+			if m.Decode(data) != nil {
+				return
+			}
+			switch {
+			case m.Y == krpc.Query && m.Q == krpc.MethodSync:
+				asked[from.String()+string(m.T)] = true
+				syncBytes += len(data)
+			case m.Y != krpc.Query && asked[to.String()+string(m.T)]:
+				syncBytes += len(data)
+			}
+		}
+		n.run(15 * time.Second) // one SyncInterval
+		n.tap = nil
+		var held int64
+		for _, nd := range n.live() {
+			_, b := nd.e.Store().Stats()
+			held += b
+		}
+		t.Logf("in sync, one interval: %d bytes of dk_sync for %d bytes held (%.2e)", syncBytes, held, float64(syncBytes)/float64(held))
+		// About 700 bytes a pair of replicas that agree, a few KiB where
+		// their ranges are not prefix-aligned (Chord), whatever they hold.
+		if pairs := 4 * 3; syncBytes == 0 || syncBytes > pairs*8192 {
+			t.Errorf("an idle interval sent %d bytes of dk_sync, want at most 8 KiB for each of %d pairs", syncBytes, pairs)
+		}
+	})
+}
+
+// counting is a store that counts its writes.
+type counting struct {
+	store.Store
+	puts, putAlls, records int
+}
+
+func (c *counting) Put(r store.Record) (bool, error) { c.puts++; return c.Store.Put(r) }
+func (c *counting) PutAll(rs []store.Record) ([]bool, error) {
+	c.putAlls++
+	c.records += len(rs)
+	return c.Store.PutAll(rs)
+}
+
+// TestEnginesGroupCommit: writes that arrive together are committed
+// together, one PutAll (one fsync on disk) for the batch, and each is
+// acknowledged only after that commit.
+func TestEnginesGroupCommit(t *testing.T) {
+	forEach(t, func(t *testing.T, p protocol) {
+		n := newNetwork(t, p, 6)
+		counted := make([]*counting, 3)
+		first := n.add(nodeConfig{replicas: 3})
+		for i := range counted {
+			counted[i] = &counting{Store: store.NewMemory(store.Config{})}
+			n.add(nodeConfig{replicas: 3, store: counted[i], bootstrap: []netip.AddrPort{first.addr}})
+		}
+		n.run(2 * time.Minute)
+		for _, c := range counted {
+			*c = counting{Store: c.Store}
+		}
+		// 40 puts started in the same instant through the first node.
+		ops := make(map[kademlia.OpID]bool)
+		for i := range 40 {
+			ops[first.e.Start(n.now, kademlia.KVPut{Key: fmt.Sprint("batch-", i), Value: []byte("v")})] = true
+		}
+		n.flush(first)
+		n.runUntil(time.Minute, func() bool {
+			for op := range ops {
+				if _, ok := first.results[op]; !ok {
+					return false
+				}
+			}
+			return true
+		})
+		for op := range ops {
+			if r, ok := first.results[op]; !ok || r.Err != nil {
+				t.Fatalf("put %d: done %v, %v", op, ok, r.Err)
+			}
+		}
+		for i, c := range counted {
+			if c.puts != 0 {
+				t.Errorf("replica %d stored %d writes one by one", i, c.puts)
+			}
+			if c.records > 0 && c.putAlls*4 > c.records {
+				t.Errorf("replica %d committed %d records in %d commits: not grouped", i, c.records, c.putAlls)
+			}
+		}
+	})
+}

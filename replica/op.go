@@ -1,0 +1,176 @@
+package replica
+
+import (
+	"github.com/dhtkit/dhtkit/krpc"
+	"github.com/dhtkit/dhtkit/store"
+)
+
+// Holder is one replica's answer to a get.
+type Holder struct {
+	Node    krpc.NodeInfo
+	Self    bool // this node
+	Has     bool
+	Version store.Version
+	Deleted bool
+	Err     error // it did not answer, or refused
+}
+
+// Member is one node of a key's replica set as an Op sees it.
+type Member struct {
+	Node  krpc.NodeInfo
+	Self  bool
+	Done  bool          // answered, failed or refused: counted
+	Err   error         // why it failed or refused
+	Rec   *store.Record // a get: what it holds (nil: nothing)
+	Acked bool          // a put: it holds the write, or something newer
+}
+
+// Op is a quorum put or get past its lookup, sans I/O: the engine sends
+// the write or read to each member, reports each member's fate (Ack,
+// Answer, Fail), and asks Decide after each; Decide says once when the
+// operation is decided and how. Both engines count by it, so the quorum
+// rule, the partial read and read repair are decided in one place.
+type Op struct {
+	Put     bool
+	Key     string
+	Members []Member
+	Need    int // acknowledgements (put) or answers (get) the quorum needs
+
+	acks, answered, returned int
+	best                     *store.Record
+	decided                  bool
+}
+
+// Kind says how an operation was decided.
+type Kind uint8
+
+const (
+	Written  Kind = iota // a put reached its write quorum
+	Short                // a put can no longer reach it: Err says how short
+	Found                // a get found a live value: Outcome.Record
+	NotFound             // a get found none, or a tombstone (Outcome.Version)
+	NoAnswer             // no replica answered a get: FirstErr says why
+)
+
+// Outcome is a decided Op.
+type Outcome struct {
+	Kind     Kind
+	Acks     int           // a put: members that hold it
+	Version  store.Version // a put's version; a get's newest (tombstone too)
+	Record   *store.Record // Found: the newest value
+	Holders  []Holder      // a get: what each member answered
+	Partial  bool          // a get: fewer than the read quorum answered
+	FirstErr error         // the first member's error, to say why
+}
+
+// Ack records that member i holds the write (or something newer).
+func (o *Op) Ack(i int) {
+	m := &o.Members[i]
+	if m.Done {
+		return
+	}
+	m.Done, m.Acked = true, true
+	o.returned++
+	o.acks++
+}
+
+// Answer records member i's answer to a get: rec is what it holds, nil
+// for nothing (a value expired by now counts as nothing).
+func (o *Op) Answer(i int, rec *store.Record) {
+	m := &o.Members[i]
+	if m.Done {
+		return
+	}
+	m.Done = true
+	o.returned++
+	o.answered++
+	if rec != nil {
+		m.Rec = rec
+		if o.best == nil || rec.Version.Newer(o.best.Version) {
+			o.best = rec
+		}
+	}
+}
+
+// Fail records that member i did not answer or refused, and why.
+func (o *Op) Fail(i int, err error) {
+	m := &o.Members[i]
+	if m.Done {
+		return
+	}
+	m.Done, m.Err = true, err
+	o.returned++
+}
+
+// Decide returns the outcome once it is known, and true, exactly once: a
+// put when its write quorum acknowledged or can no longer, a get when
+// every member answered or failed.
+func (o *Op) Decide(version store.Version) (Outcome, bool) {
+	if o.decided {
+		return Outcome{}, false
+	}
+	if o.Put {
+		switch {
+		case o.acks >= o.Need && o.Need > 0:
+			o.decided = true
+			return Outcome{Kind: Written, Acks: o.acks, Version: version}, true
+		case o.returned == len(o.Members):
+			o.decided = true
+			return Outcome{Kind: Short, Acks: o.acks, FirstErr: o.firstErr()}, true
+		}
+		return Outcome{}, false
+	}
+	if o.returned < len(o.Members) {
+		return Outcome{}, false
+	}
+	o.decided = true
+	out := Outcome{Partial: o.answered < o.Need, FirstErr: o.firstErr()}
+	for _, m := range o.Members {
+		h := Holder{Node: m.Node, Self: m.Self, Err: m.Err}
+		if m.Rec != nil {
+			h.Has, h.Version, h.Deleted = true, m.Rec.Version, m.Rec.Deleted
+		}
+		out.Holders = append(out.Holders, h)
+	}
+	switch {
+	case o.best != nil && !o.best.Deleted:
+		rec := *o.best
+		out.Kind, out.Record, out.Version = Found, &rec, rec.Version
+	case o.answered == 0:
+		out.Kind = NoAnswer
+	default:
+		out.Kind = NotFound
+		if o.best != nil {
+			out.Version = o.best.Version
+		}
+	}
+	return out, true
+}
+
+func (o *Op) firstErr() error {
+	for _, m := range o.Members {
+		if m.Err != nil {
+			return m.Err
+		}
+	}
+	return nil
+}
+
+// Best is the newest record a get heard of, tombstones included.
+func (o *Op) Best() *store.Record { return o.best }
+
+// Stale returns the members a get should repair with Best: those that
+// answered with an older version or nothing (read repair).
+func (o *Op) Stale() []int {
+	if o.best == nil {
+		return nil
+	}
+	var out []int
+	for i, m := range o.Members {
+		if m.Err != nil || m.Rec != nil && !o.best.Version.Newer(m.Rec.Version) {
+			continue
+		}
+		out = append(out, i)
+	}
+	return out
+}

@@ -1,0 +1,96 @@
+package replica
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/dhtkit/dhtkit/store"
+)
+
+func members(n int) []Member {
+	ms := make([]Member, n)
+	ms[0].Self = true
+	return ms
+}
+
+func TestOpPut(t *testing.T) {
+	refused := errors.New("refused")
+	cases := []struct {
+		name  string
+		steps func(o *Op)
+		kind  Kind
+		acks  int
+		open  bool // not decided yet
+	}{
+		{"quorum of 2", func(o *Op) { o.Ack(0); o.Ack(1) }, Written, 2, false},
+		{"one ack, one pending", func(o *Op) { o.Ack(0) }, 0, 0, true},
+		{"one ack, two failed", func(o *Op) { o.Ack(0); o.Fail(1, refused); o.Fail(2, refused) }, Short, 1, false},
+		{"acks after a failure", func(o *Op) { o.Fail(1, refused); o.Ack(0); o.Ack(2) }, Written, 2, false},
+		{"a member counts once", func(o *Op) { o.Ack(1); o.Ack(1); o.Fail(1, refused) }, 0, 0, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			o := &Op{Put: true, Key: "k", Members: members(3), Need: 2}
+			c.steps(o)
+			out, ok := o.Decide(store.Version{Time: 9})
+			if ok == c.open {
+				t.Fatalf("decided %v, want %v", ok, !c.open)
+			}
+			if !ok {
+				return
+			}
+			if out.Kind != c.kind || out.Acks != c.acks {
+				t.Fatalf("outcome %+v, want kind %d with %d acks", out, c.kind, c.acks)
+			}
+			if c.kind == Short && !errors.Is(out.FirstErr, refused) {
+				t.Fatalf("first error %v, want the refusal", out.FirstErr)
+			}
+			if _, again := o.Decide(store.Version{}); again {
+				t.Fatal("decided twice")
+			}
+		})
+	}
+}
+
+func TestOpGet(t *testing.T) {
+	v := func(i uint64, del bool) *store.Record {
+		return &store.Record{Key: "k", Value: []byte{byte(i)}, Version: store.Version{Time: i}, Deleted: del}
+	}
+	down := errors.New("down")
+	cases := []struct {
+		name    string
+		steps   func(o *Op)
+		kind    Kind
+		version uint64
+		partial bool
+		stale   []int
+	}{
+		{"newest wins, older repaired", func(o *Op) { o.Answer(0, v(1, false)); o.Answer(1, v(2, false)); o.Answer(2, nil) }, Found, 2, false, []int{0, 2}},
+		{"tombstone newest", func(o *Op) { o.Answer(0, v(3, true)); o.Answer(1, v(2, false)); o.Fail(2, down) }, NotFound, 3, false, []int{1}},
+		{"one answer of quorum 2", func(o *Op) { o.Answer(0, v(1, false)); o.Fail(1, down); o.Fail(2, down) }, Found, 1, true, nil},
+		{"nothing anywhere", func(o *Op) { o.Answer(0, nil); o.Answer(1, nil); o.Answer(2, nil) }, NotFound, 0, false, nil},
+		{"no answer", func(o *Op) { o.Fail(0, down); o.Fail(1, down); o.Fail(2, down) }, NoAnswer, 0, true, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			o := &Op{Key: "k", Members: members(3), Need: 2}
+			c.steps(o)
+			out, ok := o.Decide(store.Version{})
+			if !ok {
+				t.Fatal("not decided with every member counted")
+			}
+			if out.Kind != c.kind || out.Version.Time != c.version || out.Partial != c.partial || len(out.Holders) != 3 {
+				t.Fatalf("outcome %+v, want kind %d version %d partial %v and 3 holders", out, c.kind, c.version, c.partial)
+			}
+			stale := o.Stale()
+			if len(stale) != len(c.stale) {
+				t.Fatalf("stale %v, want %v", stale, c.stale)
+			}
+			for i := range stale {
+				if stale[i] != c.stale[i] {
+					t.Fatalf("stale %v, want %v", stale, c.stale)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,58 @@
+package replica
+
+import (
+	"errors"
+	"fmt"
+)
+
+// ErrQuorum is the error of a write fewer replicas acknowledged than the
+// write quorum, or that found fewer replicas than the quorum to write to.
+var ErrQuorum = errors.New("too few replicas acknowledged")
+
+// Quorum is the rule both engines count acknowledgements by. The quorums
+// are counted from the configured Replicas, never from the nodes a lookup
+// happened to find: a node cut off with a minority of the network, or one
+// that has not joined yet, finds fewer replicas than the write quorum and
+// refuses the write, rather than acknowledging what the majority never
+// sees. With the default majorities, Write + Read > Replicas, so a read
+// that reaches its quorum overlaps every acknowledged write.
+type Quorum struct {
+	Replicas    int // configured replicas of every record
+	Write, Read int // acknowledgements a put needs, answers a get needs
+	// Alone lets a node that knows no other node be the whole replica
+	// set: what a user asks for when they start a network of one. It
+	// applies only while the node finds no replica but itself.
+	Alone bool
+}
+
+// Majority returns the quorum of n replicas.
+func Majority(n int) int { return n/2 + 1 }
+
+// Need returns how many acknowledgements a put (write) or answers a get
+// needs when the lookup found `found` replicas, this node included when
+// it is one, and alone tells whether this node is the only one found.
+func (q Quorum) Need(write bool, found int, alone bool) int {
+	if q.Alone && alone && found == 1 {
+		return 1
+	}
+	if write {
+		return q.Write
+	}
+	return q.Read
+}
+
+// Refuse returns the error a put gets before anything is written when
+// fewer replicas than its quorum were found, or nil.
+func (q Quorum) Refuse(found, need int) error {
+	if found >= need {
+		return nil
+	}
+	return fmt.Errorf("%w: found %d of the %d replicas, a write needs %d to acknowledge; nothing was written (is the node joined to a network with enough nodes?)",
+		ErrQuorum, found, q.Replicas, need)
+}
+
+// Short returns the error of a put that acked acknowledgements of the
+// need it had.
+func (q Quorum) Short(acked, need int) error {
+	return fmt.Errorf("%w: %d of the %d needed acknowledged (of %d replicas)", ErrQuorum, acked, need, q.Replicas)
+}
