@@ -39,7 +39,8 @@ const MaxLoadNodes = 4096
 const loadParallel = 16
 
 // Load finds the nodes of the network (a Chord node walks the ring, its
-// successor lists end to end; a Kademlia node looks up 256 targets
+// successor lists end to end, then asks for the successors of every node
+// found, which catches a node the walk stepped over; a Kademlia node looks up 256 targets
 // spread over the id space, which finds every node of a network of a
 // few thousand) and asks each how many records and bytes it holds
 // (dk_load). It is a research tool: it costs a few queries per node.
@@ -144,6 +145,35 @@ func (n *Node) members(ctx context.Context) ([]krpc.NodeInfo, error) {
 				break
 			}
 			at = last
+		}
+		// A walk through a ring still settling can step over a node: ask
+		// for the successors of every node found, until none turns up.
+		for round := 0; round < 3; round++ {
+			before := len(seen)
+			var mu sync.Mutex
+			var wg sync.WaitGroup
+			sem := make(chan struct{}, loadParallel)
+			starts := make([]id.ID, 0, len(seen))
+			for k := range seen {
+				starts = append(starts, k)
+			}
+			for _, k := range starts {
+				wg.Go(func() {
+					sem <- struct{}{}
+					defer func() { <-sem }()
+					nodes, _ := n.Lookup(ctx, id.AddPow2(k, 0))
+					mu.Lock()
+					defer mu.Unlock()
+					add(nodes)
+				})
+			}
+			wg.Wait()
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("dhtkit: load: %w", ctx.Err())
+			}
+			if len(seen) == before {
+				break
+			}
 		}
 	} else {
 		// 256 lookups, loadParallel at a time, of targets that share the

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -41,10 +42,20 @@ func chordNetwork(t *testing.T, n int) []*dhtkit.Node {
 		t.Cleanup(func() { node.Close() })
 		nodes = append(nodes, node)
 	}
+	// Converged: every node's predecessor and first successor are its
+	// true neighbours on the ring.
+	ids := make([]id.ID, len(nodes))
+	for i, node := range nodes {
+		ids[i] = node.ID()
+	}
+	slices.SortFunc(ids, id.Compare)
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		ok := true
 		for _, node := range nodes {
-			if r, _ := node.Ring(); !r.HasPredecessor || len(r.Successors) < min(3, n-1) {
+			i, _ := slices.BinarySearchFunc(ids, node.ID(), id.Compare)
+			r, _ := node.Ring()
+			if !r.HasPredecessor || len(r.Successors) < min(3, n-1) ||
+				r.Predecessor.ID != ids[(i+n-1)%n] || r.Successors[0].ID != ids[(i+1)%n] {
 				ok = false
 			}
 		}
