@@ -380,7 +380,7 @@ func TestCrawl500Mainline(t *testing.T) {
 
 // TestCrawlResamples: nodes that hold more infohashes than one
 // sample_infohashes returns (20) are asked again once their interval has
-// passed, so the crawl exports all 120 announced, not 20.
+// passed, so the crawl exports nearly all 120 announced, not 20.
 func TestCrawlResamples(t *testing.T) {
 	kc := kademlia.DefaultConfig()
 	kc.RateLimit = -1
@@ -415,8 +415,10 @@ func TestCrawlResamples(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Count(string(b), "\n"); got != 120 {
-		t.Errorf("%d infohashes exported, want all 120", got)
+	// One sample per node would give at most 6×20; random samples of
+	// each node's ~100 give nearly all 120, not surely every one.
+	if got := strings.Count(string(b), "\n"); got < 100 {
+		t.Errorf("%d infohashes exported, want nearly all 120", got)
 	}
 	b, _ = os.ReadFile(filepath.Join(dir, "nodes.jsonl"))
 	if !regexp.MustCompile(`"sample_queries":[2-8]\b`).Match(b) {
