@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	bolterrors "go.etcd.io/bbolt/errors"
+
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/routing"
 	"github.com/dhtkit/dhtkit/store"
@@ -27,6 +29,10 @@ const (
 	valuesFile   = "values.db"
 	contactsFile = "contacts"
 )
+
+// ErrDataDirInUse is the error Listen returns when another process, most
+// likely another node, holds Config.DataDir.
+var ErrDataDirInUse = errors.New("in use")
 
 // dataDir is an opened data directory.
 type dataDir struct {
@@ -66,6 +72,10 @@ func openDataDir(path string, limits store.Config) (*dataDir, error) {
 		f.Close()
 	}
 	if d.store, err = store.OpenBolt(filepath.Join(path, valuesFile), limits); err != nil {
+		if errors.Is(err, bolterrors.ErrTimeout) {
+			// bbolt's lock is held: say who holds it, not "timeout".
+			return nil, fmt.Errorf("dhtkit: data directory %s is %w by another process (another dhtkit node with the same --data?): give each node its own --data", path, ErrDataDirInUse)
+		}
 		return nil, fmt.Errorf("dhtkit: data directory: %w", err)
 	}
 	// Drop what expired while the node was down before serving anything.

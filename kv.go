@@ -17,7 +17,7 @@ import (
 )
 
 // ErrNotFound is returned by Get for a key that has no live value.
-var ErrNotFound = errors.New("dhtkit: not found")
+var ErrNotFound = errors.New("not found")
 
 // PutOptions tune a put.
 type PutOptions struct {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -21,7 +22,7 @@ import (
 )
 
 // ErrNotStored is returned by Announce when no node accepted the announce.
-var ErrNotStored = errors.New("dhtkit: no node accepted the announce")
+var ErrNotStored = errors.New("no node accepted the announce")
 
 // socketBuffer is the receive and send buffer asked of the kernel (it may
 // grant less): a server answering bursts of queries should not drop them
@@ -398,6 +399,17 @@ func (n *Node) Lookup(ctx context.Context, target id.ID) ([]krpc.NodeInfo, error
 // GetPeers returns the peers announced for infohash.
 func (n *Node) GetPeers(ctx context.Context, infohash id.ID) ([]netip.AddrPort, error) {
 	res, err := n.rt.Do(ctx, kademlia.GetPeers{InfoHash: infohash})
+	if n.kad != nil {
+		// This node is one of the network's too: the peers announced to
+		// it count (in a network of two, its lookup reaches only the other).
+		n.rt.Inspect(func() {
+			for _, p := range n.kad.LocalPeers(time.Now(), infohash) {
+				if !slices.Contains(res.Peers, p) {
+					res.Peers = append(res.Peers, p)
+				}
+			}
+		})
+	}
 	if err != nil {
 		return res.Peers, fmt.Errorf("dhtkit: get_peers %v: %w", infohash, err)
 	}

@@ -114,6 +114,8 @@ func New(n *dhtkit.Node, opt Options) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", s.status)
 	mux.HandleFunc("GET /v1/routing", s.routing)
+	mux.HandleFunc("GET /v1/members", s.members)
+	mux.HandleFunc("GET /v1/keys", s.keys)
 	mux.HandleFunc("GET /v1/ring", s.getRing)
 	mux.HandleFunc("GET /v1/load", s.load)
 	mux.HandleFunc("GET /v1/events", s.events)
@@ -274,7 +276,7 @@ type routingSize struct {
 }
 
 type storeSize struct {
-	Keys  int   `json:"keys"`
+	Keys  int   `json:"keys"` // records, the chunks of large values included
 	Bytes int64 `json:"bytes"`
 }
 

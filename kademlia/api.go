@@ -101,6 +101,8 @@ type Result struct {
 	Acks     int              // KVPut: replicas holding the write; Handover: values handed over
 	Partial  bool             // KVGet: fewer than ReadQuorum replicas answered
 	Samples  []id.ID          // SampleInfohashes
+	Entries  []KeyEntry       // KVKeys: the keys the node stores in the buckets it answered for
+	Next     int              // KVKeys: the first bucket to ask for next (KeyBuckets: none)
 	Num      int              // SampleInfohashes: infohashes the responder holds
 	Interval time.Duration    // SampleInfohashes: how long before asking it again
 	Load     krpc.Load        // Load: what the responder holds

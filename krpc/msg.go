@@ -42,6 +42,7 @@ const (
 	MethodBye    // dk_bye: the sender is leaving the network
 	MethodListen // dk_listen: tell the sender of each new version of a key
 	MethodNotify // dk_notify: a key the receiver listens to has a new version
+	MethodKeys   // dk_keys: list the keys the receiver stores, bucket by bucket
 	MethodLoad   // dk_load: how many records and bytes the receiver holds (r.x = {"k","b"})
 	NumMethods
 )
@@ -61,6 +62,7 @@ var methodNames = [NumMethods]string{
 	MethodBye:              "dk_bye",
 	MethodListen:           "dk_listen",
 	MethodNotify:           "dk_notify",
+	MethodKeys:             "dk_keys",
 	MethodLoad:             "dk_load",
 }
 

@@ -16,6 +16,11 @@ import (
 	"github.com/dhtkit/dhtkit/krpc"
 )
 
+// tableBits is how many of a node's buckets the crawl reads, nearest
+// last: a network of N nodes fills about log2(N/8)+1 of them, so 20 covers
+// millions of nodes.
+const tableBits = 20
+
 // crawlReport is what crawl prints.
 type crawlReport struct {
 	Network            string  `json:"network"`
@@ -80,7 +85,8 @@ targets and of the neighbourhood of every node found, until no new node turns
 up or --duration runs out; then it asks every node that answered for a
 sample of its infohashes (BEP 51) and prints the counts. A node that holds more
 infohashes than it returned is asked again, with a new random target, once the
-"interval" it asked for has passed (at most 8 times, within --duration).`,
+"interval" it asked for has passed (at most 8 times, within --duration).
+--out DIR writes every node and infohash found as JSON lines.`,
 		Args: args(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if parallel <= 0 {
@@ -141,52 +147,79 @@ infohashes than it returned is asked again, with a new random target, once the
 
 			// Sample every node heard of, not only those that answered a
 			// lookup: a node a slow lookup passed over is still asked, and
-			// counts as found when it answers.
-			c.mu.Lock()
-			addrs := make([]krpc.NodeInfo, 0, len(c.seen))
-			for x, a := range c.seen {
-				addrs = append(addrs, krpc.NodeInfo{ID: x, Addr: a})
-			}
-			c.mu.Unlock()
+			// counts as found when it answers. The answers list nodes of
+			// their own (BEP 51), so sampling goes on in rounds until a
+			// round turns up no node not asked yet; a node that did not
+			// answer is asked once more in the next round. The crawl thus
+			// ends on what it found, not on how fast the machine is.
 			samples := make(map[id.ID]bool)
+			asked := make(map[netip.AddrPort]int) // queries sent to each address
+			answered := make(map[netip.AddrPort]bool)
 			var mu sync.Mutex
-			sem := make(chan struct{}, parallel)
-			var wg sync.WaitGroup
-			sample := func(a krpc.NodeInfo, again bool) {
-				sem <- struct{}{}
-				wg.Go(func() {
-					defer func() { <-sem }()
-					t0 := time.Now()
-					res, err := n.SampleInfohashes(ctx, a.Addr, id.Random(nil))
-					rtt := time.Since(t0)
-					mu.Lock()
-					defer mu.Unlock()
-					ex.sampled(a, res, err, rtt, t0)
-					var re *kademlia.RemoteError
-					switch {
-					case again:
-					case errors.As(err, &re) && re.Code == krpc.CodeMethodUnknown:
-						rep.SampleUnsupported++
-					case err == nil:
-						rep.SampledNodes++
-						rep.InfohashesReported += res.Num
+			for ctx.Err() == nil {
+				var addrs []netip.AddrPort
+				var ids []id.ID
+				c.mu.Lock()
+				for x, a := range c.seen {
+					if !answered[a] && asked[a] < 2 {
+						addrs, ids = append(addrs, a), append(ids, x)
 					}
-					if err == nil {
-						for _, s := range res.Samples {
-							samples[s] = true
+				}
+				c.mu.Unlock()
+				if len(addrs) == 0 {
+					break
+				}
+				sem := make(chan struct{}, parallel)
+				var wg sync.WaitGroup
+				for i, a := range addrs {
+					asked[a]++
+					sem <- struct{}{}
+					wg.Go(func() {
+						defer func() { <-sem }()
+						// The target is the node's own id: its answer lists
+						// its neighbours, who know the nodes few others do.
+						t0 := time.Now()
+						res, err := n.SampleInfohashes(ctx, a, ids[i])
+						rtt := time.Since(t0)
+						if err == nil {
+							// Then one target in each of its nearer buckets
+							// (its id with bit b flipped): an answer lists that
+							// bucket's contacts, so the walk reads the node's
+							// whole table, not only its neighbourhood.
+							for b := range tableBits {
+								t := ids[i]
+								t[b/8] ^= 0x80 >> (b % 8)
+								n.SampleInfohashes(ctx, a, t) // the tap records what it lists
+							}
 						}
-					}
-				})
+						mu.Lock()
+						defer mu.Unlock()
+						ex.sampled(krpc.NodeInfo{ID: ids[i], Addr: a}, res, err, rtt, t0)
+						var re *kademlia.RemoteError
+						switch {
+						case errors.As(err, &re) && re.Code == krpc.CodeMethodUnknown:
+							rep.SampleUnsupported++
+							answered[a] = true
+						case err == nil:
+							rep.SampledNodes++
+							answered[a] = true
+							rep.InfohashesReported += res.Num
+							for _, s := range res.Samples {
+								samples[s] = true
+							}
+						}
+					})
+				}
+				wg.Wait()
+				g.log.Debug("crawl sampling round", "asked", len(addrs))
 			}
-			for _, a := range addrs {
-				sample(a, false)
-			}
-			wg.Wait()
 			// BEP 51 bookkeeping, as crawlers of the public DHT do: a node
 			// that holds more infohashes than it returned is asked again,
 			// with a new random target, once its interval has passed, while
 			// the crawl's time lasts.
 			deadline, _ := ctx.Deadline()
+			sem := make(chan struct{}, parallel)
+			var wg sync.WaitGroup
 			for ctx.Err() == nil {
 				mu.Lock()
 				due, next, more := ex.due(time.Now(), deadline)
@@ -202,7 +235,21 @@ infohashes than it returned is asked again, with a new random target, once the
 					continue
 				}
 				for _, a := range due {
-					sample(a, true)
+					sem <- struct{}{}
+					wg.Go(func() {
+						defer func() { <-sem }()
+						t0 := time.Now()
+						res, err := n.SampleInfohashes(ctx, a.Addr, id.Random(nil))
+						rtt := time.Since(t0)
+						mu.Lock()
+						defer mu.Unlock()
+						ex.sampled(a, res, err, rtt, t0)
+						if err == nil {
+							for _, s := range res.Samples {
+								samples[s] = true
+							}
+						}
+					})
 				}
 				wg.Wait()
 			}
