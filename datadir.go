@@ -99,10 +99,20 @@ func (d *dataDir) saveContacts(buckets []routing.Bucket) error {
 	return writeFileAtomic(filepath.Join(d.path, contactsFile), []byte(sb.String()))
 }
 
+// writeFileAtomic replaces path with b: written to a temporary file of its
+// own in the same directory, synced, then renamed over path. Each call
+// has its own temporary file, so that two saves at once (the periodic
+// save and the one at shutdown) never rename each other's file away; the
+// later rename wins, and both leave a whole file.
 func writeFileAtomic(path string, b []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
 	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // after a successful rename there is nothing left to remove
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
 		return err
 	}
 	if _, err := f.Write(b); err != nil {

@@ -9,7 +9,9 @@ import (
 	"net/netip"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dhtkit/dhtkit/chord"
@@ -52,6 +54,15 @@ type Node struct {
 	key     *networkKey // nil without Config.NetworkKey
 	started time.Time
 
+	// Readiness (join.go).
+	alone    bool        // Config.Alone: a one-node network on purpose
+	hasBoot  bool        // it has bootstrap addresses to join through
+	bootList []string    // them, for messages
+	booted   atomic.Bool // a Bootstrap through them succeeded
+	ready    atomic.Bool // it has been ready once
+	replicas int         // configured replicas
+	need     int         // other nodes a write quorum needs
+
 	ctx    context.Context // ends at Close: background work stops
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -93,6 +104,9 @@ func Listen(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Alone && len(cfg.Bootstrap) > 0 {
+		return nil, fmt.Errorf("dhtkit: a node alone on purpose (Alone) takes no bootstrap addresses; drop one of the two")
+	}
 	for _, b := range cfg.Bootstrap {
 		if _, _, err := net.SplitHostPort(b); err != nil {
 			return nil, fmt.Errorf("dhtkit: bootstrap address %q: %w (want host:port)", b, err)
@@ -132,6 +146,7 @@ func Listen(ctx context.Context, cfg Config) (*Node, error) {
 		n.net = chordNetwork(cfg.Network)
 	} else {
 		kc := cfg.Kademlia
+		kc.Alone = kc.Alone || cfg.Alone
 		kc.Network = cfg.Network
 		kc.IPv6 = n.ipv6
 		if cfg.Replicas > 0 {
@@ -149,6 +164,19 @@ func Listen(ctx context.Context, cfg Config) (*Node, error) {
 		n.kad = kademlia.New(kc, time.Now())
 		n.eng = n.kad
 	}
+	// Alone on purpose: said to the node, or to its engine (whose write
+	// quorum then counts the node alone); either way both know it.
+	n.alone = cfg.Alone || cfg.Protocol == Chord && cfg.Chord.Alone || cfg.Protocol != Chord && cfg.Kademlia.Alone
+	n.replicas = cfg.Replicas
+	if n.replicas <= 0 {
+		n.replicas = kademlia.DefaultConfig().Replicas
+		if cfg.Protocol == Chord && cfg.Chord.Replicas > 0 {
+			n.replicas = cfg.Chord.Replicas
+		} else if cfg.Protocol != Chord && cfg.Kademlia.Replicas > 0 {
+			n.replicas = cfg.Kademlia.Replicas
+		}
+	}
+	n.need = othersNeeded(n.replicas)
 	n.log = cfg.Logger.With("node", n.eng.ID().String()[:8])
 	ropts := runtime.Options{Logger: n.log}
 	if key != nil {
@@ -176,6 +204,7 @@ func Listen(ctx context.Context, cfg Config) (*Node, error) {
 		go n.saveContactsPeriodically()
 	}
 	if len(boot) > 0 {
+		n.hasBoot, n.bootList = true, boot
 		n.wg.Add(1)
 		go n.join(boot)
 	}
@@ -222,6 +251,10 @@ func (n *Node) join(hosts []string) {
 			n.wg.Add(1)
 			go func() {
 				defer n.wg.Done()
+				done := make(chan struct{})
+				defer close(done)
+				n.wg.Add(1)
+				go n.warnSilence(addrs, done)
 				if err := n.Bootstrap(n.ctx, addrs...); err != nil {
 					if n.ctx.Err() == nil {
 						if n.key != nil {
@@ -232,6 +265,7 @@ func (n *Node) join(hosts []string) {
 					}
 					return
 				}
+				n.booted.Store(true)
 				n.log.Info("joined the network", "via", addrs, "contacts", n.contacts())
 			}()
 		}
@@ -243,6 +277,28 @@ func (n *Node) join(hosts []string) {
 			return
 		case <-time.After(delay):
 		}
+	}
+}
+
+// warnSilence logs, once, that no bootstrap node has answered within
+// bootSilence: the node keeps trying, but an operator should know at once
+// that a bootstrap address is dead, wrong, or a node of another network
+// or protocol (a Kademlia node and a Chord node ignore each other's
+// messages: they carry different network names).
+func (n *Node) warnSilence(addrs []netip.AddrPort, done <-chan struct{}) {
+	defer n.wg.Done()
+	t := time.NewTimer(bootSilence)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-n.ctx.Done():
+	case <-t.C:
+		list := make([]string, len(addrs))
+		for i, a := range addrs {
+			list[i] = a.String()
+		}
+		n.log.Warn(fmt.Sprintf("no node answered at %s within %v", strings.Join(list, ","), bootSilence),
+			"hint", fmt.Sprintf("check that they run, and with this node's --network (%q) and --protocol (%s): a %s node cannot join through a node of the other protocol; the node keeps trying with back-off", n.net, n.Protocol(), n.Protocol()))
 	}
 }
 

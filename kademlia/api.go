@@ -168,7 +168,7 @@ type Event struct {
 // Errors an operation can end with.
 var (
 	ErrTimeout    = errors.New("kademlia: no response")
-	ErrNoContacts = errors.New("kademlia: no nodes to query: the routing table is empty (bootstrap first)")
+	ErrNoContacts = errors.New("kademlia: no nodes to query: the routing table has no usable contact (bootstrap first, or wait: bad contacts are probed until they answer)")
 	ErrClosed     = errors.New("kademlia: engine closed")
 	ErrReadOnly   = errors.New("kademlia: read-only node")
 	ErrCanceled   = errors.New("kademlia: operation canceled")

@@ -18,6 +18,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -154,6 +155,7 @@ type globals struct {
 	logFormat string
 	network   string
 	bootstrap []string
+	alone     bool // --bootstrap none
 	// networkKey is the key file of a private network with a key: the
 	// node and every short-lived client node seal with it.
 	networkKey string
@@ -194,7 +196,7 @@ them standard BitTorrent DHT (BEP 5) nodes.`,
 	pf.StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
 	pf.StringVar(&g.network, "network", dhtkit.DefaultNetwork, `network name; "mainline" is the public BitTorrent DHT`)
 	pf.StringVar(&g.networkKey, "network-key", "", "key file of a private network with a network key (dhtkit network-key FILE makes one)")
-	pf.StringSliceVar(&g.bootstrap, "bootstrap", nil, "comma-separated host:port of nodes to join through")
+	pf.StringSliceVar(&g.bootstrap, "bootstrap", nil, `comma-separated host:port of nodes to join through; "none": a one-node network on purpose`)
 	pf.StringVar(&g.api, "api", api, "HTTP API of a running node: a URL or HOST:PORT, or several separated by commas, tried in order (or $DHTKIT_API)")
 	pf.StringVar(&g.tokenFile, "token", "", "file holding the HTTP API's token (or the token in $DHTKIT_TOKEN)")
 	pf.DurationVar(&g.timeout, "timeout", 30*time.Second, "how long a protocol command may take")
@@ -230,6 +232,13 @@ func (g *globals) setup() error {
 	}
 	if err := checkAPI(g.api); err != nil {
 		return err
+	}
+	if slices.Contains(g.bootstrap, "none") {
+		// --bootstrap none: a node alone on purpose, contacting nobody.
+		if len(g.bootstrap) != 1 {
+			return usageError("--bootstrap none stands alone: it means a one-node network; drop it or the addresses")
+		}
+		g.alone, g.bootstrap = true, nil
 	}
 	for _, b := range g.bootstrap {
 		if !strings.Contains(b, ":") {

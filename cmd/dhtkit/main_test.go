@@ -150,6 +150,7 @@ func TestErrors(t *testing.T) {
 		{[]string{"node", "--protocol", "chord", "--network", "mainline"}, exitUsage, "cannot join --network mainline"},
 		{[]string{"node", "--protocol", "pastry"}, exitUsage, "want kademlia or chord"},
 		{[]string{"node", "--no-such-flag"}, exitUsage, "unknown flag"},
+		{[]string{"node", "--bootstrap", "none,127.0.0.1:1"}, exitUsage, "--bootstrap none stands alone"},
 		{[]string{"frobnicate"}, exitUsage, "unknown command"},
 		{[]string{"demo", "--nodes", "1"}, exitUsage, "at least 2"},
 		{[]string{"ping", "--log-level", "loud", "127.0.0.1:1"}, exitUsage, "--log-level"},
@@ -354,6 +355,48 @@ func waitConnected(t *testing.T, nodes []*dhtkit.Node, from int, timeout time.Du
 			_ = n.Bootstrap(ctx, nodes[from].Addr()) // a failure is retried next round
 		}
 		cancel()
+	}
+}
+
+// TestNodeStartSaysWhetherAlone: a node without --bootstrap says at start
+// that it waits for others and how to join or run alone; --bootstrap none
+// says it runs alone on purpose.
+func TestNodeStartSaysWhetherAlone(t *testing.T) {
+	for _, tt := range []struct {
+		flags []string
+		want  []string // in the second line of stdout
+	}{
+		{nil, []string{"no --bootstrap", "1 other node(s)", "--bootstrap none"}},
+		{[]string{"--bootstrap", "none"}, []string{"alone on purpose"}},
+	} {
+		t.Run(strings.Join(append([]string{"node"}, tt.flags...), " "), func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			pr, pw := io.Pipe()
+			done := make(chan int)
+			go func() {
+				args := append([]string{"node", "--listen", "127.0.0.1:0", "--http", "off", "--log-level", "warn"}, tt.flags...)
+				done <- run(ctx, args, pw, io.Discard)
+				pw.Close()
+			}()
+			r := bufio.NewReader(pr)
+			if _, err := r.ReadString('\n'); err != nil {
+				t.Fatal(err)
+			}
+			line, err := r.ReadString('\n')
+			if err != nil {
+				t.Fatal(err)
+			}
+			go io.Copy(io.Discard, pr)
+			for _, w := range tt.want {
+				if !strings.Contains(line, w) {
+					t.Errorf("start line %q lacks %q", line, w)
+				}
+			}
+			cancel()
+			if code := <-done; code != 0 {
+				t.Fatalf("node exited %d after cancel, want 0", code)
+			}
+		})
 	}
 }
 

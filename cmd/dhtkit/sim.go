@@ -221,9 +221,9 @@ func printReport(w io.Writer, r *sim.Report, out string) {
 		p("key load         Gini %.3f, records per node min %d, mean %.1f, max %d (max/mean %.2f)", k.Gini, k.Min, k.Mean, k.Max, k.MaxMean)
 	}
 	if r.Protocol == "chord" {
-		p("ring             %.1f%% of successor-list entries are the true successors, %.1f%% of successors and fingers dead", 100*r.RoutingCorrectness, 100*r.RoutingDead)
+		p("ring             %.1f%% of successor-list entries are the true successors, %.1f%% of successors and fingers dead, %.1f%% call a live node bad", 100*r.RoutingCorrectness, 100*r.RoutingDead, 100*r.RoutingFalseBad)
 	} else {
-		p("routing tables   %.1f%% of the true %d nearest held, %.1f%% of entries dead", 100*r.RoutingCorrectness, r.K, 100*r.RoutingDead)
+		p("routing tables   %.1f%% of the true %d nearest held, %.1f%% of entries dead, %.1f%% call a live node bad", 100*r.RoutingCorrectness, r.K, 100*r.RoutingDead, 100*r.RoutingFalseBad)
 	}
 	if r.Joins+r.Leaves > 0 {
 		p("churn            %d left, %d joined", r.Leaves, r.Joins)
