@@ -98,6 +98,7 @@ var chordMethods = map[string]krpc.Method{
 	"ch_leave":          krpc.MethodBye,
 	"dk_store":          krpc.MethodStore,
 	"dk_fetch":          krpc.MethodFetch,
+	"dk_load":           krpc.MethodLoad,
 }
 
 // chordStats converts a Chord engine's counters into kademlia.Stats, which

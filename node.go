@@ -458,7 +458,7 @@ func (n *Node) Ping(ctx context.Context, addr netip.AddrPort) (id.ID, error) {
 // Lookup finds the nodes closest to target (K of them, nearest first) by
 // an iterative find_node lookup.
 func (n *Node) Lookup(ctx context.Context, target id.ID) ([]krpc.NodeInfo, error) {
-	res, err := n.rt.Do(ctx, kademlia.FindNode{Target: target})
+	res, err := n.Do(ctx, kademlia.FindNode{Target: target})
 	if err != nil {
 		return res.Nodes, fmt.Errorf("dhtkit: lookup %v: %w", target, err)
 	}
@@ -514,7 +514,9 @@ func (n *Node) SampleInfohashes(ctx context.Context, addr netip.AddrPort, target
 
 // Do runs any engine operation and waits for its result.
 func (n *Node) Do(ctx context.Context, op kademlia.Op) (kademlia.Result, error) {
-	return n.rt.Do(ctx, op)
+	res, err := n.rt.Do(ctx, op)
+	n.fillSelf(&res)
+	return res, err
 }
 
 // Routing returns a snapshot of the routing table. A Chord node has no

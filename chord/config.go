@@ -77,6 +77,9 @@ type Config struct {
 	Alone bool
 	// DefaultTTL is the life of a value put without a TTL (24h).
 	DefaultTTL time.Duration
+	// Routing is how lookups are forwarded: RoutingFingers (""), or
+	// RoutingLinear, one successor at a time, for comparison.
+	Routing string
 }
 
 // DefaultNetwork is the network name of a Config with none.

@@ -31,6 +31,7 @@ type opState struct {
 	pull     bool       // a dk_fetch of records a round found newer elsewhere
 	fix      *fingerLookup
 	join     bool // the lookup of our own successor through the bootstrap nodes
+	load     bool // a kademlia.Load: the answer is a dk_load payload
 	result   kademlia.Result
 }
 
@@ -70,6 +71,12 @@ func (e *Engine) startOp(now time.Time, op kademlia.Op, internal bool) kademlia.
 		}
 		e.newQuery(mPing)
 		if !e.sendQuery(now, mPing, op.Addr, id.ID{}, s.id, forOp) {
+			e.finish(now, s, errBadAddr)
+		}
+	case kademlia.Load:
+		s.load = true
+		e.newQuery(mLoad)
+		if !e.sendQuery(now, mLoad, op.Addr, id.ID{}, s.id, forOp) {
 			e.finish(now, s, errBadAddr)
 		}
 	case kademlia.FindNode:
@@ -122,6 +129,17 @@ func (e *Engine) onResponse(now time.Time, p *pending, sender id.ID, m *krpc.Msg
 		e.pulled(now, s, m)
 	case s.lk != nil:
 		s.lk.response(now, e, s, p, sender, m)
+	case s.load:
+		s.result.ID = sender
+		s.result.Stats.Queries, s.result.Stats.Responses, s.result.Stats.Hops = 1, 1, 1
+		l, err := krpc.ParseLoad(m.R.X)
+		if err != nil {
+			e.stats.Malformed++
+			e.finish(now, s, err)
+			return
+		}
+		s.result.Load = l
+		e.finish(now, s, nil)
 	default: // ping
 		s.result.ID = sender
 		s.result.Stats.Queries, s.result.Stats.Responses, s.result.Stats.Hops = 1, 1, 1
@@ -198,6 +216,7 @@ type lookup struct {
 	// candidate is left to ask.
 	partial     []krpc.NodeInfo
 	partialHops int
+	trace       bool // a FindNode with Trace: every answer goes into the Result
 }
 
 type cand struct {
@@ -216,9 +235,12 @@ const step = 3
 // knows and may answer at once.
 func (e *Engine) startLookup(now time.Time, s *opState, target id.ID, boot []netip.AddrPort) {
 	l := &lookup{target: target}
+	if fn, ok := s.op.(kademlia.FindNode); ok {
+		l.trace = fn.Trace
+	}
 	s.lk = l
 	if boot == nil {
-		nodes, done, partial := e.answer(target, e.cfg.K, nil)
+		nodes, done, partial := e.route(target, e.cfg.K, nil)
 		if done {
 			e.lookupDone(now, s, nodes)
 			return
@@ -226,7 +248,7 @@ func (e *Engine) startLookup(now time.Time, s *opState, target id.ID, boot []net
 		if partial {
 			l.partial = nodes
 		}
-		for _, n := range e.ring.preceding(target, 2*step, nil) {
+		for _, n := range e.nextHops(target, 2*step, nil) {
 			l.cands = append(l.cands, cand{info: n})
 		}
 	} else {
@@ -307,6 +329,14 @@ func (l *lookup) response(now time.Time, e *Engine, s *opState, p *pending, send
 		return
 	}
 	hops := c.viaHop + 1
+	if l.trace {
+		h := kademlia.Hop{Node: krpc.NodeInfo{ID: sender, Addr: p.to}, Depth: c.viaHop, RTT: now.Sub(p.sent), Done: r.done}
+		ns := r.nodes // the successor list when done, else the next hops it suggests
+		if len(ns) == 0 {
+			ns = r.partial
+		}
+		s.result.Trace = kademlia.TraceHop(s.result.Trace, h, ns, e.cfg.K)
+	}
 	if r.done {
 		l.hops = hops
 		e.lookupDone(now, s, r.nodes)
@@ -351,6 +381,9 @@ func (l *lookup) failed(now time.Time, e *Engine, s *opState, p *pending, err er
 	c.state = 2
 	if err == kademlia.ErrTimeout {
 		l.touts++
+	}
+	if l.trace {
+		s.result.Trace = kademlia.TraceHop(s.result.Trace, kademlia.Hop{Node: c.info, Depth: c.viaHop, Err: err.Error()}, nil, 0)
 	}
 	l.next(now, e, s)
 }

@@ -38,13 +38,13 @@ func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
 			return
 		}
 		target := id.ID(t)
-		nodes, done, partial := e.answer(target, e.cfg.K, nil)
+		nodes, done, partial := e.route(target, e.cfg.K, nil)
 		x := make(map[string]any, 3)
 		if done {
 			x["d"] = 1
 			x["n"] = encodeNodes(nodes, e.self)
 		} else {
-			x["n"] = encodeNodes(e.ring.preceding(target, step, nil), e.self)
+			x["n"] = encodeNodes(e.nextHops(target, step, nil), e.self)
 			if partial {
 				x["a"] = encodeNodes(nodes, e.self)
 			}
@@ -89,6 +89,11 @@ func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
 			return
 		}
 		r = &e.out
+	case mLoad:
+		keys, bytes := e.kvStore().Stats()
+		e.xbuf = krpc.AppendLoad(e.xbuf[:0], krpc.Load{Keys: int64(keys), Bytes: bytes})
+		r.R.Has |= krpc.HasX
+		r.R.X = e.xbuf
 	default:
 		e.replyError(from, q.T, krpc.CodeMethodUnknown, "method unknown")
 		return

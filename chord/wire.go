@@ -58,6 +58,7 @@ const (
 	mStore
 	mFetch
 	mSync
+	mLoad
 	numMethods
 )
 
@@ -71,6 +72,7 @@ var methodNames = [numMethods]string{
 	mStore:          "dk_store",
 	mFetch:          "dk_fetch",
 	mSync:           replica.Method,
+	mLoad:           "dk_load",
 }
 
 func (m method) String() string { return methodNames[m] }
@@ -84,6 +86,8 @@ func methodOf(q *krpc.Msg) method {
 		return mStore
 	case krpc.MethodFetch:
 		return mFetch
+	case krpc.MethodLoad:
+		return mLoad
 	case krpc.MethodSync:
 		return mSync
 	case krpc.MethodUnknown:

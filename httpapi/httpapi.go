@@ -116,6 +116,8 @@ func New(n *dhtkit.Node, opt Options) http.Handler {
 	mux.HandleFunc("GET /v1/routing", s.routing)
 	mux.HandleFunc("GET /v1/members", s.members)
 	mux.HandleFunc("GET /v1/keys", s.keys)
+	mux.HandleFunc("GET /v1/ring", s.getRing)
+	mux.HandleFunc("GET /v1/load", s.load)
 	mux.HandleFunc("GET /v1/events", s.events)
 	mux.HandleFunc("POST /v1/lookup/{target}", s.lookup)
 	mux.HandleFunc("GET /v1/lookup/{target}", s.lookup)
@@ -381,6 +383,10 @@ type routingJSON struct {
 	ID      string       `json:"id"`
 	Nodes   int          `json:"nodes"`
 	Buckets []bucketJSON `json:"buckets"`
+	// A Chord node has no buckets: Buckets is empty and Ring holds its
+	// predecessor, successor list and fingers (as GET /v1/ring).
+	Protocol string    `json:"protocol,omitempty"`
+	Ring     *ringJSON `json:"ring,omitempty"`
 }
 
 func (s *server) contact(c routingContact) contactJSON {
@@ -399,6 +405,10 @@ func (s *server) contact(c routingContact) contactJSON {
 func (s *server) routing(w http.ResponseWriter, r *http.Request) {
 	bs := s.n.Routing()
 	out := routingJSON{ID: s.n.ID().String(), Nodes: countContacts(bs), Buckets: make([]bucketJSON, 0, len(bs))}
+	if rg, ok := s.n.Ring(); ok {
+		rj := s.ringOf(rg)
+		out.Protocol, out.Ring, bs = "chord", &rj, nil
+	}
 	for _, b := range bs {
 		bj := bucketJSON{
 			Prefix:       b.Prefix.String(),
@@ -445,6 +455,7 @@ type lookupJSON struct {
 	Target string          `json:"target"`
 	Nodes  []nodeJSON      `json:"nodes"`
 	Stats  lookupStatsJSON `json:"stats"`
+	Trace  []hopJSON       `json:"trace,omitempty"` // with ?trace=1
 }
 
 // parseTarget reads a target as the CLI gives it: 40 hex digits, else the
@@ -481,12 +492,13 @@ func (s *server) nodes(ns []nodeInfo) []nodeJSON {
 
 func (s *server) lookup(w http.ResponseWriter, r *http.Request) {
 	target := parseTarget(r.PathValue("target"))
-	res, err := s.do(r, "find_node", kademlia.FindNode{Target: target})
+	trace := r.URL.Query().Get("trace")
+	res, err := s.do(r, "find_node", kademlia.FindNode{Target: target, Trace: trace == "1" || trace == "true"})
 	if err != nil {
 		s.fail(w, r, 0, fmt.Errorf("lookup %v: %w", target, err))
 		return
 	}
-	writeJSON(w, http.StatusOK, lookupJSON{Target: target.String(), Nodes: s.nodes(res.Nodes), Stats: statsJSON(res.Stats)})
+	writeJSON(w, http.StatusOK, lookupJSON{Target: target.String(), Nodes: s.nodes(res.Nodes), Stats: statsJSON(res.Stats), Trace: s.trace(res.Trace)})
 }
 
 type peersJSON struct {

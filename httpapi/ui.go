@@ -37,6 +37,7 @@ type ui struct {
 func newUI(s *server) *ui {
 	funcs := template.FuncMap{
 		"short":    func(x string) string { return x[:min(len(x), 8)] },
+		"inc":      func(i int) int { return i + 1 },
 		"bytes":    humanBytes,
 		"ago":      func(t time.Time) string { return ago(time.Now(), t) },
 		"duration": humanDuration,
@@ -128,6 +129,9 @@ type indexPage struct {
 	ChunkBytes int64
 	// More: the node stores more records than the page lists.
 	More bool
+	// Chord is a Chord node's ring (predecessor, successors, fingers),
+	// shown in Chord's words instead of buckets; nil on a Kademlia node.
+	Chord *ringJSON
 }
 
 // chunkPrefix starts the keys of the chunks of large values (package
@@ -161,6 +165,10 @@ func (u *ui) index(w http.ResponseWriter, r *http.Request) {
 	s := u.s
 	buckets := s.n.Routing()
 	body := indexPage{Contacts: countContacts(buckets), Live: s.opt.Events != nil, Counters: s.counters()}
+	if rg, ok := s.n.Ring(); ok {
+		rj := s.ringOf(rg)
+		body.Chord, buckets = &rj, nil
+	}
 	for i := len(buckets) - 1; i >= 0; i-- { // nearest buckets first: they hold our neighbours
 		b := buckets[i]
 		if len(b.Contacts) == 0 {
@@ -191,7 +199,7 @@ func (u *ui) index(w http.ResponseWriter, r *http.Request) {
 			Expires: rec.Expires, Deleted: rec.Deleted, Target: rec.Target().String(),
 		})
 	}
-	body.Ring = s.ring(buckets, recs)
+	body.Ring = s.ring(s.n.Routing(), recs)
 	if s.opt.Events != nil {
 		body.Recent = s.opt.Events.recentJSON()
 	}
@@ -247,6 +255,7 @@ type lookupPage struct {
 	Target string
 	Nodes  []nodeJSON
 	Stats  lookupStatsJSON
+	Trace  []hopJSON // every query, in the order the answers came
 	Err    string
 }
 
@@ -258,11 +267,11 @@ func (u *ui) lookup(w http.ResponseWriter, r *http.Request) {
 	}
 	target := parseTarget(q)
 	p := lookupPage{Query: q, Target: target.String()}
-	res, err := u.s.do(r, "find_node", kademlia.FindNode{Target: target})
+	res, err := u.s.do(r, "find_node", kademlia.FindNode{Target: target, Trace: true})
 	if err != nil {
 		p.Err = err.Error()
 	}
-	p.Nodes, p.Stats = u.s.nodes(res.Nodes), statsJSON(res.Stats)
+	p.Nodes, p.Stats, p.Trace = u.s.nodes(res.Nodes), statsJSON(res.Stats), u.s.trace(res.Trace)
 	u.render(w, r, "lookup", u.page("lookup "+target.String()[:8], p))
 }
 
@@ -276,7 +285,8 @@ type ringView struct {
 	Nodes  []ringPoint
 	Keys   []ringPoint
 	Ticks  []ringTick
-	Others int // contacts not drawn
+	Others int  // contacts not drawn
+	Chord  bool // the lines are successors and fingers
 }
 
 type ringPoint struct {
@@ -284,7 +294,7 @@ type ringPoint struct {
 	Label string // the tooltip
 	Class string
 	URL   string
-	Near  bool // one of the K nodes nearest to self: joined to it by a line
+	Near  bool // joined to self by a line: one of the K nodes nearest by XOR (Kademlia), a successor or finger (Chord)
 }
 
 type ringTick struct {
@@ -309,10 +319,24 @@ func (s *server) ring(buckets []routing.Bucket, recs []store.Record) ringView {
 	for _, b := range buckets {
 		all = append(all, b.Contacts...)
 	}
-	// The nearest by XOR distance: the nodes a lookup of our id ends at.
+	// Kademlia: the nearest by XOR distance, the nodes a lookup of our id
+	// ends at. Chord: the successors and fingers, the nodes a lookup
+	// leaves through.
 	slices.SortFunc(all, func(a, b routing.Contact) int { return id.CompareDistance(self, a.ID, b.ID) })
+	near := func(i int, _ id.ID) bool { return i < 8 }
+	if rg, ok := s.n.Ring(); ok {
+		v.Chord = true
+		out := make(map[id.ID]bool)
+		for _, n := range rg.Successors {
+			out[n.ID] = true
+		}
+		for _, f := range rg.Fingers {
+			out[f.Node.ID] = true
+		}
+		near = func(_ int, x id.ID) bool { return out[x] }
+	}
 	for i, c := range all {
-		p := ringPoint{Label: c.ID.String() + " " + c.Addr.String() + " (" + c.State.String() + ")", Class: "node " + c.State.String(), URL: s.opt.PeerURL(c.Addr), Near: i < 8}
+		p := ringPoint{Label: c.ID.String() + " " + c.Addr.String() + " (" + c.State.String() + ")", Class: "node " + c.State.String(), URL: s.opt.PeerURL(c.Addr), Near: near(i, c.ID)}
 		p.X, p.Y = at(c.ID, v.R)
 		v.Nodes = append(v.Nodes, p)
 	}

@@ -23,8 +23,12 @@ type Op interface{ isOp() }
 // Ping sends one ping to Addr; the Result carries the responder's id.
 type Ping struct{ Addr netip.AddrPort }
 
-// FindNode is an iterative lookup of the K nodes closest to Target.
-type FindNode struct{ Target id.ID }
+// FindNode is an iterative lookup of the K nodes closest to Target. With
+// Trace, the Result lists every query of the lookup (Result.Trace).
+type FindNode struct {
+	Target id.ID
+	Trace  bool
+}
 
 // GetPeers is an iterative get_peers lookup: the peers stored for InfoHash
 // and the K closest nodes (with their tokens, kept for a later announce).
@@ -71,9 +75,15 @@ func (FindNode) isOp()         {}
 func (GetPeers) isOp()         {}
 func (Announce) isOp()         {}
 func (SampleInfohashes) isOp() {}
-func (Bootstrap) isOp()        {}
-func (PutItem) isOp()          {}
-func (GetItem) isOp()          {}
+
+// Load asks the node at Addr how many records and bytes it holds for
+// the network (dk_load); the Result carries them in Load.
+type Load struct{ Addr netip.AddrPort }
+
+func (Load) isOp()      {}
+func (Bootstrap) isOp() {}
+func (PutItem) isOp()   {}
+func (GetItem) isOp()   {}
 
 // Result is the outcome of an operation.
 type Result struct {
@@ -95,8 +105,29 @@ type Result struct {
 	Next     int              // KVKeys: the first bucket to ask for next (KeyBuckets: none)
 	Num      int              // SampleInfohashes: infohashes the responder holds
 	Interval time.Duration    // SampleInfohashes: how long before asking it again
+	Load     krpc.Load        // Load: what the responder holds
 
 	Stats LookupStats
+	// Trace is a traced FindNode's queries, in the order their answers
+	// (or failures) came: what a student reads as the lookup's path.
+	Trace []Hop
+}
+
+// Hop is one query of a traced lookup.
+type Hop struct {
+	Node  krpc.NodeInfo   // the node asked (its ID is zero when only its address was known)
+	Depth int             // answers in the chain that led to it: 0 for a node the asker knew
+	RTT   time.Duration   // from the query to its answer; zero when none came
+	Nodes []krpc.NodeInfo // the nodes it answered with (at most K)
+	Done  bool            // Chord: its answer was the target's successor list
+	Err   string          // why no answer counts: "timeout" or the error it sent; "" when it answered
+}
+
+// TraceHop appends h to a traced lookup's trace, with a copy of the first
+// k nodes it answered with (the message they came in is reused).
+func TraceHop(trace []Hop, h Hop, nodes []krpc.NodeInfo, k int) []Hop {
+	h.Nodes = append([]krpc.NodeInfo(nil), nodes[:min(len(nodes), k)]...)
+	return append(trace, h)
 }
 
 // LookupStats describes how an operation went.

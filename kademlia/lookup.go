@@ -15,6 +15,11 @@ import (
 // could never enter the K closest while nearer ones answer.
 const maxCandidates = 128
 
+// errStalled is a traced hop's Err for a node that passed its soft
+// timeouts: the lookup moved on, and its answer, should it come, is a
+// later hop.
+const errStalled = "no answer yet: the lookup moves on"
+
 // maxTries is how many times a lookup asks one node.
 const maxTries = 2
 
@@ -61,6 +66,7 @@ type lookup struct {
 	stored   int   // store acknowledgements
 	storeErr error // the last error a node answered a store with
 	stats    LookupStats
+	trace    bool // a FindNode with Trace: every answer goes into the Result
 }
 
 type source struct {
@@ -99,6 +105,9 @@ type cand struct {
 // and any seeds.
 func (e *Engine) startLookup(now time.Time, s *opState, method krpc.Method, target id.ID, seeds []krpc.NodeInfo) {
 	l := &lookup{op: s, started: now, method: method, target: target, need: e.lookupNeed(s.op)}
+	if fn, ok := s.op.(FindNode); ok {
+		l.trace = fn.Trace
+	}
 	switch s.op.(type) {
 	case KVPut, KVGet, KVListen:
 		l.few = true // it writes to, reads from or listens to its Replicas
@@ -406,6 +415,14 @@ func (l *lookup) response(now time.Time, e *Engine, p *pending, sender id.ID, m 
 		}
 	}
 	hop := c.hop + 1
+	if l.trace {
+		ns := m.R.Nodes
+		if e.cfg.IPv6 {
+			ns = m.R.Nodes6
+		}
+		s := &l.op.result
+		s.Trace = TraceHop(s.Trace, Hop{Node: c.info, Depth: c.hop, RTT: now.Sub(p.sent)}, ns, e.cfg.K)
+	}
 	for _, v := range m.R.Values {
 		if _, dup := l.peerSeen[v]; dup || !v.IsValid() || v.Port() == 0 {
 			continue
@@ -452,6 +469,9 @@ func (l *lookup) stalled(now time.Time, e *Engine, p *pending) {
 	}
 	c.stalled = true
 	l.inflight--
+	if l.trace {
+		l.op.result.Trace = TraceHop(l.op.result.Trace, Hop{Node: c.info, Depth: c.hop, Err: errStalled}, nil, 0)
+	}
 	l.step(now, e)
 }
 
@@ -508,6 +528,9 @@ func (l *lookup) failed(now time.Time, e *Engine, p *pending, err error) {
 		l.inflight--
 	}
 	c.state = failed
+	if l.trace {
+		l.op.result.Trace = TraceHop(l.op.result.Trace, Hop{Node: c.info, Depth: c.hop, Err: err.Error()}, nil, 0)
+	}
 	if err == ErrTimeout {
 		l.blame(c) // c is not used after this
 	}

@@ -45,6 +45,9 @@ func (e *Engine) startOp(now time.Time, op Op, internal bool) OpID {
 		m.A.Has |= krpc.HasTarget
 		m.A.Target = op.Target
 		e.querySingle(now, s, op.Addr)
+	case Load:
+		e.newQuery(krpc.MethodLoad)
+		e.querySingle(now, s, op.Addr)
 	case FindNode:
 		e.startLookup(now, s, krpc.MethodFindNode, op.Target, nil)
 	case GetPeers:
@@ -129,6 +132,15 @@ func (e *Engine) onResponse(now time.Time, p *pending, sender [20]byte, m *krpc.
 		s.result.Interval = time.Duration(m.R.Interval) * time.Second
 		s.result.Nodes = append(s.result.Nodes, m.R.Nodes...)
 		s.result.Nodes = append(s.result.Nodes, m.R.Nodes6...)
+	}
+	if p.method == krpc.MethodLoad {
+		l, err := krpc.ParseLoad(m.R.X)
+		if err != nil {
+			e.stats.Malformed++
+			e.finish(now, s, err)
+			return
+		}
+		s.result.Load = l
 	}
 	e.finish(now, s, nil)
 }

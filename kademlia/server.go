@@ -176,6 +176,12 @@ func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
 		if !e.handleNotify(now, from, q, r) {
 			return
 		}
+	case krpc.MethodLoad:
+		// Two counters the store keeps: the same cost on any store.
+		keys, bytes := e.kvStore().Stats()
+		r.R.Has |= krpc.HasX
+		e.xbuf = krpc.AppendLoad(e.xbuf[:0], krpc.Load{Keys: int64(keys), Bytes: bytes})
+		r.R.X = e.xbuf
 	default:
 		e.replyError(now, from, q.T, krpc.CodeMethodUnknown, "method unknown")
 		return

@@ -43,6 +43,7 @@ const (
 	MethodListen // dk_listen: tell the sender of each new version of a key
 	MethodNotify // dk_notify: a key the receiver listens to has a new version
 	MethodKeys   // dk_keys: list the keys the receiver stores, bucket by bucket
+	MethodLoad   // dk_load: how many records and bytes the receiver holds (r.x = {"k","b"})
 	NumMethods
 )
 
@@ -62,6 +63,7 @@ var methodNames = [NumMethods]string{
 	MethodListen:           "dk_listen",
 	MethodNotify:           "dk_notify",
 	MethodKeys:             "dk_keys",
+	MethodLoad:             "dk_load",
 }
 
 func (m Method) String() string {

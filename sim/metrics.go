@@ -34,6 +34,16 @@ type measure struct {
 
 	heapAfterBuild, peakHeap uint64
 	buildWall                time.Duration
+
+	rows []LookupRow // every lookup, for lookups.csv
+}
+
+// LookupRow is one lookup of the measured phase, a row of lookups.csv.
+type LookupRow struct {
+	Start   time.Duration // from the start of the measured phase
+	Hops    int32         // -1: it ended without a result (no node up, or its node left)
+	Latency time.Duration
+	OK      bool // its nearest node was the true nearest (success_rate)
 }
 
 // sample records the heap in use; the peak of the samples is reported.
@@ -52,16 +62,24 @@ func (m *measure) startBytes(s *Sim) {
 	}
 }
 
-func (m *measure) lookupFailed() {
+// lookupFailed counts a lookup that ended without a result; now is the
+// time since the measured phase began.
+func (m *measure) lookupFailed(now int64) {
 	m.lookups++
 	m.lookupErr++
+	m.rows = append(m.rows, LookupRow{Start: time.Duration(now), Hops: -1})
 }
 
 // lookupDone judges a lookup against the truth: the K reachable nodes
 // nearest its target (the node that looked excluded). It succeeded when
 // the nearest node it returns is the true nearest; it kept its promise
 // when its first beta nodes are the true beta nearest.
-func (m *measure) lookupDone(r *kademlia.Result, truth []ref, k, beta int) {
+func (m *measure) lookupDone(r *kademlia.Result, truth []ref, k, beta int, now int64) {
+	ok := m.lookupOK
+	defer func() {
+		m.rows = append(m.rows, LookupRow{Start: time.Duration(now) - r.Stats.Duration, Hops: int32(r.Stats.Hops),
+			Latency: r.Stats.Duration, OK: m.lookupOK > ok})
+	}()
 	m.lookups++
 	if r.Err != nil {
 		m.lookupErr++
@@ -221,10 +239,25 @@ type Report struct {
 	PeakHeapBytes         uint64  `json:"peak_heap_bytes"`
 	MemBytesPerNode       float64 `json:"mem_bytes_per_node"` // live heap after build-up / nodes
 
+	// VNodes is Chord's virtual nodes per node (omitted: one).
+	VNodes int `json:"vnodes,omitempty"`
+	// Routing is Chord's lookup routing ("fingers" or "linear").
+	Routing string `json:"routing,omitempty"`
+	// Scenario lists the events the run put the network through:
+	// partitions, and churn.
+	Scenario []ScenarioEvent `json:"scenario,omitempty"`
+	// KeyLoad describes the records each live node holds at the end of the
+	// run (copies included): the fairness of key placement, where
+	// load_gini is that of the messages. Absent when no node holds a
+	// record (get_peers keys live in peer stores, not counted).
+	KeyLoad *KeyLoad `json:"key_load,omitempty"`
+
 	// Per-lookup figures, for CSV and plots; not in the JSON.
-	HopsSamples    []int32  `json:"-"`
-	LatencySamples []int64  `json:"-"` // ns
-	LoadSamples    []uint32 `json:"-"`
+	Rows           []LookupRow `json:"-"`
+	KeyLoadSamples []int       `json:"-"`
+	HopsSamples    []int32     `json:"-"`
+	LatencySamples []int64     `json:"-"` // ns
+	LoadSamples    []uint32    `json:"-"`
 }
 
 // report assembles the Report.
@@ -317,6 +350,16 @@ func (s *Sim) report(wall time.Duration) *Report {
 		}
 	}
 	r.LoadSamples = load
+	r.Rows = m.rows
+	r.Routing = c.Routing
+	if c.VNodes > 1 {
+		r.Nodes, r.VNodes = c.Nodes/c.VNodes, c.VNodes
+	}
+	if c.Protocol == "chord" && r.Routing == "" {
+		r.Routing = chord.RoutingFingers
+	}
+	r.Scenario = scenario(c)
+	r.KeyLoad, r.KeyLoadSamples = s.keyLoad()
 	r.RoutingCorrectness, r.RoutingDead, r.RoutingFalseBad = s.tableQuality(1000)
 	return r
 }

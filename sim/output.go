@@ -35,6 +35,15 @@ func WriteFiles(dir string, r *Report) error {
 		{"hops.svg", r.writeHops},
 		{"load.svg", r.writeLoad},
 	}
+	if r.KeyLoad != nil {
+		files = append(files, struct {
+			name  string
+			write func(io.Writer) error
+		}{"key_load.csv", r.writeKeyLoadCSV}, struct {
+			name  string
+			write func(io.Writer) error
+		}{"key_load.svg", r.writeKeyLoad})
+	}
 	for _, f := range files {
 		if err := writeFile(filepath.Join(dir, f.name), f.write); err != nil {
 			return err
@@ -63,10 +72,59 @@ func writeFile(path string, write func(io.Writer) error) error {
 	return nil
 }
 
+// writeLookupsCSV writes one row per lookup in the order they ended:
+// start_s is when it started (seconds into the measured phase), success
+// 1 when its nearest node was the true nearest; hops and latency_ms are
+// empty for a lookup that ended without a result.
 func (r *Report) writeLookupsCSV(w io.Writer) error {
-	fmt.Fprintln(w, "lookup,hops,latency_ms")
-	for i := range r.HopsSamples {
-		if _, err := fmt.Fprintf(w, "%d,%d,%.3f\n", i, r.HopsSamples[i], float64(r.LatencySamples[i])/1e6); err != nil {
+	fmt.Fprintln(w, "lookup,hops,latency_ms,start_s,success")
+	for i, row := range r.Rows {
+		ok := 0
+		if row.OK {
+			ok = 1
+		}
+		hops, lat := "", ""
+		if row.Hops >= 0 {
+			hops, lat = fmt.Sprint(row.Hops), fmt.Sprintf("%.3f", float64(row.Latency)/1e6)
+		}
+		if _, err := fmt.Fprintf(w, "%d,%s,%s,%.3f,%d\n", i, hops, lat, row.Start.Seconds(), ok); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeKeyLoad plots the records per node as a histogram in 20 bins.
+func (r *Report) writeKeyLoad(w io.Writer) error {
+	top := 0
+	for _, v := range r.KeyLoadSamples {
+		top = max(top, v)
+	}
+	const nbins = 20
+	width := max(int(math.Ceil(float64(top+1)/nbins)), 1)
+	bars := make([]float64, nbins)
+	labels := make([]string, nbins)
+	for _, v := range r.KeyLoadSamples {
+		bars[min(v/width, nbins-1)]++
+	}
+	for i := range bars {
+		bars[i] /= float64(max(len(r.KeyLoadSamples), 1))
+		labels[i] = fmt.Sprint(i * width)
+	}
+	k := r.KeyLoad
+	p := plot{
+		Title:  "Records per node — " + r.title(),
+		XLabel: fmt.Sprintf("records held at the end, every copy (bins of %d)", width), YLabel: "fraction of nodes",
+		Note: fmt.Sprintf("Gini %.3f, min %d, mean %.1f, max %d", k.Gini, k.Min, k.Mean, k.Max),
+	}
+	return p.bars(w, labels, bars)
+}
+
+// writeKeyLoadCSV writes the records each live node holds, fewest first.
+func (r *Report) writeKeyLoadCSV(w io.Writer) error {
+	fmt.Fprintln(w, "rank,records")
+	for i, v := range r.KeyLoadSamples {
+		if _, err := fmt.Fprintf(w, "%d,%d\n", i, v); err != nil {
 			return err
 		}
 	}
@@ -84,8 +142,17 @@ func (r *Report) writeLoadCSV(w io.Writer) error {
 }
 
 func (r *Report) title() string {
-	return fmt.Sprintf("%s, %d nodes, k=%d α=%d, %s, loss %g, churn %g/h, seed %d",
-		r.Protocol, r.Nodes, r.K, r.Alpha, r.Latency, r.Loss, r.Churn, r.Seed)
+	return fmt.Sprintf("%s, %d nodes, %s, %s, loss %g, churn %g/h, seed %d",
+		r.Protocol, r.Nodes, r.Params(), r.Latency, r.Loss, r.Churn, r.Seed)
+}
+
+// Params names the protocol's parameters in its own words: Kademlia's K
+// and α, Chord's routing and answer size.
+func (r *Report) Params() string {
+	if r.Protocol == "chord" {
+		return fmt.Sprintf("%s routing, %d successors per answer", r.Routing, r.K)
+	}
+	return fmt.Sprintf("k=%d α=%d", r.K, r.Alpha)
 }
 
 func (r *Report) writeLatencyCDF(w io.Writer) error {

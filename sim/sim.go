@@ -120,6 +120,16 @@ type Config struct {
 	MinQueryTimeout time.Duration `json:"min_query_timeout"`
 	// ReannounceEvery is how often each key is announced again (15m).
 	ReannounceEvery time.Duration `json:"reannounce_every"`
+	// Routing is Chord's lookup routing: "fingers" (default) or "linear",
+	// one successor at a time (chord.Config.Routing).
+	Routing string `json:"routing,omitempty"`
+	// VNodes is Chord's virtual nodes (Stoica et al., §6.3): each of the
+	// Nodes hosts VNodes engines at independent ids, so that it owns
+	// VNodes arcs of the ring instead of one, and the key load evens
+	// out. 0 or 1: one engine per node. The key load is reported per
+	// node (the sum over its virtual nodes); lookups and hops are the
+	// engines'. Without churn only.
+	VNodes int `json:"vnodes,omitempty"`
 }
 
 // Defaults returns the configuration used for zero fields.
@@ -215,6 +225,14 @@ func (c Config) validate() error {
 		return errors.New("k and alpha must be at least 1")
 	case c.Beta < 0 || c.Seen < 0:
 		return errors.New("beta and seen must not be negative")
+	case c.Routing != "" && c.Routing != chord.RoutingFingers && c.Routing != chord.RoutingLinear:
+		return fmt.Errorf("routing %q: want fingers or linear", c.Routing)
+	case c.Routing == chord.RoutingLinear && c.Protocol != "chord":
+		return errors.New("routing linear is Chord's: add --protocol chord")
+	case c.VNodes < 0 || c.VNodes > 64:
+		return errors.New("vnodes: want 0 to 64")
+	case c.VNodes > 1 && (c.Protocol != "chord" || c.Churn > 0):
+		return errors.New("vnodes are Chord's, without churn: add --protocol chord, drop --churn")
 	}
 	return nil
 }
@@ -334,6 +352,12 @@ func New(cfg Config) (*Sim, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
+	}
+	if cfg.VNodes > 1 {
+		cfg.Nodes *= cfg.VNodes // the engines; the report counts nodes
+		if cfg.Nodes > maxNodes/2 {
+			return nil, fmt.Errorf("nodes × vnodes = %d: want at most %d", cfg.Nodes, maxNodes/2)
+		}
 	}
 	seed := cfg.Seed
 	stream := func(n uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, mix64(seed^n))) }
@@ -465,6 +489,7 @@ func (s *Sim) chordConfig(i int32) chord.Config {
 	return chord.Config{
 		ID:           s.nodes[i].id,
 		K:            s.cfg.K,
+		Routing:      s.cfg.Routing,
 		Network:      "sim",
 		QueryTimeout: s.cfg.QueryTimeout,
 		Rand:         &seedReader{s: mix64(s.cfg.Seed ^ uint64(i)<<20 ^ 0xd1b54a32d192ed03)},
@@ -769,7 +794,7 @@ func (s *Sim) handle(ev *event) {
 	case evLookup:
 		i := s.randomUp(s.rngWork, false)
 		if i < 0 {
-			s.m.lookupFailed()
+			s.m.lookupFailed(s.now - s.t0)
 			return
 		}
 		target := id.Random(randReader{s.rngWork})
@@ -906,7 +931,7 @@ func (s *Sim) opLost(k opKey) {
 	delete(s.ops, k)
 	switch r.kind {
 	case evLookup:
-		s.m.lookupFailed()
+		s.m.lookupFailed(s.now - s.t0)
 	case evGet:
 		s.m.getDone(r.final, false)
 	}
@@ -1043,13 +1068,13 @@ func (s *Sim) result(i int32, ref opRef, r *kademlia.Result) {
 			s.scratch = s.idx.successors(ref.target, s.cfg.K, func(n int32) bool {
 				return n == i || s.nodes[n].reachable()
 			}, s.scratch[:0])
-			s.m.lookupDone(r, s.scratch, s.cfg.K, s.cfg.K)
+			s.m.lookupDone(r, s.scratch, s.cfg.K, s.cfg.K, s.now-s.t0)
 			return
 		}
 		s.scratch = s.idx.closest(ref.target, s.cfg.K, func(n int32) bool {
 			return n != i && s.nodes[n].reachable()
 		}, s.scratch[:0])
-		s.m.lookupDone(r, s.scratch, s.cfg.K, s.beta())
+		s.m.lookupDone(r, s.scratch, s.cfg.K, s.beta(), s.now-s.t0)
 	case evAnnounce:
 		s.m.announced(r.Err == nil && (r.Stored > 0 || s.cfg.KV))
 	case evGet:

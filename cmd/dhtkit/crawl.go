@@ -40,6 +40,7 @@ type crawler struct {
 	mu        sync.Mutex
 	seen      map[id.ID]netip.AddrPort
 	responded map[id.ID]netip.AddrPort
+	versions  map[id.ID]string // the "v" each responder sent (--out)
 }
 
 func (c *crawler) tap(dir kademlia.Direction, peer netip.AddrPort, m *krpc.Msg) {
@@ -51,6 +52,9 @@ func (c *crawler) tap(dir kademlia.Direction, peer netip.AddrPort, m *krpc.Msg) 
 	if m.R.Has&krpc.HasID != 0 {
 		c.responded[m.R.ID] = peer
 		c.seen[m.R.ID] = peer
+		if len(m.V) > 0 && c.versions != nil { // one per responder: bounded as seen is
+			c.versions[m.R.ID] = string(m.V[:min(len(m.V), 16)])
+		}
 	}
 	for _, ni := range m.R.Nodes {
 		c.seen[ni.ID] = ni.Addr
@@ -71,6 +75,7 @@ func newCrawlCmd(g *globals) *cobra.Command {
 		duration time.Duration
 		parallel int
 		asJSON   bool
+		outDir   string
 	)
 	cmd := &cobra.Command{
 		Use:   "crawl",
@@ -78,7 +83,10 @@ func newCrawlCmd(g *globals) *cobra.Command {
 		Long: `crawl joins through --bootstrap and walks the network: lookups of random
 targets and of the neighbourhood of every node found, until no new node turns
 up or --duration runs out; then it asks every node that answered for a
-sample of its infohashes (BEP 51) and prints the counts.`,
+sample of its infohashes (BEP 51) and prints the counts. A node that holds more
+infohashes than it returned is asked again, with a new random target, once the
+"interval" it asked for has passed (at most 8 times, within --duration).
+--out DIR writes every node and infohash found as JSON lines.`,
 		Args: args(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if parallel <= 0 {
@@ -87,7 +95,8 @@ sample of its infohashes (BEP 51) and prints the counts.`,
 			start := time.Now()
 			ctx, cancel := context.WithTimeout(cmd.Context(), duration)
 			defer cancel()
-			c := &crawler{seen: make(map[id.ID]netip.AddrPort), responded: make(map[id.ID]netip.AddrPort)}
+			c := &crawler{seen: make(map[id.ID]netip.AddrPort), responded: make(map[id.ID]netip.AddrPort), versions: make(map[id.ID]string)}
+			ex := newExport()
 			g.tap = c.tap
 			n, err := g.client(ctx, "crawl", true)
 			if err != nil {
@@ -169,7 +178,9 @@ sample of its infohashes (BEP 51) and prints the counts.`,
 						defer func() { <-sem }()
 						// The target is the node's own id: its answer lists
 						// its neighbours, who know the nodes few others do.
+						t0 := time.Now()
 						res, err := n.SampleInfohashes(ctx, a, ids[i])
+						rtt := time.Since(t0)
 						if err == nil {
 							// Then one target in each of its nearer buckets
 							// (its id with bit b flipped): an answer lists that
@@ -183,6 +194,7 @@ sample of its infohashes (BEP 51) and prints the counts.`,
 						}
 						mu.Lock()
 						defer mu.Unlock()
+						ex.sampled(krpc.NodeInfo{ID: ids[i], Addr: a}, res, err, rtt, t0)
 						var re *kademlia.RemoteError
 						switch {
 						case errors.As(err, &re) && re.Code == krpc.CodeMethodUnknown:
@@ -201,11 +213,59 @@ sample of its infohashes (BEP 51) and prints the counts.`,
 				wg.Wait()
 				g.log.Debug("crawl sampling round", "asked", len(addrs))
 			}
+			// BEP 51 bookkeeping, as crawlers of the public DHT do: a node
+			// that holds more infohashes than it returned is asked again,
+			// with a new random target, once its interval has passed, while
+			// the crawl's time lasts.
+			deadline, _ := ctx.Deadline()
+			sem := make(chan struct{}, parallel)
+			var wg sync.WaitGroup
+			for ctx.Err() == nil {
+				mu.Lock()
+				due, next, more := ex.due(time.Now(), deadline)
+				mu.Unlock()
+				if !more {
+					break
+				}
+				if len(due) == 0 {
+					select {
+					case <-ctx.Done():
+					case <-time.After(time.Until(next)):
+					}
+					continue
+				}
+				for _, a := range due {
+					sem <- struct{}{}
+					wg.Go(func() {
+						defer func() { <-sem }()
+						t0 := time.Now()
+						res, err := n.SampleInfohashes(ctx, a.Addr, id.Random(nil))
+						rtt := time.Since(t0)
+						mu.Lock()
+						defer mu.Unlock()
+						ex.sampled(a, res, err, rtt, t0)
+						if err == nil {
+							for _, s := range res.Samples {
+								samples[s] = true
+							}
+						}
+					})
+				}
+				wg.Wait()
+			}
 			rep.NodesSeen, rep.NodesResponded = c.counts()
 			rep.Infohashes = len(samples)
 			rep.Seconds = time.Since(start).Seconds()
 			if cmd.Context().Err() != nil {
 				return cmd.Context().Err()
+			}
+			if outDir != "" {
+				c.mu.Lock()
+				err := ex.write(outDir, c.seen, c.responded, c.versions)
+				c.mu.Unlock()
+				if err != nil {
+					return err
+				}
 			}
 			if asJSON {
 				return json.NewEncoder(g.stdout).Encode(rep)
@@ -224,5 +284,6 @@ sample of its infohashes (BEP 51) and prints the counts.`,
 	f.DurationVar(&duration, "duration", time.Minute, "the longest the crawl may take")
 	f.IntVar(&parallel, "parallel", 16, "lookups and queries in flight at once")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object")
+	f.StringVar(&outDir, "out", "", "write DIR/nodes.jsonl and DIR/infohashes.jsonl: every node and infohash found, one JSON object a line")
 	return cmd
 }

@@ -208,7 +208,8 @@ them standard BitTorrent DHT (BEP 5) nodes.`,
 		newAnnounceCmd(g), newCrawlCmd(g), newDemoCmd(g), newSimCmd(),
 		dataCommand(newPutCmd(g)), dataCommand(newGetCmd(g)), dataCommand(newDelCmd(g)), dataCommand(newWhereisCmd(g)),
 		dataCommand(newStatusCmd(g)), dataCommand(newListenCmd(g)),
-		newItemCmd(g), newKeyCmd(g), newNetworkKeyCmd(g), newVersionCmd(g), dataCommand(newKeysCmd(g)), dataCommand(newMembersCmd(g)))
+		newItemCmd(g), newKeyCmd(g), newNetworkKeyCmd(g), newVersionCmd(g), dataCommand(newKeysCmd(g)), dataCommand(newMembersCmd(g)),
+		newRingCmd(g), newLoadCmd(g))
 	return root
 }
 

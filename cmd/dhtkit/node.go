@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/dhtkit/dhtkit"
+	"github.com/dhtkit/dhtkit/chord"
 	"github.com/dhtkit/dhtkit/httpapi"
 	"github.com/dhtkit/dhtkit/store"
 )
@@ -37,6 +38,7 @@ func newNodeCmd(g *globals) *cobra.Command {
 		httpToken                           string
 		httpInsecure                        bool
 		allowHosts                          []string
+		table, clientVersion, nodeID        string
 	)
 	cmd := &cobra.Command{
 		Use:   "node",
@@ -84,6 +86,13 @@ through its well-known routers.`,
 			}
 			kc := g.kademliaConfig()
 			kc.SecureIDs = secureIDs
+			if err := lightDHT(&kc, table, clientVersion, nodeID, dataDir, protocol); err != nil {
+				return err
+			}
+			cc := chord.Config{ID: kc.ID} // --node-id and --client-version apply to Chord too
+			if clientVersion != "" {
+				cc.Version = kc.Version
+			}
 			kc.TrustLoopback = trustLoopback
 			var events *httpapi.Events
 			if httpAddr != "" && httpAddr != "off" {
@@ -103,6 +112,7 @@ through its well-known routers.`,
 				NetworkKey:  g.networkKey,
 				MoveDamaged: moveDamaged,
 				Alone:       g.alone,
+				Chord:       cc,
 			})
 			if err != nil {
 				return err
@@ -174,5 +184,8 @@ through its well-known routers.`,
 	f.DurationVar(&maxTTL, "max-ttl", 0, "longest life of a stored value, also for values put without a TTL (default 720h); a delete lasts this plus 24h")
 	f.BoolVar(&trustLoopback, "trust-loopback", false, "exempt 127.0.0.0/8 and ::1 from rate limits, byte budgets and quotas: for a local cluster whose nodes share one address")
 	f.BoolVar(&secureIDs, "bep42", false, "enforce BEP 42: keep nodes whose ids do not match their IP out of the routing table")
+	f.StringVar(&table, "table", "bep5", "routing table: bep5 (k-buckets) or keepall (every node seen, for research; kademlia)")
+	f.StringVar(&clientVersion, "client-version", "", `client version sent as "v" in every message (at most 16 bytes; default dhtkit's)`)
+	f.StringVar(&nodeID, "node-id", "", "the node id, 40 hex digits (default random; with --data, the id kept in DIR/node-id)")
 	return cmd
 }

@@ -113,7 +113,8 @@ used. A BitTorrent node answers only with --network mainline.`,
 }
 
 func newLookupCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var trace bool
+	cmd := &cobra.Command{
 		Use:   "lookup TARGET",
 		Short: "Print the nodes closest to TARGET",
 		Long: `lookup finds the nodes closest to TARGET (40 hex digits, else the SHA-1 of
@@ -121,7 +122,10 @@ the string) and prints "HOST:PORT NODEID" per line, nearest first.
 
 With --bootstrap LIST it starts a short-lived node of its own, joins through
 LIST and waits for all 8 closest nodes to answer; without it, it asks the
-running node at --api, whose lookup ends once its 3 closest have answered.`,
+running node at --api, whose lookup ends once its 3 closest have answered.
+With --trace it first prints every query of the lookup, in the order the
+answers came ("hop N depth D RTT HOST:PORT NODEID → what it answered"), then
+the hop count.`,
 		Args: args(1, "one TARGET"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), g.timeout)
@@ -130,9 +134,21 @@ running node at --api, whose lookup ends once its 3 closest have answered.`,
 			if len(g.bootstrap) == 0 {
 				var out struct {
 					Nodes []struct{ ID, Addr string } `json:"nodes"`
+					Trace []hopOut                    `json:"trace"`
+					Stats struct {
+						Queries, Timeouts, Hops int
+						DurationMs              float64 `json:"duration_ms"`
+					} `json:"stats"`
 				}
-				if err := g.apiClient().getJSON(ctx, http.MethodPost, "/v1/lookup/"+target.String(), &out); err != nil {
+				path := "/v1/lookup/" + target.String()
+				if trace {
+					path += "?trace=1"
+				}
+				if err := g.apiClient().getJSON(ctx, http.MethodPost, path, &out); err != nil {
 					return err
+				}
+				if trace {
+					printTrace(g.stdout, out.Trace, out.Stats.Hops, out.Stats.Queries, out.Stats.Timeouts, out.Stats.DurationMs)
 				}
 				if len(out.Nodes) == 0 {
 					return notFound("no node answered the lookup of %v", target)
@@ -147,19 +163,25 @@ running node at --api, whose lookup ends once its 3 closest have answered.`,
 				return err
 			}
 			defer n.Close()
-			nodes, err := n.Lookup(ctx, target)
+			res, err := n.LookupTrace(ctx, target)
 			if err != nil {
 				return err
 			}
-			if len(nodes) == 0 {
+			if trace {
+				printTrace(g.stdout, traceOut(res.Trace), res.Stats.Hops, res.Stats.Queries, res.Stats.Timeouts,
+					float64(res.Stats.Duration.Microseconds())/1000)
+			}
+			if len(res.Nodes) == 0 {
 				return notFound("no node answered the lookup of %v", target)
 			}
-			for _, c := range nodes {
+			for _, c := range res.Nodes {
 				fmt.Fprintf(g.stdout, "%s %s\n", c.Addr, c.ID)
 			}
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&trace, "trace", false, "print every query of the lookup, in order, and the hop count")
+	return cmd
 }
 
 func newGetPeersCmd(g *globals) *cobra.Command {

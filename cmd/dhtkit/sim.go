@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -27,6 +29,7 @@ func newSimCmd() *cobra.Command {
 		partitions []string
 		selfLookup bool
 		memLimit   float64
+		vnodes     string
 		cfg        = sim.Defaults()
 	)
 	cmd := &cobra.Command{
@@ -65,13 +68,21 @@ flags given on the command line win over it.`,
 				}
 				cfg.Partitions = append(cfg.Partitions, part)
 			}
-			if cfg.Protocol == "chord" {
+			if strings.Contains(cfg.Protocol, "chord") {
 				cfg.KV = true // Chord stores key-value records only (no get_peers)
 			}
 			cfg.Build = sim.Build(build)
 			cfg.SelfLookup = &selfLookup
 			if memLimit > 0 {
 				debug.SetMemoryLimit(int64(memLimit * (1 << 30)))
+			}
+			vn, err := parseInts(vnodes)
+			if err != nil {
+				return usageError("--vnodes %q: want a number of virtual nodes, or a comma-separated list", vnodes)
+			}
+			cfg.VNodes = vn[0]
+			if runs := simRuns(cfg, vn); len(runs) > 1 {
+				return compareRuns(cmd, runs, jsonOut, out)
 			}
 			s, err := sim.New(cfg)
 			if err != nil {
@@ -100,7 +111,7 @@ flags given on the command line win over it.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&cfg.Protocol, "protocol", cfg.Protocol, "kademlia or chord")
+	f.StringVar(&cfg.Protocol, "protocol", cfg.Protocol, "kademlia or chord; a comma-separated list runs each on the same workload and prints one table")
 	f.IntVar(&cfg.Nodes, "nodes", cfg.Nodes, "nodes in the network")
 	f.IntVar(&cfg.Lookups, "lookups", cfg.Lookups, "lookups of random targets, spread over --duration")
 	f.IntVar(&cfg.Keys, "keys", 100, "infohashes announced, re-announced and searched (get_peers)")
@@ -127,6 +138,8 @@ flags given on the command line win over it.`,
 	f.Float64Var(&cfg.Liars, "liars", 0, "fraction of nodes that answer with made-up nodes next to the target (kademlia)")
 	f.StringArrayVar(&partitions, "partition", nil, "a partition AT+FOR:FRACTION, e.g. 2m+3m:0.5 (repeatable)")
 	f.StringVar(&cfg.Table, "table", cfg.Table, "routing table: bep5 or keepall")
+	f.StringVar(&vnodes, "vnodes", "1", "chord: virtual nodes per node, each at its own id (evens out the key load; no churn); \"1,4,16\" compares them in one table")
+	f.StringVar(&cfg.Routing, "routing", "", "chord: lookup routing, fingers (default) or linear (one successor at a time); \"fingers,linear\" compares them in one table")
 	f.DurationVar(&cfg.QueryTimeout, "query-timeout", 0, "engine QueryTimeout (0: the engine's default)")
 	f.DurationVar(&cfg.MinQueryTimeout, "min-query-timeout", 0, "engine MinQueryTimeout (0: the engine's default)")
 	f.StringVar(&scenario, "scenario", "", "JSON file of flag values")
@@ -176,8 +189,20 @@ func applyScenario(cmd *cobra.Command, path string) error {
 
 func printReport(w io.Writer, r *sim.Report, out string) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
-	p("%s: %d nodes (%s build-up), k=%d α=%d, latency %s, loss %g, churn %g/h (%s), seed %d",
-		r.Protocol, r.Nodes, r.Build, r.K, r.Alpha, r.Latency, r.Loss, r.Churn, r.Session, r.Seed)
+	vn := ""
+	if r.VNodes > 1 {
+		vn = fmt.Sprintf(" × %d virtual", r.VNodes)
+	}
+	p("%s: %d nodes%s (%s build-up), %s, latency %s, loss %g, churn %g/h (%s), seed %d",
+		r.Protocol, r.Nodes, vn, r.Build, r.Params(), r.Latency, r.Loss, r.Churn, r.Session, r.Seed)
+	for _, e := range r.Scenario {
+		switch e.Kind {
+		case "partition":
+			p("scenario         partition of %.0f%% of the nodes from %gs for %gs", 100*e.Fraction, e.AtS, e.ForS)
+		case "churn":
+			p("scenario         churn %g of the nodes per hour for %gs", e.Fraction, e.ForS)
+		}
+	}
 	p("lookups          %d: %.2f%% found the nearest node, %.2f%% the %d nearest in order, %.2f%% all %d nearest", r.Lookups, 100*r.SuccessRate, 100*r.BetaRate, r.Beta, 100*r.AllKRate, r.K)
 
 	p("hops             median %g, mean %.2f, p99 %g", r.HopsMedian, r.HopsMean, r.HopsP99)
@@ -185,10 +210,21 @@ func printReport(w io.Writer, r *sim.Report, out string) {
 		r.LatencyMsMedian, r.LatencyRTTsMedian, r.LatencyMsP90, r.LatencyMsP99, r.LatencyRTTsP99, r.RTTMs)
 	p("messages/lookup  %.1f datagrams (%.1f queries, %.2f timeouts)", r.MessagesPerLookup, r.RPCsPerLookup, r.TimeoutsPerLookup)
 	if r.Keys > 0 {
-		p("keys             %d: get_peers found %.1f%%, %d lost at the end", r.Keys, 100*r.GetSuccessRate, r.KeysLost)
+		how := "get_peers"
+		if r.KeyLoad != nil {
+			how = "get" // key-value records (--kv, and always on Chord)
+		}
+		p("keys             %d: %s found %.1f%%, %d lost at the end", r.Keys, how, 100*r.GetSuccessRate, r.KeysLost)
 	}
-	p("load             Gini %.3f, max/mean %.2f", r.LoadGini, r.LoadMaxMean)
-	p("routing tables   %.1f%% of the true %d nearest held, %.1f%% of entries dead, %.1f%% call a live node bad", 100*r.RoutingCorrectness, r.K, 100*r.RoutingDead, 100*r.RoutingFalseBad)
+	p("message load     Gini %.3f, max/mean %.2f (datagrams received per node)", r.LoadGini, r.LoadMaxMean)
+	if k := r.KeyLoad; k != nil {
+		p("key load         Gini %.3f, records per node min %d, mean %.1f, max %d (max/mean %.2f)", k.Gini, k.Min, k.Mean, k.Max, k.MaxMean)
+	}
+	if r.Protocol == "chord" {
+		p("ring             %.1f%% of successor-list entries are the true successors, %.1f%% of successors and fingers dead, %.1f%% call a live node bad", 100*r.RoutingCorrectness, 100*r.RoutingDead, 100*r.RoutingFalseBad)
+	} else {
+		p("routing tables   %.1f%% of the true %d nearest held, %.1f%% of entries dead, %.1f%% call a live node bad", 100*r.RoutingCorrectness, r.K, 100*r.RoutingDead, 100*r.RoutingFalseBad)
+	}
 	if r.Joins+r.Leaves > 0 {
 		p("churn            %d left, %d joined", r.Leaves, r.Joins)
 	}
@@ -198,4 +234,87 @@ func printReport(w io.Writer, r *sim.Report, out string) {
 	if out != "" {
 		p("files            %s: report.json, lookups.csv, load.csv, latency_cdf.svg, hops.svg, load.svg", out)
 	}
+}
+
+// simRuns expands comma-separated --protocol and --routing into one
+// configuration per run, all on the same seed and workload.
+func simRuns(cfg sim.Config, vnodes []int) []sim.Config {
+	var runs []sim.Config
+	for _, p := range strings.Split(cfg.Protocol, ",") {
+		c := cfg
+		c.Protocol = strings.TrimSpace(p)
+		if c.Protocol != "chord" {
+			c.Routing = ""
+			runs = append(runs, c)
+			continue
+		}
+		for _, r := range strings.Split(cfg.Routing, ",") {
+			c.Routing = strings.TrimSpace(r)
+			for _, v := range vnodes {
+				c.VNodes = v
+				runs = append(runs, c)
+			}
+		}
+	}
+	return runs
+}
+
+// compareRuns runs each configuration and prints one table (or, with
+// --json, one JSON object per run, a line each); --out gets a directory
+// per run and compare.csv.
+func compareRuns(cmd *cobra.Command, runs []sim.Config, jsonOut bool, out string) error {
+	w := cmd.OutOrStdout()
+	var reps []*sim.Report
+	for _, c := range runs {
+		s, err := sim.New(c)
+		if err != nil {
+			return usageError("%v", err)
+		}
+		rep, err := s.Run(cmd.Context())
+		if err != nil {
+			return err
+		}
+		if out != "" {
+			if err := sim.WriteFiles(filepath.Join(out, strings.ReplaceAll(rep.Name(), "/", "-")), rep); err != nil {
+				return err
+			}
+		}
+		if jsonOut {
+			b, err := json.Marshal(rep)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(w, "%s\n", b)
+		}
+		reps = append(reps, rep)
+	}
+	if out != "" {
+		var buf strings.Builder
+		if err := sim.WriteTableCSV(&buf, reps); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(out, "compare.csv"), []byte(buf.String()), 0o644); err != nil {
+			return fmt.Errorf("sim: %w", err)
+		}
+	}
+	if jsonOut {
+		return nil
+	}
+	r := reps[0]
+	fmt.Fprintf(w, "%d nodes (%s build-up), %d lookups, %d keys, latency %s, loss %g, churn %g/h, seed %d\n",
+		r.Nodes, r.Build, r.Lookups, r.Keys, r.Latency, r.Loss, r.Churn, r.Seed)
+	return sim.WriteTable(w, reps)
+}
+
+// parseInts reads a comma-separated list of non-negative integers.
+func parseInts(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("%q: not a count", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
