@@ -192,7 +192,7 @@ func (e *Engine) kvReplicas(now time.Time, s *opState, l *lookup) {
 	case KVGet:
 		op.q.Key = o.Key
 	}
-	op.q.Members, op.sent = e.replicasFound(id.FromString(op.q.Key), l)
+	op.q.Members, op.sent = e.replicasFound(now, id.FromString(op.q.Key), l, true)
 	s.kv = op
 	q := e.cfg.quorum()
 	ms := op.q.Members
@@ -288,8 +288,12 @@ func (op *kvOp) stalled(now time.Time, e *Engine, p *pending) {
 // lookup is marked down: it is still in the set, so that a node cut off
 // with part of the network counts the quorum among the real replicas,
 // never among the ones it happens to reach (docs/architecture.md, "quorum
-// rule"). Fresh candidates only another node vouched for are left out.
-func (e *Engine) replicasFound(target id.ID, l *lookup) ([]replica.Member, []sent) {
+// rule"). A node that does not answer counts only while the table holds
+// it and it went silent less than Config.DownFor ago: a node only others
+// vouch for, or one long dead, does not hold a key's writes hostage.
+// Without withDown, the set is the nearest that answered (a listener
+// registers with the nodes it can reach).
+func (e *Engine) replicasFound(now time.Time, target id.ID, l *lookup, withDown bool) ([]replica.Member, []sent) {
 	n := e.cfg.replicas()
 	type known struct {
 		m  replica.Member
@@ -300,7 +304,7 @@ func (e *Engine) replicasFound(target id.ID, l *lookup) ([]replica.Member, []sen
 	if l != nil {
 		for i := range l.cands {
 			c := &l.cands[i]
-			if c.state == fresh || seen[c.info.ID] {
+			if c.state == fresh || seen[c.info.ID] || c.state != answered && (!withDown || !e.countsDown(now, c.info.ID)) {
 				continue
 			}
 			seen[c.info.ID] = true
@@ -308,13 +312,13 @@ func (e *Engine) replicasFound(target id.ID, l *lookup) ([]replica.Member, []sen
 		}
 	}
 	var cs []routing.Contact
-	if all, ok := e.table.(routing.AllCloser); ok {
+	if all, ok := e.table.(routing.AllCloser); ok && withDown {
 		cs = all.ClosestAll(target, n, nil)
-	} else {
+	} else if withDown {
 		cs = e.table.Closest(target, n, nil)
 	}
 	for _, c := range cs {
-		if seen[c.ID] {
+		if seen[c.ID] || c.State == routing.Bad && !e.countsDown(now, c.ID) {
 			continue
 		}
 		seen[c.ID] = true
@@ -329,6 +333,20 @@ func (e *Engine) replicasFound(target id.ID, l *lookup) ([]replica.Member, []sen
 		reps[i], sn[i] = k.m, k.sn
 	}
 	return reps, sn
+}
+
+// countsDown reports whether node x, which does not answer, still counts
+// in the replica sets: the table holds it, we have heard from it directly
+// (an answer, or a query: a bootstrap node may never have asked the nodes
+// that joined through it), it did not say it was leaving, and its silence
+// began less than Config.DownFor ago. A node only others listed never
+// counts once it fails to answer.
+func (e *Engine) countsDown(now time.Time, x id.ID) bool {
+	if c, ok := e.table.Get(x); !ok || c.LastSeen.IsZero() {
+		return false
+	}
+	d, left, ok := e.silent.downFor(now, x)
+	return !ok || !left && d < e.cfg.DownFor
 }
 
 // kvLocal applies the operation to our own store, as member i. A write

@@ -108,11 +108,8 @@ func (lo *listenOp) refresh(now time.Time, e *Engine) {
 // own copy if we are one of them.
 func (lo *listenOp) register(now time.Time, e *Engine, l *lookup) {
 	lo.searching = false
-	members, sent := e.replicasFound(id.FromString(lo.key), l)
+	members, sent := e.replicasFound(now, id.FromString(lo.key), l, false)
 	for i, r := range members {
-		if sent[i].down {
-			continue // not reachable now; a later registration reaches it
-		}
 		if r.Self {
 			if rec, ok, err := e.kvStore().Get(lo.key); err == nil && ok {
 				lo.learn(now, e, rec)
