@@ -424,6 +424,13 @@ func TestEnginesPartitionQuorum(t *testing.T) {
 						continue
 					}
 					if !errors.Is(r.Err, kademlia.ErrQuorum) || !strings.Contains(r.Err.Error(), fmt.Sprintf("found %d of the 3 replicas", in[s])) {
+						t.Fatalf("%s: side %d holds %d of its 3 replicas, put: %v, want ErrQuorum naming %d of 3", key, s, in[s], r.Err, in[s])
+					}
+					refused++
+					for _, x := range side {
+						if _, ok, _ := x.e.Store().Get(key); ok {
+							t.Fatalf("%s: a refused put left a record on %v", key, x.addr)
+						}
 					}
 				}
 				for s, side := range sides {
