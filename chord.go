@@ -15,6 +15,7 @@ import (
 // id and the store of dir when the node has a data directory.
 func newChord(cfg Config, dir *dataDir) *chord.Engine {
 	cc := cfg.Chord
+	cc.Alone = cc.Alone || cfg.Alone
 	cc.Network = chordNetwork(cfg.Network)
 	if cfg.Replicas > 0 {
 		cc.Replicas = cfg.Replicas
@@ -61,18 +62,20 @@ func (n *Node) ChordStats() (chord.Stats, bool) {
 // chordRouting is a Chord engine's neighbours as one routing bucket, so
 // that what shows a Kademlia table (the web page, the status, the saved
 // contacts) shows them too: the predecessor, the successor list, then the
-// fingers, each node once. The engine keeps no per-contact history, so
-// every one is Good, as the engine believes until it fails.
+// fingers, each node once, all Good (the engine drops a neighbour at its
+// first failure); then the neighbours that stopped answering and are
+// being probed (chord.Engine.Lost), as Bad.
 func chordRouting(e *chord.Engine) []routing.Bucket {
 	seen := make(map[id.ID]bool)
 	var contacts []routing.Contact
+	state := routing.Good
 	add := func(ns ...krpc.NodeInfo) {
 		for _, c := range ns {
 			if seen[c.ID] || c.ID == e.ID() {
 				continue
 			}
 			seen[c.ID] = true
-			contacts = append(contacts, routing.Contact{ID: c.ID, Addr: c.Addr, State: routing.Good})
+			contacts = append(contacts, routing.Contact{ID: c.ID, Addr: c.Addr, State: state})
 		}
 	}
 	if p, ok := e.Predecessor(); ok {
@@ -80,6 +83,8 @@ func chordRouting(e *chord.Engine) []routing.Bucket {
 	}
 	add(e.Successors()...)
 	add(e.Fingers()...)
+	state = routing.Bad
+	add(e.Lost()...)
 	return []routing.Bucket{{Prefix: e.ID(), Contacts: contacts}}
 }
 
@@ -106,6 +111,7 @@ func chordStats(c chord.Stats) kademlia.Stats {
 		ForeignNet:  c.ForeignNet,
 		Unsolicited: c.Unsolicited,
 		Timeouts:    c.Timeouts,
+		Probes:      c.Probes,
 		BytesIn:     c.BytesIn,
 		BytesOut:    c.BytesOut,
 	}

@@ -69,6 +69,15 @@ type Config struct {
 	// Limits bound what the node stores for others: value size, bytes in
 	// all, records per writer (store's defaults when zero).
 	Limits store.Config
+	// Alone makes the node a network of its own on purpose (`dhtkit node
+	// --bootstrap none`): it contacts nobody, and serves reads and writes
+	// with the nodes it knows, itself alone if need be. Without it, a node
+	// serves no read or write before it has joined through its bootstrap
+	// addresses and knows the nodes a write quorum needs (see JoinWait).
+	// It excludes Bootstrap, and sets the engine's Alone (Kademlia.Alone,
+	// Chord.Alone: its write quorum may be the node itself); setting the
+	// engine's Alone makes the node alone on purpose too.
+	Alone bool
 	// NetworkKey is the path of a key file (`dhtkit network-key`): every
 	// datagram is then sealed with its first key and opened with any of
 	// them, and the node answers nothing else. The node reads the file

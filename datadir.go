@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	bolterrors "go.etcd.io/bbolt/errors"
+
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/routing"
 	"github.com/dhtkit/dhtkit/store"
@@ -27,6 +29,10 @@ const (
 	valuesFile   = "values.db"
 	contactsFile = "contacts"
 )
+
+// ErrDataDirInUse is the error Listen returns when another process, most
+// likely another node, holds Config.DataDir.
+var ErrDataDirInUse = errors.New("in use")
 
 // dataDir is an opened data directory.
 type dataDir struct {
@@ -66,6 +72,10 @@ func openDataDir(path string, limits store.Config) (*dataDir, error) {
 		f.Close()
 	}
 	if d.store, err = store.OpenBolt(filepath.Join(path, valuesFile), limits); err != nil {
+		if errors.Is(err, bolterrors.ErrTimeout) {
+			// bbolt's lock is held: say who holds it, not "timeout".
+			return nil, fmt.Errorf("dhtkit: data directory %s is %w by another process (another dhtkit node with the same --data?): give each node its own --data", path, ErrDataDirInUse)
+		}
 		return nil, fmt.Errorf("dhtkit: data directory: %w", err)
 	}
 	// Drop what expired while the node was down before serving anything.
@@ -89,10 +99,20 @@ func (d *dataDir) saveContacts(buckets []routing.Bucket) error {
 	return writeFileAtomic(filepath.Join(d.path, contactsFile), []byte(sb.String()))
 }
 
+// writeFileAtomic replaces path with b: written to a temporary file of its
+// own in the same directory, synced, then renamed over path. Each call
+// has its own temporary file, so that two saves at once (the periodic
+// save and the one at shutdown) never rename each other's file away; the
+// later rename wins, and both leave a whole file.
 func writeFileAtomic(path string, b []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
 	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // after a successful rename there is nothing left to remove
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
 		return err
 	}
 	if _, err := f.Write(b); err != nil {

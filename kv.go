@@ -17,7 +17,7 @@ import (
 )
 
 // ErrNotFound is returned by Get for a key that has no live value.
-var ErrNotFound = errors.New("dhtkit: not found")
+var ErrNotFound = errors.New("not found")
 
 // PutOptions tune a put.
 type PutOptions struct {
@@ -98,6 +98,9 @@ func (n *Node) putSigned(ctx context.Context, key string, env []byte, del bool, 
 	if e.Deleted != del {
 		return store.Version{}, fmt.Errorf("dhtkit: %s %q: a signed delete goes to DeleteSigned, a signed value to Put", op, shortKey(key))
 	}
+	if err := n.waitReady(ctx); err != nil {
+		return store.Version{}, fmt.Errorf("dhtkit: %s %q: %w", op, shortKey(key), err)
+	}
 	res, err := n.rt.Do(ctx, kademlia.KVPut{Key: key, Value: env, Version: e.Version, Expires: e.Expires, Source: opt.Source})
 	if err != nil {
 		return store.Version{}, fmt.Errorf("dhtkit: %s %q: %w", op, shortKey(key), err)
@@ -110,6 +113,9 @@ func (n *Node) putSigned(ctx context.Context, key string, env []byte, del bool, 
 var ErrSignedTooLarge = fmt.Errorf("a value signed whole is one record of at most %d bytes with its signature: sign a larger one with SignValue and store it with PutSigned", kademlia.MaxRecordValue)
 
 func (n *Node) putRecord(ctx context.Context, key string, rec []byte, opt PutOptions) (store.Version, error) {
+	if err := n.waitReady(ctx); err != nil {
+		return store.Version{}, fmt.Errorf("dhtkit: put %q: %w", shortKey(key), err)
+	}
 	res, err := n.rt.Do(ctx, kademlia.KVPut{Key: key, Value: rec, TTL: opt.TTL, Source: opt.Source})
 	if err != nil {
 		return store.Version{}, fmt.Errorf("dhtkit: put %q: %w", shortKey(key), err)
@@ -278,6 +284,9 @@ func buildTree(ctx context.Context, r io.Reader, put func(ctx context.Context, h
 
 // getRecord reads key's record and splits off its kind byte.
 func (n *Node) getRecord(ctx context.Context, key string) (kademlia.Result, byte, []byte, error) {
+	if err := n.waitReady(ctx); err != nil {
+		return kademlia.Result{}, 0, nil, fmt.Errorf("dhtkit: get %q: %w", shortKey(key), err)
+	}
 	res, err := n.rt.Do(ctx, kademlia.KVGet{Key: key})
 	if errors.Is(err, kademlia.ErrNotFound) {
 		return res, 0, nil, fmt.Errorf("dhtkit: get %q: %w", shortKey(key), ErrNotFound)
@@ -496,6 +505,9 @@ func (n *Node) fetchChunks(ctx context.Context, hashes []byte, kind byte, sink f
 // key stays deleted on every replica, and expires later. The chunks of a
 // large value expire with their TTL.
 func (n *Node) Delete(ctx context.Context, key string) error {
+	if err := n.waitReady(ctx); err != nil {
+		return fmt.Errorf("dhtkit: delete %q: %w", shortKey(key), err)
+	}
 	if _, err := n.rt.Do(ctx, kademlia.KVPut{Key: key, Delete: true}); err != nil {
 		return fmt.Errorf("dhtkit: delete %q: %w", shortKey(key), err)
 	}
@@ -536,6 +548,9 @@ func CheckSigner(key string, got, want ed25519.PublicKey) error {
 
 // Where asks key's replicas what they hold of it.
 func (n *Node) Where(ctx context.Context, key string) ([]Holder, error) {
+	if err := n.waitReady(ctx); err != nil {
+		return nil, fmt.Errorf("dhtkit: where %q: %w", shortKey(key), err)
+	}
 	res, err := n.rt.Do(ctx, kademlia.KVGet{Key: key})
 	if err != nil && !errors.Is(err, kademlia.ErrNotFound) {
 		return res.Holders, fmt.Errorf("dhtkit: where %q: %w", shortKey(key), err)

@@ -8,7 +8,10 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dhtkit/dhtkit/chord"
@@ -21,7 +24,7 @@ import (
 )
 
 // ErrNotStored is returned by Announce when no node accepted the announce.
-var ErrNotStored = errors.New("dhtkit: no node accepted the announce")
+var ErrNotStored = errors.New("no node accepted the announce")
 
 // socketBuffer is the receive and send buffer asked of the kernel (it may
 // grant less): a server answering bursts of queries should not drop them
@@ -50,6 +53,15 @@ type Node struct {
 	dir     *dataDir    // nil without Config.DataDir
 	key     *networkKey // nil without Config.NetworkKey
 	started time.Time
+
+	// Readiness (join.go).
+	alone    bool        // Config.Alone: a one-node network on purpose
+	hasBoot  bool        // it has bootstrap addresses to join through
+	bootList []string    // them, for messages
+	booted   atomic.Bool // a Bootstrap through them succeeded
+	ready    atomic.Bool // it has been ready once
+	replicas int         // configured replicas
+	need     int         // other nodes a write quorum needs
 
 	ctx    context.Context // ends at Close: background work stops
 	cancel context.CancelFunc
@@ -92,6 +104,9 @@ func Listen(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Alone && len(cfg.Bootstrap) > 0 {
+		return nil, fmt.Errorf("dhtkit: a node alone on purpose (Alone) takes no bootstrap addresses; drop one of the two")
+	}
 	for _, b := range cfg.Bootstrap {
 		if _, _, err := net.SplitHostPort(b); err != nil {
 			return nil, fmt.Errorf("dhtkit: bootstrap address %q: %w (want host:port)", b, err)
@@ -131,6 +146,7 @@ func Listen(ctx context.Context, cfg Config) (*Node, error) {
 		n.net = chordNetwork(cfg.Network)
 	} else {
 		kc := cfg.Kademlia
+		kc.Alone = kc.Alone || cfg.Alone
 		kc.Network = cfg.Network
 		kc.IPv6 = n.ipv6
 		if cfg.Replicas > 0 {
@@ -148,6 +164,19 @@ func Listen(ctx context.Context, cfg Config) (*Node, error) {
 		n.kad = kademlia.New(kc, time.Now())
 		n.eng = n.kad
 	}
+	// Alone on purpose: said to the node, or to its engine (whose write
+	// quorum then counts the node alone); either way both know it.
+	n.alone = cfg.Alone || cfg.Protocol == Chord && cfg.Chord.Alone || cfg.Protocol != Chord && cfg.Kademlia.Alone
+	n.replicas = cfg.Replicas
+	if n.replicas <= 0 {
+		n.replicas = kademlia.DefaultConfig().Replicas
+		if cfg.Protocol == Chord && cfg.Chord.Replicas > 0 {
+			n.replicas = cfg.Chord.Replicas
+		} else if cfg.Protocol != Chord && cfg.Kademlia.Replicas > 0 {
+			n.replicas = cfg.Kademlia.Replicas
+		}
+	}
+	n.need = othersNeeded(n.replicas)
 	n.log = cfg.Logger.With("node", n.eng.ID().String()[:8])
 	ropts := runtime.Options{Logger: n.log}
 	if key != nil {
@@ -175,6 +204,7 @@ func Listen(ctx context.Context, cfg Config) (*Node, error) {
 		go n.saveContactsPeriodically()
 	}
 	if len(boot) > 0 {
+		n.hasBoot, n.bootList = true, boot
 		n.wg.Add(1)
 		go n.join(boot)
 	}
@@ -221,6 +251,10 @@ func (n *Node) join(hosts []string) {
 			n.wg.Add(1)
 			go func() {
 				defer n.wg.Done()
+				done := make(chan struct{})
+				defer close(done)
+				n.wg.Add(1)
+				go n.warnSilence(addrs, done)
 				if err := n.Bootstrap(n.ctx, addrs...); err != nil {
 					if n.ctx.Err() == nil {
 						if n.key != nil {
@@ -231,6 +265,7 @@ func (n *Node) join(hosts []string) {
 					}
 					return
 				}
+				n.booted.Store(true)
 				n.log.Info("joined the network", "via", addrs, "contacts", n.contacts())
 			}()
 		}
@@ -242,6 +277,28 @@ func (n *Node) join(hosts []string) {
 			return
 		case <-time.After(delay):
 		}
+	}
+}
+
+// warnSilence logs, once, that no bootstrap node has answered within
+// bootSilence: the node keeps trying, but an operator should know at once
+// that a bootstrap address is dead, wrong, or a node of another network
+// or protocol (a Kademlia node and a Chord node ignore each other's
+// messages: they carry different network names).
+func (n *Node) warnSilence(addrs []netip.AddrPort, done <-chan struct{}) {
+	defer n.wg.Done()
+	t := time.NewTimer(bootSilence)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-n.ctx.Done():
+	case <-t.C:
+		list := make([]string, len(addrs))
+		for i, a := range addrs {
+			list[i] = a.String()
+		}
+		n.log.Warn(fmt.Sprintf("no node answered at %s within %v", strings.Join(list, ","), bootSilence),
+			"hint", fmt.Sprintf("check that they run, and with this node's --network (%q) and --protocol (%s): a %s node cannot join through a node of the other protocol; the node keeps trying with back-off", n.net, n.Protocol(), n.Protocol()))
 	}
 }
 
@@ -398,6 +455,17 @@ func (n *Node) Lookup(ctx context.Context, target id.ID) ([]krpc.NodeInfo, error
 // GetPeers returns the peers announced for infohash.
 func (n *Node) GetPeers(ctx context.Context, infohash id.ID) ([]netip.AddrPort, error) {
 	res, err := n.rt.Do(ctx, kademlia.GetPeers{InfoHash: infohash})
+	if n.kad != nil {
+		// This node is one of the network's too: the peers announced to
+		// it count (in a network of two, its lookup reaches only the other).
+		n.rt.Inspect(func() {
+			for _, p := range n.kad.LocalPeers(time.Now(), infohash) {
+				if !slices.Contains(res.Peers, p) {
+					res.Peers = append(res.Peers, p)
+				}
+			}
+		})
+	}
 	if err != nil {
 		return res.Peers, fmt.Errorf("dhtkit: get_peers %v: %w", infohash, err)
 	}

@@ -54,6 +54,8 @@ type Stats struct {
 	// SuccessorChanges counts changes of the first successor: high while
 	// the ring converges, then low.
 	SuccessorChanges uint64
+	// Probes counts pings of lost neighbours, to see whether they are back.
+	Probes uint64
 }
 
 // MethodName names the methods Stats counts by index.
@@ -235,6 +237,9 @@ func (e *Engine) Deadline() time.Time {
 	if t, ok := e.boot.next(); ok && t.Before(d) {
 		d = t
 	}
+	if t, ok := e.ring.nextProbe(); ok && t.Before(d) {
+		d = t
+	}
 	return d
 }
 
@@ -253,6 +258,7 @@ func (e *Engine) Tick(now time.Time) {
 		e.onTimeout(now, p)
 	}
 	e.boot.tick(now, e)
+	e.probe(now)
 	if !now.Before(e.ring.nextStabilize) {
 		e.ring.nextStabilize = now.Add(e.jitter(e.cfg.StabilizeInterval))
 		e.stabilize(now)

@@ -30,6 +30,7 @@ const (
 	forCheck                    // ping of the predecessor
 	forNotify                   // ch_notify to the successor
 	forFire                     // notify, leave, pushes: the answer only proves liveness
+	forProbe                    // ping of a lost neighbour (probe.go)
 )
 
 // timer wakes the engine when a pending query times out.
@@ -135,6 +136,7 @@ func (e *Engine) handleReply(now time.Time, from netip.AddrPort, m *krpc.Msg) {
 	}
 	e.stats.ResponsesIn++
 	e.release(p)
+	e.heard(now, krpc.NodeInfo{ID: sender, Addr: from})
 	switch pc.purpose {
 	case forStabilize:
 		e.onStabilize(now, &pc, sender, m)
@@ -153,7 +155,7 @@ func (e *Engine) onTimeout(now time.Time, p *pending) {
 	pc := *p
 	e.release(p)
 	if !pc.nodeID.IsZero() {
-		e.ring.failed(pc.nodeID, e)
+		e.ring.failed(now, pc.nodeID, e)
 	}
 	e.onFailure(now, &pc, kademlia.ErrTimeout)
 }
@@ -168,6 +170,8 @@ func (e *Engine) onFailure(now time.Time, p *pending, err error) {
 			// than wait a period with a broken ring.
 			e.stabilize(now)
 		}
+	case forProbe:
+		e.probeFailed(now, p.nodeID)
 	case forCheck:
 		e.ring.checking = false
 		if err == kademlia.ErrTimeout && e.ring.hasPred && e.ring.pred.ID == p.nodeID {

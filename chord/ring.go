@@ -29,6 +29,8 @@ type ring struct {
 	fixSlot                           int           // the next finger to refresh, counting down from 159
 	fixing                            kademlia.OpID // the finger lookup in flight
 	filling                           bool          // first pass after a join: refresh fingers back to back
+
+	lost []lostNode // neighbours that stopped answering, probed until they do (probe.go)
 }
 
 func (r *ring) init(self id.ID, n int) {
@@ -130,8 +132,32 @@ func (r *ring) finger(i int) (krpc.NodeInfo, bool) {
 	return best, ok
 }
 
-// failed forgets a node that did not answer.
-func (r *ring) failed(x id.ID, e *Engine) {
+// failed drops a node that did not answer from the successor list, the
+// fingers and the predecessor, and keeps it in the lost set, to be probed
+// until it answers again (probe.go).
+func (r *ring) failed(now time.Time, x id.ID, e *Engine) {
+	if n, ok := r.known(x); ok {
+		e.lose(now, n)
+	}
+	r.forget(x, e)
+}
+
+// known returns the ring's entry for x, if it holds one.
+func (r *ring) known(x id.ID) (krpc.NodeInfo, bool) {
+	if r.hasPred && r.pred.ID == x {
+		return r.pred, true
+	}
+	for _, list := range [][]krpc.NodeInfo{r.succs, r.fingers} {
+		if i := slices.IndexFunc(list, func(n krpc.NodeInfo) bool { return n.ID == x }); i >= 0 {
+			return list[i], true
+		}
+	}
+	return krpc.NodeInfo{}, false
+}
+
+// forget drops x from the successor list, the fingers and the
+// predecessor: a node that failed, or one that said goodbye.
+func (r *ring) forget(x id.ID, e *Engine) {
 	first, had := r.successor()
 	r.succs = slices.DeleteFunc(r.succs, func(n krpc.NodeInfo) bool { return n.ID == x })
 	r.fingers = slices.DeleteFunc(r.fingers, func(n krpc.NodeInfo) bool { return n.ID == x })

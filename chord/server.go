@@ -2,6 +2,7 @@ package chord
 
 import (
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/dhtkit/dhtkit/id"
@@ -21,6 +22,7 @@ func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
 		return // our own query reflected back, or an id thief
 	}
 	sender := krpc.NodeInfo{ID: q.A.ID, Addr: from}
+	e.queriedBy(now, q.A.ID)
 	r := e.newResponse(q.T)
 	switch m {
 	case mPing:
@@ -110,5 +112,8 @@ func (e *Engine) left(now time.Time, n krpc.NodeInfo, nb neighbors) {
 			r.pred, r.hasPred = nb.pred, true
 		}
 	}
-	r.failed(n.ID, e)
+	r.forget(n.ID, e)
+	if i := r.findLost(n.ID); i >= 0 {
+		r.lost = slices.Delete(r.lost, i, i+1)
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -329,4 +330,150 @@ func garbage(ctx context.Context, t *testing.T, addr string, forged bool) int {
 		}
 	}
 	return n
+}
+
+// TestNewcomerEdges runs, on real processes, what a newcomer tripped over
+// (issue 14): a second node on a held --data, a get --out and a listen
+// stopped by signals, a listen whose node stops, empty keys, --api as
+// HOST:PORT with a dead endpoint first.
+func TestNewcomerEdges(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, 1)
+	n := c.add("")
+
+	// The same --data twice: the second node says who holds it.
+	out, err := exec.Command(bin, "node", "--listen", "127.0.0.1:0", "--http", "off", "--data", n.data).CombinedOutput()
+	if err == nil {
+		t.Fatalf("a second node on %s started", n.data)
+	}
+	oneLine(t, "node on a held --data", string(out), "in use by another process", "--data")
+
+	// Empty keys are usage errors, before any request.
+	for _, cmd := range []string{"put", "get", "del", "whereis", "listen"} {
+		_, stderr, code := c.cli(n, cmd, "", "v")
+		if cmd != "put" {
+			_, stderr, code = c.cli(n, cmd, "")
+		}
+		if code != 2 {
+			t.Errorf("%s \"\": exit %d, want 2", cmd, code)
+		}
+		oneLine(t, cmd+` ""`, stderr, "KEY must not be empty")
+	}
+
+	// HOST:PORT, behind a dead endpoint.
+	value := bytes.Repeat([]byte("0123456789abcdef"), 2<<20) // 32 MiB: long enough to interrupt
+	path := filepath.Join(t.TempDir(), "value")
+	if err := os.WriteFile(path, value, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dead := "127.0.0.1:" + fmt.Sprint(freePort(t, "tcp"))
+	cmd := exec.Command(bin, "--api", dead+","+n.http, "put", "big", "--file", path) // HOST:PORT, a dead one first
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("put --file through --api %s,%s: %v %s", dead, n.http, err, b)
+	}
+
+	// get --out stopped by SIGINT and SIGTERM once its file has bytes:
+	// exit 130 and 143, one line, no file left.
+	dir := t.TempDir()
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		outPath := filepath.Join(dir, "copy")
+		cmd := exec.Command(bin, "--api", n.http, "get", "big", "--out", outPath)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		var err error
+		finished := false
+		_, werr := waitFor(time.Minute, func() error {
+			select {
+			case err = <-exited:
+				finished = true
+				return nil
+			default:
+			}
+			parts, _ := filepath.Glob(filepath.Join(dir, ".copy.*.part"))
+			for _, p := range parts {
+				if st, err := os.Stat(p); err == nil && st.Size() > 0 {
+					return nil
+				}
+			}
+			return errors.New("no bytes written yet")
+		})
+		if werr != nil {
+			cmd.Process.Kill()
+			<-exited
+			t.Fatalf("get --out: %v", werr)
+		}
+		if finished {
+			t.Logf("get --out finished (%v) before a %v could come: nothing to check", err, sig)
+			os.Remove(outPath)
+			continue
+		}
+		cmd.Process.Signal(sig)
+		err = <-exited
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 128+int(sig) {
+			t.Errorf("get --out after %v: %v, want exit %d", sig, err, 128+int(sig))
+		}
+		oneLine(t, "get --out interrupted", stderr.String(), "get interrupted by "+map[syscall.Signal]string{syscall.SIGINT: "SIGINT", syscall.SIGTERM: "SIGTERM"}[sig])
+		if left, _ := filepath.Glob(filepath.Join(dir, "*copy*")); len(left) > 0 {
+			t.Errorf("an interrupted get --out left %v", left)
+		}
+	}
+
+	// listen: SIGINT exits 130; the node stopping exits 1 with a word.
+	listen := func() (*exec.Cmd, *bytes.Buffer, *bufio.Reader) {
+		cmd := exec.Command(bin, "--api", n.http, "listen", "watched")
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		stdout, _ := cmd.StdoutPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// A line once it streams: put until the listener reports one.
+		lines := bufio.NewReader(stdout)
+		got := make(chan error, 1)
+		go func() { _, err := lines.ReadString('\n'); got <- err }()
+		for i := 0; ; i++ {
+			if err := c.put(n, "watched", []byte(fmt.Sprint("v", i))); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case err := <-got:
+				if err != nil {
+					t.Fatalf("listen printed nothing: %v %s", err, stderr.String())
+				}
+				return cmd, &stderr, lines
+			case <-time.After(time.Second):
+			}
+			if i > 60 {
+				t.Fatal("listen printed nothing in a minute of puts")
+			}
+		}
+	}
+	cmd, stderr, _ := listen()
+	cmd.Process.Signal(syscall.SIGINT)
+	if err := cmd.Wait(); !errors.As(err, new(*exec.ExitError)) || cmd.ProcessState.ExitCode() != 130 {
+		t.Errorf("listen after SIGINT: %v, want exit 130", err)
+	}
+	oneLine(t, "listen interrupted", stderr.String(), "listen interrupted by SIGINT")
+	cmd, stderr, lines := listen()
+	go io.Copy(io.Discard, lines)
+	c.stop(n)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if !errors.As(err, new(*exec.ExitError)) || cmd.ProcessState.ExitCode() != 1 {
+			t.Errorf("listen whose node stopped: %v, want exit 1", err)
+		}
+	case <-time.After(time.Minute):
+		cmd.Process.Kill()
+		<-done
+		t.Fatal("listen still runs a minute after its node stopped")
+	}
+	oneLine(t, "listen whose node stopped", stderr.String(), "stopped")
 }

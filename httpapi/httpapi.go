@@ -114,6 +114,8 @@ func New(n *dhtkit.Node, opt Options) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", s.status)
 	mux.HandleFunc("GET /v1/routing", s.routing)
+	mux.HandleFunc("GET /v1/members", s.members)
+	mux.HandleFunc("GET /v1/keys", s.keys)
 	mux.HandleFunc("GET /v1/events", s.events)
 	mux.HandleFunc("POST /v1/lookup/{target}", s.lookup)
 	mux.HandleFunc("GET /v1/lookup/{target}", s.lookup)
@@ -233,7 +235,7 @@ func statusOf(err error) int {
 	case errors.Is(err, chord.ErrUnsupported):
 		return http.StatusNotImplemented // a BitTorrent method asked of a Chord node
 	case errors.Is(err, kademlia.ErrNoContacts), errors.Is(err, kademlia.ErrNotStored), errors.Is(err, kademlia.ErrQuorum),
-		errors.Is(err, kademlia.ErrClosed), errors.Is(err, dhtkit.ErrNotStored):
+		errors.Is(err, kademlia.ErrClosed), errors.Is(err, dhtkit.ErrNotStored), errors.Is(err, dhtkit.ErrNotJoined):
 		return http.StatusServiceUnavailable
 	case errors.Is(err, kademlia.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout
@@ -245,12 +247,16 @@ func statusOf(err error) int {
 
 // statusJSON is GET /v1/status (CONTRACT.md), plus the address peers see.
 type statusJSON struct {
-	ID       string      `json:"id"`
-	Network  string      `json:"network"`
-	Protocol string      `json:"protocol"`
-	Listen   string      `json:"listen"`
-	External string      `json:"external,omitempty"`
-	UptimeS  float64     `json:"uptime_s"`
+	ID       string  `json:"id"`
+	Network  string  `json:"network"`
+	Protocol string  `json:"protocol"`
+	Listen   string  `json:"listen"`
+	External string  `json:"external,omitempty"`
+	UptimeS  float64 `json:"uptime_s"`
+	// Ready: the node serves reads and writes (it has joined and knows a
+	// write quorum of nodes); NotReady says why not.
+	Ready    bool        `json:"ready"`
+	NotReady string      `json:"not_ready,omitempty"`
 	Routing  routingSize `json:"routing"`
 	Store    storeSize   `json:"store"`
 	// NetworkKey is set when the node seals its datagrams with a
@@ -266,13 +272,40 @@ type networkKeyJSON struct {
 	Stale         uint64   `json:"stale"` // timestamp too far from the node's clock
 }
 
+// routingSize counts the routing table. Nodes is the contacts the node
+// routes through: good and questionable ones. Bad contacts (failed
+// BadFails queries in a row, probed until they answer) are not among
+// them; Bad counts them apart, so that a partitioned node does not look
+// well connected.
 type routingSize struct {
-	Nodes   int `json:"nodes"`
-	Buckets int `json:"buckets"`
+	Nodes        int `json:"nodes"`
+	Good         int `json:"good"`
+	Questionable int `json:"questionable"`
+	Bad          int `json:"bad"`
+	Buckets      int `json:"buckets"`
+}
+
+// routingSizeOf counts the contacts of bs by state.
+func routingSizeOf(bs []routingBucket) routingSize {
+	r := routingSize{Buckets: len(bs)}
+	for _, b := range bs {
+		for _, c := range b.Contacts {
+			switch c.State {
+			case routing.Good:
+				r.Good++
+			case routing.Questionable:
+				r.Questionable++
+			default:
+				r.Bad++
+			}
+		}
+	}
+	r.Nodes = r.Good + r.Questionable
+	return r
 }
 
 type storeSize struct {
-	Keys  int   `json:"keys"`
+	Keys  int   `json:"keys"` // records, the chunks of large values included
 	Bytes int64 `json:"bytes"`
 }
 
@@ -288,12 +321,13 @@ func (s *server) statusNow() statusJSON {
 		Protocol: s.opt.Protocol,
 		Listen:   s.n.Addr().String(),
 		UptimeS:  s.uptime().Round(time.Millisecond).Seconds(),
-		Routing:  routingSize{Nodes: countContacts(buckets), Buckets: len(buckets)},
+		Routing:  routingSizeOf(buckets),
 		Store:    s.storeSize(),
 	}
 	if a, ok := s.external(); ok {
 		st.External = a.String()
 	}
+	st.Ready, st.NotReady = s.n.Ready()
 	if ids := s.n.NetworkKeyIDs(); ids != nil {
 		ss := s.n.SealStats()
 		st.NetworkKey = &networkKeyJSON{IDs: ids, Opened: ss.Opened, Undecryptable: ss.Undecryptable(),

@@ -40,6 +40,9 @@ func TestStatus(t *testing.T) {
 	if st.Routing.Nodes != 2 {
 		t.Errorf("routing.nodes = %d, want 2", st.Routing.Nodes)
 	}
+	if !st.Ready || st.NotReady != "" {
+		t.Errorf("a joined node of 3: ready %v (%q), want true", st.Ready, st.NotReady)
+	}
 	if st.UptimeS < 0 {
 		t.Errorf("uptime_s = %v", st.UptimeS)
 	}

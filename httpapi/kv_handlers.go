@@ -116,7 +116,7 @@ func (s *server) getKey(w http.ResponseWriter, r *http.Request) {
 		v, err := s.n.Stat(r.Context(), key)
 		s.metrics.observeOp("kv_stat", time.Since(start), err)
 		if err != nil {
-			s.fail(w, r, 0, fmt.Errorf("head %q: %w", key, err))
+			s.fail(w, r, 0, err) // the node's error names the operation and the key
 			return
 		}
 		setValueHeaders(h, v)
@@ -142,7 +142,7 @@ func (s *server) getKey(w http.ResponseWriter, r *http.Request) {
 			s.log.Warn("value transfer failed", "key", key, "err", err)
 			panic(http.ErrAbortHandler)
 		}
-		s.fail(w, r, 0, fmt.Errorf("get %q: %w", key, err))
+		s.fail(w, r, 0, err) // the node's error names the operation and the key
 		return
 	}
 	if bw.streaming {
@@ -308,7 +308,7 @@ func (s *server) put(r *http.Request, key string, data []byte, ttl time.Duration
 	v, err := s.n.Put(ctx, key, data, dhtkit.PutOptions{TTL: ttl, Source: clientIP(r)})
 	s.metrics.observeOp("kv_put", time.Since(start), err)
 	if err != nil {
-		return v, time.Time{}, fmt.Errorf("put %q: %w", key, err)
+		return v, time.Time{}, err
 	}
 	var expires time.Time
 	if ttl > 0 {
@@ -331,7 +331,7 @@ func (s *server) remove(r *http.Request, key string, tombstone []byte) error {
 	}
 	s.metrics.observeOp("kv_delete", time.Since(start), err)
 	if err != nil {
-		return fmt.Errorf("delete %q: %w", key, err)
+		return err
 	}
 	return nil
 }
@@ -374,7 +374,7 @@ func (s *server) holders(r *http.Request, key string) (whereJSON, error) {
 	s.metrics.observeOp("kv_where", time.Since(start), err)
 	out := whereJSON{Key: key, Target: id.FromString(key).String(), Nodes: make([]holderJSON, 0, len(hs))}
 	if err != nil {
-		return out, fmt.Errorf("where %q: %w", key, err)
+		return out, err
 	}
 	for _, h := range hs {
 		if h.Self {
@@ -609,7 +609,7 @@ func (u *ui) get(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/", http.StatusSeeOther)
 		return
 	}
-	p := getPage{Key: key, KeyURL: keyURL(key)}
+	p := getPage{Key: key, KeyURL: keyURL(key), Target: id.FromString(key).String()}
 	ctx, cancel := u.s.ctx(r)
 	defer cancel()
 	v, err := u.s.n.Get(ctx, key)

@@ -87,12 +87,14 @@ var (
 	descStoreBytes = prometheus.NewDesc("dhtkit_store_bytes", "Bytes of the values this node stores, keys included.", nil, nil)
 	descSealDrops  = prometheus.NewDesc("dhtkit_seal_dropped_total", "Datagrams dropped unanswered by a node with a network key, by reason: unsealed (sender has no key), unknown_key (another key), forged, replayed, stale, short.", []string{"reason"}, nil)
 	descUptime     = prometheus.NewDesc("dhtkit_uptime_seconds", "Seconds since the node started.", nil, nil)
+	descProbes     = prometheus.NewDesc("dhtkit_probes_total", "Pings of bad contacts (Chord: lost neighbours), to see whether they are back.", nil, nil)
+	descLate       = prometheus.NewDesc("dhtkit_late_responses_total", "Responses that came after their query timed out; each still proves its node alive.", nil, nil)
 	descDropped    = prometheus.NewDesc("dhtkit_dropped_total", "Queries, replies and stored entries the node dropped, by reason (kademlia.DropReason).", []string{"reason"}, nil)
 )
 
 func (c nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descQueriesIn, descQueriesOut, descResponses, descErrors, descBytes,
-		descPackets, descContacts, descBuckets, descKeys, descStoreBytes, descUptime, descDropped, descSealDrops} {
+		descPackets, descContacts, descBuckets, descKeys, descStoreBytes, descUptime, descProbes, descLate, descDropped, descSealDrops} {
 		ch <- d
 	}
 }
@@ -119,6 +121,8 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	} {
 		counter(descErrors, v, kind)
 	}
+	counter(descProbes, st.Probes)
+	counter(descLate, st.LateReplies)
 	for _, r := range kademlia.DropReasons() {
 		counter(descDropped, st.Drops[r], r.String())
 	}

@@ -41,7 +41,6 @@ func newUI(s *server) *ui {
 		"ago":      func(t time.Time) string { return ago(time.Now(), t) },
 		"duration": humanDuration,
 		"keyurl":   keyURL,
-		"query":    url.QueryEscape,
 	}
 	tmpl := template.Must(template.New("").Funcs(funcs).ParseFS(uiFiles, "ui/*.html"))
 	static, err := fs.Sub(uiFiles, "ui")
@@ -226,6 +225,7 @@ const maxPageRecords = 200
 // getPage is the body of /ui/get.
 type getPage struct {
 	Key       string
+	Target    string // SHA-1 of the key: where in the id space its replicas are
 	KeyURL    string
 	Found     bool
 	NotFound  bool

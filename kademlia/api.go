@@ -91,6 +91,8 @@ type Result struct {
 	Acks     int              // KVPut: replicas holding the write; Handover: values handed over
 	Partial  bool             // KVGet: fewer than ReadQuorum replicas answered
 	Samples  []id.ID          // SampleInfohashes
+	Entries  []KeyEntry       // KVKeys: the keys the node stores in the buckets it answered for
+	Next     int              // KVKeys: the first bucket to ask for next (KeyBuckets: none)
 	Num      int              // SampleInfohashes: infohashes the responder holds
 	Interval time.Duration    // SampleInfohashes: how long before asking it again
 
@@ -135,7 +137,7 @@ type Event struct {
 // Errors an operation can end with.
 var (
 	ErrTimeout    = errors.New("kademlia: no response")
-	ErrNoContacts = errors.New("kademlia: no nodes to query: the routing table is empty (bootstrap first)")
+	ErrNoContacts = errors.New("kademlia: no nodes to query: the routing table has no usable contact (bootstrap first, or wait: bad contacts are probed until they answer)")
 	ErrClosed     = errors.New("kademlia: engine closed")
 	ErrReadOnly   = errors.New("kademlia: read-only node")
 	ErrCanceled   = errors.New("kademlia: operation canceled")

@@ -177,6 +177,9 @@ func (e *Engine) handleReply(now time.Time, from netip.AddrPort, m *krpc.Msg) {
 	// A reply must come from the address we asked: anyone else could be
 	// guessing transaction ids to poison our lookups.
 	if p == nil || p.to != from {
+		if sender, ok := m.SenderID(); p == nil && m.Y == krpc.Response && ok && e.lateReply(now, tid, from, sender, m.RO) {
+			return
+		}
 		e.stats.Unsolicited++
 		return
 	}
@@ -250,6 +253,7 @@ func (e *Engine) onTimeout(now time.Time, p *pending) {
 	pc := *p
 	p = &pc
 	e.release(e.pending[pc.tid])
+	e.timedOut(now, p)
 	if !p.nodeID.IsZero() {
 		e.table.Failed(now, p.nodeID)
 		if c, ok := e.table.Get(p.nodeID); !ok || !c.LastSeen.After(p.sent) {

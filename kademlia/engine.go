@@ -35,6 +35,8 @@ type Stats struct {
 	ForeignNet  uint64 // messages dropped for carrying another network name
 	Unsolicited uint64 // responses that matched no query of ours
 	Timeouts    uint64 // queries of ours that got no answer
+	LateReplies uint64 // answers that came after their query timed out (they still refute)
+	Probes      uint64 // pings of bad contacts, to see whether they are back
 	BytesIn     uint64
 	BytesOut    uint64
 	// Drops counts what the engine dropped, by reason.
@@ -78,6 +80,8 @@ type Engine struct {
 	listeners listenerTable // others' dk_listen registrations on us
 
 	nextSync time.Time
+	probedAt time.Time // the last round of probes of bad contacts
+	late     []late    // queries that timed out lately (client.go)
 	limiter  limiter
 	inLen    int // bytes of the datagram being handled
 	votes    ipVotes
@@ -265,6 +269,9 @@ func (e *Engine) Deadline() time.Time {
 	if t, ok := e.boot.next(); ok && t.Before(d) {
 		d = t
 	}
+	if t, ok := e.probeDue(); ok && t.Before(d) {
+		d = t
+	}
 	if e.cfg.Store != nil && e.nextSync.Before(d) {
 		d = e.nextSync
 	}
@@ -298,6 +305,7 @@ func (e *Engine) Tick(now time.Time) {
 	}
 	e.tokens.maybeRotate(now, e.secret)
 	e.boot.tick(now, e)
+	e.probe(now)
 	e.refreshListens(now)
 	if e.cfg.Store != nil && !now.Before(e.nextSync) {
 		e.sync(now)
@@ -315,23 +323,15 @@ func (e *Engine) maintain(now time.Time) {
 	e.peers.expire(now)
 	e.items.expire(now)
 	e.listeners.expire(now)
+	e.expireLate(now)
 	e.limiter.sweep(now)
 	if e.table.Len() == 0 {
 		e.boot.rejoin(now, e)
 		return
 	}
-	// Every contact went bad (a load spike looks like that): ask a few of
-	// them whether they are alive after all, and rejoin meanwhile.
+	// Every contact went bad (a partition or a load spike looks like
+	// that): the probes ask them whether they are back; rejoin meanwhile.
 	if e.contacts = e.table.Closest(e.self, 1, e.contacts[:0]); len(e.contacts) == 0 {
-		revived := 0
-		for _, b := range e.table.Buckets() {
-			for _, c := range b.Contacts {
-				if revived < 8 {
-					revived++
-					e.tablePing(now, c.ID, c.Addr)
-				}
-			}
-		}
 		e.boot.rejoin(now, e)
 	}
 	for _, target := range e.table.Refresh(now, e.cfg.RefreshInterval, nil) {

@@ -19,6 +19,9 @@ import (
 //	          ("o": 1 when the sender wrote the one record itself)
 //	dk_fetch  a.x: {"k": key} or {"h": target} r.x: {"recs": [rec, ...]}
 //	dk_sync   the replication layer's tree exchange (package replica)
+//	dk_keys   a.x: {"d": depth, "b": [[i, digest], ...]}
+//	          r.x: {"m": [[i, [[key, time, writer, deleted], ...]], ...],
+//	                "t": 1 when buckets asked for did not fit}
 //	dk_listen a.x: {"k": key}                   r.x: {"recs": [rec] or []}
 //	dk_notify a.x: {"recs": [rec]}              (empty response; error 253
 //	                                             if the receiver stopped listening)

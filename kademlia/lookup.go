@@ -57,6 +57,7 @@ type lookup struct {
 
 	storing  bool  // in the announce_peer or put round that follows the search
 	awaiting int   // store queries outstanding
+	anyone   bool  // add: take silent nodes too (a table of bad contacts)
 	stored   int   // store acknowledgements
 	storeErr error // the last error a node answered a store with
 	stats    LookupStats
@@ -113,12 +114,14 @@ func (e *Engine) startLookup(now time.Time, s *opState, method krpc.Method, targ
 	}
 	if len(l.cands) == 0 {
 		// Every contact failed lately (an overloaded network looks like
-		// that): trying them beats failing at once.
+		// that): trying them, silent ones too, beats failing at once.
+		l.anyone = true
 		for _, b := range e.table.Buckets() {
 			for _, c := range b.Contacts {
 				l.add(e, krpc.NodeInfo{ID: c.ID, Addr: c.Addr}, 0, -1)
 			}
 		}
+		l.anyone = false
 	}
 	if len(l.cands) == 0 {
 		if _, ok := s.op.(KVListen); ok {
@@ -137,7 +140,7 @@ func (l *lookup) add(e *Engine, n krpc.NodeInfo, hop int, via int32) {
 	if n.ID == e.self || !n.Addr.IsValid() || n.Addr.Port() == 0 || n.Addr.Addr().IsUnspecified() {
 		return
 	}
-	if e.silent.has(l.started, n.ID) {
+	if !l.anyone && e.silent.has(l.started, n.ID) {
 		return // it just failed to answer every try of another lookup
 	}
 	if e.cfg.SecureIDs && !id.IsSecure(n.ID, n.Addr.Addr()) {

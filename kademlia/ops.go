@@ -71,6 +71,8 @@ func (e *Engine) startOp(now time.Time, op Op, internal bool) OpID {
 		e.startListen(now, s, op.Key)
 	case Handover:
 		e.startHandover(now, s)
+	case KVKeys:
+		e.startKeys(now, s, op)
 	case Bootstrap:
 		e.boot.start(now, e, s, op.Addrs)
 	default:

@@ -228,3 +228,11 @@ next:
 }
 
 func (s *peerStore) len() int { return len(s.hashes) }
+
+// LocalPeers returns the live peers announced to this node for h (at most
+// maxValues of them). A get_peers lookup asks other nodes only; a driver
+// adds these, so that a node that is itself one of the closest to h (in
+// a network of two, always) finds the peers announced to it.
+func (e *Engine) LocalPeers(now time.Time, h id.ID) []netip.AddrPort {
+	return e.peers.appendPeers(now, h, maxValues, e.rng, nil)
+}

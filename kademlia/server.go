@@ -164,6 +164,10 @@ func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
 		if !e.handleSync(now, from, q, r) {
 			return
 		}
+	case krpc.MethodKeys:
+		if !e.handleKeys(now, from, q, r) {
+			return
+		}
 	case krpc.MethodListen:
 		if !e.handleListen(now, from, q, r) {
 			return

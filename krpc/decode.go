@@ -37,6 +37,8 @@ func ParseMethod(name []byte) Method {
 		return MethodListen
 	case "dk_notify":
 		return MethodNotify
+	case "dk_keys":
+		return MethodKeys
 	}
 	return MethodUnknown
 }

@@ -42,6 +42,7 @@ const (
 	MethodBye    // dk_bye: the sender is leaving the network
 	MethodListen // dk_listen: tell the sender of each new version of a key
 	MethodNotify // dk_notify: a key the receiver listens to has a new version
+	MethodKeys   // dk_keys: list the keys the receiver stores, bucket by bucket
 	NumMethods
 )
 
@@ -60,6 +61,7 @@ var methodNames = [NumMethods]string{
 	MethodBye:              "dk_bye",
 	MethodListen:           "dk_listen",
 	MethodNotify:           "dk_notify",
+	MethodKeys:             "dk_keys",
 }
 
 func (m Method) String() string {

@@ -29,6 +29,7 @@ type BEP5 struct {
 	n       int  // contacts, replacements excluded
 	rand    io.Reader
 	clock   clock
+	probes  probes
 	buckets []bucket
 
 	div        Diversity // see diversity.go
@@ -352,7 +353,8 @@ func (t *BEP5) fill(b *bucket) {
 
 // Failed implements Table. A contact that turns bad gives its place to the
 // freshest replacement at once; with no replacement it stays, left out of
-// Closest, until a newcomer takes its place.
+// Closest but probed (Probe), until it answers or a newcomer takes its
+// place.
 func (t *BEP5) Failed(now time.Time, x id.ID) {
 	ts := t.clock.at(now)
 	b := &t.buckets[t.index(x)]
@@ -361,21 +363,45 @@ func (t *BEP5) Failed(now time.Time, x id.ID) {
 		if e.flags&flagPinging != 0 {
 			b.pingAt = never
 		}
-		e.fail()
-		if e.bad() && len(b.repl) > 0 {
+		e.fail(ts, t.rand)
+		if !e.bad() {
+			return
+		}
+		if len(b.repl) > 0 {
 			b.contacts = slices.Delete(b.contacts, i, i+1)
 			t.n--
 			t.fill(b)
 			b.changed = ts
+			return
 		}
+		t.probes.due(e.next())
 		return
 	}
 	if i := find(b.repl, x); i >= 0 {
-		if b.repl[i].fail(); b.repl[i].bad() {
+		if b.repl[i].fail(ts, nil); b.repl[i].bad() {
 			b.repl = slices.Delete(b.repl, i, i+1)
 		}
 	}
 }
+
+// Probe implements Table.
+func (t *BEP5) Probe(now time.Time, n int, dst []Contact) []Contact {
+	ts := t.clock.at(now)
+	due := t.probes.scan(ts, n, t.rand, func(f func(*entry)) {
+		for bi := range t.buckets {
+			for i := range t.buckets[bi].contacts {
+				f(&t.buckets[bi].contacts[i])
+			}
+		}
+	})
+	for _, e := range due {
+		dst = append(dst, t.clock.contact(e))
+	}
+	return dst
+}
+
+// NextProbe implements Table.
+func (t *BEP5) NextProbe() (time.Time, bool) { return t.probes.at(&t.clock) }
 
 // Remove implements Table. The freshest replacement takes the place.
 func (t *BEP5) Remove(x id.ID) {
@@ -564,7 +590,7 @@ func (t *BEP5) slower(es []entry, ne *entry) int {
 			w = i
 		}
 	}
-	if w < 0 || ne.rtt*4 > es[w].rtt*3 {
+	if w < 0 || int64(ne.rtt)*4 > int64(es[w].rtt)*3 {
 		return -1
 	}
 	return w

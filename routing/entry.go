@@ -1,6 +1,8 @@
 package routing
 
 import (
+	"crypto/rand"
+	"io"
 	"math"
 	"net/netip"
 	"time"
@@ -24,6 +26,23 @@ const GoodFor = 15 * time.Minute
 // the wait only matters when an engine drops a requested ping on the floor.
 const PingWait = 30 * time.Second
 
+// Probing bad contacts. A contact that turned bad is not forgotten: the
+// table asks the engine to ping it again (Probe), first ProbeMin after it
+// turned bad, then at doubling intervals up to ProbeMax, each stretched by
+// up to a quarter at random so that the nodes of one side of a healed
+// partition do not all probe at once. Its answer makes it good again (an
+// answer always clears failures). Without this, a partition that healed
+// would leave both sides calling each other bad forever: a bad contact is
+// left out of Closest, so nothing else would ever query it.
+//
+// ProbeMax bounds both the cost of a dead contact (one ping per ProbeMax)
+// and the time the tables take to see a healed partition: about ProbeMax,
+// since one answer on either side is enough for lookups to cross again.
+const (
+	ProbeMin = 5 * time.Second
+	ProbeMax = 30 * time.Second
+)
+
 // never marks a time that has not happened yet (a bucket never changed).
 const never = math.MinInt64
 
@@ -46,7 +65,21 @@ type entry struct {
 	flags    uint8
 	fails    uint8 // consecutive unanswered queries, saturating
 	lastSeen int64 // clock time of its last answer or query, when flagSeen
-	rtt      int64 // smoothed round-trip time in nanoseconds; 0 when unknown
+	rtt      int32 // smoothed round-trip time in microseconds; 0 when unknown
+	probeAt  int32 // when bad: the clock time of its next probe, in probeUnits
+}
+
+// probeUnit is the resolution of probe times: a quarter of a second keeps
+// entry.probeAt in 32 bits for 17 years of a table's life.
+const probeUnit = int64(250 * time.Millisecond)
+
+// next is the clock time of e's next probe.
+func (e *entry) next() int64 { return int64(e.probeAt) * probeUnit }
+
+// schedule sets e's next probe to now plus the back-off of fails failures.
+func (e *entry) schedule(now int64, fails int, r io.Reader) {
+	u := (now + probeDelay(fails, probe16(r)) + probeUnit - 1) / probeUnit
+	e.probeAt = int32(min(u, math.MaxInt32))
 }
 
 // newEntry returns the entry of a node first heard of now.
@@ -86,12 +119,14 @@ func (e *entry) bad() bool { return e.fails >= BadFails }
 // state classifies e by BEP 5's rule as of now. Good needs an answer to one
 // of our queries at some time, and an answer or a query from it within
 // GoodFor: since lastSeen is the later of the two, one comparison covers
-// both of BEP 5's cases.
+// both of BEP 5's cases. A contact that left our last query unanswered is
+// questionable until it answers again or fails once more (SWIM's
+// suspicion: still used, no longer trusted).
 func (e *entry) state(now int64) State {
 	switch {
 	case e.bad():
 		return Bad
-	case e.flags&flagResponded != 0 && e.flags&flagSeen != 0 && now-e.lastSeen < int64(GoodFor):
+	case e.fails == 0 && e.flags&flagResponded != 0 && e.flags&flagSeen != 0 && now-e.lastSeen < int64(GoodFor):
 		return Good
 	}
 	return Questionable
@@ -114,20 +149,110 @@ func (e *entry) seen(now int64, how Source, rtt time.Duration) {
 		e.flags &^= flagPinging
 	}
 	if rtt > 0 {
+		us := int32(min(max(rtt.Microseconds(), 1), math.MaxInt32))
 		if e.rtt == 0 {
-			e.rtt = int64(rtt)
+			e.rtt = us
 		} else {
 			// EWMA with gain 1/8, as TCP's SRTT (RFC 6298).
-			e.rtt += (int64(rtt) - e.rtt) / 8
+			e.rtt += (us - e.rtt) / 8
 		}
 	}
 }
 
-func (e *entry) fail() {
+// fail records an unanswered query at now. A contact that is bad after it
+// gets its next probe time: ProbeMin after its BadFails-th failure,
+// doubling with each failure since, at most ProbeMax, plus a jitter of up
+// to a quarter of that drawn from r (the table's generator, so that a
+// seeded engine stays deterministic).
+func (e *entry) fail(now int64, r io.Reader) {
 	if e.fails < math.MaxUint8 {
 		e.fails++
 	}
 	e.flags &^= flagPinging
+	if e.bad() {
+		e.schedule(now, int(e.fails), r)
+	}
+}
+
+// ProbeDelay is the wait before the next probe of a contact that has
+// failed fails queries in a row (BadFails or more): ProbeMin doubled per
+// failure beyond BadFails, at most ProbeMax, plus rnd/2^16 of a quarter of
+// it (rnd in [0, 1<<16), drawn from the engine's generator). Chord's
+// successor list uses it too, so that both protocols back off alike.
+func ProbeDelay(fails int, rnd uint32) time.Duration {
+	return time.Duration(probeDelay(fails, rnd))
+}
+
+func probeDelay(fails int, rnd uint32) int64 {
+	d := int64(ProbeMin) << min(max(fails-BadFails, 0), 16)
+	d = min(d, int64(ProbeMax))
+	return d + d/4*int64(rnd&0xffff)/(1<<16)
+}
+
+// probe16 draws the jitter of a probe from r: 16 bits, 0 when r fails.
+func probe16(r io.Reader) uint32 {
+	var b [2]byte
+	if r == nil {
+		r = rand.Reader
+	}
+	if _, err := io.ReadFull(r, b[:]); err != nil {
+		return 0
+	}
+	return uint32(b[0])<<8 | uint32(b[1])
+}
+
+// probes tracks when a table's next probe is due: a lower bound on the
+// probe times of its bad contacts, so that Probe scans the table only when
+// a probe may be due and NextProbe costs nothing.
+type probes struct {
+	next int64 // math.MaxInt64: no bad contact
+	init bool
+}
+
+func (p *probes) lower() int64 {
+	if !p.init {
+		return math.MaxInt64
+	}
+	return p.next
+}
+
+// at is lower as a time of c, false when no contact is bad.
+func (p *probes) at(c *clock) (time.Time, bool) {
+	v := p.lower()
+	if v == math.MaxInt64 {
+		return time.Time{}, false
+	}
+	return c.time(v), true
+}
+
+// due records a bad contact's probe time.
+func (p *probes) due(at int64) {
+	if !p.init || at < p.next {
+		p.next, p.init = at, true
+	}
+}
+
+// scan hands out, through take, the bad entries whose probe is due at now,
+// at most n of them, schedules the next probe of each as if this one
+// will fail (the engine reports the outcome; until then the contact is
+// not handed out again), and recomputes the lower bound. each walks the
+// table's entries.
+func (p *probes) scan(now int64, n int, r io.Reader, each func(func(e *entry))) (taken []*entry) {
+	if now < p.lower() {
+		return nil
+	}
+	p.init = false
+	each(func(e *entry) {
+		if !e.bad() || e.flags&flagRemoved != 0 {
+			return
+		}
+		if e.next() <= now && len(taken) < n {
+			taken = append(taken, e)
+			e.schedule(now, int(e.fails)+1, r)
+		}
+		p.due(e.next())
+	})
+	return taken
 }
 
 // fresher reports whether a was heard from more recently than b; entries
@@ -170,7 +295,7 @@ func (c *clock) contact(e *entry) Contact {
 		State:     e.state(c.now),
 		Responded: e.flags&flagResponded != 0,
 		Fails:     int(e.fails),
-		RTT:       time.Duration(e.rtt),
+		RTT:       time.Duration(e.rtt) * time.Microsecond,
 	}
 	if e.flags&flagSeen != 0 {
 		ct.LastSeen = c.time(e.lastSeen)

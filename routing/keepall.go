@@ -29,6 +29,7 @@ type KeepAll struct {
 	k       int
 	rand    io.Reader
 	clock   clock
+	probes  probes
 	entries []entry
 	index   map[id.ID]int32
 	sorted  []int32 // slots by id; may hold tombstones
@@ -115,14 +116,34 @@ func (t *KeepAll) Observe(now time.Time, x id.ID, addr netip.AddrPort, how Sourc
 	return Contact{}, false
 }
 
-// Failed implements Table. Bad nodes stay, out of Closest, until they
-// answer again.
+// Failed implements Table. Bad nodes stay, out of Closest but probed
+// (Probe), until they answer again.
 func (t *KeepAll) Failed(now time.Time, x id.ID) {
-	t.clock.at(now)
+	ts := t.clock.at(now)
 	if s, ok := t.index[x]; ok {
-		t.entries[s].fail()
+		e := &t.entries[s]
+		if e.fail(ts, t.rand); e.bad() {
+			t.probes.due(e.next())
+		}
 	}
 }
+
+// Probe implements Table.
+func (t *KeepAll) Probe(now time.Time, n int, dst []Contact) []Contact {
+	ts := t.clock.at(now)
+	due := t.probes.scan(ts, n, t.rand, func(f func(*entry)) {
+		for i := range t.entries {
+			f(&t.entries[i])
+		}
+	})
+	for _, e := range due {
+		dst = append(dst, t.clock.contact(e))
+	}
+	return dst
+}
+
+// NextProbe implements Table.
+func (t *KeepAll) NextProbe() (time.Time, bool) { return t.probes.at(&t.clock) }
 
 // Remove implements Table.
 func (t *KeepAll) Remove(x id.ID) {

@@ -106,6 +106,18 @@ type Table interface {
 	Closest(target id.ID, n int, dst []Contact) []Contact
 	// Get returns the contact with the given id.
 	Get(id id.ID) (Contact, bool)
+	// Probe appends to dst up to n bad contacts whose next probe is due
+	// at now. The engine pings each and reports the outcome through
+	// Observe (an answer makes the contact good again) or Failed (which
+	// doubles the wait before the next probe, up to ProbeMax). A contact
+	// handed out is not handed out again before its next probe time even
+	// if the engine reports nothing. Bad contacts are kept for this: a
+	// table whose contacts all went bad in a partition or a load spike
+	// still knows whom to ask once the network is back.
+	Probe(now time.Time, n int, dst []Contact) []Contact
+	// NextProbe is the earliest time a probe may be due; false when no
+	// contact is bad.
+	NextProbe() (time.Time, bool)
 	// Refresh returns random targets inside buckets that have not changed
 	// for interval, and marks those buckets refreshed as of now.
 	Refresh(now time.Time, interval time.Duration, dst []id.ID) []id.ID

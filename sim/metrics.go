@@ -9,6 +9,7 @@ import (
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/kademlia"
 	"github.com/dhtkit/dhtkit/krpc"
+	"github.com/dhtkit/dhtkit/routing"
 )
 
 // measure collects the figures of a run as it goes.
@@ -194,6 +195,11 @@ type Report struct {
 	// are gone or silent.
 	RoutingCorrectness float64 `json:"routing_correctness"`
 	RoutingDead        float64 `json:"routing_dead"`
+	// RoutingFalseBad: the fraction of table entries marked bad (Chord:
+	// lost neighbours being probed) whose node is up and reachable, at
+	// the end of the run. After a partition heals it should fall to 0
+	// within about routing.ProbeMax.
+	RoutingFalseBad float64 `json:"routing_false_bad"`
 
 	Joins   int `json:"joins"`
 	Leaves  int `json:"leaves"`
@@ -311,15 +317,19 @@ func (s *Sim) report(wall time.Duration) *Report {
 		}
 	}
 	r.LoadSamples = load
-	r.RoutingCorrectness, r.RoutingDead = s.tableQuality(1000)
+	r.RoutingCorrectness, r.RoutingDead, r.RoutingFalseBad = s.tableQuality(1000)
 	return r
 }
 
 // tableQuality samples up to n reachable live nodes and compares their
 // tables with the truth.
-func (s *Sim) tableQuality(n int) (correct, dead float64) {
+func (s *Sim) tableQuality(n int) (correct, dead, falseBad float64) {
 	rng := s.rngWork
-	var found, want, entries, gone int
+	var found, want, entries, gone, wrongBad int
+	alive := func(c krpc.NodeInfo) bool {
+		j := indexOf(c.Addr)
+		return j >= 0 && s.nodes[j].reachable() && s.nodes[j].id == c.ID
+	}
 	var truth []ref
 	for range n {
 		i := s.randomUp(rng, true)
@@ -343,6 +353,12 @@ func (s *Sim) tableQuality(n int) (correct, dead float64) {
 					gone++
 				}
 			}
+			for _, c := range ce.Lost() {
+				entries++
+				if alive(c) {
+					wrongBad++
+				}
+			}
 			continue
 		}
 		truth = s.idx.closest(self, s.cfg.K, func(x int32) bool { return x != i && s.nodes[x].reachable() }, truth[:0])
@@ -359,6 +375,9 @@ func (s *Sim) tableQuality(n int) (correct, dead float64) {
 				if j := indexOf(c.Addr); j < 0 || !s.nodes[j].up() || s.nodes[j].id != c.ID {
 					gone++
 				}
+				if c.State == routing.Bad && alive(krpc.NodeInfo{ID: c.ID, Addr: c.Addr}) {
+					wrongBad++
+				}
 			}
 		}
 	}
@@ -367,8 +386,9 @@ func (s *Sim) tableQuality(n int) (correct, dead float64) {
 	}
 	if entries > 0 {
 		dead = round3(float64(gone) / float64(entries))
+		falseBad = round3(float64(wrongBad) / float64(entries))
 	}
-	return correct, dead
+	return correct, dead, falseBad
 }
 
 // quantile is the nearest-rank quantile of sorted values.

@@ -11,11 +11,14 @@ import (
 	"net/url"
 	"strings"
 	"syscall"
+	"time"
 )
 
-// api talks to a running node's HTTP API (--api, $DHTKIT_API).
+// api talks to a running node's HTTP API (--api, $DHTKIT_API): one
+// endpoint, or several separated by commas, tried in order (failover).
 type api struct {
-	base   string
+	bases  []string // "http://HOST:PORT", without a trailing slash
+	chose  string   // the endpoint that answered, once one has
 	hc     *http.Client
 	token  string
 	err    error       // reading the token failed: every request reports it
@@ -25,9 +28,41 @@ type api struct {
 func (g *globals) apiClient() *api {
 	// One command makes a request or two: no connection is worth keeping.
 	tr := &http.Transport{Proxy: http.ProxyFromEnvironment, DisableKeepAlives: true}
-	a := &api{base: strings.TrimRight(g.api, "/"), hc: &http.Client{Transport: tr}}
+	a := &api{bases: parseAPI(g.api), hc: &http.Client{Transport: tr}}
 	a.token, a.err = g.apiToken()
 	return a
+}
+
+// parseAPI splits --api into endpoints, each a URL or a HOST:PORT (which
+// means http://HOST:PORT).
+func parseAPI(s string) []string {
+	var out []string
+	for _, b := range strings.Split(s, ",") {
+		b = strings.TrimRight(strings.TrimSpace(b), "/")
+		if b == "" {
+			continue
+		}
+		if !strings.Contains(b, "://") {
+			b = "http://" + b
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+// checkAPI validates --api: a usage error names the bad endpoint.
+func checkAPI(s string) error {
+	bases := parseAPI(s)
+	if len(bases) == 0 {
+		return usageError("--api is empty: want a URL or HOST:PORT of a node's HTTP API, or several separated by commas")
+	}
+	for _, b := range bases {
+		u, err := url.Parse(b)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			return usageError("--api %q: want a URL such as http://127.0.0.1:6880 or a HOST:PORT such as 127.0.0.1:6880", b)
+		}
+	}
+	return nil
 }
 
 // keyPath is the API path of key, escaped so that any key round-trips.
@@ -42,13 +77,21 @@ func (a *api) do(ctx context.Context, method, path string, body io.Reader, conte
 
 // doSized is do with the body's length known (-1: unknown), so that the
 // node can refuse a value over its limit before it is sent.
+//
+// With several endpoints, the first one that accepts a connection serves
+// the command: an endpoint that refuses one is skipped before any byte of
+// the body is read, so that even standard input can fail over.
 func (a *api) doSized(ctx context.Context, method, path string, body io.Reader, contentType string, size int64) (*http.Response, error) {
 	if a.err != nil {
 		return nil, a.err
 	}
-	req, err := http.NewRequestWithContext(ctx, method, a.base+path, body)
+	base, err := a.pick(ctx)
 	if err != nil {
-		return nil, usageError("--api %q: %v", a.base, err)
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, method, base+path, body)
+	if err != nil {
+		return nil, usageError("--api %q: %v", base, err)
 	}
 	for k, vs := range a.header {
 		req.Header[k] = vs
@@ -68,15 +111,56 @@ func (a *api) doSized(ctx context.Context, method, path string, body io.Reader, 
 	resp, err := a.hc.Do(req)
 	if err != nil {
 		if errors.Is(err, syscall.ECONNREFUSED) || isDialError(err) {
-			return nil, fmt.Errorf("no dhtkit node answers at %s: start one with `dhtkit node`, or point --api (or DHTKIT_API) at one", a.base)
+			return nil, a.noNode()
 		}
-		return nil, fmt.Errorf("%s %s: %w", method, a.base+path, err)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("%s %s: %w", method, base+path, err)
 	}
 	if resp.StatusCode/100 == 2 || resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusNotModified {
 		return resp, nil
 	}
 	defer resp.Body.Close()
 	return nil, apiError(resp)
+}
+
+// pick returns the endpoint to use: the only one, else the first that
+// accepts a TCP connection within a few seconds.
+func (a *api) pick(ctx context.Context) (string, error) {
+	if a.chose != "" {
+		return a.chose, nil
+	}
+	if len(a.bases) == 1 {
+		a.chose = a.bases[0]
+		return a.chose, nil
+	}
+	for _, b := range a.bases {
+		u, err := url.Parse(b)
+		if err != nil {
+			continue
+		}
+		host := u.Host
+		if u.Port() == "" {
+			host = net.JoinHostPort(u.Hostname(), map[string]string{"https": "443"}[u.Scheme]+map[string]string{"http": "80"}[u.Scheme])
+		}
+		dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		c, err := (&net.Dialer{}).DialContext(dctx, "tcp", host)
+		cancel()
+		if err == nil {
+			c.Close()
+			a.chose = b
+			return b, nil
+		}
+		if ctx.Err() != nil {
+			return "", ctx.Err()
+		}
+	}
+	return "", a.noNode()
+}
+
+func (a *api) noNode() error {
+	return fmt.Errorf("no dhtkit node answers at %s: start one with `dhtkit node`, or point --api (or DHTKIT_API) at one", strings.Join(a.bases, ", "))
 }
 
 func isDialError(err error) bool {

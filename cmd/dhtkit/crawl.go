@@ -16,6 +16,11 @@ import (
 	"github.com/dhtkit/dhtkit/krpc"
 )
 
+// tableBits is how many of a node's buckets the crawl reads, nearest
+// last: a network of N nodes fills about log2(N/8)+1 of them, so 20 covers
+// millions of nodes.
+const tableBits = 20
+
 // crawlReport is what crawl prints.
 type crawlReport struct {
 	Network            string  `json:"network"`
@@ -133,38 +138,69 @@ sample of its infohashes (BEP 51) and prints the counts.`,
 
 			// Sample every node heard of, not only those that answered a
 			// lookup: a node a slow lookup passed over is still asked, and
-			// counts as found when it answers.
-			c.mu.Lock()
-			addrs := make([]netip.AddrPort, 0, len(c.seen))
-			for _, a := range c.seen {
-				addrs = append(addrs, a)
-			}
-			c.mu.Unlock()
+			// counts as found when it answers. The answers list nodes of
+			// their own (BEP 51), so sampling goes on in rounds until a
+			// round turns up no node not asked yet; a node that did not
+			// answer is asked once more in the next round. The crawl thus
+			// ends on what it found, not on how fast the machine is.
 			samples := make(map[id.ID]bool)
+			asked := make(map[netip.AddrPort]int) // queries sent to each address
+			answered := make(map[netip.AddrPort]bool)
 			var mu sync.Mutex
-			sem := make(chan struct{}, parallel)
-			var wg sync.WaitGroup
-			for _, a := range addrs {
-				sem <- struct{}{}
-				wg.Go(func() {
-					defer func() { <-sem }()
-					res, err := n.SampleInfohashes(ctx, a, id.Random(nil))
-					mu.Lock()
-					defer mu.Unlock()
-					var re *kademlia.RemoteError
-					switch {
-					case errors.As(err, &re) && re.Code == krpc.CodeMethodUnknown:
-						rep.SampleUnsupported++
-					case err == nil:
-						rep.SampledNodes++
-						rep.InfohashesReported += res.Num
-						for _, s := range res.Samples {
-							samples[s] = true
-						}
+			for ctx.Err() == nil {
+				var addrs []netip.AddrPort
+				var ids []id.ID
+				c.mu.Lock()
+				for x, a := range c.seen {
+					if !answered[a] && asked[a] < 2 {
+						addrs, ids = append(addrs, a), append(ids, x)
 					}
-				})
+				}
+				c.mu.Unlock()
+				if len(addrs) == 0 {
+					break
+				}
+				sem := make(chan struct{}, parallel)
+				var wg sync.WaitGroup
+				for i, a := range addrs {
+					asked[a]++
+					sem <- struct{}{}
+					wg.Go(func() {
+						defer func() { <-sem }()
+						// The target is the node's own id: its answer lists
+						// its neighbours, who know the nodes few others do.
+						res, err := n.SampleInfohashes(ctx, a, ids[i])
+						if err == nil {
+							// Then one target in each of its nearer buckets
+							// (its id with bit b flipped): an answer lists that
+							// bucket's contacts, so the walk reads the node's
+							// whole table, not only its neighbourhood.
+							for b := range tableBits {
+								t := ids[i]
+								t[b/8] ^= 0x80 >> (b % 8)
+								n.SampleInfohashes(ctx, a, t) // the tap records what it lists
+							}
+						}
+						mu.Lock()
+						defer mu.Unlock()
+						var re *kademlia.RemoteError
+						switch {
+						case errors.As(err, &re) && re.Code == krpc.CodeMethodUnknown:
+							rep.SampleUnsupported++
+							answered[a] = true
+						case err == nil:
+							rep.SampledNodes++
+							answered[a] = true
+							rep.InfohashesReported += res.Num
+							for _, s := range res.Samples {
+								samples[s] = true
+							}
+						}
+					})
+				}
+				wg.Wait()
+				g.log.Debug("crawl sampling round", "asked", len(addrs))
 			}
-			wg.Wait()
 			rep.NodesSeen, rep.NodesResponded = c.counts()
 			rep.Infohashes = len(samples)
 			rep.Seconds = time.Since(start).Seconds()

@@ -12,8 +12,10 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -29,6 +31,7 @@ func newPutCmd(g *globals) *cobra.Command {
 		sign      bool
 		encryptTo string
 		key       string
+		asJSON    bool
 		heir      string
 	)
 	cmd := &cobra.Command{
@@ -38,7 +41,7 @@ func newPutCmd(g *globals) *cobra.Command {
 at --file, else standard input, streamed (any size: large values are split
 into verified chunks). It prints the version once a write quorum of the
 key's replicas holds it.`,
-		Args: cobra.RangeArgs(1, 2),
+		Args: keyArgs(1, 2, "KEY and an optional VALUE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var to *[32]byte
 			if encryptTo != "" {
@@ -67,6 +70,9 @@ key's replicas holds it.`,
 				}
 				body = f
 			default:
+				if g.isTerminal(os.Stdin) {
+					fmt.Fprintln(g.stderr, "dhtkit: reading the value from standard input; end it with Ctrl-D (or give VALUE or --file)")
+				}
 				body = os.Stdin
 			}
 			if heir != "" && !sign {
@@ -87,8 +93,8 @@ key's replicas holds it.`,
 				}
 				body, size, env = bytes.NewReader(sealed), int64(len(sealed)), e
 			}
-			if size > 0 && isTerminal(os.Stderr) {
-				p := newProgress(os.Stderr, "put "+args[0], size)
+			if size > progressAfter && g.isTerminal(g.stderr) {
+				p := newProgress(g.stderr, "put "+args[0], size)
 				defer p.done()
 				body = io.TeeReader(body, p)
 			}
@@ -105,11 +111,19 @@ key's replicas holds it.`,
 				return err
 			}
 			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return apiError(resp)
+			}
 			var out struct {
-				Version string `json:"version"`
+				Key     string     `json:"key"`
+				Version string     `json:"version"`
+				Expires *time.Time `json:"expires,omitempty"`
 			}
 			if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
 				return fmt.Errorf("reading the node's answer: %w", err)
+			}
+			if asJSON {
+				return json.NewEncoder(g.stdout).Encode(out)
 			}
 			fmt.Fprintln(g.stdout, out.Version)
 			return nil
@@ -118,11 +132,26 @@ key's replicas holds it.`,
 	f := cmd.Flags()
 	f.StringVar(&file, "file", "", "read the value from this file")
 	f.DurationVar(&ttl, "ttl", 0, "how long the value lives (default 24h)")
-	f.BoolVar(&sign, "sign", false, "sign the value with your identity (see `dhtkit key`)")
-	f.StringVar(&encryptTo, "encrypt-to", "", "encrypt the value to this public key (the \"encrypt\" key of `dhtkit key`)")
+	f.BoolVar(&sign, "sign", false, "sign the value with your identity (see: dhtkit key)")
+	f.StringVar(&encryptTo, "encrypt-to", "", "encrypt the value to this public key (the \"encrypt\" key that dhtkit key prints)")
 	f.StringVar(&key, "key", "", "identity file (default $DHTKIT_KEY, else in your configuration directory)")
+	f.BoolVar(&asJSON, "json", false, `print {"key","version","expires"} as JSON`)
 	f.StringVar(&heir, "heir", "", "with --sign: the \"sign\" key that may sign the key's next versions (rotating your signing key)")
 	return cmd
+}
+
+// keyArgs checks a data command's arguments: between min and max of them,
+// the first a KEY that is not empty.
+func keyArgs(min, max int, names string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) < min || len(args) > max {
+			return usageError("%s wants %s (%s)", cmd.Name(), names, helpHint(cmd))
+		}
+		if len(args) > 0 && args[0] == "" {
+			return usageError("KEY must not be empty (%s)", helpHint(cmd))
+		}
+		return nil
+	}
 }
 
 // signOptions picks the version an owner signs a write of key with: newer
@@ -227,12 +256,18 @@ func (g *globals) open(key string, v []byte, keyPath string, signer ed25519.Publ
 }
 
 func newGetCmd(g *globals) *cobra.Command {
-	var out, key, signerHex string
+	var (
+		out, key, signerHex string
+		asJSON              bool
+	)
 	cmd := &cobra.Command{
 		Use:   "get KEY",
 		Short: "Print a value (exit status 3 if the key has none)",
-		Args:  args(1, "one KEY"),
+		Args:  keyArgs(1, 1, "one KEY"),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if asJSON && out != "" {
+				return usageError("give --json or --out, not both (%s)", helpHint(cmd))
+			}
 			var signer ed25519.PublicKey
 			path := keyPath(args[0])
 			if signerHex != "" {
@@ -251,6 +286,7 @@ func newGetCmd(g *globals) *cobra.Command {
 			if resp.StatusCode == http.StatusNotFound {
 				return notFound("%q has no value", args[0])
 			}
+			partial := resp.Header.Get("X-Dhtkit-Partial") == "true"
 			// A signed or encrypted value is opened before anything is
 			// written, --out created included. With --signer the value is
 			// checked here too: the node is not trusted to have done it.
@@ -283,36 +319,132 @@ func newGetCmd(g *globals) *cobra.Command {
 				}
 				body = bytes.NewReader(plain)
 			}
-			w, flush := terminalSafe(g.stdout) // a value must not drive the terminal
-			if out != "" {
-				f, err := os.Create(out)
-				if err != nil {
-					return fmt.Errorf("--out: %w", err)
+			stdout, flush := terminalSafe(g.stdout) // a value must not drive the terminal
+			tail := &tailWriter{w: stdout}
+			var w io.Writer = tail
+			var buf bytes.Buffer
+			var part *partFile
+			switch {
+			case asJSON:
+				w = &buf
+			case out != "":
+				// The value goes to a file beside --out, renamed into place
+				// once whole: an interrupted or failed get leaves no
+				// partial --out behind.
+				if part, err = createPart(out); err != nil {
+					return err
 				}
-				defer f.Close()
-				w = f
-				if resp.ContentLength > 0 && isTerminal(os.Stderr) {
-					p := newProgress(os.Stderr, "get "+args[0], resp.ContentLength)
-					defer p.done()
-					w = io.MultiWriter(f, p)
-				}
+				defer part.abort()
+				w = part
 			}
-			if _, err := io.Copy(w, body); err != nil {
+			if out != "" && g.isTerminal(g.stderr) && (resp.ContentLength < 0 || resp.ContentLength > progressAfter) {
+				p := newProgress(g.stderr, "get "+args[0], resp.ContentLength)
+				defer p.done()
+				w = io.MultiWriter(w, p)
+			}
+			if asJSON {
+				body = io.LimitReader(body, maxJSONValue+1)
+			}
+			n, err := io.Copy(w, body)
+			if err != nil {
 				return fmt.Errorf("get %q: the transfer broke off: %w", args[0], err)
+			}
+			if err := cmd.Context().Err(); err != nil {
+				return err
 			}
 			if err := flush(); err != nil {
 				return err
 			}
-			if resp.Header.Get("X-Dhtkit-Partial") == "true" {
+			if partial {
 				fmt.Fprintln(g.stderr, "dhtkit: warning: fewer replicas than the read quorum answered; this may not be the newest value")
+			}
+			switch {
+			case part != nil:
+				return part.commit()
+			case asJSON:
+				if n > maxJSONValue {
+					return fmt.Errorf("get %q: the value is larger than the %d MiB --json prints; use --out", args[0], maxJSONValue>>20)
+				}
+				v := getJSON{Key: args[0], Version: resp.Header.Get("X-Dhtkit-Version"), Size: n, Value: buf.Bytes(), Partial: partial}
+				if v.Version == "" {
+					v.Version = resp.Trailer.Get("X-Dhtkit-Version")
+				}
+				if utf8.Valid(v.Value) {
+					t := string(v.Value)
+					v.Text = &t
+				}
+				return json.NewEncoder(g.stdout).Encode(v)
+			case n > 0 && tail.last != '\n' && g.isTerminal(g.stdout):
+				fmt.Fprintln(g.stdout) // on a terminal, the prompt gets a line of its own
 			}
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&out, "out", "", "write the value to this file instead of standard output")
 	cmd.Flags().StringVar(&key, "key", "", "identity file, to read values encrypted to you")
-	cmd.Flags().StringVar(&signerHex, "signer", "", "fail unless this \"sign\" key (see `dhtkit key`) signed the value")
+	cmd.Flags().BoolVar(&asJSON, "json", false, `print {"key","version","size","value" (base64),"text" (when UTF-8),"partial"} as JSON`)
+	cmd.Flags().StringVar(&signerHex, "signer", "", "fail unless this \"sign\" key (see: dhtkit key) signed the value")
 	return cmd
+}
+
+// maxJSONValue is the largest value get --json prints (it is held in memory).
+const maxJSONValue = 16 << 20
+
+// getJSON is what get --json prints.
+type getJSON struct {
+	Key     string  `json:"key"`
+	Version string  `json:"version"`
+	Size    int64   `json:"size"`
+	Value   []byte  `json:"value"`
+	Text    *string `json:"text,omitempty"`
+	Partial bool    `json:"partial,omitempty"`
+}
+
+// tailWriter remembers the last byte written through it.
+type tailWriter struct {
+	w    io.Writer
+	last byte
+}
+
+func (t *tailWriter) Write(p []byte) (int, error) {
+	if len(p) > 0 {
+		t.last = p[len(p)-1]
+	}
+	return t.w.Write(p)
+}
+
+// partFile is a file written beside its destination and renamed into
+// place by commit; abort, after commit a no-op, removes it.
+type partFile struct {
+	*os.File
+	dst  string
+	done bool
+}
+
+func createPart(dst string) (*partFile, error) {
+	f, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".*.part")
+	if err != nil {
+		return nil, fmt.Errorf("--out: %w", err)
+	}
+	return &partFile{File: f, dst: dst}, nil
+}
+
+func (p *partFile) commit() error {
+	if err := p.Close(); err != nil {
+		return fmt.Errorf("--out: %w", err)
+	}
+	if err := os.Rename(p.Name(), p.dst); err != nil {
+		return fmt.Errorf("--out: %w", err)
+	}
+	p.done = true
+	return nil
+}
+
+func (p *partFile) abort() {
+	if !p.done {
+		p.Close()
+		os.Remove(p.Name())
+	}
 }
 
 // openChunked is open for a large signed value and its signature.
@@ -346,8 +478,9 @@ func isEnvelope(head []byte) bool {
 
 func newDelCmd(g *globals) *cobra.Command {
 	var (
-		sign bool
-		key  string
+		sign   bool
+		key    string
+		asJSON bool
 	)
 	cmd := &cobra.Command{
 		Use:   "del KEY",
@@ -355,7 +488,7 @@ func newDelCmd(g *globals) *cobra.Command {
 		Long: `del deletes KEY: a tombstone that beats every older write. A key put with
 --sign belongs to its signer: only del --sign with the owner's identity
 deletes it.`,
-		Args: args(1, "one KEY"),
+		Args: keyArgs(1, 1, "one KEY"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var body io.Reader
 			size := int64(-1)
@@ -382,10 +515,24 @@ deletes it.`,
 			if err != nil {
 				return err
 			}
-			resp.Body.Close()
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return apiError(resp)
+			}
+			if asJSON {
+				var out struct {
+					Key     string `json:"key"`
+					Deleted bool   `json:"deleted"`
+				}
+				if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+					return fmt.Errorf("reading the node's answer: %w", err)
+				}
+				return json.NewEncoder(g.stdout).Encode(out)
+			}
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, `print {"key","deleted"} as JSON`)
 	cmd.Flags().BoolVar(&sign, "sign", false, "sign the delete with your identity: the only delete of a key you put with --sign")
 	cmd.Flags().StringVar(&key, "key", "", "identity file (default $DHTKIT_KEY, else in your configuration directory)")
 	return cmd
@@ -396,7 +543,7 @@ func newWhereisCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "whereis KEY",
 		Short: `Print the nodes that hold KEY: "HOST:PORT NODEID VERSION" per line`,
-		Args:  args(1, "one KEY"),
+		Args:  keyArgs(1, 1, "one KEY"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var out struct {
 				Nodes []struct {
@@ -457,8 +604,9 @@ func newStatusCmd(g *globals) *cobra.Command {
 			if ext, ok := st["external"]; ok {
 				fmt.Fprintf(g.stdout, "external  %v\n", ext)
 			}
-			fmt.Fprintf(g.stdout, "uptime    %v\ncontacts  %v\nkeys      %v\nbytes     %v\n",
-				time.Duration(toFloat(st["uptime_s"])*float64(time.Second)).Round(time.Second), r["nodes"], s["keys"], s["bytes"])
+			keys := fmt.Sprintf("%v (values and the chunks of large ones)", s["keys"])
+			fmt.Fprintf(g.stdout, "uptime    %v\ncontacts  %v\nkeys      %s\nbytes     %s\n",
+				time.Duration(toFloat(st["uptime_s"])*float64(time.Second)).Round(time.Second), r["nodes"], keys, byteCount(int64(toFloat(s["bytes"]))))
 			if nk, ok := st["network_key"].(map[string]any); ok {
 				// The ids of the keys (the sealing one first), never the keys.
 				fmt.Fprintf(g.stdout, "net keys  %v (%v datagrams no key opened)\n", nk["ids"], nk["undecryptable"])
@@ -468,6 +616,21 @@ func newStatusCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the status as JSON")
 	return cmd
+}
+
+// byteCount is n in bytes, and in KiB, MiB or GiB when that is shorter
+// to read: "27224117 (26.0 MiB)".
+func byteCount(n int64) string {
+	const unit = 1 << 10
+	if n < unit {
+		return fmt.Sprintf("%d", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 2; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%d (%.1f %ciB)", n, float64(n)/float64(div), "KMG"[exp])
 }
 
 func toFloat(v any) float64 {
@@ -480,7 +643,7 @@ func newListenCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "listen KEY",
 		Short: "Print KEY's value each time it is written, until interrupted",
-		Args:  args(1, "one KEY"),
+		Args:  keyArgs(1, 1, "one KEY"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			resp, err := g.apiClient().do(cmd.Context(), http.MethodGet, "/v1/watch/"+strings.TrimPrefix(keyPath(args[0]), "/v1/keys/"), nil, "")
 			if err != nil {
@@ -519,31 +682,42 @@ func newListenCmd(g *globals) *cobra.Command {
 					fmt.Fprintf(out, "%s (%d bytes of binary data)\n", v.Version, v.Size)
 				}
 			}
-			if cmd.Context().Err() != nil {
-				return nil
+			if err := cmd.Context().Err(); err != nil {
+				return err // interrupted: exit 130 or 143
 			}
 			if err := sc.Err(); err != nil {
 				return fmt.Errorf("listen %q: the stream broke off: %w", args[0], err)
 			}
-			return nil
+			// The node ended the stream: it is shutting down.
+			return fmt.Errorf("listen %q: the node at %s stopped (it ended the stream); run listen again against a running node", args[0], resp.Request.URL.Host)
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print each event as a JSON line")
 	return cmd
 }
 
-// isTerminal reports whether f is a terminal, where a progress bar helps.
-func isTerminal(f *os.File) bool {
+// isTerminal reports whether w is a terminal, where a progress bar and
+// hints help.
+func isTerminal(w any) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
-// progress draws a one-line progress bar for a transfer of known size.
+// progressAfter is the smallest transfer that shows progress on a terminal.
+const progressAfter = 1 << 20
+
+// progress draws a one-line progress bar for a transfer; total < 0 when
+// the size is not known (a large value streamed from its chunks): then it
+// shows the bytes so far and the rate.
 type progress struct {
 	w     io.Writer
 	label string
 	total int64
-	done_ int64
+	n     int64
 	last  time.Time
 	start time.Time
 }
@@ -553,8 +727,8 @@ func newProgress(w io.Writer, label string, total int64) *progress {
 }
 
 func (p *progress) Write(b []byte) (int, error) {
-	p.done_ += int64(len(b))
-	if time.Since(p.last) > 100*time.Millisecond || p.done_ == p.total {
+	p.n += int64(len(b))
+	if time.Since(p.last) > 100*time.Millisecond || p.n == p.total {
 		p.last = time.Now()
 		p.draw()
 	}
@@ -562,14 +736,38 @@ func (p *progress) Write(b []byte) (int, error) {
 }
 
 func (p *progress) draw() {
+	rate := float64(p.n) / max(time.Since(p.start).Seconds(), 1e-3) / (1 << 20)
+	if p.total < 0 {
+		fmt.Fprintf(p.w, "\r%s %.1f MiB %.1f MiB/s", p.label, float64(p.n)/(1<<20), rate)
+		return
+	}
 	const width = 30
-	frac := float64(p.done_) / float64(max(p.total, 1))
-	n := int(frac * width)
-	rate := float64(p.done_) / max(time.Since(p.start).Seconds(), 1e-3) / (1 << 20)
-	fmt.Fprintf(p.w, "\r%s [%s%s] %3.0f%% %.1f MiB/s", p.label, strings.Repeat("=", n), strings.Repeat(" ", width-n), 100*frac, rate)
+	frac := float64(p.n) / float64(max(p.total, 1))
+	k := min(int(frac*width), width)
+	fmt.Fprintf(p.w, "\r%s [%s%s] %3.0f%% %.1f MiB/s", p.label, strings.Repeat("=", k), strings.Repeat(" ", width-k), 100*frac, rate)
 }
 
 func (p *progress) done() {
 	p.draw()
 	fmt.Fprintln(p.w)
+}
+
+// termCheck is the isTerminal every command starts with; tests replace it.
+var termCheck = isTerminal
+
+// dataCommand hides, in cmd's --help, the global flags a data command
+// does not use (they are shared with the protocol commands), so that its
+// help lists only what changes what it does.
+func dataCommand(cmd *cobra.Command) *cobra.Command {
+	help := cmd.HelpFunc()
+	cmd.SetHelpFunc(func(c *cobra.Command, args []string) {
+		for _, name := range []string{"bootstrap", "network", "timeout"} {
+			if f := c.InheritedFlags().Lookup(name); f != nil && !f.Hidden {
+				f.Hidden = true
+				defer func() { f.Hidden = false }()
+			}
+		}
+		help(c, args)
+	})
+	return cmd
 }

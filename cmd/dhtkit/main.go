@@ -18,6 +18,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -55,26 +56,64 @@ func notFound(format string, args ...any) error {
 }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		sig := <-sigs
+		signal.Stop(sigs) // a second signal ends the process at once
+		cancel(interrupted{sig.(syscall.Signal)})
+	}()
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
+	cancel(nil)
 	os.Exit(code)
 }
 
+// interrupted is the cause of the command's context when a signal ends it.
+type interrupted struct{ sig syscall.Signal }
+
+func (i interrupted) Error() string { return "interrupted by " + signalName(i.sig) }
+
+func signalName(sig syscall.Signal) string {
+	switch sig {
+	case syscall.SIGINT:
+		return "SIGINT"
+	case syscall.SIGTERM:
+		return "SIGTERM"
+	}
+	return sig.String()
+}
+
+// interruptStatus is the exit status of a command its context's end
+// stopped: 128 + the signal's number, the shell's convention (130 for
+// SIGINT, 143 for SIGTERM); a context canceled for another reason counts
+// as SIGINT.
+func interruptStatus(ctx context.Context) (int, string) {
+	var in interrupted
+	if errors.As(context.Cause(ctx), &in) {
+		return 128 + int(in.sig), in.Error()
+	}
+	return 128 + int(syscall.SIGINT), "interrupted"
+}
+
 // run executes the command line args and returns the exit status. A
-// canceled ctx (SIGINT, SIGTERM) is a clean shutdown: status 0.
+// command that ends cleanly when ctx ends (a node that handed its values
+// over) exits 0; one that fails or stops short because ctx ended (SIGINT,
+// SIGTERM) exits 130 or 143, after cleaning up, with one line that says so.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	g := &globals{stdout: stdout, stderr: stderr}
+	g := &globals{stdout: stdout, stderr: stderr, isTerminal: termCheck}
 	root := newRoot(g)
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	err := root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return exitOK
 	}
-	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-		return exitOK // interrupted: a clean shutdown
+	if ctx.Err() != nil {
+		code, why := interruptStatus(ctx)
+		fmt.Fprintf(stderr, "dhtkit: %s %s\n", cmd.Name(), why)
+		return code
 	}
 	msg := err.Error()
 	if !strings.HasPrefix(msg, "dhtkit: ") {
@@ -83,15 +122,29 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if isTerminalWriter(stderr) { // errors quote keys and node answers
 		msg = escapeString(msg)
 	}
-	fmt.Fprintln(stderr, msg)
 	var ee *exitError
-	if errors.As(err, &ee) {
+	switch {
+	case errors.As(err, &ee):
+		fmt.Fprintln(stderr, msg)
 		return ee.code
+	case isCobraUsage(err):
+		// cobra's own usage errors (unknown command, wrong argument
+		// count) get the hint every other usage error has.
+		fmt.Fprintf(stderr, "%s (%s)\n", msg, helpHint(cmd))
+		return exitUsage
 	}
-	if strings.HasPrefix(err.Error(), "unknown command") {
-		return exitUsage // cobra's own usage error
-	}
+	fmt.Fprintln(stderr, msg)
 	return exitFailure
+}
+
+// helpHint is the hint a usage error ends with: "see dhtkit put --help".
+func helpHint(cmd *cobra.Command) string { return "see " + cmd.CommandPath() + " --help" }
+
+// isCobraUsage reports whether err is one of cobra's own usage errors.
+func isCobraUsage(err error) bool {
+	m := err.Error()
+	return strings.HasPrefix(m, "unknown command") || strings.HasPrefix(m, "accepts ") ||
+		strings.HasPrefix(m, "requires at least") || strings.HasPrefix(m, "unknown flag")
 }
 
 // globals are the flags every command shares, and the streams.
@@ -102,6 +155,7 @@ type globals struct {
 	logFormat string
 	network   string
 	bootstrap []string
+	alone     bool // --bootstrap none
 	// networkKey is the key file of a private network with a key: the
 	// node and every short-lived client node seal with it.
 	networkKey string
@@ -110,7 +164,10 @@ type globals struct {
 	timeout    time.Duration
 
 	log *slog.Logger
-	tap func(kademlia.Direction, netip.AddrPort, *krpc.Msg) // crawl's observer
+	// isTerminal reports whether a stream is a terminal (progress bars,
+	// hints); tests replace it.
+	isTerminal func(any) bool
+	tap        func(kademlia.Direction, netip.AddrPort, *krpc.Msg) // crawl's observer
 }
 
 func newRoot(g *globals) *cobra.Command {
@@ -122,7 +179,11 @@ By default nodes join the private network "dhtkit"; --network mainline makes
 them standard BitTorrent DHT (BEP 5) nodes.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       buildVersion().String(),
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkNumbers(cmd); err != nil {
+				return err
+			}
 			return g.setup()
 		},
 	}
@@ -135,17 +196,19 @@ them standard BitTorrent DHT (BEP 5) nodes.`,
 	pf.StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
 	pf.StringVar(&g.network, "network", dhtkit.DefaultNetwork, `network name; "mainline" is the public BitTorrent DHT`)
 	pf.StringVar(&g.networkKey, "network-key", "", "key file of a private network with a network key (dhtkit network-key FILE makes one)")
-	pf.StringSliceVar(&g.bootstrap, "bootstrap", nil, "comma-separated host:port of nodes to join through")
-	pf.StringVar(&g.api, "api", api, "HTTP API of a running node (or $DHTKIT_API)")
+	pf.StringSliceVar(&g.bootstrap, "bootstrap", nil, `comma-separated host:port of nodes to join through; "none": a one-node network on purpose`)
+	pf.StringVar(&g.api, "api", api, "HTTP API of a running node: a URL or HOST:PORT, or several separated by commas, tried in order (or $DHTKIT_API)")
 	pf.StringVar(&g.tokenFile, "token", "", "file holding the HTTP API's token (or the token in $DHTKIT_TOKEN)")
 	pf.DurationVar(&g.timeout, "timeout", 30*time.Second, "how long a protocol command may take")
+	root.SetVersionTemplate("dhtkit {{.Version}}\n")
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
-		return usageError("%v (see dhtkit %s --help)", err, cmd.Name())
+		return usageError("%v (%s)", err, helpHint(cmd))
 	})
 	root.AddCommand(newNodeCmd(g), newPingCmd(g), newLookupCmd(g), newGetPeersCmd(g),
 		newAnnounceCmd(g), newCrawlCmd(g), newDemoCmd(g), newSimCmd(),
-		newPutCmd(g), newGetCmd(g), newDelCmd(g), newWhereisCmd(g), newStatusCmd(g), newListenCmd(g),
-		newItemCmd(g), newKeyCmd(g), newNetworkKeyCmd(g))
+		dataCommand(newPutCmd(g)), dataCommand(newGetCmd(g)), dataCommand(newDelCmd(g)), dataCommand(newWhereisCmd(g)),
+		dataCommand(newStatusCmd(g)), dataCommand(newListenCmd(g)),
+		newItemCmd(g), newKeyCmd(g), newNetworkKeyCmd(g), newVersionCmd(g), dataCommand(newKeysCmd(g)), dataCommand(newMembersCmd(g)))
 	return root
 }
 
@@ -166,6 +229,16 @@ func (g *globals) setup() error {
 	if g.network == "" {
 		return usageError("--network must not be empty")
 	}
+	if err := checkAPI(g.api); err != nil {
+		return err
+	}
+	if slices.Contains(g.bootstrap, "none") {
+		// --bootstrap none: a node alone on purpose, contacting nobody.
+		if len(g.bootstrap) != 1 {
+			return usageError("--bootstrap none stands alone: it means a one-node network; drop it or the addresses")
+		}
+		g.alone, g.bootstrap = true, nil
+	}
 	for _, b := range g.bootstrap {
 		if !strings.Contains(b, ":") {
 			return usageError("--bootstrap %q: want host:port", b)
@@ -178,7 +251,7 @@ func (g *globals) setup() error {
 func args(n int, names string) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if len(args) != n {
-			return usageError("%s wants %s (see dhtkit %s --help)", cmd.Name(), names, cmd.Name())
+			return usageError("%s wants %s (%s)", cmd.Name(), names, helpHint(cmd))
 		}
 		return nil
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/dhtkit/dhtkit/chord"
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/kademlia"
+	"github.com/dhtkit/dhtkit/routing"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -41,7 +42,9 @@ func testNetwork(t *testing.T, n int) []*dhtkit.Node {
 	kc.TrustLoopback = true // every node shares 127.0.0.1
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	nodes := make([]*dhtkit.Node, n)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// Generous: on a busy machine 200 joins take far longer than on an
+	// idle one, and a join that times out fails the test for nothing.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	for i := range nodes {
 		node, err := dhtkit.Listen(ctx, dhtkit.Config{Listen: "127.0.0.1:0", Kademlia: kc, Logger: quiet})
@@ -147,9 +150,43 @@ func TestErrors(t *testing.T) {
 		{[]string{"node", "--protocol", "chord", "--network", "mainline"}, exitUsage, "cannot join --network mainline"},
 		{[]string{"node", "--protocol", "pastry"}, exitUsage, "want kademlia or chord"},
 		{[]string{"node", "--no-such-flag"}, exitUsage, "unknown flag"},
+		{[]string{"node", "--bootstrap", "none,127.0.0.1:1"}, exitUsage, "--bootstrap none stands alone"},
 		{[]string{"frobnicate"}, exitUsage, "unknown command"},
 		{[]string{"demo", "--nodes", "1"}, exitUsage, "at least 2"},
 		{[]string{"ping", "--log-level", "loud", "127.0.0.1:1"}, exitUsage, "--log-level"},
+		// Issue 14: usage errors agree (exit 2, one line, a hint that
+		// names the command), empty keys and out-of-range numbers included.
+		{[]string{"frobnicate"}, exitUsage, "(see dhtkit --help)"},
+		{[]string{"node", "--no-such-flag"}, exitUsage, "(see dhtkit node --help)"},
+		{[]string{"--version", "--no-such-flag"}, exitUsage, "(see dhtkit --help)"},
+		{[]string{"put"}, exitUsage, "put wants KEY and an optional VALUE (see dhtkit put --help)"},
+		{[]string{"put", "k", "v", "w"}, exitUsage, "see dhtkit put --help"},
+		{[]string{"get"}, exitUsage, "get wants one KEY (see dhtkit get --help)"},
+		{[]string{"item", "put"}, exitUsage, "see dhtkit item put --help"},
+		{[]string{"put", "", "v", "--api", "http://127.0.0.1:1"}, exitUsage, "KEY must not be empty"},
+		{[]string{"get", "", "--api", "http://127.0.0.1:1"}, exitUsage, "KEY must not be empty"},
+		{[]string{"del", "", "--api", "http://127.0.0.1:1"}, exitUsage, "KEY must not be empty"},
+		{[]string{"whereis", "", "--api", "http://127.0.0.1:1"}, exitUsage, "KEY must not be empty"},
+		{[]string{"listen", "", "--api", "http://127.0.0.1:1"}, exitUsage, "KEY must not be empty"},
+		{[]string{"put", "k", "v", "--ttl", "-5s"}, exitUsage, "--ttl -5s: want a positive duration"},
+		{[]string{"put", "k", "v", "--ttl", "0"}, exitUsage, "--ttl 0s: want a positive duration"},
+		{[]string{"node", "--replicas", "0"}, exitUsage, "--replicas 0"},
+		{[]string{"node", "--replicas", "-3"}, exitUsage, "--replicas -3"},
+		{[]string{"node", "--max-bytes", "-1"}, exitUsage, "--max-bytes -1"},
+		{[]string{"node", "--max-per-source", "0"}, exitUsage, "--max-per-source 0"},
+		{[]string{"crawl", "--duration", "0s"}, exitUsage, "--duration 0s"},
+		{[]string{"crawl", "--parallel", "0"}, exitUsage, "--parallel 0"},
+		{[]string{"ping", "--timeout", "-1s", "127.0.0.1:1"}, exitUsage, "--timeout -1s"},
+		{[]string{"announce", id.FromString("a").String(), "--port", "70000"}, exitUsage, "--port 70000"},
+		{[]string{"demo", "--http-port", "-2"}, exitUsage, "--http-port -2"},
+		{[]string{"sim", "--loss", "1.5"}, exitUsage, "--loss 1.5"},
+		{[]string{"sim", "--nodes", "0"}, exitUsage, "--nodes 0"},
+		{[]string{"item", "put", "v", "--seq", "-1"}, exitUsage, "--seq -1"},
+		{[]string{"get", "k", "--api", "ftp://x"}, exitUsage, "--api"},
+		{[]string{"get", "k", "--api", ""}, exitUsage, "--api is empty"},
+		{[]string{"get", "k", "--json", "--out", "f"}, exitUsage, "--json or --out"},
+		// Several endpoints, none answering: all are named.
+		{[]string{"get", "k", "--api", "127.0.0.1:1,http://127.0.0.1:2"}, exitFailure, "no dhtkit node answers at http://127.0.0.1:1, http://127.0.0.1:2"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -159,6 +196,9 @@ func TestErrors(t *testing.T) {
 			}
 			if n := strings.Count(errs, "\n"); n != 1 || strings.Contains(errs, "goroutine") {
 				t.Errorf("stderr is not one line: %q", errs)
+			}
+			if n := strings.Count(errs, "dhtkit:"); n != 1 || strings.Contains(errs, "dhtkit dhtkit") {
+				t.Errorf("stderr does not say dhtkit: exactly once: %q", errs)
 			}
 		})
 	}
@@ -251,7 +291,8 @@ func TestCrawlFindsTheNetwork(t *testing.T) {
 		t.Skip("200 nodes: skipped with -short")
 	}
 	nodes := testNetwork(t, 200)
-	code, out, errs := dhtkitCmd(t, "crawl", "--json", "--duration", "30s", "--bootstrap="+nodes[117].Addr().String())
+	waitConnected(t, nodes, 117, 2*time.Minute)
+	code, out, errs := dhtkitCmd(t, "crawl", "--json", "--duration", "2m", "--bootstrap="+nodes[117].Addr().String())
 	if code != 0 {
 		t.Fatalf("crawl: exit %d, stderr %s", code, errs)
 	}
@@ -262,6 +303,100 @@ func TestCrawlFindsTheNetwork(t *testing.T) {
 	t.Logf("crawl of 200 nodes: %d seen, %d answered, %d lookups, %.1fs", rep.NodesSeen, rep.NodesResponded, rep.Lookups, rep.Seconds)
 	if rep.NodesResponded < 190 {
 		t.Errorf("crawl found %d of 200 nodes, want at least 95%%", rep.NodesResponded)
+	}
+}
+
+// waitConnected waits until every node can be reached from nodes[from]
+// by following routing-table contacts: the network a crawl starting
+// there can find. On a busy machine a joining node's queries can time out
+// and leave it outside every table it can be reached through; such a node
+// joins again (through a reachable node), as a real node's refresh would
+// make it do, until the condition holds or timeout passes.
+func waitConnected(t *testing.T, nodes []*dhtkit.Node, from int, timeout time.Duration) {
+	t.Helper()
+	byID := make(map[id.ID]*dhtkit.Node, len(nodes))
+	for _, n := range nodes {
+		byID[n.ID()] = n
+	}
+	deadline := time.Now().Add(timeout)
+	for rounds := 0; ; rounds++ {
+		reached := map[id.ID]bool{nodes[from].ID(): true}
+		queue := []*dhtkit.Node{nodes[from]}
+		for len(queue) > 0 {
+			n := queue[0]
+			queue = queue[1:]
+			for _, b := range n.Routing() {
+				for _, c := range b.Contacts {
+					if m, ok := byID[c.ID]; ok && !reached[c.ID] && c.State != routing.Bad {
+						reached[c.ID] = true
+						queue = append(queue, m)
+					}
+				}
+			}
+		}
+		var lost []*dhtkit.Node
+		for _, n := range nodes {
+			if !reached[n.ID()] {
+				lost = append(lost, n)
+			}
+		}
+		if len(lost) == 0 {
+			if rounds > 0 {
+				t.Logf("every node reachable after %d rejoin rounds", rounds)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d nodes still unreachable from node %d after %v", len(lost), len(nodes), from, timeout)
+		}
+		t.Logf("%d nodes unreachable from node %d: they join again", len(lost), from)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		for _, n := range lost {
+			_ = n.Bootstrap(ctx, nodes[from].Addr()) // a failure is retried next round
+		}
+		cancel()
+	}
+}
+
+// TestNodeStartSaysWhetherAlone: a node without --bootstrap says at start
+// that it waits for others and how to join or run alone; --bootstrap none
+// says it runs alone on purpose.
+func TestNodeStartSaysWhetherAlone(t *testing.T) {
+	for _, tt := range []struct {
+		flags []string
+		want  []string // in the second line of stdout
+	}{
+		{nil, []string{"no --bootstrap", "1 other node(s)", "--bootstrap none"}},
+		{[]string{"--bootstrap", "none"}, []string{"alone on purpose"}},
+	} {
+		t.Run(strings.Join(append([]string{"node"}, tt.flags...), " "), func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			pr, pw := io.Pipe()
+			done := make(chan int)
+			go func() {
+				args := append([]string{"node", "--listen", "127.0.0.1:0", "--http", "off", "--log-level", "warn"}, tt.flags...)
+				done <- run(ctx, args, pw, io.Discard)
+				pw.Close()
+			}()
+			r := bufio.NewReader(pr)
+			if _, err := r.ReadString('\n'); err != nil {
+				t.Fatal(err)
+			}
+			line, err := r.ReadString('\n')
+			if err != nil {
+				t.Fatal(err)
+			}
+			go io.Copy(io.Discard, pr)
+			for _, w := range tt.want {
+				if !strings.Contains(line, w) {
+					t.Errorf("start line %q lacks %q", line, w)
+				}
+			}
+			cancel()
+			if code := <-done; code != 0 {
+				t.Fatalf("node exited %d after cancel, want 0", code)
+			}
+		})
 	}
 }
 

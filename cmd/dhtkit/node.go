@@ -67,7 +67,7 @@ through its well-known routers.`,
 				}
 			}
 			bootstrap := g.bootstrap
-			if g.network == dhtkit.Mainline && len(bootstrap) == 0 {
+			if g.network == dhtkit.Mainline && len(bootstrap) == 0 && !g.alone {
 				bootstrap = mainlineRouters
 				g.log.Info("joining the public BitTorrent DHT through its routers", "routers", bootstrap)
 			}
@@ -96,11 +96,19 @@ through its well-known routers.`,
 				Replicas:   replicas,
 				Limits:     store.Config{MaxBytes: maxBytes, MaxPerSource: maxPerSource},
 				NetworkKey: g.networkKey,
+				Alone:      g.alone,
 			})
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(g.stdout, "node %v listening on %v (network %q, protocol %s)\n", n.ID(), n.Addr(), n.Network(), n.Protocol())
+			switch {
+			case g.alone:
+				fmt.Fprintf(g.stdout, "alone on purpose (--bootstrap none): a one-node network until others join through %v\n", n.Addr())
+			case len(bootstrap) == 0 && n.OthersNeeded() > 0:
+				fmt.Fprintf(g.stdout, "no --bootstrap: the first node of a network; it serves reads and writes once %d other node(s) joined through %v "+
+					"(--bootstrap HOST:PORT joins a network; --bootstrap none runs a one-node network on purpose)\n", n.OthersNeeded(), n.Addr())
+			}
 			if httpAddr != "" && httpAddr != "off" {
 				httpOpts.Events, httpOpts.Protocol, httpOpts.Started = events, protocol, n.Started()
 				url, err := serveHTTP(ctx, httpAddr, n, httpOpts, g.log)

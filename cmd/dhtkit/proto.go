@@ -79,8 +79,10 @@ func newPingCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "ping HOST:PORT",
 		Short: "Ping a node and print its id",
-		Long:  "ping sends one ping query from a temporary socket and prints the responder's node id (hex).",
-		Args:  args(1, "one HOST:PORT"),
+		Long: `ping sends one ping query from a temporary socket and prints the responder's
+node id (hex). It needs no running node: neither --api nor --bootstrap is
+used. A BitTorrent node answers only with --network mainline.`,
+		Args: args(1, "one HOST:PORT"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), g.timeout)
 			defer cancel()
@@ -115,7 +117,11 @@ func newLookupCmd(g *globals) *cobra.Command {
 		Use:   "lookup TARGET",
 		Short: "Print the nodes closest to TARGET",
 		Long: `lookup finds the nodes closest to TARGET (40 hex digits, else the SHA-1 of
-the string) and prints "HOST:PORT NODEID" per line, nearest first.`,
+the string) and prints "HOST:PORT NODEID" per line, nearest first.
+
+With --bootstrap LIST it starts a short-lived node of its own, joins through
+LIST and waits for all 8 closest nodes to answer; without it, it asks the
+running node at --api, whose lookup ends once its 3 closest have answered.`,
 		Args: args(1, "one TARGET"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), g.timeout)

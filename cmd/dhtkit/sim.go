@@ -188,7 +188,7 @@ func printReport(w io.Writer, r *sim.Report, out string) {
 		p("keys             %d: get_peers found %.1f%%, %d lost at the end", r.Keys, 100*r.GetSuccessRate, r.KeysLost)
 	}
 	p("load             Gini %.3f, max/mean %.2f", r.LoadGini, r.LoadMaxMean)
-	p("routing tables   %.1f%% of the true %d nearest held, %.1f%% of entries dead", 100*r.RoutingCorrectness, r.K, 100*r.RoutingDead)
+	p("routing tables   %.1f%% of the true %d nearest held, %.1f%% of entries dead, %.1f%% call a live node bad", 100*r.RoutingCorrectness, r.K, 100*r.RoutingDead, 100*r.RoutingFalseBad)
 	if r.Joins+r.Leaves > 0 {
 		p("churn            %d left, %d joined", r.Leaves, r.Joins)
 	}

@@ -1,0 +1,159 @@
+package kademlia
+
+import (
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/dhtkit/dhtkit/id"
+	"github.com/dhtkit/dhtkit/routing"
+)
+
+// states counts the contacts of tn's table by state.
+func states(tn *testNode) (good, questionable, bad int) {
+	for _, b := range tn.e.Table().Buckets() {
+		for _, c := range b.Contacts {
+			switch c.State {
+			case routing.Good:
+				good++
+			case routing.Questionable:
+				questionable++
+			case routing.Bad:
+				bad++
+			}
+		}
+	}
+	return
+}
+
+// TestPartitionHeals splits a network in two groups until every node has
+// marked contacts of the other side bad, heals it, and expects every
+// contact good again within a bound set by the probe back-off, with no
+// lookup or other action from anyone.
+func TestPartitionHeals(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		split int           // nodes on side A
+		cut   time.Duration // how long the partition lasts
+	}{
+		{"3|3 for a minute", 3, time.Minute},
+		{"2|4 for ten minutes", 2, 10 * time.Minute},
+		{"4|5 for an hour", 4, time.Hour},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// At most K+1 nodes, so that no bucket fills and no contact is
+			// replaced: every contact from before the partition must come
+			// back. (In a larger network a full bucket may replace a bad
+			// contact by a live one of its range for good, as BEP 5 says;
+			// sim.TestPartitionHeals checks those tables against the truth.)
+			n := newTestNet(t, 11)
+			size := tc.split * 2
+			if tc.split == 2 {
+				size = 6
+			}
+			if tc.split == 4 {
+				size = 9
+			}
+			n.build(size, Config{})
+			sideA := map[netip.AddrPort]bool{}
+			for _, tn := range n.order[:tc.split] {
+				sideA[tn.addr] = true
+			}
+			n.drop = func(from, to netip.AddrPort, _ []byte) bool { return sideA[from] != sideA[to] }
+			// Every node looks something up, so that it asks the other
+			// side and marks it bad.
+			for _, tn := range n.order {
+				for range 3 {
+					n.do(tn, FindNode{Target: id.Random(seededReader{n.rng})})
+				}
+			}
+			n.runUntil(tc.cut, func() bool { return false })
+			for _, tn := range n.order {
+				if _, _, bad := states(tn); bad == 0 {
+					t.Fatalf("setup: node %v marked nobody bad during the partition", tn.addr)
+				}
+				if got := tn.e.Table().Len(); got == 0 {
+					t.Fatalf("node %v: the partition emptied the routing table", tn.addr)
+				}
+			}
+			n.drop = nil
+			healed := n.now
+			// One failed probe may land just before the heal: the bound is
+			// a full ProbeMax back-off with its jitter, plus the answer.
+			bound := routing.ProbeMax*5/4 + 10*time.Second
+			allGood := func() bool {
+				for _, tn := range n.order {
+					if _, q, bad := states(tn); bad > 0 || q > 0 {
+						return false
+					}
+				}
+				return true
+			}
+			if !n.runUntil(bound, allGood) {
+				for _, tn := range n.order {
+					g, q, b := states(tn)
+					t.Logf("node %v: good %d questionable %d bad %d", tn.addr, g, q, b)
+				}
+				t.Fatalf("contacts still not good %v after the heal", bound)
+			}
+			t.Logf("every contact good %v after the heal", n.now.Sub(healed))
+			// The tables hold the truth again: from every node, lookups
+			// find the true nearest nodes of both sides. (A contact that a
+			// full bucket replaced during the partition may be gone for
+			// good: BEP 5 keeps any k good nodes of a bucket's range.)
+			for _, tn := range n.order {
+				for _, target := range []id.ID{tn.e.ID(), id.Random(seededReader{n.rng})} {
+					r := n.do(tn, FindNode{Target: target})
+					if want := trueClosest(n, tn.e.ID(), target, min(8, len(n.order)-1)); r.Err != nil || !slices.Equal(ids(r.Nodes), want) {
+						t.Errorf("node %v: lookup of %v after the heal: %v, %v; want %v", tn.addr, target, ids(r.Nodes), r.Err, want)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestLateReplyRefutes: answers that come after their query timed out
+// (a node slow under load) keep the node from turning bad.
+func TestLateReplyRefutes(t *testing.T) {
+	n := newTestNet(t, 12)
+	n.build(4, Config{})
+	a, b := n.order[0], n.order[1]
+	if _, ok := a.e.Table().Get(b.e.ID()); !ok {
+		t.Fatal("setup: a does not know b")
+	}
+	n.slow = map[netip.AddrPort]time.Duration{b.addr: 5 * time.Second} // past the 2s QueryTimeout
+	for range 4 {
+		n.do(a, FindNode{Target: b.e.ID()})
+		n.runUntil(10*time.Second, func() bool { return false }) // let the late answers in
+	}
+	c, ok := a.e.Table().Get(b.e.ID())
+	if !ok || c.State == routing.Bad {
+		t.Fatalf("a slow node that always answered is %+v (%v)", c, ok)
+	}
+	if got := a.e.Stats().LateReplies; got < 2 {
+		t.Errorf("LateReplies = %d, want at least 2", got)
+	}
+}
+
+// TestQueryFromBadContactTriggersPing: a bad contact that queries us is
+// pinged at once, and good again when it answers.
+func TestQueryFromBadContactTriggersPing(t *testing.T) {
+	n := newTestNet(t, 13)
+	n.build(4, Config{})
+	a, b := n.order[0], n.order[1]
+	a.e.Table().Failed(n.now, b.e.ID())
+	a.e.Table().Failed(n.now, b.e.ID())
+	if c, _ := a.e.Table().Get(b.e.ID()); c.State != routing.Bad {
+		t.Fatalf("setup: b is %v", c.State)
+	}
+	n.do(b, Ping{Addr: a.addr})
+	ok := n.runUntil(time.Second, func() bool {
+		c, _ := a.e.Table().Get(b.e.ID())
+		return c.State == routing.Good
+	})
+	if !ok {
+		t.Fatal("a bad contact that queried us is still not good a second later")
+	}
+}
