@@ -136,6 +136,14 @@ type Config struct {
 	// never from the nodes found, and a put that finds fewer replicas
 	// than WriteQuorum fails with ErrQuorum, writing nothing.
 	Alone bool
+	// DownFor is how long a node that stopped answering still counts in
+	// the replica sets of its keys (5m): a put or get counts its quorum
+	// among the Replicas nodes nearest the key of every node heard from
+	// within DownFor, answering or not, so that the minority side of a
+	// partition refuses writes rather than calling itself the set. After
+	// DownFor of silence (or once the table evicts it) the node no longer
+	// counts and the next nearest take its place.
+	DownFor time.Duration
 	// SyncInterval is how often replicas compare digests and repair (15s).
 	SyncInterval time.Duration
 	// DefaultTTL is the life of a value put without a TTL (24h).
@@ -193,6 +201,7 @@ func DefaultConfig() Config {
 		SyncInterval:        15 * time.Second,
 		DefaultTTL:          24 * time.Hour,
 		ListenRefresh:       time.Minute,
+		DownFor:             5 * time.Minute,
 		MaxListeners:        10000,
 		ItemTTL:             2 * time.Hour,
 	}
@@ -211,6 +220,9 @@ func (c Config) withDefaults() Config {
 		c.Beta = d.Beta
 	}
 
+	if c.DownFor <= 0 {
+		c.DownFor = d.DownFor
+	}
 	if c.QueryTimeout <= 0 {
 		c.QueryTimeout = d.QueryTimeout
 	}

@@ -3,11 +3,13 @@ package kademlia
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/krpc"
 	"github.com/dhtkit/dhtkit/replica"
+	"github.com/dhtkit/dhtkit/routing"
 	"github.com/dhtkit/dhtkit/store"
 )
 
@@ -59,6 +61,9 @@ var (
 	ErrQuorum   = replica.ErrQuorum
 	ErrNoKey    = errors.New("kademlia: empty key")
 	ErrTooLarge = errors.New("kademlia: value too large for one record")
+	// errDown is the fate of a replica-set member that did not answer
+	// the lookup: it counts against the quorum without being asked.
+	errDown = errors.New("replica did not answer the lookup")
 )
 
 // MaxRecordValue is the largest value one record carries: it must fit a
@@ -112,6 +117,9 @@ type kvHandler interface {
 type sent struct {
 	token []byte
 	tid   uint16 // the query asked of it: only its answer (or its retry's) counts
+	// down: it did not answer the lookup, or the table holds it bad. It
+	// stays in the replica set but is not asked: it counts as failed.
+	down bool
 	// retry is the transaction of the query asked again at the first
 	// one's soft timeout, when retried; waiting counts the queries still
 	// pending, so that the first one's timeout does not end a retry.
@@ -184,20 +192,31 @@ func (e *Engine) kvReplicas(now time.Time, s *opState, l *lookup) {
 	case KVGet:
 		op.q.Key = o.Key
 	}
-	op.q.Members, op.sent = e.replicasFound(id.FromString(op.q.Key), l)
+	op.q.Members, op.sent = e.replicasFound(now, id.FromString(op.q.Key), l, true)
 	s.kv = op
 	q := e.cfg.quorum()
 	ms := op.q.Members
 	op.q.Need = q.Need(op.q.Put, len(ms), len(ms) == 1 && ms[0].Self)
+	up := 0
+	for i := range ms {
+		if !op.sent[i].down {
+			up++
+		}
+	}
 	if op.q.Put {
-		// Too few replicas to reach the quorum: refuse before writing
-		// anything, rather than leave a write the majority never sees.
-		if err := q.Refuse(len(ms), op.q.Need); err != nil {
+		// Too few of the replica set reachable to reach the quorum: refuse
+		// before writing anything, rather than leave a write the majority
+		// never sees.
+		if err := q.Refuse(up, op.q.Need); err != nil {
 			e.finish(now, s, err)
 			return
 		}
 	}
 	for i, r := range ms {
+		if op.sent[i].down {
+			op.q.Fail(i, errDown)
+			continue
+		}
 		if r.Self {
 			e.kvLocal(now, op, i)
 			continue
@@ -261,41 +280,73 @@ func (op *kvOp) stalled(now time.Time, e *Engine, p *pending) {
 	}
 }
 
-// replicasFound picks a key's replica set from the answered candidates of
-// a finished lookup (nil: none) and ourselves, nearest first.
-func (e *Engine) replicasFound(target id.ID, l *lookup) ([]replica.Member, []sent) {
-	var reps []replica.Member
-	var sn []sent
+// replicasFound picks a key's replica set: the Replicas nodes closest to
+// target among every node this one knows to exist, ourselves included.
+// Those are the candidates of a finished lookup (nil: none), answered or
+// not, and the routing table's contacts, bad ones included until the
+// table evicts them (routing.AllCloser). A member that did not answer the
+// lookup is marked down: it is still in the set, so that a node cut off
+// with part of the network counts the quorum among the real replicas,
+// never among the ones it happens to reach (docs/architecture.md, "quorum
+// rule"). A node that does not answer counts only while the table holds
+// it and it went silent less than Config.DownFor ago: a node only others
+// vouch for, or one long dead, does not hold a key's writes hostage.
+// Without withDown, the set is the nearest that answered (a listener
+// registers with the nodes it can reach).
+func (e *Engine) replicasFound(now time.Time, target id.ID, l *lookup, withDown bool) ([]replica.Member, []sent) {
 	n := e.cfg.replicas()
-	self := func() {
-		reps = append(reps, replica.Member{Node: krpc.NodeInfo{ID: e.self}, Self: true})
-		sn = append(sn, sent{})
+	type known struct {
+		m  replica.Member
+		sn sent
 	}
-	selfPlaced := false
+	ks := []known{{m: replica.Member{Node: krpc.NodeInfo{ID: e.self}, Self: true}}}
+	seen := map[id.ID]bool{e.self: true}
 	if l != nil {
 		for i := range l.cands {
 			c := &l.cands[i]
-			if c.state != answered {
+			if c.state == fresh || seen[c.info.ID] || c.state != answered && (!withDown || !e.countsDown(now, c.info.ID)) {
 				continue
 			}
-			if !selfPlaced && id.CompareDistance(target, e.self, c.info.ID) < 0 {
-				self()
-				selfPlaced = true
-			}
-			if len(reps) == n {
-				break
-			}
-			reps = append(reps, replica.Member{Node: c.info})
-			sn = append(sn, sent{token: c.token})
-			if len(reps) == n {
-				break
-			}
+			seen[c.info.ID] = true
+			ks = append(ks, known{m: replica.Member{Node: c.info}, sn: sent{token: c.token, down: c.state != answered}})
 		}
 	}
-	if !selfPlaced && len(reps) < n {
-		self()
+	var cs []routing.Contact
+	if all, ok := e.table.(routing.AllCloser); ok && withDown {
+		cs = all.ClosestAll(target, n, nil)
+	} else if withDown {
+		cs = e.table.Closest(target, n, nil)
+	}
+	for _, c := range cs {
+		if seen[c.ID] || c.State == routing.Bad && !e.countsDown(now, c.ID) {
+			continue
+		}
+		seen[c.ID] = true
+		// A contact the lookup did not meet: down if the table holds it
+		// bad, else asked like any other member.
+		ks = append(ks, known{m: replica.Member{Node: krpc.NodeInfo{ID: c.ID, Addr: c.Addr}}, sn: sent{down: c.State == routing.Bad}})
+	}
+	slices.SortStableFunc(ks, func(a, b known) int { return id.CompareDistance(target, a.m.Node.ID, b.m.Node.ID) })
+	ks = ks[:min(n, len(ks))]
+	reps, sn := make([]replica.Member, len(ks)), make([]sent, len(ks))
+	for i, k := range ks {
+		reps[i], sn[i] = k.m, k.sn
 	}
 	return reps, sn
+}
+
+// countsDown reports whether node x, which does not answer, still counts
+// in the replica sets: the table holds it, we have heard from it directly
+// (an answer, or a query: a bootstrap node may never have asked the nodes
+// that joined through it), it did not say it was leaving, and its silence
+// began less than Config.DownFor ago. A node only others listed never
+// counts once it fails to answer.
+func (e *Engine) countsDown(now time.Time, x id.ID) bool {
+	if c, ok := e.table.Get(x); !ok || c.LastSeen.IsZero() {
+		return false
+	}
+	d, left, ok := e.silent.downFor(now, x)
+	return !ok || !left && d < e.cfg.DownFor
 }
 
 // kvLocal applies the operation to our own store, as member i. A write

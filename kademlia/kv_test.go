@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -220,10 +221,17 @@ func TestKVQuorum(t *testing.T) {
 		}
 	}
 	reps[0].down, reps[1].down = true, true
-	// The lookup finds the next-closest live nodes as replicas, so the
-	// write still succeeds: quorum is about the replica set the lookup sees.
+	// Two of the key's three replicas are silent: they still count in its
+	// replica set, so the put is refused, writing nothing, rather than
+	// acknowledged by nodes that are not the key's replicas (the quorum
+	// rule). Once they have been silent for DownFor they no longer count:
+	// the next-closest live nodes take their place and the put succeeds.
+	if r := n.do(writer, KVPut{Key: key, Value: []byte("x")}); !errors.Is(r.Err, ErrQuorum) || !strings.Contains(r.Err.Error(), "found 1 of the 3 replicas") {
+		t.Fatalf("put with two of the three replicas just gone: %v, want ErrQuorum naming 1 of 3", r.Err)
+	}
+	n.runUntil(DefaultConfig().DownFor+time.Second, func() bool { return false })
 	if r := n.do(writer, KVPut{Key: key, Value: []byte("x")}); r.Err != nil {
-		t.Fatalf("put with two of the old replicas down: %v", r.Err)
+		t.Fatalf("put with two of the old replicas down for DownFor: %v", r.Err)
 	}
 	// Refusals are told apart from silence: every replica refusing (here:
 	// a value over their store limit) fails the put with the reason.

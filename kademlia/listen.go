@@ -108,7 +108,7 @@ func (lo *listenOp) refresh(now time.Time, e *Engine) {
 // own copy if we are one of them.
 func (lo *listenOp) register(now time.Time, e *Engine, l *lookup) {
 	lo.searching = false
-	members, sent := e.replicasFound(id.FromString(lo.key), l)
+	members, sent := e.replicasFound(now, id.FromString(lo.key), l, false)
 	for i, r := range members {
 		if r.Self {
 			if rec, ok, err := e.kvStore().Get(lo.key); err == nil && ok {

@@ -27,7 +27,9 @@ type silentSet struct {
 
 type silence struct {
 	since  time.Time
+	first  time.Time // the first miss of this silence: the quorum rule's clock
 	misses int
+	left   bool // it said it is leaving
 }
 
 func (s *silentSet) mark(now time.Time, x id.ID) {
@@ -44,7 +46,10 @@ func (s *silentSet) mark(now time.Time, x id.ID) {
 			return
 		}
 	}
-	v := s.at[x]
+	v, ok := s.at[x]
+	if !ok {
+		v.first = now
+	}
 	v.since = now
 	v.misses++
 	s.at[x] = v
@@ -54,7 +59,7 @@ func (s *silentSet) mark(now time.Time, x id.ID) {
 func (s *silentSet) gone(now time.Time, x id.ID) {
 	s.mark(now, x)
 	if v, ok := s.at[x]; ok {
-		v.misses = silentMisses
+		v.misses, v.left = silentMisses, true
 		s.at[x] = v
 	}
 }
@@ -62,6 +67,13 @@ func (s *silentSet) gone(now time.Time, x id.ID) {
 func (s *silentSet) has(now time.Time, x id.ID) bool {
 	v, ok := s.at[x]
 	return ok && v.misses >= silentMisses && now.Sub(v.since) < silentFor
+}
+
+// downFor returns how long x has been silent, and whether it said it is
+// leaving; ok is false when the set holds no silence of x.
+func (s *silentSet) downFor(now time.Time, x id.ID) (d time.Duration, left, ok bool) {
+	v, ok := s.at[x]
+	return now.Sub(v.first), v.left, ok
 }
 
 func (s *silentSet) forget(x id.ID) {

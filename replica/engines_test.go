@@ -149,6 +149,23 @@ type network struct {
 	seq   uint64
 	// tap, when set, sees every datagram sent.
 	tap func(from, to netip.AddrPort, data []byte)
+	// side, when set, partitions the network: a datagram between nodes
+	// of different sides is lost.
+	side map[netip.AddrPort]int
+}
+
+// partition cuts the network into the given sides; none heals it.
+func (n *network) partition(sides ...[]*node) {
+	n.side = nil
+	if len(sides) == 0 {
+		return
+	}
+	n.side = make(map[netip.AddrPort]int)
+	for i, s := range sides {
+		for _, nd := range s {
+			n.side[nd.addr] = i
+		}
+	}
 }
 
 func newNetwork(t testing.TB, p protocol, seed uint64) *network {
@@ -220,6 +237,9 @@ func (n *network) runUntil(limit time.Duration, cond func() bool) bool {
 		var got []*node
 		for len(n.q) > 0 && !n.q[0].at.After(n.now) {
 			d := heap.Pop(&n.q).(delivery)
+			if n.side != nil && n.side[d.from] != n.side[d.to] {
+				continue
+			}
 			if nd := n.nodes[d.to]; nd != nil && !nd.down {
 				nd.e.Receive(n.now, d.from, d.data)
 				if !slices.Contains(got, nd) {
@@ -361,6 +381,92 @@ func TestEnginesHonestQuorum(t *testing.T) {
 		}
 		if r := m.do(m.order[0], kademlia.KVPut{Key: "k2", Value: []byte("v")}); !errors.Is(r.Err, kademlia.ErrQuorum) {
 			t.Errorf("put with 1 of 5 nodes up: %v, want ErrQuorum", r.Err)
+		}
+	})
+}
+
+// TestEnginesPartitionQuorum: 6 nodes, 3 replicas, split 2|4 and 3|3.
+// Each side knows the nodes of the other exist (they are in its table,
+// bad or not), so a key's replica set is the same seen from both sides:
+// the side that holds a majority of it acknowledges a put, the other
+// refuses it with ErrQuorum, writing nothing, and its reads are partial.
+// Kademlia only: Chord forgets a successor that fails (see the quorum
+// rule in docs/architecture.md).
+func TestEnginesPartitionQuorum(t *testing.T) {
+	p := protocols[0]
+	for _, split := range []int{2, 3} {
+		t.Run(fmt.Sprintf("%d|%d", split, 6-split), func(t *testing.T) {
+			n := newNetwork(t, p, 10+uint64(split))
+			n.build(6, nodeConfig{replicas: 3})
+			sides := [][]*node{n.order[:split], n.order[split:]}
+			n.partition(sides...)
+			n.run(time.Minute)
+			acked, refused := 0, 0
+			for k := range 24 {
+				key := fmt.Sprintf("key-%d", k)
+				set := p.replicas(n.order, id.FromString(key), 3)
+				in := make([]int, 2)
+				for s, side := range sides {
+					for _, x := range set {
+						if slices.Contains(side, x) {
+							in[s]++
+						}
+					}
+				}
+				for s, side := range sides {
+					w := side[k%len(side)]
+					r := n.do(w, kademlia.KVPut{Key: key, Value: []byte{byte(s)}})
+					if in[s] >= 2 {
+						if r.Err != nil || r.Acks < 2 {
+							t.Fatalf("%s: side %d holds %d of its 3 replicas, put: acks %d, %v", key, s, in[s], r.Acks, r.Err)
+						}
+						acked++
+						continue
+					}
+					if !errors.Is(r.Err, kademlia.ErrQuorum) || !strings.Contains(r.Err.Error(), fmt.Sprintf("found %d of the 3 replicas", in[s])) {
+						t.Fatalf("%s: side %d holds %d of its 3 replicas, put: %v, want ErrQuorum naming %d of 3", key, s, in[s], r.Err, in[s])
+					}
+					refused++
+					for _, x := range side {
+						if _, ok, _ := x.e.Store().Get(key); ok {
+							t.Fatalf("%s: a refused put left a record on %v", key, x.addr)
+						}
+					}
+				}
+				for s, side := range sides {
+					g := n.do(side[0], kademlia.KVGet{Key: key})
+					switch {
+					case in[s] < 2 && g.Err == nil && !g.Partial:
+						t.Fatalf("%s: side %d holds %d of its 3 replicas, get answered as complete", key, s, in[s])
+					case in[s] >= 2 && (g.Err != nil || g.Partial || g.Record == nil || !bytes.Equal(g.Record.Value, []byte{byte(s)})):
+						t.Fatalf("%s: side %d holds %d of its 3 replicas, get: %+v, want its own write, complete", key, s, in[s], g)
+					}
+				}
+			}
+			if acked != 24 || refused != 24 {
+				t.Fatalf("%d puts acknowledged, %d refused, want one side each for each of 24 keys", acked, refused)
+			}
+		})
+	}
+}
+
+// TestEnginesOneDown: 3 nodes, 3 replicas, one dead: every put is still
+// acknowledged by the 2 of 3 left, and every get is complete.
+func TestEnginesOneDown(t *testing.T) {
+	forEach(t, func(t *testing.T, p protocol) {
+		n := newNetwork(t, p, 21)
+		n.build(3, nodeConfig{replicas: 3})
+		n.order[2].down = true
+		n.run(time.Minute)
+		for k := range 10 {
+			key := fmt.Sprintf("one-down-%d", k)
+			w := n.order[k%2]
+			if r := n.do(w, kademlia.KVPut{Key: key, Value: []byte("v")}); r.Err != nil || r.Acks != 2 {
+				t.Fatalf("%s: put with 2 of 3 up: acks %d, %v", key, r.Acks, r.Err)
+			}
+			if g := n.do(n.order[1-k%2], kademlia.KVGet{Key: key}); g.Err != nil || g.Partial || g.Record == nil {
+				t.Fatalf("%s: get with 2 of 3 up: %+v", key, g)
+			}
 		}
 	})
 }

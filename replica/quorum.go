@@ -42,7 +42,10 @@ func (q Quorum) Need(write bool, found int, alone bool) int {
 }
 
 // Refuse returns the error a put gets before anything is written when
-// fewer replicas than its quorum were found, or nil.
+// fewer of its replica set than its quorum were found reachable, or nil.
+// The set is the Replicas nodes nearest the key among all the nodes the
+// engine knows to exist, reachable or not; found counts the members that
+// answered (this node included when it is one). Only they can acknowledge.
 func (q Quorum) Refuse(found, need int) error {
 	if found >= need {
 		return nil

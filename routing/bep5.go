@@ -439,39 +439,50 @@ func (t *BEP5) Get(x id.ID) (Contact, bool) {
 // and after them when it is 0; the last bucket sits between the two runs.
 // Then come buckets c-1, c-2, ... 0, each farther than the one before.
 func (t *BEP5) Closest(target id.ID, n int, dst []Contact) []Contact {
+	return t.closest(target, n, dst, false)
+}
+
+// ClosestAll implements AllCloser: Closest with the bad contacts that
+// have not been evicted yet.
+func (t *BEP5) ClosestAll(target id.ID, n int, dst []Contact) []Contact {
+	return t.closest(target, n, dst, true)
+}
+
+func (t *BEP5) closest(target id.ID, n int, dst []Contact, bad bool) []Contact {
 	if n <= 0 {
 		return dst
 	}
 	base := len(dst)
 	last := len(t.buckets) - 1
 	c := t.index(target)
-	dst = t.emit(target, c, base, n, dst)
+	dst = t.emit(target, c, base, n, dst, bad)
 	if c < last {
 		d := id.Xor(t.self, target)
 		for j := c + 1; j < last && len(dst)-base < n; j++ {
 			if d.Bit(j) == 1 {
-				dst = t.emit(target, j, base, n, dst)
+				dst = t.emit(target, j, base, n, dst, bad)
 			}
 		}
-		dst = t.emit(target, last, base, n, dst)
+		dst = t.emit(target, last, base, n, dst, bad)
 		for j := last - 1; j > c && len(dst)-base < n; j-- {
 			if d.Bit(j) == 0 {
-				dst = t.emit(target, j, base, n, dst)
+				dst = t.emit(target, j, base, n, dst, bad)
 			}
 		}
 	}
 	for j := c - 1; j >= 0 && len(dst)-base < n; j-- {
-		dst = t.emit(target, j, base, n, dst)
+		dst = t.emit(target, j, base, n, dst, bad)
 	}
 	return dst
 }
 
-// emit appends the good and questionable contacts of bucket i, sorted by
+// emit appends the good and questionable contacts of bucket i (and the
+// bad ones too when bad is set), sorted by
 // distance to target, keeping dst[base:] at most n long. It sorts indices
 // on the stack and converts only the contacts it returns: Closest answers
 // every find_node and get_peers, so it should cost little and allocate
 // nothing.
-func (t *BEP5) emit(target id.ID, i, base, n int, dst []Contact) []Contact {
+func (t *BEP5) emit(target id.ID, i, base, n int, dst []Contact, bad bool) []Contact {
 	need := n - (len(dst) - base)
 	if need <= 0 {
 		return dst
@@ -480,7 +491,7 @@ func (t *BEP5) emit(target id.ID, i, base, n int, dst []Contact) []Contact {
 	if len(cs) > maxSortStack {
 		start := len(dst)
 		for j := range cs {
-			if !cs[j].bad() {
+			if bad || !cs[j].bad() {
 				dst = append(dst, t.clock.contact(&cs[j]))
 			}
 		}
@@ -490,7 +501,7 @@ func (t *BEP5) emit(target id.ID, i, base, n int, dst []Contact) []Contact {
 	var order [maxSortStack]uint8
 	m := 0
 	for j := range cs {
-		if cs[j].bad() {
+		if !bad && cs[j].bad() {
 			continue
 		}
 		// Insertion sort: buckets are small.

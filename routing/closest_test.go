@@ -2,6 +2,7 @@ package routing
 
 import (
 	"math/rand/v2"
+	"net/netip"
 	"slices"
 	"testing"
 	"time"
@@ -211,5 +212,34 @@ func TestRefreshDeterministic(t *testing.T) {
 				t.Errorf("two runs from one seed: %v and %v", a, b)
 			}
 		})
+	}
+}
+
+// TestClosestAllKeepsBad: a contact that turns bad leaves Closest but not
+// ClosestAll, in both tables, until it is evicted.
+func TestClosestAllKeepsBad(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	self := id.ID{}
+	for _, tb := range []Table{NewBEP5(self, 8, seeded(4)), NewKeepAll(self, 8, seeded(5))} {
+		var ids []id.ID
+		for i := range 4 {
+			x := id.ID{0x80 | byte(i)}
+			ids = append(ids, x)
+			tb.Observe(now, x, netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(i + 1)}), 6881), Responded, 0)
+		}
+		for range BadFails {
+			tb.Failed(now, ids[0])
+		}
+		if got := tb.Closest(ids[0], 4, nil); len(got) != 3 || got[0].ID == ids[0] {
+			t.Fatalf("%T: Closest kept the bad contact: %v", tb, got)
+		}
+		all := tb.(AllCloser).ClosestAll(ids[0], 4, nil)
+		if len(all) != 4 || all[0].ID != ids[0] || all[0].State != Bad {
+			t.Fatalf("%T: ClosestAll %v, want the bad contact first", tb, all)
+		}
+		tb.Remove(ids[0])
+		if all := tb.(AllCloser).ClosestAll(ids[0], 4, nil); len(all) != 3 {
+			t.Fatalf("%T: ClosestAll lists an evicted contact: %v", tb, all)
+		}
 	}
 }

@@ -38,6 +38,7 @@ type KeepAll struct {
 	scratch []int32 // scratch for Closest
 	removed int     // tombstones in entries
 	deepest int     // the longest prefix any node has shared with self
+	bad     bool    // ClosestAll is running: bad entries count as live
 	changed [id.Bits]int64
 }
 
@@ -210,14 +211,27 @@ func (t *KeepAll) fold() {
 	t.pending = t.pending[:0]
 }
 
-// live reports whether slot s may be returned by Closest.
+// live reports whether slot s may be returned by Closest (bad entries
+// only when t.bad is set, during ClosestAll).
 func (t *KeepAll) live(s int32) bool {
 	e := &t.entries[s]
-	return e.flags&flagRemoved == 0 && !e.bad()
+	return e.flags&flagRemoved == 0 && (t.bad || !e.bad())
 }
 
 // Closest implements Table.
 func (t *KeepAll) Closest(target id.ID, n int, dst []Contact) []Contact {
+	return t.closest(target, n, dst)
+}
+
+// ClosestAll implements AllCloser: Closest with the bad contacts, which
+// KeepAll keeps until they are removed.
+func (t *KeepAll) ClosestAll(target id.ID, n int, dst []Contact) []Contact {
+	t.bad = true
+	defer func() { t.bad = false }()
+	return t.closest(target, n, dst)
+}
+
+func (t *KeepAll) closest(target id.ID, n int, dst []Contact) []Contact {
 	if n <= 0 {
 		return dst
 	}

@@ -124,3 +124,13 @@ type Table interface {
 	// Buckets returns a snapshot of the table, for inspection.
 	Buckets() []Bucket
 }
+
+// AllCloser is a Table that also lists the bad contacts it has not
+// evicted yet: the nodes it knows to exist, reachable or not. A key's
+// replica set is counted among them (kademlia's quorum rule), so that a
+// node cut off from part of the network does not take the nodes it can
+// reach for the whole set.
+type AllCloser interface {
+	// ClosestAll is Closest, bad contacts included.
+	ClosestAll(target id.ID, n int, dst []Contact) []Contact
+}
