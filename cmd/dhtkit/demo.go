@@ -239,13 +239,19 @@ func (d *demo) run(ctx context.Context, count int) error {
 // whereis, delete, and a node leaving without loss.
 func (d *demo) keyValue(ctx context.Context, rng *rand.Rand) error {
 	count := len(d.nodes)
+	// pick chooses a node other than those named, or any node when the
+	// network has no other (a demo of two nodes).
 	pick := func(not ...*dhtkit.Node) *dhtkit.Node {
-		for {
-			n := d.nodes[rng.IntN(count)]
+		var others []*dhtkit.Node
+		for _, n := range d.nodes {
 			if !slices.Contains(not, n) {
-				return n
+				others = append(others, n)
 			}
 		}
+		if len(others) == 0 {
+			return d.nodes[rng.IntN(count)]
+		}
+		return others[rng.IntN(len(others))]
 	}
 	start := time.Now()
 	a := pick()

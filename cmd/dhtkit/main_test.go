@@ -76,6 +76,15 @@ func TestDemoOnce(t *testing.T) {
 	}
 }
 
+// TestDemoOfTwo: the smallest demo has no third node to delete through
+// and none to leave; it still finishes (it once looped forever at step 8).
+func TestDemoOfTwo(t *testing.T) {
+	code, out, errs := dhtkitCmd(t, "demo", "--nodes", "2", "--once", "--http-port", "0")
+	if code != 0 || !strings.Contains(out, "8. delete hello") || !strings.Contains(out, "every step succeeded") {
+		t.Fatalf("demo --nodes 2 --once: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+}
+
 func TestProtocolCommands(t *testing.T) {
 	nodes := testNetwork(t, 12)
 	boot := "--bootstrap=" + nodes[3].Addr().String()
