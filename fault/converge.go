@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/dhtkit/dhtkit/id"
 )
 
 // Holding is what one live node stores, as GET /v1/local lists it.
@@ -39,19 +41,10 @@ func replicasOf(protocol string, replicas int, target [sha1.Size]byte, nodes []H
 	if protocol == "chord" {
 		// Clockwise distance from the target: (id - target) mod 2^160.
 		dist := func(n Holding) []byte {
-			id := ids[n.ID]
-			d := make([]byte, len(target))
-			borrow := 0
-			for i := len(d) - 1; i >= 0; i-- {
-				v := int(id[i]) - int(target[i]) - borrow
-				borrow = 0
-				if v < 0 {
-					v += 256
-					borrow = 1
-				}
-				d[i] = byte(v)
-			}
-			return d
+			var x id.ID
+			copy(x[:], ids[n.ID])
+			d := id.RingDistance(id.ID(target), x)
+			return d[:]
 		}
 		slices.SortFunc(out, func(a, b Holding) int { return bytes.Compare(dist(a), dist(b)) })
 	} else {
