@@ -215,30 +215,10 @@ func (op *kvOp) check(now time.Time, e *Engine) {
 	if !ok {
 		return
 	}
-	e.finish(now, op.s, outcome(&op.s.result, out, e.quorum(), op.q.Need))
+	e.finish(now, op.s, kademlia.Outcome(&op.s.result, out, e.quorum(), op.q.Need))
 	if !op.q.Put {
 		op.repair(now, e)
 	}
-}
-
-// outcome fills a Result from a decided operation and returns its error.
-func outcome(res *kademlia.Result, out replica.Outcome, q replica.Quorum, need int) error {
-	res.Acks, res.Version, res.Record, res.Holders, res.Partial = out.Acks, out.Version, out.Record, out.Holders, out.Partial
-	why := func(err error) error {
-		if out.FirstErr != nil {
-			return fmt.Errorf("%w (%w)", err, out.FirstErr) // say why, and let errors.Is see it
-		}
-		return err
-	}
-	switch out.Kind {
-	case replica.Short:
-		return why(q.Short(out.Acks, need))
-	case replica.NoAnswer:
-		return why(fmt.Errorf("%w: no replica answered", kademlia.ErrTimeout))
-	case replica.NotFound:
-		return kademlia.ErrNotFound
-	}
-	return nil
 }
 
 // repair writes the newest version to the replicas that answered with an

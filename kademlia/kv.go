@@ -442,14 +442,15 @@ func (op *kvOp) check(now time.Time, e *Engine) {
 	if !ok {
 		return
 	}
-	e.finish(now, op.s, outcome(&op.s.result, out, e.cfg.quorum(), op.q.Need))
+	e.finish(now, op.s, Outcome(&op.s.result, out, e.cfg.quorum(), op.q.Need))
 	if !op.q.Put && out.Kind != replica.NoAnswer {
 		op.repair(now, e)
 	}
 }
 
-// outcome fills a Result from a decided operation and returns its error.
-func outcome(res *Result, out replica.Outcome, q replica.Quorum, need int) error {
+// Outcome fills a Result from a decided key-value operation and returns
+// its error; the Chord engine, which shares Result, uses it too.
+func Outcome(res *Result, out replica.Outcome, q replica.Quorum, need int) error {
 	res.Acks, res.Version, res.Record, res.Holders, res.Partial = out.Acks, out.Version, out.Record, out.Holders, out.Partial
 	why := func(err error) error {
 		if out.FirstErr != nil {
