@@ -440,13 +440,14 @@ func (f *faultRun) waitContacts(timeout time.Duration) {
 	}
 }
 
+// routingView is the part of GET /v1/members the suite reads: every node
+// a node knows (a Chord node: its predecessor, successors, fingers and the
+// neighbours it lost), with its state.
 type routingView struct {
-	Buckets []struct {
-		Contacts []struct {
-			Addr  string `json:"addr"`
-			State string `json:"state"`
-		} `json:"contacts"`
-	} `json:"buckets"`
+	Members []struct {
+		Addr  string `json:"addr"`
+		State string `json:"state"`
+	} `json:"members"`
 }
 
 // contactsGood returns nil when every node has a contact for each
@@ -460,21 +461,19 @@ func (f *faultRun) contactsGood() error {
 	chord := slices.Contains(f.c.flags, "chord")
 	for _, n := range live {
 		var rv routingView
-		if err := f.c.getJSON(n, "/v1/routing", &rv); err != nil {
+		if err := f.c.getJSON(n, "/v1/members", &rv); err != nil {
 			return err
 		}
 		known := 0
-		for _, b := range rv.Buckets {
-			for _, ct := range b.Contacts {
-				peer, ok := addrs[ct.Addr]
-				if !ok {
-					continue
-				}
-				if ct.State == "bad" {
-					return fmt.Errorf("%s calls %s bad", n.name, peer.name)
-				}
-				known++
+		for _, ct := range rv.Members {
+			peer, ok := addrs[ct.Addr]
+			if !ok {
+				continue
 			}
+			if ct.State == "bad" {
+				return fmt.Errorf("%s calls %s bad", n.name, peer.name)
+			}
+			known++
 		}
 		if want := len(live) - 1; !chord && known < want {
 			return fmt.Errorf("%s knows %d of the %d other nodes", n.name, known, want)
@@ -497,10 +496,8 @@ func (f *faultRun) ringKnown(n *node, live []*node, rv routingView) error {
 		all = append(all, fault.Holding{Name: m.name, ID: m.id})
 	}
 	has := map[string]bool{}
-	for _, b := range rv.Buckets {
-		for _, ct := range b.Contacts {
-			has[ct.Addr] = true
-		}
+	for _, ct := range rv.Members {
+		has[ct.Addr] = true
 	}
 	// The ring order from just after n: fault.Replicas of n's own id as
 	// a target puts n first, its successors after it, its predecessor last.
