@@ -418,7 +418,11 @@ func (c *cluster) waitMesh(timeout time.Duration) {
 	_, err := waitFor(timeout, func() error {
 		for _, n := range live {
 			if got := c.status(n).Routing.Nodes; got < len(live)-1 {
-				return fmt.Errorf("%s knows %d of the %d other nodes", n.name, got, len(live)-1)
+				var m struct {
+					Members []struct{ Addr, State string }
+				}
+				_ = c.getJSON(n, "/v1/members", &m)
+				return fmt.Errorf("%s knows %d of the %d other nodes (its members: %+v)", n.name, got, len(live)-1, m.Members)
 			}
 		}
 		return nil

@@ -3,6 +3,7 @@ package e2e
 import (
 	"crypto/sha256"
 	"fmt"
+	"github.com/dhtkit/dhtkit/routing"
 	"os"
 	"path/filepath"
 	"slices"
@@ -130,8 +131,12 @@ func TestKill(t *testing.T) {
 	checkAll(victims[0])
 	step("every key and file read back through the restarted %s", victims[0].name)
 
-	// A new node joins and receives the keys it is now a replica of.
-	c.waitMesh(20 * time.Second)
+	// A new node joins and receives the keys it is now a replica of. First
+	// every node must call the restarted ones good again: a contact that
+	// failed many queries while it was down is probed at most
+	// routing.ProbeMax (+ a quarter of jitter) apart, so the wait allows
+	// twice that on a busy machine.
+	c.waitMesh(2*routing.ProbeMax + 15*time.Second)
 	newcomer := c.add("", seed)
 	all := c.holdings().newest
 	var share []string
