@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/dhtkit/dhtkit/kademlia"
+	"github.com/dhtkit/dhtkit/krpc"
 )
 
 // TestPartitionRemerges splits a ring in two groups until each has closed
@@ -96,5 +97,46 @@ func TestLeaverIsNotProbed(t *testing.T) {
 	}
 	if e := n.ringErrors(); e != 0 {
 		t.Errorf("%d nodes have a wrong neighbour after a leave", e)
+	}
+}
+
+// TestQueryRefutesAtOnce: a neighbour lost long enough for its probe
+// back-off to reach ProbeMax (down, then restarted at the same address)
+// is back as soon as a query from it arrives, with no answer of its own
+// (every datagram from a to b is lost here); a query from another
+// address does not bring it back.
+func TestQueryRefutesAtOnce(t *testing.T) {
+	n := newTestNet(t, 22)
+	n.build(4, Config{})
+	if !n.runUntil(5*time.Minute, func() bool { return n.ringErrors() == 0 }) {
+		t.Fatalf("setup: %d nodes have a wrong neighbour", n.ringErrors())
+	}
+	a, b := n.order[0], n.order[1]
+	info := krpc.NodeInfo{ID: b.e.ID(), Addr: b.addr}
+	a.e.ring.failed(n.now, b.e.ID(), a.e)
+	for range 8 {
+		a.e.probeFailed(n.now, b.e.ID())
+	}
+	if a.e.ring.findLost(info.ID) < 0 {
+		t.Fatal("setup: b is not lost")
+	}
+	a.e.queriedBy(n.now, info.ID, netip.MustParseAddrPort("127.9.9.9:1"))
+	if a.e.ring.findLost(info.ID) < 0 {
+		t.Fatal("a query from another address brought b back")
+	}
+	n.drop = func(from, to netip.AddrPort, _ []byte) bool { return from == a.addr && to == b.addr }
+	queries := a.e.Stats().QueriesIn[mPing]
+	b.e.Start(n.now, kademlia.Ping{Addr: a.addr})
+	n.flush(b)
+	// Checked the moment a has the query: a's own queries to b are lost
+	// here, so b may be lost again later.
+	if !n.runUntil(time.Second, func() bool { return a.e.Stats().QueriesIn[mPing] > queries }) {
+		t.Fatal("b's ping never reached a")
+	}
+	if a.e.ring.findLost(info.ID) >= 0 {
+		t.Fatal("b queried a from its own address and is still lost")
+	}
+	if _, ok := a.e.ring.known(info.ID); !ok {
+		t.Fatal("b is back but in none of a's fingers or successors")
 	}
 }

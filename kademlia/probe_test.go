@@ -157,3 +157,35 @@ func TestQueryFromBadContactTriggersPing(t *testing.T) {
 		t.Fatal("a bad contact that queried us is still not good a second later")
 	}
 }
+
+// TestQueryRefutesAtOnce: a contact that failed long enough for its
+// probe back-off to reach ProbeMax (a node down, then restarted at the
+// same address) is good again as soon as a query from it arrives, with
+// no answer of its own: here every datagram from a to b is lost, so no
+// ping of a's could ever be answered.
+func TestQueryRefutesAtOnce(t *testing.T) {
+	n := newTestNet(t, 14)
+	n.build(4, Config{})
+	a, b := n.order[0], n.order[1]
+	n.do(a, Ping{Addr: b.addr})
+	n.runUntil(time.Second, func() bool { c, _ := a.e.Table().Get(b.e.ID()); return c.State == routing.Good })
+	if c, _ := a.e.Table().Get(b.e.ID()); c.State != routing.Good {
+		t.Fatalf("setup: b is %v after answering a", c.State)
+	}
+	for range 8 {
+		a.e.Table().Failed(n.now, b.e.ID())
+	}
+	if c, _ := a.e.Table().Get(b.e.ID()); c.State != routing.Bad {
+		t.Fatalf("setup: b is %v", c.State)
+	}
+	n.drop = func(from, to netip.AddrPort, _ []byte) bool { return from == a.addr && to == b.addr }
+	n.do(b, Ping{Addr: a.addr})
+	ok := n.runUntil(time.Second, func() bool {
+		c, _ := a.e.Table().Get(b.e.ID())
+		return c.State == routing.Good
+	})
+	if !ok {
+		c, _ := a.e.Table().Get(b.e.ID())
+		t.Fatalf("a contact that queried us is %v a second later; want good at once", c.State)
+	}
+}
