@@ -189,3 +189,61 @@ func TestQueryRefutesAtOnce(t *testing.T) {
 		t.Fatalf("a contact that queried us is %v a second later; want good at once", c.State)
 	}
 }
+
+// TestHandoverReachesBadReplicas: a leaving node hands a record to its
+// replicas even when its table holds one of them bad (it missed two
+// queries in a load spike, say, and is alive): the hand-over goes to the
+// replica set of the quorum rule, not only to the usable contacts.
+func TestHandoverReachesBadReplicas(t *testing.T) {
+	n := newTestNet(t, 26)
+	n.build(8, Config{})
+	leaver := n.order[3]
+	// A key whose replicas, after the leaver, include another node.
+	var key string
+	var others []*testNode
+	for i := range 100 {
+		k := "handover" + string(rune('a'+i%26)) + string(rune('a'+i/26))
+		if reps := closestLive(n, k, 3); slices.Contains(reps, leaver) {
+			key = k
+			for _, r := range reps {
+				if r != leaver {
+					others = append(others, r)
+				}
+			}
+			break
+		}
+	}
+	if key == "" {
+		t.Skip("the leaver is no replica of any key tried with this seed")
+	}
+	// Only the leaver holds it, and it holds the first other replica bad.
+	w := n.do(leaver, KVPut{Key: key, Value: []byte("v")})
+	if w.Err != nil {
+		t.Fatal(w.Err)
+	}
+	for _, r := range others {
+		if err := r.e.Store().Remove(key, w.Version); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(holders(n, key)) != 1 {
+		t.Fatalf("setup: %d holders, want the leaver alone", len(holders(n, key)))
+	}
+	bad := others[0]
+	leaver.e.Table().Failed(n.now, bad.e.ID())
+	leaver.e.Table().Failed(n.now, bad.e.ID())
+	if c, _ := leaver.e.Table().Get(bad.e.ID()); c.State != routing.Bad {
+		t.Fatalf("setup: the replica is %v in the leaver's table", c.State)
+	}
+	if h := n.do(leaver, Handover{}); h.Err != nil {
+		t.Fatal(h.Err)
+	}
+	if !slices.Contains(holders(n, key), bad) {
+		t.Errorf("the replica the leaver held bad did not get the record; holders %d", len(holders(n, key)))
+	}
+	for _, r := range others[1:] {
+		if !slices.Contains(holders(n, key), r) {
+			t.Errorf("a usable replica did not get the record")
+		}
+	}
+}
