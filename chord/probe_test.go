@@ -140,3 +140,51 @@ func TestQueryRefutesAtOnce(t *testing.T) {
 		t.Fatal("b is back but in none of a's fingers or successors")
 	}
 }
+
+// TestHandoverReachesLostSuccessor: a leaving node hands its records to
+// its first successor even when it holds it lost (it missed queries in a
+// load spike and is alive), not only to the successors it still lists.
+func TestHandoverReachesLostSuccessor(t *testing.T) {
+	n := newTestNet(t, 23)
+	n.build(5, Config{})
+	if !n.runUntil(5*time.Minute, func() bool { return n.ringErrors() == 0 }) {
+		t.Fatalf("setup: %d nodes have a wrong neighbour", n.ringErrors())
+	}
+	a := n.order[0]
+	succ, _ := a.e.ring.successor()
+	var b *testNode
+	for _, tn := range n.order {
+		if tn.e.ID() == succ.ID {
+			b = tn
+		}
+	}
+	var mine []string
+	for i := range 20 {
+		k := "lost-succ-" + string(rune('a'+i))
+		w := n.do(a, kademlia.KVPut{Key: k, Value: []byte(k)})
+		if w.Err != nil {
+			t.Fatal(w.Err)
+		}
+		if _, ok, _ := a.e.Store().Get(k); ok {
+			mine = append(mine, k)
+			if err := b.e.Store().Remove(k, w.Version); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if len(mine) == 0 {
+		t.Skip("a holds no key with this seed")
+	}
+	a.e.ring.failed(n.now, b.e.ID(), a.e)
+	if a.e.ring.findLost(b.e.ID()) < 0 {
+		t.Fatal("setup: b is not lost")
+	}
+	if h := n.do(a, kademlia.Handover{}); h.Err != nil {
+		t.Fatal(h.Err)
+	}
+	for _, k := range mine {
+		if _, ok, _ := b.e.Store().Get(k); !ok {
+			t.Errorf("%s: the lost successor did not get it at the hand-over", k)
+		}
+	}
+}
