@@ -167,6 +167,44 @@ func (e *Engine) replicaSet(now time.Time, target id.ID, nodes []krpc.NodeInfo) 
 	return ms, down
 }
 
+// catchUp keeps a node that restarted with records from answering reads
+// from its own disk before repair has brought them up to date: what it
+// holds is what it held when it went down, and every write acknowledged
+// meanwhile went to the other replicas. Until its own first round and its
+// predecessors' rounds have run, about one SyncInterval after it rejoins
+// (1.5 of it, for their jitter), it answers a key's dk_fetch with an
+// error and fails its own member of a get, so that a read counts only
+// the replicas that stayed up, and refuses rather than read stale when
+// too few of them answer. It still takes writes, and its repair pulls.
+type catchUp struct {
+	on    bool
+	since time.Time // when it was first heard from after its rejoin
+}
+
+var errCatchingUp = errors.New("chord: restarted, catching up: no reads from this replica until its repair rounds ran")
+
+// joinedNow is told that the node heard from the ring: the first time
+// after a restart starts the catch-up's clock and a repair round at once.
+func (e *Engine) joinedNow(now time.Time) {
+	if c := &e.catch; c.on && c.since.IsZero() && e.Joined() {
+		c.since = now
+		e.nextSync = now
+	}
+}
+
+// caughtUp reports whether the node may answer reads (catchUp).
+func (e *Engine) caughtUp(now time.Time) bool {
+	c := &e.catch
+	if !c.on {
+		return true
+	}
+	if c.since.IsZero() || now.Sub(c.since) < e.cfg.SyncInterval*3/2 {
+		return false
+	}
+	c.on = false
+	return true
+}
+
 // kvLocal applies the operation to our own store, as member i.
 func (e *Engine) kvLocal(now time.Time, op *kvOp, i int) {
 	st := e.kvStore()
@@ -180,6 +218,10 @@ func (e *Engine) kvLocal(now time.Time, op *kvOp, i int) {
 			}
 			op.check(now, e)
 		})
+		return
+	}
+	if !e.caughtUp(now) {
+		op.q.Fail(i, errCatchingUp)
 		return
 	}
 	rec, ok, err := st.Get(op.q.Key)
@@ -348,6 +390,11 @@ func (e *Engine) handleFetch(now time.Time, from netip.AddrPort, q *krpc.Msg) bo
 	var keys []any
 	if err == nil {
 		if k, ok := d["k"].([]byte); ok && len(k) > 0 {
+			if !e.caughtUp(now) {
+				// A get's read (repair's pulls use "ks"): see catchUp.
+				e.replyError(from, q.T, krpc.CodeServer, errCatchingUp.Error())
+				return false
+			}
 			keys = []any{k}
 		} else {
 			keys, _ = d["ks"].([]any)
