@@ -128,9 +128,10 @@ func (e *Engine) kvReplicas(now time.Time, s *opState, nodes []krpc.NodeInfo) {
 }
 
 // replicaSet picks the replica set of target: the first Replicas nodes
-// at or after it on the ring among every node this one knows to exist,
+// at or after it on the ring among every node this one knows to exist:
 // those of the lookup's answer (the key's successor and the nodes after
-// it) and ourselves, reachable, and the lost neighbours still in the
+// it, ourselves when we are one of them), reachable, and the lost
+// neighbours still in the
 // probe set that went silent less than Config.DownFor ago, down. A down
 // member is in the set but not asked: it counts against the quorum, so
 // that a node cut off with part of the ring counts the quorum among the
@@ -142,13 +143,18 @@ func (e *Engine) replicaSet(now time.Time, target id.ID, nodes []krpc.NodeInfo) 
 		m    replica.Member
 		down bool
 	}
-	cs := []cand{{m: replica.Member{Node: krpc.NodeInfo{ID: e.self}, Self: true}}}
-	seen := map[id.ID]bool{e.self: true}
+	var cs []cand
+	seen := map[id.ID]bool{}
 	for _, n := range nodes {
 		if !seen[n.ID] {
 			seen[n.ID] = true
-			cs = append(cs, cand{m: replica.Member{Node: n}})
+			cs = append(cs, cand{m: replica.Member{Node: n, Self: n.ID == e.self}})
 		}
+	}
+	if len(cs) == 0 {
+		// Alone: the node is the whole ring it knows.
+		seen[e.self] = true
+		cs = append(cs, cand{m: replica.Member{Node: krpc.NodeInfo{ID: e.self}, Self: true}})
 	}
 	for _, l := range e.ring.lost {
 		if !seen[l.info.ID] && now.Sub(l.since) < e.cfg.DownFor {
