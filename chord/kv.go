@@ -129,32 +129,38 @@ func (e *Engine) kvReplicas(now time.Time, s *opState, nodes []krpc.NodeInfo) {
 
 // replicaSet picks the replica set of target: the first Replicas nodes
 // at or after it on the ring among every node this one knows to exist:
-// those of the lookup's answer (the key's successor and the nodes after
-// it, ourselves when we are one of them), reachable, and the lost
-// neighbours still in the
+// the lookup's answer (the key's successor and the nodes after it), its
+// own successors, fingers and predecessor, and itself, reachable as far
+// as it knows, and the lost neighbours still in the
 // probe set that went silent less than Config.DownFor ago, down. A down
 // member is in the set but not asked: it counts against the quorum, so
 // that a node cut off with part of the ring counts the quorum among the
 // real replicas, never among the ones it happens to reach (the quorum
 // rule, docs/architecture.md). A node that said goodbye is not lost, and
-// one lost longer than DownFor gives way to the next.
+// one lost longer than DownFor gives way to the next. Taking the lookup's
+// answer alone misplaced writes while a ring re-formed: a node whose
+// predecessor pointer skipped live nodes answered for keys they own, the
+// write went to nodes after them, and repair, which runs from a key's
+// primary, never moved it back.
 func (e *Engine) replicaSet(now time.Time, target id.ID, nodes []krpc.NodeInfo) ([]replica.Member, []bool) {
 	type cand struct {
 		m    replica.Member
 		down bool
 	}
-	var cs []cand
-	seen := map[id.ID]bool{}
-	for _, n := range nodes {
-		if !seen[n.ID] {
-			seen[n.ID] = true
-			cs = append(cs, cand{m: replica.Member{Node: n, Self: n.ID == e.self}})
-		}
+	cs := []cand{{m: replica.Member{Node: krpc.NodeInfo{ID: e.self}, Self: true}}}
+	seen := map[id.ID]bool{e.self: true}
+	r := &e.ring
+	var pred []krpc.NodeInfo
+	if r.hasPred {
+		pred = []krpc.NodeInfo{r.pred}
 	}
-	if len(cs) == 0 {
-		// Alone: the node is the whole ring it knows.
-		seen[e.self] = true
-		cs = append(cs, cand{m: replica.Member{Node: krpc.NodeInfo{ID: e.self}, Self: true}})
+	for _, list := range [][]krpc.NodeInfo{nodes, r.succs, r.fingers, pred} {
+		for _, n := range list {
+			if !seen[n.ID] && !n.ID.IsZero() {
+				seen[n.ID] = true
+				cs = append(cs, cand{m: replica.Member{Node: n}})
+			}
+		}
 	}
 	for _, l := range e.ring.lost {
 		if !seen[l.info.ID] && now.Sub(l.since) < e.cfg.DownFor {
