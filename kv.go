@@ -633,19 +633,20 @@ func (n *Node) GetSignedBy(ctx context.Context, key string, signer ed25519.Publi
 		return v, err
 	}
 	if err := CheckSigner(key, v.Signer, signer); err != nil {
-		return Value{}, err
+		return Value{}, fmt.Errorf("dhtkit: get %q: %w", shortKey(key), err)
 	}
 	return v, nil
 }
 
 // CheckSigner says why a value of key signed by got (nil: unsigned) is
-// not one signed by want.
+// not one signed by want. It does not name the key: its callers say
+// `get "KEY": …` already.
 func CheckSigner(key string, got, want ed25519.PublicKey) error {
 	switch {
 	case got == nil:
-		return fmt.Errorf("%w: %q is not signed (want %x)", ErrSigner, shortKey(key), []byte(want))
+		return fmt.Errorf("%w: it is not signed (want %x)", ErrSigner, []byte(want))
 	case !got.Equal(want):
-		return fmt.Errorf("%w: %q is signed by %x, not by %x", ErrSigner, shortKey(key), []byte(got), []byte(want))
+		return fmt.Errorf("%w: it is signed by %x, not by %x", ErrSigner, []byte(got), []byte(want))
 	}
 	return nil
 }
