@@ -39,6 +39,9 @@ func TestChordRingAPI(t *testing.T) {
 	}
 
 	resp, body = call(t, "GET", servers[0].URL+"/", nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("page: %d", resp.StatusCode)
+	}
 	page := string(body)
 	for _, w := range []string{"successor list", "predecessor", "fingers", `id="chord-ring"`, "finger[i] = successor(n + 2<sup>i</sup>)"} {
 		if !strings.Contains(page, w) {
