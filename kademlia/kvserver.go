@@ -64,6 +64,9 @@ func (e *Engine) handleStore(now time.Time, from netip.AddrPort, q, r *krpc.Msg)
 		e.replyError(now, from, q.T, krpc.CodeProtocol, "dk_store: bad token")
 		return false
 	}
+	if e.notReplica(now, from, q) {
+		return false
+	}
 	d, err := decodeX(q.A.X)
 	var recs []store.Record
 	if err == nil {
@@ -127,6 +130,9 @@ func (e *Engine) handleStore(now time.Time, from netip.AddrPort, q, r *krpc.Msg)
 // handleFetch answers dk_fetch with the records asked for, by key ("k"),
 // keys ("ks") or target ("h"), as many as fit one datagram.
 func (e *Engine) handleFetch(now time.Time, from netip.AddrPort, q, r *krpc.Msg) bool {
+	if e.notReplica(now, from, q) {
+		return false
+	}
 	d, err := decodeX(q.A.X)
 	if err != nil {
 		e.replyError(now, from, q.T, krpc.CodeProtocol, "dk_fetch: "+err.Error())
