@@ -152,3 +152,26 @@ func TestNotReplicaRefuses(t *testing.T) {
 		}
 	}
 }
+
+// appendAcks writes what the generic encoder writes for the same answer.
+func TestAppendAcks(t *testing.T) {
+	fail := errors.New("refused")
+	cases := []struct {
+		n    int
+		idx  []int
+		errs []error
+		want []any
+	}{
+		{0, nil, nil, []any{}},
+		{1, []int{0}, []error{nil}, []any{1}},
+		{1, []int{0}, []error{fail}, []any{0}},
+		{4, []int{0, 2, 3}, []error{nil, fail, nil}, []any{1, 0, 0, 1}},
+		{3, nil, nil, []any{0, 0, 0}},
+	}
+	for _, c := range cases {
+		want := encodeX(nil, map[string]any{"ok": c.want})
+		if got := appendAcks(nil, c.n, c.idx, c.errs); string(got) != string(want) {
+			t.Errorf("appendAcks(%d, %v, %v) = %q, want %q", c.n, c.idx, c.errs, got, want)
+		}
+	}
+}
