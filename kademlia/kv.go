@@ -167,6 +167,9 @@ func (e *Engine) startKV(now time.Time, s *opState, key string) {
 		e.kvReplicas(now, s, nil)
 		return
 	}
+	if e.kvOneHop(now, s, target) {
+		return
+	}
 	e.startLookup(now, s, krpc.MethodGet, target, nil)
 }
 
@@ -242,6 +245,7 @@ func (op *kvOp) ask(now time.Time, e *Engine, i int) (uint16, bool) {
 			e.xbuf = encodeRecords(e.xbuf[:0], "recs", []store.Record{op.rec})
 		}
 		m.A.X = e.xbuf
+		op.markOneHop(m)
 	} else {
 		m := e.newQuery(krpc.MethodFetch)
 		m.A.Has |= krpc.HasX
@@ -253,6 +257,7 @@ func (op *kvOp) ask(now time.Time, e *Engine, i int) (uint16, bool) {
 		}
 		e.xbuf = encodeX(e.xbuf[:0], map[string]any{"k": op.q.Key})
 		m.A.X = e.xbuf
+		op.markOneHop(m)
 	}
 	tid, ok := e.sendQueryTID(now, r.Node.Addr, r.Node.ID, op.s.id, forOp)
 	if ok {
@@ -456,7 +461,7 @@ func (op *kvOp) failure(now time.Time, e *Engine, p *pending, err error) {
 // replicas a get found behind.
 func (op *kvOp) check(now time.Time, e *Engine) {
 	out, ok := op.q.Decide(op.rec.Version)
-	if !ok {
+	if !ok || e.oneHopFallback(now, op, out) {
 		return
 	}
 	e.finish(now, op.s, Outcome(&op.s.result, out, e.cfg.quorum(), op.q.Need))

@@ -400,12 +400,16 @@ func (l *lookup) store(now time.Time, e *Engine) {
 }
 
 func (l *lookup) response(now time.Time, e *Engine, p *pending, sender id.ID, m *krpc.Msg) {
-	l.stats.Responses++
 	if l.storing {
+		l.stats.Responses++
 		l.stored++
 		l.storeReturned(now, e)
 		return
 	}
+	if p.method != l.method {
+		return // a late answer to the one-hop attempt this lookup took over from
+	}
+	l.stats.Responses++
 	c := l.find(p.nodeID)
 	if c == nil {
 		return
@@ -533,6 +537,9 @@ func (l *lookup) failed(now time.Time, e *Engine, p *pending, err error) {
 			l.storeErr = err
 		}
 		l.storeReturned(now, e)
+		return
+	}
+	if p.method != l.method {
 		return
 	}
 	c := l.find(p.nodeID)
