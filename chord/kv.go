@@ -41,7 +41,7 @@ func (e *Engine) startKV(now time.Time, s *opState, key string) {
 		e.finish(now, s, kademlia.ErrNoKey)
 		return
 	}
-	if len(key) > store.DefaultMaxKeySize {
+	if len(store.BaseKey(key)) > store.DefaultMaxKeySize {
 		e.finish(now, s, fmt.Errorf("%w: the key is %d bytes, at most %d", store.ErrTooLarge, len(key), store.DefaultMaxKeySize))
 		return
 	}
@@ -49,7 +49,7 @@ func (e *Engine) startKV(now time.Time, s *opState, key string) {
 		e.finish(now, s, fmt.Errorf("%w: %d bytes, at most %d", kademlia.ErrTooLarge, len(put.Value), kademlia.MaxRecordValue))
 		return
 	}
-	e.startLookup(now, s, id.FromString(key), nil)
+	e.startLookup(now, s, store.KeyTarget(key), nil)
 }
 
 // kvOp is a KVPut or KVGet past its lookup: the replication layer's

@@ -143,7 +143,7 @@ func (e *Engine) startKV(now time.Time, s *opState, key string) {
 		e.finish(now, s, ErrNoKey)
 		return
 	}
-	if len(key) > store.DefaultMaxKeySize {
+	if len(store.BaseKey(key)) > store.DefaultMaxKeySize {
 		// Every replica would refuse it: say so before any round trip.
 		e.finish(now, s, fmt.Errorf("%w: the key is %d bytes, at most %d", store.ErrTooLarge, len(key), store.DefaultMaxKeySize))
 		return
@@ -158,7 +158,7 @@ func (e *Engine) startKV(now time.Time, s *opState, key string) {
 			return
 		}
 	}
-	target := id.FromString(key)
+	target := store.KeyTarget(key)
 	if e.table.Len() == 0 {
 		// Alone: this node is the whole replica set.
 		e.kvReplicas(now, s, nil)
@@ -192,7 +192,7 @@ func (e *Engine) kvReplicas(now time.Time, s *opState, l *lookup) {
 	case KVGet:
 		op.q.Key = o.Key
 	}
-	op.q.Members, op.sent = e.replicasFound(now, id.FromString(op.q.Key), l, true)
+	op.q.Members, op.sent = e.replicasFound(now, store.KeyTarget(op.q.Key), l, true)
 	s.kv = op
 	q := e.cfg.quorum()
 	ms := op.q.Members
