@@ -42,8 +42,13 @@ type KVPut struct {
 }
 
 // KVGet reads Key from its replicas: Result.Record is the newest version,
-// Result.Holders what each replica answered.
-type KVGet struct{ Key string }
+// Result.Holders what each replica answered. With All it reads every
+// value of Key (store.ValueKey) instead: Result.Records and Result.Fetch
+// (replica.Values).
+type KVGet struct {
+	Key string
+	All bool
+}
 
 // Handover pushes every stored record to the other nodes that should hold
 // it: what a node does before leaving so that nothing is lost.
@@ -134,7 +139,8 @@ type kvOp struct {
 	s    *opState
 	rec  store.Record // KVPut: the record written
 	q    replica.Op
-	sent []sent // by member
+	sent []sent          // by member
+	vals *replica.Values // KVGet with All: every value's answers
 }
 
 // startKV validates a KVPut or KVGet and starts the lookup of its replicas.
@@ -194,6 +200,9 @@ func (e *Engine) kvReplicas(now time.Time, s *opState, l *lookup) {
 	}
 	op.q.Members, op.sent = e.replicasFound(now, store.KeyTarget(op.q.Key), l, true)
 	s.kv = op
+	if g, ok := s.op.(KVGet); ok && g.All {
+		op.vals = replica.NewValues(len(op.q.Members))
+	}
 	q := e.cfg.quorum()
 	ms := op.q.Members
 	op.q.Need = q.Need(op.q.Put, len(ms), len(ms) == 1 && ms[0].Self)
@@ -256,7 +265,11 @@ func (op *kvOp) ask(now time.Time, e *Engine, i int) (uint16, bool) {
 			m.A.Has |= krpc.HasToken
 			m.A.Token = sn.token
 		}
-		e.xbuf = encodeX(e.xbuf[:0], map[string]any{"k": op.q.Key})
+		if op.vals != nil {
+			e.xbuf = replica.AppendValuesQuery(e.xbuf[:0], op.q.Key)
+		} else {
+			e.xbuf = encodeX(e.xbuf[:0], map[string]any{"k": op.q.Key})
+		}
 		m.A.X = e.xbuf
 	}
 	tid, ok := e.sendQueryTID(now, r.Node.Addr, r.Node.ID, op.s.id, forOp)
@@ -366,6 +379,14 @@ func (e *Engine) kvLocal(now time.Time, op *kvOp, i int) {
 		})
 		return
 	}
+	if op.vals != nil {
+		if best, err := op.vals.Local(i, st, op.q.Key, now); err != nil {
+			op.q.Fail(i, err)
+		} else {
+			op.q.Answer(i, best)
+		}
+		return
+	}
 	rec, ok, err := st.Get(op.q.Key)
 	switch {
 	case err != nil:
@@ -409,6 +430,16 @@ func (op *kvOp) response(now time.Time, e *Engine, p *pending, m *krpc.Msg) {
 		} else {
 			op.q.Fail(i, errors.New("replica refused the write"))
 		}
+	case op.vals != nil:
+		recs, ents, err := replica.ParseValues(m.R.X, op.q.Key)
+		if err != nil {
+			op.q.Fail(i, err)
+			break
+		}
+		recs = slices.DeleteFunc(recs, func(r store.Record) bool {
+			return expired(&r, now) || e.clock.Observe(now, r.Version) != nil
+		})
+		op.q.Answer(i, op.vals.Answer(i, recs, ents))
 	default:
 		recs, err := decodeRecords(d, "recs")
 		switch {
@@ -442,8 +473,18 @@ func (op *kvOp) check(now time.Time, e *Engine) {
 	if !ok {
 		return
 	}
+	var m replica.Merged
+	if op.vals != nil {
+		m = op.vals.Merge()
+		op.s.result.Records, op.s.result.Fetch = m.Records, m.Fetch
+	}
 	e.finish(now, op.s, Outcome(&op.s.result, out, e.cfg.quorum(), op.q.Need))
-	if !op.q.Put && out.Kind != replica.NoAnswer {
+	switch {
+	case op.vals != nil && out.Kind != replica.NoAnswer:
+		for i, recs := range m.Repairs {
+			op.repairWith(now, e, i, recs)
+		}
+	case !op.q.Put && out.Kind != replica.NoAnswer:
 		op.repair(now, e)
 	}
 }
@@ -467,6 +508,20 @@ func Outcome(res *Result, out replica.Outcome, q replica.Quorum, need int) error
 		return ErrNotFound
 	}
 	return nil
+}
+
+// repairWith writes recs to member i (read repair of a key's values).
+func (op *kvOp) repairWith(now time.Time, e *Engine, i int, recs []store.Record) {
+	r := op.q.Members[i]
+	if !r.Self {
+		e.pushRecords(now, r.Node, op.sent[i].token, recs, nil, nil)
+		return
+	}
+	for _, rec := range recs {
+		if applied, err := e.kvStore().Put(rec); err == nil && applied {
+			e.changed(now, rec)
+		}
+	}
 }
 
 // repair writes the newest version to the replicas that answered with an
