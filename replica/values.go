@@ -146,6 +146,12 @@ func (v *Values) Answer(i int, recs []store.Record, ents []store.Entry) *store.R
 			best = &recs[j]
 		}
 	}
+	for _, e := range ents {
+		// Known by version only: counts as an answer that holds the key.
+		if best == nil || e.Version.Newer(best.Version) {
+			best = &store.Record{Key: e.Key, Version: e.Version, Deleted: e.Deleted}
+		}
+	}
 	return best
 }
 
