@@ -444,7 +444,12 @@ func (n *Node) Stat(ctx context.Context, key string) (Value, error) {
 	if err != nil {
 		return Value{}, err
 	}
-	v := Value{Version: res.Version, Expires: res.Record.Expires, Partial: res.Partial}
+	return statValue(key, Value{Version: res.Version, Expires: res.Record.Expires, Partial: res.Partial}, kind, data)
+}
+
+// statValue fills in v, without its data, from key's record, which holds
+// kind and data.
+func statValue(key string, v Value, kind byte, data []byte) (Value, error) {
 	if kind == kindSigned {
 		e, err := owner.Open(key, data)
 		if err != nil {

@@ -142,6 +142,16 @@ func (n *Node) values(ctx context.Context, key string) (kademlia.Result, error) 
 // Get does for one. ErrNotFound when it has none. Large values are
 // assembled in memory.
 func (n *Node) Values(ctx context.Context, key string) ([]Value, error) {
+	return n.readValues(ctx, key, true)
+}
+
+// StatValues is Values without the data: what Stat says of each value
+// (size, version, expiry, signer), no chunk fetched.
+func (n *Node) StatValues(ctx context.Context, key string) ([]Value, error) {
+	return n.readValues(ctx, key, false)
+}
+
+func (n *Node) readValues(ctx context.Context, key string, data bool) ([]Value, error) {
 	res, err := n.values(ctx, key)
 	if err != nil {
 		return nil, fmt.Errorf("dhtkit: get %q: %w", shortKey(key), err)
@@ -151,7 +161,12 @@ func (n *Node) Values(ctx context.Context, key string) ([]Value, error) {
 		if rec.Deleted || signedDelete(rec.Value) {
 			continue
 		}
-		v, err := n.watchValue(ctx, rec.Key, rec)
+		var v Value
+		if data {
+			v, err = n.watchValue(ctx, rec.Key, rec)
+		} else {
+			v, err = statRecord(rec)
+		}
 		if err != nil {
 			// One bad value (a chunk lost, a forged signature) does not
 			// hide the others.
@@ -163,7 +178,11 @@ func (n *Node) Values(ctx context.Context, key string) ([]Value, error) {
 		out = append(out, v)
 	}
 	for _, rk := range res.Fetch {
-		v, err := n.Get(ctx, rk)
+		get := n.Get
+		if !data {
+			get = n.Stat
+		}
+		v, err := get(ctx, rk)
 		if errors.Is(err, ErrNotFound) {
 			continue
 		}
@@ -407,4 +426,16 @@ func (n *Node) pollValues(ctx context.Context, key string) <-chan Change {
 		}
 	}()
 	return ch
+}
+
+// statRecord is statValue of a record as a replica sent it.
+func statRecord(rec store.Record) (Value, error) {
+	v := Value{Version: rec.Version, Expires: rec.Expires}
+	if len(rec.Value) == 0 {
+		return v, fmt.Errorf("dhtkit: stat %q: empty record", shortKey(rec.Key))
+	}
+	if owner.Is(rec.Value) {
+		return statValue(rec.Key, v, kindSigned, rec.Value)
+	}
+	return statValue(rec.Key, v, rec.Value[0], rec.Value[1:])
 }

@@ -10,7 +10,8 @@ import (
 )
 
 // A key's many values (dhtkit.Values): GET /v1/values/{key} lists every
-// live value, newest first, and DELETE /v1/values/{key} deletes all the
+// live value, newest first (?data=0: without their data, none of a large
+// value's chunks fetched), and DELETE /v1/values/{key} deletes all the
 // node may (the unsigned ones). One value is read, written and deleted
 // through /v1/keys/{key}?id=ID.
 
@@ -39,7 +40,11 @@ func (s *server) getValues(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := s.ctx(r)
 	defer cancel()
 	start := time.Now()
-	vs, err := s.n.Values(ctx, key)
+	read := s.n.Values
+	if r.URL.Query().Get("data") == "0" {
+		read = s.n.StatValues // sizes, versions and signers only
+	}
+	vs, err := read(ctx, key)
 	s.metrics.observeOp("kv_get", time.Since(start), err)
 	if err != nil {
 		s.fail(w, r, 0, err)
@@ -49,6 +54,9 @@ func (s *server) getValues(w http.ResponseWriter, r *http.Request) {
 	size := 0
 	for _, v := range vs {
 		ev := newValueJSON(key, v)
+		if v.Data == nil {
+			ev.Size, ev.Text = int(v.Size), nil
+		}
 		if size += len(v.Data); size > maxValuesJSON {
 			ev.Value, ev.Text, ev.Truncated = nil, nil, true
 		}
