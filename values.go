@@ -122,12 +122,13 @@ func (n *Node) DeleteAll(ctx context.Context, key string) (int, error) {
 }
 
 // values asks key's replicas for all its records (kademlia.KVGet with
-// All), tombstones included.
+// All), tombstones included; under WithPartial, the best answer of fewer
+// replicas than the read quorum too.
 func (n *Node) values(ctx context.Context, key string) (kademlia.Result, error) {
 	if err := n.waitReady(ctx); err != nil {
 		return kademlia.Result{}, err
 	}
-	res, err := n.rt.Do(ctx, kademlia.KVGet{Key: key, All: true})
+	res, err := n.rt.Do(ctx, kademlia.KVGet{Key: key, All: true, Partial: partialOK(ctx)})
 	if errors.Is(err, kademlia.ErrNotFound) {
 		if len(res.Records) > 0 || len(res.Fetch) > 0 {
 			return res, nil
@@ -379,7 +380,7 @@ func (n *Node) pollValues(ctx context.Context, key string) <-chan Change {
 		defer t.Stop()
 		for {
 			var out []Change
-			res, err := n.values(ctx, key)
+			res, err := n.values(WithPartial(ctx), key)
 			switch {
 			case err == nil || errors.Is(err, ErrNotFound):
 				seen := make(map[string]bool, len(res.Records)+len(res.Fetch))

@@ -37,6 +37,11 @@ func (s *server) getValues(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, http.StatusBadRequest, errors.New("empty key"))
 		return
 	}
+	if r.URL.Query().Get("partial") == "true" {
+		// As GET /v1/keys/{key}?partial=true: the best answer of fewer
+		// replicas than the read quorum, marked "partial".
+		r = r.WithContext(dhtkit.WithPartial(r.Context()))
+	}
 	ctx, cancel := s.ctx(r)
 	defer cancel()
 	start := time.Now()

@@ -277,7 +277,7 @@ func (g *globals) open(key string, v []byte, keyPath string, signer ed25519.Publ
 func newGetCmd(g *globals) *cobra.Command {
 	var (
 		out, key, signerHex string
-		asJSON              bool
+		asJSON, partialOK   bool
 		idFlag              string
 	)
 	cmd := &cobra.Command{
@@ -308,7 +308,7 @@ is. --id ID prints only that value.`,
 			if idFlag == "" {
 				// Every value: one is printed as single-value use always
 				// had it, several as a list.
-				vals, err := g.apiClient().values(cmd.Context(), args[0], false)
+				vals, err := g.apiClient().values(cmd.Context(), args[0], false, partialOK)
 				if err != nil {
 					return err
 				}
@@ -318,13 +318,16 @@ is. --id ID prints only that value.`,
 				case len(vals) > 1 && out != "":
 					return usageError("%q holds %d values: pick one with --id (%s)", args[0], len(vals), helpHint(cmd))
 				case len(vals) > 1:
-					return g.printValues(cmd.Context(), args[0], key, signer, asJSON)
+					return g.printValues(cmd.Context(), args[0], key, signer, asJSON, partialOK)
 				}
 				rk = vals[0].recordKey()
 			}
 			path := keyPath(rk)
 			if signer != nil {
 				path = withQuery(path, "signer", signerHex)
+			}
+			if partialOK {
+				path = withQuery(path, "partial", "true")
 			}
 			resp, err := g.apiClient().do(cmd.Context(), http.MethodGet, path, nil, "")
 			if err != nil {
@@ -433,6 +436,7 @@ is. --id ID prints only that value.`,
 	cmd.Flags().StringVar(&key, "key", "", "identity file, to read values encrypted to you")
 	cmd.Flags().BoolVar(&asJSON, "json", false, `print {"key","version","size","value" (base64),"text" (when UTF-8),"partial"} as JSON`)
 	cmd.Flags().StringVar(&signerHex, "signer", "", "fail unless this \"sign\" key (see: dhtkit key) signed the value (of several values: print those it signed)")
+	cmd.Flags().BoolVar(&partialOK, "partial", false, "when fewer replicas than the read quorum answer, print their best answer (marked partial) instead of failing")
 	cmd.Flags().StringVar(&idFlag, "id", "", "print only the value with this id (1 to 16 hex digits)")
 	return cmd
 }

@@ -58,10 +58,13 @@ func (v listedValue) recordKey() string {
 
 // values lists every live value of key, newest first (nil when none);
 // without data, their sizes, versions and signers only.
-func (a *api) values(ctx context.Context, key string, data bool) ([]listedValue, error) {
+func (a *api) values(ctx context.Context, key string, data, partial bool) ([]listedValue, error) {
 	path := "/v1/values/" + url.PathEscape(key)
 	if !data {
-		path += "?data=0"
+		path = withQuery(path, "data", "0")
+	}
+	if partial {
+		path = withQuery(path, "partial", "true")
 	}
 	resp, err := a.do(ctx, http.MethodGet, path, nil, "")
 	if err != nil {
@@ -108,9 +111,9 @@ func (g *globals) openValue(rk string, v []byte, idPath string) ([]byte, ed25519
 // printValues prints every live value of key, newest first: each opened
 // (signed, encrypted) and ended by a newline, or with asJSON one getJSON
 // per line. With signer, only the values it signed; none is an error.
-func (g *globals) printValues(ctx context.Context, key, idPath string, signer ed25519.PublicKey, asJSON bool) error {
+func (g *globals) printValues(ctx context.Context, key, idPath string, signer ed25519.PublicKey, asJSON, partial bool) error {
 	a := g.apiClient()
-	vals, err := a.values(ctx, key, true)
+	vals, err := a.values(ctx, key, true, partial)
 	if err != nil {
 		return err
 	}
@@ -186,7 +189,7 @@ func (a *api) read(ctx context.Context, rk string) ([]byte, error) {
 // (DELETE /v1/values/{key}). A key that never held more than its default
 // value is deleted as before.
 func (g *globals) deleteAll(ctx context.Context, key string, sign bool, idPath string, asJSON bool) error {
-	vals, err := g.apiClient().values(ctx, key, false)
+	vals, err := g.apiClient().values(ctx, key, false, false)
 	if err != nil {
 		return err
 	}
