@@ -33,6 +33,7 @@ func newPutCmd(g *globals) *cobra.Command {
 		key       string
 		asJSON    bool
 		heir      string
+		extra     putFlags // permanent.go
 	)
 	cmd := &cobra.Command{
 		Use:   "put KEY [VALUE]",
@@ -43,6 +44,9 @@ into verified chunks). It prints the version once a write quorum of the
 key's replicas holds it.`,
 		Args: keyArgs(1, 2, "KEY and an optional VALUE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkPutFlags(cmd, ttl, sign, extra); err != nil {
+				return err
+			}
 			var to *[32]byte
 			if encryptTo != "" {
 				b, err := hex.DecodeString(encryptTo)
@@ -98,10 +102,7 @@ key's replicas holds it.`,
 				defer p.done()
 				body = io.TeeReader(body, p)
 			}
-			path := keyPath(args[0])
-			if ttl > 0 && !sign { // a signed value carries its expiry
-				path += "?ttl=" + ttl.String()
-			}
+			path := keyPath(args[0]) + putQuery(ttl, sign, extra)
 			a := g.apiClient()
 			if env != nil {
 				a.header = http.Header{"X-Dhtkit-Envelope": {base64.StdEncoding.EncodeToString(env)}}
@@ -137,6 +138,7 @@ key's replicas holds it.`,
 	f.StringVar(&key, "key", "", "identity file (default $DHTKIT_KEY, else in your configuration directory)")
 	f.BoolVar(&asJSON, "json", false, `print {"key","version","expires"} as JSON`)
 	f.StringVar(&heir, "heir", "", "with --sign: the \"sign\" key that may sign the key's next versions (rotating your signing key)")
+	addPutFlags(cmd, &extra)
 	return cmd
 }
 
