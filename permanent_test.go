@@ -187,4 +187,3 @@ func TestPermanentFileDamaged(t *testing.T) {
 		t.Fatalf("start with a damaged list: %v", err)
 	}
 }
-
