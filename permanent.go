@@ -318,6 +318,12 @@ func (n *Node) refreshPermanent(key string) {
 		}
 		return
 	}
+	p.mu.Lock()
+	kept := p.keeper.Has(key)
+	p.mu.Unlock()
+	if !kept {
+		return // cancelled during the read: a write now would outlive the cancel by more than the TTL
+	}
 	v, err := n.putRecord(ctx, key, append([]byte{kindInline}, rec.Value...), PutOptions{TTL: rec.TTL})
 	if err != nil {
 		n.log.Debug("refreshing a permanent put", "key", shortKey(key), "err", err)
