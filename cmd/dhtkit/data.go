@@ -44,7 +44,7 @@ into verified chunks). It prints the version once a write quorum of the
 key's replicas holds it.`,
 		Args: keyArgs(1, 2, "KEY and an optional VALUE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkPutFlags(cmd, ttl, sign, extra); err != nil {
+			if err := checkPutFlags(sign, extra); err != nil {
 				return err
 			}
 			var to *[32]byte

@@ -22,13 +22,10 @@ func addPutFlags(cmd *cobra.Command, p *putFlags) {
 	cmd.Flags().BoolVar(&p.permanent, "permanent", false, "keep the value alive while the node at --api runs (and across its restarts with --data), until del or dhtkit cancel; --ttl then defaults to 10m")
 }
 
-// checkPutFlags validates put's numeric and option flags before anything
-// is read or sent: a flag given with a value no put can have is a usage
-// error that says what to give instead.
-func checkPutFlags(cmd *cobra.Command, ttl time.Duration, sign bool, p putFlags) error {
-	if cmd.Flags().Changed("ttl") && ttl <= 0 {
-		return usageError("--ttl %v: want a positive duration such as 90s, 30m or 24h (leave it out for the default)", ttl)
-	}
+// checkPutFlags refuses put's flags that do not go together, before
+// anything is read or sent (numeric flags, --ttl included, are checked
+// for every command by checkNumbers).
+func checkPutFlags(sign bool, p putFlags) error {
 	if p.permanent && sign {
 		return usageError("--permanent and --sign: a signed value carries the expiry its owner signed; put it again with --sign to extend it")
 	}
