@@ -7,6 +7,7 @@ import (
 
 	"github.com/dhtkit/dhtkit/chord"
 	"github.com/dhtkit/dhtkit/id"
+	"github.com/dhtkit/dhtkit/internal/stat"
 	"github.com/dhtkit/dhtkit/kademlia"
 	"github.com/dhtkit/dhtkit/krpc"
 	"github.com/dhtkit/dhtkit/routing"
@@ -202,6 +203,18 @@ type Report struct {
 	GetSuccessRate      float64 `json:"get_success_rate"`
 	AnnounceSuccessRate float64 `json:"announce_success_rate"`
 
+	// The permanent puts (Config.Permanent, permanent.go); omitted
+	// without them.
+	Permanent              int     `json:"permanent,omitempty"`
+	PermanentReads         int     `json:"permanent_reads,omitempty"`
+	PermanentReadRate      float64 `json:"permanent_read_rate,omitempty"`
+	PermanentRefreshes     int     `json:"permanent_refreshes,omitempty"`
+	PermanentRefreshFailed int     `json:"permanent_refresh_failed,omitempty"`
+	PermanentReadsAfter    int     `json:"permanent_reads_after_cancel,omitempty"`
+	PermanentFoundAfter    *int    `json:"permanent_found_after_cancel,omitempty"`
+	PermanentCancelS       float64 `json:"permanent_cancel_s,omitempty"`
+	PermanentTTLS          float64 `json:"permanent_ttl_s,omitempty"`
+
 	// LoadGini and LoadMaxMean describe the datagrams received per live
 	// node during the measured phase.
 	LoadGini    float64 `json:"load_gini"`
@@ -324,6 +337,14 @@ func (s *Sim) report(wall time.Duration) *Report {
 	if m.announces > 0 {
 		r.AnnounceSuccessRate = round3(float64(m.announceOK) / float64(m.announces))
 	}
+	if p := s.perm; p != nil {
+		r.Permanent, r.PermanentReads, r.PermanentRefreshes, r.PermanentRefreshFailed = len(p.keys), p.reads, p.refreshes, p.refreshFailed
+		r.PermanentReadsAfter, r.PermanentFoundAfter = p.readsAfter, &p.foundAfter
+		if p.reads > 0 {
+			r.PermanentReadRate = round3(float64(p.readOK) / float64(p.reads))
+		}
+		r.PermanentCancelS, r.PermanentTTLS = time.Duration(p.cancelAt-s.t0).Seconds(), p.ttl.Seconds()
+	}
 	var bytes uint64
 	load := make([]uint32, 0, len(s.live))
 	for _, i := range s.live {
@@ -339,7 +360,7 @@ func (s *Sim) report(wall time.Duration) *Report {
 		r.SentBytesNodeS = round3(float64(bytes-m.bytesAtStart) / float64(len(s.live)) / d)
 	}
 	slices.Sort(load)
-	r.LoadGini = round3(gini(load))
+	r.LoadGini = round3(stat.Gini(load))
 	if len(load) > 0 {
 		var sum float64
 		for _, v := range load {
@@ -441,21 +462,6 @@ func quantile[T int32 | int64](sorted []T, q float64) T {
 	}
 	i := int(math.Ceil(q*float64(len(sorted)))) - 1
 	return sorted[min(max(i, 0), len(sorted)-1)]
-}
-
-// gini is the Gini coefficient of sorted non-negative values: 0 when all
-// are equal, near 1 when one holds everything.
-func gini(sorted []uint32) float64 {
-	n := float64(len(sorted))
-	var sum, weighted float64
-	for i, v := range sorted {
-		sum += float64(v)
-		weighted += float64(i+1) * float64(v)
-	}
-	if sum == 0 {
-		return 0
-	}
-	return 2*weighted/(n*sum) - (n+1)/n
 }
 
 func ms(ns int64) float64 { return round3(float64(ns) / 1e6) }

@@ -146,7 +146,7 @@ func (m *Memory) RemoveAll(es []Entry) (int, error) {
 	}
 	removed := 0
 	for _, e := range es {
-		leaf, pos, ok := m.idx.find(id.FromString(e.Key), e.Key)
+		leaf, pos, ok := m.idx.find(KeyTarget(e.Key), e.Key)
 		if ok && m.idx.leaves[leaf][pos].version == e.Version {
 			m.idx.remove(leaf, pos)
 			removed++
@@ -206,7 +206,7 @@ func (m *Memory) Close() error {
 // admit asks cfg.Admit about r, wrapping a refusal with ErrRefused.
 func admit(cfg *Config, old *Record, r *Record) error {
 	if err := cfg.Admit(old, *r); err != nil {
-		return fmt.Errorf("store: put %q: %w: %w", r.Key, ErrRefused, err)
+		return fmt.Errorf("store: %w: %w", ErrRefused, err) // the writer names the key (see prepare)
 	}
 	return nil
 }
