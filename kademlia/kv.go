@@ -330,6 +330,28 @@ func (e *Engine) replicasFound(now time.Time, target id.ID, l *lookup, withDown 
 	return reps, sn
 }
 
+// handoverTo appends to dst the nodes a leaving node hands a record of
+// target to: the Replicas nearest among every contact the table holds,
+// questionable and bad ones included (a contact that missed a query or
+// two under load is likely alive, and is a replica by the quorum rule),
+// and, so that a record still reaches live nodes when those are dead,
+// the Replicas nearest usable ones.
+func (e *Engine) handoverTo(target id.ID, dst []routing.Contact) []routing.Contact {
+	n := e.cfg.replicas()
+	base := len(dst)
+	dst = e.table.Closest(target, n, dst)
+	all, ok := e.table.(routing.AllCloser)
+	if !ok {
+		return dst
+	}
+	for _, c := range all.ClosestAll(target, n, nil) {
+		if !slices.ContainsFunc(dst[base:], func(d routing.Contact) bool { return d.ID == c.ID }) {
+			dst = append(dst, c)
+		}
+	}
+	return dst
+}
+
 // countsDown reports whether node x, which does not answer, still counts
 // in the replica sets: the table holds it, we have heard from it directly
 // (an answer, or a query: a bootstrap node may never have asked the nodes
