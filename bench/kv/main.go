@@ -99,10 +99,12 @@ func main() {
 				n = e.members
 			}
 			log.Printf("run %d: starting %d %s nodes", i+1, n, sys.name())
+			t0 := time.Now()
 			if err := sys.start(n); err != nil {
 				sys.stop()
 				log.Fatalf("%s: %v", sys.name(), err)
 			}
+			log.Printf("%s: every node ready after %v", sys.name(), time.Since(t0).Round(time.Millisecond))
 			for _, size := range sizes {
 				for _, op := range []string{"put", "get"} {
 					r := run(sys, op, size, *concurrency, *duration)
