@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/dhtkit/dhtkit/id"
@@ -60,9 +61,8 @@ type kvOp struct {
 	q   replica.Op
 }
 
-// kvReplicas takes the first Replicas nodes of the lookup's answer (the
-// key's successor and the nodes after it) and writes to or reads from
-// each.
+// kvReplicas takes the key's replica set (replicaSet) and writes to or
+// reads from each member that is not down.
 func (e *Engine) kvReplicas(now time.Time, s *opState, nodes []krpc.NodeInfo) {
 	op := &kvOp{s: s}
 	switch o := s.op.(type) {
@@ -87,27 +87,22 @@ func (e *Engine) kvReplicas(now time.Time, s *opState, nodes []krpc.NodeInfo) {
 			}
 		}
 	case kademlia.KVGet:
-		op.q.Key = o.Key
+		op.q.Key, op.q.AllowPartial = o.Key, o.Partial
 	}
-	for _, n := range nodes {
-		if len(op.q.Members) == e.cfg.Replicas {
-			break
-		}
-		op.q.Members = append(op.q.Members, replica.Member{Node: n, Self: n.ID == e.self})
-	}
+	var down []bool
+	op.q.Members, down = e.replicaSet(now, id.FromString(op.q.Key), nodes)
 	s.kv = op
-	q := e.quorum()
-	ms := op.q.Members
-	op.q.Need = q.Need(op.q.Put, len(ms), len(ms) == 1 && ms[0].Self)
-	if op.q.Put {
-		// Too few replicas to reach the quorum: refuse before writing
-		// anything, rather than leave a write the majority never sees.
-		if err := q.Refuse(len(ms), op.q.Need); err != nil {
-			e.finish(now, s, err)
-			return
-		}
+	// Too few of the replica set reachable to reach the quorum: a put is
+	// refused before anything is written, rather than leave a write the
+	// majority never sees; a get will be short of its read quorum.
+	if err := op.q.Begin(e.quorum(), down); err != nil {
+		e.finish(now, s, err)
+		return
 	}
-	for i, r := range ms {
+	for i, r := range op.q.Members {
+		if down[i] {
+			continue // failed by Begin
+		}
 		if r.Self {
 			e.kvLocal(now, op, i)
 			continue
@@ -130,6 +125,46 @@ func (e *Engine) kvReplicas(now time.Time, s *opState, nodes []krpc.NodeInfo) {
 		}
 	}
 	op.check(now, e)
+}
+
+// replicaSet picks the replica set of target: the first Replicas nodes
+// at or after it on the ring among every node this one knows to exist,
+// those of the lookup's answer (the key's successor and the nodes after
+// it) and ourselves, reachable, and the lost neighbours still in the
+// probe set that went silent less than Config.DownFor ago, down. A down
+// member is in the set but not asked: it counts against the quorum, so
+// that a node cut off with part of the ring counts the quorum among the
+// real replicas, never among the ones it happens to reach (the quorum
+// rule, docs/architecture.md). A node that said goodbye is not lost, and
+// one lost longer than DownFor gives way to the next.
+func (e *Engine) replicaSet(now time.Time, target id.ID, nodes []krpc.NodeInfo) ([]replica.Member, []bool) {
+	type cand struct {
+		m    replica.Member
+		down bool
+	}
+	cs := []cand{{m: replica.Member{Node: krpc.NodeInfo{ID: e.self}, Self: true}}}
+	seen := map[id.ID]bool{e.self: true}
+	for _, n := range nodes {
+		if !seen[n.ID] {
+			seen[n.ID] = true
+			cs = append(cs, cand{m: replica.Member{Node: n}})
+		}
+	}
+	for _, l := range e.ring.lost {
+		if !seen[l.info.ID] && now.Sub(l.since) < e.cfg.DownFor {
+			seen[l.info.ID] = true
+			cs = append(cs, cand{m: replica.Member{Node: l.info}, down: true})
+		}
+	}
+	slices.SortStableFunc(cs, func(a, b cand) int {
+		return id.Compare(id.RingDistance(target, a.m.Node.ID), id.RingDistance(target, b.m.Node.ID))
+	})
+	cs = cs[:min(e.cfg.Replicas, len(cs))]
+	ms, down := make([]replica.Member, len(cs)), make([]bool, len(cs))
+	for i, c := range cs {
+		ms[i], down[i] = c.m, c.down
+	}
+	return ms, down
 }
 
 // kvLocal applies the operation to our own store, as member i.
@@ -371,11 +406,8 @@ func (e *Engine) startHandover(now time.Time, s *opState) {
 	if succ, ok := r.successor(); ok {
 		h.first = succ.ID
 	}
-	for i, succ := range r.succs {
-		if i == e.cfg.Replicas {
-			break
-		}
-		h.batches += e.pushRecords(now, succ, recs, s.id)
+	for _, to := range e.handoverTo(now) {
+		h.batches += e.pushRecords(now, to, recs, s.id)
 	}
 	// Goodbye to both neighbours, so that the ring closes over our place
 	// now instead of at their next failed stabilize.
@@ -394,6 +426,23 @@ func (e *Engine) startHandover(now time.Time, s *opState) {
 	if h.batches == 0 {
 		e.finish(now, s, nil)
 	}
+}
+
+// handoverTo returns the nodes a leaving node hands its records to: its
+// first Replicas successors, which take over its range, and the lost
+// neighbours (within Config.DownFor) that lie among the first Replicas
+// nodes after it by the quorum rule's count (replicaSet): a neighbour
+// that missed a few queries is likely alive and a replica.
+func (e *Engine) handoverTo(now time.Time) []krpc.NodeInfo {
+	r := &e.ring
+	out := slices.Clone(r.succs[:min(e.cfg.Replicas, len(r.succs))])
+	ms, _ := e.replicaSet(now, id.AddPow2(e.self, 0), r.succs)
+	for _, m := range ms {
+		if !m.Self && !slices.ContainsFunc(out, func(n krpc.NodeInfo) bool { return n.ID == m.Node.ID }) {
+			out = append(out, m.Node)
+		}
+	}
+	return out
 }
 
 func (h *handover) done(now time.Time, e *Engine, s *opState, p *pending, m *krpc.Msg) {
