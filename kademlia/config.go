@@ -146,6 +146,10 @@ type Config struct {
 	DownFor time.Duration
 	// SyncInterval is how often replicas compare digests and repair (15s).
 	SyncInterval time.Duration
+	// CommitWindow holds a group commit until its oldest write has waited
+	// this long, so that more writes share one fsync (replica.Commits.Window).
+	// Zero: commit the writes of each batch of datagrams at once.
+	CommitWindow time.Duration
 	// DefaultTTL is the life of a value put without a TTL (24h).
 	DefaultTTL time.Duration
 	// ListenRefresh is how often a KVListen looks its key's replicas up
