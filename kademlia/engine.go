@@ -244,7 +244,7 @@ func (e *Engine) begin() {
 // Ready returns what the driver should do now and clears it. Packet data
 // is valid until the next call on the engine.
 func (e *Engine) Ready() Ready {
-	e.begin()        // a second Ready in a row hands out nothing twice
+	e.begin() // a second Ready in a row hands out nothing twice
 	if e.commits.Due() {
 		e.commitWrites() // persist first, then send
 	}
