@@ -84,8 +84,12 @@ func BenchmarkPut(b *testing.B) {
 // (kademlia.Config.CommitWindow): throughput against p99 latency, the
 // measure that chose the default. 32 puts in flight.
 func BenchmarkPutDurable(b *testing.B) {
-	for _, w := range []time.Duration{0, 500 * time.Microsecond, time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond} {
-		b.Run("window="+w.String(), func(b *testing.B) {
+	for _, w := range []time.Duration{-1, 500 * time.Microsecond, time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond, 10 * time.Millisecond} {
+		name := "window=" + w.String()
+		if w < 0 {
+			name = "window=none"
+		}
+		b.Run(name, func(b *testing.B) {
 			nodes := network(b, 5, 1, func(c *Config) {
 				c.DataDir = b.TempDir()
 				c.Kademlia.CommitWindow = w
