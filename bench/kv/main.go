@@ -465,6 +465,13 @@ func (c *dhtkitCluster) name() string {
 }
 
 func (c *dhtkitCluster) start(nodes int) error {
+	// Fresh data directories for every start: a node restarted from the
+	// last run's directory would bootstrap from the contacts it saved,
+	// whose ports are gone.
+	data, err := os.MkdirTemp(c.dir, "dhtkit-")
+	if err != nil {
+		return err
+	}
 	var boot string
 	for i := range nodes {
 		up, err := freePort()
@@ -482,7 +489,7 @@ func (c *dhtkitCluster) start(nodes int) error {
 		args := []string{"node", "--listen", fmt.Sprintf("127.0.0.1:%d", up), "--http", fmt.Sprintf("127.0.0.1:%d", hp), "--replicas", "3", "--log-level", "warn",
 			"--trust-loopback"} // a loopback cluster: every node shares 127.0.0.1
 		if c.data {
-			args = append(args, "--data", filepath.Join(c.dir, name))
+			args = append(args, "--data", filepath.Join(data, name))
 		}
 		if boot != "" {
 			args = append(args, "--bootstrap", boot)
