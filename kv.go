@@ -28,6 +28,15 @@ type PutOptions struct {
 	Source string
 	// Progress, when set, is told the bytes stored so far of a large value.
 	Progress func(done int64)
+	// ID picks which of the key's values the put adds or replaces
+	// (values.go); store.DefaultValue, the zero id, is the key's single
+	// value of single-value use. A signed value's signature covers its id
+	// (the signer signs store.ValueKey(key, ID)).
+	ID store.ValueID
+	// Permanent keeps the value alive while this node runs, across its
+	// restarts with a data directory, until CancelPermanent or Delete
+	// (permanent.go). TTL 0 then means DefaultPermanentTTL.
+	Permanent bool
 }
 
 // Value is what Get returns.
@@ -46,6 +55,8 @@ type Value struct {
 	// Data is the value and Envelope signs its manifest (OpenChunked).
 	Signer   ed25519.PublicKey
 	Envelope []byte
+	// ID is which of the key's values this is (values.go).
+	ID store.ValueID
 }
 
 // An EnvelopeWriter is told, before the first byte of a large signed
@@ -73,8 +84,12 @@ const parallelChunks = 16
 // write or delete not signed by the same owner with a newer version. A
 // larger signed value goes through PutSigned.
 func (n *Node) Put(ctx context.Context, key string, value []byte, opt PutOptions) (store.Version, error) {
+	key = valueKey(key, &opt)
 	if err := n.checkPut(key, opt); err != nil {
 		return store.Version{}, err
+	}
+	if opt.Permanent {
+		return n.putPermanent(ctx, key, value, opt)
 	}
 	if owner.Is(value) {
 		return n.putSigned(ctx, key, value, false, opt)
@@ -139,6 +154,7 @@ func (n *Node) putRecord(ctx context.Context, key string, rec []byte, opt PutOpt
 // A put that fails or is interrupted leaves chunks behind for at most
 // ChunkGrace plus one collector interval.
 func (n *Node) PutReader(ctx context.Context, key string, r io.Reader, opt PutOptions) (store.Version, error) {
+	key = valueKey(key, &opt)
 	return n.putReader(ctx, key, r, nil, opt)
 }
 
@@ -148,6 +164,7 @@ func (n *Node) PutReader(ctx context.Context, key string, r io.Reader, opt PutOp
 // (A value that fits one record with its signature is signed whole by
 // SignValue instead, and stored with Put.)
 func (n *Node) PutSigned(ctx context.Context, key string, r io.Reader, env []byte, opt PutOptions) (store.Version, error) {
+	key = valueKey(key, &opt)
 	if env == nil {
 		return store.Version{}, fmt.Errorf("dhtkit: put %q: no signature", shortKey(key))
 	}
@@ -180,6 +197,11 @@ func (n *Node) putReader(ctx context.Context, key string, r io.Reader, env []byt
 			return store.Version{}, fmt.Errorf("dhtkit: put %q: reading the value: %w", shortKey(key), err)
 		}
 	}
+	if env != nil || len(head) > chunkSize {
+		if err := opt.checkLarge(key); err != nil {
+			return store.Version{}, err
+		}
+	}
 	switch {
 	case env != nil:
 		// Chunked whatever its size, as SignValue laid it out.
@@ -193,9 +215,15 @@ func (n *Node) putReader(ctx context.Context, key string, r io.Reader, env []byt
 	case owner.Is(head):
 		return store.Version{}, fmt.Errorf("dhtkit: put %q: %w", shortKey(key), ErrSignedTooLarge)
 	}
+	var signedUpload *uploadID // the upload the owner signed (SignValue)
 	if env != nil {
-		// A signed value keeps the content-addressed layout its owner
-		// signed (SignValue): its chunks are left to their TTL.
+		if sm, err := decodeManifest(signed.Payload); err == nil {
+			signedUpload = sm.upload
+		}
+	}
+	if env != nil && signedUpload == nil {
+		// A value signed by an earlier dhtkit keeps the content-addressed
+		// layout its owner signed: its chunks are left to their TTL.
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		inner := opt
@@ -216,6 +244,15 @@ func (n *Node) putReader(ctx context.Context, key string, r io.Reader, env []byt
 	start := time.Now()
 	upload := newUploadID(start)
 	limit := n.chunks.uploadLimit()
+	if signedUpload != nil {
+		// The upload began when its owner signed it: the collectors count
+		// the grace from then (signedchunks.go).
+		var err error
+		if upload, opt, err = n.signedUpload(key, *signedUpload, signed, opt); err != nil {
+			return store.Version{}, err
+		}
+		start = upload.started()
+	}
 	ctx, cancel := context.WithDeadline(ctx, start.Add(limit))
 	defer cancel()
 	fail := func(err error) (store.Version, error) {
@@ -233,6 +270,12 @@ func (n *Node) putReader(ctx context.Context, key string, r io.Reader, env []byt
 		return fail(err)
 	}
 	m.upload = &upload
+	if env != nil {
+		if !bytes.Equal(encodeManifest(m)[1:], signed.Payload) {
+			return store.Version{}, fmt.Errorf("dhtkit: put %q: %w: the value is not the one signed", shortKey(key), ErrBadSignature)
+		}
+		return n.putSigned(ctx, key, env, false, opt)
+	}
 	v, err := n.putRecord(ctx, key, encodeManifest(m), opt)
 	if err != nil {
 		return fail(fmt.Errorf("storing the manifest: %w", err))
@@ -278,6 +321,9 @@ func refused(err error) bool {
 // checkPut refuses, before anything is sent, a put every replica would
 // refuse or cut short: a TTL longer than the node's MaxTTL.
 func (n *Node) checkPut(key string, opt PutOptions) error {
+	if err := opt.check(key); err != nil {
+		return err
+	}
 	if n.maxTTL > 0 && opt.TTL > n.maxTTL {
 		return fmt.Errorf("dhtkit: put %q: a TTL of %v is longer than this node's limit of %v (Config.Limits.MaxTTL, node --max-ttl): %w",
 			shortKey(key), opt.TTL, n.maxTTL, store.ErrInvalid)
@@ -460,7 +506,12 @@ func (n *Node) Stat(ctx context.Context, key string) (Value, error) {
 	if err != nil {
 		return Value{}, err
 	}
-	v := Value{Version: res.Version, Expires: res.Record.Expires, Partial: res.Partial}
+	return statValue(key, Value{Version: res.Version, Expires: res.Record.Expires, Partial: res.Partial}, kind, data)
+}
+
+// statValue fills in v, without its data, from key's record, which holds
+// kind and data.
+func statValue(key string, v Value, kind byte, data []byte) (Value, error) {
 	if kind == kindSigned {
 		e, err := owner.Open(key, data)
 		if err != nil {
@@ -639,6 +690,9 @@ func (n *Node) fetchChunks(ctx context.Context, key string, m *manifest, hashes 
 // key stays deleted on every replica, and expires later. The nodes holding
 // the chunks of a large value release them (chunkgc.go).
 func (n *Node) Delete(ctx context.Context, key string) error {
+	if err := n.cancelForDelete(key); err != nil {
+		return fmt.Errorf("dhtkit: delete %q: stopping its permanent put: %w", shortKey(key), err)
+	}
 	if err := n.waitReady(ctx); err != nil {
 		return fmt.Errorf("dhtkit: delete %q: %w", shortKey(key), err)
 	}
@@ -792,6 +846,9 @@ func (n *Node) Watch(ctx context.Context, key string) (<-chan Value, error) {
 				if !ok {
 					return
 				}
+				if ev.Record.Key != key {
+					continue // another value of the key (WatchValues reports those)
+				}
 				if ev.Record.Deleted || signedDelete(ev.Record.Value) {
 					if last.IsZero() {
 						continue
@@ -911,6 +968,9 @@ func (n *Node) Leave(ctx context.Context) error {
 // shortKey is key as error messages quote it: whole when short, cut
 // otherwise, so that a 2000-byte key does not flood a terminal.
 func shortKey(key string) string {
+	if k, id := store.SplitKey(key); id != store.DefaultValue {
+		return shortKey(k) + " value " + id.String()
+	}
 	const limit = 64
 	if len(key) <= limit {
 		return key

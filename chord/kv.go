@@ -42,7 +42,7 @@ func (e *Engine) startKV(now time.Time, s *opState, key string) {
 		e.finish(now, s, kademlia.ErrNoKey)
 		return
 	}
-	if len(key) > store.DefaultMaxKeySize {
+	if len(store.BaseKey(key)) > store.DefaultMaxKeySize {
 		e.finish(now, s, fmt.Errorf("%w: the key is %d bytes, at most %d", store.ErrTooLarge, len(key), store.DefaultMaxKeySize))
 		return
 	}
@@ -50,15 +50,16 @@ func (e *Engine) startKV(now time.Time, s *opState, key string) {
 		e.finish(now, s, fmt.Errorf("%w: %d bytes, at most %d", kademlia.ErrTooLarge, len(put.Value), kademlia.MaxRecordValue))
 		return
 	}
-	e.startLookup(now, s, id.FromString(key), nil)
+	e.startLookup(now, s, store.KeyTarget(key), nil)
 }
 
 // kvOp is a KVPut or KVGet past its lookup: the replication layer's
 // quorum count (replica.Op) and what Chord sends.
 type kvOp struct {
-	s   *opState
-	rec store.Record // KVPut: the record written
-	q   replica.Op
+	s    *opState
+	rec  store.Record // KVPut: the record written
+	q    replica.Op
+	vals *replica.Values // KVGet with All: every value's answers
 }
 
 // kvReplicas takes the key's replica set (replicaSet) and writes to or
@@ -90,8 +91,11 @@ func (e *Engine) kvReplicas(now time.Time, s *opState, nodes []krpc.NodeInfo) {
 		op.q.Key, op.q.AllowPartial = o.Key, o.Partial
 	}
 	var down []bool
-	op.q.Members, down = e.replicaSet(now, id.FromString(op.q.Key), nodes)
+	op.q.Members, down = e.replicaSet(now, store.KeyTarget(op.q.Key), nodes)
 	s.kv = op
+	if g, ok := s.op.(kademlia.KVGet); ok && g.All {
+		op.vals = replica.NewValues(len(op.q.Members))
+	}
 	// Too few of the replica set reachable to reach the quorum: a put is
 	// refused before anything is written, rather than leave a write the
 	// majority never sees; a get will be short of its read quorum.
@@ -117,7 +121,11 @@ func (e *Engine) kvReplicas(now time.Time, s *opState, nodes []krpc.NodeInfo) {
 		} else {
 			q := e.newQuery(mFetch)
 			q.A.Has |= krpc.HasX
-			e.xbuf = encodeX(e.xbuf[:0], map[string]any{"k": op.q.Key})
+			if op.vals != nil {
+				e.xbuf = replica.AppendValuesQuery(e.xbuf[:0], op.q.Key)
+			} else {
+				e.xbuf = encodeX(e.xbuf[:0], map[string]any{"k": op.q.Key})
+			}
 			q.A.X = e.xbuf
 		}
 		if !e.sendQuery(now, m, r.Node.Addr, r.Node.ID, s.id, forOp) {
@@ -128,15 +136,20 @@ func (e *Engine) kvReplicas(now time.Time, s *opState, nodes []krpc.NodeInfo) {
 }
 
 // replicaSet picks the replica set of target: the first Replicas nodes
-// at or after it on the ring among every node this one knows to exist,
-// those of the lookup's answer (the key's successor and the nodes after
-// it) and ourselves, reachable, and the lost neighbours still in the
+// at or after it on the ring among every node this one knows to exist:
+// the lookup's answer (the key's successor and the nodes after it), its
+// own successors, fingers and predecessor, and itself, reachable as far
+// as it knows, and the lost neighbours still in the
 // probe set that went silent less than Config.DownFor ago, down. A down
 // member is in the set but not asked: it counts against the quorum, so
 // that a node cut off with part of the ring counts the quorum among the
 // real replicas, never among the ones it happens to reach (the quorum
 // rule, docs/architecture.md). A node that said goodbye is not lost, and
-// one lost longer than DownFor gives way to the next.
+// one lost longer than DownFor gives way to the next. Taking the lookup's
+// answer alone misplaced writes while a ring re-formed: a node whose
+// predecessor pointer skipped live nodes answered for keys they own, the
+// write went to nodes after them, and repair, which runs from a key's
+// primary, never moved it back.
 func (e *Engine) replicaSet(now time.Time, target id.ID, nodes []krpc.NodeInfo) ([]replica.Member, []bool) {
 	type cand struct {
 		m    replica.Member
@@ -144,10 +157,17 @@ func (e *Engine) replicaSet(now time.Time, target id.ID, nodes []krpc.NodeInfo) 
 	}
 	cs := []cand{{m: replica.Member{Node: krpc.NodeInfo{ID: e.self}, Self: true}}}
 	seen := map[id.ID]bool{e.self: true}
-	for _, n := range nodes {
-		if !seen[n.ID] {
-			seen[n.ID] = true
-			cs = append(cs, cand{m: replica.Member{Node: n}})
+	r := &e.ring
+	var pred []krpc.NodeInfo
+	if r.hasPred {
+		pred = []krpc.NodeInfo{r.pred}
+	}
+	for _, list := range [][]krpc.NodeInfo{nodes, r.succs, r.fingers, pred} {
+		for _, n := range list {
+			if !seen[n.ID] && !n.ID.IsZero() {
+				seen[n.ID] = true
+				cs = append(cs, cand{m: replica.Member{Node: n}})
+			}
 		}
 	}
 	for _, l := range e.ring.lost {
@@ -167,6 +187,44 @@ func (e *Engine) replicaSet(now time.Time, target id.ID, nodes []krpc.NodeInfo) 
 	return ms, down
 }
 
+// catchUp keeps a node that restarted with records from answering reads
+// from its own disk before repair has brought them up to date: what it
+// holds is what it held when it went down, and every write acknowledged
+// meanwhile went to the other replicas. Until its own first round and its
+// predecessors' rounds have run, about one SyncInterval after it rejoins
+// (1.5 of it, for their jitter), it answers a key's dk_fetch with an
+// error and fails its own member of a get, so that a read counts only
+// the replicas that stayed up, and refuses rather than read stale when
+// too few of them answer. It still takes writes, and its repair pulls.
+type catchUp struct {
+	on    bool
+	since time.Time // when it was first heard from after its rejoin
+}
+
+var errCatchingUp = errors.New("chord: restarted, catching up: no reads from this replica until its repair rounds ran")
+
+// joinedNow is told that the node heard from the ring: the first time
+// after a restart starts the catch-up's clock and a repair round at once.
+func (e *Engine) joinedNow(now time.Time) {
+	if c := &e.catch; c.on && c.since.IsZero() && e.Joined() {
+		c.since = now
+		e.nextSync = now
+	}
+}
+
+// caughtUp reports whether the node may answer reads (catchUp).
+func (e *Engine) caughtUp(now time.Time) bool {
+	c := &e.catch
+	if !c.on {
+		return true
+	}
+	if c.since.IsZero() || now.Sub(c.since) < e.cfg.SyncInterval*3/2 {
+		return false
+	}
+	c.on = false
+	return true
+}
+
 // kvLocal applies the operation to our own store, as member i.
 func (e *Engine) kvLocal(now time.Time, op *kvOp, i int) {
 	st := e.kvStore()
@@ -180,6 +238,18 @@ func (e *Engine) kvLocal(now time.Time, op *kvOp, i int) {
 			}
 			op.check(now, e)
 		})
+		return
+	}
+	if !e.caughtUp(now) {
+		op.q.Fail(i, errCatchingUp)
+		return
+	}
+	if op.vals != nil {
+		if best, err := op.vals.Local(i, st, op.q.Key, now); err != nil {
+			op.q.Fail(i, err)
+		} else {
+			op.q.Answer(i, best)
+		}
 		return
 	}
 	rec, ok, err := st.Get(op.q.Key)
@@ -219,6 +289,20 @@ func (op *kvOp) response(now time.Time, e *Engine, p *pending, sender id.ID, m *
 		op.check(now, e)
 		return
 	}
+	if op.vals != nil {
+		recs, ents, err := replica.ParseValues(m.R.X, op.q.Key)
+		if err != nil {
+			e.stats.Malformed++
+			op.q.Fail(i, err)
+		} else {
+			recs = slices.DeleteFunc(recs, func(r store.Record) bool {
+				return expired(&r, now) || e.clock.Observe(now, r.Version) != nil
+			})
+			op.q.Answer(i, op.vals.Answer(i, recs, ents))
+		}
+		op.check(now, e)
+		return
+	}
 	recs, err := replica.ParseRecords(m.R.X)
 	if err != nil {
 		e.stats.Malformed++
@@ -250,8 +334,26 @@ func (op *kvOp) check(now time.Time, e *Engine) {
 	if !ok {
 		return
 	}
+	var m replica.Merged
+	if op.vals != nil {
+		m = op.vals.Merge()
+		op.s.result.Records, op.s.result.Fetch = m.Records, m.Fetch
+	}
 	e.finish(now, op.s, kademlia.Outcome(&op.s.result, out, e.quorum(), op.q.Need))
-	if !op.q.Put {
+	switch {
+	case op.vals != nil:
+		for i, recs := range m.Repairs {
+			if r := op.q.Members[i]; r.Self {
+				for _, rec := range recs {
+					if applied, _ := e.kvStore().Put(rec); applied {
+						e.stored()
+					}
+				}
+			} else {
+				e.pushRecords(now, r.Node, recs, 0)
+			}
+		}
+	case !op.q.Put:
 		op.repair(now, e)
 	}
 }
@@ -346,8 +448,21 @@ func (e *Engine) handleStore(now time.Time, from netip.AddrPort, q *krpc.Msg) bo
 func (e *Engine) handleFetch(now time.Time, from netip.AddrPort, q *krpc.Msg) bool {
 	d, err := decodeX(q.A.X)
 	var keys []any
+	if key, ok := replica.ValuesQuery(d); err == nil && ok {
+		// Every value of key (replica.Values).
+		e.xbuf = replica.AppendValues(e.xbuf[:0], e.kvStore(), key, now)
+		r := e.newResponse(q.T)
+		r.R.Has |= krpc.HasX
+		r.R.X = e.xbuf
+		return true
+	}
 	if err == nil {
 		if k, ok := d["k"].([]byte); ok && len(k) > 0 {
+			if !e.caughtUp(now) {
+				// A get's read (repair's pulls use "ks"): see catchUp.
+				e.replyError(from, q.T, krpc.CodeServer, errCatchingUp.Error())
+				return false
+			}
 			keys = []any{k}
 		} else {
 			keys, _ = d["ks"].([]any)
