@@ -169,6 +169,9 @@ func Listen(ctx context.Context, cfg Config) (*Node, error) {
 		if dir != nil {
 			kc.ID = dir.id
 			kc.Store = dir.store
+			if kc.CommitWindow == 0 {
+				kc.CommitWindow = kademlia.DurableCommitWindow
+			}
 		} else if kc.Store == nil {
 			kc.Store = store.NewMemory(cfg.Limits)
 		}
