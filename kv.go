@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/dhtkit/dhtkit/kademlia"
@@ -163,6 +164,10 @@ func (n *Node) PutSigned(ctx context.Context, key string, r io.Reader, env []byt
 	return n.putReader(ctx, key, r, env, opt)
 }
 
+// readers recycles putReader's buffers: each holds a chunk, and a small
+// put through the HTTP API allocated one per request.
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, chunkSize+1) }}
+
 // putReader is PutReader, and with env PutSigned.
 func (n *Node) putReader(ctx context.Context, key string, r io.Reader, env []byte, opt PutOptions) (store.Version, error) {
 	if err := n.checkPut(key, opt); err != nil {
@@ -175,7 +180,8 @@ func (n *Node) putReader(ctx context.Context, key string, r io.Reader, env []byt
 			return store.Version{}, fmt.Errorf("dhtkit: put %q: %w (want the signature of a chunked value, from SignValue)", shortKey(key), ErrBadSignature)
 		}
 	}
-	br := bufio.NewReaderSize(r, chunkSize+1)
+	br := readers.Get().(*bufio.Reader)
+	br.Reset(r)
 	head, err := br.Peek(chunkSize + 1)
 	if err != nil && err != io.EOF {
 		if err == bufio.ErrBufferFull {
@@ -188,7 +194,12 @@ func (n *Node) putReader(ctx context.Context, key string, r io.Reader, env []byt
 	case env != nil:
 		// Chunked whatever its size, as SignValue laid it out.
 	case len(head) <= chunkSize:
-		return n.Put(ctx, key, head, opt)
+		v, err := n.Put(ctx, key, head, opt)
+		// Put copied the value. A larger value's chunking may leave work
+		// behind that reads br, so only this path gives it back.
+		br.Reset(nil)
+		readers.Put(br)
+		return v, err
 	case owner.Is(head):
 		return store.Version{}, fmt.Errorf("dhtkit: put %q: %w", shortKey(key), ErrSignedTooLarge)
 	}

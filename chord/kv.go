@@ -462,11 +462,8 @@ func (e *Engine) startHandover(now time.Time, s *opState) {
 	if succ, ok := r.successor(); ok {
 		h.first = succ.ID
 	}
-	for i, succ := range r.succs {
-		if i == e.cfg.Replicas {
-			break
-		}
-		h.batches += e.pushRecords(now, succ, recs, s.id)
+	for _, to := range e.handoverTo(now) {
+		h.batches += e.pushRecords(now, to, recs, s.id)
 	}
 	// Goodbye to both neighbours, so that the ring closes over our place
 	// now instead of at their next failed stabilize.
@@ -485,6 +482,23 @@ func (e *Engine) startHandover(now time.Time, s *opState) {
 	if h.batches == 0 {
 		e.finish(now, s, nil)
 	}
+}
+
+// handoverTo returns the nodes a leaving node hands its records to: its
+// first Replicas successors, which take over its range, and the lost
+// neighbours (within Config.DownFor) that lie among the first Replicas
+// nodes after it by the quorum rule's count (replicaSet): a neighbour
+// that missed a few queries is likely alive and a replica.
+func (e *Engine) handoverTo(now time.Time) []krpc.NodeInfo {
+	r := &e.ring
+	out := slices.Clone(r.succs[:min(e.cfg.Replicas, len(r.succs))])
+	ms, _ := e.replicaSet(now, id.AddPow2(e.self, 0), r.succs)
+	for _, m := range ms {
+		if !m.Self && !slices.ContainsFunc(out, func(n krpc.NodeInfo) bool { return n.ID == m.Node.ID }) {
+			out = append(out, m.Node)
+		}
+	}
+	return out
 }
 
 func (h *handover) done(now time.Time, e *Engine, s *opState, p *pending, m *krpc.Msg) {

@@ -22,7 +22,7 @@ func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
 		return // our own query reflected back, or an id thief
 	}
 	sender := krpc.NodeInfo{ID: q.A.ID, Addr: from}
-	e.queriedBy(now, q.A.ID)
+	e.queriedBy(now, q.A.ID, from)
 	r := e.newResponse(q.T)
 	switch m {
 	case mPing:

@@ -171,6 +171,9 @@ func (e *Engine) startKV(now time.Time, s *opState, key string) {
 		e.kvReplicas(now, s, nil)
 		return
 	}
+	if e.kvOneHop(now, s, target) {
+		return
+	}
 	e.startLookup(now, s, krpc.MethodGet, target, nil)
 }
 
@@ -249,6 +252,7 @@ func (op *kvOp) ask(now time.Time, e *Engine, i int) (uint16, bool) {
 			e.xbuf = encodeRecords(e.xbuf[:0], "recs", []store.Record{op.rec})
 		}
 		m.A.X = e.xbuf
+		op.markOneHop(m)
 	} else {
 		m := e.newQuery(krpc.MethodFetch)
 		m.A.Has |= krpc.HasX
@@ -264,6 +268,7 @@ func (op *kvOp) ask(now time.Time, e *Engine, i int) (uint16, bool) {
 			e.xbuf = encodeX(e.xbuf[:0], map[string]any{"k": op.q.Key})
 		}
 		m.A.X = e.xbuf
+		op.markOneHop(m)
 	}
 	tid, ok := e.sendQueryTID(now, r.Node.Addr, r.Node.ID, op.s.id, forOp)
 	if ok {
@@ -339,6 +344,28 @@ func (e *Engine) replicasFound(now time.Time, target id.ID, l *lookup, withDown 
 		reps[i], sn[i] = k.m, k.sn
 	}
 	return reps, sn
+}
+
+// handoverTo appends to dst the nodes a leaving node hands a record of
+// target to: the Replicas nearest among every contact the table holds,
+// questionable and bad ones included (a contact that missed a query or
+// two under load is likely alive, and is a replica by the quorum rule),
+// and, so that a record still reaches live nodes when those are dead,
+// the Replicas nearest usable ones.
+func (e *Engine) handoverTo(target id.ID, dst []routing.Contact) []routing.Contact {
+	n := e.cfg.replicas()
+	base := len(dst)
+	dst = e.table.Closest(target, n, dst)
+	all, ok := e.table.(routing.AllCloser)
+	if !ok {
+		return dst
+	}
+	for _, c := range all.ClosestAll(target, n, nil) {
+		if !slices.ContainsFunc(dst[base:], func(d routing.Contact) bool { return d.ID == c.ID }) {
+			dst = append(dst, c)
+		}
+	}
+	return dst
 }
 
 // countsDown reports whether node x, which does not answer, still counts
@@ -463,7 +490,7 @@ func (op *kvOp) failure(now time.Time, e *Engine, p *pending, err error) {
 // replicas a get found behind.
 func (op *kvOp) check(now time.Time, e *Engine) {
 	out, ok := op.q.Decide(op.rec.Version)
-	if !ok {
+	if !ok || e.oneHopFallback(now, op, out) {
 		return
 	}
 	var m replica.Merged

@@ -65,6 +65,9 @@ func (e *Engine) handleStore(now time.Time, from netip.AddrPort, q, r *krpc.Msg)
 		e.replyError(now, from, q.T, krpc.CodeProtocol, "dk_store: bad token")
 		return false
 	}
+	if e.notReplica(now, from, q) {
+		return false
+	}
 	d, err := decodeX(q.A.X)
 	var recs []store.Record
 	if err == nil {
@@ -107,18 +110,9 @@ func (e *Engine) handleStore(now time.Time, from netip.AddrPort, q, r *krpc.Msg)
 			e.replyError(now, from, tid, storeErrCode(errs[0]), "dk_store: "+errs[0].Error())
 			return
 		}
-		ok := make([]any, n)
-		for i := range ok {
-			ok[i] = 0
-		}
-		for j, err := range errs {
-			if err == nil {
-				ok[idx[j]] = 1
-			}
-		}
 		m := e.newResponse(from, tid)
 		m.R.Has |= krpc.HasX
-		e.xbuf = encodeX(e.xbuf[:0], map[string]any{"ok": ok})
+		e.xbuf = appendAcks(e.xbuf[:0], n, idx, errs)
 		m.R.X = e.xbuf
 		e.send(from)
 	})
@@ -128,6 +122,9 @@ func (e *Engine) handleStore(now time.Time, from netip.AddrPort, q, r *krpc.Msg)
 // handleFetch answers dk_fetch with the records asked for, by key ("k"),
 // keys ("ks") or target ("h"), as many as fit one datagram.
 func (e *Engine) handleFetch(now time.Time, from netip.AddrPort, q, r *krpc.Msg) bool {
+	if e.notReplica(now, from, q) {
+		return false
+	}
 	d, err := decodeX(q.A.X)
 	if err != nil {
 		e.replyError(now, from, q.T, krpc.CodeProtocol, "dk_fetch: "+err.Error())
@@ -226,6 +223,9 @@ func (e *Engine) writer(from netip.AddrPort, q *krpc.Msg, rec *store.Record) str
 // loopback, where every node and client of a local cluster shares one
 // address and a per-IP quota would cap the whole cluster.
 func quotaSource(addr string) string {
+	if addr == "" {
+		return "" // no error to allocate
+	}
 	if a, err := netip.ParseAddr(addr); err == nil && a.IsLoopback() {
 		return ""
 	}

@@ -94,3 +94,20 @@ func fetchTarget(d map[string]any) (id.ID, string, bool) {
 	}
 	return id.ID{}, "", false
 }
+
+// appendAcks appends a dk_store answer, {"ok": [0|1, ...]} for n records:
+// 1 for record idx[j] when errs[j] is nil (the others were refused before
+// the commit). It writes what encodeX would, without a map or a list.
+func appendAcks(dst []byte, n int, idx []int, errs []error) []byte {
+	dst = append(dst, "d2:okl"...)
+	start := len(dst)
+	for range n {
+		dst = append(dst, "i0e"...)
+	}
+	for j, err := range errs {
+		if err == nil {
+			dst[start+3*idx[j]+1] = '1'
+		}
+	}
+	return append(dst, "ee"...)
+}

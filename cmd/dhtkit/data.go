@@ -82,7 +82,9 @@ A key holds many values: --id ID adds or replaces the value with that id
 					return fmt.Errorf("--file: %w", err)
 				}
 				defer f.Close()
-				if st, err := f.Stat(); err == nil {
+				// A pipe's size (put --file <(cmd), a FIFO) is 0 whatever
+				// it holds: only a regular file's is its length.
+				if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
 					size = st.Size()
 				}
 				body = f
