@@ -195,3 +195,9 @@ func TestConditionalErrors(t *testing.T) {
 		t.Errorf("a chunked conditional write: %v", err)
 	}
 }
+
+// TestConditionalIncrementersChord is TestConditionalIncrementers on a
+// Chord ring.
+func TestConditionalIncrementersChord(t *testing.T) {
+	testIncrementers(t, chordRing(t, 5))
+}

@@ -87,11 +87,15 @@ type Engine struct {
 	lastOp kademlia.OpID
 	boot   joiner
 
-	clock    store.Clock
-	xbuf     []byte
-	tree     *replica.Tree   // the store's hash tree for anti-entropy, made on first use
-	commits  replica.Commits // writes waiting for the next commit (group commit)
-	nextSync time.Time       // the next round of replica maintenance
+	clock store.Clock
+	xbuf  []byte
+	tree  *replica.Tree // the store's hash tree for anti-entropy, made on first use
+	// acceptor answers conditional writes (cas.go), made on first use;
+	// restarted: the store held records at start (replica.NewAcceptor).
+	acceptor  *replica.Acceptor
+	restarted bool
+	commits   replica.Commits // writes waiting for the next commit (group commit)
+	nextSync  time.Time       // the next round of replica maintenance
 
 	// Scratch space.
 	in  krpc.Msg
@@ -127,6 +131,7 @@ func New(cfg Config, now time.Time) *Engine {
 	if cfg.Store != nil {
 		_ = cfg.Store.Each(func(r store.Record) bool {
 			e.clock.Restore(r.Version.Time)
+			e.restarted = true
 			return true
 		})
 	}
