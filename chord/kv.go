@@ -42,7 +42,7 @@ func (e *Engine) startKV(now time.Time, s *opState, key string) {
 		e.finish(now, s, kademlia.ErrNoKey)
 		return
 	}
-	if len(key) > store.DefaultMaxKeySize {
+	if len(store.BaseKey(key)) > store.DefaultMaxKeySize {
 		e.finish(now, s, fmt.Errorf("%w: the key is %d bytes, at most %d", store.ErrTooLarge, len(key), store.DefaultMaxKeySize))
 		return
 	}
@@ -50,15 +50,16 @@ func (e *Engine) startKV(now time.Time, s *opState, key string) {
 		e.finish(now, s, fmt.Errorf("%w: %d bytes, at most %d", kademlia.ErrTooLarge, len(put.Value), kademlia.MaxRecordValue))
 		return
 	}
-	e.startLookup(now, s, id.FromString(key), nil)
+	e.startLookup(now, s, store.KeyTarget(key), nil)
 }
 
 // kvOp is a KVPut or KVGet past its lookup: the replication layer's
 // quorum count (replica.Op) and what Chord sends.
 type kvOp struct {
-	s   *opState
-	rec store.Record // KVPut: the record written
-	q   replica.Op
+	s    *opState
+	rec  store.Record // KVPut: the record written
+	q    replica.Op
+	vals *replica.Values // KVGet with All: every value's answers
 }
 
 // kvReplicas takes the key's replica set (replicaSet) and writes to or
@@ -90,8 +91,11 @@ func (e *Engine) kvReplicas(now time.Time, s *opState, nodes []krpc.NodeInfo) {
 		op.q.Key, op.q.AllowPartial = o.Key, o.Partial
 	}
 	var down []bool
-	op.q.Members, down = e.replicaSet(now, id.FromString(op.q.Key), nodes)
+	op.q.Members, down = e.replicaSet(now, store.KeyTarget(op.q.Key), nodes)
 	s.kv = op
+	if g, ok := s.op.(kademlia.KVGet); ok && g.All {
+		op.vals = replica.NewValues(len(op.q.Members))
+	}
 	// Too few of the replica set reachable to reach the quorum: a put is
 	// refused before anything is written, rather than leave a write the
 	// majority never sees; a get will be short of its read quorum.
@@ -117,7 +121,11 @@ func (e *Engine) kvReplicas(now time.Time, s *opState, nodes []krpc.NodeInfo) {
 		} else {
 			q := e.newQuery(mFetch)
 			q.A.Has |= krpc.HasX
-			e.xbuf = encodeX(e.xbuf[:0], map[string]any{"k": op.q.Key})
+			if op.vals != nil {
+				e.xbuf = replica.AppendValuesQuery(e.xbuf[:0], op.q.Key)
+			} else {
+				e.xbuf = encodeX(e.xbuf[:0], map[string]any{"k": op.q.Key})
+			}
 			q.A.X = e.xbuf
 		}
 		if !e.sendQuery(now, m, r.Node.Addr, r.Node.ID, s.id, forOp) {
@@ -182,6 +190,14 @@ func (e *Engine) kvLocal(now time.Time, op *kvOp, i int) {
 		})
 		return
 	}
+	if op.vals != nil {
+		if best, err := op.vals.Local(i, st, op.q.Key, now); err != nil {
+			op.q.Fail(i, err)
+		} else {
+			op.q.Answer(i, best)
+		}
+		return
+	}
 	rec, ok, err := st.Get(op.q.Key)
 	if err != nil {
 		op.q.Fail(i, err)
@@ -219,6 +235,20 @@ func (op *kvOp) response(now time.Time, e *Engine, p *pending, sender id.ID, m *
 		op.check(now, e)
 		return
 	}
+	if op.vals != nil {
+		recs, ents, err := replica.ParseValues(m.R.X, op.q.Key)
+		if err != nil {
+			e.stats.Malformed++
+			op.q.Fail(i, err)
+		} else {
+			recs = slices.DeleteFunc(recs, func(r store.Record) bool {
+				return expired(&r, now) || e.clock.Observe(now, r.Version) != nil
+			})
+			op.q.Answer(i, op.vals.Answer(i, recs, ents))
+		}
+		op.check(now, e)
+		return
+	}
 	recs, err := replica.ParseRecords(m.R.X)
 	if err != nil {
 		e.stats.Malformed++
@@ -250,8 +280,26 @@ func (op *kvOp) check(now time.Time, e *Engine) {
 	if !ok {
 		return
 	}
+	var m replica.Merged
+	if op.vals != nil {
+		m = op.vals.Merge()
+		op.s.result.Records, op.s.result.Fetch = m.Records, m.Fetch
+	}
 	e.finish(now, op.s, kademlia.Outcome(&op.s.result, out, e.quorum(), op.q.Need))
-	if !op.q.Put {
+	switch {
+	case op.vals != nil:
+		for i, recs := range m.Repairs {
+			if r := op.q.Members[i]; r.Self {
+				for _, rec := range recs {
+					if applied, _ := e.kvStore().Put(rec); applied {
+						e.stored()
+					}
+				}
+			} else {
+				e.pushRecords(now, r.Node, recs, 0)
+			}
+		}
+	case !op.q.Put:
 		op.repair(now, e)
 	}
 }
@@ -346,6 +394,14 @@ func (e *Engine) handleStore(now time.Time, from netip.AddrPort, q *krpc.Msg) bo
 func (e *Engine) handleFetch(now time.Time, from netip.AddrPort, q *krpc.Msg) bool {
 	d, err := decodeX(q.A.X)
 	var keys []any
+	if key, ok := replica.ValuesQuery(d); err == nil && ok {
+		// Every value of key (replica.Values).
+		e.xbuf = replica.AppendValues(e.xbuf[:0], e.kvStore(), key, now)
+		r := e.newResponse(q.T)
+		r.R.Has |= krpc.HasX
+		r.R.X = e.xbuf
+		return true
+	}
 	if err == nil {
 		if k, ok := d["k"].([]byte); ok && len(k) > 0 {
 			keys = []any{k}

@@ -105,6 +105,8 @@ type Result struct {
 	Record   *store.Record    // KVGet: the newest version found
 	Version  store.Version    // KVPut: the version written; KVGet: the newest seen
 	Holders  []Holder         // KVGet: what each replica answered
+	Records  []store.Record   // KVGet with All: each value's newest record, newest first
+	Fetch    []string         // KVGet with All: record keys of values to read one by one
 	Acks     int              // KVPut: replicas holding the write; Handover: values handed over
 	Partial  bool             // KVGet: fewer than ReadQuorum replicas answered
 	Samples  []id.ID          // SampleInfohashes

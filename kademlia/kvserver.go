@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dhtkit/dhtkit/krpc"
+	"github.com/dhtkit/dhtkit/replica"
 	"github.com/dhtkit/dhtkit/routing"
 	"github.com/dhtkit/dhtkit/store"
 )
@@ -130,6 +131,13 @@ func (e *Engine) handleFetch(now time.Time, from netip.AddrPort, q, r *krpc.Msg)
 		return false
 	}
 	st := e.kvStore()
+	if key, ok := replica.ValuesQuery(d); ok {
+		// Every value of key (replica.Values).
+		r.R.Has |= krpc.HasX
+		e.xbuf = replica.AppendValues(e.xbuf[:0], st, key, now)
+		r.R.X = e.xbuf
+		return true
+	}
 	var recs []store.Record
 	size := 0
 	add := func(rec store.Record) bool {

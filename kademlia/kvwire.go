@@ -85,7 +85,7 @@ func encodeX(dst []byte, v map[string]any) []byte {
 // target of a fetch request: a key's hash, given directly or by the key.
 func fetchTarget(d map[string]any) (id.ID, string, bool) {
 	if k, ok := d["k"].([]byte); ok {
-		return id.FromString(string(k)), string(k), true
+		return store.KeyTarget(string(k)), string(k), true
 	}
 	if h, ok := d["h"].([]byte); ok {
 		if t, ok := id.FromBytes(h); ok {

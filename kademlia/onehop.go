@@ -8,6 +8,7 @@ import (
 	"github.com/dhtkit/dhtkit/krpc"
 	"github.com/dhtkit/dhtkit/replica"
 	"github.com/dhtkit/dhtkit/routing"
+	"github.com/dhtkit/dhtkit/store"
 )
 
 // One-hop key-value operations (Dynamo's "zero-hop" routing): when this
@@ -148,7 +149,7 @@ func (e *Engine) oneHopCovered(now time.Time, target id.ID) bool {
 func (op *kvOp) markOneHop(m *krpc.Msg) {
 	if op.s.onehop {
 		m.A.Has |= krpc.HasTarget
-		m.A.Target = id.FromString(op.q.Key)
+		m.A.Target = store.KeyTarget(op.q.Key)
 	}
 }
 
@@ -170,7 +171,7 @@ func (e *Engine) oneHopFallback(now time.Time, op *kvOp, out replica.Outcome) bo
 	s.onehop = false
 	s.kv = nil
 	e.stats.OneHopFallbacks++
-	e.startLookup(now, s, krpc.MethodGet, id.FromString(op.q.Key), nil)
+	e.startLookup(now, s, krpc.MethodGet, store.KeyTarget(op.q.Key), nil)
 	return true
 }
 

@@ -53,25 +53,21 @@ func checkPutFlags(sign bool, p putFlags) error {
 	return nil
 }
 
-// putQuery is the query of put's PUT request.
-func putQuery(ttl time.Duration, sign bool, p putFlags) string {
-	q := url.Values{}
+// withPutQuery adds put's query (its TTL, permanence, condition) to path.
+func withPutQuery(path string, ttl time.Duration, sign bool, p putFlags) string {
 	if ttl > 0 && !sign { // a signed value carries its expiry
-		q.Set("ttl", ttl.String())
+		path = withQuery(path, "ttl", ttl.String())
 	}
 	if p.permanent {
-		q.Set("permanent", "true")
+		path = withQuery(path, "permanent", "true")
 	}
 	if p.ifVersion != "" {
-		q.Set("if-version", p.ifVersion)
+		path = withQuery(path, "if-version", p.ifVersion)
 	}
 	if p.ifAbsent {
-		q.Set("if-absent", "true")
+		path = withQuery(path, "if-absent", "true")
 	}
-	if len(q) == 0 {
-		return ""
-	}
-	return "?" + q.Encode()
+	return path
 }
 
 func newCancelCmd(g *globals) *cobra.Command {
