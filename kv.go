@@ -41,7 +41,7 @@ type PutOptions struct {
 	// decided at the key's replica set (conditional.go): it is written
 	// only if the key's value has that version, or has none. The error
 	// of a failed condition wraps ErrConflict and names the current
-	// version. The condition is about the key's default value.
+	// version. The condition is about the value ID names.
 	IfVersion store.Version
 	IfAbsent  bool
 }

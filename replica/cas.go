@@ -75,19 +75,16 @@ var (
 	ErrSuperseded = errors.New("a later write of the key came after it")
 )
 
-// Cond is the condition of a conditional write. It is about the key's
-// default value; ValueID is the place for the value id once a key holds
-// many values (each value then has its own register, and the condition
-// is checked against that value's version).
+// Cond is the condition of a conditional write. It is about one record:
+// a key's value, where a key holding many values keeps each under its own
+// record key (store.ValueKey), so each value is a register of its own and
+// a condition names its value by the key it is checked under.
 type Cond struct {
 	// IfAbsent: the key holds no live value (never written, deleted or
 	// expired).
 	IfAbsent bool
 	// IfVersion, when not zero: the key's live value has this version.
 	IfVersion store.Version
-	// ValueID names the value of the key the condition is about; empty
-	// is the key's default value, the only one today.
-	ValueID string
 }
 
 // IsZero reports whether c sets no condition.
