@@ -93,6 +93,10 @@ type Engine struct {
 	commits  replica.Commits // writes waiting for the next commit (group commit)
 	nextSync time.Time       // the next round of replica maintenance
 	catch    catchUp         // a restarted node's reads wait for repair (kv.go)
+	// acceptor answers conditional writes (cas.go), made on first use;
+	// restarted: the store held records at start (replica.NewAcceptor).
+	acceptor  *replica.Acceptor
+	restarted bool
 
 	// Scratch space.
 	in  krpc.Msg
@@ -129,6 +133,7 @@ func New(cfg Config, now time.Time) *Engine {
 		_ = cfg.Store.Each(func(r store.Record) bool {
 			e.clock.Restore(r.Version.Time)
 			e.catch.on = true // restarted with records: see catchUp
+			e.restarted = true
 			return true
 		})
 	}

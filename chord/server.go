@@ -89,6 +89,11 @@ func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
 			return
 		}
 		r = &e.out
+	case mCAS:
+		if !e.handleCAS(now, from, q) {
+			return
+		}
+		r = &e.out
 	case mLoad:
 		keys, bytes := e.kvStore().Stats()
 		e.xbuf = krpc.AppendLoad(e.xbuf[:0], krpc.Load{Keys: int64(keys), Bytes: bytes})

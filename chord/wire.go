@@ -59,6 +59,7 @@ const (
 	mFetch
 	mSync
 	mLoad
+	mCAS
 	numMethods
 )
 
@@ -73,6 +74,7 @@ var methodNames = [numMethods]string{
 	mFetch:          "dk_fetch",
 	mSync:           replica.Method,
 	mLoad:           "dk_load",
+	mCAS:            "dk_cas",
 }
 
 func (m method) String() string { return methodNames[m] }
@@ -90,6 +92,8 @@ func methodOf(q *krpc.Msg) method {
 		return mLoad
 	case krpc.MethodSync:
 		return mSync
+	case krpc.MethodCAS:
+		return mCAS
 	case krpc.MethodUnknown:
 		switch string(q.QName) {
 		case methodFindSuccessor:
@@ -116,6 +120,8 @@ func setMethod(q *krpc.Msg, m method) {
 		q.Q = krpc.MethodFetch
 	case mSync:
 		q.Q = krpc.MethodSync
+	case mCAS:
+		q.Q = krpc.MethodCAS
 	default:
 		q.Q = krpc.MethodUnknown
 		q.QName = []byte(methodNames[m])

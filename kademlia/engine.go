@@ -79,6 +79,10 @@ type Engine struct {
 	commits replica.Commits // writes waiting for the next commit (group commit)
 	xbuf    []byte          // scratch for "x" payloads
 	tree    *replica.Tree   // the store's hash tree for anti-entropy, made on first use
+	// acceptor answers conditional writes (cas.go), made on first use;
+	// restarted: the store held records at start (replica.NewAcceptor).
+	acceptor  *replica.Acceptor
+	restarted bool
 
 	listenOps []*listenOp   // our KVListen operations, oldest first
 	listeners listenerTable // others' dk_listen registrations on us
@@ -150,6 +154,7 @@ func New(cfg Config, now time.Time) *Engine {
 		// even if the wall clock stepped back meanwhile.
 		_ = cfg.Store.Each(func(r store.Record) bool {
 			e.clock.Restore(r.Version.Time)
+			e.restarted = true
 			return true
 		})
 	}

@@ -113,7 +113,7 @@ func (e *Engine) startLookup(now time.Time, s *opState, method krpc.Method, targ
 		l.scrape = &Scrape{}
 	}
 	switch s.op.(type) {
-	case KVPut, KVGet, KVListen:
+	case KVPut, KVGet, KVListen, KVCas:
 		l.few = true // it writes to, reads from or listens to its Replicas
 	}
 	s.lookup = l
@@ -218,7 +218,7 @@ func (e *Engine) lookupNeed(op Op) int {
 	switch op.(type) {
 	case Announce, PutItem:
 		return e.cfg.K
-	case KVPut, KVGet, KVListen:
+	case KVPut, KVGet, KVListen, KVCas:
 		return min(e.cfg.replicas(), e.cfg.K)
 	}
 	return min(e.cfg.Beta, e.cfg.K)
@@ -325,6 +325,8 @@ func (l *lookup) done(now time.Time, e *Engine) {
 		l.store(now, e)
 	case KVPut, KVGet:
 		e.kvReplicas(now, l.op, l)
+	case KVCas:
+		e.casReplicas(now, l.op, l)
 	case KVListen:
 		l.op.kv.(*listenOp).register(now, e, l)
 	case GetItem:

@@ -157,6 +157,10 @@ func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
 		if !e.handleFetch(now, from, q, r) {
 			return
 		}
+	case krpc.MethodCAS:
+		if !e.handleCAS(now, from, q, r) {
+			return
+		}
 	case krpc.MethodSync:
 		if !e.handleSync(now, from, q, r) {
 			return
