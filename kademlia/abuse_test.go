@@ -3,6 +3,7 @@ package kademlia
 import (
 	"bytes"
 	"fmt"
+	"github.com/dhtkit/dhtkit/guard"
 	"net/netip"
 	"strings"
 	"testing"
@@ -153,7 +154,7 @@ func TestAmplification(t *testing.T) {
 	q := forgeIn(ampNet, krpc.MethodFetch, func(a *krpc.Args) {
 		a.Has |= krpc.HasX | krpc.HasToken
 		a.X = encodeX(nil, map[string]any{"k": "big"})
-		a.Token = pnode.e.tokens.issue(from.Addr(), nil)
+		a.Token = pnode.e.tokens.Issue(from.Addr(), nil)
 	})
 	if back := pn.inject(pnode, from, q); len(back) != 1 || len(back[0]) < 8000 {
 		t.Errorf("dk_fetch with a token: %d answers, want the 8000-byte record", len(back))
@@ -222,12 +223,12 @@ func TestLimiterFailsClosed(t *testing.T) {
 	n := newTestNet(t, 12)
 	node := n.addAt(netip.MustParseAddrPort("203.0.113.1:6881"), Config{Network: "mainline", GlobalRate: -1, GlobalBytes: -1})
 	ping := forge(krpc.MethodPing, nil)
-	for i := range defaultMaxSources + 5000 {
+	for i := range guard.MaxSources + 5000 {
 		a := netip.AddrPortFrom(netip.AddrFrom4([4]byte{45, byte(i >> 16), byte(i >> 8), byte(i)}), 1)
 		n.inject(node, a, ping)
 	}
-	if len(node.e.limiter.sources) > defaultMaxSources {
-		t.Errorf("%d sources tracked, over %d", len(node.e.limiter.sources), defaultMaxSources)
+	if node.e.limiter.Sources() > guard.MaxSources {
+		t.Errorf("%d sources tracked, over %d", node.e.limiter.Sources(), guard.MaxSources)
 	}
 	answered := 0
 	newcomer := netip.MustParseAddrPort("198.51.100.77:1")
@@ -341,11 +342,11 @@ func TestStoresAreBounded(t *testing.T) {
 	n := newTestNet(t, 15)
 	node := n.addAt(netip.MustParseAddrPort("203.0.113.1:6881"), Config{Network: "mainline", RateLimit: -1, GlobalRate: -1})
 	attacker := netip.MustParseAddrPort("198.51.100.5:6881")
-	tok := node.e.tokens.issue(attacker.Addr(), nil)
+	tok := node.e.tokens.Issue(attacker.Addr(), nil)
 	announce := func(from netip.AddrPort, h id.ID, port int) {
 		n.inject(node, from, forge(krpc.MethodAnnouncePeer, func(a *krpc.Args) {
 			a.Has |= krpc.HasInfoHash | krpc.HasToken | krpc.HasPort
-			a.InfoHash, a.Token, a.Port = h, node.e.tokens.issue(from.Addr(), nil), port
+			a.InfoHash, a.Token, a.Port = h, node.e.tokens.Issue(from.Addr(), nil), port
 		}))
 	}
 	honest := id.FromString("honest swarm")
@@ -420,7 +421,7 @@ func TestQuotaChargedToVerifiableWriter(t *testing.T) {
 			m.A.X = encodeRecords(nil, "recs", []store.Record{rec})
 			if tc.token {
 				m.A.Has |= krpc.HasToken
-				m.A.Token = node.e.tokens.issue(tc.from.Addr(), nil)
+				m.A.Token = node.e.tokens.Issue(tc.from.Addr(), nil)
 			}
 			node.e.Receive(n.now, tc.from, m.Append(nil))
 			node.e.Ready()
@@ -541,7 +542,7 @@ func TestSourceKey(t *testing.T) {
 		{"fe80::1%eth0", "fe80::2", true},
 	} {
 		a, b := netip.MustParseAddr(tc.a), netip.MustParseAddr(tc.b)
-		if got := sourceKey(a) == sourceKey(b); got != tc.same {
+		if got := guard.SourceKey(a) == guard.SourceKey(b); got != tc.same {
 			t.Errorf("%s and %s one source: %v, want %v", tc.a, tc.b, got, tc.same)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"container/heap"
 	"crypto/rand"
+	"github.com/dhtkit/dhtkit/guard"
 	"io"
 	mrand "math/rand/v2"
 	"net/netip"
@@ -68,7 +69,7 @@ type Engine struct {
 	boot    bootstrapper
 	pinging map[id.ID]bool // table pings in flight (ping-before-evict)
 
-	tokens  tokens
+	tokens  guard.Tokens
 	peers   peerStore
 	items   itemStore
 	clock   store.Clock     // versions of key-value writes
@@ -82,7 +83,7 @@ type Engine struct {
 	nextSync time.Time
 	probedAt time.Time // the last round of probes of bad contacts
 	late     []late    // queries that timed out lately (client.go)
-	limiter  limiter
+	limiter  *guard.Limiter
 	inLen    int // bytes of the datagram being handled
 	votes    ipVotes
 	silent   silentSet
@@ -94,7 +95,7 @@ type Engine struct {
 	out      krpc.Msg
 	contacts []routing.Contact
 	tid      [2]byte
-	tokBuf   [tokenLen]byte
+	tokBuf   [guard.TokenLen]byte
 
 	// Output, handed to the driver by Ready.
 	arena   []byte
@@ -118,7 +119,7 @@ func New(cfg Config, now time.Time) *Engine {
 		rng:     rng,
 		pending: make(map[uint16]*pending),
 		ops:     make(map[OpID]*opState),
-		limiter: newLimiter(&cfg),
+		limiter: guard.NewLimiter(cfg.guardConfig()),
 		peers: peerStore{
 			ttl:        cfg.PeerTTL,
 			maxHashes:  cfg.MaxInfohashes,
@@ -149,7 +150,7 @@ func New(cfg Config, now time.Time) *Engine {
 		})
 	}
 	e.nextSync = now.Add(cfg.SyncInterval)
-	e.tokens.init(now, cfg.TokenRotation, e.secret)
+	e.tokens.Init(now, cfg.TokenRotation, e.secret)
 	e.rtt.init(cfg.QueryTimeout)
 	if len(cfg.Bootstrap) > 0 {
 		e.startOp(now, Bootstrap{Addrs: cfg.Bootstrap}, true)
@@ -191,7 +192,7 @@ func (e *Engine) Table() routing.Table { return e.table }
 // Stats returns the engine's counters.
 func (e *Engine) Stats() Stats {
 	st := e.stats
-	st.Drops[DropSourceEvicted] = e.limiter.evicted
+	st.Drops[DropSourceEvicted] = e.limiter.Evicted()
 	st.Drops[DropPeerEvicted] = e.peers.evicted
 	st.Drops[DropItemEvicted] = e.items.evicted
 	st.Drops[DropListenerEvicted] = e.listeners.evicted
@@ -260,7 +261,7 @@ func (e *Engine) Deadline() time.Time {
 		return time.Time{}
 	}
 	d := e.nextMaintenance
-	if t := e.tokens.next(); t.Before(d) {
+	if t := e.tokens.Next(); t.Before(d) {
 		d = t
 	}
 	if len(e.timers) > 0 && e.timers[0].at.Before(d) {
@@ -303,7 +304,7 @@ func (e *Engine) Tick(now time.Time) {
 		}
 		e.onTimeout(now, p)
 	}
-	e.tokens.maybeRotate(now, e.secret)
+	e.tokens.MaybeRotate(now, e.secret)
 	e.boot.tick(now, e)
 	e.probe(now)
 	e.refreshListens(now)
@@ -324,7 +325,7 @@ func (e *Engine) maintain(now time.Time) {
 	e.items.expire(now)
 	e.listeners.expire(now)
 	e.expireLate(now)
-	e.limiter.sweep(now)
+	e.limiter.Sweep(now)
 	if e.table.Len() == 0 {
 		e.boot.rejoin(now, e)
 		return
@@ -354,7 +355,7 @@ func (e *Engine) Receive(now time.Time, from netip.AddrPort, packet []byte) {
 		// Answer a malformed query with 203 when we can tell it was one
 		// and whom to answer; anything else is dropped silently.
 		if m.Y == krpc.Query && len(m.T) > 0 && !e.cfg.ReadOnly {
-			if ok, why := e.limiter.allowQuery(now, from.Addr()); !ok {
+			if ok, why := e.limiter.AllowQuery(now, from.Addr()); !ok {
 				e.drop(why)
 				return
 			}

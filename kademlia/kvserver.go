@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/dhtkit/dhtkit/guard"
 	"net/netip"
 	"time"
 
@@ -13,14 +14,30 @@ import (
 )
 
 // trusted reports whether a write may come from `from`: it carries a
-// token we issued to that IP, or comes from a node of our table that has
+// token we issued to that IP, comes from a node of our table that has
 // answered us at that very address (replicas pushing to each other, a
-// leaving node handing over). Either way the source address is not spoofed.
+// leaving node handing over), or arrived sealed with the network key
+// (Config.Sender: only a holder of the key seals, and the seal's replay
+// window keeps a captured datagram from being sent again from elsewhere).
+// Either way the source address is not spoofed.
 func (e *Engine) trusted(from netip.AddrPort, q *krpc.Msg) bool {
-	if q.A.Has&krpc.HasToken != 0 && e.tokens.valid(from.Addr(), q.A.Token) {
+	if q.A.Has&krpc.HasToken != 0 && e.tokens.Valid(from.Addr(), q.A.Token) {
+		return true
+	}
+	if e.sealed() {
 		return true
 	}
 	return e.contact(from, q)
+}
+
+// sealed reports whether the datagram being handled was sealed with the
+// network key.
+func (e *Engine) sealed() bool {
+	if e.cfg.Sender == nil {
+		return false
+	}
+	_, ok := e.cfg.Sender()
+	return ok
 }
 
 // contact reports whether q comes from a routing contact that answered a
@@ -205,13 +222,13 @@ func (e *Engine) handleSync(now time.Time, from netip.AddrPort, q, r *krpc.Msg) 
 // runs out of quota for everyone else's writes. Loopback is not charged
 // when Config.TrustLoopback is set.
 func (e *Engine) writer(from netip.AddrPort, q *krpc.Msg, rec *store.Record) string {
-	if e.limiter.exempt(from.Addr()) {
+	if e.limiter.Exempt(from.Addr()) {
 		return ""
 	}
 	if rec.Version.Writer != store.WriterID(q.A.ID) && e.contact(from, q) {
 		return fmt.Sprintf("writer:%016x", rec.Version.Writer)
 	}
-	return sourceKey(from.Addr()).String()
+	return guard.SourceKey(from.Addr()).String()
 }
 
 // quotaSource is the per-source quota key of a writer's address: none for

@@ -255,7 +255,7 @@ func TestListenFloodIsBounded(t *testing.T) {
 		m.A.X = encodeX(nil, map[string]any{"k": key})
 		if token {
 			m.A.Has |= krpc.HasToken
-			m.A.Token = node.e.tokens.issue(from.Addr(), nil)
+			m.A.Token = node.e.tokens.Issue(from.Addr(), nil)
 		}
 		return m.Append(nil)
 	}

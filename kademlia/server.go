@@ -23,7 +23,7 @@ func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
 		// notifications it asked for with dk_listen.
 		return
 	}
-	if ok, why := e.limiter.allowQuery(now, from.Addr()); !ok && !(why == DropGlobalRate && e.contact(from, q)) {
+	if ok, why := e.limiter.AllowQuery(now, from.Addr()); !ok && !(why == DropGlobalRate && e.contact(from, q)) {
 		// Past the node's own rate, its routing contacts are still
 		// answered: a flood from many addresses does not cut the node
 		// off from the peers it relies on.
@@ -75,7 +75,7 @@ func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
 			return
 		}
 		r.R.Has |= krpc.HasToken
-		r.R.Token = e.tokens.issue(from.Addr(), e.tokBuf[:0])
+		r.R.Token = e.tokens.Issue(from.Addr(), e.tokBuf[:0])
 		r.R.Values = e.peers.appendPeers(now, q.A.InfoHash, maxValues, e.rng, r.R.Values[:0])
 		if len(r.R.Values) > 0 {
 			r.R.Has |= krpc.HasValues
@@ -88,7 +88,7 @@ func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
 			e.replyError(now, from, q.T, krpc.CodeProtocol, "announce_peer: missing info_hash, token or port")
 			return
 		}
-		if !e.tokens.valid(from.Addr(), q.A.Token) {
+		if !e.tokens.Valid(from.Addr(), q.A.Token) {
 			e.replyError(now, from, q.T, krpc.CodeProtocol, "announce_peer: bad token")
 			return
 		}
@@ -107,7 +107,7 @@ func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
 			return
 		}
 		r.R.Has |= krpc.HasToken
-		r.R.Token = e.tokens.issue(from.Addr(), e.tokBuf[:0])
+		r.R.Token = e.tokens.Issue(from.Addr(), e.tokBuf[:0])
 		if it := e.items.get(q.A.Target, now); it != nil {
 			switch {
 			case !it.Mutable():
@@ -128,7 +128,7 @@ func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
 			e.replyError(now, from, q.T, krpc.CodeProtocol, "put: missing token or v")
 			return
 		}
-		if !e.tokens.valid(from.Addr(), q.A.Token) {
+		if !e.tokens.Valid(from.Addr(), q.A.Token) {
 			e.replyError(now, from, q.T, krpc.CodeProtocol, "put: bad token")
 			return
 		}
@@ -194,9 +194,10 @@ func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
 
 // reply sends the response in e.out to `to` within the budgets of a source
 // that has not proven it receives at its address (proven: a valid token,
-// or a table contact that answered us there): at most 3× the query's bytes
-// for dhtkit's own methods (QUIC's anti-amplification limit; a short
-// error asks for the token instead), and the source's and the node's byte
+// a table contact that answered us there, or a datagram sealed with the
+// network key): at most guard.MaxAmplification (3×) the query's bytes for
+// dhtkit's own methods (QUIC's anti-amplification limit; a short error
+// asks for the token instead), and the source's and the node's byte
 // budgets for every method. Over budget, the reply is dropped and counted.
 func (e *Engine) reply(now time.Time, to netip.AddrPort, q *krpc.Msg) {
 	start, ok := e.encode()
@@ -204,22 +205,17 @@ func (e *Engine) reply(now time.Time, to netip.AddrPort, q *krpc.Msg) {
 		return
 	}
 	n := len(e.arena) - start
-	if e.limiter.exempt(to.Addr()) || e.trusted(to, q) {
+	switch why := e.limiter.Reply(now, to.Addr(), e.trusted(to, q), q.Q >= krpc.MethodStore, e.inLen, n); why {
+	case 0:
 		e.queue(to, start)
-		return
-	}
-	if q.Q >= krpc.MethodStore && n > 3*e.inLen {
-		e.arena = e.arena[:start]
-		e.drop(DropUnproven)
-		e.replyError(now, to, q.T, krpc.CodeProtocol, q.Q.String()+": send a token")
-		return
-	}
-	if ok, why := e.limiter.spend(now, to.Addr(), n); !ok {
+	case DropUnproven:
 		e.arena = e.arena[:start]
 		e.drop(why)
-		return
+		e.replyError(now, to, q.T, krpc.CodeProtocol, q.Q.String()+": send a token")
+	default:
+		e.arena = e.arena[:start]
+		e.drop(why)
 	}
-	e.queue(to, start)
 }
 
 // newResponse starts a response to `to` in e.out.
@@ -278,7 +274,7 @@ func (e *Engine) replyError(now time.Time, to netip.AddrPort, tid []byte, code i
 	}
 	// An error proves nothing either: it spends the byte budget of a
 	// source that may be forged.
-	if ok, why := e.limiter.spend(now, to.Addr(), len(e.arena)-start); !ok {
+	if ok, why := e.limiter.Spend(now, to.Addr(), len(e.arena)-start); !ok {
 		e.arena = e.arena[:start]
 		e.drop(why)
 		return
