@@ -25,15 +25,16 @@ package chord
 
 import (
 	"bytes"
-	"container/heap"
 	mrand "math/rand/v2"
 	"net/netip"
 	"time"
 
+	"github.com/dhtkit/dhtkit/guard"
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/kademlia"
 	"github.com/dhtkit/dhtkit/krpc"
 	"github.com/dhtkit/dhtkit/replica"
+	"github.com/dhtkit/dhtkit/routing"
 	"github.com/dhtkit/dhtkit/store"
 )
 
@@ -51,6 +52,9 @@ type Stats struct {
 	BytesIn     uint64
 	BytesOut    uint64
 	Oversize    uint64 // messages not sent for exceeding kademlia.MaxDatagram
+	// Drops counts what the engine dropped, by package guard's reason
+	// (rate limits, byte budgets, the 3× rule), as Kademlia's Stats.Drops.
+	Drops [guard.NumDropReasons]uint64
 	// SuccessorChanges counts changes of the first successor: high while
 	// the ring converges, then low.
 	SuccessorChanges uint64
@@ -78,10 +82,16 @@ type Engine struct {
 	ring ring
 
 	// Outgoing queries awaiting an answer, by transaction id.
-	pending map[uint16]*pending
-	timers  timerHeap
-	nextTID uint16
-	free    []*pending
+	inflight routing.InFlight[pending]
+
+	// Abuse bounds, shared with Kademlia (package guard): the limiter of
+	// queries and reply bytes, the write tokens we hand out, and the
+	// nodes that answered us (proven at their address) with the tokens
+	// they handed us.
+	limiter *guard.Limiter
+	tokens  guard.Tokens
+	peers   guard.Known
+	inLen   int // bytes of the datagram being handled
 
 	ops    map[kademlia.OpID]*opState
 	lastOp kademlia.OpID
@@ -94,9 +104,10 @@ type Engine struct {
 	nextSync time.Time       // the next round of replica maintenance
 
 	// Scratch space.
-	in  krpc.Msg
-	out krpc.Msg
-	tid [2]byte
+	in     krpc.Msg
+	out    krpc.Msg
+	tid    [2]byte
+	tokBuf [guard.TokenLen]byte
 
 	// Output, handed to the driver by Ready.
 	arena   []byte
@@ -118,10 +129,10 @@ func New(cfg Config, now time.Time) *Engine {
 		self:    cfg.ID,
 		net:     []byte(cfg.Network),
 		rng:     rng,
-		pending: make(map[uint16]*pending),
 		ops:     make(map[kademlia.OpID]*opState),
-		nextTID: uint16(rng.Uint32()),
+		limiter: guard.NewLimiter(cfg.Guard),
 	}
+	e.tokens.Init(now, tokenRotation, func(b []byte) { kademlia.RandReader{R: rng}.Read(b) })
 	e.ring.init(e.self, cfg.Successors)
 	e.clock.Writer = store.WriterID(e.self)
 	if cfg.Store != nil {
@@ -231,8 +242,11 @@ func (e *Engine) Deadline() time.Time {
 			d = t
 		}
 	}
-	if len(e.timers) > 0 && e.timers[0].at.Before(d) {
-		d = e.timers[0].at
+	if t, ok := e.inflight.Next(); ok && t.Before(d) {
+		d = t
+	}
+	if t := e.tokens.Next(); t.Before(d) {
+		d = t
 	}
 	if t, ok := e.boot.next(); ok && t.Before(d) {
 		d = t
@@ -249,13 +263,16 @@ func (e *Engine) Tick(now time.Time) {
 		return
 	}
 	e.begin()
-	for len(e.timers) > 0 && !e.timers[0].at.After(now) {
-		t := heap.Pop(&e.timers).(timer)
-		p := e.pending[t.tid]
-		if p == nil || p.gen != t.gen {
-			continue // answered already
+	for {
+		slot, ok := e.inflight.Due(now)
+		if !ok {
+			break
 		}
-		e.onTimeout(now, p)
+		e.onTimeout(now, &slot.Q)
+	}
+	if !now.Before(e.tokens.Next()) {
+		e.tokens.MaybeRotate(now, func(b []byte) { kademlia.RandReader{R: e.rng}.Read(b) })
+		e.limiter.Sweep(now)
 	}
 	e.boot.tick(now, e)
 	e.probe(now)
@@ -285,11 +302,16 @@ func (e *Engine) Receive(now time.Time, from netip.AddrPort, packet []byte) {
 	}
 	e.begin()
 	e.stats.BytesIn += uint64(len(packet))
+	e.inLen = len(packet)
 	m := &e.in
 	if err := m.Decode(packet); err != nil {
 		e.stats.Malformed++
 		if m.Y == krpc.Query && len(m.T) > 0 && bytes.Equal(m.Net, e.net) {
-			e.replyError(from, m.T, krpc.CodeProtocol, "malformed packet")
+			if ok, why := e.limiter.AllowQuery(now, from.Addr()); !ok {
+				e.drop(why)
+				return
+			}
+			e.replyError(now, from, m.T, krpc.CodeProtocol, "malformed packet")
 		}
 		return
 	}
@@ -307,8 +329,20 @@ func (e *Engine) Receive(now time.Time, from netip.AddrPort, packet []byte) {
 	}
 }
 
-// send encodes e.out to addr and queues it.
-func (e *Engine) send(to netip.AddrPort) {
+// send encodes e.out to addr and queues it. A message that would exceed
+// MaxDatagram is dropped (DropOversize) and send reports false.
+func (e *Engine) send(to netip.AddrPort) bool {
+	start, ok := e.encode()
+	if !ok {
+		return false
+	}
+	e.queue(to, start)
+	return true
+}
+
+// encode appends e.out to the arena and returns where it starts; false
+// (and nothing appended) when it would exceed MaxDatagram.
+func (e *Engine) encode() (int, bool) {
 	m := &e.out
 	m.Net = e.net
 	start := len(e.arena)
@@ -316,11 +350,20 @@ func (e *Engine) send(to netip.AddrPort) {
 	if len(e.arena)-start > kademlia.MaxDatagram {
 		e.arena = e.arena[:start] // no path carries it whole
 		e.stats.Oversize++
-		return
+		e.drop(guard.DropOversize)
+		return 0, false
 	}
+	return start, true
+}
+
+// queue hands the message encoded at arena[start:] to the driver.
+func (e *Engine) queue(to netip.AddrPort, start int) {
 	e.stats.BytesOut += uint64(len(e.arena) - start)
 	e.packets = append(e.packets, kademlia.Packet{To: to, Data: e.arena[start:len(e.arena):len(e.arena)]})
 }
+
+// drop counts something dropped.
+func (e *Engine) drop(r guard.DropReason) { e.stats.Drops[r]++ }
 
 // commit commits the queued writes and hands out their answers.
 func (e *Engine) commit() {

@@ -231,13 +231,13 @@ func (e *Engine) pulled(now time.Time, s *opState, m *krpc.Msg) {
 // itself. It leaves the reply in e.out and reports whether there is one.
 func (e *Engine) handleSync(now time.Time, from netip.AddrPort, q *krpc.Msg) bool {
 	limit := replica.SmallPage
-	if e.known(q.A.ID, from) {
+	if e.proven(from, q) || e.known(q.A.ID, from) {
 		limit = replica.MaxPayload
 	}
 	out, err := e.syncTree().ServeUpTo(now, e.xbuf[:0], q.A.X, limit)
 	if err != nil {
 		e.stats.Malformed++
-		e.replyError(from, q.T, krpc.CodeProtocol, replica.Method+": "+err.Error())
+		e.replyError(now, from, q.T, krpc.CodeProtocol, replica.Method+": "+err.Error())
 		return false
 	}
 	e.xbuf = out

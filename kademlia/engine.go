@@ -9,7 +9,6 @@ package kademlia
 
 import (
 	"bytes"
-	"container/heap"
 	"crypto/rand"
 	"github.com/dhtkit/dhtkit/guard"
 	"io"
@@ -59,10 +58,8 @@ type Engine struct {
 	stats Stats
 
 	// Outgoing queries awaiting an answer, by transaction id.
-	pending map[uint16]*pending
-	timers  timerHeap
-	free    []*pending
-	rtt     rttEstimator
+	inflight routing.InFlight[pending]
+	rtt      rttEstimator
 
 	ops     map[OpID]*opState
 	lastOp  OpID
@@ -117,7 +114,6 @@ func New(cfg Config, now time.Time) *Engine {
 		cfg:     cfg,
 		self:    cfg.ID,
 		rng:     rng,
-		pending: make(map[uint16]*pending),
 		ops:     make(map[OpID]*opState),
 		limiter: guard.NewLimiter(cfg.guardConfig()),
 		peers: peerStore{
@@ -264,8 +260,8 @@ func (e *Engine) Deadline() time.Time {
 	if t := e.tokens.Next(); t.Before(d) {
 		d = t
 	}
-	if len(e.timers) > 0 && e.timers[0].at.Before(d) {
-		d = e.timers[0].at
+	if t, ok := e.inflight.Next(); ok && t.Before(d) {
+		d = t
 	}
 	if t, ok := e.boot.next(); ok && t.Before(d) {
 		d = t
@@ -290,15 +286,15 @@ func (e *Engine) Tick(now time.Time) {
 		return
 	}
 	e.begin()
-	for len(e.timers) > 0 && !e.timers[0].at.After(now) {
-		t := heap.Pop(&e.timers).(timer)
-		p := e.pending[t.tid]
-		if p == nil || p.gen != t.gen {
-			continue // answered already
+	for {
+		slot, ok := e.inflight.Due(now)
+		if !ok {
+			break
 		}
+		p := &slot.Q
 		if !p.stalled && now.Before(p.hard) {
 			p.stalled = true
-			heap.Push(&e.timers, timer{at: p.hard, tid: t.tid, gen: p.gen})
+			e.inflight.Wake(p.tid, p.hard)
 			e.onStalled(now, p)
 			continue
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/dhtkit/dhtkit/guard"
+	"github.com/dhtkit/dhtkit/replica"
 	"net/netip"
 	"time"
 
@@ -123,18 +124,9 @@ func (e *Engine) handleStore(now time.Time, from netip.AddrPort, q, r *krpc.Msg)
 			e.replyError(now, from, tid, storeErrCode(errs[0]), "dk_store: "+errs[0].Error())
 			return
 		}
-		ok := make([]any, n)
-		for i := range ok {
-			ok[i] = 0
-		}
-		for j, err := range errs {
-			if err == nil {
-				ok[idx[j]] = 1
-			}
-		}
 		m := e.newResponse(from, tid)
 		m.R.Has |= krpc.HasX
-		e.xbuf = encodeX(e.xbuf[:0], map[string]any{"ok": ok})
+		e.xbuf = replica.AppendAcks(e.xbuf[:0], acks(n, idx, errs))
 		m.R.X = e.xbuf
 		e.send(from)
 	})
@@ -142,51 +134,16 @@ func (e *Engine) handleStore(now time.Time, from netip.AddrPort, q, r *krpc.Msg)
 }
 
 // handleFetch answers dk_fetch with the records asked for, by key ("k"),
-// keys ("ks") or target ("h"), as many as fit one datagram.
+// keys ("ks") or target ("h"), as many as fit one datagram
+// (replica.Fetch, as Chord's).
 func (e *Engine) handleFetch(now time.Time, from netip.AddrPort, q, r *krpc.Msg) bool {
-	d, err := decodeX(q.A.X)
+	recs, err := replica.Fetch(now, e.kvStore(), q.A.X, maxPayload)
 	if err != nil {
 		e.replyError(now, from, q.T, krpc.CodeProtocol, "dk_fetch: "+err.Error())
 		return false
 	}
-	st := e.kvStore()
-	var recs []store.Record
-	size := 0
-	add := func(rec store.Record) bool {
-		if expired(&rec, now) {
-			return true
-		}
-		size += len(rec.Key) + len(rec.Value) + 64
-		if size > maxPayload && len(recs) > 0 {
-			return false
-		}
-		recs = append(recs, rec)
-		return true
-	}
-	if ks, ok := d["ks"].([]any); ok {
-		for _, k := range ks {
-			kb, ok := k.([]byte)
-			if !ok {
-				continue
-			}
-			if rec, found, err := st.Get(string(kb)); err == nil && found && !add(rec) {
-				break
-			}
-		}
-	} else if target, key, ok := fetchTarget(d); ok {
-		if key != "" {
-			if rec, found, err := st.Get(key); err == nil && found {
-				add(rec)
-			}
-		} else {
-			_ = st.Range(target, target, add)
-		}
-	} else {
-		e.replyError(now, from, q.T, krpc.CodeProtocol, "dk_fetch: want k, ks or h")
-		return false
-	}
 	r.R.Has |= krpc.HasX
-	e.xbuf = encodeRecords(e.xbuf[:0], "recs", recs)
+	e.xbuf = replica.AppendRecords(e.xbuf[:0], recs)
 	r.R.X = e.xbuf
 	return true
 }
@@ -239,4 +196,14 @@ func quotaSource(addr string) string {
 		return ""
 	}
 	return addr
+}
+
+// acks is the answer to a dk_store of n records of which those at idx
+// were committed with errs: whether the replica now holds each.
+func acks(n int, idx []int, errs []error) []bool {
+	ok := make([]bool, n)
+	for j, err := range errs {
+		ok[idx[j]] = err == nil
+	}
+	return ok
 }
