@@ -163,17 +163,20 @@ func (e *Engine) handleReply(now time.Time, from netip.AddrPort, m *krpc.Msg) {
 		e.stats.Malformed++
 		return // not an answer we can use; let it time out (orig stays pending)
 	}
+	if !p.nodeID.IsZero() && p.nodeID != sender {
+		// The address answers with another id: the reply is forged (an
+		// off-path attacker who guessed the transaction), or the node
+		// restarted with a new id. Either way it is not the answer we
+		// wait for: count it and let the query run on. The real node's
+		// answer still counts, so a forger can neither fail nor evict it
+		// (issue 11); a node that did restart never answers as itself,
+		// times out, and goes bad as any silent contact does.
+		e.stats.Malformed++
+		return
+	}
 	rtt := now.Sub(p.sent)
 	e.rtt.add(rtt)
 	e.votes.add(m.IP)
-	if !p.nodeID.IsZero() && p.nodeID != sender {
-		// The address answers with another id: the node restarted with a
-		// new one, or the reply is forged. Count a failure of the old
-		// entry rather than removing it: a node that restarted fails again
-		// at every query and goes bad, while one forged reply is undone by
-		// the real node's next answer.
-		e.table.Failed(now, p.nodeID)
-	}
 	if !m.RO {
 		e.observe(now, sender, from, routing.Responded, rtt)
 	}
