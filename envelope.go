@@ -42,14 +42,16 @@ var (
 	magicEncrypted = []byte("DKE\x01")
 )
 
-// Errors of Open.
+// Errors of Open. Their text has no "dhtkit:" of its own: the node's
+// errors wrap them as `dhtkit: get "KEY": …`, and the command line puts
+// "dhtkit:" before what it prints, once (issue 14).
 var (
-	ErrBadSignature = errors.New("dhtkit: the value's signature does not verify: it was altered or forged")
-	ErrNoKey        = errors.New("dhtkit: the value is encrypted and no private key was given")
-	ErrNotForUs     = errors.New("dhtkit: the value is encrypted to another key")
+	ErrBadSignature = errors.New("the value's signature does not verify: it was altered or forged")
+	ErrNoKey        = errors.New("the value is encrypted and no private key was given")
+	ErrNotForUs     = errors.New("the value is encrypted to another key")
 	// ErrSigner: the value is unsigned, or signed by another key than
 	// the one asked for (GetSignedBy, get --signer).
-	ErrSigner = errors.New("dhtkit: the value is not signed by the expected key")
+	ErrSigner = errors.New("the value is not signed by the expected key")
 )
 
 // Identity is a person's key pair for signing (ed25519) and for receiving

@@ -378,12 +378,27 @@ func buildChunks(ctx context.Context, r io.Reader, payload, perIndex int, put fu
 	return manifest{size: size, depth: depth, hashes: hashes}, nil
 }
 
+// partialKey carries WithPartial's permission in a context.
+type partialKey struct{}
+
+// WithPartial returns a context under which Get, GetTo and Stat return
+// the best answer of fewer replicas than the read quorum, marked
+// Value.Partial, instead of failing with a quorum error (an error
+// wrapping kademlia.ErrQuorum). Without it a read succeeds only when a
+// read quorum of the key's replica set answered: the quorum rule
+// (docs/architecture.md).
+func WithPartial(ctx context.Context) context.Context {
+	return context.WithValue(ctx, partialKey{}, true)
+}
+
+func partialOK(ctx context.Context) bool { ok, _ := ctx.Value(partialKey{}).(bool); return ok }
+
 // getRecord reads key's record and splits off its kind byte.
 func (n *Node) getRecord(ctx context.Context, key string) (kademlia.Result, byte, []byte, error) {
 	if err := n.waitReady(ctx); err != nil {
 		return kademlia.Result{}, 0, nil, fmt.Errorf("dhtkit: get %q: %w", shortKey(key), err)
 	}
-	res, err := n.rt.Do(ctx, kademlia.KVGet{Key: key})
+	res, err := n.rt.Do(ctx, kademlia.KVGet{Key: key, Partial: partialOK(ctx)})
 	if errors.Is(err, kademlia.ErrNotFound) {
 		return res, 0, nil, fmt.Errorf("dhtkit: get %q: %w", shortKey(key), ErrNotFound)
 	}
@@ -543,6 +558,10 @@ func (n *Node) readValue(ctx context.Context, key string, v Value, kind byte, da
 func (n *Node) fetchChunks(ctx context.Context, key string, m *manifest, hashes []byte, kind byte, sink func([]byte) error) ([][]byte, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// The manifest was read by the quorum rule; a chunk is never
+	// overwritten and is verified against its hash, so any one replica's
+	// copy is the right one.
+	ctx = WithPartial(ctx)
 	count := len(hashes) / sha1.Size
 	type result struct {
 		data []byte
@@ -633,19 +652,20 @@ func (n *Node) GetSignedBy(ctx context.Context, key string, signer ed25519.Publi
 		return v, err
 	}
 	if err := CheckSigner(key, v.Signer, signer); err != nil {
-		return Value{}, err
+		return Value{}, fmt.Errorf("dhtkit: get %q: %w", shortKey(key), err)
 	}
 	return v, nil
 }
 
 // CheckSigner says why a value of key signed by got (nil: unsigned) is
-// not one signed by want.
+// not one signed by want. It does not name the key: its callers say
+// `get "KEY": …` already.
 func CheckSigner(key string, got, want ed25519.PublicKey) error {
 	switch {
 	case got == nil:
-		return fmt.Errorf("%w: %q is not signed (want %x)", ErrSigner, shortKey(key), []byte(want))
+		return fmt.Errorf("%w: it is not signed (want %x)", ErrSigner, []byte(want))
 	case !got.Equal(want):
-		return fmt.Errorf("%w: %q is signed by %x, not by %x", ErrSigner, shortKey(key), []byte(got), []byte(want))
+		return fmt.Errorf("%w: it is signed by %x, not by %x", ErrSigner, []byte(got), []byte(want))
 	}
 	return nil
 }
@@ -655,7 +675,8 @@ func (n *Node) Where(ctx context.Context, key string) ([]Holder, error) {
 	if err := n.waitReady(ctx); err != nil {
 		return nil, fmt.Errorf("dhtkit: where %q: %w", shortKey(key), err)
 	}
-	res, err := n.rt.Do(ctx, kademlia.KVGet{Key: key})
+	// Every replica's answer, however few: Where reports, it does not read.
+	res, err := n.rt.Do(ctx, kademlia.KVGet{Key: key, Partial: true})
 	if err != nil && !errors.Is(err, kademlia.ErrNotFound) {
 		return res.Holders, fmt.Errorf("dhtkit: where %q: %w", shortKey(key), err)
 	}

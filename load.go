@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/dhtkit/dhtkit/id"
+	"github.com/dhtkit/dhtkit/internal/stat"
 	"github.com/dhtkit/dhtkit/kademlia"
 	"github.com/dhtkit/dhtkit/krpc"
 )
@@ -95,22 +96,8 @@ func summarize(nodes []NodeLoad) Load {
 	slices.Sort(keys)
 	l.Min, l.Max = keys[0], keys[len(keys)-1]
 	l.Mean = math.Round(float64(l.Keys)/float64(len(keys))*1000) / 1000
-	l.Gini = gini(keys)
+	l.Gini = math.Round(stat.Gini(keys)*1000) / 1000
 	return l
-}
-
-// gini is the Gini coefficient of sorted non-negative values.
-func gini(sorted []int64) float64 {
-	n := float64(len(sorted))
-	var sum, weighted float64
-	for i, v := range sorted {
-		sum += float64(v)
-		weighted += float64(i+1) * float64(v)
-	}
-	if sum == 0 {
-		return 0
-	}
-	return math.Round((2*weighted/(n*sum)-(n+1)/n)*1000) / 1000
 }
 
 // members lists the nodes of the network this node can find, itself

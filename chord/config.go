@@ -76,6 +76,12 @@ type Config struct {
 	// never from the nodes found, and a put that finds fewer replicas
 	// than WriteQuorum fails with kademlia.ErrQuorum, writing nothing.
 	Alone bool
+	// DownFor is how long a neighbour that stopped answering still
+	// counts in the replica sets (5 minutes), as Kademlia's DownFor: a
+	// key's replica set is the first Replicas nodes after it among every
+	// node this one knows, its lost neighbours included, so that the
+	// minority side of a partition refuses writes and reads.
+	DownFor time.Duration
 	// DefaultTTL is the life of a value put without a TTL (24h).
 	DefaultTTL time.Duration
 	// Routing is how lookups are forwarded: RoutingFingers (""), or
@@ -109,6 +115,7 @@ func DefaultConfig() Config {
 		Network:                  DefaultNetwork,
 		Version:                  []byte{'D', 'C', 0, 1},
 		Replicas:                 3,
+		DownFor:                  5 * time.Minute,
 		DefaultTTL:               24 * time.Hour,
 	}
 }
@@ -155,6 +162,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.DefaultTTL <= 0 {
 		c.DefaultTTL = d.DefaultTTL
+	}
+	if c.DownFor <= 0 {
+		c.DownFor = d.DownFor
 	}
 	return c
 }

@@ -3,6 +3,7 @@ package chord
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/dhtkit/dhtkit/id"
@@ -58,9 +59,8 @@ type kvOp struct {
 	q   replica.Op
 }
 
-// kvReplicas takes the first Replicas nodes of the lookup's answer (the
-// key's successor and the nodes after it) and writes to or reads from
-// each.
+// kvReplicas takes the key's replica set (replicaSet) and writes to or
+// reads from each member that is not down.
 func (e *Engine) kvReplicas(now time.Time, s *opState, nodes []krpc.NodeInfo) {
 	op := &kvOp{s: s}
 	switch o := s.op.(type) {
@@ -85,27 +85,22 @@ func (e *Engine) kvReplicas(now time.Time, s *opState, nodes []krpc.NodeInfo) {
 			}
 		}
 	case kademlia.KVGet:
-		op.q.Key = o.Key
+		op.q.Key, op.q.AllowPartial = o.Key, o.Partial
 	}
-	for _, n := range nodes {
-		if len(op.q.Members) == e.cfg.Replicas {
-			break
-		}
-		op.q.Members = append(op.q.Members, replica.Member{Node: n, Self: n.ID == e.self})
-	}
+	var down []bool
+	op.q.Members, down = e.replicaSet(now, id.FromString(op.q.Key), nodes)
 	s.kv = op
-	q := e.quorum()
-	ms := op.q.Members
-	op.q.Need = q.Need(op.q.Put, len(ms), len(ms) == 1 && ms[0].Self)
-	if op.q.Put {
-		// Too few replicas to reach the quorum: refuse before writing
-		// anything, rather than leave a write the majority never sees.
-		if err := q.Refuse(len(ms), op.q.Need); err != nil {
-			e.finish(now, s, err)
-			return
-		}
+	// Too few of the replica set reachable to reach the quorum: a put is
+	// refused before anything is written, rather than leave a write the
+	// majority never sees; a get will be short of its read quorum.
+	if err := op.q.Begin(e.quorum(), down); err != nil {
+		e.finish(now, s, err)
+		return
 	}
-	for i, r := range ms {
+	for i, r := range op.q.Members {
+		if down[i] {
+			continue // failed by Begin
+		}
 		if r.Self {
 			e.kvLocal(now, op, i)
 			continue
@@ -128,6 +123,46 @@ func (e *Engine) kvReplicas(now time.Time, s *opState, nodes []krpc.NodeInfo) {
 		}
 	}
 	op.check(now, e)
+}
+
+// replicaSet picks the replica set of target: the first Replicas nodes
+// at or after it on the ring among every node this one knows to exist,
+// those of the lookup's answer (the key's successor and the nodes after
+// it) and ourselves, reachable, and the lost neighbours still in the
+// probe set that went silent less than Config.DownFor ago, down. A down
+// member is in the set but not asked: it counts against the quorum, so
+// that a node cut off with part of the ring counts the quorum among the
+// real replicas, never among the ones it happens to reach (the quorum
+// rule, docs/architecture.md). A node that said goodbye is not lost, and
+// one lost longer than DownFor gives way to the next.
+func (e *Engine) replicaSet(now time.Time, target id.ID, nodes []krpc.NodeInfo) ([]replica.Member, []bool) {
+	type cand struct {
+		m    replica.Member
+		down bool
+	}
+	cs := []cand{{m: replica.Member{Node: krpc.NodeInfo{ID: e.self}, Self: true}}}
+	seen := map[id.ID]bool{e.self: true}
+	for _, n := range nodes {
+		if !seen[n.ID] {
+			seen[n.ID] = true
+			cs = append(cs, cand{m: replica.Member{Node: n}})
+		}
+	}
+	for _, l := range e.ring.lost {
+		if !seen[l.info.ID] && now.Sub(l.since) < e.cfg.DownFor {
+			seen[l.info.ID] = true
+			cs = append(cs, cand{m: replica.Member{Node: l.info}, down: true})
+		}
+	}
+	slices.SortStableFunc(cs, func(a, b cand) int {
+		return id.Compare(id.RingDistance(target, a.m.Node.ID), id.RingDistance(target, b.m.Node.ID))
+	})
+	cs = cs[:min(e.cfg.Replicas, len(cs))]
+	ms, down := make([]replica.Member, len(cs)), make([]bool, len(cs))
+	for i, c := range cs {
+		ms[i], down[i] = c.m, c.down
+	}
+	return ms, down
 }
 
 // kvLocal applies the operation to our own store, as member i.

@@ -31,6 +31,7 @@ const maxLost = 64
 type lostNode struct {
 	info     krpc.NodeInfo
 	fails    int       // consecutive unanswered queries, routing.BadFails at first
+	since    time.Time // when it was lost: it counts in replica sets for Config.DownFor
 	next     time.Time // its next probe
 	inflight bool
 }
@@ -54,7 +55,7 @@ func (e *Engine) lose(now time.Time, n krpc.NodeInfo) {
 		}
 		r.lost = slices.Delete(r.lost, w, w+1)
 	}
-	l := lostNode{info: n, fails: routing.BadFails}
+	l := lostNode{info: n, fails: routing.BadFails, since: now}
 	l.next = now.Add(routing.ProbeDelay(l.fails, uint32(e.rng.IntN(1<<16))))
 	r.lost = append(r.lost, l)
 }

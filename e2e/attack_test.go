@@ -228,17 +228,16 @@ func hexID(s string) ([20]byte, error) {
 	return id, nil
 }
 
-// TestAttacksWithNetworkKey: a 3-node network with a key; an attacker
-// without it sends every attack of issue 10 to every node (forged
-// dk_store, tombstone, dk_fetch, dk_sync, dk_bye, find_node, ...), then
-// replays datagrams it captured on the path between two members. Nothing
-// answers, nothing changes, and the nodes count what they dropped.
-func TestAttacksWithNetworkKey(t *testing.T) {
-	t.Parallel()
-	c := newCluster(t, 3)
-	key := filepath.Join(c.dir, "network.key")
-	makeKey(t, key)
-	c.flags = []string{"--network-key", key}
+// greetingTrio starts the attacks' target: three meshed nodes, with a
+// network key (its file returned) when keyed, holding "greeting" = hello.
+func greetingTrio(t *testing.T, keyed bool) (c *cluster, key string) {
+	t.Helper()
+	c = newCluster(t, 3)
+	if keyed {
+		key = filepath.Join(c.dir, "network.key")
+		makeKey(t, key)
+		c.flags = []string{"--network-key", key}
+	}
 	seed := c.add("")
 	c.add("", seed)
 	c.add("", seed)
@@ -246,6 +245,17 @@ func TestAttacksWithNetworkKey(t *testing.T) {
 	if err := c.put(seed, "greeting", []byte("hello")); err != nil {
 		t.Fatal(err)
 	}
+	return c, key
+}
+
+// TestAttacksWithNetworkKey: a 3-node network with a key; an attacker
+// without it sends every attack of issue 10 to every node (forged
+// dk_store, tombstone, dk_fetch, dk_sync, dk_bye, find_node, ...), then
+// replays datagrams it captured on the path between two members. Nothing
+// answers, nothing changes, and the nodes count what they dropped.
+func TestAttacksWithNetworkKey(t *testing.T) {
+	t.Parallel()
+	c, key := greetingTrio(t, true)
 	before := make([]int, len(c.nodes))
 	for i, n := range c.nodes {
 		before[i] = c.status(n).Routing.Nodes
@@ -446,14 +456,7 @@ func replayCaptured(t *testing.T, c *cluster, key string) {
 // overwrites and deletes: what the README's warning says.
 func TestAttacksWithoutKey(t *testing.T) {
 	t.Parallel()
-	c := newCluster(t, 3)
-	seed := c.add("")
-	c.add("", seed)
-	c.add("", seed)
-	c.waitMesh(20 * time.Second)
-	if err := c.put(seed, "greeting", []byte("hello")); err != nil {
-		t.Fatal(err)
-	}
+	c, _ := greetingTrio(t, false)
 	a := newAttacker(t)
 	n := c.nodes[1]
 

@@ -151,35 +151,62 @@ func (c *cluster) add(dataDir string, bootstrap ...*node) *node {
 		}
 		n.udp, n.http = e.Addr.String()+":24001", "127.0.0.1:24080"
 		n.exec, n.hc = e.Exec(), e.HTTP
-	} else {
-		n.udp = "127.0.0.1:" + strconv.Itoa(freePort(c.t, "udp"))
-		n.http = "127.0.0.1:" + strconv.Itoa(freePort(c.t, "tcp"))
 	}
 	if n.data == "" {
 		n.data = filepath.Join(c.dir, n.name)
 	}
 	n.logPath = filepath.Join(c.dir, n.name+".log")
-	n.args = []string{"node", "--listen", n.udp, "--http", n.http, "--data", n.data,
-		"--replicas", strconv.Itoa(c.replicas), "--trust-loopback"} // every node shares 127.0.0.1
-	n.args = append(n.args, c.flags...)
 	var boot []string
 	for _, b := range bootstrap {
 		boot = append(boot, b.udp)
 	}
-	if len(boot) > 0 {
-		n.args = append(n.args, "--bootstrap", strings.Join(boot, ","))
-	}
 	c.nodes = append(c.nodes, n)
-	c.start(n)
-	return n
+	// A port freePort found free can be taken by another process before
+	// the node binds it (tests run in parallel, and so do other people's):
+	// a node that could not bind its ports starts again on fresh ones.
+	for attempt := 1; ; attempt++ {
+		if c.net == nil {
+			n.udp = "127.0.0.1:" + strconv.Itoa(freePort(c.t, "udp"))
+			n.http = "127.0.0.1:" + strconv.Itoa(freePort(c.t, "tcp"))
+		}
+		n.args = []string{"node", "--listen", n.udp, "--http", n.http, "--data", n.data,
+			"--replicas", strconv.Itoa(c.replicas), "--trust-loopback"} // every node shares 127.0.0.1
+		n.args = append(n.args, c.flags...)
+		if len(boot) > 0 {
+			n.args = append(n.args, "--bootstrap", strings.Join(boot, ","))
+		}
+		err := c.launch(n)
+		if err == nil {
+			return n
+		}
+		if c.net != nil || attempt == 5 || !errors.Is(err, errPortTaken) {
+			c.t.Fatal(err)
+		}
+		c.t.Logf("%v; starting it again on other ports", err)
+	}
 }
+
+// errPortTaken: a node exited at start because its address was in use.
+var errPortTaken = errors.New("address already in use")
 
 // start runs n's command line and waits until its HTTP API answers.
 func (c *cluster) start(n *node) {
 	c.t.Helper()
+	if err := c.launch(n); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// launch is start that returns its error; one wrapping errPortTaken when
+// the node could not bind its ports.
+func (c *cluster) launch(n *node) error {
 	logf, err := os.OpenFile(n.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		c.t.Fatal(err)
+		return err
+	}
+	var from int64 // where this start's lines begin in the log
+	if fi, err := logf.Stat(); err == nil {
+		from = fi.Size()
 	}
 	fmt.Fprintf(logf, "=== %s %s\n", bin, strings.Join(n.args, " "))
 	argv := append(slices.Clone(n.exec), bin)
@@ -189,7 +216,8 @@ func (c *cluster) start(n *node) {
 	// A test binary killed or interrupted takes its nodes with it.
 	n.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := n.cmd.Start(); err != nil {
-		c.t.Fatal(err)
+		logf.Close()
+		return err
 	}
 	n.exited = make(chan struct{})
 	go func() {
@@ -197,21 +225,26 @@ func (c *cluster) start(n *node) {
 		logf.Close()
 		close(n.exited)
 	}()
-	deadline := time.Now().Add(15 * time.Second)
+	// Generous: a node's start on a busy machine (load average 10-40)
+	// takes far longer than on an idle one.
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		var st status
 		err := c.getJSON(n, "/v1/status", &st)
 		if err == nil {
 			n.id = st.ID
-			return
+			return nil
 		}
 		select {
 		case <-n.exited:
-			c.t.Fatalf("%s exited at start: %v", n.name, n.err)
+			if log, _ := os.ReadFile(n.logPath); int64(len(log)) > from && bytes.Contains(log[from:], []byte("address already in use")) {
+				return fmt.Errorf("%s exited at start: %v: %w", n.name, n.err, errPortTaken)
+			}
+			return fmt.Errorf("%s exited at start: %v", n.name, n.err)
 		default:
 		}
 		if time.Now().After(deadline) {
-			c.t.Fatalf("%s: HTTP API not up after 15s: %v", n.name, err)
+			return fmt.Errorf("%s: HTTP API not up after 60s: %v", n.name, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -228,7 +228,7 @@ func faultScenarios() []faultScenario {
 // one version on all its replicas and every contact good within the
 // bound; with a partition, no write acknowledged by a minority side.
 func TestFault(t *testing.T) {
-	for i, sc := range faultScenarios() {
+	for _, sc := range faultScenarios() {
 		t.Run(sc.protocol+"/"+sc.name, func(t *testing.T) {
 			// The short scenarios overlap (each on a switch and namespaces
 			// of its own); the full run's take turns, so that their figures
@@ -236,20 +236,22 @@ func TestFault(t *testing.T) {
 			if !*faultFull {
 				t.Parallel()
 			}
-			runFault(t, sc, i)
+			runFault(t, sc)
 		})
 	}
 }
 
-// runFault runs scenario sc, the i-th: its namespaces, if any, are
-// dkfI-n1, dkfI-n2, … with addresses 10.77.I.1, 10.77.I.2, ….
-func runFault(t *testing.T, sc faultScenario, i int) {
+// runFault runs scenario sc: its namespaces, if any, are on a Net of
+// their own (dkfS-n1, dkfS-n2, … for a slot S that no other Net on the
+// machine holds, see fault.NewNet), so scenarios running at once, here
+// or in another process, never clash.
+func runFault(t *testing.T, sc faultScenario) {
 	f := &faultRun{t: t, rnd: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 9)), start: time.Now()}
 	if sc.netns {
 		if err := fault.Supported(); err != nil {
 			t.Skipf("skipped: %v; the %s nemesis puts every node in a network namespace", err, sc.name)
 		}
-		net, err := fault.NewNet(fmt.Sprintf("dkf%d", i), fmt.Sprintf("10.77.%d", i))
+		net, err := fault.NewNet("dkf")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -63,19 +63,7 @@ func TestSpoofedSource(t *testing.T) {
 		name := map[bool]string{false: "without key", true: "with key"}[keyed]
 		t.Run(name, func(t *testing.T) {
 			sp := newSpoofer(t)
-			c := newCluster(t, 3)
-			if keyed {
-				key := filepath.Join(c.dir, "network.key")
-				makeKey(t, key)
-				c.flags = []string{"--network-key", key}
-			}
-			seed := c.add("")
-			c.add("", seed)
-			c.add("", seed)
-			c.waitMesh(20 * time.Second)
-			if err := c.put(seed, "greeting", []byte("hello")); err != nil {
-				t.Fatal(err)
-			}
+			c, _ := greetingTrio(t, keyed)
 			victim, member := c.nodes[0], c.nodes[1]
 			memberID, err := hexID(member.id)
 			if err != nil {

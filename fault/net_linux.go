@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -77,31 +78,54 @@ func Supported() error {
 	return nil
 }
 
-// NewNet makes an empty network whose namespaces are named prefix-n1,
-// prefix-n2, … with addresses subnet.1, subnet.2, … ("10.77.0" gives
-// 10.77.0.1). Only one Net of a prefix exists at a time on a machine:
-// NewNet waits for another test's to close, then removes what a killed
-// run may have left.
-func NewNet(prefix, subnet string) (*Net, error) {
+// maxSlots bounds how many Nets may exist at once on a machine, over
+// every process: slot k has the /24 10.(100+k/256).(k%256).0, so the
+// slots stay inside 10.100.0.0–10.115.255.255.
+const maxSlots = 16 * 256
+
+// slotDir holds the slots' lock files: a fixed directory, not
+// os.TempDir, so that two processes with different TMPDIRs still see
+// each other's slots.
+const slotDir = "/tmp"
+
+// NewNet makes an empty network whose namespaces are named prefixS-n1,
+// prefixS-n2, … and whose addresses are 10.A.B.1, 10.A.B.2, …, where the
+// number S and the /24 10.A.B come from a slot this Net holds. A slot
+// is an exclusive lock on a file in slotDir, taken
+// without waiting, so two Nets alive at once on a machine, in one test
+// process or in two, never share a slot: their namespace names and
+// addresses cannot clash, and a concurrent run of the suite elsewhere
+// cannot delete or reuse ours. The lock dies with its process, so a
+// killed run's slot is free again; whoever takes it first under the same
+// prefix removes the namespaces that run left behind. prefix is 1 to 6 letters (letters,
+// then the slot's digits: two prefixes never make the same name), so
+// that a name stays within the 15 characters of an interface name.
+func NewNet(prefix string) (*Net, error) {
 	if err := Supported(); err != nil {
 		return nil, err
 	}
-	var sub [3]byte
-	if _, err := fmt.Sscanf(subnet, "%d.%d.%d", &sub[0], &sub[1], &sub[2]); err != nil {
-		return nil, fmt.Errorf("subnet %q: want three bytes such as 10.77.0", subnet)
+	if prefix == "" || len(prefix) > 6 || strings.Trim(prefix, "abcdefghijklmnopqrstuvwxyz") != "" {
+		return nil, fmt.Errorf("prefix %q: want 1 to 6 lower-case letters", prefix)
 	}
-	lock, err := os.OpenFile(filepath.Join(os.TempDir(), "dhtkit-fault-"+prefix+".lock"), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, err
+	for k := range maxSlots {
+		lock, err := os.OpenFile(filepath.Join(slotDir, fmt.Sprintf("dhtkit-fault-slot-%d.lock", k)), os.O_CREATE|os.O_RDWR, 0o600)
+		if err != nil {
+			return nil, err
+		}
+		if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+			lock.Close()
+			if errors.Is(err, unix.EWOULDBLOCK) {
+				continue // another Net, here or in another process, holds it
+			}
+			return nil, fmt.Errorf("locking %s: %w", lock.Name(), err)
+		}
+		n := &Net{prefix: prefix + strconv.Itoa(k), subnet: [3]byte{byte(100 + k/256), byte(k % 256), 0},
+			lock: lock, byAddr: map[netip.Addr]*Endpoint{},
+			rnd: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))}
+		n.removeStale()
+		return n, nil
 	}
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
-		lock.Close()
-		return nil, fmt.Errorf("locking %s: %w", lock.Name(), err)
-	}
-	n := &Net{prefix: prefix, subnet: sub, lock: lock, byAddr: map[netip.Addr]*Endpoint{},
-		rnd: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))}
-	n.removeStale()
-	return n, nil
+	return nil, fmt.Errorf("all %d network slots are taken", maxSlots)
 }
 
 func ipCmd(args ...string) error {
@@ -112,8 +136,8 @@ func ipCmd(args ...string) error {
 	return nil
 }
 
-// removeStale deletes the namespaces of this prefix that a killed run
-// left behind.
+// removeStale deletes the namespaces a killed run left behind under
+// this Net's names (its slot was that run's).
 func (n *Net) removeStale() {
 	out, _ := exec.Command("ip", "netns", "list").Output()
 	for _, line := range strings.Split(string(out), "\n") {
@@ -311,7 +335,7 @@ func (n *Net) Impair(loss float64, delay time.Duration) {
 func (n *Net) Counts() (forwarded, dropped int64) { return n.forwarded.Load(), n.dropped.Load() }
 
 // Close removes every namespace (stop the processes in them first) and
-// lets the next Net of the prefix start.
+// frees its slot.
 func (n *Net) Close() error {
 	n.mu.Lock()
 	eps := n.endpoints

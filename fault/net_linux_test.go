@@ -53,7 +53,7 @@ func TestNet(t *testing.T) {
 	if err := Supported(); err != nil {
 		t.Skip("skipped:", err)
 	}
-	n, err := NewNet("dkf", "10.77.0")
+	n, err := NewNet("dkt")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,5 +92,53 @@ func TestNet(t *testing.T) {
 	}
 	if _, dropped := n.Counts(); dropped < 100 {
 		t.Errorf("the switch counts %d drops", dropped)
+	}
+}
+
+// TestNetSlots makes two Nets at once, as two concurrent runs of the
+// suite would: their namespace names and addresses differ, and a
+// third never takes the slot of one still open.
+func TestNetSlots(t *testing.T) {
+	if err := Supported(); err != nil {
+		t.Skip("skipped:", err)
+	}
+	for _, bad := range []string{"", "dk-f", "toolong", "DK", "dk1"} {
+		if _, err := NewNet(bad); err == nil {
+			t.Errorf("NewNet(%q) took a slot; want a refusal", bad)
+		}
+	}
+	a, err := NewNet("dkt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewNet("dkt")
+	if err != nil {
+		a.Close()
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ea, err := a.Add()
+	if err != nil {
+		a.Close()
+		t.Fatal(err)
+	}
+	eb, err := b.Add()
+	if err != nil {
+		a.Close()
+		t.Fatal(err)
+	}
+	if ea.NS == eb.NS || ea.Addr == eb.Addr || len(ea.NS) > 15 || len(eb.NS) > 15 {
+		t.Errorf("two Nets at once: namespaces %s and %s, addresses %s and %s; want distinct names of at most 15 characters and distinct addresses", ea.NS, eb.NS, ea.Addr, eb.Addr)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c, err := NewNet("dkt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if c.prefix == b.prefix {
+		t.Errorf("a third Net took %s, the slot of a Net still open", c.prefix)
 	}
 }

@@ -77,11 +77,19 @@ func setValueHeaders(h http.Header, v dhtkit.Value) {
 // ?signer=PUBKEY (64 hex digits) answers 409 unless that key signed the
 // value (package owner): an unsigned value, or one signed by another key,
 // is not served as if it were the owner's.
+//
+// Fewer replicas than the read quorum answering is 503, unless
+// ?partial=true asks for their best answer, marked X-Dhtkit-Partial.
 func (s *server) getKey(w http.ResponseWriter, r *http.Request) {
 	key, err := pathKey(r)
 	if err != nil {
 		s.fail(w, r, http.StatusBadRequest, err)
 		return
+	}
+	if r.URL.Query().Get("partial") == "true" {
+		// The caller takes the best answer of fewer replicas than the
+		// read quorum (X-Dhtkit-Partial); without it such a read is 503.
+		r = r.WithContext(dhtkit.WithPartial(r.Context()))
 	}
 	var signer ed25519.PublicKey
 	if sh := r.URL.Query().Get("signer"); sh != "" {

@@ -42,8 +42,14 @@ type KVPut struct {
 }
 
 // KVGet reads Key from its replicas: Result.Record is the newest version,
-// Result.Holders what each replica answered.
-type KVGet struct{ Key string }
+// Result.Holders what each replica answered. It fails with ErrQuorum
+// when fewer than ReadQuorum of the key's replica set (counted among all
+// the nodes known, as a put's) answered, unless Partial allows the best
+// answer of fewer, marked Result.Partial.
+type KVGet struct {
+	Key     string
+	Partial bool
+}
 
 // Handover pushes every stored record to the other nodes that should hold
 // it: what a node does before leaving so that nothing is lost.
@@ -61,9 +67,6 @@ var (
 	ErrQuorum   = replica.ErrQuorum
 	ErrNoKey    = errors.New("kademlia: empty key")
 	ErrTooLarge = errors.New("kademlia: value too large for one record")
-	// errDown is the fate of a replica-set member that did not answer
-	// the lookup: it counts against the quorum without being asked.
-	errDown = errors.New("replica did not answer the lookup")
 )
 
 // MaxRecordValue is the largest value one record carries: it must fit a
@@ -190,32 +193,24 @@ func (e *Engine) kvReplicas(now time.Time, s *opState, l *lookup) {
 			}
 		}
 	case KVGet:
-		op.q.Key = o.Key
+		op.q.Key, op.q.AllowPartial = o.Key, o.Partial
 	}
 	op.q.Members, op.sent = e.replicasFound(now, id.FromString(op.q.Key), l, true)
 	s.kv = op
-	q := e.cfg.quorum()
-	ms := op.q.Members
-	op.q.Need = q.Need(op.q.Put, len(ms), len(ms) == 1 && ms[0].Self)
-	up := 0
-	for i := range ms {
-		if !op.sent[i].down {
-			up++
-		}
+	down := make([]bool, len(op.sent))
+	for i := range op.sent {
+		down[i] = op.sent[i].down
 	}
-	if op.q.Put {
-		// Too few of the replica set reachable to reach the quorum: refuse
-		// before writing anything, rather than leave a write the majority
-		// never sees.
-		if err := q.Refuse(up, op.q.Need); err != nil {
-			e.finish(now, s, err)
-			return
-		}
+	// Too few of the replica set reachable to reach the quorum: a put is
+	// refused before anything is written, rather than leave a write the
+	// majority never sees; a get will be short of its read quorum.
+	if err := op.q.Begin(e.cfg.quorum(), down); err != nil {
+		e.finish(now, s, err)
+		return
 	}
-	for i, r := range ms {
+	for i, r := range op.q.Members {
 		if op.sent[i].down {
-			op.q.Fail(i, errDown)
-			continue
+			continue // failed by Begin
 		}
 		if r.Self {
 			e.kvLocal(now, op, i)
@@ -461,6 +456,8 @@ func Outcome(res *Result, out replica.Outcome, q replica.Quorum, need int) error
 	switch out.Kind {
 	case replica.Short:
 		return why(q.Short(out.Acks, need))
+	case replica.ShortRead:
+		return why(q.ShortRead(out.Answered, need))
 	case replica.NoAnswer:
 		return why(fmt.Errorf("%w: no replica answered", ErrTimeout))
 	case replica.NotFound:

@@ -227,16 +227,19 @@ func Signer(r *store.Record) ed25519.PublicKey {
 //     unsigned value and a plain tombstone are refused;
 //   - when old is not owned, anything goes: the first signed write claims
 //     the key.
+//
+// Its errors do not name the key: the writer that reads the refusal names
+// it (`dhtkit: put "KEY": …`), once.
 func Admit(old *store.Record, r store.Record) error {
 	var e Envelope
 	signed := !r.Deleted && Is(r.Value)
 	if signed {
 		var err error
 		if e, err = Open(r.Key, r.Value); err != nil {
-			return fmt.Errorf("owner: %q: %w", short(r.Key), err)
+			return fmt.Errorf("owner: %w", err)
 		}
 		if e.Version != r.Version || !sameMilli(e.Expires, r.Expires) {
-			return fmt.Errorf("owner: %q: %w: the record's version or expiry is not the signed one", short(r.Key), ErrForged)
+			return fmt.Errorf("owner: %w: the record's version or expiry is not the signed one", ErrForged)
 		}
 	}
 	if old == nil || old.Deleted || !Is(old.Value) {
@@ -248,13 +251,13 @@ func Admit(old *store.Record, r store.Record) error {
 	}
 	switch {
 	case !signed && r.Deleted:
-		return fmt.Errorf("owner: %q: %w %s: an unsigned delete cannot remove it", short(r.Key), ErrNotOwner, hex.EncodeToString(o.Signer))
+		return fmt.Errorf("owner: %w %s: an unsigned delete cannot remove it", ErrNotOwner, hex.EncodeToString(o.Signer))
 	case !signed:
-		return fmt.Errorf("owner: %q: %w %s: an unsigned value cannot replace it", short(r.Key), ErrNotOwner, hex.EncodeToString(o.Signer))
+		return fmt.Errorf("owner: %w %s: an unsigned value cannot replace it", ErrNotOwner, hex.EncodeToString(o.Signer))
 	case !e.Signer.Equal(o.Signer) && !(o.Heir != nil && e.Signer.Equal(o.Heir)):
-		return fmt.Errorf("owner: %q: %w %s, not to %s", short(r.Key), ErrNotOwner, hex.EncodeToString(o.Signer), hex.EncodeToString(e.Signer))
+		return fmt.Errorf("owner: %w %s, not to %s", ErrNotOwner, hex.EncodeToString(o.Signer), hex.EncodeToString(e.Signer))
 	case !r.Version.Newer(old.Version):
-		return fmt.Errorf("owner: %q: %w: version %v, stored %v", short(r.Key), ErrStale, r.Version, old.Version)
+		return fmt.Errorf("owner: %w: version %v, stored %v", ErrStale, r.Version, old.Version)
 	}
 	return nil
 }

@@ -35,6 +35,10 @@ type Op struct {
 	Key     string
 	Members []Member
 	Need    int // acknowledgements (put) or answers (get) the quorum needs
+	// AllowPartial lets a get that fewer than Need members answered
+	// return the best it heard, marked Partial; without it such a get is
+	// decided ShortRead (the quorum rule, docs/architecture.md).
+	AllowPartial bool
 
 	acks, answered, returned int
 	best                     *store.Record
@@ -50,6 +54,11 @@ const (
 	Found                // a get found a live value: Outcome.Record
 	NotFound             // a get found none, or a tombstone (Outcome.Version)
 	NoAnswer             // no replica answered a get: FirstErr says why
+	// ShortRead: fewer members than the read quorum answered a get that
+	// did not allow a partial answer. Nothing it heard is returned: a
+	// value or a not-found from a minority of the replica set may be
+	// older than an acknowledged write.
+	ShortRead
 )
 
 // Outcome is a decided Op.
@@ -61,6 +70,7 @@ type Outcome struct {
 	Holders  []Holder      // a get: what each member answered
 	Partial  bool          // a get: fewer than the read quorum answered
 	FirstErr error         // the first member's error, to say why
+	Answered int           // a get: members that answered
 }
 
 // Ack records that member i holds the write (or something newer).
@@ -124,7 +134,7 @@ func (o *Op) Decide(version store.Version) (Outcome, bool) {
 		return Outcome{}, false
 	}
 	o.decided = true
-	out := Outcome{Partial: o.answered < o.Need, FirstErr: o.firstErr()}
+	out := Outcome{Partial: o.answered < o.Need, FirstErr: o.firstErr(), Answered: o.answered}
 	for _, m := range o.Members {
 		h := Holder{Node: m.Node, Self: m.Self, Err: m.Err}
 		if m.Rec != nil {
@@ -133,6 +143,8 @@ func (o *Op) Decide(version store.Version) (Outcome, bool) {
 		out.Holders = append(out.Holders, h)
 	}
 	switch {
+	case out.Partial && !o.AllowPartial:
+		out.Kind = ShortRead
 	case o.best != nil && !o.best.Deleted:
 		rec := *o.best
 		out.Kind, out.Record, out.Version = Found, &rec, rec.Version

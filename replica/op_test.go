@@ -64,22 +64,28 @@ func TestOpGet(t *testing.T) {
 		version uint64
 		partial bool
 		stale   []int
+		allow   bool // AllowPartial
 	}{
-		{"newest wins, older repaired", func(o *Op) { o.Answer(0, v(1, false)); o.Answer(1, v(2, false)); o.Answer(2, nil) }, Found, 2, false, []int{0, 2}},
-		{"tombstone newest", func(o *Op) { o.Answer(0, v(3, true)); o.Answer(1, v(2, false)); o.Fail(2, down) }, NotFound, 3, false, []int{1}},
-		{"one answer of quorum 2", func(o *Op) { o.Answer(0, v(1, false)); o.Fail(1, down); o.Fail(2, down) }, Found, 1, true, nil},
-		{"nothing anywhere", func(o *Op) { o.Answer(0, nil); o.Answer(1, nil); o.Answer(2, nil) }, NotFound, 0, false, nil},
-		{"no answer", func(o *Op) { o.Fail(0, down); o.Fail(1, down); o.Fail(2, down) }, NoAnswer, 0, true, nil},
+		{"newest wins, older repaired", func(o *Op) { o.Answer(0, v(1, false)); o.Answer(1, v(2, false)); o.Answer(2, nil) }, Found, 2, false, []int{0, 2}, false},
+		{"tombstone newest", func(o *Op) { o.Answer(0, v(3, true)); o.Answer(1, v(2, false)); o.Fail(2, down) }, NotFound, 3, false, []int{1}, false},
+		{"one answer of quorum 2, partial allowed", func(o *Op) { o.Answer(0, v(1, false)); o.Fail(1, down); o.Fail(2, down) }, Found, 1, true, nil, true},
+		{"one answer of quorum 2: short", func(o *Op) { o.Answer(0, v(1, false)); o.Fail(1, down); o.Fail(2, down) }, ShortRead, 0, true, nil, false},
+		{"a lone tombstone: short, not a not-found", func(o *Op) { o.Answer(0, v(4, true)); o.Fail(1, down); o.Fail(2, down) }, ShortRead, 0, true, nil, false},
+		{"a lone nothing: short, not a not-found", func(o *Op) { o.Answer(0, nil); o.Fail(1, down); o.Fail(2, down) }, ShortRead, 0, true, nil, false},
+		{"two answers of quorum 2", func(o *Op) { o.Answer(0, nil); o.Answer(1, v(5, false)); o.Fail(2, down) }, Found, 5, false, []int{0}, false},
+		{"nothing anywhere", func(o *Op) { o.Answer(0, nil); o.Answer(1, nil); o.Answer(2, nil) }, NotFound, 0, false, nil, false},
+		{"no answer, partial allowed", func(o *Op) { o.Fail(0, down); o.Fail(1, down); o.Fail(2, down) }, NoAnswer, 0, true, nil, true},
+		{"no answer", func(o *Op) { o.Fail(0, down); o.Fail(1, down); o.Fail(2, down) }, ShortRead, 0, true, nil, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			o := &Op{Key: "k", Members: members(3), Need: 2}
+			o := &Op{Key: "k", Members: members(3), Need: 2, AllowPartial: c.allow}
 			c.steps(o)
 			out, ok := o.Decide(store.Version{})
 			if !ok {
 				t.Fatal("not decided with every member counted")
 			}
-			if out.Kind != c.kind || out.Version.Time != c.version || out.Partial != c.partial || len(out.Holders) != 3 {
+			if out.Kind != c.kind || out.Version.Time != c.version || out.Partial != c.partial || len(out.Holders) != 3 || (out.Kind == ShortRead) != (out.Record == nil && c.kind == ShortRead) {
 				t.Fatalf("outcome %+v, want kind %d version %d partial %v and 3 holders", out, c.kind, c.version, c.partial)
 			}
 			stale := o.Stale()

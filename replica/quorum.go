@@ -6,7 +6,8 @@ import (
 )
 
 // ErrQuorum is the error of a write fewer replicas acknowledged than the
-// write quorum, or that found fewer replicas than the quorum to write to.
+// write quorum, or that found fewer replicas than the quorum to write to,
+// and of a read fewer replicas answered than the read quorum.
 var ErrQuorum = errors.New("too few replicas acknowledged")
 
 // Quorum is the rule both engines count acknowledgements by. The quorums
@@ -58,4 +59,12 @@ func (q Quorum) Refuse(found, need int) error {
 // need it had.
 func (q Quorum) Short(acked, need int) error {
 	return fmt.Errorf("%w: %d of the %d needed acknowledged (of %d replicas)", ErrQuorum, acked, need, q.Replicas)
+}
+
+// ShortRead returns the error of a get that answered members of its
+// replica set answered, fewer than the need of its read quorum: one
+// line, naming how many of how many.
+func (q Quorum) ShortRead(answered, need int) error {
+	return fmt.Errorf("%w: %d of the %d replicas answered, a read needs %d (ask for a partial read to get the best answer anyway)",
+		ErrQuorum, answered, q.Replicas, need)
 }

@@ -50,4 +50,7 @@ func TestQuorum(t *testing.T) {
 	if err := q.Short(1, 2); !errors.Is(err, ErrQuorum) || !strings.Contains(err.Error(), "1 of the 2 needed acknowledged") {
 		t.Fatalf("short: %v", err)
 	}
+	if err := q.ShortRead(1, 2); !errors.Is(err, ErrQuorum) || !strings.Contains(err.Error(), "1 of the 3 replicas answered, a read needs 2") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("short read: %v", err)
+	}
 }

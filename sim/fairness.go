@@ -3,6 +3,7 @@ package sim
 import (
 	"slices"
 
+	"github.com/dhtkit/dhtkit/internal/stat"
 	"github.com/dhtkit/dhtkit/store"
 )
 
@@ -51,7 +52,7 @@ func (s *Sim) keyLoad() (*KeyLoad, []int) {
 	mean := float64(total) / float64(len(counts))
 	return &KeyLoad{
 		Nodes: len(counts), Min: counts[0], Max: counts[len(counts)-1], Mean: round3(mean),
-		Gini: round3(gini(u)), Bytes: bytes, MaxMean: round3(float64(counts[len(counts)-1]) / mean),
+		Gini: round3(stat.Gini(u)), Bytes: bytes, MaxMean: round3(float64(counts[len(counts)-1]) / mean),
 	}, counts
 }
 

@@ -7,6 +7,7 @@ import (
 
 	"github.com/dhtkit/dhtkit/chord"
 	"github.com/dhtkit/dhtkit/id"
+	"github.com/dhtkit/dhtkit/internal/stat"
 	"github.com/dhtkit/dhtkit/kademlia"
 	"github.com/dhtkit/dhtkit/krpc"
 	"github.com/dhtkit/dhtkit/routing"
@@ -339,7 +340,7 @@ func (s *Sim) report(wall time.Duration) *Report {
 		r.SentBytesNodeS = round3(float64(bytes-m.bytesAtStart) / float64(len(s.live)) / d)
 	}
 	slices.Sort(load)
-	r.LoadGini = round3(gini(load))
+	r.LoadGini = round3(stat.Gini(load))
 	if len(load) > 0 {
 		var sum float64
 		for _, v := range load {
@@ -441,21 +442,6 @@ func quantile[T int32 | int64](sorted []T, q float64) T {
 	}
 	i := int(math.Ceil(q*float64(len(sorted)))) - 1
 	return sorted[min(max(i, 0), len(sorted)-1)]
-}
-
-// gini is the Gini coefficient of sorted non-negative values: 0 when all
-// are equal, near 1 when one holds everything.
-func gini(sorted []uint32) float64 {
-	n := float64(len(sorted))
-	var sum, weighted float64
-	for i, v := range sorted {
-		sum += float64(v)
-		weighted += float64(i+1) * float64(v)
-	}
-	if sum == 0 {
-		return 0
-	}
-	return 2*weighted/(n*sum) - (n+1)/n
 }
 
 func ms(ns int64) float64 { return round3(float64(ns) / 1e6) }

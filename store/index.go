@@ -169,18 +169,21 @@ type change struct {
 
 // prepare checks r against cfg and the stored record. It returns apply
 // false for a write that loses to the stored one or has already expired,
-// and an error for one that breaks a limit. It does not change x.
+// and an error for one that breaks a limit. It does not change x. Its
+// errors do not name r.Key: every caller that shows one to a person
+// (dhtkit's `put "KEY": …`, a writer reading a replica's refusal) names
+// the key itself, and a second mention only doubled it (issue 14).
 func (x *index) prepare(cfg *Config, r *Record) (c change, apply bool, err error) {
 	if cfg.MaxKeySize > 0 && len(r.Key) > cfg.MaxKeySize {
 		return c, false, fmt.Errorf("store: key of %d bytes exceeds the limit of %d bytes: %w",
 			len(r.Key), cfg.MaxKeySize, ErrTooLarge)
 	}
 	if !r.Deleted && cfg.MaxValueSize > 0 && len(r.Value) > cfg.MaxValueSize {
-		return c, false, fmt.Errorf("store: value of %d bytes for key %q exceeds the limit of %d bytes: %w",
-			len(r.Value), r.Key, cfg.MaxValueSize, ErrTooLarge)
+		return c, false, fmt.Errorf("store: value of %d bytes exceeds the limit of %d bytes: %w",
+			len(r.Value), cfg.MaxValueSize, ErrTooLarge)
 	}
 	if r.Version.IsZero() {
-		return c, false, fmt.Errorf("store: put %q without a version: %w", r.Key, ErrInvalid)
+		return c, false, fmt.Errorf("store: a record without a version: %w", ErrInvalid)
 	}
 	it := item{
 		target:  r.Target(),
@@ -222,8 +225,8 @@ func (x *index) prepare(cfg *Config, r *Record) (c change, apply bool, err error
 		delta -= old.bytes()
 	}
 	if delta > 0 && cfg.MaxBytes > 0 && x.bytes+delta > cfg.MaxBytes {
-		return c, false, fmt.Errorf("store: storing %q needs %d more bytes, %d of %d in use: %w",
-			r.Key, delta, x.bytes, cfg.MaxBytes, ErrCapacity)
+		return c, false, fmt.Errorf("store: the record needs %d more bytes, %d of %d in use: %w",
+			delta, x.bytes, cfg.MaxBytes, ErrCapacity)
 	}
 	// The quota binds records new to their source; a tombstone replacing a
 	// stored record never fails on it, or a delete could be lost.

@@ -206,7 +206,7 @@ func (m *Memory) Close() error {
 // admit asks cfg.Admit about r, wrapping a refusal with ErrRefused.
 func admit(cfg *Config, old *Record, r *Record) error {
 	if err := cfg.Admit(old, *r); err != nil {
-		return fmt.Errorf("store: put %q: %w: %w", r.Key, ErrRefused, err)
+		return fmt.Errorf("store: %w: %w", ErrRefused, err) // the writer names the key (see prepare)
 	}
 	return nil
 }

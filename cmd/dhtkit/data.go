@@ -258,7 +258,7 @@ func (g *globals) open(key string, v []byte, keyPath string, signer ed25519.Publ
 func newGetCmd(g *globals) *cobra.Command {
 	var (
 		out, key, signerHex string
-		asJSON              bool
+		asJSON, partialOK   bool
 	)
 	cmd := &cobra.Command{
 		Use:   "get KEY",
@@ -277,6 +277,13 @@ func newGetCmd(g *globals) *cobra.Command {
 				}
 				signer = b
 				path += "?signer=" + signerHex
+			}
+			if partialOK {
+				if strings.Contains(path, "?") {
+					path += "&partial=true"
+				} else {
+					path += "?partial=true"
+				}
 			}
 			resp, err := g.apiClient().do(cmd.Context(), http.MethodGet, path, nil, "")
 			if err != nil {
@@ -384,6 +391,7 @@ func newGetCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&key, "key", "", "identity file, to read values encrypted to you")
 	cmd.Flags().BoolVar(&asJSON, "json", false, `print {"key","version","size","value" (base64),"text" (when UTF-8),"partial"} as JSON`)
 	cmd.Flags().StringVar(&signerHex, "signer", "", "fail unless this \"sign\" key (see: dhtkit key) signed the value")
+	cmd.Flags().BoolVar(&partialOK, "partial", false, "when fewer replicas than the read quorum answer, print their best answer (marked partial) instead of failing")
 	return cmd
 }
 

@@ -248,9 +248,12 @@ type loadResult struct {
 	Lost      int64
 	WithNodes int64
 	NodesPer  float64 // IPv4 contacts per answer that carries nodes
-	CPU       time.Duration
-	GenCPU    time.Duration
-	RSS       int64 // server resident set after the run, bytes
+	// Bare: answers of the whole run, warm-up included, that carried no
+	// nodes; read after the workers stopped, so exact.
+	Bare   int64
+	CPU    time.Duration
+	GenCPU time.Duration
+	RSS    int64 // server resident set after the run, bytes
 }
 
 func (r loadResult) Rate() float64 { return float64(r.Answered) / r.Seconds }
@@ -337,11 +340,13 @@ func runLoad(to netip.AddrPort, pid int, method string, echo bool, cfg loadConfi
 	}
 	// Contacts per answer over the whole run, warm-up included: read after
 	// the workers stopped, the two counters agree.
-	var withNodes, nodeBytes int64
+	var answered, withNodes, nodeBytes int64
 	for _, w := range ws {
+		answered += w.c.answered.Load()
 		withNodes += w.c.withNode.Load()
 		nodeBytes += w.c.nodeB.Load()
 	}
+	r.Bare = answered - withNodes
 	if withNodes > 0 {
 		r.NodesPer = float64(nodeBytes) / 26 / float64(withNodes)
 	}
