@@ -4,16 +4,21 @@ import (
 	"bytes"
 	"fmt"
 	"net/netip"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/dhtkit/dhtkit/guard"
-	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/kademlia"
 	"github.com/dhtkit/dhtkit/krpc"
 	"github.com/dhtkit/dhtkit/replica"
 	"github.com/dhtkit/dhtkit/store"
+)
+
+// attacker and victim are addresses no test node has: RFC 5737's
+// documentation ranges, labels only (nothing leaves memory).
+var (
+	attacker = netip.MustParseAddrPort("203.0.113.7:4000")
+	victim   = netip.MustParseAddrPort("198.51.100.9:6881")
 )
 
 // TestAmplificationUnproven sends each of dhtkit's methods to a Chord node
@@ -33,7 +38,6 @@ func TestAmplificationUnproven(t *testing.T) {
 	}
 	net.run(time.Second)
 	target := net.order[1]
-	attacker := netip.MustParseAddrPort("203.0.113.7:4000")
 	entries := replica.AppendRequest(nil, replica.Request{Prefix: replica.Root, Entries: true})
 	cases := []struct {
 		name string
@@ -100,11 +104,9 @@ func TestByteBudgetChord(t *testing.T) {
 	net.build(5, Config{Guard: guard.Config{RateLimit: -1, RateBytes: 4 << 10}})
 	net.run(30 * time.Second)
 	target := net.order[2]
-	victim := netip.MustParseAddrPort("198.51.100.9:6881")
 	sent := 0
 	for i := range 500 {
-		tgt := id.FromString(fmt.Sprint(i))
-		x := encodeX(nil, map[string]any{"t": tgt[:]})
+		x := encodeX(nil, map[string]any{"t": fmt.Sprintf("%020d", i)}) // a 20-byte target
 		for _, b := range net.inject(target, victim, query(methodFindSuccessor, x)) {
 			sent += len(b)
 		}
@@ -145,79 +147,4 @@ func TestTokenHandshakeOnPut(t *testing.T) {
 		t.Fatal("no write or read needed a token: the test does not exercise the handshake")
 	}
 	t.Logf("%d answers asked for a token", asked)
-}
-
-// TestTransactionIDsRandom checks that Chord's transaction ids are drawn
-// at random (routing.InFlight), not in sequence: a forger must guess.
-func TestTransactionIDsRandom(t *testing.T) {
-	net := newTestNet(t, 34)
-	net.build(8, Config{})
-	var tids []uint16
-	net.drop = func(from, to netip.AddrPort, data []byte) bool {
-		var m krpc.Msg
-		if m.Decode(data) == nil && m.Y == krpc.Query && len(m.T) == 2 && from == net.order[0].addr {
-			tids = append(tids, uint16(m.T[0])<<8|uint16(m.T[1]))
-		}
-		return false
-	}
-	net.run(2 * time.Minute)
-	if len(tids) < 50 {
-		t.Fatalf("only %d queries seen", len(tids))
-	}
-	seq := 0
-	for i := 1; i < len(tids); i++ {
-		if d := tids[i] - tids[i-1]; d == 1 {
-			seq++
-		}
-	}
-	if seq > len(tids)/10 {
-		t.Fatalf("%d of %d transaction ids follow their predecessor: sequential", seq, len(tids))
-	}
-}
-
-// TestForgedReplyKeepsNeighbour answers a node's stabilize query with a
-// forged reply from its successor's address and transaction id but
-// another node id: the successor stays, and its real answer still counts.
-func TestForgedReplyKeepsNeighbour(t *testing.T) {
-	net := newTestNet(t, 35)
-	net.build(6, Config{})
-	net.run(time.Minute)
-	a := net.order[0]
-	succ, ok := a.e.ring.successor()
-	if !ok {
-		t.Fatal("no successor")
-	}
-	forged := 0
-	net.drop = func(from, to netip.AddrPort, data []byte) bool {
-		var m krpc.Msg
-		if from != a.addr || to != succ.Addr || m.Decode(data) != nil || m.Y != krpc.Query || forged >= 5 {
-			return false
-		}
-		r := krpc.Msg{T: bytes.Clone(m.T), Y: krpc.Response, Net: []byte("test")}
-		r.R.Has = krpc.HasID
-		r.R.ID = id.FromString("impostor")
-		a.e.Receive(net.now, succ.Addr, r.Append(nil))
-		net.flush(a)
-		forged++
-		return false // the real query goes on, and its real answer after the forgery
-	}
-	before := a.e.Stats().Malformed
-	net.run(time.Minute)
-	if forged == 0 {
-		t.Fatal("no query to the successor was seen")
-	}
-	if a.e.Stats().Malformed-before < uint64(forged) {
-		t.Errorf("%d forged replies, %d counted as unusable", forged, a.e.Stats().Malformed-before)
-	}
-	if s, _ := a.e.ring.successor(); s.ID != succ.ID {
-		t.Fatalf("successor %v replaced by %v after forged replies", succ.ID, s.ID)
-	}
-	if net.ringErrors() != 0 {
-		t.Fatal("the ring broke")
-	}
-	for _, l := range a.e.Lost() {
-		if l.ID == succ.ID || strings.Contains(l.ID.String(), id.FromString("impostor").String()) {
-			t.Fatalf("%v marked lost after forged replies", l.ID)
-		}
-	}
 }

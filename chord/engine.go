@@ -110,8 +110,7 @@ type Engine struct {
 	tokBuf [guard.TokenLen]byte
 
 	// Output, handed to the driver by Ready.
-	arena   []byte
-	packets []kademlia.Packet
+	box     kademlia.Outbox
 	results []kademlia.Result
 	drained bool
 	closed  bool
@@ -205,9 +204,7 @@ func (e *Engine) Prime(pred krpc.NodeInfo, succs, fingers []krpc.NodeInfo) {
 // handed out is dropped now, not before, so it stayed valid until here.
 func (e *Engine) begin() {
 	if e.drained {
-		e.arena = e.arena[:0]
-		clear(e.packets)
-		e.packets = e.packets[:0]
+		e.box.Reset()
 		clear(e.results)
 		e.results = e.results[:0]
 		e.drained = false
@@ -222,12 +219,12 @@ func (e *Engine) Ready() kademlia.Ready {
 		e.commit() // persist first, then send
 	}
 	e.drained = true
-	return kademlia.Ready{Packets: e.packets, Results: e.results}
+	return kademlia.Ready{Packets: e.box.Packets(), Results: e.results}
 }
 
 // HasReady reports whether Ready has anything to hand out.
 func (e *Engine) HasReady() bool {
-	return e.commits.Len() > 0 || !e.drained && (len(e.packets) > 0 || len(e.results) > 0)
+	return e.commits.Len() > 0 || !e.drained && (len(e.box.Packets()) > 0 || len(e.results) > 0)
 }
 
 // Deadline is the time of the engine's next timer; the driver calls Tick
@@ -329,37 +326,29 @@ func (e *Engine) Receive(now time.Time, from netip.AddrPort, packet []byte) {
 	}
 }
 
-// send encodes e.out to addr and queues it. A message that would exceed
-// MaxDatagram is dropped (DropOversize) and send reports false.
+// send encodes e.out to addr and queues it; false when it would exceed
+// MaxDatagram (then dropped and counted as oversize).
 func (e *Engine) send(to netip.AddrPort) bool {
 	start, ok := e.encode()
-	if !ok {
-		return false
+	if ok {
+		e.queue(to, start)
 	}
-	e.queue(to, start)
-	return true
+	return ok
 }
 
-// encode appends e.out to the arena and returns where it starts; false
-// (and nothing appended) when it would exceed MaxDatagram.
-func (e *Engine) encode() (int, bool) {
-	m := &e.out
-	m.Net = e.net
-	start := len(e.arena)
-	e.arena = m.Append(e.arena)
-	if len(e.arena)-start > kademlia.MaxDatagram {
-		e.arena = e.arena[:start] // no path carries it whole
+// encode appends e.out to the outbox and returns where it starts, as
+// Kademlia's engine does.
+func (e *Engine) encode() (start int, ok bool) {
+	if start, ok = e.box.Encode(&e.out, e.net); !ok {
 		e.stats.Oversize++
 		e.drop(guard.DropOversize)
-		return 0, false
 	}
-	return start, true
+	return start, ok
 }
 
-// queue hands the message encoded at arena[start:] to the driver.
+// queue hands the message encoded at start to the driver.
 func (e *Engine) queue(to netip.AddrPort, start int) {
-	e.stats.BytesOut += uint64(len(e.arena) - start)
-	e.packets = append(e.packets, kademlia.Packet{To: to, Data: e.arena[start:len(e.arena):len(e.arena)]})
+	e.stats.BytesOut += uint64(e.box.Queue(to, start))
 }
 
 // drop counts something dropped.

@@ -209,25 +209,16 @@ func (e *Engine) newResponse(t []byte) *krpc.Msg {
 	return r
 }
 
-// replyError sends a KRPC error. An error proves nothing either: it
-// spends the byte budget of a source that may be forged.
+// replyError sends a KRPC error, charged to the byte budget of its
+// unproven destination as Kademlia's is.
 func (e *Engine) replyError(now time.Time, to netip.AddrPort, t []byte, code int, msg string) {
-	r := &e.out
-	r.Reset()
-	r.Y = krpc.Error
-	r.T = t
-	r.E.Code = code
-	r.E.Msg = append(r.E.Msg[:0], msg...)
-	r.V = e.cfg.Version
-	start, ok := e.encode()
-	if !ok {
-		return
+	kademlia.ErrorMsg(&e.out, t, code, msg, e.cfg.Version)
+	if start, ok := e.encode(); ok {
+		if why := e.box.Charge(now, e.limiter, to, start); why != 0 {
+			e.drop(why)
+			return
+		}
+		e.stats.ErrorsOut++
+		e.queue(to, start)
 	}
-	if ok, why := e.limiter.Spend(now, to.Addr(), len(e.arena)-start); !ok {
-		e.arena = e.arena[:start]
-		e.drop(why)
-		return
-	}
-	e.stats.ErrorsOut++
-	e.queue(to, start)
 }

@@ -2,12 +2,13 @@ package chord
 
 import (
 	"bytes"
-	"github.com/dhtkit/dhtkit/guard"
-	"github.com/dhtkit/dhtkit/replica"
-	"github.com/dhtkit/dhtkit/store"
 	"net/netip"
 	"slices"
 	"time"
+
+	"github.com/dhtkit/dhtkit/guard"
+	"github.com/dhtkit/dhtkit/replica"
+	"github.com/dhtkit/dhtkit/store"
 
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/krpc"
@@ -17,10 +18,9 @@ import (
 func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
 	m := methodOf(q)
 	e.stats.QueriesIn[m]++
-	if ok, why := e.limiter.AllowQuery(now, from.Addr()); !ok && !(why == guard.DropGlobalRate && e.proven(from, q)) {
-		// Past the node's own rate, the nodes that answered us are still
-		// answered: a flood from many addresses does not cut the node
-		// off from its ring.
+	// Past the node's own rate, the nodes that answered us are still
+	// answered (guard.Limiter.Admit).
+	if why := e.limiter.Admit(now, from.Addr(), func() bool { return e.proven(from, q) }); why != 0 {
 		e.drop(why)
 		return
 	}
@@ -142,16 +142,16 @@ func (e *Engine) reply(now time.Time, to netip.AddrPort, q *krpc.Msg, m method) 
 	if !ok {
 		return
 	}
-	switch why := e.limiter.Reply(now, to.Addr(), e.proven(to, q), m.own(), e.inLen, len(e.arena)-start); why {
+	why := e.limiter.Reply(now, to.Addr(), e.proven(to, q), m.own(), e.inLen, e.box.Size(start))
+	if why != 0 {
+		e.box.Undo(start)
+		e.drop(why)
+	}
+	switch why {
 	case 0:
 		e.queue(to, start)
 	case guard.DropUnproven:
-		e.arena = e.arena[:start]
-		e.drop(why)
 		e.askToken(now, to, q)
-	default:
-		e.arena = e.arena[:start]
-		e.drop(why)
 	}
 }
 
@@ -164,16 +164,13 @@ func (e *Engine) askToken(now time.Time, to netip.AddrPort, q *krpc.Msg) {
 	r.R.Token = e.tokens.Issue(to.Addr(), e.tokBuf[:0])
 	e.xbuf = replica.AppendAgain(e.xbuf[:0])
 	r.R.X = e.xbuf
-	start, ok := e.encode()
-	if !ok {
-		return
+	if start, ok := e.encode(); ok {
+		if why := e.box.Charge(now, e.limiter, to, start); why != 0 {
+			e.drop(why)
+		} else {
+			e.queue(to, start)
+		}
 	}
-	if ok, why := e.limiter.Spend(now, to.Addr(), len(e.arena)-start); !ok {
-		e.arena = e.arena[:start]
-		e.drop(why)
-		return
-	}
-	e.queue(to, start)
 }
 
 // handleStore answers dk_store: it applies each record (newest version

@@ -14,12 +14,10 @@ import (
 // costs no memory beyond it. The zero value holds DefaultKnown entries.
 type Known struct {
 	Max     int
-	entries map[netip.AddrPort]*lru.Elem[known]
-	recent  lru.List[known]
+	entries lru.Map[netip.AddrPort, known]
 }
 
 type known struct {
-	addr  netip.AddrPort
 	node  id.ID
 	token []byte
 }
@@ -28,28 +26,11 @@ type known struct {
 const DefaultKnown = 4096
 
 func (k *Known) entry(addr netip.AddrPort) *known {
-	if k.entries == nil {
-		k.entries = make(map[netip.AddrPort]*lru.Elem[known])
+	k.entries.Max = k.Max
+	if k.entries.Max <= 0 {
+		k.entries.Max = DefaultKnown
 	}
-	e := k.entries[addr]
-	if e == nil {
-		max := k.Max
-		if max <= 0 {
-			max = DefaultKnown
-		}
-		if len(k.entries) >= max {
-			e = k.recent.Back()
-			k.recent.Remove(e)
-			delete(k.entries, e.Value.addr)
-			e.Value = known{}
-		} else {
-			e = new(lru.Elem[known])
-		}
-		e.Value.addr = addr
-		k.entries[addr] = e
-	}
-	k.recent.Touch(e)
-	return &e.Value
+	return k.entries.Touch(addr)
 }
 
 // Answered notes that node answered a query of ours at addr. Another node
@@ -63,8 +44,8 @@ func (k *Known) Answered(addr netip.AddrPort, node id.ID) {
 
 // Proven reports whether node has answered a query of ours at addr.
 func (k *Known) Proven(addr netip.AddrPort, node id.ID) bool {
-	e := k.entries[addr]
-	return e != nil && !node.IsZero() && e.Value.node == node
+	e, ok := k.entries.Peek(addr)
+	return ok && !node.IsZero() && e.node == node
 }
 
 // SetToken keeps the write token the node at addr gave us.
@@ -75,11 +56,11 @@ func (k *Known) SetToken(addr netip.AddrPort, tok []byte) {
 
 // Token is the write token the node at addr gave us, or nil.
 func (k *Known) Token(addr netip.AddrPort) []byte {
-	if e := k.entries[addr]; e != nil {
-		return e.Value.token
+	if e, ok := k.entries.Peek(addr); ok {
+		return e.token
 	}
 	return nil
 }
 
 // Len is the number of addresses remembered.
-func (k *Known) Len() int { return len(k.entries) }
+func (k *Known) Len() int { return k.entries.Len() }

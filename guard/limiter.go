@@ -7,31 +7,25 @@
 package guard
 
 import (
+	"cmp"
 	"net/netip"
 	"time"
 
 	"github.com/dhtkit/dhtkit/internal/lru"
 )
 
-// Config sets a Limiter's bounds. The zero value of a field means its
-// default (DefaultConfig); a negative rate turns that limit off.
+// Config sets a Limiter's bounds, as kademlia.Config's fields of the
+// same names (documented there) and chord.Config.Guard set them. The
+// zero value of a field means its default (DefaultConfig); a negative
+// rate or budget turns that limit off. Per source: RateLimit queries a
+// second with a burst of RateBurst, and RateBytes reply bytes a second
+// to an unproven source; over all sources: GlobalRate queries and
+// GlobalBytes unproven reply bytes a second. TrustLoopback exempts
+// loopback from all of it.
 type Config struct {
-	// RateLimit is the queries per second answered for one source (an
-	// IPv4 address or an IPv6 /64), with a burst of RateBurst (100/s,
-	// 200).
-	RateLimit float64
-	RateBurst int
-	// RateBytes is the reply bytes per second (burst twice that) sent to
-	// one source that has not proven it receives at its address (16 KiB).
-	RateBytes int
-	// GlobalRate is the queries per second answered over all sources, and
-	// GlobalBytes the reply bytes per second to unproven sources over all
-	// of them (8192/s, 1 MiB/s), each with a burst of twice that.
-	GlobalRate  float64
-	GlobalBytes int
-	// TrustLoopback exempts loopback sources from every limit: for a local
-	// cluster whose nodes share 127.0.0.1.
-	TrustLoopback bool
+	RateLimit, GlobalRate             float64
+	RateBurst, RateBytes, GlobalBytes int
+	TrustLoopback                     bool
 }
 
 // DefaultConfig returns the defaults, modelled on libtorrent's and
@@ -46,24 +40,15 @@ func Off() Config {
 	return Config{RateLimit: -1, GlobalRate: -1, RateBytes: -1, GlobalBytes: -1}
 }
 
-// WithDefaults fills the zero fields of c from DefaultConfig.
+// WithDefaults fills the zero fields of c from DefaultConfig (a burst
+// below one takes the default too).
 func (c Config) WithDefaults() Config {
 	d := DefaultConfig()
-	if c.RateLimit == 0 {
-		c.RateLimit = d.RateLimit
-	}
-	if c.RateBurst <= 0 {
-		c.RateBurst = d.RateBurst
-	}
-	if c.RateBytes == 0 {
-		c.RateBytes = d.RateBytes
-	}
-	if c.GlobalRate == 0 {
-		c.GlobalRate = d.GlobalRate
-	}
-	if c.GlobalBytes == 0 {
-		c.GlobalBytes = d.GlobalBytes
-	}
+	c.RateLimit = cmp.Or(c.RateLimit, d.RateLimit)
+	c.RateBurst = cmp.Or(max(c.RateBurst, 0), d.RateBurst)
+	c.RateBytes = cmp.Or(c.RateBytes, d.RateBytes)
+	c.GlobalRate = cmp.Or(c.GlobalRate, d.GlobalRate)
+	c.GlobalBytes = cmp.Or(c.GlobalBytes, d.GlobalBytes)
 	return c
 }
 
@@ -90,11 +75,7 @@ type Limiter struct {
 	bytes                 bucket // unproven reply bytes over all sources
 	bytesRate, bytesMax   float64
 	trustLoopback         bool
-	max                   int // sources tracked
-
-	sources map[netip.Addr]*lru.Elem[sourceState]
-	recent  lru.List[sourceState] // most recently heard from first
-	evicted uint64
+	sources               lru.Map[netip.Addr, sourceState] // by SourceKey, at most MaxSources
 }
 
 // bucket is a token bucket: tokens refill at a rate up to a burst.
@@ -124,7 +105,6 @@ func (b *bucket) take(now time.Time, n, rate, burst float64) bool {
 
 // sourceState is one source's buckets.
 type sourceState struct {
-	key     netip.Addr
 	queries bucket
 	bytes   bucket
 }
@@ -142,7 +122,7 @@ func NewLimiter(cfg Config) *Limiter {
 		globalRate: cfg.GlobalRate, globalMax: 2 * cfg.GlobalRate,
 		bytesRate: float64(cfg.GlobalBytes), bytesMax: 2 * float64(cfg.GlobalBytes),
 		trustLoopback: cfg.TrustLoopback,
-		max:           MaxSources,
+		sources:       lru.Map[netip.Addr, sourceState]{Max: MaxSources},
 	}
 }
 
@@ -164,11 +144,11 @@ func (l *Limiter) Exempt(a netip.Addr) bool {
 }
 
 // Sources is the number of sources tracked.
-func (l *Limiter) Sources() int { return len(l.sources) }
+func (l *Limiter) Sources() int { return l.sources.Len() }
 
 // Evicted counts the sources forgotten to make room for new ones
 // (DropSourceEvicted).
-func (l *Limiter) Evicted() uint64 { return l.evicted }
+func (l *Limiter) Evicted() uint64 { return l.sources.Evicted() }
 
 // AllowQuery reports whether a query from ip may be answered
 // (DropRateLimit on its own source's limit, DropGlobalRate on the node's).
@@ -186,6 +166,17 @@ func (l *Limiter) AllowQuery(now time.Time, ip netip.Addr) (bool, DropReason) {
 		return false, DropGlobalRate
 	}
 	return true, 0
+}
+
+// Admit decides whether a query from ip is answered: 0 if so, else the
+// reason to count it dropped under. Past the node's own rate, a proven
+// source (proven is asked only then) is still answered: a flood from many
+// addresses must not cut a node off from the peers it relies on.
+func (l *Limiter) Admit(now time.Time, ip netip.Addr, proven func() bool) DropReason {
+	if ok, why := l.AllowQuery(now, ip); !ok && !(why == DropGlobalRate && proven()) {
+		return why
+	}
+	return 0
 }
 
 // Spend charges n bytes of a reply to an unproven source against the
@@ -232,40 +223,22 @@ func (l *Limiter) Reply(now time.Time, ip netip.Addr, proven, own bool, in, out 
 }
 
 // source returns ip's entry, made most recent; a new one evicts the least
-// recent when the table is full.
-func (l *Limiter) source(ip netip.Addr) *sourceState {
-	k := SourceKey(ip)
-	if l.sources == nil {
-		l.sources = make(map[netip.Addr]*lru.Elem[sourceState])
-	}
-	e := l.sources[k]
-	if e == nil {
-		if len(l.sources) >= l.max && l.recent.Back() != nil {
-			e = l.recent.Back()
-			l.recent.Remove(e)
-			delete(l.sources, e.Value.key)
-			l.evicted++
-			e.Value = sourceState{} // reuse: a flood of new sources allocates nothing
-		} else {
-			e = new(lru.Elem[sourceState])
-		}
-		e.Value.key = k
-		l.sources[k] = e
-	}
-	l.recent.Touch(e)
-	return &e.Value
-}
+// recent when the table is full, and starts with a fresh burst.
+func (l *Limiter) source(ip netip.Addr) *sourceState { return l.sources.Touch(SourceKey(ip)) }
 
 // Sweep forgets sources idle long enough for every bucket to refill: they
-// hold no state a fresh entry would not. The oldest are at the back.
+// hold no state a fresh entry would not. The oldest go first.
 func (l *Limiter) Sweep(now time.Time) {
 	idle := time.Minute
 	if l.rate > 0 {
 		idle = max(idle, time.Duration(l.burst/l.rate*float64(time.Second)))
 	}
-	for e := l.recent.Back(); e != nil && now.Sub(maxTime(e.Value.queries.last, e.Value.bytes.last)) >= idle; e = l.recent.Back() {
-		l.recent.Remove(e)
-		delete(l.sources, e.Value.key)
+	for {
+		k, s, ok := l.sources.Oldest()
+		if !ok || now.Sub(maxTime(s.queries.last, s.bytes.last)) < idle {
+			return
+		}
+		l.sources.Delete(k)
 	}
 }
 

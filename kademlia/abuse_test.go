@@ -3,11 +3,13 @@ package kademlia
 import (
 	"bytes"
 	"fmt"
-	"github.com/dhtkit/dhtkit/guard"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dhtkit/dhtkit/guard"
+	"github.com/dhtkit/dhtkit/routing"
 
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/krpc"
@@ -159,7 +161,7 @@ func TestAmplification(t *testing.T) {
 	if back := pn.inject(pnode, from, q); len(back) != 1 || len(back[0]) < 8000 {
 		t.Errorf("dk_fetch with a token: %d answers, want the 8000-byte record", len(back))
 	}
-	if got := pnode.e.Stats().Drops[DropUnproven]; got == 0 {
+	if got := pnode.e.Stats().Drops[guard.DropUnproven]; got == 0 {
 		t.Error("no refusal counted as unproven")
 	}
 }
@@ -198,7 +200,7 @@ func TestReflectionIsBudgeted(t *testing.T) {
 				t.Errorf("%d bytes reached the victim in %d s, budget %d", got, secs, budget)
 			}
 			st := node.e.Stats()
-			if st.Drops[DropByteBudget]+st.Drops[DropRateLimit] == 0 {
+			if st.Drops[guard.DropByteBudget]+st.Drops[guard.DropRateLimit] == 0 {
 				t.Error("no drop counted")
 			}
 			// Many forged sources: the node's budget holds (a small one, so
@@ -238,7 +240,7 @@ func TestLimiterFailsClosed(t *testing.T) {
 	if answered != DefaultConfig().RateBurst {
 		t.Errorf("a new source past the table's bound got %d of 5000 answered, want its burst of %d", answered, DefaultConfig().RateBurst)
 	}
-	if node.e.Stats().Drops[DropSourceEvicted] == 0 {
+	if node.e.Stats().Drops[guard.DropSourceEvicted] == 0 {
 		t.Error("no eviction counted")
 	}
 }
@@ -355,8 +357,8 @@ func TestStoresAreBounded(t *testing.T) {
 		announce(attacker, id.FromString(fmt.Sprint("flood", i)), 6881)
 	}
 	cfg := DefaultConfig()
-	if node.e.peers.len() != cfg.MaxInfohashes || node.e.Stats().Drops[DropPeerEvicted] != uint64(10001-cfg.MaxInfohashes) {
-		t.Errorf("%d swarms, %d evicted; want %d kept", node.e.peers.len(), node.e.Stats().Drops[DropPeerEvicted], cfg.MaxInfohashes)
+	if node.e.peers.len() != cfg.MaxInfohashes || node.e.Stats().Drops[guard.DropPeerEvicted] != uint64(10001-cfg.MaxInfohashes) {
+		t.Errorf("%d swarms, %d evicted; want %d kept", node.e.peers.len(), node.e.Stats().Drops[guard.DropPeerEvicted], cfg.MaxInfohashes)
 	}
 	if node.e.peers.swarms[honest] != nil {
 		t.Error("the least recently announced swarm was kept")
@@ -375,8 +377,8 @@ func TestStoresAreBounded(t *testing.T) {
 		}))
 		n.now = n.now.Add(time.Millisecond)
 	}
-	if len(node.e.items.items) != cfg.MaxItems || node.e.Stats().Drops[DropItemEvicted] != uint64(2000-cfg.MaxItems) {
-		t.Errorf("%d items, %d evicted; want %d kept", len(node.e.items.items), node.e.Stats().Drops[DropItemEvicted], cfg.MaxItems)
+	if len(node.e.items.items) != cfg.MaxItems || node.e.Stats().Drops[guard.DropItemEvicted] != uint64(2000-cfg.MaxItems) {
+		t.Errorf("%d items, %d evicted; want %d kept", len(node.e.items.items), node.e.Stats().Drops[guard.DropItemEvicted], cfg.MaxItems)
 	}
 	last := Item{V: []byte("8:item1999")}
 	if node.e.items.get(last.Target(), n.now) == nil {
@@ -574,7 +576,64 @@ func TestContactsOutliveGlobalOverload(t *testing.T) {
 	if ping(peer.addr, id.FromString("impostor")) != 0 {
 		t.Error("an impostor at the contact's address was answered in the overload")
 	}
-	if node.e.Stats().Drops[DropGlobalRate] == 0 {
+	if node.e.Stats().Drops[guard.DropGlobalRate] == 0 {
 		t.Error("no global_rate drop counted")
+	}
+}
+
+// TestForgedReplyKeepsContact answers a node's queries to one of its
+// contacts with forged replies, from the contact's address and with the
+// right transaction id but another node id (issue 11): the real contact
+// stays in the table, the impostor never enters it, and once the forger
+// stops the contact is good again without anyone acting.
+func TestForgedReplyKeepsContact(t *testing.T) {
+	n := newTestNet(t, 41)
+	n.build(6, Config{Network: "test"})
+	a := n.order[0]
+	var c routing.Contact
+	for _, b := range a.e.table.Buckets() {
+		if len(b.Contacts) > 0 {
+			c = b.Contacts[0]
+			break
+		}
+	}
+	if c.ID.IsZero() {
+		t.Fatal("no contact")
+	}
+	impostor := id.FromString("impostor")
+	forged := 0
+	n.drop = func(from, to netip.AddrPort, data []byte) bool {
+		var m krpc.Msg
+		if from != a.addr || to != c.Addr || m.Decode(data) != nil || m.Y != krpc.Query || forged >= 4 {
+			return false
+		}
+		forged++
+		reply := krpc.Msg{T: bytes.Clone(m.T), Y: krpc.Response, Net: []byte("test"), R: krpc.Return{Has: krpc.HasID, ID: impostor}}
+		a.e.Receive(n.now, c.Addr, reply.Append(nil))
+		n.flush(a)
+		return false
+	}
+	// Make a ask the contact, again and again, as a node it knows.
+	for i := 0; i < 8 && forged < 4; i++ {
+		n.do(a, FindNode{Target: c.ID})
+	}
+	if forged == 0 {
+		t.Fatal("no query to the contact was seen")
+	}
+	if _, ok := a.e.table.Get(c.ID); !ok {
+		t.Fatalf("the real contact was removed after %d forged replies", forged)
+	}
+	if _, ok := a.e.table.Get(impostor); ok {
+		t.Fatal("the impostor entered the table")
+	}
+	n.drop = nil
+	n.do(a, Ping{Addr: c.Addr}) // its first answer refutes the failures
+	good := func() bool {
+		got, ok := a.e.table.Get(c.ID)
+		return ok && got.State == routing.Good
+	}
+	if !n.runUntil(2*time.Minute, good) {
+		got, _ := a.e.table.Get(c.ID)
+		t.Fatalf("the contact is %v two minutes after the forger stopped", got.State)
 	}
 }

@@ -10,11 +10,12 @@ package kademlia
 import (
 	"bytes"
 	"crypto/rand"
-	"github.com/dhtkit/dhtkit/guard"
 	"io"
 	mrand "math/rand/v2"
 	"net/netip"
 	"time"
+
+	"github.com/dhtkit/dhtkit/guard"
 
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/krpc"
@@ -31,7 +32,7 @@ type Stats struct {
 	ErrorsIn    uint64
 	ErrorsOut   uint64 // error replies sent
 	Malformed   uint64 // packets that failed to decode or validate
-	RateLimited uint64 // queries dropped by the per-source limit (also Drops[DropRateLimit])
+	RateLimited uint64 // queries dropped by the per-source limit (also Drops[guard.DropRateLimit])
 	ForeignNet  uint64 // messages dropped for carrying another network name
 	Unsolicited uint64 // responses that matched no query of ours
 	Timeouts    uint64 // queries of ours that got no answer
@@ -40,7 +41,7 @@ type Stats struct {
 	BytesIn     uint64
 	BytesOut    uint64
 	// Drops counts what the engine dropped, by reason.
-	Drops [NumDropReasons]uint64
+	Drops [guard.NumDropReasons]uint64
 }
 
 // maintenanceInterval is how often the engine looks at its table, its
@@ -95,8 +96,7 @@ type Engine struct {
 	tokBuf   [guard.TokenLen]byte
 
 	// Output, handed to the driver by Ready.
-	arena   []byte
-	packets []Packet
+	box     Outbox
 	results []Result
 	events  []Event
 	drained bool
@@ -188,12 +188,12 @@ func (e *Engine) Table() routing.Table { return e.table }
 // Stats returns the engine's counters.
 func (e *Engine) Stats() Stats {
 	st := e.stats
-	st.Drops[DropSourceEvicted] = e.limiter.Evicted()
-	st.Drops[DropPeerEvicted] = e.peers.evicted
-	st.Drops[DropItemEvicted] = e.items.evicted
-	st.Drops[DropListenerEvicted] = e.listeners.evicted
+	st.Drops[guard.DropSourceEvicted] = e.limiter.Evicted()
+	st.Drops[guard.DropPeerEvicted] = e.peers.evicted
+	st.Drops[guard.DropItemEvicted] = e.items.evicted
+	st.Drops[guard.DropListenerEvicted] = e.listeners.evicted
 	if t, ok := e.table.(interface{ DiversityRejects() uint64 }); ok {
-		st.Drops[DropNodeDiversity] += t.DiversityRejects()
+		st.Drops[guard.DropNodeDiversity] += t.DiversityRejects()
 	}
 	return st
 }
@@ -201,7 +201,7 @@ func (e *Engine) Stats() Stats {
 // drop counts a drop.
 func (e *Engine) drop(r DropReason) {
 	e.stats.Drops[r]++
-	if r == DropRateLimit {
+	if r == guard.DropRateLimit {
 		e.stats.RateLimited++
 	}
 }
@@ -222,9 +222,7 @@ func (e *Engine) Infohashes(n int) []id.ID {
 // handed out is dropped now, not before, so it stayed valid until here.
 func (e *Engine) begin() {
 	if e.drained {
-		e.arena = e.arena[:0]
-		clear(e.packets)
-		e.packets = e.packets[:0]
+		e.box.Reset()
 		e.results = e.results[:0]
 		clear(e.events)
 		e.events = e.events[:0]
@@ -238,7 +236,7 @@ func (e *Engine) Ready() Ready {
 	e.begin()        // a second Ready in a row hands out nothing twice
 	e.commitWrites() // persist first, then send
 	e.drained = true
-	rd := Ready{Packets: e.packets, Results: e.results, Events: e.events}
+	rd := Ready{Packets: e.box.Packets(), Results: e.results, Events: e.events}
 	// Results are few, and hold slices (nodes, peers, values): hand the
 	// array over rather than keep them reachable until the next call.
 	e.results = nil
@@ -247,7 +245,7 @@ func (e *Engine) Ready() Ready {
 
 // HasReady reports whether Ready has anything to hand out.
 func (e *Engine) HasReady() bool {
-	return e.commits.Len() > 0 || !e.drained && (len(e.packets) > 0 || len(e.results) > 0 || len(e.events) > 0)
+	return e.commits.Len() > 0 || !e.drained && (len(e.box.Packets()) > 0 || len(e.results) > 0 || len(e.events) > 0)
 }
 
 // Deadline is the time of the engine's next timer; the driver calls Tick
@@ -377,7 +375,7 @@ func (e *Engine) Receive(now time.Time, from netip.AddrPort, packet []byte) {
 }
 
 // send encodes e.out to addr and queues it. A message that would exceed
-// MaxDatagram is dropped (DropOversize) and send reports false.
+// MaxDatagram is dropped (guard.DropOversize) and send reports false.
 func (e *Engine) send(to netip.AddrPort) bool {
 	start, ok := e.encode()
 	if !ok {
@@ -390,16 +388,11 @@ func (e *Engine) send(to netip.AddrPort) bool {
 // encode appends e.out to the arena and returns where it starts; false
 // (and nothing appended) when it would exceed MaxDatagram.
 func (e *Engine) encode() (int, bool) {
-	m := &e.out
-	m.Net = e.net
-	start := len(e.arena)
-	e.arena = m.Append(e.arena)
-	if len(e.arena)-start > MaxDatagram {
-		e.arena = e.arena[:start]
-		e.drop(DropOversize)
-		return 0, false
+	start, ok := e.box.Encode(&e.out, e.net)
+	if !ok {
+		e.drop(guard.DropOversize)
 	}
-	return start, true
+	return start, ok
 }
 
 // queue hands the message encoded at arena[start:] to the driver.
@@ -407,10 +400,7 @@ func (e *Engine) queue(to netip.AddrPort, start int) {
 	if e.cfg.Tap != nil {
 		e.cfg.Tap(Out, to, &e.out)
 	}
-	e.stats.BytesOut += uint64(len(e.arena) - start)
-	// Growing the arena leaves earlier packets on the old array, whose
-	// bytes stay valid, so nothing needs repointing.
-	e.packets = append(e.packets, Packet{To: to, Data: e.arena[start:len(e.arena):len(e.arena)]})
+	e.stats.BytesOut += uint64(e.box.Queue(to, start))
 }
 
 // Close ends every operation with ErrClosed. The engine ignores every

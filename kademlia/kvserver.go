@@ -4,10 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"github.com/dhtkit/dhtkit/guard"
-	"github.com/dhtkit/dhtkit/replica"
 	"net/netip"
 	"time"
+
+	"github.com/dhtkit/dhtkit/guard"
+	"github.com/dhtkit/dhtkit/replica"
 
 	"github.com/dhtkit/dhtkit/krpc"
 	"github.com/dhtkit/dhtkit/routing"

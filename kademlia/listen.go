@@ -4,10 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"github.com/dhtkit/dhtkit/guard"
 	"net/netip"
 	"slices"
 	"time"
+
+	"github.com/dhtkit/dhtkit/guard"
 
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/krpc"

@@ -1,10 +1,11 @@
 package kademlia
 
 import (
-	"github.com/dhtkit/dhtkit/internal/lru"
 	"math/rand/v2"
 	"net/netip"
 	"time"
+
+	"github.com/dhtkit/dhtkit/internal/lru"
 
 	"github.com/dhtkit/dhtkit/id"
 )

@@ -15,3 +15,9 @@ func (c *Config) guardConfig() guard.Config {
 // Guard returns the abuse bounds of c as package guard's Config, so that
 // a Chord node configured through the same flags keeps the same bounds.
 func (c Config) Guard() guard.Config { return c.guardConfig().WithDefaults() }
+
+// setGuard sets the bounds of g in c.
+func (c *Config) setGuard(g guard.Config) {
+	c.RateLimit, c.RateBurst, c.RateBytes = g.RateLimit, g.RateBurst, g.RateBytes
+	c.GlobalRate, c.GlobalBytes, c.TrustLoopback = g.GlobalRate, g.GlobalBytes, g.TrustLoopback
+}

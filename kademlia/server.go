@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/dhtkit/dhtkit/guard"
+
 	"github.com/dhtkit/dhtkit/krpc"
 	"github.com/dhtkit/dhtkit/routing"
 )
@@ -23,10 +25,8 @@ func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
 		// notifications it asked for with dk_listen.
 		return
 	}
-	if ok, why := e.limiter.AllowQuery(now, from.Addr()); !ok && !(why == DropGlobalRate && e.contact(from, q)) {
-		// Past the node's own rate, its routing contacts are still
-		// answered: a flood from many addresses does not cut the node
-		// off from the peers it relies on.
+	// Past the node's own rate, its routing contacts are still answered.
+	if why := e.limiter.Admit(now, from.Addr(), func() bool { return e.contact(from, q) }); why != 0 {
 		e.drop(why)
 		return
 	}
@@ -204,17 +204,15 @@ func (e *Engine) reply(now time.Time, to netip.AddrPort, q *krpc.Msg) {
 	if !ok {
 		return
 	}
-	n := len(e.arena) - start
-	switch why := e.limiter.Reply(now, to.Addr(), e.trusted(to, q), q.Q >= krpc.MethodStore, e.inLen, n); why {
-	case 0:
+	why := e.limiter.Reply(now, to.Addr(), e.trusted(to, q), q.Q >= krpc.MethodStore, e.inLen, e.box.Size(start))
+	if why == 0 {
 		e.queue(to, start)
-	case DropUnproven:
-		e.arena = e.arena[:start]
-		e.drop(why)
+		return
+	}
+	e.box.Undo(start)
+	e.drop(why)
+	if why == guard.DropUnproven {
 		e.replyError(now, to, q.T, krpc.CodeProtocol, q.Q.String()+": send a token")
-	default:
-		e.arena = e.arena[:start]
-		e.drop(why)
 	}
 }
 
@@ -261,21 +259,14 @@ func (e *Engine) appendNodes(r, q *krpc.Msg, target [20]byte) {
 
 // replyError sends a KRPC error.
 func (e *Engine) replyError(now time.Time, to netip.AddrPort, tid []byte, code int, msg string) {
-	r := &e.out
-	r.Reset()
-	r.Y = krpc.Error
-	r.T = tid
-	r.V = e.cfg.Version
-	r.E.Code = code
-	r.E.Msg = append(r.E.Msg[:0], msg...)
+	ErrorMsg(&e.out, tid, code, msg, e.cfg.Version)
 	start, ok := e.encode()
 	if !ok {
 		return
 	}
 	// An error proves nothing either: it spends the byte budget of a
 	// source that may be forged.
-	if ok, why := e.limiter.Spend(now, to.Addr(), len(e.arena)-start); !ok {
-		e.arena = e.arena[:start]
+	if why := e.box.Charge(now, e.limiter, to, start); why != 0 {
 		e.drop(why)
 		return
 	}

@@ -1,8 +1,9 @@
 package routing
 
 import (
-	"container/heap"
 	"time"
+
+	"github.com/dhtkit/dhtkit/internal/heapq"
 )
 
 // InFlight tracks an engine's queries awaiting an answer, by transaction
@@ -18,7 +19,7 @@ import (
 type InFlight[P any] struct {
 	byTID  map[uint16]*Slot[P]
 	free   []*Slot[P]
-	timers timerHeap
+	timers heapq.Queue[timer]
 }
 
 // Slot is one query in flight.
@@ -44,6 +45,7 @@ func (f *InFlight[P]) Start(rnd func() uint32) (*Slot[P], bool) {
 	}
 	if f.byTID == nil {
 		f.byTID = make(map[uint16]*Slot[P])
+		f.timers.Before = func(a, b timer) bool { return a.at.Before(b.at) }
 	}
 	tid := uint16(rnd())
 	for f.byTID[tid] != nil {
@@ -80,23 +82,21 @@ func (f *InFlight[P]) Release(tid uint16) {
 // Wake sets a timer for the query under tid at `at`.
 func (f *InFlight[P]) Wake(tid uint16, at time.Time) {
 	if s := f.byTID[tid]; s != nil {
-		heap.Push(&f.timers, timer{at: at, tid: tid, gen: s.gen})
+		f.timers.Push(timer{at: at, tid: tid, gen: s.gen})
 	}
 }
 
 // Next is the time of the earliest timer; false when none is set.
 func (f *InFlight[P]) Next() (time.Time, bool) {
-	if len(f.timers) == 0 {
-		return time.Time{}, false
-	}
-	return f.timers[0].at, true
+	t, ok := f.timers.Peek()
+	return t.at, ok
 }
 
 // Due pops the timers due at now until one belongs to a query still in
 // flight, and returns that query; false when none is left.
 func (f *InFlight[P]) Due(now time.Time) (*Slot[P], bool) {
-	for len(f.timers) > 0 && !f.timers[0].at.After(now) {
-		t := heap.Pop(&f.timers).(timer)
+	for t, ok := f.timers.Peek(); ok && !t.at.After(now); t, ok = f.timers.Peek() {
+		f.timers.Pop()
 		if s := f.byTID[t.tid]; s != nil && s.gen == t.gen {
 			return s, true
 		}
@@ -120,17 +120,4 @@ type timer struct {
 	at  time.Time
 	tid uint16
 	gen uint32
-}
-
-type timerHeap []timer
-
-func (h timerHeap) Len() int           { return len(h) }
-func (h timerHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
-func (h timerHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *timerHeap) Push(x any)        { *h = append(*h, x.(timer)) }
-func (h *timerHeap) Pop() any {
-	old := *h
-	t := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return t
 }

@@ -69,3 +69,48 @@ func TestList(t *testing.T) {
 		})
 	}
 }
+
+func TestMap(t *testing.T) {
+	tests := []struct {
+		name    string
+		max     int
+		touch   []string
+		held    []string
+		gone    []string
+		evicted uint64
+		oldest  string
+	}{
+		{"under the bound", 3, []string{"a", "b"}, []string{"a", "b"}, nil, 0, "a"},
+		{"the least recent gives way", 2, []string{"a", "b", "c"}, []string{"b", "c"}, []string{"a"}, 1, "b"},
+		{"a touch keeps an entry", 2, []string{"a", "b", "a", "c"}, []string{"a", "c"}, []string{"b"}, 1, "a"},
+		{"a flood stays bounded", 2, []string{"a", "b", "c", "d", "e"}, []string{"d", "e"}, []string{"a", "b", "c"}, 3, "d"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := Map[string, int]{Max: tt.max}
+			for i, k := range tt.touch {
+				*m.Touch(k) = i
+			}
+			for _, k := range tt.held {
+				if _, ok := m.Peek(k); !ok {
+					t.Errorf("%s gone", k)
+				}
+			}
+			for _, k := range tt.gone {
+				if _, ok := m.Peek(k); ok {
+					t.Errorf("%s still held", k)
+				}
+			}
+			if m.Len() > tt.max || m.Evicted() != tt.evicted {
+				t.Errorf("len %d evicted %d, want at most %d and %d", m.Len(), m.Evicted(), tt.max, tt.evicted)
+			}
+			if k, _, ok := m.Oldest(); !ok || k != tt.oldest {
+				t.Errorf("oldest %q, want %q", k, tt.oldest)
+			}
+			m.Delete(tt.oldest)
+			if _, ok := m.Peek(tt.oldest); ok {
+				t.Error("deleted entry still held")
+			}
+		})
+	}
+}
