@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/dhtkit/dhtkit/kademlia"
@@ -27,6 +28,11 @@ type PutOptions struct {
 	Source string
 	// Progress, when set, is told the bytes stored so far of a large value.
 	Progress func(done int64)
+	// ID picks which of the key's values the put adds or replaces
+	// (values.go); store.DefaultValue, the zero id, is the key's single
+	// value of single-value use. A signed value's signature covers its id
+	// (the signer signs store.ValueKey(key, ID)).
+	ID store.ValueID
 }
 
 // Value is what Get returns.
@@ -45,6 +51,8 @@ type Value struct {
 	// Data is the value and Envelope signs its manifest (OpenChunked).
 	Signer   ed25519.PublicKey
 	Envelope []byte
+	// ID is which of the key's values this is (values.go).
+	ID store.ValueID
 }
 
 // An EnvelopeWriter is told, before the first byte of a large signed
@@ -72,6 +80,7 @@ const parallelChunks = 16
 // write or delete not signed by the same owner with a newer version. A
 // larger signed value goes through PutSigned.
 func (n *Node) Put(ctx context.Context, key string, value []byte, opt PutOptions) (store.Version, error) {
+	key = valueKey(key, &opt)
 	if err := n.checkPut(key, opt); err != nil {
 		return store.Version{}, err
 	}
@@ -138,6 +147,7 @@ func (n *Node) putRecord(ctx context.Context, key string, rec []byte, opt PutOpt
 // A put that fails or is interrupted leaves chunks behind for at most
 // ChunkGrace plus one collector interval.
 func (n *Node) PutReader(ctx context.Context, key string, r io.Reader, opt PutOptions) (store.Version, error) {
+	key = valueKey(key, &opt)
 	return n.putReader(ctx, key, r, nil, opt)
 }
 
@@ -147,11 +157,16 @@ func (n *Node) PutReader(ctx context.Context, key string, r io.Reader, opt PutOp
 // (A value that fits one record with its signature is signed whole by
 // SignValue instead, and stored with Put.)
 func (n *Node) PutSigned(ctx context.Context, key string, r io.Reader, env []byte, opt PutOptions) (store.Version, error) {
+	key = valueKey(key, &opt)
 	if env == nil {
 		return store.Version{}, fmt.Errorf("dhtkit: put %q: no signature", shortKey(key))
 	}
 	return n.putReader(ctx, key, r, env, opt)
 }
+
+// readers recycles putReader's buffers: each holds a chunk, and a small
+// put through the HTTP API allocated one per request.
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, chunkSize+1) }}
 
 // putReader is PutReader, and with env PutSigned.
 func (n *Node) putReader(ctx context.Context, key string, r io.Reader, env []byte, opt PutOptions) (store.Version, error) {
@@ -165,7 +180,8 @@ func (n *Node) putReader(ctx context.Context, key string, r io.Reader, env []byt
 			return store.Version{}, fmt.Errorf("dhtkit: put %q: %w (want the signature of a chunked value, from SignValue)", shortKey(key), ErrBadSignature)
 		}
 	}
-	br := bufio.NewReaderSize(r, chunkSize+1)
+	br := readers.Get().(*bufio.Reader)
+	br.Reset(r)
 	head, err := br.Peek(chunkSize + 1)
 	if err != nil && err != io.EOF {
 		if err == bufio.ErrBufferFull {
@@ -178,7 +194,12 @@ func (n *Node) putReader(ctx context.Context, key string, r io.Reader, env []byt
 	case env != nil:
 		// Chunked whatever its size, as SignValue laid it out.
 	case len(head) <= chunkSize:
-		return n.Put(ctx, key, head, opt)
+		v, err := n.Put(ctx, key, head, opt)
+		// Put copied the value. A larger value's chunking may leave work
+		// behind that reads br, so only this path gives it back.
+		br.Reset(nil)
+		readers.Put(br)
+		return v, err
 	case owner.Is(head):
 		return store.Version{}, fmt.Errorf("dhtkit: put %q: %w", shortKey(key), ErrSignedTooLarge)
 	}
@@ -449,7 +470,12 @@ func (n *Node) Stat(ctx context.Context, key string) (Value, error) {
 	if err != nil {
 		return Value{}, err
 	}
-	v := Value{Version: res.Version, Expires: res.Record.Expires, Partial: res.Partial}
+	return statValue(key, Value{Version: res.Version, Expires: res.Record.Expires, Partial: res.Partial}, kind, data)
+}
+
+// statValue fills in v, without its data, from key's record, which holds
+// kind and data.
+func statValue(key string, v Value, kind byte, data []byte) (Value, error) {
 	if kind == kindSigned {
 		e, err := owner.Open(key, data)
 		if err != nil {
@@ -781,6 +807,9 @@ func (n *Node) Watch(ctx context.Context, key string) (<-chan Value, error) {
 				if !ok {
 					return
 				}
+				if ev.Record.Key != key {
+					continue // another value of the key (WatchValues reports those)
+				}
 				if ev.Record.Deleted || signedDelete(ev.Record.Value) {
 					if last.IsZero() {
 						continue
@@ -900,6 +929,9 @@ func (n *Node) Leave(ctx context.Context) error {
 // shortKey is key as error messages quote it: whole when short, cut
 // otherwise, so that a 2000-byte key does not flood a terminal.
 func shortKey(key string) string {
+	if k, id := store.SplitKey(key); id != store.DefaultValue {
+		return shortKey(k) + " value " + id.String()
+	}
 	const limit = 64
 	if len(key) <= limit {
 		return key

@@ -40,7 +40,7 @@ func (e *Engine) startKV(now time.Time, s *opState, key string) {
 		e.finish(now, s, kademlia.ErrNoKey)
 		return
 	}
-	if len(key) > store.DefaultMaxKeySize {
+	if len(store.BaseKey(key)) > store.DefaultMaxKeySize {
 		e.finish(now, s, fmt.Errorf("%w: the key is %d bytes, at most %d", store.ErrTooLarge, len(key), store.DefaultMaxKeySize))
 		return
 	}
@@ -48,15 +48,16 @@ func (e *Engine) startKV(now time.Time, s *opState, key string) {
 		e.finish(now, s, fmt.Errorf("%w: %d bytes, at most %d", kademlia.ErrTooLarge, len(put.Value), kademlia.MaxRecordValue))
 		return
 	}
-	e.startLookup(now, s, id.FromString(key), nil)
+	e.startLookup(now, s, store.KeyTarget(key), nil)
 }
 
 // kvOp is a KVPut or KVGet past its lookup: the replication layer's
 // quorum count (replica.Op) and what Chord sends.
 type kvOp struct {
-	s   *opState
-	rec store.Record // KVPut: the record written
-	q   replica.Op
+	s    *opState
+	rec  store.Record // KVPut: the record written
+	q    replica.Op
+	vals *replica.Values // KVGet with All: every value's answers
 }
 
 // kvReplicas takes the key's replica set (replicaSet) and writes to or
@@ -88,8 +89,11 @@ func (e *Engine) kvReplicas(now time.Time, s *opState, nodes []krpc.NodeInfo) {
 		op.q.Key, op.q.AllowPartial = o.Key, o.Partial
 	}
 	var down []bool
-	op.q.Members, down = e.replicaSet(now, id.FromString(op.q.Key), nodes)
+	op.q.Members, down = e.replicaSet(now, store.KeyTarget(op.q.Key), nodes)
 	s.kv = op
+	if g, ok := s.op.(kademlia.KVGet); ok && g.All {
+		op.vals = replica.NewValues(len(op.q.Members))
+	}
 	// Too few of the replica set reachable to reach the quorum: a put is
 	// refused before anything is written, rather than leave a write the
 	// majority never sees; a get will be short of its read quorum.
@@ -115,7 +119,11 @@ func (e *Engine) kvReplicas(now time.Time, s *opState, nodes []krpc.NodeInfo) {
 		} else {
 			q := e.newQuery(mFetch)
 			q.A.Has |= krpc.HasX
-			e.xbuf = encodeX(e.xbuf[:0], map[string]any{"k": op.q.Key})
+			if op.vals != nil {
+				e.xbuf = replica.AppendValuesQuery(e.xbuf[:0], op.q.Key)
+			} else {
+				e.xbuf = encodeX(e.xbuf[:0], map[string]any{"k": op.q.Key})
+			}
 			q.A.X = e.xbuf
 		}
 		if !e.sendQuery(now, m, r.Node.Addr, r.Node.ID, s.id, forOp) {
@@ -180,6 +188,14 @@ func (e *Engine) kvLocal(now time.Time, op *kvOp, i int) {
 		})
 		return
 	}
+	if op.vals != nil {
+		if best, err := op.vals.Local(i, st, op.q.Key, now); err != nil {
+			op.q.Fail(i, err)
+		} else {
+			op.q.Answer(i, best)
+		}
+		return
+	}
 	rec, ok, err := st.Get(op.q.Key)
 	if err != nil {
 		op.q.Fail(i, err)
@@ -217,6 +233,20 @@ func (op *kvOp) response(now time.Time, e *Engine, p *pending, sender id.ID, m *
 		op.check(now, e)
 		return
 	}
+	if op.vals != nil {
+		recs, ents, err := replica.ParseValues(m.R.X, op.q.Key)
+		if err != nil {
+			e.stats.Malformed++
+			op.q.Fail(i, err)
+		} else {
+			recs = slices.DeleteFunc(recs, func(r store.Record) bool {
+				return expired(&r, now) || e.clock.Observe(now, r.Version) != nil
+			})
+			op.q.Answer(i, op.vals.Answer(i, recs, ents))
+		}
+		op.check(now, e)
+		return
+	}
 	recs, err := replica.ParseRecords(m.R.X)
 	if err != nil {
 		e.stats.Malformed++
@@ -248,8 +278,26 @@ func (op *kvOp) check(now time.Time, e *Engine) {
 	if !ok {
 		return
 	}
+	var m replica.Merged
+	if op.vals != nil {
+		m = op.vals.Merge()
+		op.s.result.Records, op.s.result.Fetch = m.Records, m.Fetch
+	}
 	e.finish(now, op.s, kademlia.Outcome(&op.s.result, out, e.quorum(), op.q.Need))
-	if !op.q.Put {
+	switch {
+	case op.vals != nil:
+		for i, recs := range m.Repairs {
+			if r := op.q.Members[i]; r.Self {
+				for _, rec := range recs {
+					if applied, _ := e.kvStore().Put(rec); applied {
+						e.stored()
+					}
+				}
+			} else {
+				e.pushRecords(now, r.Node, recs, 0)
+			}
+		}
+	case !op.q.Put:
 		op.repair(now, e)
 	}
 }
@@ -322,11 +370,8 @@ func (e *Engine) startHandover(now time.Time, s *opState) {
 	if succ, ok := r.successor(); ok {
 		h.first = succ.ID
 	}
-	for i, succ := range r.succs {
-		if i == e.cfg.Replicas {
-			break
-		}
-		h.batches += e.pushRecords(now, succ, recs, s.id)
+	for _, to := range e.handoverTo(now) {
+		h.batches += e.pushRecords(now, to, recs, s.id)
 	}
 	// Goodbye to both neighbours, so that the ring closes over our place
 	// now instead of at their next failed stabilize.
@@ -345,6 +390,23 @@ func (e *Engine) startHandover(now time.Time, s *opState) {
 	if h.batches == 0 {
 		e.finish(now, s, nil)
 	}
+}
+
+// handoverTo returns the nodes a leaving node hands its records to: its
+// first Replicas successors, which take over its range, and the lost
+// neighbours (within Config.DownFor) that lie among the first Replicas
+// nodes after it by the quorum rule's count (replicaSet): a neighbour
+// that missed a few queries is likely alive and a replica.
+func (e *Engine) handoverTo(now time.Time) []krpc.NodeInfo {
+	r := &e.ring
+	out := slices.Clone(r.succs[:min(e.cfg.Replicas, len(r.succs))])
+	ms, _ := e.replicaSet(now, id.AddPow2(e.self, 0), r.succs)
+	for _, m := range ms {
+		if !m.Self && !slices.ContainsFunc(out, func(n krpc.NodeInfo) bool { return n.ID == m.Node.ID }) {
+			out = append(out, m.Node)
+		}
+	}
+	return out
 }
 
 func (h *handover) done(now time.Time, e *Engine, s *opState, p *pending, m *krpc.Msg) {

@@ -1,6 +1,7 @@
 package chord
 
 import (
+	"net/netip"
 	"slices"
 	"time"
 
@@ -127,12 +128,23 @@ func (e *Engine) heard(now time.Time, n krpc.NodeInfo) {
 	}
 }
 
-// queriedBy is told of every query: a lost node that queries us is
-// probed at once, since it can reach us again; only its answer brings it
-// back, as only an answer shows we can reach it.
-func (e *Engine) queriedBy(now time.Time, x id.ID) {
+// queriedBy is told of every query: a lost node that queries us from
+// the address we knew is back at once, as if it had answered (SWIM's
+// refutation: any message from it proves it alive), however long its
+// probe back-off had grown; a restarted node used to wait out up to
+// ProbeMax and a quarter. One that queries from another address is
+// probed at once at the old one.
+func (e *Engine) queriedBy(now time.Time, x id.ID, from netip.AddrPort) {
 	r := &e.ring
-	if i := r.findLost(x); i >= 0 && !r.lost[i].inflight {
+	i := r.findLost(x)
+	if i < 0 {
+		return
+	}
+	if r.lost[i].info.Addr == from {
+		e.heard(now, r.lost[i].info)
+		return
+	}
+	if !r.lost[i].inflight {
 		r.lost[i].next = now
 	}
 }

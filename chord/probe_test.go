@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/dhtkit/dhtkit/kademlia"
+	"github.com/dhtkit/dhtkit/krpc"
 )
 
 // TestPartitionRemerges splits a ring in two groups until each has closed
@@ -96,5 +97,94 @@ func TestLeaverIsNotProbed(t *testing.T) {
 	}
 	if e := n.ringErrors(); e != 0 {
 		t.Errorf("%d nodes have a wrong neighbour after a leave", e)
+	}
+}
+
+// TestQueryRefutesAtOnce: a neighbour lost long enough for its probe
+// back-off to reach ProbeMax (down, then restarted at the same address)
+// is back as soon as a query from it arrives, with no answer of its own
+// (every datagram from a to b is lost here); a query from another
+// address does not bring it back.
+func TestQueryRefutesAtOnce(t *testing.T) {
+	n := newTestNet(t, 22)
+	n.build(4, Config{})
+	if !n.runUntil(5*time.Minute, func() bool { return n.ringErrors() == 0 }) {
+		t.Fatalf("setup: %d nodes have a wrong neighbour", n.ringErrors())
+	}
+	a, b := n.order[0], n.order[1]
+	info := krpc.NodeInfo{ID: b.e.ID(), Addr: b.addr}
+	a.e.ring.failed(n.now, b.e.ID(), a.e)
+	for range 8 {
+		a.e.probeFailed(n.now, b.e.ID())
+	}
+	if a.e.ring.findLost(info.ID) < 0 {
+		t.Fatal("setup: b is not lost")
+	}
+	a.e.queriedBy(n.now, info.ID, netip.MustParseAddrPort("127.9.9.9:1"))
+	if a.e.ring.findLost(info.ID) < 0 {
+		t.Fatal("a query from another address brought b back")
+	}
+	n.drop = func(from, to netip.AddrPort, _ []byte) bool { return from == a.addr && to == b.addr }
+	queries := a.e.Stats().QueriesIn[mPing]
+	b.e.Start(n.now, kademlia.Ping{Addr: a.addr})
+	n.flush(b)
+	// Checked the moment a has the query: a's own queries to b are lost
+	// here, so b may be lost again later.
+	if !n.runUntil(time.Second, func() bool { return a.e.Stats().QueriesIn[mPing] > queries }) {
+		t.Fatal("b's ping never reached a")
+	}
+	if a.e.ring.findLost(info.ID) >= 0 {
+		t.Fatal("b queried a from its own address and is still lost")
+	}
+	if _, ok := a.e.ring.known(info.ID); !ok {
+		t.Fatal("b is back but in none of a's fingers or successors")
+	}
+}
+
+// TestHandoverReachesLostSuccessor: a leaving node hands its records to
+// its first successor even when it holds it lost (it missed queries in a
+// load spike and is alive), not only to the successors it still lists.
+func TestHandoverReachesLostSuccessor(t *testing.T) {
+	n := newTestNet(t, 23)
+	n.build(5, Config{})
+	if !n.runUntil(5*time.Minute, func() bool { return n.ringErrors() == 0 }) {
+		t.Fatalf("setup: %d nodes have a wrong neighbour", n.ringErrors())
+	}
+	a := n.order[0]
+	succ, _ := a.e.ring.successor()
+	var b *testNode
+	for _, tn := range n.order {
+		if tn.e.ID() == succ.ID {
+			b = tn
+		}
+	}
+	var mine []string
+	for i := range 20 {
+		k := "lost-succ-" + string(rune('a'+i))
+		w := n.do(a, kademlia.KVPut{Key: k, Value: []byte(k)})
+		if w.Err != nil {
+			t.Fatal(w.Err)
+		}
+		if _, ok, _ := a.e.Store().Get(k); ok {
+			mine = append(mine, k)
+			if err := b.e.Store().Remove(k, w.Version); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if len(mine) == 0 {
+		t.Skip("a holds no key with this seed")
+	}
+	a.e.ring.failed(n.now, b.e.ID(), a.e)
+	if a.e.ring.findLost(b.e.ID()) < 0 {
+		t.Fatal("setup: b is not lost")
+	}
+	if h := n.do(a, kademlia.Handover{}); h.Err != nil {
+		t.Fatal(h.Err)
+	}
+	for _, k := range mine {
+		if _, ok, _ := b.e.Store().Get(k); !ok {
+			t.Errorf("%s: the lost successor did not get it at the hand-over", k)
+		}
 	}
 }

@@ -33,7 +33,7 @@ func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
 		return // our own query reflected back, or an id thief
 	}
 	sender := krpc.NodeInfo{ID: q.A.ID, Addr: from}
-	e.queriedBy(now, q.A.ID)
+	e.queriedBy(now, q.A.ID, from)
 	r := e.newResponse(q.T)
 	switch m {
 	case mPing:
@@ -214,11 +214,7 @@ func (e *Engine) handleStore(now time.Time, from netip.AddrPort, q *krpc.Msg) bo
 	// meanwhile: it acknowledges only what is durable.
 	tid, n := bytes.Clone(q.T), len(recs)
 	e.commits.Queue(now, valid, func(now time.Time, errs []error) {
-		ok := make([]bool, n)
-		for j, err := range errs {
-			ok[idx[j]] = err == nil // applied, or refused for an equal or newer version
-		}
-		e.xbuf = replica.AppendAcks(e.xbuf[:0], ok)
+		e.xbuf = replica.AppendAcks(e.xbuf[:0], n, idx, errs)
 		r := e.newResponse(tid)
 		r.R.Has |= krpc.HasX
 		r.R.X = e.xbuf
@@ -228,16 +224,17 @@ func (e *Engine) handleStore(now time.Time, from netip.AddrPort, q *krpc.Msg) bo
 }
 
 // handleFetch answers dk_fetch with the records asked for, by key ("k"),
-// keys ("ks") or target ("h"), as many as fit one datagram
-// (replica.Fetch, as Kademlia's). It leaves the reply in e.out.
+// keys ("ks") or target ("h"), or every value of a key, as many as fit one
+// datagram (replica.ServeFetch, as Kademlia's). It leaves the reply in
+// e.out.
 func (e *Engine) handleFetch(now time.Time, from netip.AddrPort, q *krpc.Msg) bool {
-	recs, err := replica.Fetch(now, e.kvStore(), q.A.X, maxPayload)
+	x, err := replica.ServeFetch(now, e.kvStore(), e.xbuf[:0], q.A.X, maxPayload)
 	if err != nil {
 		e.stats.Malformed++
 		e.replyError(now, from, q.T, krpc.CodeProtocol, "dk_fetch: "+err.Error())
 		return false
 	}
-	e.xbuf = replica.AppendRecords(e.xbuf[:0], recs)
+	e.xbuf = x
 	r := e.newResponse(q.T)
 	r.R.Has |= krpc.HasX
 	r.R.X = e.xbuf

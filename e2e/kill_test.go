@@ -3,7 +3,6 @@ package e2e
 import (
 	"crypto/sha256"
 	"fmt"
-	"github.com/dhtkit/dhtkit/routing"
 	"os"
 	"path/filepath"
 	"slices"
@@ -132,11 +131,12 @@ func TestKill(t *testing.T) {
 	step("every key and file read back through the restarted %s", victims[0].name)
 
 	// A new node joins and receives the keys it is now a replica of. First
-	// every node must call the restarted ones good again: a contact that
-	// failed many queries while it was down is probed at most
-	// routing.ProbeMax (+ a quarter of jitter) apart, so the wait allows
-	// twice that on a busy machine.
-	c.waitMesh(2*routing.ProbeMax + 15*time.Second)
+	// every node must call the restarted ones good again: a query from a
+	// restarted node refutes at once (routing: a bad contact's query
+	// clears its failures), and it queries its contacts as it rejoins, so
+	// this no longer waits out a probe back-off of up to routing.ProbeMax
+	// and a quarter; the deadline is for a busy machine.
+	c.waitMesh(30 * time.Second)
 	newcomer := c.add("", seed)
 	all := c.holdings().newest
 	var share []string

@@ -29,19 +29,39 @@ func (s *server) kvRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("DELETE /v1/keys/{key}", s.deleteKey)
 	mux.HandleFunc("GET /v1/keys/{key}/where", s.where)
 	mux.HandleFunc("GET /v1/watch/{key}", s.watch)
+	s.valuesRoutes(mux)
 	mux.HandleFunc("GET /v1/local", s.local)
 	mux.HandleFunc("POST /ui/put", s.ui.put)
 	mux.HandleFunc("GET /ui/get", s.ui.get)
 	mux.HandleFunc("POST /ui/delete", s.ui.del)
 }
 
-// pathKey returns the {key} of r: the mux has unescaped it.
+// pathKey returns the {key} of r (the mux has unescaped it) as the
+// record key of the value ?id= names (store.ValueKey): the key itself
+// without ?id=, for its default value.
 func pathKey(r *http.Request) (string, error) {
 	k := r.PathValue("key")
 	if k == "" {
 		return "", errors.New("empty key")
 	}
+	if h := r.URL.Query().Get("id"); h != "" {
+		v, err := store.ParseValueID(h)
+		if err != nil {
+			return "", fmt.Errorf("id=%q: want a value id of 1 to 16 hexadecimal digits", h)
+		}
+		k = store.ValueKey(k, v)
+	}
 	return k, nil
+}
+
+// splitKey is what JSON answers show of a record key: the key, and the
+// value id unless it is the default.
+func splitKey(rk string) (string, string) {
+	k, v := store.SplitKey(rk)
+	if v == store.DefaultValue {
+		return k, ""
+	}
+	return k, v.String()
 }
 
 // etag quotes a version as an HTTP entity tag.
@@ -237,6 +257,7 @@ type putJSON struct {
 	Key     string        `json:"key"`
 	Version store.Version `json:"version"`
 	Expires *time.Time    `json:"expires,omitempty"`
+	ID      string        `json:"id,omitempty"` // the value's id (?id=), absent for the default value
 }
 
 // parseTTL reads ?ttl=: a Go duration ("1h", "90m"); empty means the
@@ -300,7 +321,8 @@ func (s *server) putKey(w http.ResponseWriter, r *http.Request) {
 		expires = start.Add(ttl).UTC().Truncate(time.Second)
 	}
 	w.Header().Set("ETag", etag(v))
-	out := putJSON{Key: key, Version: v}
+	out := putJSON{Version: v}
+	out.Key, out.ID = splitKey(key)
 	if !expires.IsZero() {
 		out.Expires = &expires
 	}
@@ -347,6 +369,9 @@ func (s *server) remove(r *http.Request, key string, tombstone []byte) error {
 type deleteJSON struct {
 	Key     string `json:"key"`
 	Deleted bool   `json:"deleted"`
+	ID      string `json:"id,omitempty"` // the value deleted (?id=)
+	// Values is how many values DELETE /v1/values/{key} deleted.
+	Values *int `json:"values,omitempty"`
 }
 
 func (s *server) deleteKey(w http.ResponseWriter, r *http.Request) {
@@ -365,13 +390,16 @@ func (s *server) deleteKey(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, 0, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, deleteJSON{Key: key, Deleted: true})
+	out := deleteJSON{Deleted: true}
+	out.Key, out.ID = splitKey(key)
+	writeJSON(w, http.StatusOK, out)
 }
 
 type whereJSON struct {
 	Key    string       `json:"key"`
 	Target string       `json:"target"`
 	Nodes  []holderJSON `json:"nodes"`
+	ID     string       `json:"id,omitempty"` // the value asked about (?id=)
 }
 
 func (s *server) holders(r *http.Request, key string) (whereJSON, error) {
@@ -380,7 +408,8 @@ func (s *server) holders(r *http.Request, key string) (whereJSON, error) {
 	start := time.Now()
 	hs, err := s.n.Where(ctx, key)
 	s.metrics.observeOp("kv_where", time.Since(start), err)
-	out := whereJSON{Key: key, Target: id.FromString(key).String(), Nodes: make([]holderJSON, 0, len(hs))}
+	out := whereJSON{Target: store.KeyTarget(key).String(), Nodes: make([]holderJSON, 0, len(hs))}
+	out.Key, out.ID = splitKey(key)
 	if err != nil {
 		return out, err
 	}
@@ -435,6 +464,32 @@ type valueJSON struct {
 	// its payload, checked by this node (Value is the whole envelope,
 	// for a reader to check itself).
 	Signer string `json:"signer,omitempty"`
+	// ID is the value's id among the key's values (16 hex digits; all
+	// zeros for the default value).
+	ID string `json:"id"`
+	// Reason says what happened, in a watch event: "added", "changed",
+	// "deleted" or "expired" (Deleted is set for the last two: the value
+	// is gone; Version is the delete's, or the expired value's).
+	Reason string `json:"reason,omitempty"`
+	// Truncated, in GET /v1/values/{key}: the value did not fit the
+	// answer (Value is empty); read it with GET /v1/keys/{key}?id=ID.
+	Truncated bool `json:"truncated,omitempty"`
+}
+
+// newValueJSON is what the API shows of value v of key.
+func newValueJSON(key string, v dhtkit.Value) valueJSON {
+	ev := valueJSON{Key: key, Version: v.Version, Size: len(v.Data), Value: v.Data, Partial: v.Partial, ID: v.ID.String()}
+	shown, signer := readable(store.ValueKey(key, v.ID), v)
+	if utf8.Valid(shown) {
+		t := string(shown)
+		ev.Text = &t
+	}
+	ev.Signer = signer
+	if !v.Expires.IsZero() {
+		e := v.Expires.UTC()
+		ev.Expires = &e
+	}
+	return ev
 }
 
 // readable is what a person is shown of v: the payload of a signed value
@@ -458,15 +513,21 @@ func readable(key string, v dhtkit.Value) ([]byte, string) {
 }
 
 // watch streams GET /v1/watch/{key} as Server-Sent Events: one "value"
-// event per new or changed value, the event id its version, and a comment
+// event per value of the key added, changed, deleted or expired (with
+// ?id=, of that value only), the event id its version, and a comment
 // every 15s so that proxies keep the stream open.
 func (s *server) watch(w http.ResponseWriter, r *http.Request) {
-	key, err := pathKey(r)
+	rk, err := pathKey(r)
 	if err != nil {
 		s.fail(w, r, http.StatusBadRequest, err)
 		return
 	}
-	ch, err := s.n.Watch(r.Context(), key)
+	key, only := store.SplitKey(rk)
+	if r.URL.Query().Get("id") == "" {
+		key, only = rk, store.DefaultValue
+	}
+	filter := r.URL.Query().Get("id") != ""
+	ch, err := s.n.WatchValues(r.Context(), key)
 	if err != nil {
 		s.fail(w, r, 0, fmt.Errorf("watch %q: %w", key, err))
 		return
@@ -482,24 +543,19 @@ func (s *server) watch(w http.ResponseWriter, r *http.Request) {
 			if sse.comment("keepalive") != nil {
 				return
 			}
-		case v, ok := <-ch:
+		case c, ok := <-ch:
 			if !ok {
 				return
 			}
-			ev := valueJSON{Key: key, Version: v.Version, Size: len(v.Data), Value: v.Data, Partial: v.Partial}
-			// A delete arrives as a value without a version.
-			ev.Deleted = v.Version.IsZero()
-			shown, signer := readable(key, v)
-			if !ev.Deleted && utf8.Valid(shown) {
-				t := string(shown)
-				ev.Text = &t
+			if filter && c.Value.ID != only {
+				continue
 			}
-			ev.Signer = signer
-			if !v.Expires.IsZero() {
-				e := v.Expires.UTC()
-				ev.Expires = &e
+			ev := newValueJSON(key, c.Value)
+			ev.Reason = string(c.Reason)
+			if c.Reason == dhtkit.Deleted || c.Reason == dhtkit.Expired {
+				ev.Deleted, ev.Text, ev.Value, ev.Size = true, nil, nil, 0
 			}
-			if sse.event("value", v.Version.String(), ev) != nil {
+			if sse.event("value", c.Value.Version.String(), ev) != nil {
 				return
 			}
 		}

@@ -181,7 +181,11 @@ func TestWatch(t *testing.T) {
 	if e := events[0]; e.Key != key || string(e.Value) != "one" || e.Text == nil || *e.Text != "one" || e.Deleted {
 		t.Errorf("first event %+v", e)
 	}
-	if e := events[1]; !e.Deleted || !e.Version.IsZero() {
+	if e := events[0]; e.Reason != "added" || e.ID != "0000000000000000" {
+		t.Errorf("first event: reason %q id %q, want added of the default value", e.Reason, e.ID)
+	}
+	// A delete carries the delete's version, newer than the value's.
+	if e := events[1]; !e.Deleted || e.Reason != "deleted" || !e.Version.Newer(events[0].Version) {
 		t.Errorf("second event %+v, want a newer delete", e)
 	}
 }

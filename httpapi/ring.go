@@ -1,10 +1,14 @@
 package httpapi
 
 import (
+	"encoding/binary"
 	"errors"
+	"fmt"
+	"math"
 	"net/http"
 
 	"github.com/dhtkit/dhtkit/chord"
+	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/kademlia"
 	"github.com/dhtkit/dhtkit/krpc"
 )
@@ -109,4 +113,91 @@ func (s *server) load(w http.ResponseWriter, r *http.Request) {
 		out.Nodes = append(out.Nodes, nj)
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// chordView is a Chord node's ring drawn as SVG, in Chord's words: the
+// node n, its predecessor, its successor list s1..sr and its fingers,
+// finger[i] = successor(n + 2^i), each a chord from n across the circle
+// to its node, with the finger's start marked on the rim. It is built
+// from the same chord.Ring as /v1/ring, so the page and the API agree.
+type chordView struct {
+	Size, C, R  float64
+	Self        chordPoint
+	Predecessor *chordPoint
+	Successors  []chordPoint
+	Fingers     []chordFinger
+	Ticks       []ringTick
+}
+
+type chordPoint struct {
+	X, Y   float64
+	FX, FY float64 // successors and predecessor: the point the arrow comes from (n, s1, …; p leads to n)
+	LX, LY float64 // where its label goes, outside the rim
+	Label  string  // the tooltip: role, id, address
+	Text   string  // the short label drawn beside it: "p", "s1", "f5"
+	URL    string
+	N      int // successor rank (1 = the successor) or finger row
+}
+
+type chordFinger struct {
+	chordPoint
+	Path             string  // the chord from n to the finger's node, bent toward the centre
+	SX, SY, SX2, SY2 float64 // the mark of its start, n + 2^i, on the rim
+}
+
+// at places an id on a circle of radius r round the view's centre: 0 at
+// the top, ids clockwise, by their first 32 bits.
+func (v *chordView) at(x id.ID, r float64) (float64, float64) {
+	a := float64(binary.BigEndian.Uint32(x[:4])) / (1 << 32) * 2 * math.Pi
+	return round1(v.C + r*math.Sin(a)), round1(v.C - r*math.Cos(a))
+}
+
+func (v *chordView) point(s *server, n krpc.NodeInfo, role, text string, rank int) chordPoint {
+	p := chordPoint{Label: role + " " + n.ID.String() + " " + n.Addr.String(), Text: text, N: rank, URL: s.opt.PeerURL(n.Addr)}
+	p.X, p.Y = v.at(n.ID, v.R)
+	p.LX, p.LY = v.at(n.ID, v.R+16)
+	p.LY += 4 // the text's baseline, so that it centres on the point
+	return p
+}
+
+func (s *server) chordRing(r chord.Ring) *chordView {
+	v := &chordView{Size: 380, C: 190, R: 150}
+	v.Self.X, v.Self.Y = v.at(r.Self, v.R)
+	v.Self.Label, v.Self.Text = "this node n "+r.Self.String(), "n"
+	v.Self.LX, v.Self.LY = v.at(r.Self, v.R+16)
+	v.Self.LY += 4
+	if r.HasPredecessor {
+		p := v.point(s, r.Predecessor, "predecessor", "p", 0)
+		p.FX, p.FY = p.X, p.Y
+		v.Predecessor = &p
+	}
+	fx, fy := v.Self.X, v.Self.Y
+	for i, n := range r.Successors {
+		p := v.point(s, n, fmt.Sprintf("successor %d of %d", i+1, len(r.Successors)), fmt.Sprint("s", i+1), i+1)
+		p.FX, p.FY = fx, fy
+		fx, fy = p.X, p.Y
+		v.Successors = append(v.Successors, p)
+	}
+	for _, f := range r.Fingers {
+		cf := chordFinger{chordPoint: v.point(s, f.Node, fmt.Sprintf("finger[%d] = successor(n + 2^%d)", f.Index, f.Index), fmt.Sprint("f", f.Index), f.Index)}
+		// A quadratic curve through a point pulled toward the centre: the
+		// chords of near fingers stay visible beside the rim.
+		mx, my := (v.Self.X+cf.X)/2, (v.Self.Y+cf.Y)/2
+		qx, qy := round1(v.C+(mx-v.C)*0.5), round1(v.C+(my-v.C)*0.5)
+		cf.Path = fmt.Sprintf("M%.1f %.1fQ%.1f %.1f %.1f %.1f", v.Self.X, v.Self.Y, qx, qy, cf.X, cf.Y)
+		cf.SX, cf.SY = v.at(f.Start, v.R-7)
+		cf.SX2, cf.SY2 = v.at(f.Start, v.R+7)
+		v.Fingers = append(v.Fingers, cf)
+	}
+	for q := range 4 {
+		a := float64(q) * math.Pi / 2
+		sin, cos := math.Sin(a), math.Cos(a)
+		v.Ticks = append(v.Ticks, ringTick{
+			X1: round1(v.C + (v.R-4)*sin), Y1: round1(v.C - (v.R-4)*cos),
+			X2: round1(v.C + (v.R+4)*sin), Y2: round1(v.C - (v.R+4)*cos),
+			TX: round1(v.C + (v.R-20)*sin), TY: round1(v.C - (v.R-20)*cos + 4),
+			Label: []string{"00", "40", "80", "c0"}[q],
+		})
+	}
+	return v
 }

@@ -39,11 +39,22 @@ func TestChordRingAPI(t *testing.T) {
 	}
 
 	resp, body = call(t, "GET", servers[0].URL+"/", nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("page: %d", resp.StatusCode)
+	}
 	page := string(body)
-	for _, w := range []string{"successor list", "predecessor", "fingers", "successors and fingers"} {
+	for _, w := range []string{"successor list", "predecessor", "fingers", `id="chord-ring"`, "finger[i] = successor(n + 2<sup>i</sup>)"} {
 		if !strings.Contains(page, w) {
 			t.Errorf("the Chord page lacks %q", w)
 		}
+	}
+	// The drawing has a chord for every finger row of /v1/ring and a point
+	// for every successor.
+	if got := strings.Count(page, `<path class="finger"`); got != len(rg.Fingers) {
+		t.Errorf("the ring draws %d finger chords, /v1/ring has %d fingers", got, len(rg.Fingers))
+	}
+	if got := strings.Count(page, `<circle class="successor"`); got != len(rg.Successors) {
+		t.Errorf("the ring draws %d successors, /v1/ring has %d", got, len(rg.Successors))
 	}
 	for _, w := range []string{"XOR distance", "prefix 0 bits", "buckets"} {
 		if strings.Contains(page, w) {

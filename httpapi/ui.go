@@ -287,6 +287,8 @@ type ringView struct {
 	Ticks  []ringTick
 	Others int  // contacts not drawn
 	Chord  bool // the lines are successors and fingers
+	// ChordRing is a Chord node's ring in Chord's words (chordring.html).
+	ChordRing *chordView
 }
 
 type ringPoint struct {
@@ -326,6 +328,7 @@ func (s *server) ring(buckets []routing.Bucket, recs []store.Record) ringView {
 	near := func(i int, _ id.ID) bool { return i < 8 }
 	if rg, ok := s.n.Ring(); ok {
 		v.Chord = true
+		v.ChordRing = s.chordRing(rg)
 		out := make(map[id.ID]bool)
 		for _, n := range rg.Successors {
 			out[n.ID] = true

@@ -32,7 +32,13 @@ type FindNode struct {
 
 // GetPeers is an iterative get_peers lookup: the peers stored for InfoHash
 // and the K closest nodes (with their tokens, kept for a later announce).
-type GetPeers struct{ InfoHash id.ID }
+// With Scrape, every node is asked for BEP 33 filters and Result.Scrape
+// estimates the swarm; with NoSeed, for peers that do not seed first.
+type GetPeers struct {
+	InfoHash id.ID
+	Scrape   bool
+	NoSeed   bool
+}
 
 // Announce runs a get_peers lookup and then announce_peer on the K closest
 // nodes that returned a token.
@@ -40,6 +46,7 @@ type Announce struct {
 	InfoHash    id.ID
 	Port        int
 	ImpliedPort bool // ask peers to use the UDP source port instead (BEP 5 implied_port)
+	Seed        bool // the peer has the whole torrent (BEP 33 seed=1)
 }
 
 // SampleInfohashes sends one BEP 51 sample_infohashes query to Addr.
@@ -98,6 +105,8 @@ type Result struct {
 	Record   *store.Record    // KVGet: the newest version found
 	Version  store.Version    // KVPut: the version written; KVGet: the newest seen
 	Holders  []Holder         // KVGet: what each replica answered
+	Records  []store.Record   // KVGet with All: each value's newest record, newest first
+	Fetch    []string         // KVGet with All: record keys of values to read one by one
 	Acks     int              // KVPut: replicas holding the write; Handover: values handed over
 	Partial  bool             // KVGet: fewer than ReadQuorum replicas answered
 	Samples  []id.ID          // SampleInfohashes
@@ -106,6 +115,7 @@ type Result struct {
 	Num      int              // SampleInfohashes: infohashes the responder holds
 	Interval time.Duration    // SampleInfohashes: how long before asking it again
 	Load     krpc.Load        // Load: what the responder holds
+	Scrape   *Scrape          // GetPeers with Scrape: the swarm's filters, merged
 
 	Stats LookupStats
 	// Trace is a traced FindNode's queries, in the order their answers

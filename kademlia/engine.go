@@ -42,6 +42,10 @@ type Stats struct {
 	BytesOut    uint64
 	// Drops counts what the engine dropped, by reason.
 	Drops [guard.NumDropReasons]uint64
+
+	// OneHops counts the key-value operations started without a lookup,
+	// OneHopFallbacks those of them that a lookup had to finish (onehop.go).
+	OneHops, OneHopFallbacks uint64
 }
 
 // maintenanceInterval is how often the engine looks at its table, its
@@ -87,6 +91,7 @@ type Engine struct {
 	silent   silentSet
 
 	nextMaintenance time.Time
+	onehop          oneHop // key-value operations without a lookup (onehop.go)
 
 	// Scratch space, reused so that answering a query allocates nothing.
 	in       krpc.Msg

@@ -45,10 +45,13 @@ type KVPut struct {
 // Result.Holders what each replica answered. It fails with ErrQuorum
 // when fewer than ReadQuorum of the key's replica set (counted among all
 // the nodes known, as a put's) answered, unless Partial allows the best
-// answer of fewer, marked Result.Partial.
+// answer of fewer, marked Result.Partial. With All it reads every value
+// of Key (store.ValueKey) instead: Result.Records and Result.Fetch
+// (replica.Values).
 type KVGet struct {
 	Key     string
 	Partial bool
+	All     bool
 }
 
 // Handover pushes every stored record to the other nodes that should hold
@@ -137,7 +140,8 @@ type kvOp struct {
 	s    *opState
 	rec  store.Record // KVPut: the record written
 	q    replica.Op
-	sent []sent // by member
+	sent []sent          // by member
+	vals *replica.Values // KVGet with All: every value's answers
 }
 
 // startKV validates a KVPut or KVGet and starts the lookup of its replicas.
@@ -146,7 +150,7 @@ func (e *Engine) startKV(now time.Time, s *opState, key string) {
 		e.finish(now, s, ErrNoKey)
 		return
 	}
-	if len(key) > store.DefaultMaxKeySize {
+	if len(store.BaseKey(key)) > store.DefaultMaxKeySize {
 		// Every replica would refuse it: say so before any round trip.
 		e.finish(now, s, fmt.Errorf("%w: the key is %d bytes, at most %d", store.ErrTooLarge, len(key), store.DefaultMaxKeySize))
 		return
@@ -161,10 +165,13 @@ func (e *Engine) startKV(now time.Time, s *opState, key string) {
 			return
 		}
 	}
-	target := id.FromString(key)
+	target := store.KeyTarget(key)
 	if e.table.Len() == 0 {
 		// Alone: this node is the whole replica set.
 		e.kvReplicas(now, s, nil)
+		return
+	}
+	if e.kvOneHop(now, s, target) {
 		return
 	}
 	e.startLookup(now, s, krpc.MethodGet, target, nil)
@@ -195,8 +202,11 @@ func (e *Engine) kvReplicas(now time.Time, s *opState, l *lookup) {
 	case KVGet:
 		op.q.Key, op.q.AllowPartial = o.Key, o.Partial
 	}
-	op.q.Members, op.sent = e.replicasFound(now, id.FromString(op.q.Key), l, true)
+	op.q.Members, op.sent = e.replicasFound(now, store.KeyTarget(op.q.Key), l, true)
 	s.kv = op
+	if g, ok := s.op.(KVGet); ok && g.All {
+		op.vals = replica.NewValues(len(op.q.Members))
+	}
 	down := make([]bool, len(op.sent))
 	for i := range op.sent {
 		down[i] = op.sent[i].down
@@ -242,6 +252,7 @@ func (op *kvOp) ask(now time.Time, e *Engine, i int) (uint16, bool) {
 			e.xbuf = encodeRecords(e.xbuf[:0], "recs", []store.Record{op.rec})
 		}
 		m.A.X = e.xbuf
+		op.markOneHop(m)
 	} else {
 		m := e.newQuery(krpc.MethodFetch)
 		m.A.Has |= krpc.HasX
@@ -251,8 +262,13 @@ func (op *kvOp) ask(now time.Time, e *Engine, i int) (uint16, bool) {
 			m.A.Has |= krpc.HasToken
 			m.A.Token = sn.token
 		}
-		e.xbuf = encodeX(e.xbuf[:0], map[string]any{"k": op.q.Key})
+		if op.vals != nil {
+			e.xbuf = replica.AppendValuesQuery(e.xbuf[:0], op.q.Key)
+		} else {
+			e.xbuf = encodeX(e.xbuf[:0], map[string]any{"k": op.q.Key})
+		}
 		m.A.X = e.xbuf
+		op.markOneHop(m)
 	}
 	tid, ok := e.sendQueryTID(now, r.Node.Addr, r.Node.ID, op.s.id, forOp)
 	if ok {
@@ -330,6 +346,28 @@ func (e *Engine) replicasFound(now time.Time, target id.ID, l *lookup, withDown 
 	return reps, sn
 }
 
+// handoverTo appends to dst the nodes a leaving node hands a record of
+// target to: the Replicas nearest among every contact the table holds,
+// questionable and bad ones included (a contact that missed a query or
+// two under load is likely alive, and is a replica by the quorum rule),
+// and, so that a record still reaches live nodes when those are dead,
+// the Replicas nearest usable ones.
+func (e *Engine) handoverTo(target id.ID, dst []routing.Contact) []routing.Contact {
+	n := e.cfg.replicas()
+	base := len(dst)
+	dst = e.table.Closest(target, n, dst)
+	all, ok := e.table.(routing.AllCloser)
+	if !ok {
+		return dst
+	}
+	for _, c := range all.ClosestAll(target, n, nil) {
+		if !slices.ContainsFunc(dst[base:], func(d routing.Contact) bool { return d.ID == c.ID }) {
+			dst = append(dst, c)
+		}
+	}
+	return dst
+}
+
 // countsDown reports whether node x, which does not answer, still counts
 // in the replica sets: the table holds it, we have heard from it directly
 // (an answer, or a query: a bootstrap node may never have asked the nodes
@@ -359,6 +397,14 @@ func (e *Engine) kvLocal(now time.Time, op *kvOp, i int) {
 			}
 			op.check(now, e)
 		})
+		return
+	}
+	if op.vals != nil {
+		if best, err := op.vals.Local(i, st, op.q.Key, now); err != nil {
+			op.q.Fail(i, err)
+		} else {
+			op.q.Answer(i, best)
+		}
 		return
 	}
 	rec, ok, err := st.Get(op.q.Key)
@@ -404,6 +450,16 @@ func (op *kvOp) response(now time.Time, e *Engine, p *pending, m *krpc.Msg) {
 		} else {
 			op.q.Fail(i, errors.New("replica refused the write"))
 		}
+	case op.vals != nil:
+		recs, ents, err := replica.ParseValues(m.R.X, op.q.Key)
+		if err != nil {
+			op.q.Fail(i, err)
+			break
+		}
+		recs = slices.DeleteFunc(recs, func(r store.Record) bool {
+			return expired(&r, now) || e.clock.Observe(now, r.Version) != nil
+		})
+		op.q.Answer(i, op.vals.Answer(i, recs, ents))
 	default:
 		recs, err := decodeRecords(d, "recs")
 		switch {
@@ -434,11 +490,21 @@ func (op *kvOp) failure(now time.Time, e *Engine, p *pending, err error) {
 // replicas a get found behind.
 func (op *kvOp) check(now time.Time, e *Engine) {
 	out, ok := op.q.Decide(op.rec.Version)
-	if !ok {
+	if !ok || e.oneHopFallback(now, op, out) {
 		return
 	}
+	var m replica.Merged
+	if op.vals != nil {
+		m = op.vals.Merge()
+		op.s.result.Records, op.s.result.Fetch = m.Records, m.Fetch
+	}
 	e.finish(now, op.s, Outcome(&op.s.result, out, e.cfg.quorum(), op.q.Need))
-	if !op.q.Put && out.Kind != replica.NoAnswer {
+	switch {
+	case op.vals != nil && out.Kind != replica.NoAnswer:
+		for i, recs := range m.Repairs {
+			op.repairWith(now, e, i, recs)
+		}
+	case !op.q.Put && out.Kind != replica.NoAnswer:
 		op.repair(now, e)
 	}
 }
@@ -464,6 +530,20 @@ func Outcome(res *Result, out replica.Outcome, q replica.Quorum, need int) error
 		return ErrNotFound
 	}
 	return nil
+}
+
+// repairWith writes recs to member i (read repair of a key's values).
+func (op *kvOp) repairWith(now time.Time, e *Engine, i int, recs []store.Record) {
+	r := op.q.Members[i]
+	if !r.Self {
+		e.pushRecords(now, r.Node, op.sent[i].token, recs, nil, nil)
+		return
+	}
+	for _, rec := range recs {
+		if applied, err := e.kvStore().Put(rec); err == nil && applied {
+			e.changed(now, rec)
+		}
+	}
 }
 
 // repair writes the newest version to the replicas that answered with an

@@ -8,9 +8,8 @@ import (
 	"time"
 
 	"github.com/dhtkit/dhtkit/guard"
-	"github.com/dhtkit/dhtkit/replica"
-
 	"github.com/dhtkit/dhtkit/krpc"
+	"github.com/dhtkit/dhtkit/replica"
 	"github.com/dhtkit/dhtkit/routing"
 	"github.com/dhtkit/dhtkit/store"
 )
@@ -83,6 +82,9 @@ func (e *Engine) handleStore(now time.Time, from netip.AddrPort, q, r *krpc.Msg)
 		e.replyError(now, from, q.T, krpc.CodeProtocol, "dk_store: bad token")
 		return false
 	}
+	if e.notReplica(now, from, q) {
+		return false
+	}
 	d, err := decodeX(q.A.X)
 	var recs []store.Record
 	if err == nil {
@@ -127,7 +129,7 @@ func (e *Engine) handleStore(now time.Time, from netip.AddrPort, q, r *krpc.Msg)
 		}
 		m := e.newResponse(from, tid)
 		m.R.Has |= krpc.HasX
-		e.xbuf = replica.AppendAcks(e.xbuf[:0], acks(n, idx, errs))
+		e.xbuf = replica.AppendAcks(e.xbuf[:0], n, idx, errs)
 		m.R.X = e.xbuf
 		e.send(from)
 	})
@@ -138,14 +140,17 @@ func (e *Engine) handleStore(now time.Time, from netip.AddrPort, q, r *krpc.Msg)
 // keys ("ks") or target ("h"), as many as fit one datagram
 // (replica.Fetch, as Chord's).
 func (e *Engine) handleFetch(now time.Time, from netip.AddrPort, q, r *krpc.Msg) bool {
-	recs, err := replica.Fetch(now, e.kvStore(), q.A.X, maxPayload)
+	if e.notReplica(now, from, q) {
+		return false
+	}
+	x, err := replica.ServeFetch(now, e.kvStore(), e.xbuf[:0], q.A.X, maxPayload)
 	if err != nil {
 		e.replyError(now, from, q.T, krpc.CodeProtocol, "dk_fetch: "+err.Error())
 		return false
 	}
+	e.xbuf = x
 	r.R.Has |= krpc.HasX
-	e.xbuf = replica.AppendRecords(e.xbuf[:0], recs)
-	r.R.X = e.xbuf
+	r.R.X = x
 	return true
 }
 
@@ -193,18 +198,11 @@ func (e *Engine) writer(from netip.AddrPort, q *krpc.Msg, rec *store.Record) str
 // loopback, where every node and client of a local cluster shares one
 // address and a per-IP quota would cap the whole cluster.
 func quotaSource(addr string) string {
+	if addr == "" {
+		return "" // no error to allocate
+	}
 	if a, err := netip.ParseAddr(addr); err == nil && a.IsLoopback() {
 		return ""
 	}
 	return addr
-}
-
-// acks is the answer to a dk_store of n records of which those at idx
-// were committed with errs: whether the replica now holds each.
-func acks(n int, idx []int, errs []error) []bool {
-	ok := make([]bool, n)
-	for j, err := range errs {
-		ok[idx[j]] = err == nil
-	}
-	return ok
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/krpc"
+	"github.com/dhtkit/dhtkit/replica"
 	"github.com/dhtkit/dhtkit/store"
 )
 
@@ -23,9 +24,11 @@ import (
 // replicas up again and renews it every Config.ListenRefresh, so that a
 // replica that took over from a dead one learns of it too.
 
-// KVListen reports each new version of Key as an Event, newest version
-// wins and each version once, until it is canceled; its Result comes only
-// then (ErrCanceled), or at once for an invalid key.
+// KVListen reports each new version of each value of Key (every record
+// whose store.BaseKey is Key: the default value and those with ids) as an
+// Event, newest version wins per value and each version once, until it is
+// canceled; its Result comes only then (ErrCanceled), or at once for an
+// invalid key.
 type KVListen struct{ Key string }
 
 func (KVListen) isOp() {}
@@ -53,10 +56,9 @@ var (
 
 // listenOp is a KVListen in progress.
 type listenOp struct {
-	s     *opState
-	key   string
-	last  store.Version // newest version reported
-	heard bool          // last is set
+	s    *opState
+	key  string
+	last map[string]store.Version // newest version reported, by record key
 	// trust lists the replicas registered with, until their registration
 	// lapses: only they may notify us.
 	trust     map[netip.AddrPort]time.Time
@@ -74,7 +76,7 @@ func (e *Engine) startListen(now time.Time, s *opState, key string) {
 		e.finish(now, s, fmt.Errorf("%w: the key is %d bytes, at most %d", store.ErrTooLarge, len(key), store.DefaultMaxKeySize))
 		return
 	}
-	lo := &listenOp{s: s, key: key, trust: make(map[netip.AddrPort]time.Time)}
+	lo := &listenOp{s: s, key: key, trust: make(map[netip.AddrPort]time.Time), last: make(map[string]store.Version)}
 	s.kv = lo
 	e.listenOps = append(e.listenOps, lo)
 	lo.refresh(now, e)
@@ -103,19 +105,20 @@ func (lo *listenOp) refresh(now time.Time, e *Engine) {
 		return
 	}
 	lo.searching = true
-	e.startLookup(now, lo.s, krpc.MethodGet, id.FromString(lo.key), nil)
+	e.startLookup(now, lo.s, krpc.MethodGet, store.KeyTarget(lo.key), nil)
 }
 
 // register sends dk_listen to the replicas a lookup found, and reads our
 // own copy if we are one of them.
 func (lo *listenOp) register(now time.Time, e *Engine, l *lookup) {
 	lo.searching = false
-	members, sent := e.replicasFound(now, id.FromString(lo.key), l, false)
+	members, sent := e.replicasFound(now, store.KeyTarget(lo.key), l, false)
 	for i, r := range members {
 		if r.Self {
-			if rec, ok, err := e.kvStore().Get(lo.key); err == nil && ok {
+			_ = store.Values(e.kvStore(), lo.key, func(rec store.Record) bool {
 				lo.learn(now, e, rec)
-			}
+				return true
+			})
 			continue
 		}
 		m := e.newQuery(krpc.MethodListen)
@@ -134,10 +137,18 @@ func (lo *listenOp) register(now time.Time, e *Engine, l *lookup) {
 
 // learn reports rec if it is newer than what was reported.
 func (lo *listenOp) learn(now time.Time, e *Engine, rec store.Record) {
-	if rec.Key != lo.key || expired(&rec, now) || lo.heard && !rec.Version.Newer(lo.last) {
+	if store.BaseKey(rec.Key) != lo.key || expired(&rec, now) {
 		return
 	}
-	lo.last, lo.heard = rec.Version, true
+	if last, ok := lo.last[rec.Key]; ok && !rec.Version.Newer(last) {
+		return
+	}
+	if len(lo.last) >= 4*store.MaxValuesPerKey {
+		// Bounded: forget the versions reported, keeping the newest
+		// reported per value only while a key holds a sane number.
+		clear(lo.last)
+	}
+	lo.last[rec.Key] = rec.Version
 	rec.Value = bytes.Clone(rec.Value)
 	rec.Source = ""
 	e.events = append(e.events, Event{Op: lo.s.id, Record: rec})
@@ -149,13 +160,11 @@ func (lo *listenOp) lookupReply(p *pending) bool {
 	return lo.searching && p.method != krpc.MethodListen && !p.sent.Before(lo.lookupAt)
 }
 
-// response takes a replica's answer to dk_listen: the record it holds.
+// response takes a replica's answer to dk_listen: the records it holds
+// of the key, those that fit (replica.AppendValues); the others arrive
+// at their next change.
 func (lo *listenOp) response(now time.Time, e *Engine, _ *pending, m *krpc.Msg) {
-	d, err := decodeX(m.R.X)
-	if err != nil {
-		return
-	}
-	recs, err := decodeRecords(d, "recs")
+	recs, _, err := replica.ParseValues(m.R.X, lo.key)
 	if err != nil {
 		return
 	}
@@ -175,12 +184,13 @@ func (e *Engine) changed(now time.Time, rec store.Record) {
 	if e.tree != nil {
 		e.tree.Invalidate()
 	}
+	key := store.BaseKey(rec.Key)
 	for _, lo := range e.listenOps {
-		if lo.key == rec.Key {
+		if lo.key == key {
 			lo.learn(now, e, rec)
 		}
 	}
-	ls := e.listeners.live(now, rec.Key)
+	ls := e.listeners.live(now, key)
 	if len(ls) == 0 {
 		return
 	}
@@ -191,7 +201,7 @@ func (e *Engine) changed(now time.Time, rec store.Record) {
 		m.A.Has |= krpc.HasX
 		m.A.X = x
 		if tid, ok := e.sendQueryTID(now, l.addr, l.node, 0, forNotify); ok {
-			e.listeners.sent(tid, rec.Key, l.addr)
+			e.listeners.sent(tid, key, l.addr)
 		}
 	}
 }
@@ -221,12 +231,8 @@ func (e *Engine) handleListen(now time.Time, from netip.AddrPort, q, r *krpc.Msg
 		e.replyError(now, from, q.T, krpc.CodeServer, "dk_listen: "+err.Error())
 		return false
 	}
-	var recs []store.Record
-	if rec, ok, err := e.kvStore().Get(key); err == nil && ok && !expired(&rec, now) {
-		recs = append(recs, rec)
-	}
 	r.R.Has |= krpc.HasX
-	e.xbuf = encodeRecords(e.xbuf[:0], "recs", recs)
+	e.xbuf = replica.AppendValues(e.xbuf[:0], e.kvStore(), key, now)
 	r.R.X = e.xbuf
 	return true
 }
@@ -247,7 +253,7 @@ func (e *Engine) handleNotify(now time.Time, from netip.AddrPort, q, r *krpc.Msg
 	listening := false
 	for _, rec := range recs {
 		for _, lo := range e.listenOps {
-			if lo.key != rec.Key {
+			if lo.key != store.BaseKey(rec.Key) {
 				continue
 			}
 			if until, ok := lo.trust[from]; !ok || !until.After(now) {

@@ -51,7 +51,8 @@ type lookup struct {
 	peers    []netip.AddrPort
 	peerSeen map[netip.AddrPort]struct{}
 
-	item *Item // GetItem: the best verified item so far
+	item   *Item   // GetItem: the best verified item so far
+	scrape *Scrape // GetPeers with Scrape: the filters so far
 
 	converged bool // an answer brought no node closer than the closest known
 
@@ -109,6 +110,9 @@ func (e *Engine) startLookup(now time.Time, s *opState, method krpc.Method, targ
 	l := &lookup{op: s, started: now, method: method, target: target, need: e.lookupNeed(s.op)}
 	if fn, ok := s.op.(FindNode); ok {
 		l.trace = fn.Trace
+	}
+	if gp, ok := s.op.(GetPeers); ok && gp.Scrape {
+		l.scrape = &Scrape{}
 	}
 	switch s.op.(type) {
 	case KVPut, KVGet, KVListen:
@@ -293,6 +297,15 @@ func (l *lookup) ask(now time.Time, e *Engine, c *cand) bool {
 	if l.method == krpc.MethodGetPeers {
 		m.A.Has |= krpc.HasInfoHash
 		m.A.InfoHash = l.target
+		if gp, ok := l.op.op.(GetPeers); ok {
+			m.A.Scrape, m.A.NoSeed = gp.Scrape, gp.NoSeed
+			if gp.Scrape {
+				m.A.Has |= krpc.HasScrape
+			}
+			if gp.NoSeed {
+				m.A.Has |= krpc.HasNoSeed
+			}
+		}
 	} else {
 		m.A.Has |= krpc.HasTarget
 		m.A.Target = l.target
@@ -356,6 +369,10 @@ func (l *lookup) store(now time.Time, e *Engine) {
 				m.A.Has |= krpc.HasImpliedPort
 				m.A.ImpliedPort = true
 			}
+			if op.Seed {
+				m.A.Has |= krpc.HasSeed
+				m.A.Seed = true
+			}
 		case PutItem:
 			m := e.newQuery(krpc.MethodPut)
 			m.A.Has |= krpc.HasToken | krpc.HasV
@@ -385,12 +402,16 @@ func (l *lookup) store(now time.Time, e *Engine) {
 }
 
 func (l *lookup) response(now time.Time, e *Engine, p *pending, sender id.ID, m *krpc.Msg) {
-	l.stats.Responses++
 	if l.storing {
+		l.stats.Responses++
 		l.stored++
 		l.storeReturned(now, e)
 		return
 	}
+	if p.method != l.method {
+		return // a late answer to the one-hop attempt this lookup took over from
+	}
+	l.stats.Responses++
 	c := l.find(p.nodeID)
 	if c == nil {
 		return
@@ -424,6 +445,9 @@ func (l *lookup) response(now time.Time, e *Engine, p *pending, sender id.ID, m 
 		}
 		s := &l.op.result
 		s.Trace = TraceHop(s.Trace, Hop{Node: c.info, Depth: c.hop, RTT: now.Sub(p.sent)}, ns, e.cfg.K)
+	}
+	if l.scrape != nil {
+		l.scrape.take(m)
 	}
 	for _, v := range m.R.Values {
 		if _, dup := l.peerSeen[v]; dup || !v.IsValid() || v.Port() == 0 {
@@ -517,6 +541,9 @@ func (l *lookup) failed(now time.Time, e *Engine, p *pending, err error) {
 		l.storeReturned(now, e)
 		return
 	}
+	if p.method != l.method {
+		return
+	}
 	c := l.find(p.nodeID)
 	if c == nil {
 		return
@@ -591,6 +618,10 @@ func (l *lookup) fill(r *Result, k int) {
 	}
 	r.Peers = l.peers
 	r.Item = l.item
+	if l.scrape != nil {
+		l.scrape.finish()
+		r.Scrape = l.scrape
+	}
 	r.Stored = l.stored
 	r.Stats = l.stats
 }

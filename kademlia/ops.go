@@ -18,6 +18,7 @@ type opState struct {
 	started  time.Time
 	lookup   *lookup   // for iterative operations
 	kv       kvHandler // for key-value operations past their lookup
+	onehop   bool      // a key-value operation sent without a lookup (onehop.go)
 	result   Result
 }
 

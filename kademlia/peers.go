@@ -28,6 +28,8 @@ type peerStore struct {
 
 	samples  []id.ID
 	sampleAt time.Time // when samples was drawn
+
+	bf [2]Bloom // BEP 33: a reply's BFsd and BFpe, reused
 }
 
 type swarm struct {
@@ -40,11 +42,18 @@ type swarm struct {
 type storedPeer struct {
 	addr    netip.AddrPort
 	expires time.Time
+	seed    bool      // BEP 33: announced with seed=1
+	bloom   [2]uint16 // BEP 33: the filter bits of addr, hashed once
 }
 
-// add stores or refreshes a peer. A new infohash in a full store evicts
-// the least recently announced one.
+// add stores or refreshes a peer that did not say it seeds.
 func (s *peerStore) add(now time.Time, h id.ID, addr netip.AddrPort) {
+	s.announce(now, h, addr, false)
+}
+
+// announce stores or refreshes a peer, with its BEP 33 seed status. A new
+// infohash in a full store evicts the least recently announced one.
+func (s *peerStore) announce(now time.Time, h id.ID, addr netip.AddrPort, seed bool) {
 	if s.swarms == nil {
 		s.swarms = make(map[id.ID]*swarm)
 	}
@@ -64,9 +73,11 @@ func (s *peerStore) add(now time.Time, h id.ID, addr netip.AddrPort) {
 	for i := range sw.peers {
 		if sw.peers[i].addr == addr {
 			sw.peers[i].expires = exp
+			sw.peers[i].seed = seed
 			return
 		}
 	}
+	p := storedPeer{addr: addr, expires: exp, seed: seed, bloom: bloomIndex(addr.Addr())}
 	if len(sw.peers) >= s.maxPerHash {
 		// Replace the peer closest to expiry: the one least recently announced.
 		old := 0
@@ -75,10 +86,10 @@ func (s *peerStore) add(now time.Time, h id.ID, addr netip.AddrPort) {
 				old = i
 			}
 		}
-		sw.peers[old] = storedPeer{addr, exp}
+		sw.peers[old] = p
 		return
 	}
-	sw.peers = append(sw.peers, storedPeer{addr, exp})
+	sw.peers = append(sw.peers, p)
 }
 
 // remove drops a swarm.
@@ -94,19 +105,38 @@ func (s *peerStore) remove(sw *swarm) {
 // appendPeers appends up to n live peers of h to dst, picked at random
 // when there are more than n, so that every peer gets found.
 func (s *peerStore) appendPeers(now time.Time, h id.ID, n int, rng *rand.Rand, dst []netip.AddrPort) []netip.AddrPort {
+	return s.appendPeersOf(now, h, n, rng, dst, anyPeer)
+}
+
+// peerClass picks the peers appendPeersOf returns (BEP 33's noseed).
+type peerClass uint8
+
+const (
+	anyPeer peerClass = iota
+	leechers
+	seeds
+)
+
+func (c peerClass) has(p *storedPeer) bool {
+	return c == anyPeer || p.seed == (c == seeds)
+}
+
+// appendPeersOf appends up to n live peers of class c, at random when
+// there are more.
+func (s *peerStore) appendPeersOf(now time.Time, h id.ID, n int, rng *rand.Rand, dst []netip.AddrPort, c peerClass) []netip.AddrPort {
 	sw := s.swarms[h]
-	if sw == nil {
+	if sw == nil || n <= 0 {
 		return dst
 	}
 	live := 0
-	for _, p := range sw.peers {
-		if p.expires.After(now) {
+	for i := range sw.peers {
+		if p := &sw.peers[i]; p.expires.After(now) && c.has(p) {
 			live++
 		}
 	}
 	if live <= n {
-		for _, p := range sw.peers {
-			if p.expires.After(now) {
+		for i := range sw.peers {
+			if p := &sw.peers[i]; p.expires.After(now) && c.has(p) {
 				dst = append(dst, p.addr)
 			}
 		}
@@ -115,8 +145,9 @@ func (s *peerStore) appendPeers(now time.Time, h id.ID, n int, rng *rand.Rand, d
 	// Reservoir sampling over the live peers.
 	start := len(dst)
 	seen := 0
-	for _, p := range sw.peers {
-		if !p.expires.After(now) {
+	for i := range sw.peers {
+		p := &sw.peers[i]
+		if !p.expires.After(now) || !c.has(p) {
 			continue
 		}
 		if seen < n {

@@ -157,3 +157,93 @@ func TestQueryFromBadContactTriggersPing(t *testing.T) {
 		t.Fatal("a bad contact that queried us is still not good a second later")
 	}
 }
+
+// TestQueryRefutesAtOnce: a contact that failed long enough for its
+// probe back-off to reach ProbeMax (a node down, then restarted at the
+// same address) is good again as soon as a query from it arrives, with
+// no answer of its own: here every datagram from a to b is lost, so no
+// ping of a's could ever be answered.
+func TestQueryRefutesAtOnce(t *testing.T) {
+	n := newTestNet(t, 14)
+	n.build(4, Config{})
+	a, b := n.order[0], n.order[1]
+	n.do(a, Ping{Addr: b.addr})
+	n.runUntil(time.Second, func() bool { c, _ := a.e.Table().Get(b.e.ID()); return c.State == routing.Good })
+	if c, _ := a.e.Table().Get(b.e.ID()); c.State != routing.Good {
+		t.Fatalf("setup: b is %v after answering a", c.State)
+	}
+	for range 8 {
+		a.e.Table().Failed(n.now, b.e.ID())
+	}
+	if c, _ := a.e.Table().Get(b.e.ID()); c.State != routing.Bad {
+		t.Fatalf("setup: b is %v", c.State)
+	}
+	n.drop = func(from, to netip.AddrPort, _ []byte) bool { return from == a.addr && to == b.addr }
+	n.do(b, Ping{Addr: a.addr})
+	ok := n.runUntil(time.Second, func() bool {
+		c, _ := a.e.Table().Get(b.e.ID())
+		return c.State == routing.Good
+	})
+	if !ok {
+		c, _ := a.e.Table().Get(b.e.ID())
+		t.Fatalf("a contact that queried us is %v a second later; want good at once", c.State)
+	}
+}
+
+// TestHandoverReachesBadReplicas: a leaving node hands a record to its
+// replicas even when its table holds one of them bad (it missed two
+// queries in a load spike, say, and is alive): the hand-over goes to the
+// replica set of the quorum rule, not only to the usable contacts.
+func TestHandoverReachesBadReplicas(t *testing.T) {
+	n := newTestNet(t, 26)
+	n.build(8, Config{})
+	leaver := n.order[3]
+	// A key whose replicas, after the leaver, include another node.
+	var key string
+	var others []*testNode
+	for i := range 100 {
+		k := "handover" + string(rune('a'+i%26)) + string(rune('a'+i/26))
+		if reps := closestLive(n, k, 3); slices.Contains(reps, leaver) {
+			key = k
+			for _, r := range reps {
+				if r != leaver {
+					others = append(others, r)
+				}
+			}
+			break
+		}
+	}
+	if key == "" {
+		t.Skip("the leaver is no replica of any key tried with this seed")
+	}
+	// Only the leaver holds it, and it holds the first other replica bad.
+	w := n.do(leaver, KVPut{Key: key, Value: []byte("v")})
+	if w.Err != nil {
+		t.Fatal(w.Err)
+	}
+	for _, r := range others {
+		if err := r.e.Store().Remove(key, w.Version); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(holders(n, key)) != 1 {
+		t.Fatalf("setup: %d holders, want the leaver alone", len(holders(n, key)))
+	}
+	bad := others[0]
+	leaver.e.Table().Failed(n.now, bad.e.ID())
+	leaver.e.Table().Failed(n.now, bad.e.ID())
+	if c, _ := leaver.e.Table().Get(bad.e.ID()); c.State != routing.Bad {
+		t.Fatalf("setup: the replica is %v in the leaver's table", c.State)
+	}
+	if h := n.do(leaver, Handover{}); h.Err != nil {
+		t.Fatal(h.Err)
+	}
+	if !slices.Contains(holders(n, key), bad) {
+		t.Errorf("the replica the leaver held bad did not get the record; holders %d", len(holders(n, key)))
+	}
+	for _, r := range others[1:] {
+		if !slices.Contains(holders(n, key), r) {
+			t.Errorf("a usable replica did not get the record")
+		}
+	}
+}

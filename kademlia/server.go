@@ -76,10 +76,7 @@ func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
 		}
 		r.R.Has |= krpc.HasToken
 		r.R.Token = e.tokens.Issue(from.Addr(), e.tokBuf[:0])
-		r.R.Values = e.peers.appendPeers(now, q.A.InfoHash, maxValues, e.rng, r.R.Values[:0])
-		if len(r.R.Values) > 0 {
-			r.R.Has |= krpc.HasValues
-		}
+		e.answerGetPeers(now, q, r)
 		// Nodes too, even with values: they let the asker keep converging.
 		e.appendNodes(r, q, q.A.InfoHash)
 	case krpc.MethodAnnouncePeer:
@@ -100,7 +97,7 @@ func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
 			}
 			port = uint16(q.A.Port)
 		}
-		e.peers.add(now, q.A.InfoHash, netip.AddrPortFrom(from.Addr(), port))
+		e.peers.announce(now, q.A.InfoHash, netip.AddrPortFrom(from.Addr(), port), q.A.Seed)
 	case krpc.MethodGet:
 		if q.A.Has&krpc.HasTarget == 0 {
 			e.replyError(now, from, q.T, krpc.CodeProtocol, "get: missing target")

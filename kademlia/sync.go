@@ -549,8 +549,7 @@ func (e *Engine) startHandover(now time.Time, s *opState) {
 	// Keys and versions only: values are read as their batches go out.
 	_ = st.Bucket(0, 0, func(en store.Entry) bool {
 		total++
-		n := e.cfg.replicas()
-		e.contacts = e.table.Closest(id.FromString(en.Key), n, e.contacts[:0])
+		e.contacts = e.handoverTo(store.KeyTarget(en.Key), e.contacts[:0])
 		for _, c := range e.contacts {
 			byNode[c.ID] = append(byNode[c.ID], en)
 			infos[c.ID] = krpc.NodeInfo{ID: c.ID, Addr: c.Addr}

@@ -434,6 +434,12 @@ func (d *decoder) args(a *Args, depth int) error {
 			f = HasCAS
 		case "x":
 			f = HasX
+		case "scrape":
+			f = HasScrape
+		case "noseed":
+			f = HasNoSeed
+		case "seed":
+			f = HasSeed
 		default:
 			if err := d.skip("a", depth); err != nil {
 				return err
@@ -492,6 +498,15 @@ func (d *decoder) arg(a *Args, f Field, depth int) (ok bool, err error) {
 		a.Seq, ok, err = d.intVal("a.seq", depth, math.MinInt64, math.MaxInt64)
 	case HasCAS:
 		a.CAS, ok, err = d.intVal("a.cas", depth, math.MinInt64, math.MaxInt64)
+	case HasScrape:
+		n, ok, err = d.intVal("a.scrape", depth, math.MinInt64, math.MaxInt64)
+		a.Scrape = n == 1
+	case HasNoSeed:
+		n, ok, err = d.intVal("a.noseed", depth, math.MinInt64, math.MaxInt64)
+		a.NoSeed = n == 1
+	case HasSeed:
+		n, ok, err = d.intVal("a.seed", depth, math.MinInt64, math.MaxInt64)
+		a.Seed = n == 1
 	}
 	return ok, err
 }
@@ -569,6 +584,10 @@ func (d *decoder) ret(r *Return, depth int) error {
 			f = HasNum
 		case "x":
 			f = HasX
+		case "BFsd":
+			f = HasBFsd
+		case "BFpe":
+			f = HasBFpe
 		default:
 			if err := d.skip("r", depth); err != nil {
 				return err
@@ -646,6 +665,10 @@ func (d *decoder) retField(r *Return, f Field, depth int) (ok bool, err error) {
 	case HasX:
 		r.X, err = d.rawVal("r.x", depth)
 		ok = err == nil
+	case HasBFsd:
+		r.BFsd, ok, err = d.fixedVal("r.BFsd", depth, BloomBytes)
+	case HasBFpe:
+		r.BFpe, ok, err = d.fixedVal("r.BFpe", depth, BloomBytes)
 	}
 	return ok, err
 }

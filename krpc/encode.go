@@ -86,11 +86,20 @@ func (a *Args) append(dst []byte) []byte {
 	if a.Has&HasK != 0 {
 		dst = appendStr(append(dst, "1:k"...), a.K)
 	}
+	if a.Has&HasNoSeed != 0 {
+		dst = appendInt(append(dst, "6:noseed"...), boolInt(a.NoSeed))
+	}
 	if a.Has&HasPort != 0 {
 		dst = appendInt(append(dst, "4:port"...), int64(a.Port))
 	}
 	if a.Has&HasSalt != 0 {
 		dst = appendStr(append(dst, "4:salt"...), a.Salt)
+	}
+	if a.Has&HasScrape != 0 {
+		dst = appendInt(append(dst, "6:scrape"...), boolInt(a.Scrape))
+	}
+	if a.Has&HasSeed != 0 {
+		dst = appendInt(append(dst, "4:seed"...), boolInt(a.Seed))
 	}
 	if a.Has&HasSeq != 0 {
 		dst = appendInt(append(dst, "3:seq"...), a.Seq)
@@ -126,6 +135,12 @@ func (a *Args) append(dst []byte) []byte {
 // append writes the "r" dictionary, keys in sorted order.
 func (r *Return) append(dst []byte) []byte {
 	dst = append(dst, 'd')
+	if r.Has&HasBFpe != 0 {
+		dst = appendStr(append(dst, "4:BFpe"...), r.BFpe)
+	}
+	if r.Has&HasBFsd != 0 {
+		dst = appendStr(append(dst, "4:BFsd"...), r.BFsd)
+	}
 	if r.Has&HasID != 0 {
 		dst = appendID(append(dst, "2:id"...), &r.ID)
 	}
@@ -177,6 +192,15 @@ func (r *Return) append(dst []byte) []byte {
 		dst = append(append(dst, "1:x"...), r.X...)
 	}
 	return append(dst, 'e')
+}
+
+// boolInt is a flag's bencoded value: BEP 33's scrape, noseed and seed
+// are 1 when set.
+func boolInt(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // appendStr appends a bencoded string.

@@ -9,7 +9,8 @@ import (
 var fieldNames = [...]string{
 	"id", "target", "info_hash", "port", "implied_port", "token", "want",
 	"v", "k", "sig", "salt", "seq", "cas", "nodes", "nodes6", "values",
-	"samples", "interval", "num", "x",
+	"samples", "interval", "num", "x", "scrape", "noseed", "seed", "BFsd",
+	"BFpe",
 }
 
 // String returns the wire names of the fields in f, joined by "|", so that

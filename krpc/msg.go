@@ -130,6 +130,11 @@ type Args struct {
 	CAS  int64
 	// X is the raw bencoded payload of dhtkit's own methods.
 	X []byte
+	// BEP 33: get_peers asks for Bloom filters of the swarm (Scrape) or
+	// for leechers first (NoSeed); announce_peer says the peer seeds.
+	Scrape bool
+	NoSeed bool
+	Seed   bool
 }
 
 // Return is the body of a response ("r").
@@ -151,6 +156,10 @@ type Return struct {
 	Num      int
 	// X is the raw bencoded payload of dhtkit's own methods.
 	X []byte
+	// BEP 33: Bloom filters (BloomBytes each) of the seeds and of the
+	// peers the responder stores for the infohash.
+	BFsd []byte
+	BFpe []byte
 }
 
 // Field is a bit set of the optional fields present in Args or Return.
@@ -177,7 +186,15 @@ const (
 	HasInterval
 	HasNum
 	HasX
+	HasScrape // BEP 33
+	HasNoSeed
+	HasSeed
+	HasBFsd
+	HasBFpe
 )
+
+// BloomBytes is the size of a BEP 33 Bloom filter: m = 2048 bits.
+const BloomBytes = 256
 
 // KRPCError is the body of an error message ("e"): a code and a message.
 type KRPCError struct {

@@ -28,6 +28,12 @@ func idOf(s string) id.ID {
 	return x
 }
 
+// bloomPe and bloomSd are BEP 33 filters: 256 bytes, any content.
+var (
+	bloomPe = strings.Repeat("\x01", 256)
+	bloomSd = strings.Repeat("\x80\x00", 128)
+)
+
 // node26 is a compact IPv4 node: id0 at 127.0.0.1:6881.
 const node26 = id0 + "\x7f\x00\x00\x01\x1a\xe1"
 
@@ -119,6 +125,22 @@ func decodeCases() []decodeCase {
 			in: "d1:rd2:id20:" + idA + "5:token2:tk6:valuesl18:\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01\x1a\xe1ee1:t2:aa1:y1:re",
 			want: krpc.Msg{T: []byte("aa"), Y: krpc.Response, R: krpc.Return{Has: krpc.HasID | krpc.HasToken | krpc.HasValues,
 				ID: idOf(idA), Token: []byte("tk"), Values: []netip.AddrPort{addr6}}}},
+
+		// BEP 33.
+		{name: "bep33 get_peers scrape noseed",
+			in: "d1:ad2:id20:" + idA + "9:info_hash20:" + idM + "6:noseedi1e6:scrapei1ee1:q9:get_peers1:t2:aa1:y1:qe",
+			want: krpc.Msg{T: []byte("aa"), Y: krpc.Query, Q: krpc.MethodGetPeers, QName: []byte("get_peers"),
+				A: krpc.Args{Has: krpc.HasID | krpc.HasInfoHash | krpc.HasNoSeed | krpc.HasScrape, ID: idOf(idA), InfoHash: idOf(idM),
+					NoSeed: true, Scrape: true}}},
+		{name: "bep33 announce_peer seed",
+			in: "d1:ad2:id20:" + idA + "9:info_hash20:" + idM + "4:porti6881e4:seedi1e5:token2:tke1:q13:announce_peer1:t2:aa1:y1:qe",
+			want: krpc.Msg{T: []byte("aa"), Y: krpc.Query, Q: krpc.MethodAnnouncePeer, QName: []byte("announce_peer"),
+				A: krpc.Args{Has: krpc.HasID | krpc.HasInfoHash | krpc.HasPort | krpc.HasSeed | krpc.HasToken,
+					ID: idOf(idA), InfoHash: idOf(idM), Port: 6881, Seed: true, Token: []byte("tk")}}},
+		{name: "bep33 get_peers response with filters",
+			in: "d1:rd4:BFpe256:" + bloomPe + "4:BFsd256:" + bloomSd + "2:id20:" + idA + "5:token2:tke1:t2:aa1:y1:re",
+			want: krpc.Msg{T: []byte("aa"), Y: krpc.Response, R: krpc.Return{Has: krpc.HasBFpe | krpc.HasBFsd | krpc.HasID | krpc.HasToken,
+				ID: idOf(idA), Token: []byte("tk"), BFpe: []byte(bloomPe), BFsd: []byte(bloomSd)}}},
 
 		// BEP 42.
 		{name: "bep42 response with ip",

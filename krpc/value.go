@@ -68,7 +68,7 @@ func (s *scanner) value(depth int) (any, error) {
 				if _, dup := dict[string(key)]; dup {
 					return nil, s.fail(string(key), s.pos, ErrDuplicate)
 				}
-				dict[string(key)] = v
+				dict[internKey(key)] = v
 			} else {
 				list = append(list, v)
 			}
@@ -114,7 +114,8 @@ func AppendValue(dst []byte, v any) ([]byte, error) {
 		}
 		return append(dst, 'e'), nil
 	case map[string]any:
-		keys := make([]string, 0, len(v))
+		var small [8]string // a payload's dictionaries are small: no allocation
+		keys := small[:0]
 		for k := range v {
 			keys = append(keys, k)
 		}
@@ -135,3 +136,26 @@ func AppendValue(dst []byte, v any) ([]byte, error) {
 
 // Raw is a value that is bencoded already.
 type Raw []byte
+
+// oneByteKeys holds every one-byte string, so that the one-letter keys of
+// dhtkit's payloads ("k", "v", "t", ...) cost no allocation when decoded.
+var oneByteKeys = func() (t [256]string) {
+	for i := range t {
+		t[i] = string([]byte{byte(i)})
+	}
+	return t
+}()
+
+// internKey returns key as a string, without allocating for the keys
+// dhtkit's payloads use most.
+func internKey(key []byte) string {
+	switch {
+	case len(key) == 1:
+		return oneByteKeys[key[0]]
+	case string(key) == "recs":
+		return "recs"
+	case string(key) == "ok":
+		return "ok"
+	}
+	return string(key)
+}

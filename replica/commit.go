@@ -19,6 +19,13 @@ import (
 type Commits struct {
 	writes []pendingWrite
 	at     time.Time
+
+	// Scratch reused from one commit to the next, so that a commit costs
+	// no allocation of its own: the writes being committed (swapped with
+	// writes), all their records, and the errors handed to done.
+	spare []pendingWrite
+	all   []store.Record
+	errs  []error
 }
 
 // pendingWrite is a queued write and what to do once its fate is known:
@@ -29,7 +36,8 @@ type pendingWrite struct {
 	done func(now time.Time, errs []error)
 }
 
-// Queue queues recs; done learns their fate at the next Commit.
+// Queue queues recs; done learns their fate at the next Commit. done must
+// not keep the slice of errors it is handed: it is reused.
 func (c *Commits) Queue(now time.Time, recs []store.Record, done func(time.Time, []error)) {
 	c.writes = append(c.writes, pendingWrite{recs: recs, done: done})
 	c.at = now
@@ -46,8 +54,9 @@ func (c *Commits) Commit(st store.Store, changed func(time.Time, store.Record)) 
 		return
 	}
 	writes, at := c.writes, c.at
-	c.writes = nil
-	var all []store.Record
+	// A done may queue writes of its own: they go to the other slice.
+	c.writes = c.spare[:0]
+	all := c.all[:0]
 	for _, w := range writes {
 		all = append(all, w.recs...)
 	}
@@ -57,8 +66,14 @@ func (c *Commits) Commit(st store.Store, changed func(time.Time, store.Record)) 
 			changed(at, all[i])
 		}
 	}
+	clear(all) // keep no values alive until the next commit
+	c.all = all[:0]
 	for _, w := range writes {
-		errs := make([]error, len(w.recs))
+		if cap(c.errs) < len(w.recs) {
+			c.errs = make([]error, len(w.recs))
+		}
+		errs := c.errs[:len(w.recs)]
+		clear(errs)
 		if batchErr != nil {
 			// A limit or the disk refused the batch: one at a time, so
 			// that every write learns its own fate and the others land.
@@ -72,4 +87,6 @@ func (c *Commits) Commit(st store.Store, changed func(time.Time, store.Record)) 
 		}
 		w.done(at, errs)
 	}
+	clear(writes)
+	c.spare = writes[:0]
 }

@@ -36,7 +36,7 @@ func MakePlan(st store.Store, place Placement, maxForeign int) (*Plan, error) {
 	peers := make(map[id.ID]*PeerPlan)
 	var foreign []Foreign
 	err := st.Bucket(0, 0, func(e store.Entry) bool {
-		t := id.FromString(e.Key)
+		t := store.KeyTarget(e.Key)
 		others, self := place.Replicas(t)
 		if !self {
 			if len(others) > 0 && len(foreign) < maxForeign {

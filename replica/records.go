@@ -43,16 +43,7 @@ func AppendRecordsAs(dst []byte, key string, recs []store.Record) []byte {
 // AppendRecordsWith appends {key: [rec, ...]} and the entries of extra
 // (flags of the message beside its records).
 func AppendRecordsWith(dst []byte, key string, recs []store.Record, extra map[string]any) []byte {
-	list := make([]any, len(recs))
-	for i := range recs {
-		list[i] = appendRecord(make(map[string]any, 6), &recs[i])
-	}
-	m := make(map[string]any, len(extra)+1)
-	for k, v := range extra {
-		m[k] = v
-	}
-	m[key] = list
-	return encode(dst, m)
+	return appendRecordsDirect(dst, key, recs, extra) // recenc.go
 }
 
 // AppendRecords appends {"recs": [rec, ...]}.

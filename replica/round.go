@@ -197,7 +197,7 @@ func (r *Round) compare(p Prefix, theirs []store.Entry) {
 			}
 			continue
 		}
-		if _, self := r.place.Replicas(id.FromString(th.Key)); self {
+		if _, self := r.place.Replicas(store.KeyTarget(th.Key)); self {
 			r.pull = append(r.pull, th.Key)
 			r.repairs++
 		}
@@ -216,7 +216,7 @@ func (r *Round) compare(p Prefix, theirs []store.Entry) {
 
 // offer pushes e to the peer if the peer should hold it.
 func (r *Round) offer(e store.Entry) {
-	others, _ := r.place.Replicas(id.FromString(e.Key))
+	others, _ := r.place.Replicas(store.KeyTarget(e.Key))
 	if slices.ContainsFunc(others, func(n krpc.NodeInfo) bool { return n.ID == r.Peer.ID }) {
 		r.push = append(r.push, e)
 		r.repairs++

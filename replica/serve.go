@@ -56,17 +56,23 @@ func AppendOwnWrite(dst []byte, r store.Record) []byte {
 	return AppendRecordsWith(dst, "recs", []store.Record{r}, map[string]any{"o": int64(1)})
 }
 
-// AppendAcks appends a dk_store answer: per record, whether the replica
-// now holds it or something newer.
-func AppendAcks(dst []byte, ok []bool) []byte {
-	list := make([]any, len(ok))
-	for i, v := range ok {
-		list[i] = 0
-		if v {
-			list[i] = 1
+// AppendAcks appends a dk_store answer for n records, {"ok": [0|1, ...]}:
+// 1 for record idx[j] when errs[j] is nil (committed, or refused for an
+// equal or newer version held), 0 for the others (refused before the
+// commit). It writes what EncodeX would, without a map or a list: every
+// dk_store answered pays for it.
+func AppendAcks(dst []byte, n int, idx []int, errs []error) []byte {
+	dst = append(dst, "d2:okl"...)
+	start := len(dst)
+	for range n {
+		dst = append(dst, "i0e"...)
+	}
+	for j, err := range errs {
+		if err == nil {
+			dst[start+3*idx[j]+1] = '1'
 		}
 	}
-	return encode(dst, map[string]any{"ok": list})
+	return append(dst, "ee"...)
 }
 
 // ParseAcks decodes a dk_store answer; a malformed one acknowledges
@@ -97,14 +103,18 @@ func AppendFetch(dst []byte, keys ...string) []byte {
 	return encode(dst, map[string]any{"ks": list})
 }
 
-// Fetch answers a dk_fetch query from st: the live records it asks for,
-// by key, keys or target, as many as fit limit bytes of payload (one
+// ServeFetch appends to dst the answer to a dk_fetch query from st: every
+// value of a key (ValuesQuery: AppendValues), or the live records it asks
+// for, by key, keys or target, as many as fit limit bytes of payload (one
 // record at least, whatever its size: MaxRecordValue keeps it within a
-// datagram).
-func Fetch(now time.Time, st store.Store, x []byte, limit int) ([]store.Record, error) {
+// datagram), as {"recs": [rec, ...]}.
+func ServeFetch(now time.Time, st store.Store, dst, x []byte, limit int) ([]byte, error) {
 	d, err := decodeDict(x)
 	if err != nil {
-		return nil, err
+		return dst, err
+	}
+	if key, ok := ValuesQuery(d); ok {
+		return AppendValues(dst, st, key, now), nil
 	}
 	var recs []store.Record
 	size := 0
@@ -134,7 +144,7 @@ func Fetch(now time.Time, st store.Store, x []byte, limit int) ([]store.Record, 
 	case d["k"] != nil:
 		k, ok := d["k"].([]byte)
 		if !ok || len(k) == 0 {
-			return nil, fmt.Errorf("%w: k is not a key", ErrBadRecord)
+			return dst, fmt.Errorf("%w: k is not a key", ErrBadRecord)
 		}
 		if rec, found, err := st.Get(string(k)); err == nil && found {
 			add(rec)
@@ -143,13 +153,13 @@ func Fetch(now time.Time, st store.Store, x []byte, limit int) ([]store.Record, 
 		h, _ := d["h"].([]byte)
 		t, ok := id.FromBytes(h)
 		if !ok {
-			return nil, fmt.Errorf("%w: h is not a 20-byte target", ErrBadRecord)
+			return dst, fmt.Errorf("%w: h is not a 20-byte target", ErrBadRecord)
 		}
 		_ = st.Range(t, t, add)
 	default:
-		return nil, fmt.Errorf("%w: want k, ks or h", ErrBadRecord)
+		return dst, fmt.Errorf("%w: want k, ks or h", ErrBadRecord)
 	}
-	return recs, nil
+	return AppendRecords(dst, recs), nil
 }
 
 // AppendAgain appends the answer of a dhtkit method to a source that has

@@ -125,7 +125,7 @@ func (t *Tree) Digests(now time.Time, p Prefix, c int) ([]uint64, error) {
 		if scanned > maxScan {
 			return false
 		}
-		i := prefixOf(id.FromString(e.Key), p.Len+c).Bits & (1<<uint(c) - 1)
+		i := prefixOf(store.KeyTarget(e.Key), p.Len+c).Bits & (1<<uint(c) - 1)
 		out[i] ^= e.Hash()
 		return true
 	})
@@ -148,12 +148,12 @@ func (t *Tree) Entries(p Prefix, after string) (es []store.Entry, more bool, err
 func (t *Tree) entries(p Prefix, after string, limit int) (es []store.Entry, more bool, err error) {
 	var at id.ID
 	if after != "" {
-		at = id.FromString(after)
+		at = store.KeyTarget(after)
 	}
 	size, scanned := 0, 0
 	err = t.st.Bucket(p.Len, int(p.Bits), func(e store.Entry) bool {
 		scanned++
-		if after != "" && compareTK(id.FromString(e.Key), e.Key, at, after) <= 0 {
+		if after != "" && compareTK(store.KeyTarget(e.Key), e.Key, at, after) <= 0 {
 			if scanned >= maxScan {
 				more = true
 				return false

@@ -216,7 +216,7 @@ func ParseEntries(x []byte, p Prefix, after string) (es []store.Entry, more bool
 		k string
 	}
 	if after != "" {
-		last.t, last.k = id.FromString(after), after
+		last.t, last.k = store.KeyTarget(after), after
 	}
 	for i, v := range list {
 		f, ok := v.([]any)
@@ -234,7 +234,7 @@ func ParseEntries(x []byte, p Prefix, after string) (es []store.Entry, more bool
 		if e.Version.IsZero() {
 			return nil, false, fmt.Errorf("%w: entry without a version", ErrBadPayload)
 		}
-		tg := id.FromString(e.Key)
+		tg := store.KeyTarget(e.Key)
 		if !p.Contains(tg) {
 			return nil, false, fmt.Errorf("%w: entry %q outside the prefix", ErrBadPayload, e.Key)
 		}

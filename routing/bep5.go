@@ -121,8 +121,13 @@ func (t *BEP5) Observe(now time.Time, x id.ID, addr netip.AddrPort, how Source, 
 			}
 			*e = newEntry(x, addr)
 		}
-		wasPinging := e.flags&flagPinging != 0
+		wasPinging, wasBad := e.flags&flagPinging != 0, e.bad()
 		e.seen(ts, how, rtt)
+		if how == Queried && wasBad {
+			// Refuted by its query (entry.seen): ask the engine to ping it,
+			// so that its answer confirms the address both ways.
+			return t.clock.contact(e), true
+		}
 		if how == Responded {
 			b.changed = ts
 			if wasPinging {

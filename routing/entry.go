@@ -141,12 +141,23 @@ func (e *entry) seen(now int64, how Source, rtt time.Duration) {
 		e.lastSeen = now
 	}
 	e.flags |= flagSeen
-	if how == Responded {
-		// Only an answer to our own query shows that the node is reachable
-		// at this address, so only an answer clears its failures.
+	switch how {
+	case Responded:
 		e.flags |= flagResponded
 		e.fails = 0
 		e.flags &^= flagPinging
+	case Queried:
+		// A query from a bad node at the address we hold refutes at once
+		// (SWIM's refutation: any message from a member proves it alive),
+		// as an answer does: its failures are cleared and its probes end.
+		// A merely questionable node (one query lost) stays so until it
+		// answers: under loss, trusting it on its word cost lookups. Counting on our next probe instead cost a
+		// restarted node up to ProbeMax and a quarter (~37 s) of being
+		// bad, since its back-off had grown with every query it missed
+		// while down. The table only calls seen for the address it holds.
+		if e.bad() {
+			e.fails = 0
+		}
 	}
 	if rtt > 0 {
 		us := int32(min(max(rtt.Microseconds(), 1), math.MaxInt32))

@@ -99,9 +99,15 @@ func (t *KeepAll) Observe(now time.Time, x id.ID, addr netip.AddrPort, how Sourc
 			}
 			*e = newEntry(x, addr)
 		}
+		wasBad := e.bad()
 		e.seen(ts, how, rtt)
 		if how == Responded {
 			t.changed[cpl] = ts
+		}
+		if how == Queried && wasBad {
+			// Refuted by its query (entry.seen): ask the engine to ping it,
+			// so that its answer confirms the address both ways.
+			return t.clock.contact(e), true
 		}
 		return Contact{}, false
 	}

@@ -91,12 +91,15 @@ func TestProbe(t *testing.T) {
 			{at: 10*time.Second + time.Millisecond, do: "respond", state: Good},
 			{at: time.Hour, do: "probe", want: 0, none: true},
 		}},
-		{"a query from it is no answer", []step{
+		{"a query from it refutes at once, however long its back-off", []step{
 			{at: 0, do: "respond"},
 			{at: 0, do: "fail"},
 			{at: 0, do: "fail"},
-			{at: time.Second, do: "query", state: Bad},
-			{at: time.Minute, do: "probe", want: 1},
+			{at: time.Minute, do: "fail"},
+			{at: 2 * time.Minute, do: "fail"},
+			{at: 3 * time.Minute, do: "fail"},
+			{at: 3*time.Minute + time.Second, do: "query", state: Good},
+			{at: time.Hour, do: "probe", want: 0, none: true},
 		}},
 	}
 	for _, kind := range tables {

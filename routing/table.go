@@ -90,8 +90,9 @@ type Table interface {
 	Len() int
 	// Observe records that a node exists (how says why we think so) and
 	// returns a node to ping when a full bucket holds a questionable node
-	// that must answer or make way (BEP 5's ping-before-evict); ping is
-	// false otherwise. The engine reports the outcome of the ping through
+	// that must answer or make way (BEP 5's ping-before-evict), or the
+	// node itself when its query just refuted its being bad (the ping
+	// confirms that it answers too); ping is false otherwise. The engine reports the outcome of the ping through
 	// Observe (Responded) or Failed. A known id heard from another address
 	// keeps its old address unless that one has gone bad. rtt is a
 	// round-trip sample for a response, 0 when there is none.

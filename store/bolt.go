@@ -201,13 +201,13 @@ func decodeRecord(k, v []byte) (item, error) {
 	}
 	it := item{key: string(k[id.Len:])}
 	copy(it.target[:], k)
-	if it.target != id.FromString(it.key) {
+	if it.target != KeyTarget(it.key) {
 		return item{}, fmt.Errorf("%w: key %q filed under target %v", errCorrupt, it.key, it.target)
 	}
 	if err := decodeMeta(v, &it); err != nil {
 		return item{}, fmt.Errorf("key %q: %w", it.key, err)
 	}
-	it.hash = entryHash(it.target, it.version, it.deleted)
+	it.hash = entryHash(entryID(it.target, it.key), it.version, it.deleted)
 	return it, nil
 }
 
@@ -467,7 +467,7 @@ func (b *Bolt) RemoveAll(es []Entry) (int, error) {
 	}
 	var hit []Entry
 	for _, e := range es {
-		leaf, pos, ok := b.idx.find(id.FromString(e.Key), e.Key)
+		leaf, pos, ok := b.idx.find(KeyTarget(e.Key), e.Key)
 		if ok && b.idx.leaves[leaf][pos].version == e.Version {
 			hit = append(hit, e)
 		}
@@ -478,7 +478,7 @@ func (b *Bolt) RemoveAll(es []Entry) (int, error) {
 	err := b.safely(func() error {
 		return b.db.Update(func(tx *bolt.Tx) error {
 			for _, e := range hit {
-				k := dbKey(id.FromString(e.Key), e.Key)
+				k := dbKey(KeyTarget(e.Key), e.Key)
 				if err := tx.Bucket(bucketRecords).Delete(k); err != nil {
 					return err
 				}
@@ -498,7 +498,7 @@ func (b *Bolt) RemoveAll(es []Entry) (int, error) {
 		return 0, failed(op, err)
 	}
 	for _, e := range hit {
-		if leaf, pos, ok := b.idx.find(id.FromString(e.Key), e.Key); ok {
+		if leaf, pos, ok := b.idx.find(KeyTarget(e.Key), e.Key); ok {
 			b.idx.remove(leaf, pos)
 		}
 	}

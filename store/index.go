@@ -119,7 +119,7 @@ func (x *index) find(t id.ID, k string) (leaf, pos int, found bool) {
 }
 
 func (x *index) get(key string) (*item, bool) {
-	leaf, pos, ok := x.find(id.FromString(key), key)
+	leaf, pos, ok := x.find(KeyTarget(key), key)
 	if !ok {
 		return nil, false
 	}
@@ -174,9 +174,9 @@ type change struct {
 // (dhtkit's `put "KEY": …`, a writer reading a replica's refusal) names
 // the key itself, and a second mention only doubled it (issue 14).
 func (x *index) prepare(cfg *Config, r *Record) (c change, apply bool, err error) {
-	if cfg.MaxKeySize > 0 && len(r.Key) > cfg.MaxKeySize {
+	if base := BaseKey(r.Key); cfg.MaxKeySize > 0 && len(base) > cfg.MaxKeySize {
 		return c, false, fmt.Errorf("store: key of %d bytes exceeds the limit of %d bytes: %w",
-			len(r.Key), cfg.MaxKeySize, ErrTooLarge)
+			len(base), cfg.MaxKeySize, ErrTooLarge)
 	}
 	if !r.Deleted && cfg.MaxValueSize > 0 && len(r.Value) > cfg.MaxValueSize {
 		return c, false, fmt.Errorf("store: value of %d bytes exceeds the limit of %d bytes: %w",
@@ -219,6 +219,9 @@ func (x *index) prepare(cfg *Config, r *Record) (c change, apply bool, err error
 		if !it.version.Newer(old.version) {
 			return c, false, nil
 		}
+	} else if n := x.values(c.leaf, c.pos, it.target, it.key); n >= MaxValuesPerKey {
+		return c, false, fmt.Errorf("store: key %q already holds %d values, the limit: %w",
+			BaseKey(r.Key), n, ErrCapacity)
 	}
 	delta := it.bytes()
 	if old != nil {
@@ -235,9 +238,30 @@ func (x *index) prepare(cfg *Config, r *Record) (c change, apply bool, err error
 		return c, false, fmt.Errorf("store: source %s already has %d records stored, the limit: %w",
 			it.source, x.sources[it.source], ErrQuota)
 	}
-	it.hash = entryHash(it.target, it.version, it.deleted)
+	it.hash = entryHash(entryID(it.target, it.key), it.version, it.deleted)
 	c.it = it
 	return c, true, nil
+}
+
+// values counts the records of the key rk belongs to around position pos
+// of leaf, where rk would go: a key's records share its target, so they
+// lie next to each other in one leaf.
+func (x *index) values(leaf, pos int, t id.ID, rk string) int {
+	if leaf < 0 || leaf >= len(x.leaves) {
+		return 0
+	}
+	l, base, n := x.leaves[leaf], BaseKey(rk), 0
+	for i := pos - 1; i >= 0 && l[i].target == t; i-- {
+		if BaseKey(l[i].key) == base {
+			n++
+		}
+	}
+	for i := pos; i < len(l) && l[i].target == t; i++ {
+		if BaseKey(l[i].key) == base {
+			n++
+		}
+	}
+	return n
 }
 
 // apply makes a prepared change; nothing may have changed x meanwhile.

@@ -146,7 +146,7 @@ func (m *Memory) RemoveAll(es []Entry) (int, error) {
 	}
 	removed := 0
 	for _, e := range es {
-		leaf, pos, ok := m.idx.find(id.FromString(e.Key), e.Key)
+		leaf, pos, ok := m.idx.find(KeyTarget(e.Key), e.Key)
 		if ok && m.idx.leaves[leaf][pos].version == e.Version {
 			m.idx.remove(leaf, pos)
 			removed++

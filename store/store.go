@@ -55,8 +55,9 @@ type Record struct {
 	Source string
 }
 
-// Target returns the record's place in the id space: the SHA-1 of Key.
-func (r Record) Target() id.ID { return id.FromString(r.Key) }
+// Target returns the record's place in the id space: the SHA-1 of the key
+// Key belongs to (KeyTarget), shared by all the values of that key.
+func (r Record) Target() id.ID { return KeyTarget(r.Key) }
 
 // Entry is what anti-entropy compares of a record: its identity without the
 // value.
@@ -68,8 +69,11 @@ type Entry struct {
 
 // Hash returns the 64-bit hash of e that Digest combines: the first 8
 // bytes, big-endian, of SHA-1(target || Time || Writer || deleted), the
-// integers big-endian and deleted one byte, 0 or 1.
-func (e Entry) Hash() uint64 { return entryHash(id.FromString(e.Key), e.Version, e.Deleted) }
+// integers big-endian and deleted one byte, 0 or 1; for a value with an id
+// (ValueKey) SHA-1 of its whole record key stands for target.
+func (e Entry) Hash() uint64 {
+	return entryHash(entryID(KeyTarget(e.Key), e.Key), e.Version, e.Deleted)
+}
 
 func entryHash(target id.ID, v Version, deleted bool) uint64 {
 	var b [id.Len + 17]byte

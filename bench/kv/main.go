@@ -1,11 +1,12 @@
 // Command kvload compares the key-value store of a dhtkit cluster with
-// OpenDHT's dhtnode under the same load, one system after the other in one
-// invocation: each runs as a cluster of -nodes processes on 127.0.0.1, and
+// OpenDHT's dhtnode and etcd (-etcd, -etcd-members) under the same load,
+// one system after the other in one invocation, -runs times: each runs as
+// a cluster of -nodes processes on 127.0.0.1, and
 // the same HTTP load generator (-concurrency workers, each keeping one
 // request in flight, for -duration per phase) puts fresh keys and then
 // gets the keys it put, for every value size. It prints throughput and
-// latency percentiles per system and the ratios dhtkit/dhtnode as
-// Markdown.
+// latency percentiles per system, the ratios of dhtkit to dhtnode and to
+// etcd, and the load average before and after each run, as Markdown.
 //
 // dhtnode binds every interface and has no bind flag, so run kvload in a
 // private network namespace (bench/kv/compare.sh does): it refuses to
@@ -47,6 +48,9 @@ func main() {
 	var (
 		dhtkitBin   = flag.String("dhtkit", "dhtkit", "the dhtkit binary")
 		dhtnodeBin  = flag.String("dhtnode", "dhtnode", `OpenDHT's dhtnode binary; "" skips it`)
+		etcdBin     = flag.String("etcd", "", `etcd's server binary (Debian's etcd-server); "" skips it`)
+		etcdMembers = flag.Int("etcd-members", 3, "members of the etcd cluster")
+		runs        = flag.Int("runs", 1, "how many times to run the whole comparison, one run after the other")
 		nodes       = flag.Int("nodes", 5, "nodes per cluster")
 		duration    = flag.Duration("duration", 5*time.Second, "how long each phase (system × op × size) runs")
 		concurrency = flag.Int("concurrency", 32, "requests in flight")
@@ -81,24 +85,62 @@ func main() {
 	if *dhtnodeBin != "" {
 		systems = append(systems, &dhtnodeCluster{bin: *dhtnodeBin, dir: tmp})
 	}
-	var results []result
-	for _, sys := range systems {
-		log.Printf("starting %d %s nodes", *nodes, sys.name())
-		if err := sys.start(*nodes); err != nil {
-			sys.stop()
-			log.Fatalf("%s: %v", sys.name(), err)
-		}
-		for _, size := range sizes {
-			for _, op := range []string{"put", "get"} {
-				r := run(sys, op, size, *concurrency, *duration)
-				log.Printf("%-14s %s %5d B: %8.0f ops/s  p50 %6.2f ms  p99 %7.2f ms  errors %d%s",
-					sys.name(), op, size, r.rate(), ms(r.p50), ms(r.p99), r.errors, r.firstErr)
-				results = append(results, r)
-			}
-		}
-		sys.stop()
+	if *etcdBin != "" {
+		systems = append(systems, &etcdCluster{bin: *etcdBin, dir: tmp, members: *etcdMembers})
 	}
-	report(os.Stdout, results, *nodes, *concurrency, *duration)
+	var all [][]result
+	var loads []string
+	for i := range max(*runs, 1) {
+		var results []result
+		before := loadAvg()
+		for _, sys := range systems {
+			n := *nodes
+			if e, ok := sys.(*etcdCluster); ok {
+				n = e.members
+			}
+			log.Printf("run %d: starting %d %s nodes", i+1, n, sys.name())
+			if err := sys.start(n); err != nil {
+				sys.stop()
+				log.Fatalf("%s: %v", sys.name(), err)
+			}
+			for _, size := range sizes {
+				for _, op := range []string{"put", "get"} {
+					r := run(sys, op, size, *concurrency, *duration)
+					log.Printf("%-14s %s %5d B: %8.0f ops/s  p50 %6.2f ms  p99 %7.2f ms  errors %d%s",
+						sys.name(), op, size, r.rate(), ms(r.p50), ms(r.p99), r.errors, r.firstErr)
+					results = append(results, r)
+				}
+			}
+			sys.stop()
+		}
+		clear(written) // the next run writes its own keys
+		loads = append(loads, fmt.Sprintf("load average %s before, %s after", before, loadAvg()))
+		if *runs > 1 {
+			fmt.Printf("### Run %d of %d (%s)\n\n", i+1, *runs, loads[i])
+		} else {
+			fmt.Printf("%s\n\n", loads[i])
+		}
+		report(os.Stdout, results, *nodes, *concurrency, *duration)
+		fmt.Println()
+		all = append(all, results)
+	}
+	if len(all) > 1 {
+		summary(os.Stdout, all, loads)
+	}
+}
+
+// loadAvg is the machine's 1-minute load average, or "?": the machine may
+// be shared, and every figure says how busy it was.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return "?"
+	}
+	return f[0]
 }
 
 // privateNetns reports whether the only network interface is loopback.
@@ -245,32 +287,89 @@ func run(sys system, op string, size, concurrency int, d time.Duration) result {
 }
 
 func report(w io.Writer, rs []result, nodes, concurrency int, d time.Duration) {
-	fmt.Fprintf(w, "%d-node loopback clusters, %d requests in flight, %v per phase, %d cores (%s)\n\n", nodes, concurrency, d, runtime.NumCPU(), runtime.GOARCH)
+	fmt.Fprintf(w, "%d-node loopback clusters (etcd: its own member count), %d requests in flight, %v per phase, %d cores (%s)\n\n", nodes, concurrency, d, runtime.NumCPU(), runtime.GOARCH)
 	fmt.Fprintln(w, "| system | op | value | ops/s | p50 ms | p99 ms | errors |")
 	fmt.Fprintln(w, "| ------ | -- | ----: | ----: | -----: | -----: | -----: |")
 	for _, r := range rs {
 		fmt.Fprintf(w, "| %s | %s | %d B | %.0f | %.2f | %.2f | %d |\n", r.system, r.op, r.size, r.rate(), ms(r.p50), ms(r.p99), r.errors)
 	}
-	var base []result
-	for _, r := range rs {
-		if r.system == "dhtnode" {
-			base = append(base, r)
+	for _, base := range []string{"dhtnode", "etcd"} {
+		ratios(w, rs, base)
+	}
+}
+
+// isDhtkit reports whether a system is one of dhtkit's: ratios are
+// dhtkit's against the others.
+func isDhtkit(system string) bool { return strings.HasPrefix(system, "dhtkit") }
+
+// ratio is r against the same op and size of base, if base ran it.
+func ratio(rs []result, r result, base string) (tput, p99 float64, ok bool) {
+	for _, b := range rs {
+		if b.system == base && b.op == r.op && b.size == r.size && b.ops > 0 && b.p99 > 0 && r.ops > 0 {
+			return r.rate() / b.rate(), float64(r.p99) / float64(b.p99), true
 		}
 	}
-	if len(base) == 0 {
-		return
-	}
-	fmt.Fprintln(w, "\nRatios against dhtnode (throughput: higher is better; p99: lower is better):")
-	fmt.Fprintln(w, "\n| system | op | value | throughput × dhtnode | p99 × dhtnode |")
-	fmt.Fprintln(w, "| ------ | -- | ----: | -------------------: | ------------: |")
+	return 0, 0, false
+}
+
+// ratios prints dhtkit's throughput and p99 against base's.
+func ratios(w io.Writer, rs []result, base string) {
+	header := false
 	for _, r := range rs {
-		if r.system == "dhtnode" {
+		if !isDhtkit(r.system) {
 			continue
 		}
-		for _, b := range base {
-			if b.op == r.op && b.size == r.size && b.ops > 0 && b.p99 > 0 {
-				fmt.Fprintf(w, "| %s | %s | %d B | %.2f× | %.2f× |\n", r.system, r.op, r.size, r.rate()/b.rate(), float64(r.p99)/float64(b.p99))
+		t, p, ok := ratio(rs, r, base)
+		if !ok {
+			continue
+		}
+		if !header {
+			fmt.Fprintf(w, "\nRatios against %s (throughput: higher is better; p99: lower is better):\n", base)
+			fmt.Fprintf(w, "\n| system | op | value | throughput × %s | p99 × %s |\n", base, base)
+			fmt.Fprintln(w, "| ------ | -- | ----: | ----: | ----: |")
+			header = true
+		}
+		fmt.Fprintf(w, "| %s | %s | %d B | %.2f× | %.2f× |\n", r.system, r.op, r.size, t, p)
+	}
+}
+
+// summary prints, for every dhtkit row, its ratios in each run side by
+// side: throughput × base (p99 × base).
+func summary(w io.Writer, runs [][]result, loads []string) {
+	fmt.Fprintf(w, "### Ratios over the %d runs: throughput × other (p99 × other)\n\n", len(runs))
+	for i, l := range loads {
+		fmt.Fprintf(w, "- run %d: %s\n", i+1, l)
+	}
+	for _, base := range []string{"dhtnode", "etcd"} {
+		header := false
+		for j, r := range runs[0] {
+			if !isDhtkit(r.system) {
+				continue
 			}
+			if _, _, ok := ratio(runs[0], r, base); !ok {
+				continue
+			}
+			if !header {
+				fmt.Fprintf(w, "\n| dhtkit ÷ %s | op | value |", base)
+				for i := range runs {
+					fmt.Fprintf(w, " run %d |", i+1)
+				}
+				fmt.Fprintf(w, "\n| --- | -- | ----: |%s\n", strings.Repeat(" ---: |", len(runs)))
+				header = true
+			}
+			fmt.Fprintf(w, "| %s | %s | %d B |", r.system, r.op, r.size)
+			for _, rs := range runs {
+				if j >= len(rs) {
+					fmt.Fprint(w, " – |")
+					continue
+				}
+				if t, p, ok := ratio(rs, rs[j], base); ok {
+					fmt.Fprintf(w, " %.2f× (%.2f×) |", t, p)
+				} else {
+					fmt.Fprint(w, " – |")
+				}
+			}
+			fmt.Fprintln(w)
 		}
 	}
 }
@@ -514,3 +613,110 @@ func (c *dhtnodeCluster) check(body, want []byte) error {
 }
 
 func (c *dhtnodeCluster) stop() { c.procs.stop(); c.proxies = nil }
+
+// etcdCluster is etcd (Debian's etcd-server, 3.4) as a cluster of members
+// on 127.0.0.1, driven through its v3 JSON gateway on each member's client
+// URL (POST /v3/kv/put and /v3/kv/range, keys and values base64): the
+// same HTTP load generator, no client library. Each member fsyncs its Raft
+// log on every commit (batched), as etcd always does.
+type etcdCluster struct {
+	bin, dir string
+	members  int
+	procs
+	clients []string
+}
+
+func (c *etcdCluster) name() string { return "etcd" }
+
+func (c *etcdCluster) start(members int) error {
+	type member struct {
+		name         string
+		client, peer int
+	}
+	ms := make([]member, members)
+	var initial []string
+	for i := range ms {
+		cp, err := freePort()
+		if err != nil {
+			return err
+		}
+		pp, err := freePort()
+		if err != nil {
+			return err
+		}
+		ms[i] = member{fmt.Sprintf("etcd%d", i), cp, pp}
+		initial = append(initial, fmt.Sprintf("%s=http://127.0.0.1:%d", ms[i].name, pp))
+	}
+	data, err := os.MkdirTemp(c.dir, "etcd-")
+	if err != nil {
+		return err
+	}
+	for _, m := range ms {
+		client := fmt.Sprintf("http://127.0.0.1:%d", m.client)
+		peer := fmt.Sprintf("http://127.0.0.1:%d", m.peer)
+		args := []string{"--name", m.name, "--data-dir", filepath.Join(data, m.name),
+			"--listen-client-urls", client, "--advertise-client-urls", client,
+			"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+			"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-state", "new",
+			"--initial-cluster-token", "kvload", "--log-level", "warn", "--logger", "zap"}
+		if err := c.spawn(c.dir, m.name, nil, c.bin, args...); err != nil {
+			return err
+		}
+		c.clients = append(c.clients, client)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for _, cl := range c.clients {
+		err := waitHTTP(ctx, cl+"/health", func(b []byte) bool {
+			var h struct{ Health string }
+			return json.Unmarshal(b, &h) == nil && h.Health == "true"
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *etcdCluster) request(w int, key string, value []byte) (*http.Request, error) {
+	k := base64.StdEncoding.EncodeToString([]byte(key))
+	var body []byte
+	var err error
+	path := "/v3/kv/range"
+	if value == nil {
+		body, err = json.Marshal(map[string]string{"key": k})
+	} else {
+		path = "/v3/kv/put"
+		body, err = json.Marshal(map[string]string{"key": k, "value": base64.StdEncoding.EncodeToString(value)})
+	}
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequest(http.MethodPost, c.clients[w%len(c.clients)]+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	return req, nil
+}
+
+// check accepts a range answer whose one kv holds want. A range is a
+// linearizable read by default: it goes through the leader's read index.
+func (c *etcdCluster) check(body, want []byte) error {
+	var r struct {
+		Kvs []struct {
+			Value string `json:"value"`
+		} `json:"kvs"`
+	}
+	if err := json.Unmarshal(body, &r); err != nil {
+		return fmt.Errorf("decoding the answer: %w", err)
+	}
+	for _, kv := range r.Kvs {
+		if v, err := base64.StdEncoding.DecodeString(kv.Value); err == nil && bytes.Equal(v, want) {
+			return nil
+		}
+	}
+	return fmt.Errorf("the value written is not in the %d kvs answered", len(r.Kvs))
+}
+
+func (c *etcdCluster) stop() { c.procs.stop(); c.clients = nil }

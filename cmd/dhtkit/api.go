@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/dhtkit/dhtkit/store"
 )
 
 // api talks to a running node's HTTP API (--api, $DHTKIT_API): one
@@ -65,8 +67,24 @@ func checkAPI(s string) error {
 	return nil
 }
 
-// keyPath is the API path of key, escaped so that any key round-trips.
-func keyPath(key string) string { return "/v1/keys/" + url.PathEscape(key) }
+// keyPath is the API path of key, escaped so that any key round-trips; a
+// value's record key (store.ValueKey) becomes its key's path with ?id=.
+func keyPath(key string) string {
+	k, id := store.SplitKey(key)
+	if id == store.DefaultValue {
+		return "/v1/keys/" + url.PathEscape(key)
+	}
+	return "/v1/keys/" + url.PathEscape(k) + "?id=" + id.String()
+}
+
+// withQuery adds name=value to path's query.
+func withQuery(path, name, value string) string {
+	sep := "?"
+	if strings.Contains(path, "?") {
+		sep = "&"
+	}
+	return path + sep + name + "=" + url.QueryEscape(value)
+}
 
 // do sends a request and returns the response when its status is 2xx (or
 // 404, which callers turn into "not found"); otherwise an error that

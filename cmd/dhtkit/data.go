@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -33,6 +34,7 @@ func newPutCmd(g *globals) *cobra.Command {
 		key       string
 		asJSON    bool
 		heir      string
+		idFlag    string
 	)
 	cmd := &cobra.Command{
 		Use:   "put KEY [VALUE]",
@@ -40,9 +42,24 @@ func newPutCmd(g *globals) *cobra.Command {
 		Long: `put stores a value under KEY through the node at --api: VALUE, else the file
 at --file, else standard input, streamed (any size: large values are split
 into verified chunks). It prints the version once a write quorum of the
-key's replicas holds it.`,
+key's replicas holds it.
+
+A key holds many values: --id ID adds or replaces the value with that id
+(1 to 16 hex digits, or "random" for a new one, printed on stderr); without
+--id, put writes the key's default value, as single-value use always has.`,
 		Args: keyArgs(1, 2, "KEY and an optional VALUE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if cmd.Flags().Changed("ttl") && ttl <= 0 {
+				return usageError("--ttl %v: want a positive duration such as 90s, 30m or 24h (%s)", ttl, helpHint(cmd))
+			}
+			vid, err := parseIDFlag(idFlag, true)
+			if err != nil {
+				return err
+			}
+			if idFlag == "random" {
+				fmt.Fprintf(g.stderr, "dhtkit: value id %s\n", vid)
+			}
+			rk := store.ValueKey(args[0], vid) // what a signature covers
 			var to *[32]byte
 			if encryptTo != "" {
 				b, err := hex.DecodeString(encryptTo)
@@ -65,7 +82,9 @@ key's replicas holds it.`,
 					return fmt.Errorf("--file: %w", err)
 				}
 				defer f.Close()
-				if st, err := f.Stat(); err == nil {
+				// A pipe's size (put --file <(cmd), a FIFO) is 0 whatever
+				// it holds: only a regular file's is its length.
+				if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
 					size = st.Size()
 				}
 				body = f
@@ -81,13 +100,13 @@ key's replicas holds it.`,
 			var opt dhtkit.SignOptions
 			if sign {
 				var err error
-				if opt, err = g.signOptions(cmd.Context(), args[0], ttl, heir); err != nil {
+				if opt, err = g.signOptions(cmd.Context(), rk, ttl, heir); err != nil {
 					return err
 				}
 			}
 			var env []byte // the signature of a large signed value
 			if sign || to != nil {
-				sealed, e, err := seal(args[0], body, sign, to, key, opt)
+				sealed, e, err := seal(rk, body, sign, to, key, opt)
 				if err != nil {
 					return err
 				}
@@ -98,9 +117,9 @@ key's replicas holds it.`,
 				defer p.done()
 				body = io.TeeReader(body, p)
 			}
-			path := keyPath(args[0])
+			path := keyPath(rk)
 			if ttl > 0 && !sign { // a signed value carries its expiry
-				path += "?ttl=" + ttl.String()
+				path = withQuery(path, "ttl", ttl.String())
 			}
 			a := g.apiClient()
 			if env != nil {
@@ -118,6 +137,7 @@ key's replicas holds it.`,
 				Key     string     `json:"key"`
 				Version string     `json:"version"`
 				Expires *time.Time `json:"expires,omitempty"`
+				ID      string     `json:"id,omitempty"`
 			}
 			if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
 				return fmt.Errorf("reading the node's answer: %w", err)
@@ -137,6 +157,7 @@ key's replicas holds it.`,
 	f.StringVar(&key, "key", "", "identity file (default $DHTKIT_KEY, else in your configuration directory)")
 	f.BoolVar(&asJSON, "json", false, `print {"key","version","expires"} as JSON`)
 	f.StringVar(&heir, "heir", "", "with --sign: the \"sign\" key that may sign the key's next versions (rotating your signing key)")
+	f.StringVar(&idFlag, "id", "", `which of the key's values to add or replace: 1 to 16 hex digits, or "random" (default: the key's default value)`)
 	return cmd
 }
 
@@ -259,31 +280,56 @@ func newGetCmd(g *globals) *cobra.Command {
 	var (
 		out, key, signerHex string
 		asJSON, partialOK   bool
+		idFlag              string
 	)
 	cmd := &cobra.Command{
 		Use:   "get KEY",
 		Short: "Print a value (exit status 3 if the key has none)",
-		Args:  keyArgs(1, 1, "one KEY"),
+		Long: `get prints KEY's value. A key holds many values: get prints every live
+one, newest first, each ended by a newline (--json: one JSON object per
+line, with its "id" and "signer"); a key with one value prints it as it
+is. --id ID prints only that value.`,
+		Args: keyArgs(1, 1, "one KEY"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if asJSON && out != "" {
 				return usageError("give --json or --out, not both (%s)", helpHint(cmd))
 			}
 			var signer ed25519.PublicKey
-			path := keyPath(args[0])
 			if signerHex != "" {
 				b, err := hex.DecodeString(signerHex)
 				if err != nil || len(b) != ed25519.PublicKeySize {
 					return usageError("--signer: want the 64-hex-digit \"sign\" key that `dhtkit key` prints")
 				}
 				signer = b
-				path += "?signer=" + signerHex
+			}
+			vid, err := parseIDFlag(idFlag, false)
+			if err != nil {
+				return err
+			}
+			rk := store.ValueKey(args[0], vid) // what a signature covers
+			if idFlag == "" {
+				// Every value: one is printed as single-value use always
+				// had it, several as a list.
+				vals, err := g.apiClient().values(cmd.Context(), args[0], false, partialOK)
+				if err != nil {
+					return err
+				}
+				switch {
+				case len(vals) == 0:
+					return notFound("%q has no value", args[0])
+				case len(vals) > 1 && out != "":
+					return usageError("%q holds %d values: pick one with --id (%s)", args[0], len(vals), helpHint(cmd))
+				case len(vals) > 1:
+					return g.printValues(cmd.Context(), args[0], key, signer, asJSON, partialOK)
+				}
+				rk = vals[0].recordKey()
+			}
+			path := keyPath(rk)
+			if signer != nil {
+				path = withQuery(path, "signer", signerHex)
 			}
 			if partialOK {
-				if strings.Contains(path, "?") {
-					path += "&partial=true"
-				} else {
-					path += "?partial=true"
-				}
+				path = withQuery(path, "partial", "true")
 			}
 			resp, err := g.apiClient().do(cmd.Context(), http.MethodGet, path, nil, "")
 			if err != nil {
@@ -310,7 +356,7 @@ func newGetCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return fmt.Errorf("get %q: the transfer broke off: %w", args[0], err)
 				}
-				plain, err := g.openChunked(args[0], value, env, key, signer)
+				plain, err := g.openChunked(rk, value, env, key, signer)
 				if err != nil {
 					return err
 				}
@@ -320,7 +366,7 @@ func newGetCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return fmt.Errorf("get %q: the transfer broke off: %w", args[0], err)
 				}
-				plain, err := g.open(args[0], sealed, key, signer)
+				plain, err := g.open(rk, sealed, key, signer)
 				if err != nil {
 					return err
 				}
@@ -372,7 +418,8 @@ func newGetCmd(g *globals) *cobra.Command {
 				if n > maxJSONValue {
 					return fmt.Errorf("get %q: the value is larger than the %d MiB --json prints; use --out", args[0], maxJSONValue>>20)
 				}
-				v := getJSON{Key: args[0], Version: resp.Header.Get("X-Dhtkit-Version"), Size: n, Value: buf.Bytes(), Partial: partial}
+				_, id := store.SplitKey(rk)
+				v := getJSON{Key: args[0], Version: resp.Header.Get("X-Dhtkit-Version"), Size: n, Value: buf.Bytes(), Partial: partial, ID: id.String(), Signer: resp.Header.Get("X-Dhtkit-Signer")}
 				if v.Version == "" {
 					v.Version = resp.Trailer.Get("X-Dhtkit-Version")
 				}
@@ -390,8 +437,9 @@ func newGetCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&out, "out", "", "write the value to this file instead of standard output")
 	cmd.Flags().StringVar(&key, "key", "", "identity file, to read values encrypted to you")
 	cmd.Flags().BoolVar(&asJSON, "json", false, `print {"key","version","size","value" (base64),"text" (when UTF-8),"partial"} as JSON`)
-	cmd.Flags().StringVar(&signerHex, "signer", "", "fail unless this \"sign\" key (see: dhtkit key) signed the value")
+	cmd.Flags().StringVar(&signerHex, "signer", "", "fail unless this \"sign\" key (see: dhtkit key) signed the value (of several values: print those it signed)")
 	cmd.Flags().BoolVar(&partialOK, "partial", false, "when fewer replicas than the read quorum answer, print their best answer (marked partial) instead of failing")
+	cmd.Flags().StringVar(&idFlag, "id", "", "print only the value with this id (1 to 16 hex digits)")
 	return cmd
 }
 
@@ -406,6 +454,8 @@ type getJSON struct {
 	Value   []byte  `json:"value"`
 	Text    *string `json:"text,omitempty"`
 	Partial bool    `json:"partial,omitempty"`
+	ID      string  `json:"id,omitempty"`     // the value's id among the key's values
+	Signer  string  `json:"signer,omitempty"` // who signed it (hex), checked
 }
 
 // tailWriter remembers the last byte written through it.
@@ -489,61 +539,81 @@ func newDelCmd(g *globals) *cobra.Command {
 		sign   bool
 		key    string
 		asJSON bool
+		idFlag string
 	)
 	cmd := &cobra.Command{
 		Use:   "del KEY",
 		Short: "Delete a key (a tombstone that beats every older write)",
 		Long: `del deletes KEY: a tombstone that beats every older write. A key put with
 --sign belongs to its signer: only del --sign with the owner's identity
-deletes it.`,
+deletes it.
+
+A key holds many values: del deletes all of them (with --sign, yours
+signed ones too; a value someone else signed stays, and del says so);
+--id ID deletes that value only.`,
 		Args: keyArgs(1, 1, "one KEY"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var body io.Reader
-			size := int64(-1)
-			if sign {
-				id, err := loadIdentity(keyFile(key), false)
-				if err != nil {
-					return err
-				}
-				cur, err := g.apiClient().currentVersion(cmd.Context(), args[0])
-				if err != nil {
-					return err
-				}
-				tomb, err := dhtkit.SignDelete(args[0], id.Sign, dhtkit.SignOptions{Version: owner.NextVersion(id.SignPublic(), time.Now(), cur)})
-				if err != nil {
-					return err
-				}
-				body, size = bytes.NewReader(tomb), int64(len(tomb))
-			}
-			ct := ""
-			if body != nil {
-				ct = "application/octet-stream"
-			}
-			resp, err := g.apiClient().doSized(cmd.Context(), http.MethodDelete, keyPath(args[0]), body, ct, size)
+			vid, err := parseIDFlag(idFlag, false)
 			if err != nil {
 				return err
 			}
-			defer resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				return apiError(resp)
+			if idFlag == "" {
+				return g.deleteAll(cmd.Context(), args[0], sign, key, asJSON)
 			}
-			if asJSON {
-				var out struct {
-					Key     string `json:"key"`
-					Deleted bool   `json:"deleted"`
-				}
-				if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-					return fmt.Errorf("reading the node's answer: %w", err)
-				}
-				return json.NewEncoder(g.stdout).Encode(out)
-			}
-			return nil
+			return g.deleteOne(cmd.Context(), store.ValueKey(args[0], vid), sign, key, asJSON)
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, `print {"key","deleted"} as JSON`)
+	cmd.Flags().BoolVar(&asJSON, "json", false, `print {"key","deleted"} as JSON (and "id" of a value, "values" deleted)`)
+	cmd.Flags().StringVar(&idFlag, "id", "", "delete only the value with this id (1 to 16 hex digits)")
 	cmd.Flags().BoolVar(&sign, "sign", false, "sign the delete with your identity: the only delete of a key you put with --sign")
 	cmd.Flags().StringVar(&key, "key", "", "identity file (default $DHTKIT_KEY, else in your configuration directory)")
 	return cmd
+}
+
+// deleteOne deletes the value of record key rk, with sign by the owner's
+// signed delete.
+func (g *globals) deleteOne(ctx context.Context, rk string, sign bool, idPath string, asJSON bool) error {
+	var body io.Reader
+	size := int64(-1)
+	if sign {
+		id, err := loadIdentity(keyFile(idPath), false)
+		if err != nil {
+			return err
+		}
+		cur, err := g.apiClient().currentVersion(ctx, rk)
+		if err != nil {
+			return err
+		}
+		tomb, err := dhtkit.SignDelete(rk, id.Sign, dhtkit.SignOptions{Version: owner.NextVersion(id.SignPublic(), time.Now(), cur)})
+		if err != nil {
+			return err
+		}
+		body, size = bytes.NewReader(tomb), int64(len(tomb))
+	}
+	ct := ""
+	if body != nil {
+		ct = "application/octet-stream"
+	}
+	resp, err := g.apiClient().doSized(ctx, http.MethodDelete, keyPath(rk), body, ct, size)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return apiError(resp)
+	}
+	if asJSON {
+		var out struct {
+			Key     string `json:"key"`
+			Deleted bool   `json:"deleted"`
+			ID      string `json:"id,omitempty"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+			return fmt.Errorf("reading the node's answer: %w", err)
+		}
+		return json.NewEncoder(g.stdout).Encode(out)
+	}
+	return nil
 }
 
 func newWhereisCmd(g *globals) *cobra.Command {
@@ -647,13 +717,32 @@ func toFloat(v any) float64 {
 }
 
 func newListenCmd(g *globals) *cobra.Command {
-	var asJSON bool
+	var (
+		asJSON bool
+		idFlag string
+		key    string
+	)
 	cmd := &cobra.Command{
 		Use:   "listen KEY",
 		Short: "Print KEY's value each time it is written, until interrupted",
-		Args:  keyArgs(1, 1, "one KEY"),
+		Long: `listen prints a line each time a value of KEY is added, changed, deleted
+or expires, until interrupted: "VERSION TEXT", "VERSION deleted" or
+"VERSION expired"; between VERSION and the rest, "id=ID" names a value other
+than the key's default one and "signer=HEX" the owner of a signed value
+(checked, and opened as get opens it: --key reads values encrypted to you).
+--json prints each event as the node sends it, with "id", "signer" and
+"reason" (added, changed, deleted, expired). --id ID follows one value.`,
+		Args: keyArgs(1, 1, "one KEY"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			resp, err := g.apiClient().do(cmd.Context(), http.MethodGet, "/v1/watch/"+strings.TrimPrefix(keyPath(args[0]), "/v1/keys/"), nil, "")
+			vid, err := parseIDFlag(idFlag, false)
+			if err != nil {
+				return err
+			}
+			path := "/v1/watch/" + url.PathEscape(args[0])
+			if idFlag != "" {
+				path = withQuery(path, "id", vid.String())
+			}
+			resp, err := g.apiClient().do(cmd.Context(), http.MethodGet, path, nil, "")
 			if err != nil {
 				return err
 			}
@@ -668,26 +757,72 @@ func newListenCmd(g *globals) *cobra.Command {
 				if !ok {
 					continue
 				}
-				if asJSON {
-					fmt.Fprintln(out, data)
-					continue
-				}
 				var v struct {
 					Version string  `json:"version"`
 					Text    *string `json:"text"`
+					Value   []byte  `json:"value"`
 					Size    int     `json:"size"`
 					Deleted bool    `json:"deleted"`
+					ID      string  `json:"id"`
+					Signer  string  `json:"signer"`
+					Reason  string  `json:"reason"`
 				}
 				if json.Unmarshal([]byte(data), &v) != nil {
 					continue
 				}
+				// Opened here as get opens it: the signature checked by
+				// this process, an encrypted value decrypted with --key.
+				text, size := v.Text, v.Size
+				if !v.Deleted && isEnvelope(v.Value) {
+					id, _ := store.ParseValueID(v.ID)
+					payload, by, err := g.openValue(store.ValueKey(args[0], id), v.Value, key)
+					if err != nil {
+						fmt.Fprintf(g.stderr, "dhtkit: value %s version %s: %v\n", v.ID, v.Version, err)
+						continue
+					}
+					v.Signer, text, size = "", nil, len(payload)
+					if by != nil {
+						v.Signer = hex.EncodeToString(by)
+					}
+					if utf8.Valid(payload) {
+						t := string(payload)
+						text = &t
+					}
+					if asJSON {
+						var ev map[string]any
+						if json.Unmarshal([]byte(data), &ev) == nil {
+							ev["signer"], ev["value"], ev["size"] = v.Signer, payload, size
+							if text != nil {
+								ev["text"] = *text
+							} else {
+								delete(ev, "text")
+							}
+							if b, err := json.Marshal(ev); err == nil {
+								data = string(b)
+							}
+						}
+					}
+				}
+				if asJSON {
+					fmt.Fprintln(out, data)
+					continue
+				}
+				var tags strings.Builder
+				if v.ID != "" && v.ID != store.DefaultValue.String() {
+					fmt.Fprintf(&tags, " id=%s", v.ID)
+				}
+				if v.Signer != "" {
+					fmt.Fprintf(&tags, " signer=%s", v.Signer)
+				}
 				switch {
+				case v.Deleted && v.Reason == "expired":
+					fmt.Fprintf(out, "%s%s expired\n", v.Version, tags.String())
 				case v.Deleted:
-					fmt.Fprintf(out, "%s deleted\n", v.Version)
-				case v.Text != nil:
-					fmt.Fprintf(out, "%s %s\n", v.Version, *v.Text)
+					fmt.Fprintf(out, "%s%s deleted\n", v.Version, tags.String())
+				case text != nil:
+					fmt.Fprintf(out, "%s%s %s\n", v.Version, tags.String(), *text)
 				default:
-					fmt.Fprintf(out, "%s (%d bytes of binary data)\n", v.Version, v.Size)
+					fmt.Fprintf(out, "%s%s (%d bytes of binary data)\n", v.Version, tags.String(), size)
 				}
 			}
 			if err := cmd.Context().Err(); err != nil {
@@ -700,7 +835,9 @@ func newListenCmd(g *globals) *cobra.Command {
 			return fmt.Errorf("listen %q: the node at %s stopped (it ended the stream); run listen again against a running node", args[0], resp.Request.URL.Host)
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print each event as a JSON line")
+	cmd.Flags().BoolVar(&asJSON, "json", false, `print each event as a JSON line: {"key","id","version","reason","size","value","text","signer","expires","deleted"}`)
+	cmd.Flags().StringVar(&idFlag, "id", "", "follow only the value with this id (1 to 16 hex digits)")
+	cmd.Flags().StringVar(&key, "key", "", "identity file, to read values encrypted to you")
 	return cmd
 }
 

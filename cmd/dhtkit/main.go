@@ -209,7 +209,7 @@ them standard BitTorrent DHT (BEP 5) nodes.`,
 		dataCommand(newPutCmd(g)), dataCommand(newGetCmd(g)), dataCommand(newDelCmd(g)), dataCommand(newWhereisCmd(g)),
 		dataCommand(newStatusCmd(g)), dataCommand(newListenCmd(g)),
 		newItemCmd(g), newKeyCmd(g), newNetworkKeyCmd(g), newVersionCmd(g), dataCommand(newKeysCmd(g)), dataCommand(newMembersCmd(g)),
-		newRingCmd(g), newLoadCmd(g))
+		newRingCmd(g), newLoadCmd(g), newScrapeCmd(g))
 	return root
 }
 

@@ -508,3 +508,29 @@ func TestPeersInANetworkOfTwo(t *testing.T) {
 		t.Fatalf("get_peers from the other node: %v, %v; want %v", peers, err, want)
 	}
 }
+
+// TestPutFileFromAPipe: `put --file <(cmd)` (a FIFO, whose size is 0
+// whatever it holds) stores what the pipe carries, not an empty value.
+func TestPutFileFromAPipe(t *testing.T) {
+	hostport := apiNode(t, 1)
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skipf("no FIFO here: %v", err)
+	}
+	want := bytes.Repeat([]byte("through a pipe "), 4000) // 60 KB: chunked
+	go func() {
+		f, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+		if err != nil {
+			return // the put failed to open it, and says so
+		}
+		f.Write(want)
+		f.Close()
+	}()
+	if code, _, errs := dhtkitCmd(t, "put", "piped", "--file", fifo, "--api", hostport); code != 0 {
+		t.Fatalf("put --file FIFO: exit %d: %s", code, errs)
+	}
+	code, out, errs := dhtkitCmd(t, "get", "piped", "--api", hostport)
+	if code != 0 || out != string(want) {
+		t.Fatalf("get of the piped value: exit %d, %d bytes (want %d): %s", code, len(out), len(want), errs)
+	}
+}

@@ -127,12 +127,18 @@ through its well-known routers.`,
 			}
 			if httpAddr != "" && httpAddr != "off" {
 				httpOpts.Events, httpOpts.Protocol, httpOpts.Started = events, protocol, n.Started()
+				pages := newPeerPages(n, 0, g.log) // the other nodes' pages, for links
+				httpOpts.PeerURL = pages.URL
 				url, err := serveHTTP(ctx, httpAddr, n, httpOpts, g.log)
 				if err != nil {
 					n.Close()
 					return fmt.Errorf("%w (pick another --http address, or --http off)", err)
 				}
 				fmt.Fprintf(g.stdout, "web UI and HTTP API on %s\n", url)
+				if protocol != dhtkit.Chord {
+					pages.port = announcePort(protocol, g.network, url, listen, bootstrap)
+					go pages.run(ctx)
+				}
 			}
 			status := time.NewTicker(time.Minute)
 			defer status.Stop()

@@ -233,7 +233,10 @@ func newGetPeersCmd(g *globals) *cobra.Command {
 }
 
 func newAnnounceCmd(g *globals) *cobra.Command {
-	var port int
+	var (
+		port int
+		seed bool
+	)
 	cmd := &cobra.Command{
 		Use:   "announce INFOHASH --port P",
 		Short: "Announce this host as a peer for INFOHASH",
@@ -251,6 +254,9 @@ peer for it, and prints how many nodes stored the announce.`,
 			ctx, cancel := context.WithTimeout(cmd.Context(), g.timeout)
 			defer cancel()
 			if len(g.bootstrap) == 0 {
+				if seed {
+					return usageError("--seed: give --bootstrap, so that announce joins the network itself")
+				}
 				var out struct {
 					Stored int `json:"stored"`
 				}
@@ -265,7 +271,7 @@ peer for it, and prints how many nodes stored the announce.`,
 				return err
 			}
 			defer n.Close()
-			res, err := n.Do(ctx, kademlia.Announce{InfoHash: ih, Port: port})
+			res, err := n.Do(ctx, kademlia.Announce{InfoHash: ih, Port: port, Seed: seed})
 			if err != nil {
 				return fmt.Errorf("announce %v: %w", ih, err)
 			}
@@ -277,5 +283,6 @@ peer for it, and prints how many nodes stored the announce.`,
 		},
 	}
 	cmd.Flags().IntVar(&port, "port", 0, "the port peers should connect to (required)")
+	cmd.Flags().BoolVar(&seed, "seed", false, "announce as a seed (BEP 33 seed=1), counted by scrapes; needs --bootstrap")
 	return cmd
 }

@@ -1,0 +1,442 @@
+package dhtkit
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/dhtkit/dhtkit/kademlia"
+	"github.com/dhtkit/dhtkit/owner"
+	"github.com/dhtkit/dhtkit/store"
+)
+
+// Many values per key, as OpenDHT has them: a key holds up to
+// store.MaxValuesPerKey values, each with an id (store.ValueID: the
+// writer's choice, or NewValueID's random one), its own version, expiry
+// and, when signed, owner. Each value is its own record, under
+// store.ValueKey(key, id), placed on the key's replicas; the default id
+// (zero) is the key's record itself, so single-value use is what it was.
+//
+//   - Put with PutOptions.ID adds or replaces that value; without, the
+//     default one.
+//   - Values returns every live value, newest first; GetValue one.
+//   - DeleteValue deletes one value, DeleteAll every value this node may
+//     delete (the unsigned ones; a signed value needs its owner's signed
+//     delete, DeleteSigned with the value's record key).
+//   - WatchValues reports each value added, changed, deleted or expired.
+//
+// A signed value (Seal, SignValue) signs its record key, so its id is
+// its owner's: replicas refuse other writers on that id (owner.Admit),
+// and other writers add values under ids of their own.
+
+// NewValueID returns a random value id, never the default one.
+func NewValueID() store.ValueID {
+	var b [8]byte
+	for {
+		rand.Read(b[:])
+		if v := store.ValueID(binary.BigEndian.Uint64(b[:])); v != store.DefaultValue {
+			return v
+		}
+	}
+}
+
+// valueKey is the record key a put of key with opt writes, and clears
+// opt.ID so that a nested call does not apply it twice.
+func valueKey(key string, opt *PutOptions) string {
+	if opt.ID != store.DefaultValue {
+		key = store.ValueKey(key, opt.ID)
+		opt.ID = store.DefaultValue
+	}
+	return key
+}
+
+// GetValue reads value id of key (Get for the default id).
+func (n *Node) GetValue(ctx context.Context, key string, id store.ValueID) (Value, error) {
+	v, err := n.Get(ctx, store.ValueKey(key, id))
+	v.ID = id
+	return v, err
+}
+
+// DeleteValue deletes value id of key (Delete for the default id).
+func (n *Node) DeleteValue(ctx context.Context, key string, id store.ValueID) error {
+	return n.Delete(ctx, store.ValueKey(key, id))
+}
+
+// ErrSignedValues: DeleteAll left values that only their owners may
+// delete.
+var ErrSignedValues = errors.New("signed values are left: each needs its owner's signed delete")
+
+// DeleteAll deletes every value of key and returns how many it deleted.
+// Signed values are left to their owners: the error then wraps
+// ErrSignedValues and names them.
+func (n *Node) DeleteAll(ctx context.Context, key string) (int, error) {
+	res, err := n.values(ctx, key)
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return 0, nil
+		}
+		return 0, fmt.Errorf("dhtkit: delete %q: %w", shortKey(key), err)
+	}
+	var signed []string
+	deleted := 0
+	del := func(rk string, v []byte) error {
+		if owner.Is(v) {
+			_, id := store.SplitKey(rk)
+			signed = append(signed, id.String())
+			return nil
+		}
+		if err := n.Delete(ctx, rk); err != nil {
+			return err
+		}
+		deleted++
+		return nil
+	}
+	for _, rec := range res.Records {
+		if rec.Deleted || signedDelete(rec.Value) {
+			continue
+		}
+		if err := del(rec.Key, rec.Value); err != nil {
+			return deleted, err
+		}
+	}
+	for _, rk := range res.Fetch {
+		r, err := n.rt.Do(ctx, kademlia.KVGet{Key: rk})
+		if errors.Is(err, kademlia.ErrNotFound) || err == nil && (r.Record.Deleted || signedDelete(r.Record.Value)) {
+			continue
+		}
+		if err != nil {
+			return deleted, fmt.Errorf("dhtkit: delete %q: %w", shortKey(rk), err)
+		}
+		if err := del(rk, r.Record.Value); err != nil {
+			return deleted, err
+		}
+	}
+	if len(signed) > 0 {
+		return deleted, fmt.Errorf("dhtkit: delete %q: %w (value ids %v)", shortKey(key), ErrSignedValues, signed)
+	}
+	return deleted, nil
+}
+
+// values asks key's replicas for all its records (kademlia.KVGet with
+// All), tombstones included; under WithPartial, the best answer of fewer
+// replicas than the read quorum too.
+func (n *Node) values(ctx context.Context, key string) (kademlia.Result, error) {
+	if err := n.waitReady(ctx); err != nil {
+		return kademlia.Result{}, err
+	}
+	res, err := n.rt.Do(ctx, kademlia.KVGet{Key: key, All: true, Partial: partialOK(ctx)})
+	if errors.Is(err, kademlia.ErrNotFound) {
+		if len(res.Records) > 0 || len(res.Fetch) > 0 {
+			return res, nil
+		}
+		return res, ErrNotFound
+	}
+	return res, err
+}
+
+// Values reads every live value of key from its replicas, newest first:
+// for each value, the newest version among a read quorum of replicas, as
+// Get does for one. ErrNotFound when it has none. Large values are
+// assembled in memory.
+func (n *Node) Values(ctx context.Context, key string) ([]Value, error) {
+	return n.readValues(ctx, key, true)
+}
+
+// StatValues is Values without the data: what Stat says of each value
+// (size, version, expiry, signer), no chunk fetched.
+func (n *Node) StatValues(ctx context.Context, key string) ([]Value, error) {
+	return n.readValues(ctx, key, false)
+}
+
+func (n *Node) readValues(ctx context.Context, key string, data bool) ([]Value, error) {
+	res, err := n.values(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("dhtkit: get %q: %w", shortKey(key), err)
+	}
+	var out []Value
+	for _, rec := range res.Records {
+		if rec.Deleted || signedDelete(rec.Value) {
+			continue
+		}
+		var v Value
+		if data {
+			v, err = n.watchValue(ctx, rec.Key, rec)
+		} else {
+			v, err = statRecord(rec)
+		}
+		if err != nil {
+			// One bad value (a chunk lost, a forged signature) does not
+			// hide the others.
+			n.log.Debug("get: skipping a value", "key", shortKey(rec.Key), "err", err)
+			continue
+		}
+		_, v.ID = store.SplitKey(rec.Key)
+		v.Partial = res.Partial
+		out = append(out, v)
+	}
+	for _, rk := range res.Fetch {
+		get := n.Get
+		if !data {
+			get = n.Stat
+		}
+		v, err := get(ctx, rk)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		_, v.ID = store.SplitKey(rk)
+		out = append(out, v)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("dhtkit: get %q: %w", shortKey(key), ErrNotFound)
+	}
+	slices.SortStableFunc(out, func(a, b Value) int { return b.Version.Compare(a.Version) })
+	return out, nil
+}
+
+// Reason says what happened to a value that WatchValues reports.
+type Reason string
+
+// The reasons of a Change.
+const (
+	Added   Reason = "added"   // a value id not seen before
+	Changed Reason = "changed" // a newer version of a value seen before
+	Deleted Reason = "deleted" // a delete (or, polled, the value vanished before its expiry)
+	Expired Reason = "expired" // the value's expiry passed
+)
+
+// Change is one event of WatchValues. Value.ID names the value; for
+// Deleted and Expired, Value has no data: its Version is the delete's
+// (Deleted) or that of the value that expired.
+type Change struct {
+	Key    string
+	Reason Reason
+	Value  Value
+}
+
+// WatchValues reports each value of key added, changed, deleted or
+// expired, until ctx ends or the node closes. The values the key holds
+// when it starts come first, as Added. Like Watch, a Kademlia node is
+// pushed each version by the replicas; a Chord node asks them every
+// watchPollInterval, so it reports the newest version of each value at
+// each poll (a value rewritten twice within one interval shows once).
+func (n *Node) WatchValues(ctx context.Context, key string) (<-chan Change, error) {
+	if key == "" {
+		return nil, fmt.Errorf("dhtkit: watch: %w", kademlia.ErrNoKey)
+	}
+	if n.chord != nil {
+		return n.pollValues(ctx, key), nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	events, err := n.rt.Watch(ctx, kademlia.KVListen{Key: key})
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("dhtkit: watch %q: %w", shortKey(key), err)
+	}
+	ch := make(chan Change)
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer close(ch)
+		defer cancel()
+		w := newValueWatch(key)
+		timer := time.NewTimer(time.Hour)
+		timer.Stop()
+		defer timer.Stop()
+		for {
+			var out []Change
+			select {
+			case ev, ok := <-events:
+				if !ok {
+					return
+				}
+				if c, ok := w.record(ctx, n, ev.Record); ok {
+					out = append(out, c)
+				}
+			case <-timer.C:
+				out = w.expire(time.Now())
+			case <-ctx.Done():
+				return
+			case <-n.ctx.Done():
+				return
+			}
+			timer.Stop()
+			if next, ok := w.nextExpiry(); ok {
+				timer.Reset(time.Until(next))
+			}
+			for _, c := range out {
+				select {
+				case ch <- c:
+				case <-ctx.Done():
+					return
+				case <-n.ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return ch, nil
+}
+
+// valueWatch is what WatchValues knows of a key's values: the last
+// version reported of each live one, and its expiry.
+type valueWatch struct {
+	key  string
+	live map[string]watched // by record key
+}
+
+type watched struct {
+	version store.Version
+	expires time.Time
+}
+
+func newValueWatch(key string) *valueWatch {
+	return &valueWatch{key: key, live: make(map[string]watched)}
+}
+
+// record turns a record of the key into the Change it makes, if any.
+func (w *valueWatch) record(ctx context.Context, n *Node, rec store.Record) (Change, bool) {
+	_, id := store.SplitKey(rec.Key)
+	old, known := w.live[rec.Key]
+	if known && !rec.Version.Newer(old.version) {
+		return Change{}, false
+	}
+	if rec.Deleted || signedDelete(rec.Value) {
+		if !known {
+			return Change{}, false
+		}
+		delete(w.live, rec.Key)
+		return Change{Key: w.key, Reason: Deleted, Value: Value{ID: id, Version: rec.Version}}, true
+	}
+	v, err := n.watchValue(ctx, rec.Key, rec)
+	if err != nil {
+		n.log.Debug("watch: reading a new version", "key", shortKey(rec.Key), "version", rec.Version, "err", err)
+		return Change{}, false
+	}
+	v.ID = id
+	if len(w.live) >= 4*store.MaxValuesPerKey && !known {
+		return Change{}, false // bounded: a key holds at most MaxValuesPerKey per replica
+	}
+	w.live[rec.Key] = watched{version: rec.Version, expires: rec.Expires}
+	reason := Added
+	if known {
+		reason = Changed
+	}
+	return Change{Key: w.key, Reason: reason, Value: v}, true
+}
+
+// gone reports a value no longer listed (polling): expired if its expiry
+// passed, else deleted.
+func (w *valueWatch) gone(rk string, now time.Time) Change {
+	old := w.live[rk]
+	delete(w.live, rk)
+	_, id := store.SplitKey(rk)
+	reason := Deleted
+	if !old.expires.IsZero() && !old.expires.After(now) {
+		reason = Expired
+	}
+	return Change{Key: w.key, Reason: reason, Value: Value{ID: id, Version: old.version, Expires: old.expires}}
+}
+
+// expire reports the values whose expiry passed by now.
+func (w *valueWatch) expire(now time.Time) []Change {
+	var out []Change
+	for rk, x := range w.live {
+		if !x.expires.IsZero() && !x.expires.After(now) {
+			out = append(out, w.gone(rk, now))
+		}
+	}
+	slices.SortFunc(out, func(a, b Change) int { return a.Value.Version.Compare(b.Value.Version) })
+	return out
+}
+
+// nextExpiry is the earliest expiry of a live value.
+func (w *valueWatch) nextExpiry() (time.Time, bool) {
+	var next time.Time
+	for _, x := range w.live {
+		if !x.expires.IsZero() && (next.IsZero() || x.expires.Before(next)) {
+			next = x.expires
+		}
+	}
+	return next, !next.IsZero()
+}
+
+// pollValues is WatchValues by polling, for Chord: every
+// watchPollInterval, the key's records, compared with the last poll's.
+func (n *Node) pollValues(ctx context.Context, key string) <-chan Change {
+	ch := make(chan Change)
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer close(ch)
+		w := newValueWatch(key)
+		t := time.NewTicker(watchPollInterval)
+		defer t.Stop()
+		for {
+			var out []Change
+			res, err := n.values(WithPartial(ctx), key)
+			switch {
+			case err == nil || errors.Is(err, ErrNotFound):
+				seen := make(map[string]bool, len(res.Records)+len(res.Fetch))
+				recs := slices.Clone(res.Records)
+				for _, rk := range res.Fetch {
+					if r, err := n.rt.Do(ctx, kademlia.KVGet{Key: rk}); err == nil && r.Record != nil {
+						recs = append(recs, *r.Record)
+					} else {
+						seen[rk] = true // unread this time: not gone
+					}
+				}
+				slices.SortFunc(recs, func(a, b store.Record) int { return a.Version.Compare(b.Version) })
+				for _, rec := range recs {
+					seen[rec.Key] = !rec.Deleted
+					if c, ok := w.record(ctx, n, rec); ok {
+						out = append(out, c)
+					}
+				}
+				now := time.Now()
+				for rk := range w.live {
+					if !seen[rk] {
+						out = append(out, w.gone(rk, now))
+					}
+				}
+			default:
+				n.log.Debug("watch: reading the values", "key", shortKey(key), "err", err)
+			}
+			for _, c := range out {
+				select {
+				case ch <- c:
+				case <-ctx.Done():
+					return
+				case <-n.ctx.Done():
+					return
+				}
+			}
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				return
+			case <-n.ctx.Done():
+				return
+			}
+		}
+	}()
+	return ch
+}
+
+// statRecord is statValue of a record as a replica sent it.
+func statRecord(rec store.Record) (Value, error) {
+	v := Value{Version: rec.Version, Expires: rec.Expires}
+	if len(rec.Value) == 0 {
+		return v, fmt.Errorf("dhtkit: stat %q: empty record", shortKey(rec.Key))
+	}
+	if owner.Is(rec.Value) {
+		return statValue(rec.Key, v, kindSigned, rec.Value)
+	}
+	return statValue(rec.Key, v, rec.Value[0], rec.Value[1:])
+}
