@@ -502,26 +502,8 @@ func (p *pull) response(now time.Time, e *Engine, _ *pending, m *krpc.Msg) {
 	if err != nil {
 		return
 	}
-	valid := recs[:0]
-	for _, r := range recs {
-		if e.clock.Observe(now, r.Version) == nil {
-			valid = append(valid, r)
-		}
-	}
-	applied, err := e.kvStore().PutAll(valid)
-	if err != nil {
-		// A limit: keep what fits. PutAll stored the records before the
-		// one that broke it.
-		for _, r := range valid[len(applied):] {
-			ok, _ := e.kvStore().Put(r)
-			applied = append(applied, ok)
-		}
-	}
-	for i, ok := range applied {
-		if ok {
-			e.changed(now, valid[i])
-		}
-	}
+	observe := func(v store.Version) error { return e.clock.Observe(now, v) }
+	replica.Apply(now, e.kvStore(), recs, observe, func(r store.Record) { e.changed(now, r) })
 }
 
 func (p *pull) failure(now time.Time, e *Engine, _ *pending, err error) {
