@@ -1,22 +1,14 @@
 package chord
 
 import (
-	"bytes"
 	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/dhtkit/dhtkit/id"
+	"github.com/dhtkit/dhtkit/internal/enginetest"
 	"github.com/dhtkit/dhtkit/krpc"
 )
-
-// forgedReply is a response to transaction tid that claims to come from
-// node who.
-func forgedReply(tid []byte, who id.ID) []byte {
-	r := krpc.Msg{T: bytes.Clone(tid), Y: krpc.Response, Net: []byte("test")}
-	r.R.Has, r.R.ID = krpc.HasID, who
-	return r.Append(nil)
-}
 
 // TestTransactionIDsRandom checks that Chord's transaction ids are drawn
 // at random (routing.InFlight), not in sequence: a forger must guess.
@@ -58,24 +50,16 @@ func TestForgedReplyKeepsNeighbour(t *testing.T) {
 	if !ok {
 		t.Fatal("no successor")
 	}
-	forged := 0
-	net.drop = func(from, to netip.AddrPort, data []byte) bool {
-		var m krpc.Msg
-		if from != a.addr || to != succ.Addr || m.Decode(data) != nil || m.Y != krpc.Query || forged >= 5 {
-			return false
-		}
-		forged++
-		a.e.Receive(net.now, succ.Addr, forgedReply(m.T, id.FromString("impostor")))
-		net.flush(a)
-		return false // the real query goes on, and its real answer after the forgery
-	}
+	f := &enginetest.Forger{From: a.addr, To: succ.Addr, Claim: id.FromString("impostor"), Network: "test", Max: 5,
+		Deliver: func(b []byte) { a.e.Receive(net.now, succ.Addr, b); net.flush(a) }}
+	net.drop = f.Watch
 	before := a.e.Stats().Malformed
 	net.run(time.Minute)
-	if forged == 0 {
+	if f.Forged == 0 {
 		t.Fatal("no query to the successor was seen")
 	}
-	if a.e.Stats().Malformed-before < uint64(forged) {
-		t.Errorf("%d forged replies, %d counted as unusable", forged, a.e.Stats().Malformed-before)
+	if a.e.Stats().Malformed-before < uint64(f.Forged) {
+		t.Errorf("%d forged replies, %d counted as unusable", f.Forged, a.e.Stats().Malformed-before)
 	}
 	if s, _ := a.e.ring.successor(); s.ID != succ.ID {
 		t.Fatalf("successor %v replaced by %v after forged replies", succ.ID, s.ID)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dhtkit/dhtkit/guard"
+	"github.com/dhtkit/dhtkit/internal/enginetest"
 	"github.com/dhtkit/dhtkit/routing"
 
 	"github.com/dhtkit/dhtkit/id"
@@ -601,27 +602,18 @@ func TestForgedReplyKeepsContact(t *testing.T) {
 		t.Fatal("no contact")
 	}
 	impostor := id.FromString("impostor")
-	forged := 0
-	n.drop = func(from, to netip.AddrPort, data []byte) bool {
-		var m krpc.Msg
-		if from != a.addr || to != c.Addr || m.Decode(data) != nil || m.Y != krpc.Query || forged >= 4 {
-			return false
-		}
-		forged++
-		reply := krpc.Msg{T: bytes.Clone(m.T), Y: krpc.Response, Net: []byte("test"), R: krpc.Return{Has: krpc.HasID, ID: impostor}}
-		a.e.Receive(n.now, c.Addr, reply.Append(nil))
-		n.flush(a)
-		return false
-	}
+	f := &enginetest.Forger{From: a.addr, To: c.Addr, Claim: impostor, Network: "test", Max: 4,
+		Deliver: func(b []byte) { a.e.Receive(n.now, c.Addr, b); n.flush(a) }}
+	n.drop = f.Watch
 	// Make a ask the contact, again and again, as a node it knows.
-	for i := 0; i < 8 && forged < 4; i++ {
+	for i := 0; i < 8 && f.Forged < 4; i++ {
 		n.do(a, FindNode{Target: c.ID})
 	}
-	if forged == 0 {
+	if f.Forged == 0 {
 		t.Fatal("no query to the contact was seen")
 	}
 	if _, ok := a.e.table.Get(c.ID); !ok {
-		t.Fatalf("the real contact was removed after %d forged replies", forged)
+		t.Fatalf("the real contact was removed after %d forged replies", f.Forged)
 	}
 	if _, ok := a.e.table.Get(impostor); ok {
 		t.Fatal("the impostor entered the table")
