@@ -10,6 +10,9 @@ import (
 	"github.com/dhtkit/dhtkit/krpc"
 )
 
+// impostor is the node id the forged replies claim.
+var impostor = id.FromString("impostor")
+
 // TestTransactionIDsRandom checks that Chord's transaction ids are drawn
 // at random (routing.InFlight), not in sequence: a forger must guess.
 func TestTransactionIDsRandom(t *testing.T) {
@@ -50,7 +53,7 @@ func TestForgedReplyKeepsNeighbour(t *testing.T) {
 	if !ok {
 		t.Fatal("no successor")
 	}
-	f := &enginetest.Forger{From: a.addr, To: succ.Addr, Claim: id.FromString("impostor"), Network: "test", Max: 5,
+	f := &enginetest.Forger{From: a.addr, To: succ.Addr, Claim: impostor, Network: "test", Max: 5,
 		Deliver: func(b []byte) { a.e.Receive(net.now, succ.Addr, b); net.flush(a) }}
 	net.drop = f.Watch
 	before := a.e.Stats().Malformed
