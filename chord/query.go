@@ -64,7 +64,7 @@ func (e *Engine) sendQueryTID(now time.Time, m method, to netip.AddrPort, nodeID
 	if !to.IsValid() || to.Port() == 0 {
 		return 0, false
 	}
-	slot, ok := e.inflight.Start(e.rng.Uint32)
+	slot, ok := e.inflight.Start(e.rng.Uint32, to)
 	if !ok {
 		return 0, false
 	}
@@ -92,15 +92,8 @@ func (e *Engine) release(p *pending) { e.inflight.Release(p.tid) }
 
 // handleReply matches a response or error to the query it answers.
 func (e *Engine) handleReply(now time.Time, from netip.AddrPort, m *krpc.Msg) {
-	tid, ok := routing.ParseTID(m.T)
+	slot, _, ok := e.inflight.Match(m.T, from)
 	if !ok {
-		e.stats.Unsolicited++
-		return
-	}
-	slot := e.inflight.Get(tid)
-	// A reply must come from the address we asked: anyone else could be
-	// guessing transaction ids to poison our ring.
-	if slot == nil || slot.Q.to != from {
 		e.stats.Unsolicited++
 		return
 	}

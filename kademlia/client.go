@@ -95,7 +95,7 @@ func (e *Engine) sendQuery(now time.Time, to netip.AddrPort, nodeID id.ID, op Op
 
 // sendQueryTID is sendQuery that also returns the transaction id.
 func (e *Engine) sendQueryTID(now time.Time, to netip.AddrPort, nodeID id.ID, op OpID, why purpose) (uint16, bool) {
-	slot, ok := e.inflight.Start(e.rng.Uint32)
+	slot, ok := e.inflight.Start(e.rng.Uint32, to)
 	if !ok {
 		return 0, false
 	}
@@ -130,24 +130,17 @@ func (e *Engine) release(p *pending) { e.inflight.Release(p.tid) }
 
 // handleReply matches a response or error to the query it answers.
 func (e *Engine) handleReply(now time.Time, from netip.AddrPort, m *krpc.Msg) {
-	tid, ok := routing.ParseTID(m.T)
+	slot, tid, ok := e.inflight.Match(m.T, from)
 	if !ok {
-		e.stats.Unsolicited++
-		return
-	}
-	var p *pending
-	if slot := e.inflight.Get(tid); slot != nil {
-		p = &slot.Q
-	}
-	// A reply must come from the address we asked: anyone else could be
-	// guessing transaction ids to poison our lookups.
-	if p == nil || p.to != from {
-		if sender, ok := m.SenderID(); p == nil && m.Y == krpc.Response && ok && e.lateReply(now, tid, from, sender, m.RO) {
+		// Not a query in flight to that address; perhaps one that timed
+		// out lately (probe.go), whose answer still refutes a failure.
+		if sender, ok := m.SenderID(); slot == nil && m.Y == krpc.Response && ok && e.lateReply(now, tid, from, sender, m.RO) {
 			return
 		}
 		e.stats.Unsolicited++
 		return
 	}
+	p := &slot.Q
 	if m.Y == krpc.Error {
 		e.stats.ErrorsIn++
 		pc := *p

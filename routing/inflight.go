@@ -1,6 +1,7 @@
 package routing
 
 import (
+	"net/netip"
 	"time"
 
 	"github.com/dhtkit/dhtkit/internal/heapq"
@@ -22,10 +23,11 @@ type InFlight[P any] struct {
 	timers heapq.Queue[timer]
 }
 
-// Slot is one query in flight.
+// Slot is one query in flight, to address To.
 type Slot[P any] struct {
 	Q   P
 	TID uint16
+	To  netip.AddrPort
 	gen uint32
 }
 
@@ -36,10 +38,10 @@ const MaxInFlight = 1<<16 - 1
 // Len is the number of queries in flight.
 func (f *InFlight[P]) Len() int { return len(f.byTID) }
 
-// Start takes a slot under a random id not in use, its Q zeroed; false
-// when every id is in use. rnd draws the randomness (the engine's seeded
-// generator, so that a simulation repeats).
-func (f *InFlight[P]) Start(rnd func() uint32) (*Slot[P], bool) {
+// Start takes a slot for a query to `to` under a random id not in use,
+// its Q zeroed; false when every id is in use. rnd draws the randomness
+// (the engine's seeded generator, so that a simulation repeats).
+func (f *InFlight[P]) Start(rnd func() uint32, to netip.AddrPort) (*Slot[P], bool) {
 	if len(f.byTID) >= MaxInFlight {
 		return nil, false
 	}
@@ -59,10 +61,24 @@ func (f *InFlight[P]) Start(rnd func() uint32) (*Slot[P], bool) {
 		s = new(Slot[P])
 	}
 	var zero P
-	s.Q, s.TID = zero, tid
+	s.Q, s.TID, s.To = zero, tid, to
 	s.gen++
 	f.byTID[tid] = s
 	return s, true
+}
+
+// Match returns the query in flight that a reply from `from` with
+// transaction id t answers, and the id; false when t is not one of ours,
+// or names a query that is not in flight or went to another address: a
+// reply must come from the address asked, since anyone else could be
+// guessing transaction ids to poison the engine's routing.
+func (f *InFlight[P]) Match(t []byte, from netip.AddrPort) (*Slot[P], uint16, bool) {
+	tid, ok := ParseTID(t)
+	if !ok {
+		return nil, 0, false
+	}
+	s := f.byTID[tid]
+	return s, tid, s != nil && s.To == from
 }
 
 // Get returns the query in flight under tid, or nil.

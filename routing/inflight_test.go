@@ -2,9 +2,12 @@ package routing
 
 import (
 	"math/rand/v2"
+	"net/netip"
 	"testing"
 	"time"
 )
+
+var peer = netip.MustParseAddrPort("192.0.2.1:6881")
 
 func TestInFlight(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -18,7 +21,7 @@ func TestInFlight(t *testing.T) {
 			var prev uint16
 			seq := 0
 			for i := range 1000 {
-				s, ok := f.Start(rng.Uint32)
+				s, ok := f.Start(rng.Uint32, peer)
 				if !ok || seen[s.TID] {
 					t.Fatalf("start %d: ok %v, id %d reused while in flight", i, ok, s.TID)
 				}
@@ -33,7 +36,7 @@ func TestInFlight(t *testing.T) {
 			}
 		}},
 		{"a timer of a released query is not due", func(t *testing.T, f *InFlight[int]) {
-			s, _ := f.Start(rng.Uint32)
+			s, _ := f.Start(rng.Uint32, peer)
 			f.Wake(s.TID, t0)
 			f.Release(s.TID)
 			if _, ok := f.Due(t0.Add(time.Hour)); ok {
@@ -41,10 +44,10 @@ func TestInFlight(t *testing.T) {
 			}
 		}},
 		{"a reused slot ignores its earlier timers", func(t *testing.T, f *InFlight[int]) {
-			s, _ := f.Start(func() uint32 { return 7 })
+			s, _ := f.Start(func() uint32 { return 7 }, peer)
 			f.Wake(7, t0)
 			f.Release(7)
-			s2, _ := f.Start(func() uint32 { return 7 })
+			s2, _ := f.Start(func() uint32 { return 7 }, peer)
 			if s2 != s {
 				t.Fatal("the slot was not reused")
 			}
@@ -57,8 +60,8 @@ func TestInFlight(t *testing.T) {
 			}
 		}},
 		{"timers fire in order", func(t *testing.T, f *InFlight[int]) {
-			a, _ := f.Start(rng.Uint32)
-			b, _ := f.Start(rng.Uint32)
+			a, _ := f.Start(rng.Uint32, peer)
+			b, _ := f.Start(rng.Uint32, peer)
 			f.Wake(b.TID, t0.Add(2*time.Second))
 			f.Wake(a.TID, t0.Add(time.Second))
 			if at, _ := f.Next(); !at.Equal(t0.Add(time.Second)) {
@@ -68,13 +71,29 @@ func TestInFlight(t *testing.T) {
 				t.Fatal("the later timer fired first")
 			}
 		}},
+		{"a reply matches only from the address asked", func(t *testing.T, f *InFlight[int]) {
+			s, _ := f.Start(rng.Uint32, peer)
+			tb := AppendTID(nil, s.TID)
+			if got, _, ok := f.Match(tb, peer); !ok || got != s {
+				t.Fatal("the reply from the address asked did not match")
+			}
+			if _, _, ok := f.Match(tb, netip.MustParseAddrPort("192.0.2.2:6881")); ok {
+				t.Fatal("a reply from another address matched")
+			}
+			if _, _, ok := f.Match(AppendTID(nil, s.TID+1), peer); ok {
+				t.Fatal("another transaction id matched")
+			}
+			if _, _, ok := f.Match([]byte{1, 2, 3}, peer); ok {
+				t.Fatal("a 3-byte transaction id matched")
+			}
+		}},
 		{"full", func(t *testing.T, f *InFlight[int]) {
 			for range MaxInFlight {
-				if _, ok := f.Start(rng.Uint32); !ok {
+				if _, ok := f.Start(rng.Uint32, peer); !ok {
 					t.Fatal("refused before full")
 				}
 			}
-			if _, ok := f.Start(rng.Uint32); ok {
+			if _, ok := f.Start(rng.Uint32, peer); ok {
 				t.Fatal("started a query with every id in use")
 			}
 		}},
