@@ -113,6 +113,20 @@ func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
 	e.reply(now, from, q, m)
 }
 
+// isRead reports whether a dk_fetch payload is a get's read of one
+// value: {"k": key} without "all".
+func isRead(x []byte) bool {
+	d, err := replica.DecodeX(x)
+	if err != nil {
+		return false
+	}
+	if _, all := replica.ValuesQuery(d); all {
+		return false
+	}
+	k, ok := d["k"].([]byte)
+	return ok && len(k) > 0
+}
+
 // proven reports whether the source of q has proven it receives at its
 // address: a node that answered a query of ours there, a token we issued
 // to its IP, or a datagram sealed with the network key.
@@ -228,6 +242,11 @@ func (e *Engine) handleStore(now time.Time, from netip.AddrPort, q *krpc.Msg) bo
 // datagram (replica.ServeFetch, as Kademlia's). It leaves the reply in
 // e.out.
 func (e *Engine) handleFetch(now time.Time, from netip.AddrPort, q *krpc.Msg) bool {
+	if !e.caughtUp(now) && isRead(q.A.X) {
+		// A get's read (repair's pulls use "ks"): see catchUp.
+		e.replyError(now, from, q.T, krpc.CodeServer, errCatchingUp.Error())
+		return false
+	}
 	x, err := replica.ServeFetch(now, e.kvStore(), e.xbuf[:0], q.A.X, maxPayload)
 	if err != nil {
 		e.stats.Malformed++

@@ -153,6 +153,7 @@ func New(cfg Config, now time.Time) *Engine {
 	e.nextSync = now.Add(cfg.SyncInterval)
 	e.tokens.Init(now, cfg.TokenRotation, e.secret)
 	e.rtt.init(cfg.QueryTimeout)
+	e.commits.Window = cfg.CommitWindow
 	if len(cfg.Bootstrap) > 0 {
 		e.startOp(now, Bootstrap{Addrs: cfg.Bootstrap}, true)
 	}
@@ -238,8 +239,10 @@ func (e *Engine) begin() {
 // Ready returns what the driver should do now and clears it. Packet data
 // is valid until the next call on the engine.
 func (e *Engine) Ready() Ready {
-	e.begin()        // a second Ready in a row hands out nothing twice
-	e.commitWrites() // persist first, then send
+	e.begin() // a second Ready in a row hands out nothing twice
+	if e.commits.Due() {
+		e.commitWrites() // persist first, then send
+	}
 	e.drained = true
 	rd := Ready{Packets: e.box.Packets(), Results: e.results, Events: e.events}
 	// Results are few, and hold slices (nodes, peers, values): hand the
@@ -250,7 +253,7 @@ func (e *Engine) Ready() Ready {
 
 // HasReady reports whether Ready has anything to hand out.
 func (e *Engine) HasReady() bool {
-	return e.commits.Len() > 0 || !e.drained && (len(e.box.Packets()) > 0 || len(e.results) > 0 || len(e.events) > 0)
+	return e.commits.Due() || !e.drained && (len(e.box.Packets()) > 0 || len(e.results) > 0 || len(e.events) > 0)
 }
 
 // Deadline is the time of the engine's next timer; the driver calls Tick
@@ -267,6 +270,9 @@ func (e *Engine) Deadline() time.Time {
 		d = t
 	}
 	if t, ok := e.boot.next(); ok && t.Before(d) {
+		d = t
+	}
+	if t, ok := e.commits.Deadline(); ok && t.Before(d) {
 		d = t
 	}
 	if t, ok := e.probeDue(); ok && t.Before(d) {
@@ -289,6 +295,7 @@ func (e *Engine) Tick(now time.Time) {
 		return
 	}
 	e.begin()
+	e.commits.Now(now)
 	for {
 		slot, ok := e.inflight.Due(now)
 		if !ok {
@@ -346,6 +353,7 @@ func (e *Engine) Receive(now time.Time, from netip.AddrPort, packet []byte) {
 		return
 	}
 	e.begin()
+	e.commits.Now(now)
 	e.stats.BytesIn += uint64(len(packet))
 	e.inLen = len(packet)
 	m := &e.in
