@@ -256,21 +256,7 @@ func (c Config) withDefaults() Config {
 	if c.MaxPeersPerInfohash <= 0 {
 		c.MaxPeersPerInfohash = d.MaxPeersPerInfohash
 	}
-	if c.RateLimit == 0 {
-		c.RateLimit = d.RateLimit
-	}
-	if c.RateBurst <= 0 {
-		c.RateBurst = d.RateBurst
-	}
-	if c.RateBytes == 0 {
-		c.RateBytes = d.RateBytes
-	}
-	if c.GlobalRate == 0 {
-		c.GlobalRate = d.GlobalRate
-	}
-	if c.GlobalBytes == 0 {
-		c.GlobalBytes = d.GlobalBytes
-	}
+	c.setGuard(c.Guard()) // the limits' defaults are package guard's
 	if c.MaxNodesPerIP == 0 {
 		c.MaxNodesPerIP = d.MaxNodesPerIP
 	}

@@ -254,37 +254,6 @@ func TestQueryHandling(t *testing.T) {
 	}
 }
 
-func TestAnnounceTokenLifetime(t *testing.T) {
-	var tk tokens
-	now := time.Unix(0, 0)
-	r := seededReader{}
-	_ = r
-	counter := byte(0)
-	secret := func(b []byte) {
-		counter++
-		for i := range b {
-			b[i] = counter
-		}
-	}
-	tk.init(now, 5*time.Minute, secret)
-	ip := netip.MustParseAddr("127.0.0.5")
-	tok := tk.issue(ip, nil)
-	if !tk.valid(ip, tok) {
-		t.Fatal("fresh token rejected")
-	}
-	if tk.valid(netip.MustParseAddr("127.0.0.6"), tok) {
-		t.Error("token accepted from another IP")
-	}
-	tk.maybeRotate(now.Add(5*time.Minute), secret)
-	if !tk.valid(ip, tok) {
-		t.Error("token rejected after one rotation (must live 5-10 minutes)")
-	}
-	tk.maybeRotate(now.Add(10*time.Minute), secret)
-	if tk.valid(ip, tok) {
-		t.Error("token accepted after two rotations")
-	}
-}
-
 func TestRateLimitPerIP(t *testing.T) {
 	n := newTestNet(t, 1)
 	node := n.add(Config{Network: "mainline", RateLimit: 10, RateBurst: 20})
