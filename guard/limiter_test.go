@@ -6,12 +6,14 @@ import (
 	"time"
 )
 
+// publicIP is an address no test treats as local (RFC 5737).
+var publicIP = netip.MustParseAddr("203.0.113.1")
+
 // TestReply is the rule every reply of both engines passes: proven and
 // exempt sources pass; dhtkit's own methods stay within 3× of the query
 // for the unproven; every unproven reply spends the byte budgets.
 func TestReply(t *testing.T) {
-	public := netip.MustParseAddr("203.0.113.1")
-	loop := netip.MustParseAddr("127.0.0.1")
+	public, loop := publicIP, netip.MustParseAddr("127.0.0.1")
 	cases := []struct {
 		name           string
 		cfg            Config
@@ -62,10 +64,9 @@ func TestAdmit(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			l := NewLimiter(c.cfg)
-			ip := netip.MustParseAddr("203.0.113.1")
 			var got DropReason
 			for range 3 {
-				got = l.Admit(now, ip, func() bool { return c.proven })
+				got = l.Admit(now, publicIP, func() bool { return c.proven })
 			}
 			if got != c.want {
 				t.Fatalf("got %v, want %v", got, c.want)
