@@ -220,6 +220,11 @@ func (n *Node) uploadDead(ctx context.Context, st store.Store, name string, g *c
 		return !res.Partial, !res.Partial // deleted, expired or never written
 	case err != nil || res.Partial:
 		return false, false
+	case kind == kindSigned:
+		// An owner's envelope: a signed manifest names its upload
+		// (signedchunks.go); any other signed record names none.
+		m, ok := signedManifest(data)
+		return !ok || m.upload == nil || *m.upload != g.upload, true
 	case kind != kindManifest:
 		return true, true // overwritten by a small value
 	}

@@ -252,6 +252,11 @@ func TestChunksReleasedLarge(t *testing.T) {
 		c.ChunkCollectInterval = time.Second // each pass scans ~100k chunk records
 		c.Limits.MaxBytes = 4 << 30
 		c.DataDir = t.TempDir() // on disk, as a node runs
+		// Five nodes in one process fsyncing a gigabyte on a shared
+		// machine answer late at times: a chunk's put (three tries) must
+		// not fail over a reply that comes after the default 2 s.
+		c.Kademlia.QueryTimeout = 15 * time.Second
+		c.Kademlia.MinQueryTimeout = time.Second
 	})
 	ctx := context.Background()
 	before := make([]int64, len(nodes))

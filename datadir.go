@@ -2,6 +2,7 @@ package dhtkit
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -24,10 +25,15 @@ import (
 //	values.db      the stored records (bbolt; every acknowledged write is on disk)
 //	contacts       the routing table's contacts, "HOST:PORT NODEID" per line,
 //	               tried as bootstrap nodes on the next start
+//	permanent      the node's permanent puts (permanent.go), a JSON array of
+//	               {"key", "value" (base64), "ttl" (ns), "version"}; saved
+//	               whole (temporary file, fsync, rename, fsync of the
+//	               directory) before a permanent put is acknowledged
 const (
-	idFile       = "node-id"
-	valuesFile   = "values.db"
-	contactsFile = "contacts"
+	idFile        = "node-id"
+	valuesFile    = "values.db"
+	contactsFile  = "contacts"
+	permanentFile = "permanent"
 )
 
 // ErrDataDirInUse is the error Listen returns when another process, most
@@ -40,6 +46,8 @@ type dataDir struct {
 	id       id.ID
 	store    *store.Bolt
 	contacts []netip.AddrPort
+	// permanent is the list of permanent puts the last run kept.
+	permanent []permanentRecord
 }
 
 // openDataDir opens the data directory at path. A damaged values.db stops
@@ -74,6 +82,9 @@ func openDataDir(path string, limits store.Config, moveDamaged bool) (*dataDir, 
 			}
 		}
 		f.Close()
+	}
+	if d.permanent, err = loadPermanent(filepath.Join(path, permanentFile)); err != nil {
+		return nil, fmt.Errorf("dhtkit: data directory %s: %w", path, err)
 	}
 	values := filepath.Join(path, valuesFile)
 	d.store, err = store.OpenBolt(values, limits)
@@ -144,5 +155,50 @@ func writeFileAtomic(path string, b []byte) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	return os.Rename(tmp, path)
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	// The rename is durable once the directory is: without this a crash
+	// may bring back the old file, or none.
+	dir, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	return dir.Sync()
+}
+
+// loadPermanent reads the list of permanent puts saved at path; none when
+// the file does not exist. A damaged file stops the start: starting
+// without it would silently drop the user's permanent puts.
+func loadPermanent(path string) ([]permanentRecord, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var list []permanentRecord
+	if err := json.Unmarshal(b, &list); err != nil {
+		return nil, fmt.Errorf("the list of permanent puts, %s, is damaged (%w): move it aside to start without them, then put them again with --permanent", path, err)
+	}
+	for _, r := range list {
+		if r.Key == "" || r.TTL < MinPermanentTTL || len(r.Value) > chunkSize || len(list) > MaxPermanent {
+			return nil, fmt.Errorf("the list of permanent puts, %s, is damaged (an entry for %q is not a permanent put): move it aside to start without them", path, shortKey(r.Key))
+		}
+	}
+	return list, nil
+}
+
+// savePermanent replaces the saved list of permanent puts with list.
+func (d *dataDir) savePermanent(list []permanentRecord) error {
+	if list == nil {
+		list = []permanentRecord{}
+	}
+	b, err := json.Marshal(list)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(d.path, permanentFile), b)
 }

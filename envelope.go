@@ -2,7 +2,6 @@ package dhtkit
 
 import (
 	"bytes"
-	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha512"
@@ -172,8 +171,12 @@ func SignDelete(key string, sign ed25519.PrivateKey, o SignOptions) ([]byte, err
 // (encrypted already, if it is to be), for its owner. A value that fits
 // one record with its signature comes back whole as inline, to store with
 // Node.Put. A larger one is stored as chunks: env is then the signature
-// of their manifest, to store with Node.PutSigned(key, payload, env); the
-// chunks are named by their hashes, so the signature covers every byte.
+// of their manifest, to store with Node.PutSigned(key, payload, env)
+// within the upload limit (Config.ChunkGrace less its margin, 45 minutes
+// by default) of the signature: the chunks are one upload, which the
+// collectors release once the key no longer holds this manifest
+// (signedchunks.go). They are named by their hashes, so the signature
+// covers every byte.
 func SignValue(key string, payload []byte, sign ed25519.PrivateKey, o SignOptions) (inline, env []byte, err error) {
 	e := o.envelope(sign.Public().(ed25519.PublicKey), time.Now())
 	e.Payload = payload
@@ -183,7 +186,7 @@ func SignValue(key string, payload []byte, sign ed25519.PrivateKey, o SignOption
 	if len(inline) <= kademlia.MaxRecordValue {
 		return inline, nil, nil
 	}
-	m, err := buildTree(context.Background(), bytes.NewReader(payload), nil, nil)
+	m, err := signLayout(key, payload, time.Now())
 	if err != nil {
 		return nil, nil, fmt.Errorf("dhtkit: %w", err)
 	}
@@ -204,8 +207,7 @@ func OpenChunked(key string, value, env []byte, priv *[32]byte) (Opened, error) 
 	if err != nil || !e.Chunked {
 		return o, ErrBadSignature
 	}
-	m, err := buildTree(context.Background(), bytes.NewReader(value), nil, nil)
-	if err != nil || !bytes.Equal(encodeManifest(m)[1:], e.Payload) {
+	if !signedLayoutMatches(key, value, e.Payload) {
 		return o, ErrBadSignature
 	}
 	o.Signer, o.Version, o.Expires, o.Heir = e.Signer, e.Version, e.Expires, e.Heir

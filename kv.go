@@ -33,6 +33,10 @@ type PutOptions struct {
 	// value of single-value use. A signed value's signature covers its id
 	// (the signer signs store.ValueKey(key, ID)).
 	ID store.ValueID
+	// Permanent keeps the value alive while this node runs, across its
+	// restarts with a data directory, until CancelPermanent or Delete
+	// (permanent.go). TTL 0 then means DefaultPermanentTTL.
+	Permanent bool
 }
 
 // Value is what Get returns.
@@ -83,6 +87,9 @@ func (n *Node) Put(ctx context.Context, key string, value []byte, opt PutOptions
 	key = valueKey(key, &opt)
 	if err := n.checkPut(key, opt); err != nil {
 		return store.Version{}, err
+	}
+	if opt.Permanent {
+		return n.putPermanent(ctx, key, value, opt)
 	}
 	if owner.Is(value) {
 		return n.putSigned(ctx, key, value, false, opt)
@@ -190,6 +197,11 @@ func (n *Node) putReader(ctx context.Context, key string, r io.Reader, env []byt
 			return store.Version{}, fmt.Errorf("dhtkit: put %q: reading the value: %w", shortKey(key), err)
 		}
 	}
+	if env != nil || len(head) > chunkSize {
+		if err := opt.checkLarge(key); err != nil {
+			return store.Version{}, err
+		}
+	}
 	switch {
 	case env != nil:
 		// Chunked whatever its size, as SignValue laid it out.
@@ -203,9 +215,15 @@ func (n *Node) putReader(ctx context.Context, key string, r io.Reader, env []byt
 	case owner.Is(head):
 		return store.Version{}, fmt.Errorf("dhtkit: put %q: %w", shortKey(key), ErrSignedTooLarge)
 	}
+	var signedUpload *uploadID // the upload the owner signed (SignValue)
 	if env != nil {
-		// A signed value keeps the content-addressed layout its owner
-		// signed (SignValue): its chunks are left to their TTL.
+		if sm, err := decodeManifest(signed.Payload); err == nil {
+			signedUpload = sm.upload
+		}
+	}
+	if env != nil && signedUpload == nil {
+		// A value signed by an earlier dhtkit keeps the content-addressed
+		// layout its owner signed: its chunks are left to their TTL.
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		inner := opt
@@ -226,6 +244,15 @@ func (n *Node) putReader(ctx context.Context, key string, r io.Reader, env []byt
 	start := time.Now()
 	upload := newUploadID(start)
 	limit := n.chunks.uploadLimit()
+	if signedUpload != nil {
+		// The upload began when its owner signed it: the collectors count
+		// the grace from then (signedchunks.go).
+		var err error
+		if upload, opt, err = n.signedUpload(key, *signedUpload, signed, opt); err != nil {
+			return store.Version{}, err
+		}
+		start = upload.started()
+	}
 	ctx, cancel := context.WithDeadline(ctx, start.Add(limit))
 	defer cancel()
 	fail := func(err error) (store.Version, error) {
@@ -243,6 +270,12 @@ func (n *Node) putReader(ctx context.Context, key string, r io.Reader, env []byt
 		return fail(err)
 	}
 	m.upload = &upload
+	if env != nil {
+		if !bytes.Equal(encodeManifest(m)[1:], signed.Payload) {
+			return store.Version{}, fmt.Errorf("dhtkit: put %q: %w: the value is not the one signed", shortKey(key), ErrBadSignature)
+		}
+		return n.putSigned(ctx, key, env, false, opt)
+	}
 	v, err := n.putRecord(ctx, key, encodeManifest(m), opt)
 	if err != nil {
 		return fail(fmt.Errorf("storing the manifest: %w", err))
@@ -288,6 +321,9 @@ func refused(err error) bool {
 // checkPut refuses, before anything is sent, a put every replica would
 // refuse or cut short: a TTL longer than the node's MaxTTL.
 func (n *Node) checkPut(key string, opt PutOptions) error {
+	if err := opt.check(key); err != nil {
+		return err
+	}
 	if n.maxTTL > 0 && opt.TTL > n.maxTTL {
 		return fmt.Errorf("dhtkit: put %q: a TTL of %v is longer than this node's limit of %v (Config.Limits.MaxTTL, node --max-ttl): %w",
 			shortKey(key), opt.TTL, n.maxTTL, store.ErrInvalid)
@@ -654,6 +690,9 @@ func (n *Node) fetchChunks(ctx context.Context, key string, m *manifest, hashes 
 // key stays deleted on every replica, and expires later. The nodes holding
 // the chunks of a large value release them (chunkgc.go).
 func (n *Node) Delete(ctx context.Context, key string) error {
+	if err := n.cancelForDelete(key); err != nil {
+		return fmt.Errorf("dhtkit: delete %q: stopping its permanent put: %w", shortKey(key), err)
+	}
 	if err := n.waitReady(ctx); err != nil {
 		return fmt.Errorf("dhtkit: delete %q: %w", shortKey(key), err)
 	}

@@ -55,6 +55,8 @@ type Node struct {
 	started time.Time
 	maxTTL  time.Duration   // the longest TTL a put may ask for; 0: no limit
 	chunks  *chunkCollector // chunkgc.go
+	// permanent is the node's permanent puts (permanent.go).
+	permanent *permanentPuts
 
 	// Readiness (join.go).
 	alone    bool        // Config.Alone: a one-node network on purpose
@@ -221,6 +223,13 @@ func Listen(ctx context.Context, cfg Config) (*Node, error) {
 	n.chunks.peers = len(boot) > 0
 	n.wg.Add(1)
 	go n.collectChunksPeriodically()
+	var saved []permanentRecord
+	if dir != nil {
+		saved = dir.permanent
+	}
+	n.permanent = newPermanentPuts(saved, time.Now())
+	n.wg.Add(1)
+	go n.keepPermanent()
 	return n, nil
 }
 

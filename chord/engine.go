@@ -92,6 +92,7 @@ type Engine struct {
 	tree     *replica.Tree   // the store's hash tree for anti-entropy, made on first use
 	commits  replica.Commits // writes waiting for the next commit (group commit)
 	nextSync time.Time       // the next round of replica maintenance
+	catch    catchUp         // a restarted node's reads wait for repair (kv.go)
 
 	// Scratch space.
 	in  krpc.Msg
@@ -127,6 +128,7 @@ func New(cfg Config, now time.Time) *Engine {
 	if cfg.Store != nil {
 		_ = cfg.Store.Each(func(r store.Record) bool {
 			e.clock.Restore(r.Version.Time)
+			e.catch.on = true // restarted with records: see catchUp
 			return true
 		})
 	}

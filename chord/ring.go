@@ -7,6 +7,7 @@ import (
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/kademlia"
 	"github.com/dhtkit/dhtkit/krpc"
+	"github.com/dhtkit/dhtkit/routing"
 	"github.com/dhtkit/dhtkit/store"
 )
 
@@ -31,6 +32,10 @@ type ring struct {
 	filling                           bool          // first pass after a join: refresh fingers back to back
 
 	lost []lostNode // neighbours that stopped answering, probed until they do (probe.go)
+	// suspects counts the unanswered queries in a row of ring entries
+	// that have not missed routing.BadFails yet (failed); bounded by the
+	// entries, since forget drops a node's count with it.
+	suspects map[id.ID]int
 }
 
 func (r *ring) init(self id.ID, n int) {
@@ -132,13 +137,31 @@ func (r *ring) finger(i int) (krpc.NodeInfo, bool) {
 	return best, ok
 }
 
-// failed drops a node that did not answer from the successor list, the
-// fingers and the predecessor, and keeps it in the lost set, to be probed
-// until it answers again (probe.go).
+// failed records that x left a query unanswered. A neighbour that
+// misses routing.BadFails queries in a row is dropped from the successor
+// list, the fingers and the predecessor, and kept in the lost set, to be
+// probed until it answers again (probe.go); before that it is only
+// suspect (SWIM's suspicion, Kademlia's questionable), so that one lost
+// datagram does not cost a live successor its place: under 10% loss,
+// dropping at the first timeout kept the successor lists, and so the
+// replica sets, wrong much of the time. Any answer clears the suspicion
+// (heard). The caller that needs an answer now (stabilize) asks again,
+// and the second silence drops it.
 func (r *ring) failed(now time.Time, x id.ID, e *Engine) {
-	if n, ok := r.known(x); ok {
-		e.lose(now, n)
+	n, ok := r.known(x)
+	if !ok {
+		r.forget(x, e)
+		return
 	}
+	if r.suspects[x]+1 < routing.BadFails {
+		if r.suspects == nil {
+			r.suspects = make(map[id.ID]int)
+		}
+		r.suspects[x]++
+		return
+	}
+	delete(r.suspects, x)
+	e.lose(now, n)
 	r.forget(x, e)
 }
 
@@ -158,6 +181,7 @@ func (r *ring) known(x id.ID) (krpc.NodeInfo, bool) {
 // forget drops x from the successor list, the fingers and the
 // predecessor: a node that failed, or one that said goodbye.
 func (r *ring) forget(x id.ID, e *Engine) {
+	delete(r.suspects, x)
 	first, had := r.successor()
 	r.succs = slices.DeleteFunc(r.succs, func(n krpc.NodeInfo) bool { return n.ID == x })
 	r.fingers = slices.DeleteFunc(r.fingers, func(n krpc.NodeInfo) bool { return n.ID == x })

@@ -127,6 +127,7 @@ func New(n *dhtkit.Node, opt Options) http.Handler {
 	mux.HandleFunc("PUT /v1/items/{target}", s.putItem)
 	mux.HandleFunc("POST /v1/items", s.putItem)
 	s.kvRoutes(mux)
+	s.permanentRoutes(mux)
 	mux.Handle("GET /metrics", s.metrics.handler())
 	s.ui.routes(mux)
 	return s.metrics.instrument(securityHeaders(s.guard(s.jsonErrors(mux))))
@@ -230,7 +231,7 @@ func statusOf(err error) int {
 		return http.StatusForbidden // a read-only node; a key owned by another signer
 	case errors.Is(err, dhtkit.ErrSigner):
 		return http.StatusConflict // ?signer= names another key than the value's signer
-	case errors.Is(err, dhtkit.ErrBadSignature):
+	case errors.Is(err, dhtkit.ErrBadSignature), errors.Is(err, dhtkit.ErrPermanent):
 		return http.StatusBadRequest
 	case errors.Is(err, dhtkit.ErrSignedTooLarge):
 		return http.StatusRequestEntityTooLarge

@@ -299,6 +299,10 @@ func (s *server) putKey(w http.ResponseWriter, r *http.Request) {
 	// in memory.
 	start := time.Now()
 	body, opt := http.MaxBytesReader(w, r.Body, s.opt.MaxValueSize), dhtkit.PutOptions{TTL: ttl, Source: clientIP(r)}
+	if err := putOptions(r.URL.Query(), &opt); err != nil {
+		s.fail(w, r, http.StatusBadRequest, err)
+		return
+	}
 	var v store.Version
 	if env != nil {
 		v, err = s.n.PutSigned(r.Context(), key, body, env, opt)

@@ -203,6 +203,18 @@ type Report struct {
 	GetSuccessRate      float64 `json:"get_success_rate"`
 	AnnounceSuccessRate float64 `json:"announce_success_rate"`
 
+	// The permanent puts (Config.Permanent, permanent.go); omitted
+	// without them.
+	Permanent              int     `json:"permanent,omitempty"`
+	PermanentReads         int     `json:"permanent_reads,omitempty"`
+	PermanentReadRate      float64 `json:"permanent_read_rate,omitempty"`
+	PermanentRefreshes     int     `json:"permanent_refreshes,omitempty"`
+	PermanentRefreshFailed int     `json:"permanent_refresh_failed,omitempty"`
+	PermanentReadsAfter    int     `json:"permanent_reads_after_cancel,omitempty"`
+	PermanentFoundAfter    *int    `json:"permanent_found_after_cancel,omitempty"`
+	PermanentCancelS       float64 `json:"permanent_cancel_s,omitempty"`
+	PermanentTTLS          float64 `json:"permanent_ttl_s,omitempty"`
+
 	// LoadGini and LoadMaxMean describe the datagrams received per live
 	// node during the measured phase.
 	LoadGini    float64 `json:"load_gini"`
@@ -324,6 +336,14 @@ func (s *Sim) report(wall time.Duration) *Report {
 	}
 	if m.announces > 0 {
 		r.AnnounceSuccessRate = round3(float64(m.announceOK) / float64(m.announces))
+	}
+	if p := s.perm; p != nil {
+		r.Permanent, r.PermanentReads, r.PermanentRefreshes, r.PermanentRefreshFailed = len(p.keys), p.reads, p.refreshes, p.refreshFailed
+		r.PermanentReadsAfter, r.PermanentFoundAfter = p.readsAfter, &p.foundAfter
+		if p.reads > 0 {
+			r.PermanentReadRate = round3(float64(p.readOK) / float64(p.reads))
+		}
+		r.PermanentCancelS, r.PermanentTTLS = time.Duration(p.cancelAt-s.t0).Seconds(), p.ttl.Seconds()
 	}
 	var bytes uint64
 	load := make([]uint32, 0, len(s.live))

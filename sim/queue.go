@@ -3,14 +3,16 @@ package sim
 // Event kinds. Deliveries and engine deadlines are the bulk; the rest are
 // the scenario's workload, scheduled up front or as nodes come and go.
 const (
-	evDeliver  uint8 = iota // a datagram reaches node `to`
-	evTimer                 // node `to`'s engine deadline
-	evLookup                // a measured lookup starts (aux: lookup index)
-	evAnnounce              // a key is announced (aux: key index)
-	evGet                   // a key is looked up (aux: key index; from: 1 for the final get)
-	evLeave                 // node `to` leaves the network (churn)
-	evJoin                  // a new node joins (join build-up or churn)
-	evSilence               // the silent nodes stop answering
+	evDeliver      uint8 = iota // a datagram reaches node `to`
+	evTimer                     // node `to`'s engine deadline
+	evLookup                    // a measured lookup starts (aux: lookup index)
+	evAnnounce                  // a key is announced (aux: key index)
+	evGet                       // a key is looked up (aux: key index; from: 1 for the final get)
+	evLeave                     // node `to` leaves the network (churn)
+	evJoin                      // a new node joins (join build-up or churn)
+	evSilence                   // the silent nodes stop answering
+	evPermanent                 // the permanent puts' writers refresh what is due (permanent.go)
+	evPermanentGet              // a permanent key is read (aux: its index)
 )
 
 // event is one entry of the simulator's single priority queue. Events at

@@ -130,6 +130,15 @@ type Config struct {
 	// node (the sum over its virtual nodes); lookups and hops are the
 	// engines'. Without churn only.
 	VNodes int `json:"vnodes,omitempty"`
+	// Permanent is how many permanent puts run in the measured phase
+	// (permanent.go): each key's writer stays up, refreshes it by
+	// replica.Keeper's rule with PermanentTTL (default 10m), and cancels
+	// at PermanentCancel (from the phase's start; default the TTL plus
+	// 10 minutes before the end, at least half the phase). Key-value
+	// records: with --kv or Chord.
+	Permanent       int           `json:"permanent,omitempty"`
+	PermanentTTL    time.Duration `json:"permanent_ttl,omitempty"`
+	PermanentCancel time.Duration `json:"permanent_cancel,omitempty"`
 }
 
 // Defaults returns the configuration used for zero fields.
@@ -200,6 +209,9 @@ func (c Config) withDefaults() Config {
 	if c.ReannounceEvery == 0 {
 		c.ReannounceEvery = d.ReannounceEvery
 	}
+	if c.Permanent > 0 && c.PermanentTTL == 0 {
+		c.PermanentTTL = DefaultPermanentTTL
+	}
 	return c
 }
 
@@ -233,6 +245,12 @@ func (c Config) validate() error {
 		return errors.New("vnodes: want 0 to 64")
 	case c.VNodes > 1 && (c.Protocol != "chord" || c.Churn > 0):
 		return errors.New("vnodes are Chord's, without churn: add --protocol chord, drop --churn")
+	case c.Permanent < 0 || c.Permanent > 1000:
+		return errors.New("permanent: want 0 to 1000 permanent puts")
+	case c.Permanent > 0 && !c.KV && c.Protocol != "chord":
+		return errors.New("permanent puts are key-value records: add --kv")
+	case c.Permanent > 0 && (c.PermanentTTL < 10*time.Second || c.PermanentCancel < 0 || c.PermanentCancel >= c.Duration):
+		return errors.New("permanent: the TTL must be at least 10s, and the cancel within the measured phase")
 	}
 	return nil
 }
@@ -340,6 +358,7 @@ type Sim struct {
 	t0, end   int64 // the measured phase
 	measuring bool
 	keys      []id.ID
+	perm      *permanent // Config.Permanent's workload, permanent.go
 	scratch   []ref
 	picked    map[int]struct{} // sample's scratch
 	events    uint64
@@ -738,6 +757,7 @@ func (s *Sim) startMeasuring() {
 		s.q.push(event{at: s.t0 + dur/2 + s.rngWork.Int64N(max(dur/2, 1)), kind: evGet, aux: int32(i)})
 		s.q.push(event{at: s.end, kind: evGet, aux: int32(i), from: 1})
 	}
+	s.startPermanent()
 	if s.cfg.Churn > 0 {
 		for _, i := range s.live {
 			s.scheduleLeave(i)
@@ -828,8 +848,8 @@ func (s *Sim) handle(ev *event) {
 		}
 		s.begin(i, kademlia.GetPeers{InfoHash: s.keys[ev.aux]}, opRef{kind: evGet, aux: ev.aux, final: final})
 	case evLeave:
-		if s.nodes[ev.to].flags&fAlive == 0 {
-			return
+		if s.nodes[ev.to].flags&fAlive == 0 || s.perm != nil && s.perm.isWriter[ev.to] {
+			return // gone already, or a permanent put's writer, which runs throughout
 		}
 		s.leave(ev.to)
 		s.m.leaves++
@@ -846,6 +866,10 @@ func (s *Sim) handle(ev *event) {
 		s.joinNew(s.rngBuild.Float64() < s.cfg.NAT)
 	case evSilence:
 		s.silence()
+	case evPermanent:
+		s.permanentTick()
+	case evPermanentGet:
+		s.permanentGet(ev.aux)
 	}
 }
 
@@ -934,6 +958,8 @@ func (s *Sim) opLost(k opKey) {
 		s.m.lookupFailed(s.now - s.t0)
 	case evGet:
 		s.m.getDone(r.final, false)
+	case evPermanent:
+		s.perm.keeper.Done(s.perm.keys[r.aux], s.time(), false)
 	}
 }
 
@@ -1086,6 +1112,8 @@ func (s *Sim) result(i int32, ref opRef, r *kademlia.Result) {
 		s.m.getDone(ref.final, r.Err == nil && len(r.Peers) > 0)
 	case evJoin:
 		s.m.joined(r.Err == nil)
+	case evPermanent, evPermanentGet:
+		s.permanentResult(ref, r)
 	}
 }
 

@@ -35,6 +35,7 @@ func newPutCmd(g *globals) *cobra.Command {
 		asJSON    bool
 		heir      string
 		idFlag    string
+		extra     putFlags // permanent.go
 	)
 	cmd := &cobra.Command{
 		Use:   "put KEY [VALUE]",
@@ -49,6 +50,9 @@ A key holds many values: --id ID adds or replaces the value with that id
 --id, put writes the key's default value, as single-value use always has.`,
 		Args: keyArgs(1, 2, "KEY and an optional VALUE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkPutFlags(sign, extra); err != nil {
+				return err
+			}
 			if cmd.Flags().Changed("ttl") && ttl <= 0 {
 				return usageError("--ttl %v: want a positive duration such as 90s, 30m or 24h (%s)", ttl, helpHint(cmd))
 			}
@@ -117,10 +121,7 @@ A key holds many values: --id ID adds or replaces the value with that id
 				defer p.done()
 				body = io.TeeReader(body, p)
 			}
-			path := keyPath(rk)
-			if ttl > 0 && !sign { // a signed value carries its expiry
-				path = withQuery(path, "ttl", ttl.String())
-			}
+			path := withPutQuery(keyPath(rk), ttl, sign, extra)
 			a := g.apiClient()
 			if env != nil {
 				a.header = http.Header{"X-Dhtkit-Envelope": {base64.StdEncoding.EncodeToString(env)}}
@@ -158,6 +159,7 @@ A key holds many values: --id ID adds or replaces the value with that id
 	f.BoolVar(&asJSON, "json", false, `print {"key","version","expires"} as JSON`)
 	f.StringVar(&heir, "heir", "", "with --sign: the \"sign\" key that may sign the key's next versions (rotating your signing key)")
 	f.StringVar(&idFlag, "id", "", `which of the key's values to add or replace: 1 to 16 hex digits, or "random" (default: the key's default value)`)
+	addPutFlags(cmd, &extra)
 	return cmd
 }
 

@@ -48,6 +48,9 @@ var numberRules = map[string]numberRule{
 	"mem-limit":         {0, math.Inf(1), "a number of GiB, 0 for none"},
 	"seq":               {0, math.MaxInt64, "a sequence number of 0 or more"},
 	"cas":               {0, math.MaxInt64, "a sequence number of 0 or more"},
+	"permanent":         {0, 1000, "a number of permanent puts from 0 to 1000"},
+	"permanent-ttl":     {0, math.Inf(1), "a duration of 0 or more (0: 10m)"},
+	"permanent-cancel":  {0, math.Inf(1), "a duration of 0 or more (0: the TTL plus 10m before the end)"},
 }
 
 // checkNumbers returns a usage error for the first numeric flag given on

@@ -206,7 +206,7 @@ them standard BitTorrent DHT (BEP 5) nodes.`,
 	})
 	root.AddCommand(newNodeCmd(g), newPingCmd(g), newLookupCmd(g), newGetPeersCmd(g),
 		newAnnounceCmd(g), newCrawlCmd(g), newDemoCmd(g), newSimCmd(),
-		dataCommand(newPutCmd(g)), dataCommand(newGetCmd(g)), dataCommand(newDelCmd(g)), dataCommand(newWhereisCmd(g)),
+		dataCommand(newPutCmd(g)), dataCommand(newGetCmd(g)), dataCommand(newDelCmd(g)), dataCommand(newCancelCmd(g)), dataCommand(newWhereisCmd(g)),
 		dataCommand(newStatusCmd(g)), dataCommand(newListenCmd(g)),
 		newItemCmd(g), newKeyCmd(g), newNetworkKeyCmd(g), newVersionCmd(g), dataCommand(newKeysCmd(g)), dataCommand(newMembersCmd(g)),
 		newRingCmd(g), newLoadCmd(g), newScrapeCmd(g))

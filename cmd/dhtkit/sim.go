@@ -143,6 +143,9 @@ flags given on the command line win over it.`,
 	f.DurationVar(&cfg.QueryTimeout, "query-timeout", 0, "engine QueryTimeout (0: the engine's default)")
 	f.DurationVar(&cfg.MinQueryTimeout, "min-query-timeout", 0, "engine MinQueryTimeout (0: the engine's default)")
 	f.StringVar(&scenario, "scenario", "", "JSON file of flag values")
+	f.IntVar(&cfg.Permanent, "permanent", 0, "with --kv: permanent puts, each refreshed by a writer that stays up, cancelled at --permanent-cancel")
+	f.DurationVar(&cfg.PermanentTTL, "permanent-ttl", 0, "the permanent puts' TTL (0: 10m)")
+	f.DurationVar(&cfg.PermanentCancel, "permanent-cancel", 0, "when the writers cancel, from the measured phase's start (0: the TTL plus 10m before the end)")
 	f.Float64Var(&memLimit, "mem-limit", 0, "Go memory limit in GiB (0: none; GOMEMLIMIT also works)")
 	return cmd
 }

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dhtkit/dhtkit/httpapi"
+)
+
+// TestPermanentCommands: put --permanent through a node's HTTP API, the
+// node's list (GET /v1/permanent), dhtkit cancel, and put's flags
+// refused with a usage error.
+func TestPermanentCommands(t *testing.T) {
+	nodes := testNetwork(t, 4)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	url, err := serveHTTP(ctx, "127.0.0.1:0", nodes[1], httpapi.Options{}, nodes[1].Logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := "--api=" + strings.TrimSuffix(url, "/")
+	run := func(args ...string) (int, string, string) {
+		t.Helper()
+		return dhtkitCmd(t, append(args, api)...)
+	}
+	for _, tc := range []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"put", "k", "v", "--ttl", "0"}, "--ttl 0s: want a positive duration"},
+		{[]string{"put", "k", "v", "--ttl", "-1s"}, "--ttl -1s: want a positive duration"},
+		{[]string{"put", "k", "v", "--ttl", "soon"}, "invalid argument \"soon\" for \"--ttl\""},
+		{[]string{"put", "k", "v", "--permanent", "--sign"}, "--permanent and --sign"},
+		{[]string{"put", "k", "v", "--permanent=maybe"}, "--permanent"},
+	} {
+		if code, _, errs := run(tc.args...); code != exitUsage || !strings.Contains(errs, tc.msg) {
+			t.Errorf("%v: exit %d, stderr %q, want %d and %q", tc.args, code, errs, exitUsage, tc.msg)
+		}
+	}
+	if code, out, errs := run("put", "lamp", "on", "--permanent", "--ttl", "30s", "--json"); code != 0 || !strings.Contains(out, `"version"`) {
+		t.Fatalf("put --permanent: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	var list []struct {
+		Key string `json:"key"`
+		TTL string `json:"ttl"`
+	}
+	r, err := http.Get(strings.TrimSuffix(url, "/") + "/v1/permanent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, _ := io.ReadAll(r.Body)
+	r.Body.Close()
+	if err := json.Unmarshal(resp, &list); err != nil || len(list) != 1 || list[0].Key != "lamp" || list[0].TTL != (30*time.Second).String() {
+		t.Fatalf("GET /v1/permanent: %s (%v)", resp, err)
+	}
+	if code, out, errs := run("get", "lamp"); code != 0 || strings.TrimSpace(out) != "on" {
+		t.Fatalf("get: exit %d, %q, %q", code, out, errs)
+	}
+	if code, out, errs := run("cancel", "lamp"); code != 0 || !strings.Contains(out, "cancelled lamp") {
+		t.Fatalf("cancel: exit %d, %q, %q", code, out, errs)
+	}
+	if code, _, errs := run("cancel", "lamp"); code != exitNotFound || !strings.Contains(errs, "not a permanent put") {
+		t.Fatalf("a second cancel: exit %d, %q", code, errs)
+	}
+	if len(nodes[1].Permanent()) != 0 {
+		t.Fatal("the node still keeps the cancelled put")
+	}
+}
