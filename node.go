@@ -151,10 +151,14 @@ func Listen(ctx context.Context, cfg Config) (*Node, error) {
 	if n.maxTTL == 0 {
 		n.maxTTL = store.DefaultMaxTTL
 	}
+	// The engine asks who sealed the datagram it is handling (the
+	// runtime's Sender) from the runtime's read loop, which starts before
+	// runtime.New returns: the runtime is published to it atomically.
+	var published publishedRuntime
 	if cfg.Protocol == Chord {
 		var sender func() (id.ID, bool)
 		if key != nil {
-			sender = func() (id.ID, bool) { return n.rt.Sender() }
+			sender = published.sender
 		}
 		n.chord = newChord(cfg, dir, sender)
 		n.eng = n.chord
@@ -168,7 +172,7 @@ func Listen(ctx context.Context, cfg Config) (*Node, error) {
 			kc.Replicas = cfg.Replicas
 		}
 		if key != nil {
-			kc.Sender = func() (id.ID, bool) { return n.rt.Sender() }
+			kc.Sender = published.sender
 		}
 		if dir != nil {
 			kc.ID = dir.id
@@ -201,6 +205,7 @@ func Listen(ctx context.Context, cfg Config) (*Node, error) {
 		ropts.Sealer = key.sealer(n.eng.ID())
 	}
 	n.rt = runtime.New(conn, n.eng, ropts)
+	published.Store(n.rt)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if key != nil {
 		n.wg.Add(1)
@@ -577,3 +582,17 @@ func (n *Node) contacts() int {
 
 // Logger is the node's logger.
 func (n *Node) Logger() *slog.Logger { return n.log }
+
+// publishedRuntime publishes a node's runtime to its engine's Sender hook.
+type publishedRuntime struct {
+	atomic.Pointer[runtime.Runtime]
+}
+
+// sender is the network-key member that sealed the datagram being
+// handled; none before the runtime is published.
+func (s *publishedRuntime) sender() (id.ID, bool) {
+	if rt := s.Load(); rt != nil {
+		return rt.Sender()
+	}
+	return id.ID{}, false
+}
