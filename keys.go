@@ -65,7 +65,8 @@ func (n *Node) Keys(ctx context.Context, opt KeysOptions) (KeyList, error) {
 	var mu sync.Mutex
 	var out KeyList
 	take := func(e kademlia.KeyEntry) {
-		if !strings.HasPrefix(e.Key, opt.Prefix) || e.Key <= opt.After || strings.HasPrefix(e.Key, chunkKeyPrefix) {
+		// A key's values (store.ValueKey) list as the key.
+		if base := store.BaseKey(e.Key); !strings.HasPrefix(base, opt.Prefix) || base <= opt.After || strings.HasPrefix(e.Key, chunkKeyPrefix) {
 			return
 		}
 		mu.Lock()
@@ -140,8 +141,10 @@ func (n *Node) Keys(ctx context.Context, opt KeysOptions) (KeyList, error) {
 			return KeyList{}, fmt.Errorf("dhtkit: keys: %w", err)
 		}
 	}
+	live := make(map[string]bool, len(newest))
 	for k, e := range newest {
-		if !e.Deleted {
+		if k = store.BaseKey(k); !e.Deleted && !live[k] {
+			live[k] = true
 			out.Keys = append(out.Keys, k)
 		}
 	}

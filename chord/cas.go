@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/dhtkit/dhtkit/guard"
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/kademlia"
 	"github.com/dhtkit/dhtkit/krpc"
@@ -173,8 +174,15 @@ func (op *casOp) failure(now time.Time, e *Engine, p *pending, err error) {
 	op.advance(now, e)
 }
 
-// handleCAS answers dk_cas with this node's acceptor.
+// handleCAS answers dk_cas with this node's acceptor, for a source whose
+// address is proven (a write).
 func (e *Engine) handleCAS(now time.Time, from netip.AddrPort, q *krpc.Msg) bool {
+	// A write: only from a source that proved its address, as dk_store.
+	if !e.proven(from, q) && !e.limiter.Exempt(from.Addr()) {
+		e.drop(guard.DropUnproven)
+		e.askToken(now, from, q)
+		return false
+	}
 	m, err := replica.ParseCASMsg(q.A.X)
 	if err == nil {
 		err = e.clock.Observe(now, m.Ballot)
@@ -184,12 +192,12 @@ func (e *Engine) handleCAS(now time.Time, from netip.AddrPort, q *krpc.Msg) bool
 	}
 	if err != nil {
 		e.stats.Malformed++
-		e.replyError(from, q.T, krpc.CodeProtocol, "dk_cas: "+err.Error())
+		e.replyError(now, from, q.T, krpc.CodeProtocol, "dk_cas: "+err.Error())
 		return false
 	}
 	ans, err := e.casLocal(now, m)
 	if err != nil {
-		e.replyError(from, q.T, krpc.CodeServer, "dk_cas: "+err.Error())
+		e.replyError(now, from, q.T, krpc.CodeServer, "dk_cas: "+err.Error())
 		return false
 	}
 	e.xbuf = replica.AppendCASAnswer(e.xbuf[:0], ans)

@@ -1,10 +1,8 @@
 package chord
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"net/netip"
 	"slices"
 	"time"
 
@@ -136,15 +134,20 @@ func (e *Engine) kvReplicas(now time.Time, s *opState, nodes []krpc.NodeInfo) {
 }
 
 // replicaSet picks the replica set of target: the first Replicas nodes
-// at or after it on the ring among every node this one knows to exist,
-// those of the lookup's answer (the key's successor and the nodes after
-// it) and ourselves, reachable, and the lost neighbours still in the
+// at or after it on the ring among every node this one knows to exist:
+// the lookup's answer (the key's successor and the nodes after it), its
+// own successors, fingers and predecessor, and itself, reachable as far
+// as it knows, and the lost neighbours still in the
 // probe set that went silent less than Config.DownFor ago, down. A down
 // member is in the set but not asked: it counts against the quorum, so
 // that a node cut off with part of the ring counts the quorum among the
 // real replicas, never among the ones it happens to reach (the quorum
 // rule, docs/architecture.md). A node that said goodbye is not lost, and
-// one lost longer than DownFor gives way to the next.
+// one lost longer than DownFor gives way to the next. Taking the lookup's
+// answer alone misplaced writes while a ring re-formed: a node whose
+// predecessor pointer skipped live nodes answered for keys they own, the
+// write went to nodes after them, and repair, which runs from a key's
+// primary, never moved it back.
 func (e *Engine) replicaSet(now time.Time, target id.ID, nodes []krpc.NodeInfo) ([]replica.Member, []bool) {
 	type cand struct {
 		m    replica.Member
@@ -152,10 +155,17 @@ func (e *Engine) replicaSet(now time.Time, target id.ID, nodes []krpc.NodeInfo) 
 	}
 	cs := []cand{{m: replica.Member{Node: krpc.NodeInfo{ID: e.self}, Self: true}}}
 	seen := map[id.ID]bool{e.self: true}
-	for _, n := range nodes {
-		if !seen[n.ID] {
-			seen[n.ID] = true
-			cs = append(cs, cand{m: replica.Member{Node: n}})
+	r := &e.ring
+	var pred []krpc.NodeInfo
+	if r.hasPred {
+		pred = []krpc.NodeInfo{r.pred}
+	}
+	for _, list := range [][]krpc.NodeInfo{nodes, r.succs, r.fingers, pred} {
+		for _, n := range list {
+			if !seen[n.ID] && !n.ID.IsZero() {
+				seen[n.ID] = true
+				cs = append(cs, cand{m: replica.Member{Node: n}})
+			}
 		}
 	}
 	for _, l := range e.ring.lost {
@@ -175,6 +185,44 @@ func (e *Engine) replicaSet(now time.Time, target id.ID, nodes []krpc.NodeInfo) 
 	return ms, down
 }
 
+// catchUp keeps a node that restarted with records from answering reads
+// from its own disk before repair has brought them up to date: what it
+// holds is what it held when it went down, and every write acknowledged
+// meanwhile went to the other replicas. Until its own first round and its
+// predecessors' rounds have run, about one SyncInterval after it rejoins
+// (1.5 of it, for their jitter), it answers a key's dk_fetch with an
+// error and fails its own member of a get, so that a read counts only
+// the replicas that stayed up, and refuses rather than read stale when
+// too few of them answer. It still takes writes, and its repair pulls.
+type catchUp struct {
+	on    bool
+	since time.Time // when it was first heard from after its rejoin
+}
+
+var errCatchingUp = errors.New("chord: restarted, catching up: no reads from this replica until its repair rounds ran")
+
+// joinedNow is told that the node heard from the ring: the first time
+// after a restart starts the catch-up's clock and a repair round at once.
+func (e *Engine) joinedNow(now time.Time) {
+	if c := &e.catch; c.on && c.since.IsZero() && e.Joined() {
+		c.since = now
+		e.nextSync = now
+	}
+}
+
+// caughtUp reports whether the node may answer reads (catchUp).
+func (e *Engine) caughtUp(now time.Time) bool {
+	c := &e.catch
+	if !c.on {
+		return true
+	}
+	if c.since.IsZero() || now.Sub(c.since) < e.cfg.SyncInterval*3/2 {
+		return false
+	}
+	c.on = false
+	return true
+}
+
 // kvLocal applies the operation to our own store, as member i.
 func (e *Engine) kvLocal(now time.Time, op *kvOp, i int) {
 	st := e.kvStore()
@@ -188,6 +236,10 @@ func (e *Engine) kvLocal(now time.Time, op *kvOp, i int) {
 			}
 			op.check(now, e)
 		})
+		return
+	}
+	if !e.caughtUp(now) {
+		op.q.Fail(i, errCatchingUp)
 		return
 	}
 	if op.vals != nil {
@@ -345,96 +397,6 @@ func (e *Engine) pushRecords(now time.Time, to krpc.NodeInfo, recs []store.Recor
 		recs = recs[n:]
 	}
 	return sent
-}
-
-// handleStore answers dk_store: it applies each record (newest version
-// wins) and says, per record, whether we now hold it or something newer.
-// It leaves the reply in e.out and reports whether there is one.
-func (e *Engine) handleStore(now time.Time, from netip.AddrPort, q *krpc.Msg) bool {
-	recs, err := replica.ParseRecords(q.A.X)
-	if err != nil {
-		e.stats.Malformed++
-		e.replyError(from, q.T, krpc.CodeProtocol, "dk_store: "+err.Error())
-		return false
-	}
-	idx := make([]int, 0, len(recs)) // positions in recs of the records queued
-	valid := make([]store.Record, 0, len(recs))
-	for i := range recs {
-		if e.clock.Observe(now, recs[i].Version) != nil || expired(&recs[i], now) {
-			continue
-		}
-		idx = append(idx, i)
-		valid = append(valid, recs[i])
-	}
-	// The answer waits for the commit Ready makes of every write queued
-	// meanwhile: it acknowledges only what is durable.
-	tid, n := bytes.Clone(q.T), len(recs)
-	e.commits.Queue(now, valid, func(now time.Time, errs []error) {
-		ok := make([]any, n)
-		for i := range ok {
-			ok[i] = 0
-		}
-		for j, err := range errs {
-			if err == nil {
-				ok[idx[j]] = 1 // applied, or refused for an equal or newer version
-			}
-		}
-		e.xbuf = encodeX(e.xbuf[:0], map[string]any{"ok": ok})
-		r := e.newResponse(tid)
-		r.R.Has |= krpc.HasX
-		r.R.X = e.xbuf
-		e.send(from)
-	})
-	return false // answered at the commit
-}
-
-// handleFetch answers dk_fetch {"k": key} with the record held for key,
-// or {"ks": [key, ...]} with those of the keys it holds, as many as fit
-// one datagram.
-func (e *Engine) handleFetch(now time.Time, from netip.AddrPort, q *krpc.Msg) bool {
-	d, err := decodeX(q.A.X)
-	var keys []any
-	if key, ok := replica.ValuesQuery(d); err == nil && ok {
-		// Every value of key (replica.Values).
-		e.xbuf = replica.AppendValues(e.xbuf[:0], e.kvStore(), key, now)
-		r := e.newResponse(q.T)
-		r.R.Has |= krpc.HasX
-		r.R.X = e.xbuf
-		return true
-	}
-	if err == nil {
-		if k, ok := d["k"].([]byte); ok && len(k) > 0 {
-			keys = []any{k}
-		} else {
-			keys, _ = d["ks"].([]any)
-		}
-	}
-	if len(keys) == 0 {
-		e.stats.Malformed++
-		e.replyError(from, q.T, krpc.CodeProtocol, "dk_fetch: want x.k or x.ks")
-		return false
-	}
-	var recs []store.Record
-	size := 0
-	for _, k := range keys {
-		kb, ok := k.([]byte)
-		if !ok || len(kb) == 0 {
-			continue
-		}
-		rec, found, err := e.kvStore().Get(string(kb))
-		if err != nil || !found || expired(&rec, now) {
-			continue
-		}
-		if size += len(rec.Key) + len(rec.Value) + 64; size > maxPayload && len(recs) > 0 {
-			break
-		}
-		recs = append(recs, rec)
-	}
-	e.xbuf = replica.AppendRecords(e.xbuf[:0], recs)
-	r := e.newResponse(q.T)
-	r.R.Has |= krpc.HasX
-	r.R.X = e.xbuf
-	return true
 }
 
 // handover is a Handover in progress: the node pushes every record it

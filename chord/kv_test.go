@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -117,5 +119,61 @@ func TestHandover(t *testing.T) {
 		if n := len(holders(net, key)); n < 3 {
 			t.Errorf("%s on %d live nodes after the hand-over, want 3", key, n)
 		}
+	}
+}
+
+// TestRestartedReplicaCatchesUp: a replica restarted with records does
+// not answer reads from its own disk until repair has run: right after
+// it rejoins, a get through it that only one other replica answers fails
+// with the quorum error instead of counting the restarted node's old copy;
+// a repair interval later the same get returns the newest version.
+func TestRestartedReplicaCatchesUp(t *testing.T) {
+	n := newTestNet(t, 31)
+	n.build(5, Config{})
+	if !n.runUntil(5*time.Minute, func() bool { return n.ringErrors() == 0 }) {
+		t.Fatalf("setup: %d nodes have a wrong neighbour", n.ringErrors())
+	}
+	const key = "catch-up"
+	ring := n.live()
+	first := n.trueSuccessor(id.FromString(key))
+	at := slices.Index(ring, first)
+	reps := []*testNode{ring[at], ring[(at+1)%len(ring)], ring[(at+2)%len(ring)]}
+	if w := n.do(reps[1], kademlia.KVPut{Key: key, Value: []byte("old")}); w.Err != nil {
+		t.Fatal(w.Err)
+	}
+	r := reps[0]
+	if _, ok, _ := r.e.Store().Get(key); !ok {
+		t.Fatal("setup: the replica to restart does not hold the key")
+	}
+	// r goes down; the key is overwritten meanwhile.
+	r.down = true
+	n.run(30 * time.Second)
+	w := n.do(reps[1], kademlia.KVPut{Key: key, Value: []byte("new")})
+	if w.Err != nil {
+		t.Fatal(w.Err)
+	}
+	// r restarts with its old store and rejoins; the third replica is cut off.
+	cfg := r.e.cfg
+	cfg.Bootstrap = []netip.AddrPort{reps[1].addr}
+	r.e = New(cfg, n.now)
+	r.down = false
+	n.flush(r)
+	if !n.runUntil(time.Minute, r.e.Joined) {
+		t.Fatal("the restarted replica did not rejoin")
+	}
+	n.run(time.Second)
+	cut := reps[2].addr
+	n.drop = func(from, to netip.AddrPort, _ []byte) bool { return from == cut || to == cut }
+	g := n.do(r, kademlia.KVGet{Key: key})
+	if g.Err == nil {
+		t.Fatalf("a get through the restarted replica right after its rejoin returned %q; want the quorum error (it must not count its own old copy)", g.Record.Value)
+	}
+	if !errors.Is(g.Err, kademlia.ErrQuorum) {
+		t.Fatalf("get: %v; want ErrQuorum", g.Err)
+	}
+	n.run(cfg.SyncInterval * 2)
+	g = n.do(r, kademlia.KVGet{Key: key})
+	if g.Err != nil || string(g.Record.Value) != "new" {
+		t.Fatalf("a repair interval later: %v %v; want the newest value", g.Err, g.Record)
 	}
 }

@@ -112,6 +112,8 @@ func (e *Engine) probeFailed(now time.Time, x id.ID) {
 // at once to check it and walk on to the true successor.
 func (e *Engine) heard(now time.Time, n krpc.NodeInfo) {
 	r := &e.ring
+	delete(r.suspects, n.ID)
+	e.joinedNow(now)
 	i := r.findLost(n.ID)
 	if i < 0 {
 		return

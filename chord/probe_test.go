@@ -8,6 +8,7 @@ import (
 
 	"github.com/dhtkit/dhtkit/kademlia"
 	"github.com/dhtkit/dhtkit/krpc"
+	"github.com/dhtkit/dhtkit/routing"
 )
 
 // TestPartitionRemerges splits a ring in two groups until each has closed
@@ -113,7 +114,9 @@ func TestQueryRefutesAtOnce(t *testing.T) {
 	}
 	a, b := n.order[0], n.order[1]
 	info := krpc.NodeInfo{ID: b.e.ID(), Addr: b.addr}
-	a.e.ring.failed(n.now, b.e.ID(), a.e)
+	for range routing.BadFails {
+		a.e.ring.failed(n.now, b.e.ID(), a.e)
+	}
 	for range 8 {
 		a.e.probeFailed(n.now, b.e.ID())
 	}
@@ -175,7 +178,9 @@ func TestHandoverReachesLostSuccessor(t *testing.T) {
 	if len(mine) == 0 {
 		t.Skip("a holds no key with this seed")
 	}
-	a.e.ring.failed(n.now, b.e.ID(), a.e)
+	for range routing.BadFails {
+		a.e.ring.failed(n.now, b.e.ID(), a.e)
+	}
 	if a.e.ring.findLost(b.e.ID()) < 0 {
 		t.Fatal("setup: b is not lost")
 	}
@@ -185,6 +190,41 @@ func TestHandoverReachesLostSuccessor(t *testing.T) {
 	for _, k := range mine {
 		if _, ok, _ := b.e.Store().Get(k); !ok {
 			t.Errorf("%s: the lost successor did not get it at the hand-over", k)
+		}
+	}
+}
+
+// TestOneTimeoutIsSuspicion: a successor that misses one query stays in
+// the successor list (suspect); an answer clears the suspicion, so one
+// more miss after it still keeps it; routing.BadFails misses in a row
+// drop it into the lost set.
+func TestOneTimeoutIsSuspicion(t *testing.T) {
+	n := newTestNet(t, 24)
+	n.build(4, Config{})
+	if !n.runUntil(5*time.Minute, func() bool { return n.ringErrors() == 0 }) {
+		t.Fatalf("setup: %d nodes have a wrong neighbour", n.ringErrors())
+	}
+	a := n.order[0]
+	succ, _ := a.e.ring.successor()
+	inList := func() bool { s, _ := a.e.ring.successor(); return s.ID == succ.ID }
+	steps := []struct {
+		do      string // "fail" or "answer"
+		inList  bool
+		lostNow bool
+	}{
+		{"fail", true, false},
+		{"answer", true, false},
+		{"fail", true, false},
+		{"fail", false, true},
+	}
+	for i, st := range steps {
+		if st.do == "fail" {
+			a.e.ring.failed(n.now, succ.ID, a.e)
+		} else {
+			a.e.heard(n.now, succ)
+		}
+		if inList() != st.inList || (a.e.ring.findLost(succ.ID) >= 0) != st.lostNow {
+			t.Fatalf("step %d (%s): first successor kept %v, lost %v; want %v, %v", i, st.do, inList(), a.e.ring.findLost(succ.ID) >= 0, st.inList, st.lostNow)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/kademlia"
 	"github.com/dhtkit/dhtkit/krpc"
+	"github.com/dhtkit/dhtkit/routing"
 	"github.com/dhtkit/dhtkit/store"
 )
 
@@ -31,6 +32,10 @@ type ring struct {
 	filling                           bool          // first pass after a join: refresh fingers back to back
 
 	lost []lostNode // neighbours that stopped answering, probed until they do (probe.go)
+	// suspects counts the unanswered queries in a row of ring entries
+	// that have not missed routing.BadFails yet (failed); bounded by the
+	// entries, since forget drops a node's count with it.
+	suspects map[id.ID]int
 }
 
 func (r *ring) init(self id.ID, n int) {
@@ -132,14 +137,59 @@ func (r *ring) finger(i int) (krpc.NodeInfo, bool) {
 	return best, ok
 }
 
-// failed drops a node that did not answer from the successor list, the
-// fingers and the predecessor, and keeps it in the lost set, to be probed
-// until it answers again (probe.go).
+// failed records that x left a query unanswered. A neighbour that
+// misses routing.BadFails queries in a row is dropped from the successor
+// list, the fingers and the predecessor, and kept in the lost set, to be
+// probed until it answers again (probe.go); before that it is only
+// suspect (SWIM's suspicion, Kademlia's questionable), so that one lost
+// datagram does not cost a live successor its place: under 10% loss,
+// dropping at the first timeout kept the successor lists, and so the
+// replica sets, wrong much of the time. Any answer clears the suspicion
+// (heard). The caller that needs an answer now (stabilize) asks again,
+// and the second silence drops it.
 func (r *ring) failed(now time.Time, x id.ID, e *Engine) {
-	if n, ok := r.known(x); ok {
-		e.lose(now, n)
+	n, ok := r.known(x)
+	if !ok {
+		r.forget(x, e)
+		return
 	}
+	if r.suspects[x]+1 < routing.BadFails {
+		if r.suspects == nil {
+			r.suspects = make(map[id.ID]int)
+		}
+		r.suspects[x]++
+		return
+	}
+	delete(r.suspects, x)
+	e.lose(now, n)
 	r.forget(x, e)
+}
+
+// loseSkipped records as lost the nodes of the successor list before
+// that the one after (taken from our successor's list) skips although
+// they lie within it (or anywhere, when whole says the new list holds the
+// whole ring we know): our successor no longer holds them alive, so they
+// are lost, to be probed and to count as down members of their keys'
+// replica sets for DownFor, not silently forgotten. Forgetting them let a
+// node cut off with a minority of the ring drop the other side from
+// everything it knew, and then count its quorum among the nodes it still
+// reached. A live one answers its first probe and is back at once.
+func (e *Engine) loseSkipped(now time.Time, before, after []krpc.NodeInfo, whole bool) {
+	r := &e.ring
+	var last id.ID
+	if len(after) > 0 {
+		last = r.dist(after[len(after)-1].ID)
+	}
+	for _, n := range before {
+		if slices.ContainsFunc(after, func(a krpc.NodeInfo) bool { return a.ID == n.ID }) {
+			continue
+		}
+		if whole || len(after) > 0 && id.Compare(r.dist(n.ID), last) < 0 {
+			if _, still := r.known(n.ID); !still {
+				e.lose(now, n)
+			}
+		}
+	}
 }
 
 // known returns the ring's entry for x, if it holds one.
@@ -158,6 +208,7 @@ func (r *ring) known(x id.ID) (krpc.NodeInfo, bool) {
 // forget drops x from the successor list, the fingers and the
 // predecessor: a node that failed, or one that said goodbye.
 func (r *ring) forget(x id.ID, e *Engine) {
+	delete(r.suspects, x)
 	first, had := r.successor()
 	r.succs = slices.DeleteFunc(r.succs, func(n krpc.NodeInfo) bool { return n.ID == x })
 	r.fingers = slices.DeleteFunc(r.fingers, func(n krpc.NodeInfo) bool { return n.ID == x })
@@ -316,7 +367,9 @@ func (e *Engine) onStabilize(now time.Time, p *pending, sender id.ID, m *krpc.Ms
 		e.stabilize(now)
 		return
 	}
+	old := slices.Clone(r.succs)
 	r.setSuccs([]krpc.NodeInfo{succ}, nb.succs)
+	e.loseSkipped(now, old, r.succs, len(r.succs) < r.r)
 	e.newQuery(mNotify)
 	e.sendQuery(now, mNotify, succ.Addr, succ.ID, 0, forNotify)
 }
@@ -409,7 +462,21 @@ func (e *Engine) fingerFixed(now time.Time, fl fingerLookup, res *kademlia.Resul
 	r := &e.ring
 	r.fixing = 0
 	if res.Err == nil && len(res.Nodes) > 0 && res.Nodes[0].ID != e.self {
-		r.setFinger(fl.target, res.Nodes[0])
+		s := res.Nodes[0]
+		// Fingers in [target, s) are stale: no live node lies there, as far
+		// as the lookup saw. Those are lost, not forgotten.
+		var skipped []krpc.NodeInfo
+		for _, f := range r.fingers {
+			if f.ID != s.ID && (f.ID == fl.target || id.Between(f.ID, fl.target, s.ID)) {
+				skipped = append(skipped, f)
+			}
+		}
+		r.setFinger(fl.target, s)
+		for _, n := range skipped {
+			if _, still := r.known(n.ID); !still {
+				e.lose(now, n)
+			}
+		}
 	}
 	if r.filling {
 		r.nextFix = now

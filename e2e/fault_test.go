@@ -161,29 +161,12 @@ func names(ns []*node) string {
 	return strings.Join(s, ",")
 }
 
-// The bugs of issue 9 that break the suite's invariants on the code the
-// suite was written against; other branches are fixing them.
-const (
-	issueRestart   = "issue 9, \"Stale reads and deleted keys right after a restart\": a restarted node answers reads from its own disk before it has rejoined"
-	issueBad       = "issue 9, \"A healed partition never heals\": a contact marked bad is asked again only when it queries us, so it stays bad"
-	issueChordSync = "issue 9, \"Chord keeps its own copy of the replica logic\": its repair (ch_sync) runs from a key's primary to its successors, and only the primary's first successor pushes back, so a copy that the last replica alone holds is not spread"
-	issueChordRing = "issue 9, Build 3 (failure detection that recovers): a Chord node can stay without a restarted or unreachable ring neighbour in its successor list for over a minute"
-)
+// The bugs of issue 9 that still break the suite's invariants; the
+// CI-size run skips a scenario whose failures they all explain.
+const issueChordHeal = "issue 9, Chord after a short partition: 30 s after the CI-size 4 s split a few keys (2 of 501) are not yet one version on their replicas while the two rings re-merge; the full run's 60 s splits converge in 33-38 s"
 
-var (
-	bugRestart   = map[string]string{"stale": issueRestart, "resurrected": issueRestart}
-	bugChordKill = map[string]string{"stale": issueRestart, "resurrected": issueRestart,
-		"converge": issueChordSync, "contacts": issueChordRing}
-	bugBadForever = map[string]string{"contacts": issueBad, "converge": issueBad}
-	// A partition no longer lets a minority side acknowledge (Kademlia
-	// counts its quorum among every node it knows, "The quorum rule" in
-	// docs/architecture.md: 0 minority acknowledgements). It still shows
-	// the bad-forever bug and its consequences: after the heal each side
-	// keeps calling the other bad, so replicas never reconcile and reads
-	// through one side miss, or read stale, what the other acknowledged.
-	bugPartition = map[string]string{"contacts": issueBad, "converge": issueBad,
-		"lost": issueBad, "stale": issueBad, "resurrected": issueBad}
-)
+// bugChordHeal is issueChordHeal's effect on the invariants.
+var bugChordHeal = map[string]string{"converge": issueChordHeal}
 
 // faultScenarios is the CI-size run: one short scenario per nemesis, a
 // few seconds each; and with -full the issue's: 5 nodes under each of
@@ -193,15 +176,17 @@ func faultScenarios() []faultScenario {
 	if !*faultFull {
 		return []faultScenario{
 			{name: "kill", protocol: "kademlia", nodes: 5, keys: 8, converge: 30 * time.Second,
-				nemesis: killRestart(1, 2*time.Second, 2*time.Second), known: bugRestart},
+				nemesis: killRestart(1, 2*time.Second, 2*time.Second)},
 			{name: "stop", protocol: "kademlia", nodes: 5, keys: 8, converge: 30 * time.Second,
 				nemesis: stopCont(1, 2*time.Second, 3*time.Second)},
 			{name: "loss10-delay50ms", protocol: "kademlia", nodes: 5, keys: 8, netns: true, converge: 30 * time.Second,
-				nemesis: impair(0.10, 50*time.Millisecond, 4*time.Second), known: bugBadForever},
+				nemesis: impair(0.10, 50*time.Millisecond, 4*time.Second)},
 			{name: "partition-2+4", protocol: "kademlia", nodes: 6, keys: 8, netns: true, converge: 30 * time.Second,
-				nemesis: partition(2, 2*time.Second, 4*time.Second), known: bugPartition},
+				nemesis: partition(2, 2*time.Second, 4*time.Second)},
 			{name: "kill", protocol: "chord", nodes: 5, keys: 8, converge: 30 * time.Second,
-				nemesis: killRestart(1, 2*time.Second, 2*time.Second), known: bugChordKill},
+				nemesis: killRestart(1, 2*time.Second, 2*time.Second)},
+			{name: "partition-2+4", protocol: "chord", nodes: 6, keys: 8, netns: true, converge: 30 * time.Second,
+				nemesis: partition(2, 2*time.Second, 4*time.Second), known: bugChordHeal},
 		}
 	}
 	var out []faultScenario

@@ -119,7 +119,7 @@ func NewNet(prefix string) (*Net, error) {
 			}
 			return nil, fmt.Errorf("locking %s: %w", lock.Name(), err)
 		}
-		n := &Net{prefix: prefix + strconv.Itoa(k), subnet: [3]byte{byte(100 + k/256), byte(k % 256), 0},
+		n := &Net{prefix: prefix + strconv.Itoa(k), subnet: [3]byte{10, byte(100 + k/256), byte(k % 256)},
 			lock: lock, byAddr: map[netip.Addr]*Endpoint{},
 			rnd: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))}
 		n.removeStale()

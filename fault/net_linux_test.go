@@ -127,6 +127,11 @@ func TestNetSlots(t *testing.T) {
 		a.Close()
 		t.Fatal(err)
 	}
+	for _, e := range []*Endpoint{ea, eb} {
+		if a := e.Addr.As4(); a[0] != 10 || a[1] < 100 || a[1] > 115 {
+			t.Errorf("namespace %s has address %s; want one in 10.100.0.0–10.115.255.255", e.NS, e.Addr)
+		}
+	}
 	if ea.NS == eb.NS || ea.Addr == eb.Addr || len(ea.NS) > 15 || len(eb.NS) > 15 {
 		t.Errorf("two Nets at once: namespaces %s and %s, addresses %s and %s; want distinct names of at most 15 characters and distinct addresses", ea.NS, eb.NS, ea.Addr, eb.Addr)
 	}

@@ -574,6 +574,7 @@ type recordJSON struct {
 	Version store.Version `json:"version"`
 	Expires *time.Time    `json:"expires,omitempty"`
 	Deleted bool          `json:"deleted"`
+	ID      string        `json:"id,omitempty"` // a value other than the key's default one
 }
 
 type localJSON struct {
@@ -588,7 +589,8 @@ func (s *server) local(w http.ResponseWriter, r *http.Request) {
 	sz := s.storeSize()
 	out.Keys, out.Bytes = sz.Keys, sz.Bytes
 	for _, rec := range recs {
-		rj := recordJSON{Key: rec.Key, Target: rec.Target().String(), Size: len(rec.Value), Version: rec.Version, Deleted: rec.Deleted}
+		rj := recordJSON{Target: rec.Target().String(), Size: len(rec.Value), Version: rec.Version, Deleted: rec.Deleted}
+		rj.Key, rj.ID = splitKey(rec.Key)
 		if !rec.Expires.IsZero() {
 			e := rec.Expires.UTC()
 			rj.Expires = &e

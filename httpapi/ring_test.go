@@ -4,7 +4,9 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/dhtkit/dhtkit/chord"
 	"github.com/dhtkit/dhtkit/id"
 )
 
@@ -13,18 +15,28 @@ import (
 // answers itself names it by a valid address.
 func TestChordRingAPI(t *testing.T) {
 	nodes, servers := newChordNet(t, 5)
-	want, _ := nodes[0].Ring()
-
-	resp, body := call(t, "GET", servers[0].URL+"/v1/ring", nil)
-	if resp.StatusCode != 200 {
-		t.Fatalf("ring: %d %s", resp.StatusCode, body)
-	}
-	rg := decode[ringJSON](t, body)
-	if rg.ID != nodes[0].ID().String() || rg.Predecessor == nil || len(rg.Successors) != 3 || len(rg.Fingers) == 0 {
-		t.Fatalf("ring = %s", body)
-	}
-	if rg.Successors[0].ID != want.Successors[0].ID.String() {
-		t.Errorf("first successor %s, want %v", rg.Successors[0].ID, want.Successors[0].ID)
+	var (
+		want chord.Ring
+		rg   ringJSON
+		resp *http.Response
+		body []byte
+	)
+	// newChordNet waits for the successor lists; the first fingers are
+	// fixed a few rounds later.
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		want, _ = nodes[0].Ring()
+		resp, body = call(t, "GET", servers[0].URL+"/v1/ring", nil)
+		if resp.StatusCode != 200 {
+			t.Fatalf("ring: %d %s", resp.StatusCode, body)
+		}
+		rg = decode[ringJSON](t, body)
+		ok := rg.ID == nodes[0].ID().String() && rg.Predecessor != nil && len(rg.Successors) == 3 && len(rg.Fingers) > 0
+		if ok && rg.Successors[0].ID == want.Successors[0].ID.String() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ring = %s", body)
+		}
 	}
 	for _, f := range rg.Fingers {
 		if f.Start != id.AddPow2(nodes[0].ID(), f.Index).String() || f.Node.ID == "" || strings.Contains(f.Node.Addr, "invalid") {
@@ -49,12 +61,20 @@ func TestChordRingAPI(t *testing.T) {
 		}
 	}
 	// The drawing has a chord for every finger row of /v1/ring and a point
-	// for every successor.
-	if got := strings.Count(page, `<path class="finger"`); got != len(rg.Fingers) {
-		t.Errorf("the ring draws %d finger chords, /v1/ring has %d fingers", got, len(rg.Fingers))
-	}
-	if got := strings.Count(page, `<circle class="successor"`); got != len(rg.Successors) {
-		t.Errorf("the ring draws %d successors, /v1/ring has %d", got, len(rg.Successors))
+	// for every successor (read again if the ring changed in between).
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		_, body = call(t, "GET", servers[0].URL+"/v1/ring", nil)
+		now := decode[ringJSON](t, body)
+		fingers, succs := strings.Count(page, `<path class="finger"`), strings.Count(page, `<circle class="successor"`)
+		if fingers == len(now.Fingers) && succs == len(now.Successors) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("the ring draws %d finger chords and %d successors, /v1/ring has %d and %d", fingers, succs, len(now.Fingers), len(now.Successors))
+			break
+		}
+		_, body = call(t, "GET", servers[0].URL+"/", nil)
+		page = string(body)
 	}
 	for _, w := range []string{"XOR distance", "prefix 0 bits", "buckets"} {
 		if strings.Contains(page, w) {

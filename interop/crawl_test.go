@@ -45,8 +45,8 @@ type crawledNode struct {
 // infohashes (one in three through an anacrolix server), runs the dhtkit
 // binary's `crawl --out` as a process and checks that the export lists
 // every node of both kinds as having answered, says which answer BEP 51
-// (anacrolix does not), and lists every announced infohash. It reports
-// the client versions the nodes sent.
+// (anacrolix does not), and lists every announced infohash with its BEP 33
+// scrape (--scrape). It reports the client versions the nodes sent.
 func crawlMixed(t *testing.T, ours, theirs, torrents int, duration time.Duration) {
 	bin := buildDhtkit(t)
 	nodes := make([]*dhtkit.Node, ours)
@@ -96,7 +96,7 @@ func crawlMixed(t *testing.T, ours, theirs, torrents int, duration time.Duration
 	dir := t.TempDir()
 	start := time.Now()
 	cmd := exec.CommandContext(ctx, bin, "crawl", "--network", "mainline", "--json", "--duration", duration.String(),
-		"--out", dir, "--bootstrap="+nodes[ours/2].Addr().String())
+		"--out", dir, "--scrape", "1m", "--bootstrap="+nodes[ours/2].Addr().String())
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -149,14 +149,22 @@ func crawlMixed(t *testing.T, ours, theirs, torrents int, duration time.Duration
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := 0
+	got, unscraped := 0, 0
 	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
 		var ih struct {
-			Infohash string `json:"infohash"`
+			Infohash string   `json:"infohash"`
+			Peers    *float64 `json:"peers"`
 		}
 		if json.Unmarshal([]byte(l), &ih) == nil && want[ih.Infohash] {
 			got++
+			// Every peer announced from 127.0.0.1: one address.
+			if ih.Peers == nil || *ih.Peers < 0.9 || *ih.Peers > 1.1 {
+				unscraped++
+			}
 		}
+	}
+	if unscraped > 0 {
+		t.Errorf("--scrape: %d infohashes without an estimate of 1 peer (every peer is 127.0.0.1)", unscraped)
 	}
 	t.Logf("crawl of %d dhtkit + %d anacrolix nodes, %d torrents: %d nodes exported, %d of %d infohashes, %.1fs; client versions %v; %s",
 		ours, theirs, torrents, len(exported), got, torrents, elapsed.Seconds(), versions, strings.TrimSpace(stdout.String()))

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/dhtkit/dhtkit/guard"
+
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/krpc"
 )
@@ -182,7 +184,7 @@ func (l *lookup) add(e *Engine, n krpc.NodeInfo, hop int, via int32) {
 		}
 		if perIP > 0 && l.cands[j].info.Addr.Addr().Unmap() == n.Addr.Addr().Unmap() {
 			if sameIP++; sameIP >= perIP {
-				e.drop(DropNodeDiversity)
+				e.drop(guard.DropNodeDiversity)
 				return
 			}
 		}

@@ -1,6 +1,7 @@
 package kademlia
 
 import (
+	"fmt"
 	"math"
 	"net/netip"
 	"testing"
@@ -198,20 +199,29 @@ func TestScrapeLegacy(t *testing.T) {
 	}
 }
 
-// BenchmarkScrapeAnswer measures a scrape of a full swarm: bounded by
+// BenchmarkScrapeAnswer measures get_peers answers for a full swarm (500
+// peers), plain and with scrape=1: the filters cost at most
 // MaxPeersPerInfohash bit sets, with no hashing.
 func BenchmarkScrapeAnswer(b *testing.B) {
-	n, node, h, _, _ := scrapeNode(b, 250, 250)
-	from := netip.MustParseAddrPort("198.51.100.7:6881")
-	q := forge(krpc.MethodGetPeers, func(a *krpc.Args) {
-		a.Has |= krpc.HasInfoHash | krpc.HasScrape
-		a.InfoHash, a.Scrape = h, true
-	})
-	b.ReportAllocs()
-	for b.Loop() {
-		if len(n.inject(node, from, q)) != 1 {
-			b.Fatal("no answer")
-		}
+	for _, scrape := range []bool{false, true} {
+		b.Run(fmt.Sprintf("scrape=%v", scrape), func(b *testing.B) {
+			n, node, h, _, _ := scrapeNode(b, 250, 250)
+			from := netip.MustParseAddrPort("198.51.100.7:6881")
+			q := forge(krpc.MethodGetPeers, func(a *krpc.Args) {
+				a.Has |= krpc.HasInfoHash
+				a.InfoHash = h
+				if scrape {
+					a.Has |= krpc.HasScrape
+					a.Scrape = true
+				}
+			})
+			b.ReportAllocs()
+			for b.Loop() {
+				if len(n.inject(node, from, q)) != 1 {
+					b.Fatal("no answer")
+				}
+			}
+		})
 	}
 }
 

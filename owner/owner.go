@@ -269,14 +269,6 @@ func sameMilli(a, b time.Time) bool {
 	return a.UnixMilli() == b.UnixMilli()
 }
 
-// short is a key as errors quote it.
-func short(key string) string {
-	if len(key) <= 64 {
-		return key
-	}
-	return key[:64] + "…"
-}
-
 // NextVersion is the version an owner signs its next write of a key
 // with: its wall clock's, or one past current (the key's version now)
 // when that is not older, so that the write wins even when the owner's

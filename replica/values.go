@@ -186,9 +186,8 @@ type Merged struct {
 // Merge decides each value from the answers so far.
 func (v *Values) Merge() Merged {
 	type best struct {
-		ver   store.Version
-		rec   *store.Record // nil: known only as an entry
-		entry bool
+		ver store.Version
+		rec *store.Record // nil: known only as an entry
 	}
 	newest := map[string]*best{}
 	note := func(k string, ver store.Version, rec *store.Record) {

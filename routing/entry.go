@@ -53,6 +53,7 @@ const (
 	flagResponded                   // it has answered at least one of our queries
 	flagPinging                     // the table asked the engine to ping it
 	flagRemoved                     // KeepAll: a tombstone, skipped everywhere
+	flagProbing                     // bad: a probe was handed out and not yet answered or failed
 )
 
 // entry is one contact as a table stores it. It holds no pointers and no
@@ -145,7 +146,7 @@ func (e *entry) seen(now int64, how Source, rtt time.Duration) {
 	case Responded:
 		e.flags |= flagResponded
 		e.fails = 0
-		e.flags &^= flagPinging
+		e.flags &^= flagPinging | flagProbing
 	case Queried:
 		// A query from a bad node at the address we hold refutes at once
 		// (SWIM's refutation: any message from a member proves it alive),
@@ -157,6 +158,7 @@ func (e *entry) seen(now int64, how Source, rtt time.Duration) {
 		// while down. The table only calls seen for the address it holds.
 		if e.bad() {
 			e.fails = 0
+			e.flags &^= flagProbing
 		}
 	}
 	if rtt > 0 {
@@ -172,10 +174,22 @@ func (e *entry) seen(now int64, how Source, rtt time.Duration) {
 
 // fail records an unanswered query at now. A contact that is bad after it
 // gets its next probe time: ProbeMin after its BadFails-th failure,
-// doubling with each failure since, at most ProbeMax, plus a jitter of up
+// doubling with each failed probe since (other queries it misses while
+// bad do not count), at most ProbeMax, plus a jitter of up
 // to a quarter of that drawn from r (the table's generator, so that a
 // seeded engine stays deterministic).
 func (e *entry) fail(now int64, r io.Reader) {
+	if e.bad() && e.flags&flagProbing == 0 {
+		// A bad contact missed some other query (a lookup that met it
+		// through a third party's answer, say): that says nothing its
+		// probes do not, so its back-off stays where it is. Counting
+		// every such query pushed the next probe of a contact that a busy
+		// node kept meeting out to ProbeMax, and left a restarted node or
+		// a healed partition bad for up to ~37 s.
+		e.flags &^= flagPinging
+		return
+	}
+	e.flags &^= flagProbing
 	if e.fails < math.MaxUint8 {
 		e.fails++
 	}
@@ -259,6 +273,7 @@ func (p *probes) scan(now int64, n int, r io.Reader, each func(func(e *entry))) 
 		}
 		if e.next() <= now && len(taken) < n {
 			taken = append(taken, e)
+			e.flags |= flagProbing
 			e.schedule(now, int(e.fails)+1, r)
 		}
 		p.due(e.next())

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/dhtkit/dhtkit/id"
 )
@@ -75,7 +76,7 @@ func openBolt(path string, cfg Config, noSync bool) (*Bolt, error) {
 		if errors.Is(err, ErrDamaged) {
 			return nil, err
 		}
-		if errors.Is(err, bolt.ErrInvalid) || errors.Is(err, bolt.ErrChecksum) || errors.Is(err, bolt.ErrVersionMismatch) {
+		if errors.Is(err, berrors.ErrInvalid) || errors.Is(err, berrors.ErrChecksum) || errors.Is(err, berrors.ErrVersionMismatch) {
 			return nil, damaged(path, err.Error())
 		}
 		return nil, failed("open "+path, err)

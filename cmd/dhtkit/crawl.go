@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/dhtkit/dhtkit"
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/kademlia"
 	"github.com/dhtkit/dhtkit/krpc"
@@ -32,6 +33,7 @@ type crawlReport struct {
 	Infohashes         int     `json:"infohashes"`          // distinct infohashes sampled
 	InfohashesReported int     `json:"infohashes_reported"` // sum of the "num" the nodes reported
 	Seconds            float64 `json:"seconds"`
+	Scraped            int     `json:"scraped,omitempty"` // --scrape: infohashes scraped (BEP 33)
 }
 
 // crawler collects, from every response the client node receives, the
@@ -76,6 +78,7 @@ func newCrawlCmd(g *globals) *cobra.Command {
 		parallel int
 		asJSON   bool
 		outDir   string
+		scrape   time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "crawl",
@@ -86,7 +89,9 @@ up or --duration runs out; then it asks every node that answered for a
 sample of its infohashes (BEP 51) and prints the counts. A node that holds more
 infohashes than it returned is asked again, with a new random target, once the
 "interval" it asked for has passed (at most 8 times, within --duration).
---out DIR writes every node and infohash found as JSON lines.`,
+--out DIR writes every node and infohash found as JSON lines. --scrape D then
+scrapes every infohash found (BEP 33: a get_peers lookup with scrape=1) for at
+most D, and adds the estimated seeds and peers to infohashes.jsonl.`,
 		Args: args(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if parallel <= 0 {
@@ -253,6 +258,9 @@ infohashes than it returned is asked again, with a new random target, once the
 				}
 				wg.Wait()
 			}
+			if scrape > 0 {
+				rep.Scraped = scrapeAll(cmd.Context(), n, samples, parallel, scrape, ex, &mu)
+			}
 			rep.NodesSeen, rep.NodesResponded = c.counts()
 			rep.Infohashes = len(samples)
 			rep.Seconds = time.Since(start).Seconds()
@@ -276,6 +284,9 @@ infohashes than it returned is asked again, with a new random target, once the
 			fmt.Fprintf(g.stdout, "lookups:             %d\n", rep.Lookups)
 			fmt.Fprintf(g.stdout, "nodes sampled:       %d (%d without BEP 51)\n", rep.SampledNodes, rep.SampleUnsupported)
 			fmt.Fprintf(g.stdout, "infohashes sampled:  %d distinct, %d reported\n", rep.Infohashes, rep.InfohashesReported)
+			if scrape > 0 {
+				fmt.Fprintf(g.stdout, "infohashes scraped:  %d\n", rep.Scraped)
+			}
 			fmt.Fprintf(g.stdout, "duration:            %.1fs\n", rep.Seconds)
 			return nil
 		},
@@ -285,5 +296,36 @@ infohashes than it returned is asked again, with a new random target, once the
 	f.IntVar(&parallel, "parallel", 16, "lookups and queries in flight at once")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object")
 	f.StringVar(&outDir, "out", "", "write DIR/nodes.jsonl and DIR/infohashes.jsonl: every node and infohash found, one JSON object a line")
+	f.DurationVar(&scrape, "scrape", 0, "then scrape every infohash found (BEP 33) for at most this long; with --out, infohashes.jsonl gets seeds and peers")
 	return cmd
+}
+
+// scrapeAll runs a BEP 33 scrape of every infohash, parallel at a time,
+// for at most d, and records each in ex (under mu). It returns how many
+// it scraped.
+func scrapeAll(ctx context.Context, n *dhtkit.Node, infohashes map[id.ID]bool, parallel int, d time.Duration, ex *export, mu *sync.Mutex) int {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	sem := make(chan struct{}, parallel)
+	var wg sync.WaitGroup
+	done := 0
+	for h := range infohashes {
+		if ctx.Err() != nil {
+			break
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			res, err := n.Do(ctx, kademlia.GetPeers{InfoHash: h, Scrape: true})
+			if err != nil || res.Scrape == nil {
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			ex.scrapes[h] = res.Scrape
+			done++
+		})
+	}
+	wg.Wait()
+	return done
 }

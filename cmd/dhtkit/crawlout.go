@@ -66,6 +66,11 @@ func (x *export) due(now, deadline time.Time) (due []krpc.NodeInfo, next time.Ti
 type crawlInfohash struct {
 	Infohash string   `json:"infohash"`
 	Nodes    []string `json:"nodes"` // ids of the nodes whose samples held it
+	// With --scrape: BEP 33 estimates from the filters of the nodes
+	// closest to it, and how many nodes sent filters.
+	Seeds       *float64 `json:"seeds,omitempty"`
+	Peers       *float64 `json:"peers,omitempty"`
+	ScrapeNodes int      `json:"scrape_nodes,omitempty"`
 }
 
 // maxHoldersListed bounds the nodes listed per infohash.
@@ -76,10 +81,11 @@ const maxHoldersListed = 16
 type export struct {
 	nodes      map[id.ID]*crawlNode
 	infohashes map[id.ID][]string
+	scrapes    map[id.ID]*kademlia.Scrape // --scrape
 }
 
 func newExport() *export {
-	return &export{nodes: make(map[id.ID]*crawlNode), infohashes: make(map[id.ID][]string)}
+	return &export{nodes: make(map[id.ID]*crawlNode), infohashes: make(map[id.ID][]string), scrapes: make(map[id.ID]*kademlia.Scrape)}
 }
 
 func (x *export) sampled(n krpc.NodeInfo, res kademlia.Result, err error, rtt time.Duration, at time.Time) {
@@ -152,7 +158,12 @@ func (x *export) write(dir string, seen, responded map[id.ID]netip.AddrPort, ver
 	slices.SortFunc(hs, id.Compare)
 	ihs := make([]any, 0, len(hs))
 	for _, h := range hs {
-		ihs = append(ihs, crawlInfohash{Infohash: h.String(), Nodes: x.infohashes[h]})
+		line := crawlInfohash{Infohash: h.String(), Nodes: x.infohashes[h]}
+		if sc := x.scrapes[h]; sc != nil {
+			seeds, peers := sc.SeedCount(), sc.PeerCount()
+			line.Seeds, line.Peers, line.ScrapeNodes = &seeds, &peers, sc.Filters
+		}
+		ihs = append(ihs, line)
 	}
 	if err := writeJSONLines(filepath.Join(dir, "nodes.jsonl"), nodes); err != nil {
 		return err

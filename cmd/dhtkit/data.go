@@ -775,7 +775,7 @@ than the key's default one and "signer=HEX" the owner of a signed value
 				// Opened here as get opens it: the signature checked by
 				// this process, an encrypted value decrypted with --key.
 				text, size := v.Text, v.Size
-				if !v.Deleted && isEnvelope(v.Value) {
+				if !v.Deleted && isEnvelope(v.Value[:min(4, len(v.Value))]) {
 					id, _ := store.ParseValueID(v.ID)
 					payload, by, err := g.openValue(store.ValueKey(args[0], id), v.Value, key)
 					if err != nil {

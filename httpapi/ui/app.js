@@ -23,7 +23,10 @@
   var points = 120, hin = [], hout = [], prev = null;
   function spark(name, hist, peak) {
     if (!live[name]) return;
-    // Newest at the right edge.
+    // Newest at the right edge. A single sample is drawn as a level
+    // stroke one step wide: a polyline of one point draws nothing, and the
+    // chart stayed empty for the first seconds (and in screenshots).
+    if (hist.length === 1) hist = [hist[0], hist[0]];
     var off = points - hist.length;
     var pts = hist.map(function (v, i) {
       return ((off + i) * 300 / (points - 1)).toFixed(1) + "," + (46 - v * 42 / peak).toFixed(1);
