@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -143,30 +144,47 @@ func (n *Node) values(ctx context.Context, key string) (kademlia.Result, error) 
 // Get does for one. ErrNotFound when it has none. Large values are
 // assembled in memory.
 func (n *Node) Values(ctx context.Context, key string) ([]Value, error) {
-	return n.readValues(ctx, key, true)
+	return n.ValuesWithin(ctx, key, math.MaxInt64)
 }
 
 // StatValues is Values without the data: what Stat says of each value
 // (size, version, expiry, signer), no chunk fetched.
 func (n *Node) StatValues(ctx context.Context, key string) ([]Value, error) {
-	return n.readValues(ctx, key, false)
+	return n.ValuesWithin(ctx, key, -1)
 }
 
-func (n *Node) readValues(ctx context.Context, key string, data bool) ([]Value, error) {
+// ValuesWithin is Values holding at most maxBytes of data in all: the
+// values past it, newest first, come as StatValues has them (Data nil,
+// Size set), and are read one by one with GetValue.
+func (n *Node) ValuesWithin(ctx context.Context, key string, maxBytes int64) ([]Value, error) {
 	res, err := n.values(ctx, key)
 	if err != nil {
 		return nil, fmt.Errorf("dhtkit: get %q: %w", shortKey(key), err)
 	}
+	recs := slices.Clone(res.Records)
+	for _, rk := range res.Fetch {
+		// Known by version only (too large for the replicas' answer):
+		// read by its record key.
+		r, err := n.rt.Do(ctx, kademlia.KVGet{Key: rk, Partial: partialOK(ctx)})
+		if errors.Is(err, kademlia.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("dhtkit: get %q: %w", shortKey(rk), err)
+		}
+		recs = append(recs, *r.Record)
+	}
+	slices.SortStableFunc(recs, func(a, b store.Record) int { return b.Version.Compare(a.Version) })
 	var out []Value
-	for _, rec := range res.Records {
+	budget := maxBytes
+	for _, rec := range recs {
 		if rec.Deleted || signedDelete(rec.Value) {
 			continue
 		}
-		var v Value
-		if data {
+		v, err := statRecord(rec)
+		if err == nil && budget >= 0 && v.Size <= budget {
+			budget -= v.Size
 			v, err = n.watchValue(ctx, rec.Key, rec)
-		} else {
-			v, err = statRecord(rec)
 		}
 		if err != nil {
 			// One bad value (a chunk lost, a forged signature) does not
@@ -176,21 +194,6 @@ func (n *Node) readValues(ctx context.Context, key string, data bool) ([]Value, 
 		}
 		_, v.ID = store.SplitKey(rec.Key)
 		v.Partial = res.Partial
-		out = append(out, v)
-	}
-	for _, rk := range res.Fetch {
-		get := n.Get
-		if !data {
-			get = n.Stat
-		}
-		v, err := get(ctx, rk)
-		if errors.Is(err, ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		_, v.ID = store.SplitKey(rk)
 		out = append(out, v)
 	}
 	if len(out) == 0 {

@@ -45,25 +45,23 @@ func (s *server) getValues(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := s.ctx(r)
 	defer cancel()
 	start := time.Now()
-	read := s.n.Values
-	if r.URL.Query().Get("data") == "0" {
-		read = s.n.StatValues // sizes, versions and signers only
+	limit := int64(maxValuesJSON)
+	stat := r.URL.Query().Get("data") == "0"
+	if stat {
+		limit = -1 // sizes, versions and signers only
 	}
-	vs, err := read(ctx, key)
+	vs, err := s.n.ValuesWithin(ctx, key, limit)
 	s.metrics.observeOp("kv_get", time.Since(start), err)
 	if err != nil {
 		s.fail(w, r, 0, err)
 		return
 	}
 	out := valuesJSON{Key: key, Values: make([]valueJSON, 0, len(vs))}
-	size := 0
 	for _, v := range vs {
 		ev := newValueJSON(key, v)
 		if v.Data == nil {
 			ev.Size, ev.Text = int(v.Size), nil
-		}
-		if size += len(v.Data); size > maxValuesJSON {
-			ev.Value, ev.Text, ev.Truncated = nil, nil, true
+			ev.Truncated = !stat && v.Size > 0
 		}
 		out.Partial = out.Partial || v.Partial
 		out.Values = append(out.Values, ev)
