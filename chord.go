@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/dhtkit/dhtkit/chord"
+	"github.com/dhtkit/dhtkit/guard"
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/kademlia"
 	"github.com/dhtkit/dhtkit/krpc"
@@ -12,9 +13,18 @@ import (
 )
 
 // newChord makes the Chord engine of a node configured by cfg, with the
-// id and the store of dir when the node has a data directory.
-func newChord(cfg Config, dir *dataDir) *chord.Engine {
+// id and the store of dir when the node has a data directory. Its abuse
+// bounds are the Kademlia configuration's (the same flags set both)
+// unless cfg.Chord sets its own; sender names a sealed datagram's sender
+// under a network key (nil without one).
+func newChord(cfg Config, dir *dataDir, sender func() (id.ID, bool)) *chord.Engine {
 	cc := cfg.Chord
+	if cc.Guard == (guard.Config{}) {
+		cc.Guard = cfg.Kademlia.Guard()
+	}
+	if cc.Sender == nil {
+		cc.Sender = sender
+	}
 	cc.Alone = cc.Alone || cfg.Alone
 	cc.Network = chordNetwork(cfg.Network)
 	if cfg.Replicas > 0 {
@@ -116,7 +126,7 @@ func chordStats(c chord.Stats) kademlia.Stats {
 		BytesIn:     c.BytesIn,
 		BytesOut:    c.BytesOut,
 	}
-	s.Drops[kademlia.DropOversize] = c.Oversize
+	s.Drops = c.Drops
 	for i := range c.QueriesIn {
 		m := chordMethods[chord.MethodName(i)] // MethodUnknown when absent
 		s.QueriesIn[m] += c.QueriesIn[i]

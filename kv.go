@@ -37,6 +37,13 @@ type PutOptions struct {
 	// restarts with a data directory, until CancelPermanent or Delete
 	// (permanent.go). TTL 0 then means DefaultPermanentTTL.
 	Permanent bool
+	// IfVersion (not zero) and IfAbsent make the put a conditional write,
+	// decided at the key's replica set (conditional.go): it is written
+	// only if the key's value has that version, or has none. The error
+	// of a failed condition wraps ErrConflict and names the current
+	// version. The condition is about the value ID names.
+	IfVersion store.Version
+	IfAbsent  bool
 }
 
 // Value is what Get returns.
@@ -87,6 +94,9 @@ func (n *Node) Put(ctx context.Context, key string, value []byte, opt PutOptions
 	key = valueKey(key, &opt)
 	if err := n.checkPut(key, opt); err != nil {
 		return store.Version{}, err
+	}
+	if opt.conditional() {
+		return n.putConditional(ctx, key, value, opt)
 	}
 	if opt.Permanent {
 		return n.putPermanent(ctx, key, value, opt)

@@ -152,7 +152,11 @@ func Listen(ctx context.Context, cfg Config) (*Node, error) {
 		n.maxTTL = store.DefaultMaxTTL
 	}
 	if cfg.Protocol == Chord {
-		n.chord = newChord(cfg, dir)
+		var sender func() (id.ID, bool)
+		if key != nil {
+			sender = func() (id.ID, bool) { return n.rt.Sender() }
+		}
+		n.chord = newChord(cfg, dir, sender)
 		n.eng = n.chord
 		n.net = chordNetwork(cfg.Network)
 	} else {
@@ -169,6 +173,9 @@ func Listen(ctx context.Context, cfg Config) (*Node, error) {
 		if dir != nil {
 			kc.ID = dir.id
 			kc.Store = dir.store
+			if kc.CommitWindow == 0 {
+				kc.CommitWindow = kademlia.DurableCommitWindow
+			}
 		} else if kc.Store == nil {
 			kc.Store = store.NewMemory(cfg.Limits)
 		}

@@ -22,5 +22,8 @@ func (o PutOptions) checkLarge(key string) error {
 	if o.Permanent {
 		return fmt.Errorf("dhtkit: put %q: %w: a permanent value must fit one record (%d bytes); a larger or signed chunked value is not kept alive", shortKey(key), ErrPermanent, chunkSize)
 	}
+	if o.conditional() {
+		return fmt.Errorf("dhtkit: put %q: a conditional write is one record (%d bytes at most): %w", shortKey(key), chunkSize, store.ErrInvalid)
+	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/dhtkit/dhtkit/guard"
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/store"
 )
@@ -86,6 +87,16 @@ type Config struct {
 	// Routing is how lookups are forwarded: RoutingFingers (""), or
 	// RoutingLinear, one successor at a time, for comparison.
 	Routing string
+	// Guard bounds what sources can make the node do: query rates, byte
+	// budgets for replies to unproven sources, loopback trust (package
+	// guard, the same bounds as Kademlia's; zero fields take guard's
+	// defaults). A simulator turns them off with guard.Off().
+	Guard guard.Config
+	// Sender, when set, returns the node id that authenticated the
+	// datagram being received (a network key's sealed envelope carries
+	// it), or false when there is none: a sealed datagram proves its
+	// source, as a token does.
+	Sender func() (id.ID, bool)
 }
 
 // DefaultNetwork is the network name of a Config with none.

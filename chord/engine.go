@@ -25,15 +25,16 @@ package chord
 
 import (
 	"bytes"
-	"container/heap"
 	mrand "math/rand/v2"
 	"net/netip"
 	"time"
 
+	"github.com/dhtkit/dhtkit/guard"
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/kademlia"
 	"github.com/dhtkit/dhtkit/krpc"
 	"github.com/dhtkit/dhtkit/replica"
+	"github.com/dhtkit/dhtkit/routing"
 	"github.com/dhtkit/dhtkit/store"
 )
 
@@ -51,6 +52,9 @@ type Stats struct {
 	BytesIn     uint64
 	BytesOut    uint64
 	Oversize    uint64 // messages not sent for exceeding kademlia.MaxDatagram
+	// Drops counts what the engine dropped, by package guard's reason
+	// (rate limits, byte budgets, the 3× rule), as Kademlia's Stats.Drops.
+	Drops [guard.NumDropReasons]uint64
 	// SuccessorChanges counts changes of the first successor: high while
 	// the ring converges, then low.
 	SuccessorChanges uint64
@@ -78,10 +82,16 @@ type Engine struct {
 	ring ring
 
 	// Outgoing queries awaiting an answer, by transaction id.
-	pending map[uint16]*pending
-	timers  timerHeap
-	nextTID uint16
-	free    []*pending
+	inflight routing.InFlight[pending]
+
+	// Abuse bounds, shared with Kademlia (package guard): the limiter of
+	// queries and reply bytes, the write tokens we hand out, and the
+	// nodes that answered us (proven at their address) with the tokens
+	// they handed us.
+	limiter *guard.Limiter
+	tokens  guard.Tokens
+	peers   guard.Known
+	inLen   int // bytes of the datagram being handled
 
 	ops    map[kademlia.OpID]*opState
 	lastOp kademlia.OpID
@@ -93,15 +103,19 @@ type Engine struct {
 	commits  replica.Commits // writes waiting for the next commit (group commit)
 	nextSync time.Time       // the next round of replica maintenance
 	catch    catchUp         // a restarted node's reads wait for repair (kv.go)
+	// acceptor answers conditional writes (cas.go), made on first use;
+	// restarted: the store held records at start (replica.NewAcceptor).
+	acceptor  *replica.Acceptor
+	restarted bool
 
 	// Scratch space.
-	in  krpc.Msg
-	out krpc.Msg
-	tid [2]byte
+	in     krpc.Msg
+	out    krpc.Msg
+	tid    [2]byte
+	tokBuf [guard.TokenLen]byte
 
 	// Output, handed to the driver by Ready.
-	arena   []byte
-	packets []kademlia.Packet
+	box     kademlia.Outbox
 	results []kademlia.Result
 	drained bool
 	closed  bool
@@ -119,16 +133,17 @@ func New(cfg Config, now time.Time) *Engine {
 		self:    cfg.ID,
 		net:     []byte(cfg.Network),
 		rng:     rng,
-		pending: make(map[uint16]*pending),
 		ops:     make(map[kademlia.OpID]*opState),
-		nextTID: uint16(rng.Uint32()),
+		limiter: guard.NewLimiter(cfg.Guard),
 	}
+	e.tokens.Init(now, tokenRotation, func(b []byte) { kademlia.RandReader{R: rng}.Read(b) })
 	e.ring.init(e.self, cfg.Successors)
 	e.clock.Writer = store.WriterID(e.self)
 	if cfg.Store != nil {
 		_ = cfg.Store.Each(func(r store.Record) bool {
 			e.clock.Restore(r.Version.Time)
 			e.catch.on = true // restarted with records: see catchUp
+			e.restarted = true
 			return true
 		})
 	}
@@ -196,9 +211,7 @@ func (e *Engine) Prime(pred krpc.NodeInfo, succs, fingers []krpc.NodeInfo) {
 // handed out is dropped now, not before, so it stayed valid until here.
 func (e *Engine) begin() {
 	if e.drained {
-		e.arena = e.arena[:0]
-		clear(e.packets)
-		e.packets = e.packets[:0]
+		e.box.Reset()
 		clear(e.results)
 		e.results = e.results[:0]
 		e.drained = false
@@ -213,12 +226,12 @@ func (e *Engine) Ready() kademlia.Ready {
 		e.commit() // persist first, then send
 	}
 	e.drained = true
-	return kademlia.Ready{Packets: e.packets, Results: e.results}
+	return kademlia.Ready{Packets: e.box.Packets(), Results: e.results}
 }
 
 // HasReady reports whether Ready has anything to hand out.
 func (e *Engine) HasReady() bool {
-	return e.commits.Len() > 0 || !e.drained && (len(e.packets) > 0 || len(e.results) > 0)
+	return e.commits.Len() > 0 || !e.drained && (len(e.box.Packets()) > 0 || len(e.results) > 0)
 }
 
 // Deadline is the time of the engine's next timer; the driver calls Tick
@@ -233,8 +246,11 @@ func (e *Engine) Deadline() time.Time {
 			d = t
 		}
 	}
-	if len(e.timers) > 0 && e.timers[0].at.Before(d) {
-		d = e.timers[0].at
+	if t, ok := e.inflight.Next(); ok && t.Before(d) {
+		d = t
+	}
+	if t := e.tokens.Next(); t.Before(d) {
+		d = t
 	}
 	if t, ok := e.boot.next(); ok && t.Before(d) {
 		d = t
@@ -251,13 +267,16 @@ func (e *Engine) Tick(now time.Time) {
 		return
 	}
 	e.begin()
-	for len(e.timers) > 0 && !e.timers[0].at.After(now) {
-		t := heap.Pop(&e.timers).(timer)
-		p := e.pending[t.tid]
-		if p == nil || p.gen != t.gen {
-			continue // answered already
+	for {
+		slot, ok := e.inflight.Due(now)
+		if !ok {
+			break
 		}
-		e.onTimeout(now, p)
+		e.onTimeout(now, &slot.Q)
+	}
+	if !now.Before(e.tokens.Next()) {
+		e.tokens.MaybeRotate(now, func(b []byte) { kademlia.RandReader{R: e.rng}.Read(b) })
+		e.limiter.Sweep(now)
 	}
 	e.boot.tick(now, e)
 	e.probe(now)
@@ -287,11 +306,16 @@ func (e *Engine) Receive(now time.Time, from netip.AddrPort, packet []byte) {
 	}
 	e.begin()
 	e.stats.BytesIn += uint64(len(packet))
+	e.inLen = len(packet)
 	m := &e.in
 	if err := m.Decode(packet); err != nil {
 		e.stats.Malformed++
 		if m.Y == krpc.Query && len(m.T) > 0 && bytes.Equal(m.Net, e.net) {
-			e.replyError(from, m.T, krpc.CodeProtocol, "malformed packet")
+			if ok, why := e.limiter.AllowQuery(now, from.Addr()); !ok {
+				e.drop(why)
+				return
+			}
+			e.replyError(now, from, m.T, krpc.CodeProtocol, "malformed packet")
 		}
 		return
 	}
@@ -309,20 +333,33 @@ func (e *Engine) Receive(now time.Time, from netip.AddrPort, packet []byte) {
 	}
 }
 
-// send encodes e.out to addr and queues it.
-func (e *Engine) send(to netip.AddrPort) {
-	m := &e.out
-	m.Net = e.net
-	start := len(e.arena)
-	e.arena = m.Append(e.arena)
-	if len(e.arena)-start > kademlia.MaxDatagram {
-		e.arena = e.arena[:start] // no path carries it whole
-		e.stats.Oversize++
-		return
+// send encodes e.out to addr and queues it; false when it would exceed
+// MaxDatagram (then dropped and counted as oversize).
+func (e *Engine) send(to netip.AddrPort) bool {
+	start, ok := e.encode()
+	if ok {
+		e.queue(to, start)
 	}
-	e.stats.BytesOut += uint64(len(e.arena) - start)
-	e.packets = append(e.packets, kademlia.Packet{To: to, Data: e.arena[start:len(e.arena):len(e.arena)]})
+	return ok
 }
+
+// encode appends e.out to the outbox and returns where it starts, as
+// Kademlia's engine does.
+func (e *Engine) encode() (start int, ok bool) {
+	if start, ok = e.box.Encode(&e.out, e.net); !ok {
+		e.stats.Oversize++
+		e.drop(guard.DropOversize)
+	}
+	return start, ok
+}
+
+// queue hands the message encoded at start to the driver.
+func (e *Engine) queue(to netip.AddrPort, start int) {
+	e.stats.BytesOut += uint64(e.box.Queue(to, start))
+}
+
+// drop counts something dropped.
+func (e *Engine) drop(r guard.DropReason) { e.stats.Drops[r]++ }
 
 // commit commits the queued writes and hands out their answers.
 func (e *Engine) commit() {

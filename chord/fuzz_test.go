@@ -13,7 +13,10 @@ import (
 
 // query encodes a query of method name with payload x (nil: none) in
 // network "test".
-func query(name string, x []byte) []byte {
+func query(name string, x []byte) []byte { return queryTok(name, x, nil) }
+
+// queryTok is query with a write token (nil: none).
+func queryTok(name string, x, tok []byte) []byte {
 	m := krpc.Msg{T: []byte("tt"), Y: krpc.Query, QName: []byte(name), Net: []byte("test")}
 	m.Q = krpc.ParseMethod(m.QName)
 	m.A.Has = krpc.HasID
@@ -21,6 +24,10 @@ func query(name string, x []byte) []byte {
 	if x != nil {
 		m.A.Has |= krpc.HasX
 		m.A.X = x
+	}
+	if tok != nil {
+		m.A.Has |= krpc.HasToken
+		m.A.Token = tok
 	}
 	return m.Append(nil)
 }
@@ -30,6 +37,7 @@ func TestMalformedInputDropped(t *testing.T) {
 	net.build(5, Config{})
 	a := net.order[0]
 	from := netip.MustParseAddrPort("127.0.0.200:6881")
+	tok := a.e.tokens.Issue(from.Addr(), nil) // a write must prove its source
 	cases := []struct {
 		name  string
 		data  []byte
@@ -46,8 +54,8 @@ func TestMalformedInputDropped(t *testing.T) {
 		{"find_successor, short target", query(methodFindSuccessor, []byte("d1:t3:abce")), true},
 		{"leave, bad node", query(methodLeave, []byte("d1:pi1ee")), true},
 		{"leave, node without address", query(methodLeave, []byte("d1:sl20:bbbbbbbbbbbbbbbbbbbbee")), true},
-		{"store, bad record", query("dk_store", []byte("d4:recsl1:xee")), true},
-		{"store, no version", query("dk_store", []byte("d4:recsld1:k1:a1:ti0e1:v1:b1:wi0eeee")), true},
+		{"store, bad record", queryTok("dk_store", []byte("d4:recsl1:xee"), tok), true},
+		{"store, no version", queryTok("dk_store", []byte("d4:recsld1:k1:a1:ti0e1:v1:b1:wi0eeee"), tok), true},
 		{"fetch, no key", query("dk_fetch", []byte("de")), true},
 		{"sync without x", query("dk_sync", nil), true},
 		{"sync, prefix longer than its depth", query("dk_sync", []byte("d1:ci1e1:li3e1:p2:abe")), true},

@@ -1,10 +1,8 @@
 package chord
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"net/netip"
 	"slices"
 	"time"
 
@@ -399,101 +397,6 @@ func (e *Engine) pushRecords(now time.Time, to krpc.NodeInfo, recs []store.Recor
 		recs = recs[n:]
 	}
 	return sent
-}
-
-// handleStore answers dk_store: it applies each record (newest version
-// wins) and says, per record, whether we now hold it or something newer.
-// It leaves the reply in e.out and reports whether there is one.
-func (e *Engine) handleStore(now time.Time, from netip.AddrPort, q *krpc.Msg) bool {
-	recs, err := replica.ParseRecords(q.A.X)
-	if err != nil {
-		e.stats.Malformed++
-		e.replyError(from, q.T, krpc.CodeProtocol, "dk_store: "+err.Error())
-		return false
-	}
-	idx := make([]int, 0, len(recs)) // positions in recs of the records queued
-	valid := make([]store.Record, 0, len(recs))
-	for i := range recs {
-		if e.clock.Observe(now, recs[i].Version) != nil || expired(&recs[i], now) {
-			continue
-		}
-		idx = append(idx, i)
-		valid = append(valid, recs[i])
-	}
-	// The answer waits for the commit Ready makes of every write queued
-	// meanwhile: it acknowledges only what is durable.
-	tid, n := bytes.Clone(q.T), len(recs)
-	e.commits.Queue(now, valid, func(now time.Time, errs []error) {
-		ok := make([]any, n)
-		for i := range ok {
-			ok[i] = 0
-		}
-		for j, err := range errs {
-			if err == nil {
-				ok[idx[j]] = 1 // applied, or refused for an equal or newer version
-			}
-		}
-		e.xbuf = encodeX(e.xbuf[:0], map[string]any{"ok": ok})
-		r := e.newResponse(tid)
-		r.R.Has |= krpc.HasX
-		r.R.X = e.xbuf
-		e.send(from)
-	})
-	return false // answered at the commit
-}
-
-// handleFetch answers dk_fetch {"k": key} with the record held for key,
-// or {"ks": [key, ...]} with those of the keys it holds, as many as fit
-// one datagram.
-func (e *Engine) handleFetch(now time.Time, from netip.AddrPort, q *krpc.Msg) bool {
-	d, err := decodeX(q.A.X)
-	var keys []any
-	if key, ok := replica.ValuesQuery(d); err == nil && ok {
-		// Every value of key (replica.Values).
-		e.xbuf = replica.AppendValues(e.xbuf[:0], e.kvStore(), key, now)
-		r := e.newResponse(q.T)
-		r.R.Has |= krpc.HasX
-		r.R.X = e.xbuf
-		return true
-	}
-	if err == nil {
-		if k, ok := d["k"].([]byte); ok && len(k) > 0 {
-			if !e.caughtUp(now) {
-				// A get's read (repair's pulls use "ks"): see catchUp.
-				e.replyError(from, q.T, krpc.CodeServer, errCatchingUp.Error())
-				return false
-			}
-			keys = []any{k}
-		} else {
-			keys, _ = d["ks"].([]any)
-		}
-	}
-	if len(keys) == 0 {
-		e.stats.Malformed++
-		e.replyError(from, q.T, krpc.CodeProtocol, "dk_fetch: want x.k or x.ks")
-		return false
-	}
-	var recs []store.Record
-	size := 0
-	for _, k := range keys {
-		kb, ok := k.([]byte)
-		if !ok || len(kb) == 0 {
-			continue
-		}
-		rec, found, err := e.kvStore().Get(string(kb))
-		if err != nil || !found || expired(&rec, now) {
-			continue
-		}
-		if size += len(rec.Key) + len(rec.Value) + 64; size > maxPayload && len(recs) > 0 {
-			break
-		}
-		recs = append(recs, rec)
-	}
-	e.xbuf = replica.AppendRecords(e.xbuf[:0], recs)
-	r := e.newResponse(q.T)
-	r.R.Has |= krpc.HasX
-	r.R.X = e.xbuf
-	return true
 }
 
 // handover is a Handover in progress: the node pushes every record it

@@ -2,12 +2,13 @@ package chord
 
 import (
 	"bytes"
-	"container/heap"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/dhtkit/dhtkit/internal/heapq"
 
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/kademlia"
@@ -23,7 +24,7 @@ type testNet struct {
 	latency time.Duration
 	nodes   map[netip.AddrPort]*testNode
 	order   []*testNode
-	queue   deliveries
+	queue   heapq.Queue[delivery] // by time, then by order sent
 	seq     uint64
 	// drop, when set, loses the datagrams it returns true for.
 	drop func(from, to netip.AddrPort, data []byte) bool
@@ -45,22 +46,13 @@ type delivery struct {
 	data []byte
 }
 
-type deliveries []delivery
-
-func (d deliveries) Len() int { return len(d) }
-func (d deliveries) Less(i, j int) bool {
-	if d[i].at.Equal(d[j].at) {
-		return d[i].seq < d[j].seq
+// deliveredBefore orders deliveries by time, then by the order they were
+// sent, so that a run repeats exactly.
+func deliveredBefore(a, b delivery) bool {
+	if a.at.Equal(b.at) {
+		return a.seq < b.seq
 	}
-	return d[i].at.Before(d[j].at)
-}
-func (d deliveries) Swap(i, j int) { d[i], d[j] = d[j], d[i] }
-func (d *deliveries) Push(x any)   { *d = append(*d, x.(delivery)) }
-func (d *deliveries) Pop() any {
-	old := *d
-	x := old[len(old)-1]
-	*d = old[:len(old)-1]
-	return x
+	return a.at.Before(b.at)
 }
 
 func newTestNet(t testing.TB, seed uint64) *testNet {
@@ -70,6 +62,7 @@ func newTestNet(t testing.TB, seed uint64) *testNet {
 		rng:     rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		latency: 10 * time.Millisecond,
 		nodes:   make(map[netip.AddrPort]*testNode),
+		queue:   heapq.Queue[delivery]{Before: deliveredBefore},
 	}
 }
 
@@ -114,7 +107,7 @@ func (n *testNet) flush(tn *testNode) {
 			continue
 		}
 		n.seq++
-		heap.Push(&n.queue, delivery{
+		n.queue.Push(delivery{
 			at: n.now.Add(n.latency), seq: n.seq, from: tn.addr, to: p.To,
 			data: bytes.Clone(p.Data),
 		})
@@ -136,7 +129,7 @@ func (n *testNet) inject(to *testNode, from netip.AddrPort, data []byte) [][]byt
 			continue
 		}
 		n.seq++
-		heap.Push(&n.queue, delivery{at: n.now.Add(n.latency), seq: n.seq, from: to.addr, to: p.To, data: bytes.Clone(p.Data)})
+		n.queue.Push(delivery{at: n.now.Add(n.latency), seq: n.seq, from: to.addr, to: p.To, data: bytes.Clone(p.Data)})
 	}
 	for _, r := range rd.Results {
 		to.results[r.Op] = r
@@ -148,8 +141,8 @@ func (n *testNet) inject(to *testNode, from netip.AddrPort, data []byte) [][]byt
 func (n *testNet) nextEvent() (time.Time, bool) {
 	var t time.Time
 	ok := false
-	if len(n.queue) > 0 {
-		t, ok = n.queue[0].at, true
+	if d, queued := n.queue.Peek(); queued {
+		t, ok = d.at, true
 	}
 	for _, tn := range n.order {
 		if tn.down {
@@ -175,8 +168,8 @@ func (n *testNet) runUntil(limit time.Duration, cond func() bool) bool {
 		if t.After(n.now) {
 			n.now = t
 		}
-		for len(n.queue) > 0 && !n.queue[0].at.After(n.now) {
-			d := heap.Pop(&n.queue).(delivery)
+		for d, ok := n.queue.Peek(); ok && !d.at.After(n.now); d, ok = n.queue.Peek() {
+			n.queue.Pop()
 			if tn := n.nodes[d.to]; tn != nil && !tn.down {
 				tn.e.Receive(n.now, d.from, d.data)
 				n.flush(tn)

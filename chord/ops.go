@@ -26,6 +26,7 @@ type opState struct {
 	started  time.Time
 	lk       *lookup
 	kv       *kvOp
+	cas      *casOp // a conditional write past its lookup (cas.go)
 	ho       *handover
 	round    *syncRound // a round of anti-entropy (sync.go)
 	pull     bool       // a dk_fetch of records a round found newer elsewhere
@@ -87,6 +88,8 @@ func (e *Engine) startOp(now time.Time, op kademlia.Op, internal bool) kademlia.
 		e.startKV(now, s, op.Key)
 	case kademlia.KVGet:
 		e.startKV(now, s, op.Key)
+	case kademlia.KVCas:
+		e.startCAS(now, s, op)
 	case kademlia.Handover:
 		e.startHandover(now, s)
 	default:
@@ -119,6 +122,8 @@ func (e *Engine) onResponse(now time.Time, p *pending, sender id.ID, m *krpc.Msg
 		return
 	}
 	switch {
+	case s.cas != nil:
+		s.cas.response(now, e, p, sender, m)
 	case s.kv != nil:
 		s.kv.response(now, e, p, sender, m)
 	case s.ho != nil:
@@ -150,6 +155,8 @@ func (e *Engine) onResponse(now time.Time, p *pending, sender id.ID, m *krpc.Msg
 // failure routes a timeout or an error reply to the operation.
 func (s *opState) failure(now time.Time, e *Engine, p *pending, err error) {
 	switch {
+	case s.cas != nil:
+		s.cas.failure(now, e, p, err)
 	case s.kv != nil:
 		s.kv.failure(now, e, p, err)
 	case s.ho != nil:
@@ -267,6 +274,9 @@ func (e *Engine) lookupDone(now time.Time, s *opState, nodes []krpc.NodeInfo) {
 	switch s.op.(type) {
 	case kademlia.KVPut, kademlia.KVGet:
 		e.kvReplicas(now, s, nodes)
+		return
+	case kademlia.KVCas:
+		e.casReplicas(now, s, nodes)
 		return
 	}
 	s.result.Nodes = nodes

@@ -1,25 +1,31 @@
 package chord
 
 import (
-	"container/heap"
 	"net/netip"
 	"time"
 
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/kademlia"
 	"github.com/dhtkit/dhtkit/krpc"
+	"github.com/dhtkit/dhtkit/replica"
+	"github.com/dhtkit/dhtkit/routing"
 )
 
-// pending is a query of ours awaiting its answer.
+// pending is a query of ours awaiting its answer (the engine's record in
+// routing.InFlight, which draws its random transaction id, as Kademlia's).
 type pending struct {
 	tid     uint16
-	gen     uint32 // distinguishes reuses of this struct, for stale timers
 	to      netip.AddrPort
 	nodeID  id.ID // who we think answers; zero when unknown (bootstrap, ping)
 	method  method
 	sent    time.Time
 	op      kademlia.OpID // the operation it belongs to, if any
 	purpose purpose
+	// x is the payload of a dhtkit method (dk_store, dk_fetch, dk_sync),
+	// kept so that the query can be asked again with the token of an
+	// answer that asks for one (replica.IsAgain); again says it was.
+	x     []byte
+	again bool
 }
 
 type purpose uint8
@@ -32,26 +38,6 @@ const (
 	forFire                     // notify, leave, pushes: the answer only proves liveness
 	forProbe                    // ping of a lost neighbour (probe.go)
 )
-
-// timer wakes the engine when a pending query times out.
-type timer struct {
-	at  time.Time
-	tid uint16
-	gen uint32
-}
-
-type timerHeap []timer
-
-func (h timerHeap) Len() int           { return len(h) }
-func (h timerHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
-func (h timerHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *timerHeap) Push(x any)        { *h = append(*h, x.(timer)) }
-func (h *timerHeap) Pop() any {
-	old := *h
-	t := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return t
-}
 
 // newQuery starts the query in e.out; the caller fills A.X and sends it
 // with sendQuery.
@@ -75,51 +61,43 @@ func (e *Engine) sendQuery(now time.Time, m method, to netip.AddrPort, nodeID id
 
 // sendQueryTID is sendQuery that also returns the transaction id.
 func (e *Engine) sendQueryTID(now time.Time, m method, to netip.AddrPort, nodeID id.ID, op kademlia.OpID, why purpose) (uint16, bool) {
-	if !to.IsValid() || to.Port() == 0 || len(e.pending) >= 1<<16-1 {
+	if !to.IsValid() || to.Port() == 0 {
 		return 0, false
 	}
-	for e.pending[e.nextTID] != nil {
-		e.nextTID++
+	slot, ok := e.inflight.Start(e.rng.Uint32, to)
+	if !ok {
+		return 0, false
 	}
-	tid := e.nextTID
-	e.nextTID++
-	var p *pending
-	if n := len(e.free); n > 0 {
-		p = e.free[n-1]
-		e.free = e.free[:n-1]
-	} else {
-		p = new(pending)
+	tid := slot.TID
+	p := &slot.Q
+	*p = pending{tid: tid, to: to, nodeID: nodeID, method: m, sent: now, op: op, purpose: why}
+	if m.own() {
+		p.x = append(p.x[:0], e.out.A.X...)
+		if tok := e.peers.Token(to); tok != nil {
+			e.out.A.Has |= krpc.HasToken
+			e.out.A.Token = tok
+		}
 	}
-	gen := p.gen + 1
-	*p = pending{tid: tid, gen: gen, to: to, nodeID: nodeID, method: m, sent: now, op: op, purpose: why}
-	e.pending[tid] = p
-	heap.Push(&e.timers, timer{at: now.Add(e.cfg.QueryTimeout), tid: tid, gen: gen})
-	e.tid = [2]byte{byte(tid >> 8), byte(tid)}
-	e.out.T = e.tid[:]
+	e.inflight.Wake(tid, now.Add(e.cfg.QueryTimeout))
+	e.out.T = routing.AppendTID(e.tid[:0], tid)
 	e.stats.QueriesOut[m]++
-	e.send(to)
+	if !e.send(to) {
+		e.inflight.Release(tid) // over MaxDatagram: its timer finds it gone
+		return 0, false
+	}
 	return tid, true
 }
 
-func (e *Engine) release(p *pending) {
-	delete(e.pending, p.tid)
-	e.free = append(e.free, p)
-}
+func (e *Engine) release(p *pending) { e.inflight.Release(p.tid) }
 
 // handleReply matches a response or error to the query it answers.
 func (e *Engine) handleReply(now time.Time, from netip.AddrPort, m *krpc.Msg) {
-	if len(m.T) != 2 {
+	slot, _, ok := e.inflight.Match(m.T, from)
+	if !ok {
 		e.stats.Unsolicited++
 		return
 	}
-	tid := uint16(m.T[0])<<8 | uint16(m.T[1])
-	p := e.pending[tid]
-	// A reply must come from the address we asked: anyone else could be
-	// guessing transaction ids to poison our ring.
-	if p == nil || p.to != from {
-		e.stats.Unsolicited++
-		return
-	}
+	p := &slot.Q
 	pc := *p
 	if m.Y == krpc.Error {
 		e.stats.ErrorsIn++
@@ -130,8 +108,19 @@ func (e *Engine) handleReply(now time.Time, from netip.AddrPort, m *krpc.Msg) {
 	sender, ok := m.SenderID()
 	if !ok || sender == e.self || !pc.nodeID.IsZero() && sender != pc.nodeID {
 		// Not an answer we can use (or another node now lives at that
-		// address): let the query time out.
+		// address, or the reply is forged): let the query time out, and
+		// leave the node we asked in its place. Its own answer, if it
+		// comes, still counts.
 		e.stats.Malformed++
+		return
+	}
+	e.peers.Answered(from, sender)
+	if replica.IsAgain(m) && !p.again {
+		// The node wants proof that we receive at our address before it
+		// stores or answers at length: ask again, with its token, under
+		// the same transaction.
+		e.peers.SetToken(from, m.R.Token)
+		e.askAgain(now, p)
 		return
 	}
 	e.stats.ResponsesIn++
@@ -147,6 +136,22 @@ func (e *Engine) handleReply(now time.Time, from netip.AddrPort, m *krpc.Msg) {
 	case forOp:
 		e.onResponse(now, &pc, sender, m)
 	}
+}
+
+// askAgain sends query p once more, with the token its node gave us.
+func (e *Engine) askAgain(now time.Time, p *pending) {
+	q := e.newQuery(p.method)
+	q.A.Has |= krpc.HasX
+	q.A.X = p.x
+	if tok := e.peers.Token(p.to); tok != nil {
+		q.A.Has |= krpc.HasToken
+		q.A.Token = tok
+	}
+	q.T = routing.AppendTID(e.tid[:0], p.tid)
+	p.again, p.sent = true, now
+	e.inflight.Wake(p.tid, now.Add(e.cfg.QueryTimeout))
+	e.stats.QueriesOut[p.method]++
+	e.send(p.to)
 }
 
 // onTimeout is called when a query gets no answer in time.
@@ -197,14 +202,16 @@ func (e *Engine) newResponse(t []byte) *krpc.Msg {
 	return r
 }
 
-func (e *Engine) replyError(to netip.AddrPort, t []byte, code int, msg string) {
-	r := &e.out
-	r.Reset()
-	r.Y = krpc.Error
-	r.T = t
-	r.E.Code = code
-	r.E.Msg = []byte(msg)
-	r.V = e.cfg.Version
-	e.stats.ErrorsOut++
-	e.send(to)
+// replyError sends a KRPC error, charged to the byte budget of its
+// unproven destination as Kademlia's is.
+func (e *Engine) replyError(now time.Time, to netip.AddrPort, t []byte, code int, msg string) {
+	kademlia.ErrorMsg(&e.out, t, code, msg, e.cfg.Version)
+	if start, ok := e.encode(); ok {
+		if why := e.box.Charge(now, e.limiter, to, start); why != 0 {
+			e.drop(why)
+			return
+		}
+		e.stats.ErrorsOut++
+		e.queue(to, start)
+	}
 }

@@ -165,6 +165,33 @@ func (r *ring) failed(now time.Time, x id.ID, e *Engine) {
 	r.forget(x, e)
 }
 
+// loseSkipped records as lost the nodes of the successor list before
+// that the one after (taken from our successor's list) skips although
+// they lie within it (or anywhere, when whole says the new list holds the
+// whole ring we know): our successor no longer holds them alive, so they
+// are lost, to be probed and to count as down members of their keys'
+// replica sets for DownFor, not silently forgotten. Forgetting them let a
+// node cut off with a minority of the ring drop the other side from
+// everything it knew, and then count its quorum among the nodes it still
+// reached. A live one answers its first probe and is back at once.
+func (e *Engine) loseSkipped(now time.Time, before, after []krpc.NodeInfo, whole bool) {
+	r := &e.ring
+	var last id.ID
+	if len(after) > 0 {
+		last = r.dist(after[len(after)-1].ID)
+	}
+	for _, n := range before {
+		if slices.ContainsFunc(after, func(a krpc.NodeInfo) bool { return a.ID == n.ID }) {
+			continue
+		}
+		if whole || len(after) > 0 && id.Compare(r.dist(n.ID), last) < 0 {
+			if _, still := r.known(n.ID); !still {
+				e.lose(now, n)
+			}
+		}
+	}
+}
+
 // known returns the ring's entry for x, if it holds one.
 func (r *ring) known(x id.ID) (krpc.NodeInfo, bool) {
 	if r.hasPred && r.pred.ID == x {
@@ -340,7 +367,9 @@ func (e *Engine) onStabilize(now time.Time, p *pending, sender id.ID, m *krpc.Ms
 		e.stabilize(now)
 		return
 	}
+	old := slices.Clone(r.succs)
 	r.setSuccs([]krpc.NodeInfo{succ}, nb.succs)
+	e.loseSkipped(now, old, r.succs, len(r.succs) < r.r)
 	e.newQuery(mNotify)
 	e.sendQuery(now, mNotify, succ.Addr, succ.ID, 0, forNotify)
 }
@@ -433,7 +462,21 @@ func (e *Engine) fingerFixed(now time.Time, fl fingerLookup, res *kademlia.Resul
 	r := &e.ring
 	r.fixing = 0
 	if res.Err == nil && len(res.Nodes) > 0 && res.Nodes[0].ID != e.self {
-		r.setFinger(fl.target, res.Nodes[0])
+		s := res.Nodes[0]
+		// Fingers in [target, s) are stale: no live node lies there, as far
+		// as the lookup saw. Those are lost, not forgotten.
+		var skipped []krpc.NodeInfo
+		for _, f := range r.fingers {
+			if f.ID != s.ID && (f.ID == fl.target || id.Between(f.ID, fl.target, s.ID)) {
+				skipped = append(skipped, f)
+			}
+		}
+		r.setFinger(fl.target, s)
+		for _, n := range skipped {
+			if _, still := r.known(n.ID); !still {
+				e.lose(now, n)
+			}
+		}
 	}
 	if r.filling {
 		r.nextFix = now

@@ -191,13 +191,9 @@ func (sr *syncRound) failure(now time.Time, e *Engine, s *opState, p *pending) {
 func (e *Engine) pullRecords(now time.Time, from krpc.NodeInfo, keys []string) {
 	s := e.newOp(now, nil, true)
 	s.pull = true
-	list := make([]any, len(keys))
-	for i, k := range keys {
-		list[i] = k
-	}
 	q := e.newQuery(mFetch)
 	q.A.Has |= krpc.HasX
-	e.xbuf = encodeX(e.xbuf[:0], map[string]any{"ks": list})
+	e.xbuf = replica.AppendFetch(e.xbuf[:0], keys...)
 	q.A.X = e.xbuf
 	if !e.sendQuery(now, mFetch, from.Addr, from.ID, s.id, forOp) {
 		e.finish(now, s, errBadAddr)
@@ -212,15 +208,8 @@ func (e *Engine) pulled(now time.Time, s *opState, m *krpc.Msg) {
 		e.stats.Malformed++
 		return
 	}
-	st := e.kvStore()
-	for _, r := range recs {
-		if e.clock.Observe(now, r.Version) != nil || expired(&r, now) {
-			continue
-		}
-		if applied, _ := st.Put(r); applied {
-			e.stored()
-		}
-	}
+	observe := func(v store.Version) error { return e.clock.Observe(now, v) }
+	replica.Apply(now, e.kvStore(), recs, observe, func(store.Record) { e.stored() })
 }
 
 // handleSync answers dk_sync, the replication layer's tree exchange:
@@ -231,13 +220,13 @@ func (e *Engine) pulled(now time.Time, s *opState, m *krpc.Msg) {
 // itself. It leaves the reply in e.out and reports whether there is one.
 func (e *Engine) handleSync(now time.Time, from netip.AddrPort, q *krpc.Msg) bool {
 	limit := replica.SmallPage
-	if e.known(q.A.ID, from) {
+	if e.proven(from, q) || e.known(q.A.ID, from) {
 		limit = replica.MaxPayload
 	}
 	out, err := e.syncTree().ServeUpTo(now, e.xbuf[:0], q.A.X, limit)
 	if err != nil {
 		e.stats.Malformed++
-		e.replyError(from, q.T, krpc.CodeProtocol, replica.Method+": "+err.Error())
+		e.replyError(now, from, q.T, krpc.CodeProtocol, replica.Method+": "+err.Error())
 		return false
 	}
 	e.xbuf = out

@@ -89,7 +89,10 @@ func TestSyncReachesJoiner(t *testing.T) {
 
 func TestSyncKeepsDeletes(t *testing.T) {
 	net := newTestNet(t, 33)
-	net.build(30, Config{})
+	// Dead replicas count in their keys' replica sets for DownFor (the
+	// quorum rule): shorter than the churn below, so that the get after
+	// it counts among the replicas that took their place.
+	net.build(30, Config{DownFor: 30 * time.Second})
 	net.run(time.Minute)
 	key := "deleted"
 	if res := net.do(net.order[0], kademlia.KVPut{Key: key, Value: []byte("x")}); res.Err != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/krpc"
@@ -59,6 +60,7 @@ const (
 	mFetch
 	mSync
 	mLoad
+	mCAS
 	numMethods
 )
 
@@ -73,9 +75,20 @@ var methodNames = [numMethods]string{
 	mFetch:          "dk_fetch",
 	mSync:           replica.Method,
 	mLoad:           "dk_load",
+	mCAS:            "dk_cas",
 }
 
 func (m method) String() string { return methodNames[m] }
+
+// own reports whether m is one of dhtkit's key-value methods, whose
+// answers to an unproven source stay within guard.MaxAmplification of
+// the query (the ring's own methods are routing, like find_node: they
+// answer within the byte budgets only).
+func (m method) own() bool { return m == mStore || m == mFetch || m == mSync || m == mLoad }
+
+// tokenRotation is how often the secret of our write tokens changes: a
+// token lives 5 to 10 minutes, as Kademlia's default.
+const tokenRotation = 5 * time.Minute
 
 // methodOf classifies a decoded query.
 func methodOf(q *krpc.Msg) method {
@@ -90,6 +103,8 @@ func methodOf(q *krpc.Msg) method {
 		return mLoad
 	case krpc.MethodSync:
 		return mSync
+	case krpc.MethodCAS:
+		return mCAS
 	case krpc.MethodUnknown:
 		switch string(q.QName) {
 		case methodFindSuccessor:
@@ -116,6 +131,8 @@ func setMethod(q *krpc.Msg, m method) {
 		q.Q = krpc.MethodFetch
 	case mSync:
 		q.Q = krpc.MethodSync
+	case mCAS:
+		q.Q = krpc.MethodCAS
 	default:
 		q.Q = krpc.MethodUnknown
 		q.QName = []byte(methodNames[m])
@@ -198,29 +215,17 @@ func decodeNodes(v any, sender id.ID, from netip.AddrPort) ([]krpc.NodeInfo, err
 	return out, nil
 }
 
-// decodeX decodes the "x" payload of a message into a dictionary.
+// decodeX decodes the "x" payload of a message into a dictionary
+// (replica.DecodeX, shared with Kademlia).
 func decodeX(x []byte) (map[string]any, error) {
-	if len(x) == 0 {
-		return nil, fmt.Errorf("%w: no x", errBadPayload)
-	}
-	v, err := krpc.Unmarshal(x)
+	d, err := replica.DecodeX(x)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errBadPayload, err)
-	}
-	d, ok := v.(map[string]any)
-	if !ok {
-		return nil, fmt.Errorf("%w: x is not a dictionary", errBadPayload)
 	}
 	return d, nil
 }
 
-func encodeX(dst []byte, v map[string]any) []byte {
-	out, err := krpc.AppendValue(dst, v)
-	if err != nil {
-		panic(err) // only our own, well-typed values are encoded here
-	}
-	return out
-}
+func encodeX(dst []byte, v map[string]any) []byte { return replica.EncodeX(dst, v) }
 
 // stepReply is a decoded ch_find_successor reply.
 type stepReply struct {

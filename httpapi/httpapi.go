@@ -231,6 +231,12 @@ func statusOf(err error) int {
 		return http.StatusForbidden // a read-only node; a key owned by another signer
 	case errors.Is(err, dhtkit.ErrSigner):
 		return http.StatusConflict // ?signer= names another key than the value's signer
+	case errors.Is(err, dhtkit.ErrConflict):
+		return http.StatusConflict // a conditional write's condition failed
+	case errors.Is(err, dhtkit.ErrContended):
+		return http.StatusServiceUnavailable // try again
+	case errors.Is(err, dhtkit.ErrIndeterminate):
+		return http.StatusGatewayTimeout // the outcome is unknown: read the key
 	case errors.Is(err, dhtkit.ErrBadSignature), errors.Is(err, dhtkit.ErrPermanent):
 		return http.StatusBadRequest
 	case errors.Is(err, dhtkit.ErrSignedTooLarge):

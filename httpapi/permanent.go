@@ -12,8 +12,10 @@ import (
 	"github.com/dhtkit/dhtkit/store"
 )
 
-// Permanent puts over HTTP: PUT /v1/keys/{key}?permanent=true makes a
-// put permanent (the node keeps it alive, dhtkit.PutOptions.Permanent);
+// Options of a put beyond its TTL, and permanent puts over HTTP.
+// PUT /v1/keys/{key}?if-version=V or ?if-absent=true is a conditional
+// write (409 with the current version when the condition fails);
+// ?permanent=true makes a put permanent (the node keeps it alive, dhtkit.PutOptions.Permanent);
 // GET /v1/permanent lists what this node keeps alive; DELETE
 // /v1/permanent/{key} cancels one (the value then expires within its TTL),
 // as DELETE /v1/keys/{key} through this node does before it deletes.
@@ -24,14 +26,24 @@ func (s *server) permanentRoutes(mux *http.ServeMux) {
 }
 
 // putOptions reads the query parameters of a PUT that are options of the
-// put besides ttl: permanent.
+// put besides ttl: permanent, and the conditions if-version (32 hex
+// digits, as versions print) and if-absent.
 func putOptions(q url.Values, opt *dhtkit.PutOptions) error {
-	if p := q.Get("permanent"); p != "" {
-		b, err := strconv.ParseBool(p)
-		if err != nil {
-			return fmt.Errorf("permanent=%q: want true or false: %w", p, store.ErrInvalid)
+	for name, dst := range map[string]*bool{"permanent": &opt.Permanent, "if-absent": &opt.IfAbsent} {
+		if p := q.Get(name); p != "" {
+			b, err := strconv.ParseBool(p)
+			if err != nil {
+				return fmt.Errorf("%s=%q: want true or false: %w", name, p, store.ErrInvalid)
+			}
+			*dst = b
 		}
-		opt.Permanent = b
+	}
+	if v := q.Get("if-version"); v != "" {
+		ver, err := store.ParseVersion(v)
+		if err != nil || ver.IsZero() {
+			return fmt.Errorf("if-version=%q: want a version as put prints it (32 hex digits): %w", v, store.ErrInvalid)
+		}
+		opt.IfVersion = ver
 	}
 	return nil
 }

@@ -8,6 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dhtkit/dhtkit/guard"
+	"github.com/dhtkit/dhtkit/internal/enginetest"
+	"github.com/dhtkit/dhtkit/routing"
+
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/krpc"
 	"github.com/dhtkit/dhtkit/store"
@@ -153,12 +157,12 @@ func TestAmplification(t *testing.T) {
 	q := forgeIn(ampNet, krpc.MethodFetch, func(a *krpc.Args) {
 		a.Has |= krpc.HasX | krpc.HasToken
 		a.X = encodeX(nil, map[string]any{"k": "big"})
-		a.Token = pnode.e.tokens.issue(from.Addr(), nil)
+		a.Token = pnode.e.tokens.Issue(from.Addr(), nil)
 	})
 	if back := pn.inject(pnode, from, q); len(back) != 1 || len(back[0]) < 8000 {
 		t.Errorf("dk_fetch with a token: %d answers, want the 8000-byte record", len(back))
 	}
-	if got := pnode.e.Stats().Drops[DropUnproven]; got == 0 {
+	if got := pnode.e.Stats().Drops[guard.DropUnproven]; got == 0 {
 		t.Error("no refusal counted as unproven")
 	}
 }
@@ -197,7 +201,7 @@ func TestReflectionIsBudgeted(t *testing.T) {
 				t.Errorf("%d bytes reached the victim in %d s, budget %d", got, secs, budget)
 			}
 			st := node.e.Stats()
-			if st.Drops[DropByteBudget]+st.Drops[DropRateLimit] == 0 {
+			if st.Drops[guard.DropByteBudget]+st.Drops[guard.DropRateLimit] == 0 {
 				t.Error("no drop counted")
 			}
 			// Many forged sources: the node's budget holds (a small one, so
@@ -222,12 +226,12 @@ func TestLimiterFailsClosed(t *testing.T) {
 	n := newTestNet(t, 12)
 	node := n.addAt(netip.MustParseAddrPort("203.0.113.1:6881"), Config{Network: "mainline", GlobalRate: -1, GlobalBytes: -1})
 	ping := forge(krpc.MethodPing, nil)
-	for i := range defaultMaxSources + 5000 {
+	for i := range guard.MaxSources + 5000 {
 		a := netip.AddrPortFrom(netip.AddrFrom4([4]byte{45, byte(i >> 16), byte(i >> 8), byte(i)}), 1)
 		n.inject(node, a, ping)
 	}
-	if len(node.e.limiter.sources) > defaultMaxSources {
-		t.Errorf("%d sources tracked, over %d", len(node.e.limiter.sources), defaultMaxSources)
+	if node.e.limiter.Sources() > guard.MaxSources {
+		t.Errorf("%d sources tracked, over %d", node.e.limiter.Sources(), guard.MaxSources)
 	}
 	answered := 0
 	newcomer := netip.MustParseAddrPort("198.51.100.77:1")
@@ -237,7 +241,7 @@ func TestLimiterFailsClosed(t *testing.T) {
 	if answered != DefaultConfig().RateBurst {
 		t.Errorf("a new source past the table's bound got %d of 5000 answered, want its burst of %d", answered, DefaultConfig().RateBurst)
 	}
-	if node.e.Stats().Drops[DropSourceEvicted] == 0 {
+	if node.e.Stats().Drops[guard.DropSourceEvicted] == 0 {
 		t.Error("no eviction counted")
 	}
 }
@@ -341,11 +345,11 @@ func TestStoresAreBounded(t *testing.T) {
 	n := newTestNet(t, 15)
 	node := n.addAt(netip.MustParseAddrPort("203.0.113.1:6881"), Config{Network: "mainline", RateLimit: -1, GlobalRate: -1})
 	attacker := netip.MustParseAddrPort("198.51.100.5:6881")
-	tok := node.e.tokens.issue(attacker.Addr(), nil)
+	tok := node.e.tokens.Issue(attacker.Addr(), nil)
 	announce := func(from netip.AddrPort, h id.ID, port int) {
 		n.inject(node, from, forge(krpc.MethodAnnouncePeer, func(a *krpc.Args) {
 			a.Has |= krpc.HasInfoHash | krpc.HasToken | krpc.HasPort
-			a.InfoHash, a.Token, a.Port = h, node.e.tokens.issue(from.Addr(), nil), port
+			a.InfoHash, a.Token, a.Port = h, node.e.tokens.Issue(from.Addr(), nil), port
 		}))
 	}
 	honest := id.FromString("honest swarm")
@@ -354,8 +358,8 @@ func TestStoresAreBounded(t *testing.T) {
 		announce(attacker, id.FromString(fmt.Sprint("flood", i)), 6881)
 	}
 	cfg := DefaultConfig()
-	if node.e.peers.len() != cfg.MaxInfohashes || node.e.Stats().Drops[DropPeerEvicted] != uint64(10001-cfg.MaxInfohashes) {
-		t.Errorf("%d swarms, %d evicted; want %d kept", node.e.peers.len(), node.e.Stats().Drops[DropPeerEvicted], cfg.MaxInfohashes)
+	if node.e.peers.len() != cfg.MaxInfohashes || node.e.Stats().Drops[guard.DropPeerEvicted] != uint64(10001-cfg.MaxInfohashes) {
+		t.Errorf("%d swarms, %d evicted; want %d kept", node.e.peers.len(), node.e.Stats().Drops[guard.DropPeerEvicted], cfg.MaxInfohashes)
 	}
 	if node.e.peers.swarms[honest] != nil {
 		t.Error("the least recently announced swarm was kept")
@@ -374,8 +378,8 @@ func TestStoresAreBounded(t *testing.T) {
 		}))
 		n.now = n.now.Add(time.Millisecond)
 	}
-	if len(node.e.items.items) != cfg.MaxItems || node.e.Stats().Drops[DropItemEvicted] != uint64(2000-cfg.MaxItems) {
-		t.Errorf("%d items, %d evicted; want %d kept", len(node.e.items.items), node.e.Stats().Drops[DropItemEvicted], cfg.MaxItems)
+	if len(node.e.items.items) != cfg.MaxItems || node.e.Stats().Drops[guard.DropItemEvicted] != uint64(2000-cfg.MaxItems) {
+		t.Errorf("%d items, %d evicted; want %d kept", len(node.e.items.items), node.e.Stats().Drops[guard.DropItemEvicted], cfg.MaxItems)
 	}
 	last := Item{V: []byte("8:item1999")}
 	if node.e.items.get(last.Target(), n.now) == nil {
@@ -420,7 +424,7 @@ func TestQuotaChargedToVerifiableWriter(t *testing.T) {
 			m.A.X = encodeRecords(nil, "recs", []store.Record{rec})
 			if tc.token {
 				m.A.Has |= krpc.HasToken
-				m.A.Token = node.e.tokens.issue(tc.from.Addr(), nil)
+				m.A.Token = node.e.tokens.Issue(tc.from.Addr(), nil)
 			}
 			node.e.Receive(n.now, tc.from, m.Append(nil))
 			node.e.Ready()
@@ -541,7 +545,7 @@ func TestSourceKey(t *testing.T) {
 		{"fe80::1%eth0", "fe80::2", true},
 	} {
 		a, b := netip.MustParseAddr(tc.a), netip.MustParseAddr(tc.b)
-		if got := sourceKey(a) == sourceKey(b); got != tc.same {
+		if got := guard.SourceKey(a) == guard.SourceKey(b); got != tc.same {
 			t.Errorf("%s and %s one source: %v, want %v", tc.a, tc.b, got, tc.same)
 		}
 	}
@@ -573,7 +577,55 @@ func TestContactsOutliveGlobalOverload(t *testing.T) {
 	if ping(peer.addr, id.FromString("impostor")) != 0 {
 		t.Error("an impostor at the contact's address was answered in the overload")
 	}
-	if node.e.Stats().Drops[DropGlobalRate] == 0 {
+	if node.e.Stats().Drops[guard.DropGlobalRate] == 0 {
 		t.Error("no global_rate drop counted")
+	}
+}
+
+// TestForgedReplyKeepsContact answers a node's queries to one of its
+// contacts with forged replies, from the contact's address and with the
+// right transaction id but another node id (issue 11): the real contact
+// stays in the table, the impostor never enters it, and once the forger
+// stops the contact is good again without anyone acting.
+func TestForgedReplyKeepsContact(t *testing.T) {
+	n := newTestNet(t, 41)
+	n.build(6, Config{Network: "test"})
+	a := n.order[0]
+	var c routing.Contact
+	for _, b := range a.e.table.Buckets() {
+		if len(b.Contacts) > 0 {
+			c = b.Contacts[0]
+			break
+		}
+	}
+	if c.ID.IsZero() {
+		t.Fatal("no contact")
+	}
+	impostor := id.FromString("impostor")
+	f := &enginetest.Forger{From: a.addr, To: c.Addr, Claim: impostor, Network: "test", Max: 4,
+		Deliver: func(b []byte) { a.e.Receive(n.now, c.Addr, b); n.flush(a) }}
+	n.drop = f.Watch
+	// Make a ask the contact, again and again, as a node it knows.
+	for i := 0; i < 8 && f.Forged < 4; i++ {
+		n.do(a, FindNode{Target: c.ID})
+	}
+	if f.Forged == 0 {
+		t.Fatal("no query to the contact was seen")
+	}
+	if _, ok := a.e.table.Get(c.ID); !ok {
+		t.Fatalf("the real contact was removed after %d forged replies", f.Forged)
+	}
+	if _, ok := a.e.table.Get(impostor); ok {
+		t.Fatal("the impostor entered the table")
+	}
+	n.drop = nil
+	n.do(a, Ping{Addr: c.Addr}) // its first answer refutes the failures
+	good := func() bool {
+		got, ok := a.e.table.Get(c.ID)
+		return ok && got.State == routing.Good
+	}
+	if !n.runUntil(2*time.Minute, good) {
+		got, _ := a.e.table.Get(c.ID)
+		t.Fatalf("the contact is %v two minutes after the forger stopped", got.State)
 	}
 }

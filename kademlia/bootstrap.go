@@ -34,7 +34,22 @@ type bootAddr struct {
 	next     time.Time
 	backoff  time.Duration
 	inflight bool
+	pending  uint8     // probes to it awaiting an answer or their timeout
+	resent   uint8     // probes sent again in this round
+	resendAt time.Time // when the round's probe is sent again
 }
+
+// A probe of the first round after a start or a rejoin is sent again
+// bootResends times, bootResendMin after it and then at doubling
+// intervals, while it has no answer. Nodes started together probe a
+// bootstrap node that is not listening yet: waiting out the hard timeout
+// (2 s) and then a back-off made a new cluster take 3–4 s to join, where
+// a resent probe finds the node a quarter of a second after it listens.
+// Later rounds back off as before.
+const (
+	bootResends   = 3
+	bootResendMin = 250 * time.Millisecond
+)
 
 func (b *bootstrapper) start(now time.Time, e *Engine, s *opState, addrs []netip.AddrPort) {
 	for _, a := range addrs {
@@ -87,12 +102,22 @@ func (b *bootstrapper) next() (time.Time, bool) {
 	var t time.Time
 	ok := false
 	for _, a := range b.addrs {
-		if !a.inflight && (!ok || a.next.Before(t)) {
-			t, ok = a.next, true
+		at := a.next
+		if a.inflight {
+			if !a.resends() {
+				continue
+			}
+			at = a.resendAt
+		}
+		if !ok || at.Before(t) {
+			t, ok = at, true
 		}
 	}
 	return t, ok
 }
+
+// resends reports whether a's probe in flight is to be sent again.
+func (a *bootAddr) resends() bool { return a.backoff == 0 && a.resent < bootResends }
 
 func (b *bootstrapper) tick(now time.Time, e *Engine) {
 	if !b.probing {
@@ -100,16 +125,32 @@ func (b *bootstrapper) tick(now time.Time, e *Engine) {
 	}
 	for i := range b.addrs {
 		a := &b.addrs[i]
-		if a.inflight || a.next.After(now) {
-			continue
-		}
-		m := e.newQuery(krpc.MethodFindNode)
-		m.A.Has |= krpc.HasTarget
-		m.A.Target = e.self
-		if e.sendQuery(now, a.addr, [20]byte{}, 0, forBootstrap) {
-			a.inflight = true
+		switch {
+		case a.inflight && a.resends() && !a.resendAt.After(now):
+			a.resent++
+			a.resendAt = now.Add(bootResendMin << a.resent)
+			b.send(now, e, a)
+		case a.inflight || a.next.After(now):
+		default:
+			a.resent = 0
+			a.resendAt = now.Add(bootResendMin)
+			if b.send(now, e, a) {
+				a.inflight = true
+			}
 		}
 	}
+}
+
+// send probes a with find_node(self).
+func (b *bootstrapper) send(now time.Time, e *Engine, a *bootAddr) bool {
+	m := e.newQuery(krpc.MethodFindNode)
+	m.A.Has |= krpc.HasTarget
+	m.A.Target = e.self
+	if !e.sendQuery(now, a.addr, [20]byte{}, 0, forBootstrap) {
+		return false
+	}
+	a.pending++
+	return true
 }
 
 func (b *bootstrapper) find(addr netip.AddrPort) *bootAddr {
@@ -126,6 +167,7 @@ func (b *bootstrapper) answered(now time.Time, e *Engine, from netip.AddrPort, s
 	if a := b.find(from); a != nil {
 		a.inflight = false
 		a.backoff = 0
+		a.pending = max(a.pending, 1) - 1
 	}
 	b.probing = false
 	if b.self != 0 {
@@ -145,6 +187,9 @@ func (b *bootstrapper) timedOut(now time.Time, e *Engine, addr netip.AddrPort) {
 	a := b.find(addr)
 	if a == nil {
 		return
+	}
+	if a.pending = max(a.pending, 1) - 1; a.pending > 0 && a.inflight {
+		return // a probe sent again may still be answered
 	}
 	a.inflight = false
 	a.backoff = min(max(2*a.backoff, bootBackoffMin), bootBackoffMax)

@@ -1,7 +1,6 @@
 package kademlia
 
 import (
-	"container/heap"
 	"net/netip"
 	"time"
 
@@ -10,10 +9,10 @@ import (
 	"github.com/dhtkit/dhtkit/routing"
 )
 
-// pending is a query of ours awaiting its answer.
+// pending is a query of ours awaiting its answer (the engine's record in
+// routing.InFlight, which draws its random transaction id).
 type pending struct {
 	tid     uint16
-	gen     uint32 // distinguishes reuses of this struct, for stale timers
 	to      netip.AddrPort
 	nodeID  id.ID // who we think answers; zero when unknown (bootstrap, ping)
 	method  krpc.Method
@@ -32,27 +31,6 @@ const (
 	forBootstrap                // a probe of a bootstrap address
 	forNotify                   // dk_notify to a listener
 )
-
-// timer wakes the engine for a pending query: first at its soft timeout,
-// then at its hard one.
-type timer struct {
-	at  time.Time
-	tid uint16
-	gen uint32
-}
-
-type timerHeap []timer
-
-func (h timerHeap) Len() int           { return len(h) }
-func (h timerHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
-func (h timerHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *timerHeap) Push(x any)        { *h = append(*h, x.(timer)) }
-func (h *timerHeap) Pop() any {
-	old := *h
-	t := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return t
-}
 
 // rttEstimator keeps a smoothed round-trip time and its variance over all
 // responses (RFC 6298), from which per-query soft timeouts are derived:
@@ -117,42 +95,29 @@ func (e *Engine) sendQuery(now time.Time, to netip.AddrPort, nodeID id.ID, op Op
 
 // sendQueryTID is sendQuery that also returns the transaction id.
 func (e *Engine) sendQueryTID(now time.Time, to netip.AddrPort, nodeID id.ID, op OpID, why purpose) (uint16, bool) {
-	if len(e.pending) >= 1<<16-1 {
+	slot, ok := e.inflight.Start(e.rng.Uint32, to)
+	if !ok {
 		return 0, false
 	}
-	// Random, not sequential: an off-path attacker who forges replies
-	// must guess one id in 65,536 besides our query's address.
-	tid := uint16(e.rng.Uint32())
-	for e.pending[tid] != nil {
-		tid = uint16(e.rng.Uint32())
-	}
-	var p *pending
-	if n := len(e.free); n > 0 {
-		p = e.free[n-1]
-		e.free = e.free[:n-1]
-	} else {
-		p = new(pending)
-	}
-	gen := p.gen + 1
+	tid := slot.TID
 	var rtt time.Duration
 	if !nodeID.IsZero() {
 		if c, ok := e.table.Get(nodeID); ok {
 			rtt = c.RTT
 		}
 	}
+	p := &slot.Q
 	*p = pending{
-		tid: tid, gen: gen, to: to, nodeID: nodeID, method: e.out.Q,
+		tid: tid, to: to, nodeID: nodeID, method: e.out.Q,
 		sent: now, hard: now.Add(e.cfg.QueryTimeout), op: op, purpose: why,
 	}
-	e.pending[tid] = p
 	soft := now.Add(e.softTimeout(rtt))
 	if !soft.Before(p.hard) {
 		p.stalled = true
 		soft = p.hard
 	}
-	heap.Push(&e.timers, timer{at: soft, tid: tid, gen: gen})
-	e.tid = [2]byte{byte(tid >> 8), byte(tid)}
-	e.out.T = e.tid[:]
+	e.inflight.Wake(tid, soft)
+	e.out.T = routing.AppendTID(e.tid[:0], tid)
 	if !e.send(to) {
 		e.release(p) // over MaxDatagram: its timers find it gone
 		return 0, false
@@ -161,28 +126,21 @@ func (e *Engine) sendQueryTID(now time.Time, to netip.AddrPort, nodeID id.ID, op
 	return tid, true
 }
 
-func (e *Engine) release(p *pending) {
-	delete(e.pending, p.tid)
-	e.free = append(e.free, p)
-}
+func (e *Engine) release(p *pending) { e.inflight.Release(p.tid) }
 
 // handleReply matches a response or error to the query it answers.
 func (e *Engine) handleReply(now time.Time, from netip.AddrPort, m *krpc.Msg) {
-	if len(m.T) != 2 {
-		e.stats.Unsolicited++
-		return
-	}
-	tid := uint16(m.T[0])<<8 | uint16(m.T[1])
-	p := e.pending[tid]
-	// A reply must come from the address we asked: anyone else could be
-	// guessing transaction ids to poison our lookups.
-	if p == nil || p.to != from {
-		if sender, ok := m.SenderID(); p == nil && m.Y == krpc.Response && ok && e.lateReply(now, tid, from, sender, m.RO) {
+	slot, tid, ok := e.inflight.Match(m.T, from)
+	if !ok {
+		// Not a query in flight to that address; perhaps one that timed
+		// out lately (probe.go), whose answer still refutes a failure.
+		if sender, ok := m.SenderID(); slot == nil && m.Y == krpc.Response && ok && e.lateReply(now, tid, from, sender, m.RO) {
 			return
 		}
 		e.stats.Unsolicited++
 		return
 	}
+	p := &slot.Q
 	if m.Y == krpc.Error {
 		e.stats.ErrorsIn++
 		pc := *p
@@ -198,17 +156,20 @@ func (e *Engine) handleReply(now time.Time, from netip.AddrPort, m *krpc.Msg) {
 		e.stats.Malformed++
 		return // not an answer we can use; let it time out (orig stays pending)
 	}
+	if !p.nodeID.IsZero() && p.nodeID != sender {
+		// The address answers with another id: the reply is forged (an
+		// off-path attacker who guessed the transaction), or the node
+		// restarted with a new id. Either way it is not the answer we
+		// wait for: count it and let the query run on. The real node's
+		// answer still counts, so a forger can neither fail nor evict it
+		// (issue 11); a node that did restart never answers as itself,
+		// times out, and goes bad as any silent contact does.
+		e.stats.Malformed++
+		return
+	}
 	rtt := now.Sub(p.sent)
 	e.rtt.add(rtt)
 	e.votes.add(m.IP)
-	if !p.nodeID.IsZero() && p.nodeID != sender {
-		// The address answers with another id: the node restarted with a
-		// new one, or the reply is forged. Count a failure of the old
-		// entry rather than removing it: a node that restarted fails again
-		// at every query and goes bad, while one forged reply is undone by
-		// the real node's next answer.
-		e.table.Failed(now, p.nodeID)
-	}
 	if !m.RO {
 		e.observe(now, sender, from, routing.Responded, rtt)
 	}
@@ -252,7 +213,7 @@ func (e *Engine) onTimeout(now time.Time, p *pending) {
 	e.stats.Timeouts++
 	pc := *p
 	p = &pc
-	e.release(e.pending[pc.tid])
+	e.inflight.Release(pc.tid)
 	e.timedOut(now, p)
 	if !p.nodeID.IsZero() {
 		e.table.Failed(now, p.nodeID)

@@ -9,12 +9,13 @@ package kademlia
 
 import (
 	"bytes"
-	"container/heap"
 	"crypto/rand"
 	"io"
 	mrand "math/rand/v2"
 	"net/netip"
 	"time"
+
+	"github.com/dhtkit/dhtkit/guard"
 
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/krpc"
@@ -31,7 +32,7 @@ type Stats struct {
 	ErrorsIn    uint64
 	ErrorsOut   uint64 // error replies sent
 	Malformed   uint64 // packets that failed to decode or validate
-	RateLimited uint64 // queries dropped by the per-source limit (also Drops[DropRateLimit])
+	RateLimited uint64 // queries dropped by the per-source limit (also Drops[guard.DropRateLimit])
 	ForeignNet  uint64 // messages dropped for carrying another network name
 	Unsolicited uint64 // responses that matched no query of ours
 	Timeouts    uint64 // queries of ours that got no answer
@@ -40,7 +41,7 @@ type Stats struct {
 	BytesIn     uint64
 	BytesOut    uint64
 	// Drops counts what the engine dropped, by reason.
-	Drops [NumDropReasons]uint64
+	Drops [guard.NumDropReasons]uint64
 
 	// OneHops counts the key-value operations started without a lookup,
 	// OneHopFallbacks those of them that a lookup had to finish (onehop.go).
@@ -62,23 +63,25 @@ type Engine struct {
 	stats Stats
 
 	// Outgoing queries awaiting an answer, by transaction id.
-	pending map[uint16]*pending
-	timers  timerHeap
-	free    []*pending
-	rtt     rttEstimator
+	inflight routing.InFlight[pending]
+	rtt      rttEstimator
 
 	ops     map[OpID]*opState
 	lastOp  OpID
 	boot    bootstrapper
 	pinging map[id.ID]bool // table pings in flight (ping-before-evict)
 
-	tokens  tokens
+	tokens  guard.Tokens
 	peers   peerStore
 	items   itemStore
 	clock   store.Clock     // versions of key-value writes
 	commits replica.Commits // writes waiting for the next commit (group commit)
 	xbuf    []byte          // scratch for "x" payloads
 	tree    *replica.Tree   // the store's hash tree for anti-entropy, made on first use
+	// acceptor answers conditional writes (cas.go), made on first use;
+	// restarted: the store held records at start (replica.NewAcceptor).
+	acceptor  *replica.Acceptor
+	restarted bool
 
 	listenOps []*listenOp   // our KVListen operations, oldest first
 	listeners listenerTable // others' dk_listen registrations on us
@@ -86,7 +89,7 @@ type Engine struct {
 	nextSync time.Time
 	probedAt time.Time // the last round of probes of bad contacts
 	late     []late    // queries that timed out lately (client.go)
-	limiter  limiter
+	limiter  *guard.Limiter
 	inLen    int // bytes of the datagram being handled
 	votes    ipVotes
 	silent   silentSet
@@ -99,11 +102,10 @@ type Engine struct {
 	out      krpc.Msg
 	contacts []routing.Contact
 	tid      [2]byte
-	tokBuf   [tokenLen]byte
+	tokBuf   [guard.TokenLen]byte
 
 	// Output, handed to the driver by Ready.
-	arena   []byte
-	packets []Packet
+	box     Outbox
 	results []Result
 	events  []Event
 	drained bool
@@ -121,9 +123,8 @@ func New(cfg Config, now time.Time) *Engine {
 		cfg:     cfg,
 		self:    cfg.ID,
 		rng:     rng,
-		pending: make(map[uint16]*pending),
 		ops:     make(map[OpID]*opState),
-		limiter: newLimiter(&cfg),
+		limiter: guard.NewLimiter(cfg.guardConfig()),
 		peers: peerStore{
 			ttl:        cfg.PeerTTL,
 			maxHashes:  cfg.MaxInfohashes,
@@ -150,12 +151,14 @@ func New(cfg Config, now time.Time) *Engine {
 		// even if the wall clock stepped back meanwhile.
 		_ = cfg.Store.Each(func(r store.Record) bool {
 			e.clock.Restore(r.Version.Time)
+			e.restarted = true
 			return true
 		})
 	}
 	e.nextSync = now.Add(cfg.SyncInterval)
-	e.tokens.init(now, cfg.TokenRotation, e.secret)
+	e.tokens.Init(now, cfg.TokenRotation, e.secret)
 	e.rtt.init(cfg.QueryTimeout)
+	e.commits.Window = cfg.CommitWindow
 	if len(cfg.Bootstrap) > 0 {
 		e.startOp(now, Bootstrap{Addrs: cfg.Bootstrap}, true)
 	}
@@ -196,12 +199,12 @@ func (e *Engine) Table() routing.Table { return e.table }
 // Stats returns the engine's counters.
 func (e *Engine) Stats() Stats {
 	st := e.stats
-	st.Drops[DropSourceEvicted] = e.limiter.evicted
-	st.Drops[DropPeerEvicted] = e.peers.evicted
-	st.Drops[DropItemEvicted] = e.items.evicted
-	st.Drops[DropListenerEvicted] = e.listeners.evicted
+	st.Drops[guard.DropSourceEvicted] = e.limiter.Evicted()
+	st.Drops[guard.DropPeerEvicted] = e.peers.evicted
+	st.Drops[guard.DropItemEvicted] = e.items.evicted
+	st.Drops[guard.DropListenerEvicted] = e.listeners.evicted
 	if t, ok := e.table.(interface{ DiversityRejects() uint64 }); ok {
-		st.Drops[DropNodeDiversity] += t.DiversityRejects()
+		st.Drops[guard.DropNodeDiversity] += t.DiversityRejects()
 	}
 	return st
 }
@@ -209,7 +212,7 @@ func (e *Engine) Stats() Stats {
 // drop counts a drop.
 func (e *Engine) drop(r DropReason) {
 	e.stats.Drops[r]++
-	if r == DropRateLimit {
+	if r == guard.DropRateLimit {
 		e.stats.RateLimited++
 	}
 }
@@ -230,9 +233,7 @@ func (e *Engine) Infohashes(n int) []id.ID {
 // handed out is dropped now, not before, so it stayed valid until here.
 func (e *Engine) begin() {
 	if e.drained {
-		e.arena = e.arena[:0]
-		clear(e.packets)
-		e.packets = e.packets[:0]
+		e.box.Reset()
 		e.results = e.results[:0]
 		clear(e.events)
 		e.events = e.events[:0]
@@ -243,10 +244,12 @@ func (e *Engine) begin() {
 // Ready returns what the driver should do now and clears it. Packet data
 // is valid until the next call on the engine.
 func (e *Engine) Ready() Ready {
-	e.begin()        // a second Ready in a row hands out nothing twice
-	e.commitWrites() // persist first, then send
+	e.begin() // a second Ready in a row hands out nothing twice
+	if e.commits.Due() {
+		e.commitWrites() // persist first, then send
+	}
 	e.drained = true
-	rd := Ready{Packets: e.packets, Results: e.results, Events: e.events}
+	rd := Ready{Packets: e.box.Packets(), Results: e.results, Events: e.events}
 	// Results are few, and hold slices (nodes, peers, values): hand the
 	// array over rather than keep them reachable until the next call.
 	e.results = nil
@@ -255,7 +258,7 @@ func (e *Engine) Ready() Ready {
 
 // HasReady reports whether Ready has anything to hand out.
 func (e *Engine) HasReady() bool {
-	return e.commits.Len() > 0 || !e.drained && (len(e.packets) > 0 || len(e.results) > 0 || len(e.events) > 0)
+	return e.commits.Due() || !e.drained && (len(e.box.Packets()) > 0 || len(e.results) > 0 || len(e.events) > 0)
 }
 
 // Deadline is the time of the engine's next timer; the driver calls Tick
@@ -265,13 +268,16 @@ func (e *Engine) Deadline() time.Time {
 		return time.Time{}
 	}
 	d := e.nextMaintenance
-	if t := e.tokens.next(); t.Before(d) {
+	if t := e.tokens.Next(); t.Before(d) {
 		d = t
 	}
-	if len(e.timers) > 0 && e.timers[0].at.Before(d) {
-		d = e.timers[0].at
+	if t, ok := e.inflight.Next(); ok && t.Before(d) {
+		d = t
 	}
 	if t, ok := e.boot.next(); ok && t.Before(d) {
+		d = t
+	}
+	if t, ok := e.commits.Deadline(); ok && t.Before(d) {
 		d = t
 	}
 	if t, ok := e.probeDue(); ok && t.Before(d) {
@@ -294,21 +300,22 @@ func (e *Engine) Tick(now time.Time) {
 		return
 	}
 	e.begin()
-	for len(e.timers) > 0 && !e.timers[0].at.After(now) {
-		t := heap.Pop(&e.timers).(timer)
-		p := e.pending[t.tid]
-		if p == nil || p.gen != t.gen {
-			continue // answered already
+	e.commits.Now(now)
+	for {
+		slot, ok := e.inflight.Due(now)
+		if !ok {
+			break
 		}
+		p := &slot.Q
 		if !p.stalled && now.Before(p.hard) {
 			p.stalled = true
-			heap.Push(&e.timers, timer{at: p.hard, tid: t.tid, gen: p.gen})
+			e.inflight.Wake(p.tid, p.hard)
 			e.onStalled(now, p)
 			continue
 		}
 		e.onTimeout(now, p)
 	}
-	e.tokens.maybeRotate(now, e.secret)
+	e.tokens.MaybeRotate(now, e.secret)
 	e.boot.tick(now, e)
 	e.probe(now)
 	e.refreshListens(now)
@@ -329,7 +336,7 @@ func (e *Engine) maintain(now time.Time) {
 	e.items.expire(now)
 	e.listeners.expire(now)
 	e.expireLate(now)
-	e.limiter.sweep(now)
+	e.limiter.Sweep(now)
 	if e.table.Len() == 0 {
 		e.boot.rejoin(now, e)
 		return
@@ -351,6 +358,7 @@ func (e *Engine) Receive(now time.Time, from netip.AddrPort, packet []byte) {
 		return
 	}
 	e.begin()
+	e.commits.Now(now)
 	e.stats.BytesIn += uint64(len(packet))
 	e.inLen = len(packet)
 	m := &e.in
@@ -359,7 +367,7 @@ func (e *Engine) Receive(now time.Time, from netip.AddrPort, packet []byte) {
 		// Answer a malformed query with 203 when we can tell it was one
 		// and whom to answer; anything else is dropped silently.
 		if m.Y == krpc.Query && len(m.T) > 0 && !e.cfg.ReadOnly {
-			if ok, why := e.limiter.allowQuery(now, from.Addr()); !ok {
+			if ok, why := e.limiter.AllowQuery(now, from.Addr()); !ok {
 				e.drop(why)
 				return
 			}
@@ -385,7 +393,7 @@ func (e *Engine) Receive(now time.Time, from netip.AddrPort, packet []byte) {
 }
 
 // send encodes e.out to addr and queues it. A message that would exceed
-// MaxDatagram is dropped (DropOversize) and send reports false.
+// MaxDatagram is dropped (guard.DropOversize) and send reports false.
 func (e *Engine) send(to netip.AddrPort) bool {
 	start, ok := e.encode()
 	if !ok {
@@ -398,16 +406,11 @@ func (e *Engine) send(to netip.AddrPort) bool {
 // encode appends e.out to the arena and returns where it starts; false
 // (and nothing appended) when it would exceed MaxDatagram.
 func (e *Engine) encode() (int, bool) {
-	m := &e.out
-	m.Net = e.net
-	start := len(e.arena)
-	e.arena = m.Append(e.arena)
-	if len(e.arena)-start > MaxDatagram {
-		e.arena = e.arena[:start]
-		e.drop(DropOversize)
-		return 0, false
+	start, ok := e.box.Encode(&e.out, e.net)
+	if !ok {
+		e.drop(guard.DropOversize)
 	}
-	return start, true
+	return start, ok
 }
 
 // queue hands the message encoded at arena[start:] to the driver.
@@ -415,10 +418,7 @@ func (e *Engine) queue(to netip.AddrPort, start int) {
 	if e.cfg.Tap != nil {
 		e.cfg.Tap(Out, to, &e.out)
 	}
-	e.stats.BytesOut += uint64(len(e.arena) - start)
-	// Growing the arena leaves earlier packets on the old array, whose
-	// bytes stay valid, so nothing needs repointing.
-	e.packets = append(e.packets, Packet{To: to, Data: e.arena[start:len(e.arena):len(e.arena)]})
+	e.stats.BytesOut += uint64(e.box.Queue(to, start))
 }
 
 // Close ends every operation with ErrClosed. The engine ignores every

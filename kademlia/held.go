@@ -17,7 +17,7 @@ func (e *Engine) Held() Held {
 		Swarms:    e.peers.len(),
 		Items:     len(e.items.items),
 		Listeners: e.listeners.n,
-		Sources:   len(e.limiter.sources),
+		Sources:   e.limiter.Sources(),
 		Contacts:  e.table.Len(),
 	}
 	for _, sw := range e.peers.swarms {

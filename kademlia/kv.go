@@ -419,7 +419,7 @@ func (e *Engine) kvLocal(now time.Time, op *kvOp, i int) {
 }
 
 func expired(r *store.Record, now time.Time) bool {
-	return !r.Deleted && !r.Expires.IsZero() && !r.Expires.After(now)
+	return replica.Expired(r, now)
 }
 
 // find returns the member a query went to, or -1.

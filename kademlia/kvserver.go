@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/dhtkit/dhtkit/guard"
 	"github.com/dhtkit/dhtkit/krpc"
 	"github.com/dhtkit/dhtkit/replica"
 	"github.com/dhtkit/dhtkit/routing"
@@ -14,14 +15,30 @@ import (
 )
 
 // trusted reports whether a write may come from `from`: it carries a
-// token we issued to that IP, or comes from a node of our table that has
+// token we issued to that IP, comes from a node of our table that has
 // answered us at that very address (replicas pushing to each other, a
-// leaving node handing over). Either way the source address is not spoofed.
+// leaving node handing over), or arrived sealed with the network key
+// (Config.Sender: only a holder of the key seals, and the seal's replay
+// window keeps a captured datagram from being sent again from elsewhere).
+// Either way the source address is not spoofed.
 func (e *Engine) trusted(from netip.AddrPort, q *krpc.Msg) bool {
-	if q.A.Has&krpc.HasToken != 0 && e.tokens.valid(from.Addr(), q.A.Token) {
+	if q.A.Has&krpc.HasToken != 0 && e.tokens.Valid(from.Addr(), q.A.Token) {
+		return true
+	}
+	if e.sealed() {
 		return true
 	}
 	return e.contact(from, q)
+}
+
+// sealed reports whether the datagram being handled was sealed with the
+// network key.
+func (e *Engine) sealed() bool {
+	if e.cfg.Sender == nil {
+		return false
+	}
+	_, ok := e.cfg.Sender()
+	return ok
 }
 
 // contact reports whether q comes from a routing contact that answered a
@@ -112,7 +129,7 @@ func (e *Engine) handleStore(now time.Time, from netip.AddrPort, q, r *krpc.Msg)
 		}
 		m := e.newResponse(from, tid)
 		m.R.Has |= krpc.HasX
-		e.xbuf = appendAcks(e.xbuf[:0], n, idx, errs)
+		e.xbuf = replica.AppendAcks(e.xbuf[:0], n, idx, errs)
 		m.R.X = e.xbuf
 		e.send(from)
 	})
@@ -120,62 +137,20 @@ func (e *Engine) handleStore(now time.Time, from netip.AddrPort, q, r *krpc.Msg)
 }
 
 // handleFetch answers dk_fetch with the records asked for, by key ("k"),
-// keys ("ks") or target ("h"), as many as fit one datagram.
+// keys ("ks") or target ("h"), as many as fit one datagram
+// (replica.Fetch, as Chord's).
 func (e *Engine) handleFetch(now time.Time, from netip.AddrPort, q, r *krpc.Msg) bool {
 	if e.notReplica(now, from, q) {
 		return false
 	}
-	d, err := decodeX(q.A.X)
+	x, err := replica.ServeFetch(now, e.kvStore(), e.xbuf[:0], q.A.X, maxPayload)
 	if err != nil {
 		e.replyError(now, from, q.T, krpc.CodeProtocol, "dk_fetch: "+err.Error())
 		return false
 	}
-	st := e.kvStore()
-	if key, ok := replica.ValuesQuery(d); ok {
-		// Every value of key (replica.Values).
-		r.R.Has |= krpc.HasX
-		e.xbuf = replica.AppendValues(e.xbuf[:0], st, key, now)
-		r.R.X = e.xbuf
-		return true
-	}
-	var recs []store.Record
-	size := 0
-	add := func(rec store.Record) bool {
-		if expired(&rec, now) {
-			return true
-		}
-		size += len(rec.Key) + len(rec.Value) + 64
-		if size > maxPayload && len(recs) > 0 {
-			return false
-		}
-		recs = append(recs, rec)
-		return true
-	}
-	if ks, ok := d["ks"].([]any); ok {
-		for _, k := range ks {
-			kb, ok := k.([]byte)
-			if !ok {
-				continue
-			}
-			if rec, found, err := st.Get(string(kb)); err == nil && found && !add(rec) {
-				break
-			}
-		}
-	} else if target, key, ok := fetchTarget(d); ok {
-		if key != "" {
-			if rec, found, err := st.Get(key); err == nil && found {
-				add(rec)
-			}
-		} else {
-			_ = st.Range(target, target, add)
-		}
-	} else {
-		e.replyError(now, from, q.T, krpc.CodeProtocol, "dk_fetch: want k, ks or h")
-		return false
-	}
+	e.xbuf = x
 	r.R.Has |= krpc.HasX
-	e.xbuf = encodeRecords(e.xbuf[:0], "recs", recs)
-	r.R.X = e.xbuf
+	r.R.X = x
 	return true
 }
 
@@ -210,13 +185,13 @@ func (e *Engine) handleSync(now time.Time, from netip.AddrPort, q, r *krpc.Msg) 
 // runs out of quota for everyone else's writes. Loopback is not charged
 // when Config.TrustLoopback is set.
 func (e *Engine) writer(from netip.AddrPort, q *krpc.Msg, rec *store.Record) string {
-	if e.limiter.exempt(from.Addr()) {
+	if e.limiter.Exempt(from.Addr()) {
 		return ""
 	}
 	if rec.Version.Writer != store.WriterID(q.A.ID) && e.contact(from, q) {
 		return fmt.Sprintf("writer:%016x", rec.Version.Writer)
 	}
-	return sourceKey(from.Addr()).String()
+	return guard.SourceKey(from.Addr()).String()
 }
 
 // quotaSource is the per-source quota key of a writer's address: none for

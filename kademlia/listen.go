@@ -8,6 +8,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/dhtkit/dhtkit/guard"
+
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/krpc"
 	"github.com/dhtkit/dhtkit/replica"
@@ -313,7 +315,7 @@ func (t *listenerTable) add(now time.Time, key string, node id.ID, addr netip.Ad
 		t.byKey = make(map[string][]listener)
 		t.bySource = make(map[netip.Addr][]listenerRef)
 	}
-	src := sourceKey(addr.Addr())
+	src := guard.SourceKey(addr.Addr())
 	ls := t.byKey[key]
 	for i := range ls {
 		if ls[i].addr == addr {
@@ -351,11 +353,11 @@ func (t *listenerTable) heaviestOfKey(key string) listenerRef {
 	ls := t.byKey[key]
 	count := make(map[netip.Addr]int, len(ls)) // at most listenersPerKey
 	for i := range ls {
-		count[sourceKey(ls[i].addr.Addr())]++
+		count[guard.SourceKey(ls[i].addr.Addr())]++
 	}
 	best, bestN := 0, 0
 	for i := range ls {
-		n := count[sourceKey(ls[i].addr.Addr())]
+		n := count[guard.SourceKey(ls[i].addr.Addr())]
 		if n > bestN || n == bestN && ls[i].expires.Before(ls[best].expires) {
 			best, bestN = i, n
 		}
@@ -439,7 +441,7 @@ func (t *listenerTable) remove(key string, addr netip.AddrPort) {
 // forget takes a registration that left byKey off its source's list.
 func (t *listenerTable) forget(key string, addr netip.AddrPort) {
 	t.n--
-	src := sourceKey(addr.Addr())
+	src := guard.SourceKey(addr.Addr())
 	refs := t.bySource[src]
 	c := len(refs)
 	if j := slices.Index(refs, listenerRef{key, addr}); j >= 0 {

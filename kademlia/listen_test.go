@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dhtkit/dhtkit/guard"
+
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/krpc"
 	"github.com/dhtkit/dhtkit/store"
@@ -255,7 +257,7 @@ func TestListenFloodIsBounded(t *testing.T) {
 		m.A.X = encodeX(nil, map[string]any{"k": key})
 		if token {
 			m.A.Has |= krpc.HasToken
-			m.A.Token = node.e.tokens.issue(from.Addr(), nil)
+			m.A.Token = node.e.tokens.Issue(from.Addr(), nil)
 		}
 		return m.Append(nil)
 	}
@@ -289,7 +291,7 @@ func TestListenFloodIsBounded(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			node.e.listeners = listenerTable{}
-			before := node.e.Stats().Drops[DropListenerEvicted]
+			before := node.e.Stats().Drops[guard.DropListenerEvicted]
 			flood := func(from, to int) (refused int) {
 				for i := from; i < to; i++ {
 					src, key := tc.flood(i)
@@ -306,7 +308,7 @@ func TestListenFloodIsBounded(t *testing.T) {
 			for _, ls := range lt.byKey {
 				keys += len(ls)
 			}
-			evicted := node.e.Stats().Drops[DropListenerEvicted] - before
+			evicted := node.e.Stats().Drops[guard.DropListenerEvicted] - before
 			if lt.n != tc.limit || keys != lt.n || refused != 0 || evicted != uint64(2000-tc.limit) {
 				t.Errorf("%d registrations (%d listed), %d refused, %d evicted; want %d kept, none refused, the rest evicted",
 					lt.n, keys, refused, evicted, tc.limit)

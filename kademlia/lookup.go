@@ -7,6 +7,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/dhtkit/dhtkit/guard"
+
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/krpc"
 )
@@ -113,7 +115,7 @@ func (e *Engine) startLookup(now time.Time, s *opState, method krpc.Method, targ
 		l.scrape = &Scrape{}
 	}
 	switch s.op.(type) {
-	case KVPut, KVGet, KVListen:
+	case KVPut, KVGet, KVListen, KVCas:
 		l.few = true // it writes to, reads from or listens to its Replicas
 	}
 	s.lookup = l
@@ -182,7 +184,7 @@ func (l *lookup) add(e *Engine, n krpc.NodeInfo, hop int, via int32) {
 		}
 		if perIP > 0 && l.cands[j].info.Addr.Addr().Unmap() == n.Addr.Addr().Unmap() {
 			if sameIP++; sameIP >= perIP {
-				e.drop(DropNodeDiversity)
+				e.drop(guard.DropNodeDiversity)
 				return
 			}
 		}
@@ -218,7 +220,7 @@ func (e *Engine) lookupNeed(op Op) int {
 	switch op.(type) {
 	case Announce, PutItem:
 		return e.cfg.K
-	case KVPut, KVGet, KVListen:
+	case KVPut, KVGet, KVListen, KVCas:
 		return min(e.cfg.replicas(), e.cfg.K)
 	}
 	return min(e.cfg.Beta, e.cfg.K)
@@ -325,6 +327,8 @@ func (l *lookup) done(now time.Time, e *Engine) {
 		l.store(now, e)
 	case KVPut, KVGet:
 		e.kvReplicas(now, l.op, l)
+	case KVCas:
+		e.casReplicas(now, l.op, l)
 	case KVListen:
 		l.op.kv.(*listenOp).register(now, e, l)
 	case GetItem:

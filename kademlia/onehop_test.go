@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dhtkit/dhtkit/id"
+	"github.com/dhtkit/dhtkit/replica"
 )
 
 // holderIDs returns the ids of the replicas a get heard from, sorted.
@@ -170,7 +171,7 @@ func TestAppendAcks(t *testing.T) {
 	}
 	for _, c := range cases {
 		want := encodeX(nil, map[string]any{"ok": c.want})
-		if got := appendAcks(nil, c.n, c.idx, c.errs); string(got) != string(want) {
+		if got := replica.AppendAcks(nil, c.n, c.idx, c.errs); string(got) != string(want) {
 			t.Errorf("appendAcks(%d, %v, %v) = %q, want %q", c.n, c.idx, c.errs, got, want)
 		}
 	}

@@ -71,6 +71,8 @@ func (e *Engine) startOp(now time.Time, op Op, internal bool) OpID {
 		e.startKV(now, s, op.Key)
 	case KVGet:
 		e.startKV(now, s, op.Key)
+	case KVCas:
+		e.startCAS(now, s, op)
 	case KVListen:
 		e.startListen(now, s, op.Key)
 	case Handover:

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/dhtkit/dhtkit/internal/lru"
+
 	"github.com/dhtkit/dhtkit/id"
 )
 
@@ -21,7 +23,7 @@ type peerStore struct {
 	maxPerHash int
 	swarms     map[id.ID]*swarm
 	hashes     []id.ID
-	head, tail *swarm // most and least recently announced
+	recent     lru.List[*swarm] // most recently announced first
 	evicted    uint64
 
 	samples  []id.ID
@@ -31,10 +33,10 @@ type peerStore struct {
 }
 
 type swarm struct {
-	hash       id.ID
-	idx        int // position in peerStore.hashes
-	peers      []storedPeer
-	prev, next *swarm
+	hash  id.ID
+	idx   int // position in peerStore.hashes
+	peers []storedPeer
+	el    lru.Elem[*swarm] // its place in peerStore.recent
 }
 
 type storedPeer struct {
@@ -57,17 +59,16 @@ func (s *peerStore) announce(now time.Time, h id.ID, addr netip.AddrPort, seed b
 	}
 	sw := s.swarms[h]
 	if sw == nil {
-		if len(s.swarms) >= s.maxHashes && s.tail != nil {
-			s.remove(s.tail)
+		if len(s.swarms) >= s.maxHashes && s.recent.Back() != nil {
+			s.remove(s.recent.Back().Value)
 			s.evicted++
 		}
 		sw = &swarm{hash: h, idx: len(s.hashes)}
+		sw.el.Value = sw
 		s.swarms[h] = sw
 		s.hashes = append(s.hashes, h)
-	} else {
-		s.unlink(sw)
 	}
-	s.pushFront(sw)
+	s.recent.Touch(&sw.el)
 	exp := now.Add(s.ttl)
 	for i := range sw.peers {
 		if sw.peers[i].addr == addr {
@@ -91,34 +92,9 @@ func (s *peerStore) announce(now time.Time, h id.ID, addr netip.AddrPort, seed b
 	sw.peers = append(sw.peers, p)
 }
 
-func (s *peerStore) pushFront(sw *swarm) {
-	sw.prev, sw.next = nil, s.head
-	if s.head != nil {
-		s.head.prev = sw
-	}
-	s.head = sw
-	if s.tail == nil {
-		s.tail = sw
-	}
-}
-
-func (s *peerStore) unlink(sw *swarm) {
-	if sw.prev != nil {
-		sw.prev.next = sw.next
-	} else {
-		s.head = sw.next
-	}
-	if sw.next != nil {
-		sw.next.prev = sw.prev
-	} else {
-		s.tail = sw.prev
-	}
-	sw.prev, sw.next = nil, nil
-}
-
 // remove drops a swarm.
 func (s *peerStore) remove(sw *swarm) {
-	s.unlink(sw)
+	s.recent.Remove(&sw.el)
 	last := len(s.hashes) - 1
 	s.hashes[sw.idx] = s.hashes[last]
 	s.swarms[s.hashes[sw.idx]].idx = sw.idx

@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/dhtkit/dhtkit/guard"
+
 	"github.com/dhtkit/dhtkit/krpc"
 	"github.com/dhtkit/dhtkit/routing"
 )
@@ -23,10 +25,8 @@ func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
 		// notifications it asked for with dk_listen.
 		return
 	}
-	if ok, why := e.limiter.allowQuery(now, from.Addr()); !ok && !(why == DropGlobalRate && e.contact(from, q)) {
-		// Past the node's own rate, its routing contacts are still
-		// answered: a flood from many addresses does not cut the node
-		// off from the peers it relies on.
+	// Past the node's own rate, its routing contacts are still answered.
+	if why := e.limiter.Admit(now, from.Addr(), func() bool { return e.contact(from, q) }); why != 0 {
 		e.drop(why)
 		return
 	}
@@ -75,7 +75,7 @@ func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
 			return
 		}
 		r.R.Has |= krpc.HasToken
-		r.R.Token = e.tokens.issue(from.Addr(), e.tokBuf[:0])
+		r.R.Token = e.tokens.Issue(from.Addr(), e.tokBuf[:0])
 		e.answerGetPeers(now, q, r)
 		// Nodes too, even with values: they let the asker keep converging.
 		e.appendNodes(r, q, q.A.InfoHash)
@@ -85,7 +85,7 @@ func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
 			e.replyError(now, from, q.T, krpc.CodeProtocol, "announce_peer: missing info_hash, token or port")
 			return
 		}
-		if !e.tokens.valid(from.Addr(), q.A.Token) {
+		if !e.tokens.Valid(from.Addr(), q.A.Token) {
 			e.replyError(now, from, q.T, krpc.CodeProtocol, "announce_peer: bad token")
 			return
 		}
@@ -104,7 +104,7 @@ func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
 			return
 		}
 		r.R.Has |= krpc.HasToken
-		r.R.Token = e.tokens.issue(from.Addr(), e.tokBuf[:0])
+		r.R.Token = e.tokens.Issue(from.Addr(), e.tokBuf[:0])
 		if it := e.items.get(q.A.Target, now); it != nil {
 			switch {
 			case !it.Mutable():
@@ -125,7 +125,7 @@ func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
 			e.replyError(now, from, q.T, krpc.CodeProtocol, "put: missing token or v")
 			return
 		}
-		if !e.tokens.valid(from.Addr(), q.A.Token) {
+		if !e.tokens.Valid(from.Addr(), q.A.Token) {
 			e.replyError(now, from, q.T, krpc.CodeProtocol, "put: bad token")
 			return
 		}
@@ -155,6 +155,10 @@ func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
 		}
 	case krpc.MethodFetch:
 		if !e.handleFetch(now, from, q, r) {
+			return
+		}
+	case krpc.MethodCAS:
+		if !e.handleCAS(now, from, q, r) {
 			return
 		}
 	case krpc.MethodSync:
@@ -191,32 +195,26 @@ func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
 
 // reply sends the response in e.out to `to` within the budgets of a source
 // that has not proven it receives at its address (proven: a valid token,
-// or a table contact that answered us there): at most 3× the query's bytes
-// for dhtkit's own methods (QUIC's anti-amplification limit; a short
-// error asks for the token instead), and the source's and the node's byte
+// a table contact that answered us there, or a datagram sealed with the
+// network key): at most guard.MaxAmplification (3×) the query's bytes for
+// dhtkit's own methods (QUIC's anti-amplification limit; a short error
+// asks for the token instead), and the source's and the node's byte
 // budgets for every method. Over budget, the reply is dropped and counted.
 func (e *Engine) reply(now time.Time, to netip.AddrPort, q *krpc.Msg) {
 	start, ok := e.encode()
 	if !ok {
 		return
 	}
-	n := len(e.arena) - start
-	if e.limiter.exempt(to.Addr()) || e.trusted(to, q) {
+	why := e.limiter.Reply(now, to.Addr(), e.trusted(to, q), q.Q >= krpc.MethodStore, e.inLen, e.box.Size(start))
+	if why == 0 {
 		e.queue(to, start)
 		return
 	}
-	if q.Q >= krpc.MethodStore && n > 3*e.inLen {
-		e.arena = e.arena[:start]
-		e.drop(DropUnproven)
+	e.box.Undo(start)
+	e.drop(why)
+	if why == guard.DropUnproven {
 		e.replyError(now, to, q.T, krpc.CodeProtocol, q.Q.String()+": send a token")
-		return
 	}
-	if ok, why := e.limiter.spend(now, to.Addr(), n); !ok {
-		e.arena = e.arena[:start]
-		e.drop(why)
-		return
-	}
-	e.queue(to, start)
 }
 
 // newResponse starts a response to `to` in e.out.
@@ -262,21 +260,14 @@ func (e *Engine) appendNodes(r, q *krpc.Msg, target [20]byte) {
 
 // replyError sends a KRPC error.
 func (e *Engine) replyError(now time.Time, to netip.AddrPort, tid []byte, code int, msg string) {
-	r := &e.out
-	r.Reset()
-	r.Y = krpc.Error
-	r.T = tid
-	r.V = e.cfg.Version
-	r.E.Code = code
-	r.E.Msg = append(r.E.Msg[:0], msg...)
+	ErrorMsg(&e.out, tid, code, msg, e.cfg.Version)
 	start, ok := e.encode()
 	if !ok {
 		return
 	}
 	// An error proves nothing either: it spends the byte budget of a
 	// source that may be forged.
-	if ok, why := e.limiter.spend(now, to.Addr(), len(e.arena)-start); !ok {
-		e.arena = e.arena[:start]
+	if why := e.box.Charge(now, e.limiter, to, start); why != 0 {
 		e.drop(why)
 		return
 	}

@@ -255,9 +255,9 @@ func (p *push) reportOne(now time.Time, r store.Record, ok bool) {
 	}
 }
 
-func (p *push) report(now time.Time, batch []store.Record, ok []any) {
+func (p *push) report(now time.Time, batch []store.Record, ok []bool) {
 	for i, r := range batch {
-		p.reportOne(now, r, i < len(ok) && ok[i] == int64(1))
+		p.reportOne(now, r, i < len(ok) && ok[i])
 	}
 }
 
@@ -286,11 +286,7 @@ func (p *push) response(now time.Time, e *Engine, q *pending, m *krpc.Msg) {
 		return
 	}
 	p.settle(b)
-	var ok []any
-	if d, err := decodeX(m.R.X); err == nil {
-		ok, _ = d["ok"].([]any)
-	}
-	p.report(now, b.records(), ok)
+	p.report(now, b.records(), replica.ParseAcks(m.R.X))
 	p.fill(now, e)
 }
 
@@ -463,11 +459,7 @@ func (sr *syncRound) next(now time.Time, e *Engine) {
 		e.pushKeys(now, peer, push, nil, nil)
 	}
 	for _, ks := range pulls {
-		keys := make([]any, len(ks))
-		for i, k := range ks {
-			keys[i] = k
-		}
-		e.pullRecords(now, peer, keys)
+		e.pullRecords(now, peer, ks)
 	}
 	if sr.r.Done() {
 		e.finish(now, sr.s, nil)
@@ -490,14 +482,14 @@ func (sr *syncRound) response(now time.Time, e *Engine, p *pending, m *krpc.Msg)
 // stores the ones that are newer than ours.
 type pull struct{ s *opState }
 
-func (e *Engine) pullRecords(now time.Time, from krpc.NodeInfo, keys []any) {
+func (e *Engine) pullRecords(now time.Time, from krpc.NodeInfo, keys []string) {
 	e.lastOp++
 	s := &opState{id: e.lastOp, op: Handover{}, internal: true, started: now}
 	s.kv = &pull{s: s}
 	e.ops[s.id] = s
 	m := e.newQuery(krpc.MethodFetch)
 	m.A.Has |= krpc.HasX
-	e.xbuf = encodeX(e.xbuf[:0], map[string]any{"ks": keys})
+	e.xbuf = replica.AppendFetch(e.xbuf[:0], keys...)
 	m.A.X = e.xbuf
 	if !e.sendQuery(now, from.Addr, from.ID, s.id, forOp) {
 		e.finish(now, s, errBusy)
@@ -506,34 +498,12 @@ func (e *Engine) pullRecords(now time.Time, from krpc.NodeInfo, keys []any) {
 
 func (p *pull) response(now time.Time, e *Engine, _ *pending, m *krpc.Msg) {
 	defer e.finish(now, p.s, nil)
-	d, err := decodeX(m.R.X)
+	recs, err := replica.ParseRecords(m.R.X)
 	if err != nil {
 		return
 	}
-	recs, err := decodeRecords(d, "recs")
-	if err != nil {
-		return
-	}
-	valid := recs[:0]
-	for _, r := range recs {
-		if e.clock.Observe(now, r.Version) == nil {
-			valid = append(valid, r)
-		}
-	}
-	applied, err := e.kvStore().PutAll(valid)
-	if err != nil {
-		// A limit: keep what fits. PutAll stored the records before the
-		// one that broke it.
-		for _, r := range valid[len(applied):] {
-			ok, _ := e.kvStore().Put(r)
-			applied = append(applied, ok)
-		}
-	}
-	for i, ok := range applied {
-		if ok {
-			e.changed(now, valid[i])
-		}
-	}
+	observe := func(v store.Version) error { return e.clock.Observe(now, v) }
+	replica.Apply(now, e.kvStore(), recs, observe, func(r store.Record) { e.changed(now, r) })
 }
 
 func (p *pull) failure(now time.Time, e *Engine, _ *pending, err error) {

@@ -39,6 +39,8 @@ func ParseMethod(name []byte) Method {
 		return MethodNotify
 	case "dk_keys":
 		return MethodKeys
+	case "dk_cas":
+		return MethodCAS
 	case "dk_load":
 		return MethodLoad
 	}

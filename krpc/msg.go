@@ -44,6 +44,7 @@ const (
 	MethodNotify // dk_notify: a key the receiver listens to has a new version
 	MethodKeys   // dk_keys: list the keys the receiver stores, bucket by bucket
 	MethodLoad   // dk_load: how many records and bytes the receiver holds (r.x = {"k","b"})
+	MethodCAS    // dk_cas: a conditional write's prepare or accept (replica.CASMsg in x)
 	NumMethods
 )
 
@@ -64,6 +65,7 @@ var methodNames = [NumMethods]string{
 	MethodNotify:           "dk_notify",
 	MethodKeys:             "dk_keys",
 	MethodLoad:             "dk_load",
+	MethodCAS:              "dk_cas",
 }
 
 func (m Method) String() string {

@@ -69,21 +69,22 @@ var (
 	// ErrIndeterminate: the accept phase reached fewer members than the
 	// quorum. The write may or may not take effect.
 	ErrIndeterminate = errors.New("the write reached fewer replicas than its quorum and may or may not take effect: read the key to know")
+	// ErrSuperseded: settling an indeterminate write (RecoverChange)
+	// found a later write of the key, which may or may not have seen it.
+	// It comes wrapped with ErrIndeterminate.
+	ErrSuperseded = errors.New("a later write of the key came after it")
 )
 
-// Cond is the condition of a conditional write. It is about the key's
-// default value; ValueID is the place for the value id once a key holds
-// many values (each value then has its own register, and the condition
-// is checked against that value's version).
+// Cond is the condition of a conditional write. It is about one record:
+// a key's value, where a key holding many values keeps each under its own
+// record key (store.ValueKey), so each value is a register of its own and
+// a condition names its value by the key it is checked under.
 type Cond struct {
 	// IfAbsent: the key holds no live value (never written, deleted or
 	// expired).
 	IfAbsent bool
 	// IfVersion, when not zero: the key's live value has this version.
 	IfVersion store.Version
-	// ValueID names the value of the key the condition is about; empty
-	// is the key's default value, the only one today.
-	ValueID string
 }
 
 // IsZero reports whether c sets no condition.
@@ -171,11 +172,18 @@ type Acceptor struct {
 	floor store.Version
 }
 
-// NewAcceptor returns the acceptor of a node that starts at now.
-func NewAcceptor(now time.Time) *Acceptor {
-	var floor store.Version
-	floor.Time = uint64(now.Add(store.DefaultMaxSkew).UnixMilli()) << 16
-	return &Acceptor{promised: map[string]store.Version{}, floor: floor}
+// NewAcceptor returns the acceptor of a node that starts at now;
+// restarted says it may have promised ballots before (its store holds
+// records from an earlier run): it then refuses every ballot older than
+// now plus store.DefaultMaxSkew. A node that starts with an empty store
+// has accepted nothing, and one without a data directory starts under a
+// new id, a new acceptor.
+func NewAcceptor(now time.Time, restarted bool) *Acceptor {
+	a := &Acceptor{promised: map[string]store.Version{}}
+	if restarted {
+		a.floor.Time = uint64(now.Add(store.DefaultMaxSkew).UnixMilli()) << 16
+	}
+	return a
 }
 
 // Handle answers m with the record st holds of m.Key, storing the record
@@ -286,7 +294,7 @@ func RecoverChange(key string, was []store.Version, cond Cond, rec store.Record)
 		case cond.Check(key, cur, now) == nil:
 			return rec, nil
 		}
-		return store.Record{}, fmt.Errorf("%w: a later write of the key came after it", ErrIndeterminate)
+		return store.Record{}, fmt.Errorf("%w: %w", ErrIndeterminate, ErrSuperseded)
 	}
 }
 

@@ -59,7 +59,7 @@ func TestCondCheck(t *testing.T) {
 
 func TestAcceptor(t *testing.T) {
 	st := store.NewMemory(store.Config{})
-	a := NewAcceptor(casT0)
+	a := NewAcceptor(casT0, true)
 	rec := func(ms int64, w uint64) *store.Record {
 		return &store.Record{Key: "k", Version: bal(ms, w), Value: []byte("v" + strconv.FormatInt(ms, 10)), Expires: casT0.Add(time.Hour)}
 	}
@@ -70,7 +70,7 @@ func TestAcceptor(t *testing.T) {
 		seen store.Version
 	}{
 		// Below the floor of a fresh start: refused.
-		{CASMsg{Phase: PhasePrepare, Key: "k", Ballot: bal(10, 1)}, false, NewAcceptor(casT0).floor},
+		{CASMsg{Phase: PhasePrepare, Key: "k", Ballot: bal(10, 1)}, false, NewAcceptor(casT0, true).floor},
 		{CASMsg{Phase: PhasePrepare, Key: "k", Ballot: bal(after+10, 1)}, true, store.Version{}},
 		// An older or equal ballot than promised: refused.
 		{CASMsg{Phase: PhasePrepare, Key: "k", Ballot: bal(after+5, 2)}, false, bal(after+10, 1)},
@@ -110,7 +110,7 @@ func TestAcceptor(t *testing.T) {
 
 func TestAcceptorBounded(t *testing.T) {
 	st := store.NewMemory(store.Config{})
-	a := NewAcceptor(casT0)
+	a := NewAcceptor(casT0, true)
 	base := int64(store.DefaultMaxSkew/time.Millisecond) + 1
 	for i := range MaxPromises + 10 {
 		if ans, err := a.Handle(st, CASMsg{Phase: PhasePrepare, Key: "k" + strconv.Itoa(i), Ballot: bal(base+int64(i), 1)}); err != nil || !ans.OK {
@@ -177,7 +177,7 @@ func casModel(t *testing.T, seed uint64, n, each int) {
 	acc := make([]*Acceptor, members)
 	for i := range stores {
 		stores[i] = store.NewMemory(store.Config{})
-		acc[i] = NewAcceptor(casT0)
+		acc[i] = NewAcceptor(casT0, true)
 	}
 	now := casT0.Add(2 * store.DefaultMaxSkew)
 	expires := now.Add(24 * time.Hour)
@@ -260,7 +260,7 @@ func casModel(t *testing.T, seed uint64, n, each int) {
 			dead = 2
 		case restartAt:
 			dead = -1
-			acc[2] = NewAcceptor(now) // its store kept, its promises lost
+			acc[2] = NewAcceptor(now, true) // its store kept, its promises lost
 		}
 		j := rng.IntN(len(flight))
 		f := flight[j]

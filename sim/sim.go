@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/dhtkit/dhtkit/chord"
+	"github.com/dhtkit/dhtkit/guard"
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/kademlia"
 	"github.com/dhtkit/dhtkit/krpc"
@@ -512,6 +513,7 @@ func (s *Sim) chordConfig(i int32) chord.Config {
 		Network:      "sim",
 		QueryTimeout: s.cfg.QueryTimeout,
 		Rand:         &seedReader{s: mix64(s.cfg.Seed ^ uint64(i)<<20 ^ 0xd1b54a32d192ed03)},
+		Guard:        guard.Off(), // the simulator models the protocol, not abuse
 	}
 }
 

@@ -29,4 +29,7 @@ echo "dhtkit at $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff 
 echo "command: bench/kv/compare.sh $*"
 echo
 echo "etcd $(dpkg-query -W -f '${Version}' etcd-server 2>/dev/null || echo 'not installed'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
-exec unshare -n sh -c 'ip link set lo up && exec "$0" -dhtkit "$1" -dhtnode "$(command -v dhtnode)" -etcd "$(command -v etcd || true)" "$@"' "$tmp/kvload" "$tmp/dhtkit" "$@"
+# Inside sh -c, $0 is kvload and $1 dhtkit: shift it off, so that "$@" is
+# the caller's arguments alone (before, dhtkit's path came first and kvload
+# stopped parsing flags there, ignoring every argument given).
+exec unshare -n sh -c 'ip link set lo up && d="$1" && shift && exec "$0" -dhtkit "$d" -dhtnode "$(command -v dhtnode)" -etcd "$(command -v etcd || true)" "$@"' "$tmp/kvload" "$tmp/dhtkit" "$@"

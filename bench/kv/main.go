@@ -99,10 +99,12 @@ func main() {
 				n = e.members
 			}
 			log.Printf("run %d: starting %d %s nodes", i+1, n, sys.name())
+			t0 := time.Now()
 			if err := sys.start(n); err != nil {
 				sys.stop()
 				log.Fatalf("%s: %v", sys.name(), err)
 			}
+			log.Printf("%s: every node ready after %v", sys.name(), time.Since(t0).Round(time.Millisecond))
 			for _, size := range sizes {
 				for _, op := range []string{"put", "get"} {
 					r := run(sys, op, size, *concurrency, *duration)
@@ -463,6 +465,13 @@ func (c *dhtkitCluster) name() string {
 }
 
 func (c *dhtkitCluster) start(nodes int) error {
+	// Fresh data directories for every start: a node restarted from the
+	// last run's directory would bootstrap from the contacts it saved,
+	// whose ports are gone.
+	data, err := os.MkdirTemp(c.dir, "dhtkit-")
+	if err != nil {
+		return err
+	}
 	var boot string
 	for i := range nodes {
 		up, err := freePort()
@@ -480,7 +489,7 @@ func (c *dhtkitCluster) start(nodes int) error {
 		args := []string{"node", "--listen", fmt.Sprintf("127.0.0.1:%d", up), "--http", fmt.Sprintf("127.0.0.1:%d", hp), "--replicas", "3", "--log-level", "warn",
 			"--trust-loopback"} // a loopback cluster: every node shares 127.0.0.1
 		if c.data {
-			args = append(args, "--data", filepath.Join(c.dir, name))
+			args = append(args, "--data", filepath.Join(data, name))
 		}
 		if boot != "" {
 			args = append(args, "--bootstrap", boot)

@@ -8,37 +8,64 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/dhtkit/dhtkit/store"
 )
 
-// The put flags of permanent puts and the cancel command.
+// put's flags for permanent puts and conditional writes, and the cancel
+// command.
 
 // putFlags holds put's flags beyond the value and its signature.
 type putFlags struct {
 	permanent bool
+	ifVersion string
+	ifAbsent  bool
 }
 
 // addPutFlags declares the flags of putFlags on put.
 func addPutFlags(cmd *cobra.Command, p *putFlags) {
-	cmd.Flags().BoolVar(&p.permanent, "permanent", false, "keep the value alive while the node at --api runs (and across its restarts with --data), until del or dhtkit cancel; --ttl then defaults to 10m")
+	f := cmd.Flags()
+	f.BoolVar(&p.permanent, "permanent", false, "keep the value alive while the node at --api runs (and across its restarts with --data), until del or dhtkit cancel; --ttl then defaults to 10m")
+	f.StringVar(&p.ifVersion, "if-version", "", "write only if the key's value has this version (as put and get --json print it); else exit 1 naming the current version")
+	f.BoolVar(&p.ifAbsent, "if-absent", false, "write only if the key has no value; else exit 1 naming the current version")
 }
 
-// checkPutFlags refuses put's flags that do not go together, before
-// anything is read or sent (numeric flags, --ttl included, are checked
-// for every command by checkNumbers).
+// checkPutFlags refuses put's flags that do not go together or do not
+// parse, before anything is read or sent (numeric flags, --ttl included,
+// are checked for every command by checkNumbers).
 func checkPutFlags(sign bool, p putFlags) error {
-	if p.permanent && sign {
+	conditional := p.ifAbsent || p.ifVersion != ""
+	switch {
+	case p.permanent && sign:
 		return usageError("--permanent and --sign: a signed value carries the expiry its owner signed; put it again with --sign to extend it")
+	case p.ifAbsent && p.ifVersion != "":
+		return usageError("--if-absent and --if-version: give one")
+	case conditional && sign:
+		return usageError("--if-version/--if-absent and --sign: a signed value carries its owner's version, which already orders its writes")
+	case conditional && p.permanent:
+		return usageError("--if-version/--if-absent and --permanent: a conditional write is decided once; its refreshes could not be")
+	}
+	if p.ifVersion != "" {
+		if v, err := store.ParseVersion(p.ifVersion); err != nil || v.IsZero() {
+			return usageError("--if-version %q: want a version as put prints it (32 hex digits)", p.ifVersion)
+		}
 	}
 	return nil
 }
 
-// withPutQuery adds put's query (its TTL, permanence) to path.
+// withPutQuery adds put's query (its TTL, permanence, condition) to path.
 func withPutQuery(path string, ttl time.Duration, sign bool, p putFlags) string {
 	if ttl > 0 && !sign { // a signed value carries its expiry
 		path = withQuery(path, "ttl", ttl.String())
 	}
 	if p.permanent {
 		path = withQuery(path, "permanent", "true")
+	}
+	if p.ifVersion != "" {
+		path = withQuery(path, "if-version", p.ifVersion)
+	}
+	if p.ifAbsent {
+		path = withQuery(path, "if-absent", "true")
 	}
 	return path
 }

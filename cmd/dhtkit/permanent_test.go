@@ -37,6 +37,10 @@ func TestPermanentCommands(t *testing.T) {
 		{[]string{"put", "k", "v", "--ttl", "soon"}, "invalid argument \"soon\" for \"--ttl\""},
 		{[]string{"put", "k", "v", "--permanent", "--sign"}, "--permanent and --sign"},
 		{[]string{"put", "k", "v", "--permanent=maybe"}, "--permanent"},
+		{[]string{"put", "k", "v", "--if-version", "xyz"}, "--if-version \"xyz\": want a version"},
+		{[]string{"put", "k", "v", "--if-absent", "--if-version", "0186a0b1c2d300000000000000000001"}, "give one"},
+		{[]string{"put", "k", "v", "--if-absent", "--permanent"}, "decided once"},
+		{[]string{"put", "k", "v", "--if-absent", "--sign"}, "--sign"},
 	} {
 		if code, _, errs := run(tc.args...); code != exitUsage || !strings.Contains(errs, tc.msg) {
 			t.Errorf("%v: exit %d, stderr %q, want %d and %q", tc.args, code, errs, exitUsage, tc.msg)
@@ -69,5 +73,23 @@ func TestPermanentCommands(t *testing.T) {
 	}
 	if len(nodes[1].Permanent()) != 0 {
 		t.Fatal("the node still keeps the cancelled put")
+	}
+	// Conditional writes: exit 1 naming the current version.
+	code, out, errs := run("put", "cas", "one", "--if-absent")
+	if code != 0 {
+		t.Fatalf("put --if-absent: exit %d, %q", code, errs)
+	}
+	v1 := strings.TrimSpace(out)
+	if code, _, errs := run("put", "cas", "two", "--if-absent"); code != 1 || !strings.Contains(errs, v1) || !strings.Contains(errs, "condition failed") {
+		t.Fatalf("put --if-absent on a present key: exit %d, %q", code, errs)
+	}
+	if code, _, errs := run("put", "cas", "two", "--if-version", v1); code != 0 {
+		t.Fatalf("put --if-version CURRENT: exit %d, %q", code, errs)
+	}
+	if code, _, errs := run("put", "cas", "three", "--if-version", v1); code != 1 || !strings.Contains(errs, "the current version is") {
+		t.Fatalf("put --if-version OLD: exit %d, %q", code, errs)
+	}
+	if code, out, _ := run("get", "cas"); code != 0 || strings.TrimSpace(out) != "two" {
+		t.Fatalf("get after the swaps: %q", out)
 	}
 }

@@ -1,0 +1,33 @@
+package heapq
+
+import (
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+// TestQueue pushes each input and pops it back in order, checking Peek
+// against every Pop.
+func TestQueue(t *testing.T) {
+	inputs := [][]int{nil, {4}, {1, 2, 3, 4}, {4, 3, 2, 1}, {2, 1, 2, 1}, rand.New(rand.NewPCG(1, 1)).Perm(100)}
+	for _, in := range inputs {
+		q := Queue[int]{Before: func(a, b int) bool { return a < b }}
+		for _, x := range in {
+			q.Push(x)
+		}
+		var got []int
+		for q.Len() > 0 {
+			p, ok := q.Peek()
+			if x := q.Pop(); !ok || x != p {
+				t.Fatalf("%v: Pop %d after Peek %d, %v", in, x, p, ok)
+			}
+			got = append(got, p)
+		}
+		if want := slices.Sorted(slices.Values(in)); !slices.Equal(got, want) {
+			t.Fatalf("%v: popped %v, want %v", in, got, want)
+		}
+		if _, ok := q.Peek(); ok {
+			t.Fatalf("%v: Peek on an empty queue", in)
+		}
+	}
+}

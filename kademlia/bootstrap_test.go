@@ -1,0 +1,34 @@
+package kademlia
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+)
+
+// Nodes started together probe a bootstrap node that is not listening
+// yet: the probe is resent at its soft timeout, so a joiner is in as soon
+// as the node listens, not after the hard timeout and a back-off.
+func TestBootstrapLateSeedJoinsFast(t *testing.T) {
+	n := newTestNet(t, 2)
+	seed := n.add(Config{})
+	seed.down = true
+	n.drop = func(_, to netip.AddrPort, _ []byte) bool { return n.nodes[to] == nil || n.nodes[to].down }
+	joiner := n.add(Config{Bootstrap: []netip.AddrPort{seed.addr}})
+	op := joiner.e.Start(n.now, Bootstrap{})
+	n.flush(joiner)
+	n.runUntil(400*time.Millisecond, func() bool { return false })
+	seed.down = false
+	up := n.now
+	if !n.runUntil(time.Minute, func() bool { _, ok := joiner.results[op]; return ok }) {
+		t.Fatal("the joiner never joined")
+	}
+	if r := joiner.results[op]; r.Err != nil {
+		t.Fatalf("bootstrap: %v", r.Err)
+	}
+	t.Logf("joined %v after the seed came up", n.now.Sub(up))
+	// Without the resends: the 2 s hard timeout, then 1–1.25 s of back-off.
+	if took := n.now.Sub(up); took > time.Second {
+		t.Errorf("joined %v after the seed came up, want within a second", took)
+	}
+}

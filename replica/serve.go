@@ -1,0 +1,179 @@
+package replica
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/dhtkit/dhtkit/id"
+	"github.com/dhtkit/dhtkit/krpc"
+	"github.com/dhtkit/dhtkit/store"
+)
+
+// The key-value methods both engines serve, dk_store and dk_fetch, with
+// their payloads under the "x" of KRPC's "a" and "r":
+//
+//	dk_store  a.x: {"recs": [rec, ...], "o": 1 when the sender wrote the
+//	          one record itself}            r.x: {"ok": [0|1, ...]}
+//	dk_fetch  a.x: {"k": key}, {"ks": [key, ...]} or {"h": target}
+//	          r.x: {"recs": [rec, ...]}, as many as fit one datagram
+//
+// A dhtkit method answered to a source that has not proven its address
+// may instead carry {"again": 1} and a token (Kademlia's "token" of "r"):
+// ask again with it (AppendAgain, IsAgain).
+
+// Expired reports whether r is a value past its expiry. Tombstones are
+// never expired here: the store decides when they go.
+func Expired(r *store.Record, now time.Time) bool {
+	return !r.Deleted && !r.Expires.IsZero() && !r.Expires.After(now)
+}
+
+// RecordSize is what a record adds to a payload, at most: its key, its
+// value and the bencoding around them.
+func RecordSize(r *store.Record) int { return len(r.Key) + len(r.Value) + 64 }
+
+// DecodeX decodes the "x" payload of a message into a dictionary.
+func DecodeX(x []byte) (map[string]any, error) { return decodeDict(x) }
+
+// EncodeX appends the bencoding of v, one of the payloads above.
+func EncodeX(dst []byte, v map[string]any) []byte { return encode(dst, v) }
+
+// ParseStore decodes a dk_store query's payload: its records, and whether
+// the sender says it wrote them itself with its own clock ("o": a put's
+// write to its replicas, whose writer a network key lets the replica
+// check); repair, hand-over and signed versions travel unmarked.
+func ParseStore(x []byte) (recs []store.Record, own bool, err error) {
+	d, err := decodeDict(x)
+	if err != nil {
+		return nil, false, fmt.Errorf("%w: %w", ErrBadRecord, err)
+	}
+	recs, err = RecordsOf(d, "recs")
+	return recs, d["o"] == int64(1), err
+}
+
+// AppendOwnWrite appends a dk_store payload of one record the sender
+// wrote itself, marked "o" (see ParseStore).
+func AppendOwnWrite(dst []byte, r store.Record) []byte {
+	return AppendRecordsWith(dst, "recs", []store.Record{r}, map[string]any{"o": int64(1)})
+}
+
+// AppendAcks appends a dk_store answer for n records, {"ok": [0|1, ...]}:
+// 1 for record idx[j] when errs[j] is nil (committed, or refused for an
+// equal or newer version held), 0 for the others (refused before the
+// commit). It writes what EncodeX would, without a map or a list: every
+// dk_store answered pays for it.
+func AppendAcks(dst []byte, n int, idx []int, errs []error) []byte {
+	dst = append(dst, "d2:okl"...)
+	start := len(dst)
+	for range n {
+		dst = append(dst, "i0e"...)
+	}
+	for j, err := range errs {
+		if err == nil {
+			dst[start+3*idx[j]+1] = '1'
+		}
+	}
+	return append(dst, "ee"...)
+}
+
+// ParseAcks decodes a dk_store answer; a malformed one acknowledges
+// nothing.
+func ParseAcks(x []byte) []bool {
+	d, err := decodeDict(x)
+	if err != nil {
+		return nil
+	}
+	list, _ := d["ok"].([]any)
+	out := make([]bool, len(list))
+	for i, v := range list {
+		out[i] = v == int64(1)
+	}
+	return out
+}
+
+// AppendFetch appends a dk_fetch query for one key ({"k": key}) or for
+// several ({"ks": [key, ...]}).
+func AppendFetch(dst []byte, keys ...string) []byte {
+	if len(keys) == 1 {
+		return encode(dst, map[string]any{"k": keys[0]})
+	}
+	list := make([]any, len(keys))
+	for i, k := range keys {
+		list[i] = k
+	}
+	return encode(dst, map[string]any{"ks": list})
+}
+
+// ServeFetch appends to dst the answer to a dk_fetch query from st: every
+// value of a key (ValuesQuery: AppendValues), or the live records it asks
+// for, by key, keys or target, as many as fit limit bytes of payload (one
+// record at least, whatever its size: MaxRecordValue keeps it within a
+// datagram), as {"recs": [rec, ...]}.
+func ServeFetch(now time.Time, st store.Store, dst, x []byte, limit int) ([]byte, error) {
+	d, err := decodeDict(x)
+	if err != nil {
+		return dst, err
+	}
+	if key, ok := ValuesQuery(d); ok {
+		return AppendValues(dst, st, key, now), nil
+	}
+	var recs []store.Record
+	size := 0
+	add := func(rec store.Record) bool {
+		if Expired(&rec, now) {
+			return true
+		}
+		size += RecordSize(&rec)
+		if size > limit && len(recs) > 0 {
+			return false
+		}
+		recs = append(recs, rec)
+		return true
+	}
+	switch {
+	case d["ks"] != nil:
+		ks, _ := d["ks"].([]any)
+		for _, k := range ks {
+			kb, ok := k.([]byte)
+			if !ok || len(kb) == 0 {
+				continue
+			}
+			if rec, found, err := st.Get(string(kb)); err == nil && found && !add(rec) {
+				break
+			}
+		}
+	case d["k"] != nil:
+		k, ok := d["k"].([]byte)
+		if !ok || len(k) == 0 {
+			return dst, fmt.Errorf("%w: k is not a key", ErrBadRecord)
+		}
+		if rec, found, err := st.Get(string(k)); err == nil && found {
+			add(rec)
+		}
+	case d["h"] != nil:
+		h, _ := d["h"].([]byte)
+		t, ok := id.FromBytes(h)
+		if !ok {
+			return dst, fmt.Errorf("%w: h is not a 20-byte target", ErrBadRecord)
+		}
+		_ = st.Range(t, t, add)
+	default:
+		return dst, fmt.Errorf("%w: want k, ks or h", ErrBadRecord)
+	}
+	return AppendRecords(dst, recs), nil
+}
+
+// AppendAgain appends the answer of a dhtkit method to a source that has
+// not proven it receives at its address, when the true answer would be
+// too large for it (or, for dk_store, not to be applied): ask again with
+// the token the message carries (krpc's "token" of "r").
+func AppendAgain(dst []byte) []byte { return encode(dst, map[string]any{"again": 1}) }
+
+// IsAgain reports whether an answer asks for the query again with its
+// token (AppendAgain).
+func IsAgain(m *krpc.Msg) bool {
+	if m.Y != krpc.Response || m.R.Has&krpc.HasToken == 0 || len(m.R.Token) == 0 {
+		return false
+	}
+	d, err := decodeDict(m.R.X)
+	return err == nil && d["again"] == int64(1)
+}
