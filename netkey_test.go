@@ -225,11 +225,7 @@ func TestNetworkKeyRotation(t *testing.T) {
 		}
 	}
 	ids := func(keys ...[]byte) []string {
-		var raw [][]byte
-		for _, k := range keys {
-			raw = append(raw, k)
-		}
-		ring, err := seal.ParseKeyring(slices.Concat(raw...))
+		ring, err := seal.ParseKeyring(slices.Concat(keys...))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -172,24 +172,33 @@ func TestWatchValues(t *testing.T) {
 	for name, start := range valueNets(t) {
 		t.Run(name, func(t *testing.T) {
 			nodes := start(t)
-			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
 			ch, err := nodes[3].WatchValues(ctx, "watched")
 			if err != nil {
 				t.Fatal(err)
 			}
+			// Value 2 expires on its own clock: on a busy machine (load
+			// average 10-40) its expiry may come before the later steps'
+			// events, so it is taken whenever it comes after its add.
+			added2, expired2 := false, false
 			next := func(want Reason, id store.ValueID, data string) Change {
 				t.Helper()
-				select {
-				case c := <-ch:
-					if c.Reason != want || c.Value.ID != id || string(c.Value.Data) != data {
-						t.Fatalf("got %s of %v %q, want %s of %v %q", c.Reason, c.Value.ID, c.Value.Data, want, id, data)
+				for {
+					select {
+					case c := <-ch:
+						if added2 && !expired2 && c.Reason == Expired && c.Value.ID == 2 && string(c.Value.Data) == "" && !(want == Expired && id == 2) {
+							expired2 = true
+							continue
+						}
+						if c.Reason != want || c.Value.ID != id || string(c.Value.Data) != data {
+							t.Fatalf("got %s of %v %q, want %s of %v %q", c.Reason, c.Value.ID, c.Value.Data, want, id, data)
+						}
+						return c
+					case <-ctx.Done():
+						t.Fatalf("no %s of %v", want, id)
 					}
-					return c
-				case <-ctx.Done():
-					t.Fatalf("no %s of %v", want, id)
 				}
-				return Change{}
 			}
 			// Each step waits for its event, so that a polling watcher
 			// (Chord) sees every one.
@@ -197,10 +206,12 @@ func TestWatchValues(t *testing.T) {
 				t.Fatal(err)
 			}
 			next(Added, 1, "a")
-			if _, err := nodes[1].Put(ctx, "watched", []byte("b"), PutOptions{ID: 2, TTL: 3 * time.Second}); err != nil {
+			// Long enough that a polling watcher sees it before it expires.
+			if _, err := nodes[1].Put(ctx, "watched", []byte("b"), PutOptions{ID: 2, TTL: 10 * time.Second}); err != nil {
 				t.Fatal(err)
 			}
 			next(Added, 2, "b")
+			added2 = true
 			if _, err := nodes[2].Put(ctx, "watched", []byte("a2"), PutOptions{ID: 1}); err != nil {
 				t.Fatal(err)
 			}
@@ -211,7 +222,9 @@ func TestWatchValues(t *testing.T) {
 			if c := next(Deleted, 1, ""); c.Value.Version.IsZero() {
 				t.Fatal("a delete without a version")
 			}
-			next(Expired, 2, "")
+			if !expired2 {
+				next(Expired, 2, "")
+			}
 		})
 	}
 }

@@ -38,7 +38,9 @@ func browserContext(t *testing.T, width, height int, extra ...chromedp.ExecAlloc
 	opts = append(opts, extra...)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelCtx := chromedp.NewContext(actx)
-	ctx, cancelTimeout := context.WithTimeout(ctx, 60*time.Second)
+	// Generous: Chromium on a busy machine (load average 10-40) takes
+	// many times longer than on an idle one.
+	ctx, cancelTimeout := context.WithTimeout(ctx, 5*time.Minute)
 	t.Cleanup(func() { cancelTimeout(); cancelCtx(); cancelAlloc() })
 	if err := chromedp.Do(ctx); err != nil { // starts the browser
 		t.Fatalf("starting %s: %v", path, err)
@@ -98,7 +100,7 @@ func TestBrowser(t *testing.T) {
 		chromedp.Click(chromedp.CSS("#put-submit")),
 		chromedp.WaitVisible(chromedp.CSS(".flash.ok")),
 	} {
-		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		sctx, cancel := context.WithTimeout(ctx, time.Minute) // generous: a busy machine
 		err := chromedp.Do(sctx, step)
 		cancel()
 		if err != nil {

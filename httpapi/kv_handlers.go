@@ -122,10 +122,10 @@ func (s *server) getKey(w http.ResponseWriter, r *http.Request) {
 		// and a large unsigned one fails here without being fetched.
 		v, err := s.n.Stat(r.Context(), key)
 		if err == nil {
-			err = dhtkit.CheckSigner(key, v.Signer, signer)
+			err = signedBy(key, v, signer)
 		}
 		if err != nil {
-			s.fail(w, r, 0, fmt.Errorf("get %q: %w", key, err))
+			s.fail(w, r, 0, err) // the node's error names the operation and the key
 			return
 		}
 	}
@@ -161,7 +161,7 @@ func (s *server) getKey(w http.ResponseWriter, r *http.Request) {
 	v, err := s.n.GetTo(r.Context(), key, bw, nil)
 	if err == nil && signer != nil {
 		// A new version may have arrived since the Stat.
-		err = dhtkit.CheckSigner(key, v.Signer, signer)
+		err = signedBy(key, v, signer)
 	}
 	s.metrics.observeOp("kv_get", time.Since(start), err)
 	if err != nil {
@@ -716,4 +716,15 @@ func clientIP(r *http.Request) string {
 		return ap.Addr().Unmap().String()
 	}
 	return r.RemoteAddr
+}
+
+// signedBy is dhtkit.CheckSigner named like the node's own errors
+// (`dhtkit: get "KEY": …`): CheckSigner leaves the key to its caller, and
+// the Stat or Get error beside it names the key already, so neither is
+// wrapped twice (issue 14).
+func signedBy(key string, v dhtkit.Value, signer ed25519.PublicKey) error {
+	if err := dhtkit.CheckSigner(key, v.Signer, signer); err != nil {
+		return fmt.Errorf("dhtkit: get %q: %w", key, err)
+	}
+	return nil
 }

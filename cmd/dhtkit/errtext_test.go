@@ -66,6 +66,8 @@ func TestErrorTextNamesEachThingOnce(t *testing.T) {
 		{"owned key, unsigned put", []string{"put", "owned-k9", "yours"}, "owned-k9"},
 		{"owned key, unsigned delete", []string{"del", "owned-k9"}, "owned-k9"},
 		{"wrong signer", []string{"get", "owned-k9", "--signer", strings.Repeat("ab", 32)}, "owned-k9"},
+		{"missing, with a signer", []string{"get", "miss-k7", "--signer", strings.Repeat("ab", 32)}, "miss-k7"},
+		{"missing, to a file", []string{"get", "miss-k8", "--out", filepath.Join(os.TempDir(), "dhtkit-errtext-none")}, "miss-k8"},
 	}
 	for _, tt := range cli {
 		t.Run("cli "+tt.name, func(t *testing.T) {
@@ -86,6 +88,8 @@ func TestErrorTextNamesEachThingOnce(t *testing.T) {
 		{"ttl", http.MethodPut, "/v1/keys/ttl-h4?ttl=5h", "v", "ttl-h4"},
 		{"owned key", http.MethodPut, "/v1/keys/owned-k9", "yours", "owned-k9"},
 		{"wrong signer", http.MethodGet, "/v1/keys/owned-k9?signer=" + strings.Repeat("ab", 32), "", "owned-k9"},
+		{"missing, with a signer", http.MethodGet, "/v1/keys/miss-h6?signer=" + strings.Repeat("ab", 32), "", "miss-h6"},
+		{"missing, head", http.MethodHead, "/v1/keys/miss-h7", "", ""},
 		{"bad limit", http.MethodGet, "/v1/keys?prefix=pfx-h5&limit=-1", "", ""},
 	}
 	for _, tt := range httpCases {
