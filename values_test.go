@@ -87,9 +87,16 @@ func TestManyValues(t *testing.T) {
 			if vs, err := nodes[3].Values(ctx, "many"); err != nil || len(vs) != 3 {
 				t.Fatalf("Values after one delete: %d, %v; want 3", len(vs), err)
 			}
+			// Conditional writes name a value too, on the key's replicas.
+			if _, err := nodes[0].Put(ctx, "many", []byte("cas"), PutOptions{ID: 9, IfAbsent: true}); err != nil {
+				t.Fatalf("put --if-absent of a new value id: %v", err)
+			}
+			if _, err := nodes[1].Put(ctx, "many", []byte("again"), PutOptions{ID: 9, IfAbsent: true}); err == nil {
+				t.Fatal("put --if-absent of a value id that holds a value succeeded")
+			}
 			n, err := nodes[2].DeleteAll(ctx, "many")
-			if err != nil || n != 3 {
-				t.Fatalf("DeleteAll: %d, %v; want 3", n, err)
+			if err != nil || n != 4 {
+				t.Fatalf("DeleteAll: %d, %v; want 4", n, err)
 			}
 			if _, err := nodes[4].Values(ctx, "many"); !errors.Is(err, ErrNotFound) {
 				t.Fatalf("Values after DeleteAll: %v, want ErrNotFound", err)

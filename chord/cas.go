@@ -30,7 +30,7 @@ func (e *Engine) startCAS(now time.Time, s *opState, op kademlia.KVCas) {
 		e.finish(now, s, fmt.Errorf("%w: %d bytes, at most %d", kademlia.ErrTooLarge, len(op.Value), kademlia.MaxRecordValue))
 		return
 	}
-	e.startLookup(now, s, id.FromString(op.Key), nil)
+	e.startLookup(now, s, store.KeyTarget(op.Key), nil)
 }
 
 // casOp is a KVCas past its lookup: the proposer and the queries sent.
@@ -46,7 +46,7 @@ type casOp struct {
 // casReplicas takes the key's replica set and sends the prepare.
 func (e *Engine) casReplicas(now time.Time, s *opState, nodes []krpc.NodeInfo) {
 	o := s.op.(kademlia.KVCas)
-	members, down := e.replicaSet(now, id.FromString(o.Key), nodes)
+	members, down := e.replicaSet(now, store.KeyTarget(o.Key), nodes)
 	q := e.quorum()
 	need := q.Need(true, len(members), len(members) == 1 && members[0].Self)
 	up := 0

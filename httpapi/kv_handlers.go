@@ -18,7 +18,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/dhtkit/dhtkit"
-	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/kademlia"
 	"github.com/dhtkit/dhtkit/store"
 )
@@ -679,7 +678,7 @@ func (u *ui) get(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/", http.StatusSeeOther)
 		return
 	}
-	p := getPage{Key: key, KeyURL: keyURL(key), Target: id.FromString(key).String()}
+	p := getPage{Key: key, KeyURL: keyURL(key), Target: store.KeyTarget(key).String()}
 	ctx, cancel := u.s.ctx(r)
 	defer cancel()
 	v, err := u.s.n.Get(ctx, key)

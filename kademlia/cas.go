@@ -5,7 +5,6 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/krpc"
 	"github.com/dhtkit/dhtkit/replica"
 	"github.com/dhtkit/dhtkit/store"
@@ -48,7 +47,7 @@ func (e *Engine) startCAS(now time.Time, s *opState, op KVCas) {
 		e.casReplicas(now, s, nil)
 		return
 	}
-	e.startLookup(now, s, krpc.MethodGet, id.FromString(op.Key), nil)
+	e.startLookup(now, s, krpc.MethodGet, store.KeyTarget(op.Key), nil)
 }
 
 // casOp is a KVCas past its lookup: the proposer and the queries sent.
@@ -62,7 +61,7 @@ type casOp struct {
 // casReplicas picks the replica set as a put does and sends the prepare.
 func (e *Engine) casReplicas(now time.Time, s *opState, l *lookup) {
 	o := s.op.(KVCas)
-	members, sn := e.replicasFound(now, id.FromString(o.Key), l, true)
+	members, sn := e.replicasFound(now, store.KeyTarget(o.Key), l, true)
 	q := e.cfg.quorum()
 	need := q.Need(true, len(members), len(members) == 1 && members[0].Self)
 	up := 0
