@@ -31,7 +31,7 @@ func newNodeCmd(g *globals) *cobra.Command {
 		replicas                            int
 		secureIDs, trustLoopback            bool
 		moveDamaged                         bool
-		maxTTL                              time.Duration
+		maxTTL, downFor                     time.Duration
 		pprofAddr                           string
 		maxBytes                            int64
 		maxPerSource                        int
@@ -63,6 +63,9 @@ through its well-known routers.`,
 			if replicas < 0 {
 				return usageError("--replicas %d: want a positive number", replicas)
 			}
+			if downFor < 0 {
+				return usageError("--down-for %v: want a positive duration such as 5m", downFor)
+			}
 			httpOpts := httpapi.Options{AllowedHosts: allowHosts}
 			if host, _, err := splitHostPort(httpAddr); err == nil && host != "" {
 				httpOpts.AllowedHosts = append(httpOpts.AllowedHosts, host) // the name it listens on
@@ -89,7 +92,8 @@ through its well-known routers.`,
 			if err := lightDHT(&kc, table, clientVersion, nodeID, dataDir, protocol); err != nil {
 				return err
 			}
-			cc := chord.Config{ID: kc.ID} // --node-id and --client-version apply to Chord too
+			kc.DownFor = downFor
+			cc := chord.Config{ID: kc.ID, DownFor: downFor} // --node-id and --client-version apply to Chord too
 			if clientVersion != "" {
 				cc.Version = kc.Version
 			}
@@ -187,6 +191,7 @@ through its well-known routers.`,
 	f.StringSliceVar(&allowHosts, "http-allow-host", nil, "host names the HTTP API answers to besides IP addresses and localhost (DNS rebinding protection)")
 	f.StringVar(&pprofAddr, "pprof", "", "serve Go's net/http/pprof profiles on this address (debugging; keep it on loopback)")
 	f.BoolVar(&moveDamaged, "move-damaged", false, "if --data's values.db is damaged, move it aside as values.db.damaged-TIME and start empty, refilled from the other replicas")
+	f.DurationVar(&downFor, "down-for", 0, "how long a silent node still counts in its keys' replica sets (default 5m): keys whose majority of replicas died refuse reads and writes this long; shorter, and the minority side of a partition this old may acknowledge")
 	f.DurationVar(&maxTTL, "max-ttl", 0, "longest life of a stored value, also for values put without a TTL (default 720h); a delete lasts this plus 24h")
 	f.BoolVar(&trustLoopback, "trust-loopback", false, "exempt 127.0.0.0/8 and ::1 from rate limits, byte budgets and quotas: for a local cluster whose nodes share one address")
 	f.BoolVar(&secureIDs, "bep42", false, "enforce BEP 42: keep nodes whose ids do not match their IP out of the routing table")
