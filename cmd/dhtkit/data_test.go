@@ -1,30 +1,17 @@
 package main
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/dhtkit/dhtkit/httpapi"
 )
 
 // TestDataCommands drives put, get, whereis, del and status through a
 // node's HTTP API, and signed and encrypted values end to end.
 func TestDataCommands(t *testing.T) {
 	nodes := testNetwork(t, 6)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	url, err := serveHTTP(ctx, "127.0.0.1:0", nodes[2], httpapi.Options{}, nodes[2].Logger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	api := "--api=" + strings.TrimSuffix(url, "/")
-	run := func(args ...string) (int, string, string) {
-		t.Helper()
-		return dhtkitCmd(t, append(args, api)...)
-	}
+	run, _ := cliThrough(t, nodes[2])
 	if code, out, errs := run("put", "greeting", "hello"); code != 0 || len(strings.TrimSpace(out)) != 32 {
 		t.Fatalf("put: exit %d, stdout %q, stderr %q", code, out, errs)
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/dhtkit/dhtkit"
 	"github.com/dhtkit/dhtkit/chord"
+	"github.com/dhtkit/dhtkit/httpapi"
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/kademlia"
 	"github.com/dhtkit/dhtkit/routing"
@@ -434,4 +435,21 @@ func TestNetworkKeyCommand(t *testing.T) {
 	if code != exitFailure || strings.Count(errs, "\n") != 1 || !strings.Contains(errs, "chmod 600") {
 		t.Fatalf("node with a world-readable key: exit %d, stderr %q", code, errs)
 	}
+}
+
+// cliThrough serves n's HTTP API for the test and returns a runner of
+// dhtkit commands against it, and the --api flag it adds.
+func cliThrough(t *testing.T, n *dhtkit.Node) (run func(args ...string) (int, string, string), api string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	url, err := serveHTTP(ctx, "127.0.0.1:0", n, httpapi.Options{}, n.Logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	api = "--api=" + strings.TrimSuffix(url, "/")
+	return func(args ...string) (int, string, string) {
+		t.Helper()
+		return dhtkitCmd(t, append(args, api)...)
+	}, api
 }

@@ -1,15 +1,12 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/dhtkit/dhtkit/httpapi"
 )
 
 // TestPermanentCommands: put --permanent through a node's HTTP API, the
@@ -17,17 +14,7 @@ import (
 // refused with a usage error.
 func TestPermanentCommands(t *testing.T) {
 	nodes := testNetwork(t, 4)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	url, err := serveHTTP(ctx, "127.0.0.1:0", nodes[1], httpapi.Options{}, nodes[1].Logger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	api := "--api=" + strings.TrimSuffix(url, "/")
-	run := func(args ...string) (int, string, string) {
-		t.Helper()
-		return dhtkitCmd(t, append(args, api)...)
-	}
+	run, api := cliThrough(t, nodes[1])
 	for _, tc := range []struct {
 		args []string
 		msg  string
@@ -53,7 +40,7 @@ func TestPermanentCommands(t *testing.T) {
 		Key string `json:"key"`
 		TTL string `json:"ttl"`
 	}
-	r, err := http.Get(strings.TrimSuffix(url, "/") + "/v1/permanent")
+	r, err := http.Get(strings.TrimPrefix(api, "--api=") + "/v1/permanent")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -141,17 +141,7 @@ func (s *syncBuffer) String() string {
 // hands it to a new key.
 func TestOwnerCommands(t *testing.T) {
 	nodes := testNetwork(t, 5)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	url, err := serveHTTP(ctx, "127.0.0.1:0", nodes[2], httpapi.Options{}, nodes[2].Logger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	api := "--api=" + strings.TrimSuffix(url, "/")
-	run := func(args ...string) (int, string, string) {
-		t.Helper()
-		return dhtkitCmd(t, append(args, api)...)
-	}
+	run, _ := cliThrough(t, nodes[2])
 	dir := t.TempDir()
 	alice, bob := filepath.Join(dir, "alice"), filepath.Join(dir, "bob")
 	pub := func(path string) string {

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/dhtkit/dhtkit/httpapi"
 )
 
 // TestValueCommands drives put, get, del and listen with --id: many values
@@ -17,17 +15,7 @@ import (
 // checked.
 func TestValueCommands(t *testing.T) {
 	nodes := testNetwork(t, 5)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	url, err := serveHTTP(ctx, "127.0.0.1:0", nodes[1], httpapi.Options{}, nodes[1].Logger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	api := "--api=" + strings.TrimSuffix(url, "/")
-	run := func(args ...string) (int, string, string) {
-		t.Helper()
-		return dhtkitCmd(t, append(args, api)...)
-	}
+	run, api := cliThrough(t, nodes[1])
 	alice := filepath.Join(t.TempDir(), "alice")
 	code, keys, _ := dhtkitCmd(t, "key", "--key", alice)
 	if code != 0 {
@@ -36,7 +24,7 @@ func TestValueCommands(t *testing.T) {
 	signPub, encPub := strings.Fields(keys)[1], strings.Fields(keys)[3]
 
 	// A listener from the start: it must hear every value, opened.
-	lctx, stopListen := context.WithCancel(ctx)
+	lctx, stopListen := context.WithCancel(context.Background())
 	defer stopListen()
 	var heard syncBuffer
 	listened := make(chan int, 1)
