@@ -50,7 +50,7 @@ func TestDocsStayInTheRepository(t *testing.T) {
 	_, block, _ := strings.Cut(string(readme), "```sh\n")
 	lines := strings.SplitN(block, "\n", 3)
 	if len(lines) < 3 || !strings.HasPrefix(lines[0], "go run ./cmd/dhtkit demo") ||
-		!strings.HasPrefix(lines[1], "go test -race ./... && (cd interop && go test ./...)") {
+		!strings.HasPrefix(lines[1], "go test -race -timeout 30m ./... && (cd interop && go test ./...)") {
 		t.Errorf("README.md's first two lines are not the demo and the test command: %q", lines[:min(2, len(lines))])
 	}
 }

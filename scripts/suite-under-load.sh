@@ -7,7 +7,7 @@
 #   scripts/suite-under-load.sh                 5 runs under `stress-ng --cpu NCPU`
 #   scripts/suite-under-load.sh -n 1 -idle      1 run without the load (the idle-ish time)
 #   scripts/suite-under-load.sh -skip-fault     leave TestFault out (see below)
-#   scripts/suite-under-load.sh -timeout 30m    go test's per-package limit (default 10m)
+#   scripts/suite-under-load.sh -timeout 30m    go test's per-package limit (default 30m, as the README)
 #
 # Each run is on a copy of the commit under test (git archive HEAD), so
 # that editing the worktree meanwhile changes nothing; -count=1, so that
@@ -29,7 +29,7 @@
 # rows say which was used.
 set -euo pipefail
 
-runs=5 load=1 skipfault=0 timeout=10m
+runs=5 load=1 skipfault=0 timeout=30m
 logdir="${TMPDIR:-/tmp}/suite-under-load.$(date -u +%Y%m%dT%H%M%S)"
 while [ $# -gt 0 ]; do
 	case "$1" in
