@@ -290,3 +290,25 @@ func TestLargeValueStreams(t *testing.T) {
 		t.Errorf("HEAD sent %d dk_fetch queries: it fetched chunks", fetches)
 	}
 }
+
+// TestPageShowsValueIDs: a value put under an id is listed on the page by
+// its key and id, never by its record key (key, NUL, "v", hex id), and
+// downloads by ?id=.
+func TestPageShowsValueIDs(t *testing.T) {
+	tn := newTestNet(t, 3) // 3 replicas: every node holds every key
+	base := tn.servers[0].URL
+	if resp, body := call(t, "PUT", base+"/v1/keys/sensors?id=ff", strings.NewReader("reading")); resp.StatusCode != http.StatusOK {
+		t.Fatalf("PUT ?id=ff: %d %s", resp.StatusCode, body)
+	}
+	_, page := call(t, "GET", base+"/", nil)
+	for _, want := range []string{">sensors</a>", "id 00000000000000ff", "/v1/keys/sensors?id=00000000000000ff&amp;download=1"} {
+		if !strings.Contains(string(page), want) {
+			t.Errorf("the page does not show %q", want)
+		}
+	}
+	for _, bad := range []string{"\x00v", "%00v", `\x00v`, "&#0;"} {
+		if strings.Contains(string(page), bad) {
+			t.Errorf("the page shows a record key (%q)", bad)
+		}
+	}
+}

@@ -50,6 +50,7 @@ func putOptions(q url.Values, opt *dhtkit.PutOptions) error {
 
 type permanentJSON struct {
 	Key     string        `json:"key"`
+	ID      string        `json:"id,omitempty"` // a value's id; absent for the key's default value
 	TTL     string        `json:"ttl"`
 	Size    int           `json:"size"`
 	Version store.Version `json:"version"`
@@ -59,7 +60,11 @@ type permanentJSON struct {
 func (s *server) listPermanent(w http.ResponseWriter, r *http.Request) {
 	out := []permanentJSON{}
 	for _, p := range s.n.Permanent() {
-		j := permanentJSON{Key: p.Key, TTL: p.TTL.String(), Size: p.Size, Version: p.Version}
+		key, vid := store.SplitKey(p.Key)
+		j := permanentJSON{Key: key, TTL: p.TTL.String(), Size: p.Size, Version: p.Version}
+		if vid != store.DefaultValue {
+			j.ID = vid.String()
+		}
 		if !p.Written.IsZero() {
 			t := p.Written.UTC().Truncate(time.Second)
 			j.Written = &t

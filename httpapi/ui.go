@@ -147,13 +147,15 @@ type bucketView struct {
 }
 
 type recordView struct {
-	Key     string
-	Size    int
-	Version string
-	Written time.Time
-	Expires time.Time
-	Deleted bool
-	Target  string
+	Key      string // the key, without a value's id
+	ID       string // a value's id in hex; empty for the key's default value
+	Download string // the value's URL, downloading
+	Size     int
+	Version  string
+	Written  time.Time
+	Expires  time.Time
+	Deleted  bool
+	Target   string
 }
 
 type methodCount struct {
@@ -194,10 +196,16 @@ func (u *ui) index(w http.ResponseWriter, r *http.Request) {
 			body.ChunkBytes += int64(len(rec.Value))
 			continue
 		}
-		body.Records = append(body.Records, recordView{
-			Key: rec.Key, Size: len(rec.Value), Version: rec.Version.String(), Written: rec.Version.Physical(),
-			Expires: rec.Expires, Deleted: rec.Deleted, Target: rec.Target().String(),
-		})
+		key, vid := store.SplitKey(rec.Key)
+		rv := recordView{
+			Key: key, Download: keyURL(key) + "?download=1", Size: len(rec.Value), Version: rec.Version.String(),
+			Written: rec.Version.Physical(), Expires: rec.Expires, Deleted: rec.Deleted, Target: rec.Target().String(),
+		}
+		if vid != store.DefaultValue {
+			rv.ID = vid.String()
+			rv.Download = keyURL(key) + "?id=" + rv.ID + "&download=1"
+		}
+		body.Records = append(body.Records, rv)
 	}
 	body.Ring = s.ring(s.n.Routing(), recs)
 	if s.opt.Events != nil {
@@ -351,7 +359,11 @@ func (s *server) ring(buckets []routing.Bucket, recs []store.Record) ringView {
 			v.Others++
 			continue
 		}
-		p := ringPoint{Label: "key " + r.Key, Class: "key"}
+		label := "key " + r.Key
+		if key, vid := store.SplitKey(r.Key); vid != store.DefaultValue {
+			label = "key " + key + " value " + vid.String()
+		}
+		p := ringPoint{Label: label, Class: "key"}
 		p.X, p.Y = at(r.Target(), v.RK)
 		v.Keys = append(v.Keys, p)
 	}
