@@ -170,6 +170,16 @@ func (e *Engine) oneHopFallback(now time.Time, op *kvOp, out replica.Outcome) bo
 	}
 	s.onehop = false
 	s.kv = nil
+	// A put goes on with the version (and expiry) it began with: the
+	// replicas the one hop reached may hold it already, and one put must
+	// make one version, not two (a watcher would see the value change).
+	if put, ok := s.op.(KVPut); ok {
+		put.Version = op.rec.Version
+		if !put.Delete {
+			put.Expires = op.rec.Expires
+		}
+		s.op = put
+	}
 	e.stats.OneHopFallbacks++
 	e.startLookup(now, s, krpc.MethodGet, store.KeyTarget(op.q.Key), nil)
 	return true

@@ -10,6 +10,7 @@ import (
 
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/replica"
+	"github.com/dhtkit/dhtkit/store"
 )
 
 // holderIDs returns the ids of the replicas a get heard from, sorted.
@@ -130,6 +131,17 @@ func TestOneHopStaleTableFallsBack(t *testing.T) {
 	}
 	if held < 2 {
 		t.Errorf("%d of the 3 true replicas hold the write, want at least the write quorum (2)", held)
+	}
+	// One put, one version: the fallback writes the version the one hop
+	// began with, wherever either attempt landed.
+	versions := map[store.Version]int{}
+	for _, tn := range n.order {
+		if r, ok, _ := tn.e.Store().Get(key); ok {
+			versions[r.Version]++
+		}
+	}
+	if len(versions) != 1 {
+		t.Errorf("the put left %d versions on the nodes (%v), want 1", len(versions), versions)
 	}
 	g := n.do(newcomers[0], KVGet{Key: key})
 	if g.Err != nil || g.Record == nil || string(g.Record.Value) != "fresh" {
