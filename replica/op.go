@@ -1,6 +1,8 @@
 package replica
 
 import (
+	"errors"
+
 	"github.com/dhtkit/dhtkit/krpc"
 	"github.com/dhtkit/dhtkit/store"
 )
@@ -159,13 +161,21 @@ func (o *Op) Decide(version store.Version) (Outcome, bool) {
 	return out, true
 }
 
+// firstErr says why the operation fell short: a replica's refusal
+// (store.ErrRefused: the owner rule) before any other error, since it is
+// the answer, where a member that did not answer only failed to give one;
+// else the first member's error.
 func (o *Op) firstErr() error {
+	var first error
 	for _, m := range o.Members {
-		if m.Err != nil {
+		if m.Err != nil && errors.Is(m.Err, store.ErrRefused) {
 			return m.Err
 		}
+		if first == nil {
+			first = m.Err
+		}
 	}
-	return nil
+	return first
 }
 
 // Best is the newest record a get heard of, tombstones included.

@@ -2,6 +2,7 @@ package replica
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/dhtkit/dhtkit/store"
@@ -96,6 +97,34 @@ func TestOpGet(t *testing.T) {
 				if stale[i] != c.stale[i] {
 					t.Fatalf("stale %v, want %v", stale, c.stale)
 				}
+			}
+		})
+	}
+}
+
+// A put short of its quorum says a replica refused it (the owner rule)
+// even when a member before it in the set did not answer: the refusal is
+// the answer.
+func TestOpShortSaysRefused(t *testing.T) {
+	down := errors.New("did not answer")
+	for _, tt := range []struct {
+		name  string
+		steps func(o *Op)
+		want  error
+	}{
+		{"down first, then refusals", func(o *Op) { o.Fail(0, down); o.Fail(1, store.ErrRefused); o.Fail(2, store.ErrRefused) }, store.ErrRefused},
+		{"refusal last", func(o *Op) { o.Fail(0, down); o.Fail(1, down); o.Fail(2, fmt.Errorf("owner: %w", store.ErrRefused)) }, store.ErrRefused},
+		{"no refusal: the first error", func(o *Op) { o.Fail(0, down); o.Ack(1); o.Fail(2, errors.New("full")) }, down},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			o := &Op{Put: true, Key: "k", Members: members(3), Need: 2}
+			tt.steps(o)
+			out, ok := o.Decide(store.Version{Time: 9})
+			if !ok || out.Kind != Short {
+				t.Fatalf("outcome %+v (decided %v), want short", out, ok)
+			}
+			if !errors.Is(out.FirstErr, tt.want) {
+				t.Errorf("first error %v, want %v", out.FirstErr, tt.want)
 			}
 		})
 	}
