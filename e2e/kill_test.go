@@ -24,6 +24,11 @@ func TestKill(t *testing.T) {
 		t.Logf("%5.1fs  %s", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
 	}
 	c := newCluster(t, 3)
+	// Two nodes die at once below: a key whose replica set held both
+	// refuses reads until they have been silent --down-for (the quorum
+	// rule, README "Quorums"), 15 s here instead of 5 minutes; the reads
+	// wait for that, and every read that answers must be right.
+	c.flags = []string{"--down-for", "15s"}
 	seed := c.add("")
 	for range 9 {
 		c.add("", seed)
@@ -80,9 +85,23 @@ func TestKill(t *testing.T) {
 	checkAll := func(through *node) {
 		t.Helper()
 		if errs := parallel(nkeys, 16, func(i int) error {
-			got, err := c.get(through, key(i))
-			if err != nil {
-				return fmt.Errorf("get %q through %s: %w", key(i), through.name, err)
+			// 503 (short of the read quorum) is asked again; any other
+			// answer is final.
+			var got []byte
+			var final error
+			if _, err := waitFor(2*time.Minute, func() error {
+				var err error
+				got, err = c.get(through, key(i))
+				if isStatus(err, 503) {
+					return err
+				}
+				final = err
+				return nil
+			}); err != nil {
+				final = err
+			}
+			if final != nil {
+				return fmt.Errorf("get %q through %s: %w", key(i), through.name, final)
 			}
 			return checkBytes(key(i), want[key(i)], got)
 		}); len(errs) > 0 {
@@ -90,8 +109,13 @@ func TestKill(t *testing.T) {
 		}
 		for k, w := range files {
 			out := filepath.Join(dir, "out-"+through.name+"-"+strings.ReplaceAll(k, "/", "_"))
-			if stdout, stderr, code := c.cli(through, "get", k, "--out", out); code != 0 {
-				t.Fatalf("get %s --out through %s: exit %d: %s%s", k, through.name, code, stdout, stderr)
+			if _, err := waitFor(2*time.Minute, func() error {
+				if stdout, stderr, code := c.cli(through, "get", k, "--out", out); code != 0 {
+					return fmt.Errorf("exit %d: %s%s", code, stdout, stderr)
+				}
+				return nil
+			}); err != nil {
+				t.Fatalf("get %s --out through %s: %v", k, through.name, err)
 			}
 			if got := sha256File(t, out); got != w {
 				t.Fatalf("%s through %s: read %d bytes (sha256 %x), wrote %d bytes (sha256 %x)", k, through.name, got.size, got.sum, w.size, w.sum)
