@@ -43,6 +43,11 @@ func pathKey(r *http.Request) (string, error) {
 	if k == "" {
 		return "", errors.New("empty key")
 	}
+	if store.IsValueKey(k) {
+		// It would name a value of another key (NUL, "v", 16 hex digits
+		// end a value's record key): ask for that value with ?id=.
+		return "", errors.New("the key ends like a value's id (NUL, v, 16 hex digits): name the value with ?id= instead")
+	}
 	if h := r.URL.Query().Get("id"); h != "" {
 		v, err := store.ParseValueID(h)
 		if err != nil {

@@ -312,3 +312,15 @@ func TestPageShowsValueIDs(t *testing.T) {
 		}
 	}
 }
+
+// A key that ends like a value's record key is refused: it would name a
+// value of another key, on another key's replicas.
+func TestKeyLikeAValueIDRefused(t *testing.T) {
+	tn := newTestNet(t, 3)
+	u := tn.servers[0].URL + "/v1/keys/" + url.PathEscape("a\x00v0000000000000001")
+	for _, m := range []string{"PUT", "GET", "DELETE"} {
+		if resp, body := call(t, m, u, strings.NewReader("x")); resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "?id=") {
+			t.Errorf("%s of a key ending like a value id: %d %s, want 400 naming ?id=", m, resp.StatusCode, body)
+		}
+	}
+}

@@ -144,7 +144,10 @@ func FuzzSplitKey(f *testing.F) {
 		if ValueKey(k, id) != rk {
 			t.Fatalf("%q splits into %q, %v, which make %q", rk, k, id, ValueKey(k, id))
 		}
-		if id != DefaultValue && KeyTarget(rk) != KeyTarget(k) {
+		// A key that itself ends like a value's record key names a value
+		// of another key: the HTTP API refuses it as a key, so only the
+		// others must keep their values on their own target.
+		if id != DefaultValue && !IsValueKey(k) && KeyTarget(rk) != KeyTarget(k) {
 			t.Fatalf("%q is not on its key's target", rk)
 		}
 	})
