@@ -17,10 +17,10 @@
 # prints one Markdown row: run, result, wall time, load average (1 min) at
 # its start and end, and keeps its full output in the log directory.
 #
-# TestFault's network scenarios create network namespaces with fixed
-# names (dkfI-nJ, 10.77.I.0/24) and delete stale ones of those names at
-# start: two fault runs at once on one machine break each other, so on a
-# machine where someone else runs the fault suite, pass -skip-fault.
+# TestFault's network scenarios take a machine-wide slot each (a file
+# lock that names their namespaces and /24), so a fault suite run by
+# someone else on the machine does not clash with this one; -skip-fault
+# leaves it out all the same (it needs root and /dev/net/tun).
 #
 # go test stops a package's test binary after 10 minutes. On a machine
 # shared at load average 40 (2 cores), a package of ~1 CPU-minute under
