@@ -21,7 +21,7 @@ func TestMyDHTWalkthrough(t *testing.T) {
 		t.Logf("%5.1fs  %s", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
 	}
 	c := newCluster(t, 3)
-	// The walk-through kills two nodes a minute apart. A key whose
+	// The walk-through kills two nodes in turn. A key whose
 	// replica set held both refuses reads until one of them has been
 	// silent --down-for (the quorum rule, README "Quorums"): 20 s here
 	// instead of 5 minutes, so the downloads below wait for that.
