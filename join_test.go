@@ -1,15 +1,15 @@
 package dhtkit
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/dhtkit/dhtkit/internal/syncbuf"
 )
 
 // deadAddr returns a loopback UDP address where nothing listens.
@@ -134,22 +134,7 @@ func TestAloneOnPurpose(t *testing.T) {
 }
 
 // syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = syncbuf.Buffer
 
 // TestDeadBootstrapIsLogged: the README promises "no node answered at
 // LIST within 30s" when every bootstrap node is dead.

@@ -8,12 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
 
 	"github.com/dhtkit/dhtkit/httpapi"
+	"github.com/dhtkit/dhtkit/internal/syncbuf"
 )
 
 func TestAppendEscaped(t *testing.T) {
@@ -118,22 +118,7 @@ func TestTerminalEscaping(t *testing.T) {
 	}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = syncbuf.Buffer
 
 // TestOwnerCommands: put --sign makes the key the signer's; get --signer
 // fails for another key and for an unsigned value; neither an unsigned
