@@ -221,17 +221,18 @@ func (e *Engine) begin() {
 // Ready returns what the driver should do now and clears it. Packet data
 // is valid until the next call on the engine.
 func (e *Engine) Ready() kademlia.Ready {
-	if e.commits.Len() > 0 {
-		e.begin()  // a second Ready in a row hands out nothing twice
-		e.commit() // persist first, then send
+	var b *replica.Batch
+	if e.commits.Due() {
+		e.begin()      // a second Ready in a row hands out nothing twice
+		b = e.commit() // persist first, then send
 	}
 	e.drained = true
-	return kademlia.Ready{Packets: e.box.Packets(), Results: e.results}
+	return kademlia.Ready{Packets: e.box.Packets(), Results: e.results, Commit: b}
 }
 
 // HasReady reports whether Ready has anything to hand out.
 func (e *Engine) HasReady() bool {
-	return e.commits.Len() > 0 || !e.drained && (len(e.box.Packets()) > 0 || len(e.results) > 0)
+	return e.commits.Due() || !e.drained && (len(e.box.Packets()) > 0 || len(e.results) > 0)
 }
 
 // Deadline is the time of the engine's next timer; the driver calls Tick
@@ -361,11 +362,17 @@ func (e *Engine) queue(to netip.AddrPort, start int) {
 // drop counts something dropped.
 func (e *Engine) drop(r guard.DropReason) { e.stats.Drops[r]++ }
 
-// commit commits the queued writes and hands out their answers.
-func (e *Engine) commit() {
-	if e.commits.Len() > 0 {
-		e.commits.Commit(e.kvStore(), func(time.Time, store.Record) { e.stored() })
+// commit commits the queued writes and hands out their answers, or,
+// committing asynchronously, returns them as a batch for the driver
+// (commit.go).
+func (e *Engine) commit() *replica.Batch {
+	if e.commits.Async && !e.closed {
+		return e.commits.Take(e.kvStore())
 	}
+	if e.commits.Len() > 0 {
+		e.commits.Commit(e.kvStore(), e.storedAt)
+	}
+	return nil
 }
 
 // Close ends every operation with kademlia.ErrClosed. The engine ignores
@@ -375,6 +382,7 @@ func (e *Engine) Close(now time.Time) {
 		return
 	}
 	e.begin()
+	e.commits.Async = false // a batch still out is the driver's to finish
 	e.commit()
 	for _, s := range e.sortedOps() {
 		e.finish(now, s, kademlia.ErrClosed)
