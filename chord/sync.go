@@ -100,22 +100,13 @@ func (e *Engine) sync(now time.Time) {
 	}
 }
 
-// syncRound is one round of the tree exchange with a successor, and the
-// pushes it calls for: dk_store batches of the round's own, a window of
-// them in flight, so that a successor that lacks a whole range is not
-// sent it in one burst its socket buffer would drop.
-type syncRound struct {
-	r       *replica.Round
-	todo    []store.Entry       // to push; values are read as they are sent
-	pushing map[uint16]struct{} // dk_store batches in flight
-}
-
-// pushWindow is how many dk_store batches a round keeps in flight.
-const pushWindow = 8
+// syncRound is one round of the tree exchange with a successor; the
+// pushes it calls for run as operations of their own (push).
+type syncRound struct{ r *replica.Round }
 
 func (e *Engine) startRound(now time.Time, pp replica.PeerPlan) {
 	s := e.newOp(now, nil, true)
-	s.round = &syncRound{r: replica.NewRound(pp.Peer, e.syncTree(), placement{e}, pp.Shared), pushing: make(map[uint16]struct{})}
+	s.round = &syncRound{r: replica.NewRound(pp.Peer, e.syncTree(), placement{e}, pp.Shared)}
 	s.round.next(now, e, s)
 }
 
@@ -131,58 +122,26 @@ func (sr *syncRound) next(now time.Time, e *Engine, s *opState) {
 		return uint64(tid), ok
 	})
 	push, pulls := sr.r.Repairs()
-	sr.todo = append(sr.todo, push...)
-	st := e.kvStore()
-	for len(sr.pushing) < pushWindow && len(sr.todo) > 0 {
-		var batch []store.Record
-		size := 0
-		for len(sr.todo) > 0 {
-			rec, ok, err := st.Get(sr.todo[0].Key)
-			if err != nil || !ok || expired(&rec, now) {
-				sr.todo = sr.todo[1:]
-				continue
-			}
-			n := len(rec.Key) + len(rec.Value) + 64
-			if len(batch) > 0 && size+n >= maxPayload {
-				break
-			}
-			batch, size = append(batch, rec), size+n
-			sr.todo = sr.todo[1:]
-		}
-		if len(batch) == 0 {
-			break
-		}
-		q := e.newQuery(mStore)
-		q.A.Has |= krpc.HasX
-		e.xbuf = replica.AppendRecords(e.xbuf[:0], batch)
-		q.A.X = e.xbuf
-		if tid, ok := e.sendQueryTID(now, mStore, peer.Addr, peer.ID, s.id, forOp); ok {
-			sr.pushing[tid] = struct{}{}
-		}
+	if len(push) > 0 {
+		e.push(now, replica.NewPushKeys(peer, push))
 	}
 	for _, ks := range pulls {
 		e.pullRecords(now, peer, ks)
 	}
-	if sr.r.Done() && len(sr.pushing) == 0 && len(sr.todo) == 0 {
+	if sr.r.Done() {
 		e.finish(now, s, nil)
 	}
 }
 
 func (sr *syncRound) response(now time.Time, e *Engine, s *opState, p *pending, m *krpc.Msg) {
-	if _, ok := sr.pushing[p.tid]; ok {
-		delete(sr.pushing, p.tid) // a batch stored; what failed, the next round finds
-	} else if err := sr.r.Answer(now, uint64(p.tid), m.R.X); err != nil {
+	if err := sr.r.Answer(now, uint64(p.tid), m.R.X); err != nil {
 		e.stats.Malformed++
 	}
 	sr.next(now, e, s)
 }
 
 func (sr *syncRound) failure(now time.Time, e *Engine, s *opState, p *pending) {
-	if _, ok := sr.pushing[p.tid]; ok {
-		delete(sr.pushing, p.tid)
-	} else {
-		sr.r.Fail(uint64(p.tid))
-	}
+	sr.r.Fail(uint64(p.tid))
 	sr.next(now, e, s)
 }
 
