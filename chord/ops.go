@@ -32,8 +32,9 @@ type opState struct {
 	round    *syncRound    // a round of anti-entropy (sync.go)
 	pull     bool          // a dk_fetch of records a round found newer elsewhere
 	fix      *fingerLookup
-	join     bool // the lookup of our own successor through the bootstrap nodes
-	load     bool // a kademlia.Load: the answer is a dk_load payload
+	off      *handOff // the lookup of a hand-off from a holder that is no replica (sync.go)
+	join     bool     // the lookup of our own successor through the bootstrap nodes
+	load     bool     // a kademlia.Load: the answer is a dk_load payload
 	result   kademlia.Result
 }
 
@@ -271,6 +272,10 @@ func (e *Engine) startLookup(now time.Time, s *opState, target id.ID, boot []net
 func (e *Engine) lookupDone(now time.Time, s *opState, nodes []krpc.NodeInfo) {
 	if len(nodes) > e.cfg.K {
 		nodes = nodes[:e.cfg.K]
+	}
+	if s.off != nil {
+		e.handOffTo(now, s, nodes)
+		return
 	}
 	switch s.op.(type) {
 	case kademlia.KVPut, kademlia.KVGet:

@@ -74,8 +74,8 @@ func (e *Engine) sync(now time.Time) {
 	r := &e.ring
 	n := min(e.cfg.Replicas-1, len(r.succs))
 	st := e.cfg.Store
-	if !r.hasPred || n <= 0 || st == nil {
-		return // the range is unknown, nobody shares it, or nothing is stored
+	if !r.hasPred || st == nil {
+		return // the range is unknown, or nothing is stored
 	}
 	// Chord keeps no other clock on its records: drop what expired
 	// (tombstones included) here, so that expired records are not offered.
@@ -85,6 +85,10 @@ func (e *Engine) sync(now time.Time) {
 	tree := e.syncTree()
 	if err := tree.Refresh(now); err != nil {
 		return
+	}
+	e.startHandOff(now, id.ID{}, 0)
+	if n <= 0 {
+		return // nobody shares the range
 	}
 	plan, err := replica.MakePlan(st, placement{e}, 0)
 	if err != nil {
@@ -204,4 +208,109 @@ func (e *Engine) known(x id.ID, addr netip.AddrPort) bool {
 	}
 	is := func(n krpc.NodeInfo) bool { return n.ID == x && n.Addr == addr }
 	return slices.ContainsFunc(r.succs, is) || slices.ContainsFunc(r.fingers, is)
+}
+
+// Hand-off from holders that are not replicas. Rounds run from a key's
+// primary only, and never drop a copy; but a node that was a replica of
+// a key stops being one when nodes join between the key and it, or when
+// a partition heals and the ring takes back nodes it had closed over.
+// Its copy then sits outside the replica set for good: the rounds of the
+// key's primary do not see it, and a get does not ask it. So each round
+// a node also checks the records it holds outside the range it is the
+// primary for: it looks up the successor of the farthest one back (the
+// answer is that node and its successor list, a contiguous stretch of
+// the ring, so it tells the replica set of every target from there up to
+// Replicas-1 nodes before its end), hands each record it turns out not
+// to be a replica of to the members of its set (replica.Handover), and
+// drops its copy once every one of them acknowledged it, as Kademlia's
+// purge does. A record whose set has a member down, or that the answer
+// does not cover, stays for a later round. A round makes at most
+// maxHandOffLookups such lookups, each starting past the last one's
+// reach.
+
+// maxHandOffLookups bounds the lookups one round's hand-off makes.
+const maxHandOffLookups = 4
+
+// maxHandOffPerSync bounds the records one lookup hands off.
+const maxHandOffPerSync = 4096
+
+// handOff is the lookup of the hand-off: the target it looks up, and
+// how many lookups this round made before it.
+type handOff struct {
+	far  id.ID
+	hops int
+}
+
+// startHandOff looks up the farthest target back from this node, past
+// after (zero: from the start), of a record held outside the range this
+// node is the primary for.
+func (e *Engine) startHandOff(now time.Time, after id.ID, hops int) {
+	r := &e.ring
+	if hops >= maxHandOffLookups || !r.hasPred || e.cfg.Store == nil {
+		return
+	}
+	var far id.ID
+	found := false
+	_ = e.cfg.Store.Bucket(0, 0, func(en store.Entry) bool {
+		t := store.KeyTarget(en.Key)
+		if id.Between(t, r.pred.ID, e.self) || hops > 0 && !id.Between(t, after, e.self) {
+			return true
+		}
+		if !found || id.Compare(id.RingDistance(t, e.self), id.RingDistance(far, e.self)) > 0 {
+			far, found = t, true
+		}
+		return true
+	})
+	if !found {
+		return
+	}
+	s := e.newOp(now, nil, true)
+	s.off = &handOff{far: far, hops: hops}
+	e.startLookup(now, s, far, nil)
+}
+
+// handOffTo takes the hand-off lookup's answer: the successor of far and
+// the nodes after it.
+func (e *Engine) handOffTo(now time.Time, s *opState, nodes []krpc.NodeInfo) {
+	off := *s.off
+	e.finish(now, s, nil)
+	r := &e.ring
+	st := e.cfg.Store
+	if len(nodes) < e.cfg.Replicas || !r.hasPred || st == nil {
+		return // the answer does not tell a whole replica set
+	}
+	// The last target whose Replicas successors the answer lists.
+	last := nodes[len(nodes)-e.cfg.Replicas].ID
+	reach := id.RingDistance(off.far, last)
+	h := replica.NewHandover()
+	handed := 0
+	_ = st.Bucket(0, 0, func(en store.Entry) bool {
+		t := store.KeyTarget(en.Key)
+		if id.Between(t, r.pred.ID, e.self) || id.Compare(id.RingDistance(off.far, t), reach) > 0 {
+			return true
+		}
+		ms, down := e.replicaSet(now, t, nodes)
+		if slices.ContainsFunc(ms, func(m replica.Member) bool { return m.Self }) || slices.Contains(down, true) || len(ms) < e.cfg.Replicas {
+			return true // a replica after all, or a member is down: keep it
+		}
+		to := make([]krpc.NodeInfo, len(ms))
+		for i, m := range ms {
+			to[i] = m.Node
+		}
+		h.Add(en, to)
+		handed++
+		return handed < maxHandOffPerSync
+	})
+	h.Drop = func(_ time.Time, rec store.Record) {
+		if err := st.Remove(rec.Key, rec.Version); err == nil {
+			e.stored()
+		}
+	}
+	for _, p := range h.Pushes() {
+		e.push(now, p)
+	}
+	// Past this answer's reach, the next lookup, unless it reached us.
+	if id.Compare(reach, id.RingDistance(off.far, e.self)) < 0 {
+		e.startHandOff(now, last, off.hops+1)
+	}
 }
