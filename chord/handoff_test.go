@@ -32,7 +32,7 @@ func TestHandOffFromHolders(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			n := newTestNet(t, uint64(60+i))
 			n.build(20, Config{})
-			if !n.runUntil(5*time.Minute, func() bool { return n.ringErrors() == 0 }) {
+			if !n.RunUntil(5*time.Minute, func() bool { return n.ringErrors() == 0 }) {
 				t.Fatalf("setup: %d nodes have a wrong neighbour", n.ringErrors())
 			}
 			key := fmt.Sprint("handed-off-", i)
@@ -41,11 +41,11 @@ func TestHandOffFromHolders(t *testing.T) {
 			holder := ring[(first+tc.at)%len(ring)]
 			reps := n.replicaSet(key, 3)
 
-			old := n.do(n.order[0], kademlia.KVPut{Key: key, Value: []byte("old")})
+			old := n.do(n.Order[0], kademlia.KVPut{Key: key, Value: []byte("old")})
 			if old.Err != nil {
 				t.Fatal(old.Err)
 			}
-			n.run(time.Second)
+			n.Run(time.Second)
 			copyRec, ok, _ := reps[0].e.Store().Get(key)
 			if !ok {
 				t.Fatal("setup: the primary lacks the key")
@@ -58,11 +58,11 @@ func TestHandOffFromHolders(t *testing.T) {
 					}
 				}
 			} else {
-				want = n.do(n.order[1], kademlia.KVPut{Key: key, Value: []byte("new")})
+				want = n.do(n.Order[1], kademlia.KVPut{Key: key, Value: []byte("new")})
 				if want.Err != nil {
 					t.Fatal(want.Err)
 				}
-				n.run(time.Second)
+				n.Run(time.Second)
 			}
 			if _, err := holder.e.Store().Put(copyRec); err != nil {
 				t.Fatal(err)
@@ -72,7 +72,7 @@ func TestHandOffFromHolders(t *testing.T) {
 				_, held, _ := holder.e.Store().Get(key)
 				return len(n.missing(key, want, false)) == 0 && held == tc.keep
 			}
-			if !n.runUntil(4*15*time.Second, settled) {
+			if !n.RunUntil(4*15*time.Second, settled) {
 				_, held, _ := holder.e.Store().Get(key)
 				t.Fatalf("after four sync intervals: %d of the 3 replicas lack the key at its newest version; the holder %d past the primary still holds it: %v (want %v)",
 					len(n.missing(key, want, false)), tc.at, held, tc.keep)
@@ -82,7 +82,7 @@ func TestHandOffFromHolders(t *testing.T) {
 					t.Errorf("a replica holds version %v, want %v", rec.Version, want.Version)
 				}
 			}
-			if g := n.do(n.order[2], kademlia.KVGet{Key: key}); g.Err != nil || g.Version != want.Version {
+			if g := n.do(n.Order[2], kademlia.KVGet{Key: key}); g.Err != nil || g.Version != want.Version {
 				t.Fatalf("get: version %v, %v; want %v", g.Version, g.Err, want.Version)
 			}
 		})

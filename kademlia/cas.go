@@ -94,8 +94,11 @@ func (e *Engine) casReplicas(now time.Time, s *opState, l *lookup) {
 	op := &casOp{s: s, r: r, sent: sn}
 	s.kv = op
 	s.result.Version = r.P.Ballot
-	done, err := r.Start(now, casLink{e, op, now})
-	op.decided(now, e, done, err)
+	r.Done = func(now time.Time, acks int, err error) {
+		s.result.Acks = acks
+		e.finish(now, s, err)
+	}
+	r.Start(now, casLink{e, op, now})
 }
 
 // casLink carries a round's dk_cas (replica.CASLink).
@@ -121,22 +124,12 @@ func (l casLink) Send(i int, x []byte) (uint64, bool) {
 	return uint64(tid), ok
 }
 
-// decided finishes the operation once the round is decided.
-func (op *casOp) decided(now time.Time, e *Engine, done bool, err error) {
-	if done {
-		op.s.result.Acks = op.r.Acks(err)
-		e.finish(now, op.s, err)
-	}
-}
-
 func (op *casOp) response(now time.Time, e *Engine, p *pending, m *krpc.Msg) {
-	_, done, err := op.r.Answer(now, p.nodeID, uint64(p.tid), m.R.X, casLink{e, op, now})
-	op.decided(now, e, done, err)
+	op.r.Answer(now, p.nodeID, uint64(p.tid), m.R.X, casLink{e, op, now})
 }
 
 func (op *casOp) failure(now time.Time, e *Engine, p *pending, _ error) {
-	done, err := op.r.Fail(now, p.nodeID, uint64(p.tid), casLink{e, op, now})
-	op.decided(now, e, done, err)
+	op.r.Fail(now, p.nodeID, uint64(p.tid), casLink{e, op, now})
 }
 
 // casLocal is this node's acceptor answering m.

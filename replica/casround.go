@@ -25,7 +25,11 @@ type CASLink interface {
 // conditional writes through it; each only picks the replica set (and
 // which members are down) and carries dk_cas.
 type CASRound struct {
-	P       *Proposer
+	P *Proposer
+	// Done, if set, is called once, when the proposer decides: with the
+	// acknowledgements to report (its write quorum on success) and the
+	// outcome.
+	Done    func(now time.Time, acks int, err error)
 	Members []Member
 	down    []bool
 	handle  []uint64
@@ -53,11 +57,10 @@ func NewCASRound(q Quorum, members []Member, down []bool, key string, ballot sto
 	}, nil
 }
 
-// Start sends the prepare; it reports whether the round is decided and
-// its outcome, as Advance.
-func (r *CASRound) Start(now time.Time, l CASLink) (bool, error) {
+// Start sends the prepare.
+func (r *CASRound) Start(now time.Time, l CASLink) {
 	r.send(now, l, r.P.Prepare())
-	return r.Advance(now, l)
+	r.advance(now, l)
 }
 
 // send sends m to every member that is not down; this node answers its
@@ -87,15 +90,22 @@ func (r *CASRound) send(now time.Time, l CASLink, m CASMsg) {
 	}
 }
 
-// Advance sends the accept once the prepare phase is through, and
-// reports whether the proposer decided, and its outcome.
-func (r *CASRound) Advance(now time.Time, l CASLink) (bool, error) {
+// advance sends the accept once the prepare phase is through, and calls
+// Done once the proposer decides.
+func (r *CASRound) advance(now time.Time, l CASLink) {
 	for range 2 { // twice: a replica set of this node alone decides at once
 		if m, ok := r.P.Next(); ok {
 			r.send(now, l, m)
 		}
 	}
-	return r.P.Done()
+	if done, err := r.P.Done(); done && r.Done != nil {
+		acks := 0
+		if err == nil {
+			acks = r.P.Need
+		}
+		r.Done(now, acks, err)
+		r.Done = nil
+	}
 }
 
 // find returns the member that owes the answer under handle h from node
@@ -111,11 +121,11 @@ func (r *CASRound) find(from id.ID, h uint64) int {
 
 // Answer takes node from's dk_cas answer x under handle h, at now. It
 // returns the error of an answer that does not parse (counted as the
-// member's failure), and whether the round is decided, and its outcome.
-func (r *CASRound) Answer(now time.Time, from id.ID, h uint64, x []byte, l CASLink) (bad error, done bool, err error) {
+// member's failure).
+func (r *CASRound) Answer(now time.Time, from id.ID, h uint64, x []byte, l CASLink) (bad error) {
 	i := r.find(from, h)
 	if i < 0 {
-		return nil, false, nil
+		return nil
 	}
 	r.waiting[i] = false
 	phase := r.P.Phase()
@@ -128,27 +138,15 @@ func (r *CASRound) Answer(now time.Time, from id.ID, h uint64, x []byte, l CASLi
 		}
 		r.P.Answer(i, phase, ans, now)
 	}
-	done, err = r.Advance(now, l)
-	return bad, done, err
+	r.advance(now, l)
+	return bad
 }
 
-// Fail takes the failure of the query to node from under handle h, and
-// reports as Advance.
-func (r *CASRound) Fail(now time.Time, from id.ID, h uint64, l CASLink) (bool, error) {
-	i := r.find(from, h)
-	if i < 0 {
-		return false, nil
+// Fail takes the failure of the query to node from under handle h.
+func (r *CASRound) Fail(now time.Time, from id.ID, h uint64, l CASLink) {
+	if i := r.find(from, h); i >= 0 {
+		r.waiting[i] = false
+		r.P.Fail(i, r.P.Phase())
+		r.advance(now, l)
 	}
-	r.waiting[i] = false
-	r.P.Fail(i, r.P.Phase())
-	return r.Advance(now, l)
-}
-
-// Acks is the acknowledgements a decided round reports: its write quorum
-// when it succeeded.
-func (r *CASRound) Acks(err error) int {
-	if err != nil {
-		return 0
-	}
-	return r.P.Need
 }
