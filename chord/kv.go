@@ -30,9 +30,7 @@ func (e *Engine) quorum() replica.Quorum {
 	return replica.Quorum{Replicas: e.cfg.Replicas, Write: e.cfg.WriteQuorum, Read: e.cfg.ReadQuorum, Alone: e.cfg.Alone}
 }
 
-func expired(r *store.Record, now time.Time) bool {
-	return !r.Deleted && !r.Expires.IsZero() && !r.Expires.After(now)
-}
+func expired(r *store.Record, now time.Time) bool { return replica.Expired(r, now) }
 
 // startKV validates a KVPut or KVGet and looks up the key's successor.
 func (e *Engine) startKV(now time.Time, s *opState, key string) {

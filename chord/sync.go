@@ -34,11 +34,11 @@ import (
 // primary becomes the primary, is handed its range on notify (pushRange),
 // and runs the rounds from then on.
 //
-// Maintenance never drops a record: a node that is no longer in a key's
-// replica set keeps its copy until it expires. That costs storage, never
-// data; Versions decide, so a stale copy cannot override a newer write or
-// a tombstone, and tombstones travel like values, so a delete does not
-// come back.
+// Rounds never drop a record. A node that is no longer in a key's replica
+// set hands its copy to the replicas and drops it once they all hold it
+// (hand-off, below); until then it keeps it. Versions decide, so a stale
+// copy cannot override a newer write or a tombstone, and tombstones
+// travel like values, so a delete does not come back.
 
 // placement answers the replication layer's question by the ring: for a
 // target this node is the primary of, its first Replicas-1 successors;

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dhtkit/dhtkit/id"
+	"github.com/dhtkit/dhtkit/internal/enginetest"
 	"github.com/dhtkit/dhtkit/store"
 )
 
@@ -40,18 +41,6 @@ func closestLive(n *testNet, key string, k int) []*testNode {
 	return live[:k]
 }
 
-func sameNodes(a, b []*testNode) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for _, x := range a {
-		if !slices.Contains(b, x) {
-			return false
-		}
-	}
-	return true
-}
-
 func TestKVPutGetDelete(t *testing.T) {
 	n := newTestNet(t, 21)
 	n.build(20, Config{})
@@ -62,7 +51,7 @@ func TestKVPutGetDelete(t *testing.T) {
 	}
 	// Let the remaining replica's acknowledgement land.
 	n.RunUntil(time.Second, func() bool { return false })
-	if got, want := holders(n, "greeting"), closestLive(n, "greeting", 3); !sameNodes(got, want) {
+	if got, want := holders(n, "greeting"), closestLive(n, "greeting", 3); !enginetest.SameSet(got, want) {
 		t.Errorf("the value is on %d nodes, want exactly the 3 closest", len(got))
 	}
 	g := n.do(b, KVGet{Key: "greeting"})
@@ -136,7 +125,7 @@ func TestKVSurvivesReplicaLossAndRepairs(t *testing.T) {
 				live = append(live, h)
 			}
 		}
-		if want := closestLive(n, k, 3); !sameNodes(live, want) {
+		if want := closestLive(n, k, 3); !enginetest.SameSet(live, want) {
 			t.Errorf("key %s: %d live holders after repair, want the 3 closest live nodes", k, len(live))
 		}
 	}
@@ -160,7 +149,7 @@ func TestKVJoinReceivesItsShare(t *testing.T) {
 	}
 	n.RunUntil(2*time.Minute, func() bool { return false })
 	for _, k := range keys {
-		if got, want := holders(n, k), closestLive(n, k, 3); !sameNodes(got, want) {
+		if got, want := holders(n, k), closestLive(n, k, 3); !enginetest.SameSet(got, want) {
 			t.Errorf("key %q on %d nodes, want the 3 closest (joiners included)", k, len(got))
 		}
 	}

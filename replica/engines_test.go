@@ -213,7 +213,7 @@ func TestEnginesPutGetDelete(t *testing.T) {
 		}
 		n.Run(time.Second)
 		want := p.replicas(n.live(), id.FromString("greeting"), 3)
-		if got := n.holders("greeting"); len(got) != 3 || !sameNodes(got, want) {
+		if got := n.holders("greeting"); len(got) != 3 || !enginetest.SameSet(got, want) {
 			t.Errorf("the value is on %d nodes, want exactly its 3 replicas", len(got))
 		}
 		g := n.do(b, kademlia.KVGet{Key: "greeting"})
@@ -239,18 +239,6 @@ func TestEnginesPutGetDelete(t *testing.T) {
 			t.Error("a get did not repair the replica that had lost the value")
 		}
 	})
-}
-
-func sameNodes(a, b []*node) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for _, x := range a {
-		if !slices.Contains(b, x) {
-			return false
-		}
-	}
-	return true
 }
 
 // TestEnginesHonestQuorum: the write quorum counts from the configured

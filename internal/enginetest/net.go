@@ -208,3 +208,17 @@ func (n *Net[N]) RunUntil(limit time.Duration, cond func() bool) bool {
 
 // Run advances virtual time by d.
 func (n *Net[N]) Run(d time.Duration) { n.RunUntil(d, func() bool { return false }) }
+
+// SameSet reports whether a and b hold the same elements, each once (the
+// nodes that hold a key, and the ones that should).
+func SameSet[T comparable](a, b []T) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			return false
+		}
+	}
+	return true
+}
