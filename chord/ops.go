@@ -10,6 +10,7 @@ import (
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/kademlia"
 	"github.com/dhtkit/dhtkit/krpc"
+	"github.com/dhtkit/dhtkit/replica"
 )
 
 // ErrUnsupported is the Result of an operation Chord does not have
@@ -26,13 +27,14 @@ type opState struct {
 	started  time.Time
 	lk       *lookup
 	kv       *kvOp
-	cas      *casOp // a conditional write past its lookup (cas.go)
-	ho       *handover
-	round    *syncRound // a round of anti-entropy (sync.go)
-	pull     bool       // a dk_fetch of records a round found newer elsewhere
+	cas      *casOp        // a conditional write past its lookup (cas.go)
+	push     *replica.Push // a push of records to one node (kv.go)
+	round    *syncRound    // a round of anti-entropy (sync.go)
+	pull     bool          // a dk_fetch of records a round found newer elsewhere
 	fix      *fingerLookup
-	join     bool // the lookup of our own successor through the bootstrap nodes
-	load     bool // a kademlia.Load: the answer is a dk_load payload
+	off      *handOff // the lookup of a hand-off from a holder that is no replica (sync.go)
+	join     bool     // the lookup of our own successor through the bootstrap nodes
+	load     bool     // a kademlia.Load: the answer is a dk_load payload
 	result   kademlia.Result
 }
 
@@ -126,8 +128,8 @@ func (e *Engine) onResponse(now time.Time, p *pending, sender id.ID, m *krpc.Msg
 		s.cas.response(now, e, p, sender, m)
 	case s.kv != nil:
 		s.kv.response(now, e, p, sender, m)
-	case s.ho != nil:
-		s.ho.done(now, e, s, p, m)
+	case s.push != nil:
+		e.pushAnswered(now, s, p, m, nil)
 	case s.round != nil:
 		s.round.response(now, e, s, p, m)
 	case s.pull:
@@ -159,8 +161,8 @@ func (s *opState) failure(now time.Time, e *Engine, p *pending, err error) {
 		s.cas.failure(now, e, p, err)
 	case s.kv != nil:
 		s.kv.failure(now, e, p, err)
-	case s.ho != nil:
-		s.ho.done(now, e, s, p, nil)
+	case s.push != nil:
+		e.pushAnswered(now, s, p, nil, err)
 	case s.round != nil:
 		s.round.failure(now, e, s, p)
 	case s.pull:
@@ -270,6 +272,10 @@ func (e *Engine) startLookup(now time.Time, s *opState, target id.ID, boot []net
 func (e *Engine) lookupDone(now time.Time, s *opState, nodes []krpc.NodeInfo) {
 	if len(nodes) > e.cfg.K {
 		nodes = nodes[:e.cfg.K]
+	}
+	if s.off != nil {
+		e.handOffTo(now, s, nodes)
+		return
 	}
 	switch s.op.(type) {
 	case kademlia.KVPut, kademlia.KVGet:

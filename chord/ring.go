@@ -495,5 +495,5 @@ func (e *Engine) pushRange(now time.Time, lo id.ID, to krpc.NodeInfo) {
 		}
 		return true
 	})
-	e.pushRecords(now, to, recs, 0)
+	e.pushRecords(now, to, recs)
 }
