@@ -29,7 +29,7 @@ import (
 // in a large one the nodes nearest a key come from the lookup, and a
 // node evicted here (the one heard from longest ago) only stops adding
 // to replica sets.
-const maxMembers = 128
+const maxMembers = 64
 
 // member is a node the engine heard from, or heard of from its successor.
 type member struct {

@@ -3,11 +3,13 @@ package chord
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/kademlia"
+	"github.com/dhtkit/dhtkit/krpc"
 )
 
 // TestMinorityNeverAcknowledges reproduces issue 9's split view: a node
@@ -87,5 +89,51 @@ func TestMinorityNeverAcknowledges(t *testing.T) {
 	if acked > 0 || read > 0 {
 		t.Errorf("the side holding 1 of the key's 3 replicas (%v, %v | %v) acknowledged %d of 60 writes and answered %d of 60 reads",
 			a.e.ID(), m.e.ID(), id.ID(x.e.ID()), acked, read)
+	}
+}
+
+// TestMembersRemembered: the remembered nodes are bounded (the least
+// recently heard go first), count for DownFor and no longer, leave out
+// the lost ones (they count as down), and a goodbye forgets at once.
+func TestMembersRemembered(t *testing.T) {
+	var r ring
+	r.init(id.FromString("self"), 8)
+	t0 := time.Unix(1000, 0)
+	node := func(i int) krpc.NodeInfo {
+		return krpc.NodeInfo{ID: id.FromString(fmt.Sprint(i)), Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(1000+i))}
+	}
+	for i := range 2 * maxMembers {
+		r.remember(t0.Add(time.Duration(i)*time.Second), node(i))
+	}
+	now := t0.Add(2 * maxMembers * time.Second)
+	got := r.remembered(now, time.Hour)
+	if len(got) != maxMembers {
+		t.Fatalf("%d remembered, want the bound %d", len(got), maxMembers)
+	}
+	has := func(list []krpc.NodeInfo, n krpc.NodeInfo) bool {
+		return slices.ContainsFunc(list, func(m krpc.NodeInfo) bool { return m.ID == n.ID })
+	}
+	if has(got, node(0)) || !has(got, node(2*maxMembers-1)) {
+		t.Fatal("the bound evicted a recent node rather than the least recently heard")
+	}
+	// Heard 10 s ago or more: out of a DownFor of 10 s.
+	if n := len(r.remembered(now, 10*time.Second)); n != 9 {
+		t.Fatalf("%d remembered within 10 s, want 9", n)
+	}
+	last := node(2*maxMembers - 1)
+	r.lost = append(r.lost, lostNode{info: last, since: now})
+	if has(r.remembered(now, time.Hour), last) {
+		t.Fatal("a lost node is remembered as a member to ask")
+	}
+	prev := node(2*maxMembers - 2)
+	r.dropMember(prev.ID)
+	if has(r.remembered(now, time.Hour), prev) {
+		t.Fatal("a node that said goodbye is still remembered")
+	}
+	for _, n := range []krpc.NodeInfo{{ID: r.self, Addr: last.Addr}, {Addr: last.Addr}, {ID: id.FromString("x")}} {
+		r.remember(now, n)
+		if has(r.remembered(now, time.Hour), n) {
+			t.Fatalf("remembered %v: itself, a zero id or no address", n)
+		}
 	}
 }
