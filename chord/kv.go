@@ -158,7 +158,7 @@ func (e *Engine) replicaSet(now time.Time, target id.ID, nodes []krpc.NodeInfo) 
 	if r.hasPred {
 		pred = []krpc.NodeInfo{r.pred}
 	}
-	for _, list := range [][]krpc.NodeInfo{nodes, r.succs, r.fingers, pred} {
+	for _, list := range [][]krpc.NodeInfo{nodes, r.succs, r.fingers, pred, r.remembered(now, e.cfg.DownFor)} {
 		for _, n := range list {
 			if !seen[n.ID] && !n.ID.IsZero() {
 				seen[n.ID] = true

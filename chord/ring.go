@@ -36,6 +36,9 @@ type ring struct {
 	// that have not missed routing.BadFails yet (failed); bounded by the
 	// entries, since forget drops a node's count with it.
 	suspects map[id.ID]int
+	// members are the nodes heard from, or listed by a successor, within
+	// Config.DownFor: they count in replica sets (members.go).
+	members map[id.ID]member
 }
 
 func (r *ring) init(self id.ID, n int) {
@@ -149,6 +152,13 @@ func (r *ring) finger(i int) (krpc.NodeInfo, bool) {
 // and the second silence drops it.
 func (r *ring) failed(now time.Time, x id.ID, e *Engine) {
 	n, ok := r.known(x)
+	if !ok {
+		// A remembered node (members.go) that stops answering is lost as
+		// a ring entry is, so that it counts as down, not asked again.
+		var m member
+		m, ok = r.members[x]
+		n = m.info
+	}
 	if !ok {
 		r.forget(x, e)
 		return
@@ -368,6 +378,9 @@ func (e *Engine) onStabilize(now time.Time, p *pending, sender id.ID, m *krpc.Ms
 		return
 	}
 	old := slices.Clone(r.succs)
+	for _, n := range nb.succs {
+		r.remember(now, n)
+	}
 	r.setSuccs([]krpc.NodeInfo{succ}, nb.succs)
 	e.loseSkipped(now, old, r.succs, len(r.succs) < r.r)
 	e.newQuery(mNotify)

@@ -281,6 +281,7 @@ func (e *Engine) left(now time.Time, n krpc.NodeInfo, nb neighbors) {
 		}
 	}
 	r.forget(n.ID, e)
+	r.dropMember(n.ID)
 	if i := r.findLost(n.ID); i >= 0 {
 		r.lost = slices.Delete(r.lost, i, i+1)
 	}

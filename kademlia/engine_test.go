@@ -78,31 +78,42 @@ func TestLookupFindsTrueClosest(t *testing.T) {
 		{"200 nodes 5% loss, Beta 3", 200, 0.05, 3, 0.95},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			n := newTestNet(t, 7)
+			// Under loss one network's figure moves by a few lookups with
+			// any change of timing (seed 7 alone gave 177 to 188 of 200
+			// for changes that help on average), so the lossy cases count
+			// over three networks.
+			seeds := []uint64{7}
 			if tc.loss > 0 {
-				n.Drop = func(_, _ netip.AddrPort, _ []byte) bool { return n.Rng.Float64() < tc.loss }
+				seeds = append(seeds, 8, 9)
 			}
-			n.build(tc.nodes, Config{Beta: tc.beta})
-			const lookups = 200
+			lookups := 200 * len(seeds)
 			exact := 0
 			var hops, queries int
-			for i := range lookups {
-				src := n.Order[n.Rng.IntN(len(n.Order))]
-				target := id.Random(seededReader{R: n.Rng})
-				r := n.do(src, FindNode{Target: target})
-				if r.Err != nil {
-					t.Errorf("lookup %d: %v", i, r.Err)
-					continue
+			var n *testNet
+			for _, seed := range seeds {
+				n = newTestNet(t, seed)
+				if tc.loss > 0 {
+					n.Drop = func(_, _ netip.AddrPort, _ []byte) bool { return n.Rng.Float64() < tc.loss }
 				}
-				if len(r.Nodes) >= tc.beta && slices.Equal(ids(r.Nodes[:tc.beta]), trueClosest(n, src.e.ID(), target, tc.beta)) {
-					exact++
+				n.build(tc.nodes, Config{Beta: tc.beta})
+				for i := range 200 {
+					src := n.Order[n.Rng.IntN(len(n.Order))]
+					target := id.Random(seededReader{R: n.Rng})
+					r := n.do(src, FindNode{Target: target})
+					if r.Err != nil {
+						t.Errorf("lookup %d: %v", i, r.Err)
+						continue
+					}
+					if len(r.Nodes) >= tc.beta && slices.Equal(ids(r.Nodes[:tc.beta]), trueClosest(n, src.e.ID(), target, tc.beta)) {
+						exact++
+					}
+					hops += r.Stats.Hops
+					queries += r.Stats.Queries
 				}
-				hops += r.Stats.Hops
-				queries += r.Stats.Queries
 			}
-			frac := float64(exact) / lookups
-			t.Logf("%s: %d/%d exact, %.1f hops, %.1f queries per lookup", n, exact, lookups,
-				float64(hops)/lookups, float64(queries)/lookups)
+			frac := float64(exact) / float64(lookups)
+			t.Logf("%s (×%d): %d/%d exact, %.1f hops, %.1f queries per lookup", n, len(seeds), exact, lookups,
+				float64(hops)/float64(lookups), float64(queries)/float64(lookups))
 			if frac < tc.want {
 				t.Errorf("only %.1f%% of lookups found the true %d closest, want ≥ %.0f%%", 100*frac, tc.beta, 100*tc.want)
 			}
