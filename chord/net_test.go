@@ -35,7 +35,14 @@ type testNode struct {
 	addr    netip.AddrPort
 	e       *Engine
 	results map[kademlia.OpID]kademlia.Result
+	events  []timedEvent // what its KVListen operations reported
 	down    bool
+}
+
+// timedEvent is an event and when the node reported it.
+type timedEvent struct {
+	kademlia.Event
+	at time.Time
 }
 
 type delivery struct {
@@ -115,6 +122,10 @@ func (n *testNet) flush(tn *testNode) {
 	for _, r := range rd.Results {
 		tn.results[r.Op] = r
 	}
+	for _, ev := range rd.Events {
+		ev.Record.Value = bytes.Clone(ev.Record.Value)
+		tn.events = append(tn.events, timedEvent{ev, n.now})
+	}
 }
 
 // inject delivers a raw datagram to a node now, as if from `from`, and
@@ -133,6 +144,9 @@ func (n *testNet) inject(to *testNode, from netip.AddrPort, data []byte) [][]byt
 	}
 	for _, r := range rd.Results {
 		to.results[r.Op] = r
+	}
+	for _, ev := range rd.Events {
+		to.events = append(to.events, timedEvent{ev, n.now})
 	}
 	return back
 }

@@ -52,7 +52,7 @@ type listenOp struct {
 }
 
 func (e *Engine) startListen(now time.Time, s *opState, key string) {
-	if err := checkListenKey(key); err != nil {
+	if err := CheckListenKey(key); err != nil {
 		e.finish(now, s, err)
 		return
 	}
@@ -62,9 +62,10 @@ func (e *Engine) startListen(now time.Time, s *opState, key string) {
 	lo.refresh(now, e)
 }
 
-// checkListenKey validates a KVListen's key: a key, not a value's record
-// key (a listener hears every value of its key).
-func checkListenKey(key string) error {
+// CheckListenKey validates a KVListen's key: a key, not a value's record
+// key (a listener hears every value of its key). Chord's engine checks
+// with it too.
+func CheckListenKey(key string) error {
 	if key == "" {
 		return ErrNoKey
 	}
