@@ -87,7 +87,7 @@ func (e *Engine) casLocal(now time.Time, m replica.CASMsg) (replica.CASAnswer, e
 	}
 	ans, err := e.acceptor.Handle(e.kvStore(), m)
 	if err == nil && ans.OK && m.Phase == replica.PhaseAccept {
-		e.stored()
+		e.changed(now, *m.Rec)
 	}
 	return ans, err
 }

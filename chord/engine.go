@@ -107,6 +107,7 @@ type Engine struct {
 	// restarted: the store held records at start (replica.NewAcceptor).
 	acceptor  *replica.Acceptor
 	restarted bool
+	listen    listening // KVListen, ours and others' (listen.go)
 
 	// Scratch space.
 	in     krpc.Msg
@@ -214,6 +215,8 @@ func (e *Engine) begin() {
 		e.box.Reset()
 		clear(e.results)
 		e.results = e.results[:0]
+		clear(e.listen.events)
+		e.listen.events = e.listen.events[:0]
 		e.drained = false
 	}
 }
@@ -221,17 +224,19 @@ func (e *Engine) begin() {
 // Ready returns what the driver should do now and clears it. Packet data
 // is valid until the next call on the engine.
 func (e *Engine) Ready() kademlia.Ready {
-	if e.commits.Len() > 0 {
+	if e.commits.Len() > 0 || len(e.listen.notify) > 0 {
 		e.begin()  // a second Ready in a row hands out nothing twice
 		e.commit() // persist first, then send
+		e.notifyListeners()
 	}
 	e.drained = true
-	return kademlia.Ready{Packets: e.box.Packets(), Results: e.results}
+	return kademlia.Ready{Packets: e.box.Packets(), Results: e.results, Events: e.listen.events}
 }
 
 // HasReady reports whether Ready has anything to hand out.
 func (e *Engine) HasReady() bool {
-	return e.commits.Len() > 0 || !e.drained && (len(e.box.Packets()) > 0 || len(e.results) > 0)
+	return e.commits.Len() > 0 || len(e.listen.notify) > 0 ||
+		!e.drained && (len(e.box.Packets()) > 0 || len(e.results) > 0 || len(e.listen.events) > 0)
 }
 
 // Deadline is the time of the engine's next timer; the driver calls Tick
@@ -256,6 +261,9 @@ func (e *Engine) Deadline() time.Time {
 		d = t
 	}
 	if t, ok := e.ring.nextProbe(); ok && t.Before(d) {
+		d = t
+	}
+	if t, ok := e.listenDeadline(); ok && t.Before(d) {
 		d = t
 	}
 	return d
@@ -296,6 +304,7 @@ func (e *Engine) Tick(now time.Time) {
 		e.nextSync = now.Add(e.jitter(e.cfg.SyncInterval))
 		e.sync(now)
 	}
+	e.tickListen(now)
 }
 
 // Receive hands the engine a datagram that arrived from a peer. The engine
@@ -364,7 +373,7 @@ func (e *Engine) drop(r guard.DropReason) { e.stats.Drops[r]++ }
 // commit commits the queued writes and hands out their answers.
 func (e *Engine) commit() {
 	if e.commits.Len() > 0 {
-		e.commits.Commit(e.kvStore(), func(time.Time, store.Record) { e.stored() })
+		e.commits.Commit(e.kvStore(), e.changed)
 	}
 }
 

@@ -342,7 +342,7 @@ func (op *kvOp) check(now time.Time, e *Engine) {
 			if r := op.q.Members[i]; r.Self {
 				for _, rec := range recs {
 					if applied, _ := e.kvStore().Put(rec); applied {
-						e.stored()
+						e.changed(now, rec)
 					}
 				}
 			} else {
@@ -362,7 +362,7 @@ func (op *kvOp) repair(now time.Time, e *Engine) {
 		r := op.q.Members[i]
 		if r.Self {
 			if applied, _ := e.kvStore().Put(*best); applied {
-				e.stored()
+				e.changed(now, *best)
 			}
 			continue
 		}

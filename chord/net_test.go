@@ -1,6 +1,7 @@
 package chord
 
 import (
+	"bytes"
 	"net/netip"
 	"slices"
 	"testing"
@@ -21,7 +22,14 @@ type testNode struct {
 	addr    netip.AddrPort
 	e       *Engine
 	results map[kademlia.OpID]kademlia.Result
+	events  []timedEvent // what its KVListen operations reported
 	down    bool
+}
+
+// timedEvent is an event and when the node reported it.
+type timedEvent struct {
+	kademlia.Event
+	at time.Time
 }
 
 func (tn *testNode) Receive(now time.Time, from netip.AddrPort, p []byte) { tn.e.Receive(now, from, p) }
@@ -31,13 +39,17 @@ func (tn *testNode) Addr() netip.AddrPort                                 { retu
 func (tn *testNode) IsDown() bool                                         { return tn.down }
 
 // Drain applies the engine's Ready: its datagrams to send, its results kept.
-func (tn *testNode) Drain(_ time.Time, send func(netip.AddrPort, []byte)) {
+func (tn *testNode) Drain(now time.Time, send func(netip.AddrPort, []byte)) {
 	rd := tn.e.Ready()
 	for _, p := range rd.Packets {
 		send(p.To, p.Data)
 	}
 	for _, r := range rd.Results {
 		tn.results[r.Op] = r
+	}
+	for _, ev := range rd.Events {
+		ev.Record.Value = bytes.Clone(ev.Record.Value)
+		tn.events = append(tn.events, timedEvent{ev, now})
 	}
 }
 

@@ -28,6 +28,7 @@ type opState struct {
 	lk       *lookup
 	kv       *kvOp
 	cas      *casOp        // a conditional write past its lookup (cas.go)
+	lo       *listenOp     // a KVListen, its lookups included (listen.go)
 	push     *replica.Push // a push of records to one node (kv.go)
 	round    *syncRound    // a round of anti-entropy (sync.go)
 	pull     bool          // a dk_fetch of records a round found newer elsewhere
@@ -45,7 +46,7 @@ type fingerLookup struct {
 }
 
 // Start begins an operation; its Result comes out of Ready. Chord does
-// Ping, FindNode, Bootstrap, KVPut, KVGet and Handover; any other
+// Ping, FindNode, Bootstrap, KVPut, KVGet, KVCas, KVListen and Handover; any other
 // operation ends at once with ErrUnsupported.
 func (e *Engine) Start(now time.Time, op kademlia.Op) kademlia.OpID {
 	e.begin()
@@ -92,6 +93,8 @@ func (e *Engine) startOp(now time.Time, op kademlia.Op, internal bool) kademlia.
 		e.startKV(now, s, op.Key)
 	case kademlia.KVCas:
 		e.startCAS(now, s, op)
+	case kademlia.KVListen:
+		e.startListen(now, s, op.Key)
 	case kademlia.Handover:
 		e.startHandover(now, s)
 	default:
@@ -124,6 +127,8 @@ func (e *Engine) onResponse(now time.Time, p *pending, sender id.ID, m *krpc.Msg
 		return
 	}
 	switch {
+	case s.lo != nil:
+		s.lo.response(now, e, p, sender, m)
 	case s.cas != nil:
 		s.cas.response(now, e, p, sender, m)
 	case s.kv != nil:
@@ -157,6 +162,8 @@ func (e *Engine) onResponse(now time.Time, p *pending, sender id.ID, m *krpc.Msg
 // failure routes a timeout or an error reply to the operation.
 func (s *opState) failure(now time.Time, e *Engine, p *pending, err error) {
 	switch {
+	case s.lo != nil:
+		s.lo.failure(now, e, p, err)
 	case s.cas != nil:
 		s.cas.failure(now, e, p, err)
 	case s.kv != nil:
@@ -191,6 +198,8 @@ func (e *Engine) finish(now time.Time, s *opState, err error) {
 		s.lk.stats(&s.result)
 	}
 	switch {
+	case s.lo != nil:
+		e.listenDone(s.lo)
 	case s.fix != nil:
 		e.fingerFixed(now, *s.fix, &s.result)
 	case s.join:
@@ -284,6 +293,9 @@ func (e *Engine) lookupDone(now time.Time, s *opState, nodes []krpc.NodeInfo) {
 	case kademlia.KVCas:
 		e.casReplicas(now, s, nodes)
 		return
+	case kademlia.KVListen:
+		s.lo.register(now, e, nodes)
+		return
 	}
 	s.result.Nodes = nodes
 	e.finish(now, s, nil)
@@ -312,6 +324,10 @@ func (l *lookup) next(now time.Time, e *Engine, s *opState) {
 	if l.partial != nil {
 		l.hops = l.partialHops
 		e.lookupDone(now, s, l.partial)
+		return
+	}
+	if s.lo != nil {
+		s.lo.register(now, e, nil) // a listener keeps going, with the nodes it knows
 		return
 	}
 	err := kademlia.ErrTimeout

@@ -105,6 +105,16 @@ func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
 			return
 		}
 		r = &e.out
+	case mListen:
+		if !e.handleListen(now, from, q) {
+			return
+		}
+		r = &e.out
+	case mKVNotify:
+		if !e.handleNotify(now, from, q) {
+			return
+		}
+		r = &e.out
 	case mLoad:
 		keys, bytes := e.kvStore().Stats()
 		e.xbuf = krpc.AppendLoad(e.xbuf[:0], krpc.Load{Keys: int64(keys), Bytes: bytes})

@@ -29,10 +29,10 @@ func TestMinorityNeverAcknowledges(t *testing.T) {
 	n := newTestNet(t, 9)
 	cfg := Config{Successors: 3}
 	n.build(6, cfg)
-	if !n.runUntil(5*time.Minute, func() bool { return n.ringErrors() == 0 }) {
+	if !n.RunUntil(5*time.Minute, func() bool { return n.ringErrors() == 0 }) {
 		t.Fatalf("setup: %d nodes have a wrong neighbour", n.ringErrors())
 	}
-	n.run(time.Minute)
+	n.Run(time.Minute)
 	ring := n.live()
 	// a: a node that does not hold its second predecessor x in its ring
 	// state; m, its successor, is cut off with it.
@@ -63,13 +63,13 @@ func TestMinorityNeverAcknowledges(t *testing.T) {
 		t.Fatalf("setup: put before the split: %v", r.Err)
 	}
 	minority := map[netip.AddrPort]bool{a.addr: true, m.addr: true}
-	n.drop = func(from, to netip.AddrPort, _ []byte) bool { return minority[from] != minority[to] }
+	n.Drop = func(from, to netip.AddrPort, _ []byte) bool { return minority[from] != minority[to] }
 	// a is starved as the split begins (frozen here, as by SIGSTOP):
 	// meanwhile m loses the other side and closes a ring with a alone, so
 	// that a, when it runs again, goes from its list of before straight to
 	// m's two-node ring and never sees x in a successor list.
 	a.down = true
-	n.run(40 * time.Second)
+	n.Run(40 * time.Second)
 	a.down = false
 	acked, read := 0, 0
 	// A write and a read every 3 virtual seconds for 3 minutes.
@@ -84,7 +84,7 @@ func TestMinorityNeverAcknowledges(t *testing.T) {
 		if r := n.do(a, kademlia.KVGet{Key: key}); r.Err == nil {
 			read++
 		}
-		n.run(3 * time.Second)
+		n.Run(3 * time.Second)
 	}
 	if acked > 0 || read > 0 {
 		t.Errorf("the side holding 1 of the key's 3 replicas (%v, %v | %v) acknowledged %d of 60 writes and answered %d of 60 reads",

@@ -172,7 +172,7 @@ func (e *Engine) pulled(now time.Time, s *opState, m *krpc.Msg) {
 		return
 	}
 	observe := func(v store.Version) error { return e.clock.Observe(now, v) }
-	replica.Apply(now, e.kvStore(), recs, observe, func(store.Record) { e.stored() })
+	replica.Apply(now, e.kvStore(), recs, observe, func(r store.Record) { e.changed(now, r) })
 }
 
 // handleSync answers dk_sync, the replication layer's tree exchange:

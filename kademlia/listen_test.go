@@ -13,13 +13,14 @@ import (
 
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/krpc"
+	"github.com/dhtkit/dhtkit/replica"
 	"github.com/dhtkit/dhtkit/store"
 )
 
 // registered reports whether tn keeps a live dk_listen registration of
 // addr for key.
 func registered(n *testNet, tn *testNode, key string, addr netip.AddrPort) bool {
-	return slices.ContainsFunc(tn.e.listeners.live(n.Now, key), func(l listener) bool { return l.addr == addr })
+	return tn.e.listeners.Registered(n.Now, key, addr)
 }
 
 // outsiders returns two nodes that are not among key's replicas.
@@ -117,7 +118,7 @@ func TestKVListenHearsWrites(t *testing.T) {
 	forged := krpc.Msg{Y: krpc.Query, Q: krpc.MethodNotify, T: []byte("zz"), Net: []byte("test")}
 	forged.A.Has = krpc.HasID | krpc.HasX
 	forged.A.ID = id.FromString("forger")
-	forged.A.X = encodeRecords(nil, "recs", []store.Record{{Key: key, Value: []byte("lie"), Version: store.Version{Time: 1 << 62}}})
+	forged.A.X = replica.AppendNotify(nil, store.Record{Key: key, Value: []byte("lie"), Version: store.Version{Time: 1 << 62}})
 	back := n.Inject(l, netip.MustParseAddrPort("127.9.9.9:6881"), forged.Append(nil))
 	if len(back) != 1 || !strings.Contains(string(back[0]), "i253e") {
 		t.Errorf("forged dk_notify answered %q, want error 253", back)
@@ -272,16 +273,16 @@ func TestListenFloodIsBounded(t *testing.T) {
 		limit   int
 		survive bool // the honest registration outlives a second flood (else it may not: many addresses look like many honest listeners)
 	}{
-		{"one address, many keys", func(i int) (netip.AddrPort, string) { return attacker, fmt.Sprint("key-", i) }, listenersPerIP, true},
+		{"one address, many keys", func(i int) (netip.AddrPort, string) { return attacker, fmt.Sprint("key-", i) }, replica.ListenersPerSource, true},
 		{"one address, many ports", func(i int) (netip.AddrPort, string) {
 			return netip.AddrPortFrom(attacker.Addr(), uint16(1000+i)), fmt.Sprint("key-", i)
-		}, listenersPerIP, true},
+		}, replica.ListenersPerSource, true},
 		{"one key, many ports", func(i int) (netip.AddrPort, string) {
 			return netip.AddrPortFrom(attacker.Addr(), uint16(1000+i)), "hot"
-		}, listenersPerKey, true},
+		}, replica.ListenersPerKey, true},
 		{"one key, many addresses", func(i int) (netip.AddrPort, string) {
 			return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 67, byte(i >> 8), byte(i)}), 4000), "hot"
-		}, listenersPerKey, false},
+		}, replica.ListenersPerKey, false},
 		{"40 addresses, many keys", func(i int) (netip.AddrPort, string) {
 			return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 71, 0, byte(i % 40)}), 4000), fmt.Sprint("forty-", i)
 		}, 500, true},
@@ -290,7 +291,7 @@ func TestListenFloodIsBounded(t *testing.T) {
 		}, 500, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			node.e.listeners = listenerTable{}
+			node.e.listeners = replica.Listeners{}
 			before := node.e.Stats().Drops[guard.DropListenerEvicted]
 			flood := func(from, to int) (refused int) {
 				for i := from; i < to; i++ {
@@ -304,20 +305,17 @@ func TestListenFloodIsBounded(t *testing.T) {
 			}
 			refused := flood(0, 2000)
 			lt := &node.e.listeners
-			keys := 0
-			for _, ls := range lt.byKey {
-				keys += len(ls)
-			}
+			keys := lt.Count()
 			evicted := node.e.Stats().Drops[guard.DropListenerEvicted] - before
-			if lt.n != tc.limit || keys != lt.n || refused != 0 || evicted != uint64(2000-tc.limit) {
+			if lt.Len() != tc.limit || keys != lt.Len() || refused != 0 || evicted != uint64(2000-tc.limit) {
 				t.Errorf("%d registrations (%d listed), %d refused, %d evicted; want %d kept, none refused, the rest evicted",
-					lt.n, keys, refused, evicted, tc.limit)
+					lt.Len(), keys, refused, evicted, tc.limit)
 			}
 			// Renewing a registration does not count twice.
 			from, key := tc.flood(1999)
 			n.Inject(node, from, query(from, key, true))
-			if lt.n != tc.limit {
-				t.Errorf("a renewal changed the count to %d", lt.n)
+			if lt.Len() != tc.limit {
+				t.Errorf("a renewal changed the count to %d", lt.Len())
 			}
 			// An honest listener gets in at once, and a flood from few
 			// addresses only displaces the flood.
@@ -360,5 +358,45 @@ func TestKVListenReadOnly(t *testing.T) {
 	}
 	if ev := eventsOf(ro, op)[0]; ev.Record.Version != r.Version {
 		t.Errorf("event version %v, want %v", ev.Record.Version, r.Version)
+	}
+}
+
+// A new listener learns every value its key holds, not only the ones the
+// first answer to dk_listen has room for: 64 values of 1 KiB are five
+// datagrams' worth.
+func TestKVListenGetsEveryValue(t *testing.T) {
+	n := newTestNet(t, 38)
+	n.build(12, Config{})
+	const key = "crowded"
+	l, w := outsiders(n, key)
+	want := make(map[string]bool)
+	for i := range store.MaxValuesPerKey {
+		rk := store.ValueKey(key, store.ValueID(i+1))
+		if r := n.do(w, KVPut{Key: rk, Value: []byte(strings.Repeat(fmt.Sprint(i%10), 1024))}); r.Err != nil {
+			t.Fatalf("put %d: %v", i, r.Err)
+		}
+		want[rk] = true
+	}
+	op := listen(n, l, key)
+	n.RunUntil(5*time.Second, func() bool { return false })
+	got := make(map[string]int)
+	for _, ev := range eventsOf(l, op) {
+		got[ev.Record.Key]++
+		if len(ev.Record.Value) != 1024 {
+			t.Errorf("%q: %d bytes, want 1024", ev.Record.Key, len(ev.Record.Value))
+		}
+	}
+	for rk := range want {
+		if got[rk] != 1 {
+			t.Errorf("value %q reported %d times, want once", rk, got[rk])
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("%d values reported, want %d", len(got), len(want))
+	}
+	// A key that names a value is refused: a listener hears every value
+	// of a key.
+	if r := n.do(l, KVListen{Key: store.ValueKey(key, 7)}); !errors.Is(r.Err, ErrValueKey) {
+		t.Errorf("listen to a value's record key: %v, want ErrValueKey", r.Err)
 	}
 }
