@@ -224,18 +224,21 @@ func (e *Engine) begin() {
 // Ready returns what the driver should do now and clears it. Packet data
 // is valid until the next call on the engine.
 func (e *Engine) Ready() kademlia.Ready {
-	if e.commits.Len() > 0 || len(e.listen.notify) > 0 {
-		e.begin()  // a second Ready in a row hands out nothing twice
-		e.commit() // persist first, then send
+	var b *replica.Batch
+	if e.commits.Due() || len(e.listen.notify) > 0 {
+		e.begin() // a second Ready in a row hands out nothing twice
+		if e.commits.Due() {
+			b = e.commit() // persist first, then send
+		}
 		e.notifyListeners()
 	}
 	e.drained = true
-	return kademlia.Ready{Packets: e.box.Packets(), Results: e.results, Events: e.listen.events}
+	return kademlia.Ready{Packets: e.box.Packets(), Results: e.results, Events: e.listen.events, Commit: b}
 }
 
 // HasReady reports whether Ready has anything to hand out.
 func (e *Engine) HasReady() bool {
-	return e.commits.Len() > 0 || len(e.listen.notify) > 0 ||
+	return e.commits.Due() || len(e.listen.notify) > 0 ||
 		!e.drained && (len(e.box.Packets()) > 0 || len(e.results) > 0 || len(e.listen.events) > 0)
 }
 
@@ -370,11 +373,17 @@ func (e *Engine) queue(to netip.AddrPort, start int) {
 // drop counts something dropped.
 func (e *Engine) drop(r guard.DropReason) { e.stats.Drops[r]++ }
 
-// commit commits the queued writes and hands out their answers.
-func (e *Engine) commit() {
+// commit commits the queued writes and hands out their answers, or,
+// committing asynchronously, returns them as a batch for the driver
+// (commit.go).
+func (e *Engine) commit() *replica.Batch {
+	if e.commits.Async && !e.closed {
+		return e.commits.Take(e.kvStore())
+	}
 	if e.commits.Len() > 0 {
 		e.commits.Commit(e.kvStore(), e.changed)
 	}
+	return nil
 }
 
 // Close ends every operation with kademlia.ErrClosed. The engine ignores
@@ -384,6 +393,7 @@ func (e *Engine) Close(now time.Time) {
 		return
 	}
 	e.begin()
+	e.commits.Async = false // a batch still out is the driver's to finish
 	e.commit()
 	for _, s := range e.sortedOps() {
 		e.finish(now, s, kademlia.ErrClosed)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/krpc"
+	"github.com/dhtkit/dhtkit/replica"
 	"github.com/dhtkit/dhtkit/store"
 )
 
@@ -163,6 +164,10 @@ type Ready struct {
 	// Events are what running operations observed (KVListen: each new
 	// version of its key), for observers; a driver with none ignores them.
 	Events []Event
+	// Commit, handed out only to a driver that asked for AsyncCommits, is
+	// a group commit to Run off the engine's lock and hand back through
+	// Committed; the writes in it are acknowledged only then.
+	Commit *replica.Batch
 }
 
 // Event is something an operation that keeps running reports before its

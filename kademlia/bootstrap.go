@@ -24,6 +24,9 @@ const (
 type bootstrapper struct {
 	addrs   []bootAddr
 	probing bool
+	// checkAt is when a probing bootstrapper next looks whether nodes
+	// that reached us meanwhile fill the table (bootTableCheck).
+	checkAt time.Time
 	self    OpID   // the self-lookup in progress, 0 if none
 	waiting []OpID // Bootstrap operations waiting for the join to finish
 	joined  bool
@@ -50,6 +53,15 @@ const (
 	bootResends   = 3
 	bootResendMin = 250 * time.Millisecond
 )
+
+// bootTableCheck is how often a bootstrapper whose addresses stay silent
+// looks at its table: a node restarted from a data directory whose saved
+// contacts are all gone (the others moved to new ports) is still reached
+// by the nodes that know it, and those queries put them in its table. It
+// joins through them once every address has let a probe time out, rather
+// than wait, probing dead addresses with a back-off, while it refuses
+// every read and write as not joined (up to dhtkit.JoinWait).
+const bootTableCheck = 250 * time.Millisecond
 
 func (b *bootstrapper) start(now time.Time, e *Engine, s *opState, addrs []netip.AddrPort) {
 	for _, a := range addrs {
@@ -99,8 +111,7 @@ func (b *bootstrapper) next() (time.Time, bool) {
 	if !b.probing {
 		return time.Time{}, false
 	}
-	var t time.Time
-	ok := false
+	t, ok := b.checkAt, !b.checkAt.IsZero()
 	for _, a := range b.addrs {
 		at := a.next
 		if a.inflight {
@@ -123,6 +134,14 @@ func (b *bootstrapper) tick(now time.Time, e *Engine) {
 	if !b.probing {
 		return
 	}
+	if b.self == 0 && !b.checkAt.After(now) {
+		if e.contacts = e.table.Closest(e.self, 1, e.contacts[:0]); len(e.contacts) > 0 && b.allSilent() {
+			b.probing, b.checkAt = false, time.Time{}
+			b.selfLookup(now, e, nil) // seeded from the table
+			return
+		}
+		b.checkAt = now.Add(bootTableCheck)
+	}
 	for i := range b.addrs {
 		a := &b.addrs[i]
 		switch {
@@ -139,6 +158,18 @@ func (b *bootstrapper) tick(now time.Time, e *Engine) {
 			}
 		}
 	}
+}
+
+// allSilent reports whether every bootstrap address has let a probe time
+// out: only then does the table stand in for them (a live address given
+// to merge networks is always heard).
+func (b *bootstrapper) allSilent() bool {
+	for _, a := range b.addrs {
+		if a.backoff == 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // send probes a with find_node(self).

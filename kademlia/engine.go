@@ -245,11 +245,12 @@ func (e *Engine) begin() {
 // is valid until the next call on the engine.
 func (e *Engine) Ready() Ready {
 	e.begin() // a second Ready in a row hands out nothing twice
+	var b *replica.Batch
 	if e.commits.Due() {
-		e.commitWrites() // persist first, then send
+		b = e.commitWrites() // persist first, then send
 	}
 	e.drained = true
-	rd := Ready{Packets: e.box.Packets(), Results: e.results, Events: e.events}
+	rd := Ready{Packets: e.box.Packets(), Results: e.results, Events: e.events, Commit: b}
 	// Results are few, and hold slices (nodes, peers, values): hand the
 	// array over rather than keep them reachable until the next call.
 	e.results = nil
@@ -428,6 +429,7 @@ func (e *Engine) Close(now time.Time) {
 		return
 	}
 	e.begin()
+	e.commits.Async = false // a batch still out is the driver's to finish
 	e.commitWrites()
 	for _, op := range e.sortedOps() {
 		e.finish(now, op, ErrClosed)

@@ -92,11 +92,36 @@ func (e *Engine) queueWrite(now time.Time, recs []store.Record, done func(time.T
 	e.commits.Queue(now, recs, done)
 }
 
-// commitWrites commits the queued writes and runs their callbacks.
-func (e *Engine) commitWrites() {
+// commitWrites commits the queued writes and runs their callbacks, or,
+// committing asynchronously, returns them as a batch for the driver.
+func (e *Engine) commitWrites() *replica.Batch {
+	if e.commits.Async && !e.closed {
+		return e.commits.Take(e.kvStore())
+	}
 	if e.commits.Len() > 0 {
 		e.commits.Commit(e.kvStore(), e.changed)
 	}
+	return nil
+}
+
+// AsyncCommits tells the engine that its driver runs the batches Ready
+// hands out (Ready.Commit) off the engine's lock and gives each back
+// through Committed, so that the engine serves while a batch is synced.
+// It takes effect only for a store that syncs to disk (store.Durable): an
+// in-memory commit costs less than the hand-off.
+func (e *Engine) AsyncCommits() {
+	e.commits.Async = store.Durable(e.kvStore())
+}
+
+// Committed takes back a batch of Ready.Commit once it has Run: the
+// writes in it are on disk, and their acknowledgements go out now.
+func (e *Engine) Committed(now time.Time, b *replica.Batch) {
+	if e.closed {
+		return
+	}
+	e.begin()
+	e.commits.Now(now)
+	e.commits.Finish(now, b, e.changed)
 }
 
 // kvStore returns the node's store, making an in-memory one on first use

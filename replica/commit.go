@@ -7,12 +7,20 @@ import (
 )
 
 // Key-value writes are group-committed: a write that another node (or a
-// local put) waits on is queued, and Commit, which the engine calls from
-// Ready, commits every write queued since the last one in one store
-// transaction (one fsync for a whole batch of datagrams) before the
-// acknowledgements go out. So a replica acknowledges only what is durable
-// ("persist first, then send"), and a node with a data directory is not
-// limited to one write per disk flush.
+// local put) waits on is queued, and the engine's Ready commits every
+// write queued since the last commit in one store transaction (one fsync
+// for a whole batch of datagrams) before the acknowledgements go out. So
+// a replica acknowledges only what is durable ("persist first, then
+// send"), and a node with a data directory is not limited to one write
+// per disk flush.
+//
+// An engine driven by a real clock and socket (package runtime) commits
+// off its lock (Async): Ready hands the due writes out as a Batch, the
+// driver runs it (the store write and its fsync) on a goroutine of its
+// own while the engine goes on serving, and hands it back (Finish), and
+// only then do the writes' callbacks run and their acknowledgements go
+// out. Writes that arrive while a batch is out wait for the next one:
+// they share its fsync, whatever the window.
 
 // Commits is the queue of writes waiting for the next commit. The zero
 // value is empty and ready to use.
@@ -22,18 +30,17 @@ type Commits struct {
 	// fsync (BENCHMARKS.md, "Group commit window", chose the default).
 	// Zero commits at every Ready: the writes of one batch of datagrams.
 	Window time.Duration
+	// Async makes Take, not Commit, the way due writes leave the queue:
+	// at most one Batch is out at a time, and Due is false meanwhile.
+	Async bool
 
 	writes []pendingWrite
 	at     time.Time
 	first  time.Time // when the oldest waiting write was queued
 	now    time.Time // the latest time the engine was handed (Now)
 
-	// Scratch reused from one commit to the next, so that a commit costs
-	// no allocation of its own: the writes being committed (swapped with
-	// writes), all their records, and the errors handed to done.
-	spare []pendingWrite
-	all   []store.Record
-	errs  []error
+	out  *Batch // the batch a driver is committing (Async); nil: none
+	free *Batch // a finished batch, kept so that a commit allocates nothing
 }
 
 // pendingWrite is a queued write and what to do once its fate is known:
@@ -44,8 +51,20 @@ type pendingWrite struct {
 	done func(now time.Time, errs []error)
 }
 
-// Queue queues recs; done learns their fate at the next Commit. done must
-// not keep the slice of errors it is handed: it is reused.
+// Batch is a group of queued writes taken out to be committed. Run, which
+// touches only the batch and its store, may run on any goroutine; the
+// rest belongs to the engine.
+type Batch struct {
+	st      store.Store
+	at      time.Time // when its latest write was queued
+	writes  []pendingWrite
+	all     []store.Record // every record of writes, in order
+	applied []bool         // by record of all: the store applied it
+	errs    []error        // by record of all: why the store refused it
+}
+
+// Queue queues recs; done learns their fate at the commit that stores
+// them. done must not keep the slice of errors it is handed: it is reused.
 func (c *Commits) Queue(now time.Time, recs []store.Record, done func(time.Time, []error)) {
 	if len(c.writes) == 0 {
 		c.first = now
@@ -64,15 +83,17 @@ func (c *Commits) Now(now time.Time) {
 }
 
 // Due reports whether the queued writes are to be committed now: there
-// are some, and the window (if any) of the oldest has passed.
+// are some, no batch is out, and the window (if any) of the oldest has
+// passed.
 func (c *Commits) Due() bool {
-	return len(c.writes) > 0 && (c.Window <= 0 || !c.now.Before(c.first.Add(c.Window)))
+	return len(c.writes) > 0 && c.out == nil && (c.Window <= 0 || !c.now.Before(c.first.Add(c.Window)))
 }
 
 // Deadline is when the window of the oldest waiting write ends, for the
-// engine's Deadline; false when nothing waits for a window.
+// engine's Deadline; false when nothing waits for a window (or a batch is
+// out: its return is what the writes wait for).
 func (c *Commits) Deadline() (time.Time, bool) {
-	if len(c.writes) == 0 || c.Window <= 0 {
+	if len(c.writes) == 0 || c.Window <= 0 || c.out != nil {
 		return time.Time{}, false
 	}
 	return c.first.Add(c.Window), true
@@ -81,47 +102,95 @@ func (c *Commits) Deadline() (time.Time, bool) {
 // Len is the number of writes waiting.
 func (c *Commits) Len() int { return len(c.writes) }
 
-// Commit stores every queued record in st, in one PutAll when it can,
-// calls changed for each record the store applied, and then each write's
-// done.
+// Commit commits every queued write to st at once, on the caller's
+// goroutine, even with a batch out (an engine closing), calls changed for
+// each record the store applied, and then each write's done.
 func (c *Commits) Commit(st store.Store, changed func(time.Time, store.Record)) {
 	if len(c.writes) == 0 {
 		return
 	}
-	writes, at := c.writes, c.at
-	// A done may queue writes of its own: they go to the other slice.
-	c.writes = c.spare[:0]
-	all := c.all[:0]
-	for _, w := range writes {
-		all = append(all, w.recs...)
+	b := c.take(st)
+	b.Run()
+	c.finish(b.at, b, changed)
+}
+
+// Take hands out the due writes as a Batch for the driver to Run and give
+// back with Finish; nil when none are due or a batch is already out.
+func (c *Commits) Take(st store.Store) *Batch {
+	if !c.Due() {
+		return nil
 	}
-	applied, batchErr := st.PutAll(all)
-	for i, ok := range applied { // on an error, the records stored before it
+	c.out = c.take(st)
+	return c.out
+}
+
+// Finish ends a batch from Take once it has Run: changed for each record
+// the store applied, then each write's done, at now. Writes their
+// callbacks queue wait for the next batch.
+func (c *Commits) Finish(now time.Time, b *Batch, changed func(time.Time, store.Record)) {
+	if c.out == b {
+		c.out = nil
+	}
+	c.finish(now, b, changed)
+}
+
+// take moves the queued writes into a batch.
+func (c *Commits) take(st store.Store) *Batch {
+	b := c.free
+	if b == nil {
+		b = &Batch{}
+	}
+	c.free = nil
+	// A done may queue writes of its own: they go to the batch's old slice.
+	b.st, b.at = st, c.at
+	b.writes, c.writes = c.writes, b.writes[:0]
+	for _, w := range b.writes {
+		b.all = append(b.all, w.recs...)
+	}
+	return b
+}
+
+// Run stores the batch's records, in one PutAll when it can. It returns
+// once the store holds them (on disk, for a durable store).
+func (b *Batch) Run() {
+	n := len(b.all)
+	if cap(b.applied) < n || cap(b.errs) < n {
+		b.applied, b.errs = make([]bool, n), make([]error, n)
+	}
+	b.applied, b.errs = b.applied[:n], b.errs[:n]
+	clear(b.applied)
+	clear(b.errs)
+	applied, err := b.st.PutAll(b.all)
+	copy(b.applied, applied) // on an error, the records stored before it
+	if err == nil {
+		return
+	}
+	// A limit or the disk refused the batch: one record at a time, so that
+	// every write learns its own fate and the others land.
+	for i, r := range b.all {
+		var ok bool
+		ok, b.errs[i] = b.st.Put(r)
+		b.applied[i] = b.applied[i] || ok
+	}
+}
+
+// finish reports a batch's fates and keeps the batch for reuse.
+func (c *Commits) finish(now time.Time, b *Batch, changed func(time.Time, store.Record)) {
+	for i, ok := range b.applied {
 		if ok {
-			changed(at, all[i])
+			changed(now, b.all[i])
 		}
 	}
-	clear(all) // keep no values alive until the next commit
-	c.all = all[:0]
-	for _, w := range writes {
-		if cap(c.errs) < len(w.recs) {
-			c.errs = make([]error, len(w.recs))
-		}
-		errs := c.errs[:len(w.recs)]
-		clear(errs)
-		if batchErr != nil {
-			// A limit or the disk refused the batch: one at a time, so
-			// that every write learns its own fate and the others land.
-			for i, r := range w.recs {
-				var ok bool
-				ok, errs[i] = st.Put(r)
-				if ok {
-					changed(at, r)
-				}
-			}
-		}
-		w.done(at, errs)
+	off := 0
+	for _, w := range b.writes {
+		n := len(w.recs)
+		w.done(now, b.errs[off:off+n:off+n])
+		off += n
 	}
-	clear(writes)
-	c.spare = writes[:0]
+	// Keep no values or callbacks alive until the next commit.
+	clear(b.writes)
+	clear(b.all)
+	clear(b.errs)
+	b.writes, b.all, b.st = b.writes[:0], b.all[:0], nil
+	c.free = b
 }

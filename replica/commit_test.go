@@ -77,3 +77,56 @@ func TestCommitsCommit(t *testing.T) {
 		t.Fatalf("the write queued by a callback was not committed next")
 	}
 }
+
+// Committing asynchronously, one batch is out at a time: its writes learn
+// their fate only when it is finished, after it has run, and the writes
+// queued meanwhile wait for the next batch, whatever the window says.
+func TestCommitsAsync(t *testing.T) {
+	st := store.NewMemory(store.Config{})
+	cm := Commits{Async: true}
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	v := store.Version{Time: 1, Writer: 1}
+	done := map[string]bool{}
+	put := func(k string) {
+		cm.Queue(now, []store.Record{{Key: k, Value: []byte(k), Version: v}}, func(_ time.Time, errs []error) {
+			if errs[0] != nil {
+				t.Errorf("%s: %v", k, errs[0])
+			}
+			if _, ok, _ := st.Get(k); !ok {
+				t.Errorf("%s acknowledged before the store held it", k)
+			}
+			done[k] = true
+		})
+	}
+	put("a")
+	put("b")
+	b := cm.Take(st)
+	if b == nil {
+		t.Fatal("Take handed out nothing with writes due")
+	}
+	put("c")
+	if cm.Due() || cm.Take(st) != nil {
+		t.Fatal("a second batch is due while one is out")
+	}
+	if _, ok := cm.Deadline(); ok {
+		t.Error("a window deadline while a batch is out")
+	}
+	b.Run()
+	if len(done) != 0 {
+		t.Fatalf("writes acknowledged by Run, before Finish: %v", done)
+	}
+	changed := 0
+	cm.Finish(now, b, func(time.Time, store.Record) { changed++ })
+	if !done["a"] || !done["b"] || done["c"] || changed != 2 {
+		t.Fatalf("after the first batch: done %v, %d changed; want a and b", done, changed)
+	}
+	b = cm.Take(st)
+	if b == nil {
+		t.Fatal("the write queued while a batch was out is not due once it is back")
+	}
+	b.Run()
+	cm.Finish(now, b, func(time.Time, store.Record) { changed++ })
+	if !done["c"] || changed != 3 || cm.Len() != 0 {
+		t.Fatalf("after the second batch: done %v, %d changed, %d waiting", done, changed, cm.Len())
+	}
+}

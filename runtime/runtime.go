@@ -9,7 +9,10 @@
 // not two per datagram, and allocates nothing per packet. A timer goroutine
 // calls Tick at the engine's Deadline. Callers start operations under the
 // lock and wait, without it, for their Result, which is delivered from
-// whichever Ready call produced it. Events (Ready.Events) go to the
+// whichever Ready call produced it. An engine with a durable store hands
+// its group commits out (Ready.Commit): a goroutine of their own writes
+// and syncs each batch without the lock, and the engine acknowledges its
+// writes only once it is handed back. Events (Ready.Events) go to the
 // channel of their operation's Watch, which never blocks the loop.
 package runtime
 
@@ -23,6 +26,7 @@ import (
 	"time"
 
 	"github.com/dhtkit/dhtkit/kademlia"
+	"github.com/dhtkit/dhtkit/replica"
 	"github.com/dhtkit/dhtkit/seal"
 )
 
@@ -36,6 +40,17 @@ type Engine interface {
 	Ready() kademlia.Ready
 	Deadline() time.Time
 	Close(now time.Time)
+}
+
+// asyncCommitter is an engine that can group-commit off the runtime's
+// lock (kademlia and chord engines with a durable store): Ready hands out
+// a Batch, which the runtime runs on a goroutine of its own, without the
+// lock, so that the node keeps reading datagrams and answering while the
+// disk syncs; the engine acknowledges the batch's writes only once
+// Committed hands it back, after its fsync.
+type asyncCommitter interface {
+	AsyncCommits()
+	Committed(now time.Time, b *replica.Batch)
 }
 
 // Options tunes a Runtime. Zero values take the defaults.
@@ -77,6 +92,7 @@ type Runtime struct {
 
 	mu      sync.Mutex // guards everything below and every call on eng
 	eng     Engine
+	async   asyncCommitter // eng, when it commits off the lock; else nil
 	closed  bool
 	waiters map[kademlia.OpID]chan kademlia.Result
 	watches map[kademlia.OpID]*watch
@@ -125,6 +141,10 @@ func New(conn *net.UDPConn, eng Engine, opts Options) *Runtime {
 		dropLog: make(map[error]time.Time),
 	}
 	r.timer.Stop()
+	if ac, ok := eng.(asyncCommitter); ok {
+		ac.AsyncCommits()
+		r.async = ac
+	}
 	if ua, ok := conn.LocalAddr().(*net.UDPAddr); ok {
 		r.addr = unmap(ua.AddrPort())
 	}
@@ -225,7 +245,7 @@ func (r *Runtime) Close() error {
 		r.mu.Lock()
 		r.closed = true
 		r.eng.Close(now)
-		rd := r.eng.Ready()
+		rd := r.eng.Ready() // a closed engine hands out no Commit
 		r.eventsLocked(rd.Events)
 		r.dispatchLocked(rd.Results)
 		for op, ch := range r.waiters {
@@ -319,6 +339,10 @@ func (r *Runtime) flushLocked(now time.Time) { r.flushLockedTick(now, false) }
 
 func (r *Runtime) flushLockedTick(now time.Time, ticked bool) {
 	rd := r.eng.Ready()
+	if rd.Commit != nil && !r.closed {
+		r.wg.Add(1)
+		go r.commit(rd.Commit)
+	}
 	if len(rd.Packets) > 0 && !r.closed {
 		out := r.out[:0]
 		if r.sealer == nil {
@@ -339,6 +363,23 @@ func (r *Runtime) flushLockedTick(now time.Time, ticked bool) {
 	r.eventsLocked(rd.Events)
 	r.dispatchLocked(rd.Results)
 	r.armLocked(now, ticked)
+}
+
+// commit runs a group commit the engine handed out (at most one is out
+// at a time) without the lock, then hands it back: only then does the
+// engine acknowledge its writes, so nothing is acknowledged before it is
+// on disk.
+func (r *Runtime) commit(b *replica.Batch) {
+	defer r.wg.Done()
+	b.Run()
+	now := time.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return // the engine finished the waiting operations with ErrClosed
+	}
+	r.async.Committed(now, b)
+	r.flushLocked(now)
 }
 
 func (r *Runtime) dispatchLocked(results []kademlia.Result) {

@@ -590,3 +590,8 @@ func (b *Bolt) Close() error {
 
 // Path returns the file the store lives in.
 func (b *Bolt) Path() string { return b.path }
+
+// Durable reports whether a Put returns only once the write is on disk
+// (false for a test store opened without fsync): an engine commits such a
+// store off its lock (replica.Commits.Async), since the fsync is slow.
+func (b *Bolt) Durable() bool { return !b.db.NoSync }

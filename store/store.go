@@ -263,3 +263,11 @@ func (c Config) limit(deleted bool) int64 {
 	}
 	return c.MaxBytes + TombstoneReserve(c.MaxBytes)
 }
+
+// Durable reports whether st syncs each write to disk before Put returns
+// (a store with a Durable method that says so): one whose writes are
+// worth committing off an engine's lock.
+func Durable(st Store) bool {
+	d, ok := st.(interface{ Durable() bool })
+	return ok && d.Durable()
+}

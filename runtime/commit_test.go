@@ -1,0 +1,98 @@
+package runtime
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/dhtkit/dhtkit/kademlia"
+	"github.com/dhtkit/dhtkit/store"
+)
+
+// slowDisk is a durable store whose PutAll waits for the test's word, as a
+// slow fsync would: it says when a commit has begun, and that commit ends
+// only when release is closed.
+type slowDisk struct {
+	store.Store
+	begun   chan struct{}
+	release chan struct{}
+}
+
+func (d *slowDisk) Durable() bool { return true }
+
+func (d *slowDisk) PutAll(rs []store.Record) ([]bool, error) {
+	select {
+	case d.begun <- struct{}{}:
+	default:
+	}
+	<-d.release
+	return d.Store.PutAll(rs)
+}
+
+// A node with a durable store commits off the runtime's lock: while a
+// commit's fsync is under way the node keeps serving (another operation
+// starts and the engine can be inspected), and the put is acknowledged
+// only once the commit has returned, never before.
+func TestCommitOffLockAcksAfterSync(t *testing.T) {
+	disk := &slowDisk{Store: store.NewMemory(store.Config{}), begun: make(chan struct{}, 1), release: make(chan struct{})}
+	kc := kademlia.DefaultConfig()
+	kc.Store = disk
+	kc.Alone = true // a network of one: the put is this node's own write
+	r := New(listen(t), kademlia.New(kc, time.Now()), Options{})
+	defer r.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	acked := make(chan error, 1)
+	go func() {
+		_, err := r.Do(ctx, kademlia.KVPut{Key: "k", Value: []byte("v")})
+		acked <- err
+	}()
+	select {
+	case <-disk.begun:
+	case err := <-acked:
+		t.Fatalf("the put ended (%v) before its commit began", err)
+	case <-ctx.Done():
+		t.Fatal("the put's commit never began")
+	}
+	// The commit is blocked in its "fsync": the lock must be free.
+	inspected := make(chan struct{})
+	go func() {
+		r.Inspect(func() {})
+		close(inspected)
+	}()
+	select {
+	case <-inspected:
+	case <-ctx.Done():
+		t.Fatal("the engine's lock is held while a commit syncs")
+	}
+	// Another put, started meanwhile, waits for the next commit.
+	second := make(chan error, 1)
+	go func() {
+		_, err := r.Do(ctx, kademlia.KVPut{Key: "k2", Value: []byte("v2")})
+		second <- err
+	}()
+	select {
+	case err := <-acked:
+		t.Fatalf("a put was acknowledged (%v) before its commit returned", err)
+	case err := <-second:
+		t.Fatalf("a put was acknowledged (%v) with a commit blocked", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(disk.release)
+	for _, ch := range []chan error{acked, second} {
+		select {
+		case err := <-ch:
+			if err != nil {
+				t.Fatalf("put: %v", err)
+			}
+		case <-ctx.Done():
+			t.Fatal("a put was never acknowledged after its commit")
+		}
+	}
+	for _, k := range []string{"k", "k2"} {
+		if _, ok, err := disk.Get(k); !ok || err != nil {
+			t.Errorf("%s not in the store after its acknowledgement (%v)", k, err)
+		}
+	}
+}
