@@ -98,6 +98,11 @@ func (lo *listenOp) refresh(now time.Time, e *Engine) {
 	lo.next = now.Add(e.cfg.ListenRefresh)
 	lo.lookupAt = now
 	lo.sub.Prune(now)
+	for a := range lo.tokens {
+		if !lo.sub.Trusted(a, now) {
+			delete(lo.tokens, a)
+		}
+	}
 	if e.table.Len() == 0 {
 		lo.register(now, e, nil) // alone: we are the replica set
 		return
