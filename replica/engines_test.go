@@ -108,6 +108,7 @@ type node struct {
 	addr    netip.AddrPort
 	e       engine
 	results map[kademlia.OpID]kademlia.Result
+	events  []kademlia.Event // of its KVListen operations, values copied
 	down    bool
 }
 
@@ -209,6 +210,10 @@ func (n *network) flush(nd *node) {
 	}
 	for _, r := range rd.Results {
 		nd.results[r.Op] = r
+	}
+	for _, ev := range rd.Events {
+		ev.Record.Value = bytes.Clone(ev.Record.Value)
+		nd.events = append(nd.events, ev)
 	}
 }
 
