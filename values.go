@@ -346,26 +346,16 @@ func (w *valueWatch) record(ctx context.Context, n *Node, rec store.Record) (Cha
 	return Change{Key: w.key, Reason: reason, Value: v}, true
 }
 
-// gone reports a value whose expiry passed (expire): expired if its
-// expiry passed, else deleted.
-func (w *valueWatch) gone(rk string, now time.Time) Change {
-	old := w.live[rk]
-	delete(w.live, rk)
-	_, id := store.SplitKey(rk)
-	reason := Deleted
-	if !old.expires.IsZero() && !old.expires.After(now) {
-		reason = Expired
-	}
-	return Change{Key: w.key, Reason: reason, Value: Value{ID: id, Version: old.version, Expires: old.expires}}
-}
-
-// expire reports the values whose expiry passed by now.
+// expire reports, and forgets, the values whose expiry passed by now.
 func (w *valueWatch) expire(now time.Time) []Change {
 	var out []Change
 	for rk, x := range w.live {
-		if !x.expires.IsZero() && !x.expires.After(now) {
-			out = append(out, w.gone(rk, now))
+		if x.expires.IsZero() || x.expires.After(now) {
+			continue
 		}
+		delete(w.live, rk)
+		_, id := store.SplitKey(rk)
+		out = append(out, Change{Key: w.key, Reason: Expired, Value: Value{ID: id, Version: x.version, Expires: x.expires}})
 	}
 	slices.SortFunc(out, func(a, b Change) int { return a.Value.Version.Compare(b.Value.Version) })
 	return out

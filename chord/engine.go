@@ -167,7 +167,11 @@ func (e *Engine) jitter(d time.Duration) time.Duration {
 func (e *Engine) ID() id.ID { return e.self }
 
 // Stats returns the engine's counters.
-func (e *Engine) Stats() Stats { return e.stats }
+func (e *Engine) Stats() Stats {
+	st := e.stats
+	st.Drops[guard.DropListenerEvicted] = e.listen.listeners.Evicted()
+	return st
+}
 
 // Successors returns a copy of the successor list, nearest first. It never
 // holds the node itself; it is empty while the node is alone.

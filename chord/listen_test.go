@@ -271,6 +271,9 @@ func TestListenFloodIsBounded(t *testing.T) {
 	if got := node.e.Listeners(); got != replica.ListenersPerSource {
 		t.Errorf("%d registrations from one address, want %d", got, replica.ListenersPerSource)
 	}
+	if got := node.e.Stats().Drops[guard.DropListenerEvicted]; got != 2000-replica.ListenersPerSource {
+		t.Errorf("%d evictions counted, want %d", got, 2000-replica.ListenersPerSource)
+	}
 	honest := netip.MustParseAddrPort("10.70.0.1:4000")
 	if back := n.Inject(node, honest, query(honest, "key-0", true)); len(back) != 1 || strings.Contains(string(back[0]), "1:y1:e") {
 		t.Fatalf("an honest dk_listen after the flood got %q", back)

@@ -47,7 +47,7 @@ func events(out string) []listenEvent {
 	return evs
 }
 
-// TestSensorsCLI is the issue's must-show with real processes: 5 `dhtkit
+// TestValuesSensorsCLI is the issue's must-show with real processes: 5 `dhtkit
 // node` processes; 3 sensors, each `dhtkit put --sign --id` of 5 JSON
 // readings, run concurrently against three nodes; 2 `dhtkit listen --json`
 // processes on the other two. Every listener prints all 15 readings,
@@ -55,7 +55,7 @@ func events(out string) []listenEvent {
 // prints 3 values, the latest reading of each sensor. With either
 // protocol the sensors put as fast as the network takes them: the
 // replicas push every version to the listeners (dk_listen), no one polls.
-func TestSensorsCLI(t *testing.T) {
+func TestValuesSensorsCLI(t *testing.T) {
 	for _, protocol := range []string{"kademlia", "chord"} {
 		t.Run(protocol, func(t *testing.T) {
 			c := newCluster(t, 3)

@@ -82,7 +82,7 @@ func CheckListenKey(key string) error {
 // ErrValueKey refuses a key that ends as a value's record key does
 // (store.ValueKey): it names a value of another key, placed on that
 // key's replicas.
-var ErrValueKey = errors.New("kademlia: the key ends like a value's record key (\\x00v and 16 hex digits)")
+var ErrValueKey = errors.New("kademlia: the key ends like a value's record key (NUL, v and 16 hex digits)")
 
 // refreshListens renews the listeners whose time has come.
 func (e *Engine) refreshListens(now time.Time) {
@@ -98,6 +98,11 @@ func (lo *listenOp) refresh(now time.Time, e *Engine) {
 	lo.next = now.Add(e.cfg.ListenRefresh)
 	lo.lookupAt = now
 	lo.sub.Prune(now)
+	for a := range lo.tokens {
+		if !lo.sub.Trusted(a, now) {
+			delete(lo.tokens, a)
+		}
+	}
 	if e.table.Len() == 0 {
 		lo.register(now, e, nil) // alone: we are the replica set
 		return

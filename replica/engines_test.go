@@ -99,6 +99,7 @@ type node struct {
 	addr    netip.AddrPort
 	e       engine
 	results map[kademlia.OpID]kademlia.Result
+	events  []kademlia.Event // of its KVListen operations, values copied
 	down    bool
 }
 
@@ -115,6 +116,10 @@ func (nd *node) Drain(_ time.Time, send func(netip.AddrPort, []byte)) {
 	}
 	for _, r := range rd.Results {
 		nd.results[r.Op] = r
+	}
+	for _, ev := range rd.Events {
+		ev.Record.Value = bytes.Clone(ev.Record.Value)
+		nd.events = append(nd.events, ev)
 	}
 }
 

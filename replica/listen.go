@@ -192,15 +192,18 @@ func FetchBatch(keys []string) (batch, rest []string) {
 }
 
 // Unfetched returns the keys asked for that an answer did not carry,
-// for the next dk_fetch; none when the answer carried nothing (the
-// replica no longer holds them, or refuses: no loop).
+// for the next dk_fetch; none when the answer carried none of them (the
+// replica no longer holds them, refuses, or lies): each dk_fetch takes
+// one key at least off the list, so a listener sends at most
+// store.MaxValuesPerKey of them per answer to dk_listen.
 func Unfetched(asked []string, got []store.Record) []string {
-	if len(got) == 0 {
-		return nil
-	}
-	return slices.DeleteFunc(slices.Clone(asked), func(k string) bool {
+	rest := slices.DeleteFunc(slices.Clone(asked), func(k string) bool {
 		return slices.ContainsFunc(got, func(r store.Record) bool { return r.Key == k })
 	})
+	if len(rest) == len(asked) {
+		return nil
+	}
+	return rest
 }
 
 // Listeners holds the dk_listen registrations a replica keeps for other

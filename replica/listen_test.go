@@ -137,6 +137,9 @@ func TestFetchBatchFitsAndUnfetchedEnds(t *testing.T) {
 	if got := Unfetched(keys[:3], nil); got != nil {
 		t.Errorf("an empty answer leaves %q to ask again: it would loop", got)
 	}
+	if got := Unfetched(keys[:3], []store.Record{{Key: "other"}, {Key: keys[9]}}); got != nil {
+		t.Errorf("an answer of keys not asked for leaves %q to ask again: it would loop", got)
+	}
 	if got := Unfetched(keys[:3], []store.Record{{Key: keys[1]}}); len(got) != 2 || got[0] != keys[0] || got[1] != keys[2] {
 		t.Errorf("Unfetched = %q", got)
 	}
