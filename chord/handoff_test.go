@@ -2,6 +2,7 @@ package chord
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"testing"
 	"time"
@@ -12,7 +13,7 @@ import (
 
 // TestHandOffFromHolders: a node that holds a copy of a key without
 // being one of its replicas (left behind by a join, or by a healed
-// partition) hands it to the replicas and drops it once they all hold
+// partition, or a join between the key and it) hands it to the replicas and drops it once they all hold
 // it; a replica that is not the key's primary keeps its copy. Table of
 // where the copy sits and what the replicas hold.
 func TestHandOffFromHolders(t *testing.T) {
@@ -21,7 +22,9 @@ func TestHandOffFromHolders(t *testing.T) {
 		at   int  // the holder: this many nodes after the key's primary
 		only bool // the replicas lack the key: the holder's is the only copy
 		keep bool // the holder is a replica: its copy stays
+		join bool // no planted copy: a node joins at the key, and the third replica is the holder
 	}{
+		{name: "a join pushes the third replica out of the set", at: 2, join: true},
 		{name: "only copy on the next node past the set", at: 3, only: true},
 		{name: "only copy far from the set", at: 12, only: true},
 		{name: "older copy past the set", at: 4},
@@ -64,7 +67,9 @@ func TestHandOffFromHolders(t *testing.T) {
 				}
 				n.Run(time.Second)
 			}
-			if _, err := holder.e.Store().Put(copyRec); err != nil {
+			if tc.join {
+				n.add(Config{ID: id.FromString(key), Bootstrap: []netip.AddrPort{n.Order[0].addr}})
+			} else if _, err := holder.e.Store().Put(copyRec); err != nil {
 				t.Fatal(err)
 			}
 
@@ -72,12 +77,15 @@ func TestHandOffFromHolders(t *testing.T) {
 				_, held, _ := holder.e.Store().Get(key)
 				return len(n.missing(key, want, false)) == 0 && held == tc.keep
 			}
+			if tc.keep {
+				n.Run(4 * 15 * time.Second) // what holds now must still hold after the rounds
+			}
 			if !n.RunUntil(4*15*time.Second, settled) {
 				_, held, _ := holder.e.Store().Get(key)
 				t.Fatalf("after four sync intervals: %d of the 3 replicas lack the key at its newest version; the holder %d past the primary still holds it: %v (want %v)",
 					len(n.missing(key, want, false)), tc.at, held, tc.keep)
 			}
-			for _, r := range reps {
+			for _, r := range n.replicaSet(key, 3) {
 				if rec, _, _ := r.e.Store().Get(key); rec.Version != want.Version {
 					t.Errorf("a replica holds version %v, want %v", rec.Version, want.Version)
 				}

@@ -32,11 +32,9 @@ type timedEvent struct {
 	at time.Time
 }
 
-func (tn *testNode) Receive(now time.Time, from netip.AddrPort, p []byte) { tn.e.Receive(now, from, p) }
-func (tn *testNode) Tick(now time.Time)                                   { tn.e.Tick(now) }
-func (tn *testNode) Deadline() time.Time                                  { return tn.e.Deadline() }
-func (tn *testNode) Addr() netip.AddrPort                                 { return tn.addr }
-func (tn *testNode) IsDown() bool                                         { return tn.down }
+func (tn *testNode) Engine() enginetest.Engine { return tn.e }
+func (tn *testNode) Addr() netip.AddrPort      { return tn.addr }
+func (tn *testNode) IsDown() bool              { return tn.down }
 
 // Drain applies the engine's Ready: its datagrams to send, its results kept.
 func (tn *testNode) Drain(now time.Time, send func(netip.AddrPort, []byte)) {

@@ -55,6 +55,15 @@ type pushOp struct {
 	asking   bool   // waiting for a write token
 }
 
+// internalOp starts an operation of the engine's own (a push, a round, a
+// pull) whose answers go to h.
+func (e *Engine) internalOp(now time.Time, h kvHandler) *opState {
+	e.lastOp++
+	s := &opState{id: e.lastOp, op: Handover{}, internal: true, started: now, kv: h}
+	e.ops[s.id] = s
+	return s
+}
+
 // pushRecords stores recs on node `to` (read repair).
 func (e *Engine) pushRecords(now time.Time, to krpc.NodeInfo, token []byte, recs []store.Record) {
 	e.push(now, replica.NewPush(to, recs), token)
@@ -62,11 +71,8 @@ func (e *Engine) pushRecords(now time.Time, to krpc.NodeInfo, token []byte, recs
 
 // push starts p, with token if we hold one for its node.
 func (e *Engine) push(now time.Time, p *replica.Push, token []byte) {
-	e.lastOp++
-	s := &opState{id: e.lastOp, op: Handover{}, internal: true, started: now}
-	po := &pushOp{s: s, p: p, token: token}
-	s.kv = po
-	e.ops[s.id] = s
+	po := &pushOp{p: p, token: token}
+	po.s = e.internalOp(now, po)
 	if token == nil {
 		if tid, ok := po.askToken(now, e); ok {
 			po.asking, po.tokenTID = true, tid
@@ -245,11 +251,8 @@ type syncRound struct {
 }
 
 func (e *Engine) startRound(now time.Time, pp replica.PeerPlan) {
-	e.lastOp++
-	s := &opState{id: e.lastOp, op: Handover{}, internal: true, started: now}
-	sr := &syncRound{s: s, r: replica.NewRound(pp.Peer, e.syncTree(), placement{e}, pp.Shared)}
-	s.kv = sr
-	e.ops[s.id] = s
+	sr := &syncRound{r: replica.NewRound(pp.Peer, e.syncTree(), placement{e}, pp.Shared)}
+	sr.s = e.internalOp(now, sr)
 	sr.next(now, e)
 }
 
@@ -293,10 +296,9 @@ func (sr *syncRound) response(now time.Time, e *Engine, p *pending, m *krpc.Msg)
 type pull struct{ s *opState }
 
 func (e *Engine) pullRecords(now time.Time, from krpc.NodeInfo, keys []string) {
-	e.lastOp++
-	s := &opState{id: e.lastOp, op: Handover{}, internal: true, started: now}
-	s.kv = &pull{s: s}
-	e.ops[s.id] = s
+	p := &pull{}
+	s := e.internalOp(now, p)
+	p.s = s
 	m := e.newQuery(krpc.MethodFetch)
 	m.A.Has |= krpc.HasX
 	e.xbuf = replica.AppendFetch(e.xbuf[:0], keys...)

@@ -103,11 +103,9 @@ type node struct {
 	down    bool
 }
 
-func (nd *node) Receive(now time.Time, from netip.AddrPort, p []byte) { nd.e.Receive(now, from, p) }
-func (nd *node) Tick(now time.Time)                                   { nd.e.Tick(now) }
-func (nd *node) Deadline() time.Time                                  { return nd.e.Deadline() }
-func (nd *node) Addr() netip.AddrPort                                 { return nd.addr }
-func (nd *node) IsDown() bool                                         { return nd.down }
+func (nd *node) Engine() enginetest.Engine { return nd.e }
+func (nd *node) Addr() netip.AddrPort      { return nd.addr }
+func (nd *node) IsDown() bool              { return nd.down }
 
 func (nd *node) Drain(_ time.Time, send func(netip.AddrPort, []byte)) {
 	rd := nd.e.Ready()

@@ -157,9 +157,6 @@ func (p *Push) Retry(st store.Store, h uint64, send Send) {
 	}
 }
 
-// Has reports whether h is a batch of this push in flight.
-func (p *Push) Has(h uint64) bool { return p.batches[h] != nil }
-
 // Answer takes the dk_store answer x to batch h.
 func (p *Push) Answer(now time.Time, h uint64, x []byte, st store.Store, send Send) {
 	b := p.batches[h]

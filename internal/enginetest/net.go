@@ -11,14 +11,18 @@ import (
 	"github.com/dhtkit/dhtkit/internal/heapq"
 )
 
-// Node is one engine on a Net: the driver contract's Receive, Tick and
-// Deadline, and Drain, which takes the engine's Ready (its type is each
-// engine package's own), keeps what the test reads of it (results,
-// events) and hands each datagram to send.
-type Node interface {
+// Engine is the part of the driver contract a Net drives directly.
+type Engine interface {
 	Receive(now time.Time, from netip.AddrPort, p []byte)
 	Tick(now time.Time)
 	Deadline() time.Time
+}
+
+// Node is one engine on a Net, and Drain, which takes the engine's Ready
+// (its type is each engine package's own), keeps what the test reads of
+// it (results, events) and hands each datagram to send.
+type Node interface {
+	Engine() Engine
 	Addr() netip.AddrPort
 	IsDown() bool
 	Drain(now time.Time, send func(to netip.AddrPort, data []byte))
@@ -139,7 +143,7 @@ func (n *Net[N]) push(from, to netip.AddrPort, data []byte) {
 // Inject delivers a raw datagram to a node now, as if from `from`, and
 // returns the datagrams it sends back to `from` (the rest are queued).
 func (n *Net[N]) Inject(to N, from netip.AddrPort, data []byte) [][]byte {
-	to.Receive(n.Now, from, data)
+	to.Engine().Receive(n.Now, from, data)
 	var back [][]byte
 	to.Drain(n.Now, func(dst netip.AddrPort, data []byte) {
 		if dst == from {
@@ -159,7 +163,7 @@ func (n *Net[N]) nextEvent() (time.Time, bool) {
 		t, ok = d.at, true
 	}
 	for _, nd := range n.Order {
-		if d := nd.Deadline(); !nd.IsDown() && !d.IsZero() && (!ok || d.Before(t)) {
+		if d := nd.Engine().Deadline(); !nd.IsDown() && !d.IsZero() && (!ok || d.Before(t)) {
 			t, ok = d, true
 		}
 	}
@@ -186,7 +190,7 @@ func (n *Net[N]) RunUntil(limit time.Duration, cond func() bool) bool {
 			if !ok || nd.IsDown() || n.Cut != nil && n.Cut(d.from, d.to) {
 				continue
 			}
-			nd.Receive(n.Now, d.from, d.data)
+			nd.Engine().Receive(n.Now, d.from, d.data)
 			if !n.Batch {
 				n.Flush(nd)
 			} else if !slices.ContainsFunc(got, func(x N) bool { return x.Addr() == nd.Addr() }) {
@@ -197,8 +201,8 @@ func (n *Net[N]) RunUntil(limit time.Duration, cond func() bool) bool {
 			n.Flush(nd)
 		}
 		for _, nd := range n.Order {
-			if d := nd.Deadline(); !nd.IsDown() && !d.IsZero() && !d.After(n.Now) {
-				nd.Tick(n.Now)
+			if d := nd.Engine().Deadline(); !nd.IsDown() && !d.IsZero() && !d.After(n.Now) {
+				nd.Engine().Tick(n.Now)
 				n.Flush(nd)
 			}
 		}
