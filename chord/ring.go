@@ -33,8 +33,9 @@ type ring struct {
 
 	lost []lostNode // neighbours that stopped answering, probed until they do (probe.go)
 	// suspects counts the unanswered queries in a row of ring entries
-	// that have not missed routing.BadFails yet (failed); bounded by the
-	// entries, since forget drops a node's count with it.
+	// and remembered nodes that have not missed routing.BadFails yet
+	// (failed); bounded by those, since forget drops a node's count with
+	// it.
 	suspects map[id.ID]int
 	// members are the nodes heard from, or listed by a successor, within
 	// Config.DownFor: they count in replica sets (members.go).
