@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dhtkit/dhtkit/chord"
 	"github.com/dhtkit/dhtkit/kademlia"
 	"github.com/dhtkit/dhtkit/store"
 )
@@ -32,13 +33,30 @@ func (d *slowDisk) PutAll(rs []store.Record) ([]bool, error) {
 // A node with a durable store commits off the runtime's lock: while a
 // commit's fsync is under way the node keeps serving (another operation
 // starts and the engine can be inspected), and the put is acknowledged
-// only once the commit has returned, never before.
+// only once the commit has returned, never before. Kademlia and Chord.
 func TestCommitOffLockAcksAfterSync(t *testing.T) {
+	engines := map[string]func(st store.Store) Engine{
+		"kademlia": func(st store.Store) Engine {
+			kc := kademlia.DefaultConfig()
+			kc.Store = st
+			kc.Alone = true // a network of one: the put is this node's own write
+			return kademlia.New(kc, time.Now())
+		},
+		"chord": func(st store.Store) Engine {
+			cc := chord.DefaultConfig()
+			cc.Store = st
+			cc.Alone = true
+			return chord.New(cc, time.Now())
+		},
+	}
+	for name, newEngine := range engines {
+		t.Run(name, func(t *testing.T) { commitOffLock(t, newEngine) })
+	}
+}
+
+func commitOffLock(t *testing.T, newEngine func(store.Store) Engine) {
 	disk := &slowDisk{Store: store.NewMemory(store.Config{}), begun: make(chan struct{}, 1), release: make(chan struct{})}
-	kc := kademlia.DefaultConfig()
-	kc.Store = disk
-	kc.Alone = true // a network of one: the put is this node's own write
-	r := New(listen(t), kademlia.New(kc, time.Now()), Options{})
+	r := New(listen(t), newEngine(disk), Options{})
 	defer r.Close()
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
