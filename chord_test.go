@@ -175,18 +175,23 @@ func TestChordNodeViews(t *testing.T) {
 	}
 }
 
-func TestChordWatchPolls(t *testing.T) {
+// TestChordWatchPushed: a Chord node's Watch is pushed each version by
+// the key's replicas, as Kademlia's: the current value first, then
+// three versions written back to back, each reported (a poll would see
+// the last only).
+func TestChordWatchPushed(t *testing.T) {
 	nodes := chordRing(t, 3)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if _, err := nodes[0].Put(ctx, "k", []byte("one"), PutOptions{}); err != nil {
+	if _, err := nodes[0].Put(ctx, "k", []byte("zero"), PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	ch, err := nodes[1].Watch(ctx, "k")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"one", "two"} {
+	next := func(want string) {
+		t.Helper()
 		select {
 		case v := <-ch:
 			if string(v.Data) != want {
@@ -195,13 +200,29 @@ func TestChordWatchPolls(t *testing.T) {
 		case <-ctx.Done():
 			t.Fatalf("watch did not report %q", want)
 		}
-		if want == "one" {
-			// The same writer: its clock orders the two versions even
-			// within one millisecond.
-			if _, err := nodes[0].Put(ctx, "k", []byte("two"), PutOptions{}); err != nil {
-				t.Fatal(err)
-			}
+	}
+	next("zero")
+	versions := []string{"one", "two", "three"}
+	for _, v := range versions {
+		// The same writer: its clock orders the versions even within
+		// one millisecond.
+		if _, err := nodes[0].Put(ctx, "k", []byte(v), PutOptions{}); err != nil {
+			t.Fatal(err)
 		}
+	}
+	for _, v := range versions {
+		next(v)
+	}
+	if err := nodes[2].Delete(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case v := <-ch:
+		if !v.Version.IsZero() || v.Data != nil {
+			t.Fatalf("after the delete: %+v, want a zero Value", v)
+		}
+	case <-ctx.Done():
+		t.Fatal("watch did not report the delete")
 	}
 }
 

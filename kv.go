@@ -91,7 +91,14 @@ const parallelChunks = 16
 // write or delete not signed by the same owner with a newer version. A
 // larger signed value goes through PutSigned.
 func (n *Node) Put(ctx context.Context, key string, value []byte, opt PutOptions) (store.Version, error) {
-	key = valueKey(key, &opt)
+	if err := checkKey("put", key); err != nil {
+		return store.Version{}, err
+	}
+	return n.put(ctx, valueKey(key, &opt), value, opt)
+}
+
+// put is Put of a record key (valueKey's).
+func (n *Node) put(ctx context.Context, key string, value []byte, opt PutOptions) (store.Version, error) {
 	if err := n.checkPut(key, opt); err != nil {
 		return store.Version{}, err
 	}
@@ -107,7 +114,7 @@ func (n *Node) Put(ctx context.Context, key string, value []byte, opt PutOptions
 	if len(value) <= chunkSize {
 		return n.putRecord(ctx, key, append([]byte{kindInline}, value...), opt)
 	}
-	return n.PutReader(ctx, key, bytes.NewReader(value), opt)
+	return n.putReader(ctx, key, bytes.NewReader(value), nil, opt)
 }
 
 // putSigned stores an owner's envelope as the record of key: a value, or
@@ -164,6 +171,9 @@ func (n *Node) putRecord(ctx context.Context, key string, rec []byte, opt PutOpt
 // A put that fails or is interrupted leaves chunks behind for at most
 // ChunkGrace plus one collector interval.
 func (n *Node) PutReader(ctx context.Context, key string, r io.Reader, opt PutOptions) (store.Version, error) {
+	if err := checkKey("put", key); err != nil {
+		return store.Version{}, err
+	}
 	key = valueKey(key, &opt)
 	return n.putReader(ctx, key, r, nil, opt)
 }
@@ -174,6 +184,9 @@ func (n *Node) PutReader(ctx context.Context, key string, r io.Reader, opt PutOp
 // (A value that fits one record with its signature is signed whole by
 // SignValue instead, and stored with Put.)
 func (n *Node) PutSigned(ctx context.Context, key string, r io.Reader, env []byte, opt PutOptions) (store.Version, error) {
+	if err := checkKey("put", key); err != nil {
+		return store.Version{}, err
+	}
 	key = valueKey(key, &opt)
 	if env == nil {
 		return store.Version{}, fmt.Errorf("dhtkit: put %q: no signature", shortKey(key))
@@ -216,7 +229,7 @@ func (n *Node) putReader(ctx context.Context, key string, r io.Reader, env []byt
 	case env != nil:
 		// Chunked whatever its size, as SignValue laid it out.
 	case len(head) <= chunkSize:
-		v, err := n.Put(ctx, key, head, opt)
+		v, err := n.put(ctx, key, head, opt)
 		// Put copied the value. A larger value's chunking may leave work
 		// behind that reads br, so only this path gives it back.
 		br.Reset(nil)
@@ -808,84 +821,38 @@ func (n *Node) LocalStats() LocalStats {
 }
 
 // Watch reports key's value each time a new version appears, until ctx
-// ends or the node closes. It does not poll: the key's replicas push each
-// version they take to the node (kademlia.KVListen), so a change arrives
-// one datagram after a replica stores it. The first Value is the current
-// one, if the key has one. A delete, or the expiry of the value last
-// reported, yields a zero Value, once.
-//
-// A Chord node has no such push: it asks the replicas every
-// watchPollInterval instead.
+// ends or the node closes: WatchValues of the key's default value (the
+// one Put writes without PutOptions.ID). It does not poll, with either
+// protocol: the key's replicas push each version they take to the node
+// (dk_listen), so a change arrives one datagram after a replica stores
+// it. The first Value is the current one, if the key has one. A delete,
+// or the expiry of the value last reported, yields a zero Value, once.
 func (n *Node) Watch(ctx context.Context, key string) (<-chan Value, error) {
-	if key == "" {
-		return nil, fmt.Errorf("dhtkit: watch: %w", kademlia.ErrNoKey)
-	}
-	if n.chord != nil {
-		return n.pollWatch(ctx, key), nil
-	}
 	ctx, cancel := context.WithCancel(ctx)
-	events, err := n.rt.Watch(ctx, kademlia.KVListen{Key: key})
+	changes, err := n.WatchValues(ctx, key)
 	if err != nil {
 		cancel()
-		return nil, fmt.Errorf("dhtkit: watch %q: %w", shortKey(key), err)
+		return nil, err
 	}
 	ch := make(chan Value)
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
 		defer close(ch)
-		// Canceling ends the KVListen.
-		defer cancel()
-		var last store.Version // of the value last reported; zero: none, or deleted
-		expiry := time.NewTimer(time.Hour)
-		expiry.Stop()
-		defer expiry.Stop()
-		send := func(v Value) bool {
+		defer cancel() // ends the WatchValues
+		for c := range changes {
+			if c.Value.ID != store.DefaultValue {
+				continue // another value of the key
+			}
+			v := c.Value
+			if c.Reason == Deleted || c.Reason == Expired {
+				v = Value{}
+			}
 			select {
 			case ch <- v:
-				return true
-			case <-ctx.Done():
-			case <-n.ctx.Done():
-			}
-			return false
-		}
-		for {
-			var v Value
-			select {
-			case ev, ok := <-events:
-				if !ok {
-					return
-				}
-				if ev.Record.Key != key {
-					continue // another value of the key (WatchValues reports those)
-				}
-				if ev.Record.Deleted || signedDelete(ev.Record.Value) {
-					if last.IsZero() {
-						continue
-					}
-					break // out of the select: report the delete
-				}
-				var err error
-				v, err = n.watchValue(ctx, key, ev.Record)
-				if err != nil {
-					n.log.Debug("watch: reading a new version", "key", shortKey(key), "version", ev.Record.Version, "err", err)
-					continue
-				}
-			case <-expiry.C:
-				if last.IsZero() {
-					continue
-				}
 			case <-ctx.Done():
 				return
 			case <-n.ctx.Done():
-				return
-			}
-			last = v.Version
-			expiry.Stop()
-			if !v.Expires.IsZero() {
-				expiry.Reset(time.Until(v.Expires))
-			}
-			if !send(v) {
 				return
 			}
 		}
@@ -893,46 +860,18 @@ func (n *Node) Watch(ctx context.Context, key string) (<-chan Value, error) {
 	return ch, nil
 }
 
-// watchPollInterval is how often a Chord node's Watch asks the replicas.
-const watchPollInterval = time.Second
+// ErrValueKey refuses a key that ends as a value's record key does (a
+// NUL byte, 'v' and 16 hex digits: store.ValueKey): it would name a value
+// of another key. Name a value with its key and id instead
+// (PutOptions.ID, GetValue, WatchValues), as the HTTP API's ?id= does.
+var ErrValueKey = errors.New("the key ends like a value's record key (NUL, v and 16 hex digits) and would name a value of another key: give the key and the value's id (PutOptions.ID, GetValue) instead")
 
-// pollWatch is Watch by polling: Get every watchPollInterval, reporting
-// each new version, and a delete or expiry (ErrNotFound after a value)
-// once.
-func (n *Node) pollWatch(ctx context.Context, key string) <-chan Value {
-	ch := make(chan Value)
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		defer close(ch)
-		var last store.Version // of the value last reported; zero: none, or gone
-		t := time.NewTicker(watchPollInterval)
-		defer t.Stop()
-		for {
-			v, err := n.Get(ctx, key)
-			switch {
-			case err == nil && v.Version != last, errors.Is(err, ErrNotFound) && !last.IsZero():
-				last = v.Version
-				select {
-				case ch <- v:
-				case <-ctx.Done():
-					return
-				case <-n.ctx.Done():
-					return
-				}
-			case err != nil && !errors.Is(err, ErrNotFound):
-				n.log.Debug("watch: reading the value", "key", shortKey(key), "err", err)
-			}
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				return
-			case <-n.ctx.Done():
-				return
-			}
-		}
-	}()
-	return ch
+// checkKey refuses, for op, a key that is a value's record key.
+func checkKey(op, key string) error {
+	if store.IsValueKey(key) {
+		return fmt.Errorf("dhtkit: %s %q: %w", op, shortKey(key), ErrValueKey)
+	}
+	return nil
 }
 
 // signedDelete reports whether a record's value is an owner's signed

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 	"time"
 
 	"github.com/dhtkit/dhtkit/kademlia"
+	"github.com/dhtkit/dhtkit/store"
 )
 
 func TestPutGetOverUDP(t *testing.T) {
@@ -176,5 +178,36 @@ func TestWatchOverUDP(t *testing.T) {
 	}
 	if _, err := nodes[2].Watch(ctx, ""); !errors.Is(err, kademlia.ErrNoKey) {
 		t.Errorf("watch of an empty key: %v", err)
+	}
+}
+
+// TestDeleteWhenFull: on nodes at their MaxBytes, a delete still succeeds,
+// also of keys the nodes never held (a tombstone fits the reserve past
+// MaxBytes), and the deleted keys stay deleted; a put is refused.
+func TestDeleteWhenFull(t *testing.T) {
+	nodes := network(t, 3, 41, func(c *Config) { c.Limits.MaxBytes = 8 << 10 })
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	value := bytes.Repeat([]byte("v"), 200)
+	stored := 0
+	for ; stored < 1000; stored++ {
+		_, err := nodes[0].Put(ctx, fmt.Sprintf("fill-%d", stored), value, PutOptions{})
+		if errors.Is(err, store.ErrCapacity) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("put %d: %v", stored, err)
+		}
+	}
+	if stored == 0 || stored == 1000 {
+		t.Fatalf("%d puts before capacity, want the nodes to fill up", stored)
+	}
+	for _, key := range []string{"fill-0", "never-stored", fmt.Sprintf("fill-%d", stored)} {
+		if err := nodes[1].Delete(ctx, key); err != nil {
+			t.Errorf("delete %q on full nodes: %v", key, err)
+		}
+		if _, err := nodes[2].Get(ctx, key); !errors.Is(err, ErrNotFound) {
+			t.Errorf("get %q after its delete: %v, want ErrNotFound", key, err)
+		}
 	}
 }

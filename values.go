@@ -57,6 +57,9 @@ func valueKey(key string, opt *PutOptions) string {
 
 // GetValue reads value id of key (Get for the default id).
 func (n *Node) GetValue(ctx context.Context, key string, id store.ValueID) (Value, error) {
+	if err := checkKey("get", key); err != nil {
+		return Value{ID: id}, err
+	}
 	v, err := n.Get(ctx, store.ValueKey(key, id))
 	v.ID = id
 	return v, err
@@ -64,6 +67,9 @@ func (n *Node) GetValue(ctx context.Context, key string, id store.ValueID) (Valu
 
 // DeleteValue deletes value id of key (Delete for the default id).
 func (n *Node) DeleteValue(ctx context.Context, key string, id store.ValueID) error {
+	if err := checkKey("delete", key); err != nil {
+		return err
+	}
 	return n.Delete(ctx, store.ValueKey(key, id))
 }
 
@@ -75,6 +81,9 @@ var ErrSignedValues = errors.New("signed values are left: each needs its owner's
 // Signed values are left to their owners: the error then wraps
 // ErrSignedValues and names them.
 func (n *Node) DeleteAll(ctx context.Context, key string) (int, error) {
+	if err := checkKey("delete", key); err != nil {
+		return 0, err
+	}
 	res, err := n.values(ctx, key)
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
@@ -157,6 +166,9 @@ func (n *Node) StatValues(ctx context.Context, key string) ([]Value, error) {
 // values past it, newest first, come as StatValues has them (Data nil,
 // Size set), and are read one by one with GetValue.
 func (n *Node) ValuesWithin(ctx context.Context, key string, maxBytes int64) ([]Value, error) {
+	if err := checkKey("get", key); err != nil {
+		return nil, err
+	}
 	res, err := n.values(ctx, key)
 	if err != nil {
 		return nil, fmt.Errorf("dhtkit: get %q: %w", shortKey(key), err)
@@ -210,7 +222,7 @@ type Reason string
 const (
 	Added   Reason = "added"   // a value id not seen before
 	Changed Reason = "changed" // a newer version of a value seen before
-	Deleted Reason = "deleted" // a delete (or, polled, the value vanished before its expiry)
+	Deleted Reason = "deleted" // a delete (a tombstone, or an owner's signed delete)
 	Expired Reason = "expired" // the value's expiry passed
 )
 
@@ -225,16 +237,16 @@ type Change struct {
 
 // WatchValues reports each value of key added, changed, deleted or
 // expired, until ctx ends or the node closes. The values the key holds
-// when it starts come first, as Added. Like Watch, a Kademlia node is
-// pushed each version by the replicas; a Chord node asks them every
-// watchPollInterval, so it reports the newest version of each value at
-// each poll (a value rewritten twice within one interval shows once).
+// when it starts come first, as Added. With either protocol, the key's
+// replicas push each version they take to the node (kademlia.KVListen:
+// dk_listen and dk_notify, replica/listen.go), every version once; no
+// one polls. Expiry is noticed here, at each value's expiry time.
 func (n *Node) WatchValues(ctx context.Context, key string) (<-chan Change, error) {
 	if key == "" {
 		return nil, fmt.Errorf("dhtkit: watch: %w", kademlia.ErrNoKey)
 	}
-	if n.chord != nil {
-		return n.pollValues(ctx, key), nil
+	if err := checkKey("watch", key); err != nil {
+		return nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	events, err := n.rt.Watch(ctx, kademlia.KVListen{Key: key})
@@ -247,7 +259,7 @@ func (n *Node) WatchValues(ctx context.Context, key string) (<-chan Change, erro
 	go func() {
 		defer n.wg.Done()
 		defer close(ch)
-		defer cancel()
+		defer cancel() // ends the KVListen
 		w := newValueWatch(key)
 		timer := time.NewTimer(time.Hour)
 		timer.Stop()
@@ -334,26 +346,16 @@ func (w *valueWatch) record(ctx context.Context, n *Node, rec store.Record) (Cha
 	return Change{Key: w.key, Reason: reason, Value: v}, true
 }
 
-// gone reports a value no longer listed (polling): expired if its expiry
-// passed, else deleted.
-func (w *valueWatch) gone(rk string, now time.Time) Change {
-	old := w.live[rk]
-	delete(w.live, rk)
-	_, id := store.SplitKey(rk)
-	reason := Deleted
-	if !old.expires.IsZero() && !old.expires.After(now) {
-		reason = Expired
-	}
-	return Change{Key: w.key, Reason: reason, Value: Value{ID: id, Version: old.version, Expires: old.expires}}
-}
-
-// expire reports the values whose expiry passed by now.
+// expire reports, and forgets, the values whose expiry passed by now.
 func (w *valueWatch) expire(now time.Time) []Change {
 	var out []Change
 	for rk, x := range w.live {
-		if !x.expires.IsZero() && !x.expires.After(now) {
-			out = append(out, w.gone(rk, now))
+		if x.expires.IsZero() || x.expires.After(now) {
+			continue
 		}
+		delete(w.live, rk)
+		_, id := store.SplitKey(rk)
+		out = append(out, Change{Key: w.key, Reason: Expired, Value: Value{ID: id, Version: x.version, Expires: x.expires}})
 	}
 	slices.SortFunc(out, func(a, b Change) int { return a.Value.Version.Compare(b.Value.Version) })
 	return out
@@ -368,68 +370,6 @@ func (w *valueWatch) nextExpiry() (time.Time, bool) {
 		}
 	}
 	return next, !next.IsZero()
-}
-
-// pollValues is WatchValues by polling, for Chord: every
-// watchPollInterval, the key's records, compared with the last poll's.
-func (n *Node) pollValues(ctx context.Context, key string) <-chan Change {
-	ch := make(chan Change)
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		defer close(ch)
-		w := newValueWatch(key)
-		t := time.NewTicker(watchPollInterval)
-		defer t.Stop()
-		for {
-			var out []Change
-			res, err := n.values(WithPartial(ctx), key)
-			switch {
-			case err == nil || errors.Is(err, ErrNotFound):
-				seen := make(map[string]bool, len(res.Records)+len(res.Fetch))
-				recs := slices.Clone(res.Records)
-				for _, rk := range res.Fetch {
-					if r, err := n.rt.Do(ctx, kademlia.KVGet{Key: rk}); err == nil && r.Record != nil {
-						recs = append(recs, *r.Record)
-					} else {
-						seen[rk] = true // unread this time: not gone
-					}
-				}
-				slices.SortFunc(recs, func(a, b store.Record) int { return a.Version.Compare(b.Version) })
-				for _, rec := range recs {
-					seen[rec.Key] = !rec.Deleted
-					if c, ok := w.record(ctx, n, rec); ok {
-						out = append(out, c)
-					}
-				}
-				now := time.Now()
-				for rk := range w.live {
-					if !seen[rk] {
-						out = append(out, w.gone(rk, now))
-					}
-				}
-			default:
-				n.log.Debug("watch: reading the values", "key", shortKey(key), "err", err)
-			}
-			for _, c := range out {
-				select {
-				case ch <- c:
-				case <-ctx.Done():
-					return
-				case <-n.ctx.Done():
-					return
-				}
-			}
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				return
-			case <-n.ctx.Done():
-				return
-			}
-		}
-	}()
-	return ch
 }
 
 // statRecord is statValue of a record as a replica sent it.

@@ -200,13 +200,14 @@ func TestWatchValues(t *testing.T) {
 					}
 				}
 			}
-			// Each step waits for its event, so that a polling watcher
-			// (Chord) sees every one.
+			// Each step waits for its event, so that the order of the
+			// reasons is known.
 			if _, err := nodes[0].Put(ctx, "watched", []byte("a"), PutOptions{ID: 1}); err != nil {
 				t.Fatal(err)
 			}
 			next(Added, 1, "a")
-			// Long enough that a polling watcher sees it before it expires.
+			// Long enough that it is added before it expires, on a busy
+			// machine.
 			if _, err := nodes[1].Put(ctx, "watched", []byte("b"), PutOptions{ID: 2, TTL: 10 * time.Second}); err != nil {
 				t.Fatal(err)
 			}
@@ -226,5 +227,48 @@ func TestWatchValues(t *testing.T) {
 				next(Expired, 2, "")
 			}
 		})
+	}
+}
+
+// TestValueKeyRefused: a key that ends like a value's record key would
+// name a value of another key; the Go API refuses it as the HTTP API
+// does, with ErrValueKey, and a value is named by its key and id.
+func TestValueKeyRefused(t *testing.T) {
+	nodes := network(t, 4, 9)
+	n := nodes[3]
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	bad := store.ValueKey("k", 1)
+	for name, call := range map[string]func() error{
+		"Put": func() error { _, err := n.Put(ctx, bad, []byte("x"), PutOptions{}); return err },
+		"Put with an id": func() error {
+			_, err := n.Put(ctx, bad, []byte("x"), PutOptions{ID: 2})
+			return err
+		},
+		"PutReader": func() error { _, err := n.PutReader(ctx, bad, bytes.NewReader([]byte("x")), PutOptions{}); return err },
+		"PutSigned": func() error {
+			_, err := n.PutSigned(ctx, bad, bytes.NewReader([]byte("x")), []byte("env"), PutOptions{})
+			return err
+		},
+		"GetValue":    func() error { _, err := n.GetValue(ctx, bad, 1); return err },
+		"DeleteValue": func() error { return n.DeleteValue(ctx, bad, 1) },
+		"DeleteAll":   func() error { _, err := n.DeleteAll(ctx, bad); return err },
+		"Values":      func() error { _, err := n.Values(ctx, bad); return err },
+		"Watch":       func() error { _, err := n.Watch(ctx, bad); return err },
+		"WatchValues": func() error { _, err := n.WatchValues(ctx, bad); return err },
+	} {
+		if err := call(); !errors.Is(err, ErrValueKey) {
+			t.Errorf("%s of %q: %v, want ErrValueKey", name, bad, err)
+		}
+	}
+	// Nothing was written; the value itself is named by key and id.
+	if _, err := n.Put(ctx, "k", []byte("one"), PutOptions{ID: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := n.GetValue(ctx, "k", 1); err != nil || string(v.Data) != "one" {
+		t.Fatalf("GetValue: %q, %v", v.Data, err)
+	}
+	if vs, err := n.Values(ctx, "k"); err != nil || len(vs) != 1 {
+		t.Fatalf("Values: %d, %v; want the one value", len(vs), err)
 	}
 }

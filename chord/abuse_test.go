@@ -29,15 +29,15 @@ var (
 func TestAmplificationUnproven(t *testing.T) {
 	net := newTestNet(t, 31)
 	net.build(3, Config{})
-	net.run(30 * time.Second)
+	net.Run(30 * time.Second)
 	big := bytes.Repeat([]byte("v"), 8<<10)
 	for i := range 40 {
-		if r := net.do(net.order[0], kademlia.KVPut{Key: fmt.Sprintf("k%02d", i), Value: big}); r.Err != nil {
+		if r := net.do(net.Order[0], kademlia.KVPut{Key: fmt.Sprintf("k%02d", i), Value: big}); r.Err != nil {
 			t.Fatalf("put: %v", r.Err)
 		}
 	}
-	net.run(time.Second)
-	target := net.order[1]
+	net.Run(time.Second)
+	target := net.Order[1]
 	entries := replica.AppendRequest(nil, replica.Request{Prefix: replica.Root, Entries: true})
 	cases := []struct {
 		name string
@@ -53,7 +53,7 @@ func TestAmplificationUnproven(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			q := query(c.q, c.x)
-			back := net.inject(target, attacker, q)
+			back := net.Inject(target, attacker, q)
 			out := 0
 			for _, b := range back {
 				out += len(b)
@@ -72,9 +72,9 @@ func TestAmplificationUnproven(t *testing.T) {
 				t.Fatalf("want one answer asking again with a token, got %q", back)
 			}
 			tok := bytes.Clone(m.R.Token)
-			again := net.inject(target, attacker, queryTok(c.q, c.x, tok))
+			again := net.Inject(target, attacker, queryTok(c.q, c.x, tok))
 			if c.q == "dk_store" {
-				net.flush(target) // the answer waits for the commit
+				net.Flush(target) // the answer waits for the commit
 				if _, ok, _ := target.e.kvStore().Get("forged"); !ok {
 					t.Fatal("a write with a valid token was not stored")
 				}
@@ -102,12 +102,12 @@ func TestAmplificationUnproven(t *testing.T) {
 func TestByteBudgetChord(t *testing.T) {
 	net := newTestNet(t, 32)
 	net.build(5, Config{Guard: guard.Config{RateLimit: -1, RateBytes: 4 << 10}})
-	net.run(30 * time.Second)
-	target := net.order[2]
+	net.Run(30 * time.Second)
+	target := net.Order[2]
 	sent := 0
 	for i := range 500 {
 		x := encodeX(nil, map[string]any{"t": fmt.Sprintf("%020d", i)}) // a 20-byte target
-		for _, b := range net.inject(target, victim, query(methodFindSuccessor, x)) {
+		for _, b := range net.Inject(target, victim, query(methodFindSuccessor, x)) {
 			sent += len(b)
 		}
 	}
@@ -128,19 +128,19 @@ func TestByteBudgetChord(t *testing.T) {
 func TestTokenHandshakeOnPut(t *testing.T) {
 	net := newTestNet(t, 33)
 	net.build(40, Config{})
-	net.run(time.Minute)
+	net.Run(time.Minute)
 	asked := uint64(0)
 	for i := range 20 {
 		key := fmt.Sprintf("hs-%d", i)
-		w := net.order[i]
+		w := net.Order[i]
 		if r := net.do(w, kademlia.KVPut{Key: key, Value: []byte(key)}); r.Err != nil {
 			t.Fatalf("put %s from %v: %v", key, w.addr, r.Err)
 		}
-		if r := net.do(net.order[39-i], kademlia.KVGet{Key: key}); r.Err != nil || r.Record == nil || string(r.Record.Value) != key {
+		if r := net.do(net.Order[39-i], kademlia.KVGet{Key: key}); r.Err != nil || r.Record == nil || string(r.Record.Value) != key {
 			t.Fatalf("get %s: %v", key, r.Err)
 		}
 	}
-	for _, tn := range net.order {
+	for _, tn := range net.Order {
 		asked += tn.e.Stats().Drops[guard.DropUnproven]
 	}
 	if asked == 0 {

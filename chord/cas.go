@@ -1,7 +1,6 @@
 package chord
 
 import (
-	"fmt"
 	"net/netip"
 	"time"
 
@@ -19,90 +18,66 @@ import (
 
 // startCAS validates a KVCas and looks up the key's successor.
 func (e *Engine) startCAS(now time.Time, s *opState, op kademlia.KVCas) {
-	switch {
-	case op.Key == "":
-		e.finish(now, s, kademlia.ErrNoKey)
-		return
-	case len(op.Key) > store.DefaultMaxKeySize:
-		e.finish(now, s, fmt.Errorf("%w: the key is %d bytes, at most %d", store.ErrTooLarge, len(op.Key), store.DefaultMaxKeySize))
-		return
-	case len(op.Value) > kademlia.MaxRecordValue:
-		e.finish(now, s, fmt.Errorf("%w: %d bytes, at most %d", kademlia.ErrTooLarge, len(op.Value), kademlia.MaxRecordValue))
+	if err := op.Check(); err != nil {
+		e.finish(now, s, err)
 		return
 	}
 	e.startLookup(now, s, store.KeyTarget(op.Key), nil)
 }
 
-// casOp is a KVCas past its lookup: the proposer and the queries sent.
+// casOp is a KVCas past its lookup: the replication layer's round
+// (replica.CASRound).
 type casOp struct {
-	s       *opState
-	p       *replica.Proposer
-	members []replica.Member
-	down    []bool
-	tid     []uint16
-	waiting []bool
+	s *opState
+	r *replica.CASRound
 }
 
 // casReplicas takes the key's replica set and sends the prepare.
 func (e *Engine) casReplicas(now time.Time, s *opState, nodes []krpc.NodeInfo) {
 	o := s.op.(kademlia.KVCas)
 	members, down := e.replicaSet(now, store.KeyTarget(o.Key), nodes)
-	q := e.quorum()
-	need := q.Need(true, len(members), len(members) == 1 && members[0].Self)
-	up := 0
-	for _, d := range down {
-		if !d {
-			up++
-		}
-	}
-	if err := q.Refuse(up, need); err != nil {
+	r, err := replica.NewCASRound(e.quorum(), members, down, o.Key, e.clock.Now(now), o.ChangeAt(now, e.cfg.DefaultTTL))
+	if err != nil {
 		e.finish(now, s, err)
 		return
 	}
-	change := o.Change
-	if change == nil {
-		ttl := o.TTL
-		if ttl <= 0 {
-			ttl = e.cfg.DefaultTTL
-		}
-		change = replica.CondChange(o.Key, o.Cond, store.Record{Value: o.Value, Expires: now.Add(ttl)})
-	}
-	op := &casOp{s: s, members: members, down: down, tid: make([]uint16, len(members)), waiting: make([]bool, len(members))}
-	op.p = replica.NewProposer(o.Key, e.clock.Now(now), change, len(members), need)
+	op := &casOp{s: s, r: r}
 	s.cas = op
-	s.result.Version = op.p.Ballot
-	op.send(now, e, op.p.Prepare())
-	op.advance(now, e)
+	s.result.Version = r.P.Ballot
+	r.Done = func(now time.Time, acks int, err error) {
+		s.result.Acks = acks
+		e.finish(now, s, err)
+	}
+	r.Start(now, casLink{e, op, now})
 }
 
-// send sends m to every member that is not down; this node answers its
-// own at once.
-func (op *casOp) send(now time.Time, e *Engine, m replica.CASMsg) {
-	for i, r := range op.members {
-		if op.down[i] {
-			op.p.Fail(i, m.Phase)
-			continue
-		}
-		if r.Self {
-			ans, err := e.casLocal(now, m)
-			if err != nil {
-				op.p.Fail(i, m.Phase)
-			} else {
-				op.p.Answer(i, m.Phase, ans, now)
-			}
-			continue
-		}
-		q := e.newQuery(mCAS)
-		q.A.Has |= krpc.HasX
-		e.xbuf = replica.AppendCASMsg(e.xbuf[:0], m)
-		q.A.X = e.xbuf
-		tid, ok := e.sendQueryTID(now, mCAS, r.Node.Addr, r.Node.ID, op.s.id, forOp)
-		if !ok {
-			op.p.Fail(i, m.Phase)
-			continue
-		}
-		op.tid[i], op.waiting[i] = tid, true
+// casLink carries a round's dk_cas (replica.CASLink).
+type casLink struct {
+	e   *Engine
+	op  *casOp
+	now time.Time
+}
+
+func (l casLink) Local(m replica.CASMsg) (replica.CASAnswer, error) { return l.e.casLocal(l.now, m) }
+func (l casLink) Observe(v store.Version)                           { _ = l.e.clock.Observe(l.now, v) }
+
+func (l casLink) Send(i int, x []byte) (uint64, bool) {
+	q := l.e.newQuery(mCAS)
+	q.A.Has |= krpc.HasX
+	q.A.X = x
+	to := l.op.r.Members[i].Node
+	tid, ok := l.e.sendQueryTID(l.now, mCAS, to.Addr, to.ID, l.op.s.id, forOp)
+	return uint64(tid), ok
+}
+
+func (op *casOp) response(now time.Time, e *Engine, p *pending, _ id.ID, m *krpc.Msg) {
+	if op.r.Answer(now, p.nodeID, uint64(p.tid), m.R.X, casLink{e, op, now}) != nil {
+		e.stats.Malformed++
 	}
+}
+
+func (op *casOp) failure(now time.Time, e *Engine, p *pending, _ error) {
+	op.r.Fail(now, p.nodeID, uint64(p.tid), casLink{e, op, now})
 }
 
 // casLocal is this node's acceptor answering m.
@@ -112,66 +87,9 @@ func (e *Engine) casLocal(now time.Time, m replica.CASMsg) (replica.CASAnswer, e
 	}
 	ans, err := e.acceptor.Handle(e.kvStore(), m)
 	if err == nil && ans.OK && m.Phase == replica.PhaseAccept {
-		e.stored()
+		e.changed(now, *m.Rec)
 	}
 	return ans, err
-}
-
-// advance sends the accept once the prepare phase is through, and
-// finishes the operation once the proposer decides.
-func (op *casOp) advance(now time.Time, e *Engine) {
-	for range 2 { // twice: a replica set of this node alone decides at once
-		if m, ok := op.p.Next(); ok {
-			op.send(now, e, m)
-		}
-	}
-	done, err := op.p.Done()
-	if !done {
-		return
-	}
-	if err == nil {
-		op.s.result.Acks = op.p.Need
-	}
-	e.finish(now, op.s, err)
-}
-
-func (op *casOp) find(p *pending) int {
-	for i, r := range op.members {
-		if !r.Self && op.waiting[i] && r.Node.ID == p.nodeID && op.tid[i] == p.tid {
-			return i
-		}
-	}
-	return -1
-}
-
-func (op *casOp) response(now time.Time, e *Engine, p *pending, _ id.ID, m *krpc.Msg) {
-	i := op.find(p)
-	if i < 0 {
-		return
-	}
-	op.waiting[i] = false
-	phase := op.p.Phase()
-	ans, err := replica.ParseCASAnswer(m.R.X, op.p.Key)
-	if err != nil {
-		e.stats.Malformed++
-		op.p.Fail(i, phase)
-	} else {
-		if !ans.Seen.IsZero() {
-			_ = e.clock.Observe(now, ans.Seen) // the next ballot beats it
-		}
-		op.p.Answer(i, phase, ans, now)
-	}
-	op.advance(now, e)
-}
-
-func (op *casOp) failure(now time.Time, e *Engine, p *pending, err error) {
-	i := op.find(p)
-	if i < 0 {
-		return
-	}
-	op.waiting[i] = false
-	op.p.Fail(i, op.p.Phase())
-	op.advance(now, e)
 }
 
 // handleCAS answers dk_cas with this node's acceptor, for a source whose

@@ -22,8 +22,5 @@ func (e *Engine) Committed(now time.Time, b *replica.Batch) {
 		return
 	}
 	e.begin()
-	e.commits.Finish(now, b, e.storedAt)
+	e.commits.Finish(now, b, e.changed)
 }
-
-// storedAt is stored, as replica.Commits reports a record applied.
-func (e *Engine) storedAt(time.Time, store.Record) { e.stored() }

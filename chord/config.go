@@ -7,6 +7,7 @@ import (
 
 	"github.com/dhtkit/dhtkit/guard"
 	"github.com/dhtkit/dhtkit/id"
+	"github.com/dhtkit/dhtkit/replica"
 	"github.com/dhtkit/dhtkit/store"
 )
 
@@ -84,6 +85,15 @@ type Config struct {
 	DownFor time.Duration
 	// DefaultTTL is the life of a value put without a TTL (24h).
 	DefaultTTL time.Duration
+	// ListenRefresh is how often a KVListen looks its key's replicas up
+	// again and renews its registrations (1m, at most half of
+	// replica.ListenTTL), as Kademlia's: it bounds how long a listener
+	// misses the writes of a node that took over the key's range.
+	ListenRefresh time.Duration
+	// MaxListeners bounds the dk_listen registrations this node keeps for
+	// others (10000; see also replica.ListenersPerKey and
+	// replica.ListenersPerSource).
+	MaxListeners int
 	// Routing is how lookups are forwarded: RoutingFingers (""), or
 	// RoutingLinear, one successor at a time, for comparison.
 	Routing string
@@ -117,6 +127,8 @@ func DefaultConfig() Config {
 		Replicas:                 3,
 		DownFor:                  5 * time.Minute,
 		DefaultTTL:               24 * time.Hour,
+		ListenRefresh:            time.Minute,
+		MaxListeners:             10000,
 	}
 }
 
@@ -165,6 +177,13 @@ func (c Config) withDefaults() Config {
 	}
 	if c.DownFor <= 0 {
 		c.DownFor = d.DownFor
+	}
+	if c.ListenRefresh <= 0 {
+		c.ListenRefresh = d.ListenRefresh
+	}
+	c.ListenRefresh = min(c.ListenRefresh, replica.ListenTTL/2)
+	if c.MaxListeners <= 0 {
+		c.MaxListeners = d.MaxListeners
 	}
 	return c
 }

@@ -107,6 +107,7 @@ type Engine struct {
 	// restarted: the store held records at start (replica.NewAcceptor).
 	acceptor  *replica.Acceptor
 	restarted bool
+	listen    listening // KVListen, ours and others' (listen.go)
 
 	// Scratch space.
 	in     krpc.Msg
@@ -166,7 +167,11 @@ func (e *Engine) jitter(d time.Duration) time.Duration {
 func (e *Engine) ID() id.ID { return e.self }
 
 // Stats returns the engine's counters.
-func (e *Engine) Stats() Stats { return e.stats }
+func (e *Engine) Stats() Stats {
+	st := e.stats
+	st.Drops[guard.DropListenerEvicted] = e.listen.listeners.Evicted()
+	return st
+}
 
 // Successors returns a copy of the successor list, nearest first. It never
 // holds the node itself; it is empty while the node is alone.
@@ -214,6 +219,8 @@ func (e *Engine) begin() {
 		e.box.Reset()
 		clear(e.results)
 		e.results = e.results[:0]
+		clear(e.listen.events)
+		e.listen.events = e.listen.events[:0]
 		e.drained = false
 	}
 }
@@ -222,17 +229,21 @@ func (e *Engine) begin() {
 // is valid until the next call on the engine.
 func (e *Engine) Ready() kademlia.Ready {
 	var b *replica.Batch
-	if e.commits.Due() {
-		e.begin()      // a second Ready in a row hands out nothing twice
-		b = e.commit() // persist first, then send
+	if e.commits.Due() || len(e.listen.notify) > 0 {
+		e.begin() // a second Ready in a row hands out nothing twice
+		if e.commits.Due() {
+			b = e.commit() // persist first, then send
+		}
+		e.notifyListeners()
 	}
 	e.drained = true
-	return kademlia.Ready{Packets: e.box.Packets(), Results: e.results, Commit: b}
+	return kademlia.Ready{Packets: e.box.Packets(), Results: e.results, Events: e.listen.events, Commit: b}
 }
 
 // HasReady reports whether Ready has anything to hand out.
 func (e *Engine) HasReady() bool {
-	return e.commits.Due() || !e.drained && (len(e.box.Packets()) > 0 || len(e.results) > 0)
+	return e.commits.Due() || len(e.listen.notify) > 0 ||
+		!e.drained && (len(e.box.Packets()) > 0 || len(e.results) > 0 || len(e.listen.events) > 0)
 }
 
 // Deadline is the time of the engine's next timer; the driver calls Tick
@@ -257,6 +268,9 @@ func (e *Engine) Deadline() time.Time {
 		d = t
 	}
 	if t, ok := e.ring.nextProbe(); ok && t.Before(d) {
+		d = t
+	}
+	if t, ok := e.listenDeadline(); ok && t.Before(d) {
 		d = t
 	}
 	return d
@@ -297,6 +311,7 @@ func (e *Engine) Tick(now time.Time) {
 		e.nextSync = now.Add(e.jitter(e.cfg.SyncInterval))
 		e.sync(now)
 	}
+	e.tickListen(now)
 }
 
 // Receive hands the engine a datagram that arrived from a peer. The engine
@@ -370,7 +385,7 @@ func (e *Engine) commit() *replica.Batch {
 		return e.commits.Take(e.kvStore())
 	}
 	if e.commits.Len() > 0 {
-		e.commits.Commit(e.kvStore(), e.storedAt)
+		e.commits.Commit(e.kvStore(), e.changed)
 	}
 	return nil
 }

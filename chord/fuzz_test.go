@@ -35,7 +35,7 @@ func queryTok(name string, x, tok []byte) []byte {
 func TestMalformedInputDropped(t *testing.T) {
 	net := newTestNet(t, 21)
 	net.build(5, Config{})
-	a := net.order[0]
+	a := net.Order[0]
 	from := netip.MustParseAddrPort("127.0.0.200:6881")
 	tok := a.e.tokens.Issue(from.Addr(), nil) // a write must prove its source
 	cases := []struct {
@@ -65,7 +65,7 @@ func TestMalformedInputDropped(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			before := a.e.Stats()
-			back := net.inject(a, from, c.data)
+			back := net.Inject(a, from, c.data)
 			if c.reply {
 				var m krpc.Msg
 				if len(back) != 1 || m.Decode(back[0]) != nil || m.Y != krpc.Error {
@@ -81,13 +81,13 @@ func TestMalformedInputDropped(t *testing.T) {
 		})
 	}
 	// The node still works.
-	net.run(10 * time.Second)
+	net.Run(10 * time.Second)
 	if net.ringErrors() != 0 {
 		t.Fatal("the ring broke after bad input")
 	}
 	// A well-formed step is answered.
 	target := id.FromString("t")
-	back := net.inject(a, from, query(methodFindSuccessor, append([]byte("d1:t20:"), append(target[:], 'e')...)))
+	back := net.Inject(a, from, query(methodFindSuccessor, append([]byte("d1:t20:"), append(target[:], 'e')...)))
 	var m krpc.Msg
 	if len(back) != 1 || m.Decode(back[0]) != nil || m.Y != krpc.Response {
 		t.Fatalf("valid find_successor not answered: %q", back)
@@ -115,7 +115,7 @@ func FuzzPayload(f *testing.F) {
 	f.Fuzz(func(t *testing.T, x []byte) {
 		// A fresh engine each time: state kept across inputs (stored
 		// records, contacts) would slow every later input down.
-		e := New(Config{Network: "test", Rand: seededReader{rand.New(rand.NewPCG(1, 1))}}, testEpoch)
+		e := New(Config{Network: "test", Rand: seededReader{R: rand.New(rand.NewPCG(1, 1))}}, testEpoch)
 		if r, err := decodeStep(x, self, from); err == nil {
 			again, err := decodeStep(encodeX(nil, map[string]any{"d": boolInt(r.done), "n": encodeNodes(r.nodes, self), "a": encodeNodes(r.partial, self)}), self, from)
 			if err != nil || len(again.nodes) != len(r.nodes) || again.done != r.done {

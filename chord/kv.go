@@ -13,9 +13,9 @@ import (
 	"github.com/dhtkit/dhtkit/store"
 )
 
-// maxPayload bounds the records of one dk_store or dk_fetch so that the
+// maxPayload bounds the records of one dk_fetch answer so that the
 // datagram stays within kademlia.MaxDatagram.
-const maxPayload = 12 << 10
+const maxPayload = replica.MaxPayload
 
 // kvStore returns the node's store, making an in-memory one on first use.
 func (e *Engine) kvStore() store.Store {
@@ -30,9 +30,7 @@ func (e *Engine) quorum() replica.Quorum {
 	return replica.Quorum{Replicas: e.cfg.Replicas, Write: e.cfg.WriteQuorum, Read: e.cfg.ReadQuorum, Alone: e.cfg.Alone}
 }
 
-func expired(r *store.Record, now time.Time) bool {
-	return !r.Deleted && !r.Expires.IsZero() && !r.Expires.After(now)
-}
+func expired(r *store.Record, now time.Time) bool { return replica.Expired(r, now) }
 
 // startKV validates a KVPut or KVGet and looks up the key's successor.
 func (e *Engine) startKV(now time.Time, s *opState, key string) {
@@ -160,7 +158,7 @@ func (e *Engine) replicaSet(now time.Time, target id.ID, nodes []krpc.NodeInfo) 
 	if r.hasPred {
 		pred = []krpc.NodeInfo{r.pred}
 	}
-	for _, list := range [][]krpc.NodeInfo{nodes, r.succs, r.fingers, pred} {
+	for _, list := range [][]krpc.NodeInfo{nodes, r.succs, r.fingers, pred, r.remembered(now, e.cfg.DownFor)} {
 		for _, n := range list {
 			if !seen[n.ID] && !n.ID.IsZero() {
 				seen[n.ID] = true
@@ -344,11 +342,11 @@ func (op *kvOp) check(now time.Time, e *Engine) {
 			if r := op.q.Members[i]; r.Self {
 				for _, rec := range recs {
 					if applied, _ := e.kvStore().Put(rec); applied {
-						e.stored()
+						e.changed(now, rec)
 					}
 				}
 			} else {
-				e.pushRecords(now, r.Node, recs, 0)
+				e.pushRecords(now, r.Node, recs)
 			}
 		}
 	case !op.q.Put:
@@ -364,71 +362,80 @@ func (op *kvOp) repair(now time.Time, e *Engine) {
 		r := op.q.Members[i]
 		if r.Self {
 			if applied, _ := e.kvStore().Put(*best); applied {
-				e.stored()
+				e.changed(now, *best)
 			}
 			continue
 		}
-		e.pushRecords(now, r.Node, []store.Record{*best}, 0)
+		e.pushRecords(now, r.Node, []store.Record{*best})
 	}
 }
 
-// pushRecords sends recs to `to` in dk_store batches that fit a datagram.
-// With op set, the answers go to that operation (a hand-over); without,
-// they only prove the node alive. It returns the batches sent.
-func (e *Engine) pushRecords(now time.Time, to krpc.NodeInfo, recs []store.Record, op kademlia.OpID) int {
-	why := forFire
-	if op != 0 {
-		why = forOp
-	}
-	sent := 0
-	for len(recs) > 0 {
-		n, size := 0, 0
-		for n < len(recs) && (n == 0 || size+len(recs[n].Key)+len(recs[n].Value)+64 < maxPayload) {
-			size += len(recs[n].Key) + len(recs[n].Value) + 64
-			n++
-		}
+// pushRecords stores recs on `to` (read repair, the join share).
+func (e *Engine) pushRecords(now time.Time, to krpc.NodeInfo, recs []store.Record) {
+	e.push(now, replica.NewPush(to, recs))
+}
+
+// push is an internal operation that carries p (replica.Push: dk_store
+// batches, a window of them in flight) to its node.
+func (e *Engine) push(now time.Time, p *replica.Push) {
+	s := e.newOp(now, nil, true)
+	s.push = p
+	p.Fill(now, e.kvStore(), e.pushSend(now, s))
+	e.pushed(now, s)
+}
+
+// pushSend sends one dk_store batch of s's push.
+func (e *Engine) pushSend(now time.Time, s *opState) replica.Send {
+	return func(x []byte) (uint64, bool) {
 		q := e.newQuery(mStore)
 		q.A.Has |= krpc.HasX
-		e.xbuf = replica.AppendRecords(e.xbuf[:0], recs[:n])
-		q.A.X = e.xbuf
-		if e.sendQuery(now, mStore, to.Addr, to.ID, op, why) {
-			sent++
-		}
-		recs = recs[n:]
+		q.A.X = x
+		tid, ok := e.sendQueryTID(now, mStore, s.push.To.Addr, s.push.To.ID, s.id, forOp)
+		return uint64(tid), ok
 	}
-	return sent
 }
 
-// handover is a Handover in progress: the node pushes every record it
-// holds to its successors, which take over its range, and says goodbye
-// to its neighbours.
-type handover struct {
-	batches int   // dk_store batches awaiting an answer
-	first   id.ID // the successor, which takes over our range
-	acked   int   // records it acknowledged
+// pushAnswered takes the answer to, or failure of (m nil), a batch of
+// s's push.
+func (e *Engine) pushAnswered(now time.Time, s *opState, p *pending, m *krpc.Msg, err error) {
+	if m != nil {
+		s.push.Answer(now, uint64(p.tid), m.R.X, e.kvStore(), e.pushSend(now, s))
+	} else {
+		s.push.Fail(now, uint64(p.tid), err == kademlia.ErrTimeout, e.kvStore(), e.pushSend(now, s))
+	}
+	e.pushed(now, s)
 }
 
+func (e *Engine) pushed(now time.Time, s *opState) {
+	if s.push.Done() {
+		e.finish(now, s, nil)
+	}
+}
+
+// startHandover pushes every record the node holds to its successors,
+// which take over its range (replica.Handover), and says goodbye to its
+// neighbours.
 func (e *Engine) startHandover(now time.Time, s *opState) {
-	var recs []store.Record
+	h := replica.NewHandover()
 	if e.cfg.Store != nil {
-		_ = e.cfg.Store.Each(func(r store.Record) bool {
-			if !expired(&r, now) {
-				recs = append(recs, r)
-			}
+		to := e.handoverTo(now)
+		// Keys and versions only: values are read as their batches go out.
+		_ = e.cfg.Store.Bucket(0, 0, func(en store.Entry) bool {
+			h.Add(en, to)
 			return true
 		})
 	}
-	h := &handover{}
-	s.ho = h
-	r := &e.ring
-	if succ, ok := r.successor(); ok {
-		h.first = succ.ID
+	pushes := h.Pushes()
+	h.Done = func(now time.Time) {
+		s.result.Acks, _ = h.Held()
+		e.finish(now, s, h.Err())
 	}
-	for _, to := range e.handoverTo(now) {
-		h.batches += e.pushRecords(now, to, recs, s.id)
+	for _, p := range pushes {
+		e.push(now, p)
 	}
 	// Goodbye to both neighbours, so that the ring closes over our place
 	// now instead of at their next failed stabilize.
+	r := &e.ring
 	q := e.newQuery(mLeave)
 	q.A.Has |= krpc.HasX
 	e.xbuf = encodeNeighbors(e.xbuf[:0], r.pred, r.hasPred, r.succs, e.self)
@@ -441,7 +448,7 @@ func (e *Engine) startHandover(now time.Time, s *opState) {
 			e.sendQuery(now, mLeave, r.pred.Addr, r.pred.ID, 0, forFire)
 		}
 	}
-	if h.batches == 0 {
+	if len(pushes) == 0 {
 		e.finish(now, s, nil)
 	}
 }
@@ -461,22 +468,4 @@ func (e *Engine) handoverTo(now time.Time) []krpc.NodeInfo {
 		}
 	}
 	return out
-}
-
-func (h *handover) done(now time.Time, e *Engine, s *opState, p *pending, m *krpc.Msg) {
-	h.batches--
-	if m != nil && p.nodeID == h.first {
-		if d, err := decodeX(m.R.X); err == nil {
-			ok, _ := d["ok"].([]any)
-			for _, v := range ok {
-				if v == int64(1) {
-					h.acked++
-				}
-			}
-		}
-	}
-	if h.batches == 0 {
-		s.result.Acks = h.acked
-		e.finish(now, s, nil)
-	}
 }

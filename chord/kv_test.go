@@ -30,10 +30,10 @@ func holders(net *testNet, key string) []*testNode {
 func TestKVOnSuccessors(t *testing.T) {
 	net := newTestNet(t, 11)
 	net.build(40, Config{})
-	net.run(time.Minute)
+	net.Run(time.Minute)
 	for i := range 20 {
 		key := fmt.Sprintf("key-%d", i)
-		w := net.order[i]
+		w := net.Order[i]
 		res := net.do(w, kademlia.KVPut{Key: key, Value: []byte("v" + key)})
 		if res.Err != nil || res.Acks < 2 {
 			t.Fatalf("put %s: %v (acks %d)", key, res.Err, res.Acks)
@@ -44,7 +44,7 @@ func TestKVOnSuccessors(t *testing.T) {
 		for len(want) < 3 {
 			want = append(want, net.trueSuccessor(id.AddPow2(want[len(want)-1], 0)).e.ID())
 		}
-		net.run(time.Second) // the third replica may answer after the quorum
+		net.Run(time.Second) // the third replica may answer after the quorum
 		got := holders(net, key)
 		if len(got) != 3 {
 			t.Fatalf("%s is on %d nodes, want 3", key, len(got))
@@ -58,22 +58,22 @@ func TestKVOnSuccessors(t *testing.T) {
 				t.Fatalf("%s is on %v, which is not among its 3 successors", key, h.e.ID())
 			}
 		}
-		r := net.do(net.order[39-i], kademlia.KVGet{Key: key})
+		r := net.do(net.Order[39-i], kademlia.KVGet{Key: key})
 		if r.Err != nil || r.Record == nil || !bytes.Equal(r.Record.Value, []byte("v"+key)) {
 			t.Fatalf("get %s: %v %v", key, r.Err, r.Record)
 		}
 	}
-	if res := net.do(net.order[0], kademlia.KVGet{Key: "absent"}); !errors.Is(res.Err, kademlia.ErrNotFound) {
+	if res := net.do(net.Order[0], kademlia.KVGet{Key: "absent"}); !errors.Is(res.Err, kademlia.ErrNotFound) {
 		t.Fatalf("get of an absent key: %v, want ErrNotFound", res.Err)
 	}
 	// Last writer wins.
-	net.do(net.order[1], kademlia.KVPut{Key: "key-0", Value: []byte("new")})
-	if r := net.do(net.order[2], kademlia.KVGet{Key: "key-0"}); r.Err != nil || string(r.Record.Value) != "new" {
+	net.do(net.Order[1], kademlia.KVPut{Key: "key-0", Value: []byte("new")})
+	if r := net.do(net.Order[2], kademlia.KVGet{Key: "key-0"}); r.Err != nil || string(r.Record.Value) != "new" {
 		t.Fatalf("get after overwrite: %v %v", r.Err, r.Record)
 	}
 	// A delete is a tombstone that wins too.
-	net.do(net.order[3], kademlia.KVPut{Key: "key-0", Delete: true})
-	if r := net.do(net.order[4], kademlia.KVGet{Key: "key-0"}); !errors.Is(r.Err, kademlia.ErrNotFound) {
+	net.do(net.Order[3], kademlia.KVPut{Key: "key-0", Delete: true})
+	if r := net.do(net.Order[4], kademlia.KVGet{Key: "key-0"}); !errors.Is(r.Err, kademlia.ErrNotFound) {
 		t.Fatalf("get after delete: %v", r.Err)
 	}
 }
@@ -81,14 +81,14 @@ func TestKVOnSuccessors(t *testing.T) {
 func TestKVSurvivesPrimaryCrash(t *testing.T) {
 	net := newTestNet(t, 12)
 	net.build(30, Config{})
-	net.run(time.Minute)
+	net.Run(time.Minute)
 	key := "survivor"
-	if res := net.do(net.order[0], kademlia.KVPut{Key: key, Value: []byte("x")}); res.Err != nil {
+	if res := net.do(net.Order[0], kademlia.KVPut{Key: key, Value: []byte("x")}); res.Err != nil {
 		t.Fatal(res.Err)
 	}
 	net.trueSuccessor(id.FromString(key)).down = true
-	net.run(time.Minute)
-	r := net.do(net.order[1], kademlia.KVGet{Key: key})
+	net.Run(time.Minute)
+	r := net.do(net.Order[1], kademlia.KVGet{Key: key})
 	if r.Err != nil || string(r.Record.Value) != "x" {
 		t.Fatalf("get after the primary crashed: %v %v", r.Err, r.Record)
 	}
@@ -97,12 +97,12 @@ func TestKVSurvivesPrimaryCrash(t *testing.T) {
 func TestHandover(t *testing.T) {
 	net := newTestNet(t, 13)
 	net.build(30, Config{})
-	net.run(time.Minute)
+	net.Run(time.Minute)
 	for i := range 30 {
-		net.do(net.order[i], kademlia.KVPut{Key: fmt.Sprint("h", i), Value: []byte{byte(i)}})
+		net.do(net.Order[i], kademlia.KVPut{Key: fmt.Sprint("h", i), Value: []byte{byte(i)}})
 	}
-	net.run(time.Second)
-	leaving := net.order[7]
+	net.Run(time.Second)
+	leaving := net.Order[7]
 	keys, _ := leaving.e.Store().Stats()
 	res := net.do(leaving, kademlia.Handover{})
 	if res.Err != nil || res.Acks != keys {
@@ -110,7 +110,7 @@ func TestHandover(t *testing.T) {
 	}
 	leaving.down = true
 	// The goodbye closes the ring at once, before any stabilize round.
-	net.run(100 * time.Millisecond)
+	net.Run(100 * time.Millisecond)
 	if n := net.ringErrors(); n != 0 {
 		t.Fatalf("%d nodes with a wrong neighbour right after a nice leave", n)
 	}
@@ -130,7 +130,7 @@ func TestHandover(t *testing.T) {
 func TestRestartedReplicaCatchesUp(t *testing.T) {
 	n := newTestNet(t, 31)
 	n.build(5, Config{})
-	if !n.runUntil(5*time.Minute, func() bool { return n.ringErrors() == 0 }) {
+	if !n.RunUntil(5*time.Minute, func() bool { return n.ringErrors() == 0 }) {
 		t.Fatalf("setup: %d nodes have a wrong neighbour", n.ringErrors())
 	}
 	const key = "catch-up"
@@ -147,7 +147,7 @@ func TestRestartedReplicaCatchesUp(t *testing.T) {
 	}
 	// r goes down; the key is overwritten meanwhile.
 	r.down = true
-	n.run(30 * time.Second)
+	n.Run(30 * time.Second)
 	w := n.do(reps[1], kademlia.KVPut{Key: key, Value: []byte("new")})
 	if w.Err != nil {
 		t.Fatal(w.Err)
@@ -155,15 +155,15 @@ func TestRestartedReplicaCatchesUp(t *testing.T) {
 	// r restarts with its old store and rejoins; the third replica is cut off.
 	cfg := r.e.cfg
 	cfg.Bootstrap = []netip.AddrPort{reps[1].addr}
-	r.e = New(cfg, n.now)
+	r.e = New(cfg, n.Now)
 	r.down = false
-	n.flush(r)
-	if !n.runUntil(time.Minute, r.e.Joined) {
+	n.Flush(r)
+	if !n.RunUntil(time.Minute, r.e.Joined) {
 		t.Fatal("the restarted replica did not rejoin")
 	}
-	n.run(time.Second)
+	n.Run(time.Second)
 	cut := reps[2].addr
-	n.drop = func(from, to netip.AddrPort, _ []byte) bool { return from == cut || to == cut }
+	n.Drop = func(from, to netip.AddrPort, _ []byte) bool { return from == cut || to == cut }
 	g := n.do(r, kademlia.KVGet{Key: key})
 	if g.Err == nil {
 		t.Fatalf("a get through the restarted replica right after its rejoin returned %q; want the quorum error (it must not count its own old copy)", g.Record.Value)
@@ -171,7 +171,7 @@ func TestRestartedReplicaCatchesUp(t *testing.T) {
 	if !errors.Is(g.Err, kademlia.ErrQuorum) {
 		t.Fatalf("get: %v; want ErrQuorum", g.Err)
 	}
-	n.run(cfg.SyncInterval * 2)
+	n.Run(cfg.SyncInterval * 2)
 	g = n.do(r, kademlia.KVGet{Key: key})
 	if g.Err != nil || string(g.Record.Value) != "new" {
 		t.Fatalf("a repair interval later: %v %v; want the newest value", g.Err, g.Record)

@@ -10,6 +10,7 @@ import (
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/kademlia"
 	"github.com/dhtkit/dhtkit/krpc"
+	"github.com/dhtkit/dhtkit/replica"
 )
 
 // ErrUnsupported is the Result of an operation Chord does not have
@@ -26,13 +27,15 @@ type opState struct {
 	started  time.Time
 	lk       *lookup
 	kv       *kvOp
-	cas      *casOp // a conditional write past its lookup (cas.go)
-	ho       *handover
-	round    *syncRound // a round of anti-entropy (sync.go)
-	pull     bool       // a dk_fetch of records a round found newer elsewhere
+	cas      *casOp        // a conditional write past its lookup (cas.go)
+	lo       *listenOp     // a KVListen, its lookups included (listen.go)
+	push     *replica.Push // a push of records to one node (kv.go)
+	round    *syncRound    // a round of anti-entropy (sync.go)
+	pull     bool          // a dk_fetch of records a round found newer elsewhere
 	fix      *fingerLookup
-	join     bool // the lookup of our own successor through the bootstrap nodes
-	load     bool // a kademlia.Load: the answer is a dk_load payload
+	off      *handOff // the lookup of a hand-off from a holder that is no replica (sync.go)
+	join     bool     // the lookup of our own successor through the bootstrap nodes
+	load     bool     // a kademlia.Load: the answer is a dk_load payload
 	result   kademlia.Result
 }
 
@@ -43,7 +46,7 @@ type fingerLookup struct {
 }
 
 // Start begins an operation; its Result comes out of Ready. Chord does
-// Ping, FindNode, Bootstrap, KVPut, KVGet and Handover; any other
+// Ping, FindNode, Bootstrap, KVPut, KVGet, KVCas, KVListen and Handover; any other
 // operation ends at once with ErrUnsupported.
 func (e *Engine) Start(now time.Time, op kademlia.Op) kademlia.OpID {
 	e.begin()
@@ -90,6 +93,8 @@ func (e *Engine) startOp(now time.Time, op kademlia.Op, internal bool) kademlia.
 		e.startKV(now, s, op.Key)
 	case kademlia.KVCas:
 		e.startCAS(now, s, op)
+	case kademlia.KVListen:
+		e.startListen(now, s, op.Key)
 	case kademlia.Handover:
 		e.startHandover(now, s)
 	default:
@@ -122,12 +127,14 @@ func (e *Engine) onResponse(now time.Time, p *pending, sender id.ID, m *krpc.Msg
 		return
 	}
 	switch {
+	case s.lo != nil:
+		s.lo.response(now, e, p, sender, m)
 	case s.cas != nil:
 		s.cas.response(now, e, p, sender, m)
 	case s.kv != nil:
 		s.kv.response(now, e, p, sender, m)
-	case s.ho != nil:
-		s.ho.done(now, e, s, p, m)
+	case s.push != nil:
+		e.pushAnswered(now, s, p, m, nil)
 	case s.round != nil:
 		s.round.response(now, e, s, p, m)
 	case s.pull:
@@ -155,12 +162,14 @@ func (e *Engine) onResponse(now time.Time, p *pending, sender id.ID, m *krpc.Msg
 // failure routes a timeout or an error reply to the operation.
 func (s *opState) failure(now time.Time, e *Engine, p *pending, err error) {
 	switch {
+	case s.lo != nil:
+		s.lo.failure(now, e, p, err)
 	case s.cas != nil:
 		s.cas.failure(now, e, p, err)
 	case s.kv != nil:
 		s.kv.failure(now, e, p, err)
-	case s.ho != nil:
-		s.ho.done(now, e, s, p, nil)
+	case s.push != nil:
+		e.pushAnswered(now, s, p, nil, err)
 	case s.round != nil:
 		s.round.failure(now, e, s, p)
 	case s.pull:
@@ -189,6 +198,8 @@ func (e *Engine) finish(now time.Time, s *opState, err error) {
 		s.lk.stats(&s.result)
 	}
 	switch {
+	case s.lo != nil:
+		e.listenDone(s.lo)
 	case s.fix != nil:
 		e.fingerFixed(now, *s.fix, &s.result)
 	case s.join:
@@ -271,12 +282,19 @@ func (e *Engine) lookupDone(now time.Time, s *opState, nodes []krpc.NodeInfo) {
 	if len(nodes) > e.cfg.K {
 		nodes = nodes[:e.cfg.K]
 	}
+	if s.off != nil {
+		e.handOffTo(now, s, nodes)
+		return
+	}
 	switch s.op.(type) {
 	case kademlia.KVPut, kademlia.KVGet:
 		e.kvReplicas(now, s, nodes)
 		return
 	case kademlia.KVCas:
 		e.casReplicas(now, s, nodes)
+		return
+	case kademlia.KVListen:
+		s.lo.register(now, e, nodes)
 		return
 	}
 	s.result.Nodes = nodes
@@ -306,6 +324,10 @@ func (l *lookup) next(now time.Time, e *Engine, s *opState) {
 	if l.partial != nil {
 		l.hops = l.partialHops
 		e.lookupDone(now, s, l.partial)
+		return
+	}
+	if s.lo != nil {
+		s.lo.register(now, e, nil) // a listener keeps going, with the nodes it knows
 		return
 	}
 	err := kademlia.ErrTimeout

@@ -113,10 +113,18 @@ func (e *Engine) probeFailed(now time.Time, x id.ID) {
 func (e *Engine) heard(now time.Time, n krpc.NodeInfo) {
 	r := &e.ring
 	delete(r.suspects, n.ID)
+	r.remember(now, n)
 	e.joinedNow(now)
 	i := r.findLost(n.ID)
 	if i < 0 {
 		return
+	}
+	// A node back after a crash or a partition holds keys that changed
+	// meanwhile, and its side took writes ours never saw: repair with it
+	// soon, once stabilize has had a period to merge the rings, rather
+	// than up to a SyncInterval later.
+	if soon := now.Add(e.jitter(e.cfg.StabilizeInterval)); soon.Before(e.nextSync) {
+		e.nextSync = soon
 	}
 	r.lost = slices.Delete(r.lost, i, i+1)
 	if r.lost != nil && len(r.lost) == 0 {

@@ -29,21 +29,21 @@ func TestPartitionRemerges(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			n := newTestNet(t, 21)
 			n.build(tc.size, Config{})
-			if !n.runUntil(5*time.Minute, func() bool { return n.ringErrors() == 0 }) {
+			if !n.RunUntil(5*time.Minute, func() bool { return n.ringErrors() == 0 }) {
 				t.Fatalf("setup: %d nodes have a wrong neighbour", n.ringErrors())
 			}
-			n.run(time.Minute)
+			n.Run(time.Minute)
 			sideA := map[netip.AddrPort]bool{}
 			rng := rand.New(rand.NewPCG(5, 5))
 			for _, i := range rng.Perm(tc.size)[:int(float64(tc.size)*tc.frac+0.5)] {
-				sideA[n.order[i].addr] = true
+				sideA[n.Order[i].addr] = true
 			}
-			n.drop = func(from, to netip.AddrPort, _ []byte) bool { return sideA[from] != sideA[to] }
-			n.run(tc.cut)
+			n.Drop = func(from, to netip.AddrPort, _ []byte) bool { return sideA[from] != sideA[to] }
+			n.Run(tc.cut)
 			// Each side has closed a ring of its own: every successor is
 			// on the node's own side.
 			lost := 0
-			for _, tn := range n.order {
+			for _, tn := range n.Order {
 				s, ok := tn.e.ring.successor()
 				if !ok {
 					t.Fatalf("node %v is alone during the partition", tn.addr)
@@ -56,15 +56,15 @@ func TestPartitionRemerges(t *testing.T) {
 			if lost == 0 {
 				t.Fatal("setup: no node lost a neighbour across the partition")
 			}
-			n.drop = nil
-			healed := n.now
+			n.Drop = nil
+			healed := n.Now
 			bound := 2 * time.Minute
-			if !n.runUntil(bound, func() bool { return n.ringErrors() == 0 }) {
+			if !n.RunUntil(bound, func() bool { return n.ringErrors() == 0 }) {
 				t.Fatalf("%d of %d nodes have a wrong successor or predecessor %v after the heal", n.ringErrors(), tc.size, bound)
 			}
-			t.Logf("one ring again %v after the heal", n.now.Sub(healed))
+			t.Logf("one ring again %v after the heal", n.Now.Sub(healed))
 			// The successor lists are whole again, and lookups exact.
-			n.run(2 * time.Minute)
+			n.Run(2 * time.Minute)
 			ring := n.live()
 			for i, tn := range ring {
 				succs := tn.e.Successors()
@@ -84,11 +84,11 @@ func TestPartitionRemerges(t *testing.T) {
 func TestLeaverIsNotProbed(t *testing.T) {
 	n := newTestNet(t, 22)
 	n.build(5, Config{})
-	n.runUntil(5*time.Minute, func() bool { return n.ringErrors() == 0 })
-	leaver := n.order[2]
+	n.RunUntil(5*time.Minute, func() bool { return n.ringErrors() == 0 })
+	leaver := n.Order[2]
 	n.do(leaver, kademlia.Handover{})
 	leaver.down = true
-	n.run(time.Minute)
+	n.Run(time.Minute)
 	for _, tn := range n.live() {
 		for _, l := range tn.e.Lost() {
 			if l.ID == leaver.e.ID() {
@@ -109,31 +109,31 @@ func TestLeaverIsNotProbed(t *testing.T) {
 func TestQueryRefutesAtOnce(t *testing.T) {
 	n := newTestNet(t, 22)
 	n.build(4, Config{})
-	if !n.runUntil(5*time.Minute, func() bool { return n.ringErrors() == 0 }) {
+	if !n.RunUntil(5*time.Minute, func() bool { return n.ringErrors() == 0 }) {
 		t.Fatalf("setup: %d nodes have a wrong neighbour", n.ringErrors())
 	}
-	a, b := n.order[0], n.order[1]
+	a, b := n.Order[0], n.Order[1]
 	info := krpc.NodeInfo{ID: b.e.ID(), Addr: b.addr}
 	for range routing.BadFails {
-		a.e.ring.failed(n.now, b.e.ID(), a.e)
+		a.e.ring.failed(n.Now, b.e.ID(), a.e)
 	}
 	for range 8 {
-		a.e.probeFailed(n.now, b.e.ID())
+		a.e.probeFailed(n.Now, b.e.ID())
 	}
 	if a.e.ring.findLost(info.ID) < 0 {
 		t.Fatal("setup: b is not lost")
 	}
-	a.e.queriedBy(n.now, info.ID, netip.MustParseAddrPort("127.9.9.9:1"))
+	a.e.queriedBy(n.Now, info.ID, netip.MustParseAddrPort("127.9.9.9:1"))
 	if a.e.ring.findLost(info.ID) < 0 {
 		t.Fatal("a query from another address brought b back")
 	}
-	n.drop = func(from, to netip.AddrPort, _ []byte) bool { return from == a.addr && to == b.addr }
+	n.Drop = func(from, to netip.AddrPort, _ []byte) bool { return from == a.addr && to == b.addr }
 	queries := a.e.Stats().QueriesIn[mPing]
-	b.e.Start(n.now, kademlia.Ping{Addr: a.addr})
-	n.flush(b)
+	b.e.Start(n.Now, kademlia.Ping{Addr: a.addr})
+	n.Flush(b)
 	// Checked the moment a has the query: a's own queries to b are lost
 	// here, so b may be lost again later.
-	if !n.runUntil(time.Second, func() bool { return a.e.Stats().QueriesIn[mPing] > queries }) {
+	if !n.RunUntil(time.Second, func() bool { return a.e.Stats().QueriesIn[mPing] > queries }) {
 		t.Fatal("b's ping never reached a")
 	}
 	if a.e.ring.findLost(info.ID) >= 0 {
@@ -150,13 +150,13 @@ func TestQueryRefutesAtOnce(t *testing.T) {
 func TestHandoverReachesLostSuccessor(t *testing.T) {
 	n := newTestNet(t, 23)
 	n.build(5, Config{})
-	if !n.runUntil(5*time.Minute, func() bool { return n.ringErrors() == 0 }) {
+	if !n.RunUntil(5*time.Minute, func() bool { return n.ringErrors() == 0 }) {
 		t.Fatalf("setup: %d nodes have a wrong neighbour", n.ringErrors())
 	}
-	a := n.order[0]
+	a := n.Order[0]
 	succ, _ := a.e.ring.successor()
 	var b *testNode
-	for _, tn := range n.order {
+	for _, tn := range n.Order {
 		if tn.e.ID() == succ.ID {
 			b = tn
 		}
@@ -179,7 +179,7 @@ func TestHandoverReachesLostSuccessor(t *testing.T) {
 		t.Skip("a holds no key with this seed")
 	}
 	for range routing.BadFails {
-		a.e.ring.failed(n.now, b.e.ID(), a.e)
+		a.e.ring.failed(n.Now, b.e.ID(), a.e)
 	}
 	if a.e.ring.findLost(b.e.ID()) < 0 {
 		t.Fatal("setup: b is not lost")
@@ -201,10 +201,10 @@ func TestHandoverReachesLostSuccessor(t *testing.T) {
 func TestOneTimeoutIsSuspicion(t *testing.T) {
 	n := newTestNet(t, 24)
 	n.build(4, Config{})
-	if !n.runUntil(5*time.Minute, func() bool { return n.ringErrors() == 0 }) {
+	if !n.RunUntil(5*time.Minute, func() bool { return n.ringErrors() == 0 }) {
 		t.Fatalf("setup: %d nodes have a wrong neighbour", n.ringErrors())
 	}
-	a := n.order[0]
+	a := n.Order[0]
 	succ, _ := a.e.ring.successor()
 	inList := func() bool { s, _ := a.e.ring.successor(); return s.ID == succ.ID }
 	steps := []struct {
@@ -219,9 +219,9 @@ func TestOneTimeoutIsSuspicion(t *testing.T) {
 	}
 	for i, st := range steps {
 		if st.do == "fail" {
-			a.e.ring.failed(n.now, succ.ID, a.e)
+			a.e.ring.failed(n.Now, succ.ID, a.e)
 		} else {
-			a.e.heard(n.now, succ)
+			a.e.heard(n.Now, succ)
 		}
 		if inList() != st.inList || (a.e.ring.findLost(succ.ID) >= 0) != st.lostNow {
 			t.Fatalf("step %d (%s): first successor kept %v, lost %v; want %v, %v", i, st.do, inList(), a.e.ring.findLost(succ.ID) >= 0, st.inList, st.lostNow)

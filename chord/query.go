@@ -37,6 +37,7 @@ const (
 	forNotify                   // ch_notify to the successor
 	forFire                     // notify, leave, pushes: the answer only proves liveness
 	forProbe                    // ping of a lost neighbour (probe.go)
+	forListener                 // dk_notify to a listener (listen.go)
 )
 
 // newQuery starts the query in e.out; the caller fills A.X and sends it
@@ -135,6 +136,8 @@ func (e *Engine) handleReply(now time.Time, from netip.AddrPort, m *krpc.Msg) {
 		e.onNotifyReply(now, &pc, sender, m)
 	case forOp:
 		e.onResponse(now, &pc, sender, m)
+	case forListener:
+		e.listen.listeners.Answered(pc.tid)
 	}
 }
 
@@ -185,6 +188,12 @@ func (e *Engine) onFailure(now time.Time, p *pending, err error) {
 	case forOp:
 		if s := e.ops[p.op]; s != nil {
 			s.failure(now, e, p, err)
+		}
+	case forListener:
+		if re, ok := err.(*kademlia.RemoteError); ok {
+			e.listen.listeners.Refused(p.tid, re.Code)
+		} else {
+			e.listen.listeners.Answered(p.tid)
 		}
 	}
 }

@@ -19,14 +19,14 @@ func TestTransactionIDsRandom(t *testing.T) {
 	net := newTestNet(t, 34)
 	net.build(8, Config{})
 	var tids []uint16
-	net.drop = func(from, to netip.AddrPort, data []byte) bool {
+	net.Drop = func(from, to netip.AddrPort, data []byte) bool {
 		var m krpc.Msg
-		if m.Decode(data) == nil && m.Y == krpc.Query && len(m.T) == 2 && from == net.order[0].addr {
+		if m.Decode(data) == nil && m.Y == krpc.Query && len(m.T) == 2 && from == net.Order[0].addr {
 			tids = append(tids, uint16(m.T[0])<<8|uint16(m.T[1]))
 		}
 		return false
 	}
-	net.run(2 * time.Minute)
+	net.Run(2 * time.Minute)
 	if len(tids) < 50 {
 		t.Fatalf("only %d queries seen", len(tids))
 	}
@@ -47,17 +47,17 @@ func TestTransactionIDsRandom(t *testing.T) {
 func TestForgedReplyKeepsNeighbour(t *testing.T) {
 	net := newTestNet(t, 35)
 	net.build(6, Config{})
-	net.run(time.Minute)
-	a := net.order[0]
+	net.Run(time.Minute)
+	a := net.Order[0]
 	succ, ok := a.e.ring.successor()
 	if !ok {
 		t.Fatal("no successor")
 	}
 	f := &enginetest.Forger{From: a.addr, To: succ.Addr, Claim: impostor, Network: "test", Max: 5,
-		Deliver: func(b []byte) { a.e.Receive(net.now, succ.Addr, b); net.flush(a) }}
-	net.drop = f.Watch
+		Deliver: func(b []byte) { a.e.Receive(net.Now, succ.Addr, b); net.Flush(a) }}
+	net.Drop = f.Watch
 	before := a.e.Stats().Malformed
-	net.run(time.Minute)
+	net.Run(time.Minute)
 	if f.Forged == 0 {
 		t.Fatal("no query to the successor was seen")
 	}

@@ -33,9 +33,13 @@ type ring struct {
 
 	lost []lostNode // neighbours that stopped answering, probed until they do (probe.go)
 	// suspects counts the unanswered queries in a row of ring entries
-	// that have not missed routing.BadFails yet (failed); bounded by the
-	// entries, since forget drops a node's count with it.
+	// and remembered nodes that have not missed routing.BadFails yet
+	// (failed); bounded by those, since forget drops a node's count with
+	// it.
 	suspects map[id.ID]int
+	// members are the nodes heard from, or listed by a successor, within
+	// Config.DownFor: they count in replica sets (members.go).
+	members map[id.ID]member
 }
 
 func (r *ring) init(self id.ID, n int) {
@@ -149,6 +153,13 @@ func (r *ring) finger(i int) (krpc.NodeInfo, bool) {
 // and the second silence drops it.
 func (r *ring) failed(now time.Time, x id.ID, e *Engine) {
 	n, ok := r.known(x)
+	if !ok {
+		// A remembered node (members.go) that stops answering is lost as
+		// a ring entry is, so that it counts as down, not asked again.
+		var m member
+		m, ok = r.members[x]
+		n = m.info
+	}
 	if !ok {
 		r.forget(x, e)
 		return
@@ -368,6 +379,9 @@ func (e *Engine) onStabilize(now time.Time, p *pending, sender id.ID, m *krpc.Ms
 		return
 	}
 	old := slices.Clone(r.succs)
+	for _, n := range nb.succs {
+		r.remember(now, n)
+	}
 	r.setSuccs([]krpc.NodeInfo{succ}, nb.succs)
 	e.loseSkipped(now, old, r.succs, len(r.succs) < r.r)
 	e.newQuery(mNotify)
@@ -495,5 +509,5 @@ func (e *Engine) pushRange(now time.Time, lo id.ID, to krpc.NodeInfo) {
 		}
 		return true
 	})
-	e.pushRecords(now, to, recs, 0)
+	e.pushRecords(now, to, recs)
 }

@@ -105,6 +105,16 @@ func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
 			return
 		}
 		r = &e.out
+	case mListen:
+		if !e.handleListen(now, from, q) {
+			return
+		}
+		r = &e.out
+	case mKVNotify:
+		if !e.handleNotify(now, from, q) {
+			return
+		}
+		r = &e.out
 	case mLoad:
 		keys, bytes := e.kvStore().Stats()
 		e.xbuf = krpc.AppendLoad(e.xbuf[:0], krpc.Load{Keys: int64(keys), Bytes: bytes})
@@ -281,6 +291,7 @@ func (e *Engine) left(now time.Time, n krpc.NodeInfo, nb neighbors) {
 		}
 	}
 	r.forget(n.ID, e)
+	r.dropMember(n.ID)
 	if i := r.findLost(n.ID); i >= 0 {
 		r.lost = slices.Delete(r.lost, i, i+1)
 	}

@@ -34,11 +34,11 @@ import (
 // primary becomes the primary, is handed its range on notify (pushRange),
 // and runs the rounds from then on.
 //
-// Maintenance never drops a record: a node that is no longer in a key's
-// replica set keeps its copy until it expires. That costs storage, never
-// data; Versions decide, so a stale copy cannot override a newer write or
-// a tombstone, and tombstones travel like values, so a delete does not
-// come back.
+// Rounds never drop a record. A node that is no longer in a key's replica
+// set hands its copy to the replicas and drops it once they all hold it
+// (hand-off, below); until then it keeps it. Versions decide, so a stale
+// copy cannot override a newer write or a tombstone, and tombstones
+// travel like values, so a delete does not come back.
 
 // placement answers the replication layer's question by the ring: for a
 // target this node is the primary of, its first Replicas-1 successors;
@@ -74,8 +74,8 @@ func (e *Engine) sync(now time.Time) {
 	r := &e.ring
 	n := min(e.cfg.Replicas-1, len(r.succs))
 	st := e.cfg.Store
-	if !r.hasPred || n <= 0 || st == nil {
-		return // the range is unknown, nobody shares it, or nothing is stored
+	if !r.hasPred || st == nil {
+		return // the range is unknown, or nothing is stored
 	}
 	// Chord keeps no other clock on its records: drop what expired
 	// (tombstones included) here, so that expired records are not offered.
@@ -85,6 +85,10 @@ func (e *Engine) sync(now time.Time) {
 	tree := e.syncTree()
 	if err := tree.Refresh(now); err != nil {
 		return
+	}
+	e.startHandOff(now, id.ID{}, 0)
+	if n <= 0 {
+		return // nobody shares the range
 	}
 	plan, err := replica.MakePlan(st, placement{e}, 0)
 	if err != nil {
@@ -100,22 +104,13 @@ func (e *Engine) sync(now time.Time) {
 	}
 }
 
-// syncRound is one round of the tree exchange with a successor, and the
-// pushes it calls for: dk_store batches of the round's own, a window of
-// them in flight, so that a successor that lacks a whole range is not
-// sent it in one burst its socket buffer would drop.
-type syncRound struct {
-	r       *replica.Round
-	todo    []store.Entry       // to push; values are read as they are sent
-	pushing map[uint16]struct{} // dk_store batches in flight
-}
-
-// pushWindow is how many dk_store batches a round keeps in flight.
-const pushWindow = 8
+// syncRound is one round of the tree exchange with a successor; the
+// pushes it calls for run as operations of their own (push).
+type syncRound struct{ r *replica.Round }
 
 func (e *Engine) startRound(now time.Time, pp replica.PeerPlan) {
 	s := e.newOp(now, nil, true)
-	s.round = &syncRound{r: replica.NewRound(pp.Peer, e.syncTree(), placement{e}, pp.Shared), pushing: make(map[uint16]struct{})}
+	s.round = &syncRound{r: replica.NewRound(pp.Peer, e.syncTree(), placement{e}, pp.Shared)}
 	s.round.next(now, e, s)
 }
 
@@ -131,58 +126,26 @@ func (sr *syncRound) next(now time.Time, e *Engine, s *opState) {
 		return uint64(tid), ok
 	})
 	push, pulls := sr.r.Repairs()
-	sr.todo = append(sr.todo, push...)
-	st := e.kvStore()
-	for len(sr.pushing) < pushWindow && len(sr.todo) > 0 {
-		var batch []store.Record
-		size := 0
-		for len(sr.todo) > 0 {
-			rec, ok, err := st.Get(sr.todo[0].Key)
-			if err != nil || !ok || expired(&rec, now) {
-				sr.todo = sr.todo[1:]
-				continue
-			}
-			n := len(rec.Key) + len(rec.Value) + 64
-			if len(batch) > 0 && size+n >= maxPayload {
-				break
-			}
-			batch, size = append(batch, rec), size+n
-			sr.todo = sr.todo[1:]
-		}
-		if len(batch) == 0 {
-			break
-		}
-		q := e.newQuery(mStore)
-		q.A.Has |= krpc.HasX
-		e.xbuf = replica.AppendRecords(e.xbuf[:0], batch)
-		q.A.X = e.xbuf
-		if tid, ok := e.sendQueryTID(now, mStore, peer.Addr, peer.ID, s.id, forOp); ok {
-			sr.pushing[tid] = struct{}{}
-		}
+	if len(push) > 0 {
+		e.push(now, replica.NewPushKeys(peer, push))
 	}
 	for _, ks := range pulls {
 		e.pullRecords(now, peer, ks)
 	}
-	if sr.r.Done() && len(sr.pushing) == 0 && len(sr.todo) == 0 {
+	if sr.r.Done() {
 		e.finish(now, s, nil)
 	}
 }
 
 func (sr *syncRound) response(now time.Time, e *Engine, s *opState, p *pending, m *krpc.Msg) {
-	if _, ok := sr.pushing[p.tid]; ok {
-		delete(sr.pushing, p.tid) // a batch stored; what failed, the next round finds
-	} else if err := sr.r.Answer(now, uint64(p.tid), m.R.X); err != nil {
+	if err := sr.r.Answer(now, uint64(p.tid), m.R.X); err != nil {
 		e.stats.Malformed++
 	}
 	sr.next(now, e, s)
 }
 
 func (sr *syncRound) failure(now time.Time, e *Engine, s *opState, p *pending) {
-	if _, ok := sr.pushing[p.tid]; ok {
-		delete(sr.pushing, p.tid)
-	} else {
-		sr.r.Fail(uint64(p.tid))
-	}
+	sr.r.Fail(uint64(p.tid))
 	sr.next(now, e, s)
 }
 
@@ -209,7 +172,7 @@ func (e *Engine) pulled(now time.Time, s *opState, m *krpc.Msg) {
 		return
 	}
 	observe := func(v store.Version) error { return e.clock.Observe(now, v) }
-	replica.Apply(now, e.kvStore(), recs, observe, func(store.Record) { e.stored() })
+	replica.Apply(now, e.kvStore(), recs, observe, func(r store.Record) { e.changed(now, r) })
 }
 
 // handleSync answers dk_sync, the replication layer's tree exchange:
@@ -245,4 +208,109 @@ func (e *Engine) known(x id.ID, addr netip.AddrPort) bool {
 	}
 	is := func(n krpc.NodeInfo) bool { return n.ID == x && n.Addr == addr }
 	return slices.ContainsFunc(r.succs, is) || slices.ContainsFunc(r.fingers, is)
+}
+
+// Hand-off from holders that are not replicas. Rounds run from a key's
+// primary only, and never drop a copy; but a node that was a replica of
+// a key stops being one when nodes join between the key and it, or when
+// a partition heals and the ring takes back nodes it had closed over.
+// Its copy then sits outside the replica set for good: the rounds of the
+// key's primary do not see it, and a get does not ask it. So each round
+// a node also checks the records it holds outside the range it is the
+// primary for: it looks up the successor of the farthest one back (the
+// answer is that node and its successor list, a contiguous stretch of
+// the ring, so it tells the replica set of every target from there up to
+// Replicas-1 nodes before its end), hands each record it turns out not
+// to be a replica of to the members of its set (replica.Handover), and
+// drops its copy once every one of them acknowledged it, as Kademlia's
+// purge does. A record whose set has a member down, or that the answer
+// does not cover, stays for a later round. A round makes at most
+// maxHandOffLookups such lookups, each starting past the last one's
+// reach.
+
+// maxHandOffLookups bounds the lookups one round's hand-off makes.
+const maxHandOffLookups = 4
+
+// maxHandOffPerSync bounds the records one lookup hands off.
+const maxHandOffPerSync = 4096
+
+// handOff is the lookup of the hand-off: the target it looks up, and
+// how many lookups this round made before it.
+type handOff struct {
+	far  id.ID
+	hops int
+}
+
+// startHandOff looks up the farthest target back from this node, past
+// after (zero: from the start), of a record held outside the range this
+// node is the primary for.
+func (e *Engine) startHandOff(now time.Time, after id.ID, hops int) {
+	r := &e.ring
+	if hops >= maxHandOffLookups || !r.hasPred || e.cfg.Store == nil {
+		return
+	}
+	var far id.ID
+	found := false
+	_ = e.cfg.Store.Bucket(0, 0, func(en store.Entry) bool {
+		t := store.KeyTarget(en.Key)
+		if id.Between(t, r.pred.ID, e.self) || hops > 0 && !id.Between(t, after, e.self) {
+			return true
+		}
+		if !found || id.Compare(id.RingDistance(t, e.self), id.RingDistance(far, e.self)) > 0 {
+			far, found = t, true
+		}
+		return true
+	})
+	if !found {
+		return
+	}
+	s := e.newOp(now, nil, true)
+	s.off = &handOff{far: far, hops: hops}
+	e.startLookup(now, s, far, nil)
+}
+
+// handOffTo takes the hand-off lookup's answer: the successor of far and
+// the nodes after it.
+func (e *Engine) handOffTo(now time.Time, s *opState, nodes []krpc.NodeInfo) {
+	off := *s.off
+	e.finish(now, s, nil)
+	r := &e.ring
+	st := e.cfg.Store
+	if len(nodes) < e.cfg.Replicas || !r.hasPred || st == nil {
+		return // the answer does not tell a whole replica set
+	}
+	// The last target whose Replicas successors the answer lists.
+	last := nodes[len(nodes)-e.cfg.Replicas].ID
+	reach := id.RingDistance(off.far, last)
+	h := replica.NewHandover()
+	handed := 0
+	_ = st.Bucket(0, 0, func(en store.Entry) bool {
+		t := store.KeyTarget(en.Key)
+		if id.Between(t, r.pred.ID, e.self) || id.Compare(id.RingDistance(off.far, t), reach) > 0 {
+			return true
+		}
+		ms, down := e.replicaSet(now, t, nodes)
+		if slices.ContainsFunc(ms, func(m replica.Member) bool { return m.Self }) || slices.Contains(down, true) || len(ms) < e.cfg.Replicas {
+			return true // a replica after all, or a member is down: keep it
+		}
+		to := make([]krpc.NodeInfo, len(ms))
+		for i, m := range ms {
+			to[i] = m.Node
+		}
+		h.Add(en, to)
+		handed++
+		return handed < maxHandOffPerSync
+	})
+	h.Drop = func(_ time.Time, rec store.Record) {
+		if err := st.Remove(rec.Key, rec.Version); err == nil {
+			e.stored()
+		}
+	}
+	for _, p := range h.Pushes() {
+		e.push(now, p)
+	}
+	// Past this answer's reach, the next lookup, unless it reached us.
+	if id.Compare(reach, id.RingDistance(off.far, e.self)) < 0 {
+		e.startHandOff(now, last, off.hops+1)
+	}
 }

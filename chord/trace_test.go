@@ -15,11 +15,11 @@ import (
 func TestTrace(t *testing.T) {
 	net := newTestNet(t, 12)
 	net.build(100, Config{})
-	net.run(3 * time.Minute)
+	net.Run(3 * time.Minute)
 	rng := rand.New(rand.NewPCG(12, 12))
 	for i := range 50 {
-		from := net.order[rng.IntN(100)]
-		target := id.Random(seededReader{rng})
+		from := net.Order[rng.IntN(100)]
+		target := id.Random(seededReader{R: rng})
 		res := net.do(from, kademlia.FindNode{Target: target, Trace: true})
 		if res.Err != nil {
 			t.Fatal(res.Err)
@@ -47,7 +47,7 @@ func TestTrace(t *testing.T) {
 		}
 	}
 	// Without Trace, no trace.
-	if res := net.do(net.order[0], kademlia.FindNode{Target: id.FromString("x")}); res.Trace != nil {
+	if res := net.do(net.Order[0], kademlia.FindNode{Target: id.FromString("x")}); res.Trace != nil {
 		t.Fatalf("an untraced lookup has a trace: %+v", res.Trace)
 	}
 }

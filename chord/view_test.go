@@ -16,11 +16,11 @@ func TestRingView(t *testing.T) {
 	for _, n := range []int{2, 9, 64} {
 		net := newTestNet(t, uint64(n))
 		net.build(n, Config{})
-		if !net.runUntil(5*time.Minute, func() bool { return net.ringErrors() == 0 }) {
+		if !net.RunUntil(5*time.Minute, func() bool { return net.ringErrors() == 0 }) {
 			t.Fatalf("%d nodes: the ring did not converge", n)
 		}
-		net.run(3 * time.Minute)
-		for _, tn := range net.order {
+		net.Run(3 * time.Minute)
+		for _, tn := range net.Order {
 			v := tn.e.Ring()
 			if v.Self != tn.e.ID() {
 				t.Fatalf("Self %v, want %v", v.Self, tn.e.ID())
@@ -72,10 +72,10 @@ func TestLinearRouting(t *testing.T) {
 	for _, routing := range []string{RoutingFingers, RoutingLinear} {
 		net := newTestNet(t, 21)
 		net.build(60, Config{Routing: routing})
-		if !net.runUntil(5*time.Minute, func() bool { return net.ringErrors() == 0 }) {
+		if !net.RunUntil(5*time.Minute, func() bool { return net.ringErrors() == 0 }) {
 			t.Fatalf("%s: the ring did not converge", routing)
 		}
-		net.run(2 * time.Minute)
+		net.Run(2 * time.Minute)
 		mean[routing] = checkLookups(t, net, 100, rand.New(rand.NewPCG(21, 21)))
 	}
 	// 60 nodes: fingers about ½·log2(60)+1 ≈ 4; linear about 60/2.

@@ -35,6 +35,9 @@ import (
 // dk_sync is replica maintenance (see sync.go), the same exchange as
 // Kademlia's: its payloads are package replica's.
 //
+// dk_listen and dk_notify are pushed listening, the payloads package
+// replica's (replica/listen.go), as Kademlia's.
+//
 // The key-value methods are dhtkit's dk_store and dk_fetch with the
 // payloads of package kademlia: {"recs": [rec, ...]} / {"ok": [0|1, ...]}
 // and {"k": key} / {"recs": [rec, ...]}, rec being {"k", "v", "t", "w",
@@ -61,6 +64,8 @@ const (
 	mSync
 	mLoad
 	mCAS
+	mListen   // dk_listen (listen.go)
+	mKVNotify // dk_notify, to a listener (ch_notify is the ring's)
 	numMethods
 )
 
@@ -76,6 +81,8 @@ var methodNames = [numMethods]string{
 	mSync:           replica.Method,
 	mLoad:           "dk_load",
 	mCAS:            "dk_cas",
+	mListen:         "dk_listen",
+	mKVNotify:       "dk_notify",
 }
 
 func (m method) String() string { return methodNames[m] }
@@ -84,7 +91,9 @@ func (m method) String() string { return methodNames[m] }
 // answers to an unproven source stay within guard.MaxAmplification of
 // the query (the ring's own methods are routing, like find_node: they
 // answer within the byte budgets only).
-func (m method) own() bool { return m == mStore || m == mFetch || m == mSync || m == mLoad }
+func (m method) own() bool {
+	return m == mStore || m == mFetch || m == mSync || m == mLoad || m == mListen
+}
 
 // tokenRotation is how often the secret of our write tokens changes: a
 // token lives 5 to 10 minutes, as Kademlia's default.
@@ -105,6 +114,10 @@ func methodOf(q *krpc.Msg) method {
 		return mSync
 	case krpc.MethodCAS:
 		return mCAS
+	case krpc.MethodListen:
+		return mListen
+	case krpc.MethodNotify:
+		return mKVNotify
 	case krpc.MethodUnknown:
 		switch string(q.QName) {
 		case methodFindSuccessor:
@@ -133,6 +146,10 @@ func setMethod(q *krpc.Msg, m method) {
 		q.Q = krpc.MethodSync
 	case mCAS:
 		q.Q = krpc.MethodCAS
+	case mListen:
+		q.Q = krpc.MethodListen
+	case mKVNotify:
+		q.Q = krpc.MethodNotify
 	default:
 		q.Q = krpc.MethodUnknown
 		q.QName = []byte(methodNames[m])

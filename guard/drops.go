@@ -31,7 +31,7 @@ const (
 	// item (MaxItems) to make room.
 	DropItemEvicted
 	// DropListenerEvicted: a dk_listen registration gave its place to a
-	// newer one (see listenerTable.add).
+	// newer one (see replica.Listeners.Add).
 	DropListenerEvicted
 	// DropNodeDiversity: a node kept out of the routing table or a lookup
 	// because its IP or prefix already had its share.

@@ -308,10 +308,12 @@ func (s *server) putKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var v store.Version
+	k, id := store.SplitKey(key) // the Go API takes the key and the value's id
+	opt.ID = id
 	if env != nil {
-		v, err = s.n.PutSigned(r.Context(), key, body, env, opt)
+		v, err = s.n.PutSigned(r.Context(), k, body, env, opt)
 	} else {
-		v, err = s.n.PutReader(r.Context(), key, body, opt)
+		v, err = s.n.PutReader(r.Context(), k, body, opt)
 	}
 	s.metrics.observeOp("kv_put", time.Since(start), err)
 	if err != nil {
@@ -343,7 +345,8 @@ func (s *server) put(r *http.Request, key string, data []byte, ttl time.Duration
 	ctx, cancel := s.ctx(r)
 	defer cancel()
 	start := time.Now()
-	v, err := s.n.Put(ctx, key, data, dhtkit.PutOptions{TTL: ttl, Source: clientIP(r)})
+	k, id := store.SplitKey(key) // the Go API takes the key and the value's id
+	v, err := s.n.Put(ctx, k, data, dhtkit.PutOptions{TTL: ttl, Source: clientIP(r), ID: id})
 	s.metrics.observeOp("kv_put", time.Since(start), err)
 	if err != nil {
 		return v, time.Time{}, err

@@ -61,22 +61,22 @@ func loaded(t testing.TB, cfg Config) (n *testNet, node *testNode, infohash, ite
 	for i := range 64 {
 		m := krpc.Msg{Y: krpc.Query, Q: krpc.MethodPing, T: []byte("pp")}
 		m.A.Has, m.A.ID = krpc.HasID, id.FromString(fmt.Sprint("contact", i))
-		n.inject(node, public(1000+i), m.Append(nil))
+		n.Inject(node, public(1000+i), m.Append(nil))
 	}
 	_ = ping
 	infohash = id.FromString("popular")
 	for i := range 300 {
-		node.e.peers.add(n.now, infohash, public(2000+i))
+		node.e.peers.add(n.Now, infohash, public(2000+i))
 	}
 	v := []byte("1000:" + strings.Repeat("x", 1000))
 	it := Item{V: v}
-	if err := node.e.items.put(n.now, it.Target(), &it, 0, false); err != nil {
+	if err := node.e.items.put(n.Now, it.Target(), &it, 0, false); err != nil {
 		t.Fatal(err)
 	}
 	st := node.e.kvStore()
 	// Written now: a version of 1970 has outlived the store's MaxTTL.
 	var clock store.Clock
-	ver := clock.Now(n.now)
+	ver := clock.Now(n.Now)
 	recs := []store.Record{{Key: "big", Value: bytes.Repeat([]byte("v"), 8000), Version: ver}}
 	for i := range 300 {
 		recs = append(recs, store.Record{Key: fmt.Sprint("k", i), Value: []byte("small"), Version: ver})
@@ -132,9 +132,9 @@ func TestAmplification(t *testing.T) {
 		from := public(10000 + i) // a fresh budget each
 		var back [][]byte
 		if tc.own {
-			back = pn.inject(pnode, from, tc.q)
+			back = pn.Inject(pnode, from, tc.q)
 		} else {
-			back = n.inject(node, from, tc.q)
+			back = n.Inject(node, from, tc.q)
 		}
 		size := 0
 		for _, b := range back {
@@ -159,7 +159,7 @@ func TestAmplification(t *testing.T) {
 		a.X = encodeX(nil, map[string]any{"k": "big"})
 		a.Token = pnode.e.tokens.Issue(from.Addr(), nil)
 	})
-	if back := pn.inject(pnode, from, q); len(back) != 1 || len(back[0]) < 8000 {
+	if back := pn.Inject(pnode, from, q); len(back) != 1 || len(back[0]) < 8000 {
 		t.Errorf("dk_fetch with a token: %d answers, want the 8000-byte record", len(back))
 	}
 	if got := pnode.e.Stats().Drops[guard.DropUnproven]; got == 0 {
@@ -189,10 +189,10 @@ func TestReflectionIsBudgeted(t *testing.T) {
 			const secs = 2
 			got := 0
 			for range secs * 1000 { // 1000 queries a second
-				for _, b := range n.inject(node, victim, q) {
+				for _, b := range n.Inject(node, victim, q) {
 					got += len(b)
 				}
-				n.now = n.now.Add(time.Millisecond)
+				n.Now = n.Now.Add(time.Millisecond)
 			}
 			cfg := node.e.cfg
 			budget := 2*cfg.RateBytes + secs*cfg.RateBytes
@@ -209,7 +209,7 @@ func TestReflectionIsBudgeted(t *testing.T) {
 			n, node, _, _ = loaded(t, Config{GlobalBytes: 64 << 10})
 			start := node.e.Stats().BytesOut
 			for i := range 4000 {
-				n.inject(node, public(30000+i), q)
+				n.Inject(node, public(30000+i), q)
 			}
 			out := node.e.Stats().BytesOut - start
 			t.Logf("%s: %d bytes to 4000 forged sources at once (burst %d)", tc.name, out, 2*(64<<10))
@@ -228,7 +228,7 @@ func TestLimiterFailsClosed(t *testing.T) {
 	ping := forge(krpc.MethodPing, nil)
 	for i := range guard.MaxSources + 5000 {
 		a := netip.AddrPortFrom(netip.AddrFrom4([4]byte{45, byte(i >> 16), byte(i >> 8), byte(i)}), 1)
-		n.inject(node, a, ping)
+		n.Inject(node, a, ping)
 	}
 	if node.e.limiter.Sources() > guard.MaxSources {
 		t.Errorf("%d sources tracked, over %d", node.e.limiter.Sources(), guard.MaxSources)
@@ -236,7 +236,7 @@ func TestLimiterFailsClosed(t *testing.T) {
 	answered := 0
 	newcomer := netip.MustParseAddrPort("198.51.100.77:1")
 	for range 5000 {
-		answered += len(n.inject(node, newcomer, ping))
+		answered += len(n.Inject(node, newcomer, ping))
 	}
 	if answered != DefaultConfig().RateBurst {
 		t.Errorf("a new source past the table's bound got %d of 5000 answered, want its burst of %d", answered, DefaultConfig().RateBurst)
@@ -271,7 +271,7 @@ func TestLimiterSources(t *testing.T) {
 			node := n.addAt(netip.MustParseAddrPort("203.0.113.1:6881"), tc.cfg)
 			answered := 0
 			for i := range 1000 {
-				answered += len(n.inject(node, tc.from(i), ping))
+				answered += len(n.Inject(node, tc.from(i), ping))
 			}
 			if answered != tc.answered {
 				t.Errorf("%d of 1000 pings answered, want %d", answered, tc.answered)
@@ -286,11 +286,11 @@ func TestSampleInfohashesBounded(t *testing.T) {
 	n := newTestNet(t, 14)
 	node := n.addAt(netip.MustParseAddrPort("203.0.113.1:6881"), Config{Network: "mainline", MaxInfohashes: 1 << 17, TrustLoopback: true})
 	for i := range 1 << 16 {
-		node.e.peers.add(n.now, id.FromString(fmt.Sprint(i)), public(1))
+		node.e.peers.add(n.Now, id.FromString(fmt.Sprint(i)), public(1))
 	}
 	ask := func() *krpc.Msg {
 		q := forge(krpc.MethodSampleInfohashes, func(a *krpc.Args) { a.Has |= krpc.HasTarget })
-		back := n.inject(node, netip.MustParseAddrPort("127.0.0.2:1"), q)
+		back := n.Inject(node, netip.MustParseAddrPort("127.0.0.2:1"), q)
 		if len(back) != 1 {
 			t.Fatalf("%d answers", len(back))
 		}
@@ -311,12 +311,12 @@ func TestSampleInfohashesBounded(t *testing.T) {
 		}
 		seen[s] = true
 	}
-	n.now = n.now.Add(45 * time.Second)
+	n.Now = n.Now.Add(45 * time.Second)
 	again := ask()
 	if fmt.Sprint(again.R.Samples) != fmt.Sprint(first.R.Samples) || again.R.Interval != 15 {
 		t.Errorf("within the interval: a new sample, or interval %d (want the same sample, 15 s left)", again.R.Interval)
 	}
-	n.now = n.now.Add(15 * time.Second)
+	n.Now = n.Now.Add(15 * time.Second)
 	if fresh := ask(); fmt.Sprint(fresh.R.Samples) == fmt.Sprint(first.R.Samples) || fresh.R.Interval != 60 {
 		t.Errorf("after the interval: the same sample, or interval %d", fresh.R.Interval)
 	}
@@ -328,13 +328,13 @@ func BenchmarkSampleInfohashes(b *testing.B) {
 	n := newTestNet(b, 14)
 	node := n.addAt(netip.MustParseAddrPort("203.0.113.1:6881"), Config{Network: "mainline", MaxInfohashes: 1 << 17, TrustLoopback: true})
 	for i := range 1 << 16 {
-		node.e.peers.add(n.now, id.FromString(fmt.Sprint(i)), public(1))
+		node.e.peers.add(n.Now, id.FromString(fmt.Sprint(i)), public(1))
 	}
 	q := forge(krpc.MethodSampleInfohashes, func(a *krpc.Args) { a.Has |= krpc.HasTarget })
 	from := netip.MustParseAddrPort("127.0.0.2:1")
 	b.ReportAllocs()
 	for b.Loop() {
-		node.e.Receive(n.now, from, q)
+		node.e.Receive(n.Now, from, q)
 		node.e.Ready()
 	}
 }
@@ -347,7 +347,7 @@ func TestStoresAreBounded(t *testing.T) {
 	attacker := netip.MustParseAddrPort("198.51.100.5:6881")
 	tok := node.e.tokens.Issue(attacker.Addr(), nil)
 	announce := func(from netip.AddrPort, h id.ID, port int) {
-		n.inject(node, from, forge(krpc.MethodAnnouncePeer, func(a *krpc.Args) {
+		n.Inject(node, from, forge(krpc.MethodAnnouncePeer, func(a *krpc.Args) {
 			a.Has |= krpc.HasInfoHash | krpc.HasToken | krpc.HasPort
 			a.InfoHash, a.Token, a.Port = h, node.e.tokens.Issue(from.Addr(), nil), port
 		}))
@@ -372,17 +372,17 @@ func TestStoresAreBounded(t *testing.T) {
 	}
 	for i := range 2000 {
 		v := []byte(fmt.Sprintf("%d:item%d", len(fmt.Sprint("item", i)), i))
-		n.inject(node, attacker, forge(krpc.MethodPut, func(a *krpc.Args) {
+		n.Inject(node, attacker, forge(krpc.MethodPut, func(a *krpc.Args) {
 			a.Has |= krpc.HasToken | krpc.HasV
 			a.Token, a.V = tok, v
 		}))
-		n.now = n.now.Add(time.Millisecond)
+		n.Now = n.Now.Add(time.Millisecond)
 	}
 	if len(node.e.items.items) != cfg.MaxItems || node.e.Stats().Drops[guard.DropItemEvicted] != uint64(2000-cfg.MaxItems) {
 		t.Errorf("%d items, %d evicted; want %d kept", len(node.e.items.items), node.e.Stats().Drops[guard.DropItemEvicted], cfg.MaxItems)
 	}
 	last := Item{V: []byte("8:item1999")}
-	if node.e.items.get(last.Target(), n.now) == nil {
+	if node.e.items.get(last.Target(), n.Now) == nil {
 		t.Error("the newest item was evicted")
 	}
 }
@@ -395,7 +395,7 @@ func TestQuotaChargedToVerifiableWriter(t *testing.T) {
 	node := n.addAt(netip.MustParseAddrPort("203.0.113.1:6881"), Config{})
 	peer := n.addAt(netip.MustParseAddrPort("198.51.100.20:6881"), Config{})
 	n.do(node, Ping{Addr: peer.addr})
-	if !n.runUntil(time.Minute, func() bool {
+	if !n.RunUntil(time.Minute, func() bool {
 		c, ok := node.e.table.Get(peer.e.self)
 		return ok && c.Responded
 	}) {
@@ -418,7 +418,7 @@ func TestQuotaChargedToVerifiableWriter(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			key := "quota-" + tc.name
-			rec := store.Record{Key: key, Value: []byte("v"), Version: store.Version{Time: node.e.clock.Now(n.now).Time, Writer: tc.writer}}
+			rec := store.Record{Key: key, Value: []byte("v"), Version: store.Version{Time: node.e.clock.Now(n.Now).Time, Writer: tc.writer}}
 			m := krpc.Msg{Y: krpc.Query, Q: krpc.MethodStore, T: []byte("st"), Net: []byte("test")}
 			m.A.Has, m.A.ID = krpc.HasID|krpc.HasX, tc.sender
 			m.A.X = encodeRecords(nil, "recs", []store.Record{rec})
@@ -426,7 +426,7 @@ func TestQuotaChargedToVerifiableWriter(t *testing.T) {
 				m.A.Has |= krpc.HasToken
 				m.A.Token = node.e.tokens.Issue(tc.from.Addr(), nil)
 			}
-			node.e.Receive(n.now, tc.from, m.Append(nil))
+			node.e.Receive(n.Now, tc.from, m.Append(nil))
 			node.e.Ready()
 			got, ok, err := node.e.kvStore().Get(key)
 			if err != nil || !ok {
@@ -445,9 +445,9 @@ func TestForgedReplyKeepsTheContact(t *testing.T) {
 	n := newTestNet(t, 17)
 	node := n.addAt(netip.MustParseAddrPort("203.0.113.1:6881"), Config{})
 	peer := n.addAt(netip.MustParseAddrPort("198.51.100.20:6881"), Config{Bootstrap: []netip.AddrPort{node.addr}})
-	n.runUntil(time.Minute, func() bool { _, ok := node.e.table.Get(peer.e.self); return ok })
+	n.RunUntil(time.Minute, func() bool { _, ok := node.e.table.Get(peer.e.self); return ok })
 	var tids [][]byte
-	n.drop = func(from, to netip.AddrPort, data []byte) bool {
+	n.Drop = func(from, to netip.AddrPort, data []byte) bool {
 		var m krpc.Msg
 		if from == node.addr && to == peer.addr && m.Decode(data) == nil && m.Y == krpc.Query {
 			tids = append(tids, bytes.Clone(m.T))
@@ -456,8 +456,8 @@ func TestForgedReplyKeepsTheContact(t *testing.T) {
 		return false
 	}
 	for range 4 {
-		node.e.Start(n.now, Ping{Addr: peer.addr})
-		n.flush(node)
+		node.e.Start(n.Now, Ping{Addr: peer.addr})
+		n.Flush(node)
 	}
 	if len(tids) != 4 {
 		t.Fatalf("%d pings seen", len(tids))
@@ -473,7 +473,7 @@ func TestForgedReplyKeepsTheContact(t *testing.T) {
 	}
 	r := krpc.Msg{Y: krpc.Response, T: tids[0]}
 	r.R.Has, r.R.ID = krpc.HasID, id.FromString("impostor")
-	node.e.Receive(n.now, peer.addr, r.Append(nil))
+	node.e.Receive(n.Now, peer.addr, r.Append(nil))
 	node.e.Ready()
 	if _, ok := node.e.table.Get(peer.e.self); !ok {
 		t.Error("a forged reply evicted the real contact")
@@ -513,8 +513,8 @@ func TestEclipseNeedsManyAddresses(t *testing.T) {
 				c.Bootstrap = []netip.AddrPort{public(i), public(10 + i)}
 				n.addAt(netip.AddrPortFrom(evil, uint16(7000+i)), c)
 			}
-			n.runUntil(5*time.Minute, func() bool { return false })
-			owner := n.order[5]
+			n.RunUntil(5*time.Minute, func() bool { return false })
+			owner := n.Order[5]
 			if r := n.do(owner, KVPut{Key: key, Value: []byte("honest")}); r.Err != nil {
 				t.Fatal(r.Err)
 			}
@@ -562,7 +562,7 @@ func TestContactsOutliveGlobalOverload(t *testing.T) {
 	ping := func(from netip.AddrPort, x id.ID) int {
 		m := krpc.Msg{Y: krpc.Query, Q: krpc.MethodPing, T: []byte("pp"), Net: []byte("test")}
 		m.A.Has, m.A.ID = krpc.HasID, x
-		return len(n.inject(node, from, m.Append(nil)))
+		return len(n.Inject(node, from, m.Append(nil)))
 	}
 	answered := 0
 	for i := range 1000 {
@@ -590,7 +590,7 @@ func TestContactsOutliveGlobalOverload(t *testing.T) {
 func TestForgedReplyKeepsContact(t *testing.T) {
 	n := newTestNet(t, 41)
 	n.build(6, Config{Network: "test"})
-	a := n.order[0]
+	a := n.Order[0]
 	var c routing.Contact
 	for _, b := range a.e.table.Buckets() {
 		if len(b.Contacts) > 0 {
@@ -603,8 +603,8 @@ func TestForgedReplyKeepsContact(t *testing.T) {
 	}
 	impostor := id.FromString("impostor")
 	f := &enginetest.Forger{From: a.addr, To: c.Addr, Claim: impostor, Network: "test", Max: 4,
-		Deliver: func(b []byte) { a.e.Receive(n.now, c.Addr, b); n.flush(a) }}
-	n.drop = f.Watch
+		Deliver: func(b []byte) { a.e.Receive(n.Now, c.Addr, b); n.Flush(a) }}
+	n.Drop = f.Watch
 	// Make a ask the contact, again and again, as a node it knows.
 	for i := 0; i < 8 && f.Forged < 4; i++ {
 		n.do(a, FindNode{Target: c.ID})
@@ -618,13 +618,13 @@ func TestForgedReplyKeepsContact(t *testing.T) {
 	if _, ok := a.e.table.Get(impostor); ok {
 		t.Fatal("the impostor entered the table")
 	}
-	n.drop = nil
+	n.Drop = nil
 	n.do(a, Ping{Addr: c.Addr}) // its first answer refutes the failures
 	good := func() bool {
 		got, ok := a.e.table.Get(c.ID)
 		return ok && got.State == routing.Good
 	}
-	if !n.runUntil(2*time.Minute, good) {
+	if !n.RunUntil(2*time.Minute, good) {
 		got, _ := a.e.table.Get(c.ID)
 		t.Fatalf("the contact is %v two minutes after the forger stopped", got.State)
 	}

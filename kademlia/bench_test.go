@@ -17,11 +17,11 @@ import (
 func benchEngine(b *testing.B) (*Engine, time.Time) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	rng := rand.New(rand.NewPCG(1, 2))
-	e := New(Config{Network: "mainline", Rand: seededReader{rng},
+	e := New(Config{Network: "mainline", Rand: seededReader{R: rng},
 		RateLimit: 1e12, RateBurst: 1e12, GlobalRate: 1e12, RateBytes: 1 << 50, GlobalBytes: 1 << 50}, now)
 	for i := range 100 {
 		addr := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 1, byte(i >> 8), byte(i)}), 6881)
-		e.Table().Observe(now, id.Random(seededReader{rng}), addr, routing.Responded, time.Millisecond)
+		e.Table().Observe(now, id.Random(seededReader{R: rng}), addr, routing.Responded, time.Millisecond)
 	}
 	return e, now
 }

@@ -13,22 +13,22 @@ func TestBootstrapLateSeedJoinsFast(t *testing.T) {
 	n := newTestNet(t, 2)
 	seed := n.add(Config{})
 	seed.down = true
-	n.drop = func(_, to netip.AddrPort, _ []byte) bool { return n.nodes[to] == nil || n.nodes[to].down }
+	n.Drop = func(_, to netip.AddrPort, _ []byte) bool { return n.Nodes[to] == nil || n.Nodes[to].down }
 	joiner := n.add(Config{Bootstrap: []netip.AddrPort{seed.addr}})
-	op := joiner.e.Start(n.now, Bootstrap{})
-	n.flush(joiner)
-	n.runUntil(400*time.Millisecond, func() bool { return false })
+	op := joiner.e.Start(n.Now, Bootstrap{})
+	n.Flush(joiner)
+	n.RunUntil(400*time.Millisecond, func() bool { return false })
 	seed.down = false
-	up := n.now
-	if !n.runUntil(time.Minute, func() bool { _, ok := joiner.results[op]; return ok }) {
+	up := n.Now
+	if !n.RunUntil(time.Minute, func() bool { _, ok := joiner.results[op]; return ok }) {
 		t.Fatal("the joiner never joined")
 	}
 	if r := joiner.results[op]; r.Err != nil {
 		t.Fatalf("bootstrap: %v", r.Err)
 	}
-	t.Logf("joined %v after the seed came up", n.now.Sub(up))
+	t.Logf("joined %v after the seed came up", n.Now.Sub(up))
 	// Without the resends: the 2 s hard timeout, then 1–1.25 s of back-off.
-	if took := n.now.Sub(up); took > time.Second {
+	if took := n.Now.Sub(up); took > time.Second {
 		t.Errorf("joined %v after the seed came up, want within a second", took)
 	}
 }
@@ -41,26 +41,26 @@ func TestBootstrapThroughNodesThatReachUs(t *testing.T) {
 	n := newTestNet(t, 3)
 	gone := n.add(Config{})
 	gone.down = true
-	n.drop = func(_, to netip.AddrPort, _ []byte) bool { return n.nodes[to] == nil || n.nodes[to].down }
+	n.Drop = func(_, to netip.AddrPort, _ []byte) bool { return n.Nodes[to] == nil || n.Nodes[to].down }
 	a := n.add(Config{})
 	b := n.add(Config{Bootstrap: []netip.AddrPort{a.addr}})
 	restarted := n.add(Config{Bootstrap: []netip.AddrPort{gone.addr}})
-	op := restarted.e.Start(n.now, Bootstrap{})
-	n.flush(restarted)
-	b.e.Start(n.now, Bootstrap{})
-	n.flush(b)
+	op := restarted.e.Start(n.Now, Bootstrap{})
+	n.Flush(restarted)
+	b.e.Start(n.Now, Bootstrap{})
+	n.Flush(b)
 	// a learns of the restarted node (it kept its address): its ping puts
 	// a in the restarted node's table.
-	a.e.Start(n.now, Ping{Addr: restarted.addr})
-	n.flush(a)
-	start := n.now
-	if !n.runUntil(time.Minute, func() bool { _, ok := restarted.results[op]; return ok }) {
+	a.e.Start(n.Now, Ping{Addr: restarted.addr})
+	n.Flush(a)
+	start := n.Now
+	if !n.RunUntil(time.Minute, func() bool { _, ok := restarted.results[op]; return ok }) {
 		t.Fatal("the restarted node never joined")
 	}
 	if r := restarted.results[op]; r.Err != nil {
 		t.Fatalf("bootstrap: %v", r.Err)
 	}
-	took := n.now.Sub(start)
+	took := n.Now.Sub(start)
 	t.Logf("joined through the table after %v", took)
 	// The dead address's first probe times out after the hard timeout
 	// (2 s); the next table check follows within bootTableCheck.

@@ -30,17 +30,37 @@ type KVCas struct {
 
 func (KVCas) isOp() {}
 
+// Check refuses a KVCas every replica would refuse, before any round
+// trip.
+func (o KVCas) Check() error {
+	switch {
+	case o.Key == "":
+		return ErrNoKey
+	case len(o.Key) > store.DefaultMaxKeySize:
+		return fmt.Errorf("%w: the key is %d bytes, at most %d", store.ErrTooLarge, len(o.Key), store.DefaultMaxKeySize)
+	case len(o.Value) > MaxRecordValue:
+		return fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, len(o.Value), MaxRecordValue)
+	}
+	return nil
+}
+
+// ChangeAt is the round's change: Change, or the record of Value with
+// TTL (defaultTTL when 0) from now under Cond.
+func (o KVCas) ChangeAt(now time.Time, defaultTTL time.Duration) replica.Change {
+	if o.Change != nil {
+		return o.Change
+	}
+	ttl := o.TTL
+	if ttl <= 0 {
+		ttl = defaultTTL
+	}
+	return replica.CondChange(o.Key, o.Cond, store.Record{Value: o.Value, Expires: now.Add(ttl)})
+}
+
 // startCAS validates a KVCas and looks up the key's replicas.
 func (e *Engine) startCAS(now time.Time, s *opState, op KVCas) {
-	switch {
-	case op.Key == "":
-		e.finish(now, s, ErrNoKey)
-		return
-	case len(op.Key) > store.DefaultMaxKeySize:
-		e.finish(now, s, fmt.Errorf("%w: the key is %d bytes, at most %d", store.ErrTooLarge, len(op.Key), store.DefaultMaxKeySize))
-		return
-	case len(op.Value) > MaxRecordValue:
-		e.finish(now, s, fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, len(op.Value), MaxRecordValue))
+	if err := op.Check(); err != nil {
+		e.finish(now, s, err)
 		return
 	}
 	if e.table.Len() == 0 {
@@ -50,79 +70,66 @@ func (e *Engine) startCAS(now time.Time, s *opState, op KVCas) {
 	e.startLookup(now, s, krpc.MethodGet, store.KeyTarget(op.Key), nil)
 }
 
-// casOp is a KVCas past its lookup: the proposer and the queries sent.
+// casOp is a KVCas past its lookup: the replication layer's round
+// (replica.CASRound) and the lookup's tokens of its members.
 type casOp struct {
-	s       *opState
-	p       *replica.Proposer
-	members []replica.Member
-	sent    []sent
+	s    *opState
+	r    *replica.CASRound
+	sent []sent
 }
 
 // casReplicas picks the replica set as a put does and sends the prepare.
 func (e *Engine) casReplicas(now time.Time, s *opState, l *lookup) {
 	o := s.op.(KVCas)
 	members, sn := e.replicasFound(now, store.KeyTarget(o.Key), l, true)
-	q := e.cfg.quorum()
-	need := q.Need(true, len(members), len(members) == 1 && members[0].Self)
-	up := 0
+	down := make([]bool, len(sn))
 	for i := range sn {
-		if !sn[i].down {
-			up++
-		}
+		down[i] = sn[i].down
 	}
-	if err := q.Refuse(up, need); err != nil {
+	r, err := replica.NewCASRound(e.cfg.quorum(), members, down, o.Key, e.clock.Now(now), o.ChangeAt(now, e.cfg.DefaultTTL))
+	if err != nil {
 		e.finish(now, s, err)
 		return
 	}
-	change := o.Change
-	if change == nil {
-		ttl := o.TTL
-		if ttl <= 0 {
-			ttl = e.cfg.DefaultTTL
-		}
-		change = replica.CondChange(o.Key, o.Cond, store.Record{Value: o.Value, Expires: now.Add(ttl)})
-	}
-	op := &casOp{s: s, members: members, sent: sn}
-	op.p = replica.NewProposer(o.Key, e.clock.Now(now), change, len(members), need)
+	op := &casOp{s: s, r: r, sent: sn}
 	s.kv = op
-	s.result.Version = op.p.Ballot
-	op.send(now, e, op.p.Prepare())
-	op.advance(now, e)
+	s.result.Version = r.P.Ballot
+	r.Done = func(now time.Time, acks int, err error) {
+		s.result.Acks = acks
+		e.finish(now, s, err)
+	}
+	r.Start(now, casLink{e, op, now})
 }
 
-// send sends m to every member that is not down; this node answers its
-// own at once.
-func (op *casOp) send(now time.Time, e *Engine, m replica.CASMsg) {
-	for i, r := range op.members {
-		sn := &op.sent[i]
-		if sn.down {
-			op.p.Fail(i, m.Phase)
-			continue
-		}
-		if r.Self {
-			ans, err := e.casLocal(now, m)
-			if err != nil {
-				op.p.Fail(i, m.Phase)
-			} else {
-				op.p.Answer(i, m.Phase, ans, now)
-			}
-			continue
-		}
-		q := e.newQuery(krpc.MethodCAS)
-		q.A.Has |= krpc.HasX
-		if sn.token != nil {
-			q.A.Has |= krpc.HasToken
-			q.A.Token = sn.token
-		}
-		e.xbuf = replica.AppendCASMsg(e.xbuf[:0], m)
-		q.A.X = e.xbuf
-		tid, ok := e.sendQueryTID(now, r.Node.Addr, r.Node.ID, op.s.id, forOp)
-		if !ok {
-			op.p.Fail(i, m.Phase)
-			continue
-		}
-		sn.tid, sn.waiting = tid, 1
+// casLink carries a round's dk_cas (replica.CASLink).
+type casLink struct {
+	e   *Engine
+	op  *casOp
+	now time.Time
+}
+
+func (l casLink) Local(m replica.CASMsg) (replica.CASAnswer, error) { return l.e.casLocal(l.now, m) }
+func (l casLink) Observe(v store.Version)                           { _ = l.e.clock.Observe(l.now, v) }
+
+func (l casLink) Send(i int, x []byte) (uint64, bool) {
+	q := l.e.newQuery(krpc.MethodCAS)
+	q.A.Has |= krpc.HasX
+	if tok := l.op.sent[i].token; tok != nil {
+		q.A.Has |= krpc.HasToken
+		q.A.Token = tok
 	}
+	q.A.X = x
+	to := l.op.r.Members[i].Node
+	tid, ok := l.e.sendQueryTID(l.now, to.Addr, to.ID, l.op.s.id, forOp)
+	return uint64(tid), ok
+}
+
+func (op *casOp) response(now time.Time, e *Engine, p *pending, m *krpc.Msg) {
+	op.r.Answer(now, p.nodeID, uint64(p.tid), m.R.X, casLink{e, op, now})
+}
+
+func (op *casOp) failure(now time.Time, e *Engine, p *pending, _ error) {
+	op.r.Fail(now, p.nodeID, uint64(p.tid), casLink{e, op, now})
 }
 
 // casLocal is this node's acceptor answering m.
@@ -135,63 +142,6 @@ func (e *Engine) casLocal(now time.Time, m replica.CASMsg) (replica.CASAnswer, e
 		e.changed(now, *m.Rec)
 	}
 	return ans, err
-}
-
-// advance sends the accept once the prepare phase is through, and
-// finishes the operation once the proposer decides.
-func (op *casOp) advance(now time.Time, e *Engine) {
-	if m, ok := op.p.Next(); ok {
-		op.send(now, e, m)
-	}
-	if m, ok := op.p.Next(); ok { // decided at once by this node alone
-		op.send(now, e, m)
-	}
-	done, err := op.p.Done()
-	if !done {
-		return
-	}
-	if err == nil {
-		op.s.result.Acks = op.p.Need
-	}
-	e.finish(now, op.s, err)
-}
-
-func (op *casOp) find(p *pending) int {
-	for i, r := range op.members {
-		if !r.Self && r.Node.ID == p.nodeID && op.sent[i].tid == p.tid && op.sent[i].waiting > 0 {
-			return i
-		}
-	}
-	return -1
-}
-
-func (op *casOp) response(now time.Time, e *Engine, p *pending, m *krpc.Msg) {
-	i := op.find(p)
-	if i < 0 {
-		return
-	}
-	op.sent[i].waiting = 0
-	phase := op.p.Phase()
-	ans, err := replica.ParseCASAnswer(m.R.X, op.p.Key)
-	if err != nil {
-		op.p.Fail(i, phase)
-	} else {
-		if !ans.Seen.IsZero() {
-			_ = e.clock.Observe(now, ans.Seen) // the next ballot beats it
-		}
-		op.p.Answer(i, phase, ans, now)
-	}
-	op.advance(now, e)
-}
-
-func (op *casOp) failure(now time.Time, e *Engine, p *pending, err error) {
-	i := op.find(p)
-	if i < 0 {
-		return
-	}
-	op.sent[i].waiting = 0
-	op.p.Fail(i, op.p.Phase())
-	op.advance(now, e)
 }
 
 // handleCAS answers dk_cas: this node's acceptor, for a source whose

@@ -181,7 +181,7 @@ func (e *Engine) handleReply(now time.Time, from netip.AddrPort, m *krpc.Msg) {
 	case forBootstrap:
 		e.boot.answered(now, e, from, sender, m)
 	case forNotify:
-		delete(e.listeners.notifying, p.tid)
+		e.listeners.Answered(p.tid)
 	case forOp:
 		e.onResponse(now, p, sender, m)
 	}
@@ -229,7 +229,7 @@ func (e *Engine) onTimeout(now time.Time, p *pending) {
 	case forNotify:
 		// Keep the registration: a lost datagram is no reason to stop,
 		// and a dead listener's registration expires on its own.
-		delete(e.listeners.notifying, p.tid)
+		e.listeners.Answered(p.tid)
 	case forOp:
 		e.onFailure(now, p, ErrTimeout)
 	}
@@ -250,7 +250,7 @@ func (e *Engine) onError(now time.Time, p *pending, m *krpc.Msg) {
 		// nodes. Keep trying the others.
 		e.boot.timedOut(now, e, p.to)
 	case forNotify:
-		e.listeners.refused(p.tid, err.Code)
+		e.listeners.Refused(p.tid, err.Code)
 	case forOp:
 		e.onFailure(now, p, err)
 	}

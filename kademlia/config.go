@@ -160,7 +160,8 @@ type Config struct {
 	// took over from a dead one.
 	ListenRefresh time.Duration
 	// MaxListeners bounds the dk_listen registrations this node keeps for
-	// others (10000; see also listenersPerKey and listenersPerIP).
+	// others (10000; see also replica.ListenersPerKey and
+	// replica.ListenersPerSource).
 	MaxListeners int
 	// SampleInterval is the interval BEP 51 responders ask requesters to
 	// wait before asking again (6h is typical; default 60s).

@@ -83,8 +83,8 @@ type Engine struct {
 	acceptor  *replica.Acceptor
 	restarted bool
 
-	listenOps []*listenOp   // our KVListen operations, oldest first
-	listeners listenerTable // others' dk_listen registrations on us
+	listenOps []*listenOp       // our KVListen operations, oldest first
+	listeners replica.Listeners // others' dk_listen registrations on us
 
 	nextSync time.Time
 	probedAt time.Time // the last round of probes of bad contacts
@@ -202,7 +202,7 @@ func (e *Engine) Stats() Stats {
 	st.Drops[guard.DropSourceEvicted] = e.limiter.Evicted()
 	st.Drops[guard.DropPeerEvicted] = e.peers.evicted
 	st.Drops[guard.DropItemEvicted] = e.items.evicted
-	st.Drops[guard.DropListenerEvicted] = e.listeners.evicted
+	st.Drops[guard.DropListenerEvicted] = e.listeners.Evicted()
 	if t, ok := e.table.(interface{ DiversityRejects() uint64 }); ok {
 		st.Drops[guard.DropNodeDiversity] += t.DiversityRejects()
 	}
@@ -335,7 +335,7 @@ func (e *Engine) Tick(now time.Time) {
 func (e *Engine) maintain(now time.Time) {
 	e.peers.expire(now)
 	e.items.expire(now)
-	e.listeners.expire(now)
+	e.listeners.Expire(now)
 	e.expireLate(now)
 	e.limiter.Sweep(now)
 	if e.table.Len() == 0 {

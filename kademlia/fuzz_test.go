@@ -21,7 +21,7 @@ func FuzzReceive(f *testing.F) {
 	f.Add([]byte("d1:rd2:id20:abcdefghij0123456789e1:t2:aa1:y1:re"))
 	from := netip.MustParseAddrPort("198.51.100.9:6881")
 	f.Fuzz(func(t *testing.T, pkt []byte) {
-		node.e.Receive(n.now, from, pkt)
+		node.e.Receive(n.Now, from, pkt)
 		var q krpc.Msg
 		own := q.Decode(pkt) == nil && q.Y == krpc.Query && q.Q >= krpc.MethodStore && q.A.Has&krpc.HasToken == 0
 		sent := 0

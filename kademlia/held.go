@@ -16,7 +16,7 @@ func (e *Engine) Held() Held {
 	h := Held{
 		Swarms:    e.peers.len(),
 		Items:     len(e.items.items),
-		Listeners: e.listeners.n,
+		Listeners: e.listeners.Len(),
 		Sources:   e.limiter.Sources(),
 		Contacts:  e.table.Len(),
 	}

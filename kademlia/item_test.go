@@ -64,7 +64,7 @@ func TestItemValidate(t *testing.T) {
 func TestItemPutGet(t *testing.T) {
 	n := newTestNet(t, 11)
 	n.build(40, Config{})
-	a, b := n.order[3], n.order[30]
+	a, b := n.Order[3], n.Order[30]
 
 	imm := Item{V: []byte("12:Hello World!")}
 	if r := n.do(a, PutItem{Item: imm}); r.Err != nil || r.Stored == 0 {

@@ -561,7 +561,7 @@ func Outcome(res *Result, out replica.Outcome, q replica.Quorum, need int) error
 func (op *kvOp) repairWith(now time.Time, e *Engine, i int, recs []store.Record) {
 	r := op.q.Members[i]
 	if !r.Self {
-		e.pushRecords(now, r.Node, op.sent[i].token, recs, nil, nil)
+		e.pushRecords(now, r.Node, op.sent[i].token, recs)
 		return
 	}
 	for _, rec := range recs {
@@ -583,6 +583,6 @@ func (op *kvOp) repair(now time.Time, e *Engine) {
 			}
 			continue
 		}
-		e.pushRecords(now, r.Node, op.sent[i].token, []store.Record{*best}, nil, nil)
+		e.pushRecords(now, r.Node, op.sent[i].token, []store.Record{*best})
 	}
 }

@@ -10,13 +10,14 @@ import (
 	"time"
 
 	"github.com/dhtkit/dhtkit/id"
+	"github.com/dhtkit/dhtkit/internal/enginetest"
 	"github.com/dhtkit/dhtkit/store"
 )
 
 // holders returns the nodes whose store holds key (tombstones included).
 func holders(n *testNet, key string) []*testNode {
 	var out []*testNode
-	for _, tn := range n.order {
+	for _, tn := range n.Order {
 		if tn.e.cfg.Store == nil {
 			continue
 		}
@@ -30,7 +31,7 @@ func holders(n *testNet, key string) []*testNode {
 // closestLive returns the k live nodes closest to key's target.
 func closestLive(n *testNet, key string, k int) []*testNode {
 	var live []*testNode
-	for _, tn := range n.order {
+	for _, tn := range n.Order {
 		if !tn.down {
 			live = append(live, tn)
 		}
@@ -40,29 +41,17 @@ func closestLive(n *testNet, key string, k int) []*testNode {
 	return live[:k]
 }
 
-func sameNodes(a, b []*testNode) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for _, x := range a {
-		if !slices.Contains(b, x) {
-			return false
-		}
-	}
-	return true
-}
-
 func TestKVPutGetDelete(t *testing.T) {
 	n := newTestNet(t, 21)
 	n.build(20, Config{})
-	a, b := n.order[2], n.order[15]
+	a, b := n.Order[2], n.Order[15]
 	r := n.do(a, KVPut{Key: "greeting", Value: []byte("hello")})
 	if r.Err != nil || r.Acks < 2 {
 		t.Fatalf("put: acks %d, err %v", r.Acks, r.Err)
 	}
 	// Let the remaining replica's acknowledgement land.
-	n.runUntil(time.Second, func() bool { return false })
-	if got, want := holders(n, "greeting"), closestLive(n, "greeting", 3); !sameNodes(got, want) {
+	n.RunUntil(time.Second, func() bool { return false })
+	if got, want := holders(n, "greeting"), closestLive(n, "greeting", 3); !enginetest.SameSet(got, want) {
 		t.Errorf("the value is on %d nodes, want exactly the 3 closest", len(got))
 	}
 	g := n.do(b, KVGet{Key: "greeting"})
@@ -91,7 +80,7 @@ func TestKVPutGetDelete(t *testing.T) {
 	}
 	// A write older than the tombstone, arriving late, does not resurrect
 	// the key (MyDHT's bug).
-	stale := store.Record{Key: "greeting", Value: []byte("zombie"), Version: r.Version, Expires: n.now.Add(time.Hour)}
+	stale := store.Record{Key: "greeting", Value: []byte("zombie"), Version: r.Version, Expires: n.Now.Add(time.Hour)}
 	for _, h := range holders(n, "greeting") {
 		if applied, _ := h.e.cfg.Store.Put(stale); applied {
 			t.Fatal("a replica applied a write older than the tombstone")
@@ -113,22 +102,22 @@ func TestKVSurvivesReplicaLossAndRepairs(t *testing.T) {
 		keys = append(keys, "key-"+string(rune('a'+i%26))+string(rune('a'+i/26)))
 	}
 	for _, k := range keys {
-		if r := n.do(n.order[0], KVPut{Key: k, Value: []byte("v-" + k)}); r.Err != nil {
+		if r := n.do(n.Order[0], KVPut{Key: k, Value: []byte("v-" + k)}); r.Err != nil {
 			t.Fatalf("put %s: %v", k, r.Err)
 		}
 	}
-	n.runUntil(time.Second, func() bool { return false })
+	n.RunUntil(time.Second, func() bool { return false })
 	// Two nodes die at once: some keys lose two of their three copies.
-	n.order[7].down, n.order[13].down = true, true
+	n.Order[7].down, n.Order[13].down = true, true
 	for _, k := range keys {
-		g := n.do(n.order[0], KVGet{Key: k})
+		g := n.do(n.Order[0], KVGet{Key: k})
 		if g.Err != nil || string(g.Record.Value) != "v-"+k {
 			t.Fatalf("get %s with a replica down: %v", k, g.Err)
 		}
 	}
 	// Within a minute every key is back on three live replicas, the
 	// three closest.
-	n.runUntil(90*time.Second, func() bool { return false })
+	n.RunUntil(90*time.Second, func() bool { return false })
 	for _, k := range keys {
 		var live []*testNode
 		for _, h := range holders(n, k) {
@@ -136,7 +125,7 @@ func TestKVSurvivesReplicaLossAndRepairs(t *testing.T) {
 				live = append(live, h)
 			}
 		}
-		if want := closestLive(n, k, 3); !sameNodes(live, want) {
+		if want := closestLive(n, k, 3); !enginetest.SameSet(live, want) {
 			t.Errorf("key %s: %d live holders after repair, want the 3 closest live nodes", k, len(live))
 		}
 	}
@@ -149,18 +138,18 @@ func TestKVJoinReceivesItsShare(t *testing.T) {
 	for i := range 40 {
 		k := string(rune('A'+i%26)) + string(rune('a'+i/26))
 		keys = append(keys, k)
-		if r := n.do(n.order[i%12], KVPut{Key: k, Value: []byte(k)}); r.Err != nil {
+		if r := n.do(n.Order[i%12], KVPut{Key: k, Value: []byte(k)}); r.Err != nil {
 			t.Fatalf("put: %v", r.Err)
 		}
 	}
 	// New nodes join; after a few sync rounds each holds exactly the keys
 	// it is now a replica of, and the old holders dropped theirs.
 	for range 4 {
-		n.add(Config{Bootstrap: []netip.AddrPort{n.order[0].addr}})
+		n.add(Config{Bootstrap: []netip.AddrPort{n.Order[0].addr}})
 	}
-	n.runUntil(2*time.Minute, func() bool { return false })
+	n.RunUntil(2*time.Minute, func() bool { return false })
 	for _, k := range keys {
-		if got, want := holders(n, k), closestLive(n, k, 3); !sameNodes(got, want) {
+		if got, want := holders(n, k), closestLive(n, k, 3); !enginetest.SameSet(got, want) {
 			t.Errorf("key %q on %d nodes, want the 3 closest (joiners included)", k, len(got))
 		}
 	}
@@ -172,10 +161,10 @@ func leaverNet(t *testing.T) (n *testNet, leaver *testNode, mine []string) {
 	t.Helper()
 	n = newTestNet(t, 24)
 	n.build(10, Config{})
-	leaver = n.order[4]
+	leaver = n.Order[4]
 	for i := range 30 {
 		k := "key" + string(rune('a'+i))
-		if r := n.do(n.order[0], KVPut{Key: k, Value: []byte(k)}); r.Err != nil {
+		if r := n.do(n.Order[0], KVPut{Key: k, Value: []byte(k)}); r.Err != nil {
 			t.Fatal(r.Err)
 		}
 		if slices.Contains(closestLive(n, k, 3), leaver) {
@@ -214,7 +203,7 @@ func TestKVQuorum(t *testing.T) {
 	key := "quorum"
 	reps := closestLive(n, key, 3)
 	var writer *testNode
-	for _, tn := range n.order {
+	for _, tn := range n.Order {
 		if !slices.Contains(reps, tn) {
 			writer = tn
 			break
@@ -229,7 +218,7 @@ func TestKVQuorum(t *testing.T) {
 	if r := n.do(writer, KVPut{Key: key, Value: []byte("x")}); !errors.Is(r.Err, ErrQuorum) || !strings.Contains(r.Err.Error(), "found 1 of the 3 replicas") {
 		t.Fatalf("put with two of the three replicas just gone: %v, want ErrQuorum naming 1 of 3", r.Err)
 	}
-	n.runUntil(DefaultConfig().DownFor+time.Second, func() bool { return false })
+	n.RunUntil(DefaultConfig().DownFor+time.Second, func() bool { return false })
 	if r := n.do(writer, KVPut{Key: key, Value: []byte("x")}); r.Err != nil {
 		t.Fatalf("put with two of the old replicas down for DownFor: %v", r.Err)
 	}
@@ -237,10 +226,10 @@ func TestKVQuorum(t *testing.T) {
 	// a value over their store limit) fails the put with the reason.
 	small := newTestNet(t, 26)
 	small.build(5, Config{Store: nil})
-	for _, tn := range small.order {
+	for _, tn := range small.Order {
 		tn.e.cfg.Store = store.NewMemory(store.Config{MaxValueSize: 4})
 	}
-	r := small.do(small.order[0], KVPut{Key: "k", Value: []byte("too long")})
+	r := small.do(small.Order[0], KVPut{Key: "k", Value: []byte("too long")})
 	if !errors.Is(r.Err, ErrQuorum) {
 		t.Fatalf("put refused by every replica: err %v, want ErrQuorum", r.Err)
 	}
@@ -254,9 +243,9 @@ func TestKVRetriesALostReplicaQuery(t *testing.T) {
 		t.Run(method, func(t *testing.T) {
 			n := newTestNet(t, 23)
 			n.build(20, Config{WriteQuorum: 3, ReadQuorum: 3})
-			a, b := n.order[3], n.order[11]
+			a, b := n.Order[3], n.Order[11]
 			lost := 0
-			n.drop = func(_, _ netip.AddrPort, data []byte) bool {
+			n.Drop = func(_, _ netip.AddrPort, data []byte) bool {
 				if lost == 0 && bytes.Contains(data, []byte(method)) {
 					lost++
 					return true
@@ -292,7 +281,7 @@ func TestKVHandoverRetriesALostQuery(t *testing.T) {
 		t.Run(lose, func(t *testing.T) {
 			n, leaver, mine := leaverNet(t)
 			lost := 0
-			n.drop = func(from, _ netip.AddrPort, data []byte) bool {
+			n.Drop = func(from, _ netip.AddrPort, data []byte) bool {
 				if from == leaver.addr && lost == 0 && bytes.Contains(data, []byte(lose)) {
 					lost++
 					return true

@@ -12,15 +12,15 @@ func TestLoadQuery(t *testing.T) {
 	net := newTestNet(t, 31)
 	net.build(4, Config{})
 	for _, n := range []int{0, 1, 250} {
-		st := net.order[2].e.Store()
+		st := net.Order[2].e.Store()
 		for i := range n {
 			if _, err := st.Put(store.Record{Key: fmt.Sprint("k", n, i), Value: []byte("vv"), Version: store.Version{Time: 1, Writer: 1}}); err != nil {
 				t.Fatal(err)
 			}
 		}
 		keys, bytes := st.Stats()
-		res := net.do(net.order[0], Load{Addr: net.order[2].addr})
-		if res.Err != nil || res.Load.Keys != int64(keys) || res.Load.Bytes != bytes || res.ID != net.order[2].e.ID() {
+		res := net.do(net.Order[0], Load{Addr: net.Order[2].addr})
+		if res.Err != nil || res.Load.Keys != int64(keys) || res.Load.Bytes != bytes || res.ID != net.Order[2].e.ID() {
 			t.Fatalf("dk_load: %v %+v, want %d keys %d bytes", res.Err, res.Load, keys, bytes)
 		}
 	}

@@ -27,7 +27,7 @@ func TestLookupAsksCloserNodesAtOnce(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := seededReader{newTestNet(t, 21).rng}
+			r := seededReader{R: newTestNet(t, 21).Rng}
 			now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 			e := New(Config{Rand: r}, now)
 			target := id.Random(r)

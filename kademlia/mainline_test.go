@@ -48,7 +48,7 @@ func TestMainlineRefusesDhtkitMethods(t *testing.T) {
 		t.Run(m.String(), func(t *testing.T) {
 			n := newTestNet(t, 1)
 			node := n.add(Config{Network: "mainline"})
-			back := n.inject(node, from, query("", m))
+			back := n.Inject(node, from, query("", m))
 			if len(back) != 1 || !strings.Contains(string(back[0]), "i204e") {
 				t.Fatalf("replies %q, want one error 204", back)
 			}
@@ -62,7 +62,7 @@ func TestMainlineRefusesDhtkitMethods(t *testing.T) {
 		n := newTestNet(t, 1)
 		node := n.add(Config{Network: "mainline"})
 		pkt := "d1:ad2:id20:" + string(peer[:]) + "e1:q" + strconv.Itoa(len(m)) + ":" + m + "1:t2:aa1:y1:qe"
-		if back := n.inject(node, from, []byte(pkt)); len(back) != 1 || !strings.Contains(string(back[0]), "i204e") {
+		if back := n.Inject(node, from, []byte(pkt)); len(back) != 1 || !strings.Contains(string(back[0]), "i204e") {
 			t.Errorf("%s: replies %q, want one error 204", m, back)
 		}
 	}
@@ -70,12 +70,12 @@ func TestMainlineRefusesDhtkitMethods(t *testing.T) {
 	// at that address, and applies the same write.
 	n := newTestNet(t, 1)
 	node := n.add(Config{})
-	node.e.table.Observe(n.now, peer, from, routing.Responded, time.Millisecond)
+	node.e.table.Observe(n.Now, peer, from, routing.Responded, time.Millisecond)
 	if c, ok := node.e.table.Get(peer); !ok || !c.Responded {
 		t.Fatal("the control needs a responded contact in the table")
 	}
-	back := n.inject(node, from, query("test", krpc.MethodStore))
-	n.runUntil(time.Second, func() bool { keys, _ := node.e.Store().Stats(); return keys == 1 })
+	back := n.Inject(node, from, query("test", krpc.MethodStore))
+	n.RunUntil(time.Second, func() bool { keys, _ := node.e.Store().Stats(); return keys == 1 })
 	if keys, _ := node.e.Store().Stats(); keys != 1 || len(back) > 0 && strings.Contains(string(back[0]), "i204e") {
 		t.Fatalf("the private node did not apply the write (keys %d, reply %q)", keys, back)
 	}
@@ -109,13 +109,13 @@ func TestDirectWriteWriterChecked(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			n := newTestNet(t, 1)
 			node := n.add(Config{Sender: func() (id.ID, bool) { return peer, true }})
-			node.e.table.Observe(n.now, tc.claimed, from, routing.Responded, time.Millisecond)
+			node.e.table.Observe(n.Now, tc.claimed, from, routing.Responded, time.Millisecond)
 			var q krpc.Msg
 			q.Y, q.Q, q.T, q.Net = krpc.Query, krpc.MethodStore, []byte("aa"), []byte("test")
 			q.A.Has = krpc.HasID | krpc.HasX
 			q.A.ID, q.A.X = tc.claimed, tc.x
-			back := n.inject(node, from, q.Append(nil))
-			n.runUntil(time.Second, func() bool { keys, _ := node.e.Store().Stats(); return keys > 0 })
+			back := n.Inject(node, from, q.Append(nil))
+			n.RunUntil(time.Second, func() bool { keys, _ := node.e.Store().Stats(); return keys > 0 })
 			keys, _ := node.e.Store().Stats()
 			if got := keys == 1; got != tc.applied {
 				t.Fatalf("applied %v, want %v (replies %q)", got, tc.applied, back)

@@ -40,7 +40,7 @@ func TestOneHopSameReplicasAsLookup(t *testing.T) {
 	n.build(7, Config{})
 	for k := range 40 {
 		key := "onehop-" + strconv.Itoa(k)
-		from := n.order[k%len(n.order)]
+		from := n.Order[k%len(n.Order)]
 		// After a quiet spell the first operation looks up (oneHopFresh);
 		// its answers make the next ones one hop.
 		from.e.onehop.off = true
@@ -66,7 +66,7 @@ func TestOneHopSameReplicasAsLookup(t *testing.T) {
 			t.Fatalf("get %s: one hop asked %x, the lookup %x, the 3 closest are %x", key, got, lk, want)
 		}
 	}
-	for _, tn := range n.order {
+	for _, tn := range n.Order {
 		if tn.e.stats.OneHopFallbacks != 0 {
 			t.Errorf("%v fell back to a lookup %d times on a settled network", tn.addr, tn.e.stats.OneHopFallbacks)
 		}
@@ -82,20 +82,20 @@ func TestOneHopStaleTableFallsBack(t *testing.T) {
 	n.build(6, Config{})
 	key := "stale"
 	target := id.FromString(key)
-	coord := n.order[0]
+	coord := n.Order[0]
 	// Two newcomers closer to the target than any node so far: they take
 	// two of the three replica places.
 	var newcomers []*testNode
 	for i := range 2 {
 		x := target
 		x[19] ^= byte(1 + i) // differs from the target in the last bits only
-		nn := n.add(Config{ID: x, Bootstrap: []netip.AddrPort{n.order[1].addr}})
+		nn := n.add(Config{ID: x, Bootstrap: []netip.AddrPort{n.Order[1].addr}})
 		newcomers = append(newcomers, nn)
 	}
-	if !n.runUntil(5*time.Minute, func() bool { return newcomers[0].e.boot.joined && newcomers[1].e.boot.joined }) {
+	if !n.RunUntil(5*time.Minute, func() bool { return newcomers[0].e.boot.joined && newcomers[1].e.boot.joined }) {
 		t.Fatal("the newcomers did not join")
 	}
-	n.runUntil(30*time.Second, func() bool { return false })
+	n.RunUntil(30*time.Second, func() bool { return false })
 	// A lookup (the first operation after a quiet spell) freshens the
 	// coordinator's contacts near the key.
 	coord.e.onehop.off = true
@@ -106,7 +106,7 @@ func TestOneHopStaleTableFallsBack(t *testing.T) {
 	for _, nn := range newcomers {
 		coord.e.table.Remove(nn.e.ID())
 	}
-	if !coord.e.oneHopCovered(n.now, target) {
+	if !coord.e.oneHopCovered(n.Now, target) {
 		t.Fatal("the coordinator's table does not cover the key: the test needs it to try one hop")
 	}
 	p := n.do(coord, KVPut{Key: key, Value: []byte("fresh")})
@@ -116,7 +116,7 @@ func TestOneHopStaleTableFallsBack(t *testing.T) {
 	if coord.e.stats.OneHopFallbacks == 0 || p.Stats.Queries == 0 {
 		t.Errorf("the put ended without a fallback lookup (fallbacks %d, lookup queries %d)", coord.e.stats.OneHopFallbacks, p.Stats.Queries)
 	}
-	n.runUntil(time.Second, func() bool { return false })
+	n.RunUntil(time.Second, func() bool { return false })
 	want := closestLive(n, key, 3)
 	for _, nn := range newcomers {
 		if !slices.Contains(want, nn) {
@@ -135,7 +135,7 @@ func TestOneHopStaleTableFallsBack(t *testing.T) {
 	// One put, one version: the fallback writes the version the one hop
 	// began with, wherever either attempt landed.
 	versions := map[store.Version]int{}
-	for _, tn := range n.order {
+	for _, tn := range n.Order {
 		if r, ok, _ := tn.e.Store().Get(key); ok {
 			versions[r.Version]++
 		}
@@ -158,7 +158,7 @@ func TestNotReplicaRefuses(t *testing.T) {
 		key := "nr-" + strconv.Itoa(k)
 		target := id.FromString(key)
 		want := closestLive(n, key, 3)
-		for _, tn := range n.order {
+		for _, tn := range n.Order {
 			if got, is := tn.e.isReplica(target), slices.Contains(want, tn); got != is {
 				t.Errorf("key %s, node %v: counts itself a replica %v, is one %v", key, tn.addr, got, is)
 			}

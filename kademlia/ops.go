@@ -112,7 +112,7 @@ func (e *Engine) onResponse(now time.Time, p *pending, sender [20]byte, m *krpc.
 	if s == nil {
 		return // finished already; the table has learned from it anyway
 	}
-	if lo, ok := s.kv.(*listenOp); ok && p.method != krpc.MethodListen {
+	if lo, ok := s.kv.(*listenOp); ok && !lo.own(p) {
 		// A listener's lookup, or a late answer to an earlier one.
 		if lo.lookupReply(p) {
 			s.lookup.response(now, e, p, sender, m)
@@ -154,7 +154,7 @@ func (e *Engine) onFailure(now time.Time, p *pending, err error) {
 	if s == nil {
 		return
 	}
-	if lo, ok := s.kv.(*listenOp); ok && p.method != krpc.MethodListen {
+	if lo, ok := s.kv.(*listenOp); ok && !lo.own(p) {
 		if lo.lookupReply(p) {
 			s.lookup.failed(now, e, p, err)
 		}

@@ -15,8 +15,9 @@ import (
 // schedules probes of it with jittered exponential back-off
 // (routing.ProbeMin doubling to routing.ProbeMax) and the engine pings it
 // when one is due. Any answer refutes: a probe's, a lookup's, or one that
-// comes after its query timed out (below), and a query from a bad contact
-// makes the engine ping it at once (observe). So a partition that heals,
+// comes after its query timed out (below); and a query from a bad or
+// questionable contact that has answered us before makes it good at once
+// (routing's entry.seen: BEP 5's rule and SWIM's refutation). So a partition that heals,
 // or a load spike that ends, leaves no contact bad for much longer than
 // ProbeMax, with no action from anyone.
 

@@ -57,19 +57,19 @@ func TestPartitionHeals(t *testing.T) {
 			}
 			n.build(size, Config{})
 			sideA := map[netip.AddrPort]bool{}
-			for _, tn := range n.order[:tc.split] {
+			for _, tn := range n.Order[:tc.split] {
 				sideA[tn.addr] = true
 			}
-			n.drop = func(from, to netip.AddrPort, _ []byte) bool { return sideA[from] != sideA[to] }
+			n.Drop = func(from, to netip.AddrPort, _ []byte) bool { return sideA[from] != sideA[to] }
 			// Every node looks something up, so that it asks the other
 			// side and marks it bad.
-			for _, tn := range n.order {
+			for _, tn := range n.Order {
 				for range 3 {
-					n.do(tn, FindNode{Target: id.Random(seededReader{n.rng})})
+					n.do(tn, FindNode{Target: id.Random(seededReader{R: n.Rng})})
 				}
 			}
-			n.runUntil(tc.cut, func() bool { return false })
-			for _, tn := range n.order {
+			n.RunUntil(tc.cut, func() bool { return false })
+			for _, tn := range n.Order {
 				if _, _, bad := states(tn); bad == 0 {
 					t.Fatalf("setup: node %v marked nobody bad during the partition", tn.addr)
 				}
@@ -77,35 +77,35 @@ func TestPartitionHeals(t *testing.T) {
 					t.Fatalf("node %v: the partition emptied the routing table", tn.addr)
 				}
 			}
-			n.drop = nil
-			healed := n.now
+			n.Drop = nil
+			healed := n.Now
 			// One failed probe may land just before the heal: the bound is
 			// a full ProbeMax back-off with its jitter, plus the answer.
 			bound := routing.ProbeMax*5/4 + 10*time.Second
 			allGood := func() bool {
-				for _, tn := range n.order {
+				for _, tn := range n.Order {
 					if _, q, bad := states(tn); bad > 0 || q > 0 {
 						return false
 					}
 				}
 				return true
 			}
-			if !n.runUntil(bound, allGood) {
-				for _, tn := range n.order {
+			if !n.RunUntil(bound, allGood) {
+				for _, tn := range n.Order {
 					g, q, b := states(tn)
 					t.Logf("node %v: good %d questionable %d bad %d", tn.addr, g, q, b)
 				}
 				t.Fatalf("contacts still not good %v after the heal", bound)
 			}
-			t.Logf("every contact good %v after the heal", n.now.Sub(healed))
+			t.Logf("every contact good %v after the heal", n.Now.Sub(healed))
 			// The tables hold the truth again: from every node, lookups
 			// find the true nearest nodes of both sides. (A contact that a
 			// full bucket replaced during the partition may be gone for
 			// good: BEP 5 keeps any k good nodes of a bucket's range.)
-			for _, tn := range n.order {
-				for _, target := range []id.ID{tn.e.ID(), id.Random(seededReader{n.rng})} {
+			for _, tn := range n.Order {
+				for _, target := range []id.ID{tn.e.ID(), id.Random(seededReader{R: n.Rng})} {
 					r := n.do(tn, FindNode{Target: target})
-					if want := trueClosest(n, tn.e.ID(), target, min(8, len(n.order)-1)); r.Err != nil || !slices.Equal(ids(r.Nodes), want) {
+					if want := trueClosest(n, tn.e.ID(), target, min(8, len(n.Order)-1)); r.Err != nil || !slices.Equal(ids(r.Nodes), want) {
 						t.Errorf("node %v: lookup of %v after the heal: %v, %v; want %v", tn.addr, target, ids(r.Nodes), r.Err, want)
 					}
 				}
@@ -119,14 +119,14 @@ func TestPartitionHeals(t *testing.T) {
 func TestLateReplyRefutes(t *testing.T) {
 	n := newTestNet(t, 12)
 	n.build(4, Config{})
-	a, b := n.order[0], n.order[1]
+	a, b := n.Order[0], n.Order[1]
 	if _, ok := a.e.Table().Get(b.e.ID()); !ok {
 		t.Fatal("setup: a does not know b")
 	}
-	n.slow = map[netip.AddrPort]time.Duration{b.addr: 5 * time.Second} // past the 2s QueryTimeout
+	n.Slow = map[netip.AddrPort]time.Duration{b.addr: 5 * time.Second} // past the 2s QueryTimeout
 	for range 4 {
 		n.do(a, FindNode{Target: b.e.ID()})
-		n.runUntil(10*time.Second, func() bool { return false }) // let the late answers in
+		n.RunUntil(10*time.Second, func() bool { return false }) // let the late answers in
 	}
 	c, ok := a.e.Table().Get(b.e.ID())
 	if !ok || c.State == routing.Bad {
@@ -142,14 +142,14 @@ func TestLateReplyRefutes(t *testing.T) {
 func TestQueryFromBadContactTriggersPing(t *testing.T) {
 	n := newTestNet(t, 13)
 	n.build(4, Config{})
-	a, b := n.order[0], n.order[1]
-	a.e.Table().Failed(n.now, b.e.ID())
-	a.e.Table().Failed(n.now, b.e.ID())
+	a, b := n.Order[0], n.Order[1]
+	a.e.Table().Failed(n.Now, b.e.ID())
+	a.e.Table().Failed(n.Now, b.e.ID())
 	if c, _ := a.e.Table().Get(b.e.ID()); c.State != routing.Bad {
 		t.Fatalf("setup: b is %v", c.State)
 	}
 	n.do(b, Ping{Addr: a.addr})
-	ok := n.runUntil(time.Second, func() bool {
+	ok := n.RunUntil(time.Second, func() bool {
 		c, _ := a.e.Table().Get(b.e.ID())
 		return c.State == routing.Good
 	})
@@ -166,21 +166,21 @@ func TestQueryFromBadContactTriggersPing(t *testing.T) {
 func TestQueryRefutesAtOnce(t *testing.T) {
 	n := newTestNet(t, 14)
 	n.build(4, Config{})
-	a, b := n.order[0], n.order[1]
+	a, b := n.Order[0], n.Order[1]
 	n.do(a, Ping{Addr: b.addr})
-	n.runUntil(time.Second, func() bool { c, _ := a.e.Table().Get(b.e.ID()); return c.State == routing.Good })
+	n.RunUntil(time.Second, func() bool { c, _ := a.e.Table().Get(b.e.ID()); return c.State == routing.Good })
 	if c, _ := a.e.Table().Get(b.e.ID()); c.State != routing.Good {
 		t.Fatalf("setup: b is %v after answering a", c.State)
 	}
 	for range 8 {
-		a.e.Table().Failed(n.now, b.e.ID())
+		a.e.Table().Failed(n.Now, b.e.ID())
 	}
 	if c, _ := a.e.Table().Get(b.e.ID()); c.State != routing.Bad {
 		t.Fatalf("setup: b is %v", c.State)
 	}
-	n.drop = func(from, to netip.AddrPort, _ []byte) bool { return from == a.addr && to == b.addr }
+	n.Drop = func(from, to netip.AddrPort, _ []byte) bool { return from == a.addr && to == b.addr }
 	n.do(b, Ping{Addr: a.addr})
-	ok := n.runUntil(time.Second, func() bool {
+	ok := n.RunUntil(time.Second, func() bool {
 		c, _ := a.e.Table().Get(b.e.ID())
 		return c.State == routing.Good
 	})
@@ -197,7 +197,7 @@ func TestQueryRefutesAtOnce(t *testing.T) {
 func TestHandoverReachesBadReplicas(t *testing.T) {
 	n := newTestNet(t, 26)
 	n.build(8, Config{})
-	leaver := n.order[3]
+	leaver := n.Order[3]
 	// A key whose replicas, after the leaver, include another node.
 	var key string
 	var others []*testNode
@@ -230,8 +230,8 @@ func TestHandoverReachesBadReplicas(t *testing.T) {
 		t.Fatalf("setup: %d holders, want the leaver alone", len(holders(n, key)))
 	}
 	bad := others[0]
-	leaver.e.Table().Failed(n.now, bad.e.ID())
-	leaver.e.Table().Failed(n.now, bad.e.ID())
+	leaver.e.Table().Failed(n.Now, bad.e.ID())
+	leaver.e.Table().Failed(n.Now, bad.e.ID())
 	if c, _ := leaver.e.Table().Get(bad.e.ID()); c.State != routing.Bad {
 		t.Fatalf("setup: the replica is %v in the leaver's table", c.State)
 	}

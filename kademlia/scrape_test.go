@@ -20,11 +20,11 @@ func scrapeNode(t testing.TB, nSeeds, nPeers int) (*testNet, *testNode, id.ID, [
 	var sd, pe []netip.AddrPort
 	for i := range nSeeds {
 		sd = append(sd, public(3000+i))
-		node.e.peers.announce(n.now, h, sd[i], true)
+		node.e.peers.announce(n.Now, h, sd[i], true)
 	}
 	for i := range nPeers {
 		pe = append(pe, public(5000+i))
-		node.e.peers.announce(n.now, h, pe[i], false)
+		node.e.peers.announce(n.Now, h, pe[i], false)
 	}
 	return n, node, h, sd, pe
 }
@@ -42,7 +42,7 @@ func addrsBloom(as []netip.AddrPort) Bloom {
 func askGetPeers(t *testing.T, n *testNet, node *testNode, h id.ID, scrape, noseed bool) *krpc.Msg {
 	t.Helper()
 	from := netip.MustParseAddrPort("198.51.100.7:6881")
-	back := n.inject(node, from, forge(krpc.MethodGetPeers, func(a *krpc.Args) {
+	back := n.Inject(node, from, forge(krpc.MethodGetPeers, func(a *krpc.Args) {
 		a.Has |= krpc.HasInfoHash
 		a.InfoHash = h
 		if scrape {
@@ -129,13 +129,13 @@ func TestScrapeAnswer(t *testing.T) {
 // status moves from one filter to the other, and expired peers leave both.
 func TestScrapeReannounce(t *testing.T) {
 	n, node, h, sd, pe := scrapeNode(t, 3, 3)
-	node.e.peers.announce(n.now, h, pe[0], true) // finished downloading
+	node.e.peers.announce(n.Now, h, pe[0], true) // finished downloading
 	var gotSd, gotPe Bloom
-	node.e.peers.filters(n.now, h, &gotSd, &gotPe)
+	node.e.peers.filters(n.Now, h, &gotSd, &gotPe)
 	if wsd, wpe := addrsBloom(append(sd, pe[0])), addrsBloom(pe[1:]); gotSd != wsd || gotPe != wpe {
 		t.Error("a re-announce as seed did not move the peer to BFsd")
 	}
-	later := n.now.Add(node.e.cfg.PeerTTL + time.Second)
+	later := n.Now.Add(node.e.cfg.PeerTTL + time.Second)
 	if node.e.peers.filters(later, h, &gotSd, &gotPe) || !gotSd.Empty() || !gotPe.Empty() {
 		t.Error("expired peers still in the filters")
 	}
@@ -150,7 +150,7 @@ func TestScrapeLookup(t *testing.T) {
 	n.build(40, Config{})
 	h := id.FromString("a swarm")
 	var sd, pe []netip.AddrPort
-	for i, tn := range n.order[:25] {
+	for i, tn := range n.Order[:25] {
 		seed := i < 10
 		if r := n.do(tn, Announce{InfoHash: h, Port: 6881, Seed: seed}); r.Err != nil {
 			t.Fatalf("announce from %v: %v", tn.addr, r.Err)
@@ -161,7 +161,7 @@ func TestScrapeLookup(t *testing.T) {
 			pe = append(pe, tn.addr)
 		}
 	}
-	r := n.do(n.order[39], GetPeers{InfoHash: h, Scrape: true})
+	r := n.do(n.Order[39], GetPeers{InfoHash: h, Scrape: true})
 	if r.Err != nil || r.Scrape == nil {
 		t.Fatalf("scrape: %v, %v", r.Err, r.Scrape)
 	}
@@ -176,7 +176,7 @@ func TestScrapeLookup(t *testing.T) {
 		t.Errorf("estimates %.2f seeds, %.2f peers; want about %d and %d", s.SeedCount(), s.PeerCount(), len(sd), len(pe))
 	}
 	// A plain get_peers asks for no filters.
-	if r := n.do(n.order[39], GetPeers{InfoHash: h}); r.Scrape != nil {
+	if r := n.do(n.Order[39], GetPeers{InfoHash: h}); r.Scrape != nil {
 		t.Error("a get_peers without Scrape has a Scrape")
 	}
 }
@@ -217,7 +217,7 @@ func BenchmarkScrapeAnswer(b *testing.B) {
 			})
 			b.ReportAllocs()
 			for b.Loop() {
-				if len(n.inject(node, from, q)) != 1 {
+				if len(n.Inject(node, from, q)) != 1 {
 					b.Fatal("no answer")
 				}
 			}

@@ -2,8 +2,6 @@ package kademlia
 
 import (
 	"bytes"
-	"fmt"
-	"slices"
 	"time"
 
 	"github.com/dhtkit/dhtkit/id"
@@ -42,286 +40,122 @@ const MaxDatagram = 16 << 10
 // rest of the message within MaxDatagram.
 const maxPayload = 12 << 10
 
-// push is an internal operation that writes records to one node in
-// dk_store batches, at most pushWindow batches in flight, and reports each
-// record's fate. Records may be given without their values (lazy): they
-// are read from the store as their batch is sent, so that handing over a
-// large store does not hold it all in memory.
-type push struct {
+// pushOp is an internal operation that carries a replica.Push (dk_store
+// batches, a window of them in flight, each record's fate reported) to
+// one node. Without a token it first asks the node for one with a BEP 44
+// get: a write must prove its source address, whether or not the
+// receiver knows us.
+type pushOp struct {
 	s        *opState
-	to       krpc.NodeInfo
+	p        *replica.Push
 	token    []byte
 	tokenTID uint16
-	tokenRe  uint16                // the token query asked again, when tokenTry
-	tokenTry bool                  // the token query was asked twice
-	asking   bool                  // waiting for a write token
-	todo     []pushItem            // not sent yet
-	batches  map[uint16]*pushBatch // by transaction: a retried batch is there twice
-	inflight int                   // batches sent and not settled
-	onAck    func(now time.Time, r store.Record, ok bool)
-	onDone   func(now time.Time)
+	tokenRe  uint16 // the token query asked again, when tokenTry
+	tokenTry bool   // the token query was asked twice
+	asking   bool   // waiting for a write token
 }
 
-type pushItem struct {
-	rec  store.Record
-	lazy bool // read rec's value from the store when it is sent
-}
-
-// pushBatch is one dk_store in flight. It keeps what it needs to be sent
-// again: the records given with their values, the others by key and
-// version.
-type pushBatch struct {
-	items   []pushItem
-	tids    [2]uint16 // the query, and its retry when retried
-	retried bool
-}
-
-// records is what the acknowledgement reports on: keys and versions.
-func (b *pushBatch) records() []store.Record {
-	out := make([]store.Record, len(b.items))
-	for i, it := range b.items {
-		out[i] = it.rec
-		out[i].Value = nil
-	}
-	return out
-}
-
-// pushWindow is how many dk_store batches one push keeps in flight.
-const pushWindow = 8
-
-// pushRecords stores recs on node `to`; onAck (may be nil) learns which
-// records it holds afterwards. Without a token it first asks `to` for one
-// with a BEP 44 get: a write must prove its source address, whether or
-// not the receiver knows us.
-func (e *Engine) pushRecords(now time.Time, to krpc.NodeInfo, token []byte, recs []store.Record, onAck func(time.Time, store.Record, bool), onDone func(time.Time)) {
-	items := make([]pushItem, len(recs))
-	for i, r := range recs {
-		items[i] = pushItem{rec: r}
-	}
-	e.push(now, to, token, items, onAck, onDone)
-}
-
-// pushKeys is pushRecords for records named by key and version, read
-// from the store as they are sent.
-func (e *Engine) pushKeys(now time.Time, to krpc.NodeInfo, entries []store.Entry, onAck func(time.Time, store.Record, bool), onDone func(time.Time)) {
-	items := make([]pushItem, len(entries))
-	for i, en := range entries {
-		items[i] = pushItem{rec: store.Record{Key: en.Key, Version: en.Version, Deleted: en.Deleted}, lazy: true}
-	}
-	e.push(now, to, nil, items, onAck, onDone)
-}
-
-func (e *Engine) push(now time.Time, to krpc.NodeInfo, token []byte, items []pushItem, onAck func(time.Time, store.Record, bool), onDone func(time.Time)) {
+// internalOp starts an operation of the engine's own (a push, a round, a
+// pull) whose answers go to h.
+func (e *Engine) internalOp(now time.Time, h kvHandler) *opState {
 	e.lastOp++
-	s := &opState{id: e.lastOp, op: Handover{}, internal: true, started: now}
-	p := &push{s: s, to: to, token: token, todo: items, batches: make(map[uint16]*pushBatch), onAck: onAck, onDone: onDone}
-	s.kv = p
+	s := &opState{id: e.lastOp, op: Handover{}, internal: true, started: now, kv: h}
 	e.ops[s.id] = s
+	return s
+}
+
+// pushRecords stores recs on node `to` (read repair).
+func (e *Engine) pushRecords(now time.Time, to krpc.NodeInfo, token []byte, recs []store.Record) {
+	e.push(now, replica.NewPush(to, recs), token)
+}
+
+// push starts p, with token if we hold one for its node.
+func (e *Engine) push(now time.Time, p *replica.Push, token []byte) {
+	po := &pushOp{p: p, token: token}
+	po.s = e.internalOp(now, po)
 	if token == nil {
-		m := e.newQuery(krpc.MethodGet)
-		m.A.Has |= krpc.HasTarget
-		m.A.Target = to.ID
-		tid, ok := e.sendQueryTID(now, to.Addr, to.ID, s.id, forOp)
-		if !ok {
-			p.abandon(now)
-			p.maybeDone(now, e)
-			return
+		if tid, ok := po.askToken(now, e); ok {
+			po.asking, po.tokenTID = true, tid
+		} else {
+			p.Abandon(now)
 		}
-		p.asking, p.tokenTID = true, tid
-		return
+	} else {
+		p.Fill(now, e.kvStore(), po.send(now, e))
 	}
-	p.fill(now, e)
+	po.maybeDone(now, e)
 }
 
-// fill sends batches while the window has room.
-func (p *push) fill(now time.Time, e *Engine) {
-	for p.inflight < pushWindow && len(p.todo) > 0 {
-		b := &pushBatch{}
-		var batch []store.Record
-		size := 0
-		for len(p.todo) > 0 {
-			it := p.todo[0]
-			r, ok := p.current(now, e, it)
-			if !ok {
-				p.todo = p.todo[1:]
-				continue
-			}
-			n := len(r.Value) + len(r.Key) + 64
-			if len(batch) > 0 && size+n >= maxPayload {
-				break
-			}
-			batch = append(batch, r)
-			b.items = append(b.items, it)
-			size += n
-			p.todo = p.todo[1:]
-		}
-		if len(batch) == 0 {
-			break
-		}
-		tid, ok := p.send(now, e, batch)
-		if !ok {
-			p.report(now, b.records(), nil)
-			continue
-		}
-		b.tids[0] = tid
-		p.batches[tid] = b
-		p.inflight++
-	}
-	p.maybeDone(now, e)
+// askToken asks the node for a write token (BEP 44 get of its own id).
+func (po *pushOp) askToken(now time.Time, e *Engine) (uint16, bool) {
+	m := e.newQuery(krpc.MethodGet)
+	m.A.Has |= krpc.HasTarget
+	m.A.Target = po.p.To.ID
+	return e.sendQueryTID(now, po.p.To.Addr, po.p.To.ID, po.s.id, forOp)
 }
 
-// current returns the record an item stands for, its value read from the
-// store when the item is lazy. A lazy record gone or rewritten since is
-// reported and skipped: a newer version travels by its own way (sync, or
-// the write itself).
-func (p *push) current(now time.Time, e *Engine, it pushItem) (store.Record, bool) {
-	if !it.lazy {
-		return it.rec, true
+// send sends one dk_store batch, with the node's token.
+func (po *pushOp) send(now time.Time, e *Engine) replica.Send {
+	return func(x []byte) (uint64, bool) {
+		m := e.newQuery(krpc.MethodStore)
+		m.A.Has |= krpc.HasX
+		if po.token != nil {
+			m.A.Has |= krpc.HasToken
+			m.A.Token = po.token
+		}
+		m.A.X = x
+		tid, ok := e.sendQueryTID(now, po.p.To.Addr, po.p.To.ID, po.s.id, forOp)
+		return uint64(tid), ok
 	}
-	cur, ok, err := e.kvStore().Get(it.rec.Key)
-	if err != nil || !ok || cur.Version != it.rec.Version {
-		p.reportOne(now, it.rec, err == nil && ok && cur.Version.Newer(it.rec.Version))
-		return store.Record{}, false
-	}
-	return cur, true
-}
-
-// send sends one dk_store batch.
-func (p *push) send(now time.Time, e *Engine, batch []store.Record) (uint16, bool) {
-	m := e.newQuery(krpc.MethodStore)
-	m.A.Has |= krpc.HasX
-	if p.token != nil {
-		m.A.Has |= krpc.HasToken
-		m.A.Token = p.token
-	}
-	e.xbuf = encodeRecords(e.xbuf[:0], "recs", batch)
-	m.A.X = e.xbuf
-	return e.sendQueryTID(now, p.to.Addr, p.to.ID, p.s.id, forOp)
 }
 
 // stalled sends a batch, or the token query, once more when it passes its
-// soft timeout: one lost datagram should not hold a hand-over up for the
-// hard timeout. The first answer to either query counts.
-func (p *push) stalled(now time.Time, e *Engine, q *pending) {
-	if p.asking && q.tid == p.tokenTID && !p.tokenTry {
-		m := e.newQuery(krpc.MethodGet)
-		m.A.Has |= krpc.HasTarget
-		m.A.Target = p.to.ID
-		if tid, ok := e.sendQueryTID(now, p.to.Addr, p.to.ID, p.s.id, forOp); ok {
-			p.tokenRe, p.tokenTry = tid, true
+// soft timeout (replica.Push.Retry).
+func (po *pushOp) stalled(now time.Time, e *Engine, q *pending) {
+	if po.asking && q.tid == po.tokenTID && !po.tokenTry {
+		if tid, ok := po.askToken(now, e); ok {
+			po.tokenRe, po.tokenTry = tid, true
 		}
 		return
 	}
-	b := p.batches[q.tid]
-	if b == nil || b.retried {
-		return
-	}
-	var batch []store.Record
-	for _, it := range b.items {
-		if !it.lazy {
-			batch = append(batch, it.rec)
-		} else if cur, ok, err := e.kvStore().Get(it.rec.Key); err == nil && ok && cur.Version == it.rec.Version {
-			batch = append(batch, cur)
-		}
-	}
-	if len(batch) != len(b.items) {
-		// A record changed since: the answer's flags would not line up
-		// with the batch. The first query's fate decides.
-		return
-	}
-	if tid, ok := p.send(now, e, batch); ok {
-		b.tids[1], b.retried = tid, true
-		p.batches[tid] = b
-	}
-}
-
-// settle removes a batch that was answered or failed for good.
-func (p *push) settle(b *pushBatch) {
-	delete(p.batches, b.tids[0])
-	if b.retried {
-		delete(p.batches, b.tids[1])
-	}
-	p.inflight--
+	po.p.Retry(e.kvStore(), uint64(q.tid), po.send(now, e))
 }
 
 // isToken reports whether q is the token query or its retry.
-func (p *push) isToken(q *pending) bool {
-	return p.asking && (q.tid == p.tokenTID || p.tokenTry && q.tid == p.tokenRe)
+func (po *pushOp) isToken(q *pending) bool {
+	return po.asking && (q.tid == po.tokenTID || po.tokenTry && q.tid == po.tokenRe)
 }
 
-func (p *push) reportOne(now time.Time, r store.Record, ok bool) {
-	if p.onAck != nil {
-		p.onAck(now, r, ok)
-	}
-}
-
-func (p *push) report(now time.Time, batch []store.Record, ok []bool) {
-	for i, r := range batch {
-		p.reportOne(now, r, i < len(ok) && ok[i])
-	}
-}
-
-// abandon reports every record not sent yet as not stored.
-func (p *push) abandon(now time.Time) {
-	for _, it := range p.todo {
-		p.reportOne(now, it.rec, false)
-	}
-	p.todo = nil
-}
-
-func (p *push) response(now time.Time, e *Engine, q *pending, m *krpc.Msg) {
-	if p.isToken(q) {
-		p.asking = false
+func (po *pushOp) response(now time.Time, e *Engine, q *pending, m *krpc.Msg) {
+	if po.isToken(q) {
+		po.asking = false
 		if len(m.R.Token) == 0 {
-			p.abandon(now)
-			p.maybeDone(now, e)
-			return
+			po.p.Abandon(now)
+		} else {
+			po.token = bytes.Clone(m.R.Token)
+			po.p.Fill(now, e.kvStore(), po.send(now, e))
 		}
-		p.token = bytes.Clone(m.R.Token)
-		p.fill(now, e)
-		return
+	} else {
+		po.p.Answer(now, uint64(q.tid), m.R.X, e.kvStore(), po.send(now, e))
 	}
-	b := p.batches[q.tid]
-	if b == nil {
-		return
-	}
-	p.settle(b)
-	p.report(now, b.records(), replica.ParseAcks(m.R.X))
-	p.fill(now, e)
+	po.maybeDone(now, e)
 }
 
-func (p *push) failure(now time.Time, e *Engine, q *pending, err error) {
-	if p.isToken(q) {
-		if p.tokenTry && q.tid == p.tokenTID && err == ErrTimeout {
+func (po *pushOp) failure(now time.Time, e *Engine, q *pending, err error) {
+	if po.isToken(q) {
+		if po.tokenTry && q.tid == po.tokenTID && err == ErrTimeout {
 			return // its retry may still be answered
 		}
-		p.asking = false
-		p.abandon(now)
-		p.maybeDone(now, e)
-		return
+		po.asking = false
+		po.p.Abandon(now)
+	} else {
+		po.p.Fail(now, uint64(q.tid), err == ErrTimeout, e.kvStore(), po.send(now, e))
 	}
-	b := p.batches[q.tid]
-	if b == nil {
-		return
-	}
-	if b.retried && q.tid == b.tids[0] && err == ErrTimeout {
-		delete(p.batches, q.tid) // its retry may still be answered
-		return
-	}
-	p.settle(b)
-	p.report(now, b.records(), nil)
-	p.fill(now, e)
+	po.maybeDone(now, e)
 }
 
-func (p *push) maybeDone(now time.Time, e *Engine) {
-	if p.inflight == 0 && len(p.todo) == 0 && !p.asking {
-		if _, live := e.ops[p.s.id]; !live {
-			return
-		}
-		e.finish(now, p.s, nil)
-		if p.onDone != nil {
-			p.onDone(now)
-		}
+func (po *pushOp) maybeDone(now time.Time, e *Engine) {
+	if _, live := e.ops[po.s.id]; live && !po.asking && po.p.Done() {
+		e.finish(now, po.s, nil)
 	}
 }
 
@@ -388,42 +222,24 @@ func (e *Engine) sync(now time.Time) {
 	for _, pp := range plan.Peers {
 		e.startRound(now, pp)
 	}
-	if len(plan.Foreign) == 0 {
-		return
-	}
 	// Records we should not hold: hand them to their replicas, then drop
-	// each one once every replica has confirmed it holds it. (A write
-	// quorum would do for a put, but dropping our copy then would leave
-	// the key on fewer than Replicas nodes until a later round repairs
-	// it; a replica that does not confirm leaves our copy for next time.)
-	foreign := make(map[id.ID][]store.Entry) // replica -> records we should not hold
-	handTo := make(map[string]int)           // key -> replicas it is handed to
-	infos := make(map[id.ID]krpc.NodeInfo)
-	for _, f := range plan.Foreign {
-		handTo[f.Entry.Key] = len(f.To)
-		for _, o := range f.To {
-			foreign[o.ID] = append(foreign[o.ID], f.Entry)
-			infos[o.ID] = o
-		}
+	// each one once every replica has confirmed it holds it.
+	e.purge(now, plan.Foreign)
+}
+
+// purge hands the records this node should no longer hold to the nodes
+// that should (replica.Handover), and drops each once all of them hold it.
+func (e *Engine) purge(now time.Time, foreign []replica.Foreign) {
+	h := replica.NewHandover()
+	for _, f := range foreign {
+		h.Add(f.Entry, f.To)
 	}
-	acks := make(map[string]int)
-	onAck := func(now time.Time, r store.Record, ok bool) {
-		if !ok {
-			return
-		}
-		acks[r.Key]++
-		if acks[r.Key] == handTo[r.Key] {
-			_ = st.Remove(r.Key, r.Version)
-			e.syncTree().Invalidate()
-		}
+	h.Drop = func(_ time.Time, r store.Record) {
+		_ = e.kvStore().Remove(r.Key, r.Version)
+		e.syncTree().Invalidate()
 	}
-	ids := make([]id.ID, 0, len(foreign))
-	for x := range foreign {
-		ids = append(ids, x)
-	}
-	slices.SortFunc(ids, func(a, b id.ID) int { return id.Compare(a, b) })
-	for _, x := range ids {
-		e.pushKeys(now, infos[x], foreign[x], onAck, nil)
+	for _, p := range h.Pushes() {
+		e.push(now, p, nil)
 	}
 }
 
@@ -435,11 +251,8 @@ type syncRound struct {
 }
 
 func (e *Engine) startRound(now time.Time, pp replica.PeerPlan) {
-	e.lastOp++
-	s := &opState{id: e.lastOp, op: Handover{}, internal: true, started: now}
-	sr := &syncRound{s: s, r: replica.NewRound(pp.Peer, e.syncTree(), placement{e}, pp.Shared)}
-	s.kv = sr
-	e.ops[s.id] = s
+	sr := &syncRound{r: replica.NewRound(pp.Peer, e.syncTree(), placement{e}, pp.Shared)}
+	sr.s = e.internalOp(now, sr)
 	sr.next(now, e)
 }
 
@@ -456,7 +269,7 @@ func (sr *syncRound) next(now time.Time, e *Engine) {
 	})
 	push, pulls := sr.r.Repairs()
 	if len(push) > 0 {
-		e.pushKeys(now, peer, push, nil, nil)
+		e.push(now, replica.NewPushKeys(peer, push), nil)
 	}
 	for _, ks := range pulls {
 		e.pullRecords(now, peer, ks)
@@ -483,10 +296,9 @@ func (sr *syncRound) response(now time.Time, e *Engine, p *pending, m *krpc.Msg)
 type pull struct{ s *opState }
 
 func (e *Engine) pullRecords(now time.Time, from krpc.NodeInfo, keys []string) {
-	e.lastOp++
-	s := &opState{id: e.lastOp, op: Handover{}, internal: true, started: now}
-	s.kv = &pull{s: s}
-	e.ops[s.id] = s
+	p := &pull{}
+	s := e.internalOp(now, p)
+	p.s = s
 	m := e.newQuery(krpc.MethodFetch)
 	m.A.Has |= krpc.HasX
 	e.xbuf = replica.AppendFetch(e.xbuf[:0], keys...)
@@ -510,13 +322,8 @@ func (p *pull) failure(now time.Time, e *Engine, _ *pending, err error) {
 	e.finish(now, p.s, err)
 }
 
-// handover pushes every record to the other nodes that should hold it.
-type handover struct {
-	s       *opState
-	pending int
-	acks    map[string]int
-}
-
+// startHandover pushes every record to the other nodes that should hold
+// it (replica.Handover), then says goodbye.
 func (e *Engine) startHandover(now time.Time, s *opState) {
 	st := e.cfg.Store
 	if st == nil {
@@ -524,24 +331,21 @@ func (e *Engine) startHandover(now time.Time, s *opState) {
 		e.finish(now, s, nil)
 		return
 	}
-	h := &handover{s: s, acks: make(map[string]int)}
-	byNode := make(map[id.ID][]store.Entry)
-	infos := make(map[id.ID]krpc.NodeInfo)
-	total := 0
+	h := replica.NewHandover()
+	var to []krpc.NodeInfo
 	// Keys and versions only: values are read as their batches go out.
 	_ = st.Bucket(0, 0, func(en store.Entry) bool {
-		total++
 		e.contacts = e.handoverTo(store.KeyTarget(en.Key), e.contacts[:0])
+		to = to[:0]
 		for _, c := range e.contacts {
-			byNode[c.ID] = append(byNode[c.ID], en)
-			infos[c.ID] = krpc.NodeInfo{ID: c.ID, Addr: c.Addr}
+			to = append(to, krpc.NodeInfo{ID: c.ID, Addr: c.Addr})
 		}
-		h.acks[en.Key] = 0
+		h.Add(en, to)
 		return true
 	})
-	if total == 0 || len(byNode) == 0 {
+	pushes := h.Pushes()
+	if _, total := h.Held(); len(pushes) == 0 {
 		e.sayGoodbye(now)
-		s.result.Acks = 0
 		if total > 0 {
 			e.finish(now, s, ErrNoContacts)
 			return
@@ -549,42 +353,14 @@ func (e *Engine) startHandover(now time.Time, s *opState) {
 		e.finish(now, s, nil)
 		return
 	}
-	ids := make([]id.ID, 0, len(byNode))
-	for x := range byNode {
-		ids = append(ids, x)
+	h.Done = func(now time.Time) {
+		s.result.Acks, _ = h.Held()
+		e.sayGoodbye(now)
+		e.finish(now, s, h.Err())
 	}
-	slices.SortFunc(ids, func(a, b id.ID) int { return id.Compare(a, b) })
-	h.pending = len(ids)
-	for _, x := range ids {
-		e.pushKeys(now, infos[x], byNode[x], h.ack, func(now time.Time) { h.done(now, e) })
+	for _, p := range pushes {
+		e.push(now, p, nil)
 	}
-}
-
-func (h *handover) ack(_ time.Time, r store.Record, ok bool) {
-	if ok {
-		h.acks[r.Key]++
-	}
-}
-
-// done is called as each node's push ends; the last one ends the handover.
-func (h *handover) done(now time.Time, e *Engine) {
-	h.pending--
-	if h.pending > 0 {
-		return
-	}
-	held := 0
-	for _, n := range h.acks {
-		if n > 0 {
-			held++
-		}
-	}
-	h.s.result.Acks = held
-	e.sayGoodbye(now)
-	if lost := len(h.acks) - held; lost > 0 {
-		e.finish(now, h.s, fmt.Errorf("%w: %d of %d values reached no other node", ErrQuorum, lost, len(h.acks)))
-		return
-	}
-	e.finish(now, h.s, nil)
 }
 
 // sayGoodbye tells every contact that this node is leaving (dk_bye), so

@@ -23,16 +23,16 @@ func TestTrace(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			net := newTestNet(t, 11)
-			net.latency = 20 * time.Millisecond
+			net.Latency = 20 * time.Millisecond
 			net.build(80, Config{})
 			rng := rand.New(rand.NewPCG(11, 11))
 			for _, i := range rng.Perm(79)[:tc.down] {
-				net.order[i+1].down = true
+				net.Order[i+1].down = true
 			}
 			totalFailed := 0
 			for range 20 {
-				target := id.Random(seededReader{rng})
-				res := net.do(net.order[0], FindNode{Target: target, Trace: tc.trace})
+				target := id.Random(seededReader{R: rng})
+				res := net.do(net.Order[0], FindNode{Target: target, Trace: tc.trace})
 				if res.Err != nil {
 					t.Fatal(res.Err)
 				}
@@ -53,8 +53,8 @@ func TestTrace(t *testing.T) {
 					}
 					answered++
 					deepest = max(deepest, h.Depth+1)
-					if h.RTT < 2*net.latency || len(h.Nodes) == 0 || len(h.Nodes) > 8 || h.Node.ID.IsZero() {
-						t.Fatalf("hop %+v: want RTT >= %v and 1..8 nodes", h, 2*net.latency)
+					if h.RTT < 2*net.Latency || len(h.Nodes) == 0 || len(h.Nodes) > 8 || h.Node.ID.IsZero() {
+						t.Fatalf("hop %+v: want RTT >= %v and 1..8 nodes", h, 2*net.Latency)
 					}
 				}
 				if answered != res.Stats.Responses || answered+failed > res.Stats.Queries {

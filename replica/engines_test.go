@@ -7,11 +7,10 @@ package replica_test
 
 import (
 	"bytes"
-	"container/heap"
 	"errors"
 	"flag"
 	"fmt"
-	"math/rand/v2"
+	"io"
 	"net/netip"
 	"slices"
 	"strings"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/dhtkit/dhtkit/chord"
 	"github.com/dhtkit/dhtkit/id"
+	"github.com/dhtkit/dhtkit/internal/enginetest"
 	"github.com/dhtkit/dhtkit/kademlia"
 	"github.com/dhtkit/dhtkit/krpc"
 	"github.com/dhtkit/dhtkit/store"
@@ -55,7 +55,7 @@ type nodeConfig struct {
 // belong.
 type protocol struct {
 	name string
-	make func(cfg nodeConfig, rnd *rand.Rand, now time.Time) engine
+	make func(cfg nodeConfig, rnd io.Reader, now time.Time) engine
 	// replicas returns the n live nodes that should hold target.
 	replicas func(live []*node, target id.ID, n int) []*node
 }
@@ -63,8 +63,8 @@ type protocol struct {
 var protocols = []protocol{
 	{
 		name: "kademlia",
-		make: func(c nodeConfig, rnd *rand.Rand, now time.Time) engine {
-			return kademlia.New(kademlia.Config{Network: "test", Rand: reader{rnd}, Replicas: c.replicas, Alone: c.alone, Bootstrap: c.bootstrap, Store: c.store}, now)
+		make: func(c nodeConfig, rnd io.Reader, now time.Time) engine {
+			return kademlia.New(kademlia.Config{Network: "test", Rand: rnd, Replicas: c.replicas, Alone: c.alone, Bootstrap: c.bootstrap, Store: c.store}, now)
 		},
 		replicas: func(live []*node, t id.ID, n int) []*node {
 			live = slices.Clone(live)
@@ -74,8 +74,8 @@ var protocols = []protocol{
 	},
 	{
 		name: "chord",
-		make: func(c nodeConfig, rnd *rand.Rand, now time.Time) engine {
-			return chord.New(chord.Config{Network: "test", Rand: reader{rnd}, Replicas: c.replicas, Alone: c.alone, Bootstrap: c.bootstrap, Store: c.store}, now)
+		make: func(c nodeConfig, rnd io.Reader, now time.Time) engine {
+			return chord.New(chord.Config{Network: "test", Rand: rnd, Replicas: c.replicas, Alone: c.alone, Bootstrap: c.bootstrap, Store: c.store}, now)
 		},
 		replicas: func(live []*node, t id.ID, n int) []*node {
 			live = slices.Clone(live)
@@ -95,92 +95,71 @@ func forEach(t *testing.T, test func(t *testing.T, p protocol)) {
 	}
 }
 
-type reader struct{ r *rand.Rand }
-
-func (s reader) Read(p []byte) (int, error) {
-	for i := range p {
-		p[i] = byte(s.r.Uint32())
-	}
-	return len(p), nil
-}
-
 type node struct {
 	addr    netip.AddrPort
 	e       engine
 	results map[kademlia.OpID]kademlia.Result
+	events  []kademlia.Event // of its KVListen operations, values copied
 	down    bool
 }
 
-type delivery struct {
-	at       time.Time
-	seq      uint64
-	from, to netip.AddrPort
-	data     []byte
-}
+func (nd *node) Engine() enginetest.Engine { return nd.e }
+func (nd *node) Addr() netip.AddrPort      { return nd.addr }
+func (nd *node) IsDown() bool              { return nd.down }
 
-type queue []delivery
-
-func (q queue) Len() int { return len(q) }
-func (q queue) Less(i, j int) bool {
-	if q[i].at.Equal(q[j].at) {
-		return q[i].seq < q[j].seq
+func (nd *node) Drain(_ time.Time, send func(netip.AddrPort, []byte)) {
+	rd := nd.e.Ready()
+	for _, p := range rd.Packets {
+		send(p.To, p.Data)
 	}
-	return q[i].at.Before(q[j].at)
-}
-func (q queue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
-func (q *queue) Push(x any)   { *q = append(*q, x.(delivery)) }
-func (q *queue) Pop() any {
-	old := *q
-	x := old[len(old)-1]
-	*q = old[:len(old)-1]
-	return x
+	for _, r := range rd.Results {
+		nd.results[r.Op] = r
+	}
+	for _, ev := range rd.Events {
+		ev.Record.Value = bytes.Clone(ev.Record.Value)
+		nd.events = append(nd.events, ev)
+	}
 }
 
-// network connects engines with 10 ms of latency; it fails the test on
-// any datagram larger than kademlia.MaxDatagram.
+// network is the shared in-memory network with virtual time
+// (enginetest.Net), delivering a batch of datagrams before each Ready as
+// the UDP runtime does, with one protocol's nodes on it.
 type network struct {
-	t     testing.TB
-	p     protocol
-	now   time.Time
-	rng   *rand.Rand
-	nodes map[netip.AddrPort]*node
-	order []*node
-	q     queue
-	seq   uint64
+	*enginetest.Net[*node]
+	p protocol
 	// tap, when set, sees every datagram sent.
 	tap func(from, to netip.AddrPort, data []byte)
-	// side, when set, partitions the network: a datagram between nodes
-	// of different sides is lost.
-	side map[netip.AddrPort]int
 }
 
 // partition cuts the network into the given sides; none heals it.
 func (n *network) partition(sides ...[]*node) {
-	n.side = nil
+	n.Cut = nil
 	if len(sides) == 0 {
 		return
 	}
-	n.side = make(map[netip.AddrPort]int)
+	side := make(map[netip.AddrPort]int)
 	for i, s := range sides {
 		for _, nd := range s {
-			n.side[nd.addr] = i
+			side[nd.addr] = i
 		}
 	}
+	n.Cut = func(from, to netip.AddrPort) bool { return side[from] != side[to] }
 }
 
 func newNetwork(t testing.TB, p protocol, seed uint64) *network {
-	return &network{t: t, p: p, now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
-		rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), nodes: make(map[netip.AddrPort]*node)}
+	n := &network{Net: enginetest.NewNet[*node](t, seed, kademlia.MaxDatagram), p: p}
+	n.Batch = true
+	n.Drop = func(from, to netip.AddrPort, data []byte) bool {
+		if n.tap != nil {
+			n.tap(from, to, data)
+		}
+		return false
+	}
+	return n
 }
 
 func (n *network) add(cfg nodeConfig) *node {
-	i := len(n.order) + 1
-	nd := &node{addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, byte(i >> 8), byte(i)}), 6881), results: make(map[kademlia.OpID]kademlia.Result)}
-	nd.e = n.p.make(cfg, rand.New(rand.NewPCG(n.rng.Uint64(), n.rng.Uint64())), n.now)
-	n.nodes[nd.addr] = nd
-	n.order = append(n.order, nd)
-	n.flush(nd)
-	return nd
+	return n.Add(&node{addr: n.NextAddr(), e: n.p.make(cfg, n.NewRand(), n.Now), results: make(map[kademlia.OpID]kademlia.Result)})
 }
 
 // build starts size nodes, each joining through the first, and lets the
@@ -192,89 +171,22 @@ func (n *network) build(size int, cfg nodeConfig) {
 		c.bootstrap = []netip.AddrPort{first.addr}
 		n.add(c)
 	}
-	n.run(2 * time.Minute)
+	n.Run(2 * time.Minute)
 }
-
-func (n *network) flush(nd *node) {
-	rd := nd.e.Ready()
-	for _, p := range rd.Packets {
-		if len(p.Data) > kademlia.MaxDatagram {
-			n.t.Fatalf("%v sent a datagram of %d bytes, over MaxDatagram (%d): %.60q", nd.addr, len(p.Data), kademlia.MaxDatagram, p.Data)
-		}
-		if n.tap != nil {
-			n.tap(nd.addr, p.To, p.Data)
-		}
-		n.seq++
-		heap.Push(&n.q, delivery{at: n.now.Add(10 * time.Millisecond), seq: n.seq, from: nd.addr, to: p.To, data: bytes.Clone(p.Data)})
-	}
-	for _, r := range rd.Results {
-		nd.results[r.Op] = r
-	}
-}
-
-// runUntil advances virtual time until cond holds or limit passes.
-func (n *network) runUntil(limit time.Duration, cond func() bool) bool {
-	end := n.now.Add(limit)
-	for !cond() {
-		next, ok := time.Time{}, false
-		if len(n.q) > 0 {
-			next, ok = n.q[0].at, true
-		}
-		for _, nd := range n.order {
-			if d := nd.e.Deadline(); !nd.down && !d.IsZero() && (!ok || d.Before(next)) {
-				next, ok = d, true
-			}
-		}
-		if !ok || next.After(end) {
-			n.now = end
-			return cond()
-		}
-		if next.After(n.now) {
-			n.now = next
-		}
-		// Every datagram due now, then one Ready per node that got any:
-		// as the UDP runtime reads a batch before it calls Ready.
-		var got []*node
-		for len(n.q) > 0 && !n.q[0].at.After(n.now) {
-			d := heap.Pop(&n.q).(delivery)
-			if n.side != nil && n.side[d.from] != n.side[d.to] {
-				continue
-			}
-			if nd := n.nodes[d.to]; nd != nil && !nd.down {
-				nd.e.Receive(n.now, d.from, d.data)
-				if !slices.Contains(got, nd) {
-					got = append(got, nd)
-				}
-			}
-		}
-		for _, nd := range got {
-			n.flush(nd)
-		}
-		for _, nd := range n.order {
-			if d := nd.e.Deadline(); !nd.down && !d.IsZero() && !d.After(n.now) {
-				nd.e.Tick(n.now)
-				n.flush(nd)
-			}
-		}
-	}
-	return true
-}
-
-func (n *network) run(d time.Duration) { n.runUntil(d, func() bool { return false }) }
 
 func (n *network) do(nd *node, op kademlia.Op) kademlia.Result {
-	n.t.Helper()
-	o := nd.e.Start(n.now, op)
-	n.flush(nd)
-	if !n.runUntil(10*time.Minute, func() bool { _, ok := nd.results[o]; return ok }) {
-		n.t.Fatalf("%T did not finish within 10 virtual minutes", op)
+	n.T.Helper()
+	o := nd.e.Start(n.Now, op)
+	n.Flush(nd)
+	if !n.RunUntil(10*time.Minute, func() bool { _, ok := nd.results[o]; return ok }) {
+		n.T.Fatalf("%T did not finish within 10 virtual minutes", op)
 	}
 	return nd.results[o]
 }
 
 func (n *network) live() []*node {
 	var out []*node
-	for _, nd := range n.order {
+	for _, nd := range n.Order {
 		if !nd.down {
 			out = append(out, nd)
 		}
@@ -297,14 +209,14 @@ func TestEnginesPutGetDelete(t *testing.T) {
 	forEach(t, func(t *testing.T, p protocol) {
 		n := newNetwork(t, p, 1)
 		n.build(12, nodeConfig{replicas: 3})
-		a, b := n.order[2], n.order[9]
+		a, b := n.Order[2], n.Order[9]
 		r := n.do(a, kademlia.KVPut{Key: "greeting", Value: []byte("hello")})
 		if r.Err != nil || r.Acks < 2 {
 			t.Fatalf("put: acks %d, %v", r.Acks, r.Err)
 		}
-		n.run(time.Second)
+		n.Run(time.Second)
 		want := p.replicas(n.live(), id.FromString("greeting"), 3)
-		if got := n.holders("greeting"); len(got) != 3 || !sameNodes(got, want) {
+		if got := n.holders("greeting"); len(got) != 3 || !enginetest.SameSet(got, want) {
 			t.Errorf("the value is on %d nodes, want exactly its 3 replicas", len(got))
 		}
 		g := n.do(b, kademlia.KVGet{Key: "greeting"})
@@ -319,29 +231,17 @@ func TestEnginesPutGetDelete(t *testing.T) {
 		}
 		// A replica that lost its copy is repaired by the next read.
 		r2 := n.do(a, kademlia.KVPut{Key: "read-repaired", Value: []byte("v")})
-		n.run(time.Second)
+		n.Run(time.Second)
 		lost := p.replicas(n.live(), id.FromString("read-repaired"), 3)[1]
 		if err := lost.e.Store().Remove("read-repaired", r2.Version); err != nil {
 			t.Fatal(err)
 		}
 		n.do(b, kademlia.KVGet{Key: "read-repaired"})
-		n.run(time.Second)
+		n.Run(time.Second)
 		if _, ok, _ := lost.e.Store().Get("read-repaired"); !ok {
 			t.Error("a get did not repair the replica that had lost the value")
 		}
 	})
-}
-
-func sameNodes(a, b []*node) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for _, x := range a {
-		if !slices.Contains(b, x) {
-			return false
-		}
-	}
-	return true
 }
 
 // TestEnginesHonestQuorum: the write quorum counts from the configured
@@ -368,18 +268,18 @@ func TestEnginesHonestQuorum(t *testing.T) {
 		// was not asked to be alone; its reads are partial.
 		m := newNetwork(t, p, 4)
 		m.build(5, nodeConfig{replicas: 3})
-		if r := m.do(m.order[0], kademlia.KVPut{Key: "k", Value: []byte("v")}); r.Err != nil {
+		if r := m.do(m.Order[0], kademlia.KVPut{Key: "k", Value: []byte("v")}); r.Err != nil {
 			t.Fatalf("put with every node up: %v", r.Err)
 		}
-		m.run(time.Second)
-		for _, nd := range m.order[1:] {
+		m.Run(time.Second)
+		for _, nd := range m.Order[1:] {
 			nd.down = true
 		}
-		m.run(2 * time.Minute)
-		if g := m.do(m.order[0], kademlia.KVGet{Key: "k"}); g.Err == nil && !g.Partial {
+		m.Run(2 * time.Minute)
+		if g := m.do(m.Order[0], kademlia.KVGet{Key: "k"}); g.Err == nil && !g.Partial {
 			t.Errorf("get with 1 of 5 nodes up answered as complete")
 		}
-		if r := m.do(m.order[0], kademlia.KVPut{Key: "k2", Value: []byte("v")}); !errors.Is(r.Err, kademlia.ErrQuorum) {
+		if r := m.do(m.Order[0], kademlia.KVPut{Key: "k2", Value: []byte("v")}); !errors.Is(r.Err, kademlia.ErrQuorum) {
 			t.Errorf("put with 1 of 5 nodes up: %v, want ErrQuorum", r.Err)
 		}
 	})
@@ -398,13 +298,13 @@ func TestEnginesPartitionQuorum(t *testing.T) {
 		t.Run(fmt.Sprintf("%d|%d", split, 6-split), func(t *testing.T) {
 			n := newNetwork(t, p, 10+uint64(split))
 			n.build(6, nodeConfig{replicas: 3})
-			sides := [][]*node{n.order[:split], n.order[split:]}
+			sides := [][]*node{n.Order[:split], n.Order[split:]}
 			n.partition(sides...)
-			n.run(time.Minute)
+			n.Run(time.Minute)
 			acked, refused := 0, 0
 			for k := range 24 {
 				key := fmt.Sprintf("key-%d", k)
-				set := p.replicas(n.order, id.FromString(key), 3)
+				set := p.replicas(n.Order, id.FromString(key), 3)
 				in := make([]int, 2)
 				for s, side := range sides {
 					for _, x := range set {
@@ -456,15 +356,15 @@ func TestEnginesOneDown(t *testing.T) {
 	forEach(t, func(t *testing.T, p protocol) {
 		n := newNetwork(t, p, 21)
 		n.build(3, nodeConfig{replicas: 3})
-		n.order[2].down = true
-		n.run(time.Minute)
+		n.Order[2].down = true
+		n.Run(time.Minute)
 		for k := range 10 {
 			key := fmt.Sprintf("one-down-%d", k)
-			w := n.order[k%2]
+			w := n.Order[k%2]
 			if r := n.do(w, kademlia.KVPut{Key: key, Value: []byte("v")}); r.Err != nil || r.Acks != 2 {
 				t.Fatalf("%s: put with 2 of 3 up: acks %d, %v", key, r.Acks, r.Err)
 			}
-			if g := n.do(n.order[1-k%2], kademlia.KVGet{Key: key}); g.Err != nil || g.Partial || g.Record == nil {
+			if g := n.do(n.Order[1-k%2], kademlia.KVGet{Key: key}); g.Err != nil || g.Partial || g.Record == nil {
 				t.Fatalf("%s: get with 2 of 3 up: %+v", key, g)
 			}
 		}
@@ -488,8 +388,8 @@ func TestEnginesRepairAtScale(t *testing.T) {
 		batches := make(map[*node][]store.Record)
 		name := func(i int) string { return fmt.Sprintf("key-%07d", i) }
 		for i := range keys {
-			r := store.Record{Key: name(i), Value: val, Version: store.Version{Time: uint64(n.now.UnixMilli()) << 16, Writer: uint64(i + 1)}}
-			for _, nd := range p.replicas(n.order, id.FromString(r.Key), 3) {
+			r := store.Record{Key: name(i), Value: val, Version: store.Version{Time: uint64(n.Now.UnixMilli()) << 16, Writer: uint64(i + 1)}}
+			for _, nd := range p.replicas(n.Order, id.FromString(r.Key), 3) {
 				batches[nd] = append(batches[nd], r)
 			}
 		}
@@ -510,20 +410,20 @@ func TestEnginesRepairAtScale(t *testing.T) {
 			}
 			return c
 		}
-		n.order[2].down = true
-		start := n.now
+		n.Order[2].down = true
+		start := n.Now
 		for {
-			n.run(5 * time.Second)
+			n.Run(5 * time.Second)
 			if short() == 0 {
 				break
 			}
-			if n.now.Sub(start) > 2*time.Minute {
+			if n.Now.Sub(start) > 2*time.Minute {
 				t.Fatalf("2 minutes after the kill, %d of %d keys lack a copy on their 3 live replicas", short(), keys)
 			}
 		}
-		t.Logf("%d keys back on their 3 live replicas %v after the kill", keys, n.now.Sub(start))
+		t.Logf("%d keys back on their 3 live replicas %v after the kill", keys, n.Now.Sub(start))
 
-		n.run(time.Minute)
+		n.Run(time.Minute)
 		syncBytes := 0
 		asked := make(map[string]bool)
 		n.tap = func(from, to netip.AddrPort, data []byte) {
@@ -539,7 +439,7 @@ func TestEnginesRepairAtScale(t *testing.T) {
 				syncBytes += len(data)
 			}
 		}
-		n.run(15 * time.Second) // one SyncInterval
+		n.Run(15 * time.Second) // one SyncInterval
 		n.tap = nil
 		var held int64
 		for _, nd := range n.live() {
@@ -580,17 +480,17 @@ func TestEnginesGroupCommit(t *testing.T) {
 			counted[i] = &counting{Store: store.NewMemory(store.Config{})}
 			n.add(nodeConfig{replicas: 3, store: counted[i], bootstrap: []netip.AddrPort{first.addr}})
 		}
-		n.run(2 * time.Minute)
+		n.Run(2 * time.Minute)
 		for _, c := range counted {
 			*c = counting{Store: c.Store}
 		}
 		// 40 puts started in the same instant through the first node.
 		ops := make(map[kademlia.OpID]bool)
 		for i := range 40 {
-			ops[first.e.Start(n.now, kademlia.KVPut{Key: fmt.Sprint("batch-", i), Value: []byte("v")})] = true
+			ops[first.e.Start(n.Now, kademlia.KVPut{Key: fmt.Sprint("batch-", i), Value: []byte("v")})] = true
 		}
-		n.flush(first)
-		n.runUntil(time.Minute, func() bool {
+		n.Flush(first)
+		n.RunUntil(time.Minute, func() bool {
 			for op := range ops {
 				if _, ok := first.results[op]; !ok {
 					return false

@@ -148,18 +148,20 @@ func (e *entry) seen(now int64, how Source, rtt time.Duration) {
 		e.fails = 0
 		e.flags &^= flagPinging | flagProbing
 	case Queried:
-		// A query from a bad node at the address we hold refutes at once
-		// (SWIM's refutation: any message from a member proves it alive),
-		// as an answer does: its failures are cleared and its probes end.
-		// A merely questionable node (one query lost) stays so until it
-		// answers: under loss, trusting it on its word cost lookups. Counting on our next probe instead cost a
-		// restarted node up to ProbeMax and a quarter (~37 s) of being
-		// bad, since its back-off had grown with every query it missed
-		// while down. The table only calls seen for the address it holds.
-		if e.bad() {
-			e.fails = 0
-			e.flags &^= flagProbing
-		}
+		// A query from the node at the address we hold refutes at once,
+		// whether it was bad or only questionable (SWIM's refutation: any
+		// message from a member proves it alive; BEP 5: a node that ever
+		// answered us and queried us within GoodFor is good): its failures
+		// are cleared and its probes end. Leaving a questionable node
+		// questionable until it answered a query of ours kept a node that
+		// lost one datagram in a load spike, and queried us right after,
+		// out of the good count and first in line for eviction; counting
+		// on our next probe instead cost a restarted node up to ProbeMax
+		// and a quarter (~37 s) of being bad. A node that never answered
+		// stays questionable: only an answer makes it good. The table
+		// only calls seen for the address it holds.
+		e.fails = 0
+		e.flags &^= flagProbing
 	}
 	if rtt > 0 {
 		us := int32(min(max(rtt.Microseconds(), 1), math.MaxInt32))

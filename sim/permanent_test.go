@@ -1,7 +1,6 @@
 package sim
 
 import (
-	"os"
 	"testing"
 	"time"
 )
@@ -10,16 +9,18 @@ import (
 // hour of churn (every node but the writers replaced about once) while
 // their writers run, and are gone within their TTL once cancelled; with
 // both protocols. The writers refresh by replica.Keeper, the rule
-// dhtkit.Node follows. Chord's hour costs minutes under the race
-// detector (its rings stabilize every few seconds on every node): with
-// -race it runs only with DHTKIT_SIM_LONG=1.
+// dhtkit.Node follows. Chord's rings stabilize every few seconds on every
+// node, so its hour of 120 nodes costs minutes under the race detector:
+// with -race it runs on permanentRaceNodes nodes instead, with the same
+// churn rate, workload and assertions, so that CI checks Chord too.
 func TestPermanentThroughChurn(t *testing.T) {
 	for _, proto := range []string{"kademlia", "chord"} {
 		t.Run(proto, func(t *testing.T) {
-			if proto == "chord" && raceEnabled && os.Getenv("DHTKIT_SIM_LONG") == "" {
-				t.Skip("an hour of Chord churn under -race takes minutes: set DHTKIT_SIM_LONG=1, or run without -race")
+			nodes := 120
+			if proto == "chord" && raceEnabled {
+				nodes = permanentRaceNodes
 			}
-			c := Config{Protocol: proto, Nodes: 120, Lookups: 10, KV: true, Churn: 1, Seed: 9,
+			c := Config{Protocol: proto, Nodes: nodes, Lookups: 10, KV: true, Churn: 1, Seed: 9,
 				Permanent: 8, PermanentTTL: 5 * time.Minute, PermanentCancel: time.Hour, Duration: 75 * time.Minute}
 			r := run(t, c)
 			t.Logf("%s: %d leaves, %d joins; %d permanent keys: %d reads while kept, %.3f found; %d refreshes (%d failed); after the cancel plus the TTL %d reads found %d",

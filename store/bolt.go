@@ -69,7 +69,7 @@ func openBolt(path string, cfg Config, noSync bool) (*Bolt, error) {
 	var db *bolt.DB
 	err = safely(path, func() error {
 		var err error
-		db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoSync: noSync})
+		db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoSync: noSync, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 		return err
 	})
 	if err != nil {

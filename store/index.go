@@ -227,9 +227,9 @@ func (x *index) prepare(cfg *Config, r *Record) (c change, apply bool, err error
 	if old != nil {
 		delta -= old.bytes()
 	}
-	if delta > 0 && cfg.MaxBytes > 0 && x.bytes+delta > cfg.MaxBytes {
+	if limit := cfg.limit(it.deleted); delta > 0 && limit > 0 && x.bytes+delta > limit {
 		return c, false, fmt.Errorf("store: the record needs %d more bytes, %d of %d in use: %w",
-			delta, x.bytes, cfg.MaxBytes, ErrCapacity)
+			delta, x.bytes, limit, ErrCapacity)
 	}
 	// The quota binds records new to their source; a tombstone replacing a
 	// stored record never fails on it, or a delete could be lost.

@@ -163,7 +163,8 @@ type Config struct {
 	// MaxBytes bounds the bytes stored, counted as the sum over all records
 	// of key length, value length and RecordOverhead (what the index holds
 	// per record whatever its size, so a flood of tiny records is bounded
-	// like a few large ones). Default 1 GiB.
+	// like a few large ones). Default 1 GiB. Tombstones may use a further
+	// TombstoneReserve, so that a delete succeeds on a full node.
 	MaxBytes int64
 	// MaxPerSource bounds the records stored for one Record.Source.
 	// Default 100000.
@@ -243,6 +244,24 @@ func (c Config) withDefaults() Config {
 		c.TombstoneTTL = c.MaxTTL
 	}
 	return c
+}
+
+// TombstoneReserve is how far past MaxBytes tombstones may fill a store:
+// max(MaxBytes/16, 64 KiB). A delete must succeed on a full replica, also
+// one that never held the value (it missed the put, or the value has not
+// reached it yet): refusing the tombstone there would leave the delete on
+// fewer replicas than its quorum and let repair bring the value back. The
+// reserve keeps the store bounded all the same, at MaxBytes plus it;
+// values never use it.
+func TombstoneReserve(maxBytes int64) int64 { return max(maxBytes/16, 64<<10) }
+
+// limit is the byte bound a record must fit: MaxBytes for a value,
+// MaxBytes plus TombstoneReserve for a tombstone; 0 for none.
+func (c Config) limit(deleted bool) int64 {
+	if c.MaxBytes <= 0 || !deleted {
+		return max(c.MaxBytes, 0)
+	}
+	return c.MaxBytes + TombstoneReserve(c.MaxBytes)
 }
 
 // Durable reports whether st syncs each write to disk before Put returns

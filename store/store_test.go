@@ -403,6 +403,8 @@ func TestLimits(t *testing.T) {
 			Record{Key: "a", Value: big}, nil},
 		{"delete when full", []Record{{Key: "a", Value: big}, {Key: "b", Value: big}, {Key: "c", Value: big}},
 			Record{Key: "a", Deleted: true}, nil},
+		{"delete of a key not held, when full", []Record{{Key: "a", Value: big}, {Key: "b", Value: big}, {Key: "c", Value: big}},
+			Record{Key: "d", Deleted: true}, nil},
 		{"per-source quota", []Record{{Key: "a", Value: []byte("1"), Source: "10.0.0.1"}, {Key: "b", Value: []byte("2"), Source: "10.0.0.1"}},
 			Record{Key: "c", Value: []byte("3"), Source: "10.0.0.1"}, ErrQuota},
 		{"quota is per source", []Record{{Key: "a", Value: []byte("1"), Source: "10.0.0.1"}, {Key: "b", Value: []byte("2"), Source: "10.0.0.1"}},
@@ -907,6 +909,51 @@ func TestRemoveAll(t *testing.T) {
 		}
 		if d, _ := s.Digest(2); slices.Equal(d, digest) {
 			t.Error("digest unchanged by the removals")
+		}
+	})
+}
+
+// TestTombstoneReserve: on a full store, tombstones of keys it does not
+// hold still fit, up to TombstoneReserve past MaxBytes and no further;
+// values never use the reserve.
+func TestTombstoneReserve(t *testing.T) {
+	const maxBytes = 4 << 10
+	cfg := Config{MaxBytes: maxBytes, MaxPerSource: -1}
+	suite(t, func(t *testing.T, open func(Config) Store) {
+		s := open(cfg)
+		v := bytes.Repeat([]byte("v"), 100)
+		n := 0
+		for ; ; n++ {
+			_, err := s.Put(Record{Key: fmt.Sprintf("value-%04d", n), Value: v, Version: ver(n, 1)})
+			if errors.Is(err, ErrCapacity) {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, full := s.Stats()
+		tombstones := 0
+		for ; ; tombstones++ {
+			_, err := s.Put(Record{Key: fmt.Sprintf("gone-%06d", tombstones), Deleted: true, Version: ver(1000+tombstones, 1)})
+			if errors.Is(err, ErrCapacity) {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tombstones > 1<<20 {
+				t.Fatal("tombstones never hit a bound")
+			}
+		}
+		_, used := s.Stats()
+		limit := int64(maxBytes) + TombstoneReserve(maxBytes)
+		per := int64(len("gone-000000") + RecordOverhead)
+		if used > limit || used+per <= limit {
+			t.Errorf("after %d values (%d bytes) and %d tombstones: %d bytes, want within %d of %d", n, full, tombstones, used, per, limit)
+		}
+		if _, err := s.Put(Record{Key: "one-more", Value: []byte("x"), Version: ver(1<<20, 1)}); !errors.Is(err, ErrCapacity) {
+			t.Errorf("a value in the tombstone reserve: %v, want ErrCapacity", err)
 		}
 	})
 }

@@ -37,10 +37,9 @@ type Options struct {
 	// network takes them.
 	Interval time.Duration
 	// Paced makes a sensor wait, before its next reading, until every
-	// viewer has seen its last one. A Chord node's listen asks the
-	// replicas once a second and reports the newest version of each value
-	// it finds, so readings of one sensor closer than that would be seen
-	// only in part; Kademlia's replicas push every version.
+	// viewer has seen its last one: a slower demo to watch. Neither
+	// protocol needs it (their replicas push every version to the
+	// viewers).
 	Paced bool
 	Out   io.Writer // what viewers print; nil: nothing
 }
