@@ -70,6 +70,34 @@ func TestKill(t *testing.T) {
 	}
 	step("%d files stored (%d bytes)", len(sizes), sum(sizes))
 
+	// A put returns once 2 of its 3 replicas hold it; the third copy
+	// follows, at the latest by repair. Killing two nodes at once before
+	// then may take both copies of a write that only they acknowledged,
+	// which no quorum of 2 of 3 survives: wait, as an operator would
+	// before taking two nodes down, until every record is on 3 nodes.
+	took, err := waitFor(3*time.Minute, func() error {
+		copies := map[string]int{}
+		for _, n := range c.nodes {
+			for k := range c.local(n) {
+				copies[k]++
+			}
+		}
+		short := 0
+		for _, n := range copies {
+			if n < 3 {
+				short++
+			}
+		}
+		if short > 0 {
+			return fmt.Errorf("%d of %d records on fewer than 3 nodes", short, len(copies))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("before the kill: %v", err)
+	}
+	step("every record on 3 nodes (waited %v)", took.Round(100*time.Millisecond))
+
 	// SIGKILL two nodes, neither of them the seed nor the reader.
 	victims := []*node{c.nodes[3], c.nodes[7]}
 	reader := c.nodes[5]
@@ -164,7 +192,7 @@ func TestKill(t *testing.T) {
 	newcomer := c.add("", seed)
 	all := c.holdings().newest
 	var share []string
-	took, err := waitFor(90*time.Second, func() error {
+	took, err = waitFor(90*time.Second, func() error {
 		share = share[:0]
 		for k := range all {
 			if slices.Contains(c.closest(k), newcomer) {
