@@ -58,6 +58,15 @@ var errTooDeep = errors.New("prefix holds too many records to hash on demand: as
 // NewTree returns the tree of st.
 func NewTree(st store.Store) *Tree { return &Tree{st: st} }
 
+// LazyTree returns *t, the tree of st, made on first use: a node that
+// never syncs nor serves dk_sync builds none. Both engines keep theirs so.
+func LazyTree(t **Tree, st store.Store) *Tree {
+	if *t == nil {
+		*t = NewTree(st)
+	}
+	return *t
+}
+
 // Invalidate notes that the store changed.
 func (t *Tree) Invalidate() { t.dirty = true }
 
