@@ -72,13 +72,7 @@ func (e *Engine) sync(now time.Time) {
 	if !r.hasPred || st == nil {
 		return // the range is unknown, or nothing is stored
 	}
-	// Chord keeps no other clock on its records: drop what expired
-	// (tombstones included) here, so that expired records are not offered.
-	if _, err := st.Expire(now); err != nil {
-		return
-	}
-	tree := e.syncTree()
-	if err := tree.Refresh(now); err != nil {
+	if e.syncTree().Prepare(now) != nil {
 		return
 	}
 	e.startHandOff(now, id.ID{}, 0)

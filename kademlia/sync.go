@@ -201,11 +201,7 @@ func (e *Engine) sync(now time.Time) {
 	if st == nil || e.table.Len() == 0 {
 		return
 	}
-	if _, err := st.Expire(now); err != nil {
-		return
-	}
-	tree := e.syncTree()
-	if err := tree.Refresh(now); err != nil {
+	if e.syncTree().Prepare(now) != nil {
 		return
 	}
 	// The walk reads the store's index (keys and versions), never values:

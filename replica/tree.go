@@ -67,6 +67,17 @@ func LazyTree(t **Tree, st store.Store) *Tree {
 	return *t
 }
 
+// Prepare readies the tree for a node's anti-entropy walk at now: it
+// drops what expired from the store (tombstones included), so that no
+// round offers an expired record, then brings the cache up to date. An
+// error means no walk this time.
+func (t *Tree) Prepare(now time.Time) error {
+	if _, err := t.st.Expire(now); err != nil {
+		return err
+	}
+	return t.Refresh(now)
+}
+
 // Invalidate notes that the store changed.
 func (t *Tree) Invalidate() { t.dirty = true }
 
