@@ -28,6 +28,7 @@ func (e *Engine) startCAS(now time.Time, s *opState, op kademlia.KVCas) {
 // casOp is a KVCas past its lookup: the replication layer's round
 // (replica.CASRound).
 type casOp struct {
+	e *Engine
 	s *opState
 	r *replica.CASRound
 }
@@ -41,55 +42,41 @@ func (e *Engine) casReplicas(now time.Time, s *opState, nodes []krpc.NodeInfo) {
 		e.finish(now, s, err)
 		return
 	}
-	op := &casOp{s: s, r: r}
+	op := &casOp{e: e, s: s, r: r}
 	s.cas = op
 	s.result.Version = r.P.Ballot
-	r.Done = func(now time.Time, acks int, err error) {
-		s.result.Acks = acks
-		e.finish(now, s, err)
-	}
-	r.Start(now, casLink{e, op, now})
+	r.Start(now, op, e.casLocal, e.clock.Observe)
 }
 
-// casLink carries a round's dk_cas (replica.CASLink).
-type casLink struct {
-	e   *Engine
-	op  *casOp
-	now time.Time
-}
+// Send and Done carry the round (replica.CASLink).
 
-func (l casLink) Local(m replica.CASMsg) (replica.CASAnswer, error) { return l.e.casLocal(l.now, m) }
-func (l casLink) Observe(v store.Version)                           { _ = l.e.clock.Observe(l.now, v) }
-
-func (l casLink) Send(i int, x []byte) (uint64, bool) {
-	q := l.e.newQuery(mCAS)
+func (op *casOp) Send(now time.Time, i int, x []byte) (uint64, bool) {
+	q := op.e.newQuery(mCAS)
 	q.A.Has |= krpc.HasX
 	q.A.X = x
-	to := l.op.r.Members[i].Node
-	tid, ok := l.e.sendQueryTID(l.now, mCAS, to.Addr, to.ID, l.op.s.id, forOp)
+	to := op.r.Members[i].Node
+	tid, ok := op.e.sendQueryTID(now, mCAS, to.Addr, to.ID, op.s.id, forOp)
 	return uint64(tid), ok
 }
 
+func (op *casOp) Done(now time.Time, acks int, err error) {
+	op.s.result.Acks = acks
+	op.e.finish(now, op.s, err)
+}
+
 func (op *casOp) response(now time.Time, e *Engine, p *pending, _ id.ID, m *krpc.Msg) {
-	if op.r.Answer(now, p.nodeID, uint64(p.tid), m.R.X, casLink{e, op, now}) != nil {
+	if op.r.Answer(now, p.nodeID, uint64(p.tid), m.R.X) != nil {
 		e.stats.Malformed++
 	}
 }
 
-func (op *casOp) failure(now time.Time, e *Engine, p *pending, _ error) {
-	op.r.Fail(now, p.nodeID, uint64(p.tid), casLink{e, op, now})
+func (op *casOp) failure(now time.Time, _ *Engine, p *pending, _ error) {
+	op.r.Fail(now, p.nodeID, uint64(p.tid))
 }
 
 // casLocal is this node's acceptor answering m.
 func (e *Engine) casLocal(now time.Time, m replica.CASMsg) (replica.CASAnswer, error) {
-	if e.acceptor == nil {
-		e.acceptor = replica.NewAcceptor(now, e.restarted)
-	}
-	ans, err := e.acceptor.Handle(e.kvStore(), m)
-	if err == nil && ans.OK && m.Phase == replica.PhaseAccept {
-		e.changed(now, *m.Rec)
-	}
-	return ans, err
+	return replica.LocalCAS(&e.acceptor, now, e.restarted, e.kvStore(), m, e.changed)
 }
 
 // handleCAS answers dk_cas with this node's acceptor, for a source whose

@@ -54,12 +54,7 @@ func (p placement) Replicas(t id.ID) ([]krpc.NodeInfo, bool) {
 }
 
 // syncTree returns the node's hash tree, made on first use.
-func (e *Engine) syncTree() *replica.Tree {
-	if e.tree == nil {
-		e.tree = replica.NewTree(e.kvStore())
-	}
-	return e.tree
-}
+func (e *Engine) syncTree() *replica.Tree { return replica.LazyTree(&e.tree, e.kvStore()) }
 
 // stored notes that the store took a write: the tree is out of date.
 func (e *Engine) stored() {
@@ -77,13 +72,7 @@ func (e *Engine) sync(now time.Time) {
 	if !r.hasPred || st == nil {
 		return // the range is unknown, or nothing is stored
 	}
-	// Chord keeps no other clock on its records: drop what expired
-	// (tombstones included) here, so that expired records are not offered.
-	if _, err := st.Expire(now); err != nil {
-		return
-	}
-	tree := e.syncTree()
-	if err := tree.Refresh(now); err != nil {
+	if e.syncTree().Prepare(now) != nil {
 		return
 	}
 	e.startHandOff(now, id.ID{}, 0)
@@ -104,49 +93,40 @@ func (e *Engine) sync(now time.Time) {
 	}
 }
 
-// syncRound is one round of the tree exchange with a successor; the
-// pushes it calls for run as operations of their own (push).
-type syncRound struct{ r *replica.Round }
+// syncRound is one round of the tree exchange with a successor
+// (replica.Round); the pushes and pulls it calls for run as operations of
+// their own. It carries the round: replica.RoundLink.
+type syncRound struct {
+	e *Engine
+	s *opState
+	r *replica.Round
+}
 
 func (e *Engine) startRound(now time.Time, pp replica.PeerPlan) {
 	s := e.newOp(now, nil, true)
-	s.round = &syncRound{r: replica.NewRound(pp.Peer, e.syncTree(), placement{e}, pp.Shared)}
-	s.round.next(now, e, s)
+	s.round = &syncRound{e: e, s: s, r: replica.NewRound(pp.Peer, e.syncTree(), placement{e}, pp.Shared)}
+	s.round.r.Step(now, s.round)
 }
 
-// next sends what the round asks for, starts the repairs its answers call
-// for, and ends the round once it is done.
-func (sr *syncRound) next(now time.Time, e *Engine, s *opState) {
-	peer := sr.r.Peer
-	sr.r.Next(func(x []byte) (uint64, bool) {
-		q := e.newQuery(mSync)
-		q.A.Has |= krpc.HasX
-		q.A.X = x
-		tid, ok := e.sendQueryTID(now, mSync, peer.Addr, peer.ID, s.id, forOp)
-		return uint64(tid), ok
-	})
-	push, pulls := sr.r.Repairs()
-	if len(push) > 0 {
-		e.push(now, replica.NewPushKeys(peer, push))
-	}
-	for _, ks := range pulls {
-		e.pullRecords(now, peer, ks)
-	}
-	if sr.r.Done() {
-		e.finish(now, s, nil)
-	}
+func (sr *syncRound) SendSync(now time.Time, x []byte) (uint64, bool) {
+	q := sr.e.newQuery(mSync)
+	q.A.Has |= krpc.HasX
+	q.A.X = x
+	tid, ok := sr.e.sendQueryTID(now, mSync, sr.r.Peer.Addr, sr.r.Peer.ID, sr.s.id, forOp)
+	return uint64(tid), ok
 }
+func (sr *syncRound) Push(now time.Time, p *replica.Push) { sr.e.push(now, p) }
+func (sr *syncRound) Pull(now time.Time, keys []string)   { sr.e.pullRecords(now, sr.r.Peer, keys) }
+func (sr *syncRound) Finish(now time.Time)                { sr.e.finish(now, sr.s, nil) }
 
-func (sr *syncRound) response(now time.Time, e *Engine, s *opState, p *pending, m *krpc.Msg) {
-	if err := sr.r.Answer(now, uint64(p.tid), m.R.X); err != nil {
+func (sr *syncRound) response(now time.Time, e *Engine, _ *opState, p *pending, m *krpc.Msg) {
+	if sr.r.Answered(now, uint64(p.tid), m.R.X, sr) != nil {
 		e.stats.Malformed++
 	}
-	sr.next(now, e, s)
 }
 
-func (sr *syncRound) failure(now time.Time, e *Engine, s *opState, p *pending) {
-	sr.r.Fail(uint64(p.tid))
-	sr.next(now, e, s)
+func (sr *syncRound) failure(now time.Time, _ *Engine, _ *opState, p *pending) {
+	sr.r.Failed(now, uint64(p.tid), sr)
 }
 
 // pullRecords fetches keys from `from` (dk_fetch {"ks": [...]}) and stores
@@ -166,13 +146,9 @@ func (e *Engine) pullRecords(now time.Time, from krpc.NodeInfo, keys []string) {
 // pulled stores the records a pull brought back.
 func (e *Engine) pulled(now time.Time, s *opState, m *krpc.Msg) {
 	defer e.finish(now, s, nil)
-	recs, err := replica.ParseRecords(m.R.X)
-	if err != nil {
+	if replica.Pulled(now, e.kvStore(), m.R.X, e.clock.Observe, e.changed) != nil {
 		e.stats.Malformed++
-		return
 	}
-	observe := func(v store.Version) error { return e.clock.Observe(now, v) }
-	replica.Apply(now, e.kvStore(), recs, observe, func(r store.Record) { e.changed(now, r) })
 }
 
 // handleSync answers dk_sync, the replication layer's tree exchange:

@@ -36,12 +36,6 @@ type faultScenario struct {
 	// version on its replicas and every contact good; the full run's
 	// bound is the issue's 60 s.
 	converge time.Duration
-	// known maps the invariants ("lost", "stale", "resurrected",
-	// "converge", "contacts", "minority") that a known bug breaks on today's code to
-	// that bug, named by issue. In the CI-size run a scenario whose
-	// failures are all known is reported as a skip naming the bugs; any
-	// other failure fails it. The full run fails on every one.
-	known map[string]string
 }
 
 // faultRun is the state of one scenario while it runs.
@@ -292,8 +286,7 @@ func runFault(t *testing.T, sc faultScenario) {
 	// Convergence, from the end of the last fault: when every key was one
 	// version on all its replicas, when every contact was good.
 	allKeys := cl.History.Keys()
-	type failure struct{ invariant, msg string }
-	var failures []failure
+	var failures []string
 	keysAt, contactsAt := time.Duration(-1), time.Duration(-1)
 	var keysErr, contactsErr error
 	diverged := 0
@@ -320,21 +313,21 @@ func runFault(t *testing.T, sc faultScenario) {
 	// The last look may come a little after the deadline: too late is
 	// too late.
 	if keysAt > sc.converge {
-		failures = append(failures, failure{"converge", fmt.Sprintf("keys converged %v after the heal, later than %v", keysAt.Round(100*time.Millisecond), sc.converge)})
+		failures = append(failures, fmt.Sprintf("keys converged %v after the heal, later than %v", keysAt.Round(100*time.Millisecond), sc.converge))
 	}
 	if contactsAt > sc.converge {
-		failures = append(failures, failure{"contacts", fmt.Sprintf("contacts good %v after the heal, later than %v", contactsAt.Round(100*time.Millisecond), sc.converge)})
+		failures = append(failures, fmt.Sprintf("contacts good %v after the heal, later than %v", contactsAt.Round(100*time.Millisecond), sc.converge))
 	}
 	if keysAt < 0 {
 		keysFig = fmt.Sprintf("no: %d of %d keys diverged after %v", diverged, len(allKeys), sc.converge)
-		failures = append(failures, failure{"converge", fmt.Sprintf("keys not converged %v after the heal: %v", sc.converge, keysErr)})
+		failures = append(failures, fmt.Sprintf("keys not converged %v after the heal: %v", sc.converge, keysErr))
 		f.logf("keys NOT converged %v after the heal: %v", sc.converge, keysErr)
 	} else {
 		f.logf("every key one version on its replicas %v after the heal", keysAt.Round(100*time.Millisecond))
 	}
 	if contactsAt < 0 {
 		contactsFig = "no: " + contactsErr.Error()
-		failures = append(failures, failure{"contacts", fmt.Sprintf("contacts not good %v after the heal: %v", sc.converge, contactsErr)})
+		failures = append(failures, fmt.Sprintf("contacts not good %v after the heal: %v", sc.converge, contactsErr))
 		f.logf("contacts NOT good %v after the heal: %v", sc.converge, contactsErr)
 	} else {
 		f.logf("every contact good %v after the heal", contactsAt.Round(100*time.Millisecond))
@@ -374,41 +367,21 @@ func runFault(t *testing.T, sc faultScenario) {
 		n    int
 	}{{"lost", rep.Lost}, {"stale", rep.Stale}, {"resurrected", rep.Resurrected}, {"unknown", rep.Unknown}} {
 		if inv.n > 0 {
-			failures = append(failures, failure{inv.name, fmt.Sprintf("%d %s (checker: %s)", inv.n, inv.name, rep.Summary())})
+			failures = append(failures, fmt.Sprintf("%d %s (checker: %s)", inv.n, inv.name, rep.Summary()))
 		}
 	}
 	if f.sides != nil {
 		f.logf("writes acknowledged by a minority side: %d (%d of them overwritten by a concurrent write or lost)", minority, overwritten)
 		if minority > 0 {
-			failures = append(failures, failure{"minority", fmt.Sprintf("%d writes acknowledged by a side that holds fewer than %d of the key's %d replicas (%d overwritten or lost)",
-				minority, replicas/2+1, replicas, overwritten)})
+			failures = append(failures, fmt.Sprintf("%d writes acknowledged by a side that holds fewer than %d of the key's %d replicas (%d overwritten or lost)",
+				minority, replicas/2+1, replicas, overwritten))
 		}
 	}
 	f.figures(sc, rep, minority, keysFig, contactsFig)
 
-	if len(failures) == 0 {
-		return
+	if len(failures) > 0 {
+		t.Error(strings.Join(failures, "\n"))
 	}
-	var msgs, bugs []string
-	allKnown := true
-	for _, fl := range failures {
-		msgs = append(msgs, fl.msg)
-		bug, ok := sc.known[fl.invariant]
-		if !ok {
-			allKnown = false
-		}
-		for _, b := range strings.Split(bug, "; ") {
-			if b != "" && !slices.Contains(bugs, b) {
-				bugs = append(bugs, b)
-			}
-		}
-	}
-	msg := strings.Join(msgs, "\n")
-	if !*faultFull && allKnown {
-		t.Skipf("KNOWN BUG, skipped in the CI-size run (the full run fails on it): %s\nthe invariants failed as that bug predicts:\n%s",
-			strings.Join(bugs, "; "), msg)
-	}
-	t.Error(msg)
 }
 
 // waitContacts waits until every node knows the others (Kademlia: all of

@@ -73,6 +73,7 @@ func (e *Engine) startCAS(now time.Time, s *opState, op KVCas) {
 // casOp is a KVCas past its lookup: the replication layer's round
 // (replica.CASRound) and the lookup's tokens of its members.
 type casOp struct {
+	e    *Engine
 	s    *opState
 	r    *replica.CASRound
 	sent []sent
@@ -91,57 +92,43 @@ func (e *Engine) casReplicas(now time.Time, s *opState, l *lookup) {
 		e.finish(now, s, err)
 		return
 	}
-	op := &casOp{s: s, r: r, sent: sn}
+	op := &casOp{e: e, s: s, r: r, sent: sn}
 	s.kv = op
 	s.result.Version = r.P.Ballot
-	r.Done = func(now time.Time, acks int, err error) {
-		s.result.Acks = acks
-		e.finish(now, s, err)
-	}
-	r.Start(now, casLink{e, op, now})
+	r.Start(now, op, e.casLocal, e.clock.Observe)
 }
 
-// casLink carries a round's dk_cas (replica.CASLink).
-type casLink struct {
-	e   *Engine
-	op  *casOp
-	now time.Time
-}
+// Send and Done carry the round (replica.CASLink).
 
-func (l casLink) Local(m replica.CASMsg) (replica.CASAnswer, error) { return l.e.casLocal(l.now, m) }
-func (l casLink) Observe(v store.Version)                           { _ = l.e.clock.Observe(l.now, v) }
-
-func (l casLink) Send(i int, x []byte) (uint64, bool) {
-	q := l.e.newQuery(krpc.MethodCAS)
+func (op *casOp) Send(now time.Time, i int, x []byte) (uint64, bool) {
+	q := op.e.newQuery(krpc.MethodCAS)
 	q.A.Has |= krpc.HasX
-	if tok := l.op.sent[i].token; tok != nil {
+	if tok := op.sent[i].token; tok != nil {
 		q.A.Has |= krpc.HasToken
 		q.A.Token = tok
 	}
 	q.A.X = x
-	to := l.op.r.Members[i].Node
-	tid, ok := l.e.sendQueryTID(l.now, to.Addr, to.ID, l.op.s.id, forOp)
+	to := op.r.Members[i].Node
+	tid, ok := op.e.sendQueryTID(now, to.Addr, to.ID, op.s.id, forOp)
 	return uint64(tid), ok
 }
 
-func (op *casOp) response(now time.Time, e *Engine, p *pending, m *krpc.Msg) {
-	op.r.Answer(now, p.nodeID, uint64(p.tid), m.R.X, casLink{e, op, now})
+func (op *casOp) Done(now time.Time, acks int, err error) {
+	op.s.result.Acks = acks
+	op.e.finish(now, op.s, err)
 }
 
-func (op *casOp) failure(now time.Time, e *Engine, p *pending, _ error) {
-	op.r.Fail(now, p.nodeID, uint64(p.tid), casLink{e, op, now})
+func (op *casOp) response(now time.Time, _ *Engine, p *pending, m *krpc.Msg) {
+	op.r.Answer(now, p.nodeID, uint64(p.tid), m.R.X)
+}
+
+func (op *casOp) failure(now time.Time, _ *Engine, p *pending, _ error) {
+	op.r.Fail(now, p.nodeID, uint64(p.tid))
 }
 
 // casLocal is this node's acceptor answering m.
 func (e *Engine) casLocal(now time.Time, m replica.CASMsg) (replica.CASAnswer, error) {
-	if e.acceptor == nil {
-		e.acceptor = replica.NewAcceptor(now, e.restarted)
-	}
-	ans, err := e.acceptor.Handle(e.kvStore(), m)
-	if err == nil && ans.OK && m.Phase == replica.PhaseAccept {
-		e.changed(now, *m.Rec)
-	}
-	return ans, err
+	return replica.LocalCAS(&e.acceptor, now, e.restarted, e.kvStore(), m, e.changed)
 }
 
 // handleCAS answers dk_cas: this node's acceptor, for a source whose

@@ -265,14 +265,6 @@ func (e *Engine) observe(now time.Time, nodeID id.ID, addr netip.AddrPort, how r
 	if ping {
 		e.tablePing(now, c.ID, c.Addr)
 	}
-	// A contact we gave up on is talking to us again: only an answer to a
-	// query of ours makes it good again, so ask. Without this, a node
-	// whose contacts all timed out in a load spike stays cut off.
-	if how == routing.Queried {
-		if c, ok := e.table.Get(nodeID); ok && c.State == routing.Bad && c.Addr == addr {
-			e.tablePing(now, c.ID, c.Addr)
-		}
-	}
 }
 
 // tablePing pings a contact for the table's sake, once at a time.

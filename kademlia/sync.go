@@ -193,12 +193,7 @@ type placement struct{ e *Engine }
 func (p placement) Replicas(t id.ID) ([]krpc.NodeInfo, bool) { return p.e.replicaSet(t) }
 
 // syncTree returns the node's hash tree, made on first use.
-func (e *Engine) syncTree() *replica.Tree {
-	if e.tree == nil {
-		e.tree = replica.NewTree(e.kvStore())
-	}
-	return e.tree
-}
+func (e *Engine) syncTree() *replica.Tree { return replica.LazyTree(&e.tree, e.kvStore()) }
 
 // sync runs one anti-entropy walk.
 func (e *Engine) sync(now time.Time) {
@@ -206,11 +201,7 @@ func (e *Engine) sync(now time.Time) {
 	if st == nil || e.table.Len() == 0 {
 		return
 	}
-	if _, err := st.Expire(now); err != nil {
-		return
-	}
-	tree := e.syncTree()
-	if err := tree.Refresh(now); err != nil {
+	if e.syncTree().Prepare(now) != nil {
 		return
 	}
 	// The walk reads the store's index (keys and versions), never values:
@@ -244,51 +235,39 @@ func (e *Engine) purge(now time.Time, foreign []replica.Foreign) {
 }
 
 // syncRound is an internal operation: one round of the tree exchange with
-// a neighbour, and the pushes and pulls it leads to.
+// a neighbour (replica.Round); the pushes and pulls it leads to run as
+// operations of their own. It carries the round: replica.RoundLink.
 type syncRound struct {
+	e *Engine
 	s *opState
 	r *replica.Round
 }
 
 func (e *Engine) startRound(now time.Time, pp replica.PeerPlan) {
-	sr := &syncRound{r: replica.NewRound(pp.Peer, e.syncTree(), placement{e}, pp.Shared)}
+	sr := &syncRound{e: e, r: replica.NewRound(pp.Peer, e.syncTree(), placement{e}, pp.Shared)}
 	sr.s = e.internalOp(now, sr)
-	sr.next(now, e)
+	sr.r.Step(now, sr)
 }
 
-// next sends what the round asks for, starts the repairs its answers call
-// for, and ends the round once it is done.
-func (sr *syncRound) next(now time.Time, e *Engine) {
-	peer := sr.r.Peer
-	sr.r.Next(func(x []byte) (uint64, bool) {
-		m := e.newQuery(krpc.MethodSync)
-		m.A.Has |= krpc.HasX
-		m.A.X = x
-		tid, ok := e.sendQueryTID(now, peer.Addr, peer.ID, sr.s.id, forOp)
-		return uint64(tid), ok
-	})
-	push, pulls := sr.r.Repairs()
-	if len(push) > 0 {
-		e.push(now, replica.NewPushKeys(peer, push), nil)
-	}
-	for _, ks := range pulls {
-		e.pullRecords(now, peer, ks)
-	}
-	if sr.r.Done() {
-		e.finish(now, sr.s, nil)
-	}
+func (sr *syncRound) SendSync(now time.Time, x []byte) (uint64, bool) {
+	m := sr.e.newQuery(krpc.MethodSync)
+	m.A.Has |= krpc.HasX
+	m.A.X = x
+	tid, ok := sr.e.sendQueryTID(now, sr.r.Peer.Addr, sr.r.Peer.ID, sr.s.id, forOp)
+	return uint64(tid), ok
 }
+func (sr *syncRound) Push(now time.Time, p *replica.Push) { sr.e.push(now, p, nil) }
+func (sr *syncRound) Pull(now time.Time, keys []string)   { sr.e.pullRecords(now, sr.r.Peer, keys) }
+func (sr *syncRound) Finish(now time.Time)                { sr.e.finish(now, sr.s, nil) }
 
-func (sr *syncRound) failure(now time.Time, e *Engine, p *pending, _ error) {
-	sr.r.Fail(uint64(p.tid))
-	sr.next(now, e)
+func (sr *syncRound) failure(now time.Time, _ *Engine, p *pending, _ error) {
+	sr.r.Failed(now, uint64(p.tid), sr)
 }
 
 func (sr *syncRound) response(now time.Time, e *Engine, p *pending, m *krpc.Msg) {
-	if err := sr.r.Answer(now, uint64(p.tid), m.R.X); err != nil {
+	if sr.r.Answered(now, uint64(p.tid), m.R.X, sr) != nil {
 		e.stats.Malformed++
 	}
-	sr.next(now, e)
 }
 
 // pull is an internal operation that fetches records from one node and
@@ -310,12 +289,7 @@ func (e *Engine) pullRecords(now time.Time, from krpc.NodeInfo, keys []string) {
 
 func (p *pull) response(now time.Time, e *Engine, _ *pending, m *krpc.Msg) {
 	defer e.finish(now, p.s, nil)
-	recs, err := replica.ParseRecords(m.R.X)
-	if err != nil {
-		return
-	}
-	observe := func(v store.Version) error { return e.clock.Observe(now, v) }
-	replica.Apply(now, e.kvStore(), recs, observe, func(r store.Record) { e.changed(now, r) })
+	_ = replica.Pulled(now, e.kvStore(), m.R.X, e.clock.Observe, e.changed)
 }
 
 func (p *pull) failure(now time.Time, e *Engine, _ *pending, err error) {

@@ -7,16 +7,32 @@ import (
 	"github.com/dhtkit/dhtkit/store"
 )
 
-// CASLink is what a CASRound asks of the engine that carries it.
+// CASLink is what a CASRound asks of the operation that carries it,
+// given once to Start: the round keeps it for the answers. Only the
+// transport and the result differ between engines.
 type CASLink interface {
-	// Local is this node's acceptor answering m.
-	Local(m CASMsg) (CASAnswer, error)
 	// Send sends the dk_cas payload x to member i and returns the handle
 	// its answer will come back under, or false when it could not.
-	Send(i int, x []byte) (handle uint64, ok bool)
-	// Observe tells the engine's clock of a version an acceptor saw, so
-	// that its next ballot beats it.
-	Observe(v store.Version)
+	Send(now time.Time, i int, x []byte) (handle uint64, ok bool)
+	// Done is called once, when the proposer decides: with the
+	// acknowledgements to report (its write quorum on success) and the
+	// outcome.
+	Done(now time.Time, acks int, err error)
+}
+
+// LocalCAS is this node's acceptor *a answering m over st; *a is made on
+// first use (NewAcceptor(now, restarted)), since a node that never runs
+// a conditional write needs none. An accepted record goes to changed
+// (the engine's listeners), as any write does.
+func LocalCAS(a **Acceptor, now time.Time, restarted bool, st store.Store, m CASMsg, changed func(time.Time, store.Record)) (CASAnswer, error) {
+	if *a == nil {
+		*a = NewAcceptor(now, restarted)
+	}
+	ans, err := (*a).Handle(st, m)
+	if err == nil && ans.OK && m.Phase == PhaseAccept {
+		changed(now, *m.Rec)
+	}
+	return ans, err
 }
 
 // CASRound carries one Proposer over a key's replica set, sans I/O: the
@@ -25,12 +41,12 @@ type CASLink interface {
 // conditional writes through it; each only picks the replica set (and
 // which members are down) and carries dk_cas.
 type CASRound struct {
-	P *Proposer
-	// Done, if set, is called once, when the proposer decides: with the
-	// acknowledgements to report (its write quorum on success) and the
-	// outcome.
-	Done    func(now time.Time, acks int, err error)
+	P       *Proposer
 	Members []Member
+	link    CASLink
+	local   func(time.Time, CASMsg) (CASAnswer, error)
+	observe func(time.Time, store.Version) error
+	decided bool
 	down    []bool
 	handle  []uint64
 	waiting []bool
@@ -57,22 +73,26 @@ func NewCASRound(q Quorum, members []Member, down []bool, key string, ballot sto
 	}, nil
 }
 
-// Start sends the prepare.
-func (r *CASRound) Start(now time.Time, l CASLink) {
-	r.send(now, l, r.P.Prepare())
-	r.advance(now, l)
+// Start sends the prepare over l, which carries the rest of the round.
+// local is this node's acceptor answering (LocalCAS); observe tells the
+// engine's clock of a version an acceptor saw, so that its next ballot
+// beats it.
+func (r *CASRound) Start(now time.Time, l CASLink, local func(time.Time, CASMsg) (CASAnswer, error), observe func(time.Time, store.Version) error) {
+	r.link, r.local, r.observe = l, local, observe
+	r.send(now, r.P.Prepare())
+	r.advance(now)
 }
 
 // send sends m to every member that is not down; this node answers its
 // own at once.
-func (r *CASRound) send(now time.Time, l CASLink, m CASMsg) {
+func (r *CASRound) send(now time.Time, m CASMsg) {
 	for i, mb := range r.Members {
 		if r.down[i] {
 			r.P.Fail(i, m.Phase)
 			continue
 		}
 		if mb.Self {
-			ans, err := l.Local(m)
+			ans, err := r.local(now, m)
 			if err != nil {
 				r.P.Fail(i, m.Phase)
 			} else {
@@ -81,7 +101,7 @@ func (r *CASRound) send(now time.Time, l CASLink, m CASMsg) {
 			continue
 		}
 		r.buf = AppendCASMsg(r.buf[:0], m)
-		h, ok := l.Send(i, r.buf)
+		h, ok := r.link.Send(now, i, r.buf)
 		if !ok {
 			r.P.Fail(i, m.Phase)
 			continue
@@ -92,19 +112,19 @@ func (r *CASRound) send(now time.Time, l CASLink, m CASMsg) {
 
 // advance sends the accept once the prepare phase is through, and calls
 // Done once the proposer decides.
-func (r *CASRound) advance(now time.Time, l CASLink) {
+func (r *CASRound) advance(now time.Time) {
 	for range 2 { // twice: a replica set of this node alone decides at once
 		if m, ok := r.P.Next(); ok {
-			r.send(now, l, m)
+			r.send(now, m)
 		}
 	}
-	if done, err := r.P.Done(); done && r.Done != nil {
+	if done, err := r.P.Done(); done && !r.decided {
 		acks := 0
 		if err == nil {
 			acks = r.P.Need
 		}
-		r.Done(now, acks, err)
-		r.Done = nil
+		r.decided = true
+		r.link.Done(now, acks, err)
 	}
 }
 
@@ -122,7 +142,7 @@ func (r *CASRound) find(from id.ID, h uint64) int {
 // Answer takes node from's dk_cas answer x under handle h, at now. It
 // returns the error of an answer that does not parse (counted as the
 // member's failure).
-func (r *CASRound) Answer(now time.Time, from id.ID, h uint64, x []byte, l CASLink) (bad error) {
+func (r *CASRound) Answer(now time.Time, from id.ID, h uint64, x []byte) (bad error) {
 	i := r.find(from, h)
 	if i < 0 {
 		return nil
@@ -134,19 +154,19 @@ func (r *CASRound) Answer(now time.Time, from id.ID, h uint64, x []byte, l CASLi
 		r.P.Fail(i, phase)
 	} else {
 		if !ans.Seen.IsZero() {
-			l.Observe(ans.Seen) // the next ballot beats it
+			_ = r.observe(now, ans.Seen) // the next ballot beats it
 		}
 		r.P.Answer(i, phase, ans, now)
 	}
-	r.advance(now, l)
+	r.advance(now)
 	return bad
 }
 
 // Fail takes the failure of the query to node from under handle h.
-func (r *CASRound) Fail(now time.Time, from id.ID, h uint64, l CASLink) {
+func (r *CASRound) Fail(now time.Time, from id.ID, h uint64) {
 	if i := r.find(from, h); i >= 0 {
 		r.waiting[i] = false
 		r.P.Fail(i, r.P.Phase())
-		r.advance(now, l)
+		r.advance(now)
 	}
 }

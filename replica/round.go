@@ -67,6 +67,56 @@ func (r *Round) fanout(p Prefix) int {
 	return max(1, min(MaxFanout, r.leaf-p.Len, MaxDepth-p.Len))
 }
 
+// RoundLink is what a Round asks of the engine that carries it: the
+// transport to its peer and the operations its repairs start. Step keeps
+// the rest (what to send, what to repair, when the round is over) here,
+// once for both engines.
+type RoundLink interface {
+	// SendSync sends the dk_sync payload x to the round's peer and
+	// returns the handle its answer will come back under, or false.
+	SendSync(now time.Time, x []byte) (handle uint64, ok bool)
+	// Push starts p, a push to the peer of records it lacks.
+	Push(now time.Time, p *Push)
+	// Pull fetches keys from the peer (dk_fetch, AppendFetch) and stores
+	// what is newer than this node's copy (Pulled).
+	Pull(now time.Time, keys []string)
+	// Finish ends the round's operation.
+	Finish(now time.Time)
+}
+
+// Step sends what the round asks for over l, starts the repairs its
+// answers call for, and finishes the round once it is done: after
+// NewRound, and after each answer or failure (Answered, Failed).
+func (r *Round) Step(now time.Time, l RoundLink) {
+	r.Next(func(x []byte) (uint64, bool) { return l.SendSync(now, x) })
+	push, pulls := r.Repairs()
+	if len(push) > 0 {
+		l.Push(now, NewPushKeys(r.Peer, push))
+	}
+	for _, ks := range pulls {
+		l.Pull(now, ks)
+	}
+	if r.Done() {
+		l.Finish(now)
+	}
+}
+
+// Answered takes the peer's answer x under handle h (Answer), then
+// Steps. It returns the error of a malformed answer, for the engine's
+// count.
+func (r *Round) Answered(now time.Time, h uint64, x []byte, l RoundLink) error {
+	err := r.Answer(now, h, x)
+	r.Step(now, l)
+	return err
+}
+
+// Failed takes the failure of the query under handle h (Fail), then
+// Steps.
+func (r *Round) Failed(now time.Time, h uint64, l RoundLink) {
+	r.Fail(h)
+	r.Step(now, l)
+}
+
 // Next hands the engine the queries to send now, as "x" payloads; send
 // returns the handle the answer will come back under, or false if the
 // query could not be sent (it then counts as failed).

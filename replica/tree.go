@@ -58,6 +58,26 @@ var errTooDeep = errors.New("prefix holds too many records to hash on demand: as
 // NewTree returns the tree of st.
 func NewTree(st store.Store) *Tree { return &Tree{st: st} }
 
+// LazyTree returns *t, the tree of st, made on first use: a node that
+// never syncs nor serves dk_sync builds none. Both engines keep theirs so.
+func LazyTree(t **Tree, st store.Store) *Tree {
+	if *t == nil {
+		*t = NewTree(st)
+	}
+	return *t
+}
+
+// Prepare readies the tree for a node's anti-entropy walk at now: it
+// drops what expired from the store (tombstones included), so that no
+// round offers an expired record, then brings the cache up to date. An
+// error means no walk this time.
+func (t *Tree) Prepare(now time.Time) error {
+	if _, err := t.st.Expire(now); err != nil {
+		return err
+	}
+	return t.Refresh(now)
+}
+
 // Invalidate notes that the store changed.
 func (t *Tree) Invalidate() { t.dirty = true }
 

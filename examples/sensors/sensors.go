@@ -36,12 +36,7 @@ type Options struct {
 	// Interval is the time between a sensor's readings; 0: as fast as the
 	// network takes them.
 	Interval time.Duration
-	// Paced makes a sensor wait, before its next reading, until every
-	// viewer has seen its last one: a slower demo to watch. Neither
-	// protocol needs it (their replicas push every version to the
-	// viewers).
-	Paced bool
-	Out   io.Writer // what viewers print; nil: nothing
+	Out      io.Writer // what viewers print; nil: nothing
 }
 
 func (o Options) check() error {
@@ -139,16 +134,13 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			}
 		})
 	}
-	count := func(sensor string, seq int) (all int, this int) {
+	count := func() (all int) {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, s := range seen {
 			all += len(s)
-			if s[fmt.Sprintf("%s/%d", sensor, seq)] {
-				this++
-			}
 		}
-		return all, this
+		return all
 	}
 
 	// Sensors: concurrently, each its readings, one after the other.
@@ -156,22 +148,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	var sw sync.WaitGroup
 	for i, n := range sensors {
 		sw.Go(func() {
-			errs[i] = sense(ctx, n, o, func(name string, seq int) error {
-				if !o.Paced {
-					return nil
-				}
-				for {
-					if _, this := count(name, seq); this == len(viewers) {
-						return nil
-					}
-					select {
-					case <-changed:
-					case <-time.After(100 * time.Millisecond):
-					case <-ctx.Done():
-						return fmt.Errorf("waiting for the viewers to see reading %d: %w", seq, ctx.Err())
-					}
-				}
-			})
+			errs[i] = sense(ctx, n, o)
 		})
 	}
 	sw.Wait()
@@ -180,15 +157,14 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	// Every viewer has heard every reading, or the context ends.
 	for {
-		if all, _ := count("", 0); all == want*len(viewers) {
+		if count() == want*len(viewers) {
 			break
 		}
 		select {
 		case <-changed:
 		case <-time.After(100 * time.Millisecond):
 		case <-ctx.Done():
-			all, _ := count("", 0)
-			return Result{}, fmt.Errorf("the viewers heard %d of the %d readings: %w", all, want*len(viewers), ctx.Err())
+			return Result{}, fmt.Errorf("the viewers heard %d of the %d readings: %w", count(), want*len(viewers), ctx.Err())
 		}
 	}
 	stopViewers()
@@ -212,8 +188,8 @@ func Run(ctx context.Context, o Options) (Result, error) {
 }
 
 // sense is one sensor: its identity, then o.Readings signed readings under
-// its own value id, each followed by wait(name, seq).
-func sense(ctx context.Context, n *dhtkit.Node, o Options, wait func(string, int) error) error {
+// its own value id.
+func sense(ctx context.Context, n *dhtkit.Node, o Options) error {
 	id, err := dhtkit.NewIdentity(nil)
 	if err != nil {
 		return err
@@ -236,9 +212,6 @@ func sense(ctx context.Context, n *dhtkit.Node, o Options, wait func(string, int
 		}
 		if last, err = n.Put(ctx, Key, sealed, dhtkit.PutOptions{ID: vid}); err != nil {
 			return fmt.Errorf("sensor %s, reading %d: %w", name, seq, err)
-		}
-		if err := wait(name, seq); err != nil {
-			return fmt.Errorf("sensor %s: %w", name, err)
 		}
 		if seq < o.Readings && o.Interval > 0 {
 			select {

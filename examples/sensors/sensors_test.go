@@ -14,18 +14,12 @@ import (
 // either protocol the sensors put as fast as the network takes them: the
 // replicas push every version to the viewers, no one polls.
 func TestSensors(t *testing.T) {
-	for _, tc := range []struct {
-		protocol string
-		paced    bool
-	}{
-		{dhtkit.Kademlia, false},
-		{dhtkit.Chord, false},
-	} {
-		t.Run(tc.protocol, func(t *testing.T) {
+	for _, protocol := range []string{dhtkit.Kademlia, dhtkit.Chord} {
+		t.Run(protocol, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			defer cancel()
 			const sensors, readings, viewers = 3, 5, 3
-			res, err := Run(ctx, Options{Protocol: tc.protocol, Sensors: sensors, Viewers: viewers, Readings: readings, Paced: tc.paced})
+			res, err := Run(ctx, Options{Protocol: protocol, Sensors: sensors, Viewers: viewers, Readings: readings})
 			if err != nil {
 				t.Fatal(err)
 			}
