@@ -75,6 +75,7 @@ func TestKill(t *testing.T) {
 	// then may take both copies of a write that only they acknowledged,
 	// which no quorum of 2 of 3 survives: wait, as an operator would
 	// before taking two nodes down, until every record is on 3 nodes.
+	first := ""
 	took, err := waitFor(3*time.Minute, func() error {
 		copies := map[string]int{}
 		for _, n := range c.nodes {
@@ -89,14 +90,18 @@ func TestKill(t *testing.T) {
 			}
 		}
 		if short > 0 {
-			return fmt.Errorf("%d of %d records on fewer than 3 nodes", short, len(copies))
+			err := fmt.Errorf("%d of %d records on fewer than 3 nodes", short, len(copies))
+			if first == "" {
+				first = err.Error()
+			}
+			return err
 		}
 		return nil
 	})
 	if err != nil {
 		t.Fatalf("before the kill: %v", err)
 	}
-	step("every record on 3 nodes (waited %v)", took.Round(100*time.Millisecond))
+	step("every record on 3 nodes (waited %v; at first %s)", took.Round(100*time.Millisecond), first)
 
 	// SIGKILL two nodes, neither of them the seed nor the reader.
 	victims := []*node{c.nodes[3], c.nodes[7]}
