@@ -210,16 +210,26 @@ func (l *lookup) find(x id.ID) *cand {
 // lookupNeed is how many of the closest candidates must answer before a
 // lookup of op ends. Kademlia's rule is all K, and a lookup that stores
 // keeps it: announce_peer and put go to the K closest, each with the token
-// it handed out. A key-value operation writes to or reads from its
+// it handed out; so does the lookup of our own id. A key-value operation writes to or reads from its
 // Replicas closest, so it waits for those. Any other lookup reads, and
 // ends once its Beta closest have answered (libp2p's Kademlia does the
 // same): it no longer waits for the slowest of K round trips, nor for the
 // soft timeouts of unreachable nodes among the K closest, which on the
 // real network (NATs, firewalls) cost more than the round trips.
 func (e *Engine) lookupNeed(op Op) int {
-	switch op.(type) {
+	switch op := op.(type) {
 	case Announce, PutItem:
 		return e.cfg.K
+	case FindNode:
+		// The lookup of our own id (joining, and refreshing our
+		// neighbourhood) waits for all K closest as well: it is how they
+		// learn of us, and they are the nodes we share replica sets with.
+		// Ending it at Beta left a node unknown to some of its neighbours
+		// until their next bucket refresh, so the two sides disagreed on
+		// which nodes hold a key.
+		if op.Target == e.self {
+			return e.cfg.K
+		}
 	case KVPut, KVGet, KVListen, KVCas:
 		return min(e.cfg.replicas(), e.cfg.K)
 	}
