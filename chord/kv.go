@@ -30,8 +30,6 @@ func (e *Engine) quorum() replica.Quorum {
 	return replica.Quorum{Replicas: e.cfg.Replicas, Write: e.cfg.WriteQuorum, Read: e.cfg.ReadQuorum, Alone: e.cfg.Alone}
 }
 
-func expired(r *store.Record, now time.Time) bool { return replica.Expired(r, now) }
-
 // startKV validates a KVPut or KVGet and looks up the key's successor.
 func (e *Engine) startKV(now time.Time, s *opState, key string) {
 	if key == "" {
@@ -223,41 +221,16 @@ func (e *Engine) caughtUp(now time.Time) bool {
 
 // kvLocal applies the operation to our own store, as member i.
 func (e *Engine) kvLocal(now time.Time, op *kvOp, i int) {
-	st := e.kvStore()
 	if op.q.Put {
 		// Counted once committed, at the next Ready.
-		e.commits.Queue(now, []store.Record{op.rec}, func(now time.Time, errs []error) {
-			if errs[0] != nil {
-				op.q.Fail(i, errs[0])
-			} else {
-				op.q.Ack(i)
-			}
-			op.check(now, e)
-		})
+		e.commits.Queue(now, []store.Record{op.rec}, op.q.Committed(i, func(now time.Time) { op.check(now, e) }))
 		return
 	}
 	if !e.caughtUp(now) {
 		op.q.Fail(i, errCatchingUp)
 		return
 	}
-	if op.vals != nil {
-		if best, err := op.vals.Local(i, st, op.q.Key, now); err != nil {
-			op.q.Fail(i, err)
-		} else {
-			op.q.Answer(i, best)
-		}
-		return
-	}
-	rec, ok, err := st.Get(op.q.Key)
-	if err != nil {
-		op.q.Fail(i, err)
-		return
-	}
-	if ok && !expired(&rec, now) {
-		op.q.Answer(i, &rec)
-		return
-	}
-	op.q.Answer(i, nil)
+	op.q.AnswerLocal(i, e.kvStore(), op.vals, now)
 }
 
 // find returns the member a query went to, or -1.
@@ -276,40 +249,9 @@ func (op *kvOp) response(now time.Time, e *Engine, p *pending, sender id.ID, m *
 		return
 	}
 	if op.q.Put {
-		d, err := decodeX(m.R.X)
-		if ok, _ := d["ok"].([]any); err == nil && len(ok) == 1 && ok[0] == int64(1) {
-			op.q.Ack(i)
-		} else {
-			op.q.Fail(i, errors.New("chord: replica refused the write"))
-		}
-		op.check(now, e)
-		return
-	}
-	if op.vals != nil {
-		recs, ents, err := replica.ParseValues(m.R.X, op.q.Key)
-		if err != nil {
-			e.stats.Malformed++
-			op.q.Fail(i, err)
-		} else {
-			recs = slices.DeleteFunc(recs, func(r store.Record) bool {
-				return expired(&r, now) || e.clock.Observe(now, r.Version) != nil
-			})
-			op.q.Answer(i, op.vals.Answer(i, recs, ents))
-		}
-		op.check(now, e)
-		return
-	}
-	recs, err := replica.ParseRecords(m.R.X)
-	if err != nil {
+		op.q.Stored(i, m.R.X)
+	} else if err := op.q.Fetched(i, m.R.X, op.vals, now, func(v store.Version) error { return e.clock.Observe(now, v) }); err != nil {
 		e.stats.Malformed++
-		op.q.Fail(i, err)
-		op.check(now, e)
-		return
-	}
-	if len(recs) > 0 && recs[0].Key == op.q.Key && !expired(&recs[0], now) && e.clock.Observe(now, recs[0].Version) == nil {
-		op.q.Answer(i, &recs[0])
-	} else {
-		op.q.Answer(i, nil)
 	}
 	op.check(now, e)
 }

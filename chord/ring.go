@@ -7,6 +7,7 @@ import (
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/kademlia"
 	"github.com/dhtkit/dhtkit/krpc"
+	"github.com/dhtkit/dhtkit/replica"
 	"github.com/dhtkit/dhtkit/routing"
 	"github.com/dhtkit/dhtkit/store"
 )
@@ -504,7 +505,7 @@ func (e *Engine) pushRange(now time.Time, lo id.ID, to krpc.NodeInfo) {
 	}
 	var recs []store.Record
 	_ = e.cfg.Store.Each(func(rec store.Record) bool {
-		if t := rec.Target(); id.Between(t, lo, to.ID) && !expired(&rec, now) {
+		if t := rec.Target(); id.Between(t, lo, to.ID) && !replica.Expired(&rec, now) {
 			recs = append(recs, rec)
 		}
 		return true

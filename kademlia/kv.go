@@ -410,41 +410,11 @@ func (e *Engine) countsDown(now time.Time, x id.ID) bool {
 // kvLocal applies the operation to our own store, as member i. A write
 // counts once it is committed (at the next Ready).
 func (e *Engine) kvLocal(now time.Time, op *kvOp, i int) {
-	st := e.kvStore()
 	if op.q.Put {
-		e.queueWrite(now, []store.Record{op.rec}, func(now time.Time, errs []error) {
-			if errs[0] != nil {
-				op.q.Fail(i, errs[0])
-			} else {
-				// Applied, or refused for an equal or newer version: either
-				// way this replica holds op.rec or something that beats it.
-				op.q.Ack(i)
-			}
-			op.check(now, e)
-		})
+		e.queueWrite(now, []store.Record{op.rec}, op.q.Committed(i, func(now time.Time) { op.check(now, e) }))
 		return
 	}
-	if op.vals != nil {
-		if best, err := op.vals.Local(i, st, op.q.Key, now); err != nil {
-			op.q.Fail(i, err)
-		} else {
-			op.q.Answer(i, best)
-		}
-		return
-	}
-	rec, ok, err := st.Get(op.q.Key)
-	switch {
-	case err != nil:
-		op.q.Fail(i, err)
-	case ok && !expired(&rec, now):
-		op.q.Answer(i, &rec)
-	default:
-		op.q.Answer(i, nil)
-	}
-}
-
-func expired(r *store.Record, now time.Time) bool {
-	return replica.Expired(r, now)
+	op.q.AnswerLocal(i, e.kvStore(), op.vals, now)
 }
 
 // find returns the member a query went to, or -1.
@@ -465,36 +435,10 @@ func (op *kvOp) response(now time.Time, e *Engine, p *pending, m *krpc.Msg) {
 	if i < 0 {
 		return
 	}
-	d, err := decodeX(m.R.X)
-	switch {
-	case err != nil:
-		op.q.Fail(i, err)
-	case op.q.Put:
-		if ok, _ := d["ok"].([]any); len(ok) == 1 && ok[0] == int64(1) {
-			op.q.Ack(i)
-		} else {
-			op.q.Fail(i, errors.New("replica refused the write"))
-		}
-	case op.vals != nil:
-		recs, ents, err := replica.ParseValues(m.R.X, op.q.Key)
-		if err != nil {
-			op.q.Fail(i, err)
-			break
-		}
-		recs = slices.DeleteFunc(recs, func(r store.Record) bool {
-			return expired(&r, now) || e.clock.Observe(now, r.Version) != nil
-		})
-		op.q.Answer(i, op.vals.Answer(i, recs, ents))
-	default:
-		recs, err := decodeRecords(d, "recs")
-		switch {
-		case err != nil:
-			op.q.Fail(i, err)
-		case len(recs) > 0 && recs[0].Key == op.q.Key && !expired(&recs[0], now) && e.clock.Observe(now, recs[0].Version) == nil:
-			op.q.Answer(i, &recs[0])
-		default:
-			op.q.Answer(i, nil)
-		}
+	if op.q.Put {
+		op.q.Stored(i, m.R.X)
+	} else {
+		op.q.Fetched(i, m.R.X, op.vals, now, func(v store.Version) error { return e.clock.Observe(now, v) })
 	}
 	op.check(now, e)
 }

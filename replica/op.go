@@ -2,6 +2,8 @@ package replica
 
 import (
 	"errors"
+	"slices"
+	"time"
 
 	"github.com/dhtkit/dhtkit/krpc"
 	"github.com/dhtkit/dhtkit/store"
@@ -102,6 +104,93 @@ func (o *Op) Answer(i int, rec *store.Record) {
 			o.best = rec
 		}
 	}
+}
+
+// Committed is the callback of a write queued to this node's own store
+// (Commits.Queue) as member i: the write counts once committed, applied
+// or refused for an equal or newer version (either way this replica
+// holds the write or something that beats it), and then next runs.
+func (o *Op) Committed(i int, next func(now time.Time)) func(time.Time, []error) {
+	return func(now time.Time, errs []error) {
+		if errs[0] != nil {
+			o.Fail(i, errs[0])
+		} else {
+			o.Ack(i)
+		}
+		next(now)
+	}
+}
+
+// AnswerLocal answers a get as member i, this node, from its own store:
+// what st holds of the key (with vals, of each of its values), a value
+// expired by now counting as nothing.
+func (o *Op) AnswerLocal(i int, st store.Store, vals *Values, now time.Time) {
+	if vals != nil {
+		if best, err := vals.Local(i, st, o.Key, now); err != nil {
+			o.Fail(i, err)
+		} else {
+			o.Answer(i, best)
+		}
+		return
+	}
+	rec, ok, err := st.Get(o.Key)
+	switch {
+	case err != nil:
+		o.Fail(i, err)
+	case ok && !Expired(&rec, now):
+		o.Answer(i, &rec)
+	default:
+		o.Answer(i, nil)
+	}
+}
+
+// errWriteRefused: a replica answered a put's dk_store without
+// acknowledging the write.
+var errWriteRefused = errors.New("replica refused the write")
+
+// Stored takes member i's answer x to a put's dk_store: the write
+// acknowledged, or refused.
+func (o *Op) Stored(i int, x []byte) {
+	d, err := decodeDict(x)
+	if err != nil {
+		o.Fail(i, err)
+		return
+	}
+	if ok, _ := d["ok"].([]any); len(ok) == 1 && ok[0] == int64(1) {
+		o.Ack(i)
+	} else {
+		o.Fail(i, errWriteRefused)
+	}
+}
+
+// Fetched takes member i's answer x to a get's dk_fetch: the record of
+// the key (with vals, of each of its values), less what expired by now or
+// what observe refuses (a version too far ahead of our clock). An answer
+// that does not parse fails member i, and Fetched returns its error.
+func (o *Op) Fetched(i int, x []byte, vals *Values, now time.Time, observe func(store.Version) error) error {
+	if vals != nil {
+		recs, ents, err := ParseValues(x, o.Key)
+		if err != nil {
+			o.Fail(i, err)
+			return err
+		}
+		recs = slices.DeleteFunc(recs, func(r store.Record) bool {
+			return Expired(&r, now) || observe(r.Version) != nil
+		})
+		o.Answer(i, vals.Answer(i, recs, ents))
+		return nil
+	}
+	recs, err := ParseRecords(x)
+	if err != nil {
+		o.Fail(i, err)
+		return err
+	}
+	if len(recs) > 0 && recs[0].Key == o.Key && !Expired(&recs[0], now) && observe(recs[0].Version) == nil {
+		o.Answer(i, &recs[0])
+	} else {
+		o.Answer(i, nil)
+	}
+	return nil
 }
 
 // Fail records that member i did not answer or refused, and why.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/dhtkit/dhtkit/store"
 )
@@ -128,4 +129,88 @@ func TestOpShortSaysRefused(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestOpAnswers: the answers of remote members (Stored, Fetched) and of
+// this node's own store (AnswerLocal), as both engines count them.
+func TestOpAnswers(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	live := store.Record{Key: "k", Value: []byte("v"), Version: store.Version{Time: 5}}
+	old := live
+	old.Expires = now.Add(-time.Second)
+	ahead := live
+	ahead.Version.Time = 1 << 62
+	other := live
+	other.Key = "other"
+	tooFar := errors.New("too far ahead")
+	observe := func(v store.Version) error {
+		if v.Time == ahead.Version.Time {
+			return tooFar
+		}
+		return nil
+	}
+	fetched := []struct {
+		name    string
+		x       []byte
+		wantErr bool
+		want    *store.Record
+	}{
+		{"a live record", AppendRecords(nil, []store.Record{live}), false, &live},
+		{"nothing", AppendRecords(nil, nil), false, nil},
+		{"expired", AppendRecords(nil, []store.Record{old}), false, nil},
+		{"ahead of the clock", AppendRecords(nil, []store.Record{ahead}), false, nil},
+		{"another key", AppendRecords(nil, []store.Record{other}), false, nil},
+		{"garbage", []byte("d4:recs"), true, nil},
+	}
+	for _, c := range fetched {
+		t.Run("fetched/"+c.name, func(t *testing.T) {
+			o := &Op{Key: "k", Members: members(2), Need: 1}
+			err := o.Fetched(1, c.x, nil, now, observe)
+			m := o.Members[1]
+			switch {
+			case (err != nil) != c.wantErr:
+				t.Fatalf("err %v, want an error: %v", err, c.wantErr)
+			case c.wantErr && m.Err == nil:
+				t.Fatalf("a malformed answer did not fail the member: %+v", m)
+			case !c.wantErr && (!m.Done || m.Err != nil):
+				t.Fatalf("member %+v, want answered", m)
+			case c.want == nil && m.Rec != nil, c.want != nil && (m.Rec == nil || m.Rec.Version != c.want.Version):
+				t.Fatalf("member holds %+v, want %+v", m.Rec, c.want)
+			}
+		})
+	}
+	for _, c := range []struct {
+		name string
+		x    []byte
+		ack  bool
+	}{
+		{"acknowledged", EncodeX(nil, map[string]any{"ok": []any{int64(1)}}), true},
+		{"refused", EncodeX(nil, map[string]any{"ok": []any{int64(0)}}), false},
+		{"no ok", EncodeX(nil, map[string]any{}), false},
+		{"garbage", []byte("x"), false},
+	} {
+		t.Run("stored/"+c.name, func(t *testing.T) {
+			o := &Op{Put: true, Key: "k", Members: members(2), Need: 1}
+			o.Stored(1, c.x)
+			if m := o.Members[1]; !m.Done || m.Acked != c.ack || (m.Err == nil) != c.ack {
+				t.Fatalf("member %+v, want acked %v", m, c.ack)
+			}
+		})
+	}
+	t.Run("local", func(t *testing.T) {
+		st := store.NewMemory(store.Config{})
+		if _, err := st.Put(live); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []struct {
+			key  string
+			want bool
+		}{{"k", true}, {"absent", false}} {
+			o := &Op{Key: c.key, Members: members(1), Need: 1}
+			o.AnswerLocal(0, st, nil, now)
+			if m := o.Members[0]; !m.Done || m.Err != nil || (m.Rec != nil) != c.want {
+				t.Errorf("%s: member %+v, want a record: %v", c.key, m, c.want)
+			}
+		}
+	})
 }
