@@ -121,6 +121,30 @@ func newCluster(t testing.TB, replicas int) *cluster {
 // or "udp") right now.
 func freePort(t testing.TB, network string) int {
 	t.Helper()
+	for range 100 {
+		p := anyPort(t, network)
+		portsMu.Lock()
+		taken := ports[p]
+		ports[p] = true
+		portsMu.Unlock()
+		if !taken {
+			return p
+		}
+	}
+	t.Fatalf("no %s port free that this process has not handed out before", network)
+	return 0
+}
+
+// ports are the ports freePort handed out in this process. The kernel
+// hands a port back out once it is closed, but a node the tests killed
+// gets its port back when it restarts: another test, running in
+// parallel, that took it meanwhile would talk to the first test's nodes.
+var (
+	portsMu sync.Mutex
+	ports   = map[int]bool{}
+)
+
+func anyPort(t testing.TB, network string) int {
 	if network == "udp" {
 		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 		if err != nil {
