@@ -64,7 +64,9 @@ func TestBrowserChordRing(t *testing.T) {
 		_, body = call(t, "GET", servers[0].URL+"/v1/ring", nil)
 		want = decode[ringJSON](t, body)
 		problems = chordMismatch(got, want)
-		if len(problems) == 0 || time.Now().After(deadline) {
+		// Until the node has fixed fingers past its successors (a busy
+		// machine delays that), its ring has one finger row: wait.
+		if len(problems) == 0 && len(want.Fingers) >= 2 || time.Now().After(deadline) {
 			break
 		}
 		if string(body) != before {
