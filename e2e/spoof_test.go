@@ -69,6 +69,15 @@ func TestSpoofedSource(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			third := c.nodes[2]
+			if !keyed {
+				// The forged write below wins only if the victim holds
+				// third as a contact that answered it: a node that only
+				// queried us is unproven (kvserver.go's contact). The
+				// greeting's put need not have waited for third's
+				// answer, so wait for it here.
+				waitAnswered(t, c, victim, third)
+			}
 			a := newAttacker(t)
 			from := netip.MustParseAddrPort(member.udp)
 			to := netip.MustParseAddrPort(victim.udp)
@@ -87,7 +96,6 @@ func TestSpoofedSource(t *testing.T) {
 			// 2 minutes out of lookups) but too brief to assert here.
 			// A tokenless dk_store from the other member's address: a
 			// replica trusts it while that contact is in its table.
-			third := c.nodes[2]
 			thirdID, err := hexID(third.id)
 			if err != nil {
 				t.Fatal(err)
@@ -122,6 +130,36 @@ func TestSpoofedSource(t *testing.T) {
 				t.Error("a forged dk_store from a member's address was stored")
 			}
 		})
+	}
+}
+
+// waitAnswered waits until n's routing table holds m as a contact that
+// answered one of n's queries.
+func waitAnswered(t *testing.T, c *cluster, n, m *node) {
+	t.Helper()
+	_, err := waitFor(30*time.Second, func() error {
+		var rt struct {
+			Buckets []struct {
+				Contacts []struct {
+					Addr      string `json:"addr"`
+					Responded bool   `json:"responded"`
+				} `json:"contacts"`
+			} `json:"buckets"`
+		}
+		if err := c.getJSON(n, "/v1/routing", &rt); err != nil {
+			return err
+		}
+		for _, b := range rt.Buckets {
+			for _, ct := range b.Contacts {
+				if ct.Addr == m.udp && ct.Responded {
+					return nil
+				}
+			}
+		}
+		return fmt.Errorf("%s holds no contact at %s that answered it", n.name, m.udp)
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 
