@@ -9,8 +9,6 @@ import (
 	"io/fs"
 	"os"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // Damage: a disk or a person may leave a store file empty, truncated or
@@ -217,13 +215,11 @@ func (b *Bolt) dropDamaged(bad []item, errs []error) {
 			continue
 		}
 		k := dbKey(it.target, it.key)
-		err := b.safely(func() error {
-			return b.db.Update(func(tx *bolt.Tx) error {
-				if err := tx.Bucket(bucketRecords).Delete(k); err != nil {
-					return err
-				}
-				return tx.Bucket(bucketValues).Delete(k)
-			})
+		err := b.update(func(w *writeBatch) error {
+			if err := w.del(walRecords, k); err != nil {
+				return err
+			}
+			return w.del(walValues, k)
 		})
 		if err != nil {
 			// Still out of the index, so never served; the file keeps it
