@@ -173,7 +173,9 @@ func (b *Bolt) safely(fn func() error) error {
 // MoveDamaged renames the store file at path aside, to
 // path.damaged-YYYYMMDDTHHMMSSZ (now, UTC), and returns the new name, so
 // that a node can start with an empty store and refill it from the other
-// replicas while the damaged file stays for inspection.
+// replicas while the damaged file stays for inspection. Its log stays: the
+// new store replays it, so the writes since the last checkpoint, each a
+// whole record, are not lost with the file.
 func MoveDamaged(path string, now time.Time) (string, error) {
 	to := path + ".damaged-" + now.UTC().Format("20060102T150405Z")
 	if err := os.Rename(path, to); err != nil {
