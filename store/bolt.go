@@ -111,15 +111,12 @@ func openBolt(path string, cfg Config, noSync bool) (*Bolt, error) {
 	}
 	if !noSync {
 		if err := b.openLog(); err != nil {
-			db.Close()
+			b.abandon()
 			return nil, err
 		}
 	}
 	if err := b.load(); err != nil {
-		if b.log != nil {
-			b.log.close()
-		}
-		db.Close()
+		b.abandon()
 		return nil, err
 	}
 	return b, nil

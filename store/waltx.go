@@ -111,19 +111,27 @@ func (b *Bolt) rebuild() {
 		return
 	}
 	tx, err := b.db.Begin(true)
-	for _, p := range b.pending {
+	if err == nil {
+		// A panic of bbolt's is caught here, not by the caller's
+		// safely, so that the transaction is not left holding bbolt's
+		// lock.
+		err = safely(b.path, func() error {
+			for _, p := range b.pending {
+				ops, err := parseOps(p)
+				if err == nil {
+					err = applyOps(tx, ops)
+				}
+				if err != nil {
+					return err
+				}
+			}
+			return nil
+		})
 		if err != nil {
-			break
-		}
-		var ops []walOp
-		if ops, err = parseOps(p); err == nil {
-			err = applyOps(tx, ops)
+			tx.Rollback()
 		}
 	}
 	if err != nil {
-		if tx != nil {
-			tx.Rollback()
-		}
 		b.broken = fmt.Errorf("store: %s: redoing the writes since the last checkpoint after a failed write: %w (the store refuses every operation until it is opened again)", b.path, err)
 		b.cfg.Logger.Error("store: cannot redo the logged writes; the store refuses every operation until the node restarts, which replays its log",
 			"file", b.path, "err", err)
@@ -173,19 +181,10 @@ func (b *Bolt) openLog() error {
 	if b.log, err = openWAL(path); err != nil {
 		return err
 	}
-	fail := func(err error) error {
-		if b.tx != nil && b.broken == nil {
-			b.tx.Rollback()
-		}
-		b.tx, b.pending = nil, nil
-		b.log.close()
-		b.log = nil
-		return err
-	}
 	if end < len(data) {
 		// Cut the tail, lest a frame appended after it be lost to it.
 		if err := b.log.f.Truncate(int64(end)); err != nil {
-			return fail(failed("cut the end of "+path, err))
+			return failed("cut the end of "+path, err)
 		}
 	}
 	b.log.size = int64(end)
@@ -194,13 +193,27 @@ func (b *Bolt) openLog() error {
 	}
 	b.pending = payloads
 	if err := b.safely(func() error { b.rebuild(); return b.broken }); err != nil {
-		return fail(fmt.Errorf("store: replaying %s: %w", path, err))
+		return fmt.Errorf("store: replaying %s: %w", path, err)
 	}
 	if err := b.safely(b.checkpoint); err != nil {
 		if b.broken != nil {
-			return fail(err)
+			return err
 		}
 		b.writeFailed(err)
 	}
 	return nil
+}
+
+// abandon lets go of a store whose open failed after its log was opened.
+func (b *Bolt) abandon() {
+	if b.log != nil {
+		b.log.close()
+	}
+	if b.broken != nil {
+		return // bbolt may hold its locks: see Close
+	}
+	if b.tx != nil {
+		b.tx.Rollback()
+	}
+	b.db.Close()
 }
