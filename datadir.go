@@ -23,6 +23,7 @@ import (
 //
 //	node-id        the node id, 40 hex digits
 //	values.db      the stored records (bbolt; every acknowledged write is on disk)
+//	values.db.wal  the writes since values.db's last checkpoint (store/wal.go)
 //	contacts       the routing table's contacts, "HOST:PORT NODEID" per line,
 //	               tried as bootstrap nodes on the next start
 //	permanent      the node's permanent puts (permanent.go), a JSON array of

@@ -22,8 +22,10 @@ var (
 	bucketValues  = []byte("values")  // value bytes; none for a tombstone
 )
 
-// Bolt is a Store in a bbolt file. Every write is committed with fsync
-// before it returns, so an acknowledged Put survives a crash. The index of
+// Bolt is a Store in a bbolt file. Every write is on disk before it
+// returns, appended to a log with one fdatasync and checkpointed to the
+// bbolt file now and then (wal.go), so an acknowledged Put survives a
+// crash. The index of
 // headers and digests is kept in memory as well (about 150 bytes per record
 // beyond the key) and rebuilt from the file on open; values stay on disk.
 // Records that expired while the file was closed are served until the
@@ -37,6 +39,15 @@ type Bolt struct {
 	path   string
 	// broken is set once bbolt panicked on the file: see safely.
 	broken error
+
+	// A durable store's log, its open transaction and the payloads
+	// logged since the last checkpoint (wal.go, waltx.go); log is nil
+	// for a store opened without fsync.
+	log     *wal
+	tx      *bolt.Tx
+	pending [][]byte
+	// checkpointAt is checkpointBytes, smaller in tests.
+	checkpointAt int64
 
 	// What the store met of a failing disk (Faults); lastWarn and
 	// unlogged rate-limit the log lines of failed writes.
@@ -89,13 +100,23 @@ func openBolt(path string, cfg Config, noSync bool) (*Bolt, error) {
 	if warning != "" {
 		cfg.Logger.Warn("store: "+warning, "file", path)
 	}
-	b := &Bolt{cfg: cfg, db: db, path: path}
+	b := &Bolt{cfg: cfg, db: db, path: path, checkpointAt: checkpointBytes}
 	if err := b.check(); err != nil {
 		db.Close()
 		return nil, err
 	}
-	if err := b.load(); err != nil {
+	if err := b.makeBuckets(); err != nil {
 		db.Close()
+		return nil, err
+	}
+	if !noSync {
+		if err := b.openLog(); err != nil {
+			b.abandon()
+			return nil, err
+		}
+	}
+	if err := b.load(); err != nil {
+		b.abandon()
 		return nil, err
 	}
 	return b, nil
@@ -109,15 +130,13 @@ const maxCheckErrors = 5
 // second per GiB from the page cache, once per open.
 func (b *Bolt) check() error {
 	var errs []error
-	err := b.safely(func() error {
-		return b.db.View(func(tx *bolt.Tx) error {
-			for err := range tx.Check() {
-				if len(errs) < maxCheckErrors {
-					errs = append(errs, err)
-				}
+	err := b.view(func(tx *bolt.Tx) error {
+		for err := range tx.Check() {
+			if len(errs) < maxCheckErrors {
+				errs = append(errs, err)
 			}
-			return nil
-		})
+		}
+		return nil
 	})
 	if err != nil {
 		return err
@@ -128,10 +147,8 @@ func (b *Bolt) check() error {
 	return nil
 }
 
-// load creates the buckets if needed and rebuilds the index from the file.
-// A record whose header fails its checks is dropped from the file, logged
-// and counted: the other replicas hold it.
-func (b *Bolt) load() error {
+// makeBuckets creates the buckets if needed.
+func (b *Bolt) makeBuckets() error {
 	err := b.safely(func() error {
 		return b.db.Update(func(tx *bolt.Tx) error {
 			for _, name := range [][]byte{bucketRecords, bucketValues} {
@@ -145,23 +162,28 @@ func (b *Bolt) load() error {
 	if err != nil {
 		return failed("open "+b.path, err)
 	}
+	return nil
+}
+
+// load rebuilds the index from the file. A record whose header fails its
+// checks is dropped from the file, logged and counted: the other replicas
+// hold it.
+func (b *Bolt) load() error {
 	var (
 		items []item
 		bad   [][]byte
 		why   []error
 	)
-	err = b.safely(func() error {
-		return b.db.View(func(tx *bolt.Tx) error {
-			return tx.Bucket(bucketRecords).ForEach(func(k, v []byte) error {
-				it, err := decodeRecord(k, v)
-				if err != nil {
-					bad = append(bad, bytes.Clone(k))
-					why = append(why, err)
-					return nil
-				}
-				items = append(items, it)
+	err := b.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketRecords).ForEach(func(k, v []byte) error {
+			it, err := decodeRecord(k, v)
+			if err != nil {
+				bad = append(bad, bytes.Clone(k))
+				why = append(why, err)
 				return nil
-			})
+			}
+			items = append(items, it)
+			return nil
 		})
 	})
 	if err != nil {
@@ -178,18 +200,16 @@ func (b *Bolt) load() error {
 		b.cfg.Logger.Warn("store: dropped more damaged records", "file", b.path, "count", len(bad)-maxCheckErrors)
 	}
 	if len(bad) > 0 {
-		err := b.safely(func() error {
-			return b.db.Update(func(tx *bolt.Tx) error {
-				for _, k := range bad {
-					if err := tx.Bucket(bucketRecords).Delete(k); err != nil {
-						return err
-					}
-					if err := tx.Bucket(bucketValues).Delete(k); err != nil {
-						return err
-					}
+		err := b.update(func(w *writeBatch) error {
+			for _, k := range bad {
+				if err := w.del(walRecords, k); err != nil {
+					return err
 				}
-				return nil
-			})
+				if err := w.del(walValues, k); err != nil {
+					return err
+				}
+			}
+			return nil
 		})
 		if err != nil {
 			return failed("open "+b.path+": dropping damaged records", err)
@@ -256,60 +276,57 @@ func (b *Bolt) PutAll(rs []Record) ([]bool, error) {
 		applied = make([]bool, 0, len(rs))
 		limit   error
 	)
-	err := b.safely(func() error {
-		return b.db.Update(func(tx *bolt.Tx) error {
-			records, values := tx.Bucket(bucketRecords), tx.Bucket(bucketValues)
-			for i := range rs {
-				r := &rs[i]
-				c, apply, err := b.idx.prepare(&b.cfg, r)
-				if err != nil {
+	err := b.update(func(w *writeBatch) error {
+		for i := range rs {
+			r := &rs[i]
+			c, apply, err := b.idx.prepare(&b.cfg, r)
+			if err != nil {
+				limit = err
+				return nil // commit the records before this one
+			}
+			if !apply {
+				applied = append(applied, false)
+				continue
+			}
+			if b.cfg.Admit != nil {
+				var old *Record
+				if c.found {
+					it := &b.idx.leaves[c.leaf][c.pos]
+					o := it.record()
+					var bad error
+					if !o.Deleted {
+						o.Value, bad = readValue(w.tx, it)
+					}
+					if bad == nil { // a damaged record counts as none
+						old = &o
+					}
+				}
+				if err := admit(&b.cfg, old, r); err != nil {
 					limit = err
 					return nil // commit the records before this one
 				}
-				if !apply {
-					applied = append(applied, false)
-					continue
-				}
-				if b.cfg.Admit != nil {
-					var old *Record
-					if c.found {
-						it := &b.idx.leaves[c.leaf][c.pos]
-						o := it.record()
-						var bad error
-						if !o.Deleted {
-							o.Value, bad = readValue(tx, it)
-						}
-						if bad == nil { // a damaged record counts as none
-							old = &o
-						}
-					}
-					if err := admit(&b.cfg, old, r); err != nil {
-						limit = err
-						return nil // commit the records before this one
-					}
-				}
-				k := dbKey(c.it.target, c.it.key)
-				if err := records.Put(k, appendMeta(nil, &c.it)); err != nil {
-					return err
-				}
-				if r.Deleted {
-					err = values.Delete(k)
-				} else {
-					err = values.Put(k, r.Value)
-				}
-				if err != nil {
-					return err
-				}
-				u := undo{target: c.it.target, key: c.it.key, hadOld: c.found}
-				if c.found {
-					u.old = b.idx.leaves[c.leaf][c.pos]
-				}
-				undos = append(undos, u)
-				b.idx.apply(&c)
-				applied = append(applied, true)
 			}
-			return nil
-		})
+			k := dbKey(c.it.target, c.it.key)
+			if err := w.put(walRecords, k, appendMeta(nil, &c.it)); err != nil {
+				return err
+			}
+			if r.Deleted {
+				err = w.del(walValues, k)
+			} else {
+				err = w.put(walValues, k, r.Value)
+			}
+			if err != nil {
+				return err
+			}
+			u := undo{target: c.it.target, key: c.it.key, hadOld: c.found}
+			if c.found {
+				u.old = b.idx.leaves[c.leaf][c.pos]
+			}
+			undos = append(undos, u)
+			b.idx.apply(&c)
+			applied = append(applied, true)
+		}
+		return nil
 	})
 	if err != nil {
 		b.writeFailed(err)
@@ -347,11 +364,9 @@ func (b *Bolt) Get(key string) (Record, bool, error) {
 		return r, true, nil
 	}
 	var bad error
-	err := b.safely(func() error {
-		return b.db.View(func(tx *bolt.Tx) error {
-			r.Value, bad = readValue(tx, it)
-			return nil
-		})
+	err := b.view(func(tx *bolt.Tx) error {
+		r.Value, bad = readValue(tx, it)
+		return nil
 	})
 	if err != nil {
 		return Record{}, false, err
@@ -395,21 +410,19 @@ func (b *Bolt) Range(lo, hi id.ID, fn func(Record) bool) error {
 			bad  []item
 			errs []error
 		)
-		err := b.safely(func() error {
-			return b.db.View(func(tx *bolt.Tx) error {
-				for i := range batch {
-					r := batch[i].record()
-					if !r.Deleted {
-						var err error
-						if r.Value, err = readValue(tx, &batch[i]); err != nil {
-							bad, errs = append(bad, batch[i]), append(errs, err)
-							continue
-						}
+		err := b.view(func(tx *bolt.Tx) error {
+			for i := range batch {
+				r := batch[i].record()
+				if !r.Deleted {
+					var err error
+					if r.Value, err = readValue(tx, &batch[i]); err != nil {
+						bad, errs = append(bad, batch[i]), append(errs, err)
+						continue
 					}
-					recs = append(recs, r)
 				}
-				return nil
-			})
+				recs = append(recs, r)
+			}
+			return nil
 		})
 		if len(bad) > 0 {
 			b.dropDamaged(bad, errs)
@@ -481,19 +494,17 @@ func (b *Bolt) RemoveAll(es []Entry) (int, error) {
 	if len(hit) == 0 {
 		return 0, nil
 	}
-	err := b.safely(func() error {
-		return b.db.Update(func(tx *bolt.Tx) error {
-			for _, e := range hit {
-				k := dbKey(KeyTarget(e.Key), e.Key)
-				if err := tx.Bucket(bucketRecords).Delete(k); err != nil {
-					return err
-				}
-				if err := tx.Bucket(bucketValues).Delete(k); err != nil {
-					return err
-				}
+	err := b.update(func(w *writeBatch) error {
+		for _, e := range hit {
+			k := dbKey(KeyTarget(e.Key), e.Key)
+			if err := w.del(walRecords, k); err != nil {
+				return err
 			}
-			return nil
-		})
+			if err := w.del(walValues, k); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		b.writeFailed(err)
@@ -522,21 +533,19 @@ func (b *Bolt) Expire(now time.Time) (int, error) {
 	if !b.idx.due(toNanos(now)) {
 		return 0, nil
 	}
-	err := b.safely(func() error {
-		return b.db.Update(func(tx *bolt.Tx) error {
-			var err error
-			b.idx.each(func(it *item) bool {
-				if it.expires == 0 || it.expires > b.idx.now {
-					return true
-				}
-				k := dbKey(it.target, it.key)
-				if err = tx.Bucket(bucketRecords).Delete(k); err == nil {
-					err = tx.Bucket(bucketValues).Delete(k)
-				}
-				return err == nil
-			})
-			return err
+	err := b.update(func(w *writeBatch) error {
+		var err error
+		b.idx.each(func(it *item) bool {
+			if it.expires == 0 || it.expires > b.idx.now {
+				return true
+			}
+			k := dbKey(it.target, it.key)
+			if err = w.del(walRecords, k); err == nil {
+				err = w.del(walValues, k)
+			}
+			return err == nil
 		})
+		return err
 	})
 	if err != nil {
 		b.writeFailed(err)
@@ -582,6 +591,20 @@ func (b *Bolt) Close() error {
 	}
 	b.closed = true
 	b.idx = index{}
+	if b.log != nil {
+		if b.broken == nil {
+			if cerr := b.safely(b.checkpoint); cerr != nil {
+				// Nothing is lost: the log keeps the writes for the
+				// next open, which replays them.
+				b.writeFailed(cerr)
+			}
+		}
+		if b.tx != nil && b.broken == nil {
+			b.tx.Rollback()
+		}
+		b.tx = nil
+		b.log.close()
+	}
 	if b.broken != nil {
 		// bbolt may hold its own locks after its panic: closing could
 		// hang. The process lets go of the file when it exits.

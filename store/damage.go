@@ -9,8 +9,6 @@ import (
 	"io/fs"
 	"os"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // Damage: a disk or a person may leave a store file empty, truncated or
@@ -175,7 +173,9 @@ func (b *Bolt) safely(fn func() error) error {
 // MoveDamaged renames the store file at path aside, to
 // path.damaged-YYYYMMDDTHHMMSSZ (now, UTC), and returns the new name, so
 // that a node can start with an empty store and refill it from the other
-// replicas while the damaged file stays for inspection.
+// replicas while the damaged file stays for inspection. Its log stays: the
+// new store replays it, so the writes since the last checkpoint, each a
+// whole record, are not lost with the file.
 func MoveDamaged(path string, now time.Time) (string, error) {
 	to := path + ".damaged-" + now.UTC().Format("20060102T150405Z")
 	if err := os.Rename(path, to); err != nil {
@@ -217,13 +217,11 @@ func (b *Bolt) dropDamaged(bad []item, errs []error) {
 			continue
 		}
 		k := dbKey(it.target, it.key)
-		err := b.safely(func() error {
-			return b.db.Update(func(tx *bolt.Tx) error {
-				if err := tx.Bucket(bucketRecords).Delete(k); err != nil {
-					return err
-				}
-				return tx.Bucket(bucketValues).Delete(k)
-			})
+		err := b.update(func(w *writeBatch) error {
+			if err := w.del(walRecords, k); err != nil {
+				return err
+			}
+			return w.del(walValues, k)
 		})
 		if err != nil {
 			// Still out of the index, so never served; the file keeps it

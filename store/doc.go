@@ -66,8 +66,8 @@
 // a replica lacking it and repairs it. A damaged file (empty, truncated,
 // unreadable pages) fails OpenBolt with ErrDamaged naming the file, never a
 // panic; MoveDamaged sets it aside. See damage.go.
-// PutAll stores many records with one commit (one fsync in bbolt) for
-// hand-over and repair.
+// PutAll stores many records with one commit (one fdatasync of
+// OpenBolt's log, wal.go) for hand-over and repair.
 //
 // # Anti-entropy digests
 //

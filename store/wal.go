@@ -1,0 +1,230 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"math"
+	"os"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// The write-ahead log of a durable Bolt. A bbolt commit costs two
+// fdatasyncs (its pages, then its meta page); a put appended to a log of
+// its own costs one. So every write of a durable store goes first to the
+// log, path + ".wal", as one frame synced once, and into one bbolt
+// transaction left open: bbolt writes nothing to its file until that
+// transaction commits, with its own fsyncs, at a checkpoint (every
+// checkpointBytes of log, and on Close), after which the log is emptied.
+// On disk there is thus always a bbolt file as of the last checkpoint and
+// a log of every write acknowledged since; an open replays the log into
+// the file and checkpoints.
+//
+// The transaction is kept open rather than committed with bbolt's NoSync:
+// bbolt reuses the pages a commit frees at the next one, so unsynced
+// commits could overwrite pages that the last synced meta page still
+// points to, and a power cut would leave a file the log cannot mend.
+//
+// A frame is: the payload's length (4 bytes, little endian), the CRC32C of
+// those 4 bytes and the payload (4 bytes), the payload. A payload is a
+// sequence of operations on bbolt's two buckets, each one byte of kind, one
+// of bucket, the key (uvarint length, bytes) and, for a put, the value
+// (likewise). The operations are what the batch did to the file, whole
+// values included, so replaying a frame twice, or over a file that
+// already holds it, leaves the same file: replay needs no notion of
+// versions. A frame is all or nothing: one that is cut short, fails its
+// checksum or does not decode ends the log.
+
+const (
+	walSuffix = ".wal"
+	// frameHeader is the length and checksum before each payload.
+	frameHeader = 8
+	// checkpointBytes is the log size at which the open transaction is
+	// committed and the log emptied. It bounds the work of an open and
+	// the memory of the open transaction (the log's payloads are kept
+	// until the checkpoint: bbolt holds on to the bytes put in it).
+	checkpointBytes = 4 << 20
+)
+
+const (
+	opPut byte = 1 + iota
+	opDelete
+)
+
+// walBuckets are the buckets an operation names, by its bucket byte.
+var walBuckets = [][]byte{bucketRecords, bucketValues}
+
+// walOp is one operation of a payload. Its key and value alias the
+// payload.
+type walOp struct {
+	kind       byte
+	bucket     byte
+	key, value []byte
+}
+
+// appendOp appends one operation to a payload and returns the payload and
+// the key and value as they lie in it: bbolt keeps the slices it is given
+// until its transaction commits, so the open transaction is given these,
+// which nobody changes, rather than the caller's.
+func appendOp(p []byte, kind, bucket byte, k, v []byte) (out, key, value []byte) {
+	p = append(p, kind, bucket)
+	p = binary.AppendUvarint(p, uint64(len(k)))
+	p = append(p, k...)
+	key = p[len(p)-len(k):]
+	if kind == opPut {
+		p = binary.AppendUvarint(p, uint64(len(v)))
+		p = append(p, v...)
+		value = p[len(p)-len(v):]
+	}
+	return p, key, value
+}
+
+// parseOps decodes a payload, all of it or none.
+func parseOps(p []byte) ([]walOp, error) {
+	var ops []walOp
+	field := func() ([]byte, error) {
+		n, w := binary.Uvarint(p)
+		if w <= 0 || n > uint64(len(p)-w) {
+			return nil, errors.New("operation cut short")
+		}
+		f := p[w : w+int(n) : w+int(n)]
+		p = p[w+int(n):]
+		return f, nil
+	}
+	for len(p) > 0 {
+		if len(p) < 2 {
+			return nil, errors.New("operation cut short")
+		}
+		op := walOp{kind: p[0], bucket: p[1]}
+		p = p[2:]
+		if op.kind != opPut && op.kind != opDelete {
+			return nil, fmt.Errorf("unknown operation %d", op.kind)
+		}
+		if int(op.bucket) >= len(walBuckets) {
+			return nil, fmt.Errorf("unknown bucket %d", op.bucket)
+		}
+		var err error
+		if op.key, err = field(); err != nil {
+			return nil, err
+		}
+		if len(op.key) == 0 || len(op.key) > bolt.MaxKeySize {
+			return nil, fmt.Errorf("key of %d bytes", len(op.key))
+		}
+		if op.kind == opPut {
+			if op.value, err = field(); err != nil {
+				return nil, err
+			}
+			if len(op.value) > bolt.MaxValueSize {
+				return nil, fmt.Errorf("value of %d bytes", len(op.value))
+			}
+		}
+		ops = append(ops, op)
+	}
+	return ops, nil
+}
+
+// apply does the operations in tx.
+func applyOps(tx *bolt.Tx, ops []walOp) error {
+	for _, op := range ops {
+		bk := tx.Bucket(walBuckets[op.bucket])
+		var err error
+		if op.kind == opPut {
+			err = bk.Put(op.key, op.value)
+		} else {
+			err = bk.Delete(op.key)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// appendFrame appends the frame of payload to dst.
+func appendFrame(dst, payload []byte) []byte {
+	var h [frameHeader]byte
+	binary.LittleEndian.PutUint32(h[:4], uint32(len(payload)))
+	crc := crc32.Update(crc32.Checksum(h[:4], castagnoli), castagnoli, payload)
+	binary.LittleEndian.PutUint32(h[4:], crc)
+	return append(append(dst, h[:]...), payload...)
+}
+
+// decodeFrames decodes the intact frames at the start of b: their
+// payloads, each checked to decode (parseOps), and the offset where they
+// end. why says what ended the log before len(b): a frame cut short, a
+// bad checksum, a payload that does not decode.
+func decodeFrames(b []byte) (payloads [][]byte, end int, why string) {
+	for end < len(b) {
+		rest := b[end:]
+		if len(rest) < frameHeader {
+			return payloads, end, fmt.Sprintf("a frame header cut short (%d bytes)", len(rest))
+		}
+		n := binary.LittleEndian.Uint32(rest)
+		crc := binary.LittleEndian.Uint32(rest[4:])
+		if uint64(n) > uint64(len(rest)-frameHeader) {
+			return payloads, end, fmt.Sprintf("a frame of %d bytes cut short at %d", n, len(rest)-frameHeader)
+		}
+		payload := rest[frameHeader : frameHeader+int(n) : frameHeader+int(n)]
+		if crc32.Update(crc32.Checksum(rest[:4], castagnoli), castagnoli, payload) != crc {
+			return payloads, end, "a frame failing its checksum"
+		}
+		if _, err := parseOps(payload); err != nil {
+			return payloads, end, fmt.Sprintf("a frame that does not decode: %v", err)
+		}
+		payloads = append(payloads, payload)
+		end += frameHeader + int(n)
+	}
+	return payloads, end, ""
+}
+
+// wal is the log file of a durable Bolt.
+type wal struct {
+	f    *os.File
+	path string
+	size int64 // the end of the last intact frame: where the next goes
+}
+
+func openWAL(path string) (*wal, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, failed("open "+path, err)
+	}
+	return &wal{f: f, path: path}, nil
+}
+
+// append writes the frame of payload after the last one and waits for
+// the disk. On an error the log is cut back to where it was, so that a
+// frame half written never hides the ones after it; should that fail
+// too, the next frame overwrites it, written at the same offset.
+func (w *wal) append(payload []byte) error {
+	if uint64(len(payload)) > math.MaxUint32 {
+		return fmt.Errorf("store: append to %s: %w: a batch of %d bytes", w.path, ErrTooLarge, len(payload))
+	}
+	frame := appendFrame(make([]byte, 0, frameHeader+len(payload)), payload)
+	_, err := w.f.WriteAt(frame, w.size)
+	if err == nil {
+		err = fdatasync(w.f)
+	}
+	if err != nil {
+		w.f.Truncate(w.size)
+		return failed("append to "+w.path, err)
+	}
+	w.size += int64(len(frame))
+	return nil
+}
+
+// reset empties the log: the caller has committed what it holds.
+func (w *wal) reset() error {
+	if err := w.f.Truncate(0); err != nil {
+		return failed("empty "+w.path, err)
+	}
+	w.size = 0
+	if err := fdatasync(w.f); err != nil {
+		return failed("empty "+w.path, err)
+	}
+	return nil
+}
+
+func (w *wal) close() error { return w.f.Close() }

@@ -1,0 +1,331 @@
+package store
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// payload is a log payload of the operations given as kind, bucket, key,
+// value quadruples.
+func payload(ops ...walOp) []byte {
+	var p []byte
+	for _, op := range ops {
+		p, _, _ = appendOp(p, op.kind, op.bucket, op.key, op.value)
+	}
+	return p
+}
+
+func TestDecodeFrames(t *testing.T) {
+	p1 := payload(walOp{opPut, walRecords, []byte("k1"), []byte("header")}, walOp{opPut, walValues, []byte("k1"), []byte("value")})
+	p2 := payload(walOp{opDelete, walRecords, []byte("k2"), nil}, walOp{opDelete, walValues, []byte("k2"), nil})
+	two := appendFrame(appendFrame(nil, p1), p2)
+	flipped := bytes.Clone(two)
+	flipped[len(flipped)-1] ^= 1
+	badLen := bytes.Clone(two)
+	badLen[len(appendFrame(nil, p1))] ^= 1 // the second frame's length
+	for _, tc := range []struct {
+		name   string
+		log    []byte
+		frames int
+		end    int
+		why    string // in the reason; "" for a whole log
+	}{
+		{"empty", nil, 0, 0, ""},
+		{"two frames", two, 2, len(two), ""},
+		{"an empty payload", appendFrame(nil, nil), 1, frameHeader, ""},
+		{"zeros after", append(bytes.Clone(two), make([]byte, 100)...), 2, len(two), "checksum"},
+		{"header cut short", two[:len(two)-len(p2)-3], 1, len(two) - len(p2) - frameHeader, "header cut short"},
+		{"payload cut short", two[:len(two)-1], 1, len(two) - len(p2) - frameHeader, "cut short"},
+		{"flipped payload byte", flipped, 1, len(two) - len(p2) - frameHeader, "checksum"},
+		{"flipped length byte", badLen, 1, len(two) - len(p2) - frameHeader, ""},
+		{"unknown operation", appendFrame(nil, []byte{9, 0, 1, 'k'}), 0, 0, "unknown operation"},
+		{"unknown bucket", appendFrame(nil, []byte{opDelete, 7, 1, 'k'}), 0, 0, "unknown bucket"},
+		{"empty key", appendFrame(nil, []byte{opDelete, walRecords, 0}), 0, 0, "key of 0 bytes"},
+		{"key past the payload", appendFrame(nil, []byte{opDelete, walRecords, 5, 'k'}), 0, 0, "cut short"},
+		{"value missing", appendFrame(nil, []byte{opPut, walRecords, 1, 'k'}), 0, 0, "cut short"},
+		{"garbage", bytes.Repeat([]byte{0xa5}, 64), 0, 0, "cut short"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			frames, end, why := decodeFrames(tc.log)
+			if len(frames) != tc.frames || end != tc.end {
+				t.Fatalf("decodeFrames = %d frames ending at %d (%s), want %d ending at %d", len(frames), end, why, tc.frames, tc.end)
+			}
+			if (end == len(tc.log)) != (why == "") || !strings.Contains(why, tc.why) {
+				t.Errorf("reason %q, want one saying %q", why, tc.why)
+			}
+		})
+	}
+}
+
+// FuzzDecodeFrames feeds logs as read from disk: decoding never panics,
+// and the frames it accepts encode back to the bytes they came from.
+func FuzzDecodeFrames(f *testing.F) {
+	p := payload(walOp{opPut, walRecords, []byte("key"), []byte("header")}, walOp{opDelete, walValues, []byte("key"), nil})
+	f.Add(appendFrame(appendFrame(nil, p), p))
+	f.Add(appendFrame(nil, p)[:10])
+	f.Add(append(appendFrame(nil, p), make([]byte, 16)...))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		payloads, end, why := decodeFrames(b)
+		if end > len(b) || (end < len(b)) != (why != "") {
+			t.Fatalf("end %d of %d, reason %q", end, len(b), why)
+		}
+		var again []byte
+		for _, p := range payloads {
+			if _, err := parseOps(p); err != nil {
+				t.Fatalf("accepted a payload that does not decode: %v", err)
+			}
+			again = appendFrame(again, p)
+		}
+		if !bytes.Equal(again, b[:end]) {
+			t.Fatalf("frames of %x encode to %x", b[:end], again)
+		}
+	})
+}
+
+// frameAt is where one write's frame lies in the log, and which write
+// (the index of its state in the history) it was.
+type frameAt struct {
+	start, end int64
+	write      int
+}
+
+// snapshot is what a crash right after a write leaves: copies of the
+// store file and the log, the frames in the log, the records the store
+// held.
+type snapshot struct {
+	dir    string
+	frames []frameAt
+	want   []Record
+}
+
+// copyStore copies the store file and its log at path into dir, as a
+// SIGKILL would leave them: the store writes nothing between its writes.
+func copyStore(t *testing.T, path, dir string) {
+	t.Helper()
+	for _, name := range []string{path, path + walSuffix} {
+		src, err := os.Open(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dst, err := os.Create(filepath.Join(dir, filepath.Base(name)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.Copy(dst, src); err != nil {
+			t.Fatal(err)
+		}
+		src.Close()
+		if err := dst.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestWALCrash runs random writes (puts, tombstones, removes, expiry)
+// on a durable store checkpointing every few KiB, copies its files after
+// each one as a crash would leave them, and reopens the copies: as they
+// are, with the log cut anywhere, with a byte of the log flipped, with
+// zeros after the log. The reopened store must hold exactly what the live
+// one held after the last write whose frame is whole: every acknowledged
+// write, and nothing the damage should have cost more.
+func TestWALCrash(t *testing.T) {
+	if testing.Short() {
+		t.Skip("hundreds of opens with fsync")
+	}
+	rng := rand.New(rand.NewPCG(15, 4))
+	dir := t.TempDir()
+	path := filepath.Join(dir, "store.db")
+	s, err := OpenBolt(path, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.checkpointAt = 8 << 10
+	var (
+		history     [][]Record // the records after each write
+		snaps       []snapshot
+		frames      []frameAt
+		checkpoints int
+		now         = t0
+	)
+	for i := range 80 {
+		before := s.log.size
+		switch n := rng.IntN(10); {
+		case n < 6:
+			var rs []Record
+			for range 1 + rng.IntN(4) {
+				r := Record{Key: fmt.Sprint("k", rng.IntN(24)), Version: ver(i*10+rng.IntN(10), 1)}
+				if rng.IntN(5) == 0 {
+					r.Deleted = true
+				} else {
+					r.Value = bytes.Repeat([]byte{byte(i)}, rng.IntN(1500))
+				}
+				if rng.IntN(4) == 0 {
+					r.Expires = now.Add(time.Duration(1+rng.IntN(20)) * time.Second)
+				}
+				rs = append(rs, r)
+			}
+			if _, err := s.PutAll(rs); err != nil {
+				t.Fatal(err)
+			}
+		case n < 8:
+			recs := records(t, s)
+			if len(recs) > 0 {
+				r := recs[rng.IntN(len(recs))]
+				if err := s.Remove(r.Key, r.Version); err != nil {
+					t.Fatal(err)
+				}
+			}
+		default:
+			now = now.Add(time.Duration(rng.IntN(10)) * time.Second)
+			if _, err := s.Expire(now); err != nil {
+				t.Fatal(err)
+			}
+		}
+		switch after := s.log.size; {
+		case after < before:
+			checkpoints++
+			frames = nil
+		case after > before:
+			frames = append(frames, frameAt{before, after, i})
+		}
+		history = append(history, records(t, s))
+		snap := snapshot{dir: filepath.Join(dir, fmt.Sprint("crash-", i)), frames: frames, want: history[i]}
+		if err := os.Mkdir(snap.dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		copyStore(t, path, snap.dir)
+		snaps = append(snaps, snap)
+	}
+	if checkpoints < 3 {
+		t.Fatalf("%d checkpoints: the test does not cross them", checkpoints)
+	}
+	// stateBefore is what the store held before write w.
+	stateBefore := func(w int) []Record {
+		if w == 0 {
+			return nil
+		}
+		return history[w-1]
+	}
+	reopen := func(t *testing.T, snap snapshot, damage func(log []byte) []byte, want []Record, warns bool) {
+		t.Helper()
+		logPath := filepath.Join(snap.dir, "store.db"+walSuffix)
+		orig, err := os.ReadFile(logPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		db, err := os.ReadFile(filepath.Join(snap.dir, "store.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { // the next variant starts from the crash again
+			os.WriteFile(logPath, orig, 0o600)
+			os.WriteFile(filepath.Join(snap.dir, "store.db"), db, 0o600)
+		}()
+		if err := os.WriteFile(logPath, damage(bytes.Clone(orig)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var log syncBuffer
+		r, err := OpenBolt(filepath.Join(snap.dir, "store.db"), Config{Logger: slog.New(slog.NewTextHandler(&log, nil))})
+		if err != nil {
+			t.Fatalf("open: %v", err)
+		}
+		got := records(t, r)
+		if err := r.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if !equalRecords(got, want) {
+			t.Fatalf("reopened with %d records, want %d:\n got %v\nwant %v", len(got), len(want), got, want)
+		}
+		if warned := strings.Contains(log.String(), "dropped the end of the log"); warned != warns {
+			t.Errorf("warned %v, want %v: %s", warned, warns, log.String())
+		}
+		if fi, err := os.Stat(logPath); err != nil || fi.Size() != 0 {
+			t.Errorf("log after a clean close: %v, %v; want empty", fi, err)
+		}
+	}
+	for i, snap := range snaps {
+		t.Run(fmt.Sprint("after write ", i), func(t *testing.T) {
+			reopen(t, snap, func(b []byte) []byte { return b }, snap.want, false)
+			reopen(t, snap, func(b []byte) []byte { return append(b, make([]byte, 4096)...) }, snap.want, false)
+			if len(snap.frames) == 0 {
+				return
+			}
+			last := snap.frames[len(snap.frames)-1]
+			logBytes, err := os.ReadFile(filepath.Join(snap.dir, "store.db"+walSuffix))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range 2 {
+				f := snap.frames[rng.IntN(len(snap.frames))]
+				off := f.start + rng.Int64N(f.end-f.start)
+				cut := len(bytes.Trim(logBytes[f.start:off], "\x00")) > 0
+				reopen(t, snap, func(b []byte) []byte { return b[:off] }, stateBefore(f.write), cut)
+				reopen(t, snap, func(b []byte) []byte { b[off] ^= 1 << rng.IntN(8); return b }, stateBefore(f.write), true)
+			}
+			// Cut at the end of a frame: the writes before it, in silence.
+			reopen(t, snap, func(b []byte) []byte { return b[:last.start] }, stateBefore(last.write), false)
+		})
+	}
+}
+
+// TestWALReplayTwice is a crash after a checkpoint's commit and before
+// the log is emptied: the log is replayed over a file that holds it
+// already, overwrites, tombstones, removals and expiry included, and the
+// store must come out as it was.
+func TestWALReplayTwice(t *testing.T) {
+	rng := rand.New(rand.NewPCG(4, 15))
+	path := filepath.Join(t.TempDir(), "store.db")
+	s, err := OpenBolt(path, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := fill(t, s, rng, 200)
+	for _, r := range recs[:50] {
+		r.Value, r.Version.Time = []byte("again"), r.Version.Time+1
+		if !put(t, s, r) {
+			t.Fatalf("overwrite of %q refused", r.Key)
+		}
+	}
+	for _, r := range recs[50:70] {
+		if err := s.Remove(r.Key, r.Version); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := s.Expire(t0.Add(30 * time.Hour)); err != nil || n == 0 {
+		t.Fatalf("Expire = %d, %v; want some expired", n, err)
+	}
+	want := records(t, s)
+	log, err := os.ReadFile(path + walSuffix)
+	if err != nil || len(log) == 0 {
+		t.Fatalf("log: %d bytes, %v", len(log), err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path+walSuffix, log, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		s, err := OpenBolt(path, Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := records(t, s)
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if !equalRecords(got, want) {
+			t.Fatalf("open %d: %d records, want %d", i, len(got), len(want))
+		}
+	}
+}
