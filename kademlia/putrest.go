@@ -58,12 +58,10 @@ func (op *kvOp) restOf(now time.Time, e *Engine) {
 	if _, live := e.ops[op.s.id]; settled && live {
 		e.finish(now, op.s, nil)
 	} else if !settled && !live {
-		// The put's Result is out; its id lives on, internal, for the
-		// answers still due.
-		s := *op.s
-		s.internal, s.kv = true, op
-		op.s = &s
-		e.ops[s.id] = op.s
+		// The put's Result is out (a copy): its id lives on, internal,
+		// for the answers still due.
+		op.s.internal = true
+		e.ops[op.s.id] = op.s
 	}
 }
 
