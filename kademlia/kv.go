@@ -157,6 +157,8 @@ type sent struct {
 	retry   uint16
 	retried bool
 	waiting uint8
+	// mended: a written put wrote to it again after it refused (restOf).
+	mended bool
 }
 
 // kvOp is a KVPut or KVGet past its lookup: the replication layer's
@@ -167,6 +169,9 @@ type kvOp struct {
 	q    replica.Op
 	sent []sent          // by member
 	vals *replica.Values // KVGet with All: every value's answers
+	// written: a put decided Written, its Result out; restOf follows the
+	// members still to answer.
+	written bool
 }
 
 // startKV validates a KVPut or KVGet and starts the lookup of its replicas.
@@ -458,6 +463,10 @@ func (op *kvOp) failure(now time.Time, e *Engine, p *pending, err error) {
 // check reports the result once the layer decides it, and repairs the
 // replicas a get found behind.
 func (op *kvOp) check(now time.Time, e *Engine) {
+	if op.written {
+		op.restOf(now, e)
+		return
+	}
 	out, ok := op.q.Decide(op.rec.Version)
 	if !ok || e.oneHopFallback(now, op, out) {
 		return
@@ -468,6 +477,10 @@ func (op *kvOp) check(now time.Time, e *Engine) {
 		op.s.result.Records, op.s.result.Fetch = m.Records, m.Fetch
 	}
 	e.finish(now, op.s, Outcome(&op.s.result, out, e.cfg.quorum(), op.q.Need))
+	if out.Kind == replica.Written {
+		op.written = true
+		op.restOf(now, e)
+	}
 	switch {
 	case op.vals != nil && out.Kind != replica.NoAnswer:
 		for i, recs := range m.Repairs {

@@ -78,11 +78,14 @@ const (
 // handleStore answers dk_store: it applies each record (newest version
 // wins) and says, per record, whether we now hold it or something newer.
 func (e *Engine) handleStore(now time.Time, from netip.AddrPort, q, r *krpc.Msg) bool {
-	if !e.trusted(from, q) {
-		e.replyError(now, from, q.T, krpc.CodeProtocol, "dk_store: bad token")
+	// Not a replica before not trusted: a one-hop writer told the first
+	// looks up the true replica, told the second it asks for a token and
+	// writes here again (putrest.go), which a non-replica should not get.
+	if e.notReplica(now, from, q) {
 		return false
 	}
-	if e.notReplica(now, from, q) {
+	if !e.trusted(from, q) {
+		e.replyError(now, from, q.T, krpc.CodeProtocol, "dk_store: bad token")
 		return false
 	}
 	d, err := decodeX(q.A.X)

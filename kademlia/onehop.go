@@ -43,7 +43,9 @@ import (
 // quorum, a read with no quorum of answers, a refusal among them) starts
 // again with a lookup (oneHopFallback), as every operation did before. A
 // replica that does not know the coordinator (its token check fails) also
-// refuses, and the lookup that follows hands out the tokens.
+// refuses, and the lookup that follows hands out the tokens. A put that
+// made its quorum in one hop all the same writes again to a member that
+// refused either way (putrest.go).
 
 // codeNotReplica is the error a node answers a one-hop query with when its
 // own table does not count it among the target's replicas.
