@@ -92,18 +92,6 @@ func (e *Engine) queueWrite(now time.Time, recs []store.Record, done func(time.T
 	e.commits.Queue(now, recs, done)
 }
 
-// commitWrites commits the queued writes and runs their callbacks, or,
-// committing asynchronously, returns them as a batch for the driver.
-func (e *Engine) commitWrites() *replica.Batch {
-	if e.commits.Async && !e.closed {
-		return e.commits.Take(e.kvStore())
-	}
-	if e.commits.Len() > 0 {
-		e.commits.Commit(e.kvStore(), e.changed)
-	}
-	return nil
-}
-
 // AsyncCommits tells the engine that its driver runs the batches Ready
 // hands out (Ready.Commit) off the engine's lock and gives each back
 // through Committed, so that the engine serves while a batch is synced.
@@ -120,7 +108,6 @@ func (e *Engine) Committed(now time.Time, b *replica.Batch) {
 		return
 	}
 	e.begin()
-	e.commits.Now(now)
 	e.commits.Finish(now, b, e.changed)
 }
 

@@ -139,6 +139,29 @@ func (s *Subscription) Learn(rec *store.Record, now time.Time) bool {
 	return true
 }
 
+// Deliver hands the records of a dk_notify from the replica at from to
+// the node's own listeners, subs (sub gives each one's Subscription):
+// each record goes to learn for every listener of its key that
+// registered with from, once clock took its version; a listener that did
+// not register there takes nothing (a forged notification, or a stale
+// one). It reports whether any listener registered with from: if none,
+// the node answers CodeNotListening, so that the replica stops sending.
+func Deliver[L any](now time.Time, from netip.AddrPort, recs []store.Record, clock *store.Clock, subs []L, sub func(L) *Subscription, learn func(L, store.Record)) bool {
+	listening := false
+	for _, rec := range recs {
+		for _, l := range subs {
+			if s := sub(l); s.Key != store.BaseKey(rec.Key) || !s.Trusted(from, now) {
+				continue
+			}
+			listening = true
+			if clock.Observe(now, rec.Version) == nil {
+				learn(l, rec)
+			}
+		}
+	}
+	return listening
+}
+
 // Trust lets the replica at addr notify until `until` (its registration's
 // end).
 func (s *Subscription) Trust(addr netip.AddrPort, until time.Time) { s.trust[addr] = until }
