@@ -79,8 +79,6 @@ const MaxRecordValue = 8 << 10
 
 func (c *Config) replicas() int { return min(c.Replicas, c.K) }
 
-func majority(n int) int { return replica.Majority(n) }
-
 // quorum is the replication layer's quorum rule with this node's settings.
 func (c *Config) quorum() replica.Quorum {
 	return replica.Quorum{Replicas: c.replicas(), Write: c.WriteQuorum, Read: c.ReadQuorum, Alone: c.Alone}
