@@ -99,12 +99,9 @@ func (lo *listenOp) subscription() *replica.Subscription { return lo.sub }
 
 // learn reports rec if it is newer than what was reported.
 func (lo *listenOp) learn(now time.Time, e *Engine, rec store.Record) {
-	if !lo.sub.Learn(&rec, now) {
-		return
+	if lo.sub.Learn(&rec, now) {
+		e.listen.events = append(e.listen.events, kademlia.Event{Op: lo.s.id, Record: rec})
 	}
-	rec.Value = bytes.Clone(rec.Value)
-	rec.Source = ""
-	e.listen.events = append(e.listen.events, kademlia.Event{Op: lo.s.id, Record: rec})
 }
 
 // response routes an answer to the listener: its lookup's, or one to

@@ -144,12 +144,9 @@ func (lo *listenOp) subscription() *replica.Subscription { return lo.sub }
 
 // learn reports rec if it is newer than what was reported.
 func (lo *listenOp) learn(now time.Time, e *Engine, rec store.Record) {
-	if !lo.sub.Learn(&rec, now) {
-		return
+	if lo.sub.Learn(&rec, now) {
+		e.events = append(e.events, Event{Op: lo.s.id, Record: rec})
 	}
-	rec.Value = bytes.Clone(rec.Value)
-	rec.Source = ""
-	e.events = append(e.events, Event{Op: lo.s.id, Record: rec})
 }
 
 // own reports whether p is the listener's own query (dk_listen, or the

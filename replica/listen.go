@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -123,6 +124,8 @@ func NewSubscription(key string) *Subscription {
 
 // Learn reports whether rec should be reported: a record of the key
 // (store.BaseKey), not expired, newer than the last reported of its value.
+// If so it makes rec the listener's to keep: its value copied (it may be
+// a datagram's or the store's) and its Source, which is local, cleared.
 func (s *Subscription) Learn(rec *store.Record, now time.Time) bool {
 	if store.BaseKey(rec.Key) != s.Key || Expired(rec, now) {
 		return false
@@ -136,6 +139,8 @@ func (s *Subscription) Learn(rec *store.Record, now time.Time) bool {
 		clear(s.last)
 	}
 	s.last[rec.Key] = rec.Version
+	rec.Value = bytes.Clone(rec.Value)
+	rec.Source = ""
 	return true
 }
 
