@@ -166,12 +166,7 @@ func (c Config) withDefaults() Config {
 		c.Replicas = d.Replicas
 	}
 	c.Replicas = min(c.Replicas, c.Successors+1)
-	if c.WriteQuorum <= 0 || c.WriteQuorum > c.Replicas {
-		c.WriteQuorum = c.Replicas/2 + 1
-	}
-	if c.ReadQuorum <= 0 || c.ReadQuorum > c.Replicas {
-		c.ReadQuorum = c.Replicas/2 + 1
-	}
+	c.WriteQuorum, c.ReadQuorum = replica.Quorums(c.Replicas, c.WriteQuorum, c.ReadQuorum)
 	if c.DefaultTTL <= 0 {
 		c.DefaultTTL = d.DefaultTTL
 	}

@@ -232,7 +232,7 @@ func (e *Engine) Ready() kademlia.Ready {
 	if e.commits.Due() || len(e.listen.notify) > 0 {
 		e.begin() // a second Ready in a row hands out nothing twice
 		if e.commits.Due() {
-			b = e.commit() // persist first, then send
+			b = e.commits.Flush(e.kvStore(), e.changed) // persist first, then send (commit.go)
 		}
 		e.notifyListeners()
 	}
@@ -377,19 +377,6 @@ func (e *Engine) queue(to netip.AddrPort, start int) {
 // drop counts something dropped.
 func (e *Engine) drop(r guard.DropReason) { e.stats.Drops[r]++ }
 
-// commit commits the queued writes and hands out their answers, or,
-// committing asynchronously, returns them as a batch for the driver
-// (commit.go).
-func (e *Engine) commit() *replica.Batch {
-	if e.commits.Async && !e.closed {
-		return e.commits.Take(e.kvStore())
-	}
-	if e.commits.Len() > 0 {
-		e.commits.Commit(e.kvStore(), e.changed)
-	}
-	return nil
-}
-
 // Close ends every operation with kademlia.ErrClosed. The engine ignores
 // every later call but Ready.
 func (e *Engine) Close(now time.Time) {
@@ -398,7 +385,7 @@ func (e *Engine) Close(now time.Time) {
 	}
 	e.begin()
 	e.commits.Async = false // a batch still out is the driver's to finish
-	e.commit()
+	e.commits.Flush(e.kvStore(), e.changed)
 	for _, s := range e.sortedOps() {
 		e.finish(now, s, kademlia.ErrClosed)
 	}

@@ -94,14 +94,14 @@ func (lo *listenOp) register(now time.Time, e *Engine, nodes []krpc.NodeInfo) {
 	}
 }
 
+// subscription is lo's Subscription, for replica.Deliver.
+func (lo *listenOp) subscription() *replica.Subscription { return lo.sub }
+
 // learn reports rec if it is newer than what was reported.
 func (lo *listenOp) learn(now time.Time, e *Engine, rec store.Record) {
-	if !lo.sub.Learn(&rec, now) {
-		return
+	if lo.sub.Learn(&rec, now) {
+		e.listen.events = append(e.listen.events, kademlia.Event{Op: lo.s.id, Record: rec})
 	}
-	rec.Value = bytes.Clone(rec.Value)
-	rec.Source = ""
-	e.listen.events = append(e.listen.events, kademlia.Event{Op: lo.s.id, Record: rec})
 }
 
 // response routes an answer to the listener: its lookup's, or one to
@@ -276,19 +276,8 @@ func (e *Engine) handleNotify(now time.Time, from netip.AddrPort, q *krpc.Msg) b
 		e.replyError(now, from, q.T, krpc.CodeProtocol, "dk_notify: "+err.Error())
 		return false
 	}
-	listening := false
-	for _, rec := range recs {
-		for _, lo := range e.listen.ops {
-			if lo.sub.Key != store.BaseKey(rec.Key) || !lo.sub.Trusted(from, now) {
-				continue // not a replica we registered with: forged, or stale
-			}
-			listening = true
-			if e.clock.Observe(now, rec.Version) == nil {
-				lo.learn(now, e, rec)
-			}
-		}
-	}
-	if !listening {
+	learn := func(lo *listenOp, rec store.Record) { lo.learn(now, e, rec) }
+	if !replica.Deliver(now, from, recs, &e.clock, e.listen.ops, (*listenOp).subscription, learn) {
 		e.replyError(now, from, q.T, replica.CodeNotListening, "dk_notify: not listening")
 		return false
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/krpc"
+	"github.com/dhtkit/dhtkit/replica"
 	"github.com/dhtkit/dhtkit/routing"
 	"github.com/dhtkit/dhtkit/store"
 )
@@ -276,12 +277,7 @@ func (c Config) withDefaults() Config {
 	if c.Replicas <= 0 {
 		c.Replicas = d.Replicas
 	}
-	if c.WriteQuorum <= 0 || c.WriteQuorum > c.replicas() {
-		c.WriteQuorum = majority(c.replicas())
-	}
-	if c.ReadQuorum <= 0 || c.ReadQuorum > c.replicas() {
-		c.ReadQuorum = majority(c.replicas())
-	}
+	c.WriteQuorum, c.ReadQuorum = replica.Quorums(c.replicas(), c.WriteQuorum, c.ReadQuorum)
 	if c.SyncInterval <= 0 {
 		c.SyncInterval = d.SyncInterval
 	}

@@ -247,7 +247,7 @@ func (e *Engine) Ready() Ready {
 	e.begin() // a second Ready in a row hands out nothing twice
 	var b *replica.Batch
 	if e.commits.Due() {
-		b = e.commitWrites() // persist first, then send
+		b = e.commits.Flush(e.kvStore(), e.changed) // persist first, then send
 	}
 	e.drained = true
 	rd := Ready{Packets: e.box.Packets(), Results: e.results, Events: e.events, Commit: b}
@@ -430,7 +430,7 @@ func (e *Engine) Close(now time.Time) {
 	}
 	e.begin()
 	e.commits.Async = false // a batch still out is the driver's to finish
-	e.commitWrites()
+	e.commits.Flush(e.kvStore(), e.changed)
 	for _, op := range e.sortedOps() {
 		e.finish(now, op, ErrClosed)
 	}

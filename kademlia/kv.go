@@ -79,8 +79,6 @@ const MaxRecordValue = 8 << 10
 
 func (c *Config) replicas() int { return min(c.Replicas, c.K) }
 
-func majority(n int) int { return replica.Majority(n) }
-
 // quorum is the replication layer's quorum rule with this node's settings.
 func (c *Config) quorum() replica.Quorum {
 	return replica.Quorum{Replicas: c.replicas(), Write: c.WriteQuorum, Read: c.ReadQuorum, Alone: c.Alone}
@@ -90,18 +88,6 @@ func (c *Config) quorum() replica.Quorum {
 // Ready makes before it hands out the acknowledgements.
 func (e *Engine) queueWrite(now time.Time, recs []store.Record, done func(time.Time, []error)) {
 	e.commits.Queue(now, recs, done)
-}
-
-// commitWrites commits the queued writes and runs their callbacks, or,
-// committing asynchronously, returns them as a batch for the driver.
-func (e *Engine) commitWrites() *replica.Batch {
-	if e.commits.Async && !e.closed {
-		return e.commits.Take(e.kvStore())
-	}
-	if e.commits.Len() > 0 {
-		e.commits.Commit(e.kvStore(), e.changed)
-	}
-	return nil
 }
 
 // AsyncCommits tells the engine that its driver runs the batches Ready
@@ -120,7 +106,6 @@ func (e *Engine) Committed(now time.Time, b *replica.Batch) {
 		return
 	}
 	e.begin()
-	e.commits.Now(now)
 	e.commits.Finish(now, b, e.changed)
 }
 

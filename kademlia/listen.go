@@ -139,14 +139,14 @@ func (lo *listenOp) register(now time.Time, e *Engine, l *lookup) {
 	}
 }
 
+// subscription is lo's Subscription, for replica.Deliver.
+func (lo *listenOp) subscription() *replica.Subscription { return lo.sub }
+
 // learn reports rec if it is newer than what was reported.
 func (lo *listenOp) learn(now time.Time, e *Engine, rec store.Record) {
-	if !lo.sub.Learn(&rec, now) {
-		return
+	if lo.sub.Learn(&rec, now) {
+		e.events = append(e.events, Event{Op: lo.s.id, Record: rec})
 	}
-	rec.Value = bytes.Clone(rec.Value)
-	rec.Source = ""
-	e.events = append(e.events, Event{Op: lo.s.id, Record: rec})
 }
 
 // own reports whether p is the listener's own query (dk_listen, or the
@@ -281,19 +281,8 @@ func (e *Engine) handleNotify(now time.Time, from netip.AddrPort, q, _ *krpc.Msg
 		e.replyError(now, from, q.T, krpc.CodeProtocol, "dk_notify: "+err.Error())
 		return false
 	}
-	listening := false
-	for _, rec := range recs {
-		for _, lo := range e.listenOps {
-			if lo.sub.Key != store.BaseKey(rec.Key) || !lo.sub.Trusted(from, now) {
-				continue // not a replica we registered with: forged, or stale
-			}
-			listening = true
-			if e.clock.Observe(now, rec.Version) == nil {
-				lo.learn(now, e, rec)
-			}
-		}
-	}
-	if !listening {
+	learn := func(lo *listenOp, rec store.Record) { lo.learn(now, e, rec) }
+	if !replica.Deliver(now, from, recs, &e.clock, e.listenOps, (*listenOp).subscription, learn) {
 		e.replyError(now, from, q.T, replica.CodeNotListening, "dk_notify: not listening")
 		return false
 	}

@@ -2,6 +2,7 @@ package kademlia
 
 import (
 	"cmp"
+	"maps"
 	"net/netip"
 	"slices"
 	"time"
@@ -196,11 +197,10 @@ func (e *Engine) finish(now time.Time, s *opState, err error) {
 	e.boot.finished(now, e, s)
 }
 
+// sortedOps lists the operations in the order they started, so that
+// Close ends them in an order that repeats.
 func (e *Engine) sortedOps() []*opState {
-	ops := make([]*opState, 0, len(e.ops))
-	for _, s := range e.ops {
-		ops = append(ops, s)
-	}
+	ops := slices.Collect(maps.Values(e.ops))
 	slices.SortFunc(ops, func(a, b *opState) int { return cmp.Compare(a.id, b.id) })
 	return ops
 }

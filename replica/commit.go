@@ -114,6 +114,18 @@ func (c *Commits) Commit(st store.Store, changed func(time.Time, store.Record)) 
 	c.finish(b.at, b, changed)
 }
 
+// Flush commits the queued writes and runs their callbacks, or, with
+// Async, hands the due ones out as a Batch for the driver (Take): the
+// engine's Ready calls it when they are Due, and its Close, with Async
+// turned off, to settle what waits before its operations end.
+func (c *Commits) Flush(st store.Store, changed func(time.Time, store.Record)) *Batch {
+	if c.Async {
+		return c.Take(st)
+	}
+	c.Commit(st, changed)
+	return nil
+}
+
 // Take hands out the due writes as a Batch for the driver to Run and give
 // back with Finish; nil when none are due or a batch is already out.
 func (c *Commits) Take(st store.Store) *Batch {
@@ -125,9 +137,10 @@ func (c *Commits) Take(st store.Store) *Batch {
 }
 
 // Finish ends a batch from Take once it has Run: changed for each record
-// the store applied, then each write's done, at now. Writes their
-// callbacks queue wait for the next batch.
+// the store applied, then each write's done, at now, the engine's time
+// (Now). Writes their callbacks queue wait for the next batch.
 func (c *Commits) Finish(now time.Time, b *Batch, changed func(time.Time, store.Record)) {
+	c.Now(now)
 	if c.out == b {
 		c.out = nil
 	}

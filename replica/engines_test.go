@@ -41,6 +41,8 @@ type engine interface {
 	Deadline() time.Time
 	ID() id.ID
 	Store() store.Store
+	Cancel(now time.Time, op kademlia.OpID)
+	Listeners() int
 }
 
 // nodeConfig is what a test sets of a node, whatever its protocol.
@@ -49,6 +51,7 @@ type nodeConfig struct {
 	alone     bool
 	bootstrap []netip.AddrPort
 	store     store.Store // nil: the engine's own, in memory
+	downFor   time.Duration
 }
 
 // protocol makes engines of one protocol and knows where its records
@@ -64,7 +67,7 @@ var protocols = []protocol{
 	{
 		name: "kademlia",
 		make: func(c nodeConfig, rnd io.Reader, now time.Time) engine {
-			return kademlia.New(kademlia.Config{Network: "test", Rand: rnd, Replicas: c.replicas, Alone: c.alone, Bootstrap: c.bootstrap, Store: c.store}, now)
+			return kademlia.New(kademlia.Config{Network: "test", Rand: rnd, Replicas: c.replicas, Alone: c.alone, Bootstrap: c.bootstrap, Store: c.store, DownFor: c.downFor}, now)
 		},
 		replicas: func(live []*node, t id.ID, n int) []*node {
 			live = slices.Clone(live)
@@ -75,7 +78,7 @@ var protocols = []protocol{
 	{
 		name: "chord",
 		make: func(c nodeConfig, rnd io.Reader, now time.Time) engine {
-			return chord.New(chord.Config{Network: "test", Rand: rnd, Replicas: c.replicas, Alone: c.alone, Bootstrap: c.bootstrap, Store: c.store}, now)
+			return chord.New(chord.Config{Network: "test", Rand: rnd, Replicas: c.replicas, Alone: c.alone, Bootstrap: c.bootstrap, Store: c.store, DownFor: c.downFor}, now)
 		},
 		replicas: func(live []*node, t id.ID, n int) []*node {
 			live = slices.Clone(live)
@@ -99,15 +102,21 @@ type node struct {
 	addr    netip.AddrPort
 	e       engine
 	results map[kademlia.OpID]kademlia.Result
-	events  []kademlia.Event // of its KVListen operations, values copied
+	events  []heard // of its KVListen operations, values copied
 	down    bool
+}
+
+// heard is an event and when the node handed it out.
+type heard struct {
+	kademlia.Event
+	at time.Time
 }
 
 func (nd *node) Engine() enginetest.Engine { return nd.e }
 func (nd *node) Addr() netip.AddrPort      { return nd.addr }
 func (nd *node) IsDown() bool              { return nd.down }
 
-func (nd *node) Drain(_ time.Time, send func(netip.AddrPort, []byte)) {
+func (nd *node) Drain(now time.Time, send func(netip.AddrPort, []byte)) {
 	rd := nd.e.Ready()
 	for _, p := range rd.Packets {
 		send(p.To, p.Data)
@@ -117,7 +126,7 @@ func (nd *node) Drain(_ time.Time, send func(netip.AddrPort, []byte)) {
 	}
 	for _, ev := range rd.Events {
 		ev.Record.Value = bytes.Clone(ev.Record.Value)
-		nd.events = append(nd.events, ev)
+		nd.events = append(nd.events, heard{ev, now})
 	}
 }
 

@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -123,6 +124,8 @@ func NewSubscription(key string) *Subscription {
 
 // Learn reports whether rec should be reported: a record of the key
 // (store.BaseKey), not expired, newer than the last reported of its value.
+// If so it makes rec the listener's to keep: its value copied (it may be
+// a datagram's or the store's) and its Source, which is local, cleared.
 func (s *Subscription) Learn(rec *store.Record, now time.Time) bool {
 	if store.BaseKey(rec.Key) != s.Key || Expired(rec, now) {
 		return false
@@ -136,7 +139,32 @@ func (s *Subscription) Learn(rec *store.Record, now time.Time) bool {
 		clear(s.last)
 	}
 	s.last[rec.Key] = rec.Version
+	rec.Value = bytes.Clone(rec.Value)
+	rec.Source = ""
 	return true
+}
+
+// Deliver hands the records of a dk_notify from the replica at from to
+// the node's own listeners, subs (sub gives each one's Subscription):
+// each record goes to learn for every listener of its key that
+// registered with from, once clock took its version; a listener that did
+// not register there takes nothing (a forged notification, or a stale
+// one). It reports whether any listener registered with from: if none,
+// the node answers CodeNotListening, so that the replica stops sending.
+func Deliver[L any](now time.Time, from netip.AddrPort, recs []store.Record, clock *store.Clock, subs []L, sub func(L) *Subscription, learn func(L, store.Record)) bool {
+	listening := false
+	for _, rec := range recs {
+		for _, l := range subs {
+			if s := sub(l); s.Key != store.BaseKey(rec.Key) || !s.Trusted(from, now) {
+				continue
+			}
+			listening = true
+			if clock.Observe(now, rec.Version) == nil {
+				learn(l, rec)
+			}
+		}
+	}
+	return listening
 }
 
 // Trust lets the replica at addr notify until `until` (its registration's

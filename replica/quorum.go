@@ -29,6 +29,20 @@ type Quorum struct {
 // Majority returns the quorum of n replicas.
 func Majority(n int) int { return n/2 + 1 }
 
+// Quorums returns the write and read quorums of an engine's
+// configuration: each as configured when it is 1 to replicas, else a
+// majority of replicas, so that by default a read overlaps every
+// acknowledged write.
+func Quorums(replicas, write, read int) (int, int) {
+	if write <= 0 || write > replicas {
+		write = Majority(replicas)
+	}
+	if read <= 0 || read > replicas {
+		read = Majority(replicas)
+	}
+	return write, read
+}
+
 // Need returns how many acknowledgements a put (write) or answers a get
 // needs when the lookup found `found` replicas, this node included when
 // it is one, and alone tells whether this node is the only one found.

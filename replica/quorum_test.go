@@ -54,3 +54,19 @@ func TestQuorum(t *testing.T) {
 		t.Fatalf("short read: %v", err)
 	}
 }
+
+// A configured quorum stands when it is 1 to Replicas; anything else is
+// a majority.
+func TestQuorums(t *testing.T) {
+	for _, tc := range []struct{ replicas, write, read, wantW, wantR int }{
+		{3, 0, 0, 2, 2},
+		{3, 3, 1, 3, 1},
+		{3, 4, -1, 2, 2},
+		{5, 0, 5, 3, 5},
+		{1, 0, 0, 1, 1},
+	} {
+		if w, r := Quorums(tc.replicas, tc.write, tc.read); w != tc.wantW || r != tc.wantR {
+			t.Errorf("Quorums(%d, %d, %d) = %d, %d; want %d, %d", tc.replicas, tc.write, tc.read, w, r, tc.wantW, tc.wantR)
+		}
+	}
+}
