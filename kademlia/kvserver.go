@@ -85,12 +85,8 @@ func (e *Engine) handleStore(now time.Time, from netip.AddrPort, q, r *krpc.Msg)
 	if e.notReplica(now, from, q) {
 		return false
 	}
-	d, err := decodeX(q.A.X)
-	var recs []store.Record
-	if err == nil {
-		recs, err = decodeRecords(d, "recs")
-	}
-	if err == nil && e.cfg.Sender != nil && d["o"] == int64(1) {
+	recs, own, err := replica.ParseStore(q.A.X)
+	if err == nil && e.cfg.Sender != nil && own {
 		// A direct write ("o": the sender's own): under a network key,
 		// its writer is the authenticated sender.
 		if s, ok := e.cfg.Sender(); ok {

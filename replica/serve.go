@@ -42,6 +42,9 @@ func EncodeX(dst []byte, v map[string]any) []byte { return encode(dst, v) }
 // write to its replicas, whose writer a network key lets the replica
 // check); repair, hand-over and signed versions travel unmarked.
 func ParseStore(x []byte) (recs []store.Record, own bool, err error) {
+	if recs, own, ok := parseStoreDirect(x); ok {
+		return recs, own, nil
+	}
 	d, err := decodeDict(x)
 	if err != nil {
 		return nil, false, fmt.Errorf("%w: %w", ErrBadRecord, err)
@@ -52,8 +55,12 @@ func ParseStore(x []byte) (recs []store.Record, own bool, err error) {
 
 // AppendOwnWrite appends a dk_store payload of one record the sender
 // wrote itself, marked "o" (see ParseStore).
+// It writes what AppendRecordsWith(dst, "recs", []store.Record{r},
+// map[string]any{"o": int64(1)}) would, without the map and the slice:
+// every put sends one to each replica.
 func AppendOwnWrite(dst []byte, r store.Record) []byte {
-	return AppendRecordsWith(dst, "recs", []store.Record{r}, map[string]any{"o": int64(1)})
+	dst = append(dst, "d1:oi1e4:recsl"...)
+	return append(appendRecordTo(dst, &r), "ee"...)
 }
 
 // AppendAcks appends a dk_store answer for n records, {"ok": [0|1, ...]}:
