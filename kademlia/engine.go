@@ -74,10 +74,11 @@ type Engine struct {
 	tokens  guard.Tokens
 	peers   peerStore
 	items   itemStore
-	clock   store.Clock     // versions of key-value writes
-	commits replica.Commits // writes waiting for the next commit (group commit)
-	xbuf    []byte          // scratch for "x" payloads
-	tree    *replica.Tree   // the store's hash tree for anti-entropy, made on first use
+	clock   store.Clock       // versions of key-value writes
+	commits replica.Commits   // writes waiting for the next commit (group commit)
+	xbuf    []byte            // scratch for "x" payloads
+	near    []routing.Contact // scratch for replicasFound's table contacts
+	tree    *replica.Tree     // the store's hash tree for anti-entropy, made on first use
 	// acceptor answers conditional writes (cas.go), made on first use;
 	// restarted: the store held records at start (replica.NewAcceptor).
 	acceptor  *replica.Acceptor
