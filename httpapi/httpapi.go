@@ -166,11 +166,20 @@ func (c *codeRecorder) WriteHeader(code int)        { c.code = code }
 
 // securityHeaders keeps values served by the node from being sniffed into
 // HTML or framed by another site.
+// Their values are shared by every response, where Header.Set allocated
+// a slice per header per request: nothing changes a value in place (Set
+// replaces the slice, and Add appends past its capacity, to a copy).
 func securityHeaders(h http.Handler) http.Handler {
+	var (
+		nosniff    = []string{"nosniff"}
+		deny       = []string{"DENY"}
+		sameOrigin = []string{"same-origin"}
+	)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("X-Content-Type-Options", "nosniff")
-		w.Header().Set("X-Frame-Options", "DENY")
-		w.Header().Set("Referrer-Policy", "same-origin")
+		hd := w.Header()
+		hd["X-Content-Type-Options"] = nosniff[:1:1]
+		hd["X-Frame-Options"] = deny[:1:1]
+		hd["Referrer-Policy"] = sameOrigin[:1:1]
 		h.ServeHTTP(w, r)
 	})
 }
