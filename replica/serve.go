@@ -66,7 +66,7 @@ func AppendOwnWrite(dst []byte, r store.Record) []byte {
 // AppendAcks appends a dk_store answer for n records, {"ok": [0|1, ...]}:
 // 1 for record idx[j] when errs[j] is nil (committed, or refused for an
 // equal or newer version held), 0 for the others (refused before the
-// commit). It writes what EncodeX would, without a map or a list: every
+// commit). A nil idx is every record in order: errs[j] is record j's. It writes what EncodeX would, without a map or a list: every
 // dk_store answered pays for it.
 func AppendAcks(dst []byte, n int, idx []int, errs []error) []byte {
 	dst = append(dst, "d2:okl"...)
@@ -76,7 +76,11 @@ func AppendAcks(dst []byte, n int, idx []int, errs []error) []byte {
 	}
 	for j, err := range errs {
 		if err == nil {
-			dst[start+3*idx[j]+1] = '1'
+			i := j
+			if idx != nil {
+				i = idx[j]
+			}
+			dst[start+3*i+1] = '1'
 		}
 	}
 	return append(dst, "ee"...)

@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"errors"
 	"reflect"
 	"testing"
 	"time"
@@ -62,5 +63,20 @@ func TestParseStoreDirectTakesPuts(t *testing.T) {
 	}
 	if got := string(AppendAcks(nil, 1, nil, nil)); got != refuseOne {
 		t.Fatalf("refusal %q, the fast path knows %q", got, refuseOne)
+	}
+	refused := errors.New("refused")
+	for _, c := range []struct {
+		n    int
+		idx  []int
+		errs []error
+		want string
+	}{
+		{1, nil, []error{nil}, ackOne},
+		{3, nil, []error{nil, refused, nil}, "d2:okli1ei0ei1eee"},
+		{3, []int{0, 2}, []error{refused, nil}, "d2:okli0ei0ei1eee"},
+	} {
+		if got := string(AppendAcks(nil, c.n, c.idx, c.errs)); got != c.want {
+			t.Errorf("AppendAcks(%v, %v) = %q, want %q", c.idx, c.errs, got, c.want)
+		}
 	}
 }
