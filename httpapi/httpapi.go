@@ -15,6 +15,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -25,6 +26,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/dhtkit/dhtkit"
@@ -164,11 +166,20 @@ func (c *codeRecorder) WriteHeader(code int)        { c.code = code }
 
 // securityHeaders keeps values served by the node from being sniffed into
 // HTML or framed by another site.
+// Their values are shared by every response, where Header.Set allocated
+// a slice per header per request: nothing changes a value in place (Set
+// replaces the slice, and Add appends past its capacity, to a copy).
 func securityHeaders(h http.Handler) http.Handler {
+	var (
+		nosniff    = []string{"nosniff"}
+		deny       = []string{"DENY"}
+		sameOrigin = []string{"same-origin"}
+	)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("X-Content-Type-Options", "nosniff")
-		w.Header().Set("X-Frame-Options", "DENY")
-		w.Header().Set("Referrer-Policy", "same-origin")
+		hd := w.Header()
+		hd["X-Content-Type-Options"] = nosniff[:1:1]
+		hd["X-Frame-Options"] = deny[:1:1]
+		hd["Referrer-Policy"] = sameOrigin[:1:1]
 		h.ServeHTTP(w, r)
 	})
 }
@@ -180,14 +191,34 @@ func (s *server) ctx(r *http.Request) (context.Context, context.CancelFunc) {
 
 func (s *server) uptime() time.Duration { return time.Since(s.opt.Started) }
 
+// jsonWriter is an indenting JSON encoder and the buffer it writes to,
+// recycled: a fresh encoder allocated itself, its buffer and the
+// indented copy on every answer, a put's included.
+type jsonWriter struct {
+	buf bytes.Buffer
+	enc *json.Encoder
+}
+
+var jsonWriters = sync.Pool{New: func() any {
+	j := &jsonWriter{}
+	j.enc = json.NewEncoder(&j.buf)
+	j.enc.SetIndent("", "  ")
+	return j
+}}
+
 // writeJSON writes v with status code.
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v) // the client went away: nothing to do
+	j := jsonWriters.Get().(*jsonWriter)
+	if err := j.enc.Encode(v); err == nil {
+		_, _ = w.Write(j.buf.Bytes()) // the client went away: nothing to do
+	}
+	if j.buf.Cap() <= 64<<10 { // a large answer's buffer is not kept
+		j.buf.Reset()
+		jsonWriters.Put(j)
+	}
 }
 
 // errorBody is every error response: {"error":"..."}.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -69,7 +70,15 @@ func splitKey(rk string) (string, string) {
 }
 
 // etag quotes a version as an HTTP entity tag.
-func etag(v store.Version) string { return `"` + v.String() + `"` }
+func etag(v store.Version) string {
+	var raw [16]byte
+	binary.BigEndian.PutUint64(raw[:8], v.Time)
+	binary.BigEndian.PutUint64(raw[8:], v.Writer)
+	var b [2 + 2*len(raw)]byte // one allocation, the string's, where concatenation made two
+	hex.Encode(b[1:], raw[:])
+	b[0], b[len(b)-1] = '"', '"'
+	return string(b[:])
+}
 
 func setValueHeaders(h http.Header, v dhtkit.Value) {
 	h.Set("ETag", etag(v.Version))
@@ -283,7 +292,8 @@ func (s *server) putKey(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, http.StatusBadRequest, err)
 		return
 	}
-	ttl, err := parseTTL(r.URL.Query().Get("ttl"))
+	query := r.URL.Query() // parsed once: each parse allocates the whole map again
+	ttl, err := parseTTL(query.Get("ttl"))
 	if err != nil {
 		s.fail(w, r, http.StatusBadRequest, err)
 		return
@@ -303,7 +313,7 @@ func (s *server) putKey(w http.ResponseWriter, r *http.Request) {
 	// in memory.
 	start := time.Now()
 	body, opt := http.MaxBytesReader(w, r.Body, s.opt.MaxValueSize), dhtkit.PutOptions{TTL: ttl, Source: clientIP(r)}
-	if err := putOptions(r.URL.Query(), &opt); err != nil {
+	if err := putOptions(query, &opt); err != nil {
 		s.fail(w, r, http.StatusBadRequest, err)
 		return
 	}

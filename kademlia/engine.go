@@ -74,10 +74,11 @@ type Engine struct {
 	tokens  guard.Tokens
 	peers   peerStore
 	items   itemStore
-	clock   store.Clock     // versions of key-value writes
-	commits replica.Commits // writes waiting for the next commit (group commit)
-	xbuf    []byte          // scratch for "x" payloads
-	tree    *replica.Tree   // the store's hash tree for anti-entropy, made on first use
+	clock   store.Clock       // versions of key-value writes
+	commits replica.Commits   // writes waiting for the next commit (group commit)
+	xbuf    []byte            // scratch for "x" payloads
+	near    []routing.Contact // scratch for replicasFound's table contacts
+	tree    *replica.Tree     // the store's hash tree for anti-entropy, made on first use
 	// acceptor answers conditional writes (cas.go), made on first use;
 	// restarted: the store held records at start (replica.NewAcceptor).
 	acceptor  *replica.Acceptor
@@ -234,6 +235,7 @@ func (e *Engine) Infohashes(n int) []id.ID {
 func (e *Engine) begin() {
 	if e.drained {
 		e.box.Reset()
+		clear(e.results) // the driver copied them: keep none of their slices reachable
 		e.results = e.results[:0]
 		clear(e.events)
 		e.events = e.events[:0]
@@ -242,7 +244,8 @@ func (e *Engine) begin() {
 }
 
 // Ready returns what the driver should do now and clears it. Packet data
-// is valid until the next call on the engine.
+// and the Results and Events slices are valid until the next call on the
+// engine: a driver copies the results it keeps.
 func (e *Engine) Ready() Ready {
 	e.begin() // a second Ready in a row hands out nothing twice
 	var b *replica.Batch
@@ -250,11 +253,10 @@ func (e *Engine) Ready() Ready {
 		b = e.commits.Flush(e.kvStore(), e.changed) // persist first, then send
 	}
 	e.drained = true
-	rd := Ready{Packets: e.box.Packets(), Results: e.results, Events: e.events, Commit: b}
-	// Results are few, and hold slices (nodes, peers, values): hand the
-	// array over rather than keep them reachable until the next call.
-	e.results = nil
-	return rd
+	// The results' array is reused, as the packets' and the events' are:
+	// a fresh one for each Ready cost an allocation of a few hundred
+	// bytes per operation. begin clears it at the next call.
+	return Ready{Packets: e.box.Packets(), Results: e.results, Events: e.events, Commit: b}
 }
 
 // HasReady reports whether Ready has anything to hand out.

@@ -325,29 +325,37 @@ func (e *Engine) replicasFound(now time.Time, target id.ID, l *lookup, withDown 
 		m  replica.Member
 		sn sent
 	}
-	ks := []known{{m: replica.Member{Node: krpc.NodeInfo{ID: e.self}, Self: true}}}
-	seen := map[id.ID]bool{e.self: true}
+	// Sized for every candidate, so that it is allocated once; the few
+	// members are told apart by a scan, not a map.
+	cands := 0
+	if l != nil {
+		cands = len(l.cands)
+	}
+	ks := make([]known, 1, 1+cands+n)
+	ks[0] = known{m: replica.Member{Node: krpc.NodeInfo{ID: e.self}, Self: true}}
+	seen := func(x id.ID) bool {
+		return slices.ContainsFunc(ks, func(k known) bool { return k.m.Node.ID == x })
+	}
 	if l != nil {
 		for i := range l.cands {
 			c := &l.cands[i]
-			if c.state == fresh || seen[c.info.ID] || c.state != answered && (!withDown || !e.countsDown(now, c.info.ID)) {
+			if c.state == fresh || seen(c.info.ID) || c.state != answered && (!withDown || !e.countsDown(now, c.info.ID)) {
 				continue
 			}
-			seen[c.info.ID] = true
 			ks = append(ks, known{m: replica.Member{Node: c.info}, sn: sent{token: c.token, down: c.state != answered}})
 		}
 	}
-	var cs []routing.Contact
+	cs := e.near[:0]
 	if all, ok := e.table.(routing.AllCloser); ok && withDown {
-		cs = all.ClosestAll(target, n, nil)
+		cs = all.ClosestAll(target, n, cs)
 	} else if withDown {
-		cs = e.table.Closest(target, n, nil)
+		cs = e.table.Closest(target, n, cs)
 	}
+	defer func() { e.near = cs[:0] }() // reused: the contacts are copied into ks
 	for _, c := range cs {
-		if seen[c.ID] || c.State == routing.Bad && !e.countsDown(now, c.ID) {
+		if seen(c.ID) || c.State == routing.Bad && !e.countsDown(now, c.ID) {
 			continue
 		}
-		seen[c.ID] = true
 		// A contact the lookup did not meet: down if the table holds it
 		// bad, else asked like any other member.
 		ks = append(ks, known{m: replica.Member{Node: krpc.NodeInfo{ID: c.ID, Addr: c.Addr}}, sn: sent{down: c.State == routing.Bad}})

@@ -88,12 +88,8 @@ func (e *Engine) handleStore(now time.Time, from netip.AddrPort, q, r *krpc.Msg)
 		e.replyError(now, from, q.T, krpc.CodeProtocol, "dk_store: bad token")
 		return false
 	}
-	d, err := decodeX(q.A.X)
-	var recs []store.Record
-	if err == nil {
-		recs, err = decodeRecords(d, "recs")
-	}
-	if err == nil && e.cfg.Sender != nil && d["o"] == int64(1) {
+	recs, own, err := replica.ParseStore(q.A.X)
+	if err == nil && e.cfg.Sender != nil && own {
 		// A direct write ("o": the sender's own): under a network key,
 		// its writer is the authenticated sender.
 		if s, ok := e.cfg.Sender(); ok {
@@ -108,18 +104,29 @@ func (e *Engine) handleStore(now time.Time, from netip.AddrPort, q, r *krpc.Msg)
 		e.replyError(now, from, q.T, krpc.CodeProtocol, "dk_store: "+err.Error())
 		return false
 	}
-	idx := make([]int, 0, len(recs)) // positions in recs of the records queued
-	valid := make([]store.Record, 0, len(recs))
+	// The records queued, filtered in place (recs is this message's own
+	// and read no more), and their positions in recs: nil while that is
+	// every one, so that a put's write allocates neither.
+	var idx []int
+	valid := recs[:0]
 	for i := range recs {
 		if err := e.clock.Observe(now, recs[i].Version); err != nil {
 			if len(recs) == 1 {
 				e.replyError(now, from, q.T, krpc.CodeProtocol, "dk_store: "+err.Error())
 				return false
 			}
+			if idx == nil {
+				idx = make([]int, len(valid), len(recs))
+				for j := range idx {
+					idx[j] = j
+				}
+			}
 			continue
 		}
 		recs[i].Source = e.writer(from, q, &recs[i])
-		idx = append(idx, i)
+		if idx != nil {
+			idx = append(idx, i)
+		}
 		valid = append(valid, recs[i])
 	}
 	// The answer waits for the commit Ready makes of every write queued

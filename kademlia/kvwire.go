@@ -48,10 +48,6 @@ func decodeX(x []byte) (map[string]any, error) {
 	return d, nil
 }
 
-func decodeRecords(d map[string]any, key string) ([]store.Record, error) {
-	return replica.RecordsOf(d, key)
-}
-
 // AppendRecords appends the payload of a dk_store query or a dk_fetch
 // answer, {"recs": [rec, ...]}: replica.AppendRecords.
 func AppendRecords(dst []byte, recs []store.Record) []byte { return replica.AppendRecords(dst, recs) }

@@ -151,6 +151,14 @@ var errWriteRefused = errors.New("replica refused the write")
 // Stored takes member i's answer x to a put's dk_store: the write
 // acknowledged, or refused.
 func (o *Op) Stored(i int, x []byte) {
+	switch string(x) { // the answers to a put, without decoding them
+	case ackOne:
+		o.Ack(i)
+		return
+	case refuseOne:
+		o.Fail(i, errWriteRefused)
+		return
+	}
 	d, err := decodeDict(x)
 	if err != nil {
 		o.Fail(i, err)

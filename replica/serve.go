@@ -42,6 +42,9 @@ func EncodeX(dst []byte, v map[string]any) []byte { return encode(dst, v) }
 // write to its replicas, whose writer a network key lets the replica
 // check); repair, hand-over and signed versions travel unmarked.
 func ParseStore(x []byte) (recs []store.Record, own bool, err error) {
+	if recs, own, ok := parseStoreDirect(x); ok {
+		return recs, own, nil
+	}
 	d, err := decodeDict(x)
 	if err != nil {
 		return nil, false, fmt.Errorf("%w: %w", ErrBadRecord, err)
@@ -52,14 +55,18 @@ func ParseStore(x []byte) (recs []store.Record, own bool, err error) {
 
 // AppendOwnWrite appends a dk_store payload of one record the sender
 // wrote itself, marked "o" (see ParseStore).
+// It writes what AppendRecordsWith(dst, "recs", []store.Record{r},
+// map[string]any{"o": int64(1)}) would, without the map and the slice:
+// every put sends one to each replica.
 func AppendOwnWrite(dst []byte, r store.Record) []byte {
-	return AppendRecordsWith(dst, "recs", []store.Record{r}, map[string]any{"o": int64(1)})
+	dst = append(dst, "d1:oi1e4:recsl"...)
+	return append(appendRecordTo(dst, &r), "ee"...)
 }
 
 // AppendAcks appends a dk_store answer for n records, {"ok": [0|1, ...]}:
 // 1 for record idx[j] when errs[j] is nil (committed, or refused for an
 // equal or newer version held), 0 for the others (refused before the
-// commit). It writes what EncodeX would, without a map or a list: every
+// commit). A nil idx is every record in order: errs[j] is record j's. It writes what EncodeX would, without a map or a list: every
 // dk_store answered pays for it.
 func AppendAcks(dst []byte, n int, idx []int, errs []error) []byte {
 	dst = append(dst, "d2:okl"...)
@@ -69,7 +76,11 @@ func AppendAcks(dst []byte, n int, idx []int, errs []error) []byte {
 	}
 	for j, err := range errs {
 		if err == nil {
-			dst[start+3*idx[j]+1] = '1'
+			i := j
+			if idx != nil {
+				i = idx[j]
+			}
+			dst[start+3*i+1] = '1'
 		}
 	}
 	return append(dst, "ee"...)

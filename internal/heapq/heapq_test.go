@@ -31,3 +31,27 @@ func TestQueue(t *testing.T) {
 		}
 	}
 }
+
+// TestQueueAllocs checks that Push and Pop box nothing: every query an
+// engine sends pushes its timeout.
+func TestQueueAllocs(t *testing.T) {
+	type item struct {
+		at  int64
+		tid uint16
+	}
+	q := Queue[item]{Before: func(a, b item) bool { return a.at < b.at }}
+	for i := range 64 { // grow the slice first: growth is amortized
+		q.Push(item{at: int64(i)})
+	}
+	for q.Len() > 0 {
+		q.Pop()
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		q.Push(item{at: 3})
+		q.Push(item{at: 1})
+		q.Pop()
+		q.Pop()
+	}); n != 0 {
+		t.Fatalf("%v allocations per two Push and two Pop, want 0", n)
+	}
+}
