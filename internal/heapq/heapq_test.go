@@ -47,10 +47,11 @@ func TestQueueAllocs(t *testing.T) {
 		q.Pop()
 	}
 	if n := testing.AllocsPerRun(100, func() {
-		q.Push(item{at: 3})
-		q.Push(item{at: 1})
-		q.Pop()
-		q.Pop()
+		q.Push(item{at: 3, tid: 3})
+		q.Push(item{at: 1, tid: 1})
+		if a, b := q.Pop(), q.Pop(); a.tid != 1 || b.tid != 3 {
+			t.Fatalf("popped %v then %v, want tid 1 then 3", a, b)
+		}
 	}); n != 0 {
 		t.Fatalf("%v allocations per two Push and two Pop, want 0", n)
 	}
