@@ -28,7 +28,7 @@ func FuzzParseStoreDirect(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, x []byte) {
-		recs, own, ok := parseStoreDirect(x)
+		recs, own, _, ok := parseStoreDirect(x)
 		if !ok {
 			return
 		}
@@ -54,7 +54,7 @@ func TestParseStoreDirectTakesPuts(t *testing.T) {
 	if want := AppendRecordsWith(nil, "recs", []store.Record{r}, map[string]any{"o": int64(1)}); string(x) != string(want) {
 		t.Fatalf("AppendOwnWrite wrote %q, AppendRecordsWith %q", x, want)
 	}
-	recs, own, ok := parseStoreDirect(x)
+	recs, own, _, ok := parseStoreDirect(x)
 	if !ok || !own || len(recs) != 1 || recs[0].Key != r.Key || string(recs[0].Value) != "value" || recs[0].Version != r.Version || !recs[0].Expires.Equal(r.Expires) {
 		t.Fatalf("own write: %+v, own %v, ok %v", recs, own, ok)
 	}
