@@ -247,6 +247,12 @@ func TestBatchedPutNotReplicaFallsBack(t *testing.T) {
 	if !coord.e.oneHopCovered(n.Now, target) {
 		t.Fatal("the coordinator's table does not cover the key: the test needs it to try one hop")
 	}
+	refused := 0 // records a batch's answer refused as "not a replica"
+	coord.e.cfg.Tap = func(dir Direction, _ netip.AddrPort, m *krpc.Msg) {
+		if dir == In && m.Y == krpc.Response && bytes.Contains(m.R.X, []byte("i"+strconv.Itoa(codeNotReplica)+"e")) {
+			refused++
+		}
+	}
 	const count = 24
 	rs := burstPuts(t, n, coord, "stale", count)
 	for i, r := range rs {
@@ -256,6 +262,9 @@ func TestBatchedPutNotReplicaFallsBack(t *testing.T) {
 	}
 	if coord.e.stats.StoreBatches == 0 {
 		t.Fatal("no batch sent: the test needs the stale key's write batched")
+	}
+	if refused == 0 {
+		t.Fatal("no batch answer refused a record as not a replica: the test needs the stale key's write batched")
 	}
 	if coord.e.stats.OneHopFallbacks == 0 {
 		t.Error("no put fell back to a lookup")
