@@ -46,6 +46,9 @@ type Stats struct {
 	// OneHops counts the key-value operations started without a lookup,
 	// OneHopFallbacks those of them that a lookup had to finish (onehop.go).
 	OneHops, OneHopFallbacks uint64
+	// StoreBatches counts the dk_stores that carried the writes of several
+	// puts to one replica, BatchedWrites those writes (storebatch.go).
+	StoreBatches, BatchedWrites uint64
 }
 
 // maintenanceInterval is how often the engine looks at its table, its
@@ -111,6 +114,11 @@ type Engine struct {
 	events  []Event
 	drained bool
 	closed  bool
+	// storeQ: one-hop writes waiting for Ready, which sends those bound
+	// for one replica as one dk_store (storebatch.go); storeAt is when the
+	// last was queued.
+	storeQ  []storeWait
+	storeAt time.Time
 }
 
 // New returns an engine for cfg, started at now.
@@ -248,6 +256,9 @@ func (e *Engine) begin() {
 // engine: a driver copies the results it keeps.
 func (e *Engine) Ready() Ready {
 	e.begin() // a second Ready in a row hands out nothing twice
+	if len(e.storeQ) > 0 {
+		e.flushStores()
+	}
 	var b *replica.Batch
 	if e.commits.Due() {
 		b = e.commits.Flush(e.kvStore(), e.changed) // persist first, then send
@@ -261,7 +272,7 @@ func (e *Engine) Ready() Ready {
 
 // HasReady reports whether Ready has anything to hand out.
 func (e *Engine) HasReady() bool {
-	return e.commits.Due() || !e.drained && (len(e.box.Packets()) > 0 || len(e.results) > 0 || len(e.events) > 0)
+	return e.commits.Due() || len(e.storeQ) > 0 || !e.drained && (len(e.box.Packets()) > 0 || len(e.results) > 0 || len(e.events) > 0)
 }
 
 // Deadline is the time of the engine's next timer; the driver calls Tick
@@ -433,6 +444,7 @@ func (e *Engine) Close(now time.Time) {
 	e.begin()
 	e.commits.Async = false // a batch still out is the driver's to finish
 	e.commits.Flush(e.kvStore(), e.changed)
+	e.storeQ = nil // their puts end here
 	for _, op := range e.sortedOps() {
 		e.finish(now, op, ErrClosed)
 	}

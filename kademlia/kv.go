@@ -241,13 +241,24 @@ func (e *Engine) kvReplicas(now time.Time, s *opState, l *lookup) {
 			e.kvLocal(now, op, i)
 			continue
 		}
-		tid, ok := op.ask(now, e, i)
-		if !ok {
-			op.q.Fail(i, errBusy)
+		if op.batchable(e, i) {
+			e.queueStore(now, op, i) // sent at Ready, with the others to that replica
+			continue
 		}
-		op.sent[i].tid = tid
+		op.send(now, e, i)
 	}
 	op.check(now, e)
+}
+
+// send asks member i, or fails it when no query can go out, and reports
+// whether it asked.
+func (op *kvOp) send(now time.Time, e *Engine, i int) bool {
+	tid, ok := op.ask(now, e, i)
+	if !ok {
+		op.q.Fail(i, errBusy)
+	}
+	op.sent[i].tid = tid
+	return ok
 }
 
 // ask sends member i the operation's dk_store or dk_fetch.

@@ -88,7 +88,11 @@ func (e *Engine) handleStore(now time.Time, from netip.AddrPort, q, r *krpc.Msg)
 		e.replyError(now, from, q.T, krpc.CodeProtocol, "dk_store: bad token")
 		return false
 	}
-	recs, own, err := replica.ParseStore(q.A.X)
+	recs, own, each, err := replica.ParseStoreEach(q.A.X)
+	if err == nil && each && len(recs) > maxStoreBatch {
+		// Each record costs a look at the table: bounded per datagram.
+		err = fmt.Errorf("%w: %d records to check, at most %d", replica.ErrBadRecord, len(recs), maxStoreBatch)
+	}
 	if err == nil && e.cfg.Sender != nil && own {
 		// A direct write ("o": the sender's own): under a network key,
 		// its writer is the authenticated sender.
@@ -103,6 +107,10 @@ func (e *Engine) handleStore(now time.Time, from netip.AddrPort, q, r *krpc.Msg)
 	if err != nil {
 		e.replyError(now, from, q.T, krpc.CodeProtocol, "dk_store: "+err.Error())
 		return false
+	}
+	if each {
+		e.storeEach(now, from, q, recs)
+		return false // answered at the commit
 	}
 	// The records queued, filtered in place (recs is this message's own
 	// and read no more), and their positions in recs: nil while that is

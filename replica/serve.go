@@ -42,15 +42,24 @@ func EncodeX(dst []byte, v map[string]any) []byte { return encode(dst, v) }
 // write to its replicas, whose writer a network key lets the replica
 // check); repair, hand-over and signed versions travel unmarked.
 func ParseStore(x []byte) (recs []store.Record, own bool, err error) {
-	if recs, own, ok := parseStoreDirect(x); ok {
-		return recs, own, nil
+	recs, own, _, err = ParseStoreEach(x)
+	return recs, own, err
+}
+
+// ParseStoreEach is ParseStore that also says whether the sender asks the
+// replica to check, record by record, that it is one of each key's
+// replicas ("c": a one-hop batch of writes to several keys, which no
+// single target of the query names; AppendOwnWrites).
+func ParseStoreEach(x []byte) (recs []store.Record, own, each bool, err error) {
+	if recs, own, each, ok := parseStoreDirect(x); ok {
+		return recs, own, each, nil
 	}
 	d, err := decodeDict(x)
 	if err != nil {
-		return nil, false, fmt.Errorf("%w: %w", ErrBadRecord, err)
+		return nil, false, false, fmt.Errorf("%w: %w", ErrBadRecord, err)
 	}
 	recs, err = RecordsOf(d, "recs")
-	return recs, d["o"] == int64(1), err
+	return recs, d["o"] == int64(1), d["c"] == int64(1), err
 }
 
 // AppendOwnWrite appends a dk_store payload of one record the sender
@@ -61,6 +70,35 @@ func ParseStore(x []byte) (recs []store.Record, own bool, err error) {
 func AppendOwnWrite(dst []byte, r store.Record) []byte {
 	dst = append(dst, "d1:oi1e4:recsl"...)
 	return append(appendRecordTo(dst, &r), "ee"...)
+}
+
+// AppendOwnWrites appends a dk_store payload of several records the
+// sender wrote itself, marked "o", and "c": the replica checks each
+// record's key (ParseStoreEach). It is the one datagram that carries the
+// writes of several puts bound for the same replica.
+func AppendOwnWrites(dst []byte, recs []*store.Record) []byte {
+	dst = append(dst, "d1:ci1e1:oi1e4:recsl"...)
+	for _, r := range recs {
+		dst = appendRecordTo(dst, r)
+	}
+	return append(dst, "ee"...)
+}
+
+// AckCodes decodes a dk_store answer's list, {"ok": [n, ...]}: 1 for a
+// record held, 0 for one refused, or the error code the replica gave a
+// record it refused (a batch of writes, AppendOwnWrites). A malformed
+// answer has none.
+func AckCodes(x []byte) []int64 {
+	d, err := decodeDict(x)
+	if err != nil {
+		return nil
+	}
+	list, _ := d["ok"].([]any)
+	out := make([]int64, len(list))
+	for i, v := range list {
+		out[i], _ = v.(int64)
+	}
+	return out
 }
 
 // AppendAcks appends a dk_store answer for n records, {"ok": [0|1, ...]}:

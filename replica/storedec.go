@@ -7,55 +7,64 @@ import (
 	"github.com/dhtkit/dhtkit/store"
 )
 
-// parseStoreDirect decodes the dk_store payloads puts send, {"recs":
-// [rec, ...], "o": 1}, with a krpc.Cursor: no map per dictionary and no
+// parseStoreDirect decodes the dk_store payloads puts send, {"c": 1,
+// "recs": [rec, ...], "o": 1}, with a krpc.Cursor: no map per dictionary and no
 // interface per value, which cost a replica some twenty allocations per
 // write. It takes only what it can decode exactly as ParseStore's map
-// decoding would, the same records and flag, and says !ok for anything
+// decoding would, the same records and flags, and says !ok for anything
 // else: an unknown key, a duplicate one, a value of another type, a
 // record the map decoding refuses, trailing bytes. The caller then
 // decodes x the slow way, which accepts or refuses it, with its errors.
-func parseStoreDirect(x []byte) (recs []store.Record, own, ok bool) {
+func parseStoreDirect(x []byte) (recs []store.Record, own, each, ok bool) {
 	c, ok := krpc.NewCursor(x)
 	if !ok || !c.Open('d') {
-		return nil, false, false
+		return nil, false, false, false
 	}
-	var seenRecs, seenOwn bool
+	var seenRecs, seenOwn, seenEach bool
 	for !c.Close() {
 		k, err := c.Str()
 		if err != nil {
-			return nil, false, false
+			return nil, false, false, false
 		}
 		switch string(k) {
 		case "recs":
 			if seenRecs || !c.Open('l') {
-				return nil, false, false
+				return nil, false, false, false
 			}
 			seenRecs = true
 			for !c.Close() {
 				r, ok := parseRecordDirect(&c)
 				if !ok {
-					return nil, false, false
+					return nil, false, false, false
 				}
 				recs = append(recs, r)
 			}
-		case "o":
+		case "o", "c":
 			v, err := c.Int()
-			if seenOwn || err != nil {
-				return nil, false, false
+			seen := &seenOwn
+			if k[0] == 'c' {
+				seen = &seenEach
 			}
-			seenOwn, own = true, v == 1
+			if *seen || err != nil {
+				return nil, false, false, false
+			}
+			*seen = true
+			if k[0] == 'c' {
+				each = v == 1
+			} else {
+				own = v == 1
+			}
 		default:
-			return nil, false, false
+			return nil, false, false, false
 		}
 	}
 	if !c.Done() {
-		return nil, false, false
+		return nil, false, false, false
 	}
 	if recs == nil {
 		recs = []store.Record{} // RecordsOf's empty list
 	}
-	return recs, own, true
+	return recs, own, each, true
 }
 
 // parseRecordDirect decodes one record as decodeRecord does, or says !ok

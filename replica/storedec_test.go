@@ -16,6 +16,7 @@ func FuzzParseStoreDirect(f *testing.F) {
 	v := store.Version{Time: 5, Writer: 1}
 	f.Add(AppendOwnWrite(nil, store.Record{Key: "k", Value: []byte("v"), Version: v, Expires: time.UnixMilli(1e12)}))
 	f.Add(AppendRecords(nil, []store.Record{{Key: "k", Deleted: true, Version: v}, {Key: "j", Version: v}}))
+	f.Add(AppendOwnWrites(nil, []*store.Record{{Key: "k", Value: []byte("v"), Version: v}, {Key: "j", Deleted: true, Version: v}}))
 	for _, s := range []string{
 		"de", "d4:recslee", "d4:recsle1:oi1ee", "d1:oi1e4:recslee", "d4:recsle4:recslee",
 		"d4:recsld1:k1:a1:ti0e1:v1:b1:wi0eeee", "d4:recsld1:k1:a1:ti1e1:v1:b1:wi0e1:k1:beee",
@@ -28,7 +29,7 @@ func FuzzParseStoreDirect(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, x []byte) {
-		recs, own, ok := parseStoreDirect(x)
+		recs, own, each, ok := parseStoreDirect(x)
 		if !ok {
 			return
 		}
@@ -40,8 +41,8 @@ func FuzzParseStoreDirect(f *testing.F) {
 		if err != nil {
 			t.Fatalf("direct decoder took records the map decoder refuses: %v", err)
 		}
-		if !reflect.DeepEqual(recs, want) || own != (d["o"] == int64(1)) {
-			t.Fatalf("direct decoder: %+v, own %v; map decoder: %+v, own %v", recs, own, want, d["o"] == int64(1))
+		if !reflect.DeepEqual(recs, want) || own != (d["o"] == int64(1)) || each != (d["c"] == int64(1)) {
+			t.Fatalf("direct decoder: %+v, own %v, each %v; map decoder: %+v, own %v, each %v", recs, own, each, want, d["o"] == int64(1), d["c"] == int64(1))
 		}
 	})
 }
@@ -54,7 +55,7 @@ func TestParseStoreDirectTakesPuts(t *testing.T) {
 	if want := AppendRecordsWith(nil, "recs", []store.Record{r}, map[string]any{"o": int64(1)}); string(x) != string(want) {
 		t.Fatalf("AppendOwnWrite wrote %q, AppendRecordsWith %q", x, want)
 	}
-	recs, own, ok := parseStoreDirect(x)
+	recs, own, _, ok := parseStoreDirect(x)
 	if !ok || !own || len(recs) != 1 || recs[0].Key != r.Key || string(recs[0].Value) != "value" || recs[0].Version != r.Version || !recs[0].Expires.Equal(r.Expires) {
 		t.Fatalf("own write: %+v, own %v, ok %v", recs, own, ok)
 	}
@@ -78,5 +79,33 @@ func TestParseStoreDirectTakesPuts(t *testing.T) {
 		if got := string(AppendAcks(nil, c.n, c.idx, c.errs)); got != c.want {
 			t.Errorf("AppendAcks(%v, %v) = %q, want %q", c.idx, c.errs, got, c.want)
 		}
+	}
+}
+
+// TestOwnWritesBatch checks that a batch of writes is what the generic
+// encoder writes, that it is decoded the fast way with its "c" flag, and
+// that the per-record codes of its answer are read back.
+func TestOwnWritesBatch(t *testing.T) {
+	v := store.Version{Time: 7, Writer: 3}
+	rs := []store.Record{
+		{Key: "a", Value: []byte("1"), Version: v, Expires: time.UnixMilli(2e12)},
+		{Key: "b", Deleted: true, Version: v},
+	}
+	x := AppendOwnWrites(nil, []*store.Record{&rs[0], &rs[1]})
+	if want := AppendRecordsWith(nil, "recs", rs, map[string]any{"o": int64(1), "c": int64(1)}); string(x) != string(want) {
+		t.Fatalf("AppendOwnWrites wrote %q, AppendRecordsWith %q", x, want)
+	}
+	recs, own, each, ok := parseStoreDirect(x)
+	if !ok || !own || !each || len(recs) != 2 || recs[0].Key != "a" || !recs[1].Deleted {
+		t.Fatalf("batch: %+v, own %v, each %v, ok %v", recs, own, each, ok)
+	}
+	if _, _, each, err := ParseStoreEach(AppendOwnWrite(nil, rs[0])); err != nil || each {
+		t.Fatalf("a single write: each %v, %v", each, err)
+	}
+	if got := AckCodes([]byte("d2:okli1ei0ei249eee")); !reflect.DeepEqual(got, []int64{1, 0, 249}) {
+		t.Fatalf("AckCodes: %v", got)
+	}
+	if got := AckCodes([]byte("d2:okl1:xee")); !reflect.DeepEqual(got, []int64{0}) {
+		t.Fatalf("AckCodes of a string: %v, want a refusal", got)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	goruntime "runtime"
 	"sync"
 	"time"
 
@@ -107,6 +108,14 @@ type Runtime struct {
 	arena   []byte              // the sealed datagrams of one flush
 	dropLog map[error]time.Time // when each kind of drop was last logged
 
+	// kick asks the timer loop to flush: Do starts an operation and
+	// leaves its Ready to that flush (or to any other that comes first),
+	// so that operations started together by several callers go out in
+	// one Ready, where the engine batches their writes to each replica.
+	// kicked: a flush is asked for and has not happened yet.
+	kick   chan struct{}
+	kicked bool
+
 	done      chan struct{}
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -137,6 +146,7 @@ func New(conn *net.UDPConn, eng Engine, opts Options) *Runtime {
 		out:     make([]message, 0, opts.Batch),
 		timer:   time.NewTimer(time.Hour),
 		done:    make(chan struct{}),
+		kick:    make(chan struct{}, 1),
 		sealer:  opts.Sealer,
 		dropLog: make(map[error]time.Time),
 	}
@@ -179,7 +189,13 @@ func (r *Runtime) Do(ctx context.Context, op kademlia.Op) (kademlia.Result, erro
 	}
 	opID := r.eng.Start(now, op)
 	r.waiters[opID] = ch
-	r.flushLocked(now)
+	if !r.kicked {
+		r.kicked = true
+		select {
+		case r.kick <- struct{}{}:
+		default: // a kick is pending already (another flush took its work)
+		}
+	}
 	r.mu.Unlock()
 
 	select {
@@ -315,10 +331,15 @@ func (r *Runtime) readLoop(batch, maxPacket int) {
 func (r *Runtime) timerLoop() {
 	defer r.wg.Done()
 	for {
+		ticked := false
 		select {
 		case <-r.done:
 			return
 		case <-r.timer.C:
+			ticked = true
+		case <-r.kick:
+			// Let the callers that are runnable start theirs first.
+			goruntime.Gosched()
 		}
 		now := time.Now()
 		r.mu.Lock()
@@ -326,9 +347,11 @@ func (r *Runtime) timerLoop() {
 			r.mu.Unlock()
 			return
 		}
-		r.armed = time.Time{}
-		r.eng.Tick(now)
-		r.flushLockedTick(now, true)
+		if ticked {
+			r.armed = time.Time{}
+			r.eng.Tick(now)
+		}
+		r.flushLockedTick(now, ticked)
 		r.mu.Unlock()
 	}
 }
@@ -338,6 +361,7 @@ func (r *Runtime) timerLoop() {
 func (r *Runtime) flushLocked(now time.Time) { r.flushLockedTick(now, false) }
 
 func (r *Runtime) flushLockedTick(now time.Time, ticked bool) {
+	r.kicked = false // this flush hands out what Do started
 	rd := r.eng.Ready()
 	if rd.Commit != nil && !r.closed {
 		r.wg.Add(1)

@@ -1,0 +1,266 @@
+package kademlia
+
+import (
+	"bytes"
+	"errors"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/dhtkit/dhtkit/krpc"
+	"github.com/dhtkit/dhtkit/replica"
+	"github.com/dhtkit/dhtkit/store"
+)
+
+// Batched one-hop writes. Under load many puts are started between two
+// calls of Ready, and with a few nodes most of them write to the same
+// replicas: one dk_store per put per replica made the kernel's loopback
+// path nearly half of a put's CPU (BENCHMARKS.md, issue 15). So a one-hop
+// put does not send its writes at once: it queues them, and Ready sends
+// the writes bound for one replica as one dk_store (flushStores), as many
+// records as maxStoreBatch and one datagram allow. A write queued alone
+// goes as before, with its target.
+//
+// A batch names no single target (krpc.HasTarget): it asks the replica to
+// check each record's key instead ("c", replica.AppendOwnWrites), and the
+// replica answers per record, with 1 (held), 0 (refused) or the error
+// code a single write would have drawn, codeNotReplica among them
+// (storeEach). The token or contact check applies to the whole message,
+// as to any dk_store. The batch is one query, one transaction id, under
+// an internal operation of its own (storeBatch); its answer, its retry at
+// the soft timeout and its failure are dispatched to each put it carries,
+// which counts them as it counts the answers of its own queries.
+
+// maxStoreBatch bounds the records of a batch: a replica checks each one
+// against its table, and a hostile datagram must not make it do more than
+// that many checks.
+const maxStoreBatch = 16
+
+// errWriteRefused: a replica refused one write of a batch without saying
+// why (its version too far ahead of the replica's clock).
+var errWriteRefused = errors.New("kademlia: replica refused the write")
+
+// storeWait is member i's write of a one-hop put, queued for flushStores.
+type storeWait struct {
+	op *kvOp
+	i  int
+}
+
+// batchable reports whether member i's write may wait for flushStores: a
+// one-hop put's own write (an owner's signed version travels unmarked, on
+// its own), to a member we hold no token for (a one-hop put has none).
+func (op *kvOp) batchable(e *Engine, i int) bool {
+	return op.q.Put && op.s.onehop && op.rec.Version.Writer == e.clock.Writer && op.sent[i].token == nil
+}
+
+// live reports whether w's put still waits for w's member: not finished,
+// not fallen back to a lookup, the member not yet counted.
+func (w storeWait) live(e *Engine) bool {
+	s := w.op.s
+	return e.ops[s.id] == s && s.kv == w.op && !w.op.q.Members[w.i].Done
+}
+
+// settle counts err (nil: acknowledged) as w's member's answer.
+func (w storeWait) settle(now time.Time, e *Engine, err error) {
+	if !w.live(e) {
+		return
+	}
+	if err == nil {
+		w.op.q.Ack(w.i)
+	} else {
+		w.op.q.Fail(w.i, err)
+	}
+	w.op.check(now, e)
+}
+
+// queueStore queues member i's write for the next Ready.
+func (e *Engine) queueStore(now time.Time, op *kvOp, i int) {
+	e.storeQ = append(e.storeQ, storeWait{op: op, i: i})
+	e.storeAt = now
+}
+
+// flushStores sends the queued writes, those bound for one replica
+// together, in the order they were queued.
+func (e *Engine) flushStores() {
+	q, now := e.storeQ, e.storeAt
+	e.storeQ = nil
+	var group []storeWait
+	for j := range q {
+		w := q[j]
+		if w.op == nil || !w.live(e) {
+			continue
+		}
+		to := w.op.q.Members[w.i].Node
+		group = append(group[:0], w)
+		size := replica.RecordSize(&w.op.rec)
+		for k := j + 1; k < len(q) && len(group) < maxStoreBatch; k++ {
+			x := q[k]
+			if x.op == nil || x.op.q.Members[x.i].Node != to {
+				continue
+			}
+			if !x.live(e) {
+				q[k].op = nil
+				continue
+			}
+			if s := replica.RecordSize(&x.op.rec); size+s <= maxPayload {
+				size += s
+				group = append(group, x)
+				q[k].op = nil
+			}
+		}
+		if len(group) == 1 {
+			if !w.op.send(now, e, w.i) {
+				w.op.check(now, e)
+			}
+			continue
+		}
+		e.sendBatch(now, to, group)
+	}
+	if e.storeQ == nil {
+		clear(q)
+		e.storeQ = q[:0]
+	}
+}
+
+// storeBatch is one dk_store carrying the writes of several puts to one
+// replica: an internal operation, whose query's fate each put counts.
+type storeBatch struct {
+	s       *opState
+	to      krpc.NodeInfo
+	ws      []storeWait
+	x       []byte // the payload, sent again at the soft timeout
+	tid     uint16
+	retry   uint16
+	retried bool
+	waiting uint8 // queries still pending: the first one's timeout does not end a retry
+}
+
+// sendBatch sends ws, the writes of several puts to node to, as one
+// dk_store.
+func (e *Engine) sendBatch(now time.Time, to krpc.NodeInfo, ws []storeWait) {
+	recs := make([]*store.Record, len(ws))
+	for j, w := range ws {
+		recs[j] = &w.op.rec
+	}
+	b := &storeBatch{to: to, ws: append([]storeWait(nil), ws...), x: replica.AppendOwnWrites(nil, recs)}
+	b.s = e.internalOp(now, b)
+	tid, ok := b.ask(now, e)
+	if !ok {
+		b.settle(now, e, errBusy)
+		return
+	}
+	b.tid = tid
+	e.stats.StoreBatches++
+	e.stats.BatchedWrites += uint64(len(ws))
+}
+
+// ask sends the batch's dk_store.
+func (b *storeBatch) ask(now time.Time, e *Engine) (uint16, bool) {
+	m := e.newQuery(krpc.MethodStore)
+	m.A.Has |= krpc.HasX
+	m.A.X = b.x
+	tid, ok := e.sendQueryTID(now, b.to.Addr, b.to.ID, b.s.id, forOp)
+	if ok {
+		b.waiting++
+	}
+	return tid, ok
+}
+
+func (b *storeBatch) mine(p *pending) bool {
+	return p.tid == b.tid || b.retried && p.tid == b.retry
+}
+
+// settle counts err for every write of the batch, and ends it.
+func (b *storeBatch) settle(now time.Time, e *Engine, err error) {
+	e.finish(now, b.s, nil)
+	for _, w := range b.ws {
+		w.settle(now, e, err)
+	}
+}
+
+// stalled sends the batch once more at its soft timeout, as a put asks a
+// replica again (kvOp.stalled).
+func (b *storeBatch) stalled(now time.Time, e *Engine, p *pending) {
+	if !b.mine(p) || b.retried {
+		return
+	}
+	if tid, ok := b.ask(now, e); ok {
+		b.retry, b.retried = tid, true
+	}
+}
+
+func (b *storeBatch) response(now time.Time, e *Engine, p *pending, m *krpc.Msg) {
+	if !b.mine(p) {
+		return
+	}
+	e.finish(now, b.s, nil)
+	codes := replica.AckCodes(m.R.X)
+	for j, w := range b.ws {
+		var err error
+		switch {
+		case j < len(codes) && codes[j] == 1:
+		case j < len(codes) && codes[j] > 1:
+			err = &RemoteError{Code: int(codes[j]), Msg: "dk_store: record refused"}
+		default:
+			err = errWriteRefused
+		}
+		w.settle(now, e, err)
+	}
+}
+
+func (b *storeBatch) failure(now time.Time, e *Engine, p *pending, err error) {
+	if !b.mine(p) {
+		return
+	}
+	if b.waiting--; b.waiting > 0 && err == ErrTimeout {
+		return // its retry may still be answered
+	}
+	b.settle(now, e, err)
+}
+
+// storeEach serves a batch of writes (replica.ParseStoreEach's "c"): each
+// record this node is not a replica of by its table is refused with
+// codeNotReplica, the others are applied as any write, and the answer,
+// sent at the commit, gives each record's fate in order.
+func (e *Engine) storeEach(now time.Time, from netip.AddrPort, q *krpc.Msg, recs []store.Record) {
+	codes := make([]int, len(recs)) // 0: refused
+	idx := make([]int, 0, len(recs))
+	valid := recs[:0]
+	for i := range recs {
+		switch {
+		case !e.isReplica(store.KeyTarget(recs[i].Key)):
+			codes[i] = codeNotReplica
+		case e.clock.Observe(now, recs[i].Version) != nil:
+		default:
+			recs[i].Source = e.writer(from, q, &recs[i])
+			idx = append(idx, i)
+			valid = append(valid, recs[i])
+		}
+	}
+	tid := bytes.Clone(q.T)
+	e.queueWrite(now, valid, func(now time.Time, errs []error) {
+		for j, err := range errs {
+			codes[idx[j]] = 1
+			if err != nil {
+				codes[idx[j]] = storeErrCode(err)
+			}
+		}
+		m := e.newResponse(from, tid)
+		m.R.Has |= krpc.HasX
+		e.xbuf = appendAckCodes(e.xbuf[:0], codes)
+		m.R.X = e.xbuf
+		e.send(from)
+	})
+}
+
+// appendAckCodes appends a batch's answer, {"ok": [code, ...]}
+// (replica.AckCodes).
+func appendAckCodes(dst []byte, codes []int) []byte {
+	dst = append(dst, "d2:okl"...)
+	for _, c := range codes {
+		dst = append(dst, 'i')
+		dst = strconv.AppendInt(dst, int64(c), 10)
+		dst = append(dst, 'e')
+	}
+	return append(dst, "ee"...)
+}
