@@ -118,7 +118,7 @@ func (e *Engine) kvReplicas(now time.Time, s *opState, nodes []krpc.NodeInfo) {
 			if op.vals != nil {
 				e.xbuf = replica.AppendValuesQuery(e.xbuf[:0], op.q.Key)
 			} else {
-				e.xbuf = encodeX(e.xbuf[:0], map[string]any{"k": op.q.Key})
+				e.xbuf = replica.AppendFetch(e.xbuf[:0], op.q.Key)
 			}
 			q.A.X = e.xbuf
 		}

@@ -280,7 +280,7 @@ func (op *kvOp) ask(now time.Time, e *Engine, i int) (uint16, bool) {
 		if op.vals != nil {
 			e.xbuf = replica.AppendValuesQuery(e.xbuf[:0], op.q.Key)
 		} else {
-			e.xbuf = encodeX(e.xbuf[:0], map[string]any{"k": op.q.Key})
+			e.xbuf = replica.AppendFetch(e.xbuf[:0], op.q.Key)
 		}
 		m.A.X = e.xbuf
 		op.markOneHop(m)

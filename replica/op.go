@@ -234,6 +234,7 @@ func (o *Op) Decide(version store.Version) (Outcome, bool) {
 	}
 	o.decided = true
 	out := Outcome{Partial: o.answered < o.Need, FirstErr: o.firstErr(), Answered: o.answered}
+	out.Holders = make([]Holder, 0, len(o.Members))
 	for _, m := range o.Members {
 		h := Holder{Node: m.Node, Self: m.Self, Err: m.Err}
 		if m.Rec != nil {
