@@ -50,25 +50,7 @@ func BenchmarkPut(b *testing.B) {
 	ctx := context.Background()
 	value := make([]byte, 100)
 	var seq atomic.Int64
-	datagrams := func() (n uint64) {
-		for _, nd := range nodes {
-			st := nd.Stats()
-			for m := range st.QueriesOut {
-				n += st.QueriesOut[m] + st.QueriesIn[m] // each query and its answer
-			}
-		}
-		return n
-	}
-	// The system calls that moved them: a batch read or written is one
-	// recvmmsg or sendmmsg (reads that found nothing are not counted).
-	syscalls := func() (n uint64) {
-		for _, nd := range nodes {
-			io := nd.IOStats()
-			n += io.ReadCalls + io.WriteCalls
-		}
-		return n
-	}
-	d0, s0, cpu0 := datagrams(), syscalls(), cpuTime()
+	d0, s0, cpu0 := datagrams(nodes), syscalls(nodes), cpuTime()
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.SetParallelism(8)
@@ -85,8 +67,67 @@ func BenchmarkPut(b *testing.B) {
 	// The whole process's CPU (the five nodes and the callers) per put:
 	// on a shared machine a steadier measure than ns/op.
 	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N)/1e3, "cpu-µs/op")
-	b.ReportMetric(float64(datagrams()-d0)/float64(b.N), "datagrams/op")
-	b.ReportMetric(float64(syscalls()-s0)/float64(b.N), "mmsg-calls/op")
+	b.ReportMetric(float64(datagrams(nodes)-d0)/float64(b.N), "datagrams/op")
+	b.ReportMetric(float64(syscalls(nodes)-s0)/float64(b.N), "mmsg-calls/op")
+}
+
+// BenchmarkGet is a get of a 100-byte value through the Go API of one of
+// 5 nodes on loopback, many in flight, over keys put before the timer
+// starts: a lookup of the key's replicas (or the one-hop table's), then
+// a quorum read of them (bench/kv/compare.sh measures the same through
+// HTTP). Its figures are BenchmarkPut's.
+func BenchmarkGet(b *testing.B) {
+	const keys = 512
+	nodes := network(b, 5, 1)
+	ctx := context.Background()
+	value := make([]byte, 100)
+	for i := range keys {
+		if _, err := nodes[i%5].Put(ctx, "get-"+strconv.Itoa(i), value, PutOptions{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var seq atomic.Int64
+	d0, s0, cpu0 := datagrams(nodes), syscalls(nodes), cpuTime()
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.SetParallelism(8)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := seq.Add(1)
+			v, err := nodes[i%5].Get(ctx, "get-"+strconv.FormatInt(i%keys, 10))
+			if err != nil || len(v.Data) != len(value) {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N)/1e3, "cpu-µs/op")
+	b.ReportMetric(float64(datagrams(nodes)-d0)/float64(b.N), "datagrams/op")
+	b.ReportMetric(float64(syscalls(nodes)-s0)/float64(b.N), "mmsg-calls/op")
+}
+
+// datagrams counts the queries the nodes sent and received: each query
+// and its answer.
+func datagrams(nodes []*Node) (n uint64) {
+	for _, nd := range nodes {
+		st := nd.Stats()
+		for m := range st.QueriesOut {
+			n += st.QueriesOut[m] + st.QueriesIn[m]
+		}
+	}
+	return n
+}
+
+// syscalls counts the system calls that moved the nodes' datagrams: a
+// batch read or written is one recvmmsg or sendmmsg (reads that found
+// nothing are not counted).
+func syscalls(nodes []*Node) (n uint64) {
+	for _, nd := range nodes {
+		io := nd.IOStats()
+		n += io.ReadCalls + io.WriteCalls
+	}
+	return n
 }
 
 // BenchmarkPutDurable is BenchmarkPut on nodes that keep their values on

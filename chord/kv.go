@@ -83,6 +83,10 @@ func (e *Engine) kvReplicas(now time.Time, s *opState, nodes []krpc.NodeInfo) {
 		}
 	case kademlia.KVGet:
 		op.q.Key, op.q.AllowPartial = o.Key, o.Partial
+		// A plain read asks its read quorum, itself first (Kademlia's
+		// too); a partial one (and Where) and a read of every value hear
+		// every member.
+		op.q.Lean = !o.Partial && !o.All
 	}
 	var down []bool
 	op.q.Members, down = e.replicaSet(now, store.KeyTarget(op.q.Key), nodes)
@@ -97,36 +101,59 @@ func (e *Engine) kvReplicas(now time.Time, s *opState, nodes []krpc.NodeInfo) {
 		e.finish(now, s, err)
 		return
 	}
-	for i, r := range op.q.Members {
+	if op.q.Lean {
+		op.askMore(now, e)
+		op.check(now, e)
+		return
+	}
+	for i := range op.q.Members {
 		if down[i] {
 			continue // failed by Begin
 		}
-		if r.Self {
-			e.kvLocal(now, op, i)
-			continue
-		}
-		m := mFetch
-		if op.q.Put {
-			m = mStore
-			q := e.newQuery(mStore)
-			q.A.Has |= krpc.HasX
-			e.xbuf = replica.AppendRecords(e.xbuf[:0], []store.Record{op.rec})
-			q.A.X = e.xbuf
-		} else {
-			q := e.newQuery(mFetch)
-			q.A.Has |= krpc.HasX
-			if op.vals != nil {
-				e.xbuf = replica.AppendValuesQuery(e.xbuf[:0], op.q.Key)
-			} else {
-				e.xbuf = encodeX(e.xbuf[:0], map[string]any{"k": op.q.Key})
-			}
-			q.A.X = e.xbuf
-		}
-		if !e.sendQuery(now, m, r.Node.Addr, r.Node.ID, s.id, forOp) {
-			op.q.Fail(i, errBadAddr)
-		}
+		op.ask(now, e, i)
 	}
 	op.check(now, e)
+}
+
+// askMore reads from the members a lean get has yet to ask
+// (replica.Op.Ask).
+func (op *kvOp) askMore(now time.Time, e *Engine) {
+	var buf [4]int
+	for ids := op.q.Ask(buf[:0]); len(ids) > 0; ids = op.q.Ask(buf[:0]) {
+		for _, i := range ids {
+			op.ask(now, e, i)
+		}
+	}
+}
+
+// ask sends member i the operation's dk_store or dk_fetch, or applies it
+// to this node's own store.
+func (op *kvOp) ask(now time.Time, e *Engine, i int) {
+	r := &op.q.Members[i]
+	if r.Self {
+		e.kvLocal(now, op, i)
+		return
+	}
+	m := mFetch
+	if op.q.Put {
+		m = mStore
+		q := e.newQuery(mStore)
+		q.A.Has |= krpc.HasX
+		e.xbuf = replica.AppendRecords(e.xbuf[:0], []store.Record{op.rec})
+		q.A.X = e.xbuf
+	} else {
+		q := e.newQuery(mFetch)
+		q.A.Has |= krpc.HasX
+		if op.vals != nil {
+			e.xbuf = replica.AppendValuesQuery(e.xbuf[:0], op.q.Key)
+		} else {
+			e.xbuf = replica.AppendFetch(e.xbuf[:0], op.q.Key)
+		}
+		q.A.X = e.xbuf
+	}
+	if !e.sendQuery(now, m, r.Node.Addr, r.Node.ID, op.s.id, forOp) {
+		op.q.Fail(i, errBadAddr)
+	}
 }
 
 // replicaSet picks the replica set of target: the first Replicas nodes
@@ -236,7 +263,7 @@ func (e *Engine) kvLocal(now time.Time, op *kvOp, i int) {
 // find returns the member a query went to, or -1.
 func (op *kvOp) find(p *pending) int {
 	for i, r := range op.q.Members {
-		if !r.Self && !r.Done && r.Node.ID == p.nodeID {
+		if !r.Self && !r.Done && r.Node.ID == p.nodeID && op.q.Asked(i) {
 			return i
 		}
 	}
@@ -268,6 +295,9 @@ func (op *kvOp) failure(now time.Time, e *Engine, p *pending, err error) {
 // check reports the result once the layer decides it, and repairs the
 // replicas a get found behind.
 func (op *kvOp) check(now time.Time, e *Engine) {
+	if op.q.Lean {
+		op.askMore(now, e)
+	}
 	out, ok := op.q.Decide(op.rec.Version)
 	if !ok {
 		return

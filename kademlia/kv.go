@@ -216,6 +216,9 @@ func (e *Engine) kvReplicas(now time.Time, s *opState, l *lookup) {
 		}
 	case KVGet:
 		op.q.Key, op.q.AllowPartial = o.Key, o.Partial
+		// A plain read asks its read quorum, itself first; a partial one
+		// (and Where) and a read of every value hear every member.
+		op.q.Lean = !o.Partial && !o.All
 	}
 	op.q.Members, op.sent = e.replicasFound(now, store.KeyTarget(op.q.Key), l, true)
 	s.kv = op
@@ -231,6 +234,11 @@ func (e *Engine) kvReplicas(now time.Time, s *opState, l *lookup) {
 	// majority never sees; a get will be short of its read quorum.
 	if err := op.q.Begin(e.cfg.quorum(), down); err != nil {
 		e.finish(now, s, err)
+		return
+	}
+	if op.q.Lean {
+		op.askMore(now, e)
+		op.check(now, e)
 		return
 	}
 	for i, r := range op.q.Members {
@@ -259,6 +267,21 @@ func (op *kvOp) send(now time.Time, e *Engine, i int) bool {
 	}
 	op.sent[i].tid = tid
 	return ok
+}
+
+// askMore reads from the members a lean get has yet to ask
+// (replica.Op.Ask): this node's store at once, the others by dk_fetch.
+func (op *kvOp) askMore(now time.Time, e *Engine) {
+	var buf [4]int
+	for ids := op.q.Ask(buf[:0]); len(ids) > 0; ids = op.q.Ask(buf[:0]) {
+		for _, i := range ids {
+			if op.q.Members[i].Self {
+				e.kvLocal(now, op, i)
+				continue
+			}
+			op.send(now, e, i)
+		}
+	}
 }
 
 // ask sends member i the operation's dk_store or dk_fetch.
@@ -291,7 +314,7 @@ func (op *kvOp) ask(now time.Time, e *Engine, i int) (uint16, bool) {
 		if op.vals != nil {
 			e.xbuf = replica.AppendValuesQuery(e.xbuf[:0], op.q.Key)
 		} else {
-			e.xbuf = encodeX(e.xbuf[:0], map[string]any{"k": op.q.Key})
+			e.xbuf = replica.AppendFetch(e.xbuf[:0], op.q.Key)
 		}
 		m.A.X = e.xbuf
 		op.markOneHop(m)
@@ -432,7 +455,7 @@ func (op *kvOp) find(p *pending) int {
 		sn := &op.sent[i]
 		// Match the transaction, not just the node: the lookup's own late
 		// answers from the same node carry the same operation.
-		if !r.Self && r.Node.ID == p.nodeID && (sn.tid == p.tid || sn.retried && sn.retry == p.tid) && !r.Done {
+		if !r.Self && r.Node.ID == p.nodeID && (sn.tid == p.tid || sn.retried && sn.retry == p.tid) && !r.Done && op.q.Asked(i) {
 			return i
 		}
 	}
@@ -470,6 +493,9 @@ func (op *kvOp) check(now time.Time, e *Engine) {
 	if op.written {
 		op.restOf(now, e)
 		return
+	}
+	if op.q.Lean {
+		op.askMore(now, e)
 	}
 	out, ok := op.q.Decide(op.rec.Version)
 	if !ok || e.oneHopFallback(now, op, out) {

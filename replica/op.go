@@ -27,6 +27,10 @@ type Member struct {
 	Err   error         // why it failed or refused
 	Rec   *store.Record // a get: what it holds (nil: nothing)
 	Acked bool          // a put: it holds the write, or something newer
+	// Skipped: a lean get decided without asking it (Op.Lean).
+	Skipped bool
+
+	asked bool // Ask handed it out
 }
 
 // Op is a quorum put or get past its lookup, sans I/O: the engine sends
@@ -43,6 +47,13 @@ type Op struct {
 	// return the best it heard, marked Partial; without it such a get is
 	// decided ShortRead (the quorum rule, docs/architecture.md).
 	AllowPartial bool
+	// Lean makes a get ask only as many members as its read quorum
+	// needs, itself first (Ask): the others only when one fails, or when
+	// the answers disagree, to repair what is behind. That is as honest
+	// as asking all: any Read answers overlap every write Write members
+	// acknowledged (Write + Read > Replicas), so their newest is at least
+	// the newest acknowledged write.
+	Lean bool
 
 	acks, answered, returned int
 	best                     *store.Record
@@ -148,6 +159,9 @@ func (o *Op) AnswerLocal(i int, st store.Store, vals *Values, now time.Time) {
 // acknowledging the write.
 var errWriteRefused = errors.New("replica refused the write")
 
+// errSkipped is the fate of a lean get's member it did not need to ask.
+var errSkipped = errors.New("not asked: the read quorum agreed without it")
+
 // Stored takes member i's answer x to a put's dk_store: the write
 // acknowledged, or refused.
 func (o *Op) Stored(i int, x []byte) {
@@ -201,6 +215,76 @@ func (o *Op) Fetched(i int, x []byte, vals *Values, now time.Time, observe func(
 	return nil
 }
 
+// Ask appends to dst the members a lean get should ask now and counts
+// them asked: this node first, then the nearest, until the members
+// answered and in flight make the read quorum; every member still
+// unasked once those that answered disagree, or when none remain to
+// make the quorum.
+func (o *Op) Ask(dst []int) []int {
+	if o.decided {
+		return dst
+	}
+	want, have := o.want(), o.answered+o.inFlight()
+	for pass := range 2 { // this node, then the others
+		for i := range o.Members {
+			m := &o.Members[i]
+			if have >= want {
+				return dst
+			}
+			if m.asked || m.Done || m.Self != (pass == 0) {
+				continue
+			}
+			m.asked = true
+			have++
+			dst = append(dst, i)
+		}
+	}
+	return dst
+}
+
+// want is how many answers a lean get wants: its read quorum, or every
+// member once those that answered disagree.
+func (o *Op) want() int {
+	if o.answered >= o.Need && !o.agree() {
+		return len(o.Members)
+	}
+	return o.Need
+}
+
+// Asked reports whether member i was asked (Ask), which a lean get's
+// unasked members are not.
+func (o *Op) Asked(i int) bool { return o.Members[i].asked || !o.Lean }
+
+// inFlight counts the members asked that have not answered or failed.
+func (o *Op) inFlight() int {
+	n := 0
+	for _, m := range o.Members {
+		if m.asked && !m.Done {
+			n++
+		}
+	}
+	return n
+}
+
+// agree reports whether every member that answered holds the same
+// version, or nothing.
+func (o *Op) agree() bool {
+	var first *store.Record
+	seen := false
+	for _, m := range o.Members {
+		if !m.Done || m.Err != nil {
+			continue
+		}
+		switch {
+		case !seen:
+			first, seen = m.Rec, true
+		case (first == nil) != (m.Rec == nil), first != nil && first.Version != m.Rec.Version:
+			return false
+		}
+	}
+	return true
+}
+
 // Fail records that member i did not answer or refused, and why.
 func (o *Op) Fail(i int, err error) {
 	m := &o.Members[i]
@@ -229,13 +313,36 @@ func (o *Op) Decide(version store.Version) (Outcome, bool) {
 		}
 		return Outcome{}, false
 	}
-	if o.returned < len(o.Members) {
+	if o.Lean {
+		// Decided when nothing is in flight and Ask has no one to add.
+		if o.inFlight() > 0 {
+			return Outcome{}, false
+		}
+		unasked := 0
+		for _, m := range o.Members {
+			if !m.asked && !m.Done {
+				unasked++
+			}
+		}
+		if unasked > 0 && o.answered < o.want() {
+			return Outcome{}, false
+		}
+		for i := range o.Members {
+			if m := &o.Members[i]; !m.asked && !m.Done {
+				m.Skipped = true
+			}
+		}
+	} else if o.returned < len(o.Members) {
 		return Outcome{}, false
 	}
 	o.decided = true
 	out := Outcome{Partial: o.answered < o.Need, FirstErr: o.firstErr(), Answered: o.answered}
+	out.Holders = make([]Holder, 0, len(o.Members))
 	for _, m := range o.Members {
 		h := Holder{Node: m.Node, Self: m.Self, Err: m.Err}
+		if m.Skipped {
+			h.Err = errSkipped
+		}
 		if m.Rec != nil {
 			h.Has, h.Version, h.Deleted = true, m.Rec.Version, m.Rec.Deleted
 		}
@@ -286,7 +393,7 @@ func (o *Op) Stale() []int {
 	}
 	var out []int
 	for i, m := range o.Members {
-		if m.Err != nil || m.Rec != nil && !o.best.Version.Newer(m.Rec.Version) {
+		if m.Err != nil || m.Skipped || m.Rec != nil && !o.best.Version.Newer(m.Rec.Version) {
 			continue
 		}
 		out = append(out, i)

@@ -53,6 +53,9 @@ func AppendRecords(dst []byte, recs []store.Record) []byte {
 
 // ParseRecords decodes what AppendRecords encodes.
 func ParseRecords(x []byte) ([]store.Record, error) {
+	if recs, _, _, ok := parseStoreDirect(x); ok {
+		return recs, nil
+	}
 	d, err := decodeDict(x)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadRecord, err)

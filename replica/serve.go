@@ -143,7 +143,7 @@ func ParseAcks(x []byte) []bool {
 // several ({"ks": [key, ...]}).
 func AppendFetch(dst []byte, keys ...string) []byte {
 	if len(keys) == 1 {
-		return encode(dst, map[string]any{"k": keys[0]})
+		return appendFetchKey(dst, keys[0])
 	}
 	list := make([]any, len(keys))
 	for i, k := range keys {
@@ -158,6 +158,14 @@ func AppendFetch(dst []byte, keys ...string) []byte {
 // record at least, whatever its size: MaxRecordValue keeps it within a
 // datagram), as {"recs": [rec, ...]}.
 func ServeFetch(now time.Time, st store.Store, dst, x []byte, limit int) ([]byte, error) {
+	if k, ok := parseFetchKey(x); ok { // a get's: one key
+		rec, found, err := st.Get(string(k))
+		if err != nil || !found || Expired(&rec, now) {
+			return append(dst, "d4:recslee"...), nil
+		}
+		dst = append(dst, "d4:recsl"...)
+		return append(appendRecordTo(dst, &rec), "ee"...), nil
+	}
 	d, err := decodeDict(x)
 	if err != nil {
 		return dst, err
