@@ -241,6 +241,13 @@ type Change struct {
 // replicas push each version they take to the node (kademlia.KVListen:
 // dk_listen and dk_notify, replica/listen.go), every version once; no
 // one polls. Expiry is noticed here, at each value's expiry time.
+//
+// It returns once enough of the key's replicas hold the registration
+// that every write acknowledged from then on reaches one of them
+// (kademlia.Event.Listening), or after ListenWait if they do not answer
+// (the watch goes on, and registers again at its next refresh): a write
+// made after WatchValues returned is then reported, even one made at
+// once from another node.
 func (n *Node) WatchValues(ctx context.Context, key string) (<-chan Change, error) {
 	if key == "" {
 		return nil, fmt.Errorf("dhtkit: watch: %w", kademlia.ErrNoKey)
@@ -254,6 +261,11 @@ func (n *Node) WatchValues(ctx context.Context, key string) (<-chan Change, erro
 		cancel()
 		return nil, fmt.Errorf("dhtkit: watch %q: %w", shortKey(key), err)
 	}
+	early, err := n.listening(ctx, key, events)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
 	ch := make(chan Change)
 	n.wg.Add(1)
 	go func() {
@@ -266,20 +278,30 @@ func (n *Node) WatchValues(ctx context.Context, key string) (<-chan Change, erro
 		defer timer.Stop()
 		for {
 			var out []Change
-			select {
-			case ev, ok := <-events:
-				if !ok {
-					return
-				}
-				if c, ok := w.record(ctx, n, ev.Record); ok {
+			if len(early) > 0 {
+				if c, ok := w.record(ctx, n, early[0].Record); ok {
 					out = append(out, c)
 				}
-			case <-timer.C:
-				out = w.expire(time.Now())
-			case <-ctx.Done():
-				return
-			case <-n.ctx.Done():
-				return
+				early = early[1:]
+			} else {
+				select {
+				case ev, ok := <-events:
+					if !ok {
+						return
+					}
+					if ev.Listening {
+						continue
+					}
+					if c, ok := w.record(ctx, n, ev.Record); ok {
+						out = append(out, c)
+					}
+				case <-timer.C:
+					out = w.expire(time.Now())
+				case <-ctx.Done():
+					return
+				case <-n.ctx.Done():
+					return
+				}
 			}
 			timer.Stop()
 			if next, ok := w.nextExpiry(); ok {
@@ -297,6 +319,35 @@ func (n *Node) WatchValues(ctx context.Context, key string) (<-chan Change, erro
 		}
 	}()
 	return ch, nil
+}
+
+// ListenWait is how long WatchValues and Watch wait for the key's
+// replicas to take the registration before they return anyway.
+const ListenWait = 10 * time.Second
+
+// listening waits until the KVListen whose events these are is
+// registered (kademlia.Event.Listening), at most ListenWait, and returns
+// the records heard meanwhile. The watch may end meanwhile: the events
+// channel then closes, and its records are returned all the same.
+func (n *Node) listening(ctx context.Context, key string, events <-chan kademlia.Event) ([]kademlia.Event, error) {
+	timer := time.NewTimer(ListenWait)
+	defer timer.Stop()
+	var early []kademlia.Event
+	for {
+		select {
+		case ev, ok := <-events:
+			if !ok || ev.Listening {
+				return early, nil
+			}
+			early = append(early, ev)
+		case <-timer.C:
+			return early, nil
+		case <-ctx.Done():
+			return nil, fmt.Errorf("dhtkit: watch %q: %w", shortKey(key), ctx.Err())
+		case <-n.ctx.Done():
+			return nil, fmt.Errorf("dhtkit: watch %q: %w", shortKey(key), kademlia.ErrClosed)
+		}
+	}
 }
 
 // valueWatch is what WatchValues knows of a key's values: the last

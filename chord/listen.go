@@ -73,11 +73,13 @@ func (lo *listenOp) refresh(now time.Time, e *Engine) {
 func (lo *listenOp) register(now time.Time, e *Engine, nodes []krpc.NodeInfo) {
 	lo.s.lk = nil // late answers of this lookup are no longer wanted
 	members, down := e.replicaSet(now, store.KeyTarget(lo.sub.Key), nodes)
+	lo.sub.Expect(len(members), e.cfg.Replicas, e.cfg.WriteQuorum)
 	for i, r := range members {
 		if down[i] {
 			continue
 		}
 		if r.Self {
+			lo.registered(e)
 			_ = store.Values(e.kvStore(), lo.sub.Key, func(rec store.Record) bool {
 				lo.learn(now, e, rec)
 				return true
@@ -91,6 +93,14 @@ func (lo *listenOp) register(now time.Time, e *Engine, nodes []krpc.NodeInfo) {
 		if e.sendQuery(now, mListen, r.Node.Addr, r.Node.ID, lo.s.id, forOp) {
 			lo.sub.Trust(r.Node.Addr, now.Add(replica.ListenTTL))
 		}
+	}
+}
+
+// registered counts a replica that holds the registration, and tells
+// the listener once enough do.
+func (lo *listenOp) registered(e *Engine) {
+	if lo.sub.Registered() {
+		e.listen.events = append(e.listen.events, kademlia.Event{Op: lo.s.id, Listening: true})
 	}
 }
 
@@ -134,6 +144,7 @@ func (lo *listenOp) answered(now time.Time, e *Engine, p *pending, m *krpc.Msg) 
 		var ents []store.Entry
 		if recs, ents, err = replica.ParseValues(m.R.X, lo.sub.Key); err == nil {
 			missing = lo.sub.Missing(ents)
+			defer lo.registered(e) // after the records it brought
 		}
 	}
 	if err != nil {

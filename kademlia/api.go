@@ -178,6 +178,10 @@ type Event struct {
 	// reported before for that op. A delete is a tombstone (Deleted set).
 	// Record.Value is the event's own copy.
 	Record store.Record
+	// Listening, with no Record, tells once that enough of the key's
+	// replicas hold the registration for every write acknowledged from
+	// now on to be reported (replica.Subscription.Expect).
+	Listening bool
 }
 
 // Errors an operation can end with.

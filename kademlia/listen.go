@@ -116,8 +116,10 @@ func (lo *listenOp) refresh(now time.Time, e *Engine) {
 func (lo *listenOp) register(now time.Time, e *Engine, l *lookup) {
 	lo.searching = false
 	members, sent := e.replicasFound(now, store.KeyTarget(lo.sub.Key), l, false)
+	lo.sub.Expect(len(members), e.cfg.replicas(), e.cfg.WriteQuorum)
 	for i, r := range members {
 		if r.Self {
+			lo.registered(e)
 			_ = store.Values(e.kvStore(), lo.sub.Key, func(rec store.Record) bool {
 				lo.learn(now, e, rec)
 				return true
@@ -136,6 +138,14 @@ func (lo *listenOp) register(now time.Time, e *Engine, l *lookup) {
 		if e.sendQuery(now, r.Node.Addr, r.Node.ID, lo.s.id, forOp) {
 			lo.sub.Trust(r.Node.Addr, now.Add(ListenTTL))
 		}
+	}
+}
+
+// registered counts a replica that holds the registration, and tells
+// the listener once enough do.
+func (lo *listenOp) registered(e *Engine) {
+	if lo.sub.Registered() {
+		e.events = append(e.events, Event{Op: lo.s.id, Listening: true})
 	}
 }
 
@@ -184,6 +194,7 @@ func (lo *listenOp) response(now time.Time, e *Engine, p *pending, m *krpc.Msg) 
 			return
 		}
 		missing = lo.sub.Missing(ents)
+		defer lo.registered(e) // after the records it brought
 	}
 	for _, rec := range recs {
 		if e.clock.Observe(now, rec.Version) == nil {

@@ -103,7 +103,9 @@ type node struct {
 	e       engine
 	results map[kademlia.OpID]kademlia.Result
 	events  []heard // of its KVListen operations, values copied
-	down    bool
+	// listening counts the Listening events of each KVListen.
+	listening map[kademlia.OpID]int
+	down      bool
 }
 
 // heard is an event and when the node handed it out.
@@ -125,6 +127,13 @@ func (nd *node) Drain(now time.Time, send func(netip.AddrPort, []byte)) {
 		nd.results[r.Op] = r
 	}
 	for _, ev := range rd.Events {
+		if ev.Listening {
+			if nd.listening == nil {
+				nd.listening = make(map[kademlia.OpID]int)
+			}
+			nd.listening[ev.Op]++
+			continue
+		}
 		ev.Record.Value = bytes.Clone(ev.Record.Value)
 		nd.events = append(nd.events, heard{ev, now})
 	}

@@ -115,6 +115,35 @@ type Subscription struct {
 	Key   string
 	last  map[string]store.Version // by record key
 	trust map[netip.AddrPort]time.Time
+	// need is how many replicas must hold the registration before every
+	// acknowledged write reaches one of them; got counts those that do
+	// (the first registration only), and told that the listener was told.
+	need, got int
+	told      bool
+}
+
+// Expect sets, at the first registration, how many of the members
+// registered with must answer before the listener hears every write
+// acknowledged from then on: replicas-write+1 of them, since a write
+// quorum of write replicas then always shares one with them (fewer when
+// the key has fewer members).
+func (s *Subscription) Expect(members, replicas, write int) {
+	if s.need == 0 {
+		s.need = max(1, min(members, replicas-write+1))
+	}
+}
+
+// Registered counts a member that holds the registration (an answer to
+// dk_listen, or this node, a member itself) and reports whether it is
+// the one that completes what Expect asked for: true once per
+// Subscription.
+func (s *Subscription) Registered() bool {
+	s.got++
+	if s.told || s.need == 0 || s.got < s.need {
+		return false
+	}
+	s.told = true
+	return true
 }
 
 // NewSubscription starts listening to key.

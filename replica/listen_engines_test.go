@@ -214,6 +214,9 @@ func TestEnginesListenHearsWrites(t *testing.T) {
 		if evs := eventsOf(l, op); len(evs) != 0 {
 			t.Fatalf("%d events before any write", len(evs))
 		}
+		if got := l.listening[op]; got != 1 {
+			t.Fatalf("%d Listening events once registered, want 1", got)
+		}
 		seen := 0
 		for _, tc := range []struct {
 			name string

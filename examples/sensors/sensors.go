@@ -312,7 +312,7 @@ func startNetwork(ctx context.Context, protocol string, n int) ([]*dhtkit.Node, 
 				ok = false
 			}
 		}
-		if ok {
+		if ok && agree(ctx, nodes) {
 			return nodes, nil
 		}
 		select {
@@ -321,4 +321,41 @@ func startNetwork(ctx context.Context, protocol string, n int) ([]*dhtkit.Node, 
 			return nodes, fmt.Errorf("the network of %d %s nodes did not settle: %w", n, protocol, ctx.Err())
 		}
 	}
+}
+
+// agree reports whether every node names the same replica set for Key,
+// every member answering. The viewers register with the set their node
+// sees, and the sensors write to the set theirs sees: in a network whose
+// nodes have just started (a Chord ring still stabilizing) the two can
+// differ, and a viewer then hears a reading only once its next refresh
+// finds the set the sensors wrote to, by when the sensor may have written
+// newer ones. A network that was up before its listeners is what the
+// example shows.
+func agree(ctx context.Context, nodes []*dhtkit.Node) bool {
+	var first string
+	for i, nd := range nodes {
+		hs, err := nd.Where(ctx, Key)
+		if err != nil {
+			return false
+		}
+		ids := make([]string, 0, len(hs))
+		for _, h := range hs {
+			if h.Err != nil {
+				return false
+			}
+			if h.Self {
+				ids = append(ids, nd.ID().String())
+			} else {
+				ids = append(ids, h.Node.ID.String())
+			}
+		}
+		sort.Strings(ids)
+		set := fmt.Sprint(ids)
+		if i == 0 {
+			first = set
+		} else if set != first {
+			return false
+		}
+	}
+	return true
 }
