@@ -2,11 +2,13 @@ package interop
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -75,10 +77,12 @@ func crawlMixed(t *testing.T, ours, theirs, torrents int, duration time.Duration
 	}
 	ctx := timeout(t, 5*time.Minute)
 	want := make(map[string]bool)
+	viaAnacrolix := make(map[id.ID]bool)
 	for i := range torrents {
 		ih := id.FromString(fmt.Sprint("crawled torrent ", i))
 		want[ih.String()] = true
 		if i%3 == 2 {
+			viaAnacrolix[ih] = true
 			ann, err := servers[i%theirs].AnnounceTraversal(ih, dht.AnnouncePeer(dht.AnnouncePeerOpts{Port: 6881}))
 			if err != nil {
 				t.Fatalf("anacrolix announce: %v", err)
@@ -150,6 +154,7 @@ func crawlMixed(t *testing.T, ours, theirs, torrents int, duration time.Duration
 		t.Fatal(err)
 	}
 	got, unscraped := 0, 0
+	found := make(map[string]bool)
 	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
 		var ih struct {
 			Infohash string   `json:"infohash"`
@@ -157,6 +162,7 @@ func crawlMixed(t *testing.T, ours, theirs, torrents int, duration time.Duration
 		}
 		if json.Unmarshal([]byte(l), &ih) == nil && want[ih.Infohash] {
 			got++
+			found[ih.Infohash] = true
 			// Every peer announced from 127.0.0.1: one address.
 			if ih.Peers == nil || *ih.Peers < 0.9 || *ih.Peers > 1.1 {
 				unscraped++
@@ -168,9 +174,47 @@ func crawlMixed(t *testing.T, ours, theirs, torrents int, duration time.Duration
 	}
 	t.Logf("crawl of %d dhtkit + %d anacrolix nodes, %d torrents: %d nodes exported, %d of %d infohashes, %.1fs; client versions %v; %s",
 		ours, theirs, torrents, len(exported), got, torrents, elapsed.Seconds(), versions, strings.TrimSpace(stdout.String()))
-	if got != torrents {
-		t.Errorf("%d of %d announced infohashes exported", got, torrents)
+	// An announce that some node took succeeds, and under load the
+	// nodes that took it may all be anacrolix servers (for one made
+	// through anacrolix, whose announce says nothing of who stored it,
+	// more so), which no crawler can sample (BEP 51). Such an infohash
+	// may be missing from the export; one that any of ours holds may not.
+	onlyTheirs := 0
+	for x := range want {
+		ih, err := id.Parse(x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if found[x] {
+			continue
+		}
+		if heldByOurs(ctx, nodes, ih) {
+			t.Errorf("%v: held by one of our nodes, not exported", ih)
+		} else {
+			onlyTheirs++
+			t.Logf("%v: stored only by anacrolix servers, which BEP 51 cannot sample (announced through anacrolix: %v)", ih, viaAnacrolix[ih])
+		}
 	}
+	if got+onlyTheirs != torrents || got < torrents*2/3 {
+		t.Errorf("%d of %d announced infohashes exported, %d held only by anacrolix servers", got, torrents, onlyTheirs)
+	}
+}
+
+// heldByOurs reports whether one of nodes stores peers for ih, by asking
+// each for a sample of its infohashes (BEP 51; with this test's few
+// torrents, every node's sample is all it holds).
+func heldByOurs(ctx context.Context, nodes []*dhtkit.Node, ih id.ID) bool {
+	for i, n := range nodes {
+		asker := nodes[0]
+		if i == 0 {
+			asker = nodes[1]
+		}
+		res, err := asker.SampleInfohashes(ctx, n.Addr(), ih)
+		if err == nil && slices.Contains(res.Samples, ih) {
+			return true
+		}
+	}
+	return false
 }
 
 // TestCrawlAnacrolix: a crawl of 30 dhtkit nodes and 10 anacrolix/dht
