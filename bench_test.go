@@ -2,6 +2,7 @@ package dhtkit
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strconv"
 	"sync"
@@ -49,6 +50,17 @@ func BenchmarkPut(b *testing.B) {
 	nodes := network(b, 5, 1)
 	ctx := context.Background()
 	value := make([]byte, 100)
+	runOps(b, nodes, func(i int64) error {
+		_, err := nodes[i%5].Put(ctx, "bench-"+strconv.FormatInt(i, 10), value, PutOptions{})
+		return err
+	})
+}
+
+// runOps runs op(i) for i = 1, 2, ... b.N, 8 goroutines per core, and
+// reports per op the whole process's CPU (the nodes and the callers: on
+// a shared machine a steadier measure than ns/op), the datagrams the
+// nodes sent and received, and their recvmmsg/sendmmsg calls.
+func runOps(b *testing.B, nodes []*Node, op func(i int64) error) {
 	var seq atomic.Int64
 	d0, s0, cpu0 := datagrams(nodes), syscalls(nodes), cpuTime()
 	b.ReportAllocs()
@@ -56,16 +68,13 @@ func BenchmarkPut(b *testing.B) {
 	b.SetParallelism(8)
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			i := seq.Add(1)
-			if _, err := nodes[i%5].Put(ctx, "bench-"+strconv.FormatInt(i, 10), value, PutOptions{}); err != nil {
+			if err := op(seq.Add(1)); err != nil {
 				b.Error(err)
 				return
 			}
 		}
 	})
 	b.StopTimer()
-	// The whole process's CPU (the five nodes and the callers) per put:
-	// on a shared machine a steadier measure than ns/op.
 	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N)/1e3, "cpu-µs/op")
 	b.ReportMetric(float64(datagrams(nodes)-d0)/float64(b.N), "datagrams/op")
 	b.ReportMetric(float64(syscalls(nodes)-s0)/float64(b.N), "mmsg-calls/op")
@@ -86,25 +95,13 @@ func BenchmarkGet(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	var seq atomic.Int64
-	d0, s0, cpu0 := datagrams(nodes), syscalls(nodes), cpuTime()
-	b.ReportAllocs()
-	b.ResetTimer()
-	b.SetParallelism(8)
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			i := seq.Add(1)
-			v, err := nodes[i%5].Get(ctx, "get-"+strconv.FormatInt(i%keys, 10))
-			if err != nil || len(v.Data) != len(value) {
-				b.Error(err)
-				return
-			}
+	runOps(b, nodes, func(i int64) error {
+		v, err := nodes[i%5].Get(ctx, "get-"+strconv.FormatInt(i%keys, 10))
+		if err == nil && len(v.Data) != len(value) {
+			err = fmt.Errorf("got %d bytes, want %d", len(v.Data), len(value))
 		}
+		return err
 	})
-	b.StopTimer()
-	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N)/1e3, "cpu-µs/op")
-	b.ReportMetric(float64(datagrams(nodes)-d0)/float64(b.N), "datagrams/op")
-	b.ReportMetric(float64(syscalls(nodes)-s0)/float64(b.N), "mmsg-calls/op")
 }
 
 // datagrams counts the queries the nodes sent and received: each query
