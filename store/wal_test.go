@@ -249,8 +249,8 @@ func TestWALCrash(t *testing.T) {
 		if warned := strings.Contains(log.String(), "dropped the end of the log"); warned != warns {
 			t.Errorf("warned %v, want %v: %s", warned, warns, log.String())
 		}
-		if fi, err := os.Stat(logPath); err != nil || fi.Size() != 0 {
-			t.Errorf("log after a clean close: %v, %v; want empty", fi, err)
+		if after, err := os.ReadFile(logPath); err != nil || len(bytes.Trim(after, "\x00")) > 0 {
+			t.Errorf("log after a clean close: %d bytes not zero, %v; want zeros", len(bytes.Trim(after, "\x00")), err)
 		}
 	}
 	for i, snap := range snaps {
@@ -327,5 +327,53 @@ func TestWALReplayTwice(t *testing.T) {
 		if !equalRecords(got, want) {
 			t.Fatalf("open %d: %d records, want %d", i, len(got), len(want))
 		}
+	}
+}
+
+// TestWALWrittenInPlace checks the log's shape on disk (wal.go): it grows
+// in steps of zeros, a small store's by little, its frames overwrite
+// zeros, and a checkpoint zeroes it rather than cutting it, so that an
+// append does not change the file's size (which an fdatasync would have
+// to commit as well).
+func TestWALWrittenInPlace(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "store.db")
+	s, err := OpenBolt(path, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.checkpointAt = 96 << 10
+	checkpoints := 0
+	stat := func() (size int64, zeroTail bool) {
+		t.Helper()
+		b, err := os.ReadFile(path + walSuffix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return int64(len(b)), len(bytes.Trim(b[s.log.size:], "\x00")) == 0
+	}
+	value := bytes.Repeat([]byte{7}, 100)
+	for i := range 1200 {
+		before := s.log.size
+		if _, err := s.PutAll([]Record{{Key: fmt.Sprint("k", i), Value: value, Version: ver(i+1, 1)}}); err != nil {
+			t.Fatal(err)
+		}
+		size, zeroTail := stat()
+		switch {
+		case size != s.log.alloc || !zeroTail:
+			t.Fatalf("put %d: log of %d bytes (%d written, %d allocated), zeros after the frames %v", i, size, s.log.size, s.log.alloc, zeroTail)
+		case i == 0 && size > 64<<10:
+			t.Fatalf("the first put grew the log to %d bytes", size)
+		case s.log.size < before && size < s.checkpointAt:
+			t.Fatalf("put %d: a checkpoint cut the log to %d bytes", i, size)
+		case s.log.size < before:
+			checkpoints++
+		}
+	}
+	if checkpoints < 2 {
+		t.Fatalf("%d checkpoints: the test does not cross them", checkpoints)
+	}
+	if s.log.alloc > s.checkpointAt+growLog {
+		t.Errorf("log of %d bytes for checkpoints every %d", s.log.alloc, s.checkpointAt)
 	}
 }

@@ -172,22 +172,24 @@ func (b *Bolt) openLog() error {
 		return failed("open "+path, err)
 	}
 	payloads, end, why := decodeFrames(data)
-	if end < len(data) {
-		if tail := data[end:]; len(bytes.Trim(tail, "\x00")) > 0 {
-			b.cfg.Logger.Warn("store: dropped the end of the log: a write cut short by a crash, never acknowledged, or damage, whose writes the other replicas hold",
-				"file", path, "offset", end, "bytes", len(tail), "reason", why)
-		}
+	// After the frames come zeros (wal.go), or damage.
+	damaged := len(bytes.Trim(data[end:], "\x00")) > 0
+	if damaged {
+		b.cfg.Logger.Warn("store: dropped the end of the log: a write cut short by a crash, never acknowledged, or damage, whose writes the other replicas hold",
+			"file", path, "offset", end, "bytes", len(data)-end, "reason", why)
 	}
 	if b.log, err = openWAL(path); err != nil {
 		return err
 	}
-	if end < len(data) {
-		// Cut the tail, lest a frame appended after it be lost to it.
+	b.log.size, b.log.alloc = int64(end), int64(len(data))
+	if damaged {
+		// Cut the tail, lest a frame appended after it be lost to it,
+		// or a frame in it be replayed after the ones appended.
 		if err := b.log.f.Truncate(int64(end)); err != nil {
 			return failed("cut the end of "+path, err)
 		}
+		b.log.alloc = int64(end)
 	}
-	b.log.size = int64(end)
 	if len(payloads) == 0 {
 		return nil
 	}
