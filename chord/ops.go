@@ -106,11 +106,15 @@ func (e *Engine) startOp(now time.Time, op kademlia.Op, internal bool) kademlia.
 
 // startFinger starts the engine's own lookup of a finger. (It is no
 // kademlia.Op: that interface is closed to other packages.)
-func (e *Engine) startFinger(now time.Time, fl fingerLookup) kademlia.OpID {
+func (e *Engine) startFinger(now time.Time, fl fingerLookup) {
 	s := e.newOp(now, nil, true)
 	s.fix = &fl
+	// Marked in flight before it starts: a lookup the node answers
+	// itself, or with no one to ask, ends within startLookup, and its
+	// end (fingerFixed) clears the mark. Set after, the mark would name
+	// an ended lookup, and the node would never fix a finger again.
+	e.ring.fixing = s.id
 	e.startLookup(now, s, fl.target, nil)
-	return s.id
 }
 
 // Cancel ends an operation early; its Result carries kademlia.ErrCanceled.

@@ -469,7 +469,7 @@ func (e *Engine) fixFingers(now time.Time) {
 	}
 	slot := r.fixSlot
 	r.fixSlot--
-	r.fixing = e.startFinger(now, fingerLookup{slot: slot, target: start})
+	e.startFinger(now, fingerLookup{slot: slot, target: start})
 }
 
 // fingerFixed records the outcome of a finger lookup.
