@@ -192,20 +192,28 @@ func (e *Engine) onStalled(now time.Time, p *pending) {
 	if p.purpose != forOp {
 		return
 	}
+	// Routed as answers are (onResponse): once a lookup has handed over
+	// to the replicas (op.kv), its late queries are no longer its to
+	// judge; ended a second time, it would start its writes again.
 	op := e.ops[p.op]
 	switch {
 	case op == nil:
-	case op.lookup != nil && p.method == op.lookup.method:
-		op.lookup.stalled(now, e, p)
-	default:
+	case op.kv != nil:
+		if lo, ok := op.kv.(*listenOp); ok && !lo.own(p) {
+			if lo.lookupReply(p) {
+				op.lookup.stalled(now, e, p)
+			}
+			return
+		}
 		// Replica reads and writes, and pushes, ask once more.
 		if kv, ok := op.kv.(interface {
 			stalled(now time.Time, e *Engine, p *pending)
 		}); ok {
 			kv.stalled(now, e, p)
 		}
+	case op.lookup != nil && p.method == op.lookup.method:
+		op.lookup.stalled(now, e, p)
 	}
-
 }
 
 // onTimeout is called when a query passes its hard timeout.
