@@ -317,16 +317,43 @@ func (x *index) shrink() {
 	}
 }
 
-// resize rebuilds the leaves and the tree at depth d.
+// roomAt is the size from which resize cuts the leaves from one array
+// with room to spare. Smaller indexes grow their leaves by append, which
+// takes the least heap: the simulator keeps one store per node, a million
+// of them.
+const roomAt = 1024
+
+// resize rebuilds the leaves and the tree at depth d. From roomAt records
+// on, the leaves are cut from one array, each with room for as many
+// records again as it holds: the index doubles before it deepens again,
+// so most inserts until then fit in place. Leaves grown by append from
+// nil allocated and copied every record several times per resize and
+// again on inserts, the most bytes a node allocated while it took puts.
 func (x *index) resize(d uint8) {
+	tree := make([]uint64, 2<<d)
+	counts := tree[1<<d:] // the leaves' sizes first, their hashes after
+	total := 0
+	for _, leaf := range x.leaves {
+		for i := range leaf {
+			counts[leafOf(leaf[i].target, d)]++
+		}
+		total += len(leaf)
+	}
 	leaves := make([][]item, 1<<d)
+	if total >= roomAt {
+		all := make([]item, 2*total)
+		off := 0
+		for l, c := range counts {
+			leaves[l] = all[off : off : off+2*int(c)]
+			off += 2 * int(c)
+		}
+	}
 	for _, leaf := range x.leaves {
 		for i := range leaf {
 			l := leafOf(leaf[i].target, d)
 			leaves[l] = append(leaves[l], leaf[i])
 		}
 	}
-	tree := make([]uint64, 2<<d)
 	for l, leaf := range leaves {
 		var h uint64
 		for i := range leaf {
