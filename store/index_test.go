@@ -7,12 +7,10 @@ import (
 	"testing"
 )
 
-// TestIndexLeaves grows and shrinks a memory store through the sizes where
-// resize cuts the leaves from one array (roomAt) and where it does not,
-// and checks after every stage that each record is there, intact, in its
-// leaf, in (target, key) order, and that the tree holds the leaves'
-// hashes: a leaf cut too long would let an insert overwrite the first
-// records of the next.
+// TestIndexLeaves grows and shrinks a memory store across roomAt, where
+// resize starts and stops giving the leaves room to spare, and checks
+// after every stage that each record is there, intact, in its leaf, in
+// (target, key) order, and that the tree holds the leaves' hashes.
 func TestIndexLeaves(t *testing.T) {
 	tests := []struct {
 		name      string
