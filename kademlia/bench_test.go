@@ -68,3 +68,23 @@ func TestAnswerDoesNotAllocate(t *testing.T) {
 		t.Errorf("answering find_node allocates %.1f times", n)
 	}
 }
+
+// TestReplicasFoundAllocs: picking a key's replica set from the table
+// allocates the two slices it returns and nothing else (its candidates go
+// in the engine's scratch).
+func TestReplicasFoundAllocs(t *testing.T) {
+	e, now := benchEngine(nil)
+	target := id.Random(seededReader{R: rand.New(rand.NewPCG(3, 4))})
+	want, _ := e.replicasFound(now, target, nil, true) // warm the scratch
+	if len(want) != e.cfg.replicas() {
+		t.Fatalf("%d members, want %d", len(want), e.cfg.replicas())
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		got, _ := e.replicasFound(now, target, nil, true)
+		if len(got) != len(want) || got[0].Node != want[0].Node {
+			t.Fatalf("members %v, want %v", got, want)
+		}
+	}); n != 2 {
+		t.Errorf("replicasFound allocates %.0f times, want 2", n)
+	}
+}

@@ -81,6 +81,7 @@ type Engine struct {
 	commits replica.Commits   // writes waiting for the next commit (group commit)
 	xbuf    []byte            // scratch for "x" payloads
 	near    []routing.Contact // scratch for replicasFound's table contacts
+	known   []known           // scratch for replicasFound's candidates
 	tree    *replica.Tree     // the store's hash tree for anti-entropy, made on first use
 	// acceptor answers conditional writes (cas.go), made on first use;
 	// restarted: the store held records at start (replica.NewAcceptor).

@@ -340,6 +340,12 @@ func (op *kvOp) stalled(now time.Time, e *Engine, p *pending) {
 	}
 }
 
+// known is a candidate of replicasFound: a member and what was sent to it.
+type known struct {
+	m  replica.Member
+	sn sent
+}
+
 // replicasFound picks a key's replica set: the Replicas nodes closest to
 // target among every node this one knows to exist, ourselves included.
 // Those are the candidates of a finished lookup (nil: none), answered or
@@ -355,18 +361,11 @@ func (op *kvOp) stalled(now time.Time, e *Engine, p *pending) {
 // registers with the nodes it can reach).
 func (e *Engine) replicasFound(now time.Time, target id.ID, l *lookup, withDown bool) ([]replica.Member, []sent) {
 	n := e.cfg.replicas()
-	type known struct {
-		m  replica.Member
-		sn sent
-	}
-	// Sized for every candidate, so that it is allocated once; the few
-	// members are told apart by a scan, not a map.
-	cands := 0
-	if l != nil {
-		cands = len(l.cands)
-	}
-	ks := make([]known, 1, 1+cands+n)
-	ks[0] = known{m: replica.Member{Node: krpc.NodeInfo{ID: e.self}, Self: true}}
+	// The candidates go in a scratch slice the engine keeps (the members
+	// are copied out of it); the few members are told apart by a scan,
+	// not a map.
+	ks := append(e.known[:0], known{m: replica.Member{Node: krpc.NodeInfo{ID: e.self}, Self: true}})
+	defer func() { clear(ks[:cap(ks)]); e.known = ks[:0] }() // no token kept alive
 	seen := func(x id.ID) bool {
 		return slices.ContainsFunc(ks, func(k known) bool { return k.m.Node.ID == x })
 	}

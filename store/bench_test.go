@@ -198,3 +198,25 @@ func BenchmarkOpenBolt(b *testing.B) {
 }
 
 var openBytes = flag.Int64("open-bytes", 64<<20, "BenchmarkOpenBolt: bytes of values in the store opened")
+
+// BenchmarkPutNew writes new keys into an empty memory store, 32,768 of
+// them and again: what a node's store does during bench/kv's put phase,
+// where the index grows by one record per put and deepens as it goes.
+func BenchmarkPutNew(b *testing.B) {
+	value := make([]byte, 100)
+	keys := benchKeys(1 << 15)
+	s := NewMemory(Config{MaxBytes: -1, MaxPerSource: -1})
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if i%len(keys) == 0 && i > 0 {
+			b.StopTimer()
+			s = NewMemory(Config{MaxBytes: -1, MaxPerSource: -1})
+			b.StartTimer()
+		}
+		if _, err := s.Put(Record{Key: keys[i%len(keys)], Value: value, Version: ver(i, 1)}); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}

@@ -317,16 +317,44 @@ func (x *index) shrink() {
 	}
 }
 
-// resize rebuilds the leaves and the tree at depth d.
+// roomAt is the size from which resize gives every leaf room to spare.
+// Smaller indexes grow their leaves by append, which takes the least
+// heap: the simulator keeps one store per node, a million of them.
+const roomAt = 1024
+
+// resize rebuilds the leaves and the tree at depth d. From roomAt records
+// on, each leaf is allocated once, with room for as many records again as
+// it holds: the index doubles before it deepens again, so most inserts
+// until then fit in place. Leaves grown by append from nil allocated and
+// copied every record several times per resize and again on inserts, the
+// most bytes a node allocated while it took puts. One array for all the
+// leaves allocated fewer bytes still, but in a node it cost more: a large
+// object is fresh pages, and their faults took more CPU than the copies
+// saved.
 func (x *index) resize(d uint8) {
+	tree := make([]uint64, 2<<d)
+	counts := tree[1<<d:] // the leaves' sizes first, their hashes after
+	total := 0
+	for _, leaf := range x.leaves {
+		for i := range leaf {
+			counts[leafOf(leaf[i].target, d)]++
+		}
+		total += len(leaf)
+	}
 	leaves := make([][]item, 1<<d)
+	if total >= roomAt {
+		for l, c := range counts {
+			if c > 0 {
+				leaves[l] = make([]item, 0, 2*c)
+			}
+		}
+	}
 	for _, leaf := range x.leaves {
 		for i := range leaf {
 			l := leafOf(leaf[i].target, d)
 			leaves[l] = append(leaves[l], leaf[i])
 		}
 	}
-	tree := make([]uint64, 2<<d)
 	for l, leaf := range leaves {
 		var h uint64
 		for i := range leaf {

@@ -7,6 +7,12 @@
 // gets the keys it put, for every value size. It prints throughput and
 // latency percentiles per system, the ratios of dhtkit to dhtnode and to
 // etcd, and the load average before and after each run, as Markdown.
+// Beside each phase's throughput it gives the CPU time every process of
+// the cluster used per operation (user and kernel, from /proc): on a
+// machine the load generator and the cluster share, the figure that
+// throughput follows, and steadier than throughput when the machine is
+// busy. -pprof DIR saves a CPU profile of dhtkit's first node during each
+// phase (go tool pprof DIR/dhtkit-put-100-run1.pprof).
 //
 // dhtnode binds every interface and has no bind flag, so run kvload in a
 // private network namespace (bench/kv/compare.sh does): it refuses to
@@ -57,6 +63,7 @@ func main() {
 		sizesFlag   = flag.String("sizes", "100,4096", "value sizes in bytes, comma-separated")
 		withData    = flag.Bool("data", true, "also run dhtkit with --data (bbolt on disk)")
 		allowPublic = flag.Bool("allow-public-bind", false, "start dhtnode outside a private network namespace")
+		pprofDir    = flag.String("pprof", "", "save a CPU profile of dhtkit's first node during each phase in this directory")
 	)
 	flag.Parse()
 	log.SetFlags(0)
@@ -78,9 +85,14 @@ func main() {
 	}
 	defer os.RemoveAll(tmp)
 
-	systems := []system{&dhtkitCluster{bin: *dhtkitBin, dir: tmp}}
+	if *pprofDir != "" {
+		if err := os.MkdirAll(*pprofDir, 0o755); err != nil {
+			log.Fatal(err)
+		}
+	}
+	systems := []system{&dhtkitCluster{bin: *dhtkitBin, dir: tmp, pprof: *pprofDir}}
 	if *withData {
-		systems = append(systems, &dhtkitCluster{bin: *dhtkitBin, dir: tmp, data: true})
+		systems = append(systems, &dhtkitCluster{bin: *dhtkitBin, dir: tmp, data: true, pprof: *pprofDir})
 	}
 	if *dhtnodeBin != "" {
 		systems = append(systems, &dhtnodeCluster{bin: *dhtnodeBin, dir: tmp})
@@ -107,9 +119,9 @@ func main() {
 			log.Printf("%s: every node ready after %v", sys.name(), time.Since(t0).Round(time.Millisecond))
 			for _, size := range sizes {
 				for _, op := range []string{"put", "get"} {
-					r := run(sys, op, size, *concurrency, *duration)
-					log.Printf("%-14s %s %5d B: %8.0f ops/s  p50 %6.2f ms  p99 %7.2f ms  errors %d%s",
-						sys.name(), op, size, r.rate(), ms(r.p50), ms(r.p99), r.errors, r.firstErr)
+					r := run(sys, op, size, *concurrency, *duration, i+1)
+					log.Printf("%-14s %s %5d B: %8.0f ops/s  p50 %6.2f ms  p99 %7.2f ms  cluster CPU %s µs/op, %.1f context switches/op  errors %d%s",
+						sys.name(), op, size, r.rate(), ms(r.p50), ms(r.p99), r.cpuPerOp(), float64(r.switches)/float64(max(r.ops, 1)), r.errors, r.firstErr)
 					results = append(results, r)
 				}
 			}
@@ -169,6 +181,18 @@ type system interface {
 	request(w int, key string, value []byte) (*http.Request, error)
 	// check validates a get's response body.
 	check(body []byte, want []byte) error
+	// cpu is the CPU time (user and system) the cluster's processes have
+	// used so far, 0 if unknown; switches their threads' context
+	// switches so far.
+	cpu() time.Duration
+	switches() int64
+}
+
+// profiler is a system that can profile one of its nodes: profile
+// returns a CPU profile of d, to be saved in profileDir ("": none asked).
+type profiler interface {
+	profileDir() string
+	profile(d time.Duration) ([]byte, error)
 }
 
 type result struct {
@@ -179,9 +203,20 @@ type result struct {
 	firstErr   string
 	elapsed    time.Duration
 	p50, p99   time.Duration
+	cpu        time.Duration // the cluster's CPU time during the phase
+	switches   int64         // the cluster's context switches during the phase
 }
 
 func (r result) rate() float64 { return float64(r.ops) / r.elapsed.Seconds() }
+
+// cpuPerOp is the cluster's CPU time per operation in microseconds, the
+// figure a CPU-bound machine's throughput follows, or "–" if unknown.
+func (r result) cpuPerOp() string {
+	if r.cpu <= 0 || r.ops == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f", float64(r.cpu)/float64(time.Microsecond)/float64(r.ops))
+}
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
@@ -195,8 +230,9 @@ type kv struct {
 }
 
 // run drives one phase: concurrency workers, each with one request in
-// flight, for d.
-func run(sys system, op string, size, concurrency int, d time.Duration) result {
+// flight, for d, in run n. A profiler's profile of the phase is saved as
+// <system>-<op>-<size>-run<n>.pprof.
+func run(sys system, op string, size, concurrency int, d time.Duration, n int) result {
 	hc := &http.Client{
 		Transport: &http.Transport{MaxIdleConnsPerHost: concurrency, MaxConnsPerHost: concurrency},
 		Timeout:   10 * time.Second,
@@ -210,6 +246,22 @@ func run(sys system, op string, size, concurrency int, d time.Duration) result {
 		wg       sync.WaitGroup
 	)
 	pool := written[id]
+	var profiled sync.WaitGroup
+	if p, ok := sys.(profiler); ok && p.profileDir() != "" && d >= 2*time.Second {
+		name := fmt.Sprintf("%s-%s-%d-run%d.pprof", strings.ReplaceAll(sys.name(), " ", ""), op, size, n)
+		profiled.Go(func() {
+			// A whole second less than the phase, so that the profile
+			// holds nothing but load.
+			b, err := p.profile(d - time.Second)
+			if err == nil {
+				err = os.WriteFile(filepath.Join(p.profileDir(), name), b, 0o644)
+			}
+			if err != nil {
+				log.Printf("profile %s: %v", name, err)
+			}
+		})
+	}
+	cpu0, sw0 := sys.cpu(), sys.switches()
 	deadline := time.Now().Add(d)
 	start := time.Now()
 	for w := range concurrency {
@@ -279,6 +331,11 @@ func run(sys system, op string, size, concurrency int, d time.Duration) result {
 	}
 	wg.Wait()
 	r := result{system: sys.name(), op: op, size: size, ops: len(lats), errors: errs, firstErr: firstErr, elapsed: time.Since(start)}
+	if cpu0 > 0 {
+		r.cpu = sys.cpu() - cpu0
+	}
+	r.switches = sys.switches() - sw0
+	profiled.Wait()
 	slices.Sort(lats)
 	if len(lats) > 0 {
 		r.p50 = lats[len(lats)/2]
@@ -290,10 +347,10 @@ func run(sys system, op string, size, concurrency int, d time.Duration) result {
 
 func report(w io.Writer, rs []result, nodes, concurrency int, d time.Duration) {
 	fmt.Fprintf(w, "%d-node loopback clusters (etcd: its own member count), %d requests in flight, %v per phase, %d cores (%s)\n\n", nodes, concurrency, d, runtime.NumCPU(), runtime.GOARCH)
-	fmt.Fprintln(w, "| system | op | value | ops/s | p50 ms | p99 ms | errors |")
-	fmt.Fprintln(w, "| ------ | -- | ----: | ----: | -----: | -----: | -----: |")
+	fmt.Fprintln(w, "| system | op | value | ops/s | p50 ms | p99 ms | errors | cluster CPU µs/op |")
+	fmt.Fprintln(w, "| ------ | -- | ----: | ----: | -----: | -----: | -----: | ----: |")
 	for _, r := range rs {
-		fmt.Fprintf(w, "| %s | %s | %d B | %.0f | %.2f | %.2f | %d |\n", r.system, r.op, r.size, r.rate(), ms(r.p50), ms(r.p99), r.errors)
+		fmt.Fprintf(w, "| %s | %s | %d B | %.0f | %.2f | %.2f | %d | %s |\n", r.system, r.op, r.size, r.rate(), ms(r.p50), ms(r.p99), r.errors, r.cpuPerOp())
 	}
 	for _, base := range []string{"dhtnode", "etcd"} {
 		ratios(w, rs, base)
@@ -414,6 +471,75 @@ func (p *procs) spawn(dir, name string, env []string, bin string, args ...string
 	return nil
 }
 
+// switches sums the context switches of every thread of the processes
+// (voluntary and not), from /proc/PID/task/TID/status (Linux; 0
+// elsewhere): each is a thread put to sleep or woken, a cost the
+// profiles of one process spread over the scheduler and the kernel.
+func (p *procs) switches() int64 {
+	var total int64
+	for _, c := range p.cmds {
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", c.Process.Pid))
+		for _, t := range tasks {
+			b, err := os.ReadFile(t)
+			if err != nil {
+				continue // the thread exited
+			}
+			for _, line := range strings.Split(string(b), "\n") {
+				if v, ok := strings.CutPrefix(line, "voluntary_ctxt_switches:"); ok {
+					n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+					total += n
+				} else if v, ok := strings.CutPrefix(line, "nonvoluntary_ctxt_switches:"); ok {
+					n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+					total += n
+				}
+			}
+		}
+	}
+	return total
+}
+
+// cpu sums the user and system time of the processes, from
+// /proc/PID/stat (Linux; 0 elsewhere).
+func (p *procs) cpu() time.Duration {
+	var total time.Duration
+	for _, c := range p.cmds {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.Process.Pid))
+		if err != nil {
+			return 0
+		}
+		t, ok := statCPU(b)
+		if !ok {
+			return 0
+		}
+		total += t
+	}
+	return total
+}
+
+// statCPU reads utime and stime, fields 14 and 15 of a /proc/PID/stat,
+// in clock ticks of USER_HZ, 100 on every Linux.
+func statCPU(stat []byte) (time.Duration, bool) {
+	// The command name, in parentheses, may hold spaces and parentheses:
+	// the fields counted from 3 (state) start after the last ')'.
+	end := bytes.LastIndexByte(stat, ')')
+	if end < 0 {
+		return 0, false
+	}
+	f := strings.Fields(string(stat[end+1:]))
+	if len(f) < 13 {
+		return 0, false
+	}
+	var total time.Duration
+	for _, s := range f[11:13] {
+		t, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, false
+		}
+		total += time.Duration(t) * (time.Second / 100)
+	}
+	return total, true
+}
+
 func (p *procs) stop() {
 	for _, c := range p.cmds {
 		c.Process.Signal(os.Interrupt)
@@ -453,8 +579,10 @@ func waitHTTP(ctx context.Context, url string, ok func([]byte) bool) error {
 type dhtkitCluster struct {
 	bin, dir string
 	data     bool
+	pprof    string // the profiles' directory, "" for none
 	procs
-	apis []string
+	apis      []string
+	pprofAddr string // the first node's --pprof
 }
 
 func (c *dhtkitCluster) name() string {
@@ -490,6 +618,14 @@ func (c *dhtkitCluster) start(nodes int) error {
 			"--trust-loopback"} // a loopback cluster: every node shares 127.0.0.1
 		if c.data {
 			args = append(args, "--data", filepath.Join(data, name))
+		}
+		if i == 0 && c.pprof != "" {
+			pp, err := freePort()
+			if err != nil {
+				return err
+			}
+			c.pprofAddr = fmt.Sprintf("127.0.0.1:%d", pp)
+			args = append(args, "--pprof", c.pprofAddr)
 		}
 		if boot != "" {
 			args = append(args, "--bootstrap", boot)
@@ -533,6 +669,23 @@ func (c *dhtkitCluster) check(body, want []byte) error {
 }
 
 func (c *dhtkitCluster) stop() { c.procs.stop(); c.apis = nil }
+
+func (c *dhtkitCluster) profileDir() string { return c.pprof }
+
+func (c *dhtkitCluster) profile(d time.Duration) ([]byte, error) {
+	secs := max(1, int(d/time.Second))
+	hc := &http.Client{Timeout: d + 10*time.Second}
+	resp, err := hc.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", c.pprofAddr, secs))
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(b))
+	}
+	return b, err
+}
 
 type dhtnodeCluster struct {
 	bin, dir string
