@@ -55,14 +55,14 @@ func (op *kvOp) batchable(e *Engine, i int) bool {
 	return op.q.Put && op.s.onehop && op.rec.Version.Writer == e.clock.Writer && op.sent[i].token == nil
 }
 
-// live reports whether w's put still waits for w's member: not finished,
-// not fallen back to a lookup, the member not yet counted.
+// live reports whether w's operation still waits for w's member: not
+// finished, not fallen back to a lookup, the member not yet counted.
 func (w memberWait) live(e *Engine) bool {
 	s := w.op.s
 	return e.ops[s.id] == s && s.kv == w.op && !w.op.q.Members[w.i].Done
 }
 
-// settle counts err (nil: acknowledged) as w's member's answer.
+// settle counts err (nil: a write acknowledged) as w's member's answer.
 func (w memberWait) settle(now time.Time, e *Engine, err error) {
 	if !w.live(e) {
 		return
