@@ -135,8 +135,8 @@ func (b *fetchBatch) failure(now time.Time, e *Engine, p *pending, err error) {
 // key this node is not a replica of by its table is refused with
 // codeNotReplica, the others are read as a dk_fetch of that key alone.
 func (e *Engine) fetchEach(now time.Time, keys [][]byte) []byte {
-	return replica.ServeFetchEach(now, e.kvStore(), e.xbuf[:0], keys, maxPayload, func(k []byte) int {
-		if !e.isReplica(store.KeyTarget(string(k))) {
+	return replica.ServeFetchEach(now, e.kvStore(), e.xbuf[:0], keys, maxPayload, func(k string) int {
+		if !e.isReplica(store.KeyTarget(k)) {
 			return codeNotReplica
 		}
 		return 0

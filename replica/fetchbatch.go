@@ -87,7 +87,7 @@ func ParseFetchEach(x []byte, max int) (keys [][]byte, each bool, err error) {
 // records beyond limit bytes of payload are left to a fetch of their own
 // (CodeFetchAlone), but the first always fits (MaxRecordValue keeps it
 // within a datagram).
-func ServeFetchEach(now time.Time, st store.Store, dst []byte, keys [][]byte, limit int, refuse func(key []byte) int) []byte {
+func ServeFetchEach(now time.Time, st store.Store, dst []byte, keys [][]byte, limit int, refuse func(key string) int) []byte {
 	var (
 		cbuf [16]int
 		rbuf [16]store.Record
@@ -95,11 +95,12 @@ func ServeFetchEach(now time.Time, st store.Store, dst []byte, keys [][]byte, li
 	codes, recs := cbuf[:0], rbuf[:0]
 	size := 0
 	for _, k := range keys {
-		if c := refuse(k); c != 0 {
+		key := string(k)
+		if c := refuse(key); c != 0 {
 			codes = append(codes, c)
 			continue
 		}
-		rec, ok := liveRecord(now, st, string(k))
+		rec, ok := liveRecord(now, st, key)
 		switch {
 		case !ok:
 			codes = append(codes, 0)

@@ -80,8 +80,8 @@ func TestServeFetchEach(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	refuse := func(k []byte) int {
-		if string(k) == "theirs" {
+	refuse := func(k string) int {
+		if k == "theirs" {
 			return 249
 		}
 		return 0
