@@ -2,6 +2,7 @@ package kademlia
 
 import (
 	"bytes"
+	"errors"
 	"net/netip"
 	"strconv"
 	"testing"
@@ -267,8 +268,25 @@ func TestBatchedGetsOlderReplica(t *testing.T) {
 			served++
 		}
 	}
-	checkGets(t, "old", burstGets(t, n, coord, "old", count))
+	rs := burstGets(t, n, coord, "old", count)
+	checkGets(t, "old", rs)
 	if served == 0 {
 		t.Fatal("no batch reached the older replica: the test needs one")
+	}
+	failed := 0 // gets that hold the older replica's answer as its failure
+	for _, r := range rs {
+		for _, h := range r.Holders {
+			if h.Node.ID != old.e.ID() {
+				continue
+			}
+			if errors.Is(h.Err, errFetchUnchecked) {
+				failed++
+			} else if h.Err == nil {
+				t.Errorf("%s: the older replica's answer counted: %+v", r.Record.Key, h)
+			}
+		}
+	}
+	if failed == 0 {
+		t.Error("no get counted the older replica's answer as a failure")
 	}
 }
