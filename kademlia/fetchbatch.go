@@ -93,7 +93,8 @@ func (b *fetchBatch) response(now time.Time, e *Engine, p *pending, m *krpc.Msg)
 	if !b.mine(p) {
 		return
 	}
-	codes, recs, ok := replica.ParseFetchAnswers(m.R.X)
+	var cbuf [maxFetchBatch]int64
+	codes, recs, ok := replica.ParseFetchAnswers(m.R.X, cbuf[:0], make([]store.Record, 0, len(b.ws)))
 	if !ok || len(codes) != len(b.ws) {
 		b.settle(now, e, errFetchUnchecked)
 		return

@@ -182,7 +182,7 @@ func TestFetchBatchPerKey(t *testing.T) {
 	if err := m.Decode(back[0]); err != nil || m.Y != krpc.Response {
 		t.Fatalf("answer %q: %v", back[0], err)
 	}
-	codes, recs, ok := replica.ParseFetchAnswers(m.R.X)
+	codes, recs, ok := replica.ParseFetchAnswers(m.R.X, nil, nil)
 	if want := []int64{1, codeNotReplica, 0, 1, codeNotReplica, 0}; !ok || !equalCodes(codes, want) {
 		t.Errorf("codes %v (ok %v), want %v", codes, ok, want)
 	}

@@ -64,7 +64,7 @@ func ParseFetchEach(x []byte, max int) (keys [][]byte, each bool, err error) {
 	if k, err = c.Str(); err != nil || string(k) != "ks" || !c.Open('l') {
 		return nil, false, nil
 	}
-	keys = [][]byte{}
+	keys = make([][]byte, 0, max) // one allocation for any batch within the bound
 	for !c.Close() {
 		key, err := c.Str()
 		if err != nil || len(key) == 0 {
@@ -134,12 +134,14 @@ func liveRecord(now time.Time, st store.Store, key string) (store.Record, bool) 
 }
 
 // ParseFetchAnswers decodes the answer to a batch query, with a
-// krpc.Cursor. It says !ok for anything but {"ok": [code, ...], "recs":
-// [rec, ...]} with as many records as codes of 1, records the map
-// decoding would take: an older replica's answer, which has no "ok"
-// (see above), or a malformed one. The caller checks that each record is
-// of the key asked.
-func ParseFetchAnswers(x []byte) (codes []int64, recs []store.Record, ok bool) {
+// krpc.Cursor, appending its codes and records to codes and recs (the
+// caller's buffers, sized for its batch). It says !ok for anything but
+// {"ok": [code, ...], "recs": [rec, ...]} with as many records as codes
+// of 1, records the map decoding would take: an older replica's answer,
+// which has no "ok" (see above), or a malformed one. The caller checks
+// that each record is of the key asked.
+func ParseFetchAnswers(x []byte, codes []int64, recs []store.Record) ([]int64, []store.Record, bool) {
+	codes, recs = codes[:0], recs[:0]
 	c, ok := krpc.NewCursor(x)
 	if !ok || !c.Open('d') {
 		return nil, nil, false

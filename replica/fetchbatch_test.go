@@ -105,7 +105,7 @@ func TestServeFetchEach(t *testing.T) {
 				bs[i] = []byte(k)
 			}
 			x := ServeFetchEach(now, st, nil, bs, tc.limit, refuse)
-			codes, recs, ok := ParseFetchAnswers(x)
+			codes, recs, ok := ParseFetchAnswers(x, nil, nil)
 			if !ok {
 				t.Fatalf("ParseFetchAnswers(%q) refused it", x)
 			}
@@ -150,7 +150,7 @@ func TestParseFetchAnswers(t *testing.T) {
 		{"d4:recsl" + rec + "e2:okli1eee", false},       // out of order
 		{"d2:okli1ee4:recsl" + rec + "e1:xi1ee", false}, // another entry
 	} {
-		if _, _, ok := ParseFetchAnswers([]byte(tc.x)); ok != tc.ok {
+		if _, _, ok := ParseFetchAnswers([]byte(tc.x), nil, nil); ok != tc.ok {
 			t.Errorf("ParseFetchAnswers(%q) ok %v, want %v", tc.x, ok, tc.ok)
 		}
 	}
@@ -209,7 +209,7 @@ func FuzzParseFetchAnswers(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, x []byte) {
-		codes, recs, ok := ParseFetchAnswers(x)
+		codes, recs, ok := ParseFetchAnswers(x, nil, nil)
 		if !ok {
 			return
 		}
