@@ -49,6 +49,10 @@ type Stats struct {
 	// StoreBatches counts the dk_stores that carried the writes of several
 	// puts to one replica, BatchedWrites those writes (storebatch.go).
 	StoreBatches, BatchedWrites uint64
+	// FetchBatches counts the dk_fetches that carried the reads of
+	// several gets from one replica, BatchedReads those reads
+	// (fetchbatch.go).
+	FetchBatches, BatchedReads uint64
 }
 
 // maintenanceInterval is how often the engine looks at its table, its
@@ -118,8 +122,13 @@ type Engine struct {
 	// storeQ: one-hop writes waiting for Ready, which sends those bound
 	// for one replica as one dk_store (storebatch.go); storeAt is when the
 	// last was queued.
-	storeQ  []storeWait
+	storeQ  []memberWait
 	storeAt time.Time
+	// fetchQ: one-hop reads waiting for Ready, which sends those bound
+	// for one replica as one dk_fetch (fetchbatch.go); fetchAt is when
+	// the last was queued.
+	fetchQ  []memberWait
+	fetchAt time.Time
 }
 
 // New returns an engine for cfg, started at now.
@@ -260,6 +269,9 @@ func (e *Engine) Ready() Ready {
 	if len(e.storeQ) > 0 {
 		e.flushStores()
 	}
+	if len(e.fetchQ) > 0 {
+		e.flushFetches()
+	}
 	var b *replica.Batch
 	if e.commits.Due() {
 		b = e.commits.Flush(e.kvStore(), e.changed) // persist first, then send
@@ -273,7 +285,7 @@ func (e *Engine) Ready() Ready {
 
 // HasReady reports whether Ready has anything to hand out.
 func (e *Engine) HasReady() bool {
-	return e.commits.Due() || len(e.storeQ) > 0 || !e.drained && (len(e.box.Packets()) > 0 || len(e.results) > 0 || len(e.events) > 0)
+	return e.commits.Due() || len(e.storeQ) > 0 || len(e.fetchQ) > 0 || !e.drained && (len(e.box.Packets()) > 0 || len(e.results) > 0 || len(e.events) > 0)
 }
 
 // Deadline is the time of the engine's next timer; the driver calls Tick
@@ -445,7 +457,7 @@ func (e *Engine) Close(now time.Time) {
 	e.begin()
 	e.commits.Async = false // a batch still out is the driver's to finish
 	e.commits.Flush(e.kvStore(), e.changed)
-	e.storeQ = nil // their puts end here
+	e.storeQ, e.fetchQ = nil, nil // their operations end here
 	for _, op := range e.sortedOps() {
 		e.finish(now, op, ErrClosed)
 	}

@@ -270,13 +270,18 @@ func (op *kvOp) send(now time.Time, e *Engine, i int) bool {
 }
 
 // askMore reads from the members a lean get has yet to ask
-// (replica.Op.Ask): this node's store at once, the others by dk_fetch.
+// (replica.Op.Ask): this node's store at once, the others by dk_fetch,
+// a one-hop get's at Ready (fetchbatch.go).
 func (op *kvOp) askMore(now time.Time, e *Engine) {
 	var buf [4]int
 	for ids := op.q.Ask(buf[:0]); len(ids) > 0; ids = op.q.Ask(buf[:0]) {
 		for _, i := range ids {
 			if op.q.Members[i].Self {
 				e.kvLocal(now, op, i)
+				continue
+			}
+			if op.fetchable(i) {
+				e.queueFetch(now, op, i) // sent at Ready, with the others to that replica
 				continue
 			}
 			op.send(now, e, i)

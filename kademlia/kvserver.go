@@ -156,12 +156,20 @@ func (e *Engine) handleStore(now time.Time, from netip.AddrPort, q, r *krpc.Msg)
 
 // handleFetch answers dk_fetch with the records asked for, by key ("k"),
 // keys ("ks") or target ("h"), as many as fit one datagram
-// (replica.Fetch, as Chord's).
+// (replica.Fetch, as Chord's), or a batch of one-hop reads key by key
+// (fetchbatch.go).
 func (e *Engine) handleFetch(now time.Time, from netip.AddrPort, q, r *krpc.Msg) bool {
 	if e.notReplica(now, from, q) {
 		return false
 	}
-	x, err := replica.ServeFetch(now, e.kvStore(), e.xbuf[:0], q.A.X, maxPayload)
+	var x []byte
+	keys, each, err := replica.ParseFetchEach(q.A.X, maxFetchBatch)
+	switch {
+	case each && err == nil:
+		x = e.fetchEach(now, keys)
+	case !each:
+		x, err = replica.ServeFetch(now, e.kvStore(), e.xbuf[:0], q.A.X, maxPayload)
+	}
 	if err != nil {
 		e.replyError(now, from, q.T, krpc.CodeProtocol, "dk_fetch: "+err.Error())
 		return false

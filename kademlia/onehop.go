@@ -37,9 +37,10 @@ import (
 //     that the coordinator has not heard of yet is known to its
 //     neighbours, which are the other replicas: the write is acknowledged
 //     only by nodes that are replicas by their own table, exactly what a
-//     lookup's last hop would have trusted. A batch of writes to one
-//     replica carries no target: the replica checks each record's key
-//     and refuses record by record (storebatch.go).
+//     lookup's last hop would have trusted. A batch of writes or reads
+//     to one replica carries no target: the replica checks each record's
+//     or key's target and refuses one by one (storebatch.go,
+//     fetchbatch.go).
 //
 // Whatever the one-hop attempt does not settle (a write short of its
 // quorum, a read with no quorum of answers, a refusal among them) starts

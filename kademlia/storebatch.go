@@ -40,8 +40,10 @@ const maxStoreBatch = 16
 // why (its version too far ahead of the replica's clock).
 var errWriteRefused = errors.New("kademlia: replica refused the write")
 
-// storeWait is member i's write of a one-hop put, queued for flushStores.
-type storeWait struct {
+// memberWait is member i's query of a one-hop operation (a put's write,
+// a get's read), queued for Ready to send with the others bound for the
+// same node (flushQueue).
+type memberWait struct {
 	op *kvOp
 	i  int
 }
@@ -53,15 +55,15 @@ func (op *kvOp) batchable(e *Engine, i int) bool {
 	return op.q.Put && op.s.onehop && op.rec.Version.Writer == e.clock.Writer && op.sent[i].token == nil
 }
 
-// live reports whether w's put still waits for w's member: not finished,
-// not fallen back to a lookup, the member not yet counted.
-func (w storeWait) live(e *Engine) bool {
+// live reports whether w's operation still waits for w's member: not
+// finished, not fallen back to a lookup, the member not yet counted.
+func (w memberWait) live(e *Engine) bool {
 	s := w.op.s
 	return e.ops[s.id] == s && s.kv == w.op && !w.op.q.Members[w.i].Done
 }
 
-// settle counts err (nil: acknowledged) as w's member's answer.
-func (w storeWait) settle(now time.Time, e *Engine, err error) {
+// settle counts err (nil: a write acknowledged) as w's member's answer.
+func (w memberWait) settle(now time.Time, e *Engine, err error) {
 	if !w.live(e) {
 		return
 	}
@@ -75,16 +77,24 @@ func (w storeWait) settle(now time.Time, e *Engine, err error) {
 
 // queueStore queues member i's write for the next Ready.
 func (e *Engine) queueStore(now time.Time, op *kvOp, i int) {
-	e.storeQ = append(e.storeQ, storeWait{op: op, i: i})
+	e.storeQ = append(e.storeQ, memberWait{op: op, i: i})
 	e.storeAt = now
 }
 
 // flushStores sends the queued writes, those bound for one replica
 // together, in the order they were queued.
 func (e *Engine) flushStores() {
-	q, now := e.storeQ, e.storeAt
-	e.storeQ = nil
-	var group []storeWait
+	e.flushQueue(&e.storeQ, e.storeAt, maxStoreBatch, func(w memberWait) int { return replica.RecordSize(&w.op.rec) }, e.sendBatch)
+}
+
+// flushQueue sends the queries queued in *qp as of now: one alone as
+// any (kvOp.send), several bound for one node together by batch, at most
+// max of them and size bytes of payload each, in the order they were
+// queued. What the sends queue meanwhile waits for the next Ready.
+func (e *Engine) flushQueue(qp *[]memberWait, now time.Time, max int, size func(memberWait) int, batch func(time.Time, krpc.NodeInfo, []memberWait)) {
+	q := *qp
+	*qp = nil
+	var group []memberWait
 	for j := range q {
 		w := q[j]
 		if w.op == nil || !w.live(e) {
@@ -92,8 +102,8 @@ func (e *Engine) flushStores() {
 		}
 		to := w.op.q.Members[w.i].Node
 		group = append(group[:0], w)
-		size := replica.RecordSize(&w.op.rec)
-		for k := j + 1; k < len(q) && len(group) < maxStoreBatch; k++ {
+		total := size(w)
+		for k := j + 1; k < len(q) && len(group) < max; k++ {
 			x := q[k]
 			if x.op == nil || x.op.q.Members[x.i].Node != to {
 				continue
@@ -102,8 +112,8 @@ func (e *Engine) flushStores() {
 				q[k].op = nil
 				continue
 			}
-			if s := replica.RecordSize(&x.op.rec); size+s <= maxPayload {
-				size += s
+			if s := size(x); total+s <= maxPayload {
+				total += s
 				group = append(group, x)
 				q[k].op = nil
 			}
@@ -114,20 +124,22 @@ func (e *Engine) flushStores() {
 			}
 			continue
 		}
-		e.sendBatch(now, to, group)
+		batch(now, to, group)
 	}
-	if e.storeQ == nil {
+	if *qp == nil {
 		clear(q)
-		e.storeQ = q[:0]
+		*qp = q[:0]
 	}
 }
 
-// storeBatch is one dk_store carrying the writes of several puts to one
-// replica: an internal operation, whose query's fate each put counts.
-type storeBatch struct {
+// batchQuery is one query carrying the queries of several operations to
+// one node, under an internal operation of its own whose query's fate
+// each of them counts: sent once more at the soft timeout, as a member
+// is asked again (kvOp.stalled), and failed when neither is answered.
+type batchQuery struct {
 	s       *opState
 	to      krpc.NodeInfo
-	ws      []storeWait
+	method  krpc.Method
 	x       []byte // the payload, sent again at the soft timeout
 	tid     uint16
 	retry   uint16
@@ -135,28 +147,18 @@ type storeBatch struct {
 	waiting uint8 // queries still pending: the first one's timeout does not end a retry
 }
 
-// sendBatch sends ws, the writes of several puts to node to, as one
-// dk_store.
-func (e *Engine) sendBatch(now time.Time, to krpc.NodeInfo, ws []storeWait) {
-	recs := make([]*store.Record, len(ws))
-	for j, w := range ws {
-		recs[j] = &w.op.rec
-	}
-	b := &storeBatch{to: to, ws: append([]storeWait(nil), ws...), x: replica.AppendOwnWrites(nil, recs)}
-	b.s = e.internalOp(now, b)
+// start registers the batch as an internal operation of h and sends it,
+// and reports whether it went out.
+func (b *batchQuery) start(now time.Time, e *Engine, h kvHandler) bool {
+	b.s = e.internalOp(now, h)
 	tid, ok := b.ask(now, e)
-	if !ok {
-		b.settle(now, e, errBusy)
-		return
-	}
 	b.tid = tid
-	e.stats.StoreBatches++
-	e.stats.BatchedWrites += uint64(len(ws))
+	return ok
 }
 
-// ask sends the batch's dk_store.
-func (b *storeBatch) ask(now time.Time, e *Engine) (uint16, bool) {
-	m := e.newQuery(krpc.MethodStore)
+// ask sends the batch's query.
+func (b *batchQuery) ask(now time.Time, e *Engine) (uint16, bool) {
+	m := e.newQuery(b.method)
 	m.A.Has |= krpc.HasX
 	m.A.X = b.x
 	tid, ok := e.sendQueryTID(now, b.to.Addr, b.to.ID, b.s.id, forOp)
@@ -166,8 +168,50 @@ func (b *storeBatch) ask(now time.Time, e *Engine) (uint16, bool) {
 	return tid, ok
 }
 
-func (b *storeBatch) mine(p *pending) bool {
+func (b *batchQuery) mine(p *pending) bool {
 	return p.tid == b.tid || b.retried && p.tid == b.retry
+}
+
+func (b *batchQuery) stalled(now time.Time, e *Engine, p *pending) {
+	if !b.mine(p) || b.retried {
+		return
+	}
+	if tid, ok := b.ask(now, e); ok {
+		b.retry, b.retried = tid, true
+	}
+}
+
+// lost reports whether failure err of p ends the batch: p is its query
+// or its retry, and no other is still pending.
+func (b *batchQuery) lost(p *pending, err error) bool {
+	if !b.mine(p) {
+		return false
+	}
+	b.waiting--
+	return b.waiting == 0 || err != ErrTimeout
+}
+
+// storeBatch is one dk_store carrying the writes of several puts to one
+// replica.
+type storeBatch struct {
+	batchQuery
+	ws []memberWait
+}
+
+// sendBatch sends ws, the writes of several puts to node to, as one
+// dk_store.
+func (e *Engine) sendBatch(now time.Time, to krpc.NodeInfo, ws []memberWait) {
+	recs := make([]*store.Record, len(ws))
+	for j, w := range ws {
+		recs[j] = &w.op.rec
+	}
+	b := &storeBatch{batchQuery: batchQuery{to: to, method: krpc.MethodStore, x: replica.AppendOwnWrites(nil, recs)}, ws: append([]memberWait(nil), ws...)}
+	if !b.start(now, e, b) {
+		b.settle(now, e, errBusy)
+		return
+	}
+	e.stats.StoreBatches++
+	e.stats.BatchedWrites += uint64(len(ws))
 }
 
 // settle counts err for every write of the batch, and ends it.
@@ -175,17 +219,6 @@ func (b *storeBatch) settle(now time.Time, e *Engine, err error) {
 	e.finish(now, b.s, nil)
 	for _, w := range b.ws {
 		w.settle(now, e, err)
-	}
-}
-
-// stalled sends the batch once more at its soft timeout, as a put asks a
-// replica again (kvOp.stalled).
-func (b *storeBatch) stalled(now time.Time, e *Engine, p *pending) {
-	if !b.mine(p) || b.retried {
-		return
-	}
-	if tid, ok := b.ask(now, e); ok {
-		b.retry, b.retried = tid, true
 	}
 }
 
@@ -209,13 +242,9 @@ func (b *storeBatch) response(now time.Time, e *Engine, p *pending, m *krpc.Msg)
 }
 
 func (b *storeBatch) failure(now time.Time, e *Engine, p *pending, err error) {
-	if !b.mine(p) {
-		return
+	if b.lost(p, err) {
+		b.settle(now, e, err)
 	}
-	if b.waiting--; b.waiting > 0 && err == ErrTimeout {
-		return // its retry may still be answered
-	}
-	b.settle(now, e, err)
 }
 
 // storeEach serves a batch of writes (replica.ParseStoreEach's "c"): each

@@ -207,12 +207,23 @@ func (o *Op) Fetched(i int, x []byte, vals *Values, now time.Time, observe func(
 		o.Fail(i, err)
 		return err
 	}
-	if len(recs) > 0 && recs[0].Key == o.Key && !Expired(&recs[0], now) && observe(recs[0].Version) == nil {
-		o.Answer(i, &recs[0])
+	var rec *store.Record
+	if len(recs) > 0 {
+		rec = &recs[0]
+	}
+	o.FetchedRecord(i, rec, now, observe)
+	return nil
+}
+
+// FetchedRecord takes member i's answer to a get of one key, rec (nil:
+// not found), as Fetched does the record of an answer: a record of
+// another key, expired by now or refused by observe is none.
+func (o *Op) FetchedRecord(i int, rec *store.Record, now time.Time, observe func(store.Version) error) {
+	if rec != nil && rec.Key == o.Key && !Expired(rec, now) && observe(rec.Version) == nil {
+		o.Answer(i, rec)
 	} else {
 		o.Answer(i, nil)
 	}
-	return nil
 }
 
 // Ask appends to dst the members a lean get should ask now and counts

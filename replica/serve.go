@@ -15,7 +15,9 @@ import (
 //	dk_store  a.x: {"recs": [rec, ...], "o": 1 when the sender wrote the
 //	          one record itself}            r.x: {"ok": [0|1, ...]}
 //	dk_fetch  a.x: {"k": key}, {"ks": [key, ...]} or {"h": target}
-//	          r.x: {"recs": [rec, ...]}, as many as fit one datagram
+//	          r.x: {"recs": [rec, ...]}, as many as fit one datagram;
+//	          a.x: {"c": 1, "ks": [key, ...]}, answered key by key
+//	          (fetchbatch.go)
 //
 // A dhtkit method answered to a source that has not proven its address
 // may instead carry {"again": 1} and a token (Kademlia's "token" of "r"):
@@ -159,8 +161,8 @@ func AppendFetch(dst []byte, keys ...string) []byte {
 // datagram), as {"recs": [rec, ...]}.
 func ServeFetch(now time.Time, st store.Store, dst, x []byte, limit int) ([]byte, error) {
 	if k, ok := parseFetchKey(x); ok { // a get's: one key
-		rec, found, err := st.Get(string(k))
-		if err != nil || !found || Expired(&rec, now) {
+		rec, ok := liveRecord(now, st, string(k))
+		if !ok {
 			return append(dst, "d4:recslee"...), nil
 		}
 		dst = append(dst, "d4:recsl"...)
