@@ -303,8 +303,10 @@ func (c *Config) diversity() routing.Diversity {
 }
 
 // DurableCommitWindow is the group-commit window of a node whose store
-// syncs to disk: measured with BenchmarkPutDurable (BENCHMARKS.md, "Group
-// commit window"), 5 ms about doubled durable puts per second against no
-// window and lowered their p99. A store in memory has no fsync to share,
-// and takes no window.
-const DurableCommitWindow = 5 * time.Millisecond
+// syncs to disk, chosen with BenchmarkPutDurable (BENCHMARKS.md, "Group
+// commit window" and "Session 5"). It was 5 ms when a commit cost bbolt's
+// two fsyncs; with the log's one fdatasync in place (store/wal.go) the
+// wait itself became most of a durable put's latency, and 1 ms gave
+// 1.4–1.6× the puts per second of 5 ms and of no window. A store in
+// memory has no fsync to share, and takes no window.
+const DurableCommitWindow = time.Millisecond
