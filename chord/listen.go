@@ -206,16 +206,22 @@ func (e *Engine) notifyListeners() {
 		key := store.BaseKey(rec.Key)
 		x := replica.AppendNotify(nil, rec)
 		for _, l := range e.listen.listeners.Live(now, key) {
-			q := e.newQuery(mKVNotify)
-			q.A.Has |= krpc.HasX
-			q.A.X = x
-			if tid, ok := e.sendQueryTID(now, mKVNotify, l.Addr, l.Node, 0, forListener); ok {
-				e.listen.listeners.Sent(tid, key, l.Addr)
-			}
+			e.notify(now, replica.Notify{Key: key, Addr: l.Addr, Node: l.Node, X: x})
 		}
 	}
 	clear(e.listen.notify)
 	e.listen.notify = e.listen.notify[:0]
+}
+
+// notify sends n, a dk_notify, to its listener: at a change, and again
+// when it goes unanswered (replica.Listeners.TimedOut).
+func (e *Engine) notify(now time.Time, n replica.Notify) {
+	q := e.newQuery(mKVNotify)
+	q.A.Has |= krpc.HasX
+	q.A.X = n.X
+	if tid, ok := e.sendQueryTID(now, mKVNotify, n.Addr, n.Node, 0, forListener); ok {
+		e.listen.listeners.Sent(tid, n)
+	}
 }
 
 // tickListen renews the listeners whose time has come and drops the

@@ -192,8 +192,8 @@ func (e *Engine) onFailure(now time.Time, p *pending, err error) {
 	case forListener:
 		if re, ok := err.(*kademlia.RemoteError); ok {
 			e.listen.listeners.Refused(p.tid, re.Code)
-		} else {
-			e.listen.listeners.Answered(p.tid)
+		} else if n, again := e.listen.listeners.TimedOut(p.tid); again {
+			e.notify(now, n)
 		}
 	}
 }

@@ -235,9 +235,12 @@ func (e *Engine) onTimeout(now time.Time, p *pending) {
 	case forBootstrap:
 		e.boot.timedOut(now, e, p.to)
 	case forNotify:
-		// Keep the registration: a lost datagram is no reason to stop,
-		// and a dead listener's registration expires on its own.
-		e.listeners.Answered(p.tid)
+		// Keep the registration and send the change again: a lost
+		// datagram is no reason to stop, and a dead listener's
+		// registration expires on its own.
+		if n, again := e.listeners.TimedOut(p.tid); again {
+			e.notify(now, n)
+		}
 	case forOp:
 		e.onFailure(now, p, ErrTimeout)
 	}

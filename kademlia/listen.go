@@ -249,12 +249,18 @@ func (e *Engine) changed(now time.Time, rec store.Record) {
 	}
 	x := replica.AppendNotify(nil, rec)
 	for _, l := range ls {
-		m := e.newQuery(krpc.MethodNotify)
-		m.A.Has |= krpc.HasX
-		m.A.X = x
-		if tid, ok := e.sendQueryTID(now, l.Addr, l.Node, 0, forNotify); ok {
-			e.listeners.Sent(tid, key, l.Addr)
-		}
+		e.notify(now, replica.Notify{Key: key, Addr: l.Addr, Node: l.Node, X: x})
+	}
+}
+
+// notify sends n, a dk_notify, to its listener: at a change, and again
+// when it goes unanswered (replica.Listeners.TimedOut).
+func (e *Engine) notify(now time.Time, n replica.Notify) {
+	m := e.newQuery(krpc.MethodNotify)
+	m.A.Has |= krpc.HasX
+	m.A.X = n.X
+	if tid, ok := e.sendQueryTID(now, n.Addr, n.Node, 0, forNotify); ok {
+		e.listeners.Sent(tid, n)
 	}
 }
 

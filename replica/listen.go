@@ -282,8 +282,9 @@ type Listeners struct {
 	n        int
 	evicted  uint64
 	// notifying maps the transaction ids of dk_notify queries in flight to
-	// their registration, to drop it if the listener refuses.
-	notifying map[uint16]listenerRef
+	// what they carry, to drop the registration if the listener refuses
+	// and to send the notification again if it goes unanswered.
+	notifying map[uint16]Notify
 }
 
 // Listener is one registration.
@@ -456,29 +457,54 @@ func (t *Listeners) forget(key string, addr netip.AddrPort) {
 	t.bySource[src] = refs
 }
 
-// Sent notes the dk_notify sent to addr about key under transaction tid.
-func (t *Listeners) Sent(tid uint16, key string, addr netip.AddrPort) {
-	if t.notifying == nil {
-		t.notifying = make(map[uint16]listenerRef)
-	}
-	t.notifying[tid] = listenerRef{key: key, addr: addr}
+// NotifyTries is how many times a replica sends one dk_notify before it
+// leaves the change to the listener's next refresh (a minute by default):
+// a datagram lost on a busy machine, whose socket buffers overflow, would
+// otherwise hide a change from the listener until then.
+const NotifyTries = 3
+
+// Notify is one dk_notify: the record it carries (X, AppendNotify) and
+// the registration it goes to.
+type Notify struct {
+	Key  string
+	Addr netip.AddrPort
+	Node id.ID
+	X    []byte
+	sent int
 }
 
-// Answered forgets dk_notify tid, answered or timed out: a lost datagram
-// is no reason to stop, and a dead listener's registration expires on
-// its own.
+// Sent notes n, sent under transaction tid.
+func (t *Listeners) Sent(tid uint16, n Notify) {
+	if t.notifying == nil {
+		t.notifying = make(map[uint16]Notify)
+	}
+	n.sent++
+	t.notifying[tid] = n
+}
+
+// Answered forgets dk_notify tid, answered.
 func (t *Listeners) Answered(tid uint16) { delete(t.notifying, tid) }
+
+// TimedOut forgets dk_notify tid, which went unanswered, and returns it
+// to be sent again unless it was sent NotifyTries times already: a lost
+// datagram is no reason to stop, and a dead listener's registration
+// expires on its own.
+func (t *Listeners) TimedOut(tid uint16) (Notify, bool) {
+	n, ok := t.notifying[tid]
+	delete(t.notifying, tid)
+	return n, ok && n.sent < NotifyTries
+}
 
 // Refused handles an error reply to dk_notify tid: a listener that no
 // longer listens, or a peer that does not know the method, is dropped.
 func (t *Listeners) Refused(tid uint16, code int) {
-	ref, ok := t.notifying[tid]
+	n, ok := t.notifying[tid]
 	if !ok {
 		return
 	}
 	delete(t.notifying, tid)
 	if code == CodeNotListening || code == krpc.CodeMethodUnknown {
-		t.Remove(ref.key, ref.addr)
+		t.Remove(n.Key, n.Addr)
 	}
 }
 

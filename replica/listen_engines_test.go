@@ -1,6 +1,7 @@
 package replica_test
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -381,6 +382,41 @@ func TestEnginesListenRegistrationsExpire(t *testing.T) {
 		n.Run(time.Second)
 		if got := notifies() - before; got != 0 {
 			t.Errorf("%d dk_notify sent to an expired listener", got)
+		}
+	})
+}
+
+// TestEnginesListenNotifyLost: a dk_notify lost on the way (a busy
+// machine's socket buffers overflow) is sent again when it goes
+// unanswered, so the listener hears the change within a few seconds, not
+// at its next refresh a minute later.
+func TestEnginesListenNotifyLost(t *testing.T) {
+	forEach(t, func(t *testing.T, p protocol) {
+		n := newNetwork(t, p, 33)
+		n.build(20, nodeConfig{replicas: 3})
+		const key = "watched"
+		l, w := n.outsiders(key)
+		op := n.listen(l, key)
+		lost := map[netip.AddrPort]int{}
+		n.Drop = func(from, to netip.AddrPort, data []byte) bool {
+			if to == l.addr && bytes.Contains(data, []byte("9:dk_notify")) && lost[from] < replica.NotifyTries-1 {
+				lost[from]++
+				return true
+			}
+			return false
+		}
+		r := n.do(w, kademlia.KVPut{Key: key, Value: []byte("one")})
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+		if !n.RunUntil(20*time.Second, func() bool { return len(eventsOf(l, op)) > 0 }) {
+			t.Fatalf("the listener heard nothing within 20 s; %d dk_notify lost", len(lost))
+		}
+		if len(lost) == 0 {
+			t.Fatal("no dk_notify was lost: the test tests nothing")
+		}
+		if ev := eventsOf(l, op)[0]; ev.Record.Version != r.Version {
+			t.Errorf("heard version %v, want %v", ev.Record.Version, r.Version)
 		}
 	})
 }

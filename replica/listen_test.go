@@ -183,12 +183,36 @@ func TestListenersBounded(t *testing.T) {
 	}
 	// A refusal drops the registration; another error code does not.
 	a := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 3, 3, 231}), 1) // key-999's
-	l.Sent(7, "key-999", a)
+	n := Notify{Key: "key-999", Addr: a, X: []byte("x")}
+	l.Sent(7, n)
 	l.Refused(7, krpc.CodeServer)
 	if !l.Registered(now, "key-999", a) {
 		t.Fatal("a server error dropped the registration")
 	}
-	l.Sent(8, "key-999", a)
+	// A notification that goes unanswered is sent again, NotifyTries
+	// times in all; an answered one is not.
+	tid := uint16(20)
+	l.Sent(tid, n)
+	for sent := 1; ; sent++ {
+		again, ok := l.TimedOut(tid)
+		if ok != (sent < NotifyTries) {
+			t.Fatalf("timed out after %d sends: again %v, want %v", sent, ok, sent < NotifyTries)
+		}
+		if !ok {
+			break
+		}
+		if again.Key != n.Key || again.Addr != a || string(again.X) != "x" {
+			t.Fatalf("sent again: %+v", again)
+		}
+		tid++
+		l.Sent(tid, again)
+	}
+	l.Sent(30, n)
+	l.Answered(30)
+	if _, ok := l.TimedOut(30); ok {
+		t.Fatal("an answered notification is sent again")
+	}
+	l.Sent(8, n)
 	l.Refused(8, CodeNotListening)
 	if l.Registered(now, "key-999", a) || l.Len() != 299 {
 		t.Fatalf("a listener that stopped is still registered (%d kept)", l.Len())
