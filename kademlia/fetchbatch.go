@@ -60,10 +60,7 @@ func (e *Engine) flushFetches() {
 
 // fetchBatch is one dk_fetch carrying the reads of several gets from one
 // replica.
-type fetchBatch struct {
-	batchQuery
-	ws []memberWait
-}
+type fetchBatch struct{ batchQuery }
 
 // sendFetchBatch sends ws, the reads of several gets from node to, as
 // one dk_fetch.
@@ -72,21 +69,13 @@ func (e *Engine) sendFetchBatch(now time.Time, to krpc.NodeInfo, ws []memberWait
 	for j, w := range ws {
 		keys[j] = w.op.q.Key
 	}
-	b := &fetchBatch{batchQuery: batchQuery{to: to, method: krpc.MethodFetch, x: replica.AppendFetchEach(nil, keys)}, ws: append([]memberWait(nil), ws...)}
+	b := &fetchBatch{batchQuery{to: to, method: krpc.MethodFetch, x: replica.AppendFetchEach(nil, keys), ws: append([]memberWait(nil), ws...)}}
 	if !b.start(now, e, b) {
 		b.settle(now, e, errBusy)
 		return
 	}
 	e.stats.FetchBatches++
 	e.stats.BatchedReads += uint64(len(ws))
-}
-
-// settle fails every read of the batch with err, and ends it.
-func (b *fetchBatch) settle(now time.Time, e *Engine, err error) {
-	e.finish(now, b.s, nil)
-	for _, w := range b.ws {
-		w.settle(now, e, err)
-	}
 }
 
 func (b *fetchBatch) response(now time.Time, e *Engine, p *pending, m *krpc.Msg) {

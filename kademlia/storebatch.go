@@ -144,7 +144,17 @@ type batchQuery struct {
 	tid     uint16
 	retry   uint16
 	retried bool
-	waiting uint8 // queries still pending: the first one's timeout does not end a retry
+	waiting uint8        // queries still pending: the first one's timeout does not end a retry
+	ws      []memberWait // the puts' writes or the gets' reads it carries
+}
+
+// settle counts err as the answer of every write or read of the batch,
+// and ends it.
+func (b *batchQuery) settle(now time.Time, e *Engine, err error) {
+	e.finish(now, b.s, nil)
+	for _, w := range b.ws {
+		w.settle(now, e, err)
+	}
 }
 
 // start registers the batch as an internal operation of h and sends it,
@@ -193,10 +203,7 @@ func (b *batchQuery) lost(p *pending, err error) bool {
 
 // storeBatch is one dk_store carrying the writes of several puts to one
 // replica.
-type storeBatch struct {
-	batchQuery
-	ws []memberWait
-}
+type storeBatch struct{ batchQuery }
 
 // sendBatch sends ws, the writes of several puts to node to, as one
 // dk_store.
@@ -205,21 +212,13 @@ func (e *Engine) sendBatch(now time.Time, to krpc.NodeInfo, ws []memberWait) {
 	for j, w := range ws {
 		recs[j] = &w.op.rec
 	}
-	b := &storeBatch{batchQuery: batchQuery{to: to, method: krpc.MethodStore, x: replica.AppendOwnWrites(nil, recs)}, ws: append([]memberWait(nil), ws...)}
+	b := &storeBatch{batchQuery{to: to, method: krpc.MethodStore, x: replica.AppendOwnWrites(nil, recs), ws: append([]memberWait(nil), ws...)}}
 	if !b.start(now, e, b) {
 		b.settle(now, e, errBusy)
 		return
 	}
 	e.stats.StoreBatches++
 	e.stats.BatchedWrites += uint64(len(ws))
-}
-
-// settle counts err for every write of the batch, and ends it.
-func (b *storeBatch) settle(now time.Time, e *Engine, err error) {
-	e.finish(now, b.s, nil)
-	for _, w := range b.ws {
-		w.settle(now, e, err)
-	}
 }
 
 func (b *storeBatch) response(now time.Time, e *Engine, p *pending, m *krpc.Msg) {
