@@ -230,10 +230,16 @@ func (n *Node) putReader(ctx context.Context, key string, r io.Reader, env []byt
 		// Chunked whatever its size, as SignValue laid it out.
 	case len(head) <= chunkSize:
 		v, err := n.put(ctx, key, head, opt)
-		// Put copied the value. A larger value's chunking may leave work
-		// behind that reads br, so only this path gives it back.
-		br.Reset(nil)
-		readers.Put(br)
+		// A plain put copied the value (putRecord), and only it gives br
+		// back: a signed, conditional or permanent put may hand head to
+		// the engine as it is, and a put's writes outlive the call (the
+		// members past the quorum, kademlia/putrest.go), so the next
+		// request must not read into the same buffer. A larger value's
+		// chunking may likewise leave work behind that reads br.
+		if !opt.conditional() && !opt.Permanent && !owner.Is(head) {
+			br.Reset(nil)
+			readers.Put(br)
+		}
 		return v, err
 	case owner.Is(head):
 		return store.Version{}, fmt.Errorf("dhtkit: put %q: %w", shortKey(key), ErrSignedTooLarge)
