@@ -70,12 +70,10 @@ func (e *Engine) sendFetchBatch(now time.Time, to krpc.NodeInfo, ws []memberWait
 		keys[j] = w.op.q.Key
 	}
 	b := &fetchBatch{batchQuery{to: to, method: krpc.MethodFetch, x: replica.AppendFetchEach(nil, keys), ws: append([]memberWait(nil), ws...)}}
-	if !b.start(now, e, b) {
-		b.settle(now, e, errBusy)
-		return
+	if b.send(now, e, b) {
+		e.stats.FetchBatches++
+		e.stats.BatchedReads += uint64(len(ws))
 	}
-	e.stats.FetchBatches++
-	e.stats.BatchedReads += uint64(len(ws))
 }
 
 func (b *fetchBatch) response(now time.Time, e *Engine, p *pending, m *krpc.Msg) {

@@ -148,6 +148,16 @@ type batchQuery struct {
 	ws      []memberWait // the puts' writes or the gets' reads it carries
 }
 
+// send starts the batch as h's operation and reports whether it went
+// out; one that could not fails every write or read it carries.
+func (b *batchQuery) send(now time.Time, e *Engine, h kvHandler) bool {
+	if !b.start(now, e, h) {
+		b.settle(now, e, errBusy)
+		return false
+	}
+	return true
+}
+
 // settle counts err as the answer of every write or read of the batch,
 // and ends it.
 func (b *batchQuery) settle(now time.Time, e *Engine, err error) {
@@ -213,12 +223,10 @@ func (e *Engine) sendBatch(now time.Time, to krpc.NodeInfo, ws []memberWait) {
 		recs[j] = &w.op.rec
 	}
 	b := &storeBatch{batchQuery{to: to, method: krpc.MethodStore, x: replica.AppendOwnWrites(nil, recs), ws: append([]memberWait(nil), ws...)}}
-	if !b.start(now, e, b) {
-		b.settle(now, e, errBusy)
-		return
+	if b.send(now, e, b) {
+		e.stats.StoreBatches++
+		e.stats.BatchedWrites += uint64(len(ws))
 	}
-	e.stats.StoreBatches++
-	e.stats.BatchedWrites += uint64(len(ws))
 }
 
 func (b *storeBatch) response(now time.Time, e *Engine, p *pending, m *krpc.Msg) {
