@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/dhtkit/dhtkit/internal/cputime"
 )
 
 // BenchmarkPing is one node pinging another over loopback, one ping at a
@@ -62,7 +64,7 @@ func BenchmarkPut(b *testing.B) {
 // nodes sent and received, and their recvmmsg/sendmmsg calls.
 func runOps(b *testing.B, nodes []*Node, op func(i int64) error) {
 	var seq atomic.Int64
-	d0, s0, cpu0 := datagrams(nodes), syscalls(nodes), cpuTime()
+	d0, s0, cpu0 := datagrams(nodes), syscalls(nodes), cputime.Used()
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.SetParallelism(8)
@@ -75,7 +77,7 @@ func runOps(b *testing.B, nodes []*Node, op func(i int64) error) {
 		}
 	})
 	b.StopTimer()
-	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N)/1e3, "cpu-µs/op")
+	b.ReportMetric(float64(cputime.Used()-cpu0)/float64(b.N)/1e3, "cpu-µs/op")
 	b.ReportMetric(float64(datagrams(nodes)-d0)/float64(b.N), "datagrams/op")
 	b.ReportMetric(float64(syscalls(nodes)-s0)/float64(b.N), "mmsg-calls/op")
 }

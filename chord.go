@@ -123,6 +123,7 @@ func chordStats(c chord.Stats) kademlia.Stats {
 		Unsolicited: c.Unsolicited,
 		Timeouts:    c.Timeouts,
 		Probes:      c.Probes,
+		Reissues:    c.Reissues,
 		BytesIn:     c.BytesIn,
 		BytesOut:    c.BytesOut,
 	}

@@ -5,22 +5,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync/atomic"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/dhtkit/dhtkit/id"
+	"github.com/dhtkit/dhtkit/internal/cputime"
 )
-
-// cpuTime is the CPU time (user and system, all threads) this process has
-// used.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 // BenchmarkNetworkKey measures what a network key costs, side by side in
 // one run: each case runs with plain and with sealed datagrams, on nodes
@@ -77,7 +66,7 @@ func BenchmarkNetworkKey(b *testing.B) {
 				var seq atomic.Int64
 				b.SetParallelism(8)
 				b.ResetTimer()
-				start := cpuTime()
+				start := cputime.Used()
 				b.RunParallel(func(pb *testing.PB) {
 					for pb.Next() {
 						if err := c.op(ctx, nodes, seq.Add(1)); err != nil {
@@ -86,7 +75,7 @@ func BenchmarkNetworkKey(b *testing.B) {
 						}
 					}
 				})
-				b.ReportMetric(float64((cpuTime()-start).Microseconds())/float64(b.N), "cpu-µs/op")
+				b.ReportMetric(float64((cputime.Used()-start).Microseconds())/float64(b.N), "cpu-µs/op")
 			})
 		}
 	}

@@ -34,9 +34,9 @@ type casOp struct {
 }
 
 // casReplicas takes the key's replica set and sends the prepare.
-func (e *Engine) casReplicas(now time.Time, s *opState, nodes []krpc.NodeInfo) {
+func (e *Engine) casReplicas(now time.Time, s *opState, a answer) {
 	o := s.op.(kademlia.KVCas)
-	members, down := e.replicaSet(now, store.KeyTarget(o.Key), nodes)
+	members, down := e.replicaSet(now, store.KeyTarget(o.Key), a)
 	r, err := replica.NewCASRound(e.quorum(), members, down, o.Key, e.clock.Now(now), o.ChangeAt(now, e.cfg.DefaultTTL))
 	if err != nil {
 		e.finish(now, s, err)

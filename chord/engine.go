@@ -60,6 +60,9 @@ type Stats struct {
 	SuccessorChanges uint64
 	// Probes counts pings of lost neighbours, to see whether they are back.
 	Probes uint64
+	// Reissues counts the puts issued again past a newer version a
+	// replica kept over them (reissue.go).
+	Reissues uint64
 }
 
 // MethodName names the methods Stats counts by index.

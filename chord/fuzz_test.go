@@ -3,6 +3,7 @@ package chord
 import (
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -106,6 +107,7 @@ func FuzzPayload(f *testing.F) {
 	node := encodeNode(krpc.NodeInfo{ID: id.FromString("n"), Addr: netip.MustParseAddrPort("127.0.0.3:1")}, self)
 	f.Add(encodeX(nil, map[string]any{"d": 1, "n": []any{node}}))
 	f.Add(encodeX(nil, map[string]any{"n": []any{node, self[:]}, "a": []any{node}}))
+	f.Add(encodeX(nil, map[string]any{"d": 1, "n": []any{self[:]}, "l": []any{node}}))
 	f.Add(encodeNeighbors(nil, krpc.NodeInfo{ID: self}, true, nil, self))
 	f.Add([]byte("d4:recsld1:k1:a1:ti5e1:v1:b1:wi1eeee"))
 	f.Add([]byte("d1:t20:01234567890123456789e"))
@@ -117,11 +119,11 @@ func FuzzPayload(f *testing.F) {
 		// records, contacts) would slow every later input down.
 		e := New(Config{Network: "test", Rand: seededReader{R: rand.New(rand.NewPCG(1, 1))}}, testEpoch)
 		if r, err := decodeStep(x, self, from); err == nil {
-			again, err := decodeStep(encodeX(nil, map[string]any{"d": boolInt(r.done), "n": encodeNodes(r.nodes, self), "a": encodeNodes(r.partial, self)}), self, from)
-			if err != nil || len(again.nodes) != len(r.nodes) || again.done != r.done {
+			again, err := decodeStep(encodeX(nil, map[string]any{"d": boolInt(r.done), "n": encodeNodes(r.nodes, self), "a": encodeNodes(r.partial, self), "l": encodeNodes(r.gone, self)}), self, from)
+			if err != nil || len(again.nodes) != len(r.nodes) || again.done != r.done || len(again.gone) != len(r.gone) {
 				t.Fatalf("step reply does not round-trip: %v %+v %+v", err, r, again)
 			}
-			for _, n := range r.nodes {
+			for _, n := range slices.Concat(r.nodes, r.gone) {
 				if !n.Addr.IsValid() {
 					t.Fatalf("decoded a node without a usable address: %v", n)
 				}

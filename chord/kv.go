@@ -54,11 +54,14 @@ type kvOp struct {
 	rec  store.Record // KVPut: the record written
 	q    replica.Op
 	vals *replica.Values // KVGet with All: every value's answers
+	// tids holds the transaction of the query each member was asked:
+	// only its answer counts (an earlier attempt's, reissue.go, does not).
+	tids []uint16
 }
 
 // kvReplicas takes the key's replica set (replicaSet) and writes to or
 // reads from each member that is not down.
-func (e *Engine) kvReplicas(now time.Time, s *opState, nodes []krpc.NodeInfo) {
+func (e *Engine) kvReplicas(now time.Time, s *opState, a answer) {
 	op := &kvOp{s: s}
 	switch o := s.op.(type) {
 	case kademlia.KVPut:
@@ -70,6 +73,7 @@ func (e *Engine) kvReplicas(now time.Time, s *opState, nodes []krpc.NodeInfo) {
 		op.rec = store.Record{Key: o.Key, Version: o.Version, Deleted: o.Delete, Source: o.Source}
 		if op.rec.Version.IsZero() {
 			op.rec.Version = e.clock.Now(now)
+			s.reissues.Clocked = true
 		} else if err := e.clock.Observe(now, o.Version); err != nil {
 			e.finish(now, s, err)
 			return
@@ -89,7 +93,8 @@ func (e *Engine) kvReplicas(now time.Time, s *opState, nodes []krpc.NodeInfo) {
 		op.q.Lean = !o.Partial && !o.All
 	}
 	var down []bool
-	op.q.Members, down = e.replicaSet(now, store.KeyTarget(op.q.Key), nodes)
+	op.q.Members, down = e.replicaSet(now, store.KeyTarget(op.q.Key), a)
+	op.tids = make([]uint16, len(op.q.Members))
 	s.kv = op
 	if g, ok := s.op.(kademlia.KVGet); ok && g.All {
 		op.vals = replica.NewValues(len(op.q.Members))
@@ -139,7 +144,13 @@ func (op *kvOp) ask(now time.Time, e *Engine, i int) {
 		m = mStore
 		q := e.newQuery(mStore)
 		q.A.Has |= krpc.HasX
-		e.xbuf = replica.AppendRecords(e.xbuf[:0], []store.Record{op.rec})
+		if op.s.reissues.Clocked {
+			// Marked as ours, so that a replica holding a newer version
+			// says which (replica.Held).
+			e.xbuf = replica.AppendOwnWrite(e.xbuf[:0], op.rec)
+		} else {
+			e.xbuf = replica.AppendRecords(e.xbuf[:0], []store.Record{op.rec})
+		}
 		q.A.X = e.xbuf
 	} else {
 		q := e.newQuery(mFetch)
@@ -151,9 +162,11 @@ func (op *kvOp) ask(now time.Time, e *Engine, i int) {
 		}
 		q.A.X = e.xbuf
 	}
-	if !e.sendQuery(now, m, r.Node.Addr, r.Node.ID, op.s.id, forOp) {
+	tid, ok := e.sendQueryTID(now, m, r.Node.Addr, r.Node.ID, op.s.id, forOp)
+	if !ok {
 		op.q.Fail(i, errBadAddr)
 	}
+	op.tids[i] = tid
 }
 
 // replicaSet picks the replica set of target: the first Replicas nodes
@@ -170,8 +183,16 @@ func (op *kvOp) ask(now time.Time, e *Engine, i int) {
 // answer alone misplaced writes while a ring re-formed: a node whose
 // predecessor pointer skipped live nodes answered for keys they own, the
 // write went to nodes after them, and repair, which runs from a key's
-// primary, never moved it back.
-func (e *Engine) replicaSet(now time.Time, target id.ID, nodes []krpc.NodeInfo) ([]replica.Member, []bool) {
+// primary, never moved it back. The answerer's members left out of its
+// answer (answer.gone) are down too, unless this node knows them
+// otherwise: a node far from the key may never have heard of them, and
+// without them it counted the quorum among the nodes on its own side of
+// a split. After a partial answer, the nodes this node knows past the
+// answer's last stand in for nodes the answer could not name: they count
+// down, so that a member this node never heard of cannot be replaced by
+// one on its own side.
+func (e *Engine) replicaSet(now time.Time, target id.ID, a answer) ([]replica.Member, []bool) {
+	nodes := a.nodes
 	type cand struct {
 		m    replica.Member
 		down bool
@@ -197,6 +218,20 @@ func (e *Engine) replicaSet(now time.Time, target id.ID, nodes []krpc.NodeInfo) 
 			cs = append(cs, cand{m: replica.Member{Node: l.info}, down: true})
 		}
 	}
+	for _, n := range a.gone {
+		if !seen[n.ID] && !n.ID.IsZero() {
+			seen[n.ID] = true
+			cs = append(cs, cand{m: replica.Member{Node: n}, down: true})
+		}
+	}
+	if a.short && len(nodes) > 0 {
+		last := id.RingDistance(target, nodes[len(nodes)-1].ID)
+		for i := range cs {
+			if !cs[i].m.Self && id.Compare(id.RingDistance(target, cs[i].m.Node.ID), last) > 0 && !slices.ContainsFunc(a.gone, func(n krpc.NodeInfo) bool { return n.ID == cs[i].m.Node.ID }) {
+				cs[i].down = true
+			}
+		}
+	}
 	slices.SortStableFunc(cs, func(a, b cand) int {
 		return id.Compare(id.RingDistance(target, a.m.Node.ID), id.RingDistance(target, b.m.Node.ID))
 	})
@@ -206,6 +241,65 @@ func (e *Engine) replicaSet(now time.Time, target id.ID, nodes []krpc.NodeInfo) 
 		ms[i], down[i] = c.m, c.down
 	}
 	return ms, down
+}
+
+// lostWithin reports whether the node lost a neighbour less than DownFor
+// ago: its successor list may then be its own side's of a split.
+func (e *Engine) lostWithin(now time.Time) bool {
+	for _, l := range e.ring.lost {
+		if now.Sub(l.since) < e.cfg.DownFor {
+			return true
+		}
+	}
+	return false
+}
+
+// goneAmong returns, for nodes, an answer for t, the members of t's
+// replica set by the quorum rule that the answer leaves out: the lost
+// neighbours (within DownFor) that rank among the first k nodes at or
+// after t, and the remembered nodes (members.go) that rank before the
+// answer's last node. What the answer says in "l" (wire.go). A node that
+// lost its predecessor answers for the keys before it, and only its
+// remembered second predecessor names a member of theirs it lists
+// nowhere else.
+func (e *Engine) goneAmong(now time.Time, t id.ID, nodes []krpc.NodeInfo, k int) []krpc.NodeInfo {
+	if !e.lostWithin(now) {
+		return nil
+	}
+	type cand struct {
+		n     krpc.NodeInfo
+		extra bool
+	}
+	cs := make([]cand, 0, len(nodes)+len(e.ring.lost))
+	for _, n := range nodes {
+		cs = append(cs, cand{n: n})
+	}
+	in := func(x id.ID) bool {
+		return x == e.self || slices.ContainsFunc(cs, func(c cand) bool { return c.n.ID == x })
+	}
+	for _, l := range e.ring.lost {
+		if now.Sub(l.since) < e.cfg.DownFor && !in(l.info.ID) {
+			cs = append(cs, cand{n: l.info, extra: true})
+		}
+	}
+	if len(nodes) > 0 {
+		last := id.RingDistance(t, nodes[len(nodes)-1].ID)
+		for _, m := range e.ring.remembered(now, e.cfg.DownFor) {
+			if !in(m.ID) && id.Compare(id.RingDistance(t, m.ID), last) < 0 {
+				cs = append(cs, cand{n: m, extra: true})
+			}
+		}
+	}
+	slices.SortStableFunc(cs, func(a, b cand) int {
+		return id.Compare(id.RingDistance(t, a.n.ID), id.RingDistance(t, b.n.ID))
+	})
+	var out []krpc.NodeInfo
+	for _, c := range cs[:min(k, len(cs))] {
+		if c.extra {
+			out = append(out, c.n)
+		}
+	}
+	return out
 }
 
 // catchUp keeps a node that restarted with records from answering reads
@@ -250,7 +344,7 @@ func (e *Engine) caughtUp(now time.Time) bool {
 func (e *Engine) kvLocal(now time.Time, op *kvOp, i int) {
 	if op.q.Put {
 		// Counted once committed, at the next Ready.
-		e.commits.Queue(now, []store.Record{op.rec}, op.q.Committed(i, func(now time.Time) { op.check(now, e) }))
+		e.commits.Queue(now, []store.Record{op.rec}, op.q.Committed(i, e.kvStore(), func(now time.Time) { op.check(now, e) }))
 		return
 	}
 	if !e.caughtUp(now) {
@@ -263,7 +357,7 @@ func (e *Engine) kvLocal(now time.Time, op *kvOp, i int) {
 // find returns the member a query went to, or -1.
 func (op *kvOp) find(p *pending) int {
 	for i, r := range op.q.Members {
-		if !r.Self && !r.Done && r.Node.ID == p.nodeID && op.q.Asked(i) {
+		if !r.Self && !r.Done && r.Node.ID == p.nodeID && op.tids[i] == p.tid && op.q.Asked(i) {
 			return i
 		}
 	}
@@ -299,7 +393,7 @@ func (op *kvOp) check(now time.Time, e *Engine) {
 		op.askMore(now, e)
 	}
 	out, ok := op.q.Decide(op.rec.Version)
-	if !ok {
+	if !ok || out.Kind == replica.Written && e.reissue(now, op) {
 		return
 	}
 	var m replica.Merged
@@ -408,6 +502,7 @@ func (e *Engine) startHandover(now time.Time, s *opState) {
 	// Goodbye to both neighbours, so that the ring closes over our place
 	// now instead of at their next failed stabilize.
 	r := &e.ring
+	r.left = true
 	q := e.newQuery(mLeave)
 	q.A.Has |= krpc.HasX
 	e.xbuf = encodeNeighbors(e.xbuf[:0], r.pred, r.hasPred, r.succs, e.self)
@@ -433,7 +528,7 @@ func (e *Engine) startHandover(now time.Time, s *opState) {
 func (e *Engine) handoverTo(now time.Time) []krpc.NodeInfo {
 	r := &e.ring
 	out := slices.Clone(r.succs[:min(e.cfg.Replicas, len(r.succs))])
-	ms, _ := e.replicaSet(now, id.AddPow2(e.self, 0), r.succs)
+	ms, _ := e.replicaSet(now, id.AddPow2(e.self, 0), answer{nodes: r.succs})
 	for _, m := range ms {
 		if !m.Self && !slices.ContainsFunc(out, func(n krpc.NodeInfo) bool { return n.ID == m.Node.ID }) {
 			out = append(out, m.Node)

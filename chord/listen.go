@@ -68,11 +68,11 @@ func (lo *listenOp) refresh(now time.Time, e *Engine) {
 }
 
 // register sends dk_listen to the key's replica set, as a put would pick
-// it from the lookup's answer (nil: it failed, and the node picks from
+// it from the lookup's answer (empty: it failed, and the node picks from
 // what it knows), and reads our own copy if we are a member.
-func (lo *listenOp) register(now time.Time, e *Engine, nodes []krpc.NodeInfo) {
+func (lo *listenOp) register(now time.Time, e *Engine, a answer) {
 	lo.s.lk = nil // late answers of this lookup are no longer wanted
-	members, down := e.replicaSet(now, store.KeyTarget(lo.sub.Key), nodes)
+	members, down := e.replicaSet(now, store.KeyTarget(lo.sub.Key), a)
 	lo.sub.Expect(len(members), e.cfg.Replicas, e.cfg.WriteQuorum)
 	for i, r := range members {
 		if down[i] {

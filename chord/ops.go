@@ -34,10 +34,18 @@ type opState struct {
 	round    *syncRound    // a round of anti-entropy (sync.go)
 	pull     bool          // a dk_fetch of records a round found newer elsewhere
 	fix      *fingerLookup
-	off      *handOff // the lookup of a hand-off from a holder that is no replica (sync.go)
-	join     bool     // the lookup of our own successor through the bootstrap nodes
-	load     bool     // a kademlia.Load: the answer is a dk_load payload
+	off      *handOff         // the lookup of a hand-off from a holder that is no replica (sync.go)
+	join     bool             // the lookup of our own successor through the bootstrap nodes
+	load     bool             // a kademlia.Load: the answer is a dk_load payload
+	reissues replica.Reissues // a put's attempts (reissue.go)
 	result   kademlia.Result
+}
+
+// answer is what a lookup's answer says of the target's replica set.
+type answer struct {
+	nodes []krpc.NodeInfo // the target's successor and the nodes after it
+	gone  []krpc.NodeInfo // "l": members its answerer lost (wire.go)
+	short bool            // a partial answer: it does not name the nodes after its last
 }
 
 // fingerLookup is the engine's own lookup of finger slot's start.
@@ -237,8 +245,12 @@ type lookup struct {
 	// partial is the latest partial answer, the fall-back when no
 	// candidate is left to ask.
 	partial     []krpc.NodeInfo
+	partialGone []krpc.NodeInfo
 	partialHops int
-	trace       bool // a FindNode with Trace: every answer goes into the Result
+	// succAsked: the partial answer's first node, the target's
+	// successor, was asked before the lookup settled on the answer.
+	succAsked bool
+	trace     bool // a FindNode with Trace: every answer goes into the Result
 }
 
 type cand struct {
@@ -262,9 +274,9 @@ func (e *Engine) startLookup(now time.Time, s *opState, target id.ID, boot []net
 	}
 	s.lk = l
 	if boot == nil {
-		nodes, done, partial := e.route(target, e.cfg.K, nil)
+		nodes, done, partial := e.route(now, target, e.cfg.K, nil)
 		if done {
-			e.lookupDone(now, s, nodes)
+			e.lookupDone(now, s, answer{nodes: nodes})
 			return
 		}
 		if partial {
@@ -282,26 +294,26 @@ func (e *Engine) startLookup(now time.Time, s *opState, target id.ID, boot []net
 }
 
 // lookupDone ends a lookup with its answer.
-func (e *Engine) lookupDone(now time.Time, s *opState, nodes []krpc.NodeInfo) {
-	if len(nodes) > e.cfg.K {
-		nodes = nodes[:e.cfg.K]
+func (e *Engine) lookupDone(now time.Time, s *opState, a answer) {
+	if len(a.nodes) > e.cfg.K {
+		a.nodes = a.nodes[:e.cfg.K]
 	}
 	if s.off != nil {
-		e.handOffTo(now, s, nodes)
+		e.handOffTo(now, s, a)
 		return
 	}
 	switch s.op.(type) {
 	case kademlia.KVPut, kademlia.KVGet:
-		e.kvReplicas(now, s, nodes)
+		e.kvReplicas(now, s, a)
 		return
 	case kademlia.KVCas:
-		e.casReplicas(now, s, nodes)
+		e.casReplicas(now, s, a)
 		return
 	case kademlia.KVListen:
-		s.lo.register(now, e, nodes)
+		s.lo.register(now, e, a)
 		return
 	}
-	s.result.Nodes = nodes
+	s.result.Nodes = a.nodes
 	e.finish(now, s, nil)
 }
 
@@ -326,12 +338,23 @@ func (l *lookup) next(now time.Time, e *Engine, s *opState) {
 		return
 	}
 	if l.partial != nil {
+		// Before settling on a partial answer, ask the target's successor
+		// itself: it knows the nodes after it, or lost them, which a node
+		// cut off before it may never have heard of (ring.answer).
+		if succ := l.partial[0]; !l.succAsked && !succ.ID.IsZero() && succ.ID != e.self && succ.Addr.IsValid() {
+			l.succAsked = true
+			if !slices.ContainsFunc(l.cands, func(c cand) bool { return c.info.ID == succ.ID }) {
+				l.cands = append(l.cands, cand{info: succ, viaHop: l.partialHops})
+				l.next(now, e, s)
+				return
+			}
+		}
 		l.hops = l.partialHops
-		e.lookupDone(now, s, l.partial)
+		e.lookupDone(now, s, answer{nodes: l.partial, gone: l.partialGone, short: true})
 		return
 	}
 	if s.lo != nil {
-		s.lo.register(now, e, nil) // a listener keeps going, with the nodes it knows
+		s.lo.register(now, e, answer{}) // a listener keeps going, with the nodes it knows
 		return
 	}
 	err := kademlia.ErrTimeout
@@ -341,10 +364,13 @@ func (l *lookup) next(now time.Time, e *Engine, s *opState) {
 	e.finish(now, s, err)
 }
 
+// find returns the candidate query p went to; none for another method's
+// (a late answer to a reissued put's dk_store, which shares the
+// operation: reissue.go).
 func (l *lookup) find(p *pending) *cand {
 	for i := range l.cands {
 		c := &l.cands[i]
-		if c.state == 1 && c.info.Addr == p.to && (c.noID || c.info.ID == p.nodeID) {
+		if c.state == 1 && p.method == mFindSuccessor && c.info.Addr == p.to && (c.noID || c.info.ID == p.nodeID) {
 			return c
 		}
 	}
@@ -375,11 +401,11 @@ func (l *lookup) response(now time.Time, e *Engine, s *opState, p *pending, send
 	}
 	if r.done {
 		l.hops = hops
-		e.lookupDone(now, s, r.nodes)
+		e.lookupDone(now, s, answer{nodes: r.nodes, gone: r.gone})
 		return
 	}
 	if len(r.partial) > 0 {
-		l.partial, l.partialHops = r.partial, hops
+		l.partial, l.partialGone, l.partialHops = r.partial, r.gone, hops
 	}
 	// Keep only nodes that bring us closer than the responder: anything
 	// else is no progress (or a liar's detour).

@@ -131,7 +131,7 @@ func (e *Engine) handleReply(now time.Time, from netip.AddrPort, m *krpc.Msg) {
 	case forStabilize:
 		e.onStabilize(now, &pc, sender, m)
 	case forCheck:
-		e.ring.checking = false
+		e.onCheck(now, sender, m, from)
 	case forNotify:
 		e.onNotifyReply(now, &pc, sender, m)
 	case forOp:
@@ -183,7 +183,12 @@ func (e *Engine) onFailure(now time.Time, p *pending, err error) {
 	case forCheck:
 		e.ring.checking = false
 		if err == kademlia.ErrTimeout && e.ring.hasPred && e.ring.pred.ID == p.nodeID {
-			e.ring.hasPred = false
+			// Still only suspect (ring.failed): ask again now, and the
+			// second silence drops it into the lost set, as a successor.
+			// Dropping it at once left it in no list and not lost, so
+			// that this node, which answers for its range, no longer
+			// named it to askers as a member down ("l", wire.go).
+			e.checkPredecessor(now)
 		}
 	case forOp:
 		if s := e.ops[p.op]; s != nil {

@@ -1,6 +1,7 @@
 package chord
 
 import (
+	"net/netip"
 	"slices"
 	"time"
 
@@ -20,6 +21,9 @@ type ring struct {
 	succs   []krpc.NodeInfo // nearest first; never self, no duplicates
 	pred    krpc.NodeInfo
 	hasPred bool
+	// left: the node said goodbye (a hand-over): it no longer notifies
+	// its successor, which would take it back as its predecessor.
+	left bool
 	// fingers holds the distinct nodes of the finger table, sorted by
 	// clockwise distance from self. Finger i is the first of them at or
 	// after self+2^i; keeping nodes rather than 160 slots costs log N
@@ -279,8 +283,13 @@ func (r *ring) preceding(t id.ID, n int, dst []krpc.NodeInfo) []krpc.NodeInfo {
 // the successor list. When t falls among the last entries of the list,
 // too few nodes follow it: the entries are a partial answer (partial
 // true, done false), and succs[i-1], whose own list starts at t's
-// successor, is the better node to ask.
-func (e *Engine) answer(t id.ID, k int, dst []krpc.NodeInfo) (nodes []krpc.NodeInfo, done, partial bool) {
+// successor, is the better node to ask. A list shorter than the ring's
+// Successors holds the whole ring only while the node has lost no one
+// (within DownFor): one cut off with part of the ring holds a short list
+// of its own side, and the nodes after t that it never listed are then
+// members of t's replica set it cannot name. Its answer is partial, so
+// that the asker goes on to t's successor (lookup.next).
+func (e *Engine) answer(now time.Time, t id.ID, k int, dst []krpc.NodeInfo) (nodes []krpc.NodeInfo, done, partial bool) {
 	r := &e.ring
 	if r.owns(t) || len(r.succs) == 0 {
 		dst = append(dst, krpc.NodeInfo{ID: e.self})
@@ -301,7 +310,8 @@ func (e *Engine) answer(t id.ID, k int, dst []krpc.NodeInfo) (nodes []krpc.NodeI
 				}
 				dst = append(dst, x)
 			}
-			if len(r.succs) < r.r {
+			whole := len(r.succs) < r.r && !e.lostWithin(now)
+			if whole {
 				// The list holds the whole ring: go on around it, through
 				// this node, so that a small ring still gives k nodes.
 				if len(dst) < k {
@@ -314,7 +324,7 @@ func (e *Engine) answer(t id.ID, k int, dst []krpc.NodeInfo) (nodes []krpc.NodeI
 					dst = append(dst, x)
 				}
 			}
-			if len(r.succs)-i < k && len(r.succs) == r.r {
+			if len(r.succs)-i < k && !whole {
 				return dst, false, true
 			}
 			return dst, true, false
@@ -385,6 +395,9 @@ func (e *Engine) onStabilize(now time.Time, p *pending, sender id.ID, m *krpc.Ms
 	}
 	r.setSuccs([]krpc.NodeInfo{succ}, nb.succs)
 	e.loseSkipped(now, old, r.succs, len(r.succs) < r.r)
+	if r.left {
+		return // a node that said goodbye claims no place again
+	}
 	e.newQuery(mNotify)
 	e.sendQuery(now, mNotify, succ.Addr, succ.ID, 0, forNotify)
 }
@@ -435,17 +448,38 @@ func (e *Engine) notified(now time.Time, n krpc.NodeInfo) {
 	}
 }
 
-// checkPredecessor pings the predecessor; one that does not answer is
-// forgotten (see onFailure).
+// checkPredecessor asks the predecessor for its neighbours: an answer
+// proves it alive, and names its own predecessor, which this node
+// remembers (members.go). A node is a replica of the keys up to its
+// Replicas-th predecessor, and the quorum rule counts those keys' replica
+// sets among the nodes it knows to exist: knowing only the predecessor,
+// a node that lost it to a split claimed the keys before it and counted
+// their replica sets without the second predecessor, a member it had
+// never heard of. One that does not answer twice is lost (onFailure).
 func (e *Engine) checkPredecessor(now time.Time) {
 	r := &e.ring
 	if !r.hasPred || r.checking {
 		return
 	}
-	e.newQuery(mPing)
-	if e.sendQuery(now, mPing, r.pred.Addr, r.pred.ID, 0, forCheck) {
+	e.newQuery(mGetPredecessor)
+	if e.sendQuery(now, mGetPredecessor, r.pred.Addr, r.pred.ID, 0, forCheck) {
 		r.checking = true
 	}
+}
+
+// onCheck applies the predecessor's answer to checkPredecessor.
+func (e *Engine) onCheck(now time.Time, sender id.ID, m *krpc.Msg, from netip.AddrPort) {
+	r := &e.ring
+	r.checking = false
+	if !r.hasPred || r.pred.ID != sender || m.R.Has&krpc.HasX == 0 {
+		return
+	}
+	nb, err := decodeNeighbors(m.R.X, sender, from)
+	if err != nil {
+		e.stats.Malformed++
+		return
+	}
+	r.remember(now, nb.pred)
 }
 
 // fixFingers refreshes the next finger that the successor list does not

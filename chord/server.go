@@ -49,8 +49,8 @@ func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
 			return
 		}
 		target := id.ID(t)
-		nodes, done, partial := e.route(target, e.cfg.K, nil)
-		x := make(map[string]any, 3)
+		nodes, done, partial := e.route(now, target, e.cfg.K, nil)
+		x := make(map[string]any, 4)
 		if done {
 			x["d"] = 1
 			x["n"] = encodeNodes(nodes, e.self)
@@ -58,6 +58,11 @@ func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
 			x["n"] = encodeNodes(e.nextHops(target, step, nil), e.self)
 			if partial {
 				x["a"] = encodeNodes(nodes, e.self)
+			}
+		}
+		if done || partial {
+			if gone := e.goneAmong(now, target, nodes, e.cfg.K); len(gone) > 0 {
+				x["l"] = encodeNodes(gone, e.self)
 			}
 		}
 		e.xbuf = encodeX(e.xbuf[:0], x)
@@ -242,8 +247,12 @@ func (e *Engine) handleStore(now time.Time, from netip.AddrPort, q *krpc.Msg) bo
 	// The answer waits for the commit Ready makes of every write queued
 	// meanwhile: it acknowledges only what is durable.
 	tid, n := bytes.Clone(q.T), len(recs)
-	e.commits.Queue(now, valid, func(now time.Time, errs []error) {
-		e.xbuf = replica.AppendAcks(e.xbuf[:0], n, idx, errs)
+	e.commits.Queue(now, valid, func(now time.Time, errs []error, applied []bool) {
+		var held []replica.Held
+		if own {
+			held = replica.Superseded(e.kvStore(), valid, idx, errs, applied)
+		}
+		e.xbuf = replica.AppendAcks(e.xbuf[:0], n, idx, errs, held)
 		r := e.newResponse(tid)
 		r.R.Has |= krpc.HasX
 		r.R.X = e.xbuf

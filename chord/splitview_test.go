@@ -137,3 +137,99 @@ func TestMembersRemembered(t *testing.T) {
 		}
 	}
 }
+
+// TestSplitSoonAfterJoin: a split that comes a few seconds after the ring
+// formed, or that leaves a node far from a key's replicas, must not let
+// the side holding a minority of the key's replicas acknowledge a write
+// or answer a read. Before the fix, in 2 of 5 such splits of a 6-node
+// ring, a node that had not yet heard of a key's third replica, or whose
+// lookup was answered by a node that had dropped it from every list,
+// counted the quorum among the nodes on its own side: the fault suite's
+// chord/partition-2+4 failure. Now the answerer names the members it lost
+// ("l", wire.go), a node learns its second predecessor, a predecessor is
+// lost rather than forgotten, and a short successor list with lost nodes
+// is no longer taken for the whole ring.
+func TestSplitSoonAfterJoin(t *testing.T) {
+	for _, tt := range []struct {
+		nodes, cut int           // the first cut nodes to join are cut off from the rest
+		settle     time.Duration // from the ring right to the split
+		seeds      uint64
+	}{
+		{6, 2, 2 * time.Second, 40},
+		{6, 3, 30 * time.Second, 20},
+		{9, 4, 10 * time.Second, 20},
+	} {
+		t.Run(fmt.Sprintf("%d-nodes-cut-%d-after-%v", tt.nodes, tt.cut, tt.settle), func(t *testing.T) {
+			t.Parallel()
+			acked, read, tried := 0, 0, 0
+			var first string
+			for seed := uint64(1); seed <= tt.seeds; seed++ {
+				n := newSplit(t, seed, tt.nodes, tt.cut, tt.settle)
+				for round := range 2 {
+					for _, w := range n.Order {
+						for k := range 8 {
+							key := fmt.Sprintf("reg/%d", k)
+							if n.mine(key, w) >= 2 {
+								continue // this side holds a majority: it may answer
+							}
+							tried++
+							if r := n.do(w, kademlia.KVPut{Key: key, Value: fmt.Appendf(nil, "%d-%d", seed, round)}); r.Err == nil {
+								acked++
+								if first == "" {
+									first = fmt.Sprintf("seed %d: %s written through %v", seed, key, w.addr)
+								}
+							}
+							if r := n.do(w, kademlia.KVGet{Key: key}); r.Err == nil {
+								read++
+							}
+						}
+					}
+				}
+			}
+			if tried == 0 {
+				t.Fatal("no key had a minority of its replicas on a writer's side")
+			}
+			if acked > 0 || read > 0 {
+				t.Errorf("of %d writes and %d reads through a side holding 1 of the key's 3 replicas, %d were acknowledged and %d answered (first: %s)",
+					tried, tried, acked, read, first)
+			}
+		})
+	}
+}
+
+// split is a ring of Chord nodes cut in two: side marks the nodes of the
+// first part.
+type split struct {
+	*testNet
+	side map[netip.AddrPort]bool
+}
+
+// newSplit builds a ring of size nodes on seed, waits until every node
+// has the right neighbours and settle more, then cuts the first cut nodes
+// to join off from the rest.
+func newSplit(t *testing.T, seed uint64, size, cut int, settle time.Duration) *split {
+	t.Helper()
+	n := newTestNet(t, seed)
+	n.build(size, Config{Successors: 3})
+	if !n.RunUntil(5*time.Minute, func() bool { return n.ringErrors() == 0 }) {
+		t.Fatalf("seed %d: setup: %d nodes have a wrong neighbour", seed, n.ringErrors())
+	}
+	n.Run(settle)
+	s := &split{testNet: n, side: map[netip.AddrPort]bool{}}
+	for _, tn := range n.Order[:cut] {
+		s.side[tn.addr] = true
+	}
+	n.Drop = func(from, to netip.AddrPort, _ []byte) bool { return s.side[from] != s.side[to] }
+	return s
+}
+
+// mine counts the key's 3 true replicas on w's side of the split.
+func (s *split) mine(key string, w *testNode) int {
+	k := 0
+	for _, r := range s.replicaSet(key, 3) {
+		if s.side[r.addr] == s.side[w.addr] {
+			k++
+		}
+	}
+	return k
+}

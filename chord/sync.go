@@ -247,7 +247,8 @@ func (e *Engine) startHandOff(now time.Time, after id.ID, hops int) {
 
 // handOffTo takes the hand-off lookup's answer: the successor of far and
 // the nodes after it.
-func (e *Engine) handOffTo(now time.Time, s *opState, nodes []krpc.NodeInfo) {
+func (e *Engine) handOffTo(now time.Time, s *opState, a answer) {
+	nodes := a.nodes
 	off := *s.off
 	e.finish(now, s, nil)
 	r := &e.ring
@@ -265,7 +266,7 @@ func (e *Engine) handOffTo(now time.Time, s *opState, nodes []krpc.NodeInfo) {
 		if id.Between(t, r.pred.ID, e.self) || id.Compare(id.RingDistance(off.far, t), reach) > 0 {
 			return true
 		}
-		ms, down := e.replicaSet(now, t, nodes)
+		ms, down := e.replicaSet(now, t, a)
 		if slices.ContainsFunc(ms, func(m replica.Member) bool { return m.Self }) || slices.Contains(down, true) || len(ms) < e.cfg.Replicas {
 			return true // a replica after all, or a member is down: keep it
 		}

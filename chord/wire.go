@@ -16,7 +16,7 @@ import (
 // results bencoded under "x", as dhtkit's key-value methods do, so that the
 // standard codec carries them unchanged:
 //
-//	ch_find_successor  a.x: {"t": target}        r.x: {"d": 0|1, "n": [node, ...], "a": [node, ...]}
+//	ch_find_successor  a.x: {"t": target}        r.x: {"d": 0|1, "n": [node, ...], "a": [node, ...], "l": [node, ...]}
 //	ch_get_predecessor (no x)                    r.x: {"p": node, "s": [node, ...]}
 //	ch_notify          (no x)                    r.x: {"p": node}
 //	ch_leave           a.x: {"p": node, "s": [node, ...]}   (no x)
@@ -30,7 +30,13 @@ import (
 // (those of the responder's nodes that most closely precede the target);
 // "a", with d 0, is a partial answer: the target's successor and fewer
 // than K nodes after it, which the asker falls back on should the next
-// nodes not answer.
+// nodes not answer. "l", with an answer (full or partial), lists the
+// nodes the responder lost (stopped answering it, less than DownFor ago)
+// that lie among the target's first K nodes: they are still members of
+// the target's replica set, down, by the quorum rule (kv.go,
+// replicaSet), which the asker counts too. A responder cut off with part
+// of the ring has them in no list, and an asker that never heard of
+// them counted its quorum among the nodes on its own side.
 //
 // dk_sync is replica maintenance (see sync.go), the same exchange as
 // Kademlia's: its payloads are package replica's.
@@ -249,6 +255,7 @@ type stepReply struct {
 	done    bool
 	nodes   []krpc.NodeInfo
 	partial []krpc.NodeInfo
+	gone    []krpc.NodeInfo // "l": members of the target's replica set the responder lost
 }
 
 func decodeStep(x []byte, sender id.ID, from netip.AddrPort) (stepReply, error) {
@@ -268,6 +275,9 @@ func decodeStep(x []byte, sender id.ID, from netip.AddrPort) (stepReply, error) 
 		return r, err
 	}
 	if r.partial, err = decodeNodes(d["a"], sender, from); err != nil {
+		return r, err
+	}
+	if r.gone, err = decodeNodes(d["l"], sender, from); err != nil {
 		return r, err
 	}
 	if r.done && len(r.nodes) == 0 {

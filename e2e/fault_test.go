@@ -357,7 +357,7 @@ func runFault(t *testing.T, sc faultScenario) {
 
 	ops := cl.History.Ops()
 	rep := fault.Check(ops)
-	minority, overwritten := f.minorityWrites(ops)
+	minority, overwritten, minorityEx := f.minorityWrites(ops)
 	f.logf("%s", rep.Summary())
 	if !rep.Clean() {
 		f.t.Logf("anomalies:%s", rep.Examples(12))
@@ -372,6 +372,9 @@ func runFault(t *testing.T, sc faultScenario) {
 	}
 	if f.sides != nil {
 		f.logf("writes acknowledged by a minority side: %d (%d of them overwritten by a concurrent write or lost)", minority, overwritten)
+		for _, ex := range minorityEx {
+			f.t.Logf("  minority write: %s", ex)
+		}
 		if minority > 0 {
 			failures = append(failures, fmt.Sprintf("%d writes acknowledged by a side that holds fewer than %d of the key's %d replicas (%d overwritten or lost)",
 				minority, replicas/2+1, replicas, overwritten))
@@ -489,10 +492,11 @@ func (f *faultRun) holdings() []fault.Holding {
 // partition held by a side holding fewer than a majority of the key's
 // replicas, and among them those the final state does not show and that
 // no later operation explains (overwritten by a concurrent write of the
-// other side, or lost).
-func (f *faultRun) minorityWrites(ops []fault.Op) (minority, overwritten int) {
+// other side, or lost). examples names the first few: who acknowledged
+// what, and where the key's replicas were.
+func (f *faultRun) minorityWrites(ops []fault.Op) (minority, overwritten int, examples []string) {
 	if f.sides == nil {
-		return 0, 0
+		return 0, 0, nil
 	}
 	side := map[string]int{}
 	var all []fault.Holding
@@ -513,15 +517,21 @@ func (f *faultRun) minorityWrites(ops []fault.Op) (minority, overwritten int) {
 			continue
 		}
 		mine := 0
+		var where []string
 		for _, r := range fault.Replicas(f.c.protocolName(), f.c.replicas, w.Key, all) {
 			if side[r.Name] == side[w.Node] {
 				mine++
 			}
+			where = append(where, fmt.Sprintf("%s (side %d)", r.Name, side[r.Name]))
 		}
 		if mine > f.c.replicas/2 {
 			continue
 		}
 		minority++
+		if len(examples) < 8 {
+			examples = append(examples, fmt.Sprintf("%s %q through %s (side %d), %s → %s; the key's replicas: %s",
+				w.Kind, w.Key, w.Node, side[w.Node], w.Start.Format("15:04:05.000"), w.End.Format("15:04:05.000"), strings.Join(where, ", ")))
+		}
 		if w.Kind != fault.Write || finalVersion[w.Key] == w.Version {
 			continue
 		}
@@ -536,7 +546,7 @@ func (f *faultRun) minorityWrites(ops []fault.Op) (minority, overwritten int) {
 			overwritten++
 		}
 	}
-	return minority, overwritten
+	return minority, overwritten, examples
 }
 
 func (c *cluster) protocolName() string {

@@ -50,7 +50,9 @@ type Report struct {
 	// delete of its key that was acknowledged before the read began.
 	Resurrected int
 	// Unknown counts reads of a value no write of that key wrote (or
-	// whose version differs from the one its write was acknowledged with).
+	// whose version is newer than the one its write was acknowledged
+	// with; an older one is an earlier attempt of the same write, which
+	// went again past a newer version a replica held: replica/reissue.go).
 	Unknown   int
 	Anomalies []Anomaly // every one, in history order
 }
@@ -165,7 +167,13 @@ func checkKey(r *Report, key string, ops []Op) {
 			case !ok:
 				add("unknown", rd, "read %.40q, which no write of the key wrote", rd.Value)
 				continue
-			case w.OK && w.Version != rd.Version:
+			case w.OK && rd.Version > w.Version:
+				// Newer than acknowledged: no attempt wrote it. An older
+				// version of the value is an earlier attempt of a write
+				// that went again past a newer version a replica held
+				// (replica/reissue.go): the same write, judged below as
+				// any read of it (stale, if the write was acknowledged
+				// before the read began).
 				add("unknown", rd, "read version %s of a write acknowledged as %s", rd.Version, w.Version)
 				continue
 			case !w.Start.Before(rd.End):

@@ -148,9 +148,19 @@ func TestCheck(t *testing.T) {
 			unknown: 1, acknowledged: 1, reads: 1,
 		},
 		{
-			name:    "a version other than the acknowledged one is unknown",
+			name:    "a version newer than the acknowledged one is unknown",
 			ops:     []Op{w(0, 10, "a", "01"), rd(20, 30, "a", "07")},
 			unknown: 1, acknowledged: 1, reads: 1,
+		},
+		{
+			name:         "an earlier attempt of a reissued write, read while it ran, is that write",
+			ops:          []Op{w(0, 10, "a", "05"), rd(2, 8, "a", "03"), final(rd(100, 110, "a", "05"))},
+			acknowledged: 1, reads: 2,
+		},
+		{
+			name:  "an earlier attempt read after the write was acknowledged is stale",
+			ops:   []Op{w(0, 10, "a", "05"), rd(20, 30, "a", "03"), final(rd(100, 110, "a", "05"))},
+			stale: 1, acknowledged: 1, reads: 2,
 		},
 		{
 			name:         "reads that did not answer prove nothing",

@@ -222,6 +222,7 @@ func TestMetrics(t *testing.T) {
 		`dhtkit_errors_total{kind="timeout"}`,
 		`dhtkit_dropped_total{reason="byte_budget"} 0`,
 		`dhtkit_dropped_total{reason="node_diversity"}`,
+		`dhtkit_put_reissues_total 0`,
 		`dhtkit_routing_contacts{state="good"} 2`,
 		`dhtkit_store_keys `,
 		`dhtkit_store_bytes `,

@@ -89,13 +89,14 @@ var (
 	descUptime     = prometheus.NewDesc("dhtkit_uptime_seconds", "Seconds since the node started.", nil, nil)
 	descProbes     = prometheus.NewDesc("dhtkit_probes_total", "Pings of bad contacts (Chord: lost neighbours), to see whether they are back.", nil, nil)
 	descLate       = prometheus.NewDesc("dhtkit_late_responses_total", "Responses that came after their query timed out; each still proves its node alive.", nil, nil)
+	descReissues   = prometheus.NewDesc("dhtkit_put_reissues_total", "Puts this node issued again past a newer version a replica kept over them (docs/architecture.md, \"A later write wins\").", nil, nil)
 	descDropped    = prometheus.NewDesc("dhtkit_dropped_total", "Queries, replies and stored entries the node dropped, by reason (kademlia.DropReason).", []string{"reason"}, nil)
 	descStorage    = prometheus.NewDesc("dhtkit_storage_events_total", "Storage events: damaged records dropped (damaged_record), writes the disk refused (write_error), chunk records released (chunk_released).", []string{"event"}, nil)
 )
 
 func (c nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descQueriesIn, descQueriesOut, descResponses, descErrors, descBytes,
-		descPackets, descContacts, descBuckets, descKeys, descStoreBytes, descUptime, descProbes, descLate, descDropped, descSealDrops, descStorage} {
+		descPackets, descContacts, descBuckets, descKeys, descStoreBytes, descUptime, descProbes, descLate, descReissues, descDropped, descSealDrops, descStorage} {
 		ch <- d
 	}
 }
@@ -124,6 +125,7 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(descProbes, st.Probes)
 	counter(descLate, st.LateReplies)
+	counter(descReissues, st.Reissues)
 	for _, r := range kademlia.DropReasons() {
 		counter(descDropped, st.Drops[r], r.String())
 	}

@@ -6,10 +6,10 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/dhtkit/dhtkit/internal/cputime"
 	"github.com/dhtkit/dhtkit/store"
 )
 
@@ -46,7 +46,7 @@ func benchHandlers(b *testing.B, count int) []http.Handler {
 // compare on a shared machine.
 func runHTTP(b *testing.B, hs []http.Handler, req func(i int64) *http.Request, ok func(*httptest.ResponseRecorder) bool) {
 	var seq atomic.Int64
-	cpu0 := cpuTime()
+	cpu0 := cputime.Used()
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.SetParallelism(8)
@@ -64,16 +64,7 @@ func runHTTP(b *testing.B, hs []http.Handler, req func(i int64) *http.Request, o
 		}
 	})
 	b.StopTimer()
-	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N)/1e3, "cpu-µs/op")
-}
-
-// cpuTime is the process's CPU time, user and system.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	b.ReportMetric(float64(cputime.Used()-cpu0)/float64(b.N)/1e3, "cpu-µs/op")
 }
 
 // TestETag checks the entity tag against the version's own string.

@@ -53,6 +53,9 @@ type Stats struct {
 	// several gets from one replica, BatchedReads those reads
 	// (fetchbatch.go).
 	FetchBatches, BatchedReads uint64
+	// Reissues counts the puts issued again past a newer version a
+	// replica kept over them (reissue.go).
+	Reissues uint64
 }
 
 // maintenanceInterval is how often the engine looks at its table, its

@@ -58,6 +58,18 @@ type KVGet struct {
 // it: what a node does before leaving so that nothing is lost.
 type Handover struct{}
 
+// With returns p writing version v, and expiring at expires unless it
+// is a delete: a put started over (a one-hop put's fallback lookup, a
+// reissue: replica/reissue.go) writes what it began with, or the same
+// write under a newer version.
+func (p KVPut) With(v store.Version, expires time.Time) KVPut {
+	p.Version = v
+	if !p.Delete {
+		p.Expires = expires
+	}
+	return p
+}
+
 func (KVPut) isOp()    {}
 func (KVGet) isOp()    {}
 func (Handover) isOp() {}
@@ -86,7 +98,7 @@ func (c *Config) quorum() replica.Quorum {
 
 // queueWrite queues a write for the next commit (replica.Commits), which
 // Ready makes before it hands out the acknowledgements.
-func (e *Engine) queueWrite(now time.Time, recs []store.Record, done func(time.Time, []error)) {
+func (e *Engine) queueWrite(now time.Time, recs []store.Record, done replica.Done) {
 	e.commits.Queue(now, recs, done)
 }
 
@@ -206,6 +218,7 @@ func (e *Engine) kvReplicas(now time.Time, s *opState, l *lookup) {
 		op.rec = store.Record{Key: o.Key, Version: o.Version, Deleted: o.Delete, Source: quotaSource(o.Source)}
 		if op.rec.Version.IsZero() {
 			op.rec.Version = e.clock.Now(now)
+			s.reissues.Clocked = true
 		}
 		if !o.Delete {
 			op.rec.Value = o.Value
@@ -447,7 +460,7 @@ func (e *Engine) countsDown(now time.Time, x id.ID) bool {
 // counts once it is committed (at the next Ready).
 func (e *Engine) kvLocal(now time.Time, op *kvOp, i int) {
 	if op.q.Put {
-		e.queueWrite(now, []store.Record{op.rec}, op.q.Committed(i, func(now time.Time) { op.check(now, e) }))
+		e.queueWrite(now, []store.Record{op.rec}, op.q.Committed(i, e.kvStore(), func(now time.Time) { op.check(now, e) }))
 		return
 	}
 	op.q.AnswerLocal(i, e.kvStore(), op.vals, now)
@@ -502,7 +515,7 @@ func (op *kvOp) check(now time.Time, e *Engine) {
 		op.askMore(now, e)
 	}
 	out, ok := op.q.Decide(op.rec.Version)
-	if !ok || e.oneHopFallback(now, op, out) {
+	if !ok || e.oneHopFallback(now, op, out) || out.Kind == replica.Written && e.reissue(now, op) {
 		return
 	}
 	var m replica.Merged

@@ -140,14 +140,18 @@ func (e *Engine) handleStore(now time.Time, from netip.AddrPort, q, r *krpc.Msg)
 	// The answer waits for the commit Ready makes of every write queued
 	// meanwhile: it acknowledges only what is durable.
 	tid, n := bytes.Clone(q.T), len(recs)
-	e.queueWrite(now, valid, func(now time.Time, errs []error) {
+	e.queueWrite(now, valid, func(now time.Time, errs []error, applied []bool) {
 		if n == 1 && len(errs) == 1 && errs[0] != nil {
 			e.replyError(now, from, tid, storeErrCode(errs[0]), "dk_store: "+errs[0].Error())
 			return
 		}
+		var held []replica.Held
+		if own {
+			held = replica.Superseded(e.kvStore(), valid, idx, errs, applied)
+		}
 		m := e.newResponse(from, tid)
 		m.R.Has |= krpc.HasX
-		e.xbuf = replica.AppendAcks(e.xbuf[:0], n, idx, errs)
+		e.xbuf = replica.AppendAcks(e.xbuf[:0], n, idx, errs, held)
 		m.R.X = e.xbuf
 		e.send(from)
 	})

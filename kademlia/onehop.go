@@ -179,11 +179,7 @@ func (e *Engine) oneHopFallback(now time.Time, op *kvOp, out replica.Outcome) bo
 	// replicas the one hop reached may hold it already, and one put must
 	// make one version, not two (a watcher would see the value change).
 	if put, ok := s.op.(KVPut); ok {
-		put.Version = op.rec.Version
-		if !put.Delete {
-			put.Expires = op.rec.Expires
-		}
-		s.op = put
+		s.op = put.With(op.rec.Version, op.rec.Expires)
 	}
 	e.stats.OneHopFallbacks++
 	e.startLookup(now, s, krpc.MethodGet, store.KeyTarget(op.q.Key), nil)

@@ -183,7 +183,7 @@ func TestAppendAcks(t *testing.T) {
 	}
 	for _, c := range cases {
 		want := encodeX(nil, map[string]any{"ok": c.want})
-		if got := replica.AppendAcks(nil, c.n, c.idx, c.errs); string(got) != string(want) {
+		if got := replica.AppendAcks(nil, c.n, c.idx, c.errs, nil); string(got) != string(want) {
 			t.Errorf("appendAcks(%d, %v, %v) = %q, want %q", c.n, c.idx, c.errs, got, want)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/krpc"
+	"github.com/dhtkit/dhtkit/replica"
 )
 
 // opState is an operation in progress.
@@ -17,9 +18,10 @@ type opState struct {
 	op       Op
 	internal bool // started by the engine itself: its Result is not reported
 	started  time.Time
-	lookup   *lookup   // for iterative operations
-	kv       kvHandler // for key-value operations past their lookup
-	onehop   bool      // a key-value operation sent without a lookup (onehop.go)
+	lookup   *lookup          // for iterative operations
+	kv       kvHandler        // for key-value operations past their lookup
+	onehop   bool             // a key-value operation sent without a lookup (onehop.go)
+	reissues replica.Reissues // a put's attempts (reissue.go)
 	result   Result
 }
 

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"net/netip"
-	"strconv"
 	"time"
 
 	"github.com/dhtkit/dhtkit/krpc"
@@ -235,6 +234,13 @@ func (b *storeBatch) response(now time.Time, e *Engine, p *pending, m *krpc.Msg)
 	}
 	e.finish(now, b.s, nil)
 	codes := replica.AckCodes(m.R.X)
+	for _, h := range replica.ParseHeld(m.R.X) {
+		if h.I < len(b.ws) {
+			if w := b.ws[h.I]; w.live(e) {
+				w.op.q.Held(h.Version)
+			}
+		}
+	}
 	for j, w := range b.ws {
 		var err error
 		switch {
@@ -274,7 +280,7 @@ func (e *Engine) storeEach(now time.Time, from netip.AddrPort, q *krpc.Msg, recs
 		}
 	}
 	tid := bytes.Clone(q.T)
-	e.queueWrite(now, valid, func(now time.Time, errs []error) {
+	e.queueWrite(now, valid, func(now time.Time, errs []error, applied []bool) {
 		for j, err := range errs {
 			codes[idx[j]] = 1
 			if err != nil {
@@ -283,20 +289,8 @@ func (e *Engine) storeEach(now time.Time, from netip.AddrPort, q *krpc.Msg, recs
 		}
 		m := e.newResponse(from, tid)
 		m.R.Has |= krpc.HasX
-		e.xbuf = appendAckCodes(e.xbuf[:0], codes)
+		e.xbuf = replica.AppendAckCodes(e.xbuf[:0], codes, replica.Superseded(e.kvStore(), valid, idx, errs, applied))
 		m.R.X = e.xbuf
 		e.send(from)
 	})
-}
-
-// appendAckCodes appends a batch's answer, {"ok": [code, ...]}
-// (replica.AckCodes).
-func appendAckCodes(dst []byte, codes []int) []byte {
-	dst = append(dst, "d2:okl"...)
-	for _, c := range codes {
-		dst = append(dst, 'i')
-		dst = strconv.AppendInt(dst, int64(c), 10)
-		dst = append(dst, 'e')
-	}
-	return append(dst, "ee"...)
 }

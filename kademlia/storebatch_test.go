@@ -280,3 +280,48 @@ func TestBatchedPutNotReplicaFallsBack(t *testing.T) {
 		t.Errorf("%s on %d of its 3 true replicas, want at least 2", key, h)
 	}
 }
+
+// A batched put that a replica keeps out with a newer version it holds
+// (a write another node's clock, 10 s ahead, made) hears which, in the
+// batch's answer ("h"), and goes again past it: every put lands on its 3
+// replicas, each issued twice. So does one whose replica is the
+// coordinator itself.
+func TestBatchedPutsReissued(t *testing.T) {
+	n := newTestNet(t, 53)
+	n.build(5, Config{SyncInterval: time.Hour})
+	coord := n.Order[0]
+	warm(n, coord)
+	const count = 24
+	ahead := store.Version{Time: uint64(n.Now.Add(10*time.Second).UnixMilli()) << 16, Writer: 9}
+	local := 0
+	for i := range count {
+		key := "late-" + strconv.Itoa(i)
+		for _, tn := range closestLive(n, key, 3) {
+			if _, err := tn.e.Store().Put(store.Record{Key: key, Value: []byte("ahead"), Version: ahead, Expires: n.Now.Add(time.Hour)}); err != nil {
+				t.Fatal(err)
+			}
+			if tn == coord {
+				local++
+			}
+		}
+	}
+	if local == 0 {
+		t.Fatal("the coordinator is a replica of none of the keys: the test misses the local path")
+	}
+	batches := coord.e.stats.StoreBatches
+	for i, r := range burstPuts(t, n, coord, "late", count) {
+		if r.Err != nil || !r.Version.Newer(ahead) {
+			t.Fatalf("put %d: version %v, %v; want one newer than %v", i, r.Version, r.Err, ahead)
+		}
+	}
+	if coord.e.stats.StoreBatches == batches {
+		t.Fatal("no batch went out: the test misses the batch's answer")
+	}
+	if got := coord.e.stats.Reissues; got != count {
+		t.Errorf("%d reissues, want %d: one per put", got, count)
+	}
+	n.Run(5 * time.Second)
+	if h := held(n, "late", count); h != count {
+		t.Errorf("%d of %d records on all 3 of their replicas", h, count)
+	}
+}

@@ -44,12 +44,19 @@ type Commits struct {
 }
 
 // pendingWrite is a queued write and what to do once its fate is known:
-// done gets one error per record (nil: the store holds it, or a newer
-// version of it).
+// done gets, per record, the error the store refused it with (nil: the
+// store holds it, or a newer version of it) and whether the store took
+// it (false without an error: it held an equal or newer version, or the
+// record had expired).
 type pendingWrite struct {
 	recs []store.Record
-	done func(now time.Time, errs []error)
+	done Done
 }
+
+// Done is told the fate of a queued write's records, by record: errs[j]
+// and applied[j] as pendingWrite says. It must not keep the slices: they
+// are reused.
+type Done func(now time.Time, errs []error, applied []bool)
 
 // Batch is a group of queued writes taken out to be committed. Run, which
 // touches only the batch and its store, may run on any goroutine; the
@@ -64,8 +71,8 @@ type Batch struct {
 }
 
 // Queue queues recs; done learns their fate at the commit that stores
-// them. done must not keep the slice of errors it is handed: it is reused.
-func (c *Commits) Queue(now time.Time, recs []store.Record, done func(time.Time, []error)) {
+// them.
+func (c *Commits) Queue(now time.Time, recs []store.Record, done Done) {
 	if len(c.writes) == 0 {
 		c.first = now
 	}
@@ -197,13 +204,14 @@ func (c *Commits) finish(now time.Time, b *Batch, changed func(time.Time, store.
 	off := 0
 	for _, w := range b.writes {
 		n := len(w.recs)
-		w.done(now, b.errs[off:off+n:off+n])
+		w.done(now, b.errs[off:off+n:off+n], b.applied[off:off+n:off+n])
 		off += n
 	}
 	// Keep no values or callbacks alive until the next commit.
 	clear(b.writes)
 	clear(b.all)
 	clear(b.errs)
+	clear(b.applied)
 	b.writes, b.all, b.st = b.writes[:0], b.all[:0], nil
 	c.free = b
 }

@@ -30,7 +30,7 @@ func TestCommitsWindow(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			cm := Commits{Window: c.window}
 			for _, q := range c.queued {
-				cm.Queue(t0.Add(q), []store.Record{{Key: "k"}}, func(time.Time, []error) {})
+				cm.Queue(t0.Add(q), []store.Record{{Key: "k"}}, func(time.Time, []error, []bool) {})
 			}
 			cm.Now(t0.Add(c.now))
 			if got := cm.Due(); got != c.due {
@@ -57,10 +57,10 @@ func TestCommitsCommit(t *testing.T) {
 	v := store.Version{Time: 1, Writer: 1}
 	fates := map[string]error{}
 	for _, k := range []string{"a", "b", "c"} {
-		cm.Queue(now, []store.Record{{Key: k, Value: []byte(k), Version: v}}, func(_ time.Time, errs []error) {
+		cm.Queue(now, []store.Record{{Key: k, Value: []byte(k), Version: v}}, func(_ time.Time, errs []error, _ []bool) {
 			fates[k] = errs[0]
 			if k == "c" {
-				cm.Queue(now, []store.Record{{Key: "d", Value: []byte("d"), Version: v}}, func(time.Time, []error) { fates["d"] = nil })
+				cm.Queue(now, []store.Record{{Key: "d", Value: []byte("d"), Version: v}}, func(time.Time, []error, []bool) { fates["d"] = nil })
 			}
 		})
 	}
@@ -88,7 +88,7 @@ func TestCommitsAsync(t *testing.T) {
 	v := store.Version{Time: 1, Writer: 1}
 	done := map[string]bool{}
 	put := func(k string) {
-		cm.Queue(now, []store.Record{{Key: k, Value: []byte(k), Version: v}}, func(_ time.Time, errs []error) {
+		cm.Queue(now, []store.Record{{Key: k, Value: []byte(k), Version: v}}, func(_ time.Time, errs []error, _ []bool) {
 			if errs[0] != nil {
 				t.Errorf("%s: %v", k, errs[0])
 			}

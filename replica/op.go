@@ -58,6 +58,7 @@ type Op struct {
 	acks, answered, returned int
 	best                     *store.Record
 	decided                  bool
+	held                     store.Version // a put: the newest version a member kept over it (Held)
 }
 
 // Kind says how an operation was decided.
@@ -117,15 +118,20 @@ func (o *Op) Answer(i int, rec *store.Record) {
 	}
 }
 
-// Committed is the callback of a write queued to this node's own store
-// (Commits.Queue) as member i: the write counts once committed, applied
-// or refused for an equal or newer version (either way this replica
-// holds the write or something that beats it), and then next runs.
-func (o *Op) Committed(i int, next func(now time.Time)) func(time.Time, []error) {
-	return func(now time.Time, errs []error) {
-		if errs[0] != nil {
+// Committed is the callback of a write queued to st, this node's own
+// store (Commits.Queue), as member i: the write counts once committed,
+// applied or refused for an equal or newer version (either way this
+// replica holds the write or something that beats it; what it holds is
+// then noted, Held), and then next runs.
+func (o *Op) Committed(i int, st store.Store, next func(now time.Time)) Done {
+	return func(now time.Time, errs []error, applied []bool) {
+		switch {
+		case errs[0] != nil:
 			o.Fail(i, errs[0])
-		} else {
+		case !applied[0]:
+			o.heldLocal(st)
+			o.Ack(i)
+		default:
 			o.Ack(i)
 		}
 		next(now)
@@ -163,7 +169,8 @@ var errWriteRefused = errors.New("replica refused the write")
 var errSkipped = errors.New("not asked: the read quorum agreed without it")
 
 // Stored takes member i's answer x to a put's dk_store: the write
-// acknowledged, or refused.
+// acknowledged (with the newer version the member kept over it, if it
+// says so: Held), or refused.
 func (o *Op) Stored(i int, x []byte) {
 	switch string(x) { // the answers to a put, without decoding them
 	case ackOne:
@@ -179,6 +186,11 @@ func (o *Op) Stored(i int, x []byte) {
 		return
 	}
 	if ok, _ := d["ok"].([]any); len(ok) == 1 && ok[0] == int64(1) {
+		for _, h := range heldOf(d) {
+			if h.I == 0 {
+				o.Held(h.Version)
+			}
+		}
 		o.Ack(i)
 	} else {
 		o.Fail(i, errWriteRefused)

@@ -2,6 +2,7 @@ package replica
 
 import (
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/dhtkit/dhtkit/id"
@@ -106,10 +107,16 @@ func AckCodes(x []byte) []int64 {
 // AppendAcks appends a dk_store answer for n records, {"ok": [0|1, ...]}:
 // 1 for record idx[j] when errs[j] is nil (committed, or refused for an
 // equal or newer version held), 0 for the others (refused before the
-// commit). A nil idx is every record in order: errs[j] is record j's. It writes what EncodeX would, without a map or a list: every
-// dk_store answered pays for it.
-func AppendAcks(dst []byte, n int, idx []int, errs []error) []byte {
-	dst = append(dst, "d2:okl"...)
+// commit). A nil idx is every record in order: errs[j] is record j's.
+// held, if any, are the records kept out by a newer version ("h",
+// reissue.go). It writes what EncodeX would, without a map or a list:
+// every dk_store answered pays for it.
+func AppendAcks(dst []byte, n int, idx []int, errs []error, held []Held) []byte {
+	dst = append(dst, 'd')
+	if len(held) > 0 {
+		dst = appendHeld(dst, held)
+	}
+	dst = append(dst, "2:okl"...)
 	start := len(dst)
 	for range n {
 		dst = append(dst, "i0e"...)
@@ -122,6 +129,23 @@ func AppendAcks(dst []byte, n int, idx []int, errs []error) []byte {
 			}
 			dst[start+3*i+1] = '1'
 		}
+	}
+	return append(dst, "ee"...)
+}
+
+// AppendAckCodes appends the answer to a batch of writes
+// (AppendOwnWrites), {"ok": [code, ...]} (AckCodes), with held, the
+// records kept out by a newer version, if any ("h", reissue.go).
+func AppendAckCodes(dst []byte, codes []int, held []Held) []byte {
+	dst = append(dst, 'd')
+	if len(held) > 0 {
+		dst = appendHeld(dst, held)
+	}
+	dst = append(dst, "2:okl"...)
+	for _, c := range codes {
+		dst = append(dst, 'i')
+		dst = strconv.AppendInt(dst, int64(c), 10)
+		dst = append(dst, 'e')
 	}
 	return append(dst, "ee"...)
 }

@@ -19,7 +19,7 @@ func FuzzServe(f *testing.F) {
 	f.Add(AppendFetch(nil, "k"))
 	f.Add(AppendFetch(nil, "k", "other"))
 	f.Add(AppendValuesQuery(nil, "k"))
-	f.Add(AppendAcks(nil, 3, []int{0, 2}, []error{nil, nil}))
+	f.Add(AppendAcks(nil, 3, []int{0, 2}, []error{nil, nil}, nil))
 	f.Add(AppendAgain(nil))
 	f.Add([]byte("d1:h20:01234567890123456789e"))
 	f.Add([]byte("d2:ksli1eee"))

@@ -59,10 +59,10 @@ func TestParseStoreDirectTakesPuts(t *testing.T) {
 	if !ok || !own || len(recs) != 1 || recs[0].Key != r.Key || string(recs[0].Value) != "value" || recs[0].Version != r.Version || !recs[0].Expires.Equal(r.Expires) {
 		t.Fatalf("own write: %+v, own %v, ok %v", recs, own, ok)
 	}
-	if got := string(AppendAcks(nil, 1, []int{0}, []error{nil})); got != ackOne {
+	if got := string(AppendAcks(nil, 1, []int{0}, []error{nil}, nil)); got != ackOne {
 		t.Fatalf("acknowledgement %q, the fast path knows %q", got, ackOne)
 	}
-	if got := string(AppendAcks(nil, 1, nil, nil)); got != refuseOne {
+	if got := string(AppendAcks(nil, 1, nil, nil, nil)); got != refuseOne {
 		t.Fatalf("refusal %q, the fast path knows %q", got, refuseOne)
 	}
 	refused := errors.New("refused")
@@ -76,7 +76,7 @@ func TestParseStoreDirectTakesPuts(t *testing.T) {
 		{3, nil, []error{nil, refused, nil}, "d2:okli1ei0ei1eee"},
 		{3, []int{0, 2}, []error{refused, nil}, "d2:okli0ei0ei1eee"},
 	} {
-		if got := string(AppendAcks(nil, c.n, c.idx, c.errs)); got != c.want {
+		if got := string(AppendAcks(nil, c.n, c.idx, c.errs, nil)); got != c.want {
 			t.Errorf("AppendAcks(%v, %v) = %q, want %q", c.idx, c.errs, got, c.want)
 		}
 	}

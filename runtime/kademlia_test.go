@@ -3,11 +3,11 @@
 package runtime
 
 import (
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/dhtkit/dhtkit/id"
+	"github.com/dhtkit/dhtkit/internal/cputime"
 	"github.com/dhtkit/dhtkit/kademlia"
 	"github.com/dhtkit/dhtkit/krpc"
 	"github.com/dhtkit/dhtkit/seal"
@@ -66,7 +66,7 @@ func serveKademlia(b *testing.B, sealed bool) {
 		plain[i] = out[i].buf
 		out[i].buf = make([]byte, 0, len(plain[i])+seal.Overhead)
 	}
-	cpu0 := cpuTime()
+	cpu0 := cputime.Used()
 	b.ReportAllocs()
 	b.ResetTimer()
 	for sent := 0; sent < b.N; {
@@ -106,13 +106,5 @@ func serveKademlia(b *testing.B, sealed bool) {
 		}
 	}
 	b.StopTimer()
-	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/ping")
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	b.ReportMetric(float64(cputime.Used()-cpu0)/float64(b.N), "cpu-ns/ping")
 }

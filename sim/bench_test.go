@@ -3,21 +3,10 @@ package sim
 import (
 	"context"
 	"flag"
-	"syscall"
 	"testing"
-	"time"
-)
 
-// cpuSeconds is the CPU time this process has used (user and system), a
-// fairer figure than wall time on a shared machine.
-func cpuSeconds() float64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	d := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	return d.Seconds()
-}
+	"github.com/dhtkit/dhtkit/internal/cputime"
+)
 
 var (
 	benchNodes   = flag.Int("sim.nodes", 100000, "BenchmarkScale: nodes")
@@ -34,7 +23,7 @@ var (
 //	go test ./sim -run '^$' -bench Scale -benchtime 1x
 func BenchmarkScale(b *testing.B) {
 	for b.Loop() {
-		cpu0 := cpuSeconds()
+		cpu0 := cputime.Used().Seconds()
 		r, err := Run(context.Background(), Config{
 			Nodes: *benchNodes, Lookups: *benchLookups, Keys: 100, Loss: *benchLoss,
 			Seed: 1, SelfLookup: benchSelf,
@@ -50,7 +39,7 @@ func BenchmarkScale(b *testing.B) {
 		b.ReportMetric(float64(r.PeakHeapBytes), "peak_heap_B")
 		b.ReportMetric(r.MemBytesPerNode, "B/node")
 		b.ReportMetric(r.BuildWallSeconds, "build_s")
-		b.ReportMetric(cpuSeconds()-cpu0, "cpu_s")
+		b.ReportMetric(cputime.Used().Seconds()-cpu0, "cpu_s")
 		b.Logf("%s", machineFree(r))
 	}
 }

@@ -25,6 +25,10 @@ tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 go build -o "$tmp/dhtkit" ./cmd/dhtkit
 go build -o "$tmp/kvload" ./bench/kv
+# The builds leave dirty pages (the binaries, Go's build cache): write them
+# out now, or the kernel does it during the first run, on its CPU and
+# ahead of the durable puts' fsyncs.
+sync
 echo "dhtkit at $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ' with uncommitted changes'), dhtnode $(dpkg-query -W -f '${Version}' dhtnode 2>/dev/null || echo '?'), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 echo "command: bench/kv/compare.sh $*"
 echo

@@ -64,6 +64,7 @@ func main() {
 		withData    = flag.Bool("data", true, "also run dhtkit with --data (bbolt on disk)")
 		allowPublic = flag.Bool("allow-public-bind", false, "start dhtnode outside a private network namespace")
 		pprofDir    = flag.String("pprof", "", "save a CPU profile of dhtkit's first node during each phase in this directory")
+		gomaxprocs  = flag.Int("gomaxprocs", 0, "run every Go server (dhtkit's nodes and etcd's members alike) with GOMAXPROCS=N; 0 leaves Go's default (one P per core)")
 	)
 	flag.Parse()
 	log.SetFlags(0)
@@ -90,15 +91,27 @@ func main() {
 			log.Fatal(err)
 		}
 	}
-	systems := []system{&dhtkitCluster{bin: *dhtkitBin, dir: tmp, pprof: *pprofDir}}
+	// Five nodes and a load generator share the machine's cores, so each
+	// Go server with one P per core wakes a second thread for work its
+	// first then takes (BENCHMARKS.md, "CPU per in-memory put and get");
+	// -gomaxprocs sets the same for every Go server, so that the
+	// comparison stays fair. dhtnode, in C++, keeps its own threads.
+	var goEnv []string
+	if *gomaxprocs < 0 {
+		log.Fatalf("-gomaxprocs %d: want 0 (Go's default) or a positive number of Ps", *gomaxprocs)
+	} else if *gomaxprocs > 0 {
+		goEnv = []string{fmt.Sprintf("GOMAXPROCS=%d", *gomaxprocs)}
+		fmt.Printf("Go servers (dhtkit, etcd) run with GOMAXPROCS=%d\n\n", *gomaxprocs)
+	}
+	systems := []system{&dhtkitCluster{bin: *dhtkitBin, dir: tmp, pprof: *pprofDir, procs: procs{env: goEnv}}}
 	if *withData {
-		systems = append(systems, &dhtkitCluster{bin: *dhtkitBin, dir: tmp, data: true, pprof: *pprofDir})
+		systems = append(systems, &dhtkitCluster{bin: *dhtkitBin, dir: tmp, data: true, pprof: *pprofDir, procs: procs{env: goEnv}})
 	}
 	if *dhtnodeBin != "" {
 		systems = append(systems, &dhtnodeCluster{bin: *dhtnodeBin, dir: tmp})
 	}
 	if *etcdBin != "" {
-		systems = append(systems, &etcdCluster{bin: *etcdBin, dir: tmp, members: *etcdMembers})
+		systems = append(systems, &etcdCluster{bin: *etcdBin, dir: tmp, members: *etcdMembers, procs: procs{env: goEnv}})
 	}
 	var all [][]result
 	var loads []string
@@ -452,18 +465,21 @@ func freePort() (int, error) {
 }
 
 // procs starts and stops a cluster's processes.
+// procs are a cluster's processes; each starts with env added to the
+// generator's own environment (-gomaxprocs).
 type procs struct {
+	env  []string
 	cmds []*exec.Cmd
 }
 
-func (p *procs) spawn(dir, name string, env []string, bin string, args ...string) error {
+func (p *procs) spawn(dir, name, bin string, args ...string) error {
 	logf, err := os.Create(filepath.Join(dir, name+".log"))
 	if err != nil {
 		return err
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(os.Environ(), p.env...)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting %s: %w", bin, err)
 	}
@@ -632,7 +648,7 @@ func (c *dhtkitCluster) start(nodes int) error {
 		} else {
 			boot = fmt.Sprintf("127.0.0.1:%d", up)
 		}
-		if err := c.spawn(c.dir, name, nil, c.bin, args...); err != nil {
+		if err := c.spawn(c.dir, name, c.bin, args...); err != nil {
 			return err
 		}
 		c.apis = append(c.apis, fmt.Sprintf("http://127.0.0.1:%d", hp))
@@ -712,7 +728,7 @@ func (c *dhtnodeCluster) start(nodes int) error {
 		} else {
 			boot = fmt.Sprintf("127.0.0.1:%d", up)
 		}
-		if err := c.spawn(c.dir, fmt.Sprintf("dhtnode%d", i), nil, c.bin, args...); err != nil {
+		if err := c.spawn(c.dir, fmt.Sprintf("dhtnode%d", i), c.bin, args...); err != nil {
 			return err
 		}
 		c.proxies = append(c.proxies, fmt.Sprintf("http://127.0.0.1:%d", hp))
@@ -821,7 +837,7 @@ func (c *etcdCluster) start(members int) error {
 			"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
 			"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-state", "new",
 			"--initial-cluster-token", "kvload", "--log-level", "warn", "--logger", "zap"}
-		if err := c.spawn(c.dir, m.name, nil, c.bin, args...); err != nil {
+		if err := c.spawn(c.dir, m.name, c.bin, args...); err != nil {
 			return err
 		}
 		c.clients = append(c.clients, client)

@@ -1,9 +1,40 @@
 package main
 
 import (
+	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 )
+
+// TestSpawnEnv: the environment a system gives its processes (-gomaxprocs)
+// reaches them, beside the generator's own.
+func TestSpawnEnv(t *testing.T) {
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skip("no sh on this machine")
+	}
+	dir := t.TempDir()
+	t.Setenv("KVLOAD_TEST_INHERITED", "yes")
+	p := procs{env: []string{"GOMAXPROCS=1"}}
+	if err := p.spawn(dir, "env", sh, "-c", `printf '%s %s' "$GOMAXPROCS" "$KVLOAD_TEST_INHERITED"`); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range p.cmds {
+		if err := c.Wait(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.cmds = nil
+	got, err := os.ReadFile(filepath.Join(dir, "env.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != "1 yes" {
+		t.Errorf("the process saw GOMAXPROCS and the inherited variable as %q, want %q", got, "1 yes")
+	}
+}
 
 func TestStatCPU(t *testing.T) {
 	tests := []struct {
