@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -373,11 +374,15 @@ func TestNewcomerEdges(t *testing.T) {
 	}
 
 	// get --out stopped by SIGINT and SIGTERM once its file has bytes:
-	// exit 130 and 143, one line, no file left.
+	// exit 130 and 143, one line, no file left. The get goes through a
+	// proxy that holds the value's body after its first MiB until the get
+	// has exited, so the signal always comes mid-transfer: a get that
+	// finished first would leave nothing to check (CI saw one do so).
+	proxy := newHoldingProxy(t, "http://"+n.http, 1<<20)
 	dir := t.TempDir()
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
 		outPath := filepath.Join(dir, "copy")
-		cmd := exec.Command(bin, "--api", n.http, "get", "big", "--out", outPath)
+		cmd := exec.Command(bin, "--api", proxy.addr, "get", "big", "--out", outPath)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		if err := cmd.Start(); err != nil {
@@ -385,15 +390,16 @@ func TestNewcomerEdges(t *testing.T) {
 		}
 		exited := make(chan error, 1)
 		go func() { exited <- cmd.Wait() }()
-		var err error
-		finished := false
+		select {
+		case <-proxy.held:
+		case err := <-exited:
+			t.Fatalf("get --out ended (%v) before the proxy held its body: %s", err, stderr.String())
+		case <-time.After(time.Minute):
+			cmd.Process.Kill()
+			<-exited
+			t.Fatal("get --out: the proxy sent no MiB within a minute")
+		}
 		_, werr := waitFor(time.Minute, func() error {
-			select {
-			case err = <-exited:
-				finished = true
-				return nil
-			default:
-			}
 			parts, _ := filepath.Glob(filepath.Join(dir, ".copy.*.part"))
 			for _, p := range parts {
 				if st, err := os.Stat(p); err == nil && st.Size() > 0 {
@@ -407,13 +413,15 @@ func TestNewcomerEdges(t *testing.T) {
 			<-exited
 			t.Fatalf("get --out: %v", werr)
 		}
-		if finished {
-			t.Logf("get --out finished (%v) before a %v could come: nothing to check", err, sig)
-			os.Remove(outPath)
-			continue
-		}
 		cmd.Process.Signal(sig)
-		err = <-exited
+		var err error
+		select {
+		case err = <-exited:
+		case <-time.After(time.Minute):
+			cmd.Process.Kill()
+			<-exited
+			t.Fatalf("get --out went on for a minute after %v", sig)
+		}
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) || ee.ExitCode() != 128+int(sig) {
 			t.Errorf("get --out after %v: %v, want exit %d", sig, err, 128+int(sig))
@@ -476,4 +484,45 @@ func TestNewcomerEdges(t *testing.T) {
 		t.Fatal("listen still runs a minute after its node stopped")
 	}
 	oneLine(t, "listen whose node stopped", stderr.String(), "stopped")
+}
+
+// holdingProxy forwards HTTP requests to a node and, in a response
+// longer than limit, sends the first limit bytes and then holds the rest
+// until the client goes away. It reports each hold on held.
+type holdingProxy struct {
+	addr string
+	held chan struct{}
+}
+
+func newHoldingProxy(t *testing.T, target string, limit int64) *holdingProxy {
+	t.Helper()
+	p := &holdingProxy{held: make(chan struct{}, 16)}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		req, err := http.NewRequestWithContext(r.Context(), r.Method, target+r.URL.RequestURI(), r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		req.Header = r.Header.Clone()
+		resp, err := http.DefaultTransport.RoundTrip(req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		for k, v := range resp.Header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(resp.StatusCode)
+		n, _ := io.CopyN(w, resp.Body, limit)
+		if n < limit {
+			return
+		}
+		w.(http.Flusher).Flush()
+		p.held <- struct{}{}
+		<-r.Context().Done()
+	}))
+	t.Cleanup(srv.Close)
+	p.addr = strings.TrimPrefix(srv.URL, "http://")
+	return p
 }
