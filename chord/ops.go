@@ -280,7 +280,7 @@ func (e *Engine) startLookup(now time.Time, s *opState, target id.ID, boot []net
 			return
 		}
 		if partial {
-			l.partial = nodes
+			l.addPartial(nodes, nil, 0)
 		}
 		for _, n := range e.nextHops(target, 2*step, nil) {
 			l.cands = append(l.cands, cand{info: n})
@@ -364,6 +364,24 @@ func (l *lookup) next(now time.Time, e *Engine, s *opState) {
 	e.finish(now, s, err)
 }
 
+// addPartial keeps, of the partial answers heard, the one that names the
+// nodes after the target furthest round the ring: every answer lists
+// them in order up to its last, and past that the replica set counts
+// what it cannot name as down (answer.short), so a shorter answer heard
+// later would only count more live members down (the asker's own list,
+// past a blind arc, against a node that still lists a member the asker
+// lost). What any answerer says it lost counts, whichever answer is kept.
+func (l *lookup) addPartial(nodes, gone []krpc.NodeInfo, hops int) {
+	if len(nodes) == 0 {
+		return
+	}
+	l.partialGone = append(l.partialGone, gone...)
+	if l.partial != nil && id.Compare(id.RingDistance(l.target, nodes[len(nodes)-1].ID), id.RingDistance(l.target, l.partial[len(l.partial)-1].ID)) <= 0 {
+		return
+	}
+	l.partial, l.partialHops = nodes, hops
+}
+
 // find returns the candidate query p went to; none for another method's
 // (a late answer to a reissued put's dk_store, which shares the
 // operation: reissue.go).
@@ -404,9 +422,7 @@ func (l *lookup) response(now time.Time, e *Engine, s *opState, p *pending, send
 		e.lookupDone(now, s, answer{nodes: r.nodes, gone: r.gone})
 		return
 	}
-	if len(r.partial) > 0 {
-		l.partial, l.partialGone, l.partialHops = r.partial, r.gone, hops
-	}
+	l.addPartial(r.partial, r.gone, hops)
 	// Keep only nodes that bring us closer than the responder: anything
 	// else is no progress (or a liar's detour).
 	added := false

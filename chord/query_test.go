@@ -76,3 +76,49 @@ func TestForgedReplyKeepsNeighbour(t *testing.T) {
 		}
 	}
 }
+
+// TestAddPartial: of the partial answers a lookup hears, it keeps the one
+// that names the target's successors furthest round the ring, whatever
+// the order they come in, and counts what every answerer said it lost.
+// Keeping the latest let a node's short list, which still named a member
+// the asker had lost, displace the asker's own longer answer: the member
+// past its end counted down, and a majority side refused writes.
+func TestAddPartial(t *testing.T) {
+	target := id.FromString("target")
+	at := func(d uint64) krpc.NodeInfo { return krpc.NodeInfo{ID: id.AddPow2(target, int(d))} }
+	near, mid, far := at(10), at(20), at(30)
+	lost := at(15)
+	for _, tt := range []struct {
+		name    string
+		answers [][]krpc.NodeInfo
+		want    krpc.NodeInfo
+	}{
+		{"longer later", [][]krpc.NodeInfo{{near}, {near, mid}}, mid},
+		{"shorter later", [][]krpc.NodeInfo{{near, far}, {near, mid}}, far},
+		{"empty ignored", [][]krpc.NodeInfo{{near, mid}, {}}, mid},
+		{"equal keeps first", [][]krpc.NodeInfo{{near, mid}, {mid}}, mid},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			l := &lookup{target: target}
+			for i, a := range tt.answers {
+				l.addPartial(a, []krpc.NodeInfo{lost}, i+1)
+			}
+			if got := l.partial[len(l.partial)-1]; got.ID != tt.want.ID {
+				t.Errorf("kept an answer ending at %v, want %v", got.ID, tt.want.ID)
+			}
+			if n := len(l.partialGone); n != len(tt.answers)-countEmpty(tt.answers) {
+				t.Errorf("gone holds %d nodes, want one per answer with nodes", n)
+			}
+		})
+	}
+}
+
+func countEmpty(as [][]krpc.NodeInfo) int {
+	n := 0
+	for _, a := range as {
+		if len(a) == 0 {
+			n++
+		}
+	}
+	return n
+}
