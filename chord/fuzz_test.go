@@ -108,7 +108,8 @@ func FuzzPayload(f *testing.F) {
 	f.Add(encodeX(nil, map[string]any{"d": 1, "n": []any{node}}))
 	f.Add(encodeX(nil, map[string]any{"n": []any{node, self[:]}, "a": []any{node}}))
 	f.Add(encodeX(nil, map[string]any{"d": 1, "n": []any{self[:]}, "l": []any{node}}))
-	f.Add(encodeNeighbors(nil, krpc.NodeInfo{ID: self}, true, nil, self))
+	f.Add(encodeNeighbors(nil, neighbors{pred: krpc.NodeInfo{ID: self}}, self))
+	f.Add(encodeX(nil, map[string]any{"s": []any{node}, "b": self[:], "q": []any{node}}))
 	f.Add([]byte("d4:recsld1:k1:a1:ti5e1:v1:b1:wi1eeee"))
 	f.Add([]byte("d1:t20:01234567890123456789e"))
 	f.Add([]byte("d1:k3:keye"))
@@ -119,8 +120,8 @@ func FuzzPayload(f *testing.F) {
 		// records, contacts) would slow every later input down.
 		e := New(Config{Network: "test", Rand: seededReader{R: rand.New(rand.NewPCG(1, 1))}}, testEpoch)
 		if r, err := decodeStep(x, self, from); err == nil {
-			again, err := decodeStep(encodeX(nil, map[string]any{"d": boolInt(r.done), "n": encodeNodes(r.nodes, self), "a": encodeNodes(r.partial, self), "l": encodeNodes(r.gone, self)}), self, from)
-			if err != nil || len(again.nodes) != len(r.nodes) || again.done != r.done || len(again.gone) != len(r.gone) {
+			again, err := decodeStep(encodeX(nil, map[string]any{"d": boolInt(r.done), "n": encodeNodes(r.nodes, self), "a": encodeNodes(r.partial, self), "l": encodeNodes(r.gone, self), "u": boolInt(r.blind)}), self, from)
+			if err != nil || len(again.nodes) != len(r.nodes) || again.done != r.done || len(again.gone) != len(r.gone) || again.blind != r.blind {
 				t.Fatalf("step reply does not round-trip: %v %+v %+v", err, r, again)
 			}
 			for _, n := range slices.Concat(r.nodes, r.gone) {
@@ -129,7 +130,12 @@ func FuzzPayload(f *testing.F) {
 				}
 			}
 		}
-		_, _ = decodeNeighbors(x, self, from)
+		if nb, err := decodeNeighbors(x, self, from); err == nil {
+			again, err := decodeNeighbors(encodeNeighbors(nil, nb, self), self, from)
+			if err != nil || again.pred.ID != nb.pred.ID || len(again.succs) != len(nb.succs) || again.blind != nb.blind || len(again.lostPreds) != len(nb.lostPreds) {
+				t.Fatalf("neighbours do not round-trip: %v %+v %+v", err, nb, again)
+			}
+		}
 		if recs, err := replica.ParseRecords(x); err == nil {
 			for _, r := range recs {
 				if r.Version.IsZero() || r.Key == "" {

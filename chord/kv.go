@@ -224,7 +224,12 @@ func (e *Engine) replicaSet(now time.Time, target id.ID, a answer) ([]replica.Me
 			cs = append(cs, cand{m: replica.Member{Node: n}, down: true})
 		}
 	}
-	if a.short && len(nodes) > 0 {
+	if a.blind {
+		// The answer vouched for no member: none counts (blind.go).
+		for i := range cs {
+			cs[i].down = true
+		}
+	} else if a.short && len(nodes) > 0 {
 		last := id.RingDistance(target, nodes[len(nodes)-1].ID)
 		for i := range cs {
 			if !cs[i].m.Self && id.Compare(id.RingDistance(target, cs[i].m.Node.ID), last) > 0 && !slices.ContainsFunc(a.gone, func(n krpc.NodeInfo) bool { return n.ID == cs[i].m.Node.ID }) {
@@ -505,7 +510,7 @@ func (e *Engine) startHandover(now time.Time, s *opState) {
 	r.left = true
 	q := e.newQuery(mLeave)
 	q.A.Has |= krpc.HasX
-	e.xbuf = encodeNeighbors(e.xbuf[:0], r.pred, r.hasPred, r.succs, e.self)
+	e.xbuf = encodeNeighbors(e.xbuf[:0], e.neighbors(now, true), e.self)
 	q.A.X = e.xbuf
 	if succ, ok := r.successor(); ok {
 		e.sendQuery(now, mLeave, succ.Addr, succ.ID, 0, forFire)

@@ -25,9 +25,9 @@ func (e *Engine) linear() bool { return e.cfg.Routing == RoutingLinear }
 // route is answer under the node's routing: a node walking the ring
 // knows the answer only when the target lies between it and its first
 // successor.
-func (e *Engine) route(now time.Time, t id.ID, k int, dst []krpc.NodeInfo) (nodes []krpc.NodeInfo, done, partial bool) {
+func (e *Engine) route(now time.Time, t id.ID, k int, dst []krpc.NodeInfo) (nodes []krpc.NodeInfo, done, partial, blind bool) {
 	if e.linear() && !e.ring.owns(t) && len(e.ring.succs) > 0 && !id.Between(t, e.self, e.ring.succs[0].ID) {
-		return dst, false, false
+		return dst, false, false, false
 	}
 	return e.answer(now, t, k, dst)
 }

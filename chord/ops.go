@@ -46,6 +46,9 @@ type answer struct {
 	nodes []krpc.NodeInfo // the target's successor and the nodes after it
 	gone  []krpc.NodeInfo // "l": members its answerer lost (wire.go)
 	short bool            // a partial answer: it does not name the nodes after its last
+	// blind: a partial answer that names only a node to ask (blind.go):
+	// it vouches for no member.
+	blind bool
 }
 
 // fingerLookup is the engine's own lookup of finger slot's start.
@@ -247,6 +250,8 @@ type lookup struct {
 	partial     []krpc.NodeInfo
 	partialGone []krpc.NodeInfo
 	partialHops int
+	// partialBlind: the partial answer vouches for no member (blind.go)
+	partialBlind bool
 	// succAsked: the partial answer's first node, the target's
 	// successor, was asked before the lookup settled on the answer.
 	succAsked bool
@@ -274,13 +279,13 @@ func (e *Engine) startLookup(now time.Time, s *opState, target id.ID, boot []net
 	}
 	s.lk = l
 	if boot == nil {
-		nodes, done, partial := e.route(now, target, e.cfg.K, nil)
+		nodes, done, partial, blind := e.route(now, target, e.cfg.K, nil)
 		if done {
 			e.lookupDone(now, s, answer{nodes: nodes})
 			return
 		}
 		if partial {
-			l.addPartial(nodes, nil, 0)
+			l.addPartial(nodes, nil, 0, blind)
 		}
 		for _, n := range e.nextHops(target, 2*step, nil) {
 			l.cands = append(l.cands, cand{info: n})
@@ -350,7 +355,7 @@ func (l *lookup) next(now time.Time, e *Engine, s *opState) {
 			}
 		}
 		l.hops = l.partialHops
-		e.lookupDone(now, s, answer{nodes: l.partial, gone: l.partialGone, short: true})
+		e.lookupDone(now, s, answer{nodes: l.partial, gone: l.partialGone, short: true, blind: l.partialBlind})
 		return
 	}
 	if s.lo != nil {
@@ -371,15 +376,19 @@ func (l *lookup) next(now time.Time, e *Engine, s *opState) {
 // later would only count more live members down (the asker's own list,
 // past a blind arc, against a node that still lists a member the asker
 // lost). What any answerer says it lost counts, whichever answer is kept.
-func (l *lookup) addPartial(nodes, gone []krpc.NodeInfo, hops int) {
+// A blind answer names only a node to ask: any other partial answer
+// beats it.
+func (l *lookup) addPartial(nodes, gone []krpc.NodeInfo, hops int, blind bool) {
 	if len(nodes) == 0 {
 		return
 	}
 	l.partialGone = append(l.partialGone, gone...)
-	if l.partial != nil && id.Compare(id.RingDistance(l.target, nodes[len(nodes)-1].ID), id.RingDistance(l.target, l.partial[len(l.partial)-1].ID)) <= 0 {
-		return
+	if l.partial != nil {
+		if blind && !l.partialBlind || blind == l.partialBlind && (blind || id.Compare(id.RingDistance(l.target, nodes[len(nodes)-1].ID), id.RingDistance(l.target, l.partial[len(l.partial)-1].ID)) <= 0) {
+			return
+		}
 	}
-	l.partial, l.partialHops = nodes, hops
+	l.partial, l.partialHops, l.partialBlind = nodes, hops, blind
 }
 
 // find returns the candidate query p went to; none for another method's
@@ -422,7 +431,7 @@ func (l *lookup) response(now time.Time, e *Engine, s *opState, p *pending, send
 		e.lookupDone(now, s, answer{nodes: r.nodes, gone: r.gone})
 		return
 	}
-	l.addPartial(r.partial, r.gone, hops)
+	l.addPartial(r.partial, r.gone, hops, r.blind)
 	// Keep only nodes that bring us closer than the responder: anything
 	// else is no progress (or a liar's detour).
 	added := false

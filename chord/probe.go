@@ -133,6 +133,7 @@ func (e *Engine) heard(now time.Time, n krpc.NodeInfo) {
 	r.addFinger(n)
 	if succ, ok := r.successor(); !ok || id.Between(n.ID, e.self, succ.ID) && n.ID != succ.ID {
 		r.setSuccs([]krpc.NodeInfo{n}, r.succs)
+		e.headWithinReach()
 		e.stats.SuccessorChanges++
 		r.nextStabilize = now
 	}

@@ -101,7 +101,7 @@ func TestAddPartial(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			l := &lookup{target: target}
 			for i, a := range tt.answers {
-				l.addPartial(a, []krpc.NodeInfo{lost}, i+1)
+				l.addPartial(a, []krpc.NodeInfo{lost}, i+1, false)
 			}
 			if got := l.partial[len(l.partial)-1]; got.ID != tt.want.ID {
 				t.Errorf("kept an answer ending at %v, want %v", got.ID, tt.want.ID)

@@ -24,6 +24,19 @@ type ring struct {
 	// left: the node said goodbye (a hand-over): it no longer notifies
 	// its successor, which would take it back as its predecessor.
 	left bool
+	// blindFirst: the arc to the first successor may hold nodes the node
+	// never heard of; blindAt: the first entry past such an arc, as the
+	// successor said (blind.go).
+	blindFirst bool
+	blindAt    id.ID
+	// reach is the last entry of the last successor list known whole
+	// (nothing blind in it); lostPreds the predecessor lost last and the
+	// one before it, as the predecessor check last heard (pred2): how a
+	// node and its fallback successor tell what lies between them
+	// (blind.go).
+	reach     id.ID
+	pred2     krpc.NodeInfo
+	lostPreds []krpc.NodeInfo
 	// fingers holds the distinct nodes of the finger table, sorted by
 	// clockwise distance from self. Finger i is the first of them at or
 	// after self+2^i; keeping nodes rather than 160 slots costs log N
@@ -230,9 +243,14 @@ func (r *ring) forget(x id.ID, e *Engine) {
 	r.fingers = slices.DeleteFunc(r.fingers, func(n krpc.NodeInfo) bool { return n.ID == x })
 	if r.hasPred && r.pred.ID == x {
 		r.hasPred = false
+		r.lostPreds = append(r.lostPreds[:0], r.pred)
+		if !r.pred2.ID.IsZero() && r.pred2.ID != r.self {
+			r.lostPreds = append(r.lostPreds, r.pred2)
+		}
 	}
 	if now, has := r.successor(); had && (!has || now.ID != first.ID) {
 		e.stats.SuccessorChanges++
+		e.headMoved()
 	}
 }
 
@@ -289,24 +307,44 @@ func (r *ring) preceding(t id.ID, n int, dst []krpc.NodeInfo) []krpc.NodeInfo {
 // of its own side, and the nodes after t that it never listed are then
 // members of t's replica set it cannot name. Its answer is partial, so
 // that the asker goes on to t's successor (lookup.next).
-func (e *Engine) answer(now time.Time, t id.ID, k int, dst []krpc.NodeInfo) (nodes []krpc.NodeInfo, done, partial bool) {
+func (e *Engine) answer(now time.Time, t id.ID, k int, dst []krpc.NodeInfo) (nodes []krpc.NodeInfo, done, partial, blind bool) {
 	r := &e.ring
+	mark, isBlind := e.blindFrom(now)
+	if r.owns(t) && e.predBlind(now, t) || len(r.succs) == 0 && e.lostWithin(now) {
+		// Nodes this node never heard of may own t (blind.go), or it lost
+		// every successor and is not alone: it names itself only as the
+		// node to ask, and vouches for nothing.
+		return append(dst, krpc.NodeInfo{ID: e.self}), false, true, true
+	}
 	if r.owns(t) || len(r.succs) == 0 {
 		dst = append(dst, krpc.NodeInfo{ID: e.self})
 		for _, s := range r.succs {
 			if len(dst) == k {
 				break
 			}
+			if isBlind && r.beyondBlind(s.ID, mark) {
+				return dst, false, true, false // the rest lie past a blind arc (blind.go)
+			}
 			dst = append(dst, s)
 		}
-		return dst, true, false
+		return dst, true, false, false
 	}
 	prev := e.self
 	for i, s := range r.succs {
 		if id.Between(t, prev, s.ID) {
+			base := len(dst)
 			for _, x := range r.succs[i:] {
 				if len(dst) == k {
 					break
+				}
+				if isBlind && r.beyondBlind(x.ID, mark) {
+					// t's members from here on may be nodes this node never
+					// heard of. When that is all of them, it names the first
+					// only, as the node to ask, and vouches for nothing.
+					if len(dst) == base {
+						return append(dst, x), false, true, true
+					}
+					return dst, false, true, false
 				}
 				dst = append(dst, x)
 			}
@@ -325,13 +363,13 @@ func (e *Engine) answer(now time.Time, t id.ID, k int, dst []krpc.NodeInfo) (nod
 				}
 			}
 			if len(r.succs)-i < k && !whole {
-				return dst, false, true
+				return dst, false, true, false
 			}
-			return dst, true, false
+			return dst, true, false, false
 		}
 		prev = s.ID
 	}
-	return dst, false, false
+	return dst, false, false, false
 }
 
 // stabilize asks the successor for its predecessor and successor list.
@@ -358,6 +396,8 @@ func (e *Engine) stabilize(now time.Time) {
 		}
 		slices.SortFunc(cands, func(a, b krpc.NodeInfo) int { return id.Compare(r.dist(a.ID), r.dist(b.ID)) })
 		r.setSuccs(cands[:1], nil)
+		r.blindFirst = e.lostWithin(now) // who lies between is unknown (blind.go)
+		r.blindAt = id.ID{}
 		e.stats.SuccessorChanges++
 		succ = r.succs[0]
 	}
@@ -394,6 +434,7 @@ func (e *Engine) onStabilize(now time.Time, p *pending, sender id.ID, m *krpc.Ms
 		r.remember(now, n)
 	}
 	r.setSuccs([]krpc.NodeInfo{succ}, nb.succs)
+	e.sawList(now, nb)
 	e.loseSkipped(now, old, r.succs, len(r.succs) < r.r)
 	if r.left {
 		return // a node that said goodbye claims no place again
@@ -440,6 +481,8 @@ func (e *Engine) notified(now time.Time, n krpc.NodeInfo) {
 	r.pred, r.hasPred = n, true
 	if len(r.succs) == 0 {
 		r.setSuccs([]krpc.NodeInfo{n}, nil)
+		r.blindFirst = e.lostWithin(now) // a fallback too, when not alone (blind.go)
+		r.blindAt = id.ID{}
 		e.stats.SuccessorChanges++
 	}
 	if had {
@@ -480,6 +523,7 @@ func (e *Engine) onCheck(now time.Time, sender id.ID, m *krpc.Msg, from netip.Ad
 		return
 	}
 	r.remember(now, nb.pred)
+	r.pred2 = nb.pred
 }
 
 // fixFingers refreshes the next finger that the successor list does not

@@ -49,7 +49,7 @@ func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
 			return
 		}
 		target := id.ID(t)
-		nodes, done, partial := e.route(now, target, e.cfg.K, nil)
+		nodes, done, partial, blind := e.route(now, target, e.cfg.K, nil)
 		x := make(map[string]any, 4)
 		if done {
 			x["d"] = 1
@@ -58,6 +58,9 @@ func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
 			x["n"] = encodeNodes(e.nextHops(target, step, nil), e.self)
 			if partial {
 				x["a"] = encodeNodes(nodes, e.self)
+			}
+			if blind {
+				x["u"] = 1
 			}
 		}
 		if done || partial {
@@ -70,14 +73,14 @@ func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
 		r.R.Has |= krpc.HasX
 		r.R.X = e.xbuf
 	case mGetPredecessor:
-		e.xbuf = encodeNeighbors(e.xbuf[:0], e.ring.pred, e.ring.hasPred, e.ring.succs, e.self)
+		e.xbuf = encodeNeighbors(e.xbuf[:0], e.neighbors(now, true), e.self)
 		r.R.Has |= krpc.HasX
 		r.R.X = e.xbuf
 	case mNotify:
 		e.notified(now, sender)
 		// Answer with our predecessor now: if it is not the notifier,
 		// it lies between us and the notifier should move to it.
-		e.xbuf = encodeNeighbors(e.xbuf[:0], e.ring.pred, e.ring.hasPred, nil, e.self)
+		e.xbuf = encodeNeighbors(e.xbuf[:0], e.neighbors(now, false), e.self)
 		r = e.newResponse(q.T) // notified may have sent pushes through e.out
 		r.R.Has |= krpc.HasX
 		r.R.X = e.xbuf
@@ -291,6 +294,9 @@ func (e *Engine) left(now time.Time, n krpc.NodeInfo, nb neighbors) {
 	if s, ok := r.successor(); ok && s.ID == n.ID {
 		rest := append([]krpc.NodeInfo(nil), r.succs[1:]...)
 		r.setSuccs(nb.succs, rest)
+		if r.blindAt = nb.blind; r.blindAt == e.self { // its list, and what it could not vouch for
+			r.blindAt = id.ID{}
+		}
 		e.stats.SuccessorChanges++
 	}
 	if r.hasPred && r.pred.ID == n.ID {

@@ -16,10 +16,10 @@ import (
 // results bencoded under "x", as dhtkit's key-value methods do, so that the
 // standard codec carries them unchanged:
 //
-//	ch_find_successor  a.x: {"t": target}        r.x: {"d": 0|1, "n": [node, ...], "a": [node, ...], "l": [node, ...]}
-//	ch_get_predecessor (no x)                    r.x: {"p": node, "s": [node, ...]}
+//	ch_find_successor  a.x: {"t": target}        r.x: {"d": 0|1, "n": [node, ...], "a": [node, ...], "l": [node, ...], "u": 0|1}
+//	ch_get_predecessor (no x)                    r.x: {"p": node, "s": [node, ...], "b": id, "q": [node, ...]}
 //	ch_notify          (no x)                    r.x: {"p": node}
-//	ch_leave           a.x: {"p": node, "s": [node, ...]}   (no x)
+//	ch_leave           a.x: {"p": node, "s": [node, ...], "b": id}   (no x)
 //	dk_sync            the replication layer's tree exchange (package replica)
 //
 // A node is a byte string: its 20-byte id followed by its compact address
@@ -36,7 +36,14 @@ import (
 // the target's replica set, down, by the quorum rule (kv.go,
 // replicaSet), which the asker counts too. A responder cut off with part
 // of the ring has them in no list, and an asker that never heard of
-// them counted its quorum among the nodes on its own side.
+// them counted its quorum among the nodes on its own side. "u" 1 says
+// the partial answer vouches for no member: it names only a node to ask,
+// since nodes the responder never heard of may lie before it (blind.go).
+//
+// With a successor list, "b" is the id of its first entry past a blind
+// arc (blind.go), and "q" the predecessor the sender lost last and the
+// one before it, while the first counts as down. Peers that know none of
+// "l", "u", "b" and "q" ignore them.
 //
 // dk_sync is replica maintenance (see sync.go), the same exchange as
 // Kademlia's: its payloads are package replica's.
@@ -256,6 +263,7 @@ type stepReply struct {
 	nodes   []krpc.NodeInfo
 	partial []krpc.NodeInfo
 	gone    []krpc.NodeInfo // "l": members of the target's replica set the responder lost
+	blind   bool            // "u": partial names only a node to ask (blind.go)
 }
 
 func decodeStep(x []byte, sender id.ID, from netip.AddrPort) (stepReply, error) {
@@ -270,6 +278,13 @@ func decodeStep(x []byte, sender id.ID, from netip.AddrPort) (stepReply, error) 
 		r.done = v == 1
 	default:
 		return r, fmt.Errorf("%w: d is not an integer", errBadPayload)
+	}
+	switch v := d["u"].(type) {
+	case nil:
+	case int64:
+		r.blind = v == 1
+	default:
+		return r, fmt.Errorf("%w: u is not an integer", errBadPayload)
 	}
 	if r.nodes, err = decodeNodes(d["n"], sender, from); err != nil {
 		return r, err
@@ -290,6 +305,10 @@ func decodeStep(x []byte, sender id.ID, from netip.AddrPort) (stepReply, error) 
 type neighbors struct {
 	pred  krpc.NodeInfo // zero ID: none
 	succs []krpc.NodeInfo
+	blind id.ID // "b": the first of succs past a blind arc (blind.go); zero: none
+	// lostPreds ("q"): the predecessor the sender lost last, and the one
+	// before it, while it still counts as down (blind.go)
+	lostPreds []krpc.NodeInfo
 }
 
 func decodeNeighbors(x []byte, sender id.ID, from netip.AddrPort) (neighbors, error) {
@@ -303,14 +322,41 @@ func decodeNeighbors(x []byte, sender id.ID, from netip.AddrPort) (neighbors, er
 			return nb, err
 		}
 	}
+	for _, f := range []struct {
+		key string
+		to  *id.ID
+	}{{"b", &nb.blind}} {
+		if v, ok := d[f.key]; ok {
+			b, _ := v.([]byte)
+			if len(b) != id.Len {
+				return nb, fmt.Errorf("x.%s: want a 20-byte node id", f.key)
+			}
+			*f.to = id.ID(b)
+		}
+	}
+	if q, ok := d["q"]; ok {
+		if nb.lostPreds, err = decodeNodes(q, sender, from); err != nil {
+			return nb, err
+		}
+		if len(nb.lostPreds) > 2 {
+			return nb, errors.New("x.q: want at most 2 nodes")
+		}
+	}
 	nb.succs, err = decodeNodes(d["s"], sender, from)
 	return nb, err
 }
 
-func encodeNeighbors(dst []byte, pred krpc.NodeInfo, hasPred bool, succs []krpc.NodeInfo, self id.ID) []byte {
-	m := map[string]any{"s": encodeNodes(succs, self)}
-	if hasPred {
-		m["p"] = encodeNode(pred, self)
+// encodeNeighbors encodes nb; its zero ids are left out.
+func encodeNeighbors(dst []byte, nb neighbors, self id.ID) []byte {
+	m := map[string]any{"s": encodeNodes(nb.succs, self)}
+	if !nb.pred.ID.IsZero() {
+		m["p"] = encodeNode(nb.pred, self)
+	}
+	if !nb.blind.IsZero() {
+		m["b"] = nb.blind[:]
+	}
+	if len(nb.lostPreds) > 0 {
+		m["q"] = encodeNodes(nb.lostPreds, self)
 	}
 	return encodeX(dst, m)
 }
