@@ -272,19 +272,17 @@ func decodeStep(x []byte, sender id.ID, from netip.AddrPort) (stepReply, error) 
 		return stepReply{}, err
 	}
 	var r stepReply
-	switch v := d["d"].(type) {
-	case nil:
-	case int64:
-		r.done = v == 1
-	default:
-		return r, fmt.Errorf("%w: d is not an integer", errBadPayload)
-	}
-	switch v := d["u"].(type) {
-	case nil:
-	case int64:
-		r.blind = v == 1
-	default:
-		return r, fmt.Errorf("%w: u is not an integer", errBadPayload)
+	for _, f := range []struct {
+		key string
+		to  *bool
+	}{{"d", &r.done}, {"u", &r.blind}} {
+		switch v := d[f.key].(type) {
+		case nil:
+		case int64:
+			*f.to = v == 1
+		default:
+			return r, fmt.Errorf("%w: %s is not an integer", errBadPayload, f.key)
+		}
 	}
 	if r.nodes, err = decodeNodes(d["n"], sender, from); err != nil {
 		return r, err
