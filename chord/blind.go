@@ -8,30 +8,42 @@ import (
 	"github.com/dhtkit/dhtkit/krpc"
 )
 
-// A blind arc is a stretch of the ring just before a successor-list entry
-// in which there may be nodes this node never heard of. Its successor
-// list is otherwise contiguous: each entry came from the one before it
-// (stabilize), so the node knows there is nobody between two entries.
-// One way breaks that: every successor failed and the node fell back on
-// its nearest finger (stabilize). Across a split, the nodes between the
-// lost successors and that finger are on the other side, and the node
-// never knew them: it answered for the keys there with its own side's
-// nodes, and a minority side acknowledged writes to keys it held a
-// minority of (TestSplitProbe: 2 of 3652 writes in 12-node rings, 7 of
-// 5976 in 20-node rings).
+// A blind arc is a stretch of the ring, before a node's successor or
+// before itself, in which there may be nodes it never heard of. A
+// successor list is contiguous: each entry came from the one before it
+// (stabilize), so the node knows there is nobody between two entries;
+// and a predecessor pointer is the node just before. Four moves break
+// that while the node has lost anyone within DownFor, that is, across a
+// split, where the nodes it never knew are on the other side:
 //
-// So a node that fell back marks its arc to its first successor blind
-// while it has lost anyone within DownFor, and passes the mark on with
-// its successor list (wire.go, "b"); a node whose head of list moves to
-// or past its successor's mark takes the blindness as its own. An answer
-// names no node at or past the mark as a member: it stops before it and
-// is partial (ring.answer), so that the asker asks the key's successor
-// itself and, failing that, counts the members it cannot name as down.
-// In a ring that loses a few nodes at a time nothing is blind: the
-// successor list bridges them. Nor is an arc blind when the fallback
-// successor's lost predecessor, or the one before it (wire.go, "q"), lies
-// within the successor list this node last knew whole: the two overlap,
-// and every node between is known, lost or not (sawList).
+//   - it lost every successor and fell back on its nearest finger or its
+//     predecessor (stabilize), or took the first node that notified it
+//     (notified): the arc to that successor is blind (blindFirst);
+//   - its successor's list was blind past some entry: so is its own
+//     past that entry (blindAt, from "b" in wire.go), and when its head
+//     of list moves to or past the mark the arc to its head is blind;
+//   - it lost every successor and has none yet: it is not alone;
+//   - it lost its predecessor and took one from further back than the
+//     lost one and the one before that (predBlind).
+//
+// Answering across such an arc, a node named its own side's nodes as a
+// key's replicas, and a minority side acknowledged writes to keys it
+// held a minority of (TestSplitProbe: 16 writes over 13 rings of 6 to 30
+// nodes). Now an answer names no member past a blind arc: it stops
+// before it and is partial, so that the asker asks the key's successor
+// itself and counts what it cannot name as down; and when every member
+// would lie past one, the answer names only a node to ask and vouches
+// for nothing ("u"), and a lookup that settles on it counts every member
+// down (ring.answer, replicaSet).
+//
+// An arc is seen again when the fallback successor's lost predecessor,
+// or the one before it ("q"), lies within the successor list the node
+// last knew whole (the two overlap; the nodes of the successor's it
+// never heard of are lost from then on: sawList), when its first
+// successor lies within that list again (a node of the other side back:
+// headWithinReach), or when it has lost no one within DownFor. In a ring
+// that loses a few nodes at a time nothing is blind: the successor list
+// and the two predecessors bridge them.
 
 // blindFrom returns the first entry that follows a blind arc, if any.
 func (e *Engine) blindFrom(now time.Time) (id.ID, bool) {
@@ -53,7 +65,8 @@ func (r *ring) beyondBlind(x, b id.ID) bool {
 
 // headMoved records that the head of the successor list changed other
 // than through stabilize (a successor lost): when it is now at or past
-// the successor's blind mark, the arc to it holds that blind arc.
+// the successor's blind mark, the arc to it holds that blind arc; when
+// it lies within the list last known whole, the arc is seen again.
 func (e *Engine) headMoved() {
 	r := &e.ring
 	if len(r.succs) == 0 {
