@@ -85,29 +85,58 @@ func (e *Engine) headMoved() {
 // at its head (probe.go), not DownFor later.
 func (e *Engine) headWithinReach() {
 	r := &e.ring
-	if r.blindFirst && len(r.succs) > 0 && !r.reach.IsZero() && id.Compare(r.dist(r.succs[0].ID), r.dist(r.reach)) <= 0 {
+	if r.blindFirst && len(r.succs) > 0 && r.withinReach(r.succs[0].ID) {
 		r.blindFirst = false
 	}
+}
+
+// withinReach reports whether x lies within the successor list the node
+// last knew whole.
+func (r *ring) withinReach(x id.ID) bool {
+	return !r.reach.IsZero() && id.Compare(r.dist(x), r.dist(r.reach)) <= 0
+}
+
+// fellBack records that the node took a successor not from a list (every
+// successor failed): while it has lost anyone, the arc to it is blind.
+func (e *Engine) fellBack(now time.Time) {
+	e.ring.blindFirst = e.lostWithin(now)
+	e.ring.blindAt = id.ID{}
+}
+
+// takeMark takes a neighbour's blind mark for the node's list. A mark at
+// the node itself ends the neighbour's blind arc here: its list past
+// this node is not part of ours (setSuccs stops there).
+func (e *Engine) takeMark(b id.ID) {
+	if b == e.self {
+		b = id.ID{}
+	}
+	e.ring.blindAt = b
+}
+
+// lostPredsNow returns the predecessors the node lost last while the
+// first still counts as down (within DownFor).
+func (e *Engine) lostPredsNow(now time.Time) []krpc.NodeInfo {
+	r := &e.ring
+	if len(r.lostPreds) == 0 {
+		return nil
+	}
+	if i := r.findLost(r.lostPreds[0].ID); i < 0 || now.Sub(r.lost[i].since) >= e.cfg.DownFor {
+		return nil
+	}
+	return r.lostPreds
 }
 
 // sawList takes the blind mark, and the lost predecessor, from the
 // successor's answer to stabilize.
 func (e *Engine) sawList(now time.Time, nb neighbors) {
 	r := &e.ring
-	r.blindAt = nb.blind
-	if r.blindAt == e.self {
-		// The successor's blind arc ends at this node: its list, past
-		// this node, is not part of ours (setSuccs stops there).
-		r.blindAt = id.ID{}
-	}
-	if r.blindFirst && !r.reach.IsZero() && len(nb.lostPreds) > 0 {
+	e.takeMark(nb.blind)
+	if r.blindFirst && len(nb.lostPreds) > 0 {
 		// The successor knew the nodes before it back to its last lost
 		// predecessor's predecessor: when that reaches into the list this
 		// node knew, nothing between is unknown, and the ones it never
 		// heard of are lost (they count down in replica sets).
-		within := func(n krpc.NodeInfo) bool {
-			return n.ID == e.self || id.Compare(r.dist(n.ID), r.dist(r.reach)) <= 0
-		}
+		within := func(n krpc.NodeInfo) bool { return n.ID == e.self || r.withinReach(n.ID) }
 		if i := slices.IndexFunc(nb.lostPreds, within); i >= 0 {
 			for _, n := range nb.lostPreds[:i] {
 				if _, known := r.known(n.ID); !known {
@@ -123,9 +152,8 @@ func (e *Engine) sawList(now time.Time, nb neighbors) {
 	}
 }
 
-// neighbors is what the node tells of its neighbourhood: its predecessor,
-// with succs its successor list and blind mark, and the predecessor it
-// lost last while that one counts as down.
+// neighbors is what the node tells of its neighbourhood: its predecessor
+// and, with succs, its successor list, blind mark and lost predecessors.
 func (e *Engine) neighbors(now time.Time, succs bool) neighbors {
 	r := &e.ring
 	var nb neighbors
@@ -135,11 +163,7 @@ func (e *Engine) neighbors(now time.Time, succs bool) neighbors {
 	if succs {
 		nb.succs = r.succs
 		nb.blind, _ = e.blindFrom(now)
-	}
-	if len(r.lostPreds) > 0 {
-		if i := r.findLost(r.lostPreds[0].ID); i >= 0 && now.Sub(r.lost[i].since) < e.cfg.DownFor {
-			nb.lostPreds = r.lostPreds
-		}
+		nb.lostPreds = e.lostPredsNow(now)
 	}
 	return nb
 }
@@ -154,13 +178,11 @@ func (e *Engine) neighbors(now time.Time, succs bool) neighbors {
 // (TestSplitProbe, 20 nodes).
 func (e *Engine) predBlind(now time.Time, t id.ID) bool {
 	r := &e.ring
-	if !r.hasPred || len(r.lostPreds) == 0 {
+	lost := e.lostPredsNow(now)
+	if !r.hasPred || len(lost) == 0 {
 		return false
 	}
-	if i := r.findLost(r.lostPreds[0].ID); i < 0 || now.Sub(r.lost[i].since) >= e.cfg.DownFor {
-		return false
-	}
-	far := r.lostPreds[len(r.lostPreds)-1].ID
+	far := lost[len(lost)-1].ID
 	if far == r.pred.ID || !id.Between(far, r.pred.ID, r.self) {
 		return false // the new predecessor is at or past the nodes known
 	}

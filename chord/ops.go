@@ -383,12 +383,18 @@ func (l *lookup) addPartial(nodes, gone []krpc.NodeInfo, hops int, blind bool) {
 		return
 	}
 	l.partialGone = append(l.partialGone, gone...)
-	if l.partial != nil {
-		if blind && !l.partialBlind || blind == l.partialBlind && (blind || id.Compare(id.RingDistance(l.target, nodes[len(nodes)-1].ID), id.RingDistance(l.target, l.partial[len(l.partial)-1].ID)) <= 0) {
-			return
-		}
+	better := l.partial == nil
+	switch {
+	case better:
+	case blind != l.partialBlind:
+		better = !blind
+	case !blind:
+		last := func(ns []krpc.NodeInfo) id.ID { return id.RingDistance(l.target, ns[len(ns)-1].ID) }
+		better = id.Compare(last(nodes), last(l.partial)) > 0
 	}
-	l.partial, l.partialHops, l.partialBlind = nodes, hops, blind
+	if better {
+		l.partial, l.partialHops, l.partialBlind = nodes, hops, blind
+	}
 }
 
 // find returns the candidate query p went to; none for another method's

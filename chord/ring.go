@@ -310,13 +310,14 @@ func (r *ring) preceding(t id.ID, n int, dst []krpc.NodeInfo) []krpc.NodeInfo {
 func (e *Engine) answer(now time.Time, t id.ID, k int, dst []krpc.NodeInfo) (nodes []krpc.NodeInfo, done, partial, blind bool) {
 	r := &e.ring
 	mark, isBlind := e.blindFrom(now)
-	if r.owns(t) && e.predBlind(now, t) || len(r.succs) == 0 && e.lostWithin(now) {
+	owns := r.owns(t)
+	if owns && e.predBlind(now, t) || len(r.succs) == 0 && e.lostWithin(now) {
 		// Nodes this node never heard of may own t (blind.go), or it lost
 		// every successor and is not alone: it names itself only as the
 		// node to ask, and vouches for nothing.
 		return append(dst, krpc.NodeInfo{ID: e.self}), false, true, true
 	}
-	if r.owns(t) || len(r.succs) == 0 {
+	if owns || len(r.succs) == 0 {
 		dst = append(dst, krpc.NodeInfo{ID: e.self})
 		for _, s := range r.succs {
 			if len(dst) == k {
@@ -396,8 +397,7 @@ func (e *Engine) stabilize(now time.Time) {
 		}
 		slices.SortFunc(cands, func(a, b krpc.NodeInfo) int { return id.Compare(r.dist(a.ID), r.dist(b.ID)) })
 		r.setSuccs(cands[:1], nil)
-		r.blindFirst = e.lostWithin(now) // who lies between is unknown (blind.go)
-		r.blindAt = id.ID{}
+		e.fellBack(now)
 		e.stats.SuccessorChanges++
 		succ = r.succs[0]
 	}
@@ -481,8 +481,7 @@ func (e *Engine) notified(now time.Time, n krpc.NodeInfo) {
 	r.pred, r.hasPred = n, true
 	if len(r.succs) == 0 {
 		r.setSuccs([]krpc.NodeInfo{n}, nil)
-		r.blindFirst = e.lostWithin(now) // a fallback too, when not alone (blind.go)
-		r.blindAt = id.ID{}
+		e.fellBack(now)
 		e.stats.SuccessorChanges++
 	}
 	if had {

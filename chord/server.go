@@ -294,9 +294,7 @@ func (e *Engine) left(now time.Time, n krpc.NodeInfo, nb neighbors) {
 	if s, ok := r.successor(); ok && s.ID == n.ID {
 		rest := append([]krpc.NodeInfo(nil), r.succs[1:]...)
 		r.setSuccs(nb.succs, rest)
-		if r.blindAt = nb.blind; r.blindAt == e.self { // its list, and what it could not vouch for
-			r.blindAt = id.ID{}
-		}
+		e.takeMark(nb.blind) // its list, and what it could not vouch for
 		e.stats.SuccessorChanges++
 	}
 	if r.hasPred && r.pred.ID == n.ID {
