@@ -40,12 +40,16 @@ type Bolt struct {
 	// broken is set once bbolt panicked on the file: see safely.
 	broken error
 
-	// A durable store's log, its open transaction and the payloads
-	// logged since the last checkpoint (wal.go, waltx.go); log is nil
-	// for a store opened without fsync.
+	// A durable store's log, its open transaction, the payloads
+	// logged since the last checkpoint and the frames they lie in
+	// (wal.go, waltx.go); log is nil for a store opened without fsync.
 	log     *wal
 	tx      *bolt.Tx
 	pending [][]byte
+	frames  frameArena
+	// txOps counts the operations in the open transaction, fileOps the
+	// records the store held at the last checkpoint (earlyCheckpoint).
+	txOps, fileOps int
 	// checkpointAt is checkpointBytes, smaller in tests.
 	checkpointAt int64
 
@@ -119,6 +123,7 @@ func openBolt(path string, cfg Config, noSync bool) (*Bolt, error) {
 		b.abandon()
 		return nil, err
 	}
+	b.fileOps = b.idx.n
 	return b, nil
 }
 

@@ -66,6 +66,20 @@ const (
 	// than zeroing it: a log grown by a frame far larger than usual
 	// gives its disk back.
 	keepLog = 2 * checkpointBytes
+	// earlyCheckpoint: a store whose file holds fewer records than
+	// this also checkpoints once its open transaction holds this many
+	// operations. bbolt splits a leaf only when a transaction commits,
+	// so until a new store's first checkpoint every record goes into
+	// one leaf, each insert moving the ones after it: over the 4 MiB of
+	// log of a normal checkpoint (some 20,000 small records) that cost
+	// more CPU than the fsyncs. After one early commit the records are
+	// spread over leaves of a page each, and stay so (BENCHMARKS.md,
+	// "Session 10 (issue 15)").
+	earlyCheckpoint = 1024
+	// frameChunk is the size of the chunks frames are cut from, and
+	// frameRoom the least room a frame begins with.
+	frameChunk = 64 << 10
+	frameRoom  = 4 << 10
 )
 
 // zeros is what the log is grown and emptied with.
@@ -165,13 +179,13 @@ func applyOps(tx *bolt.Tx, ops []walOp) error {
 	return nil
 }
 
-// appendFrame appends the frame of payload to dst.
-func appendFrame(dst, payload []byte) []byte {
-	var h [frameHeader]byte
-	binary.LittleEndian.PutUint32(h[:4], uint32(len(payload)))
-	crc := crc32.Update(crc32.Checksum(h[:4], castagnoli), castagnoli, payload)
-	binary.LittleEndian.PutUint32(h[4:], crc)
-	return append(append(dst, h[:]...), payload...)
+// putFrameHeader fills in the header of frame, its first frameHeader
+// bytes, for the payload after them.
+func putFrameHeader(frame []byte) {
+	payload := frame[frameHeader:]
+	binary.LittleEndian.PutUint32(frame[:4], uint32(len(payload)))
+	crc := crc32.Update(crc32.Checksum(frame[:4], castagnoli), castagnoli, payload)
+	binary.LittleEndian.PutUint32(frame[4:], crc)
 }
 
 // decodeFrames decodes the intact frames at the start of b: their
@@ -219,15 +233,50 @@ func openWAL(path string) (*wal, error) {
 	return &wal{f: f, path: path}, nil
 }
 
-// append writes the frame of payload after the last one and waits for
-// the disk. On an error the log is cut back to where it was, so that a
-// frame half written never hides the ones after it; should that fail
-// too, the next frame overwrites it, written at the same offset.
-func (w *wal) append(payload []byte) error {
-	if uint64(len(payload)) > math.MaxUint32 {
-		return fmt.Errorf("store: append to %s: %w: a batch of %d bytes", w.path, ErrTooLarge, len(payload))
+// frameArena hands out the frames of an open transaction, cut one after
+// the other from chunks, rather than a slice grown from nothing for each
+// (its first allocations and copies were a tenth of a durable node's
+// CPU). bbolt keeps the keys and values it is given, which lie in the
+// frames (appendOp), until its transaction commits, so no byte of a frame
+// kept is written again before the checkpoint resets the arena. Its zero
+// value is ready.
+type frameArena struct{ chunk []byte }
+
+// begin returns an empty frame: room for the header, and capacity for a
+// payload up to the chunk's end, past which append moves it out.
+func (a *frameArena) begin() []byte {
+	if cap(a.chunk)-len(a.chunk) < frameRoom {
+		a.chunk = make([]byte, 0, frameChunk)
 	}
-	frame := appendFrame(make([]byte, 0, frameHeader+len(payload)), payload)
+	n := len(a.chunk)
+	return a.chunk[n : n+frameHeader]
+}
+
+// keep marks frame, the last one begun, as written to the log: the next
+// begins after it. A frame that outgrew its chunk leaves the chunk
+// behind, since the keys it wrote there before it moved stay in use.
+func (a *frameArena) keep(frame []byte) {
+	n := len(a.chunk)
+	if n+len(frame) <= cap(a.chunk) && &frame[0] == &a.chunk[n : n+1][0] {
+		a.chunk = a.chunk[:n+len(frame)]
+		return
+	}
+	a.chunk = nil
+}
+
+// reset lets the frames go: the transaction that used them committed.
+func (a *frameArena) reset() { a.chunk = a.chunk[:0] }
+
+// append writes frame (frameHeader bytes of room, then a payload) after
+// the last one and waits for the disk. On an error the log is cut back to
+// where it was, so that a frame half written never hides the ones after
+// it; should that fail too, the next frame overwrites it, written at the
+// same offset.
+func (w *wal) append(frame []byte) error {
+	if uint64(len(frame)-frameHeader) > math.MaxUint32 {
+		return fmt.Errorf("store: append to %s: %w: a batch of %d bytes", w.path, ErrTooLarge, len(frame)-frameHeader)
+	}
+	putFrameHeader(frame)
 	end := w.size + int64(len(frame))
 	if end > w.alloc {
 		w.grow(end)

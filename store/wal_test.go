@@ -425,3 +425,122 @@ func BenchmarkLogAppend(b *testing.B) {
 		})
 	}
 }
+
+// appendFrame appends the frame of payload to dst.
+func appendFrame(dst, payload []byte) []byte {
+	frame := append(make([]byte, frameHeader, frameHeader+len(payload)), payload...)
+	putFrameHeader(frame)
+	return append(dst, frame...)
+}
+
+// TestFrameArena: a frame kept is never written over before the arena
+// is reset, whether the frames after it fit in its chunk, outgrow it, or
+// are dropped (a failed write) and begun again.
+func TestFrameArena(t *testing.T) {
+	var a frameArena
+	type kept struct {
+		frame []byte
+		want  []byte
+	}
+	var all []kept
+	rng := rand.New(rand.NewPCG(10, 1))
+	for i := range 400 {
+		f := a.begin()
+		if len(f) != frameHeader {
+			t.Fatalf("frame %d begins with %d bytes, want %d", i, len(f), frameHeader)
+		}
+		n := rng.IntN(3000)
+		if i%50 == 7 {
+			n = frameChunk + rng.IntN(frameChunk) // outgrows any chunk
+		}
+		var early []byte // what a frame that moves wrote before it did
+		for j := range n {
+			f = append(f, byte(i+j))
+			if len(f) == frameRoom {
+				early = f
+			}
+		}
+		if i%9 == 4 {
+			continue // dropped: the next frame may take its room
+		}
+		a.keep(f)
+		all = append(all, kept{f, bytes.Clone(f)})
+		if early != nil && &early[0] != &f[0] {
+			all = append(all, kept{early, bytes.Clone(early)})
+		}
+	}
+	for i, k := range all {
+		if !bytes.Equal(k.frame, k.want) {
+			t.Fatalf("kept frame %d of %d bytes was written over", i, len(k.want))
+		}
+	}
+	a.reset()
+	if f := a.begin(); cap(f) < frameRoom {
+		t.Errorf("after reset a frame begins with room for %d bytes, want at least %d", cap(f), frameRoom)
+	}
+}
+
+// TestEarlyCheckpoint: a new durable store commits its open transaction
+// at earlyCheckpoint operations, long before checkpointBytes of log, and
+// a store that already holds that many records waits for the log.
+func TestEarlyCheckpoint(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "store.db")
+	s, err := OpenBolt(path, Config{MaxBytes: -1, MaxPerSource: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(s *Bolt, from, n int) {
+		t.Helper()
+		rs := make([]Record, 0, 16)
+		for i := from; i < from+n; i += 16 {
+			rs = rs[:0]
+			for j := i; j < min(i+16, from+n); j++ {
+				rs = append(rs, Record{Key: fmt.Sprintf("key-%06d", j), Value: []byte("v"), Version: ver(j, 1)})
+			}
+			if _, err := s.PutAll(rs); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	checkpoints := 0
+	for i := 0; i < 2*earlyCheckpoint; i += 16 {
+		before, file := s.log.size, s.fileOps
+		put(s, i, 16)
+		if s.log.size >= before {
+			continue
+		}
+		checkpoints++
+		if file >= earlyCheckpoint {
+			t.Fatalf("checkpointed early with %d records in the file", file)
+		}
+		if s.txOps != 0 || s.fileOps != s.idx.n {
+			t.Fatalf("after the checkpoint: %d operations open, file counted %d records of %d", s.txOps, s.fileOps, s.idx.n)
+		}
+	}
+	// A record is two operations (its record and its value), so the
+	// file holds earlyCheckpoint records after the second checkpoint.
+	if checkpoints != 2 {
+		t.Fatalf("%d checkpoints while a new store took %d records, want 2", checkpoints, 2*earlyCheckpoint)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = OpenBolt(path, Config{MaxBytes: -1, MaxPerSource: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.fileOps != 2*earlyCheckpoint {
+		t.Fatalf("reopened store counts %d records in its file, want %d", s.fileOps, 2*earlyCheckpoint)
+	}
+	before := s.log.size
+	put(s, 2*earlyCheckpoint, 2*earlyCheckpoint)
+	if s.log.size <= before {
+		t.Fatalf("a store of %d records checkpointed early (log %d bytes, was %d)", 2*earlyCheckpoint, s.log.size, before)
+	}
+	for _, k := range []string{"key-000000", fmt.Sprintf("key-%06d", 4*earlyCheckpoint-1)} {
+		if _, ok, err := s.Get(k); err != nil || !ok {
+			t.Fatalf("Get(%s) = %v, %v after the checkpoints", k, ok, err)
+		}
+	}
+}

@@ -24,21 +24,26 @@ const (
 // writeBatch is one write's changes to the file: done in tx, and recorded
 // as a log payload when the store has a log.
 type writeBatch struct {
-	tx      *bolt.Tx
-	logged  bool
-	payload []byte
+	tx     *bolt.Tx
+	logged bool
+	// frame is the log frame: room for its header, then the payload
+	// (wal.go), begun in the store's frames.
+	frame []byte
+	ops   int
 }
 
 func (w *writeBatch) put(bucket byte, k, v []byte) error {
 	if w.logged {
-		w.payload, k, v = appendOp(w.payload, opPut, bucket, k, v)
+		w.frame, k, v = appendOp(w.frame, opPut, bucket, k, v)
+		w.ops++
 	}
 	return w.tx.Bucket(walBuckets[bucket]).Put(k, v)
 }
 
 func (w *writeBatch) del(bucket byte, k []byte) error {
 	if w.logged {
-		w.payload, k, _ = appendOp(w.payload, opDelete, bucket, k, nil)
+		w.frame, k, _ = appendOp(w.frame, opDelete, bucket, k, nil)
+		w.ops++
 	}
 	return w.tx.Bucket(walBuckets[bucket]).Delete(k)
 }
@@ -58,8 +63,10 @@ func (b *Bolt) view(fn func(*bolt.Tx) error) error {
 // write is on disk. Without a log that is one bbolt commit. With one, fn
 // changes the open transaction, its changes are appended to the log in
 // one frame with one fdatasync, and a log past checkpointBytes is
-// checkpointed; should fn or the append fail, the open transaction is
-// rebuilt without fn's changes. The caller holds b.mu.
+// checkpointed, as is a young store's at earlyCheckpoint operations;
+// should fn or the
+// append fail, the open transaction is rebuilt without fn's changes.
+// The caller holds b.mu.
 func (b *Bolt) update(fn func(*writeBatch) error) error {
 	if b.log == nil {
 		return b.safely(func() error {
@@ -74,20 +81,22 @@ func (b *Bolt) update(fn func(*writeBatch) error) error {
 			}
 			b.tx = tx
 		}
-		w := &writeBatch{tx: b.tx, logged: true}
+		w := &writeBatch{tx: b.tx, logged: true, frame: b.frames.begin()}
 		err := fn(w)
-		if len(w.payload) == 0 {
+		if w.ops == 0 {
 			return err // the transaction is as it was
 		}
 		if err == nil {
-			err = b.log.append(w.payload)
+			err = b.log.append(w.frame)
 		}
 		if err != nil {
 			b.rebuild()
 			return err
 		}
-		b.pending = append(b.pending, w.payload)
-		if b.log.size >= b.checkpointAt {
+		b.frames.keep(w.frame)
+		b.pending = append(b.pending, w.frame[frameHeader:])
+		b.txOps += w.ops
+		if b.log.size >= b.checkpointAt || b.txOps >= earlyCheckpoint && b.fileOps < earlyCheckpoint {
 			if err := b.checkpoint(); err != nil {
 				// The write is in the log: the checkpoint is retried
 				// at the next one.
@@ -153,6 +162,8 @@ func (b *Bolt) checkpoint() error {
 		}
 	}
 	b.pending = nil
+	b.frames.reset()
+	b.txOps, b.fileOps = 0, b.idx.n
 	return b.log.reset()
 }
 
