@@ -153,7 +153,7 @@ func BenchmarkPutDurable(b *testing.B) {
 			)
 			b.ReportAllocs()
 			b.ResetTimer()
-			start := time.Now()
+			start, cpu0 := time.Now(), cputime.Used()
 			b.SetParallelism(16) // 32 in flight on 2 cores
 			b.RunParallel(func(pb *testing.PB) {
 				var mine []time.Duration
@@ -176,6 +176,7 @@ func BenchmarkPutDurable(b *testing.B) {
 			if len(lats) > 0 {
 				b.ReportMetric(float64(len(lats))/elapsed.Seconds(), "puts/s")
 				b.ReportMetric(float64(lats[len(lats)*99/100])/1e6, "p99-ms")
+				b.ReportMetric(float64(cputime.Used()-cpu0)/float64(len(lats))/1e3, "cpu-µs/op")
 			}
 		})
 	}
