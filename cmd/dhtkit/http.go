@@ -11,6 +11,7 @@ import (
 
 	"github.com/dhtkit/dhtkit"
 	"github.com/dhtkit/dhtkit/httpapi"
+	"github.com/dhtkit/dhtkit/internal/rawtcp"
 )
 
 // serveHTTP serves n's HTTP API and web page on addr until ctx ends, and
@@ -34,7 +35,8 @@ func serveHTTP(ctx context.Context, addr string, n *dhtkit.Node, opts httpapi.Op
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		// Raw reads and writes: see package rawtcp.
+		if err := srv.Serve(rawtcp.Listener(ln)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("http server stopped", "addr", ln.Addr(), "err", err)
 		}
 	}()
