@@ -142,10 +142,11 @@ func (c *conn) Write(b []byte) (int, error) {
 // opError wraps err as the net package wraps a TCPConn's, so that callers
 // (net/http among them) see timeouts and closed connections as usual.
 // The RawConn's own errors (a deadline, a closed socket) come wrapped for
-// a "raw-read" or "raw-write": that wrapping is replaced.
+// a "raw-read" or "raw-write": that wrapping is renamed.
 func (c *conn) opError(op string, err error) error {
 	if oe, ok := err.(*net.OpError); ok {
-		err = oe.Err
+		oe.Op = op // the RawConn's own, made for this call
+		return oe
 	}
 	return &net.OpError{Op: op, Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
 }
