@@ -91,15 +91,11 @@ func (c *conn) Read(b []byte) (int, error) {
 	c.rbuf, c.rn, c.rerr = b, 0, 0
 	err := c.rc.Read(c.readF)
 	c.rbuf = nil
-	switch {
-	case err != nil:
-		return 0, c.opError("read", err)
-	case c.rerr != 0:
-		return 0, c.opError("read", os.NewSyscallError("read", c.rerr))
-	case c.rn == 0:
+	n, err := c.result("read", c.rn, c.rerr, err)
+	if err == nil && n == 0 {
 		return 0, io.EOF
 	}
-	return c.rn, nil
+	return n, err
 }
 
 // doWrite writes what is left of wbuf; false (EAGAIN) asks the poller to
@@ -130,13 +126,19 @@ func (c *conn) Write(b []byte) (int, error) {
 	c.wbuf, c.wn, c.werr = b, 0, 0
 	err := c.rc.Write(c.writeF)
 	c.wbuf = nil
-	switch {
-	case err != nil:
-		return c.wn, c.opError("write", err)
-	case c.werr != 0:
-		return c.wn, c.opError("write", os.NewSyscallError("write", c.werr))
+	return c.result("write", c.wn, c.werr, err)
+}
+
+// result is what a Read or Write returns: n, and the poller's error or
+// the call's, wrapped as net wraps them.
+func (c *conn) result(op string, n int, errno syscall.Errno, err error) (int, error) {
+	if err == nil && errno != 0 {
+		err = os.NewSyscallError(op, errno)
 	}
-	return c.wn, nil
+	if err != nil {
+		return n, c.opError(op, err)
+	}
+	return n, nil
 }
 
 // opError wraps err as the net package wraps a TCPConn's, so that callers
