@@ -57,7 +57,8 @@ type ringParams struct {
 	}
 }
 
-// ringSQE is struct io_uring_sqe, with only what an fsync uses named.
+// ringSQE is struct io_uring_sqe, with only what a write and an fsync
+// use named.
 type ringSQE struct {
 	opcode, flags   uint8
 	ioprio          uint16
@@ -143,9 +144,9 @@ func (r *syncRing) drain(fd uintptr) bool {
 	return errno != unix.EAGAIN
 }
 
-// errRingBroken: the ring failed to take or return an fsync; the caller
-// falls back on fdatasync.
-var errRingBroken = errors.New("io_uring refused the fsync")
+// errRingBroken: the ring failed to take or return a write and its
+// fsync; the caller writes and calls fdatasync itself.
+var errRingBroken = errors.New("io_uring refused the write and fsync")
 
 // writeSync writes b at off in the file fd and then fdatasyncs it, both
 // done by the kernel while the caller's goroutine waits on Go's poller
@@ -157,14 +158,15 @@ var errRingBroken = errors.New("io_uring refused the fsync")
 func (r *syncRing) writeSync(fd int, b []byte, off int64) (int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	tail := atomic.LoadUint32(r.sqTail)
+	start := atomic.LoadUint32(r.sqTail)
+	tail := start
 	if len(b) > 0 {
 		r.push(tail, ringSQE{opcode: ringOpWrite, flags: ringLink, fd: int32(fd), off: uint64(off), addr: uint64(uintptr(unsafe.Pointer(&b[0]))), len: uint32(len(b)), userData: 1})
 		tail++
 	}
 	r.push(tail, ringSQE{opcode: ringOpFsync, fd: int32(fd), fsyncFlags: ringFsyncDatasync, userData: 2})
 	tail++
-	want := tail - atomic.LoadUint32(r.sqTail)
+	want := tail - start
 	atomic.StoreUint32(r.sqTail, tail)
 	for {
 		// Entering returns once the kernel has taken the entries; the

@@ -73,6 +73,7 @@ func TestSyncRing(t *testing.T) {
 // through the ring.)
 func TestLogUsesRing(t *testing.T) {
 	ring(t)
+	t.Cleanup(func() { noRing = false })
 	for _, off := range []bool{false, true} {
 		noRing = off
 		path := filepath.Join(t.TempDir(), "store.db")
@@ -99,7 +100,6 @@ func TestLogUsesRing(t *testing.T) {
 		}
 		s.Close()
 	}
-	noRing = false
 }
 
 // BenchmarkLogSync is a 2,000-byte frame written in place and its

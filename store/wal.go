@@ -223,8 +223,9 @@ type wal struct {
 	size int64 // the end of the last intact frame: where the next goes
 	// alloc is the file's length: from size to alloc it holds zeros.
 	alloc int64
-	// ring does the fdatasyncs where io_uring is there (syncring_linux.go);
-	// nil: the log calls fdatasync itself.
+	// ring writes the frames and does the fdatasyncs where io_uring is
+	// there (syncring_linux.go); nil: the log calls pwrite and
+	// fdatasync itself.
 	ring *syncRing
 }
 
