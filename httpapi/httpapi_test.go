@@ -8,10 +8,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/dhtkit/dhtkit"
 	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/kademlia"
 )
@@ -233,6 +235,52 @@ func TestMetrics(t *testing.T) {
 		if !strings.Contains(text, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
+	}
+}
+
+// A node with a data directory reports its group commits: each put is
+// one commit of one record here (a network of one, one put at a time),
+// and every commit lands in the histogram's buckets and count. A node in
+// memory reports none.
+func TestMetricsCommits(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	kc := kademlia.DefaultConfig()
+	kc.Alone = true
+	n, err := dhtkit.Listen(ctx, dhtkit.Config{Listen: "127.0.0.1:0", Network: "dhtkit-test", DataDir: t.TempDir(), Kademlia: kc, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(New(n, Options{Logger: quiet, Timeout: 10 * time.Second}))
+	defer func() {
+		srv.Close()
+		n.Close()
+	}()
+	const puts = 3
+	for i := range puts {
+		resp, body := call(t, "PUT", fmt.Sprintf("%s/v1/keys/k%d", srv.URL, i), strings.NewReader("v"))
+		if resp.StatusCode != 200 {
+			t.Fatalf("PUT: %d %s", resp.StatusCode, body)
+		}
+	}
+	_, body := call(t, "GET", srv.URL+"/metrics", nil)
+	text := string(body)
+	for _, want := range []string{
+		fmt.Sprintf("dhtkit_store_commit_duration_seconds_count %d\n", puts),
+		fmt.Sprintf("dhtkit_store_commit_records_total %d\n", puts),
+		fmt.Sprintf(`dhtkit_store_commit_duration_seconds_bucket{le="+Inf"} %d`+"\n", puts),
+		`dhtkit_store_commit_duration_seconds_bucket{le="0.00025"} `,
+		`dhtkit_store_commit_duration_seconds_bucket{le="1"} `,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+
+	mem := newTestNet(t, 1)
+	_, body = call(t, "GET", mem.servers[0].URL+"/metrics", nil)
+	if want := "dhtkit_store_commit_duration_seconds_count 0\n"; !strings.Contains(string(body), want) {
+		t.Errorf("a node in memory: /metrics lacks %q", want)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/dhtkit/dhtkit/kademlia"
 	"github.com/dhtkit/dhtkit/krpc"
+	"github.com/dhtkit/dhtkit/runtime"
 )
 
 // metrics is the Prometheus registry of one node. Every handler has its
@@ -91,12 +92,14 @@ var (
 	descLate       = prometheus.NewDesc("dhtkit_late_responses_total", "Responses that came after their query timed out; each still proves its node alive.", nil, nil)
 	descReissues   = prometheus.NewDesc("dhtkit_put_reissues_total", "Puts this node issued again past a newer version a replica kept over them (docs/architecture.md, \"A later write wins\").", nil, nil)
 	descDropped    = prometheus.NewDesc("dhtkit_dropped_total", "Queries, replies and stored entries the node dropped, by reason (kademlia.DropReason).", []string{"reason"}, nil)
+	descCommits    = prometheus.NewDesc("dhtkit_store_commit_duration_seconds", "Group commits of a durable store (--data), each one log append and one fdatasync for every write waiting: how long they took. Empty for a node in memory.", nil, nil)
+	descCommitRecs = prometheus.NewDesc("dhtkit_store_commit_records_total", "Records the group commits held: divided by dhtkit_store_commit_duration_seconds_count, the writes that shared a sync.", nil, nil)
 	descStorage    = prometheus.NewDesc("dhtkit_storage_events_total", "Storage events: damaged records dropped (damaged_record), writes the disk refused (write_error), chunk records released (chunk_released).", []string{"event"}, nil)
 )
 
 func (c nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descQueriesIn, descQueriesOut, descResponses, descErrors, descBytes,
-		descPackets, descContacts, descBuckets, descKeys, descStoreBytes, descUptime, descProbes, descLate, descReissues, descDropped, descSealDrops, descStorage} {
+		descPackets, descContacts, descBuckets, descKeys, descStoreBytes, descUptime, descProbes, descLate, descReissues, descDropped, descSealDrops, descStorage, descCommits, descCommitRecs} {
 		ch <- d
 	}
 }
@@ -135,6 +138,8 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descPackets, io.PacketsIn, "in")
 	counter(descPackets, io.PacketsOut, "out")
 	counter(descErrors, io.Oversize, "oversize")
+	counter(descCommitRecs, io.CommitRecords)
+	ch <- commitHistogram(io.Commit)
 	if n.NetworkKeyIDs() != nil {
 		ss := n.SealStats()
 		for reason, v := range map[string]uint64{
@@ -164,4 +169,15 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descStorage, uint64(sf.DamagedRecords), "damaged_record")
 	counter(descStorage, uint64(sf.WriteErrors), "write_error")
 	counter(descStorage, uint64(sf.ChunksReleased), "chunk_released")
+}
+
+// commitHistogram is h as Prometheus's cumulative histogram.
+func commitHistogram(h runtime.Histogram) prometheus.Metric {
+	buckets := make(map[float64]uint64, len(runtime.HistogramBounds))
+	var below uint64
+	for i, bound := range runtime.HistogramBounds {
+		below += h.Counts[i]
+		buckets[bound.Seconds()] = below
+	}
+	return prometheus.MustNewConstHistogram(descCommits, h.Count(), h.Sum.Seconds(), buckets)
 }

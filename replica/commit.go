@@ -170,6 +170,9 @@ func (c *Commits) take(st store.Store) *Batch {
 	return b
 }
 
+// Len is the number of records in the batch.
+func (b *Batch) Len() int { return len(b.all) }
+
 // Run stores the batch's records, in one PutAll when it can. It returns
 // once the store holds them (on disk, for a durable store).
 func (b *Batch) Run() {

@@ -66,8 +66,10 @@ func commitOffLock(t *testing.T, newEngine func(store.Store) Engine) {
 		_, err := r.Do(ctx, kademlia.KVPut{Key: "k", Value: []byte("v")})
 		acked <- err
 	}()
+	var held time.Time // when the first commit was known to be under way
 	select {
 	case <-disk.begun:
+		held = time.Now()
 	case err := <-acked:
 		t.Fatalf("the put ended (%v) before its commit began", err)
 	case <-ctx.Done():
@@ -97,6 +99,7 @@ func commitOffLock(t *testing.T, newEngine func(store.Store) Engine) {
 		t.Fatalf("a put was acknowledged (%v) with a commit blocked", err)
 	case <-time.After(200 * time.Millisecond):
 	}
+	heldFor := time.Since(held)
 	close(disk.release)
 	for _, ch := range []chan error{acked, second} {
 		select {
@@ -112,5 +115,36 @@ func commitOffLock(t *testing.T, newEngine func(store.Store) Engine) {
 		if _, ok, err := disk.Get(k); !ok || err != nil {
 			t.Errorf("%s not in the store after its acknowledgement (%v)", k, err)
 		}
+	}
+	// The commits are counted before their writes are acknowledged: two
+	// (the second put waited for the next), two records, and the first
+	// took at least as long as the test held it.
+	st := r.Stats()
+	if st.Commits < 2 || st.CommitRecords < 2 || st.Commit.Count() != st.Commits {
+		t.Errorf("stats count %d commits of %d records, the histogram %d; want 2 or more of each, the histogram all of them",
+			st.Commits, st.CommitRecords, st.Commit.Count())
+	}
+	if st.Commit.Sum < heldFor {
+		t.Errorf("commits took %v in all; the first was held for %v", st.Commit.Sum, heldFor)
+	}
+	var atLeast uint64 // commits in a bucket that can hold heldFor
+	for i, n := range st.Commit.Counts {
+		if i == len(HistogramBounds) || HistogramBounds[i] >= heldFor {
+			atLeast += n
+		}
+	}
+	if atLeast == 0 {
+		t.Errorf("no commit in a bucket of %v or more: %v", heldFor, st.Commit.Counts)
+	}
+}
+
+func TestHistogram(t *testing.T) {
+	var h Histogram
+	for _, d := range []time.Duration{0, 250 * time.Microsecond, 251 * time.Microsecond, time.Second, time.Hour} {
+		h.Observe(d)
+	}
+	want := [len(HistogramBounds) + 1]uint64{0: 2, 1: 1, len(HistogramBounds) - 1: 1, len(HistogramBounds): 1}
+	if h.Counts != want || h.Count() != 5 || h.Sum != time.Hour+time.Second+501*time.Microsecond {
+		t.Errorf("histogram %v, count %d, sum %v; want %v, 5, 1h0m1.000501s", h.Counts, h.Count(), h.Sum, want)
 	}
 }

@@ -82,6 +82,50 @@ type Stats struct {
 	// Options.MaxPacket: a peer that sends them is misconfigured or
 	// hostile, and a count says so where a silent drop would not.
 	Oversize uint64
+	// Commits is the group commits of a durable store the runtime ran
+	// (each a store write: one log append and one fdatasync, however
+	// many writes it holds), CommitRecords the records they held and
+	// Commit how long they took, from the store write's start to its
+	// return. A durable node's write latency is mostly these.
+	Commits, CommitRecords uint64
+	Commit                 Histogram
+}
+
+// Histogram counts durations in buckets whose upper bounds are
+// HistogramBounds, the last one unbounded, and keeps their sum. The zero
+// value is empty.
+type Histogram struct {
+	Counts [len(HistogramBounds) + 1]uint64
+	Sum    time.Duration
+}
+
+// HistogramBounds are the upper bounds of a Histogram's buckets: 0.25 ms
+// to 1 s, doubling, as a disk's sync ranges from a fast SSD's to a
+// saturated disk's.
+var HistogramBounds = [...]time.Duration{
+	250 * time.Microsecond, 500 * time.Microsecond, time.Millisecond, 2 * time.Millisecond,
+	4 * time.Millisecond, 8 * time.Millisecond, 16 * time.Millisecond, 32 * time.Millisecond,
+	64 * time.Millisecond, 128 * time.Millisecond, 256 * time.Millisecond, 512 * time.Millisecond,
+	time.Second,
+}
+
+// Observe counts d.
+func (h *Histogram) Observe(d time.Duration) {
+	i := 0
+	for i < len(HistogramBounds) && d > HistogramBounds[i] {
+		i++
+	}
+	h.Counts[i]++
+	h.Sum += d
+}
+
+// Count is how many durations h counted.
+func (h *Histogram) Count() uint64 {
+	var n uint64
+	for _, c := range h.Counts {
+		n += c
+	}
+	return n
 }
 
 // Runtime runs one engine on one UDP socket.
@@ -395,10 +439,15 @@ func (r *Runtime) flushLockedTick(now time.Time, ticked bool) {
 // on disk.
 func (r *Runtime) commit(b *replica.Batch) {
 	defer r.wg.Done()
+	records := b.Len()
+	start := time.Now()
 	b.Run()
 	now := time.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.stats.Commits++
+	r.stats.CommitRecords += uint64(records)
+	r.stats.Commit.Observe(now.Sub(start))
 	if r.closed {
 		return // the engine finished the waiting operations with ErrClosed
 	}
