@@ -133,8 +133,8 @@ func main() {
 			for _, size := range sizes {
 				for _, op := range []string{"put", "get"} {
 					r := run(sys, op, size, *concurrency, *duration, i+1)
-					log.Printf("%-14s %s %5d B: %8.0f ops/s  p50 %6.2f ms  p99 %7.2f ms  cluster CPU %s µs/op, %.1f context switches/op  errors %d%s",
-						sys.name(), op, size, r.rate(), ms(r.p50), ms(r.p99), r.cpuPerOp(), float64(r.switches)/float64(max(r.ops, 1)), r.errors, r.firstErr)
+					log.Printf("%-14s %s %5d B: %8.0f ops/s  p50 %6.2f ms  p99 %7.2f ms  cluster CPU %s µs/op, %.1f context switches/op  errors %d%s%s",
+						sys.name(), op, size, r.rate(), ms(r.p50), ms(r.p99), r.cpuPerOp(), float64(r.switches)/float64(max(r.ops, 1)), r.errors, r.firstErr, r.commitText(n))
 					results = append(results, r)
 				}
 			}
@@ -201,6 +201,23 @@ type system interface {
 	switches() int64
 }
 
+// committer is a system whose nodes report their group commits (dhtkit's
+// /metrics): commits returns the cluster's totals so far.
+type committer interface {
+	commits() commitTotals
+}
+
+// commitTotals are a cluster's group commits: how many, the records they
+// held and the time they took.
+type commitTotals struct {
+	n, records uint64
+	time       time.Duration
+}
+
+func (a commitTotals) minus(b commitTotals) commitTotals {
+	return commitTotals{a.n - b.n, a.records - b.records, a.time - b.time}
+}
+
 // profiler is a system that can profile one of its nodes: profile
 // returns a CPU profile of d, to be saved in profileDir ("": none asked).
 type profiler interface {
@@ -218,6 +235,18 @@ type result struct {
 	p50, p99   time.Duration
 	cpu        time.Duration // the cluster's CPU time during the phase
 	switches   int64         // the cluster's context switches during the phase
+	commits    commitTotals  // the cluster's group commits during the phase
+}
+
+// commitText describes the phase's group commits for the progress line,
+// "" when the system reports none.
+func (r result) commitText(nodes int) string {
+	c := r.commits
+	if c.n == 0 {
+		return ""
+	}
+	return fmt.Sprintf(", %.0f commits/s per node of %.1f records, %.2f ms each",
+		float64(c.n)/r.elapsed.Seconds()/float64(max(nodes, 1)), float64(c.records)/float64(c.n), ms(c.time)/float64(c.n))
 }
 
 func (r result) rate() float64 { return float64(r.ops) / r.elapsed.Seconds() }
@@ -275,6 +304,11 @@ func run(sys system, op string, size, concurrency int, d time.Duration, n int) r
 		})
 	}
 	cpu0, sw0 := sys.cpu(), sys.switches()
+	cm, _ := sys.(committer)
+	var commits0 commitTotals
+	if cm != nil {
+		commits0 = cm.commits()
+	}
 	deadline := time.Now().Add(d)
 	start := time.Now()
 	for w := range concurrency {
@@ -348,6 +382,9 @@ func run(sys system, op string, size, concurrency int, d time.Duration, n int) r
 		r.cpu = sys.cpu() - cpu0
 	}
 	r.switches = sys.switches() - sw0
+	if cm != nil {
+		r.commits = cm.commits().minus(commits0)
+	}
 	profiled.Wait()
 	slices.Sort(lats)
 	if len(lats) > 0 {
@@ -687,6 +724,37 @@ func (c *dhtkitCluster) check(body, want []byte) error {
 func (c *dhtkitCluster) stop() { c.procs.stop(); c.apis = nil }
 
 func (c *dhtkitCluster) profileDir() string { return c.pprof }
+
+// commits sums the nodes' group commits from their /metrics; a node that
+// does not answer counts for nothing.
+func (c *dhtkitCluster) commits() commitTotals {
+	var t commitTotals
+	hc := &http.Client{Timeout: 5 * time.Second}
+	for _, api := range c.apis {
+		resp, err := hc.Get(api + "/metrics")
+		if err != nil {
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for line := range strings.Lines(string(b)) {
+			name, v, ok := strings.Cut(strings.TrimSpace(line), " ")
+			f, err := strconv.ParseFloat(v, 64)
+			if !ok || err != nil {
+				continue
+			}
+			switch name {
+			case "dhtkit_store_commit_duration_seconds_count":
+				t.n += uint64(f)
+			case "dhtkit_store_commit_duration_seconds_sum":
+				t.time += time.Duration(f * float64(time.Second))
+			case "dhtkit_store_commit_records_total":
+				t.records += uint64(f)
+			}
+		}
+	}
+	return t
+}
 
 func (c *dhtkitCluster) profile(d time.Duration) ([]byte, error) {
 	secs := max(1, int(d/time.Second))
