@@ -120,9 +120,8 @@ func commitOffLock(t *testing.T, newEngine func(store.Store) Engine) {
 	// (the second put waited for the next), two records, and the first
 	// took at least as long as the test held it.
 	st := r.Stats()
-	if st.Commits < 2 || st.CommitRecords < 2 || st.Commit.Count() != st.Commits {
-		t.Errorf("stats count %d commits of %d records, the histogram %d; want 2 or more of each, the histogram all of them",
-			st.Commits, st.CommitRecords, st.Commit.Count())
+	if st.Commit.Count() < 2 || st.CommitRecords < 2 {
+		t.Errorf("stats count %d commits of %d records; want 2 or more of each", st.Commit.Count(), st.CommitRecords)
 	}
 	if st.Commit.Sum < heldFor {
 		t.Errorf("commits took %v in all; the first was held for %v", st.Commit.Sum, heldFor)

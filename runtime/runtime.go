@@ -82,13 +82,13 @@ type Stats struct {
 	// Options.MaxPacket: a peer that sends them is misconfigured or
 	// hostile, and a count says so where a silent drop would not.
 	Oversize uint64
-	// Commits is the group commits of a durable store the runtime ran
-	// (each a store write: one log append and one fdatasync, however
-	// many writes it holds), CommitRecords the records they held and
-	// Commit how long they took, from the store write's start to its
-	// return. A durable node's write latency is mostly these.
-	Commits, CommitRecords uint64
-	Commit                 Histogram
+	// Commit counts the group commits of a durable store the runtime
+	// ran (each a store write: one log append and one fdatasync, however
+	// many writes it holds) by how long they took, from the store
+	// write's start to its return, and CommitRecords the records they
+	// held. A durable node's write latency is mostly these.
+	Commit        Histogram
+	CommitRecords uint64
 }
 
 // Histogram counts durations in buckets whose upper bounds are
@@ -445,7 +445,6 @@ func (r *Runtime) commit(b *replica.Batch) {
 	now := time.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.stats.Commits++
 	r.stats.CommitRecords += uint64(records)
 	r.stats.Commit.Observe(now.Sub(start))
 	if r.closed {
