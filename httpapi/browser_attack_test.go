@@ -66,6 +66,11 @@ func TestBrowserAttacks(t *testing.T) {
 	ctx := browserContext(t, 1024, 768, chromedp.Flag("host-resolver-rules", "MAP attacker.test 127.0.0.1, MAP rebound.test 127.0.0.1"))
 	tn := newTestNet(t, 3)
 	var log seen
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("requests that reached the node: %+v", log.list())
+		}
+	})
 	node := httptest.NewServer(log.wrap(New(tn.nodes[0], Options{Logger: quiet, Timeout: 10 * time.Second})))
 	t.Cleanup(func() { node.CloseClientConnections(); node.Close() }) // the page's event stream stays open
 	nodeURL, _ := url.Parse(node.URL)
@@ -133,11 +138,15 @@ func TestBrowserAttacks(t *testing.T) {
 		t.Fatalf("the attacker's script: %v", err)
 	}
 	t.Logf("cross-site fetches:\n%s", out)
+	// A form's submission is a navigation, and the next Navigate would
+	// abort it if it had not yet reached the node: wait for each one.
+	waitFor(t, func() bool { _, n := countRefused("127.0.0.1"); return n >= 5 }, "the attacker's fetches")
 	for _, form := range []string{"items", "uiput", "uidel"} {
+		_, sent := countRefused("127.0.0.1")
 		if err := chromedp.Do(ctx, chromedp.Navigate(attacker), chromedp.WaitReady(chromedp.CSS("#"+form)), chromedp.Submit(chromedp.CSS("#"+form))); err != nil {
 			t.Fatalf("submitting the form %s: %v", form, err)
 		}
-		waitFor(t, func() bool { _, n := countRefused("127.0.0.1"); return n > 0 }, "the form "+form)
+		waitFor(t, func() bool { _, n := countRefused("127.0.0.1"); return n > sent }, "the form "+form)
 	}
 	// A no-cors PUT or DELETE is stopped by the browser itself; the
 	// requests that reach the node are the POSTs: 5 fetches, 3 forms.
