@@ -195,7 +195,7 @@ type system interface {
 	// check validates a get's response body.
 	check(body []byte, want []byte) error
 	// cpu is the CPU time (user and system) the cluster's processes have
-	// used so far, 0 if unknown; switches their threads' context
+	// used so far, -1 if unknown; switches their threads' context
 	// switches so far.
 	cpu() time.Duration
 	switches() int64
@@ -378,8 +378,8 @@ func run(sys system, op string, size, concurrency int, d time.Duration, n int) r
 	}
 	wg.Wait()
 	r := result{system: sys.name(), op: op, size: size, ops: len(lats), errors: errs, firstErr: firstErr, elapsed: time.Since(start)}
-	if cpu0 > 0 {
-		r.cpu = sys.cpu() - cpu0
+	if cpu1 := sys.cpu(); cpu0 >= 0 && cpu1 >= 0 {
+		r.cpu = cpu1 - cpu0
 	}
 	r.switches = sys.switches() - sw0
 	if cm != nil {
@@ -552,17 +552,18 @@ func (p *procs) switches() int64 {
 }
 
 // cpu sums the user and system time of the processes, from
-// /proc/PID/stat (Linux; 0 elsewhere).
+// /proc/PID/stat (Linux; -1 elsewhere). A cluster just started may have
+// used less than a tick: 0 is a reading.
 func (p *procs) cpu() time.Duration {
 	var total time.Duration
 	for _, c := range p.cmds {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.Process.Pid))
 		if err != nil {
-			return 0
+			return -1
 		}
 		t, ok := statCPU(b)
 		if !ok {
-			return 0
+			return -1
 		}
 		total += t
 	}
