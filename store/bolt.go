@@ -15,11 +15,13 @@ import (
 )
 
 // Bucket names in the bbolt file. Both are keyed by target || key, so they
-// iterate in target order. The headers are apart from the values so that
-// opening a store reads only the headers.
+// iterate in target order. A value of up to inlineMax bytes follows its
+// header in the records bucket, one bbolt write; a larger one lies apart,
+// in the values bucket, so that opening a store, which reads every
+// header, reads at most inlineMax bytes of value per record.
 var (
-	bucketRecords = []byte("records") // header (appendMeta)
-	bucketValues  = []byte("values")  // value bytes; none for a tombstone
+	bucketRecords = []byte("records") // header (appendMeta), then an inline value
+	bucketValues  = []byte("values")  // larger values; none for a tombstone
 )
 
 // Bolt is a Store in a bbolt file. Every write is on disk before it
@@ -311,16 +313,8 @@ func (b *Bolt) PutAll(rs []Record) ([]bool, error) {
 					return nil // commit the records before this one
 				}
 			}
-			k := dbKey(c.it.target, c.it.key)
-			if err := w.put(walRecords, k, appendMeta(nil, &c.it)); err != nil {
-				return err
-			}
-			if r.Deleted {
-				err = w.del(walValues, k)
-			} else {
-				err = w.put(walValues, k, r.Value)
-			}
-			if err != nil {
+			c.it.inline = !r.Deleted && len(r.Value) <= inlineMax
+			if err := b.write(w, &c, r.Value); err != nil {
 				return err
 			}
 			u := undo{target: c.it.target, key: c.it.key, hadOld: c.found}
@@ -351,6 +345,41 @@ func (b *Bolt) PutAll(rs []Record) ([]bool, error) {
 		return nil, failed(op, err)
 	}
 	return applied, limit
+}
+
+// write puts c's record in the file: its header, and its value after it
+// when inline, else in the values bucket. A value the key held apart
+// before is deleted; none is deleted when there is none, which saves
+// the write a search.
+func (b *Bolt) write(w *writeBatch, c *change, value []byte) error {
+	k := dbKey(c.it.target, c.it.key)
+	e := appendMeta(nil, &c.it)
+	if c.it.inline {
+		e = append(e, value...)
+	}
+	if err := w.put(walRecords, k, e); err != nil {
+		return err
+	}
+	switch {
+	case !c.it.inline && !c.it.deleted:
+		return w.put(walValues, k, value)
+	case c.found && apart(&b.idx.leaves[c.leaf][c.pos]):
+		return w.del(walValues, k)
+	}
+	return nil
+}
+
+// apart says whether it's value lies in the values bucket.
+func apart(it *item) bool { return !it.inline && !it.deleted }
+
+// remove deletes it from the file: its header, and its value when
+// apart.
+func remove(w *writeBatch, it *item) error {
+	k := dbKey(it.target, it.key)
+	if err := w.del(walRecords, k); err != nil || !apart(it) {
+		return err
+	}
+	return w.del(walValues, k)
 }
 
 // Get implements Store.
@@ -387,7 +416,12 @@ func (b *Bolt) Get(key string) (Record, bool, error) {
 // readValue returns a copy of it's value, checked against its header;
 // bbolt's bytes live only as long as the transaction.
 func readValue(tx *bolt.Tx, it *item) ([]byte, error) {
-	v := tx.Bucket(bucketValues).Get(dbKey(it.target, it.key))
+	var v []byte
+	if it.inline {
+		v = inlineValue(tx.Bucket(bucketRecords).Get(dbKey(it.target, it.key)), it)
+	} else {
+		v = tx.Bucket(bucketValues).Get(dbKey(it.target, it.key))
+	}
 	if err := verifyValue(v, it); err != nil {
 		return nil, fmt.Errorf("store: value of %q: %w", it.key, err)
 	}
@@ -489,23 +523,19 @@ func (b *Bolt) RemoveAll(es []Entry) (int, error) {
 	if b.closed {
 		return 0, errClosed("remove")
 	}
-	var hit []Entry
+	var hit []item
 	for _, e := range es {
 		leaf, pos, ok := b.idx.find(KeyTarget(e.Key), e.Key)
 		if ok && b.idx.leaves[leaf][pos].version == e.Version {
-			hit = append(hit, e)
+			hit = append(hit, b.idx.leaves[leaf][pos])
 		}
 	}
 	if len(hit) == 0 {
 		return 0, nil
 	}
 	err := b.update(func(w *writeBatch) error {
-		for _, e := range hit {
-			k := dbKey(KeyTarget(e.Key), e.Key)
-			if err := w.del(walRecords, k); err != nil {
-				return err
-			}
-			if err := w.del(walValues, k); err != nil {
+		for i := range hit {
+			if err := remove(w, &hit[i]); err != nil {
 				return err
 			}
 		}
@@ -515,12 +545,12 @@ func (b *Bolt) RemoveAll(es []Entry) (int, error) {
 		b.writeFailed(err)
 		op := fmt.Sprintf("remove %d records", len(hit))
 		if len(hit) == 1 {
-			op = fmt.Sprintf("remove %q", hit[0].Key)
+			op = fmt.Sprintf("remove %q", hit[0].key)
 		}
 		return 0, failed(op, err)
 	}
-	for _, e := range hit {
-		if leaf, pos, ok := b.idx.find(KeyTarget(e.Key), e.Key); ok {
+	for i := range hit {
+		if leaf, pos, ok := b.idx.find(hit[i].target, hit[i].key); ok {
 			b.idx.remove(leaf, pos)
 		}
 	}
@@ -544,10 +574,7 @@ func (b *Bolt) Expire(now time.Time) (int, error) {
 			if it.expires == 0 || it.expires > b.idx.now {
 				return true
 			}
-			k := dbKey(it.target, it.key)
-			if err = w.del(walRecords, k); err == nil {
-				err = w.del(walValues, k)
-			}
+			err = remove(w, it)
 			return err == nil
 		})
 		return err

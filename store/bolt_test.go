@@ -105,6 +105,15 @@ func TestBoltCorrupt(t *testing.T) {
 	good := appendMeta(nil, &item{version: ver(1, 1)})
 	flipped := slices.Clone(good)
 	flipped[5] ^= 0x10 // in the version: the header checksum fails
+	inline := func(it item, value string) []byte {
+		it.inline, it.size, it.summed, it.sum = true, len(value), true, checksum([]byte(value))
+		return append(appendMeta(nil, &it), value...)
+	}
+	k := dbKey(Record{Key: "k"}.Target(), "k")
+	longer := append(inline(item{version: ver(1, 1)}, "abc"), 'd')
+	cut := inline(item{version: ver(1, 1), source: "10.0.0.1"}, "")[:metaFixed+3]
+	inlineTombstone := inline(item{version: ver(1, 1), deleted: true}, "")
+	apartWithValue := append(slices.Clone(good), "abc"...)
 	tests := []struct {
 		name string
 		key  []byte
@@ -114,6 +123,10 @@ func TestBoltCorrupt(t *testing.T) {
 		{"key under the wrong target", dbKey(t0Target, "k"), good},
 		{"bad header", dbKey(Record{Key: "k"}.Target(), "k"), []byte{9, 9, 9}},
 		{"flipped header bit", dbKey(Record{Key: "k"}.Target(), "k"), flipped},
+		{"inline value longer than its header says", k, longer},
+		{"header of an inline value cut short", k, cut},
+		{"inline tombstone", k, inlineTombstone},
+		{"bytes after a header without an inline value", k, apartWithValue},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -313,4 +326,100 @@ func TestBoltFullDisk(t *testing.T) {
 	}
 	defer s.Close()
 	check(s, "after reopen")
+}
+
+// TestBoltInlineValues: a value up to inlineMax follows its header in one
+// bbolt entry, one log operation; a larger one lies in the values bucket.
+// A key that changes from one to the other, or to a tombstone, leaves no
+// value apart behind, across reopens; removing or expiring a record
+// removes whatever it held.
+func TestBoltInlineValues(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "store.db")
+	s, err := OpenBolt(path, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { s.Close() }()
+	small, large := strings.Repeat("s", inlineMax), strings.Repeat("L", inlineMax+1)
+	// held reports whether the file holds the key's header and a value
+	// apart, and whether the header says inline.
+	held := func(key string) (header, apart, inline bool) {
+		t.Helper()
+		k := dbKey(KeyTarget(key), key)
+		err := s.view(func(tx *bolt.Tx) error {
+			e := tx.Bucket(bucketRecords).Get(k)
+			header, apart = e != nil, tx.Bucket(bucketValues).Get(k) != nil
+			inline = header && e[1]&flagInline != 0
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	steps := []struct {
+		value                 string
+		deleted               bool
+		wantApart, wantInline bool
+	}{
+		{value: large, wantApart: true},
+		{value: small, wantInline: true},
+		{value: large, wantApart: true},
+		{deleted: true},
+		{value: small, wantInline: true},
+		{deleted: true},
+		{value: large, wantApart: true},
+		{value: "", wantInline: true},
+	}
+	wasApart := false
+	for i, st := range steps {
+		ops := s.txOps
+		if !put(t, s, Record{Key: "k", Value: []byte(st.value), Deleted: st.deleted, Version: ver(i+1, 1)}) {
+			t.Fatalf("step %d: put refused", i)
+		}
+		// Its header, its value apart, or the deletion of the one before.
+		want := 1
+		if st.wantApart || wasApart {
+			want = 2
+		}
+		wasApart = st.wantApart
+		if s.txOps > ops && s.txOps != ops+want { // else it checkpointed
+			t.Errorf("step %d: the put took %d log operations, want %d", i, s.txOps-ops, want)
+		}
+		for round := range 2 {
+			header, apart, inline := held("k")
+			if !header || apart != st.wantApart || inline != st.wantInline {
+				t.Fatalf("step %d, round %d: header %v, value apart %v, inline %v; want apart %v, inline %v",
+					i, round, header, apart, inline, st.wantApart, st.wantInline)
+			}
+			r, ok := get(t, s, "k")
+			if !ok || r.Deleted != st.deleted || string(r.Value) != st.value {
+				t.Fatalf("step %d, round %d: Get = %q, deleted %v, %v", i, round, r.Value, r.Deleted, ok)
+			}
+			if round == 0 { // again after a reopen, from the file
+				if err := s.Close(); err != nil {
+					t.Fatal(err)
+				}
+				if s, err = OpenBolt(path, Config{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	for _, v := range []string{small, large} {
+		put(t, s, Record{Key: v[:1], Value: []byte(v), Version: ver(100, 1)})
+		if err := s.Remove(v[:1], ver(100, 1)); err != nil {
+			t.Fatal(err)
+		}
+		if header, apart, _ := held(v[:1]); header || apart {
+			t.Errorf("after removing a %d-byte value the file holds its header %v, its value apart %v", len(v), header, apart)
+		}
+		put(t, s, Record{Key: v[:1], Value: []byte(v), Version: ver(101, 1), Expires: time.Unix(0, 1)})
+		if _, err := s.Expire(time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if header, apart, _ := held(v[:1]); header || apart {
+			t.Errorf("after expiring a %d-byte value the file holds its header %v, its value apart %v", len(v), header, apart)
+		}
+	}
 }

@@ -18,7 +18,20 @@ const (
 	metaFormat = 2
 )
 
-const flagDeleted = 1 << 0
+const (
+	flagDeleted = 1 << 0
+	// flagInline: the value follows the header in the records bucket,
+	// rather than lying in the values bucket (inlineMax).
+	flagInline = 1 << 1
+)
+
+// inlineMax is the largest value kept with its header. A small value
+// apart from its header cost a second bbolt write (a search of the tree)
+// and log operation on every put: bbolt's Put was 13% of a loaded
+// durable node's CPU, half of it the values bucket's (BENCHMARKS.md,
+// "Session 12 (issue 15)"). A large value with its header would make an
+// open, which reads every header, read the value too.
+const inlineMax = 256
 
 // metaFixed is the length of the fixed part of an encoded header: format,
 // flags, Time, Writer, expires.
@@ -46,6 +59,9 @@ func appendMeta(b []byte, it *item) []byte {
 	if it.deleted {
 		flags |= flagDeleted
 	}
+	if it.inline {
+		flags |= flagInline
+	}
 	b = append(b, metaFormat, flags)
 	b = binary.BigEndian.AppendUint64(b, it.version.Time)
 	b = binary.BigEndian.AppendUint64(b, it.version.Writer)
@@ -57,17 +73,27 @@ func appendMeta(b []byte, it *item) []byte {
 	return binary.BigEndian.AppendUint32(b, checksum(b[start:]))
 }
 
-// decodeMeta fills the header fields of it from b, which comes from disk
-// and is checked rather than trusted. A format-2 header sets it.summed and
-// it.sum, the checksum the value must match.
+// decodeMeta fills the header fields of it from b, an entry of the
+// records bucket, which comes from disk and is checked rather than
+// trusted: a header, followed by the value when the header says it is
+// inline (verifyValue checks that one). A format-2 header sets it.summed
+// and it.sum, the checksum the value must match.
 func decodeMeta(b []byte, it *item) error {
 	if len(b) < metaFixed {
 		return fmt.Errorf("%w: %d bytes, want at least %d", errCorrupt, len(b), metaFixed)
 	}
+	var inline []byte
 	switch b[0] {
 	case metaFormat1:
 		it.summed = false
 	case metaFormat:
+		if b[1]&flagInline != 0 {
+			n, err := headerLen(b)
+			if err != nil {
+				return err
+			}
+			b, inline = b[:n], b[n:]
+		}
 		if len(b) < metaFixed+sumLen {
 			return fmt.Errorf("%w: %d bytes, want at least %d", errCorrupt, len(b), metaFixed+sumLen)
 		}
@@ -80,10 +106,11 @@ func decodeMeta(b []byte, it *item) error {
 	default:
 		return fmt.Errorf("%w: unknown format %d", errCorrupt, b[0])
 	}
-	if b[1]&^flagDeleted != 0 {
+	if b[1]&^(flagDeleted|flagInline) != 0 || b[0] == metaFormat1 && b[1]&flagInline != 0 {
 		return fmt.Errorf("%w: unknown flags %#x", errCorrupt, b[1])
 	}
 	it.deleted = b[1]&flagDeleted != 0
+	it.inline = b[1]&flagInline != 0
 	it.version.Time = binary.BigEndian.Uint64(b[2:])
 	it.version.Writer = binary.BigEndian.Uint64(b[10:])
 	it.expires = int64(binary.BigEndian.Uint64(b[18:]))
@@ -96,8 +123,11 @@ func decodeMeta(b []byte, it *item) error {
 		return fmt.Errorf("%w: bad value size", errCorrupt)
 	}
 	b = b[n:]
-	if it.deleted && size != 0 {
+	if it.deleted && (size != 0 || it.inline) {
 		return fmt.Errorf("%w: tombstone with a %d-byte value", errCorrupt, size)
+	}
+	if it.inline && uint64(len(inline)) != size {
+		return fmt.Errorf("%w: inline value of %d bytes, header says %d", errCorrupt, len(inline), size)
 	}
 	it.size = int(size)
 	l, n := uvarint(b)
@@ -106,6 +136,31 @@ func decodeMeta(b []byte, it *item) error {
 	}
 	it.source = string(b[n:])
 	return nil
+}
+
+// headerLen is the length of the format-2 header that starts b, found by
+// reading its two lengths: a header followed by an inline value does not
+// end where b does.
+func headerLen(b []byte) (int, error) {
+	n := metaFixed
+	if _, k := uvarint(b[n:]); k > 0 {
+		n += k
+		if l, k := uvarint(b[n:]); k > 0 && l <= uint64(len(b)-n-k) {
+			if n += k + int(l) + sumLen; n <= len(b) {
+				return n, nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("%w: a header with an inline value cut short (%d bytes)", errCorrupt, len(b))
+}
+
+// inlineValue is the value at the end of e, an entry of the records
+// bucket whose header it says it holds its value inline.
+func inlineValue(e []byte, it *item) []byte {
+	if len(e) < it.size {
+		return e // too short: verifyValue says so
+	}
+	return e[len(e)-it.size:]
 }
 
 // verifyValue checks v, read from disk, against it's header: its length,

@@ -216,6 +216,8 @@ func (b *Bolt) dropDamaged(bad []item, errs []error) {
 		if !ok || b.idx.leaves[leaf][pos].version != it.version {
 			continue
 		}
+		// Both buckets: the value may be the damaged part, or lie apart
+		// with the header saying otherwise.
 		k := dbKey(it.target, it.key)
 		err := b.update(func(w *writeBatch) error {
 			if err := w.del(walRecords, k); err != nil {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -29,7 +30,9 @@ func damageFixture(t *testing.T, n int) (path string, want map[string]string) {
 	}
 	want = map[string]string{}
 	for i := range n {
-		k, v := fmt.Sprint("key-", i), fmt.Sprintf("value-%04d-%s", i, strings.Repeat("x", 100))
+		// Odd keys' values lie apart from their headers, even keys'
+		// follow them (inlineMax).
+		k, v := fmt.Sprint("key-", i), fmt.Sprintf("value-%04d-%s", i, strings.Repeat("x", 100+200*(i%2)))
 		put(t, s, Record{Key: k, Value: []byte(v), Version: ver(i, 1)})
 		want[k] = v
 	}
@@ -170,21 +173,33 @@ func TestBoltDamage(t *testing.T) {
 	}
 }
 
-// TestBoltFlippedValue flips bytes of stored values in the file: the
-// record is not served, is counted and logged, and the store takes the
-// value again from a replica (a later Put of the same version applies).
+// TestBoltFlippedValue flips bytes of stored values in the file, one
+// inline and one apart from its header: the record is not served, is
+// counted and logged, and the store takes the value again from a replica
+// (a later Put of the same version applies).
 func TestBoltFlippedValue(t *testing.T) {
-	for _, flips := range []int{1, 8} {
-		t.Run(fmt.Sprint(flips, " bytes"), func(t *testing.T) {
+	for _, tc := range []struct {
+		victim string
+		flips  int
+	}{{"key-7", 1}, {"key-7", 8}, {"key-4", 1}, {"key-4", 8}} {
+		victim, flips := tc.victim, tc.flips
+		t.Run(fmt.Sprint(victim, " ", flips, " bytes"), func(t *testing.T) {
 			path, want := damageFixture(t, 20)
-			victim := "key-7"
 			mutate(t, path, func(b []byte, _ int64) []byte {
-				i := bytes.Index(b, []byte(want[victim]))
-				if i < 0 {
-					t.Fatal("value not found in the file")
+				// Every copy: pages bbolt freed may hold old ones.
+				found := 0
+				for i := 0; ; found++ {
+					n := bytes.Index(b[i:], []byte(want[victim]))
+					if n < 0 {
+						break
+					}
+					i += n
+					for j := range flips {
+						b[i+3+j] ^= 0x5a
+					}
 				}
-				for j := range flips {
-					b[i+3+j] ^= 0x5a
+				if found == 0 {
+					t.Fatal("value not found in the file")
 				}
 				return b
 			})
@@ -223,7 +238,8 @@ func TestBoltFlippedValue(t *testing.T) {
 					t.Errorf("%q: %q, %v", k, r.Value, ok)
 				}
 			}
-			if !put(t, s, Record{Key: victim, Value: []byte(want[victim]), Version: ver(7, 1)}) {
+			n, _ := strconv.Atoi(strings.TrimPrefix(victim, "key-"))
+			if !put(t, s, Record{Key: victim, Value: []byte(want[victim]), Version: ver(n, 1)}) {
 				t.Fatal("repair of the damaged record refused")
 			}
 			if r, ok := get(t, s, victim); !ok || string(r.Value) != want[victim] {

@@ -12,6 +12,8 @@ func FuzzDecodeMeta(f *testing.F) {
 	f.Add(appendMeta(nil, &item{version: ver(1, 2), size: 5, source: "10.0.0.1", expires: 1}))
 	f.Add(appendMeta(nil, &item{version: ver(3, 4), deleted: true}))
 	f.Add([]byte{metaFormat})
+	// A header with its value inline.
+	f.Add(append(appendMeta(nil, &item{version: ver(5, 6), size: 3, inline: true, source: "s"}), "val"...))
 	// A format-1 header, as files written before checksums hold.
 	f.Add([]byte{metaFormat1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 3, 0, 'v', 'a', 'l'})
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -32,6 +34,9 @@ func FuzzDecodeMeta(f *testing.F) {
 				t.Fatalf("format 1 %x decodes to %+v, re-encoded to %+v", b, it, back)
 			}
 			return
+		}
+		if it.inline {
+			again = append(again, inlineValue(b, &it)...)
 		}
 		if !bytes.Equal(again, b) {
 			t.Fatalf("decode(%x) = %+v encodes to %x", b, it, again)

@@ -19,6 +19,7 @@ type item struct {
 	target  id.ID
 	deleted bool
 	summed  bool   // sum holds the value's CRC32C (every write since format 2)
+	inline  bool   // bolt: the value follows the header (flagInline)
 	sum     uint32 // bolt: checked on every read of the value
 	key     string
 	value   []byte
