@@ -423,3 +423,54 @@ func TestBoltInlineValues(t *testing.T) {
 		}
 	}
 }
+
+// TestBoltOpensSmallValuesApart: a file written before flagInline holds
+// every value apart, small ones too. It opens and reads as before, and a
+// new write of such a key deletes the value apart.
+func TestBoltOpensSmallValuesApart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "store.db")
+	s, err := OpenBolt(path, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	value := []byte("old small value")
+	it := item{version: ver(1, 1), size: len(value), summed: true, sum: checksum(value)}
+	k := dbKey(KeyTarget("old"), "old")
+	err = db.Update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketRecords).Put(k, appendMeta(nil, &it)); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketValues).Put(k, value)
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, err = OpenBolt(path, Config{}); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if r, ok := get(t, s, "old"); !ok || string(r.Value) != string(value) {
+		t.Fatalf("Get(old) = %q, %v", r.Value, ok)
+	}
+	if !put(t, s, Record{Key: "old", Value: []byte("new"), Version: ver(2, 1)}) {
+		t.Fatal("put refused")
+	}
+	err = s.view(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketValues).Get(k); v != nil {
+			t.Errorf("the old value %q is still apart after an inline write", v)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, ok := get(t, s, "old"); !ok || string(r.Value) != "new" {
+		t.Fatalf("Get(old) after the write = %q, %v", r.Value, ok)
+	}
+}
