@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -353,7 +354,12 @@ func (b *Bolt) PutAll(rs []Record) ([]bool, error) {
 // the write a search.
 func (b *Bolt) write(w *writeBatch, c *change, value []byte) error {
 	k := dbKey(c.it.target, c.it.key)
-	e := appendMeta(nil, &c.it)
+	// One allocation: room for the header and, when inline, the value.
+	n := metaFixed + 2*binary.MaxVarintLen64 + len(c.it.source) + sumLen
+	if c.it.inline {
+		n += len(value)
+	}
+	e := appendMeta(make([]byte, 0, n), &c.it)
 	if c.it.inline {
 		e = append(e, value...)
 	}
