@@ -101,7 +101,7 @@ func chordRouting(e *chord.Engine) []routing.Bucket {
 // chordMethods maps the Chord methods counted by chord.Stats onto the
 // Kademlia methods that do the same work: a lookup step is a find_node, a
 // leave a dk_bye. The stabilization methods (ch_get_predecessor,
-// ch_notify) have no counterpart and count as unknown.
+// ch_notify, ch_hint) have no counterpart and count as unknown.
 var chordMethods = map[string]krpc.Method{
 	"ping":              krpc.MethodPing,
 	"ch_find_successor": krpc.MethodFindNode,

@@ -47,7 +47,7 @@ func TestAmplificationUnproven(t *testing.T) {
 		{"dk_fetch of a large value", "dk_fetch", replica.AppendFetch(nil, "k00")},
 		{"dk_fetch of many keys", "dk_fetch", replica.AppendFetch(nil, "k01", "k02", "k03", "k04")},
 		{"dk_sync entries of the whole store", replica.Method, entries},
-		{"dk_store", "dk_store", replica.AppendRecords(nil, []store.Record{{Key: "forged", Value: []byte("x"), Version: store.Version{Time: 1 << 40, Writer: 1}}})},
+		{"dk_store", "dk_store", replica.AppendRecords(nil, []store.Record{{Key: "forged", Value: []byte("x"), Version: store.Version{Time: uint64(net.Now.UnixMilli()) << 16, Writer: 1}}})},
 		{"dk_load", "dk_load", nil},
 	}
 	for _, c := range cases {

@@ -298,10 +298,7 @@ func (e *Engine) Tick(now time.Time) {
 	}
 	e.boot.tick(now, e)
 	e.probe(now)
-	if !now.Before(e.ring.nextStabilize) {
-		e.ring.nextStabilize = now.Add(e.jitter(e.cfg.StabilizeInterval))
-		e.stabilize(now)
-	}
+	e.tickStabilize(now)
 	if !now.Before(e.ring.nextCheck) {
 		e.ring.nextCheck = now.Add(e.jitter(e.cfg.CheckPredecessorInterval))
 		e.checkPredecessor(now)
@@ -315,6 +312,7 @@ func (e *Engine) Tick(now time.Time) {
 		e.sync(now)
 	}
 	e.tickListen(now)
+	e.hintChanges(now)
 }
 
 // Receive hands the engine a datagram that arrived from a peer. The engine
@@ -350,6 +348,7 @@ func (e *Engine) Receive(now time.Time, from netip.AddrPort, packet []byte) {
 	default:
 		e.stats.Malformed++
 	}
+	e.hintChanges(now)
 }
 
 // send encodes e.out to addr and queues it; false when it would exceed

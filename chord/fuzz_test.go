@@ -143,7 +143,7 @@ func FuzzPayload(f *testing.F) {
 				}
 			}
 		}
-		for _, name := range []string{methodFindSuccessor, methodGetPredecessor, methodNotify, methodLeave, "dk_store", "dk_fetch", "dk_sync"} {
+		for _, name := range []string{methodFindSuccessor, methodGetPredecessor, methodNotify, methodLeave, methodHint, "dk_store", "dk_fetch", "dk_sync"} {
 			e.Receive(testEpoch, from, query(name, x))
 			e.Ready()
 		}

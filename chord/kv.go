@@ -505,24 +505,48 @@ func (e *Engine) startHandover(now time.Time, s *opState) {
 		e.push(now, p)
 	}
 	// Goodbye to both neighbours, so that the ring closes over our place
-	// now instead of at their next failed stabilize.
+	// now instead of at their next failed stabilize, and to every other
+	// node we know: the predecessors whose successor lists hold us
+	// would otherwise find us skipped in their successor's list and
+	// take us for lost (loseSkipped), and the nodes that remember us
+	// would count us in replica sets, down, for DownFor.
 	r := &e.ring
 	r.left = true
-	q := e.newQuery(mLeave)
-	q.A.Has |= krpc.HasX
-	e.xbuf = encodeNeighbors(e.xbuf[:0], e.neighbors(now, true), e.self)
-	q.A.X = e.xbuf
-	if succ, ok := r.successor(); ok {
-		e.sendQuery(now, mLeave, succ.Addr, succ.ID, 0, forFire)
-	}
-	if r.hasPred {
-		if succ, ok := r.successor(); !ok || succ.ID != r.pred.ID {
-			e.sendQuery(now, mLeave, r.pred.Addr, r.pred.ID, 0, forFire)
-		}
+	x := encodeNeighbors(nil, e.neighbors(now, true), e.self)
+	for _, n := range e.goodbyeTo(now) {
+		q := e.newQuery(mLeave)
+		q.A.Has |= krpc.HasX
+		q.A.X = x
+		e.sendQuery(now, mLeave, n.Addr, n.ID, 0, forFire)
 	}
 	if len(pushes) == 0 {
 		e.finish(now, s, nil)
 	}
+}
+
+// goodbyeTo returns the nodes a leaving node says goodbye to, each
+// once: its successors and predecessor first, then the fingers and the
+// nodes it remembers (at most maxMembers of those).
+func (e *Engine) goodbyeTo(now time.Time) []krpc.NodeInfo {
+	r := &e.ring
+	var out []krpc.NodeInfo
+	seen := map[id.ID]bool{e.self: true}
+	add := func(ns ...krpc.NodeInfo) {
+		for _, n := range ns {
+			if !seen[n.ID] && !n.ID.IsZero() && n.Addr.IsValid() {
+				seen[n.ID] = true
+				out = append(out, n)
+			}
+		}
+	}
+	add(r.succs...)
+	if r.hasPred {
+		add(r.pred)
+	}
+	add(r.pred2)
+	add(r.fingers...)
+	add(r.remembered(now, e.cfg.DownFor)...)
+	return out
 }
 
 // handoverTo returns the nodes a leaving node hands its records to: its

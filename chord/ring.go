@@ -45,9 +45,17 @@ type ring struct {
 
 	nextStabilize, nextFix, nextCheck time.Time
 	stabilizing, checking             bool
-	fixSlot                           int           // the next finger to refresh, counting down from 159
-	fixing                            kademlia.OpID // the finger lookup in flight
-	filling                           bool          // first pass after a join: refresh fingers back to back
+	// lastEarly is the last stabilize brought forward by a hint, early
+	// that the next one is (hint.go).
+	lastEarly time.Time
+	early     bool
+	// told is the successor list as the predecessor, toldTo, was last
+	// hinted of it.
+	told    []krpc.NodeInfo
+	toldTo  id.ID
+	fixSlot int           // the next finger to refresh, counting down from 159
+	fixing  kademlia.OpID // the finger lookup in flight
+	filling bool          // first pass after a join: refresh fingers back to back
 
 	lost []lostNode // neighbours that stopped answering, probed until they do (probe.go)
 	// suspects counts the unanswered queries in a row of ring entries
@@ -480,13 +488,18 @@ func (e *Engine) notified(now time.Time, n krpc.NodeInfo) {
 	old, had := r.pred, r.hasPred
 	r.pred, r.hasPred = n, true
 	if len(r.succs) == 0 {
+		// Alone until now: n is our successor too, and it learns that we
+		// are its predecessor from our first stabilize, which is now.
 		r.setSuccs([]krpc.NodeInfo{n}, nil)
 		e.fellBack(now)
 		e.stats.SuccessorChanges++
+		e.stabilizeSoon(now)
 	}
 	if had {
-		// n took over (old, n] from us: hand it those records.
+		// n took over (old, n] from us: hand it those records, and tell
+		// old that n is its successor now.
 		e.pushRange(now, old.ID, n)
+		e.hint(now, old)
 	}
 }
 

@@ -84,6 +84,8 @@ func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
 		r = e.newResponse(q.T) // notified may have sent pushes through e.out
 		r.R.Has |= krpc.HasX
 		r.R.X = e.xbuf
+	case mHint:
+		e.hinted(now, sender)
 	case mLeave:
 		nb, err := decodeNeighbors(q.A.X, sender.ID, from)
 		if err != nil {

@@ -20,6 +20,7 @@ import (
 //	ch_get_predecessor (no x)                    r.x: {"p": node, "s": [node, ...], "b": id, "q": [node, ...]}
 //	ch_notify          (no x)                    r.x: {"p": node}
 //	ch_leave           a.x: {"p": node, "s": [node, ...], "b": id}   (no x)
+//	ch_hint            (no x)                    (no x)
 //	dk_sync            the replication layer's tree exchange (package replica)
 //
 // A node is a byte string: its 20-byte id followed by its compact address
@@ -45,6 +46,10 @@ import (
 // one before it, while the first counts as down. Peers that know none of
 // "l", "u", "b" and "q" ignore them.
 //
+// ch_hint tells the receiver that the ring changed in front of it: it
+// runs its next stabilize at once (hint.go). A peer that does not know
+// it answers error 204, and nothing changes.
+//
 // dk_sync is replica maintenance (see sync.go), the same exchange as
 // Kademlia's: its payloads are package replica's.
 //
@@ -60,6 +65,7 @@ const (
 	methodGetPredecessor = "ch_get_predecessor"
 	methodNotify         = "ch_notify"
 	methodLeave          = "ch_leave"
+	methodHint           = "ch_hint"
 )
 
 // method is the engine's own enumeration of the methods it speaks.
@@ -72,6 +78,7 @@ const (
 	mGetPredecessor
 	mNotify
 	mLeave
+	mHint
 	mStore
 	mFetch
 	mSync
@@ -89,6 +96,7 @@ var methodNames = [numMethods]string{
 	mGetPredecessor: methodGetPredecessor,
 	mNotify:         methodNotify,
 	mLeave:          methodLeave,
+	mHint:           methodHint,
 	mStore:          "dk_store",
 	mFetch:          "dk_fetch",
 	mSync:           replica.Method,
@@ -141,6 +149,8 @@ func methodOf(q *krpc.Msg) method {
 			return mNotify
 		case methodLeave:
 			return mLeave
+		case methodHint:
+			return mHint
 		}
 	}
 	return mUnknown

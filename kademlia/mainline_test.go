@@ -58,7 +58,7 @@ func TestMainlineRefusesDhtkitMethods(t *testing.T) {
 		})
 	}
 	// Chord's methods are unknown to a Kademlia node: 204 as well.
-	for _, m := range []string{"ch_find_successor", "ch_get_predecessor", "ch_notify", "ch_leave"} {
+	for _, m := range []string{"ch_find_successor", "ch_get_predecessor", "ch_notify", "ch_leave", "ch_hint"} {
 		n := newTestNet(t, 1)
 		node := n.add(Config{Network: "mainline"})
 		pkt := "d1:ad2:id20:" + string(peer[:]) + "e1:q" + strconv.Itoa(len(m)) + ":" + m + "1:t2:aa1:y1:qe"
