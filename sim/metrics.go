@@ -208,6 +208,7 @@ type Report struct {
 	Permanent              int     `json:"permanent,omitempty"`
 	PermanentReads         int     `json:"permanent_reads,omitempty"`
 	PermanentReadRate      float64 `json:"permanent_read_rate,omitempty"`
+	PermanentReadsRefused  int     `json:"permanent_reads_refused,omitempty"`
 	PermanentRefreshes     int     `json:"permanent_refreshes,omitempty"`
 	PermanentRefreshFailed int     `json:"permanent_refresh_failed,omitempty"`
 	PermanentReadsAfter    int     `json:"permanent_reads_after_cancel,omitempty"`
@@ -339,7 +340,7 @@ func (s *Sim) report(wall time.Duration) *Report {
 	}
 	if p := s.perm; p != nil {
 		r.Permanent, r.PermanentReads, r.PermanentRefreshes, r.PermanentRefreshFailed = len(p.keys), p.reads, p.refreshes, p.refreshFailed
-		r.PermanentReadsAfter, r.PermanentFoundAfter = p.readsAfter, &p.foundAfter
+		r.PermanentReadsAfter, r.PermanentFoundAfter, r.PermanentReadsRefused = p.readsAfter, &p.foundAfter, p.refused
 		if p.reads > 0 {
 			r.PermanentReadRate = round3(float64(p.readOK) / float64(p.reads))
 		}

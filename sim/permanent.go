@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"errors"
 	"time"
 
 	"github.com/dhtkit/dhtkit/kademlia"
@@ -35,6 +36,7 @@ type permanent struct {
 
 	refreshes, refreshFailed int
 	reads, readOK            int // while kept
+	refused                  int // of those, refused for a majority of crashed replicas
 	readsAfter, foundAfter   int // past the cancel plus the TTL
 }
 
@@ -149,6 +151,8 @@ func (s *Sim) permanentResult(ref opRef, r *kademlia.Result) {
 			p.reads++
 			if found {
 				p.readOK++
+			} else if s.refusedForDead(r) {
+				p.refused++
 			}
 		} else {
 			p.readsAfter++
@@ -157,4 +161,26 @@ func (s *Sim) permanentResult(ref opRef, r *kademlia.Result) {
 			}
 		}
 	}
+}
+
+// refusedForDead reports whether a read failed by the quorum rule because
+// most of the replicas it asked had crashed: the rule refuses such a key
+// for DownFor, by design (docs/contract.md, --down-for), since from the
+// reader's side a crashed replica and one cut off by a partition look
+// the same.
+func (s *Sim) refusedForDead(r *kademlia.Result) bool {
+	if !errors.Is(r.Err, kademlia.ErrQuorum) || len(r.Holders) == 0 {
+		return false
+	}
+	dead := 0
+	for _, h := range r.Holders {
+		i := indexOf(h.Node.Addr)
+		if h.Self || i < 0 || int(i) >= len(s.nodes) {
+			continue
+		}
+		if n := &s.nodes[i]; n.id != h.Node.ID || n.flags&fAlive == 0 {
+			dead++
+		}
+	}
+	return 2*dead > len(r.Holders)
 }
