@@ -72,13 +72,22 @@ func (b *joiner) attempt(now time.Time, e *Engine) {
 // joinDone handles the end of a join lookup.
 func (b *joiner) joinDone(now time.Time, e *Engine, res *kademlia.Result) {
 	b.lookup = 0
-	if res.Err != nil || len(res.Nodes) == 0 || (len(res.Nodes) == 1 && res.Nodes[0].ID == e.self) {
+	// The answer is our id's successor and the nodes after it. A node
+	// restarted before the ring noticed it was gone is that successor
+	// itself, still listed by the others: its successors are the nodes
+	// after it. (setSuccs ends a list at the node itself, so a list
+	// starting with it left the node joined with no successor.)
+	nodes := res.Nodes
+	for len(nodes) > 0 && nodes[0].ID == e.self {
+		nodes = nodes[1:]
+	}
+	if res.Err != nil || len(nodes) == 0 {
 		b.backoff = min(max(2*b.backoff, joinBackoffMin), joinBackoffMax)
 		b.retryAt = now.Add(e.jitter(b.backoff))
 		return
 	}
 	b.backoff = 0
-	if e.ring.setSuccs(res.Nodes, nil) {
+	if e.ring.setSuccs(nodes, nil) {
 		e.stats.SuccessorChanges++
 	}
 	b.joined = true

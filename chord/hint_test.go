@@ -30,7 +30,11 @@ func (n *testNet) joinFast(size int, cfg Config) {
 
 // listErrors counts the live nodes whose successor list is not the true
 // one (as long as the ring allows) or whose predecessor is wrong.
-func (n *testNet) listErrors() int {
+func (n *testNet) listErrors() int { return n.wrongLists(true) }
+
+// wrongLists counts the live nodes whose successor list is not the true
+// one, or, if preds, whose predecessor is wrong.
+func (n *testNet) wrongLists(preds bool) int {
 	ring := n.live()
 	bad := 0
 	for i, tn := range ring {
@@ -40,8 +44,11 @@ func (n *testNet) listErrors() int {
 		for k := 0; ok && k < want; k++ {
 			ok = succs[k].ID == ring[(i+1+k)%len(ring)].e.ID()
 		}
-		p, has := tn.e.Predecessor()
-		if !ok || !has || p.ID != ring[(i+len(ring)-1)%len(ring)].e.ID() {
+		if preds {
+			p, has := tn.e.Predecessor()
+			ok = ok && has && p.ID == ring[(i+len(ring)-1)%len(ring)].e.ID()
+		}
+		if !ok {
 			bad++
 		}
 	}
