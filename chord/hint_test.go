@@ -138,7 +138,7 @@ func TestHintsAreBounded(t *testing.T) {
 	n.Run(time.Minute)
 	node := n.Order[0]
 	succ, _ := node.e.ring.successor()
-	hint := func(from netip.AddrPort, sender id.ID) []byte {
+	hint := func(sender id.ID) []byte {
 		m := krpc.Msg{Y: krpc.Query, T: []byte("hh"), Net: []byte("test")}
 		setMethod(&m, mHint)
 		m.A.Has = krpc.HasID
@@ -147,16 +147,16 @@ func TestHintsAreBounded(t *testing.T) {
 	}
 	before := node.e.ring.nextStabilize
 	stranger := netip.MustParseAddrPort("10.9.9.9:1234")
-	n.Inject(node, stranger, hint(stranger, id.FromString("stranger")))
+	n.Inject(node, stranger, hint(id.FromString("stranger")))
 	// A node claiming the successor's id from another address is a stranger too.
-	n.Inject(node, stranger, hint(stranger, succ.ID))
+	n.Inject(node, stranger, hint(succ.ID))
 	if node.e.ring.nextStabilize != before {
 		t.Fatalf("a stranger's hint moved the next stabilize from %v to %v", before, node.e.ring.nextStabilize)
 	}
 	sent := node.e.Stats().QueriesOut[mGetPredecessor]
 	flood := time.Second
 	for end := n.Now.Add(flood); n.Now.Before(end); {
-		n.Inject(node, succ.Addr, hint(succ.Addr, succ.ID))
+		n.Inject(node, succ.Addr, hint(succ.ID))
 		n.Run(time.Millisecond)
 	}
 	rounds := node.e.Stats().QueriesOut[mGetPredecessor] - sent
