@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"fmt"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/dhtkit/dhtkit/guard"
+	"github.com/dhtkit/dhtkit/id"
 	"github.com/dhtkit/dhtkit/kademlia"
 	"github.com/dhtkit/dhtkit/krpc"
 	"github.com/dhtkit/dhtkit/replica"
@@ -147,4 +149,33 @@ func TestTokenHandshakeOnPut(t *testing.T) {
 		t.Fatal("no write or read needed a token: the test does not exercise the handshake")
 	}
 	t.Logf("%d answers asked for a token", asked)
+}
+
+// TestForgedLeaveIgnored sends a node a goodbye that claims its
+// successor's id from another address, naming a successor list of the
+// forger's: the node keeps its successor and its list, and remembers the
+// successor still. The successor's own goodbye, from its address, is
+// taken (TestLeaverIsNotProbed).
+func TestForgedLeaveIgnored(t *testing.T) {
+	n := newTestNet(t, 41)
+	n.build(5, Config{})
+	if !n.RunUntil(5*time.Minute, func() bool { return n.listErrors() == 0 }) {
+		t.Fatalf("setup: %d nodes have a wrong list", n.listErrors())
+	}
+	a := n.Order[0]
+	succ, _ := a.e.ring.successor()
+	before := slices.Clone(a.e.Successors())
+	fake := krpc.NodeInfo{ID: id.AddPow2(succ.ID, 3), Addr: attacker}
+	m := krpc.Msg{T: []byte("tt"), Y: krpc.Query, Net: []byte("test")}
+	setMethod(&m, mLeave)
+	m.A.Has = krpc.HasID | krpc.HasX
+	m.A.ID = succ.ID
+	m.A.X = encodeNeighbors(nil, neighbors{succs: []krpc.NodeInfo{fake}}, succ.ID)
+	n.Inject(a, attacker, m.Append(nil))
+	if after := a.e.Successors(); !sameIDs(before, after) {
+		t.Fatalf("a forged goodbye changed the successor list from %v to %v", before, after)
+	}
+	if _, ok := a.e.ring.addrOf(succ.ID); !ok {
+		t.Fatal("a forged goodbye made the node forget its successor")
+	}
 }

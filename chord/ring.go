@@ -242,6 +242,21 @@ func (r *ring) known(x id.ID) (krpc.NodeInfo, bool) {
 	return krpc.NodeInfo{}, false
 }
 
+// addrOf returns the address the node knows x at: from its ring, its
+// lost set or the nodes it remembers.
+func (r *ring) addrOf(x id.ID) (netip.AddrPort, bool) {
+	if n, ok := r.known(x); ok {
+		return n.Addr, true
+	}
+	if i := r.findLost(x); i >= 0 {
+		return r.lost[i].info.Addr, true
+	}
+	if m, ok := r.members[x]; ok {
+		return m.info.Addr, true
+	}
+	return netip.AddrPort{}, false
+}
+
 // forget drops x from the successor list, the fingers and the
 // predecessor: a node that failed, or one that said goodbye.
 func (r *ring) forget(x id.ID, e *Engine) {

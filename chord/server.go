@@ -293,6 +293,13 @@ func (e *Engine) handleFetch(now time.Time, from netip.AddrPort, q *krpc.Msg) bo
 // successors, so that the ring closes over the gap at once.
 func (e *Engine) left(now time.Time, n krpc.NodeInfo, nb neighbors) {
 	r := &e.ring
+	if a, ok := r.addrOf(n.ID); ok && a != n.Addr {
+		// Anyone can claim an id: a goodbye counts from the address we
+		// know the node at. Another address's would drop a live node
+		// from every list, and, claiming our successor's id, put the
+		// sender's list of successors in its place.
+		return
+	}
 	if s, ok := r.successor(); ok && s.ID == n.ID {
 		rest := append([]krpc.NodeInfo(nil), r.succs[1:]...)
 		r.setSuccs(nb.succs, rest)
