@@ -179,3 +179,78 @@ func TestForgedLeaveIgnored(t *testing.T) {
 		t.Fatal("a forged goodbye made the node forget its successor")
 	}
 }
+
+// TestForgedNotifyPushesNothing sends a node a ch_notify from a forged
+// source (a victim's address) claiming an id just before the node, so
+// that it claims nearly all of the node's range. The node takes the
+// claim, as Chord does, but hands the range's records to no one until
+// that address answers it: no dk_store reaches the victim. What the
+// node itself sends there at once is its answer, the predecessor check
+// and a hint (hint.go), a few small datagrams, as for any ring method
+// (the per-source byte budgets bound those). Before, the hand-over sent
+// the range's records at once, up to replica.PushWindow datagrams of
+// them.
+func TestForgedNotifyPushesNothing(t *testing.T) {
+	n := newTestNet(t, 43)
+	n.build(5, Config{})
+	if !n.RunUntil(5*time.Minute, func() bool { return n.listErrors() == 0 }) {
+		t.Fatalf("setup: %d nodes have a wrong list", n.listErrors())
+	}
+	big := bytes.Repeat([]byte("v"), 1<<10)
+	for i := range 60 {
+		if r := n.do(n.Order[i%5], kademlia.KVPut{Key: fmt.Sprintf("k%02d", i), Value: big}); r.Err != nil {
+			t.Fatalf("put: %v", r.Err)
+		}
+	}
+	n.Run(time.Second)
+	a := n.Order[0]
+	pred, _ := a.e.Predecessor()
+	forged := a.e.ID()
+	forged[id.Len-1]-- // between the predecessor and the node, unless they are 1 apart
+	held := 0
+	_ = a.e.kvStore().Each(func(rec store.Record) bool {
+		if id.Between(rec.Target(), pred.ID, forged) {
+			held++
+		}
+		return true
+	})
+	if held < 5 {
+		t.Fatalf("setup: the node holds %d records of the range the forged id claims", held)
+	}
+	m := krpc.Msg{T: []byte("nn"), Y: krpc.Query, Net: []byte("test")}
+	setMethod(&m, mNotify)
+	m.A.Has = krpc.HasID
+	m.A.ID = forged
+	q := m.Append(nil)
+	fromA, fromAn, stores, all := 0, 0, 0, 0
+	start := n.Now
+	seen := func(from netip.AddrPort, data []byte) {
+		var got krpc.Msg
+		if got.Decode(data) == nil && methodOf(&got) == mStore {
+			stores++
+		}
+		if from == a.addr && n.Now.Sub(start) < time.Second {
+			fromA += len(data)
+			fromAn++
+		}
+		all += len(data)
+	}
+	n.Drop = func(from, to netip.AddrPort, data []byte) bool {
+		if to != attacker {
+			return false
+		}
+		seen(from, data)
+		return true
+	}
+	for _, b := range n.Inject(a, attacker, q) {
+		seen(a.addr, b)
+	}
+	n.Run(30 * time.Second)
+	if stores > 0 {
+		t.Fatalf("%d dk_store datagrams reached the forged address", stores)
+	}
+	if fromAn > 4 || fromA > 4*128 {
+		t.Fatalf("the node sent the forged address %d datagrams, %d bytes, within a second of a %d-byte ch_notify; want at most 4 small ones", fromAn, fromA, len(q))
+	}
+	t.Logf("a %d-byte forged ch_notify claiming %d records: the node sent %d datagrams, %d bytes there within a second, no records; the ring's probes of the lost address %d bytes in 30 s", len(q), held, fromAn, fromA, all-fromA)
+}

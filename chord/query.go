@@ -182,6 +182,12 @@ func (e *Engine) onFailure(now time.Time, p *pending, err error) {
 		e.probeFailed(now, p.nodeID)
 	case forCheck:
 		e.ring.checking = false
+		if r := &e.ring; !r.handOver.to.IsZero() && r.hasPred && r.pred.ID != p.nodeID {
+			// That was the predecessor before; the new one's hand-over
+			// waits for its answer.
+			e.checkPredecessor(now)
+			break
+		}
 		if err == kademlia.ErrTimeout && e.ring.hasPred && e.ring.pred.ID == p.nodeID {
 			// Still only suspect (ring.failed): ask again now, and the
 			// second silence drops it into the lost set, as a successor.

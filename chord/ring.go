@@ -49,6 +49,8 @@ type ring struct {
 	// that the next one is (hint.go).
 	lastEarly time.Time
 	early     bool
+	// handOver waits for a new predecessor to prove its address.
+	handOver handOver
 	// told is the successor list as the predecessor, toldTo, was last
 	// hinted of it.
 	told    []krpc.NodeInfo
@@ -490,8 +492,9 @@ func (e *Engine) onNotifyReply(now time.Time, p *pending, sender id.ID, m *krpc.
 	e.stabilize(now)
 }
 
-// notified handles n's claim to be our predecessor.
-func (e *Engine) notified(now time.Time, n krpc.NodeInfo) {
+// notified handles n's claim to be our predecessor; proven says n's
+// address answered us before (or showed a token).
+func (e *Engine) notified(now time.Time, n krpc.NodeInfo, proven bool) {
 	r := &e.ring
 	if r.hasPred && r.pred.ID == n.ID {
 		r.pred = n
@@ -512,9 +515,34 @@ func (e *Engine) notified(now time.Time, n krpc.NodeInfo) {
 	}
 	if had {
 		// n took over (old, n] from us: hand it those records, and tell
-		// old that n is its successor now.
-		e.pushRange(now, old.ID, n)
+		// old that n is its successor now. The records go once n's
+		// address has proven itself: anyone can send a ch_notify from a
+		// forged source, and a hand-over is up to replica.PushWindow
+		// datagrams of records, which a victim's address would receive
+		// for one small query. The predecessor check asks n at once; its
+		// answer is the proof (onCheck).
 		e.hint(now, old)
+		r.handOver = handOver{lo: old.ID, to: n.ID}
+		if proven {
+			e.handOverNow(now)
+		} else {
+			e.checkPredecessor(now)
+		}
+	}
+}
+
+// handOver is the range (lo, to] that a new predecessor, to, took over
+// from the node, waiting to be pushed to it; to zero when none waits.
+type handOver struct{ lo, to id.ID }
+
+// handOverNow pushes the waiting hand-over to the predecessor, if it is
+// still the node it was for.
+func (e *Engine) handOverNow(now time.Time) {
+	r := &e.ring
+	h := r.handOver
+	r.handOver = handOver{}
+	if !h.to.IsZero() && r.hasPred && r.pred.ID == h.to {
+		e.pushRange(now, h.lo, r.pred)
 	}
 }
 
@@ -541,7 +569,16 @@ func (e *Engine) checkPredecessor(now time.Time) {
 func (e *Engine) onCheck(now time.Time, sender id.ID, m *krpc.Msg, from netip.AddrPort) {
 	r := &e.ring
 	r.checking = false
-	if !r.hasPred || r.pred.ID != sender || m.R.Has&krpc.HasX == 0 {
+	if !r.hasPred || r.pred.ID != sender {
+		if !r.handOver.to.IsZero() {
+			// The check answered was of the predecessor before: ask the
+			// new one, whose hand-over waits for its answer.
+			e.checkPredecessor(now)
+		}
+		return
+	}
+	e.handOverNow(now) // its answer proves its address
+	if m.R.Has&krpc.HasX == 0 {
 		return
 	}
 	nb, err := decodeNeighbors(m.R.X, sender, from)

@@ -77,7 +77,7 @@ func (e *Engine) handleQuery(now time.Time, from netip.AddrPort, q *krpc.Msg) {
 		r.R.Has |= krpc.HasX
 		r.R.X = e.xbuf
 	case mNotify:
-		e.notified(now, sender)
+		e.notified(now, sender, e.proven(from, q))
 		// Answer with our predecessor now: if it is not the notifier,
 		// it lies between us and the notifier should move to it.
 		e.xbuf = encodeNeighbors(e.xbuf[:0], e.neighbors(now, false), e.self)
