@@ -24,6 +24,7 @@ type measure struct {
 	announces, announceOK int
 	gets, getOK           int
 	finals, finalOK       int
+	finalRefused, refused int // reads refused for crashed replicas (refusedForDead)
 
 	joins, leaves, joinOK, joinFail int
 
@@ -121,17 +122,25 @@ func (m *measure) announced(ok bool) {
 	}
 }
 
-func (m *measure) getDone(final, ok bool) {
+func (m *measure) getDone(final, ok bool) { m.getEnded(final, ok, false) }
+
+// getEnded counts a read; refused says it failed by the quorum rule with
+// most of the replicas it asked crashed (Sim.refusedForDead).
+func (m *measure) getEnded(final, ok, refused bool) {
 	if final {
 		m.finals++
 		if ok {
 			m.finalOK++
+		} else if refused {
+			m.finalRefused++
 		}
 		return
 	}
 	m.gets++
 	if ok {
 		m.getOK++
+	} else if refused {
+		m.refused++
 	}
 }
 
@@ -200,6 +209,8 @@ type Report struct {
 
 	Keys                int     `json:"keys"`
 	KeysLost            int     `json:"keys_lost"`
+	KeysRefused         int     `json:"keys_refused,omitempty"`
+	GetsRefused         int     `json:"gets_refused,omitempty"`
 	GetSuccessRate      float64 `json:"get_success_rate"`
 	AnnounceSuccessRate float64 `json:"announce_success_rate"`
 
@@ -331,9 +342,11 @@ func (s *Sim) report(wall time.Duration) *Report {
 	}
 	if m.finals > 0 {
 		r.KeysLost = m.finals - m.finalOK
+		r.KeysRefused = m.finalRefused
 	}
 	if m.gets > 0 {
 		r.GetSuccessRate = round3(float64(m.getOK) / float64(m.gets))
+		r.GetsRefused = m.refused
 	}
 	if m.announces > 0 {
 		r.AnnounceSuccessRate = round3(float64(m.announceOK) / float64(m.announces))

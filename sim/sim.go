@@ -1108,7 +1108,8 @@ func (s *Sim) result(i int32, ref opRef, r *kademlia.Result) {
 	case evGet:
 		if s.cfg.KV {
 			want := s.keys[ref.aux]
-			s.m.getDone(ref.final, r.Err == nil && r.Record != nil && string(r.Record.Value) == string(want[:]))
+			ok := r.Err == nil && r.Record != nil && string(r.Record.Value) == string(want[:])
+			s.m.getEnded(ref.final, ok, !ok && s.refusedForDead(r))
 			return
 		}
 		s.m.getDone(ref.final, r.Err == nil && len(r.Peers) > 0)
