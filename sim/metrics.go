@@ -25,6 +25,7 @@ type measure struct {
 	gets, getOK           int
 	finals, finalOK       int
 	finalRefused, refused int // reads refused for crashed replicas (refusedForDead)
+	finalUnwritten        int // final reads not found of keys whose write no node acknowledged
 
 	joins, leaves, joinOK, joinFail int
 
@@ -122,16 +123,20 @@ func (m *measure) announced(ok bool) {
 	}
 }
 
-func (m *measure) getDone(final, ok bool) { m.getEnded(final, ok, false) }
+func (m *measure) getDone(final, ok bool) { m.getEnded(final, ok, false, true) }
 
 // getEnded counts a read; refused says it failed by the quorum rule with
-// most of the replicas it asked crashed (Sim.refusedForDead).
-func (m *measure) getEnded(final, ok, refused bool) {
+// most of the replicas it asked crashed (Sim.refusedForDead), acked that
+// a write of the key was acknowledged.
+func (m *measure) getEnded(final, ok, refused, acked bool) {
 	if final {
 		m.finals++
-		if ok {
+		switch {
+		case ok:
 			m.finalOK++
-		} else if refused {
+		case !acked:
+			m.finalUnwritten++
+		case refused:
 			m.finalRefused++
 		}
 		return
@@ -210,6 +215,7 @@ type Report struct {
 	Keys                int     `json:"keys"`
 	KeysLost            int     `json:"keys_lost"`
 	KeysRefused         int     `json:"keys_refused,omitempty"`
+	KeysUnwritten       int     `json:"keys_unwritten,omitempty"`
 	GetsRefused         int     `json:"gets_refused,omitempty"`
 	GetSuccessRate      float64 `json:"get_success_rate"`
 	AnnounceSuccessRate float64 `json:"announce_success_rate"`
@@ -342,7 +348,7 @@ func (s *Sim) report(wall time.Duration) *Report {
 	}
 	if m.finals > 0 {
 		r.KeysLost = m.finals - m.finalOK
-		r.KeysRefused = m.finalRefused
+		r.KeysRefused, r.KeysUnwritten = m.finalRefused, m.finalUnwritten
 	}
 	if m.gets > 0 {
 		r.GetSuccessRate = round3(float64(m.getOK) / float64(m.gets))

@@ -359,6 +359,7 @@ type Sim struct {
 	t0, end   int64 // the measured phase
 	measuring bool
 	keys      []id.ID
+	acked     []bool     // by key: a write of it was acknowledged (announce_success_rate)
 	perm      *permanent // Config.Permanent's workload, permanent.go
 	scratch   []ref
 	picked    map[int]struct{} // sample's scratch
@@ -753,6 +754,7 @@ func (s *Sim) startMeasuring() {
 		s.q.push(event{at: s.t0 + s.rngWork.Int64N(dur), kind: evLookup, aux: int32(i)})
 	}
 	s.keys = make([]id.ID, s.cfg.Keys)
+	s.acked = make([]bool, s.cfg.Keys)
 	for i := range s.keys {
 		s.keys[i] = id.Random(randReader{s.rngWork})
 		s.q.push(event{at: s.t0 + s.rngWork.Int64N(max(dur/10, 1)), kind: evAnnounce, aux: int32(i)})
@@ -1104,12 +1106,14 @@ func (s *Sim) result(i int32, ref opRef, r *kademlia.Result) {
 		}, s.scratch[:0])
 		s.m.lookupDone(r, s.scratch, s.cfg.K, s.beta(), s.now-s.t0)
 	case evAnnounce:
-		s.m.announced(r.Err == nil && (r.Stored > 0 || s.cfg.KV))
+		ok := r.Err == nil && (r.Stored > 0 || s.cfg.KV)
+		s.m.announced(ok)
+		s.acked[ref.aux] = s.acked[ref.aux] || ok
 	case evGet:
 		if s.cfg.KV {
 			want := s.keys[ref.aux]
 			ok := r.Err == nil && r.Record != nil && string(r.Record.Value) == string(want[:])
-			s.m.getEnded(ref.final, ok, !ok && s.refusedForDead(r))
+			s.m.getEnded(ref.final, ok, !ok && s.refusedForDead(r), s.acked[ref.aux])
 			return
 		}
 		s.m.getDone(ref.final, r.Err == nil && len(r.Peers) > 0)
