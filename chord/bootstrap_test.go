@@ -11,8 +11,9 @@ import (
 // the others still list it. It joins with the nodes after itself as its
 // successors, and the ring is whole again within round trips. It took
 // the answer as a list that ended at itself, joined with no successor
-// at all, and coordinated writes with an empty view (CI, stop 24:
-// e2e.TestFault/chord/kill, "joined the network ... contacts=0").
+// at all, and coordinated writes with an empty view (a clean-clone CI
+// run in session 12: e2e.TestFault/chord/kill, "joined the network ...
+// contacts=0").
 func TestRestartBeforeTheRingNoticed(t *testing.T) {
 	for seed := range uint64(20) {
 		n := newTestNet(t, 200+seed)
