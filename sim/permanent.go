@@ -1,7 +1,6 @@
 package sim
 
 import (
-	"errors"
 	"time"
 
 	"github.com/dhtkit/dhtkit/kademlia"
@@ -161,26 +160,4 @@ func (s *Sim) permanentResult(ref opRef, r *kademlia.Result) {
 			}
 		}
 	}
-}
-
-// refusedForDead reports whether a read failed by the quorum rule because
-// most of the replicas it asked had crashed: the rule refuses such a key
-// for DownFor, by design (docs/contract.md, --down-for), since from the
-// reader's side a crashed replica and one cut off by a partition look
-// the same.
-func (s *Sim) refusedForDead(r *kademlia.Result) bool {
-	if !errors.Is(r.Err, kademlia.ErrQuorum) || len(r.Holders) == 0 {
-		return false
-	}
-	dead := 0
-	for _, h := range r.Holders {
-		i := indexOf(h.Node.Addr)
-		if h.Self || i < 0 || int(i) >= len(s.nodes) {
-			continue
-		}
-		if n := &s.nodes[i]; n.id != h.Node.ID || n.flags&fAlive == 0 {
-			dead++
-		}
-	}
-	return 2*dead > len(r.Holders)
 }

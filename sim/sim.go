@@ -1170,3 +1170,25 @@ func (s *Sim) beta() int {
 	}
 	return min(kademlia.DefaultConfig().Beta, s.cfg.K)
 }
+
+// refusedForDead reports whether a read failed by the quorum rule because
+// most of the replicas it asked had crashed: the rule refuses such a key
+// for DownFor, by design (docs/contract.md, --down-for), since from the
+// reader's side a crashed replica and one cut off by a partition look
+// the same.
+func (s *Sim) refusedForDead(r *kademlia.Result) bool {
+	if !errors.Is(r.Err, kademlia.ErrQuorum) || len(r.Holders) == 0 {
+		return false
+	}
+	dead := 0
+	for _, h := range r.Holders {
+		i := indexOf(h.Node.Addr)
+		if h.Self || i < 0 || int(i) >= len(s.nodes) {
+			continue
+		}
+		if n := &s.nodes[i]; n.id != h.Node.ID || n.flags&fAlive == 0 {
+			dead++
+		}
+	}
+	return 2*dead > len(r.Holders)
+}
